@@ -1,0 +1,229 @@
+//! The structured status codes of abupdate, and the library's error type.
+//!
+//! Every failure maps to exactly one [`ErrorCode`]; the class (tens digit) tells the
+//! caller which phase failed, the code tells it why, and the message says what exactly.
+//! The CLI exits with the code and the service reports it over Binder.
+
+use std::fmt;
+
+/// A structured status code: 0 OK, 10–19 download, 20–29 verification, 30–39 install,
+/// 40–49 post-check. The numbers are part of the public API (CLI exit codes, AIDL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ErrorCode {
+    Ok = 0,
+
+    /// The payload could not be fetched (I/O on the source, network, HTTP error).
+    DownloadFailed = 10,
+    /// The server answered with something else than the bytes asked for.
+    DownloadProtocol = 11,
+    /// The payload changed while it was being downloaded or between resumes.
+    DownloadChanged = 12,
+    /// Not enough storage for the update state.
+    NotEnoughStorage = 13,
+    /// The payload size differs from `FILE_SIZE` or from what the manifest implies.
+    SizeMismatch = 14,
+
+    /// Generic verification failure.
+    VerificationFailed = 20,
+    /// The payload is malformed: bad header, manifest, extents, names, sizes.
+    MalformedPayload = 21,
+    /// The metadata signature or `METADATA_HASH` did not verify.
+    MetadataSignature = 22,
+    /// The payload signature or `FILE_HASH` did not verify.
+    PayloadSignature = 23,
+    /// An operation's blob hash did not match.
+    PayloadHash = 24,
+    /// A source partition is not the base this delta was made for.
+    SourceHash = 25,
+    /// The update is older than what runs now (timestamp, version, patch level).
+    Downgrade = 26,
+    /// An AVB rollback index is below the device's floor.
+    RollbackIndex = 27,
+    /// An AVB signature or chain key did not verify.
+    AvbSignature = 28,
+
+    /// Generic install failure.
+    InstallFailed = 30,
+    /// Writing or reading a partition or the state store failed.
+    DeviceError = 31,
+    /// The payload needs an operation or version this engine does not support.
+    Unsupported = 32,
+    /// A target partition is missing or too small.
+    PartitionMissing = 33,
+    /// The slot metadata could not be read or updated.
+    SlotError = 34,
+    /// Another update is running, or the request is not valid in the current state.
+    Busy = 35,
+    /// The caller is not allowed to do this.
+    PermissionDenied = 36,
+    /// The operation was cancelled.
+    Cancelled = 38,
+
+    /// Generic post-check failure.
+    PostCheckFailed = 40,
+    /// A written partition does not hash to `new_partition_info.hash`.
+    PartitionHash = 41,
+    /// The verity hash tree or FEC could not be computed or placed.
+    Verity = 42,
+}
+
+impl ErrorCode {
+    /// Every code, for tables and round-trip tests.
+    pub const ALL: [ErrorCode; 26] = [
+        Self::Ok,
+        Self::DownloadFailed,
+        Self::DownloadProtocol,
+        Self::DownloadChanged,
+        Self::NotEnoughStorage,
+        Self::SizeMismatch,
+        Self::VerificationFailed,
+        Self::MalformedPayload,
+        Self::MetadataSignature,
+        Self::PayloadSignature,
+        Self::PayloadHash,
+        Self::SourceHash,
+        Self::Downgrade,
+        Self::RollbackIndex,
+        Self::AvbSignature,
+        Self::InstallFailed,
+        Self::DeviceError,
+        Self::Unsupported,
+        Self::PartitionMissing,
+        Self::SlotError,
+        Self::Busy,
+        Self::PermissionDenied,
+        Self::Cancelled,
+        Self::PostCheckFailed,
+        Self::PartitionHash,
+        Self::Verity,
+    ];
+
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_i32(value: i32) -> Option<Self> {
+        Self::ALL.iter().copied().find(|c| c.as_i32() == value)
+    }
+
+    /// The class this code belongs to, as the tens digit names it.
+    pub fn class(self) -> &'static str {
+        match self as u8 / 10 {
+            0 => "ok",
+            1 => "download failed",
+            2 => "verification failed",
+            3 => "install failed",
+            _ => "post-check failed",
+        }
+    }
+
+    /// A short stable name, used in logs and `dump`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::DownloadFailed => "DOWNLOAD_FAILED",
+            Self::DownloadProtocol => "DOWNLOAD_PROTOCOL",
+            Self::DownloadChanged => "DOWNLOAD_CHANGED",
+            Self::NotEnoughStorage => "NOT_ENOUGH_STORAGE",
+            Self::SizeMismatch => "SIZE_MISMATCH",
+            Self::VerificationFailed => "VERIFICATION_FAILED",
+            Self::MalformedPayload => "MALFORMED_PAYLOAD",
+            Self::MetadataSignature => "METADATA_SIGNATURE",
+            Self::PayloadSignature => "PAYLOAD_SIGNATURE",
+            Self::PayloadHash => "PAYLOAD_HASH",
+            Self::SourceHash => "SOURCE_HASH",
+            Self::Downgrade => "DOWNGRADE",
+            Self::RollbackIndex => "ROLLBACK_INDEX",
+            Self::AvbSignature => "AVB_SIGNATURE",
+            Self::InstallFailed => "INSTALL_FAILED",
+            Self::DeviceError => "DEVICE_ERROR",
+            Self::Unsupported => "UNSUPPORTED",
+            Self::PartitionMissing => "PARTITION_MISSING",
+            Self::SlotError => "SLOT_ERROR",
+            Self::Busy => "BUSY",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::Cancelled => "CANCELLED",
+            Self::PostCheckFailed => "POST_CHECK_FAILED",
+            Self::PartitionHash => "PARTITION_HASH",
+            Self::Verity => "VERITY",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}, {})", self.as_i32(), self.name(), self.class())
+    }
+}
+
+/// The library's error: a status code plus a precise message.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} [{code}]")]
+pub struct Error {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+
+    /// An I/O failure on a device or the state store, with what was being done.
+    pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
+        Error::new(ErrorCode::DeviceError, format!("{what}: {err}"))
+    }
+
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Error::new(ErrorCode::MalformedPayload, message)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Builds an [`Error`] with a formatted message: `err!(MalformedPayload, "bad {x}")`.
+#[macro_export]
+macro_rules! err {
+    ($code:ident, $($arg:tt)*) => {
+        $crate::error::Error::new($crate::error::ErrorCode::$code, format!($($arg)*))
+    };
+}
+
+/// Returns early with an [`Error`]: `bail!(MalformedPayload, "bad {x}")`.
+#[macro_export]
+macro_rules! bail {
+    ($code:ident, $($arg:tt)*) => {
+        return Err($crate::err!($code, $($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_in_their_class() {
+        for code in ErrorCode::ALL {
+            let n = code.as_i32();
+            assert_eq!(ErrorCode::from_i32(n), Some(code));
+            let expected = match n {
+                0 => "ok",
+                10..=19 => "download failed",
+                20..=29 => "verification failed",
+                30..=39 => "install failed",
+                40..=49 => "post-check failed",
+                _ => panic!("code {n} outside every class"),
+            };
+            assert_eq!(code.class(), expected, "{code}");
+        }
+        assert_eq!(ErrorCode::from_i32(99), None);
+    }
+
+    #[test]
+    fn message_carries_code() {
+        let e = err!(SourceHash, "partition {} differs", "system");
+        assert_eq!(e.code, ErrorCode::SourceHash);
+        assert_eq!(e.to_string(), "partition system differs [25 (SOURCE_HASH, verification failed)]");
+    }
+}
