@@ -1,0 +1,197 @@
+//! Resume state: what it holds, how it is encoded, and the atomic file store.
+//!
+//! The durability rule: the target partitions are synced *before* a checkpoint that claims their
+//! content is saved, and a checkpoint replaces the previous one atomically (temp file, fsync,
+//! rename, fsync of the directory), so after a crash the file is either the old or the new state.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use protobuf::Message;
+
+use crate::error::{Error, Result};
+use crate::payload::proto::checkpoint as pb;
+
+const FORMAT_VERSION: u32 = 1;
+
+/// How far an update got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Applying operations; `next_operation` says where to continue.
+    Writing,
+    /// All operations written and the payload verified; checking partitions.
+    Verifying,
+    /// Every partition written and verified.
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub payload_id: [u8; 32],
+    pub payload_size: Option<u64>,
+    pub target_slot: String,
+    pub phase: Phase,
+    pub next_operation: u32,
+    pub next_data_offset: u64,
+    pub payload_hash_state: Vec<u8>,
+    pub file_hash_state: Vec<u8>,
+    pub verified_partitions: u32,
+    pub resume_failures: u32,
+}
+
+impl Checkpoint {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut m = pb::Checkpoint::new();
+        m.set_version(FORMAT_VERSION);
+        m.set_payload_id(self.payload_id.to_vec());
+        if let Some(size) = self.payload_size {
+            m.set_payload_size(size);
+        }
+        m.set_target_slot(self.target_slot.clone());
+        m.set_phase(self.phase as u32);
+        m.set_next_operation(self.next_operation);
+        m.set_next_data_offset(self.next_data_offset);
+        m.set_payload_hash_state(self.payload_hash_state.clone());
+        m.set_file_hash_state(self.file_hash_state.clone());
+        m.set_verified_partitions(self.verified_partitions);
+        m.set_resume_failures(self.resume_failures);
+        m.write_to_bytes().unwrap_or_default()
+    }
+
+    /// Decodes a saved checkpoint; `None` for anything not written by this version.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let m = pb::Checkpoint::parse_from_bytes(bytes).ok()?;
+        if m.version() != FORMAT_VERSION {
+            return None;
+        }
+        let phase = match m.phase() {
+            0 => Phase::Writing,
+            1 => Phase::Verifying,
+            2 => Phase::Done,
+            _ => return None,
+        };
+        Some(Checkpoint {
+            payload_id: m.payload_id().try_into().ok()?,
+            payload_size: m.payload_size,
+            target_slot: m.target_slot().to_owned(),
+            phase,
+            next_operation: m.next_operation(),
+            next_data_offset: m.next_data_offset(),
+            payload_hash_state: m.payload_hash_state().to_vec(),
+            file_hash_state: m.file_hash_state().to_vec(),
+            verified_partitions: m.verified_partitions(),
+            resume_failures: m.resume_failures(),
+        })
+    }
+}
+
+/// Where checkpoints live. Implementations must make `save` atomic and durable.
+pub trait CheckpointStore: Send + Sync {
+    fn load(&self) -> Result<Option<Checkpoint>>;
+    fn save(&self, checkpoint: &Checkpoint) -> Result<()>;
+    fn clear(&self) -> Result<()>;
+}
+
+/// A checkpoint file in a state directory (`/data/misc/abupdate` on a device).
+#[derive(Clone, Debug)]
+pub struct FileCheckpointStore {
+    dir: PathBuf,
+}
+
+const FILE_NAME: &str = "checkpoint";
+
+impl FileCheckpointStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        Ok(FileCheckpointStore { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl CheckpointStore for FileCheckpointStore {
+    fn load(&self) -> Result<Option<Checkpoint>> {
+        let path = self.dir.join(FILE_NAME);
+        match fs::read(&path) {
+            // An unreadable checkpoint means "start over", which is always safe.
+            Ok(bytes) => Ok(Checkpoint::decode(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
+        write_atomically(&self.dir, FILE_NAME, &checkpoint.encode())
+    }
+
+    fn clear(&self) -> Result<()> {
+        let path = self.dir.join(FILE_NAME);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+}
+
+/// Replaces `dir/name` with `bytes` so that a crash leaves either the old or the new content.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
+    let mut file = File::create(&tmp).map_err(|e| io("creating", e))?;
+    file.write_all(bytes).map_err(|e| io("writing", e))?;
+    file.sync_all().map_err(|e| io("syncing", e))?;
+    drop(file);
+    fs::rename(&tmp, &path).map_err(|e| io("renaming", e))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Checkpoint {
+        Checkpoint {
+            payload_id: [7; 32],
+            payload_size: Some(1234),
+            target_slot: "b".into(),
+            phase: Phase::Verifying,
+            next_operation: 42,
+            next_data_offset: 9000,
+            payload_hash_state: vec![1, 2, 3],
+            file_hash_state: vec![4, 5],
+            verified_partitions: 1,
+            resume_failures: 2,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileCheckpointStore::new(dir.path().join("state")).unwrap();
+        assert_eq!(store.load().unwrap(), None);
+        store.save(&sample()).unwrap();
+        assert_eq!(store.load().unwrap(), Some(sample()));
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), None);
+    }
+
+    #[test]
+    fn garbage_means_no_checkpoint() {
+        assert_eq!(Checkpoint::decode(b"\xff\xff\xff"), None);
+        let mut bytes = sample().encode();
+        bytes.truncate(bytes.len() / 2);
+        assert!(Checkpoint::decode(&bytes).is_none_or(|c| c != sample()));
+    }
+}

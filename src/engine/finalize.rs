@@ -1,0 +1,72 @@
+//! Checks around the written data: the delta's base before writing, and every written partition
+//! after it (`new_partition_info.hash`), as update_engine's filesystem verifier does.
+
+use super::checkpoint::Checkpoint;
+use super::hashing::ResumableSha256;
+use super::{Context, Progress, Stage};
+use crate::bail;
+use crate::error::{Error, Result};
+use crate::payload::manifest::PartitionInfo;
+
+const CHUNK: usize = 1 << 20;
+
+/// Before a delta: the running slot's partition must be exactly the base the delta was made for.
+pub(super) fn check_source(cx: &Context<'_>, name: &str, old: &PartitionInfo) -> Result<()> {
+    let source = cx.partitions.open_source(name)?;
+    if source.size() < old.size {
+        bail!(SourceHash, "source partition {name} has {} bytes, the delta's base has {}", source.size(), old.size);
+    }
+    let digest = hash_range(old.size, |buf, at| {
+        source.read_at(buf, at).map_err(|e| Error::io(format!("reading source partition {name}"), e))
+    }, cx)?;
+    if digest != old.hash {
+        bail!(SourceHash, "source partition {name} is not the base this delta was made for (old_partition_info.hash differs)");
+    }
+    Ok(())
+}
+
+/// After writing: re-reads each target partition not yet verified and checks its hash.
+pub(super) fn verify_partitions(cx: &Context<'_>, cp: &mut Checkpoint) -> Result<()> {
+    let partitions = &cx.metadata.manifest.partitions;
+    for (i, p) in partitions.iter().enumerate().skip(cp.verified_partitions as usize) {
+        cx.observer.progress(&Progress {
+            stage: Stage::Verifying,
+            bytes_done: i as u64,
+            bytes_total: partitions.len() as u64,
+            operations_done: cp.next_operation as u64,
+            operations_total: cx.metadata.manifest.operation_count() as u64,
+            partition: Some(p.name.clone()),
+        });
+        let target = cx.partitions.open_target(&p.name)?;
+        let digest = hash_range(p.new_info.size, |buf, at| {
+            target.read_at(buf, at).map_err(|e| Error::io(format!("reading target partition {}", p.name), e))
+        }, cx)?;
+        if digest != p.new_info.hash {
+            bail!(PartitionHash, "written partition {} does not match new_partition_info.hash", p.name);
+        }
+        cp.verified_partitions = i as u32 + 1;
+        cx.store.save(cp)?;
+    }
+    Ok(())
+}
+
+/// SHA-256 of `[0, size)` read in chunks, stopping early when cancelled.
+fn hash_range(
+    size: u64,
+    mut read_at: impl FnMut(&mut [u8], u64) -> Result<()>,
+    cx: &Context<'_>,
+) -> Result<[u8; 32]> {
+    let mut hash = ResumableSha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    while at < size {
+        if cx.observer.is_cancelled() {
+            bail!(Cancelled, "cancelled while verifying");
+        }
+        let n = (size - at).min(CHUNK as u64) as usize;
+        read_at(&mut buf[..n], at)?;
+        hash.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hash.finish())
+}

@@ -1,0 +1,84 @@
+//! The payload's metadata (header, manifest, metadata signature), verified before anything else.
+
+use super::hashing::sha256;
+use crate::error::Result;
+use crate::payload::keys::TrustedKeys;
+use crate::payload::properties::PayloadProperties;
+use crate::payload::signature::{self, SignatureSet};
+use crate::payload::{Manifest, PayloadHeader, HEADER_SIZE};
+use crate::{bail, ErrorCode};
+
+/// Verified metadata of one payload.
+#[derive(Clone, Debug)]
+pub struct Metadata {
+    pub header: PayloadHeader,
+    pub manifest: Manifest,
+    /// SHA-256 of header, manifest and metadata signature: identifies the payload for resuming.
+    pub id: [u8; 32],
+    /// The raw metadata bytes, needed to start the payload and file hashes.
+    pub bytes: Vec<u8>,
+}
+
+impl Metadata {
+    /// How many leading bytes [`Metadata::verify`] needs, from the header alone.
+    pub fn needed(header_bytes: &[u8], payload_size: Option<u64>) -> Result<u64> {
+        Ok(PayloadHeader::parse(header_bytes, payload_size)?.data_offset())
+    }
+
+    /// Parses and verifies the metadata: sizes and hashes asserted by the header pairs, the
+    /// metadata signature (when keys are configured), then the manifest's own consistency.
+    pub fn verify(
+        bytes: Vec<u8>,
+        payload_size: Option<u64>,
+        props: &PayloadProperties,
+        keys: &TrustedKeys,
+    ) -> Result<Self> {
+        let header = PayloadHeader::parse(&bytes, payload_size)?;
+        if (bytes.len() as u64) < header.data_offset() {
+            bail!(MalformedPayload, "payload ends inside its metadata");
+        }
+        let metadata_size = header.metadata_size() as usize;
+        let signed = &bytes[..metadata_size];
+        let sig_blob = &bytes[metadata_size..header.data_offset() as usize];
+
+        if let Some(expected) = props.metadata_size {
+            if expected != header.metadata_size() {
+                bail!(
+                    MetadataSignature,
+                    "METADATA_SIZE={expected} but the payload's metadata is {} bytes",
+                    header.metadata_size()
+                );
+            }
+        }
+        if let Some(expected) = props.metadata_hash {
+            if sha256(signed) != expected {
+                bail!(MetadataSignature, "metadata does not match METADATA_HASH");
+            }
+        }
+        signature::check(keys, Some(sig_blob), "metadata", ErrorCode::MetadataSignature, |set: &SignatureSet| {
+            set.verifies_message(keys, signed)
+        })?;
+
+        let data_size = payload_size.map(|s| s - header.data_offset());
+        let manifest = Manifest::parse(&signed[HEADER_SIZE..], data_size)?;
+        if !keys.is_empty() && manifest.signatures.is_none() {
+            bail!(PayloadSignature, "payload has no signature blob, but a trusted key is configured");
+        }
+        if let (Some(expected), Some((offset, len))) = (payload_size, manifest.signatures) {
+            let end = header.data_offset() + offset + len;
+            if end != expected {
+                bail!(SizeMismatch, "payload is {expected} bytes but its signature ends at {end}");
+            }
+        }
+        Ok(Metadata { header, manifest, id: sha256(&bytes), bytes })
+    }
+
+    /// Payload size implied by the manifest: everything up to the end of the signature blob.
+    pub fn implied_size(&self) -> u64 {
+        let data_end = match self.manifest.signatures {
+            Some((offset, len)) => offset + len,
+            None => self.manifest.blobs_size,
+        };
+        self.header.data_offset() + data_end
+    }
+}

@@ -1,0 +1,369 @@
+//! The apply engine: payload bytes in, written and verified target partitions out.
+//!
+//! The engine never opens a file or socket itself. It reads the payload through a
+//! [`PayloadSource`], partitions through [`SlotPartitions`], and keeps its resume state in a
+//! [`CheckpointStore`]; the platform adapters (`device`, `download`, the state directory)
+//! implement those. The flow follows update_engine:
+//!
+//! 1. read and verify the metadata (header pairs, metadata signature, manifest);
+//! 2. resume from a checkpoint of the same payload, or check the device and start over;
+//! 3. apply every operation in order (decoded in parallel, written in order, checkpointed);
+//! 4. verify the payload signature and `FILE_HASH` over everything read;
+//! 5. re-read every target partition, write its verity data, check `new_partition_info.hash`.
+//!
+//! Switching slots is the caller's step, once this returns `Ok`.
+
+pub mod checkpoint;
+mod finalize;
+pub mod hashing;
+pub mod metadata;
+pub mod operation;
+mod pipeline;
+
+use std::io::{self, Read};
+
+use checkpoint::{Checkpoint, CheckpointStore, Phase};
+use hashing::ResumableSha256;
+use metadata::Metadata;
+
+use crate::error::{Error, Result};
+use crate::payload::keys::TrustedKeys;
+use crate::payload::properties::PayloadProperties;
+use crate::{bail, err};
+
+/// Give up resuming a payload after this many resumed attempts ended in an error, as
+/// update_engine does (`kMaxResumedUpdateFailures`), and start over cleanly.
+pub const MAX_RESUME_FAILURES: u32 = 10;
+
+/// Read access to a partition of the running slot.
+pub trait SourceRead: Send + Sync {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn size(&self) -> u64;
+}
+
+/// Write access to a partition of the target slot. Writes are durable once `sync` returns.
+pub trait TargetWrite: Send + Sync {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn sync(&self) -> io::Result<()>;
+    fn size(&self) -> u64;
+}
+
+/// The partitions of the two slots, by name. Only the target slot can be written.
+pub trait SlotPartitions: Sync {
+    fn open_source(&self, name: &str) -> Result<Box<dyn SourceRead>>;
+    fn open_target(&self, name: &str) -> Result<Box<dyn TargetWrite>>;
+    /// Suffix of the target slot, recorded in checkpoints ("a" or "b").
+    fn target_slot_name(&self) -> String;
+}
+
+/// Where payload bytes come from: a file, an HTTP URL, a file descriptor.
+pub trait PayloadSource {
+    /// Total payload size when known up front (file size, `FILE_SIZE`, `Content-Length`).
+    fn size(&self) -> Option<u64>;
+    /// A stream of payload bytes starting at `offset`. Read errors that carry a structured
+    /// [`Error`] (`io::Error::other(Error)`) keep their code.
+    fn open(&mut self, offset: u64) -> Result<Box<dyn Read + Send + '_>>;
+}
+
+/// What the engine is doing, for progress reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Metadata,
+    Writing,
+    Verifying,
+    Done,
+}
+
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub stage: Stage,
+    /// Payload bytes applied (written and checkpointable) out of `bytes_total`.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub operations_done: u64,
+    pub operations_total: u64,
+    /// Partition being verified, in [`Stage::Verifying`].
+    pub partition: Option<String>,
+}
+
+/// Receives progress and answers whether to stop. Called from the engine's writing thread.
+pub trait Observer: Sync {
+    fn progress(&self, _progress: &Progress) {}
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores progress and never cancels.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// Hooks into the device's boot control, called at the two points where slot state must change.
+pub trait SlotHooks {
+    /// Before the first byte is written to the target slot: it must not boot half-written.
+    fn before_first_write(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl SlotHooks for () {}
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub keys: TrustedKeys,
+    pub properties: PayloadProperties,
+    /// Threads decoding operations; writing stays in order on the calling thread.
+    pub threads: usize,
+    /// Seconds between checkpoints while writing (update_engine: at most once a second).
+    pub checkpoint_interval: std::time::Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            keys: TrustedKeys::none(),
+            properties: PayloadProperties::new(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(4)),
+            checkpoint_interval: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+/// What an apply did.
+#[derive(Clone, Debug)]
+pub struct ApplyReport {
+    pub metadata: Metadata,
+    /// The operation a resumed run started from (`None`: a fresh start).
+    pub resumed_at: Option<u32>,
+    /// Payload bytes this run read (metadata included).
+    pub bytes_read: u64,
+    pub operations_applied: u64,
+}
+
+/// The engine's context for one apply.
+pub(crate) struct Context<'a> {
+    pub partitions: &'a dyn SlotPartitions,
+    pub store: &'a dyn CheckpointStore,
+    pub options: &'a ApplyOptions,
+    pub observer: &'a dyn Observer,
+    pub metadata: &'a Metadata,
+}
+
+/// Applies a payload into the target slot, resuming where a previous run of the same payload
+/// stopped. On success every target partition is written and verified; the caller switches slots.
+pub fn apply(
+    partitions: &dyn SlotPartitions,
+    source: &mut dyn PayloadSource,
+    store: &dyn CheckpointStore,
+    hooks: &dyn SlotHooks,
+    options: &ApplyOptions,
+    observer: &dyn Observer,
+) -> Result<ApplyReport> {
+    let metadata = read_metadata(source, options)?;
+    metadata.manifest.check_supported()?;
+    let cx = Context { partitions, store, options, observer, metadata: &metadata };
+
+    let mut checkpoint = match store.load()? {
+        Some(cp) if resumable(&cp, &metadata, partitions) => cp,
+        _ => {
+            store.clear()?;
+            start(&cx, hooks)?
+        }
+    };
+    let resumed_at = (checkpoint.next_operation > 0 || checkpoint.phase > Phase::Writing)
+        .then_some(checkpoint.next_operation);
+    if resumed_at.is_some() {
+        log::info!(
+            "resuming at operation {} ({:?}, {} earlier failures)",
+            checkpoint.next_operation,
+            checkpoint.phase,
+            checkpoint.resume_failures
+        );
+    }
+
+    let result = run(&cx, source, &mut checkpoint);
+    match result {
+        Ok((bytes_read, operations_applied)) => {
+            Ok(ApplyReport { metadata: metadata.clone(), resumed_at, bytes_read, operations_applied })
+        }
+        Err(e) => {
+            // A resumed run that fails counts towards giving up on resuming; cancellation and
+            // device errors from a pulled cable do not make the state suspect.
+            if resumed_at.is_some() && e.code != crate::ErrorCode::Cancelled {
+                if let Ok(Some(mut cp)) = store.load() {
+                    cp.resume_failures += 1;
+                    let _ = store.save(&cp);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn read_metadata(source: &mut dyn PayloadSource, options: &ApplyOptions) -> Result<Metadata> {
+    let size = source.size();
+    if let (Some(expected), Some(actual)) = (options.properties.file_size, size) {
+        if expected != actual {
+            bail!(SizeMismatch, "payload is {actual} bytes, FILE_SIZE says {expected}");
+        }
+    }
+    let size = size.or(options.properties.file_size);
+    let mut reader = source.open(0)?;
+    let mut bytes = vec![0u8; crate::payload::HEADER_SIZE];
+    read_exact(&mut reader, &mut bytes, "payload header")?;
+    let needed = Metadata::needed(&bytes, size)?;
+    bytes.resize(needed as usize, 0);
+    read_exact(&mut reader, &mut bytes[crate::payload::HEADER_SIZE..], "payload metadata")?;
+    Metadata::verify(bytes, size, &options.properties, &options.keys)
+}
+
+fn resumable(cp: &Checkpoint, metadata: &Metadata, partitions: &dyn SlotPartitions) -> bool {
+    cp.payload_id == metadata.id
+        && cp.target_slot == partitions.target_slot_name()
+        && cp.resume_failures < MAX_RESUME_FAILURES
+        && (cp.next_operation as usize) <= metadata.manifest.operation_count()
+}
+
+/// A fresh start: check that the device can take this payload, mark the target slot
+/// unbootable, and save the first checkpoint.
+fn start(cx: &Context<'_>, hooks: &dyn SlotHooks) -> Result<Checkpoint> {
+    let manifest = &cx.metadata.manifest;
+    for p in &manifest.partitions {
+        let target = cx.partitions.open_target(&p.name)?;
+        if target.size() < p.new_info.size {
+            bail!(
+                PartitionMissing,
+                "target partition {} has {} bytes, the update needs {}",
+                p.name,
+                target.size(),
+                p.new_info.size
+            );
+        }
+        if let Some(old) = &p.old_info {
+            finalize::check_source(cx, &p.name, old)?;
+        }
+    }
+    hooks.before_first_write()?;
+    let mut payload_hash = ResumableSha256::new();
+    let mut file_hash = ResumableSha256::new();
+    let metadata_size = cx.metadata.header.metadata_size() as usize;
+    payload_hash.update(&cx.metadata.bytes[..metadata_size]);
+    file_hash.update(&cx.metadata.bytes);
+    let cp = Checkpoint {
+        payload_id: cx.metadata.id,
+        payload_size: Some(cx.metadata.implied_size()),
+        target_slot: cx.partitions.target_slot_name(),
+        phase: Phase::Writing,
+        next_operation: 0,
+        next_data_offset: 0,
+        payload_hash_state: payload_hash.save(),
+        file_hash_state: file_hash.save(),
+        verified_partitions: 0,
+        resume_failures: 0,
+    };
+    cx.store.save(&cp)?;
+    Ok(cp)
+}
+
+/// Runs the remaining phases from `cp`. Returns payload bytes read and operations applied.
+fn run(cx: &Context<'_>, source: &mut dyn PayloadSource, cp: &mut Checkpoint) -> Result<(u64, u64)> {
+    let mut bytes_read = cx.metadata.header.data_offset();
+    let mut applied = 0;
+    if cp.phase == Phase::Writing {
+        let data_offset = cx.metadata.header.data_offset();
+        let mut reader = source.open(data_offset + cp.next_data_offset)?;
+        let outcome = pipeline::write_operations(cx, &mut reader, cp)?;
+        bytes_read += outcome.bytes_read;
+        applied = outcome.operations;
+        bytes_read += verify_payload(cx, &mut reader, cp)?;
+        cp.phase = Phase::Verifying;
+        cx.store.save(cp)?;
+    }
+    if cp.phase == Phase::Verifying {
+        finalize::verify_partitions(cx, cp)?;
+        cp.phase = Phase::Done;
+        cx.store.save(cp)?;
+    }
+    cx.observer.progress(&Progress {
+        stage: Stage::Done,
+        bytes_done: cx.metadata.implied_size(),
+        bytes_total: cx.metadata.implied_size(),
+        operations_done: cx.metadata.manifest.operation_count() as u64,
+        operations_total: cx.metadata.manifest.operation_count() as u64,
+        partition: None,
+    });
+    Ok((bytes_read, applied))
+}
+
+/// Reads the signature blob and checks the payload signature, `FILE_HASH` and `FILE_SIZE`.
+fn verify_payload(cx: &Context<'_>, reader: &mut dyn Read, cp: &Checkpoint) -> Result<u64> {
+    let payload_hash = ResumableSha256::restore(&cp.payload_hash_state)?.finish();
+    let mut file_hash = ResumableSha256::restore(&cp.file_hash_state)?;
+    let mut read = 0;
+    let sig_blob = match cx.metadata.manifest.signatures {
+        Some((_, len)) => {
+            let mut blob = vec![0u8; len as usize];
+            read_exact(reader, &mut blob, "payload signature")?;
+            file_hash.update(&blob);
+            read += len;
+            Some(blob)
+        }
+        None => None,
+    };
+    let keys = &cx.options.keys;
+    crate::payload::signature::check(
+        keys,
+        sig_blob.as_deref(),
+        "payload",
+        crate::ErrorCode::PayloadSignature,
+        |set| set.verifies_digest(keys, &payload_hash),
+    )?;
+    // Anything after the signature means the payload is not what its manifest describes.
+    let mut probe = [0u8; 1];
+    if read_some(reader, &mut probe)? != 0 {
+        bail!(SizeMismatch, "payload has data after its last blob/signature");
+    }
+    let props = &cx.options.properties;
+    if let Some(size) = props.file_size {
+        if size != cx.metadata.implied_size() {
+            bail!(SizeMismatch, "FILE_SIZE={size} but the payload is {} bytes", cx.metadata.implied_size());
+        }
+    }
+    if let Some(expected) = props.file_hash {
+        if file_hash.finish() != expected {
+            bail!(PayloadSignature, "payload does not match FILE_HASH");
+        }
+    }
+    Ok(read)
+}
+
+/// Reads exactly `buf.len()` bytes, turning a short stream into a clear error.
+pub(crate) fn read_exact(reader: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read_some(reader, &mut buf[filled..])? {
+            0 => bail!(SizeMismatch, "payload ended inside the {what} ({filled} of {} bytes)", buf.len()),
+            n => filled += n,
+        }
+    }
+    Ok(())
+}
+
+fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(source_error(e)),
+        }
+    }
+}
+
+/// Keeps the structured code of a source's error, or files it as a download failure.
+pub(crate) fn source_error(e: io::Error) -> Error {
+    match e.downcast::<Error>() {
+        Ok(inner) => inner,
+        Err(e) => err!(DownloadFailed, "reading the payload: {e}"),
+    }
+}

@@ -1,0 +1,142 @@
+//! Trusted keys for payload signatures: PEM public keys, X.509 certificates and AOSP's
+//! `otacerts.zip` (a zip of `*.x509.pem` certificates, `/system/etc/security/otacerts.zip`).
+
+use std::io::{Cursor, Read};
+use std::path::Path;
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
+
+use crate::error::{Error, Result};
+use crate::{bail, err};
+
+const OID_RSA: &str = "1.2.840.113549.1.1.1";
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_PRIME256V1: &str = "1.2.840.10045.3.1.7";
+
+/// One trusted public key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublicKey {
+    /// An RSA key as a DER `RSAPublicKey` (PKCS#1), the form `ring` and `rsa` take.
+    Rsa { pkcs1_der: Vec<u8> },
+    /// A P-256 key as an uncompressed SEC1 point.
+    EcdsaP256 { point: Vec<u8> },
+}
+
+/// The set of keys a payload may be signed with; one valid signature from any of them suffices.
+/// An empty set means "engineering build": unsigned payloads are accepted.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedKeys {
+    keys: Vec<PublicKey>,
+}
+
+impl TrustedKeys {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    pub fn add(&mut self, key: PublicKey) {
+        if !self.keys.contains(&key) {
+            self.keys.push(key);
+        }
+    }
+
+    /// Loads a key file: PEM (public keys and/or certificates, any number) or an `otacerts.zip`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let mut keys = TrustedKeys::none();
+        keys.add_bytes(&bytes)
+            .map_err(|e| err!(MalformedPayload, "{}: {}", path.display(), e.message))?;
+        Ok(keys)
+    }
+
+    /// Adds the keys in a PEM file or zip archive held in memory.
+    pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.starts_with(b"PK\x03\x04") {
+            self.add_zip(bytes)
+        } else {
+            self.add_pem(bytes)
+        }
+    }
+
+    fn add_zip(&mut self, bytes: &[u8]) -> Result<()> {
+        let mut zip = zip::ZipArchive::new(Cursor::new(bytes))
+            .map_err(|e| err!(MalformedPayload, "not a readable zip: {e}"))?;
+        let before = self.keys.len();
+        for i in 0..zip.len() {
+            let mut entry = zip.by_index(i).map_err(|e| err!(MalformedPayload, "zip entry {i}: {e}"))?;
+            if !entry.is_file() || !entry.name().ends_with(".pem") {
+                continue;
+            }
+            // Certificates are a few KiB; refuse anything that claims to be huge.
+            if entry.size() > 1 << 20 {
+                bail!(MalformedPayload, "zip entry {} is too large", entry.name());
+            }
+            let mut pem = Vec::new();
+            entry
+                .read_to_end(&mut pem)
+                .map_err(|e| err!(MalformedPayload, "zip entry {}: {e}", entry.name()))?;
+            self.add_pem(&pem)?;
+        }
+        if self.keys.len() == before {
+            bail!(MalformedPayload, "zip holds no *.pem certificate");
+        }
+        Ok(())
+    }
+
+    fn add_pem(&mut self, bytes: &[u8]) -> Result<()> {
+        let blocks = pem::parse_many(bytes).map_err(|e| err!(MalformedPayload, "bad PEM: {e}"))?;
+        if blocks.is_empty() {
+            bail!(MalformedPayload, "no PEM block found");
+        }
+        for block in blocks {
+            let key = match block.tag() {
+                "CERTIFICATE" => {
+                    let (_, cert) = X509Certificate::from_der(block.contents())
+                        .map_err(|e| err!(MalformedPayload, "bad certificate: {e}"))?;
+                    from_spki(cert.public_key())?
+                }
+                "PUBLIC KEY" => {
+                    let (_, spki) = SubjectPublicKeyInfo::from_der(block.contents())
+                        .map_err(|e| err!(MalformedPayload, "bad public key: {e}"))?;
+                    from_spki(&spki)?
+                }
+                "RSA PUBLIC KEY" => PublicKey::Rsa { pkcs1_der: block.contents().to_vec() },
+                // Private keys and other blocks may share a file with the public part; skip them.
+                _ => continue,
+            };
+            self.add(key);
+        }
+        Ok(())
+    }
+}
+
+
+fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey> {
+    let alg = spki.algorithm.algorithm.to_id_string();
+    let key = spki.subject_public_key.data.to_vec();
+    match alg.as_str() {
+        OID_RSA => Ok(PublicKey::Rsa { pkcs1_der: key }),
+        OID_EC_PUBLIC_KEY => {
+            let curve = spki
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|oid| oid.to_id_string());
+            if curve.as_deref() != Some(OID_PRIME256V1) {
+                bail!(Unsupported, "EC key on curve {curve:?}: only P-256 is supported");
+            }
+            Ok(PublicKey::EcdsaP256 { point: key })
+        }
+        other => bail!(Unsupported, "public key algorithm {other} is not supported"),
+    }
+}

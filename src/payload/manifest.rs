@@ -1,0 +1,514 @@
+//! The manifest, parsed once into checked, typed structures.
+//!
+//! Everything a hostile payload could use to make the engine misbehave is rejected here, before a
+//! single byte is written: extents outside their partition, blobs that are not contiguous or run
+//! past the payload, absurd counts and sizes, bad partition names. Code downstream relies on these
+//! invariants instead of re-checking them.
+
+use std::collections::HashSet;
+
+use protobuf::Message;
+
+use super::proto::update_metadata as pb;
+use crate::error::Result;
+use crate::{bail, err};
+
+pub const BLOCK_SIZE: u64 = 4096;
+
+/// Limits that bound memory and work; real payloads are far below them (a full Pixel OTA has a
+/// few dozen partitions and some tens of thousands of operations).
+pub const MAX_PARTITIONS: usize = 128;
+pub const MAX_OPERATIONS: usize = 1 << 21;
+pub const MAX_EXTENTS_PER_OP: usize = 1 << 16;
+/// Every operation's output and blob are held in memory while it is applied (as update_engine
+/// does); this caps both. AOSP's generator splits full images into 2 MiB chunks, and deltas
+/// into file-sized operations.
+pub const MAX_OP_BYTES: u64 = 256 << 20;
+const MAX_NAME_LEN: usize = 64;
+/// The highest minor version whose format this engine understands (9 adds LZ4DIFF).
+pub const MAX_MINOR_VERSION: u32 = 9;
+/// Minor version from which the manifest carries verity hash tree and FEC extents.
+pub const VERITY_MINOR_VERSION: u32 = 6;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub start_block: u64,
+    pub num_blocks: u64,
+}
+
+impl Extent {
+    pub fn byte_offset(&self) -> u64 {
+        self.start_block * BLOCK_SIZE
+    }
+    pub fn byte_len(&self) -> u64 {
+        self.num_blocks * BLOCK_SIZE
+    }
+    pub fn end_block(&self) -> u64 {
+        self.start_block + self.num_blocks
+    }
+}
+
+/// Operation types, by their AOSP names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpKind {
+    Replace,
+    ReplaceBz,
+    ReplaceXz,
+    Zstd,
+    Zero,
+    Discard,
+    SourceCopy,
+    SourceBsdiff,
+    BrotliBsdiff,
+    Puffdiff,
+    Zucchini,
+    Lz4diffBsdiff,
+    Lz4diffPuffdiff,
+    Move,
+    Bsdiff,
+}
+
+impl OpKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Replace => "REPLACE",
+            OpKind::ReplaceBz => "REPLACE_BZ",
+            OpKind::ReplaceXz => "REPLACE_XZ",
+            OpKind::Zstd => "ZSTD",
+            OpKind::Zero => "ZERO",
+            OpKind::Discard => "DISCARD",
+            OpKind::SourceCopy => "SOURCE_COPY",
+            OpKind::SourceBsdiff => "SOURCE_BSDIFF",
+            OpKind::BrotliBsdiff => "BROTLI_BSDIFF",
+            OpKind::Puffdiff => "PUFFDIFF",
+            OpKind::Zucchini => "ZUCCHINI",
+            OpKind::Lz4diffBsdiff => "LZ4DIFF_BSDIFF",
+            OpKind::Lz4diffPuffdiff => "LZ4DIFF_PUFFDIFF",
+            OpKind::Move => "MOVE",
+            OpKind::Bsdiff => "BSDIFF",
+        }
+    }
+
+    /// Whether this engine can apply the operation.
+    pub fn is_supported(self) -> bool {
+        !matches!(
+            self,
+            OpKind::Puffdiff
+                | OpKind::Zucchini
+                | OpKind::Lz4diffBsdiff
+                | OpKind::Lz4diffPuffdiff
+                | OpKind::Move
+                | OpKind::Bsdiff
+        )
+    }
+
+    /// Operations that carry a data blob.
+    pub fn has_blob(self) -> bool {
+        !matches!(self, OpKind::Zero | OpKind::Discard | OpKind::SourceCopy | OpKind::Move)
+    }
+
+    /// Operations that read the source slot.
+    pub fn reads_source(self) -> bool {
+        matches!(
+            self,
+            OpKind::SourceCopy
+                | OpKind::SourceBsdiff
+                | OpKind::BrotliBsdiff
+                | OpKind::Puffdiff
+                | OpKind::Zucchini
+                | OpKind::Lz4diffBsdiff
+                | OpKind::Lz4diffPuffdiff
+        )
+    }
+
+    fn from_proto(t: pb::install_operation::Type) -> Self {
+        use pb::install_operation::Type as T;
+        match t {
+            T::REPLACE => OpKind::Replace,
+            T::REPLACE_BZ => OpKind::ReplaceBz,
+            T::MOVE => OpKind::Move,
+            T::BSDIFF => OpKind::Bsdiff,
+            T::SOURCE_COPY => OpKind::SourceCopy,
+            T::SOURCE_BSDIFF => OpKind::SourceBsdiff,
+            T::ZERO => OpKind::Zero,
+            T::DISCARD => OpKind::Discard,
+            T::REPLACE_XZ => OpKind::ReplaceXz,
+            T::PUFFDIFF => OpKind::Puffdiff,
+            T::BROTLI_BSDIFF => OpKind::BrotliBsdiff,
+            T::ZUCCHINI => OpKind::Zucchini,
+            T::LZ4DIFF_BSDIFF => OpKind::Lz4diffBsdiff,
+            T::LZ4DIFF_PUFFDIFF => OpKind::Lz4diffPuffdiff,
+            T::ZSTD => OpKind::Zstd,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Operation {
+    pub kind: OpKind,
+    /// Offset of the blob relative to the start of the data section.
+    pub data_offset: u64,
+    pub data_length: u64,
+    pub data_sha256: Option<[u8; 32]>,
+    pub src_extents: Vec<Extent>,
+    pub src_sha256: Option<[u8; 32]>,
+    pub dst_extents: Vec<Extent>,
+}
+
+impl Operation {
+    pub fn dst_bytes(&self) -> u64 {
+        self.dst_extents.iter().map(Extent::byte_len).sum()
+    }
+    pub fn src_bytes(&self) -> u64 {
+        self.src_extents.iter().map(Extent::byte_len).sum()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub size: u64,
+    pub hash: [u8; 32],
+}
+
+/// Where dm-verity metadata goes, for the device to compute (minor version 6 and later).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerityLayout {
+    pub hash_tree_data: Extent,
+    pub hash_tree: Extent,
+    pub algorithm: String,
+    pub salt: Vec<u8>,
+    pub fec: Option<FecLayout>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FecLayout {
+    pub data: Extent,
+    pub fec: Extent,
+    pub roots: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Partition {
+    pub name: String,
+    pub old_info: Option<PartitionInfo>,
+    pub new_info: PartitionInfo,
+    pub operations: Vec<Operation>,
+    pub verity: Option<VerityLayout>,
+    pub version: Option<String>,
+}
+
+impl Partition {
+    pub fn new_blocks(&self) -> u64 {
+        self.new_info.size / BLOCK_SIZE
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub minor_version: u32,
+    pub partitions: Vec<Partition>,
+    /// Offset and size of the payload signature blob, relative to the data section.
+    pub signatures: Option<(u64, u64)>,
+    /// Total length of all operation blobs (the data section before the signature).
+    pub blobs_size: u64,
+    pub max_timestamp: i64,
+    pub partial_update: bool,
+    pub security_patch_level: Option<String>,
+}
+
+impl Manifest {
+    /// Parses and validates a manifest. `data_size`, when known, is the number of payload bytes
+    /// after the metadata signature: every blob and the signature must fit in it.
+    pub fn parse(bytes: &[u8], data_size: Option<u64>) -> Result<Self> {
+        let m = pb::DeltaArchiveManifest::parse_from_bytes(bytes)
+            .map_err(|e| err!(MalformedPayload, "manifest is not a valid protobuf: {e}"))?;
+        Self::from_proto(&m, data_size)
+    }
+
+    pub fn from_proto(m: &pb::DeltaArchiveManifest, data_size: Option<u64>) -> Result<Self> {
+        if u64::from(m.block_size()) != BLOCK_SIZE {
+            bail!(MalformedPayload, "block size {} is not {BLOCK_SIZE}", m.block_size());
+        }
+        let minor_version = m.minor_version();
+        if minor_version > MAX_MINOR_VERSION {
+            bail!(Unsupported, "payload minor version {minor_version} is newer than supported");
+        }
+        if m.partitions.is_empty() {
+            bail!(MalformedPayload, "manifest has no partitions");
+        }
+        if m.partitions.len() > MAX_PARTITIONS {
+            bail!(MalformedPayload, "{} partitions exceed the limit of {MAX_PARTITIONS}", m.partitions.len());
+        }
+        let total_ops: usize = m.partitions.iter().map(|p| p.operations.len()).sum();
+        if total_ops > MAX_OPERATIONS {
+            bail!(MalformedPayload, "{total_ops} operations exceed the limit of {MAX_OPERATIONS}");
+        }
+        let is_delta =
+            m.partial_update() || m.partitions.iter().any(|p| p.old_partition_info.is_some());
+        if is_delta && minor_version == 0 {
+            bail!(MalformedPayload, "delta payload with minor version 0");
+        }
+
+        let mut names = HashSet::new();
+        let mut next_blob = 0u64;
+        let mut partitions = Vec::with_capacity(m.partitions.len());
+        for p in &m.partitions {
+            let part = parse_partition(p, minor_version, &mut next_blob)?;
+            if !names.insert(part.name.clone()) {
+                bail!(MalformedPayload, "partition {} appears twice", part.name);
+            }
+            partitions.push(part);
+        }
+
+        let signatures = match (m.has_signatures_offset(), m.has_signatures_size()) {
+            (true, true) => {
+                let (offset, size) = (m.signatures_offset(), m.signatures_size());
+                if offset != next_blob {
+                    bail!(
+                        MalformedPayload,
+                        "signature blob at {offset} is not right after the last blob ({next_blob})"
+                    );
+                }
+                if size == 0 || size > 1 << 20 {
+                    bail!(MalformedPayload, "signature blob size {size} out of range");
+                }
+                Some((offset, size))
+            }
+            (false, false) => None,
+            _ => bail!(MalformedPayload, "only one of signatures_offset and signatures_size is set"),
+        };
+        if let Some(data_size) = data_size {
+            let end = signatures.map_or(next_blob, |(o, s)| o + s);
+            if end > data_size {
+                bail!(
+                    MalformedPayload,
+                    "blobs end at data offset {end}, beyond the payload's {data_size} data bytes"
+                );
+            }
+        }
+
+        Ok(Manifest {
+            minor_version,
+            partitions,
+            signatures,
+            blobs_size: next_blob,
+            max_timestamp: m.max_timestamp(),
+            partial_update: m.partial_update(),
+            security_patch_level: m
+                .security_patch_level
+                .clone()
+                .filter(|s| !s.is_empty()),
+        })
+    }
+
+    pub fn is_delta(&self) -> bool {
+        self.partial_update || self.partitions.iter().any(|p| p.old_info.is_some())
+    }
+
+    pub fn operation_count(&self) -> usize {
+        self.partitions.iter().map(|p| p.operations.len()).sum()
+    }
+
+    /// Fails with 32 when any operation is of a type this engine cannot apply.
+    pub fn check_supported(&self) -> Result<()> {
+        for p in &self.partitions {
+            for (i, op) in p.operations.iter().enumerate() {
+                if !op.kind.is_supported() {
+                    bail!(
+                        Unsupported,
+                        "unsupported operation {} (partition {}, operation {i})",
+                        op.kind.name(),
+                        p.name
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> Result<Partition> {
+    let name = p.partition_name().to_owned();
+    check_name(&name)?;
+    let new_info = p
+        .new_partition_info
+        .as_ref()
+        .ok_or_else(|| err!(MalformedPayload, "partition {name} has no new_partition_info"))?;
+    let new_info = parse_info(&name, "new", new_info)?;
+    let old_info = match p.old_partition_info.as_ref() {
+        Some(info) if info.has_size() || info.has_hash() => Some(parse_info(&name, "old", info)?),
+        _ => None,
+    };
+    let new_blocks = new_info.size / BLOCK_SIZE;
+    let old_blocks = old_info.as_ref().map(|i| i.size / BLOCK_SIZE);
+
+    let mut operations = Vec::with_capacity(p.operations.len());
+    for (i, op) in p.operations.iter().enumerate() {
+        let at = || format!("partition {name}, operation {i}");
+        let op = parse_operation(op, new_blocks, old_blocks, minor, next_blob)
+            .map_err(|e| err!(MalformedPayload, "{}: {}", at(), e.message))?;
+        operations.push(op);
+    }
+    let verity = if minor >= VERITY_MINOR_VERSION { parse_verity(p, new_blocks)? } else { None };
+    Ok(Partition {
+        name,
+        old_info,
+        new_info,
+        operations,
+        verity,
+        version: p.version.clone().filter(|v| !v.is_empty()),
+    })
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !ok {
+        bail!(MalformedPayload, "partition name {name:?} is not [a-z0-9_]{{1,{MAX_NAME_LEN}}}");
+    }
+    Ok(())
+}
+
+fn parse_info(name: &str, which: &str, info: &pb::PartitionInfo) -> Result<PartitionInfo> {
+    let size = info.size();
+    if size % BLOCK_SIZE != 0 {
+        bail!(MalformedPayload, "partition {name}: {which} size {size} is not a multiple of {BLOCK_SIZE}");
+    }
+    let hash = info.hash().try_into().map_err(|_| {
+        err!(MalformedPayload, "partition {name}: {which} hash is {} bytes, not 32", info.hash().len())
+    })?;
+    Ok(PartitionInfo { size, hash })
+}
+
+fn parse_operation(
+    op: &pb::InstallOperation,
+    new_blocks: u64,
+    old_blocks: Option<u64>,
+    minor: u32,
+    next_blob: &mut u64,
+) -> Result<Operation> {
+    let kind = match op.type_ {
+        Some(t) => match t.enum_value() {
+            Ok(t) => OpKind::from_proto(t),
+            Err(n) => bail!(Unsupported, "unknown operation type {n}"),
+        },
+        None => bail!(MalformedPayload, "operation without a type"),
+    };
+    if minor == 0 && kind.reads_source() {
+        bail!(MalformedPayload, "{} in a full payload", kind.name());
+    }
+    let dst_extents = parse_extents(&op.dst_extents, new_blocks, "dst")?;
+    if dst_extents.is_empty() {
+        bail!(MalformedPayload, "{} without destination extents", kind.name());
+    }
+    let src_extents = match old_blocks {
+        Some(limit) => parse_extents(&op.src_extents, limit, "src")?,
+        None => parse_extents(&op.src_extents, u64::MAX / BLOCK_SIZE, "src")?,
+    };
+    if kind.reads_source() && src_extents.is_empty() {
+        bail!(MalformedPayload, "{} without source extents", kind.name());
+    }
+    let dst_bytes: u64 = dst_extents.iter().map(Extent::byte_len).sum();
+    let src_bytes: u64 = src_extents.iter().map(Extent::byte_len).sum();
+    if dst_bytes > MAX_OP_BYTES || src_bytes > MAX_OP_BYTES {
+        bail!(MalformedPayload, "operation covers more than {MAX_OP_BYTES} bytes");
+    }
+    if kind == OpKind::SourceCopy && src_bytes != dst_bytes {
+        bail!(MalformedPayload, "SOURCE_COPY of {src_bytes} bytes into {dst_bytes}");
+    }
+
+    let (data_offset, data_length) = (op.data_offset(), op.data_length());
+    if kind.has_blob() {
+        if data_length == 0 {
+            bail!(MalformedPayload, "{} without data", kind.name());
+        }
+        if data_length > MAX_OP_BYTES {
+            bail!(MalformedPayload, "blob of {data_length} bytes exceeds {MAX_OP_BYTES}");
+        }
+        if data_offset != *next_blob {
+            bail!(MalformedPayload, "blob at {data_offset} is not contiguous (expected {next_blob})");
+        }
+        if kind == OpKind::Replace && data_length != dst_bytes {
+            bail!(MalformedPayload, "REPLACE of {data_length} bytes into {dst_bytes}");
+        }
+        *next_blob += data_length;
+    } else if data_length != 0 {
+        bail!(MalformedPayload, "{} carries {data_length} bytes of data", kind.name());
+    }
+
+    Ok(Operation {
+        kind,
+        data_offset,
+        data_length,
+        data_sha256: parse_hash(op.data_sha256_hash(), "data_sha256_hash")?,
+        src_extents,
+        src_sha256: parse_hash(op.src_sha256_hash(), "src_sha256_hash")?,
+        dst_extents,
+    })
+}
+
+fn parse_extents(extents: &[pb::Extent], limit_blocks: u64, which: &str) -> Result<Vec<Extent>> {
+    if extents.len() > MAX_EXTENTS_PER_OP {
+        bail!(MalformedPayload, "{} {which} extents exceed {MAX_EXTENTS_PER_OP}", extents.len());
+    }
+    extents.iter().map(|e| parse_extent(e, limit_blocks, which)).collect()
+}
+
+fn parse_extent(e: &pb::Extent, limit_blocks: u64, which: &str) -> Result<Extent> {
+    let (start, num) = (e.start_block(), e.num_blocks());
+    if num == 0 {
+        bail!(MalformedPayload, "empty {which} extent at block {start}");
+    }
+    // `start_block == u64::MAX` is AOSP's sparse hole, only meaningful for the obsolete in-place
+    // operations; here it is simply out of range.
+    match start.checked_add(num) {
+        Some(end) if end <= limit_blocks => Ok(Extent { start_block: start, num_blocks: num }),
+        _ => bail!(
+            MalformedPayload,
+            "{which} extent {start}+{num} outside the partition's {limit_blocks} blocks"
+        ),
+    }
+}
+
+fn parse_hash(bytes: &[u8], which: &str) -> Result<Option<[u8; 32]>> {
+    match bytes.len() {
+        0 => Ok(None),
+        32 => Ok(bytes.try_into().ok()),
+        n => bail!(MalformedPayload, "{which} is {n} bytes, not 32"),
+    }
+}
+
+fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<VerityLayout>> {
+    let name = p.partition_name();
+    let extent = |e: &protobuf::MessageField<pb::Extent>, which: &str| -> Result<Option<Extent>> {
+        match e.as_ref() {
+            Some(e) if e.num_blocks() > 0 => parse_extent(e, new_blocks, which)
+                .map(Some)
+                .map_err(|err| err!(MalformedPayload, "partition {name}: {}", err.message)),
+            _ => Ok(None),
+        }
+    };
+    let Some(hash_tree) = extent(&p.hash_tree_extent, "hash_tree")? else {
+        return Ok(None);
+    };
+    let Some(hash_tree_data) = extent(&p.hash_tree_data_extent, "hash_tree_data")? else {
+        bail!(MalformedPayload, "partition {name}: hash tree without hash_tree_data_extent");
+    };
+    let fec = match extent(&p.fec_extent, "fec")? {
+        Some(fec) => {
+            let Some(data) = extent(&p.fec_data_extent, "fec_data")? else {
+                bail!(MalformedPayload, "partition {name}: FEC without fec_data_extent");
+            };
+            Some(FecLayout { data, fec, roots: p.fec_roots() })
+        }
+        None => None,
+    };
+    Ok(Some(VerityLayout {
+        hash_tree_data,
+        hash_tree,
+        algorithm: p.hash_tree_algorithm().to_owned(),
+        salt: p.hash_tree_salt().to_vec(),
+        fec,
+    }))
+}

@@ -1,0 +1,185 @@
+//! Payload and metadata signatures: verification against [`TrustedKeys`], and signing for
+//! `abupdate payload build`.
+//!
+//! Both signatures are PKCS#1 v1.5 (or ECDSA P-256) over SHA-256. The metadata signature covers
+//! bytes the engine holds in memory, so `ring` verifies it directly. The payload signature covers
+//! the whole streamed payload (minus the metadata signature), which is never in memory at once:
+//! only its digest is, and `ring` has no pre-hashed API, so that check goes through the `rsa` and
+//! `p256` crates' pre-hashed verifiers.
+
+use protobuf::Message;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::Pkcs1v15Sign;
+
+use super::keys::{PublicKey, TrustedKeys};
+use super::proto::update_metadata as pb;
+use crate::error::Result;
+use crate::{bail, err};
+
+/// DER `DigestInfo` prefix for SHA-256, prepended to the digest inside PKCS#1 v1.5 padding.
+pub const SHA256_DIGEST_INFO: [u8; 19] = [
+    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+    0x00, 0x04, 0x20,
+];
+
+/// Signatures are a few hundred bytes; more than this many is an attack, not a payload.
+const MAX_SIGNATURES: usize = 16;
+
+/// The signatures in a `Signatures` message, each cut to its unpadded size.
+#[derive(Debug, Clone)]
+pub struct SignatureSet(Vec<Vec<u8>>);
+
+impl SignatureSet {
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let msg = pb::Signatures::parse_from_bytes(bytes)
+            .map_err(|e| err!(MalformedPayload, "signature blob is not a valid protobuf: {e}"))?;
+        if msg.signatures.len() > MAX_SIGNATURES {
+            bail!(MalformedPayload, "{} signatures exceed {MAX_SIGNATURES}", msg.signatures.len());
+        }
+        let sigs = msg
+            .signatures
+            .iter()
+            .map(|s| {
+                let data = s.data();
+                match s.unpadded_signature_size {
+                    Some(n) if (n as usize) <= data.len() => data[..n as usize].to_vec(),
+                    _ => data.to_vec(),
+                }
+            })
+            .collect();
+        Ok(SignatureSet(sigs))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether any signature verifies `message` under any key (with `ring`).
+    pub fn verifies_message(&self, keys: &TrustedKeys, message: &[u8]) -> bool {
+        use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256};
+        self.0.iter().any(|sig| {
+            keys.keys().iter().any(|key| match key {
+                PublicKey::Rsa { pkcs1_der } => {
+                    UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pkcs1_der)
+                        .verify(message, sig)
+                        .is_ok()
+                }
+                PublicKey::EcdsaP256 { point } => UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+                    .verify(message, sig)
+                    .is_ok(),
+            })
+        })
+    }
+
+    /// Whether any signature verifies the SHA-256 `digest` under any key.
+    pub fn verifies_digest(&self, keys: &TrustedKeys, digest: &[u8; 32]) -> bool {
+        self.0.iter().any(|sig| keys.keys().iter().any(|key| verify_digest(key, digest, sig)))
+    }
+}
+
+fn verify_digest(key: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> bool {
+    match key {
+        PublicKey::Rsa { pkcs1_der } => {
+            let Ok(key) = rsa::PublicKey::from_pkcs1_der(pkcs1_der) else { return false };
+            // Same key-size policy as `ring`'s RSA_PKCS1_2048_8192_SHA256.
+            let bits = rsa::traits::PublicKeyParts::n(&key).bit_width();
+            if !(2048..=8192).contains(&bits) {
+                return false;
+            }
+            let mut hashed = SHA256_DIGEST_INFO.to_vec();
+            hashed.extend_from_slice(digest);
+            key.verify(Pkcs1v15Sign::new_unprefixed(), &hashed, sig).is_ok()
+        }
+        PublicKey::EcdsaP256 { point } => {
+            use p256::ecdsa::signature::hazmat::PrehashVerifier;
+            let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(point) else { return false };
+            let Ok(sig) = p256::ecdsa::DerSignature::try_from(sig) else { return false };
+            key.verify_prehash(digest, &sig).is_ok()
+        }
+    }
+}
+
+/// Checks signatures where a trusted key is configured. With no key (engineering builds) any
+/// payload passes, signed or not; with a key, a missing or wrong signature is fatal.
+pub fn check(
+    keys: &TrustedKeys,
+    blob: Option<&[u8]>,
+    what: &str,
+    code: crate::ErrorCode,
+    verifies: impl Fn(&SignatureSet) -> bool,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let Some(blob) = blob.filter(|b| !b.is_empty()) else {
+        return Err(crate::Error::new(code, format!("{what} is not signed, but a trusted key is configured")));
+    };
+    let set = SignatureSet::parse(blob).map_err(|e| crate::Error::new(code, e.message))?;
+    if set.is_empty() {
+        return Err(crate::Error::new(code, format!("{what} carries no signature")));
+    }
+    if !verifies(&set) {
+        return Err(crate::Error::new(
+            code,
+            format!("none of the {} {what} signature(s) verifies with a trusted key", set.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// An RSA private key that signs payloads (`abupdate payload build --key`).
+pub struct Signer {
+    key: rsa::PrivateKey,
+}
+
+impl Signer {
+    /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`, what `openssl genpkey` writes) or PKCS#1.
+    pub fn from_pem(text: &str) -> Result<Self> {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let key = rsa::PrivateKey::from_pkcs8_pem(text)
+            .or_else(|_| rsa::PrivateKey::from_pkcs1_pem(text))
+            .map_err(|e| err!(VerificationFailed, "not an RSA private key in PEM form: {e}"))?;
+        Ok(Signer { key })
+    }
+
+    /// The public half, as a PEM `PUBLIC KEY` that [`TrustedKeys`] loads.
+    pub fn public_key_pem(&self) -> Result<String> {
+        use rsa::pkcs8::EncodePublicKey;
+        self.key
+            .to_public_key()
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .map_err(|e| err!(VerificationFailed, "encoding public key: {e}"))
+    }
+
+    /// Length of every signature this key makes.
+    pub fn signature_len(&self) -> usize {
+        rsa::traits::PublicKeyParts::size(&self.key)
+    }
+
+    /// A PKCS#1 v1.5 signature of a SHA-256 digest.
+    pub fn sign_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        let mut hashed = SHA256_DIGEST_INFO.to_vec();
+        hashed.extend_from_slice(digest);
+        self.key
+            .sign(Pkcs1v15Sign::new_unprefixed(), &hashed)
+            .map_err(|e| err!(VerificationFailed, "signing failed: {e}"))
+    }
+}
+
+/// Encodes signatures as the `Signatures` message payloads carry.
+pub fn encode_signatures(sigs: &[Vec<u8>]) -> Vec<u8> {
+    let mut msg = pb::Signatures::new();
+    for sig in sigs {
+        let mut s = pb::signatures::Signature::new();
+        s.set_data(sig.clone());
+        s.set_unpadded_signature_size(sig.len() as u32);
+        msg.signatures.push(s);
+    }
+    // Writing a message to a Vec cannot fail.
+    msg.write_to_bytes().unwrap_or_default()
+}

@@ -1,0 +1,72 @@
+//! Helpers shared by the integration tests: AOSP sample data and simulated devices.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `../shared/testdata` beside the checkout (read-only).
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/aosp-update-engine")
+}
+
+/// Unpacks AOSP's sample images and payloads into `dir` (a copy: the originals stay read-only).
+pub fn unpack_aosp_samples(dir: &Path) {
+    for archive in ["sample_images.tar.bz2", "sample_payloads.tar.xz"] {
+        let status = Command::new("tar")
+            .arg("xf")
+            .arg(testdata().join(archive))
+            .arg("-C")
+            .arg(dir)
+            .status()
+            .expect("running tar");
+        assert!(status.success(), "unpacking {archive}");
+    }
+}
+
+/// Creates `dir/<name>_<slot>.img` holding `content`, padded with zeros to `size` bytes.
+pub fn put_image(dir: &Path, name: &str, slot: char, content: &[u8], size: u64) -> PathBuf {
+    let path = dir.join(format!("{name}_{slot}.img"));
+    let mut data = content.to_vec();
+    data.resize(size as usize, 0);
+    std::fs::write(&path, data).unwrap();
+    path
+}
+
+/// A deterministic pseudo-random generator for test data (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Realistic partition content: runs of zeros, text-like compressible blocks and random blocks.
+pub fn mixed_image(rng: &mut Rng, blocks: usize) -> Vec<u8> {
+    let mut data = vec![0u8; blocks * 4096];
+    for block in data.chunks_mut(4096) {
+        match rng.below(4) {
+            0 => {}
+            1 => rng.fill(block),
+            _ => {
+                let word = rng.next().to_le_bytes();
+                for (i, b) in block.iter_mut().enumerate() {
+                    *b = if i % 13 == 0 { b'\n' } else { b'a' + word[i % 8] % 26 };
+                }
+            }
+        }
+    }
+    data
+}
