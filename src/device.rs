@@ -13,48 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::error::{Error, Result};
-use crate::{bail, err};
-
-/// An A/B slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub fn parse(s: &str) -> Result<Slot> {
-        match s.trim_start_matches('_') {
-            "a" | "A" | "0" => Ok(Slot::A),
-            "b" | "B" | "1" => Ok(Slot::B),
-            _ => bail!(SlotError, "{s:?} is not a slot (a or b)"),
-        }
-    }
-    pub fn index(self) -> usize {
-        self as usize
-    }
-    pub fn from_index(i: usize) -> Option<Slot> {
-        [Slot::A, Slot::B].get(i).copied()
-    }
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Slot::A => "_a",
-            Slot::B => "_b",
-        }
-    }
-    pub fn other(self) -> Slot {
-        match self {
-            Slot::A => Slot::B,
-            Slot::B => Slot::A,
-        }
-    }
-}
-
-impl std::fmt::Display for Slot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.suffix()[1..])
-    }
-}
+use crate::err;
+pub use crate::slot::Slot;
 
 /// Where the partitions are.
 #[derive(Clone, Debug)]
@@ -121,7 +81,7 @@ impl SlotPartitions for Device {
         Ok(Box::new(self.target(name)?))
     }
     fn target_slot_name(&self) -> String {
-        self.target_slot().to_string()
+        self.target_slot().suffix()[1..].to_owned()
     }
 }
 
@@ -235,13 +195,5 @@ mod tests {
         source.read_at(&mut buf, 0).unwrap();
         assert_eq!(&buf, b"aaa");
         assert_eq!(dev.source("vendor").unwrap_err().code, crate::ErrorCode::PartitionMissing);
-    }
-
-    #[test]
-    fn slot_names() {
-        assert_eq!(Slot::parse("_b").unwrap(), Slot::B);
-        assert_eq!(Slot::parse("a").unwrap().other(), Slot::B);
-        assert!(Slot::parse("c").is_err());
-        assert_eq!(Slot::B.to_string(), "b");
     }
 }

@@ -17,4 +17,4 @@ pub mod proto {
 }
 
 pub use header::{PayloadHeader, HEADER_SIZE};
-pub use manifest::{Extent, Manifest, OpKind, Operation, Partition};
+pub use manifest::{Extent, Manifest, OpKind, Operation, Partition, BLOCK_SIZE};

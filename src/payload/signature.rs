@@ -147,6 +147,23 @@ impl Signer {
         Ok(Signer { key })
     }
 
+    /// A new random RSA key of `bits` bits (for the demo and tests; real keys come from a
+    /// signing server).
+    pub fn generate(bits: usize) -> Result<Self> {
+        let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
+            .map_err(|e| err!(VerificationFailed, "generating an RSA key: {e}"))?;
+        Ok(Signer { key })
+    }
+
+    /// The private key as PKCS#8 PEM, what [`Signer::from_pem`] reads.
+    pub fn private_key_pem(&self) -> Result<String> {
+        use rsa::pkcs8::EncodePrivateKey;
+        self.key
+            .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+            .map(|pem| pem.to_string())
+            .map_err(|e| err!(VerificationFailed, "encoding private key: {e}"))
+    }
+
     /// The public half, as a PEM `PUBLIC KEY` that [`TrustedKeys`] loads.
     pub fn public_key_pem(&self) -> Result<String> {
         use rsa::pkcs8::EncodePublicKey;
