@@ -7,6 +7,8 @@
 //! - platform adapters (`device`, `checkpoint` store, boot control backends, HTTP, Binder);
 //! - the service and the CLI (binaries).
 
+pub mod avb;
 pub mod error;
+pub mod rollback;
 
 pub use error::{Error, ErrorCode, Result};
