@@ -51,7 +51,10 @@ pub fn encode(floors: &RollbackFloors) -> [u8; RECORD_SIZE] {
     let mut out = [0u8; RECORD_SIZE];
     out[..4].copy_from_slice(&MAGIC);
     out[4..8].copy_from_slice(&VERSION.to_le_bytes());
-    for (slot, floor) in out[8..RECORD_SIZE - 4].chunks_exact_mut(8).zip(floors.as_array()) {
+    for (slot, floor) in out[8..RECORD_SIZE - 4]
+        .chunks_exact_mut(8)
+        .zip(floors.as_array())
+    {
         slot.copy_from_slice(&floor.to_le_bytes());
     }
     let crc = crc32fast::hash(&out[..RECORD_SIZE - 4]);
@@ -116,13 +119,22 @@ impl RollbackStore {
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(LoadedFloors { floors: RollbackFloors::new(), state: StoreState::Missing })
+                return Ok(LoadedFloors {
+                    floors: RollbackFloors::new(),
+                    state: StoreState::Missing,
+                })
             }
             Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
         };
         Ok(match decode(&bytes) {
-            Ok(floors) => LoadedFloors { floors, state: StoreState::Valid },
-            Err(why) => LoadedFloors { floors: RollbackFloors::new(), state: StoreState::Corrupt(why) },
+            Ok(floors) => LoadedFloors {
+                floors,
+                state: StoreState::Valid,
+            },
+            Err(why) => LoadedFloors {
+                floors: RollbackFloors::new(),
+                state: StoreState::Corrupt(why),
+            },
         })
     }
 
@@ -159,11 +171,16 @@ impl RollbackStore {
             .mode(0o600)
             .open(&temp)
             .map_err(|e| io("creating", e))?;
-        file.write_all(&encode(floors)).map_err(|e| io("writing", e))?;
+        file.write_all(&encode(floors))
+            .map_err(|e| io("writing", e))?;
         file.sync_all().map_err(|e| io("syncing", e))?;
         drop(file);
-        fs::rename(&temp, &self.path)
-            .map_err(|e| Error::io(format!("renaming {} to {}", temp.display(), self.path.display()), e))?;
+        fs::rename(&temp, &self.path).map_err(|e| {
+            Error::io(
+                format!("renaming {} to {}", temp.display(), self.path.display()),
+                e,
+            )
+        })?;
         // The rename is durable only once the directory entry is.
         let dir = match self.path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
@@ -196,7 +213,10 @@ mod tests {
         assert_eq!(&bytes[..8], b"ABRF\x01\0\0\0");
         assert_eq!(&bytes[8..16], &1u64.to_le_bytes());
         assert_eq!(decode(&bytes), Ok(sample()));
-        assert_eq!(decode(&encode(&RollbackFloors::new())), Ok(RollbackFloors::new()));
+        assert_eq!(
+            decode(&encode(&RollbackFloors::new())),
+            Ok(RollbackFloors::new())
+        );
     }
 
     #[test]
@@ -222,11 +242,20 @@ mod tests {
         let mut current = RollbackFloors::new();
         current.raise(0, 5).unwrap();
         current.raise(1, 100).unwrap();
-        let stored = LoadedFloors { floors: sample(), state: StoreState::Valid };
+        let stored = LoadedFloors {
+            floors: sample(),
+            state: StoreState::Valid,
+        };
         let effective = effective_floors(&current, &stored);
-        assert_eq!((effective.get(0), effective.get(1), effective.get(2)), (Some(5), Some(0x0101_0101_0102), Some(0x0202_0202_0203)));
+        assert_eq!(
+            (effective.get(0), effective.get(1), effective.get(2)),
+            (Some(5), Some(0x0101_0101_0102), Some(0x0202_0202_0203))
+        );
         for state in [StoreState::Missing, StoreState::Corrupt("x".into())] {
-            let stored = LoadedFloors { floors: sample(), state };
+            let stored = LoadedFloors {
+                floors: sample(),
+                state,
+            };
             assert_eq!(effective_floors(&current, &stored), current);
         }
     }
@@ -246,8 +275,14 @@ mod tests {
         assert_eq!(store.advance(5, 1).unwrap().get(2), Some(7));
         let loaded = store.load().unwrap();
         assert_eq!(loaded.state, StoreState::Valid);
-        assert_eq!((loaded.floors.get(2), loaded.floors.get(5)), (Some(7), Some(1)));
-        assert_eq!(store.advance(32, 1).unwrap_err().code, ErrorCode::AvbSignature);
+        assert_eq!(
+            (loaded.floors.get(2), loaded.floors.get(5)),
+            (Some(7), Some(1))
+        );
+        assert_eq!(
+            store.advance(32, 1).unwrap_err().code,
+            ErrorCode::AvbSignature
+        );
         assert!(!dir.path().join("rollback.tmp").exists());
     }
 
@@ -264,10 +299,16 @@ mod tests {
         assert_eq!(loaded.state, StoreState::Corrupt("CRC mismatch".into()));
         assert_eq!(loaded.floors, RollbackFloors::new());
         // Rebuilt from what the caller knows (the current slot), even when nothing rises.
-        assert_eq!(store.advance_to(&RollbackFloors::new()).unwrap(), RollbackFloors::new());
+        assert_eq!(
+            store.advance_to(&RollbackFloors::new()).unwrap(),
+            RollbackFloors::new()
+        );
         assert_eq!(store.load().unwrap().state, StoreState::Valid);
         fs::write(&path, b"short").unwrap();
-        assert!(matches!(store.load().unwrap().state, StoreState::Corrupt(_)));
+        assert!(matches!(
+            store.load().unwrap().state,
+            StoreState::Corrupt(_)
+        ));
     }
 
     #[test]

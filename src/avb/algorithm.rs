@@ -29,7 +29,9 @@ impl Algorithm {
 
     /// The algorithm for a header's `algorithm_type`, if libavb knows it.
     pub fn from_type(algorithm_type: u32) -> Option<Self> {
-        Self::ALL.get(usize::try_from(algorithm_type).ok()?).copied()
+        Self::ALL
+            .get(usize::try_from(algorithm_type).ok()?)
+            .copied()
     }
 
     /// The header's `algorithm_type` value.
@@ -81,8 +83,12 @@ impl Algorithm {
     pub(crate) fn digest(self) -> Option<&'static digest::Algorithm> {
         match self {
             Self::None => None,
-            Self::Sha256Rsa2048 | Self::Sha256Rsa4096 | Self::Sha256Rsa8192 => Some(&digest::SHA256),
-            Self::Sha512Rsa2048 | Self::Sha512Rsa4096 | Self::Sha512Rsa8192 => Some(&digest::SHA512),
+            Self::Sha256Rsa2048 | Self::Sha256Rsa4096 | Self::Sha256Rsa8192 => {
+                Some(&digest::SHA256)
+            }
+            Self::Sha512Rsa2048 | Self::Sha512Rsa4096 | Self::Sha512Rsa8192 => {
+                Some(&digest::SHA512)
+            }
         }
     }
 
@@ -134,9 +140,24 @@ mod tests {
         assert_eq!(Algorithm::from_type(7), None);
         assert_eq!(Algorithm::from_type(u32::MAX), None);
         // avb_crypto.h: hash_size 32/64, signature_size = key bits / 8.
-        assert_eq!((Algorithm::None.hash_len(), Algorithm::None.signature_len()), (0, 0));
-        assert_eq!((Algorithm::Sha256Rsa4096.hash_len(), Algorithm::Sha256Rsa4096.signature_len()), (32, 512));
-        assert_eq!((Algorithm::Sha512Rsa8192.hash_len(), Algorithm::Sha512Rsa8192.signature_len()), (64, 1024));
+        assert_eq!(
+            (Algorithm::None.hash_len(), Algorithm::None.signature_len()),
+            (0, 0)
+        );
+        assert_eq!(
+            (
+                Algorithm::Sha256Rsa4096.hash_len(),
+                Algorithm::Sha256Rsa4096.signature_len()
+            ),
+            (32, 512)
+        );
+        assert_eq!(
+            (
+                Algorithm::Sha512Rsa8192.hash_len(),
+                Algorithm::Sha512Rsa8192.signature_len()
+            ),
+            (64, 1024)
+        );
         assert_eq!(Algorithm::Sha512Rsa2048.name(), "SHA512_RSA2048");
     }
 }

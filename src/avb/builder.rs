@@ -7,7 +7,10 @@ use ring::rand::SystemRandom;
 use ring::signature::RsaKeyPair;
 
 use super::algorithm::Algorithm;
-use super::descriptor::{ChainPartitionDescriptor, Descriptor, HashDescriptor, HashtreeDescriptor, MAX_LOCATIONS};
+use super::descriptor::{
+    put_u32, put_u64, ChainPartitionDescriptor, Descriptor, HashDescriptor, HashtreeDescriptor,
+    MAX_LOCATIONS,
+};
 use super::image::{HEADER_SIZE, MAGIC, RELEASE_STRING_SIZE};
 use super::key::AvbPublicKey;
 use crate::error::Result;
@@ -31,7 +34,8 @@ pub struct RingSigner {
 impl RingSigner {
     /// A signer for a PKCS#8 DER private key (`openssl genpkey -algorithm RSA` output, in DER).
     pub fn from_pkcs8_der(der: &[u8]) -> Result<Self> {
-        let pair = RsaKeyPair::from_pkcs8(der).map_err(|e| crate::err!(AvbSignature, "RSA private key: {e}"))?;
+        let pair = RsaKeyPair::from_pkcs8(der)
+            .map_err(|e| crate::err!(AvbSignature, "RSA private key: {e}"))?;
         Self::from_pair(pair)
     }
 
@@ -156,18 +160,33 @@ impl VbmetaBuilder {
             (Some(bits), Some(signer)) => {
                 let key = signer.public_key();
                 if key.num_bits() != bits {
-                    crate::bail!(AvbSignature, "{algorithm} needs a {bits}-bit key, the signer has {}", key.num_bits());
+                    crate::bail!(
+                        AvbSignature,
+                        "{algorithm} needs a {bits}-bit key, the signer has {}",
+                        key.num_bits()
+                    );
                 }
                 Some(key)
             }
             (None, Some(_)) => crate::bail!(AvbSignature, "algorithm NONE takes no signer"),
             (Some(_), None) => crate::bail!(AvbSignature, "{algorithm} needs a signer"),
         };
-        if self.release_string.len() >= RELEASE_STRING_SIZE || self.release_string.as_bytes().contains(&0) {
-            crate::bail!(AvbSignature, "release string {:?} does not fit {} bytes", self.release_string, RELEASE_STRING_SIZE - 1);
+        if self.release_string.len() >= RELEASE_STRING_SIZE
+            || self.release_string.as_bytes().contains(&0)
+        {
+            crate::bail!(
+                AvbSignature,
+                "release string {:?} does not fit {} bytes",
+                self.release_string,
+                RELEASE_STRING_SIZE - 1
+            );
         }
         if self.rollback_index_location >= MAX_LOCATIONS {
-            crate::bail!(AvbSignature, "rollback index location {} is not below {MAX_LOCATIONS}", self.rollback_index_location);
+            crate::bail!(
+                AvbSignature,
+                "rollback index location {} is not below {MAX_LOCATIONS}",
+                self.rollback_index_location
+            );
         }
 
         let mut descriptors = Vec::new();
@@ -213,7 +232,11 @@ impl VbmetaBuilder {
             auth.extend_from_slice(ring::digest::digest(digest, &signed).as_ref());
             let signature = signer.sign(algorithm, &signed)?;
             if signature.len() != signature_len {
-                crate::bail!(AvbSignature, "signer returned {} bytes, {algorithm} takes {signature_len}", signature.len());
+                crate::bail!(
+                    AvbSignature,
+                    "signer returned {} bytes, {algorithm} takes {signature_len}",
+                    signature.len()
+                );
             }
             auth.extend(signature);
         }
@@ -230,11 +253,11 @@ impl VbmetaBuilder {
         for descriptor in &self.descriptors {
             let needs = match descriptor {
                 Descriptor::Hash(HashDescriptor { flags, digest, .. })
-                | Descriptor::Hashtree(HashtreeDescriptor { flags, root_digest: digest, .. })
-                    if *flags != 0 || digest.is_empty() =>
-                {
-                    1
-                }
+                | Descriptor::Hashtree(HashtreeDescriptor {
+                    flags,
+                    root_digest: digest,
+                    ..
+                }) if *flags != 0 || digest.is_empty() => 1,
                 Descriptor::ChainPartition(ChainPartitionDescriptor { flags, .. })
                     if flags & ChainPartitionDescriptor::FLAG_DO_NOT_USE_AB != 0 =>
                 {
@@ -249,12 +272,4 @@ impl VbmetaBuilder {
         }
         minor
     }
-}
-
-fn put_u32(out: &mut Vec<u8>, value: u32) {
-    out.extend_from_slice(&value.to_be_bytes());
-}
-
-fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_be_bytes());
 }

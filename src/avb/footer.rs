@@ -26,14 +26,24 @@ pub struct AvbFooter {
 impl AvbFooter {
     /// A version 1.0 footer, as avbtool writes.
     pub fn new(original_image_size: u64, vbmeta_offset: u64, vbmeta_size: u64) -> Self {
-        AvbFooter { version_major: 1, version_minor: 0, original_image_size, vbmeta_offset, vbmeta_size }
+        AvbFooter {
+            version_major: 1,
+            version_minor: 0,
+            original_image_size,
+            vbmeta_offset,
+            vbmeta_size,
+        }
     }
 
     /// Parses the last 64 bytes of a partition. Errors (28) unless `bytes` is 64 bytes with the
     /// `AVBf` magic and a major version libavb supports (1).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.len() != FOOTER_SIZE {
-            crate::bail!(AvbSignature, "AVB footer: {} bytes, not {FOOTER_SIZE}", bytes.len());
+            crate::bail!(
+                AvbSignature,
+                "AVB footer: {} bytes, not {FOOTER_SIZE}",
+                bytes.len()
+            );
         }
         let mut r = BeReader::new(bytes, "AVB footer");
         if r.array::<4>()? != FOOTER_MAGIC {
@@ -47,7 +57,12 @@ impl AvbFooter {
             vbmeta_size: r.u64()?,
         };
         if footer.version_major > 1 {
-            crate::bail!(AvbSignature, "AVB footer: unsupported version {}.{}", footer.version_major, footer.version_minor);
+            crate::bail!(
+                AvbSignature,
+                "AVB footer: unsupported version {}.{}",
+                footer.version_major,
+                footer.version_minor
+            );
         }
         Ok(footer)
     }
@@ -81,7 +96,11 @@ pub fn load_vbmeta(
     let mut read = |offset: u64, len: usize| -> Result<Vec<u8>> {
         let bytes = read_at(offset, len)?;
         if bytes.len() != len {
-            crate::bail!(DeviceError, "{partition}: read {} bytes at {offset}, asked for {len}", bytes.len());
+            crate::bail!(
+                DeviceError,
+                "{partition}: read {} bytes at {offset}, asked for {len}",
+                bytes.len()
+            );
         }
         Ok(bytes)
     };
@@ -93,7 +112,10 @@ pub fn load_vbmeta(
         match AvbFooter::parse(&tail) {
             Err(_) => at_start,
             Ok(footer) => {
-                let inside = footer.vbmeta_offset.checked_add(footer.vbmeta_size).is_some_and(|end| end <= partition_size);
+                let inside = footer
+                    .vbmeta_offset
+                    .checked_add(footer.vbmeta_size)
+                    .is_some_and(|end| end <= partition_size);
                 if !inside || footer.vbmeta_size > VBMETA_MAX_SIZE as u64 {
                     crate::bail!(
                         AvbSignature,
@@ -116,7 +138,10 @@ pub fn find_vbmeta(partition: &str, image: &[u8]) -> Result<VbmetaImage> {
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         match image.get(start..start.saturating_add(len)) {
             Some(bytes) => Ok(bytes.to_vec()),
-            None => crate::bail!(AvbSignature, "{partition}: {len} bytes at {offset} are past the image end"),
+            None => crate::bail!(
+                AvbSignature,
+                "{partition}: {len} bytes at {offset} are past the image end"
+            ),
         }
     })
 }
@@ -132,7 +157,10 @@ mod tests {
         let bytes = footer.encode();
         assert_eq!(AvbFooter::parse(&bytes).unwrap(), footer);
         assert_eq!(&bytes[36..], &[0u8; 28]);
-        assert_eq!(AvbFooter::parse(&bytes[1..]).unwrap_err().code, ErrorCode::AvbSignature);
+        assert_eq!(
+            AvbFooter::parse(&bytes[1..]).unwrap_err().code,
+            ErrorCode::AvbSignature
+        );
         let mut bad = bytes;
         bad[0] = b'X';
         assert!(AvbFooter::parse(&bad).is_err());

@@ -56,7 +56,11 @@ impl VbmetaImage {
     /// below 32 (libavb refuses others after verifying).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let Some(header) = bytes.get(..HEADER_SIZE) else {
-            crate::bail!(AvbSignature, "vbmeta: {} bytes, shorter than its {HEADER_SIZE}-byte header", bytes.len());
+            crate::bail!(
+                AvbSignature,
+                "vbmeta: {} bytes, shorter than its {HEADER_SIZE}-byte header",
+                bytes.len()
+            );
         };
         let mut r = BeReader::new(header, "vbmeta header");
         if r.array::<4>()? != MAGIC {
@@ -64,7 +68,12 @@ impl VbmetaImage {
         }
         let version = (r.u32()?, r.u32()?);
         if version.0 != 1 {
-            crate::bail!(AvbSignature, "vbmeta: requires libavb {}.{}, only major version 1 exists", version.0, version.1);
+            crate::bail!(
+                AvbSignature,
+                "vbmeta: requires libavb {}.{}, only major version 1 exists",
+                version.0,
+                version.1
+            );
         }
         let auth_size = r.u64()?;
         let aux_size = r.u64()?;
@@ -83,11 +92,17 @@ impl VbmetaImage {
         if release[RELEASE_STRING_SIZE - 1] != 0 {
             crate::bail!(AvbSignature, "vbmeta: release string is not NUL-terminated");
         }
-        let release_end = release.iter().position(|&b| b == 0).unwrap_or(RELEASE_STRING_SIZE);
+        let release_end = release
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(RELEASE_STRING_SIZE);
         let release_string = String::from_utf8_lossy(&release[..release_end]).into_owned();
 
         if auth_size % 64 != 0 || aux_size % 64 != 0 {
-            crate::bail!(AvbSignature, "vbmeta: block sizes {auth_size} and {aux_size} are not multiples of 64");
+            crate::bail!(
+                AvbSignature,
+                "vbmeta: block sizes {auth_size} and {aux_size} are not multiples of 64"
+            );
         }
         let total = (HEADER_SIZE as u64)
             .checked_add(auth_size)
@@ -106,26 +121,65 @@ impl VbmetaImage {
         let auth = &raw[HEADER_SIZE..aux_start];
         let aux = &raw[aux_start..];
 
-        let hash = sub_range(auth, hash_offset, hash_size, "vbmeta hash", "authentication block")?;
-        let signature = sub_range(auth, signature_offset, signature_size, "vbmeta signature", "authentication block")?;
-        let key = sub_range(aux, key_offset, key_size, "vbmeta public key", "auxiliary block")?;
+        let hash = sub_range(
+            auth,
+            hash_offset,
+            hash_size,
+            "vbmeta hash",
+            "authentication block",
+        )?;
+        let signature = sub_range(
+            auth,
+            signature_offset,
+            signature_size,
+            "vbmeta signature",
+            "authentication block",
+        )?;
+        let key = sub_range(
+            aux,
+            key_offset,
+            key_size,
+            "vbmeta public key",
+            "auxiliary block",
+        )?;
         let metadata = match metadata_size {
             0 => &[][..],
-            _ => sub_range(aux, metadata_offset, metadata_size, "vbmeta public key metadata", "auxiliary block")?,
+            _ => sub_range(
+                aux,
+                metadata_offset,
+                metadata_size,
+                "vbmeta public key metadata",
+                "auxiliary block",
+            )?,
         };
-        let descriptors = sub_range(aux, descriptors_offset, descriptors_size, "vbmeta descriptors", "auxiliary block")?;
+        let descriptors = sub_range(
+            aux,
+            descriptors_offset,
+            descriptors_size,
+            "vbmeta descriptors",
+            "auxiliary block",
+        )?;
 
-        let algorithm = Algorithm::from_type(algorithm_type)
-            .ok_or_else(|| crate::err!(AvbSignature, "vbmeta: unknown algorithm type {algorithm_type}"))?;
+        let algorithm = Algorithm::from_type(algorithm_type).ok_or_else(|| {
+            crate::err!(
+                AvbSignature,
+                "vbmeta: unknown algorithm type {algorithm_type}"
+            )
+        })?;
         let public_key = match algorithm.key_bits() {
             None => {
                 if !hash.is_empty() || !signature.is_empty() || !key.is_empty() {
-                    crate::bail!(AvbSignature, "vbmeta: algorithm NONE but the image carries a hash, signature or key");
+                    crate::bail!(
+                        AvbSignature,
+                        "vbmeta: algorithm NONE but the image carries a hash, signature or key"
+                    );
                 }
                 None
             }
             Some(bits) => {
-                if hash.len() != algorithm.hash_len() || signature.len() != algorithm.signature_len() {
+                if hash.len() != algorithm.hash_len()
+                    || signature.len() != algorithm.signature_len()
+                {
                     crate::bail!(
                         AvbSignature,
                         "vbmeta: {algorithm} needs a {}-byte hash and {}-byte signature, header says {} and {}",
@@ -138,7 +192,11 @@ impl VbmetaImage {
                 let key = AvbPublicKey::from_avb_blob(key)
                     .map_err(|e| crate::err!(AvbSignature, "vbmeta public key: {}", e.message))?;
                 if key.num_bits() != bits {
-                    crate::bail!(AvbSignature, "vbmeta: {algorithm} signed with a {}-bit key", key.num_bits());
+                    crate::bail!(
+                        AvbSignature,
+                        "vbmeta: {algorithm} signed with a {}-bit key",
+                        key.num_bits()
+                    );
                 }
                 Some(key)
             }
@@ -153,9 +211,10 @@ impl VbmetaImage {
             .map_err(|e| crate::err!(AvbSignature, "vbmeta: {}", e.message))?;
         let public_key_metadata = metadata.to_vec();
         // Both were bounds-checked inside the authentication block above, so these cannot overflow.
-        let hash = HEADER_SIZE + hash_offset as usize..HEADER_SIZE + (hash_offset + hash_size) as usize;
-        let signature =
-            HEADER_SIZE + signature_offset as usize..HEADER_SIZE + (signature_offset + signature_size) as usize;
+        let hash =
+            HEADER_SIZE + hash_offset as usize..HEADER_SIZE + (hash_offset + hash_size) as usize;
+        let signature = HEADER_SIZE + signature_offset as usize
+            ..HEADER_SIZE + (signature_offset + signature_size) as usize;
 
         Ok(VbmetaImage {
             required_libavb_version: version,
@@ -226,7 +285,8 @@ impl VbmetaImage {
 
     /// The chain descriptor for `partition` (name without slot suffix), if any.
     pub fn chain_partition(&self, partition: &str) -> Option<&ChainPartitionDescriptor> {
-        self.chain_partitions().find(|c| c.partition_name == partition)
+        self.chain_partitions()
+            .find(|c| c.partition_name == partition)
     }
 
     /// The value of the first property descriptor with this key.
@@ -266,5 +326,102 @@ impl VbmetaImage {
 
     pub(crate) fn stored_signature(&self) -> &[u8] {
         &self.raw[self.signature.clone()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::avb::{PropertyDescriptor, VbmetaBuilder};
+    use crate::ErrorCode;
+
+    /// An unsigned image (256-byte header, no auth block, one 64-byte aux block).
+    fn unsigned() -> Vec<u8> {
+        VbmetaBuilder::new(Algorithm::None)
+            .rollback_index(9)
+            .descriptor(Descriptor::Property(PropertyDescriptor {
+                key: "k".into(),
+                value: b"v".to_vec(),
+            }))
+            .build(None)
+            .unwrap()
+    }
+
+    fn with_u64(mut bytes: Vec<u8>, at: usize, value: u64) -> Vec<u8> {
+        bytes[at..at + 8].copy_from_slice(&value.to_be_bytes());
+        bytes
+    }
+
+    fn with_u32(mut bytes: Vec<u8>, at: usize, value: u32) -> Vec<u8> {
+        bytes[at..at + 4].copy_from_slice(&value.to_be_bytes());
+        bytes
+    }
+
+    fn refused(bytes: &[u8], why: &str) {
+        let e = VbmetaImage::parse(bytes).unwrap_err();
+        assert_eq!(e.code, ErrorCode::AvbSignature, "{e}");
+        assert!(e.message.contains(why), "expected {why:?} in {e}");
+    }
+
+    #[test]
+    fn parses_and_ignores_trailing_bytes() {
+        let bytes = unsigned();
+        assert_eq!(bytes.len(), 320);
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0xff; 100]);
+        let image = VbmetaImage::parse(&padded).unwrap();
+        assert_eq!(image, VbmetaImage::parse(&bytes).unwrap());
+        assert_eq!(image.as_bytes(), &bytes[..]);
+        assert_eq!(image.rollback_index(), 9);
+        assert_eq!(image.property("k"), Some(&b"v"[..]));
+        assert_eq!(image.property("x"), None);
+    }
+
+    #[test]
+    fn header_checks() {
+        let good = unsigned();
+        let mut magic = good.clone();
+        magic[3] = b'1';
+        refused(&magic, "magic");
+        refused(&with_u32(good.clone(), 4, 2), "major version");
+        let mut release = good.clone();
+        release[128..176].fill(b'x');
+        refused(&release, "NUL-terminated");
+        refused(&with_u64(good.clone(), 12, 1), "multiples of 64");
+        refused(&with_u64(good.clone(), 20, 128), "exceed");
+        refused(&with_u64(good.clone(), 20, u64::MAX - 63), "exceed");
+        refused(&with_u32(good.clone(), 28, 7), "unknown algorithm");
+        refused(&with_u64(good.clone(), 72, 8), "algorithm NONE");
+        refused(&with_u64(good.clone(), 96, 64), "descriptors");
+        refused(&with_u64(with_u64(good.clone(), 80, 60), 88, 8), "metadata");
+        refused(&with_u32(good.clone(), 124, 32), "rollback index location");
+        assert_eq!(
+            VbmetaImage::parse(&with_u32(good.clone(), 124, 31))
+                .unwrap()
+                .rollback_index_location(),
+            31
+        );
+        // Metadata offset is ignored when its size is 0, as libavb ignores it.
+        let mut no_metadata = with_u64(good.clone(), 80, u64::MAX);
+        no_metadata = with_u64(no_metadata, 88, 0);
+        assert!(VbmetaImage::parse(&no_metadata).is_ok());
+    }
+
+    #[test]
+    fn signed_images_need_the_algorithms_sizes() {
+        let pem = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/avb/testkey_rsa2048.pem"
+        ))
+        .unwrap();
+        let signer = crate::avb::RingSigner::from_pem(&pem).unwrap();
+        let good = VbmetaBuilder::new(Algorithm::Sha256Rsa2048)
+            .build(Some(&signer))
+            .unwrap();
+        assert!(VbmetaImage::parse(&good).unwrap().verify().is_ok());
+        refused(&with_u64(good.clone(), 40, 31), "32-byte hash");
+        refused(&with_u64(good.clone(), 56, 255), "256-byte signature");
+        refused(&with_u32(good.clone(), 28, 2), "4096"); // SHA256_RSA4096 with 256-byte signature
+        refused(&with_u64(good.clone(), 72, 0), "public key");
     }
 }

@@ -33,12 +33,19 @@ impl AvbPublicKey {
     /// is even, and precomputed `n0inv`/`rr` values that do not match `n`.
     pub fn from_avb_blob(blob: &[u8]) -> Result<Self> {
         let Some((header, rest)) = blob.split_first_chunk::<8>() else {
-            crate::bail!(AvbSignature, "AVB public key: {} bytes, shorter than its header", blob.len());
+            crate::bail!(
+                AvbSignature,
+                "AVB public key: {} bytes, shorter than its header",
+                blob.len()
+            );
         };
         let [b0, b1, b2, b3, n0inv @ ..] = *header;
         let bits = u32::from_be_bytes([b0, b1, b2, b3]);
         if !matches!(bits, 2048 | 4096 | 8192) {
-            crate::bail!(AvbSignature, "AVB public key: unsupported key_num_bits {bits}");
+            crate::bail!(
+                AvbSignature,
+                "AVB public key: unsupported key_num_bits {bits}"
+            );
         }
         let len = bits as usize / 8;
         if rest.len() != 2 * len {
@@ -51,13 +58,23 @@ impl AvbPublicKey {
         }
         let key = Self::from_modulus(&rest[..len])?;
         if key.num_bits() != bits {
-            crate::bail!(AvbSignature, "AVB public key: modulus has {} bits, header says {bits}", key.num_bits());
+            crate::bail!(
+                AvbSignature,
+                "AVB public key: modulus has {} bits, header says {bits}",
+                key.num_bits()
+            );
         }
         if key.blob[4..8] != n0inv {
-            crate::bail!(AvbSignature, "AVB public key: n0inv does not match the modulus");
+            crate::bail!(
+                AvbSignature,
+                "AVB public key: n0inv does not match the modulus"
+            );
         }
         if key.blob[8 + len..] != rest[len..] {
-            crate::bail!(AvbSignature, "AVB public key: rr does not match the modulus");
+            crate::bail!(
+                AvbSignature,
+                "AVB public key: rr does not match the modulus"
+            );
         }
         Ok(key)
     }
@@ -72,7 +89,10 @@ impl AvbPublicKey {
             None => 0,
         };
         if !matches!(bits, 2048 | 4096 | 8192) {
-            crate::bail!(AvbSignature, "RSA modulus of {bits} bits; AVB supports 2048, 4096 and 8192");
+            crate::bail!(
+                AvbSignature,
+                "RSA modulus of {bits} bits; AVB supports 2048, 4096 and 8192"
+            );
         }
         let (last, n0) = match n.last_chunk::<4>() {
             Some(chunk) => (chunk[3], u32::from_be_bytes(*chunk)),
@@ -124,7 +144,10 @@ impl AvbPublicKey {
                 _ => continue,
             }
         }
-        crate::bail!(AvbSignature, "PEM: no public key, certificate or RSA private key block")
+        crate::bail!(
+            AvbSignature,
+            "PEM: no public key, certificate or RSA private key block"
+        )
     }
 
     /// Parses a DER `SubjectPublicKeyInfo` holding an RSA key.
@@ -132,7 +155,11 @@ impl AvbPublicKey {
         let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
             .map_err(|e| crate::err!(AvbSignature, "SubjectPublicKeyInfo: {e}"))?;
         if !rest.is_empty() {
-            crate::bail!(AvbSignature, "SubjectPublicKeyInfo: {} trailing bytes", rest.len());
+            crate::bail!(
+                AvbSignature,
+                "SubjectPublicKeyInfo: {} trailing bytes",
+                rest.len()
+            );
         }
         match spki.parsed() {
             Ok(PublicKey::RSA(key)) => Self::from_rsa_components(key.modulus, key.exponent),
@@ -143,8 +170,8 @@ impl AvbPublicKey {
 
     /// Parses a DER PKCS#1 `RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }`.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<Self> {
-        let (rest, key) =
-            RSAPublicKey::from_der(der).map_err(|e| crate::err!(AvbSignature, "RSAPublicKey: {e}"))?;
+        let (rest, key) = RSAPublicKey::from_der(der)
+            .map_err(|e| crate::err!(AvbSignature, "RSAPublicKey: {e}"))?;
         if !rest.is_empty() {
             crate::bail!(AvbSignature, "RSAPublicKey: {} trailing bytes", rest.len());
         }
@@ -165,7 +192,10 @@ impl AvbPublicKey {
     /// The key as a `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo) PEM with LF line ends.
     pub fn to_pem(&self) -> String {
         let block = pem::Pem::new("PUBLIC KEY", self.to_spki_der());
-        pem::encode_config(&block, pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+        pem::encode_config(
+            &block,
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 
     /// The key as DER `SubjectPublicKeyInfo`.
@@ -193,12 +223,24 @@ impl AvbPublicKey {
 
     /// Checks a PKCS#1 v1.5 `signature` over `message` made with this key and `algorithm`, whose
     /// key size must be this key's. Error code 28 on any mismatch.
-    pub(crate) fn verify(&self, algorithm: Algorithm, message: &[u8], signature: &[u8]) -> Result<()> {
+    pub(crate) fn verify(
+        &self,
+        algorithm: Algorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<()> {
         let (Some(params), Some(bits)) = (algorithm.verification(), algorithm.key_bits()) else {
-            crate::bail!(AvbSignature, "algorithm {algorithm} has no signature to check");
+            crate::bail!(
+                AvbSignature,
+                "algorithm {algorithm} has no signature to check"
+            );
         };
         if bits != self.num_bits() {
-            crate::bail!(AvbSignature, "{algorithm} needs a {bits}-bit key, this one has {}", self.num_bits());
+            crate::bail!(
+                AvbSignature,
+                "{algorithm} needs a {bits}-bit key, this one has {}",
+                self.num_bits()
+            );
         }
         let components = signature::RsaPublicKeyComponents {
             n: self.modulus(),
@@ -212,7 +254,10 @@ impl AvbPublicKey {
     fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<Self> {
         let first = e.iter().position(|&b| b != 0).unwrap_or(e.len());
         if e[first..] != AVB_RSA_EXPONENT.to_be_bytes()[1..] {
-            crate::bail!(AvbSignature, "RSA public exponent is not 65537, which AVB requires");
+            crate::bail!(
+                AvbSignature,
+                "RSA public exponent is not 65537, which AVB requires"
+            );
         }
         Self::from_modulus(n)
     }
@@ -270,7 +315,10 @@ mod tests {
             let n = BigUint::from_bytes_be(key.modulus());
             let rr = BigUint::from_bytes_be(&blob[8 + bits / 8..]);
             assert!(rr < n);
-            assert_eq!(((BigUint::from(1u8) << (2 * bits)) - &rr) % &n, BigUint::ZERO);
+            assert_eq!(
+                ((BigUint::from(1u8) << (2 * bits)) - &rr) % &n,
+                BigUint::ZERO
+            );
             for (at, what) in [(5, "n0inv"), (8 + bits / 8 + 3, "rr")] {
                 let mut bad = blob.clone();
                 bad[at] ^= 1;
@@ -282,9 +330,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes_and_moduli() {
-        let blob = AvbPublicKey::from_modulus(&fake_modulus(2048)).unwrap().to_avb_blob().to_vec();
+        let blob = AvbPublicKey::from_modulus(&fake_modulus(2048))
+            .unwrap()
+            .to_avb_blob()
+            .to_vec();
         for len in [0, 7, 8, 100, blob.len() - 1] {
-            assert_eq!(AvbPublicKey::from_avb_blob(&blob[..len]).unwrap_err().code, ErrorCode::AvbSignature);
+            assert_eq!(
+                AvbPublicKey::from_avb_blob(&blob[..len]).unwrap_err().code,
+                ErrorCode::AvbSignature
+            );
         }
         let mut longer = blob.clone();
         longer.push(0);
@@ -301,7 +355,10 @@ mod tests {
         // Leading zero bytes (as DER INTEGERs carry) are fine.
         let mut padded = vec![0u8];
         padded.extend(fake_modulus(4096));
-        assert_eq!(AvbPublicKey::from_modulus(&padded).unwrap().num_bits(), 4096);
+        assert_eq!(
+            AvbPublicKey::from_modulus(&padded).unwrap().num_bits(),
+            4096
+        );
         assert!(AvbPublicKey::from_modulus(&[]).is_err());
     }
 

@@ -25,11 +25,13 @@ mod verify;
 pub use algorithm::Algorithm;
 pub use builder::{RingSigner, VbmetaBuilder, VbmetaSigner};
 pub use descriptor::{
-    ChainPartitionDescriptor, Descriptor, HashDescriptor, HashtreeDescriptor, KernelCmdlineDescriptor,
-    PropertyDescriptor,
+    ChainPartitionDescriptor, Descriptor, HashDescriptor, HashtreeDescriptor,
+    KernelCmdlineDescriptor, PropertyDescriptor,
 };
 pub use footer::{find_vbmeta, load_vbmeta, AvbFooter, FOOTER_MAGIC, FOOTER_SIZE, VBMETA_MAX_SIZE};
 pub use image::{VbmetaImage, HEADER_SIZE, MAGIC, RELEASE_STRING_SIZE};
 pub use key::{AvbPublicKey, AVB_RSA_EXPONENT};
-pub use rollback::{check_rollback, rollback_claims, RollbackClaim, RollbackFloors, MAX_ROLLBACK_LOCATIONS};
+pub use rollback::{
+    check_rollback, rollback_claims, RollbackClaim, RollbackFloors, MAX_ROLLBACK_LOCATIONS,
+};
 pub use verify::{verify_chain, Verification};

@@ -63,9 +63,12 @@ pub(crate) fn sub_range<'a>(
     what: &str,
     within: &str,
 ) -> Result<&'a [u8]> {
-    let end = offset
-        .checked_add(size)
-        .ok_or_else(|| crate::err!(AvbSignature, "{what}: offset {offset} + size {size} overflows"))?;
+    let end = offset.checked_add(size).ok_or_else(|| {
+        crate::err!(
+            AvbSignature,
+            "{what}: offset {offset} + size {size} overflows"
+        )
+    })?;
     if end > bytes.len() as u64 {
         crate::bail!(
             AvbSignature,
@@ -90,7 +93,10 @@ mod tests {
         assert_eq!(r.u64().unwrap(), 3);
         assert_eq!(r.remaining(), 1);
         assert_eq!(r.u32().unwrap_err().code, ErrorCode::AvbSignature);
-        assert_eq!(r.take_u64_len(u64::MAX).unwrap_err().code, ErrorCode::AvbSignature);
+        assert_eq!(
+            r.take_u64_len(u64::MAX).unwrap_err().code,
+            ErrorCode::AvbSignature
+        );
         assert_eq!(r.take(1).unwrap(), &[9]);
     }
 

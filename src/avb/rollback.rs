@@ -53,7 +53,10 @@ impl RollbackFloors {
     /// Returns whether it changed. Errors (28) for a location past the last.
     pub fn raise(&mut self, location: u32, value: u64) -> Result<bool> {
         let Some(floor) = self.floors.get_mut(location as usize) else {
-            crate::bail!(AvbSignature, "rollback index location {location} is not below {MAX_ROLLBACK_LOCATIONS}");
+            crate::bail!(
+                AvbSignature,
+                "rollback index location {location} is not below {MAX_ROLLBACK_LOCATIONS}"
+            );
         };
         let changed = value > *floor;
         *floor = (*floor).max(value);
@@ -86,7 +89,10 @@ impl RollbackFloors {
 /// the chained header's own location field is ignored, as libavb ignores it). Every chain
 /// descriptor of `top` needs exactly one image in `chained` and every image a descriptor
 /// (code 28 otherwise).
-pub fn rollback_claims(top: &VbmetaImage, chained: &[(&str, &VbmetaImage)]) -> Result<Vec<RollbackClaim>> {
+pub fn rollback_claims(
+    top: &VbmetaImage,
+    chained: &[(&str, &VbmetaImage)],
+) -> Result<Vec<RollbackClaim>> {
     claims(top, chained, true)
 }
 
@@ -94,23 +100,38 @@ pub fn rollback_claims(top: &VbmetaImage, chained: &[(&str, &VbmetaImage)]) -> R
 /// the floor at its location; equal passes. The image set must be complete as for
 /// [`rollback_claims`] (code 28 otherwise), so no chained partition escapes the check.
 /// Signatures are not looked at: call `verify_chain` too.
-pub fn check_rollback(top: &VbmetaImage, chained: &[(&str, &VbmetaImage)], floors: &RollbackFloors) -> Result<()> {
+pub fn check_rollback(
+    top: &VbmetaImage,
+    chained: &[(&str, &VbmetaImage)],
+    floors: &RollbackFloors,
+) -> Result<()> {
     let mut below = Vec::new();
     for claim in rollback_claims(top, chained)? {
         // Claims come from parsed images, whose locations are all below 32.
         let floor = floors.get(claim.location).unwrap_or(u64::MAX);
         if claim.index < floor {
             let name = claim.partition.as_deref().unwrap_or("top-level vbmeta");
-            below.push(format!("{name} has {} < {floor} at location {}", claim.index, claim.location));
+            below.push(format!(
+                "{name} has {} < {floor} at location {}",
+                claim.index, claim.location
+            ));
         }
     }
     if !below.is_empty() {
-        crate::bail!(RollbackIndex, "rollback index below the device's floor: {}", below.join("; "));
+        crate::bail!(
+            RollbackIndex,
+            "rollback index below the device's floor: {}",
+            below.join("; ")
+        );
     }
     Ok(())
 }
 
-fn claims(top: &VbmetaImage, chained: &[(&str, &VbmetaImage)], complete: bool) -> Result<Vec<RollbackClaim>> {
+fn claims(
+    top: &VbmetaImage,
+    chained: &[(&str, &VbmetaImage)],
+    complete: bool,
+) -> Result<Vec<RollbackClaim>> {
     let mut out = vec![RollbackClaim {
         partition: None,
         location: top.rollback_index_location(),
@@ -122,7 +143,10 @@ fn claims(top: &VbmetaImage, chained: &[(&str, &VbmetaImage)], complete: bool) -
         let mut pairs = Vec::new();
         for (name, image) in chained {
             let Some(descriptor) = top.chain_partition(name) else {
-                crate::bail!(AvbSignature, "partition {name} is not chained from the top-level vbmeta");
+                crate::bail!(
+                    AvbSignature,
+                    "partition {name} is not chained from the top-level vbmeta"
+                );
             };
             pairs.push((descriptor, *image));
         }
@@ -151,12 +175,18 @@ mod tests {
         assert!(!floors.raise(3, 10).unwrap());
         assert_eq!(floors.get(3), Some(10));
         assert_eq!(floors.get(32), None);
-        assert_eq!(floors.raise(32, 1).unwrap_err().code, ErrorCode::AvbSignature);
+        assert_eq!(
+            floors.raise(32, 1).unwrap_err().code,
+            ErrorCode::AvbSignature
+        );
         let mut other = RollbackFloors::new();
         other.raise(3, 7).unwrap();
         other.raise(31, u64::MAX).unwrap();
         let merged = floors.max(&other);
-        assert_eq!((merged.get(3), merged.get(31), merged.get(0)), (Some(10), Some(u64::MAX), Some(0)));
+        assert_eq!(
+            (merged.get(3), merged.get(31), merged.get(0)),
+            (Some(10), Some(u64::MAX), Some(0))
+        );
         assert_eq!(merged, other.max(&floors));
     }
 }

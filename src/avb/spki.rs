@@ -11,8 +11,9 @@ const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const BIT_STRING: u8 = 0x03;
 /// OID 1.2.840.113549.1.1.1 followed by NULL parameters.
-const RSA_ALGORITHM_IDENTIFIER: [u8; 15] =
-    [0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+const RSA_ALGORITHM_IDENTIFIER: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
 
 /// DER `SubjectPublicKeyInfo` for modulus `n` and exponent `e` (both big-endian, unsigned).
 pub(crate) fn rsa_spki_der(n: &[u8], e: &[u8]) -> Vec<u8> {
@@ -45,7 +46,10 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
         out.push(len as u8);
     } else {
         let bytes = len.to_be_bytes();
-        let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len() - 1);
+        let first = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
         out.push(0x80 | (bytes.len() - first) as u8);
         out.extend_from_slice(&bytes[first..]);
     }

@@ -34,7 +34,10 @@ impl VbmetaImage {
         let data = self.signed_data();
         let computed = ring::digest::digest(digest, &data);
         if computed.as_ref() != self.stored_hash() {
-            crate::bail!(AvbSignature, "vbmeta: stored hash does not match header and auxiliary block");
+            crate::bail!(
+                AvbSignature,
+                "vbmeta: stored hash does not match header and auxiliary block"
+            );
         }
         key.verify(self.algorithm(), &data, self.stored_signature())
             .map_err(|e| crate::err!(AvbSignature, "vbmeta: {}", e.message))?;
@@ -47,9 +50,14 @@ impl VbmetaImage {
         match self.verify()? {
             Verification::Signed(key) if key == expected => Ok(()),
             Verification::Signed(key) => {
-                crate::bail!(AvbSignature, "vbmeta signed by {key:?}, expected {expected:?}")
+                crate::bail!(
+                    AvbSignature,
+                    "vbmeta signed by {key:?}, expected {expected:?}"
+                )
             }
-            Verification::Unsigned => crate::bail!(AvbSignature, "vbmeta is unsigned (algorithm NONE)"),
+            Verification::Unsigned => {
+                crate::bail!(AvbSignature, "vbmeta is unsigned (algorithm NONE)")
+            }
         }
     }
 }
@@ -64,7 +72,11 @@ impl VbmetaImage {
 ///   flags 0 and holds no chain descriptor itself (libavb only follows chains from the top).
 ///
 /// Any failure is code 28 (`AvbSignature`), naming the partition.
-pub fn verify_chain(top: &VbmetaImage, expected_key: &AvbPublicKey, chained: &[(&str, &VbmetaImage)]) -> Result<()> {
+pub fn verify_chain(
+    top: &VbmetaImage,
+    expected_key: &AvbPublicKey,
+    chained: &[(&str, &VbmetaImage)],
+) -> Result<()> {
     top.verify_with_key(expected_key)
         .map_err(|e| crate::err!(AvbSignature, "top-level {}", e.message))?;
     for (descriptor, image) in pair_chained(top, chained)? {
@@ -73,10 +85,17 @@ pub fn verify_chain(top: &VbmetaImage, expected_key: &AvbPublicKey, chained: &[(
             .verify_with_key(&descriptor.public_key)
             .map_err(|e| crate::err!(AvbSignature, "chained partition {name}: {}", e.message))?;
         if image.flags() != 0 {
-            crate::bail!(AvbSignature, "chained partition {name}: vbmeta flags {:#x}, must be 0", image.flags());
+            crate::bail!(
+                AvbSignature,
+                "chained partition {name}: vbmeta flags {:#x}, must be 0",
+                image.flags()
+            );
         }
         if image.chain_partitions().next().is_some() {
-            crate::bail!(AvbSignature, "chained partition {name}: holds a chain descriptor, only the top level may");
+            crate::bail!(
+                AvbSignature,
+                "chained partition {name}: holds a chain descriptor, only the top level may"
+            );
         }
     }
     Ok(())
@@ -94,7 +113,10 @@ pub(crate) fn pair_chained<'a>(
             crate::bail!(AvbSignature, "chained partition {name} given twice");
         }
         if top.chain_partition(name).is_none() {
-            crate::bail!(AvbSignature, "partition {name} is not chained from the top-level vbmeta");
+            crate::bail!(
+                AvbSignature,
+                "partition {name} is not chained from the top-level vbmeta"
+            );
         }
     }
     top.chain_partitions()
