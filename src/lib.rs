@@ -7,12 +7,14 @@
 //! - platform adapters (`device`, `checkpoint` store, boot control backends, HTTP, Binder);
 //! - the service and the CLI (binaries).
 
+pub mod avb;
 pub mod bsdiff;
 pub mod build;
 pub mod device;
 pub mod engine;
 pub mod error;
 pub mod payload;
+pub mod rollback;
 pub mod slot;
 pub mod source;
 pub mod updater;
