@@ -15,7 +15,7 @@ use crate::error::Result;
 const CHUNK: usize = 1 << 20;
 
 /// The output buffer is reserved up front only up to this size; it grows as data arrives.
-const RESERVE_LIMIT: usize = 64 << 20;
+const RESERVE_LIMIT: usize = 16 << 20;
 
 /// Entries that produce no output (both lengths 0) are legitimate (qbsdiff emits one per
 /// 256 KiB+ chunk to reset the old cursor) but cost time without output; a compressed
@@ -268,69 +268,36 @@ mod tests {
 
     #[test]
     fn rejects_hostile_control() {
+        type Case = (
+            &'static [(i64, i64, i64)],
+            &'static [u8],
+            &'static [u8],
+            usize,
+            &'static str,
+        );
         let old = b"0123456789";
-        let cases: Vec<(&str, Vec<u8>, usize)> = vec![
-            ("size mismatch", stored_patch(&[(0, 1, 0)], b"", b"a", 1), 2),
-            (
-                "negative diff",
-                stored_patch(&[(-1, 1, 0)], b"", b"a", 1),
-                1,
-            ),
-            (
-                "negative extra",
-                stored_patch(&[(0, -1, 0)], b"", b"a", 1),
-                1,
-            ),
-            (
-                "diff overruns output",
-                stored_patch(&[(2, 0, 0)], b"ab", b"", 1),
-                1,
-            ),
-            (
-                "extra overruns output",
-                stored_patch(&[(0, 2, 0)], b"", b"ab", 1),
-                1,
-            ),
-            (
-                "huge diff",
-                stored_patch(&[(i64::MAX, 0, 0)], b"", b"", 1),
-                1,
-            ),
-            (
-                "diff stream short",
-                stored_patch(&[(3, 0, 0)], b"ab", b"", 3),
-                3,
-            ),
-            (
-                "extra stream short",
-                stored_patch(&[(0, 3, 0)], b"", b"ab", 3),
-                3,
-            ),
-            (
-                "control stream short",
-                stored_patch(&[(0, 1, 0)], b"", b"ab", 2),
-                2,
-            ),
-            (
-                "old cursor negative",
-                stored_patch(&[(0, 0, -1), (1, 0, 0)], b"a", b"", 1),
-                1,
-            ),
-            (
-                "old cursor past end",
-                stored_patch(&[(0, 0, 11), (1, 0, 0)], b"a", b"", 1),
-                1,
-            ),
-            (
-                "seek overflow",
-                stored_patch(&[(1, 0, i64::MAX), (1, 0, 0)], b"ab", b"", 2),
-                2,
-            ),
+        // (entries, diff, extra, new_len, message part); the patch declares new_len.
+        #[rustfmt::skip]
+        let cases: [Case; 11] = [
+            (&[(-1, 1, 0)], b"", b"a", 1, "negative length in control entry"),
+            (&[(0, -1, 0)], b"", b"a", 1, "negative length in control entry"),
+            (&[(2, 0, 0)], b"ab", b"", 1, "diff of 2 bytes at output offset 0 overruns"),
+            (&[(0, 1, 0), (0, 2, 0)], b"", b"abc", 2, "extra of 2 bytes at output offset 1"),
+            (&[(i64::MAX, 0, 0)], b"", b"", 1, "overruns the 1-byte output"),
+            (&[(3, 0, 0)], b"ab", b"", 3, "diff stream ends early"),
+            (&[(0, 3, 0)], b"", b"ab", 3, "extra stream ends early"),
+            (&[(0, 1, 0)], b"", b"ab", 2, "control stream ends early"),
+            (&[(0, 0, -1), (1, 0, 0)], b"a", b"", 1, "old offset -1 outside"),
+            (&[(0, 0, 11), (1, 0, 0)], b"a", b"", 1, "old offset 11 outside"),
+            (&[(1, 0, i64::MAX), (1, 0, 0)], b"ab", b"", 2, "old offset overflows"),
         ];
-        for (name, patch, new_len) in cases {
+        for (entries, diff, extra, new_len, want) in cases {
+            let patch = stored_patch(entries, diff, extra, new_len as i64);
             let msg = malformed(old, &patch, new_len);
-            assert!(msg.starts_with("bsdiff:"), "{name}: {msg}");
+            assert!(msg.contains(want), "{entries:?}: {msg}");
         }
+        let patch = stored_patch(&[(0, 1, 0)], b"", b"a", 1);
+        assert!(malformed(old, &patch, 2).contains("patch makes 1 bytes, the operation expects 2"));
     }
 
     #[test]
