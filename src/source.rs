@@ -20,18 +20,36 @@ impl FileSource {
     /// The whole file is the payload.
     pub fn open(path: &Path) -> Result<Self> {
         let len = std::fs::metadata(path)
-            .map_err(|e| Error::new(crate::ErrorCode::DownloadFailed, format!("{}: {e}", path.display())))?
+            .map_err(|e| {
+                Error::new(
+                    crate::ErrorCode::DownloadFailed,
+                    format!("{}: {e}", path.display()),
+                )
+            })?
             .len();
-        Ok(FileSource { path: path.to_owned(), offset: 0, size: len })
+        Ok(FileSource {
+            path: path.to_owned(),
+            offset: 0,
+            size: len,
+        })
     }
 
     /// `size` bytes at `offset` are the payload (`applyPayload(url, offset, size, ...)`).
     pub fn with_range(path: &Path, offset: u64, size: u64) -> Result<Self> {
         let whole = Self::open(path)?;
         if offset.checked_add(size).is_none_or(|end| end > whole.size) {
-            return Err(crate::err!(SizeMismatch, "{}: range {offset}+{size} is beyond the file ({} bytes)", path.display(), whole.size));
+            return Err(crate::err!(
+                SizeMismatch,
+                "{}: range {offset}+{size} is beyond the file ({} bytes)",
+                path.display(),
+                whole.size
+            ));
         }
-        Ok(FileSource { offset, size, ..whole })
+        Ok(FileSource {
+            offset,
+            size,
+            ..whole
+        })
     }
 }
 
@@ -41,9 +59,15 @@ impl PayloadSource for FileSource {
     }
 
     fn open(&mut self, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
-        let io = |e| Error::new(crate::ErrorCode::DownloadFailed, format!("{}: {e}", self.path.display()));
+        let io = |e| {
+            Error::new(
+                crate::ErrorCode::DownloadFailed,
+                format!("{}: {e}", self.path.display()),
+            )
+        };
         let mut file = File::open(&self.path).map_err(io)?;
-        file.seek(SeekFrom::Start(self.offset + offset)).map_err(io)?;
+        file.seek(SeekFrom::Start(self.offset + offset))
+            .map_err(io)?;
         Ok(Box::new(file.take(self.size.saturating_sub(offset))))
     }
 }

@@ -63,7 +63,11 @@ pub fn mixed_image(rng: &mut Rng, blocks: usize) -> Vec<u8> {
             _ => {
                 let word = rng.next().to_le_bytes();
                 for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 { b'\n' } else { b'a' + word[i % 8] % 26 };
+                    *b = if i % 13 == 0 {
+                        b'\n'
+                    } else {
+                        b'a' + word[i % 8] % 26
+                    };
                 }
             }
         }

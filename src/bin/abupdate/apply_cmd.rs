@@ -13,7 +13,7 @@ use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::source::FileSource;
-use abupdate::updater::{Outcome, Updater};
+use abupdate::updater::{HostOptions, Outcome, Updater};
 
 #[derive(Args, Clone)]
 pub struct ApplyArgs {
@@ -27,6 +27,10 @@ pub struct ApplyArgs {
     /// Trusted payload key: PEM public key, X.509 certificate or otacerts.zip (repeatable).
     #[arg(long = "key")]
     pub keys: Vec<PathBuf>,
+    /// AVB public key (avbpubkey or PEM) new slots must be signed with; default
+    /// DEVICE/avb_key.pem, else the running slot's vbmeta key.
+    #[arg(long)]
+    pub avb_key: Option<PathBuf>,
     /// Header pair KEY=VALUE, as the service receives them (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,
@@ -50,7 +54,10 @@ pub fn run(args: ApplyArgs) -> Result<()> {
         "applied {}: {} operations{}, {} payload bytes read; {}",
         args.payload.display(),
         report.operations_applied,
-        report.resumed_at.map(|op| format!(" (resumed at operation {op})")).unwrap_or_default(),
+        report
+            .resumed_at
+            .map(|op| format!(" (resumed at operation {op})"))
+            .unwrap_or_default(),
         report.bytes_read,
         match outcome.switched_to {
             Some(slot) => format!("slot {slot} is active for the next boot"),
@@ -62,9 +69,21 @@ pub fn run(args: ApplyArgs) -> Result<()> {
 
 /// Runs one apply; shared with the demo.
 pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
-    let current = args.current_slot.as_deref().map(str::parse::<Slot>).transpose()?;
-    let updater = Updater::open_host(&args.device, current, args.state_dir.clone())?;
-    let mut options = ApplyOptions { keys: load_keys(&args.keys)?, ..ApplyOptions::default() };
+    let current = args
+        .current_slot
+        .as_deref()
+        .map(str::parse::<Slot>)
+        .transpose()?;
+    let host = HostOptions {
+        current,
+        state_dir: args.state_dir.clone(),
+        avb_key: args.avb_key.clone(),
+    };
+    let updater = Updater::open_host(&args.device, &host)?;
+    let mut options = ApplyOptions {
+        keys: load_keys(&args.keys)?,
+        ..ApplyOptions::default()
+    };
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
@@ -89,7 +108,8 @@ fn load_keys(paths: &[PathBuf]) -> Result<TrustedKeys> {
 fn properties(file: Option<&Path>, headers: &[String]) -> Result<PayloadProperties> {
     let mut props = match file {
         Some(path) => PayloadProperties::parse_text(
-            &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
         )?,
         None => PayloadProperties::new(),
     };
@@ -120,7 +140,11 @@ impl BarObserver {
             );
             bar
         });
-        BarObserver { bar, stage: Mutex::new(None), start: Instant::now() }
+        BarObserver {
+            bar,
+            stage: Mutex::new(None),
+            start: Instant::now(),
+        }
     }
 
     fn finish(&self) {

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "abupdate", version, about = "A/B over-the-air updates for Android devices")]
+#[command(
+    name = "abupdate",
+    version,
+    about = "A/B over-the-air updates for Android devices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -56,5 +60,7 @@ fn main() -> ExitCode {
 fn status_code(e: &anyhow::Error) -> i32 {
     e.chain()
         .find_map(|c| c.downcast_ref::<abupdate::Error>())
-        .map_or(abupdate::ErrorCode::InstallFailed.as_i32(), |e| e.code.as_i32())
+        .map_or(abupdate::ErrorCode::InstallFailed.as_i32(), |e| {
+            e.code.as_i32()
+        })
 }
