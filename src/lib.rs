@@ -7,6 +7,7 @@
 //! - platform adapters (`device`, `checkpoint` store, boot control backends, HTTP, Binder);
 //! - the service and the CLI (binaries).
 
+pub mod download;
 pub mod error;
 
 pub use error::{Error, ErrorCode, Result};
