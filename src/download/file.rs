@@ -33,10 +33,10 @@ impl FileSource {
         control: TransferControl,
     ) -> Result<FileSource> {
         let failed = |e: io::Error| crate::err!(DownloadFailed, "{name}: {e}");
-        let file_type = file.metadata().map_err(failed)?.file_type();
-        let length = if file_type.is_file() {
-            Some(file.metadata().map_err(failed)?.len())
-        } else if file_type.is_block_device() {
+        let metadata = file.metadata().map_err(failed)?;
+        let length = if metadata.is_file() {
+            Some(metadata.len())
+        } else if metadata.file_type().is_block_device() {
             // A descriptor shares its offset with the caller's: put it back where it was.
             let here = file.stream_position().map_err(failed)?;
             let end = file.seek(SeekFrom::End(0)).map_err(failed)?;

@@ -80,6 +80,9 @@ pub fn open(
     start: u64,
     opts: &SourceOptions,
 ) -> Result<PayloadStream> {
+    if base_offset.checked_add(start).is_none() {
+        crate::bail!(SizeMismatch, "start {start} at offset {base_offset} lies past any file");
+    }
     if let Some(size) = payload_size {
         if base_offset.checked_add(size).is_none() || start > size {
             crate::bail!(
@@ -154,8 +157,9 @@ impl PayloadStream {
         }
     }
 
-    /// Body bytes received so far, including those fetched again after a broken connection and
-    /// those dropped to reach the start; for files, the bytes read.
+    /// Response body bytes received so far, as they came off the connection: including bytes
+    /// fetched again after a broken connection, bytes dropped to reach the start, redirect
+    /// pages and chunk framing. For files, the bytes read.
     pub fn bytes_fetched(&self) -> u64 {
         match &self.source {
             Source::Http(source) => source.bytes_fetched(),

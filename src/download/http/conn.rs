@@ -228,6 +228,10 @@ impl<T: Transport> Conn<T> {
             self.hi -= self.lo;
             self.lo = 0;
         }
+        if self.hi == self.buf.len() {
+            // Callers make room first; an empty read would look like the peer closing.
+            return Err(protocol("receive buffer full".into()));
+        }
         let n = self.wire.read(&mut self.buf[self.hi..])?;
         self.hi += n;
         if self.in_body {
