@@ -81,7 +81,10 @@ pub fn open(
     opts: &SourceOptions,
 ) -> Result<PayloadStream> {
     if base_offset.checked_add(start).is_none() {
-        crate::bail!(SizeMismatch, "start {start} at offset {base_offset} lies past any file");
+        crate::bail!(
+            SizeMismatch,
+            "start {start} at offset {base_offset} lies past any file"
+        );
     }
     if let Some(size) = payload_size {
         if base_offset.checked_add(size).is_none() || start > size {
