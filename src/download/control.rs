@@ -118,6 +118,12 @@ impl TransferControl {
         Ok(ticket)
     }
 
+    /// Whether suspend or cancel shut the socket registered under `ticket`: its end of stream
+    /// is then no server failure, even when the transfer was resumed since.
+    pub(crate) fn was_shut(&self, ticket: u64) -> bool {
+        self.0.lock().shut == Some(ticket)
+    }
+
     /// Forgets the socket registered under `ticket`, if it is still the registered one.
     pub(crate) fn detach(&self, ticket: u64) {
         let mut state = self.0.lock();
@@ -157,13 +163,15 @@ struct State {
     cancelled: bool,
     ticket: u64,
     socket: Option<(u64, TcpStream)>,
+    shut: Option<u64>,
 }
 
 impl State {
     fn shut_socket(&mut self) {
-        if let Some((_, socket)) = self.socket.take() {
+        if let Some((ticket, socket)) = self.socket.take() {
             // Failing means the socket is already closed, which is what we want.
             let _ = socket.shutdown(Shutdown::Both);
+            self.shut = Some(ticket);
         }
     }
 }
@@ -234,7 +242,11 @@ mod tests {
         let mut byte = [0u8; 1];
         assert_eq!(client.read(&mut byte).unwrap(), 0);
         suspender.join().unwrap();
+        assert!(control.was_shut(ticket));
         control.detach(ticket);
         assert_eq!(control.attach(&client), Err(Interrupt::Suspended));
+        control.resume();
+        let next = control.attach(&client).unwrap();
+        assert!(control.was_shut(ticket) && !control.was_shut(next));
     }
 }

@@ -161,3 +161,35 @@ fn cancel_interrupts_backoff_and_suspension() {
     );
     canceller.join().unwrap();
 }
+
+#[test]
+fn suspend_and_resume_between_reads_costs_no_retry() {
+    let nginx = Nginx::start(None);
+    let payload = serve_payload(&nginx, 23, 3 * 1024 * 1024);
+    let proxy = Proxy::start(nginx.port, Mode::Http);
+    // No retries at all: the reconnect after a suspension must not count as one.
+    let opts = SourceOptions {
+        max_retries: 0,
+        ..opts()
+    };
+    let control = opts.control.clone();
+    let mut stream = download::open(&proxy.url("payload.bin"), 0, None, 0, &opts).unwrap();
+    let mut head = vec![0u8; 100_000];
+    stream.read_exact(&mut head).unwrap();
+    control.suspend();
+    control.resume();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    assert!([head, rest].concat() == payload, "bytes differ");
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 2);
+    // Bytes already buffered are still handed out; the resume asks for the ones after them.
+    let resumed_at = seen[1].range_start().unwrap();
+    assert!(
+        (100_000..=100_000 + 64 * 1024).contains(&resumed_at),
+        "{resumed_at}"
+    );
+    let refetched = stream.bytes_fetched() - payload.len() as u64;
+    eprintln!("suspend/resume: {refetched} bytes fetched twice");
+    assert!(refetched <= 64 * 1024, "{refetched}");
+}

@@ -26,7 +26,6 @@ pub(crate) struct Wire {
     socket: TcpStream,
     tls: Option<Box<ClientConnection>>,
     pacer: Pacer,
-    ticket: u64,
 }
 
 pub(crate) struct Timing {
@@ -53,6 +52,7 @@ impl Wire {
         let ticket = control.attach(&socket).map_err(Fault::from)?;
         let pacer = Pacer {
             control: control.clone(),
+            ticket,
             stall: timing.stall,
             last_progress: Instant::now(),
         };
@@ -60,7 +60,6 @@ impl Wire {
             socket,
             tls: None,
             pacer,
-            ticket,
         };
         if let Some(config) = tls {
             let name = ServerName::try_from(host.to_owned())
@@ -182,13 +181,15 @@ impl Transport for Wire {
 
 impl Drop for Wire {
     fn drop(&mut self) {
-        self.pacer.control.detach(self.ticket);
+        self.pacer.control.detach(self.pacer.ticket);
     }
 }
 
 /// Runs socket operations in slices, checking the control and the stall clock between them.
 struct Pacer {
     control: TransferControl,
+    /// This connection's registration with the control.
+    ticket: u64,
     stall: Duration,
     last_progress: Instant,
 }
@@ -226,7 +227,12 @@ impl Pacer {
     }
 
     fn interrupted(&self) -> Result<(), Fault> {
-        self.control.check().map_err(Fault::from)
+        self.control.check().map_err(Fault::from)?;
+        if self.control.was_shut(self.ticket) {
+            // Suspended and resumed while nobody was reading: reconnect, no failure to count.
+            return Err(Fault::Suspended);
+        }
+        Ok(())
     }
 }
 
