@@ -11,6 +11,7 @@ pub mod avb;
 pub mod bsdiff;
 pub mod build;
 pub mod device;
+pub mod download;
 pub mod engine;
 pub mod error;
 pub mod payload;
