@@ -8,12 +8,12 @@ use std::path::Path;
 use abupdate::device::{Device, Slot};
 use abupdate::engine::checkpoint::FileCheckpointStore;
 use abupdate::engine::{self, ApplyOptions, Quiet};
-use abupdate::source::FileSource;
+use abupdate::source::Source;
 
 fn apply(dir: &Path, payload: &Path) -> abupdate::Result<engine::ApplyReport> {
     let device = Device::host(dir.join("dev"), Slot::A);
     let store = FileCheckpointStore::new(dir.join("state")).unwrap();
-    let mut source = FileSource::open(payload)?;
+    let mut source = Source::file(payload)?;
     engine::apply(
         &device,
         &mut source,

@@ -15,7 +15,7 @@ use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::{bootloader, BootControl, MiscBootControl};
-use abupdate::source::FileSource;
+use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;
 
@@ -125,7 +125,7 @@ fn apply(dir: &Path, payload: &Path, current: Slot) -> abupdate::Result<()> {
     )?;
     updater
         .apply(
-            &mut FileSource::open(payload)?,
+            &mut Source::file(payload)?,
             &ApplyOptions::default(),
             &Quiet,
         )

@@ -10,7 +10,7 @@ use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::MiscBootControl;
-use abupdate::source::FileSource;
+use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;
 
@@ -44,7 +44,7 @@ fn try_update(dir: &Path, options: BuildOptions) -> abupdate::Result<()> {
     build::build(&[spec], &options, &dir.join("p.bin")).unwrap();
     let updater = Updater::open_host(&dev, &HostOptions::default())?;
     updater.apply(
-        &mut FileSource::open(&dir.join("p.bin"))?,
+        &mut Source::file(&dir.join("p.bin"))?,
         &ApplyOptions::default(),
         &Quiet,
     )?;

@@ -9,10 +9,11 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use abupdate::device::Slot;
+use abupdate::download::{header_for_property, SourceOptions};
 use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
-use abupdate::source::FileSource;
+use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Outcome, Updater};
 
 #[derive(Args, Clone)]
@@ -43,8 +44,17 @@ pub struct ApplyArgs {
     /// Threads decoding operations.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The payload file.
-    pub payload: PathBuf,
+    /// Trust this CA (PEM) for https:// besides the system store.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The payload: a file, or an http://, https://, file:// or fd:// location.
+    pub payload: String,
+    /// Offset of the payload in the file or URL (a payload.bin stored inside an OTA zip).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Size of the payload at that offset (default: to the end).
+    #[arg(long)]
+    pub size: Option<u64>,
 }
 
 pub fn run(args: ApplyArgs) -> Result<()> {
@@ -52,7 +62,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     let report = &outcome.report;
     println!(
         "applied {}: {} operations{}, {} payload bytes read; {}",
-        args.payload.display(),
+        args.payload,
         report.operations_applied,
         report
             .resumed_at
@@ -88,11 +98,39 @@ pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
         options.threads = threads;
     }
     options.properties = properties(args.properties.as_deref(), &args.headers)?;
-    let mut source = FileSource::open(&args.payload)?;
+    let mut source = source(args, &options.properties)?;
     let observer = BarObserver::new(progress_bar);
     let result = updater.apply(&mut source, &options, &observer);
     observer.finish();
     Ok(result?)
+}
+
+fn source(args: &ApplyArgs, props: &PayloadProperties) -> Result<Source> {
+    let mut options = SourceOptions {
+        pinned_ca: args.ca.clone(),
+        ..SourceOptions::default()
+    };
+    let pairs = [
+        ("USER_AGENT", &props.user_agent),
+        ("AUTHORIZATION", &props.authorization),
+    ];
+    for (key, value) in pairs {
+        if let (Some(header), Some(value)) = (header_for_property(key), value) {
+            options.headers.push((header.to_owned(), value.clone()));
+        }
+    }
+    // A local file's size is known up front; a URL's comes from FILE_SIZE or the server.
+    let file_size = match args.payload.contains("://") {
+        false => Some(
+            std::fs::metadata(&args.payload)
+                .map_err(|e| abupdate::err!(DownloadFailed, "{}: {e}", args.payload))?
+                .len()
+                .saturating_sub(args.offset),
+        ),
+        true => None,
+    };
+    let size = args.size.or(props.file_size).or(file_size);
+    Ok(Source::new(&args.payload, args.offset, size, options))
 }
 
 fn load_keys(paths: &[PathBuf]) -> Result<TrustedKeys> {

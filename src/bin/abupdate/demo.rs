@@ -123,7 +123,10 @@ fn step(
         properties: Some(root.join(props)),
         state_dir: None,
         threads: None,
-        payload: payload.to_owned(),
+        payload: payload.to_str().context("non-UTF-8 path")?.to_owned(),
+        ca: None,
+        offset: 0,
+        size: None,
     };
     let t = Instant::now();
     let outcome = apply_cmd::apply(&args, false)?;
