@@ -64,18 +64,32 @@ impl FecEncoder {
             crate::bail!(Verity, "FEC input is empty");
         }
         let geometry = FecGeometry::new(input_size, roots);
-        let too_big = || crate::err!(Verity, "FEC area for {input_size} bytes does not fit in memory");
+        let too_big = || {
+            crate::err!(
+                Verity,
+                "FEC area for {input_size} bytes does not fit in memory"
+            )
+        };
         let stripe = usize::try_from(geometry.stripe()).map_err(|_| too_big())?;
         usize::try_from(geometry.size()).map_err(|_| too_big())?;
         let generator = gf256::generator(geometry.roots);
         let codewords: Box<dyn Codewords> = match geometry.roots {
-            2 => Box::new(Registers::<u16>::new(&generator, stripe)),
+            2 => Box::new(TwoRoots {
+                rem: [vec![0; stripe], vec![0; stripe]],
+            }),
             3..=4 => Box::new(Registers::<u32>::new(&generator, stripe)),
             5..=8 => Box::new(Registers::<u64>::new(&generator, stripe)),
             9..=16 => Box::new(Registers::<[u64; 2]>::new(&generator, stripe)),
             _ => Box::new(Registers::<[u64; 3]>::new(&generator, stripe)),
         };
-        Ok(FecEncoder { geometry, input_size, stripe, pos: 0, codewords, threads: default_threads() })
+        Ok(FecEncoder {
+            geometry,
+            input_size,
+            stripe,
+            pos: 0,
+            codewords,
+            threads: default_threads(),
+        })
     }
 
     /// Caps the threads used to encode large chunks (default: the available cores, at most 4).
@@ -87,7 +101,11 @@ impl FecEncoder {
     /// Feeds the next bytes of input.
     pub fn update(&mut self, data: &[u8]) -> Result<()> {
         if data.len() as u64 > self.input_size - self.pos {
-            crate::bail!(Verity, "FEC input exceeds the declared {} bytes", self.input_size);
+            crate::bail!(
+                Verity,
+                "FEC input exceeds the declared {} bytes",
+                self.input_size
+            );
         }
         self.absorb(data);
         Ok(())
@@ -96,7 +114,12 @@ impl FecEncoder {
     /// Returns the FEC area. Fails with `Verity` unless exactly `input_size` bytes were fed.
     pub fn finish(mut self) -> Result<Vec<u8>> {
         if self.pos != self.input_size {
-            crate::bail!(Verity, "FEC got {} of {} bytes of input", self.pos, self.input_size);
+            crate::bail!(
+                Verity,
+                "FEC got {} of {} bytes of input",
+                self.pos,
+                self.input_size
+            );
         }
         // Codewords past the end of the input are padded with zero symbols.
         let total = self.geometry.data_symbols as u64 * self.stripe as u64;
@@ -127,6 +150,56 @@ trait Codewords: Send {
     fn parity(&self, roots: usize) -> Vec<u8>;
 }
 
+/// The default 2 roots, where the generator is `x^2 + 3x + 2`: the products of the feedback
+/// `f` are `2f` and `3f = 2f + f`, a single doubling. The two remainder bytes live in separate
+/// arrays so the loop over codewords compiles to vector instructions.
+struct TwoRoots {
+    rem: [Vec<u8>; 2],
+}
+
+impl Codewords for TwoRoots {
+    fn absorb(&mut self, first: usize, symbols: &[u8], threads: usize) {
+        let range = first..first + symbols.len();
+        let [rem0, rem1] = &mut self.rem;
+        let (rem0, rem1) = (&mut rem0[range.clone()], &mut rem1[range]);
+        if threads <= 1 || symbols.len() < PARALLEL_MIN_CODEWORDS {
+            return two_roots_step(rem0, rem1, symbols);
+        }
+        let per_thread = symbols.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut work = rem0
+                .chunks_mut(per_thread)
+                .zip(rem1.chunks_mut(per_thread))
+                .zip(symbols.chunks(per_thread));
+            let mine = work.next();
+            for ((rem0, rem1), symbols) in work {
+                scope.spawn(move || two_roots_step(rem0, rem1, symbols));
+            }
+            if let Some(((rem0, rem1), symbols)) = mine {
+                two_roots_step(rem0, rem1, symbols);
+            }
+        });
+    }
+
+    fn parity(&self, roots: usize) -> Vec<u8> {
+        debug_assert_eq!(roots, 2);
+        self.rem[0]
+            .iter()
+            .zip(&self.rem[1])
+            .flat_map(|(&a, &b)| [a, b])
+            .collect()
+    }
+}
+
+fn two_roots_step(rem0: &mut [u8], rem1: &mut [u8], symbols: &[u8]) {
+    for ((r0, r1), &symbol) in rem0.iter_mut().zip(rem1.iter_mut()).zip(symbols) {
+        let feedback = symbol ^ *r0;
+        let twice = gf256::double(feedback);
+        *r0 = *r1 ^ twice ^ feedback;
+        *r1 = twice;
+    }
+}
+
 /// A codeword's remainder as a little-endian register: byte 0 is the next to be fed back
 /// (libfec's `bb[0]`, the first parity byte written out).
 trait Register: Copy + Default + Send + Sync + 'static {
@@ -154,7 +227,10 @@ impl<R: Register> Registers<R> {
             }
             *entry = R::from_le_slice(&bytes);
         }
-        Registers { products, state: vec![R::default(); codewords] }
+        Registers {
+            products,
+            state: vec![R::default(); codewords],
+        }
     }
 }
 
@@ -216,7 +292,7 @@ macro_rules! int_register {
     )*};
 }
 
-int_register!(u16, u32, u64);
+int_register!(u32, u64);
 
 impl<const N: usize> Register for [u64; N]
 where
@@ -258,7 +334,11 @@ mod tests {
     /// by g(x), by long division, highest degree first.
     fn parity_by_division(message: &[u8], roots: usize) -> Vec<u8> {
         let g = gf256::generator(roots);
-        let mut work: Vec<u8> = message.iter().copied().chain(std::iter::repeat(0).take(roots)).collect();
+        let mut work: Vec<u8> = message
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(0).take(roots))
+            .collect();
         for i in 0..message.len() {
             let coef = work[i];
             for k in 0..=roots {
@@ -282,7 +362,9 @@ mod tests {
     }
 
     fn encode(data: &[u8], roots: u32, chunk: usize, threads: usize) -> Vec<u8> {
-        let mut enc = FecEncoder::new(data.len() as u64, FecRoots::new(roots).unwrap()).unwrap().threads(threads);
+        let mut enc = FecEncoder::new(data.len() as u64, FecRoots::new(roots).unwrap())
+            .unwrap()
+            .threads(threads);
         data.chunks(chunk).for_each(|c| enc.update(c).unwrap());
         enc.finish().unwrap()
     }
@@ -297,10 +379,15 @@ mod tests {
             let stripe = g.stripe() as usize;
             assert_eq!(fec.len(), g.size() as usize);
             for c in [0, 1, 4095, 4096, stripe / 2, stripe - 1] {
-                let message: Vec<u8> =
-                    (0..g.data_symbols).map(|j| data.get(c + j * stripe).copied().unwrap_or(0)).collect();
+                let message: Vec<u8> = (0..g.data_symbols)
+                    .map(|j| data.get(c + j * stripe).copied().unwrap_or(0))
+                    .collect();
                 let r = roots as usize;
-                assert_eq!(fec[c * r..c * r + r], parity_by_division(&message, r), "roots {roots} codeword {c}");
+                assert_eq!(
+                    fec[c * r..c * r + r],
+                    parity_by_division(&message, r),
+                    "roots {roots} codeword {c}"
+                );
             }
         }
     }
@@ -310,14 +397,22 @@ mod tests {
         let data = input(70 * 4096 * 5);
         let reference = encode(&data, 2, data.len(), 1);
         for (chunk, threads) in [(1, 1), (4095, 2), (300_001, 2), (data.len(), 3)] {
-            assert_eq!(encode(&data, 2, chunk, threads), reference, "chunk {chunk} threads {threads}");
+            assert_eq!(
+                encode(&data, 2, chunk, threads),
+                reference,
+                "chunk {chunk} threads {threads}"
+            );
         }
     }
 
     #[test]
     fn roots_and_sizes_are_checked() {
         for bad in [0, 1, 25, 255, 256 + 2] {
-            assert_eq!(FecRoots::new(bad).err().map(|e| e.code), Some(ErrorCode::Verity), "{bad}");
+            assert_eq!(
+                FecRoots::new(bad).err().map(|e| e.code),
+                Some(ErrorCode::Verity),
+                "{bad}"
+            );
         }
         assert!(FecEncoder::new(0, FecRoots::DEFAULT).is_err());
         let mut enc = FecEncoder::new(10, FecRoots::DEFAULT).unwrap();

@@ -45,7 +45,10 @@ pub(super) struct Level {
 impl TreeGeometry {
     pub fn new(data_size: u64, block_size: u32, alg: HashAlgorithm) -> Result<Self> {
         if !block_size.is_power_of_two() || !(512..=65536).contains(&block_size) {
-            crate::bail!(Verity, "verity block size {block_size} is not a power of two in 512..=65536");
+            crate::bail!(
+                Verity,
+                "verity block size {block_size} is not a power of two in 512..=65536"
+            );
         }
         let bs = u64::from(block_size);
         let slot = alg.digest_slot() as u64;
@@ -54,7 +57,11 @@ impl TreeGeometry {
         let mut sizes = Vec::new();
         let mut below = data_size;
         while below > bs {
-            let size = below.div_ceil(bs).saturating_mul(slot).div_ceil(bs).saturating_mul(bs);
+            let size = below
+                .div_ceil(bs)
+                .saturating_mul(slot)
+                .div_ceil(bs)
+                .saturating_mul(bs);
             sizes.push(size);
             below = size;
         }
@@ -64,7 +71,12 @@ impl TreeGeometry {
             *level = Level { offset, size };
             offset = offset.saturating_add(size);
         }
-        Ok(TreeGeometry { block_size: block_size as usize, slot: slot as usize, levels, size: offset })
+        Ok(TreeGeometry {
+            block_size: block_size as usize,
+            slot: slot as usize,
+            levels,
+            size: offset,
+        })
     }
 }
 
@@ -82,7 +94,11 @@ impl FecGeometry {
         let roots = usize::from(roots.get());
         let data_symbols = RS_SYMBOLS - roots;
         let blocks = input_size.div_ceil(FEC_BLOCK_SIZE);
-        FecGeometry { roots, data_symbols, rounds: blocks.div_ceil(data_symbols as u64) }
+        FecGeometry {
+            roots,
+            data_symbols,
+            rounds: blocks.div_ceil(data_symbols as u64),
+        }
     }
 
     /// Number of codewords, and the distance between consecutive symbols of one codeword:
@@ -106,7 +122,19 @@ mod tests {
     fn tree_levels_are_stored_top_down() {
         // 129 blocks of SHA-256: the leaf level needs 2 blocks, the next one 1.
         let g = TreeGeometry::new(129 * 4096, 4096, HashAlgorithm::Sha256).unwrap();
-        assert_eq!(g.levels, vec![Level { offset: 4096, size: 8192 }, Level { offset: 0, size: 4096 }]);
+        assert_eq!(
+            g.levels,
+            vec![
+                Level {
+                    offset: 4096,
+                    size: 8192
+                },
+                Level {
+                    offset: 0,
+                    size: 4096
+                }
+            ]
+        );
         assert_eq!(g.size, 3 * 4096);
     }
 
@@ -117,18 +145,33 @@ mod tests {
         assert_eq!(size(2 * 4096, HashAlgorithm::Sha256), 4096);
         assert_eq!(size(128 * 4096, HashAlgorithm::Sha256), 4096);
         // 1 GiB: 262144 leaves in 2048 blocks, then 16 blocks, then 1.
-        assert_eq!(size(1024 * MIB, HashAlgorithm::Sha256), (2048 + 16 + 1) * 4096);
+        assert_eq!(
+            size(1024 * MIB, HashAlgorithm::Sha256),
+            (2048 + 16 + 1) * 4096
+        );
         // SHA-1 digests take 32-byte slots, so the tree is as big as SHA-256's.
-        assert_eq!(size(1024 * MIB, HashAlgorithm::Sha1), (2048 + 16 + 1) * 4096);
-        assert_eq!(size(1024 * MIB, HashAlgorithm::Sha512), (4096 + 64 + 1) * 4096);
+        assert_eq!(
+            size(1024 * MIB, HashAlgorithm::Sha1),
+            (2048 + 16 + 1) * 4096
+        );
+        assert_eq!(
+            size(1024 * MIB, HashAlgorithm::Sha512),
+            (4096 + 64 + 1) * 4096
+        );
     }
 
     #[test]
     fn bad_block_sizes_are_refused() {
         for bs in [0, 256, 1000, 4095, 131072] {
-            assert!(hash_tree_size(1 << 20, bs, HashAlgorithm::Sha256).is_err(), "{bs}");
+            assert!(
+                hash_tree_size(1 << 20, bs, HashAlgorithm::Sha256).is_err(),
+                "{bs}"
+            );
         }
-        assert_eq!(hash_tree_size(3 * 512, 512, HashAlgorithm::Sha512).unwrap(), 512);
+        assert_eq!(
+            hash_tree_size(3 * 512, 512, HashAlgorithm::Sha512).unwrap(),
+            512
+        );
     }
 
     #[test]

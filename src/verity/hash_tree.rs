@@ -4,9 +4,8 @@
 
 use std::fmt;
 
-use ring::digest::Context;
-
 use super::geometry::TreeGeometry;
+use super::hasher::SaltedHasher;
 use super::{default_threads, HashAlgorithm};
 use crate::error::Result;
 
@@ -21,7 +20,7 @@ const PARALLEL_MIN_BLOCKS: usize = 64;
 ///
 /// Memory: the tree (about 0.8% of the data for SHA-256) plus one partial block.
 pub struct HashTreeBuilder {
-    salted: Context,
+    salted: SaltedHasher,
     alg: HashAlgorithm,
     geometry: TreeGeometry,
     data_size: u64,
@@ -66,17 +65,28 @@ impl HashTreeBuilder {
 
     /// A builder for another block size (a power of two in 512..=65536), used for both the
     /// data and the tree.
-    pub fn with_block_size(alg: HashAlgorithm, salt: &[u8], data_size: u64, block_size: u32) -> Result<Self> {
+    pub fn with_block_size(
+        alg: HashAlgorithm,
+        salt: &[u8],
+        data_size: u64,
+        block_size: u32,
+    ) -> Result<Self> {
         let geometry = TreeGeometry::new(data_size, block_size, alg)?;
         if data_size == 0 || data_size % u64::from(block_size) != 0 {
-            crate::bail!(Verity, "verity data size {data_size} is not a positive multiple of {block_size}");
+            crate::bail!(
+                Verity,
+                "verity data size {data_size} is not a positive multiple of {block_size}"
+            );
         }
-        let tree_len = usize::try_from(geometry.size)
-            .map_err(|_| crate::err!(Verity, "hash tree of {} bytes does not fit in memory", geometry.size))?;
-        let mut salted = Context::new(alg.ring());
-        salted.update(salt);
+        let tree_len = usize::try_from(geometry.size).map_err(|_| {
+            crate::err!(
+                Verity,
+                "hash tree of {} bytes does not fit in memory",
+                geometry.size
+            )
+        })?;
         Ok(HashTreeBuilder {
-            salted,
+            salted: SaltedHasher::new(alg, salt),
             alg,
             single: vec![0; geometry.slot],
             partial: Vec::with_capacity(geometry.block_size),
@@ -99,7 +109,11 @@ impl HashTreeBuilder {
     pub fn update(&mut self, mut data: &[u8]) -> Result<()> {
         let len = data.len() as u64;
         if len > self.data_size - self.fed {
-            crate::bail!(Verity, "hash tree input exceeds the declared {} bytes", self.data_size);
+            crate::bail!(
+                Verity,
+                "hash tree input exceeds the declared {} bytes",
+                self.data_size
+            );
         }
         self.fed += len;
         let bs = self.geometry.block_size;
@@ -124,9 +138,19 @@ impl HashTreeBuilder {
     /// Completes the tree. Fails with `Verity` unless exactly `data_size` bytes were fed.
     pub fn finish(mut self) -> Result<HashTree> {
         if self.fed != self.data_size {
-            crate::bail!(Verity, "hash tree got {} of {} bytes of data", self.fed, self.data_size);
+            crate::bail!(
+                Verity,
+                "hash tree got {} of {} bytes of data",
+                self.fed,
+                self.data_size
+            );
         }
-        let TreeGeometry { block_size, slot, ref levels, .. } = self.geometry;
+        let TreeGeometry {
+            block_size,
+            slot,
+            ref levels,
+            ..
+        } = self.geometry;
         for pair in levels.windows(2) {
             let (below, level) = (pair[0], pair[1]);
             // Levels are stored top-down, so the level being built lies before the one below.
@@ -139,11 +163,16 @@ impl HashTreeBuilder {
         let root_digest = if levels.is_empty() {
             self.single[..self.alg.digest_len()].to_vec()
         } else {
-            let mut ctx = self.salted.clone();
-            ctx.update(&self.tree[..block_size]);
-            ctx.finish().as_ref().to_vec()
+            let mut root = vec![0u8; slot];
+            self.salted.digest_into(&self.tree[..block_size], &mut root);
+            root.truncate(self.alg.digest_len());
+            root
         };
-        Ok(HashTree { root_digest, tree: self.tree, geometry: self.geometry })
+        Ok(HashTree {
+            root_digest,
+            tree: self.tree,
+            geometry: self.geometry,
+        })
     }
 
     /// Hashes whole data blocks into the next leaf slots.
@@ -151,7 +180,12 @@ impl HashTreeBuilder {
         if blocks.is_empty() {
             return;
         }
-        let TreeGeometry { block_size, slot, ref levels, .. } = self.geometry;
+        let TreeGeometry {
+            block_size,
+            slot,
+            ref levels,
+            ..
+        } = self.geometry;
         let out_len = blocks.len() / block_size * slot;
         let out = match levels.first() {
             Some(leaves) => {
@@ -169,7 +203,10 @@ impl HashTree {
     /// Compares a stored tree with this one, computed from the data; `None` when they match.
     pub fn first_mismatch(&self, stored: &[u8]) -> Option<TreeMismatch> {
         if stored.len() != self.tree.len() {
-            return Some(TreeMismatch::Size { expected: self.tree.len() as u64, found: stored.len() as u64 });
+            return Some(TreeMismatch::Size {
+                expected: self.tree.len() as u64,
+                found: stored.len() as u64,
+            });
         }
         // The leaves first: a bad data block is the likelier and more useful finding.
         if let Some(leaves) = self.geometry.levels.first() {
@@ -186,9 +223,17 @@ impl HashTree {
 impl fmt::Display for TreeMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Size { expected, found } => write!(f, "hash tree is {found} bytes, expected {expected}"),
-            Self::DataBlock(block) => write!(f, "data block {block} does not match its digest in the hash tree"),
-            Self::TreeBlock(block) => write!(f, "hash tree block {block} does not match the level below it"),
+            Self::Size { expected, found } => {
+                write!(f, "hash tree is {found} bytes, expected {expected}")
+            }
+            Self::DataBlock(block) => write!(
+                f,
+                "data block {block} does not match its digest in the hash tree"
+            ),
+            Self::TreeBlock(block) => write!(
+                f,
+                "hash tree block {block} does not match the level below it"
+            ),
         }
     }
 }
@@ -196,21 +241,37 @@ impl fmt::Display for TreeMismatch {
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     // Compare in 4 KiB steps so the common all-equal case runs at memcmp speed.
     let step = 4096;
-    let chunk = a.chunks(step).zip(b.chunks(step)).position(|(x, y)| x != y)?;
+    let chunk = a
+        .chunks(step)
+        .zip(b.chunks(step))
+        .position(|(x, y)| x != y)?;
     let base = chunk * step;
-    a[base..].iter().zip(&b[base..]).position(|(x, y)| x != y).map(|i| base + i)
+    a[base..]
+        .iter()
+        .zip(&b[base..])
+        .position(|(x, y)| x != y)
+        .map(|i| base + i)
 }
 
 /// Writes the digest of each `block_size` block of `data` into consecutive `slot`-byte slots
 /// of `out`, spreading large batches over `threads` threads.
-fn hash_blocks(salted: &Context, data: &[u8], block_size: usize, slot: usize, out: &mut [u8], threads: usize) {
+fn hash_blocks(
+    salted: &SaltedHasher,
+    data: &[u8],
+    block_size: usize,
+    slot: usize,
+    out: &mut [u8],
+    threads: usize,
+) {
     let blocks = data.len() / block_size;
     if threads <= 1 || blocks < PARALLEL_MIN_BLOCKS {
         return hash_blocks_here(salted, data, block_size, slot, out);
     }
     let per_thread = blocks.div_ceil(threads);
     std::thread::scope(|scope| {
-        let mut work = data.chunks(per_thread * block_size).zip(out.chunks_mut(per_thread * slot));
+        let mut work = data
+            .chunks(per_thread * block_size)
+            .zip(out.chunks_mut(per_thread * slot));
         let mine = work.next();
         for (data, out) in work {
             scope.spawn(move || hash_blocks_here(salted, data, block_size, slot, out));
@@ -221,15 +282,18 @@ fn hash_blocks(salted: &Context, data: &[u8], block_size: usize, slot: usize, ou
     });
 }
 
-fn hash_blocks_here(salted: &Context, data: &[u8], block_size: usize, slot: usize, out: &mut [u8]) {
-    for (block, out) in data.chunks_exact(block_size).zip(out.chunks_exact_mut(slot)) {
-        // Cloning the context that already absorbed the salt saves hashing the salt again.
-        let mut ctx = salted.clone();
-        ctx.update(block);
-        let digest = ctx.finish();
-        let (head, pad) = out.split_at_mut(digest.as_ref().len());
-        head.copy_from_slice(digest.as_ref());
-        pad.fill(0);
+fn hash_blocks_here(
+    salted: &SaltedHasher,
+    data: &[u8],
+    block_size: usize,
+    slot: usize,
+    out: &mut [u8],
+) {
+    for (block, out) in data
+        .chunks_exact(block_size)
+        .zip(out.chunks_exact_mut(slot))
+    {
+        salted.digest_into(block, out);
     }
 }
 
@@ -239,7 +303,7 @@ mod tests {
     use crate::ErrorCode;
 
     fn sha256(parts: &[&[u8]]) -> Vec<u8> {
-        let mut ctx = Context::new(&ring::digest::SHA256);
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
         parts.iter().for_each(|p| ctx.update(p));
         ctx.finish().as_ref().to_vec()
     }
@@ -258,7 +322,8 @@ mod tests {
             leaves.extend(sha256(&[salt, block]));
         }
         leaves.resize(4096, 0);
-        let mut builder = HashTreeBuilder::new(HashAlgorithm::Sha256, salt, data.len() as u64).unwrap();
+        let mut builder =
+            HashTreeBuilder::new(HashAlgorithm::Sha256, salt, data.len() as u64).unwrap();
         builder.update(&data).unwrap();
         let tree = builder.finish().unwrap();
         assert_eq!(tree.tree, leaves);
@@ -286,8 +351,18 @@ mod tests {
             b.finish().unwrap()
         };
         let reference = build(4096, 1);
-        for (chunk, threads) in [(1, 1), (4095, 2), (4097, 3), (65 * 4096 + 1, 2), (data.len(), 2)] {
-            assert_eq!(build(chunk, threads), reference, "chunk {chunk} threads {threads}");
+        for (chunk, threads) in [
+            (1, 1),
+            (4095, 2),
+            (4097, 3),
+            (65 * 4096 + 1, 2),
+            (data.len(), 2),
+        ] {
+            assert_eq!(
+                build(chunk, threads),
+                reference,
+                "chunk {chunk} threads {threads}"
+            );
         }
     }
 
@@ -295,10 +370,16 @@ mod tests {
     fn wrong_amount_of_data_is_refused() {
         let mut b = HashTreeBuilder::new(HashAlgorithm::Sha256, b"", 8192).unwrap();
         b.update(&[0; 4096]).unwrap();
-        assert_eq!(b.update(&[0; 4097]).err().map(|e| e.code), Some(ErrorCode::Verity));
+        assert_eq!(
+            b.update(&[0; 4097]).err().map(|e| e.code),
+            Some(ErrorCode::Verity)
+        );
         assert_eq!(b.finish().err().map(|e| e.code), Some(ErrorCode::Verity));
         for size in [0, 4095, 4097] {
-            assert!(HashTreeBuilder::new(HashAlgorithm::Sha256, b"", size).is_err(), "{size}");
+            assert!(
+                HashTreeBuilder::new(HashAlgorithm::Sha256, b"", size).is_err(),
+                "{size}"
+            );
         }
     }
 
@@ -312,13 +393,22 @@ mod tests {
         let mut stored = tree.tree.clone();
         assert_eq!(tree.first_mismatch(&stored), None);
         stored[4096 + 150 * 32 + 5] ^= 1;
-        assert_eq!(tree.first_mismatch(&stored), Some(TreeMismatch::DataBlock(150)));
+        assert_eq!(
+            tree.first_mismatch(&stored),
+            Some(TreeMismatch::DataBlock(150))
+        );
         let mut stored = tree.tree.clone();
         stored[100] ^= 1;
-        assert_eq!(tree.first_mismatch(&stored), Some(TreeMismatch::TreeBlock(0)));
+        assert_eq!(
+            tree.first_mismatch(&stored),
+            Some(TreeMismatch::TreeBlock(0))
+        );
         assert_eq!(
             tree.first_mismatch(&stored[..4096]),
-            Some(TreeMismatch::Size { expected: 3 * 4096, found: 4096 })
+            Some(TreeMismatch::Size {
+                expected: 3 * 4096,
+                found: 4096
+            })
         );
     }
 }

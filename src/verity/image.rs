@@ -4,7 +4,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{fec_size, hash_tree_size, FecEncoder, FecRoots, HashAlgorithm, HashTreeBuilder, BLOCK_SIZE};
+use super::{
+    fec_size, hash_tree_size, FecEncoder, FecRoots, HashAlgorithm, HashTree, HashTreeBuilder,
+    TreeMismatch, BLOCK_SIZE,
+};
 use crate::error::{Error, Result};
 
 /// Bytes read at a time.
@@ -38,7 +41,13 @@ pub struct VerityData {
 impl VerityLayout {
     /// The tree right after the data, no FEC.
     pub fn new(alg: HashAlgorithm, salt: &[u8], data_size: u64) -> Self {
-        VerityLayout { alg, salt: salt.to_vec(), data_size, tree_offset: data_size, fec_roots: None }
+        VerityLayout {
+            alg,
+            salt: salt.to_vec(),
+            data_size,
+            tree_offset: data_size,
+            fec_roots: None,
+        }
     }
 
     pub fn tree_size(&self) -> Result<u64> {
@@ -67,7 +76,12 @@ impl VerityLayout {
 
     fn check(&self) -> Result<()> {
         if self.tree_offset < self.data_size {
-            crate::bail!(Verity, "hash tree at {} overlaps the data (0..{})", self.tree_offset, self.data_size);
+            crate::bail!(
+                Verity,
+                "hash tree at {} overlaps the data (0..{})",
+                self.tree_offset,
+                self.data_size
+            );
         }
         self.end().map(|_| ())
     }
@@ -78,49 +92,63 @@ impl VerityLayout {
 pub fn build_image(image: &File, layout: &VerityLayout) -> Result<VerityData> {
     layout.check()?;
     require_len(image, layout.tree_offset)?;
-    compute(image, layout, None)
+    let (tree, fec) = compute(image, layout, None)?;
+    Ok(VerityData {
+        root_digest: tree.root_digest,
+        tree: tree.tree,
+        fec,
+    })
 }
 
 /// Writes `data` (from [`build_image`]) into `image` at the places `layout` gives.
 pub fn write_image(image: &File, layout: &VerityLayout, data: &VerityData) -> Result<()> {
     layout.check()?;
-    if data.tree.len() as u64 != layout.tree_size()? || data.fec.len() as u64 != layout.fec_size()? {
+    if data.tree.len() as u64 != layout.tree_size()?
+        || data.fec.len() as u64 != layout.fec_size()?
+    {
         crate::bail!(Verity, "verity data does not match its layout");
     }
-    image.write_all_at(&data.tree, layout.tree_offset).map_err(|e| Error::io("writing the hash tree", e))?;
-    image.write_all_at(&data.fec, layout.fec_offset()?).map_err(|e| Error::io("writing the FEC area", e))
+    image
+        .write_all_at(&data.tree, layout.tree_offset)
+        .map_err(|e| Error::io("writing the hash tree", e))?;
+    image
+        .write_all_at(&data.fec, layout.fec_offset()?)
+        .map_err(|e| Error::io("writing the FEC area", e))
 }
 
 /// Checks the hash tree (and the FEC area, if the layout has one) stored in `image` against
 /// its data, and the root digest against `expected_root` if given. Fails with `Verity` naming
 /// the first bad block; returns what it computed.
-pub fn verify_image(image: &File, layout: &VerityLayout, expected_root: Option<&[u8]>) -> Result<VerityData> {
+pub fn verify_image(
+    image: &File,
+    layout: &VerityLayout,
+    expected_root: Option<&[u8]>,
+) -> Result<VerityData> {
     layout.check()?;
     require_len(image, layout.end()?)?;
     let mut stored_tree = vec![0u8; layout.tree_size()? as usize];
     read_at(image, &mut stored_tree, layout.tree_offset)?;
-    let computed = compute(image, layout, Some(&stored_tree))?;
-    let tree = &computed.tree;
-    let (bs, slot) = (u64::from(BLOCK_SIZE), layout.alg.digest_slot() as u64);
-    if let Some(at) = first_difference(tree, &stored_tree) {
-        let leaves_at = tree.len() as u64 - layout.data_size.div_ceil(bs) * slot;
-        let leaves_at = leaves_at - leaves_at % bs;
-        let at = at as u64;
-        if at >= leaves_at {
-            let block = (at - leaves_at) / slot;
-            crate::bail!(
-                Verity,
-                "data block {block} (offset {}) does not match its digest in the hash tree",
-                block * bs
-            );
-        }
-        crate::bail!(
+    let (tree, fec) = compute(image, layout, Some(&stored_tree))?;
+    let bs = u64::from(BLOCK_SIZE);
+    match tree.first_mismatch(&stored_tree) {
+        None => {}
+        Some(TreeMismatch::DataBlock(block)) => crate::bail!(
             Verity,
-            "hash tree block {} (offset {}) does not match the level below it",
-            at / bs,
-            layout.tree_offset + at / bs * bs
-        );
+            "data block {block} (offset {}) does not match its digest in the hash tree",
+            block * bs
+        ),
+        Some(TreeMismatch::TreeBlock(block)) => crate::bail!(
+            Verity,
+            "hash tree block {block} (offset {}) does not match the level below it",
+            layout.tree_offset + block * bs
+        ),
+        Some(mismatch) => crate::bail!(Verity, "{mismatch}"),
     }
+    let computed = VerityData {
+        root_digest: tree.root_digest,
+        tree: tree.tree,
+        fec,
+    };
     if let Some(expected) = expected_root {
         if expected != computed.root_digest.as_slice() {
             crate::bail!(
@@ -148,7 +176,12 @@ pub fn verify_image(image: &File, layout: &VerityLayout, expected_root: Option<&
 
 /// Reads the data once, feeding the tree builder and the FEC encoder; the FEC then gets the
 /// bytes between data and tree, and the tree (`stored_tree` if given, else the computed one).
-fn compute(image: &File, layout: &VerityLayout, stored_tree: Option<&[u8]>) -> Result<VerityData> {
+/// Returns the tree and the FEC area (empty without FEC).
+fn compute(
+    image: &File,
+    layout: &VerityLayout,
+    stored_tree: Option<&[u8]>,
+) -> Result<(HashTree, Vec<u8>)> {
     let mut builder = HashTreeBuilder::new(layout.alg, &layout.salt, layout.data_size)?;
     let mut fec = match layout.fec_roots {
         Some(roots) => Some(FecEncoder::new(layout.fec_offset()?, roots)?),
@@ -174,19 +207,27 @@ fn compute(image: &File, layout: &VerityLayout, stored_tree: Option<&[u8]>) -> R
         }
         None => Vec::new(),
     };
-    Ok(VerityData { root_digest: tree.root_digest, tree: tree.tree, fec })
+    Ok((tree, fec))
 }
 
 fn require_len(image: &File, needed: u64) -> Result<()> {
-    let len = image.metadata().map_err(|e| Error::io("reading the image size", e))?.len();
+    let len = image
+        .metadata()
+        .map_err(|e| Error::io("reading the image size", e))?
+        .len();
     if len < needed {
-        crate::bail!(Verity, "image is {len} bytes, its verity layout needs {needed}");
+        crate::bail!(
+            Verity,
+            "image is {len} bytes, its verity layout needs {needed}"
+        );
     }
     Ok(())
 }
 
 fn read_at(image: &File, buf: &mut [u8], offset: u64) -> Result<()> {
-    image.read_exact_at(buf, offset).map_err(|e| Error::io(format!("reading the image at {offset}"), e))
+    image
+        .read_exact_at(buf, offset)
+        .map_err(|e| Error::io(format!("reading the image at {offset}"), e))
 }
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {

@@ -12,6 +12,7 @@ mod fec;
 mod geometry;
 mod gf256;
 mod hash_tree;
+mod hasher;
 pub mod image;
 
 pub use fec::{FecEncoder, FecRoots};
@@ -86,7 +87,9 @@ impl std::str::FromStr for HashAlgorithm {
 /// Threads for hashing and encoding large chunks unless the caller says otherwise: the cores
 /// this process may use, at most 4 (more buys little once memory bandwidth is the limit).
 fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
 }
 
 #[cfg(test)]
@@ -96,10 +99,17 @@ mod tests {
 
     #[test]
     fn algorithm_names_round_trip() {
-        for alg in [HashAlgorithm::Sha1, HashAlgorithm::Sha256, HashAlgorithm::Sha512] {
+        for alg in [
+            HashAlgorithm::Sha1,
+            HashAlgorithm::Sha256,
+            HashAlgorithm::Sha512,
+        ] {
             assert_eq!(HashAlgorithm::from_name(alg.name()).ok(), Some(alg));
         }
-        assert_eq!(HashAlgorithm::from_name("SHA256").ok(), Some(HashAlgorithm::Sha256));
+        assert_eq!(
+            HashAlgorithm::from_name("SHA256").ok(),
+            Some(HashAlgorithm::Sha256)
+        );
         for bad in ["md5", "sha384", "", "sha256 "] {
             let err = HashAlgorithm::from_name(bad).err().map(|e| e.code);
             assert_eq!(err, Some(ErrorCode::Verity), "{bad:?}");
@@ -108,7 +118,13 @@ mod tests {
 
     #[test]
     fn digest_slots_are_powers_of_two() {
-        assert_eq!((HashAlgorithm::Sha1.digest_len(), HashAlgorithm::Sha1.digest_slot()), (20, 32));
+        assert_eq!(
+            (
+                HashAlgorithm::Sha1.digest_len(),
+                HashAlgorithm::Sha1.digest_slot()
+            ),
+            (20, 32)
+        );
         assert_eq!(HashAlgorithm::Sha256.digest_slot(), 32);
         assert_eq!(HashAlgorithm::Sha512.digest_slot(), 64);
     }
