@@ -5,16 +5,12 @@
 use std::fmt;
 
 use super::geometry::TreeGeometry;
-use super::hasher::SaltedHasher;
+use super::hasher::{hash_blocks, SaltedHasher};
 use super::{default_threads, HashAlgorithm};
 use crate::error::Result;
 
 /// The verity block size Android uses for data and tree alike.
 pub const BLOCK_SIZE: u32 = 4096;
-
-/// Below this many blocks a batch is hashed on the calling thread: spawning costs more than
-/// it saves.
-const PARALLEL_MIN_BLOCKS: usize = 64;
 
 /// Builds the hash tree of `data_size` bytes fed in order, in chunks of any size.
 ///
@@ -251,50 +247,6 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
         .zip(&b[base..])
         .position(|(x, y)| x != y)
         .map(|i| base + i)
-}
-
-/// Writes the digest of each `block_size` block of `data` into consecutive `slot`-byte slots
-/// of `out`, spreading large batches over `threads` threads.
-fn hash_blocks(
-    salted: &SaltedHasher,
-    data: &[u8],
-    block_size: usize,
-    slot: usize,
-    out: &mut [u8],
-    threads: usize,
-) {
-    let blocks = data.len() / block_size;
-    if threads <= 1 || blocks < PARALLEL_MIN_BLOCKS {
-        return hash_blocks_here(salted, data, block_size, slot, out);
-    }
-    let per_thread = blocks.div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut work = data
-            .chunks(per_thread * block_size)
-            .zip(out.chunks_mut(per_thread * slot));
-        let mine = work.next();
-        for (data, out) in work {
-            scope.spawn(move || hash_blocks_here(salted, data, block_size, slot, out));
-        }
-        if let Some((data, out)) = mine {
-            hash_blocks_here(salted, data, block_size, slot, out);
-        }
-    });
-}
-
-fn hash_blocks_here(
-    salted: &SaltedHasher,
-    data: &[u8],
-    block_size: usize,
-    slot: usize,
-    out: &mut [u8],
-) {
-    for (block, out) in data
-        .chunks_exact(block_size)
-        .zip(out.chunks_exact_mut(slot))
-    {
-        salted.digest_into(block, out);
-    }
 }
 
 #[cfg(test)]

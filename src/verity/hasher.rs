@@ -4,6 +4,10 @@ use sha1::Digest as _;
 
 use super::HashAlgorithm;
 
+/// Below this many blocks a batch is hashed on the calling thread: spawning costs more than
+/// it saves.
+const PARALLEL_MIN_BLOCKS: usize = 64;
+
 /// A hash state that has absorbed the salt; cloned for every block, which is cheaper than
 /// hashing the salt again.
 #[derive(Clone)]
@@ -44,6 +48,50 @@ impl SaltedHasher {
             }
         };
         out[len..].fill(0);
+    }
+}
+
+/// Writes the digest of each `block_size` block of `data` into consecutive `slot`-byte slots
+/// of `out`, spreading large batches over `threads` threads.
+pub(super) fn hash_blocks(
+    salted: &SaltedHasher,
+    data: &[u8],
+    block_size: usize,
+    slot: usize,
+    out: &mut [u8],
+    threads: usize,
+) {
+    let blocks = data.len() / block_size;
+    if threads <= 1 || blocks < PARALLEL_MIN_BLOCKS {
+        return hash_blocks_here(salted, data, block_size, slot, out);
+    }
+    let per_thread = blocks.div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut work = data
+            .chunks(per_thread * block_size)
+            .zip(out.chunks_mut(per_thread * slot));
+        let mine = work.next();
+        for (data, out) in work {
+            scope.spawn(move || hash_blocks_here(salted, data, block_size, slot, out));
+        }
+        if let Some((data, out)) = mine {
+            hash_blocks_here(salted, data, block_size, slot, out);
+        }
+    });
+}
+
+fn hash_blocks_here(
+    salted: &SaltedHasher,
+    data: &[u8],
+    block_size: usize,
+    slot: usize,
+    out: &mut [u8],
+) {
+    for (block, out) in data
+        .chunks_exact(block_size)
+        .zip(out.chunks_exact_mut(slot))
+    {
+        salted.digest_into(block, out);
     }
 }
 

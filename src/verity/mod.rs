@@ -9,6 +9,7 @@
 //! `[data | hash tree, levels top-down | FEC parity over data + tree]`.
 
 mod fec;
+mod fec_kernels;
 mod geometry;
 mod gf256;
 mod hash_tree;
