@@ -6,9 +6,8 @@
 //! Read in order, the input visits every codeword once per `rounds * 4096`-byte stripe, each
 //! time with its next symbol. So the encoder keeps the running remainder of every codeword —
 //! exactly as many bytes as the FEC area — and consumes the input once, in order, in chunks of
-//! any size. Each symbol is one step of a systematic encoder's shift register, with the
-//! feedback's products with the generator coefficients looked up in a 256-entry table whose
-//! entries are the whole register-sized update.
+//! any size. Each symbol is one step of a systematic encoder's shift register per codeword
+//! (see `fec_kernels`), spread over threads for large chunks.
 
 use super::fec_kernels::{new_codewords, Codewords};
 use super::geometry::FecGeometry;
