@@ -12,7 +12,8 @@ pub(super) const RS_SYMBOLS: usize = 255;
 
 /// Size in bytes of the hash tree for `data_size` bytes of data: every level, each padded to
 /// the block size, as avbtool and `veritysetup` lay it out. Data of one block or less needs no
-/// tree (the root digest is the digest of that block), so the size is 0.
+/// tree (the root digest is the digest of that block), so the size is 0. (update_engine's
+/// libverity alone writes a one-block level for such data; no real partition is that small.)
 ///
 /// Fails with `Verity` when `block_size` is not a power of two in 512..=65536.
 pub fn hash_tree_size(data_size: u64, block_size: u32, alg: HashAlgorithm) -> Result<u64> {
