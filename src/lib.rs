@@ -19,5 +19,6 @@ pub mod rollback;
 pub mod slot;
 pub mod source;
 pub mod updater;
+pub mod verity;
 
 pub use error::{Error, ErrorCode, Result};
