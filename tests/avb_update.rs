@@ -101,6 +101,7 @@ fn setup(dir: &Path, keys: &Keys, new_vbmeta: Vec<u8>, new_boot: Vec<u8>) -> std
             name: (*n).into(),
             new: dir.join(format!("{n}.img")),
             old: None,
+            append_verity: false,
         })
         .collect();
     let options = BuildOptions {
@@ -232,6 +233,7 @@ fn equal_index_switches_and_success_raises_the_stored_floor() {
             name: (*n).into(),
             new: tmp.path().join(format!("{n}.img")),
             old: None,
+            append_verity: false,
         })
         .collect();
     let options = BuildOptions {

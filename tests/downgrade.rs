@@ -33,6 +33,7 @@ fn try_update(dir: &Path, options: BuildOptions) -> abupdate::Result<()> {
         name: "system".into(),
         new: dir.join("system.img"),
         old: None,
+        append_verity: false,
     };
     let options = BuildOptions {
         compressors: Compressors {

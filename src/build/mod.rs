@@ -3,6 +3,7 @@
 //! tests and the benchmarks.
 
 pub mod ops;
+pub mod verity;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -29,6 +30,9 @@ pub struct PartitionSpec {
     pub new: PathBuf,
     /// The source image: present for a delta.
     pub old: Option<PathBuf>,
+    /// For an image without an AVB hashtree footer: append a hash tree and FEC after its data
+    /// (in a delta, the device computes them instead of receiving them).
+    pub append_verity: bool,
 }
 
 impl PartitionSpec {
@@ -48,6 +52,7 @@ impl PartitionSpec {
             name: name.to_owned(),
             new: new.into(),
             old,
+            append_verity: false,
         })
     }
 }
@@ -121,23 +126,45 @@ fn build_partition(
 ) -> Result<pb::PartitionUpdate> {
     let mut part = pb::PartitionUpdate::new();
     part.set_partition_name(spec.name.clone());
-    let new_size = image_size(&spec.new)?;
     let mut new_hash = ResumableSha256::new();
-    match &spec.old {
+    let new_size = match &spec.old {
         Some(old_path) => {
             let old = read_image(old_path)?;
-            let new = read_image(&spec.new)?;
+            let mut new = read_image(&spec.new)?;
+            let layout = match spec.append_verity {
+                true => Some(verity::append(&mut new)?),
+                false => verity::from_footer(&spec.name, &new)?,
+            };
+            let skip = layout
+                .as_ref()
+                .map(verity::computed_extents)
+                .unwrap_or_default();
+            if let Some(layout) = &layout {
+                set_verity(&mut part, layout);
+            }
             new_hash.update(&new);
-            for op in ops::delta(&old, &new, options.compressors)? {
+            for op in ops::delta(&old, &new, &skip, options.compressors)? {
                 part.operations.push(blobs.add(op)?);
             }
             let mut info = pb::PartitionInfo::new();
             info.set_size(old.len() as u64);
             info.set_hash(sha256(&old).to_vec());
             part.old_partition_info = Some(info).into();
+            new.len() as u64
         }
         None => {
-            let mut file = open(&spec.new)?;
+            // A full payload ships every block, the verity ones included, as AOSP's does.
+            let mut reader: Box<dyn Read> = match spec.append_verity {
+                true => {
+                    let mut new = read_image(&spec.new)?;
+                    verity::append(&mut new)?;
+                    Box::new(std::io::Cursor::new(new))
+                }
+                false => {
+                    image_size(&spec.new)?;
+                    Box::new(open(&spec.new)?)
+                }
+            };
             let chunk = (CHUNK_BLOCKS * BLOCK_SIZE) as usize;
             let batch = options.threads.max(1) * 2;
             let mut block = 0u64;
@@ -145,7 +172,7 @@ fn build_partition(
                 let mut chunks = Vec::with_capacity(batch);
                 for _ in 0..batch {
                     let mut buf = vec![0u8; chunk];
-                    let n = read_full(&mut file, &mut buf, &spec.new)?;
+                    let n = read_full(&mut reader, &mut buf, &spec.new)?;
                     if n == 0 {
                         break;
                     }
@@ -161,13 +188,26 @@ fn build_partition(
                     part.operations.push(blobs.add(op)?);
                 }
             }
+            block * BLOCK_SIZE
         }
-    }
+    };
     let mut info = pb::PartitionInfo::new();
     info.set_size(new_size);
     info.set_hash(new_hash.finish().to_vec());
     part.new_partition_info = Some(info).into();
     Ok(part)
+}
+
+fn set_verity(part: &mut pb::PartitionUpdate, layout: &crate::payload::manifest::VerityLayout) {
+    part.hash_tree_data_extent = Some(extent(&layout.hash_tree_data)).into();
+    part.hash_tree_extent = Some(extent(&layout.hash_tree)).into();
+    part.set_hash_tree_algorithm(layout.algorithm.clone());
+    part.set_hash_tree_salt(layout.salt.clone());
+    if let Some(fec) = &layout.fec {
+        part.fec_data_extent = Some(extent(&fec.data)).into();
+        part.fec_extent = Some(extent(&fec.fec)).into();
+        part.set_fec_roots(fec.roots);
+    }
 }
 
 /// Compresses a batch of chunks on `threads` threads, results in chunk order.
@@ -400,7 +440,7 @@ fn read_image(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path.display(), e))
 }
 
-fn read_full(file: &mut File, buf: &mut [u8], path: &Path) -> Result<usize> {
+fn read_full(file: &mut dyn Read, buf: &mut [u8], path: &Path) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {

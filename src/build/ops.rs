@@ -92,11 +92,27 @@ enum BlockKind {
     /// Identical to this block of the old image.
     Copy(u64),
     Changed,
+    /// Computed by the device (verity hash tree and FEC): no operation.
+    Skip,
 }
 
-/// Delta operations turning `old` into `new` (both whole images, multiples of 4096 bytes).
-pub fn delta(old: &[u8], new: &[u8], compressors: Compressors) -> Result<Vec<GeneratedOp>> {
-    let kinds = classify(old, new);
+/// Delta operations turning `old` into `new` (both whole images, multiples of 4096 bytes),
+/// leaving out the `skip` blocks, which the device computes itself.
+pub fn delta(
+    old: &[u8],
+    new: &[u8],
+    skip: &[Extent],
+    compressors: Compressors,
+) -> Result<Vec<GeneratedOp>> {
+    let mut kinds = classify(old, new);
+    for e in skip {
+        let range = e.start_block as usize..(e.end_block() as usize).min(kinds.len());
+        kinds
+            .get_mut(range)
+            .into_iter()
+            .flatten()
+            .for_each(|k| *k = BlockKind::Skip);
+    }
     let mut ops = Vec::new();
     let mut i = 0usize;
     while i < kinds.len() {
@@ -132,6 +148,7 @@ pub fn delta(old: &[u8], new: &[u8], compressors: Compressors) -> Result<Vec<Gen
                 })
             }
             BlockKind::Changed => ops.push(changed(old, new, start, end, compressors)?),
+            BlockKind::Skip => {}
         }
         i = run_end;
     }
@@ -258,6 +275,7 @@ mod tests {
         let ops = delta(
             &old,
             &new,
+            &[],
             Compressors {
                 xz: true,
                 bzip2: false,

@@ -1,5 +1,6 @@
 //! Checks around the written data: the delta's base before writing, and every written partition
-//! after it (`new_partition_info.hash`), as update_engine's filesystem verifier does.
+//! after it (`new_partition_info.hash`, with the verity data written on the way), as
+//! update_engine's filesystem verifier does.
 
 use super::checkpoint::Checkpoint;
 use super::hashing::ResumableSha256;
@@ -53,15 +54,11 @@ pub(super) fn verify_partitions(cx: &Context<'_>, cp: &mut Checkpoint) -> Result
             partition: Some(p.name.clone()),
         });
         let target = cx.partitions.open_target(&p.name)?;
-        let digest = hash_range(
-            p.new_info.size,
-            |buf, at| {
-                target
-                    .read_at(buf, at)
-                    .map_err(|e| Error::io(format!("reading target partition {}", p.name), e))
-            },
-            cx,
-        )?;
+        let digest = super::verity_pass::run(cx, p, target.as_ref())?;
+        // The tree and FEC must be durable before the checkpoint says this partition is done.
+        target
+            .sync()
+            .map_err(|e| Error::io(format!("syncing {}", p.name), e))?;
         if digest != p.new_info.hash {
             bail!(
                 PartitionHash,

@@ -19,6 +19,7 @@ pub mod hashing;
 pub mod metadata;
 pub mod operation;
 mod pipeline;
+mod verity_pass;
 
 use std::io::{self, Read};
 

@@ -77,6 +77,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 name: (*name).to_owned(),
                 new: images.join(format!("{name}-{new}.img")),
                 old: old.map(|o| images.join(format!("{name}-{o}.img"))),
+                append_verity: false,
             })
             .collect()
     };
