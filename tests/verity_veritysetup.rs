@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use abupdate::verity::image::{build_image, verify_image, write_image, VerityLayout};
@@ -12,6 +12,9 @@ use abupdate::verity::{
     fec_size, hash_tree_size, FecEncoder, FecRoots, HashAlgorithm, HashTreeBuilder,
 };
 use abupdate::ErrorCode;
+use common::veritysetup::{hex, run, run_veritysetup, veritysetup_format};
+
+mod common;
 
 const ALGS: [HashAlgorithm; 3] = [
     HashAlgorithm::Sha1,
@@ -154,7 +157,7 @@ fn fec_corrects_with_reedsolo() {
         // Spoil roots/2 symbols of a few codewords (at most what RS can correct), at spread
         // positions; symbols past the end of the input are implicit zeros and stay intact.
         let mut corrupted = input.clone();
-        let mut rng = Rng(roots.into());
+        let mut rng = common::Rng(roots.into());
         let codewords = [0, 1, stripe / 3, stripe - 1];
         for &c in &codewords {
             let mut hit = Vec::new();
@@ -193,12 +196,6 @@ fn fec_corrects_with_reedsolo() {
     }
 }
 
-struct Formatted {
-    root: Vec<u8>,
-    tree: Vec<u8>,
-    fec: Vec<u8>,
-}
-
 /// Builds our tree of `data` (fed in awkward chunks) and compares it with veritysetup's.
 fn check_tree(dir: &Path, data: &[u8], alg: HashAlgorithm, salt: &[u8], block_size: u32) {
     let out = veritysetup_format(dir, data, alg, salt, block_size, None);
@@ -221,117 +218,12 @@ fn check_tree(dir: &Path, data: &[u8], alg: HashAlgorithm, salt: &[u8], block_si
     );
 }
 
-fn veritysetup_format(
-    dir: &Path,
-    data: &[u8],
-    alg: HashAlgorithm,
-    salt: &[u8],
-    block_size: u32,
-    fec_roots: Option<u32>,
-) -> Formatted {
-    let (data_path, tree_path, fec_path) = (dir.join("data"), dir.join("tree"), dir.join("fec"));
-    fs::write(&data_path, data).unwrap();
-    for stale in [&tree_path, &fec_path] {
-        let _ = fs::remove_file(stale);
-    }
-    // `--salt=-` means no salt; without `--salt` veritysetup would pick a random one.
-    let salt_arg = if salt.is_empty() {
-        "-".to_string()
-    } else {
-        hex(salt)
-    };
-    let mut args: Vec<String> = vec![
-        "format".into(),
-        path_arg(&data_path),
-        path_arg(&tree_path),
-        "--format=1".into(),
-        format!("--hash={alg}"),
-        format!("--data-block-size={block_size}"),
-        format!("--hash-block-size={block_size}"),
-        format!("--salt={salt_arg}"),
-        "--no-superblock".into(),
-    ];
-    if let Some(roots) = fec_roots {
-        args.extend([
-            format!("--fec-device={}", path_arg(&fec_path)),
-            format!("--fec-roots={roots}"),
-        ]);
-    }
-    let stdout = run_veritysetup(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let root = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Root hash:"))
-        .map(|h| unhex(h.trim()))
-        .unwrap_or_else(|| panic!("no root hash in veritysetup output:\n{stdout}"));
-    Formatted {
-        root,
-        tree: fs::read(&tree_path).unwrap_or_default(),
-        fec: fec_roots
-            .map(|_| fs::read(&fec_path).unwrap())
-            .unwrap_or_default(),
-    }
-}
-
-fn run_veritysetup(args: &[&str]) -> String {
-    let binary = veritysetup_binary();
-    run(Command::new(binary).args(args))
-}
-
-fn veritysetup_binary() -> PathBuf {
-    // Debian installs it in /usr/sbin, which is not always on a test runner's PATH.
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|dir| dir.join("veritysetup"))
-        .find(|p| p.is_file())
-        .expect("veritysetup not found: install Debian package cryptsetup-bin")
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn path_arg(path: &Path) -> String {
-    path.to_str().unwrap().to_string()
-}
-
-/// xorshift64*: enough to make every block differ, no dependency needed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 fn random_bytes(len: u64, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut rng = common::Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut out = Vec::with_capacity(len as usize + 8);
     while (out.len() as u64) < len {
         out.extend_from_slice(&rng.next().to_le_bytes());
     }
     out.truncate(len as usize);
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }

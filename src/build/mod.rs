@@ -2,6 +2,7 @@
 //! `payload_properties.txt`. A host tool (it reads and writes files), used by the demo, the
 //! tests and the benchmarks.
 
+pub mod avb_image;
 pub mod ops;
 pub mod verity;
 

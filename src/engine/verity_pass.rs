@@ -23,9 +23,9 @@ struct Plan {
 pub(super) fn run(cx: &Context<'_>, p: &Partition, target: &dyn TargetWrite) -> Result<[u8; 32]> {
     let size = p.new_info.size;
     let mut plan = match &p.verity {
-        Some(layout) => Some(
-            plan(layout, size).map_err(|e| err!(Verity, "partition {}: {}", p.name, e.message))?,
-        ),
+        Some(layout) => {
+            Some(plan(layout).map_err(|e| err!(Verity, "partition {}: {}", p.name, e.message))?)
+        }
         None => None,
     };
     let mut hash = ResumableSha256::new();
@@ -79,7 +79,9 @@ pub(super) fn run(cx: &Context<'_>, p: &Partition, target: &dyn TargetWrite) -> 
     Ok(hash.finish())
 }
 
-fn plan(layout: &VerityLayout, size: u64) -> Result<Plan> {
+/// Checks the layout (its extents are already inside the partition: the manifest parser saw
+/// to that) and sets up the builders.
+fn plan(layout: &VerityLayout) -> Result<Plan> {
     let alg = HashAlgorithm::from_name(&layout.algorithm)?;
     let data = (
         layout.hash_tree_data.byte_offset(),
@@ -129,16 +131,6 @@ fn plan(layout: &VerityLayout, size: u64) -> Result<Plan> {
             Some((start, end, fec_at, FecEncoder::new(end - start, roots)?))
         }
     };
-    if fec
-        .as_ref()
-        .map_or(tree_at + tree_size, |f| f.2 + (f.1 - f.0))
-        > size
-    {
-        bail!(
-            Verity,
-            "verity extents run past the partition's {size} bytes"
-        );
-    }
     Ok(Plan {
         data,
         tree_at,
@@ -185,4 +177,59 @@ fn write_tree(plan: &mut Plan, p: &Partition, target: &dyn TargetWrite) -> Resul
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::manifest::{Extent, FecLayout};
+    use crate::ErrorCode;
+
+    fn ext(start_block: u64, num_blocks: u64) -> Extent {
+        Extent {
+            start_block,
+            num_blocks,
+        }
+    }
+
+    /// 256 data blocks: a sha256 tree of 2 + 1 blocks; FEC over 259 blocks with 2 roots takes
+    /// 2 rounds of 2 blocks.
+    fn layout() -> VerityLayout {
+        VerityLayout {
+            hash_tree_data: ext(0, 256),
+            hash_tree: ext(256, 3),
+            algorithm: "sha256".into(),
+            salt: vec![1, 2, 3],
+            fec: Some(FecLayout {
+                data: ext(0, 259),
+                fec: ext(259, 4),
+                roots: 2,
+            }),
+        }
+    }
+
+    #[test]
+    fn accepts_a_consistent_layout() {
+        assert!(plan(&layout()).is_ok());
+    }
+
+    #[test]
+    fn mismatched_layouts_are_verity_errors() {
+        let cases: [(&str, fn(&mut VerityLayout)); 6] = [
+            ("tree size", |l| l.hash_tree.num_blocks = 4),
+            ("algorithm", |l| l.algorithm = "md5".into()),
+            ("tree inside data", |l| l.hash_tree.start_block = 100),
+            ("fec size", |l| l.fec.as_mut().unwrap().fec.num_blocks = 1),
+            ("roots", |l| l.fec.as_mut().unwrap().roots = 30),
+            ("fec before tree", |l| {
+                l.fec.as_mut().unwrap().data.num_blocks = 200
+            }),
+        ];
+        for (what, spoil) in cases {
+            let mut l = layout();
+            spoil(&mut l);
+            let err = plan(&l).err().unwrap_or_else(|| panic!("{what} accepted"));
+            assert_eq!(err.code, ErrorCode::Verity, "{what}: {err}");
+        }
+    }
 }
