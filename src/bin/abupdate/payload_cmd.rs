@@ -31,6 +31,10 @@ pub enum PayloadCommand {
         /// Skip bzip2 candidates (much faster on large images; xz nearly always wins).
         #[arg(long)]
         no_bzip2: bool,
+        /// Append a hash tree and FEC after NAME's data (an image without an AVB footer);
+        /// in a delta the device computes them (repeatable).
+        #[arg(long = "append-verity", value_name = "NAME")]
+        append_verity: Vec<String>,
         /// The manifest's max_timestamp (the build date, seconds since the epoch).
         #[arg(long)]
         max_timestamp: Option<i64>,
@@ -55,11 +59,15 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
             max_timestamp,
             security_patch_level,
             partition_version,
+            append_verity,
         } => {
-            let specs = partitions
+            let mut specs = partitions
                 .iter()
                 .map(|p| PartitionSpec::parse(p))
                 .collect::<Result<Vec<_>, _>>()?;
+            for spec in &mut specs {
+                spec.append_verity = append_verity.contains(&spec.name);
+            }
             let signer = match key {
                 Some(path) => Some(Signer::from_pem(
                     &std::fs::read_to_string(&path)
