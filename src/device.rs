@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
-use crate::error::{Error, Result};
 use crate::err;
+use crate::error::{Error, Result};
 pub use crate::slot::Slot;
 
 /// Where the partitions are.
@@ -67,6 +67,11 @@ impl Device {
         SourcePartition::open(&self.partition_path(name, self.current))
     }
 
+    /// Opens `name` in either slot, read-only (AVB checks read the target slot's vbmeta).
+    pub fn read_only(&self, name: &str, slot: Slot) -> Result<SourcePartition> {
+        SourcePartition::open(&self.partition_path(name, slot))
+    }
+
     /// Opens `name` in the target slot for writing.
     pub fn target(&self, name: &str) -> Result<TargetPartition> {
         TargetPartition::open(&self.partition_path(name, self.target_slot()))
@@ -85,7 +90,7 @@ impl SlotPartitions for Device {
     }
 }
 
-/// A partition of the running slot, opened `O_RDONLY`.
+/// A partition opened `O_RDONLY`: the running slot's, or any slot's for checks.
 #[derive(Debug)]
 pub struct SourcePartition {
     file: File,
@@ -97,7 +102,11 @@ impl SourcePartition {
     fn open(path: &Path) -> Result<Self> {
         let file = File::open(path).map_err(|e| open_error(path, e))?;
         let size = device_size(&file).map_err(|e| Error::io(path.display(), e))?;
-        Ok(SourcePartition { file, size, path: path.to_owned() })
+        Ok(SourcePartition {
+            file,
+            size,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -125,9 +134,17 @@ pub struct TargetPartition {
 
 impl TargetPartition {
     fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(|e| open_error(path, e))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| open_error(path, e))?;
         let size = device_size(&file).map_err(|e| Error::io(path.display(), e))?;
-        Ok(TargetPartition { file, size, path: path.to_owned() })
+        Ok(TargetPartition {
+            file,
+            size,
+            path: path.to_owned(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -139,7 +156,10 @@ impl TargetWrite for TargetPartition {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|end| end > self.size) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "write beyond the partition end"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "write beyond the partition end",
+            ));
         }
         self.file.write_all_at(buf, offset)
     }
@@ -156,7 +176,11 @@ impl TargetWrite for TargetPartition {
 
 fn open_error(path: &Path, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound {
-        err!(PartitionMissing, "partition {} does not exist", path.display())
+        err!(
+            PartitionMissing,
+            "partition {} does not exist",
+            path.display()
+        )
     } else {
         Error::io(format!("opening {}", path.display()), e)
     }
@@ -189,11 +213,17 @@ mod tests {
         let target = dev.target("system").unwrap();
         assert!(target.path().ends_with("system_b.img"));
         target.write_at(b"new", 0).unwrap();
-        assert!(target.write_at(b"x", 8192).is_err(), "writes past the end are refused");
+        assert!(
+            target.write_at(b"x", 8192).is_err(),
+            "writes past the end are refused"
+        );
         let source = dev.source("system").unwrap();
         let mut buf = [0u8; 3];
         source.read_at(&mut buf, 0).unwrap();
         assert_eq!(&buf, b"aaa");
-        assert_eq!(dev.source("vendor").unwrap_err().code, crate::ErrorCode::PartitionMissing);
+        assert_eq!(
+            dev.source("vendor").unwrap_err().code,
+            crate::ErrorCode::PartitionMissing
+        );
     }
 }

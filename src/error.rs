@@ -167,7 +167,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
 
     /// An I/O failure on a device or the state store, with what was being done.
@@ -224,6 +227,9 @@ mod tests {
     fn message_carries_code() {
         let e = err!(SourceHash, "partition {} differs", "system");
         assert_eq!(e.code, ErrorCode::SourceHash);
-        assert_eq!(e.to_string(), "partition system differs [25 (SOURCE_HASH, verification failed)]");
+        assert_eq!(
+            e.to_string(),
+            "partition system differs [25 (SOURCE_HASH, verification failed)]"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod avb;
 pub mod bsdiff;
 pub mod build;
 pub mod device;
+pub mod download;
 pub mod engine;
 pub mod error;
 pub mod payload;
@@ -18,5 +19,6 @@ pub mod rollback;
 pub mod slot;
 pub mod source;
 pub mod updater;
+pub mod verity;
 
 pub use error::{Error, ErrorCode, Result};

@@ -1,49 +1,94 @@
-//! Payload sources on local storage: a payload file, possibly at an offset inside an OTA zip.
+//! The engine's [`PayloadSource`] over the `download` module: a payload at a URL (`http://`,
+//! `https://`), a file (`file://` or a plain path) or an inherited descriptor (`fd://N`),
+//! possibly at an offset inside an OTA zip.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
+use crate::download::{self, SourceOptions};
 use crate::engine::PayloadSource;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// A payload stored in a file, starting at `offset` (non-zero inside an OTA zip, where the
-/// payload is a stored entry).
-#[derive(Debug)]
-pub struct FileSource {
-    path: PathBuf,
+/// Where a payload is: location, offset of its first byte, and its size when known.
+pub struct Source {
+    location: String,
     offset: u64,
-    size: u64,
+    size: Option<u64>,
+    options: SourceOptions,
+    fetched: Arc<AtomicU64>,
 }
 
-impl FileSource {
-    /// The whole file is the payload.
-    pub fn open(path: &Path) -> Result<Self> {
-        let len = std::fs::metadata(path)
-            .map_err(|e| Error::new(crate::ErrorCode::DownloadFailed, format!("{}: {e}", path.display())))?
-            .len();
-        Ok(FileSource { path: path.to_owned(), offset: 0, size: len })
-    }
-
-    /// `size` bytes at `offset` are the payload (`applyPayload(url, offset, size, ...)`).
-    pub fn with_range(path: &Path, offset: u64, size: u64) -> Result<Self> {
-        let whole = Self::open(path)?;
-        if offset.checked_add(size).is_none_or(|end| end > whole.size) {
-            return Err(crate::err!(SizeMismatch, "{}: range {offset}+{size} is beyond the file ({} bytes)", path.display(), whole.size));
+impl Source {
+    /// `size` bytes (or up to the end) at `offset` of `location`, as `applyPayload` names them.
+    pub fn new(location: &str, offset: u64, size: Option<u64>, options: SourceOptions) -> Self {
+        Source {
+            location: location.to_owned(),
+            offset,
+            size,
+            options,
+            fetched: Arc::new(AtomicU64::new(0)),
         }
-        Ok(FileSource { offset, size, ..whole })
+    }
+
+    /// A whole payload file.
+    pub fn file(path: &Path) -> Result<Self> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| crate::err!(DownloadFailed, "{}: {e}", path.display()))?
+            .len();
+        let location = path
+            .to_str()
+            .ok_or_else(|| crate::err!(DownloadFailed, "{} is not UTF-8", path.display()))?;
+        Ok(Self::new(location, 0, Some(len), SourceOptions::default()))
+    }
+
+    /// Bytes received from the network or file so far, re-downloads included.
+    pub fn bytes_fetched(&self) -> u64 {
+        self.fetched.load(Ordering::Relaxed)
     }
 }
 
-impl PayloadSource for FileSource {
+impl PayloadSource for Source {
     fn size(&self) -> Option<u64> {
-        Some(self.size)
+        self.size
     }
 
     fn open(&mut self, offset: u64) -> Result<Box<dyn Read + Send + '_>> {
-        let io = |e| Error::new(crate::ErrorCode::DownloadFailed, format!("{}: {e}", self.path.display()));
-        let mut file = File::open(&self.path).map_err(io)?;
-        file.seek(SeekFrom::Start(self.offset + offset)).map_err(io)?;
-        Ok(Box::new(file.take(self.size.saturating_sub(offset))))
+        let stream = download::open(
+            &self.location,
+            self.offset,
+            self.size,
+            offset,
+            &self.options,
+        )?;
+        if self.size.is_none() {
+            self.size = stream
+                .total_size()
+                .map(|total| total.saturating_sub(self.offset));
+        }
+        Ok(Box::new(Counted {
+            stream,
+            fetched: Arc::clone(&self.fetched),
+            counted: 0,
+        }))
+    }
+}
+
+/// Adds a stream's fetched bytes to the source's total as it goes.
+struct Counted {
+    stream: download::PayloadStream,
+    fetched: Arc<AtomicU64>,
+    counted: u64,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        let now = self.stream.bytes_fetched();
+        self.fetched
+            .fetch_add(now - self.counted, Ordering::Relaxed);
+        self.counted = now;
+        Ok(n)
     }
 }

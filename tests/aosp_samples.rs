@@ -8,13 +8,20 @@ use std::path::Path;
 use abupdate::device::{Device, Slot};
 use abupdate::engine::checkpoint::FileCheckpointStore;
 use abupdate::engine::{self, ApplyOptions, Quiet};
-use abupdate::source::FileSource;
+use abupdate::source::Source;
 
 fn apply(dir: &Path, payload: &Path) -> abupdate::Result<engine::ApplyReport> {
     let device = Device::host(dir.join("dev"), Slot::A);
     let store = FileCheckpointStore::new(dir.join("state")).unwrap();
-    let mut source = FileSource::open(payload)?;
-    engine::apply(&device, &mut source, &store, &(), &ApplyOptions::default(), &Quiet)
+    let mut source = Source::file(payload)?;
+    engine::apply(
+        &device,
+        &mut source,
+        &store,
+        &(),
+        &ApplyOptions::default(),
+        &Quiet,
+    )
 }
 
 fn setup(delta_base: bool) -> tempfile::TempDir {
@@ -38,8 +45,14 @@ fn setup(delta_base: bool) -> tempfile::TempDir {
 fn check_new_images(tmp: &Path) {
     let dev = tmp.join("dev");
     let read = |p: &Path| std::fs::read(p).unwrap();
-    assert!(read(&dev.join("kernel_b.img")) == read(&tmp.join("disk_ext2_4k.img")), "kernel differs");
-    assert!(read(&dev.join("root_b.img")) == read(&tmp.join("disk_sqfs_default.img")), "root differs");
+    assert!(
+        read(&dev.join("kernel_b.img")) == read(&tmp.join("disk_ext2_4k.img")),
+        "kernel differs"
+    );
+    assert!(
+        read(&dev.join("root_b.img")) == read(&tmp.join("disk_sqfs_default.img")),
+        "root differs"
+    );
 }
 
 #[test]
@@ -50,7 +63,10 @@ fn full_payload_reproduces_new_images() {
     assert_eq!(report.metadata.manifest.minor_version, 0);
     assert_eq!(report.resumed_at, None);
     check_new_images(tmp.path());
-    assert_eq!(std::fs::read(tmp.path().join("dev/kernel_a.img")).unwrap(), source_before);
+    assert_eq!(
+        std::fs::read(tmp.path().join("dev/kernel_a.img")).unwrap(),
+        source_before
+    );
 }
 
 #[test]
@@ -67,5 +83,8 @@ fn delta_on_the_wrong_base_is_refused_before_writing() {
     let target_before = std::fs::read(tmp.path().join("dev/kernel_b.img")).unwrap();
     let err = apply(tmp.path(), &tmp.path().join("delta_payload.bin")).unwrap_err();
     assert_eq!(err.code, abupdate::ErrorCode::SourceHash, "{err}");
-    assert_eq!(std::fs::read(tmp.path().join("dev/kernel_b.img")).unwrap(), target_before);
+    assert_eq!(
+        std::fs::read(tmp.path().join("dev/kernel_b.img")).unwrap(),
+        target_before
+    );
 }

@@ -2,7 +2,9 @@
 //! `payload_properties.txt`. A host tool (it reads and writes files), used by the demo, the
 //! tests and the benchmarks.
 
+pub mod avb_image;
 pub mod ops;
+pub mod verity;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -29,19 +31,30 @@ pub struct PartitionSpec {
     pub new: PathBuf,
     /// The source image: present for a delta.
     pub old: Option<PathBuf>,
+    /// For an image without an AVB hashtree footer: append a hash tree and FEC after its data
+    /// (in a delta, the device computes them instead of receiving them).
+    pub append_verity: bool,
 }
 
 impl PartitionSpec {
     /// Parses `NAME=NEW.img[:OLD.img]`.
     pub fn parse(arg: &str) -> Result<Self> {
         let Some((name, images)) = arg.split_once('=') else {
-            bail!(MalformedPayload, "--partition {arg:?} is not NAME=NEW.img[:OLD.img]");
+            bail!(
+                MalformedPayload,
+                "--partition {arg:?} is not NAME=NEW.img[:OLD.img]"
+            );
         };
         let (new, old) = match images.split_once(':') {
             Some((new, old)) => (new, Some(PathBuf::from(old))),
             None => (images, None),
         };
-        Ok(PartitionSpec { name: name.to_owned(), new: new.into(), old })
+        Ok(PartitionSpec {
+            name: name.to_owned(),
+            new: new.into(),
+            old,
+            append_verity: false,
+        })
     }
 }
 
@@ -50,15 +63,23 @@ pub struct BuildOptions {
     pub compressors: Compressors,
     pub threads: usize,
     pub max_timestamp: Option<i64>,
+    pub security_patch_level: Option<String>,
+    /// Every partition's `version` (AOSP: the build timestamp).
+    pub partition_version: Option<String>,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             signer: None,
-            compressors: Compressors { xz: true, bzip2: true },
+            compressors: Compressors {
+                xz: true,
+                bzip2: true,
+            },
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_timestamp: None,
+            security_patch_level: None,
+            partition_version: None,
         }
     }
 }
@@ -84,34 +105,67 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     if let Some(ts) = options.max_timestamp {
         manifest.set_max_timestamp(ts);
     }
+    if let Some(spl) = &options.security_patch_level {
+        manifest.set_security_patch_level(spl.clone());
+    }
     for spec in specs {
-        manifest.partitions.push(build_partition(spec, options, &mut blobs)?);
+        let mut part = build_partition(spec, options, &mut blobs)?;
+        if let Some(v) = &options.partition_version {
+            part.set_version(v.clone());
+        }
+        manifest.partitions.push(part);
     }
     let result = assemble(manifest, options, &mut blobs, out);
     let _ = std::fs::remove_file(&blobs_path);
     result
 }
 
-fn build_partition(spec: &PartitionSpec, options: &BuildOptions, blobs: &mut BlobFile) -> Result<pb::PartitionUpdate> {
+fn build_partition(
+    spec: &PartitionSpec,
+    options: &BuildOptions,
+    blobs: &mut BlobFile,
+) -> Result<pb::PartitionUpdate> {
     let mut part = pb::PartitionUpdate::new();
     part.set_partition_name(spec.name.clone());
-    let new_size = image_size(&spec.new)?;
     let mut new_hash = ResumableSha256::new();
-    match &spec.old {
+    let new_size = match &spec.old {
         Some(old_path) => {
             let old = read_image(old_path)?;
-            let new = read_image(&spec.new)?;
+            let mut new = read_image(&spec.new)?;
+            let layout = match spec.append_verity {
+                true => Some(verity::append(&mut new)?),
+                false => verity::from_footer(&spec.name, &new)?,
+            };
+            let skip = layout
+                .as_ref()
+                .map(verity::computed_extents)
+                .unwrap_or_default();
+            if let Some(layout) = &layout {
+                set_verity(&mut part, layout);
+            }
             new_hash.update(&new);
-            for op in ops::delta(&old, &new, options.compressors)? {
+            for op in ops::delta(&old, &new, &skip, options.compressors)? {
                 part.operations.push(blobs.add(op)?);
             }
             let mut info = pb::PartitionInfo::new();
             info.set_size(old.len() as u64);
             info.set_hash(sha256(&old).to_vec());
             part.old_partition_info = Some(info).into();
+            new.len() as u64
         }
         None => {
-            let mut file = open(&spec.new)?;
+            // A full payload ships every block, the verity ones included, as AOSP's does.
+            let mut reader: Box<dyn Read> = match spec.append_verity {
+                true => {
+                    let mut new = read_image(&spec.new)?;
+                    verity::append(&mut new)?;
+                    Box::new(std::io::Cursor::new(new))
+                }
+                false => {
+                    image_size(&spec.new)?;
+                    Box::new(open(&spec.new)?)
+                }
+            };
             let chunk = (CHUNK_BLOCKS * BLOCK_SIZE) as usize;
             let batch = options.threads.max(1) * 2;
             let mut block = 0u64;
@@ -119,7 +173,7 @@ fn build_partition(spec: &PartitionSpec, options: &BuildOptions, blobs: &mut Blo
                 let mut chunks = Vec::with_capacity(batch);
                 for _ in 0..batch {
                     let mut buf = vec![0u8; chunk];
-                    let n = read_full(&mut file, &mut buf, &spec.new)?;
+                    let n = read_full(&mut reader, &mut buf, &spec.new)?;
                     if n == 0 {
                         break;
                     }
@@ -135,8 +189,9 @@ fn build_partition(spec: &PartitionSpec, options: &BuildOptions, blobs: &mut Blo
                     part.operations.push(blobs.add(op)?);
                 }
             }
+            block * BLOCK_SIZE
         }
-    }
+    };
     let mut info = pb::PartitionInfo::new();
     info.set_size(new_size);
     info.set_hash(new_hash.finish().to_vec());
@@ -144,8 +199,23 @@ fn build_partition(spec: &PartitionSpec, options: &BuildOptions, blobs: &mut Blo
     Ok(part)
 }
 
+fn set_verity(part: &mut pb::PartitionUpdate, layout: &crate::payload::manifest::VerityLayout) {
+    part.hash_tree_data_extent = Some(extent(&layout.hash_tree_data)).into();
+    part.hash_tree_extent = Some(extent(&layout.hash_tree)).into();
+    part.set_hash_tree_algorithm(layout.algorithm.clone());
+    part.set_hash_tree_salt(layout.salt.clone());
+    if let Some(fec) = &layout.fec {
+        part.fec_data_extent = Some(extent(&fec.data)).into();
+        part.fec_extent = Some(extent(&fec.fec)).into();
+        part.set_fec_roots(fec.roots);
+    }
+}
+
 /// Compresses a batch of chunks on `threads` threads, results in chunk order.
-fn compress_parallel(chunks: &[(u64, Vec<u8>)], options: &BuildOptions) -> Result<Vec<GeneratedOp>> {
+fn compress_parallel(
+    chunks: &[(u64, Vec<u8>)],
+    options: &BuildOptions,
+) -> Result<Vec<GeneratedOp>> {
     let threads = options.threads.max(1);
     let per_thread = chunks.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -162,7 +232,10 @@ fn compress_parallel(chunks: &[(u64, Vec<u8>)], options: &BuildOptions) -> Resul
             .collect();
         let mut out = Vec::with_capacity(chunks.len());
         for h in handles {
-            out.extend(h.join().map_err(|_| err!(InstallFailed, "compression thread panicked"))??);
+            out.extend(
+                h.join()
+                    .map_err(|_| err!(InstallFailed, "compression thread panicked"))??,
+            );
         }
         Ok(out)
     })
@@ -177,8 +250,13 @@ struct BlobFile {
 
 impl BlobFile {
     fn create(path: &Path) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(BlobFile { file: BufWriter::new(file), path: path.to_owned(), len: 0 })
+        let file =
+            File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(BlobFile {
+            file: BufWriter::new(file),
+            path: path.to_owned(),
+            len: 0,
+        })
     }
 
     fn add(&mut self, op: GeneratedOp) -> Result<pb::InstallOperation> {
@@ -188,7 +266,9 @@ impl BlobFile {
             out.set_data_offset(self.len);
             out.set_data_length(op.blob.len() as u64);
             out.set_data_sha256_hash(sha256(&op.blob).to_vec());
-            self.file.write_all(&op.blob).map_err(|e| Error::io(self.path.display(), e))?;
+            self.file
+                .write_all(&op.blob)
+                .map_err(|e| Error::io(self.path.display(), e))?;
             self.len += op.blob.len() as u64;
         }
         for e in &op.src_extents {
@@ -241,8 +321,14 @@ fn assemble(
     blobs: &mut BlobFile,
     out: &Path,
 ) -> Result<BuildReport> {
-    blobs.file.flush().map_err(|e| Error::io(blobs.path.display(), e))?;
-    let sig_size = options.signer.as_ref().map(|s| encode_signatures(&[vec![0; s.signature_len()]]).len());
+    blobs
+        .file
+        .flush()
+        .map_err(|e| Error::io(blobs.path.display(), e))?;
+    let sig_size = options
+        .signer
+        .as_ref()
+        .map(|s| encode_signatures(&[vec![0; s.signature_len()]]).len());
     if let Some(size) = sig_size {
         manifest.set_signatures_offset(blobs.len);
         manifest.set_signatures_size(size as u64);
@@ -270,7 +356,9 @@ fn assemble(
         writer.write(&encode_signatures(&[signer.sign_digest(&metadata_hash)?]))?;
     }
     let mut blob_file = open(&blobs.path)?;
-    blob_file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(blobs.path.display(), e))?;
+    blob_file
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(blobs.path.display(), e))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = read_full(&mut blob_file, &mut buf, &blobs.path)?;
@@ -281,7 +369,9 @@ fn assemble(
         writer.write(&buf[..n])?;
     }
     if let Some(signer) = &options.signer {
-        writer.write(&encode_signatures(&[signer.sign_digest(&payload_hash.finish())?]))?;
+        writer.write(&encode_signatures(&[
+            signer.sign_digest(&payload_hash.finish())?
+        ]))?;
     }
     let size = writer.finish()?;
     let mut properties = PayloadProperties::new();
@@ -289,7 +379,10 @@ fn assemble(
     properties.file_size = Some(size);
     properties.metadata_hash = Some(metadata_hash);
     properties.metadata_size = Some(header.metadata_size());
-    Ok(BuildReport { properties, manifest: checked })
+    Ok(BuildReport {
+        properties,
+        manifest: checked,
+    })
 }
 
 struct HashingWriter<'h> {
@@ -301,16 +394,26 @@ struct HashingWriter<'h> {
 
 impl<'h> HashingWriter<'h> {
     fn create(path: &Path, hash: &'h mut ResumableSha256) -> Result<Self> {
-        let file = File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        Ok(HashingWriter { file: BufWriter::new(file), hash, path: path.to_owned(), len: 0 })
+        let file =
+            File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(HashingWriter {
+            file: BufWriter::new(file),
+            hash,
+            path: path.to_owned(),
+            len: 0,
+        })
     }
     fn write(&mut self, data: &[u8]) -> Result<()> {
         self.hash.update(data);
         self.len += data.len() as u64;
-        self.file.write_all(data).map_err(|e| Error::io(self.path.display(), e))
+        self.file
+            .write_all(data)
+            .map_err(|e| Error::io(self.path.display(), e))
     }
     fn finish(mut self) -> Result<u64> {
-        self.file.flush().map_err(|e| Error::io(self.path.display(), e))?;
+        self.file
+            .flush()
+            .map_err(|e| Error::io(self.path.display(), e))?;
         Ok(self.len)
     }
 }
@@ -320,9 +423,15 @@ fn open(path: &Path) -> Result<File> {
 }
 
 fn image_size(path: &Path) -> Result<u64> {
-    let len = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?.len();
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path.display(), e))?
+        .len();
     if len == 0 || len % BLOCK_SIZE != 0 {
-        bail!(MalformedPayload, "{}: {len} bytes is not a positive multiple of {BLOCK_SIZE}", path.display());
+        bail!(
+            MalformedPayload,
+            "{}: {len} bytes is not a positive multiple of {BLOCK_SIZE}",
+            path.display()
+        );
     }
     Ok(len)
 }
@@ -332,7 +441,7 @@ fn read_image(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io(path.display(), e))
 }
 
-fn read_full(file: &mut File, buf: &mut [u8], path: &Path) -> Result<usize> {
+fn read_full(file: &mut dyn Read, buf: &mut [u8], path: &Path) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use crate::engine::hashing::sha256;
-use crate::error::Result;
 use crate::err;
+use crate::error::Result;
 use crate::payload::{Extent, OpKind, BLOCK_SIZE};
 
 /// Blocks per chunk: 2 MiB, the chunk size AOSP's generator uses for full payloads.
@@ -53,7 +53,10 @@ pub fn replace(data: &[u8], start_block: u64, compressors: Compressors) -> Resul
         kind: best.0,
         blob: best.1,
         src_extents: vec![],
-        dst_extents: vec![Extent { start_block, num_blocks: (data.len() / BS) as u64 }],
+        dst_extents: vec![Extent {
+            start_block,
+            num_blocks: (data.len() / BS) as u64,
+        }],
         src_sha256: None,
     })
 }
@@ -62,20 +65,23 @@ pub fn replace(data: &[u8], start_block: u64, compressors: Compressors) -> Resul
 /// no integrity check (the operation's SHA-256 covers it).
 pub fn compress_xz(data: &[u8]) -> Result<Vec<u8>> {
     use liblzma::stream::{Check, LzmaOptions, Stream};
-    let mut opts = LzmaOptions::new_preset(6).map_err(|e| err!(InstallFailed, "xz options: {e}"))?;
+    let mut opts =
+        LzmaOptions::new_preset(6).map_err(|e| err!(InstallFailed, "xz options: {e}"))?;
     opts.dict_size(2 << 20);
     let mut filters = liblzma::stream::Filters::new();
     filters.lzma2(&opts);
     let stream = Stream::new_stream_encoder(&filters, Check::None)
         .map_err(|e| err!(InstallFailed, "xz encoder: {e}"))?;
     let mut enc = liblzma::write::XzEncoder::new_stream(Vec::new(), stream);
-    enc.write_all(data).map_err(|e| err!(InstallFailed, "xz: {e}"))?;
+    enc.write_all(data)
+        .map_err(|e| err!(InstallFailed, "xz: {e}"))?;
     enc.finish().map_err(|e| err!(InstallFailed, "xz: {e}"))
 }
 
 fn compress_bz2(data: &[u8]) -> Result<Vec<u8>> {
     let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
-    enc.write_all(data).map_err(|e| err!(InstallFailed, "bzip2: {e}"))?;
+    enc.write_all(data)
+        .map_err(|e| err!(InstallFailed, "bzip2: {e}"))?;
     enc.finish().map_err(|e| err!(InstallFailed, "bzip2: {e}"))
 }
 
@@ -86,11 +92,27 @@ enum BlockKind {
     /// Identical to this block of the old image.
     Copy(u64),
     Changed,
+    /// Computed by the device (verity hash tree and FEC): no operation.
+    Skip,
 }
 
-/// Delta operations turning `old` into `new` (both whole images, multiples of 4096 bytes).
-pub fn delta(old: &[u8], new: &[u8], compressors: Compressors) -> Result<Vec<GeneratedOp>> {
-    let kinds = classify(old, new);
+/// Delta operations turning `old` into `new` (both whole images, multiples of 4096 bytes),
+/// leaving out the `skip` blocks, which the device computes itself.
+pub fn delta(
+    old: &[u8],
+    new: &[u8],
+    skip: &[Extent],
+    compressors: Compressors,
+) -> Result<Vec<GeneratedOp>> {
+    let mut kinds = classify(old, new);
+    for e in skip {
+        let range = e.start_block as usize..(e.end_block() as usize).min(kinds.len());
+        kinds
+            .get_mut(range)
+            .into_iter()
+            .flatten()
+            .for_each(|k| *k = BlockKind::Skip);
+    }
     let mut ops = Vec::new();
     let mut i = 0usize;
     while i < kinds.len() {
@@ -101,20 +123,32 @@ pub fn delta(old: &[u8], new: &[u8], compressors: Compressors) -> Result<Vec<Gen
                 kind: OpKind::Zero,
                 blob: vec![],
                 src_extents: vec![],
-                dst_extents: vec![Extent { start_block: start, num_blocks: end - start }],
+                dst_extents: vec![Extent {
+                    start_block: start,
+                    num_blocks: end - start,
+                }],
                 src_sha256: None,
             }),
             BlockKind::Copy(src) => {
-                let src_extent = Extent { start_block: src, num_blocks: end - start };
+                let src_extent = Extent {
+                    start_block: src,
+                    num_blocks: end - start,
+                };
                 ops.push(GeneratedOp {
                     kind: OpKind::SourceCopy,
                     blob: vec![],
-                    src_sha256: Some(sha256(&old[src as usize * BS..(src + end - start) as usize * BS])),
+                    src_sha256: Some(sha256(
+                        &old[src as usize * BS..(src + end - start) as usize * BS],
+                    )),
                     src_extents: vec![src_extent],
-                    dst_extents: vec![Extent { start_block: start, num_blocks: end - start }],
+                    dst_extents: vec![Extent {
+                        start_block: start,
+                        num_blocks: end - start,
+                    }],
                 })
             }
             BlockKind::Changed => ops.push(changed(old, new, start, end, compressors)?),
+            BlockKind::Skip => {}
         }
         i = run_end;
     }
@@ -163,7 +197,13 @@ fn run_end(kinds: &[BlockKind], i: usize) -> usize {
 
 /// Changed blocks: BROTLI_BSDIFF against the old blocks at the same place if that is smaller
 /// than the best REPLACE_*.
-fn changed(old: &[u8], new: &[u8], start: u64, end: u64, compressors: Compressors) -> Result<GeneratedOp> {
+fn changed(
+    old: &[u8],
+    new: &[u8],
+    start: u64,
+    end: u64,
+    compressors: Compressors,
+) -> Result<GeneratedOp> {
     let data = &new[start as usize * BS..end as usize * BS];
     let replace_op = replace(data, start, compressors)?;
     let old_end = (end as usize * BS).min(old.len() / BS * BS);
@@ -178,7 +218,10 @@ fn changed(old: &[u8], new: &[u8], start: u64, end: u64, compressors: Compressor
     Ok(GeneratedOp {
         kind: OpKind::BrotliBsdiff,
         blob: patch,
-        src_extents: vec![Extent { start_block: start, num_blocks: (src.len() / BS) as u64 }],
+        src_extents: vec![Extent {
+            start_block: start,
+            num_blocks: (src.len() / BS) as u64,
+        }],
         dst_extents: replace_op.dst_extents,
         src_sha256: Some(sha256(src)),
     })
@@ -203,9 +246,17 @@ mod tests {
         let src: Vec<u8> = op
             .src_extents
             .iter()
-            .flat_map(|e| old[e.byte_offset() as usize..(e.byte_offset() + e.byte_len()) as usize].to_vec())
+            .flat_map(|e| {
+                old[e.byte_offset() as usize..(e.byte_offset() + e.byte_len()) as usize].to_vec()
+            })
             .collect();
-        match execute(&operation, op.blob.clone(), op.kind.reads_source().then_some(&src[..])).unwrap() {
+        match execute(
+            &operation,
+            op.blob.clone(),
+            op.kind.reads_source().then_some(&src[..]),
+        )
+        .unwrap()
+        {
             Output::Data(d) => d,
             Output::Zeros => vec![0; operation.dst_bytes() as usize],
         }
@@ -221,7 +272,16 @@ mod tests {
         new[5 * BS..6 * BS].fill(0); // zero block
         new[10 * BS + 17] ^= 0xff; // small change: bsdiff
         new.copy_within(20 * BS..22 * BS, 30 * BS); // moved blocks: copy from elsewhere
-        let ops = delta(&old, &new, Compressors { xz: true, bzip2: false }).unwrap();
+        let ops = delta(
+            &old,
+            &new,
+            &[],
+            Compressors {
+                xz: true,
+                bzip2: false,
+            },
+        )
+        .unwrap();
         let kinds: Vec<_> = ops.iter().map(|o| o.kind).collect();
         assert!(kinds.contains(&OpKind::Zero), "{kinds:?}");
         assert!(kinds.contains(&OpKind::SourceCopy), "{kinds:?}");
@@ -247,9 +307,25 @@ mod tests {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
             *b = (x >> 16) as u8;
         }
-        let op = replace(&noise, 0, Compressors { xz: true, bzip2: true }).unwrap();
+        let op = replace(
+            &noise,
+            0,
+            Compressors {
+                xz: true,
+                bzip2: true,
+            },
+        )
+        .unwrap();
         assert_eq!(op.kind, OpKind::Replace);
-        let op = replace(&[7u8; 2 * BS], 0, Compressors { xz: true, bzip2: true }).unwrap();
+        let op = replace(
+            &[7u8; 2 * BS],
+            0,
+            Compressors {
+                xz: true,
+                bzip2: true,
+            },
+        )
+        .unwrap();
         assert_ne!(op.kind, OpKind::Replace);
         assert!(op.blob.len() < 2 * BS);
     }

@@ -104,7 +104,8 @@ const FILE_NAME: &str = "checkpoint";
 impl FileCheckpointStore {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         Ok(FileCheckpointStore { dir })
     }
 

@@ -1,5 +1,6 @@
 //! Checks around the written data: the delta's base before writing, and every written partition
-//! after it (`new_partition_info.hash`), as update_engine's filesystem verifier does.
+//! after it (`new_partition_info.hash`, with the verity data written on the way), as
+//! update_engine's filesystem verifier does.
 
 use super::checkpoint::Checkpoint;
 use super::hashing::ResumableSha256;
@@ -14,11 +15,22 @@ const CHUNK: usize = 1 << 20;
 pub(super) fn check_source(cx: &Context<'_>, name: &str, old: &PartitionInfo) -> Result<()> {
     let source = cx.partitions.open_source(name)?;
     if source.size() < old.size {
-        bail!(SourceHash, "source partition {name} has {} bytes, the delta's base has {}", source.size(), old.size);
+        bail!(
+            SourceHash,
+            "source partition {name} has {} bytes, the delta's base has {}",
+            source.size(),
+            old.size
+        );
     }
-    let digest = hash_range(old.size, |buf, at| {
-        source.read_at(buf, at).map_err(|e| Error::io(format!("reading source partition {name}"), e))
-    }, cx)?;
+    let digest = hash_range(
+        old.size,
+        |buf, at| {
+            source
+                .read_at(buf, at)
+                .map_err(|e| Error::io(format!("reading source partition {name}"), e))
+        },
+        cx,
+    )?;
     if digest != old.hash {
         bail!(SourceHash, "source partition {name} is not the base this delta was made for (old_partition_info.hash differs)");
     }
@@ -28,7 +40,11 @@ pub(super) fn check_source(cx: &Context<'_>, name: &str, old: &PartitionInfo) ->
 /// After writing: re-reads each target partition not yet verified and checks its hash.
 pub(super) fn verify_partitions(cx: &Context<'_>, cp: &mut Checkpoint) -> Result<()> {
     let partitions = &cx.metadata.manifest.partitions;
-    for (i, p) in partitions.iter().enumerate().skip(cp.verified_partitions as usize) {
+    for (i, p) in partitions
+        .iter()
+        .enumerate()
+        .skip(cp.verified_partitions as usize)
+    {
         cx.observer.progress(&Progress {
             stage: Stage::Verifying,
             bytes_done: i as u64,
@@ -38,11 +54,17 @@ pub(super) fn verify_partitions(cx: &Context<'_>, cp: &mut Checkpoint) -> Result
             partition: Some(p.name.clone()),
         });
         let target = cx.partitions.open_target(&p.name)?;
-        let digest = hash_range(p.new_info.size, |buf, at| {
-            target.read_at(buf, at).map_err(|e| Error::io(format!("reading target partition {}", p.name), e))
-        }, cx)?;
+        let digest = super::verity_pass::run(cx, p, target.as_ref())?;
+        // The tree and FEC must be durable before the checkpoint says this partition is done.
+        target
+            .sync()
+            .map_err(|e| Error::io(format!("syncing {}", p.name), e))?;
         if digest != p.new_info.hash {
-            bail!(PartitionHash, "written partition {} does not match new_partition_info.hash", p.name);
+            bail!(
+                PartitionHash,
+                "written partition {} does not match new_partition_info.hash",
+                p.name
+            );
         }
         cp.verified_partitions = i as u32 + 1;
         cx.store.save(cp)?;

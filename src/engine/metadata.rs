@@ -55,22 +55,37 @@ impl Metadata {
                 bail!(MetadataSignature, "metadata does not match METADATA_HASH");
             }
         }
-        signature::check(keys, Some(sig_blob), "metadata", ErrorCode::MetadataSignature, |set: &SignatureSet| {
-            set.verifies_message(keys, signed)
-        })?;
+        signature::check(
+            keys,
+            Some(sig_blob),
+            "metadata",
+            ErrorCode::MetadataSignature,
+            |set: &SignatureSet| set.verifies_message(keys, signed),
+        )?;
 
         let data_size = payload_size.map(|s| s - header.data_offset());
         let manifest = Manifest::parse(&signed[HEADER_SIZE..], data_size)?;
         if !keys.is_empty() && manifest.signatures.is_none() {
-            bail!(PayloadSignature, "payload has no signature blob, but a trusted key is configured");
+            bail!(
+                PayloadSignature,
+                "payload has no signature blob, but a trusted key is configured"
+            );
         }
         if let (Some(expected), Some((offset, len))) = (payload_size, manifest.signatures) {
             let end = header.data_offset() + offset + len;
             if end != expected {
-                bail!(SizeMismatch, "payload is {expected} bytes but its signature ends at {end}");
+                bail!(
+                    SizeMismatch,
+                    "payload is {expected} bytes but its signature ends at {end}"
+                );
             }
         }
-        Ok(Metadata { header, manifest, id: sha256(&bytes), bytes })
+        Ok(Metadata {
+            header,
+            manifest,
+            id: sha256(&bytes),
+            bytes,
+        })
     }
 
     /// Payload size implied by the manifest: everything up to the end of the signature blob.

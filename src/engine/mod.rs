@@ -19,6 +19,7 @@ pub mod hashing;
 pub mod metadata;
 pub mod operation;
 mod pipeline;
+mod verity_pass;
 
 use std::io::{self, Read};
 
@@ -99,15 +100,24 @@ pub trait Observer: Sync {
 pub struct Quiet;
 impl Observer for Quiet {}
 
-/// Hooks into the device's boot control, called at the two points where slot state must change.
-pub trait SlotHooks {
+/// Policy hooks the engine calls at fixed points; the updater implements them with boot
+/// control, downgrade and AVB checks. Each may refuse the update with its own code.
+pub trait UpdateHooks: Sync {
+    /// After the metadata verified, before anything is written (fresh start or resume).
+    fn check_metadata(&self, _metadata: &Metadata) -> Result<()> {
+        Ok(())
+    }
     /// Before the first byte is written to the target slot: it must not boot half-written.
     fn before_first_write(&self) -> Result<()> {
         Ok(())
     }
+    /// After the last operation of a partition is written (not yet synced or verified).
+    fn partition_written(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
-impl SlotHooks for () {}
+impl UpdateHooks for () {}
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
@@ -147,6 +157,7 @@ pub(crate) struct Context<'a> {
     pub store: &'a dyn CheckpointStore,
     pub options: &'a ApplyOptions,
     pub observer: &'a dyn Observer,
+    pub hooks: &'a dyn UpdateHooks,
     pub metadata: &'a Metadata,
 }
 
@@ -156,19 +167,27 @@ pub fn apply(
     partitions: &dyn SlotPartitions,
     source: &mut dyn PayloadSource,
     store: &dyn CheckpointStore,
-    hooks: &dyn SlotHooks,
+    hooks: &dyn UpdateHooks,
     options: &ApplyOptions,
     observer: &dyn Observer,
 ) -> Result<ApplyReport> {
     let metadata = read_metadata(source, options)?;
     metadata.manifest.check_supported()?;
-    let cx = Context { partitions, store, options, observer, metadata: &metadata };
+    hooks.check_metadata(&metadata)?;
+    let cx = Context {
+        partitions,
+        store,
+        options,
+        observer,
+        hooks,
+        metadata: &metadata,
+    };
 
     let mut checkpoint = match store.load()? {
         Some(cp) if resumable(&cp, &metadata, partitions) => cp,
         _ => {
             store.clear()?;
-            start(&cx, hooks)?
+            start(&cx)?
         }
     };
     let resumed_at = (checkpoint.next_operation > 0 || checkpoint.phase > Phase::Writing)
@@ -184,9 +203,12 @@ pub fn apply(
 
     let result = run(&cx, source, &mut checkpoint);
     match result {
-        Ok((bytes_read, operations_applied)) => {
-            Ok(ApplyReport { metadata: metadata.clone(), resumed_at, bytes_read, operations_applied })
-        }
+        Ok((bytes_read, operations_applied)) => Ok(ApplyReport {
+            metadata: metadata.clone(),
+            resumed_at,
+            bytes_read,
+            operations_applied,
+        }),
         Err(e) => {
             // A resumed run that fails counts towards giving up on resuming; cancellation and
             // device errors from a pulled cable do not make the state suspect.
@@ -205,7 +227,10 @@ fn read_metadata(source: &mut dyn PayloadSource, options: &ApplyOptions) -> Resu
     let size = source.size();
     if let (Some(expected), Some(actual)) = (options.properties.file_size, size) {
         if expected != actual {
-            bail!(SizeMismatch, "payload is {actual} bytes, FILE_SIZE says {expected}");
+            bail!(
+                SizeMismatch,
+                "payload is {actual} bytes, FILE_SIZE says {expected}"
+            );
         }
     }
     let size = size.or(options.properties.file_size);
@@ -214,7 +239,11 @@ fn read_metadata(source: &mut dyn PayloadSource, options: &ApplyOptions) -> Resu
     read_exact(&mut reader, &mut bytes, "payload header")?;
     let needed = Metadata::needed(&bytes, size)?;
     bytes.resize(needed as usize, 0);
-    read_exact(&mut reader, &mut bytes[crate::payload::HEADER_SIZE..], "payload metadata")?;
+    read_exact(
+        &mut reader,
+        &mut bytes[crate::payload::HEADER_SIZE..],
+        "payload metadata",
+    )?;
     Metadata::verify(bytes, size, &options.properties, &options.keys)
 }
 
@@ -227,7 +256,7 @@ fn resumable(cp: &Checkpoint, metadata: &Metadata, partitions: &dyn SlotPartitio
 
 /// A fresh start: check that the device can take this payload, mark the target slot
 /// unbootable, and save the first checkpoint.
-fn start(cx: &Context<'_>, hooks: &dyn SlotHooks) -> Result<Checkpoint> {
+fn start(cx: &Context<'_>) -> Result<Checkpoint> {
     let manifest = &cx.metadata.manifest;
     for p in &manifest.partitions {
         let target = cx.partitions.open_target(&p.name)?;
@@ -244,7 +273,7 @@ fn start(cx: &Context<'_>, hooks: &dyn SlotHooks) -> Result<Checkpoint> {
             finalize::check_source(cx, &p.name, old)?;
         }
     }
-    hooks.before_first_write()?;
+    cx.hooks.before_first_write()?;
     let mut payload_hash = ResumableSha256::new();
     let mut file_hash = ResumableSha256::new();
     let metadata_size = cx.metadata.header.metadata_size() as usize;
@@ -267,7 +296,11 @@ fn start(cx: &Context<'_>, hooks: &dyn SlotHooks) -> Result<Checkpoint> {
 }
 
 /// Runs the remaining phases from `cp`. Returns payload bytes read and operations applied.
-fn run(cx: &Context<'_>, source: &mut dyn PayloadSource, cp: &mut Checkpoint) -> Result<(u64, u64)> {
+fn run(
+    cx: &Context<'_>,
+    source: &mut dyn PayloadSource,
+    cp: &mut Checkpoint,
+) -> Result<(u64, u64)> {
     let mut bytes_read = cx.metadata.header.data_offset();
     let mut applied = 0;
     if cp.phase == Phase::Writing {
@@ -322,12 +355,19 @@ fn verify_payload(cx: &Context<'_>, reader: &mut dyn Read, cp: &Checkpoint) -> R
     // Anything after the signature means the payload is not what its manifest describes.
     let mut probe = [0u8; 1];
     if read_some(reader, &mut probe)? != 0 {
-        bail!(SizeMismatch, "payload has data after its last blob/signature");
+        bail!(
+            SizeMismatch,
+            "payload has data after its last blob/signature"
+        );
     }
     let props = &cx.options.properties;
     if let Some(size) = props.file_size {
         if size != cx.metadata.implied_size() {
-            bail!(SizeMismatch, "FILE_SIZE={size} but the payload is {} bytes", cx.metadata.implied_size());
+            bail!(
+                SizeMismatch,
+                "FILE_SIZE={size} but the payload is {} bytes",
+                cx.metadata.implied_size()
+            );
         }
     }
     if let Some(expected) = props.file_hash {
@@ -343,7 +383,11 @@ pub(crate) fn read_exact(reader: &mut dyn Read, buf: &mut [u8], what: &str) -> R
     let mut filled = 0;
     while filled < buf.len() {
         match read_some(reader, &mut buf[filled..])? {
-            0 => bail!(SizeMismatch, "payload ended inside the {what} ({filled} of {} bytes)", buf.len()),
+            0 => bail!(
+                SizeMismatch,
+                "payload ended inside the {what} ({filled} of {} bytes)",
+                buf.len()
+            ),
             n => filled += n,
         }
     }

@@ -26,7 +26,11 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<Output> {
     if let Some(expected) = &op.data_sha256 {
         if &sha256(&blob) != expected {
-            bail!(PayloadHash, "{} blob does not match its data_sha256_hash", op.kind.name());
+            bail!(
+                PayloadHash,
+                "{} blob does not match its data_sha256_hash",
+                op.kind.name()
+            );
         }
     }
     if let (Some(expected), Some(src)) = (&op.src_sha256, source) {
@@ -38,14 +42,19 @@ pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<O
             );
         }
     }
-    let dst_len = usize::try_from(op.dst_bytes()).map_err(|_| err!(MalformedPayload, "operation too large"))?;
+    let dst_len = usize::try_from(op.dst_bytes())
+        .map_err(|_| err!(MalformedPayload, "operation too large"))?;
     let data = match op.kind {
         OpKind::Replace => blob,
         OpKind::ReplaceBz => decode(bzip2::read::BzDecoder::new(&blob[..]), dst_len, "bzip2")?,
         OpKind::ReplaceXz => {
             let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
                 .map_err(|e| err!(InstallFailed, "xz decoder: {e}"))?;
-            decode(liblzma::read::XzDecoder::new_stream(&blob[..], stream), dst_len, "xz")?
+            decode(
+                liblzma::read::XzDecoder::new_stream(&blob[..], stream),
+                dst_len,
+                "xz",
+            )?
         }
         OpKind::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(&blob[..])
@@ -93,7 +102,10 @@ fn decode(mut reader: impl Read, dst_len: usize, what: &str) -> Result<Vec<u8>> 
     let mut probe = [0u8; 1];
     match reader.read(&mut probe) {
         Ok(0) => Ok(out),
-        Ok(_) => bail!(MalformedPayload, "{what} blob decompresses to more than its {dst_len}-byte destination"),
+        Ok(_) => bail!(
+            MalformedPayload,
+            "{what} blob decompresses to more than its {dst_len}-byte destination"
+        ),
         Err(e) => bail!(MalformedPayload, "{what} blob is corrupt: {e}"),
     }
 }
@@ -113,7 +125,10 @@ mod tests {
             data_sha256: Some(sha256(blob)),
             src_extents: vec![],
             src_sha256: None,
-            dst_extents: vec![Extent { start_block: 0, num_blocks: blocks }],
+            dst_extents: vec![Extent {
+                start_block: 0,
+                num_blocks: blocks,
+            }],
         }
     }
 
@@ -134,25 +149,50 @@ mod tests {
     fn decompresses_each_format() {
         let plain: Vec<u8> = (0..8192u32).map(|i| (i / 3) as u8).collect();
         let blob = xz(&plain);
-        assert_eq!(data(execute(&op(OpKind::ReplaceXz, 2, &blob), blob.clone(), None)), plain);
+        assert_eq!(
+            data(execute(
+                &op(OpKind::ReplaceXz, 2, &blob),
+                blob.clone(),
+                None
+            )),
+            plain
+        );
         let blob = zstd::encode_all(&plain[..], 3).unwrap();
-        assert_eq!(data(execute(&op(OpKind::Zstd, 2, &blob), blob.clone(), None)), plain);
+        assert_eq!(
+            data(execute(&op(OpKind::Zstd, 2, &blob), blob.clone(), None)),
+            plain
+        );
         let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::best());
         enc.write_all(&plain).unwrap();
         let blob = enc.finish().unwrap();
-        assert_eq!(data(execute(&op(OpKind::ReplaceBz, 2, &blob), blob.clone(), None)), plain);
+        assert_eq!(
+            data(execute(
+                &op(OpKind::ReplaceBz, 2, &blob),
+                blob.clone(),
+                None
+            )),
+            plain
+        );
     }
 
     #[test]
     fn refuses_bombs_and_short_output() {
         let big = vec![0u8; 1 << 20];
         let blob = xz(&big);
-        let err = execute(&op(OpKind::ReplaceXz, 2, &blob), blob, None).err().unwrap();
+        let err = execute(&op(OpKind::ReplaceXz, 2, &blob), blob, None)
+            .err()
+            .unwrap();
         assert_eq!(err.code, ErrorCode::MalformedPayload);
         assert!(err.message.contains("more than"), "{}", err.message);
         let blob = xz(&big[..4096]);
-        let err = execute(&op(OpKind::ReplaceXz, 2, &blob), blob, None).err().unwrap();
-        assert!(err.message.contains("decompresses to 4096"), "{}", err.message);
+        let err = execute(&op(OpKind::ReplaceXz, 2, &blob), blob, None)
+            .err()
+            .unwrap();
+        assert!(
+            err.message.contains("decompresses to 4096"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -160,13 +200,19 @@ mod tests {
         let blob = vec![1u8; 4096];
         let mut o = op(OpKind::Replace, 1, &blob);
         o.data_sha256 = Some([0; 32]);
-        assert_eq!(execute(&o, blob, None).err().unwrap().code, ErrorCode::PayloadHash);
+        assert_eq!(
+            execute(&o, blob, None).err().unwrap().code,
+            ErrorCode::PayloadHash
+        );
 
         let src = vec![2u8; 4096];
         let mut copy = op(OpKind::SourceCopy, 1, &[]);
         copy.data_sha256 = None;
         copy.src_sha256 = Some(sha256(&[3u8; 4096]));
-        assert_eq!(execute(&copy, vec![], Some(&src)).err().unwrap().code, ErrorCode::SourceHash);
+        assert_eq!(
+            execute(&copy, vec![], Some(&src)).err().unwrap().code,
+            ErrorCode::SourceHash
+        );
         copy.src_sha256 = Some(sha256(&src));
         assert_eq!(data(execute(&copy, vec![], Some(&src))), src);
     }

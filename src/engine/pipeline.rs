@@ -76,7 +76,9 @@ pub(crate) fn write_operations(
         .iter()
         .map(|p| {
             let needed = p.operations.iter().any(|op| op.kind.reads_source());
-            needed.then(|| cx.partitions.open_source(&p.name)).transpose()
+            needed
+                .then(|| cx.partitions.open_source(&p.name))
+                .transpose()
         })
         .collect::<Result<Vec<_>>>()?;
 
@@ -98,14 +100,25 @@ pub(crate) fn write_operations(
         let (ops, stop) = (&ops, &stop);
         let data_offset = cp.next_data_offset;
         s.spawn(move || {
-            read_blobs(ops, start, data_offset, reader, payload_hash, file_hash, stop, &token_rx, job_tx, reader_done)
+            read_blobs(
+                ops,
+                start,
+                data_offset,
+                reader,
+                payload_hash,
+                file_hash,
+                stop,
+                &token_rx,
+                job_tx,
+                reader_done,
+            )
         });
         for _ in 0..threads {
             let (job_rx, done_tx, sources) = (&job_rx, done_tx.clone(), &sources);
             s.spawn(move || decode(job_rx, done_tx, sources));
         }
         drop(done_tx);
-        let result = write_in_order(cx, &targets, &ops, start, cp, done_rx, token_tx);
+        let result = write_in_order(cx, &targets, ops, start, cp, done_rx, token_tx);
         stop.store(true, Ordering::Relaxed);
         result
     })
@@ -132,22 +145,49 @@ fn read_blobs<'m>(
         if op.kind.has_blob() {
             blob = vec![0u8; op.data_length as usize];
             if let Err(e) = read_exact(reader, &mut blob, "operation data") {
-                let after = HashStates { payload: vec![], file: vec![], data_end: data_offset };
-                let _ = done.send(Done { seq, part, result: Err(e), after, op_dst: vec![] });
+                let after = HashStates {
+                    payload: vec![],
+                    file: vec![],
+                    data_end: data_offset,
+                };
+                let _ = done.send(Done {
+                    seq,
+                    part,
+                    result: Err(e),
+                    after,
+                    op_dst: vec![],
+                });
                 return;
             }
             payload_hash.update(&blob);
             file_hash.update(&blob);
             data_offset += op.data_length;
         }
-        let after = HashStates { payload: payload_hash.save(), file: file_hash.save(), data_end: data_offset };
-        if jobs.send(Job { seq, part, op, blob, after }).is_err() {
+        let after = HashStates {
+            payload: payload_hash.save(),
+            file: file_hash.save(),
+            data_end: data_offset,
+        };
+        if jobs
+            .send(Job {
+                seq,
+                part,
+                op,
+                blob,
+                after,
+            })
+            .is_err()
+        {
             return;
         }
     }
 }
 
-fn decode(jobs: &Mutex<Receiver<Job<'_>>>, done: Sender<Done>, sources: &[Option<Box<dyn SourceRead>>]) {
+fn decode(
+    jobs: &Mutex<Receiver<Job<'_>>>,
+    done: Sender<Done>,
+    sources: &[Option<Box<dyn SourceRead>>],
+) {
     loop {
         let job = match jobs.lock() {
             Ok(rx) => match rx.recv() {
@@ -159,7 +199,13 @@ fn decode(jobs: &Mutex<Receiver<Job<'_>>>, done: Sender<Done>, sources: &[Option
         let source = sources.get(job.part).and_then(Option::as_deref);
         let result = read_source(job.op, source)
             .and_then(|src| operation::execute(job.op, job.blob, src.as_deref()));
-        let msg = Done { seq: job.seq, part: job.part, result, after: job.after, op_dst: job.op.dst_extents.clone() };
+        let msg = Done {
+            seq: job.seq,
+            part: job.part,
+            result,
+            after: job.after,
+            op_dst: job.op.dst_extents.clone(),
+        };
         if done.send(msg).is_err() {
             return;
         }
@@ -171,14 +217,23 @@ fn read_source(op: &Operation, source: Option<&dyn SourceRead>) -> Result<Option
         return Ok(None);
     }
     let Some(source) = source else {
-        bail!(PartitionMissing, "{} needs a source partition", op.kind.name());
+        bail!(
+            PartitionMissing,
+            "{} needs a source partition",
+            op.kind.name()
+        );
     };
     let mut buf = vec![0u8; op.src_bytes() as usize];
     let mut at = 0;
     for e in &op.src_extents {
         let len = e.byte_len() as usize;
         if e.byte_offset() + e.byte_len() > source.size() {
-            bail!(SourceHash, "source extent {}+{} is past the source partition's end", e.start_block, e.num_blocks);
+            bail!(
+                SourceHash,
+                "source extent {}+{} is past the source partition's end",
+                e.start_block,
+                e.num_blocks
+            );
         }
         source
             .read_at(&mut buf[at..at + len], e.byte_offset())
@@ -209,17 +264,29 @@ fn write_in_order(
     while next < ops.len() {
         if cx.observer.is_cancelled() {
             commit(cx, targets, &mut dirty, cp)?;
-            bail!(Cancelled, "update cancelled at operation {next} of {}", ops.len());
+            bail!(
+                Cancelled,
+                "update cancelled at operation {next} of {}",
+                ops.len()
+            );
         }
         let msg = match pending.remove(&next) {
             Some(msg) => msg,
             None => {
-                let msg = done.recv().map_err(|_| err!(InstallFailed, "decoder threads stopped"))?;
+                let msg = done
+                    .recv()
+                    .map_err(|_| err!(InstallFailed, "decoder threads stopped"))?;
                 pending.insert(msg.seq, msg);
                 continue;
             }
         };
-        let Done { part, result, after, op_dst, .. } = msg;
+        let Done {
+            part,
+            result,
+            after,
+            op_dst,
+            ..
+        } = msg;
         let output = match result {
             Ok(output) => output,
             Err(e) => {
@@ -228,10 +295,21 @@ fn write_in_order(
                 return Err(e);
             }
         };
-        write_extents(targets[part].as_ref(), &op_dst, &output)
-            .map_err(|e| Error::io(format!("writing partition {}", cx.metadata.manifest.partitions[part].name), e))?;
+        write_extents(targets[part].as_ref(), &op_dst, &output).map_err(|e| {
+            Error::io(
+                format!(
+                    "writing partition {}",
+                    cx.metadata.manifest.partitions[part].name
+                ),
+                e,
+            )
+        })?;
         dirty[part] = true;
         let _ = tokens.send(());
+        if ops.get(next + 1).is_none_or(|&(p, _)| p != part) {
+            cx.hooks
+                .partition_written(&cx.metadata.manifest.partitions[part].name)?;
+        }
         next += 1;
         last_end = after.data_end;
         cp.next_operation = next as u32;
@@ -252,20 +330,34 @@ fn write_in_order(
         });
     }
     commit(cx, targets, &mut dirty, cp)?;
-    Ok(Outcome { bytes_read: last_end - first_data, operations: (next - start) as u64 })
+    Ok(Outcome {
+        bytes_read: last_end - first_data,
+        operations: (next - start) as u64,
+    })
 }
 
 /// Makes everything written so far durable, then records it: sync before checkpoint.
-fn commit(cx: &Context<'_>, targets: &[Box<dyn TargetWrite>], dirty: &mut [bool], cp: &Checkpoint) -> Result<()> {
+fn commit(
+    cx: &Context<'_>,
+    targets: &[Box<dyn TargetWrite>],
+    dirty: &mut [bool],
+    cp: &Checkpoint,
+) -> Result<()> {
     for (i, target) in targets.iter().enumerate() {
         if std::mem::take(&mut dirty[i]) {
-            target.sync().map_err(|e| Error::io("syncing a target partition", e))?;
+            target
+                .sync()
+                .map_err(|e| Error::io("syncing a target partition", e))?;
         }
     }
     cx.store.save(cp)
 }
 
-fn write_extents(target: &dyn TargetWrite, extents: &[crate::payload::Extent], output: &Output) -> std::io::Result<()> {
+fn write_extents(
+    target: &dyn TargetWrite,
+    extents: &[crate::payload::Extent],
+    output: &Output,
+) -> std::io::Result<()> {
     static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut at = 0usize;
     for e in extents {

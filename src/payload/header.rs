@@ -1,8 +1,8 @@
 //! The fixed header at the start of every payload: `"CrAU"`, major version, manifest size and
 //! metadata signature size, all big-endian.
 
-use crate::error::Result;
 use crate::bail;
+use crate::error::Result;
 
 /// Size of the header in bytes; the manifest follows it.
 pub const HEADER_SIZE: usize = 24;
@@ -30,24 +30,45 @@ impl PayloadHeader {
     /// Parses and bounds-checks the header. `payload_size`, when known, must hold the metadata.
     pub fn parse(bytes: &[u8], payload_size: Option<u64>) -> Result<Self> {
         let Some(bytes) = bytes.get(..HEADER_SIZE) else {
-            bail!(MalformedPayload, "payload shorter than its {HEADER_SIZE}-byte header");
+            bail!(
+                MalformedPayload,
+                "payload shorter than its {HEADER_SIZE}-byte header"
+            );
         };
         if &bytes[..4] != MAGIC {
-            bail!(MalformedPayload, "bad payload magic {:02x?} (expected \"CrAU\")", &bytes[..4]);
+            bail!(
+                MalformedPayload,
+                "bad payload magic {:02x?} (expected \"CrAU\")",
+                &bytes[..4]
+            );
         }
         let major_version = be_u64(&bytes[4..12]);
         let manifest_size = be_u64(&bytes[12..20]);
-        let metadata_signature_size = u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+        let metadata_signature_size =
+            u32::from_be_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
         if major_version != SUPPORTED_MAJOR_VERSION {
-            bail!(Unsupported, "payload major version {major_version} is not supported (only 2)");
+            bail!(
+                Unsupported,
+                "payload major version {major_version} is not supported (only 2)"
+            );
         }
         if manifest_size == 0 || manifest_size > MAX_MANIFEST_SIZE {
-            bail!(MalformedPayload, "manifest size {manifest_size} out of range (1..={MAX_MANIFEST_SIZE})");
+            bail!(
+                MalformedPayload,
+                "manifest size {manifest_size} out of range (1..={MAX_MANIFEST_SIZE})"
+            );
         }
         if metadata_signature_size > MAX_METADATA_SIGNATURE_SIZE {
-            bail!(MalformedPayload, "metadata signature size {metadata_signature_size} too large");
+            bail!(
+                MalformedPayload,
+                "metadata signature size {metadata_signature_size} too large"
+            );
         }
-        let header = PayloadHeader { major_version, manifest_size, metadata_signature_size };
+        let header = PayloadHeader {
+            major_version,
+            manifest_size,
+            metadata_signature_size,
+        };
         if let Some(size) = payload_size {
             if header.data_offset() > size {
                 bail!(
@@ -92,8 +113,12 @@ mod tests {
     use crate::ErrorCode;
 
     fn header(major: u64, manifest: u64, sig: u32) -> [u8; HEADER_SIZE] {
-        PayloadHeader { major_version: major, manifest_size: manifest, metadata_signature_size: sig }
-            .encode()
+        PayloadHeader {
+            major_version: major,
+            manifest_size: manifest,
+            metadata_signature_size: sig,
+        }
+        .encode()
     }
 
     #[test]
@@ -107,15 +132,27 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let code = |b: &[u8], size| PayloadHeader::parse(b, size).unwrap_err().code;
-        assert_eq!(code(&header(2, 100, 0)[..23], None), ErrorCode::MalformedPayload);
+        assert_eq!(
+            code(&header(2, 100, 0)[..23], None),
+            ErrorCode::MalformedPayload
+        );
         let mut bad_magic = header(2, 100, 0);
         bad_magic[0] = b'X';
         assert_eq!(code(&bad_magic, None), ErrorCode::MalformedPayload);
         assert_eq!(code(&header(1, 100, 0), None), ErrorCode::Unsupported);
         assert_eq!(code(&header(3, 100, 0), None), ErrorCode::Unsupported);
         assert_eq!(code(&header(2, 0, 0), None), ErrorCode::MalformedPayload);
-        assert_eq!(code(&header(2, u64::MAX, 0), None), ErrorCode::MalformedPayload);
-        assert_eq!(code(&header(2, 100, u32::MAX), None), ErrorCode::MalformedPayload);
-        assert_eq!(code(&header(2, 100, 0), Some(100)), ErrorCode::MalformedPayload);
+        assert_eq!(
+            code(&header(2, u64::MAX, 0), None),
+            ErrorCode::MalformedPayload
+        );
+        assert_eq!(
+            code(&header(2, 100, u32::MAX), None),
+            ErrorCode::MalformedPayload
+        );
+        assert_eq!(
+            code(&header(2, 100, 0), Some(100)),
+            ErrorCode::MalformedPayload
+        );
     }
 }

@@ -51,7 +51,8 @@ impl TrustedKeys {
 
     /// Loads a key file: PEM (public keys and/or certificates, any number) or an `otacerts.zip`.
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let mut keys = TrustedKeys::none();
         keys.add_bytes(&bytes)
             .map_err(|e| err!(MalformedPayload, "{}: {}", path.display(), e.message))?;
@@ -72,7 +73,9 @@ impl TrustedKeys {
             .map_err(|e| err!(MalformedPayload, "not a readable zip: {e}"))?;
         let before = self.keys.len();
         for i in 0..zip.len() {
-            let mut entry = zip.by_index(i).map_err(|e| err!(MalformedPayload, "zip entry {i}: {e}"))?;
+            let mut entry = zip
+                .by_index(i)
+                .map_err(|e| err!(MalformedPayload, "zip entry {i}: {e}"))?;
             if !entry.is_file() || !entry.name().ends_with(".pem") {
                 continue;
             }
@@ -109,7 +112,9 @@ impl TrustedKeys {
                         .map_err(|e| err!(MalformedPayload, "bad public key: {e}"))?;
                     from_spki(&spki)?
                 }
-                "RSA PUBLIC KEY" => PublicKey::Rsa { pkcs1_der: block.contents().to_vec() },
+                "RSA PUBLIC KEY" => PublicKey::Rsa {
+                    pkcs1_der: block.contents().to_vec(),
+                },
                 // Private keys and other blocks may share a file with the public part; skip them.
                 _ => continue,
             };
@@ -118,7 +123,6 @@ impl TrustedKeys {
         Ok(())
     }
 }
-
 
 fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey> {
     let alg = spki.algorithm.algorithm.to_id_string();
@@ -133,7 +137,10 @@ fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey> {
                 .and_then(|p| p.as_oid().ok())
                 .map(|oid| oid.to_id_string());
             if curve.as_deref() != Some(OID_PRIME256V1) {
-                bail!(Unsupported, "EC key on curve {curve:?}: only P-256 is supported");
+                bail!(
+                    Unsupported,
+                    "EC key on curve {curve:?}: only P-256 is supported"
+                );
             }
             Ok(PublicKey::EcdsaP256 { point: key })
         }

@@ -104,7 +104,10 @@ impl OpKind {
 
     /// Operations that carry a data blob.
     pub fn has_blob(self) -> bool {
-        !matches!(self, OpKind::Zero | OpKind::Discard | OpKind::SourceCopy | OpKind::Move)
+        !matches!(
+            self,
+            OpKind::Zero | OpKind::Discard | OpKind::SourceCopy | OpKind::Move
+        )
     }
 
     /// Operations that read the source slot.
@@ -227,21 +230,35 @@ impl Manifest {
 
     pub fn from_proto(m: &pb::DeltaArchiveManifest, data_size: Option<u64>) -> Result<Self> {
         if u64::from(m.block_size()) != BLOCK_SIZE {
-            bail!(MalformedPayload, "block size {} is not {BLOCK_SIZE}", m.block_size());
+            bail!(
+                MalformedPayload,
+                "block size {} is not {BLOCK_SIZE}",
+                m.block_size()
+            );
         }
         let minor_version = m.minor_version();
         if minor_version > MAX_MINOR_VERSION {
-            bail!(Unsupported, "payload minor version {minor_version} is newer than supported");
+            bail!(
+                Unsupported,
+                "payload minor version {minor_version} is newer than supported"
+            );
         }
         if m.partitions.is_empty() {
             bail!(MalformedPayload, "manifest has no partitions");
         }
         if m.partitions.len() > MAX_PARTITIONS {
-            bail!(MalformedPayload, "{} partitions exceed the limit of {MAX_PARTITIONS}", m.partitions.len());
+            bail!(
+                MalformedPayload,
+                "{} partitions exceed the limit of {MAX_PARTITIONS}",
+                m.partitions.len()
+            );
         }
         let total_ops: usize = m.partitions.iter().map(|p| p.operations.len()).sum();
         if total_ops > MAX_OPERATIONS {
-            bail!(MalformedPayload, "{total_ops} operations exceed the limit of {MAX_OPERATIONS}");
+            bail!(
+                MalformedPayload,
+                "{total_ops} operations exceed the limit of {MAX_OPERATIONS}"
+            );
         }
         let is_delta =
             m.partial_update() || m.partitions.iter().any(|p| p.old_partition_info.is_some());
@@ -275,7 +292,10 @@ impl Manifest {
                 Some((offset, size))
             }
             (false, false) => None,
-            _ => bail!(MalformedPayload, "only one of signatures_offset and signatures_size is set"),
+            _ => bail!(
+                MalformedPayload,
+                "only one of signatures_offset and signatures_size is set"
+            ),
         };
         if let Some(data_size) = data_size {
             let end = signatures.map_or(next_blob, |(o, s)| o + s);
@@ -294,10 +314,7 @@ impl Manifest {
             blobs_size: next_blob,
             max_timestamp: m.max_timestamp(),
             partial_update: m.partial_update(),
-            security_patch_level: m
-                .security_patch_level
-                .clone()
-                .filter(|s| !s.is_empty()),
+            security_patch_level: m.security_patch_level.clone().filter(|s| !s.is_empty()),
         })
     }
 
@@ -330,10 +347,12 @@ impl Manifest {
 fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> Result<Partition> {
     let name = p.partition_name().to_owned();
     check_name(&name)?;
-    let new_info = p
-        .new_partition_info
-        .as_ref()
-        .ok_or_else(|| err!(MalformedPayload, "partition {name} has no new_partition_info"))?;
+    let new_info = p.new_partition_info.as_ref().ok_or_else(|| {
+        err!(
+            MalformedPayload,
+            "partition {name} has no new_partition_info"
+        )
+    })?;
     let new_info = parse_info(&name, "new", new_info)?;
     let old_info = match p.old_partition_info.as_ref() {
         Some(info) if info.has_size() || info.has_hash() => Some(parse_info(&name, "old", info)?),
@@ -349,7 +368,11 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
             .map_err(|e| err!(MalformedPayload, "{}: {}", at(), e.message))?;
         operations.push(op);
     }
-    let verity = if minor >= VERITY_MINOR_VERSION { parse_verity(p, new_blocks)? } else { None };
+    let verity = if minor >= VERITY_MINOR_VERSION {
+        parse_verity(p, new_blocks)?
+    } else {
+        None
+    };
     Ok(Partition {
         name,
         old_info,
@@ -363,9 +386,14 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     if !ok {
-        bail!(MalformedPayload, "partition name {name:?} is not [a-z0-9_]{{1,{MAX_NAME_LEN}}}");
+        bail!(
+            MalformedPayload,
+            "partition name {name:?} is not [a-z0-9_]{{1,{MAX_NAME_LEN}}}"
+        );
     }
     Ok(())
 }
@@ -373,10 +401,17 @@ fn check_name(name: &str) -> Result<()> {
 fn parse_info(name: &str, which: &str, info: &pb::PartitionInfo) -> Result<PartitionInfo> {
     let size = info.size();
     if size % BLOCK_SIZE != 0 {
-        bail!(MalformedPayload, "partition {name}: {which} size {size} is not a multiple of {BLOCK_SIZE}");
+        bail!(
+            MalformedPayload,
+            "partition {name}: {which} size {size} is not a multiple of {BLOCK_SIZE}"
+        );
     }
     let hash = info.hash().try_into().map_err(|_| {
-        err!(MalformedPayload, "partition {name}: {which} hash is {} bytes, not 32", info.hash().len())
+        err!(
+            MalformedPayload,
+            "partition {name}: {which} hash is {} bytes, not 32",
+            info.hash().len()
+        )
     })?;
     Ok(PartitionInfo { size, hash })
 }
@@ -400,7 +435,11 @@ fn parse_operation(
     }
     let dst_extents = parse_extents(&op.dst_extents, new_blocks, "dst")?;
     if dst_extents.is_empty() {
-        bail!(MalformedPayload, "{} without destination extents", kind.name());
+        bail!(
+            MalformedPayload,
+            "{} without destination extents",
+            kind.name()
+        );
     }
     let src_extents = match old_blocks {
         Some(limit) => parse_extents(&op.src_extents, limit, "src")?,
@@ -412,10 +451,16 @@ fn parse_operation(
     let dst_bytes: u64 = dst_extents.iter().map(Extent::byte_len).sum();
     let src_bytes: u64 = src_extents.iter().map(Extent::byte_len).sum();
     if dst_bytes > MAX_OP_BYTES || src_bytes > MAX_OP_BYTES {
-        bail!(MalformedPayload, "operation covers more than {MAX_OP_BYTES} bytes");
+        bail!(
+            MalformedPayload,
+            "operation covers more than {MAX_OP_BYTES} bytes"
+        );
     }
     if kind == OpKind::SourceCopy && src_bytes != dst_bytes {
-        bail!(MalformedPayload, "SOURCE_COPY of {src_bytes} bytes into {dst_bytes}");
+        bail!(
+            MalformedPayload,
+            "SOURCE_COPY of {src_bytes} bytes into {dst_bytes}"
+        );
     }
 
     let (data_offset, data_length) = (op.data_offset(), op.data_length());
@@ -424,17 +469,30 @@ fn parse_operation(
             bail!(MalformedPayload, "{} without data", kind.name());
         }
         if data_length > MAX_OP_BYTES {
-            bail!(MalformedPayload, "blob of {data_length} bytes exceeds {MAX_OP_BYTES}");
+            bail!(
+                MalformedPayload,
+                "blob of {data_length} bytes exceeds {MAX_OP_BYTES}"
+            );
         }
         if data_offset != *next_blob {
-            bail!(MalformedPayload, "blob at {data_offset} is not contiguous (expected {next_blob})");
+            bail!(
+                MalformedPayload,
+                "blob at {data_offset} is not contiguous (expected {next_blob})"
+            );
         }
         if kind == OpKind::Replace && data_length != dst_bytes {
-            bail!(MalformedPayload, "REPLACE of {data_length} bytes into {dst_bytes}");
+            bail!(
+                MalformedPayload,
+                "REPLACE of {data_length} bytes into {dst_bytes}"
+            );
         }
         *next_blob += data_length;
     } else if data_length != 0 {
-        bail!(MalformedPayload, "{} carries {data_length} bytes of data", kind.name());
+        bail!(
+            MalformedPayload,
+            "{} carries {data_length} bytes of data",
+            kind.name()
+        );
     }
 
     Ok(Operation {
@@ -450,9 +508,16 @@ fn parse_operation(
 
 fn parse_extents(extents: &[pb::Extent], limit_blocks: u64, which: &str) -> Result<Vec<Extent>> {
     if extents.len() > MAX_EXTENTS_PER_OP {
-        bail!(MalformedPayload, "{} {which} extents exceed {MAX_EXTENTS_PER_OP}", extents.len());
+        bail!(
+            MalformedPayload,
+            "{} {which} extents exceed {MAX_EXTENTS_PER_OP}",
+            extents.len()
+        );
     }
-    extents.iter().map(|e| parse_extent(e, limit_blocks, which)).collect()
+    extents
+        .iter()
+        .map(|e| parse_extent(e, limit_blocks, which))
+        .collect()
 }
 
 fn parse_extent(e: &pb::Extent, limit_blocks: u64, which: &str) -> Result<Extent> {
@@ -463,7 +528,10 @@ fn parse_extent(e: &pb::Extent, limit_blocks: u64, which: &str) -> Result<Extent
     // `start_block == u64::MAX` is AOSP's sparse hole, only meaningful for the obsolete in-place
     // operations; here it is simply out of range.
     match start.checked_add(num) {
-        Some(end) if end <= limit_blocks => Ok(Extent { start_block: start, num_blocks: num }),
+        Some(end) if end <= limit_blocks => Ok(Extent {
+            start_block: start,
+            num_blocks: num,
+        }),
         _ => bail!(
             MalformedPayload,
             "{which} extent {start}+{num} outside the partition's {limit_blocks} blocks"
@@ -493,14 +561,24 @@ fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<Verit
         return Ok(None);
     };
     let Some(hash_tree_data) = extent(&p.hash_tree_data_extent, "hash_tree_data")? else {
-        bail!(MalformedPayload, "partition {name}: hash tree without hash_tree_data_extent");
+        bail!(
+            MalformedPayload,
+            "partition {name}: hash tree without hash_tree_data_extent"
+        );
     };
     let fec = match extent(&p.fec_extent, "fec")? {
         Some(fec) => {
             let Some(data) = extent(&p.fec_data_extent, "fec_data")? else {
-                bail!(MalformedPayload, "partition {name}: FEC without fec_data_extent");
+                bail!(
+                    MalformedPayload,
+                    "partition {name}: FEC without fec_data_extent"
+                );
             };
-            Some(FecLayout { data, fec, roots: p.fec_roots() })
+            Some(FecLayout {
+                data,
+                fec,
+                roots: p.fec_roots(),
+            })
         }
         None => None,
     };

@@ -24,7 +24,11 @@ pub struct PayloadProperties {
 
 impl PayloadProperties {
     pub fn new() -> Self {
-        PayloadProperties { switch_slot_on_reboot: true, run_post_install: true, ..Default::default() }
+        PayloadProperties {
+            switch_slot_on_reboot: true,
+            run_post_install: true,
+            ..Default::default()
+        }
     }
 
     /// Parses `KEY=VALUE` lines, as in `payload_properties.txt` (blank lines ignored).
@@ -83,11 +87,15 @@ fn decode_hash(key: &str, value: &str) -> Result<[u8; 32]> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value)
         .map_err(|e| err!(MalformedPayload, "{key} is not base64: {e}"))?;
-    bytes.try_into().map_err(|b: Vec<u8>| err!(MalformedPayload, "{key} is {} bytes, not 32", b.len()))
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| err!(MalformedPayload, "{key} is {} bytes, not 32", b.len()))
 }
 
 fn decode_u64(key: &str, value: &str) -> Result<u64> {
-    value.parse().map_err(|_| err!(MalformedPayload, "{key}={value:?} is not a number"))
+    value
+        .parse()
+        .map_err(|_| err!(MalformedPayload, "{key}={value:?} is not a number"))
 }
 
 #[cfg(test)]

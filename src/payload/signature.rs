@@ -31,10 +31,18 @@ pub struct SignatureSet(Vec<Vec<u8>>);
 
 impl SignatureSet {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let msg = pb::Signatures::parse_from_bytes(bytes)
-            .map_err(|e| err!(MalformedPayload, "signature blob is not a valid protobuf: {e}"))?;
+        let msg = pb::Signatures::parse_from_bytes(bytes).map_err(|e| {
+            err!(
+                MalformedPayload,
+                "signature blob is not a valid protobuf: {e}"
+            )
+        })?;
         if msg.signatures.len() > MAX_SIGNATURES {
-            bail!(MalformedPayload, "{} signatures exceed {MAX_SIGNATURES}", msg.signatures.len());
+            bail!(
+                MalformedPayload,
+                "{} signatures exceed {MAX_SIGNATURES}",
+                msg.signatures.len()
+            );
         }
         let sigs = msg
             .signatures
@@ -60,7 +68,9 @@ impl SignatureSet {
 
     /// Whether any signature verifies `message` under any key (with `ring`).
     pub fn verifies_message(&self, keys: &TrustedKeys, message: &[u8]) -> bool {
-        use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256};
+        use ring::signature::{
+            UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, RSA_PKCS1_2048_8192_SHA256,
+        };
         self.0.iter().any(|sig| {
             keys.keys().iter().any(|key| match key {
                 PublicKey::Rsa { pkcs1_der } => {
@@ -68,23 +78,31 @@ impl SignatureSet {
                         .verify(message, sig)
                         .is_ok()
                 }
-                PublicKey::EcdsaP256 { point } => UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
-                    .verify(message, sig)
-                    .is_ok(),
+                PublicKey::EcdsaP256 { point } => {
+                    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+                        .verify(message, sig)
+                        .is_ok()
+                }
             })
         })
     }
 
     /// Whether any signature verifies the SHA-256 `digest` under any key.
     pub fn verifies_digest(&self, keys: &TrustedKeys, digest: &[u8; 32]) -> bool {
-        self.0.iter().any(|sig| keys.keys().iter().any(|key| verify_digest(key, digest, sig)))
+        self.0.iter().any(|sig| {
+            keys.keys()
+                .iter()
+                .any(|key| verify_digest(key, digest, sig))
+        })
     }
 }
 
 fn verify_digest(key: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> bool {
     match key {
         PublicKey::Rsa { pkcs1_der } => {
-            let Ok(key) = rsa::PublicKey::from_pkcs1_der(pkcs1_der) else { return false };
+            let Ok(key) = rsa::PublicKey::from_pkcs1_der(pkcs1_der) else {
+                return false;
+            };
             // Same key-size policy as `ring`'s RSA_PKCS1_2048_8192_SHA256.
             let bits = rsa::traits::PublicKeyParts::n(&key).bit_width();
             if !(2048..=8192).contains(&bits) {
@@ -92,12 +110,17 @@ fn verify_digest(key: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> bool {
             }
             let mut hashed = SHA256_DIGEST_INFO.to_vec();
             hashed.extend_from_slice(digest);
-            key.verify(Pkcs1v15Sign::new_unprefixed(), &hashed, sig).is_ok()
+            key.verify(Pkcs1v15Sign::new_unprefixed(), &hashed, sig)
+                .is_ok()
         }
         PublicKey::EcdsaP256 { point } => {
             use p256::ecdsa::signature::hazmat::PrehashVerifier;
-            let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(point) else { return false };
-            let Ok(sig) = p256::ecdsa::DerSignature::try_from(sig) else { return false };
+            let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(point) else {
+                return false;
+            };
+            let Ok(sig) = p256::ecdsa::DerSignature::try_from(sig) else {
+                return false;
+            };
             key.verify_prehash(digest, &sig).is_ok()
         }
     }
@@ -116,16 +139,25 @@ pub fn check(
         return Ok(());
     }
     let Some(blob) = blob.filter(|b| !b.is_empty()) else {
-        return Err(crate::Error::new(code, format!("{what} is not signed, but a trusted key is configured")));
+        return Err(crate::Error::new(
+            code,
+            format!("{what} is not signed, but a trusted key is configured"),
+        ));
     };
     let set = SignatureSet::parse(blob).map_err(|e| crate::Error::new(code, e.message))?;
     if set.is_empty() {
-        return Err(crate::Error::new(code, format!("{what} carries no signature")));
+        return Err(crate::Error::new(
+            code,
+            format!("{what} carries no signature"),
+        ));
     }
     if !verifies(&set) {
         return Err(crate::Error::new(
             code,
-            format!("none of the {} {what} signature(s) verifies with a trusted key", set.len()),
+            format!(
+                "none of the {} {what} signature(s) verifies with a trusted key",
+                set.len()
+            ),
         ));
     }
     Ok(())
@@ -143,7 +175,12 @@ impl Signer {
         use rsa::pkcs8::DecodePrivateKey;
         let key = rsa::PrivateKey::from_pkcs8_pem(text)
             .or_else(|_| rsa::PrivateKey::from_pkcs1_pem(text))
-            .map_err(|e| err!(VerificationFailed, "not an RSA private key in PEM form: {e}"))?;
+            .map_err(|e| {
+                err!(
+                    VerificationFailed,
+                    "not an RSA private key in PEM form: {e}"
+                )
+            })?;
         Ok(Signer { key })
     }
 

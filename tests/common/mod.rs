@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod veritysetup;
+
 /// `../shared/testdata` beside the checkout (read-only).
 pub fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/aosp-update-engine")
@@ -63,7 +65,11 @@ pub fn mixed_image(rng: &mut Rng, blocks: usize) -> Vec<u8> {
             _ => {
                 let word = rng.next().to_le_bytes();
                 for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 { b'\n' } else { b'a' + word[i % 8] % 26 };
+                    *b = if i % 13 == 0 {
+                        b'\n'
+                    } else {
+                        b'a' + word[i % 8] % 26
+                    };
                 }
             }
         }

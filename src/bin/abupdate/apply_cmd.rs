@@ -9,11 +9,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use abupdate::device::Slot;
+use abupdate::download::{header_for_property, SourceOptions};
 use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
-use abupdate::source::FileSource;
-use abupdate::updater::{Outcome, Updater};
+use abupdate::source::Source;
+use abupdate::updater::{HostOptions, Outcome, Updater};
 
 #[derive(Args, Clone)]
 pub struct ApplyArgs {
@@ -27,6 +28,10 @@ pub struct ApplyArgs {
     /// Trusted payload key: PEM public key, X.509 certificate or otacerts.zip (repeatable).
     #[arg(long = "key")]
     pub keys: Vec<PathBuf>,
+    /// AVB public key (avbpubkey or PEM) new slots must be signed with; default
+    /// DEVICE/avb_key.pem, else the running slot's vbmeta key.
+    #[arg(long)]
+    pub avb_key: Option<PathBuf>,
     /// Header pair KEY=VALUE, as the service receives them (repeatable).
     #[arg(long = "header")]
     pub headers: Vec<String>,
@@ -39,8 +44,17 @@ pub struct ApplyArgs {
     /// Threads decoding operations.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// The payload file.
-    pub payload: PathBuf,
+    /// Trust this CA (PEM) for https:// besides the system store.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// The payload: a file, or an http://, https://, file:// or fd:// location.
+    pub payload: String,
+    /// Offset of the payload in the file or URL (a payload.bin stored inside an OTA zip).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Size of the payload at that offset (default: to the end).
+    #[arg(long)]
+    pub size: Option<u64>,
 }
 
 pub fn run(args: ApplyArgs) -> Result<()> {
@@ -48,9 +62,12 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     let report = &outcome.report;
     println!(
         "applied {}: {} operations{}, {} payload bytes read; {}",
-        args.payload.display(),
+        args.payload,
         report.operations_applied,
-        report.resumed_at.map(|op| format!(" (resumed at operation {op})")).unwrap_or_default(),
+        report
+            .resumed_at
+            .map(|op| format!(" (resumed at operation {op})"))
+            .unwrap_or_default(),
         report.bytes_read,
         match outcome.switched_to {
             Some(slot) => format!("slot {slot} is active for the next boot"),
@@ -62,18 +79,58 @@ pub fn run(args: ApplyArgs) -> Result<()> {
 
 /// Runs one apply; shared with the demo.
 pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
-    let current = args.current_slot.as_deref().map(str::parse::<Slot>).transpose()?;
-    let updater = Updater::open_host(&args.device, current, args.state_dir.clone())?;
-    let mut options = ApplyOptions { keys: load_keys(&args.keys)?, ..ApplyOptions::default() };
+    let current = args
+        .current_slot
+        .as_deref()
+        .map(str::parse::<Slot>)
+        .transpose()?;
+    let host = HostOptions {
+        current,
+        state_dir: args.state_dir.clone(),
+        avb_key: args.avb_key.clone(),
+    };
+    let updater = Updater::open_host(&args.device, &host)?;
+    let mut options = ApplyOptions {
+        keys: load_keys(&args.keys)?,
+        ..ApplyOptions::default()
+    };
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
     options.properties = properties(args.properties.as_deref(), &args.headers)?;
-    let mut source = FileSource::open(&args.payload)?;
+    let mut source = source(args, &options.properties)?;
     let observer = BarObserver::new(progress_bar);
     let result = updater.apply(&mut source, &options, &observer);
     observer.finish();
     Ok(result?)
+}
+
+fn source(args: &ApplyArgs, props: &PayloadProperties) -> Result<Source> {
+    let mut options = SourceOptions {
+        pinned_ca: args.ca.clone(),
+        ..SourceOptions::default()
+    };
+    let pairs = [
+        ("USER_AGENT", &props.user_agent),
+        ("AUTHORIZATION", &props.authorization),
+    ];
+    for (key, value) in pairs {
+        if let (Some(header), Some(value)) = (header_for_property(key), value) {
+            options.headers.push((header.to_owned(), value.clone()));
+        }
+    }
+    // A local file's size is known up front; a URL's comes from FILE_SIZE or the server.
+    let file_size = match args.payload.contains("://") {
+        false => Some(
+            std::fs::metadata(&args.payload)
+                .map_err(|e| abupdate::err!(DownloadFailed, "{}: {e}", args.payload))?
+                .len()
+                .saturating_sub(args.offset),
+        ),
+        true => None,
+    };
+    let size = args.size.or(props.file_size).or(file_size);
+    Ok(Source::new(&args.payload, args.offset, size, options))
 }
 
 fn load_keys(paths: &[PathBuf]) -> Result<TrustedKeys> {
@@ -89,7 +146,8 @@ fn load_keys(paths: &[PathBuf]) -> Result<TrustedKeys> {
 fn properties(file: Option<&Path>, headers: &[String]) -> Result<PayloadProperties> {
     let mut props = match file {
         Some(path) => PayloadProperties::parse_text(
-            &std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
         )?,
         None => PayloadProperties::new(),
     };
@@ -120,7 +178,11 @@ impl BarObserver {
             );
             bar
         });
-        BarObserver { bar, stage: Mutex::new(None), start: Instant::now() }
+        BarObserver {
+            bar,
+            stage: Mutex::new(None),
+            start: Instant::now(),
+        }
     }
 
     fn finish(&self) {

@@ -13,7 +13,8 @@ use clap::Args;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::payload::signature::Signer;
-use abupdate::slot::{bootloader, BootControl, MiscBootControl};
+use abupdate::slot::{bootloader, MiscBootControl};
+use abupdate::updater::{HostOptions, Updater};
 
 use crate::apply_cmd::{self, ApplyArgs};
 
@@ -76,10 +77,14 @@ pub fn run(args: DemoArgs) -> Result<()> {
                 name: (*name).to_owned(),
                 new: images.join(format!("{name}-{new}.img")),
                 old: old.map(|o| images.join(format!("{name}-{o}.img"))),
+                append_verity: false,
             })
             .collect()
     };
-    let options = BuildOptions { signer: Some(signer), ..BuildOptions::default() };
+    let options = BuildOptions {
+        signer: Some(signer),
+        ..BuildOptions::default()
+    };
 
     let full = root.join("full.bin");
     let report = build::build(&specs("v2", None), &options, &full)?;
@@ -93,21 +98,36 @@ pub fn run(args: DemoArgs) -> Result<()> {
     describe("delta payload (v2 -> v3)", &delta, &report.manifest)?;
     step(&root, &dev, &delta, "delta.properties", Slot::A, "v3", "v2")?;
 
-    println!("== demo finished in {:.1?}: both updates applied, verified and booted", start.elapsed());
+    println!(
+        "== demo finished in {:.1?}: both updates applied, verified and booted",
+        start.elapsed()
+    );
     Ok(())
 }
 
 /// Applies one payload, checks the result byte for byte, reboots and marks the slot good.
-fn step(root: &Path, dev: &Path, payload: &Path, props: &str, target: Slot, new: &str, old: &str) -> Result<()> {
+fn step(
+    root: &Path,
+    dev: &Path,
+    payload: &Path,
+    props: &str,
+    target: Slot,
+    new: &str,
+    old: &str,
+) -> Result<()> {
     let args = ApplyArgs {
         device: dev.to_owned(),
         current_slot: None,
         keys: vec![root.join("ota-cert.pem")],
+        avb_key: None,
         headers: vec![],
         properties: Some(root.join(props)),
         state_dir: None,
         threads: None,
-        payload: payload.to_owned(),
+        payload: payload.to_str().context("non-UTF-8 path")?.to_owned(),
+        ca: None,
+        offset: 0,
+        size: None,
     };
     let t = Instant::now();
     let outcome = apply_cmd::apply(&args, false)?;
@@ -127,15 +147,28 @@ fn step(root: &Path, dev: &Path, payload: &Path, props: &str, target: Slot, new:
             bail!("partition {name} does not hold what it should");
         }
     }
-    println!("  slot {target} holds {new} byte for byte; slot {} still holds {old}", target.other());
+    println!(
+        "  slot {target} holds {new} byte for byte; slot {} still holds {old}",
+        target.other()
+    );
 
-    let mut misc = std::fs::OpenOptions::new().read(true).write(true).open(dev.join("misc.img"))?;
-    let booted = bootloader::boot_misc(&mut misc)?.context("the bootloader found no bootable slot")?;
+    let mut misc = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev.join("misc.img"))?;
+    let booted =
+        bootloader::boot_misc(&mut misc)?.context("the bootloader found no bootable slot")?;
     if booted != target {
         bail!("the bootloader chose slot {booted}, not {target}");
     }
-    let mut boot = MiscBootControl::open_device_dir(dev, Some(booted))?;
-    boot.mark_boot_successful()?;
+    let updater = Updater::open_host(
+        dev,
+        &HostOptions {
+            current: Some(booted),
+            ..Default::default()
+        },
+    )?;
+    updater.mark_boot_successful()?;
     println!("  rebooted: the simulated bootloader chose slot {booted}; marked successful");
     Ok(())
 }
@@ -147,7 +180,10 @@ fn describe(what: &str, path: &Path, manifest: &abupdate::payload::Manifest) -> 
         *kinds.entry(op.kind.name()).or_insert(0) += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!("{what}: {size} bytes, signed, operations: {}", kinds.join(", "));
+    println!(
+        "{what}: {size} bytes, signed, operations: {}",
+        kinds.join(", ")
+    );
     Ok(())
 }
 
@@ -161,7 +197,11 @@ fn image(seed: &mut u64, blocks: usize) -> Vec<u8> {
             _ => {
                 let word = next(seed).to_le_bytes();
                 for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 { b'\n' } else { b'a' + word[i % 8] % 26 };
+                    *b = if i % 13 == 0 {
+                        b'\n'
+                    } else {
+                        b'a' + word[i % 8] % 26
+                    };
                 }
             }
         }

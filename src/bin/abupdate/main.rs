@@ -5,13 +5,18 @@ mod apply_cmd;
 mod demo;
 mod payload_cmd;
 mod slots_cmd;
+mod verity_cmd;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "abupdate", version, about = "A/B over-the-air updates for Android devices")]
+#[command(
+    name = "abupdate",
+    version,
+    about = "A/B over-the-air updates for Android devices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +29,9 @@ enum Command {
     Payload(payload_cmd::PayloadCommand),
     /// Apply a payload into the inactive slot of a device directory.
     Apply(apply_cmd::ApplyArgs),
+    /// Build or check dm-verity hash trees and FEC of an image.
+    #[command(subcommand)]
+    Verity(verity_cmd::VerityCommand),
     /// Show each slot: active, bootable, successful, priority, tries.
     Slots(slots_cmd::DeviceArgs),
     /// Mark the running slot as successfully booted.
@@ -37,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Payload(cmd) => payload_cmd::run(cmd),
         Command::Apply(args) => apply_cmd::run(args),
+        Command::Verity(cmd) => verity_cmd::run(cmd),
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
         Command::Demo(args) => demo::run(args),
@@ -56,5 +65,7 @@ fn main() -> ExitCode {
 fn status_code(e: &anyhow::Error) -> i32 {
     e.chain()
         .find_map(|c| c.downcast_ref::<abupdate::Error>())
-        .map_or(abupdate::ErrorCode::InstallFailed.as_i32(), |e| e.code.as_i32())
+        .map_or(abupdate::ErrorCode::InstallFailed.as_i32(), |e| {
+            e.code.as_i32()
+        })
 }

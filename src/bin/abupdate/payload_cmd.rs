@@ -14,9 +14,7 @@ use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 #[derive(Subcommand)]
 pub enum PayloadCommand {
     /// Header, partitions, operation counts by type, signatures, sizes.
-    Info {
-        payload: PathBuf,
-    },
+    Info { payload: PathBuf },
     /// Build a full payload (NAME=NEW.img) or a delta (NAME=NEW.img:OLD.img).
     Build {
         #[arg(long)]
@@ -33,31 +31,64 @@ pub enum PayloadCommand {
         /// Skip bzip2 candidates (much faster on large images; xz nearly always wins).
         #[arg(long)]
         no_bzip2: bool,
+        /// Append a hash tree and FEC after NAME's data (an image without an AVB footer);
+        /// in a delta the device computes them (repeatable).
+        #[arg(long = "append-verity", value_name = "NAME")]
+        append_verity: Vec<String>,
         /// The manifest's max_timestamp (the build date, seconds since the epoch).
         #[arg(long)]
         max_timestamp: Option<i64>,
+        /// The manifest's security_patch_level (YYYY-MM-DD).
+        #[arg(long)]
+        security_patch_level: Option<String>,
+        /// Every partition's version (AOSP uses the build timestamp).
+        #[arg(long)]
+        partition_version: Option<String>,
     },
 }
 
 pub fn run(cmd: PayloadCommand) -> Result<()> {
     match cmd {
         PayloadCommand::Info { payload } => info(&payload),
-        PayloadCommand::Build { out, partitions, key, properties, no_bzip2, max_timestamp } => {
-            let specs = partitions.iter().map(|p| PartitionSpec::parse(p)).collect::<Result<Vec<_>, _>>()?;
+        PayloadCommand::Build {
+            out,
+            partitions,
+            key,
+            properties,
+            no_bzip2,
+            max_timestamp,
+            security_patch_level,
+            partition_version,
+            append_verity,
+        } => {
+            let mut specs = partitions
+                .iter()
+                .map(|p| PartitionSpec::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            for spec in &mut specs {
+                spec.append_verity = append_verity.contains(&spec.name);
+            }
             let signer = match key {
                 Some(path) => Some(Signer::from_pem(
-                    &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                    &std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
                 )?),
                 None => None,
             };
             let options = BuildOptions {
                 signer,
-                compressors: Compressors { xz: true, bzip2: !no_bzip2 },
+                compressors: Compressors {
+                    xz: true,
+                    bzip2: !no_bzip2,
+                },
                 max_timestamp,
+                security_patch_level,
+                partition_version,
                 ..BuildOptions::default()
             };
             let report = build::build(&specs, &options, &out)?;
-            let props_path = properties.unwrap_or_else(|| out.with_file_name("payload_properties.txt"));
+            let props_path =
+                properties.unwrap_or_else(|| out.with_file_name("payload_properties.txt"));
             std::fs::write(&props_path, report.properties.to_text())
                 .with_context(|| format!("writing {}", props_path.display()))?;
             println!(
@@ -86,8 +117,16 @@ fn info(path: &PathBuf) -> Result<()> {
     println!("payload:           {}", path.display());
     println!("size:              {} bytes", bytes.len());
     println!("major version:     {}", header.major_version);
-    println!("minor version:     {} ({})", m.minor_version, if m.is_delta() { "delta" } else { "full" });
-    println!("metadata size:     {} (+{} signature)", header.metadata_size(), header.metadata_signature_size);
+    println!(
+        "minor version:     {} ({})",
+        m.minor_version,
+        if m.is_delta() { "delta" } else { "full" }
+    );
+    println!(
+        "metadata size:     {} (+{} signature)",
+        header.metadata_size(),
+        header.metadata_signature_size
+    );
     println!("data:              {} bytes of blobs", m.blobs_size);
     if m.max_timestamp != 0 {
         println!("max timestamp:     {}", m.max_timestamp);

@@ -7,6 +7,7 @@ use clap::Args;
 
 use abupdate::device::Slot;
 use abupdate::slot::{BootControl, MiscBootControl};
+use abupdate::updater::{HostOptions, Updater};
 
 #[derive(Args)]
 pub struct DeviceArgs {
@@ -19,7 +20,11 @@ pub struct DeviceArgs {
 }
 
 fn open(args: &DeviceArgs) -> Result<MiscBootControl> {
-    let current = args.current_slot.as_deref().map(str::parse::<Slot>).transpose()?;
+    let current = args
+        .current_slot
+        .as_deref()
+        .map(str::parse::<Slot>)
+        .transpose()?;
     Ok(MiscBootControl::open_device_dir(&args.device, current)?)
 }
 
@@ -44,8 +49,19 @@ pub fn slots(args: DeviceArgs) -> Result<()> {
 }
 
 pub fn mark_successful(args: DeviceArgs) -> Result<()> {
-    let mut boot = open(&args)?;
-    boot.mark_boot_successful()?;
-    println!("slot {} marked successful", boot.current());
+    let current = args
+        .current_slot
+        .as_deref()
+        .map(str::parse::<Slot>)
+        .transpose()?;
+    let updater = Updater::open_host(
+        &args.device,
+        &HostOptions {
+            current,
+            ..Default::default()
+        },
+    )?;
+    updater.mark_boot_successful()?;
+    println!("slot {} marked successful", updater.device().current_slot());
     Ok(())
 }

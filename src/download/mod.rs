@@ -1,0 +1,229 @@
+//! Payload sources: the payload as a sequential byte stream from a given payload position,
+//! fetched over HTTP(S) with ranged requests, or read from a file or an inherited descriptor.
+//!
+//! Devices cannot store the payload, so the stream is consumed as it arrives and a broken
+//! connection resumes at the exact byte where it stopped (see `http/mod.rs` for the policy).
+//! Memory stays bounded: one 64 KiB buffer per connection, nothing accumulates.
+//!
+//! Errors surface through [`Read`] as `io::Error::other(Error)`, so that the engine recovers the
+//! structured code with [`error_of`]: 10 `DownloadFailed`, 11 `DownloadProtocol`, 12
+//! `DownloadChanged`, 14 `SizeMismatch`, 38 `Cancelled`. After an error the stream stays failed.
+
+mod control;
+mod file;
+mod http;
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use control::TransferControl;
+
+use crate::error::{Error, ErrorCode, Result};
+use file::FileSource;
+use http::{HttpSource, HttpUrl};
+
+/// How a payload is fetched.
+#[derive(Clone)]
+pub struct SourceOptions {
+    /// Extra request headers, sent verbatim (see [`header_for_property`]). `Authorization` is
+    /// not sent after a redirect to another origin.
+    pub headers: Vec<(String, String)>,
+    /// Name resolution plus TCP connect, per attempt.
+    pub connect_timeout: Duration,
+    /// The longest a connection may go without moving a byte before it counts as stalled.
+    pub read_timeout: Duration,
+    /// Consecutive attempts without progress allowed before failing with `DownloadFailed`.
+    pub max_retries: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Extra PEM CA certificate(s) trusted besides the system store.
+    pub pinned_ca: Option<PathBuf>,
+    pub control: TransferControl,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        SourceOptions {
+            headers: Vec::new(),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(30),
+            max_retries: 10,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            pinned_ca: None,
+            control: TransferControl::new(),
+        }
+    }
+}
+
+/// The HTTP header a `payload_properties.txt` key stands for, if it is one.
+pub fn header_for_property(key: &str) -> Option<&'static str> {
+    match key {
+        "USER_AGENT" => Some("User-Agent"),
+        "AUTHORIZATION" => Some("Authorization"),
+        _ => None,
+    }
+}
+
+/// Opens the payload at `location` (`http://`, `https://`, `file://`, a plain path, or `fd://N`
+/// for an inherited descriptor), which lies at `base_offset` in that file (an OTA zip holds it
+/// stored), so that reading yields the payload's bytes from payload position `start` on.
+///
+/// A known `payload_size` (`FILE_SIZE`) bounds the stream and is checked against the file;
+/// unknown, it is learned from the server or file. For HTTP the first request is made here, so
+/// protocol, size and certificate errors show at once, with the same retries as reads.
+pub fn open(
+    location: &str,
+    base_offset: u64,
+    payload_size: Option<u64>,
+    start: u64,
+    opts: &SourceOptions,
+) -> Result<PayloadStream> {
+    if base_offset.checked_add(start).is_none() {
+        crate::bail!(
+            SizeMismatch,
+            "start {start} at offset {base_offset} lies past any file"
+        );
+    }
+    if let Some(size) = payload_size {
+        if base_offset.checked_add(size).is_none() || start > size {
+            crate::bail!(
+                SizeMismatch,
+                "start {start} and offset {base_offset} do not fit a payload of {size} bytes"
+            );
+        }
+    }
+    let control = opts.control.clone();
+    let source = match Location::parse(location)? {
+        Location::Http(url) => Source::Http(Box::new(HttpSource::open(
+            url,
+            base_offset,
+            payload_size,
+            start,
+            opts,
+        )?)),
+        Location::File(path) => {
+            let name = path.display().to_string();
+            let file = std::fs::File::open(&path)
+                .map_err(|e| crate::err!(DownloadFailed, "opening {name}: {e}"))?;
+            Source::File(FileSource::open(
+                file,
+                name,
+                base_offset,
+                payload_size,
+                start,
+                control,
+            )?)
+        }
+        Location::Fd(fd) => {
+            let file = FileSource::inherited(fd)?;
+            let name = format!("descriptor {fd}");
+            Source::File(FileSource::open(
+                file,
+                name,
+                base_offset,
+                payload_size,
+                start,
+                control,
+            )?)
+        }
+    };
+    Ok(PayloadStream {
+        source,
+        failed: None,
+    })
+}
+
+/// The structured error inside an `io::Error` from [`PayloadStream`]'s `Read`.
+pub fn error_of(error: &io::Error) -> Option<&Error> {
+    error.get_ref()?.downcast_ref::<Error>()
+}
+
+/// The payload's bytes in order, from the `start` given to [`open`].
+pub struct PayloadStream {
+    source: Source,
+    failed: Option<(ErrorCode, String)>,
+}
+
+enum Source {
+    Http(Box<HttpSource>),
+    File(FileSource),
+}
+
+impl PayloadStream {
+    /// The payload size, once known (given, or from the server or file).
+    pub fn total_size(&self) -> Option<u64> {
+        match &self.source {
+            Source::Http(source) => source.total_size(),
+            Source::File(source) => source.total_size(),
+        }
+    }
+
+    /// Response body bytes received so far, as they came off the connection: including bytes
+    /// fetched again after a broken connection, bytes dropped to reach the start, redirect
+    /// pages and chunk framing. For files, the bytes read.
+    pub fn bytes_fetched(&self) -> u64 {
+        match &self.source {
+            Source::Http(source) => source.bytes_fetched(),
+            Source::File(source) => source.bytes_fetched(),
+        }
+    }
+}
+
+impl Read for PayloadStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((code, message)) = &self.failed {
+            return Err(io::Error::other(Error::new(*code, message.clone())));
+        }
+        let result = match &mut self.source {
+            Source::Http(source) => source.read(buf),
+            Source::File(source) => source.read(buf),
+        };
+        result.map_err(|error| {
+            self.failed = Some((error.code, error.message.clone()));
+            io::Error::other(error)
+        })
+    }
+}
+
+enum Location {
+    Http(HttpUrl),
+    File(PathBuf),
+    Fd(i32),
+}
+
+impl Location {
+    fn parse(text: &str) -> Result<Location> {
+        let scheme_is = |scheme: &str| http::strip_prefix_ci(text, scheme);
+        if scheme_is("http://").is_some() || scheme_is("https://").is_some() {
+            let url = HttpUrl::parse(text).map_err(|e| crate::err!(DownloadFailed, "{e}"))?;
+            return Ok(Location::Http(url));
+        }
+        if let Some(rest) = scheme_is("file://") {
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                crate::bail!(DownloadFailed, "file URL {text:?} has no absolute path");
+            }
+            return Ok(Location::File(PathBuf::from(path)));
+        }
+        if let Some(number) = scheme_is("fd://") {
+            let fd = number
+                .parse::<i32>()
+                .ok()
+                .filter(|fd| *fd >= 0 && number.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| crate::err!(DownloadFailed, "bad descriptor in {text:?}"))?;
+            return Ok(Location::Fd(fd));
+        }
+        if text.contains("://") {
+            crate::bail!(DownloadFailed, "unsupported payload location {text:?}");
+        }
+        if text.is_empty() {
+            crate::bail!(DownloadFailed, "empty payload location");
+        }
+        Ok(Location::File(PathBuf::from(text)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! The updater: one device's partitions, boot control and state directory, put together around
+//! the engine. This is what the CLI and the service call; it owns the slot transitions that
+//! make an interrupted update safe:
+//!
+//! - before the first byte is written, the target slot is marked unbootable;
+//! - only after every partition is written and verified (and the AVB checks pass) is the target
+//!   slot set active, and only if `SWITCH_SLOT_ON_REBOOT` is not `0`;
+//! - payloads older than the running build are refused before anything is written
+//!   ([`downgrade`]), and a slot AVB would refuse is never switched to ([`avb_check`]).
+
+pub mod avb_check;
+pub mod downgrade;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::device::{Device, Slot};
+use crate::engine::checkpoint::{CheckpointStore, FileCheckpointStore, Phase};
+use crate::engine::{self, ApplyOptions, ApplyReport, Observer, PayloadSource, UpdateHooks};
+use crate::error::Result;
+use crate::slot::{BootControl, MiscBootControl};
+use avb_check::AvbPolicy;
+use downgrade::RunningBuild;
+
+/// A device and everything abupdate keeps about it.
+pub struct Updater {
+    device: Device,
+    boot: Mutex<Box<dyn BootControl + Send>>,
+    store: FileCheckpointStore,
+    avb: AvbPolicy,
+    running: RunningBuild,
+}
+
+/// Host device directory settings beyond the directory itself.
+#[derive(Clone, Debug, Default)]
+pub struct HostOptions {
+    /// The running slot; default: what `misc.img` records.
+    pub current: Option<Slot>,
+    /// Checkpoints and the rollback store; default `DIR/state`.
+    pub state_dir: Option<PathBuf>,
+    /// The AVB key slots must be signed with; default `DIR/avb_key.pem` or
+    /// `DIR/avb_key.avbpubkey` if present, else the running slot's vbmeta key.
+    pub avb_key: Option<PathBuf>,
+}
+
+/// What became of an apply.
+#[derive(Debug)]
+pub struct Outcome {
+    pub report: ApplyReport,
+    /// The slot set active for the next boot, when the switch was made.
+    pub switched_to: Option<Slot>,
+}
+
+impl Updater {
+    pub fn new(
+        device: Device,
+        boot: Box<dyn BootControl + Send>,
+        state_dir: PathBuf,
+        avb_key: Option<crate::avb::AvbPublicKey>,
+        running: RunningBuild,
+    ) -> Result<Self> {
+        let store = FileCheckpointStore::new(&state_dir)?;
+        let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
+        Ok(Updater {
+            device,
+            boot: Mutex::new(boot),
+            store,
+            avb,
+            running,
+        })
+    }
+
+    /// A host device directory: partitions `DIR/<name>_<slot>.img`, slot metadata in
+    /// `DIR/misc.img`, the running build's properties in `DIR/build.prop`.
+    pub fn open_host(dir: &Path, options: &HostOptions) -> Result<Self> {
+        let boot = MiscBootControl::open_device_dir(dir, options.current)?;
+        let current = boot.current();
+        let state = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("state"));
+        let key_file = options.avb_key.clone().or_else(|| {
+            ["avb_key.pem", "avb_key.avbpubkey"]
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.exists())
+        });
+        let avb_key = key_file.as_deref().map(AvbPolicy::load_key).transpose()?;
+        let running = RunningBuild::load_host(dir)?;
+        Self::new(
+            Device::host(dir, current),
+            Box::new(boot),
+            state,
+            avb_key,
+            running,
+        )
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn store(&self) -> &FileCheckpointStore {
+        &self.store
+    }
+
+    /// Runs `f` with the boot control backend.
+    pub fn with_boot<T>(&self, f: impl FnOnce(&mut dyn BootControl) -> Result<T>) -> Result<T> {
+        let mut boot = self.boot.lock().unwrap_or_else(|e| e.into_inner());
+        f(boot.as_mut())
+    }
+
+    /// Applies a payload into the target slot and, unless told not to, switches to it.
+    pub fn apply(
+        &self,
+        source: &mut dyn PayloadSource,
+        options: &ApplyOptions,
+        observer: &dyn Observer,
+    ) -> Result<Outcome> {
+        let hooks = Hooks { updater: self };
+        let report = engine::apply(&self.device, source, &self.store, &hooks, options, observer)?;
+        let target = self.device.target_slot();
+        if AvbPolicy::enabled(&self.device) {
+            self.avb.check_slot(&self.device, target)?;
+        }
+        let switched_to = if options.properties.switch_slot_on_reboot {
+            self.with_boot(|b| b.set_active(target))?;
+            Some(target)
+        } else {
+            None
+        };
+        Ok(Outcome {
+            report,
+            switched_to,
+        })
+    }
+
+    /// Marks the running slot as booted successfully, then raises the stored rollback floors
+    /// to its indexes: only a slot that proved it boots may advance them.
+    pub fn mark_boot_successful(&self) -> Result<()> {
+        self.with_boot(|b| b.mark_boot_successful())?;
+        if AvbPolicy::enabled(&self.device) {
+            self.avb.advance(&self.device)?;
+        }
+        Ok(())
+    }
+
+    /// The rollback floors an update is checked against now.
+    pub fn rollback_floors(&self) -> Result<crate::avb::RollbackFloors> {
+        let current = avb_check::load_slot(&self.device, self.device.current_slot(), false)?;
+        self.avb.floors(&current)
+    }
+
+    /// Whether an update was fully applied and awaits a reboot into its slot.
+    pub fn update_pending(&self) -> Result<bool> {
+        Ok(self.store.load()?.is_some_and(|cp| cp.phase == Phase::Done))
+    }
+}
+
+struct Hooks<'a> {
+    updater: &'a Updater,
+}
+
+impl UpdateHooks for Hooks<'_> {
+    fn check_metadata(&self, metadata: &crate::engine::metadata::Metadata) -> Result<()> {
+        downgrade::check(metadata, &self.updater.running)
+    }
+
+    fn partition_written(&self, name: &str) -> Result<()> {
+        if name == "vbmeta" && AvbPolicy::enabled(&self.updater.device) {
+            self.updater
+                .avb
+                .check_top(&self.updater.device, self.updater.device.target_slot())?;
+        }
+        Ok(())
+    }
+
+    fn before_first_write(&self) -> Result<()> {
+        let target = self.updater.device.target_slot();
+        self.updater.with_boot(|b| b.set_unbootable(target))
+    }
+}

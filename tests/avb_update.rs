@@ -1,0 +1,250 @@
+//! End to end on a device directory: AVB rollback protection and signature checks decide
+//! whether a fully written slot is switched to. The device runs slot A with a signed vbmeta
+//! (rollback index 5, location 0) chaining to `boot` (index 3, location 1, its own key).
+
+mod avb_common;
+mod common;
+
+use std::path::Path;
+
+use abupdate::avb::{
+    Algorithm, AvbFooter, ChainPartitionDescriptor, Descriptor, RingSigner, VbmetaBuilder,
+    VbmetaSigner,
+};
+use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
+use abupdate::device::Slot;
+use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::slot::{bootloader, BootControl, MiscBootControl};
+use abupdate::source::Source;
+use abupdate::updater::{HostOptions, Updater};
+use abupdate::ErrorCode;
+
+const VBMETA_SIZE: u64 = 64 << 10;
+const BOOT_SIZE: u64 = 256 << 10;
+
+struct Keys {
+    top: RingSigner,
+    boot: RingSigner,
+}
+
+fn keys() -> Keys {
+    Keys {
+        top: avb_common::ring_signer("testkey_rsa2048.pem"),
+        boot: avb_common::ring_signer("testkey_rsa4096.pem"),
+    }
+}
+
+/// The top-level vbmeta: signed by `signer`, chaining to `boot` under the boot key.
+fn vbmeta(keys: &Keys, signer: &RingSigner, rollback: u64) -> Vec<u8> {
+    let algorithm = if signer.public_key().num_bits() == 2048 {
+        Algorithm::Sha256Rsa2048
+    } else {
+        Algorithm::Sha256Rsa4096
+    };
+    let chain = ChainPartitionDescriptor {
+        rollback_index_location: 1,
+        partition_name: "boot".into(),
+        public_key: keys.boot.public_key().clone(),
+        flags: 0,
+    };
+    VbmetaBuilder::new(algorithm)
+        .rollback_index(rollback)
+        .descriptor(Descriptor::ChainPartition(chain))
+        .build(Some(signer))
+        .unwrap()
+}
+
+/// A boot partition: content, its vbmeta right after, and the AVB footer at the very end.
+fn boot(keys: &Keys, rollback: u64, fill: u8) -> Vec<u8> {
+    let content = vec![fill; 16 << 10];
+    let meta = VbmetaBuilder::new(Algorithm::Sha256Rsa4096)
+        .rollback_index(rollback)
+        .build(Some(&keys.boot))
+        .unwrap();
+    let mut image = content.clone();
+    image.extend_from_slice(&meta);
+    image.resize(BOOT_SIZE as usize, 0);
+    let footer = AvbFooter::new(
+        content.len() as u64,
+        content.len() as u64,
+        meta.len() as u64,
+    )
+    .encode();
+    image[BOOT_SIZE as usize - footer.len()..].copy_from_slice(&footer);
+    image
+}
+
+fn pad(mut data: Vec<u8>, size: u64) -> Vec<u8> {
+    data.resize(size as usize, 0);
+    data
+}
+
+/// A device running slot A, and a payload carrying `new_vbmeta` and `new_boot`.
+fn setup(dir: &Path, keys: &Keys, new_vbmeta: Vec<u8>, new_boot: Vec<u8>) -> std::path::PathBuf {
+    let dev = dir.join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(
+        dev.join("vbmeta_a.img"),
+        pad(vbmeta(keys, &keys.top, 5), VBMETA_SIZE),
+    )
+    .unwrap();
+    std::fs::write(dev.join("boot_a.img"), boot(keys, 3, 0xa1)).unwrap();
+    common::put_image(&dev, "vbmeta", 'b', &[], VBMETA_SIZE);
+    common::put_image(&dev, "boot", 'b', &[], BOOT_SIZE);
+    MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
+
+    std::fs::write(dir.join("vbmeta.img"), pad(new_vbmeta, VBMETA_SIZE)).unwrap();
+    std::fs::write(dir.join("boot.img"), new_boot).unwrap();
+    let specs: Vec<PartitionSpec> = ["vbmeta", "boot"]
+        .iter()
+        .map(|n| PartitionSpec {
+            name: (*n).into(),
+            new: dir.join(format!("{n}.img")),
+            old: None,
+            append_verity: false,
+        })
+        .collect();
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        ..BuildOptions::default()
+    };
+    let payload = dir.join("payload.bin");
+    build::build(&specs, &options, &payload).unwrap();
+    payload
+}
+
+fn apply(dir: &Path, payload: &Path, current: Slot) -> abupdate::Result<()> {
+    let updater = Updater::open_host(
+        &dir.join("dev"),
+        &HostOptions {
+            current: Some(current),
+            ..Default::default()
+        },
+    )?;
+    updater
+        .apply(
+            &mut Source::file(payload)?,
+            &ApplyOptions::default(),
+            &Quiet,
+        )
+        .map(|_| ())
+}
+
+fn active_slot(dir: &Path) -> Slot {
+    let boot = MiscBootControl::open_device_dir(&dir.join("dev"), Some(Slot::A)).unwrap();
+    boot.active_slot().unwrap()
+}
+
+#[test]
+fn lower_rollback_index_is_refused_and_the_slot_stays() {
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = setup(
+        tmp.path(),
+        &keys,
+        vbmeta(&keys, &keys.top, 4),
+        boot(&keys, 3, 0xb1),
+    );
+    let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
+    assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
+    assert_eq!(active_slot(tmp.path()), Slot::A);
+}
+
+#[test]
+fn lower_chained_rollback_index_is_refused() {
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = setup(
+        tmp.path(),
+        &keys,
+        vbmeta(&keys, &keys.top, 6),
+        boot(&keys, 2, 0xb1),
+    );
+    let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
+    assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
+    assert!(err.message.contains("boot"), "{err}");
+    assert_eq!(active_slot(tmp.path()), Slot::A);
+}
+
+#[test]
+fn signature_by_another_key_is_refused() {
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = setup(
+        tmp.path(),
+        &keys,
+        vbmeta(&keys, &keys.boot, 6),
+        boot(&keys, 3, 0xb1),
+    );
+    let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AvbSignature, "{err}");
+    assert_eq!(active_slot(tmp.path()), Slot::A);
+}
+
+#[test]
+fn equal_index_switches_and_success_raises_the_stored_floor() {
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = setup(
+        tmp.path(),
+        &keys,
+        vbmeta(&keys, &keys.top, 5),
+        boot(&keys, 4, 0xb1),
+    );
+    apply(tmp.path(), &payload, Slot::A).unwrap();
+    assert_eq!(active_slot(tmp.path()), Slot::B);
+
+    // Reboot into B and mark it good: the store now holds B's indexes (5 and 4).
+    let dev = tmp.path().join("dev");
+    let mut misc = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev.join("misc.img"))
+        .unwrap();
+    assert_eq!(bootloader::boot_misc(&mut misc).unwrap(), Some(Slot::B));
+    let updater = Updater::open_host(
+        &dev,
+        &HostOptions {
+            current: Some(Slot::B),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    updater.mark_boot_successful().unwrap();
+    let stored = abupdate::rollback::RollbackStore::new(dev.join("state/rollback_index"))
+        .load()
+        .unwrap();
+    assert_eq!(stored.state, abupdate::rollback::StoreState::Valid);
+    assert_eq!(
+        (stored.floors.get(0), stored.floors.get(1)),
+        (Some(5), Some(4))
+    );
+    let floors = updater.rollback_floors().unwrap();
+    assert_eq!((floors.get(0), floors.get(1)), (Some(5), Some(4)));
+
+    // An update from B that brings boot back to index 3 is refused.
+    std::fs::write(tmp.path().join("boot.img"), boot(&keys, 3, 0xc1)).unwrap();
+    let specs: Vec<PartitionSpec> = ["vbmeta", "boot"]
+        .iter()
+        .map(|n| PartitionSpec {
+            name: (*n).into(),
+            new: tmp.path().join(format!("{n}.img")),
+            old: None,
+            append_verity: false,
+        })
+        .collect();
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        ..BuildOptions::default()
+    };
+    build::build(&specs, &options, &payload).unwrap();
+    let err = apply(tmp.path(), &payload, Slot::B).unwrap_err();
+    assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
+    assert_eq!(active_slot(tmp.path()), Slot::B);
+}

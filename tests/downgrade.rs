@@ -1,0 +1,102 @@
+//! Downgrade protection as update_engine does it: a payload older than the running build (by
+//! max_timestamp, partition version or security patch level) is refused with 26 before a byte
+//! of the target slot is written.
+
+mod common;
+
+use std::path::Path;
+
+use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
+use abupdate::device::Slot;
+use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::slot::MiscBootControl;
+use abupdate::source::Source;
+use abupdate::updater::{HostOptions, Updater};
+use abupdate::ErrorCode;
+
+const BUILD_PROP: &str =
+    "ro.build.date.utc=1700000000\nro.build.version.security_patch=2024-03-05\n\
+                          ro.system.build.date.utc=1700000000\n";
+
+fn try_update(dir: &Path, options: BuildOptions) -> abupdate::Result<()> {
+    let dev = dir.join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    std::fs::write(dev.join("build.prop"), BUILD_PROP).unwrap();
+    common::put_image(&dev, "system", 'a', b"old", 65536);
+    common::put_image(&dev, "system", 'b', &[], 65536);
+    if !dev.join("misc.img").exists() {
+        MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
+    }
+    let new = common::mixed_image(&mut common::Rng(7), 16);
+    std::fs::write(dir.join("system.img"), &new).unwrap();
+    let spec = PartitionSpec {
+        name: "system".into(),
+        new: dir.join("system.img"),
+        old: None,
+        append_verity: false,
+    };
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        ..options
+    };
+    build::build(&[spec], &options, &dir.join("p.bin")).unwrap();
+    let updater = Updater::open_host(&dev, &HostOptions::default())?;
+    updater.apply(
+        &mut Source::file(&dir.join("p.bin"))?,
+        &ApplyOptions::default(),
+        &Quiet,
+    )?;
+    Ok(())
+}
+
+fn assert_refused(options: BuildOptions, what: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = try_update(tmp.path(), options).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Downgrade, "{what}: {err}");
+    assert!(err.message.contains(what), "{err}");
+    let target = std::fs::read(tmp.path().join("dev/system_b.img")).unwrap();
+    assert!(
+        target.iter().all(|&b| b == 0),
+        "target written despite the downgrade"
+    );
+}
+
+#[test]
+fn older_builds_are_refused() {
+    assert_refused(
+        BuildOptions {
+            max_timestamp: Some(1_600_000_000),
+            ..Default::default()
+        },
+        "max_timestamp",
+    );
+    assert_refused(
+        BuildOptions {
+            partition_version: Some("1699999999".into()),
+            ..Default::default()
+        },
+        "partition system version",
+    );
+    assert_refused(
+        BuildOptions {
+            security_patch_level: Some("2023-12-01".into()),
+            ..Default::default()
+        },
+        "security patch level",
+    );
+}
+
+#[test]
+fn same_or_newer_builds_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = BuildOptions {
+        max_timestamp: Some(1_700_000_000),
+        partition_version: Some("1700000001".into()),
+        security_patch_level: Some("2024-03-05".into()),
+        ..Default::default()
+    };
+    try_update(tmp.path(), options).unwrap();
+}
