@@ -45,14 +45,19 @@ fn main() -> Result<()> {
         std::fs::metadata(&fixture.payload)?.len() >> 20
     );
 
-    let mut bounds = (0..runs).map(|_| measure::decompression_bound(&blobs, THREADS)).collect::<Result<Vec<_>>>()?;
+    let mut bounds = (0..runs)
+        .map(|_| measure::decompression_bound(&blobs, THREADS))
+        .collect::<Result<Vec<_>>>()?;
     bounds.sort();
     for b in &bounds {
         println!("    bound run: {} (CPU {})", secs(b.wall), secs(b.cpu));
     }
     let bound = bounds[0].wall;
     let bound_cpu = bounds.iter().map(|b| b.cpu).min().unwrap_or_default();
-    println!("(a) decompression bound, liblzma on {THREADS} threads: {}", secs(bound));
+    println!(
+        "(a) decompression bound, liblzma on {THREADS} threads: {}",
+        secs(bound)
+    );
 
     let mut applies = Vec::new();
     for _ in 0..runs {
@@ -72,13 +77,28 @@ fn main() -> Result<()> {
     let apply = applies.iter().map(|r| r.total).min().unwrap_or_default();
     drop(applies);
 
-    let cli = best(runs, || measure::xz_cli(&blobs, THREADS, &fixture.dir).map(|d| d.unwrap_or_default()))?;
+    let cli = best(runs, || {
+        measure::xz_cli(&blobs, THREADS, &fixture.dir).map(|d| d.unwrap_or_default())
+    })?;
 
     let mib_s = (fixture.partition_bytes as f64 / (1 << 20) as f64) / apply.as_secs_f64();
-    println!("(b) xz -d (xz-utils CLI), {THREADS} processes: {} ({:.2}x the bound)", secs(cli), ratio(cli, bound));
-    println!("(c) apply, {THREADS} threads: {} = {mib_s:.0} MiB/s of partition data", secs(apply));
-    println!("    peak RSS of the apply: {:.1} MiB (VmHWM of the child)", peak_rss as f64 / 1024.0);
-    println!("    apply / decompression bound = {:.2} (wall)", ratio(apply, bound));
+    println!(
+        "(b) xz -d (xz-utils CLI), {THREADS} processes: {} ({:.2}x the bound)",
+        secs(cli),
+        ratio(cli, bound)
+    );
+    println!(
+        "(c) apply, {THREADS} threads: {} = {mib_s:.0} MiB/s of partition data",
+        secs(apply)
+    );
+    println!(
+        "    peak RSS of the apply: {:.1} MiB (VmHWM of the child)",
+        peak_rss as f64 / 1024.0
+    );
+    println!(
+        "    apply / decompression bound = {:.2} (wall)",
+        ratio(apply, bound)
+    );
     println!(
         "    CPU time: apply {} / bound {} = {:.2} (less sensitive to other load)",
         secs(apply_cpu),

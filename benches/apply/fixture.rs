@@ -69,18 +69,29 @@ impl Fixture {
             // written once here so later applies overwrite allocated blocks, as on a device.
             File::create(self.device.join(format!("{name}_a.img")))?.set_len(size)?;
             fs::copy(&path, self.device.join(format!("{name}_b.img")))?;
-            specs.push(PartitionSpec { name: name.to_owned(), new: path, old: None });
+            specs.push(PartitionSpec {
+                name: name.to_owned(),
+                new: path,
+                old: None,
+                append_verity: false,
+            });
         }
-        println!("payload: generated {mib} MiB of images in {:.1?}", t.elapsed());
+        println!(
+            "payload: generated {mib} MiB of images in {:.1?}",
+            t.elapsed()
+        );
 
         let t = Instant::now();
         let signer = Signer::generate(2048)?;
         fs::write(&self.cert, signer.public_key_pem()?)?;
         let options = BuildOptions {
             signer: Some(signer),
-            compressors: Compressors { xz: true, bzip2: false },
+            compressors: Compressors {
+                xz: true,
+                bzip2: false,
+            },
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            max_timestamp: None,
+            ..BuildOptions::default()
         };
         let report = build::build(&specs, &options, &self.payload)?;
         fs::write(&self.properties, report.properties.to_text())?;
@@ -103,10 +114,17 @@ impl Fixture {
         let _ = fs::remove_file(&misc);
         MiscBootControl::create_image(&misc, Slot::A)?;
         for (name, _) in PARTITIONS {
-            let file = OpenOptions::new().write(true).open(self.device.join(format!("{name}_b.img")))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(self.device.join(format!("{name}_b.img")))?;
             file.sync_all()?;
-            nix::fcntl::posix_fadvise(file.as_fd(), 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED)
-                .context("posix_fadvise")?;
+            nix::fcntl::posix_fadvise(
+                file.as_fd(),
+                0,
+                0,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            )
+            .context("posix_fadvise")?;
         }
         Ok(())
     }
@@ -120,7 +138,11 @@ fn cache_root() -> Result<PathBuf> {
     let on_tmpfs = nix::sys::statfs::statfs(&target_tmp)
         .map(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
         .unwrap_or(false);
-    let base = if on_tmpfs { PathBuf::from("/var/tmp") } else { target_tmp };
+    let base = if on_tmpfs {
+        PathBuf::from("/var/tmp")
+    } else {
+        target_tmp
+    };
     let root = base.join("abupdate-bench");
     fs::create_dir_all(&root)?;
     Ok(root)
@@ -148,7 +170,9 @@ fn write_image(path: &Path, size: u64, rng: &mut Rng) -> Result<()> {
         for _ in 0..run {
             match kind {
                 0 => block.fill(0),
-                1 => block.chunks_mut(8).for_each(|c| c.copy_from_slice(&rng.next().to_le_bytes())),
+                1 => block
+                    .chunks_mut(8)
+                    .for_each(|c| c.copy_from_slice(&rng.next().to_le_bytes())),
                 2 => vocabulary.fill(&mut block, rng),
                 _ => fill_code(&mut block, rng),
             }
@@ -205,9 +229,22 @@ impl Vocabulary {
 /// machine code: compresses about 2x.
 fn fill_code(block: &mut [u8], rng: &mut Rng) {
     const OPCODES: [u32; 16] = [
-        0x9100_0000, 0xf940_0000, 0xf900_0000, 0xaa00_03e0, 0x9400_0000, 0xb400_0000, 0x5400_0000,
-        0x1100_0000, 0xb940_0000, 0xb900_0000, 0x7100_001f, 0x3940_0000, 0xd65f_03c0, 0xa9bf_7bfd,
-        0x2a00_03e0, 0x8b00_0000,
+        0x9100_0000,
+        0xf940_0000,
+        0xf900_0000,
+        0xaa00_03e0,
+        0x9400_0000,
+        0xb400_0000,
+        0x5400_0000,
+        0x1100_0000,
+        0xb940_0000,
+        0xb900_0000,
+        0x7100_001f,
+        0x3940_0000,
+        0xd65f_03c0,
+        0xa9bf_7bfd,
+        0x2a00_03e0,
+        0x8b00_0000,
     ];
     for word in block.chunks_mut(4) {
         let r = rng.next();

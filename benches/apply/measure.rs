@@ -17,8 +17,8 @@ use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::payload::{Manifest, OpKind, PayloadHeader, HEADER_SIZE};
-use abupdate::source::FileSource;
-use abupdate::updater::Updater;
+use abupdate::source::Source;
+use abupdate::updater::{HostOptions, Updater};
 
 use crate::fixture::Fixture;
 
@@ -45,7 +45,10 @@ pub fn xz_blobs(payload: &Path) -> Result<Vec<XzBlob>> {
         if op.kind == OpKind::ReplaceXz {
             let mut data = vec![0u8; op.data_length as usize];
             file.read_exact_at(&mut data, header.data_offset() + op.data_offset)?;
-            blobs.push(XzBlob { data, out_len: op.dst_bytes() as usize });
+            blobs.push(XzBlob {
+                data,
+                out_len: op.dst_bytes() as usize,
+            });
         }
     }
     Ok(blobs)
@@ -72,9 +75,14 @@ pub fn decompression_bound(blobs: &[XzBlob], threads: usize) -> Result<Timing> {
                     let mut out = vec![0u8; max_out];
                     while let Some(blob) = blobs.get(next.fetch_add(1, Ordering::Relaxed)) {
                         let mut stream = liblzma::stream::Stream::new_stream_decoder(u64::MAX, 0)?;
-                        let status = stream.process(&blob.data, &mut out[..blob.out_len], liblzma::stream::Action::Finish)?;
+                        let status = stream.process(
+                            &blob.data,
+                            &mut out[..blob.out_len],
+                            liblzma::stream::Action::Finish,
+                        )?;
                         ensure!(
-                            status == liblzma::stream::Status::StreamEnd && stream.total_out() == blob.out_len as u64,
+                            status == liblzma::stream::Status::StreamEnd
+                                && stream.total_out() == blob.out_len as u64,
                             "blob decoded to {} bytes, expected {}",
                             stream.total_out(),
                             blob.out_len
@@ -84,9 +92,14 @@ pub fn decompression_bound(blobs: &[XzBlob], threads: usize) -> Result<Timing> {
                 })
             })
             .collect();
-        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("decoder panicked"))?)
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("decoder panicked"))?)
     })?;
-    Ok(Timing { wall: t.elapsed(), cpu: cpu_time()? - cpu })
+    Ok(Timing {
+        wall: t.elapsed(),
+        cpu: cpu_time()? - cpu,
+    })
 }
 
 /// (b) The same blobs through `xz -d`: each thread's share concatenated into one file (xz
@@ -95,7 +108,12 @@ pub fn xz_cli(blobs: &[XzBlob], threads: usize, dir: &Path) -> Result<Option<Dur
     let mut files = Vec::new();
     for i in 0..threads {
         let path = dir.join(format!("xz-share-{i}.xz"));
-        let share: Vec<u8> = blobs.iter().skip(i).step_by(threads).flat_map(|b| b.data.iter().copied()).collect();
+        let share: Vec<u8> = blobs
+            .iter()
+            .skip(i)
+            .step_by(threads)
+            .flat_map(|b| b.data.iter().copied())
+            .collect();
         if fs::metadata(&path).map(|m| m.len()).ok() != Some(share.len() as u64) {
             fs::write(&path, &share)?;
         }
@@ -104,7 +122,13 @@ pub fn xz_cli(blobs: &[XzBlob], threads: usize, dir: &Path) -> Result<Option<Dur
     let t = Instant::now();
     let children: Vec<_> = match files
         .iter()
-        .map(|f| Command::new("xz").args(["-d", "-c", "-T1"]).arg(f).stdout(Stdio::null()).spawn())
+        .map(|f| {
+            Command::new("xz")
+                .args(["-d", "-c", "-T1"])
+                .arg(f)
+                .stdout(Stdio::null())
+                .spawn()
+        })
         .collect::<std::io::Result<Vec<_>>>()
     {
         Ok(children) => children,
@@ -167,19 +191,34 @@ pub fn child_main(args: &[String]) -> Result<()> {
         bail!("child arguments: DEVICE PAYLOAD PROPERTIES CERT THREADS");
     };
     let device = PathBuf::from(device);
-    let updater = Updater::open_host(&device, Some(Slot::A), Some(device.join("state")))?;
+    let host = HostOptions {
+        current: Some(Slot::A),
+        state_dir: Some(device.join("state")),
+        avb_key: None,
+    };
+    let updater = Updater::open_host(&device, &host)?;
     let options = ApplyOptions {
         keys: TrustedKeys::load(Path::new(cert))?,
         properties: PayloadProperties::parse_text(&fs::read_to_string(properties)?)?,
         threads: threads.parse()?,
         ..ApplyOptions::default()
     };
-    let mut source = FileSource::open(Path::new(payload))?;
-    let observer = StageClock { start: Instant::now(), verifying_at: Mutex::new(None) };
+    let mut source = Source::file(Path::new(payload))?;
+    let observer = StageClock {
+        start: Instant::now(),
+        verifying_at: Mutex::new(None),
+    };
     let outcome = updater.apply(&mut source, &options, &observer)?;
     let total = observer.start.elapsed();
-    ensure!(outcome.switched_to == Some(Slot::B), "the apply did not switch to slot B");
-    let writing = observer.verifying_at.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.unwrap_or(total);
+    ensure!(
+        outcome.switched_to == Some(Slot::B),
+        "the apply did not switch to slot B"
+    );
+    let writing = observer
+        .verifying_at
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .unwrap_or(total);
     println!(
         "apply_secs={} writing_secs={} cpu_secs={} vm_hwm_kib={}",
         total.as_secs_f64(),
@@ -209,7 +248,8 @@ impl Observer for StageClock {
 /// User plus system CPU time of this process (exec does not carry it over, unlike maxrss).
 fn cpu_time() -> Result<Duration> {
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF)?;
-    let secs = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+    let secs =
+        |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
     Ok(secs(usage.user_time()) + secs(usage.system_time()))
 }
 
@@ -218,6 +258,13 @@ fn cpu_time() -> Result<Duration> {
 fn vm_hwm_kib() -> Result<u64> {
     let mut status = String::new();
     File::open("/proc/self/status")?.read_to_string(&mut status)?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
-    Ok(line.split_whitespace().nth(1).context("VmHWM value")?.parse()?)
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?)
 }
