@@ -13,13 +13,17 @@
 //!
 //! Switching slots is the caller's step, once this returns `Ok`.
 
+mod buffers;
 pub mod checkpoint;
+mod commit;
 mod finalize;
 pub mod hashing;
 pub mod metadata;
 pub mod operation;
 mod pipeline;
+mod trailing_pass;
 mod verity_pass;
+mod writer;
 
 use std::io::{self, Read};
 
@@ -303,18 +307,20 @@ fn run(
 ) -> Result<(u64, u64)> {
     let mut bytes_read = cx.metadata.header.data_offset();
     let mut applied = 0;
+    let mut digests = Vec::new();
     if cp.phase == Phase::Writing {
         let data_offset = cx.metadata.header.data_offset();
         let mut reader = source.open(data_offset + cp.next_data_offset)?;
         let outcome = pipeline::write_operations(cx, &mut reader, cp)?;
         bytes_read += outcome.bytes_read;
         applied = outcome.operations;
+        digests = outcome.digests;
         bytes_read += verify_payload(cx, &mut reader, cp)?;
         cp.phase = Phase::Verifying;
         cx.store.save(cp)?;
     }
     if cp.phase == Phase::Verifying {
-        finalize::verify_partitions(cx, cp)?;
+        finalize::verify_partitions(cx, cp, &digests)?;
         cp.phase = Phase::Done;
         cx.store.save(cp)?;
     }

@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use super::buffers::BufferPool;
 use super::hashing::sha256;
 use crate::error::Result;
 use crate::payload::{OpKind, Operation};
@@ -24,6 +25,16 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 /// Checks the blob hash, then decodes. `source` holds the operation's source extents, read and
 /// concatenated, for operations that read the source slot.
 pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<Output> {
+    execute_pooled(op, blob, source, &BufferPool::new(0))
+}
+
+/// [`execute`], decoding into a buffer from `pool` and giving the consumed blob back to it.
+pub(crate) fn execute_pooled(
+    op: &Operation,
+    blob: Vec<u8>,
+    source: Option<&[u8]>,
+    pool: &BufferPool,
+) -> Result<Output> {
     if let Some(expected) = &op.data_sha256 {
         if &sha256(&blob) != expected {
             bail!(
@@ -45,24 +56,21 @@ pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<O
     let dst_len = usize::try_from(op.dst_bytes())
         .map_err(|_| err!(MalformedPayload, "operation too large"))?;
     let data = match op.kind {
-        OpKind::Replace => blob,
-        OpKind::ReplaceBz => decode(bzip2::read::BzDecoder::new(&blob[..]), dst_len, "bzip2")?,
-        OpKind::ReplaceXz => {
-            let stream = liblzma::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
-                .map_err(|e| err!(InstallFailed, "xz decoder: {e}"))?;
-            decode(
-                liblzma::read::XzDecoder::new_stream(&blob[..], stream),
-                dst_len,
-                "xz",
-            )?
-        }
+        OpKind::Replace => return check_len(op, blob, dst_len),
+        OpKind::ReplaceBz => decode(
+            bzip2::read::BzDecoder::new(&blob[..]),
+            dst_len,
+            "bzip2",
+            pool.take(),
+        )?,
+        OpKind::ReplaceXz => decode_xz(&blob, dst_len, pool.take())?,
         OpKind::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(&blob[..])
                 .map_err(|e| err!(InstallFailed, "zstd decoder: {e}"))?;
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(|e| err!(InstallFailed, "zstd decoder: {e}"))?;
-            decode(decoder, dst_len, "zstd")?
+            decode(decoder, dst_len, "zstd", pool.take())?
         }
         OpKind::Zero | OpKind::Discard => return Ok(Output::Zeros),
         OpKind::SourceCopy => source.map(<[u8]>::to_vec).unwrap_or_default(),
@@ -71,6 +79,11 @@ pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<O
         }
         other => bail!(Unsupported, "unsupported operation {}", other.name()),
     };
+    pool.give(blob);
+    check_len(op, data, dst_len)
+}
+
+fn check_len(op: &Operation, data: Vec<u8>, dst_len: usize) -> Result<Output> {
     if data.len() != dst_len {
         bail!(
             MalformedPayload,
@@ -82,11 +95,52 @@ pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<O
     Ok(Output::Data(data))
 }
 
-/// Decompresses exactly `dst_len` bytes. A stream that would produce more is a decompression
-/// bomb (or a wrong payload) and is refused after reading one byte too many, not after
-/// allocating whatever it claims.
-fn decode(mut reader: impl Read, dst_len: usize, what: &str) -> Result<Vec<u8>> {
-    let mut out = vec![0u8; dst_len];
+/// Decodes an XZ blob straight into the spare capacity of `out`: no zeroing pass and no copy
+/// through an intermediate reader buffer. Room for one byte more than the destination is what
+/// tells a stream that is too long (a bomb, or the wrong payload) from one that fits; decoding
+/// stops when the room is full, so a bomb costs no more memory than an honest blob.
+fn decode_xz(blob: &[u8], dst_len: usize, mut out: Vec<u8>) -> Result<Vec<u8>> {
+    use liblzma::stream::{Action, Status, Stream};
+    let corrupt = |e: &dyn std::fmt::Display| err!(MalformedPayload, "xz blob is corrupt: {e}");
+    let mut stream = Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
+        .map_err(|e| err!(InstallFailed, "xz decoder: {e}"))?;
+    out.clear();
+    out.reserve_exact(dst_len.saturating_add(1));
+    loop {
+        let consumed = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
+        let input = blob.get(consumed..).unwrap_or_default();
+        let before = (stream.total_in(), out.len());
+        let status = stream
+            .process_vec(input, &mut out, Action::Finish)
+            .map_err(|e| corrupt(&e))?;
+        if out.len() > dst_len {
+            bail!(
+                MalformedPayload,
+                "xz blob decompresses to more than its {dst_len}-byte destination"
+            );
+        }
+        match status {
+            Status::StreamEnd => break,
+            _ if before == (stream.total_in(), out.len()) => return Err(corrupt(&"truncated")),
+            _ => {}
+        }
+    }
+    if out.len() != dst_len {
+        bail!(
+            MalformedPayload,
+            "xz blob decompresses to {} bytes, destination is {dst_len}",
+            out.len()
+        );
+    }
+    Ok(out)
+}
+
+/// Decompresses exactly `dst_len` bytes into `out`. A stream that would produce more is a
+/// decompression bomb (or a wrong payload) and is refused after reading one byte too many, not
+/// after allocating whatever it claims.
+fn decode(mut reader: impl Read, dst_len: usize, what: &str, mut out: Vec<u8>) -> Result<Vec<u8>> {
+    out.clear();
+    out.resize(dst_len, 0);
     let mut filled = 0;
     while filled < dst_len {
         match reader.read(&mut out[filled..]) {

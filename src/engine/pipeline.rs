@@ -1,33 +1,38 @@
 //! Applying the operations: read in order, decode in parallel, write in order, checkpoint.
 //!
-//! Three kinds of thread share the work. The reader pulls blobs off the payload stream and
-//! carries the payload and file hash states forward. Workers check blob and source hashes and
-//! decode (XZ, bzip2, zstd, bsdiff). The calling thread writes results in operation order and
-//! checkpoints. A fixed number of tokens bounds the operations in flight, so memory stays at a
-//! few operations' worth whatever the payload size.
+//! Several threads share the work. The reader pulls blobs off the payload stream and carries
+//! the payload and file hash states forward. Workers check blob and source hashes and decode
+//! (XZ, bzip2, zstd, bsdiff). The calling thread writes results in operation order (see
+//! `writer`); a committer thread makes them durable and saves checkpoints, and the post-write
+//! pass hashes each partition right behind the writer. A fixed number of tokens bounds the
+//! operations in flight, so memory stays at a few operations' worth whatever the payload size.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender};
 use std::sync::Mutex;
-use std::time::Instant;
 
+use super::buffers::BufferPool;
 use super::checkpoint::Checkpoint;
+use super::commit::Committer;
 use super::hashing::ResumableSha256;
 use super::operation::{self, Output};
-use super::{read_exact, Context, Progress, SourceRead, Stage, TargetWrite};
+use super::trailing_pass::{self, FinalPrefixes, Watermarks};
+use super::{read_exact, writer, Context, SourceRead};
+use crate::bail;
 use crate::error::{Error, Result};
 use crate::payload::Operation;
-use crate::{bail, err};
 
 pub(crate) struct Outcome {
     pub bytes_read: u64,
     pub operations: u64,
+    /// `new_partition_info.hash` candidates the post-write pass computed during writing.
+    pub digests: Vec<Option<[u8; 32]>>,
 }
 
-/// Operations decoded or queued ahead of the writer, beyond one per worker.
-const EXTRA_IN_FLIGHT: usize = 2;
+/// Operations decoded or queued ahead of the writer, beyond one per worker. Room to keep the
+/// workers busy while the writer waits on a slow write.
+const EXTRA_IN_FLIGHT: usize = 4;
 
 struct Job<'m> {
     seq: usize,
@@ -38,19 +43,20 @@ struct Job<'m> {
 }
 
 #[derive(Clone)]
-struct HashStates {
-    payload: Vec<u8>,
-    file: Vec<u8>,
+pub(super) struct HashStates {
+    pub payload: Vec<u8>,
+    pub file: Vec<u8>,
     /// Data-section offset just past this operation's blob.
-    data_end: u64,
+    pub data_end: u64,
 }
 
-struct Done {
-    seq: usize,
-    part: usize,
-    result: Result<Output>,
-    after: HashStates,
-    op_dst: Vec<crate::payload::Extent>,
+/// A decoded operation on its way to the writer.
+pub(super) struct Done {
+    pub seq: usize,
+    pub part: usize,
+    pub result: Result<Output>,
+    pub after: HashStates,
+    pub op_dst: Vec<crate::payload::Extent>,
 }
 
 pub(crate) fn write_operations(
@@ -94,10 +100,14 @@ pub(crate) fn write_operations(
     let (done_tx, done_rx) = channel::<Done>();
     let payload_hash = ResumableSha256::restore(&cp.payload_hash_state)?;
     let file_hash = ResumableSha256::restore(&cp.file_hash_state)?;
+    // Every operation in flight holds at most a blob and an output buffer.
+    let pool = BufferPool::new(2 * in_flight);
+    let prefixes = FinalPrefixes::new(&manifest.partitions);
+    let marks = Watermarks::new(prefixes.when_next_is(start));
 
     std::thread::scope(|s| {
         let reader_done = done_tx.clone();
-        let (ops, stop) = (&ops, &stop);
+        let (ops, stop, pool) = (&ops, &stop, &pool);
         let data_offset = cp.next_data_offset;
         s.spawn(move || {
             read_blobs(
@@ -107,21 +117,53 @@ pub(crate) fn write_operations(
                 reader,
                 payload_hash,
                 file_hash,
-                stop,
-                &token_rx,
+                Flow {
+                    stop,
+                    tokens: &token_rx,
+                    pool,
+                },
                 job_tx,
                 reader_done,
             )
         });
         for _ in 0..threads {
             let (job_rx, done_tx, sources) = (&job_rx, done_tx.clone(), &sources);
-            s.spawn(move || decode(job_rx, done_tx, sources));
+            s.spawn(move || decode(job_rx, done_tx, sources, pool));
         }
         drop(done_tx);
-        let result = write_in_order(cx, &targets, ops, start, cp, done_rx, token_tx);
+        let pass = s.spawn(|| trailing_pass::run(cx, &marks));
+        let committer = Committer::spawn(s, &targets, cx.store);
+        let written = writer::write_in_order(
+            cx,
+            &targets,
+            ops,
+            start,
+            cp,
+            writer::Inputs {
+                done: done_rx,
+                tokens: token_tx,
+                pool,
+                committer,
+                prefixes: &prefixes,
+                marks: &marks,
+            },
+        );
         stop.store(true, Ordering::Relaxed);
-        result
+        marks.close();
+        let digests = pass.join().unwrap_or_default();
+        written.map(|(bytes_read, operations)| Outcome {
+            bytes_read,
+            operations,
+            digests,
+        })
     })
+}
+
+/// What the reader shares with the rest of the pipeline.
+struct Flow<'a> {
+    stop: &'a AtomicBool,
+    tokens: &'a Receiver<()>,
+    pool: &'a BufferPool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -132,18 +174,18 @@ fn read_blobs<'m>(
     reader: &mut (dyn Read + Send),
     mut payload_hash: ResumableSha256,
     mut file_hash: ResumableSha256,
-    stop: &AtomicBool,
-    tokens: &Receiver<()>,
+    flow: Flow<'_>,
     jobs: std::sync::mpsc::SyncSender<Job<'m>>,
     done: Sender<Done>,
 ) {
     for (seq, &(part, op)) in ops.iter().enumerate().skip(start) {
-        if tokens.recv().is_err() || stop.load(Ordering::Relaxed) {
+        if flow.tokens.recv().is_err() || flow.stop.load(Ordering::Relaxed) {
             return;
         }
         let mut blob = Vec::new();
         if op.kind.has_blob() {
-            blob = vec![0u8; op.data_length as usize];
+            blob = flow.pool.take();
+            blob.resize(op.data_length as usize, 0);
             if let Err(e) = read_exact(reader, &mut blob, "operation data") {
                 let after = HashStates {
                     payload: vec![],
@@ -187,6 +229,7 @@ fn decode(
     jobs: &Mutex<Receiver<Job<'_>>>,
     done: Sender<Done>,
     sources: &[Option<Box<dyn SourceRead>>],
+    pool: &BufferPool,
 ) {
     loop {
         let job = match jobs.lock() {
@@ -198,7 +241,7 @@ fn decode(
         };
         let source = sources.get(job.part).and_then(Option::as_deref);
         let result = read_source(job.op, source)
-            .and_then(|src| operation::execute(job.op, job.blob, src.as_deref()));
+            .and_then(|src| operation::execute_pooled(job.op, job.blob, src.as_deref(), pool));
         let msg = Done {
             seq: job.seq,
             part: job.part,
@@ -241,139 +284,4 @@ fn read_source(op: &Operation, source: Option<&dyn SourceRead>) -> Result<Option
         at += len;
     }
     Ok(Some(buf))
-}
-
-fn write_in_order(
-    cx: &Context<'_>,
-    targets: &[Box<dyn TargetWrite>],
-    ops: &[(usize, &Operation)],
-    start: usize,
-    cp: &mut Checkpoint,
-    done: Receiver<Done>,
-    tokens: std::sync::mpsc::SyncSender<()>,
-) -> Result<Outcome> {
-    let data_offset = cx.metadata.header.data_offset();
-    let total = cx.metadata.implied_size();
-    let first_data = cp.next_data_offset;
-    let mut pending = BTreeMap::new();
-    let mut next = start;
-    let mut dirty = vec![false; targets.len()];
-    let mut last_checkpoint = Instant::now();
-    let mut last_end = first_data;
-
-    while next < ops.len() {
-        if cx.observer.is_cancelled() {
-            commit(cx, targets, &mut dirty, cp)?;
-            bail!(
-                Cancelled,
-                "update cancelled at operation {next} of {}",
-                ops.len()
-            );
-        }
-        let msg = match pending.remove(&next) {
-            Some(msg) => msg,
-            None => {
-                let msg = done
-                    .recv()
-                    .map_err(|_| err!(InstallFailed, "decoder threads stopped"))?;
-                pending.insert(msg.seq, msg);
-                continue;
-            }
-        };
-        let Done {
-            part,
-            result,
-            after,
-            op_dst,
-            ..
-        } = msg;
-        let output = match result {
-            Ok(output) => output,
-            Err(e) => {
-                // Keep what is already written: a resume restarts at the failing operation.
-                commit(cx, targets, &mut dirty, cp)?;
-                return Err(e);
-            }
-        };
-        write_extents(targets[part].as_ref(), &op_dst, &output).map_err(|e| {
-            Error::io(
-                format!(
-                    "writing partition {}",
-                    cx.metadata.manifest.partitions[part].name
-                ),
-                e,
-            )
-        })?;
-        dirty[part] = true;
-        let _ = tokens.send(());
-        if ops.get(next + 1).is_none_or(|&(p, _)| p != part) {
-            cx.hooks
-                .partition_written(&cx.metadata.manifest.partitions[part].name)?;
-        }
-        next += 1;
-        last_end = after.data_end;
-        cp.next_operation = next as u32;
-        cp.next_data_offset = after.data_end;
-        cp.payload_hash_state = after.payload;
-        cp.file_hash_state = after.file;
-        if last_checkpoint.elapsed() >= cx.options.checkpoint_interval {
-            commit(cx, targets, &mut dirty, cp)?;
-            last_checkpoint = Instant::now();
-        }
-        cx.observer.progress(&Progress {
-            stage: Stage::Writing,
-            bytes_done: data_offset + after.data_end,
-            bytes_total: total,
-            operations_done: next as u64,
-            operations_total: ops.len() as u64,
-            partition: None,
-        });
-    }
-    commit(cx, targets, &mut dirty, cp)?;
-    Ok(Outcome {
-        bytes_read: last_end - first_data,
-        operations: (next - start) as u64,
-    })
-}
-
-/// Makes everything written so far durable, then records it: sync before checkpoint.
-fn commit(
-    cx: &Context<'_>,
-    targets: &[Box<dyn TargetWrite>],
-    dirty: &mut [bool],
-    cp: &Checkpoint,
-) -> Result<()> {
-    for (i, target) in targets.iter().enumerate() {
-        if std::mem::take(&mut dirty[i]) {
-            target
-                .sync()
-                .map_err(|e| Error::io("syncing a target partition", e))?;
-        }
-    }
-    cx.store.save(cp)
-}
-
-fn write_extents(
-    target: &dyn TargetWrite,
-    extents: &[crate::payload::Extent],
-    output: &Output,
-) -> std::io::Result<()> {
-    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    let mut at = 0usize;
-    for e in extents {
-        let len = e.byte_len() as usize;
-        match output {
-            Output::Data(data) => target.write_at(&data[at..at + len], e.byte_offset())?,
-            Output::Zeros => {
-                let mut done = 0;
-                while done < len {
-                    let n = (len - done).min(ZEROS.len());
-                    target.write_at(&ZEROS[..n], e.byte_offset() + done as u64)?;
-                    done += n;
-                }
-            }
-        }
-        at += len;
-    }
-    Ok(())
 }

@@ -15,12 +15,23 @@ const CHUNK: u64 = 1 << 20;
 struct Plan {
     data: (u64, u64),
     tree_at: u64,
+    tree_end: u64,
     tree: Option<HashTreeBuilder>,
     fec: Option<(u64, u64, u64, FecEncoder)>,
 }
 
 /// Reads `[0, size)` of the written partition once; returns its SHA-256.
-pub(super) fn run(cx: &Context<'_>, p: &Partition, target: &dyn TargetWrite) -> Result<[u8; 32]> {
+///
+/// `final_up_to(end)` returns once every byte below `end` holds its final content (no later
+/// operation writes there), or fails. It is called before each read and before the tree and
+/// FEC are written, so the pass can trail the writer while operations are still applied; after
+/// the last operation it is a no-op.
+pub(super) fn run(
+    cx: &Context<'_>,
+    p: &Partition,
+    target: &dyn TargetWrite,
+    final_up_to: &dyn Fn(u64) -> Result<()>,
+) -> Result<[u8; 32]> {
     let size = p.new_info.size;
     let mut plan = match &p.verity {
         Some(layout) => {
@@ -49,12 +60,14 @@ pub(super) fn run(cx: &Context<'_>, p: &Partition, target: &dyn TargetWrite) -> 
             }
         }
         let chunk = &mut buf[..(end - at) as usize];
+        final_up_to(end)?;
         target
             .read_at(chunk, at)
             .map_err(|e| Error::io(format!("reading target partition {}", p.name), e))?;
         if let Some(plan) = &mut plan {
             feed(plan, chunk, at)?;
             if end == plan.data.1 {
+                final_up_to(plan.tree_end)?;
                 write_tree(plan, p, target)?;
             }
             if let Some((_, fec_end, fec_at, _)) = &plan.fec {
@@ -65,6 +78,7 @@ pub(super) fn run(cx: &Context<'_>, p: &Partition, target: &dyn TargetWrite) -> 
                         .take()
                         .ok_or_else(|| err!(Verity, "FEC state lost"))?;
                     let fec = encoder.finish()?;
+                    final_up_to(fec_at + fec.len() as u64)?;
                     target
                         .write_at(&fec, fec_at)
                         .map_err(|e| Error::io(format!("writing FEC of {}", p.name), e))?;
@@ -134,6 +148,7 @@ fn plan(layout: &VerityLayout) -> Result<Plan> {
     Ok(Plan {
         data,
         tree_at,
+        tree_end: tree_at + tree_size,
         tree: Some(tree),
         fec,
     })
