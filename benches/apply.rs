@@ -7,8 +7,8 @@
 //! (c) an apply into a host device directory with two decoding threads, in a child process:
 //!     wall time, throughput, peak RSS, and its ratio to (a).
 //!
-//! Each measurement runs `ABUPDATE_BENCH_RUNS` times (default 3) and the fastest run counts:
-//! the machine is shared, and interference only ever adds time.
+//! The three run in turn, `ABUPDATE_BENCH_RUNS` rounds (default 3), and the fastest of each
+//! counts: the machine may be shared, and interference only ever adds time.
 
 #[path = "apply/fixture.rs"]
 mod fixture;
@@ -45,54 +45,56 @@ fn main() -> Result<()> {
         std::fs::metadata(&fixture.payload)?.len() >> 20
     );
 
-    let mut bounds = (0..runs)
-        .map(|_| measure::decompression_bound(&blobs, THREADS))
-        .collect::<Result<Vec<_>>>()?;
-    bounds.sort();
-    for b in &bounds {
-        println!("    bound run: {} (CPU {})", secs(b.wall), secs(b.cpu));
+    println!("load average before: {}", load_average());
+    // Rounds interleave the three measurements, so that a burst of load from elsewhere on a
+    // shared machine hits all of them alike; each round's ratio is printed too.
+    let mut rounds = Vec::new();
+    for round in 1..=runs {
+        let bound = measure::decompression_bound(&blobs, THREADS)?;
+        let apply = measure::apply_in_child(&fixture, THREADS)?;
+        let cli = measure::xz_cli(&blobs, THREADS, &fixture.dir)?;
+        println!(
+            "  round {round}: bound {} (CPU {}) | apply {} (writing {}, then {}; CPU {}; VmHWM {} KiB) | xz -d {} | apply/bound {:.2}",
+            secs(bound.wall),
+            secs(bound.cpu),
+            secs(apply.total),
+            secs(apply.writing),
+            secs(apply.total.saturating_sub(apply.writing)),
+            secs(apply.cpu),
+            apply.vm_hwm_kib,
+            cli.map_or("n/a".to_owned(), secs),
+            ratio(apply.total, bound.wall),
+        );
+        rounds.push((bound, apply, cli));
     }
-    let bound = bounds[0].wall;
-    let bound_cpu = bounds.iter().map(|b| b.cpu).min().unwrap_or_default();
+    println!("load average after: {}", load_average());
+
+    let bound = rounds.iter().map(|r| r.0.wall).min().unwrap_or_default();
+    let bound_cpu = rounds.iter().map(|r| r.0.cpu).min().unwrap_or_default();
+    let apply = rounds.iter().map(|r| r.1.total).min().unwrap_or_default();
+    let apply_cpu = rounds.iter().map(|r| r.1.cpu).min().unwrap_or_default();
+    let peak_rss = rounds.iter().map(|r| r.1.vm_hwm_kib).max().unwrap_or(0);
+    let cli = rounds.iter().filter_map(|r| r.2).min();
+    let mib_s = (fixture.partition_bytes as f64 / (1 << 20) as f64) / apply.as_secs_f64();
+    println!("fastest of {runs} rounds:");
     println!(
         "(a) decompression bound, liblzma on {THREADS} threads: {}",
         secs(bound)
     );
-
-    let mut applies = Vec::new();
-    for _ in 0..runs {
-        let run = measure::apply_in_child(&fixture, THREADS)?;
-        println!(
-            "    apply run: {} (writing {}, verifying {}), CPU {}, VmHWM {} KiB",
-            secs(run.total),
-            secs(run.writing),
-            secs(run.total.saturating_sub(run.writing)),
-            secs(run.cpu),
-            run.vm_hwm_kib
-        );
-        applies.push(run);
+    match cli {
+        Some(cli) => println!(
+            "(b) xz -d (xz-utils CLI), {THREADS} processes: {} ({:.2}x the bound)",
+            secs(cli),
+            ratio(cli, bound)
+        ),
+        None => println!("(b) xz -d: no xz binary found"),
     }
-    let apply_cpu = applies.iter().map(|r| r.cpu).min().unwrap_or_default();
-    let peak_rss = applies.iter().map(|r| r.vm_hwm_kib).max().unwrap_or(0);
-    let apply = applies.iter().map(|r| r.total).min().unwrap_or_default();
-    drop(applies);
-
-    let cli = best(runs, || {
-        measure::xz_cli(&blobs, THREADS, &fixture.dir).map(|d| d.unwrap_or_default())
-    })?;
-
-    let mib_s = (fixture.partition_bytes as f64 / (1 << 20) as f64) / apply.as_secs_f64();
-    println!(
-        "(b) xz -d (xz-utils CLI), {THREADS} processes: {} ({:.2}x the bound)",
-        secs(cli),
-        ratio(cli, bound)
-    );
     println!(
         "(c) apply, {THREADS} threads: {} = {mib_s:.0} MiB/s of partition data",
         secs(apply)
     );
     println!(
-        "    peak RSS of the apply: {:.1} MiB (VmHWM of the child)",
+        "    peak RSS of the apply: {:.1} MiB (VmHWM of the child, largest of all rounds)",
         peak_rss as f64 / 1024.0
     );
     println!(
@@ -108,19 +110,18 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The fastest of `runs` measurements.
-fn best(runs: usize, mut f: impl FnMut() -> Result<Duration>) -> Result<Duration> {
-    let mut times = (0..runs).map(|_| f()).collect::<Result<Vec<_>>>()?;
-    times.sort();
-    Ok(times[0])
-}
-
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
 fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 fn env_u64(name: &str, default: u64) -> Result<u64> {
