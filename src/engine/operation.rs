@@ -22,28 +22,55 @@ const XZ_MEMLIMIT: u64 = 80 << 20;
 /// Same bound for zstd: window log 27 = 128 MiB is zstd's own default maximum for decoding.
 const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
-/// Checks the blob hash, then decodes. `source` holds the operation's source extents, read and
-/// concatenated, for operations that read the source slot.
-pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<Output> {
-    execute_pooled(op, blob, source, &BufferPool::new(0))
-}
+/// An operation's blob that matched its `data_sha256_hash` (or whose operation has none).
+pub struct CheckedBlob(Vec<u8>);
 
-/// [`execute`], decoding into a buffer from `pool` and giving the consumed blob back to it.
-pub(crate) fn execute_pooled(
-    op: &Operation,
-    blob: Vec<u8>,
-    source: Option<&[u8]>,
-    pool: &BufferPool,
-) -> Result<Output> {
-    if let Some(expected) = &op.data_sha256 {
-        if &sha256(&blob) != expected {
+impl CheckedBlob {
+    /// Hashes `blob` and checks it.
+    pub fn hash(op: &Operation, blob: Vec<u8>) -> Result<Self> {
+        match op.data_sha256 {
+            Some(_) => {
+                let digest = sha256(&blob);
+                Self::with_digest(op, blob, &digest)
+            }
+            None => Ok(CheckedBlob(blob)),
+        }
+    }
+
+    /// Checks `blob` by `digest`, its SHA-256 computed by the caller (the pipeline's reader
+    /// computes it together with the payload hashes).
+    pub fn with_digest(op: &Operation, blob: Vec<u8>, digest: &[u8; 32]) -> Result<Self> {
+        if op.data_sha256.is_some_and(|expected| &expected != digest) {
             bail!(
                 PayloadHash,
                 "{} blob does not match its data_sha256_hash",
                 op.kind.name()
             );
         }
+        Ok(CheckedBlob(blob))
     }
+}
+
+/// Checks the blob hash, then decodes. `source` holds the operation's source extents, read and
+/// concatenated, for operations that read the source slot.
+pub fn execute(op: &Operation, blob: Vec<u8>, source: Option<&[u8]>) -> Result<Output> {
+    execute_checked(
+        op,
+        CheckedBlob::hash(op, blob)?,
+        source,
+        &BufferPool::new(0),
+    )
+}
+
+/// [`execute`] for a blob already checked, decoding into a buffer from `pool` and giving the
+/// consumed blob back to it.
+pub(crate) fn execute_checked(
+    op: &Operation,
+    blob: CheckedBlob,
+    source: Option<&[u8]>,
+    pool: &BufferPool,
+) -> Result<Output> {
+    let CheckedBlob(blob) = blob;
     if let (Some(expected), Some(src)) = (&op.src_sha256, source) {
         if &sha256(src) != expected {
             bail!(
@@ -255,9 +282,17 @@ mod tests {
         let mut o = op(OpKind::Replace, 1, &blob);
         o.data_sha256 = Some([0; 32]);
         assert_eq!(
-            execute(&o, blob, None).err().unwrap().code,
+            execute(&o, blob.clone(), None).err().unwrap().code,
             ErrorCode::PayloadHash
         );
+        // The pipeline's reader hands in the digest it computed alongside the payload hashes.
+        let digest = sha256(&blob);
+        let err = CheckedBlob::with_digest(&o, blob.clone(), &digest)
+            .err()
+            .unwrap();
+        assert_eq!(err.code, ErrorCode::PayloadHash);
+        o.data_sha256 = Some(digest);
+        assert!(CheckedBlob::with_digest(&o, blob, &digest).is_ok());
 
         let src = vec![2u8; 4096];
         let mut copy = op(OpKind::SourceCopy, 1, &[]);

@@ -1,8 +1,8 @@
 //! Applying the operations: read in order, decode in parallel, write in order, checkpoint.
 //!
-//! Several threads share the work. The reader pulls blobs off the payload stream and carries
-//! the payload and file hash states forward. Workers check blob and source hashes and decode
-//! (XZ, bzip2, zstd, bsdiff). The calling thread writes results in operation order (see
+//! Several threads share the work. The reader pulls blobs off the payload stream, carries the
+//! payload and file hash states forward and checks each blob's own hash (one pass for the
+//! three). Workers check source hashes and decode (XZ, bzip2, zstd, bsdiff). The calling thread writes results in operation order (see
 //! `writer`); a committer thread makes them durable and saves checkpoints, and the post-write
 //! pass hashes each partition right behind the writer. A fixed number of tokens bounds the
 //! operations in flight, so memory stays at a few operations' worth whatever the payload size.
@@ -16,7 +16,7 @@ use super::buffers::BufferPool;
 use super::checkpoint::Checkpoint;
 use super::commit::Committer;
 use super::hashing::ResumableSha256;
-use super::operation::{self, Output};
+use super::operation::{self, CheckedBlob, Output};
 use super::trailing_pass::{self, FinalPrefixes, Watermarks};
 use super::{read_exact, writer, Context, SourceRead};
 use crate::bail;
@@ -38,7 +38,7 @@ struct Job<'m> {
     seq: usize,
     part: usize,
     op: &'m Operation,
-    blob: Vec<u8>,
+    blob: CheckedBlob,
     after: HashStates,
 }
 
@@ -182,11 +182,9 @@ fn read_blobs<'m>(
         if flow.tokens.recv().is_err() || flow.stop.load(Ordering::Relaxed) {
             return;
         }
-        let mut blob = Vec::new();
-        if op.kind.has_blob() {
-            blob = flow.pool.take();
-            blob.resize(op.data_length as usize, 0);
-            if let Err(e) = read_exact(reader, &mut blob, "operation data") {
+        let blob = match read_blob(reader, op, [&mut payload_hash, &mut file_hash], flow.pool) {
+            Ok(blob) => blob,
+            Err(e) => {
                 let after = HashStates {
                     payload: vec![],
                     file: vec![],
@@ -201,8 +199,8 @@ fn read_blobs<'m>(
                 });
                 return;
             }
-            payload_hash.update(&blob);
-            file_hash.update(&blob);
+        };
+        if op.kind.has_blob() {
             data_offset += op.data_length;
         }
         let after = HashStates {
@@ -225,6 +223,25 @@ fn read_blobs<'m>(
     }
 }
 
+/// Reads an operation's blob, feeds it to the payload and file hashes and checks its own
+/// hash: the three hashes in one pass over it.
+fn read_blob(
+    reader: &mut (dyn Read + Send),
+    op: &Operation,
+    [payload_hash, file_hash]: [&mut ResumableSha256; 2],
+    pool: &BufferPool,
+) -> Result<CheckedBlob> {
+    if !op.kind.has_blob() {
+        return CheckedBlob::hash(op, Vec::new());
+    }
+    let mut blob = pool.take();
+    blob.resize(op.data_length as usize, 0);
+    read_exact(reader, &mut blob, "operation data")?;
+    let mut own = ResumableSha256::new();
+    ResumableSha256::update_all([payload_hash, file_hash, &mut own], &blob);
+    CheckedBlob::with_digest(op, blob, &own.finish())
+}
+
 fn decode(
     jobs: &Mutex<Receiver<Job<'_>>>,
     done: Sender<Done>,
@@ -241,7 +258,7 @@ fn decode(
         };
         let source = sources.get(job.part).and_then(Option::as_deref);
         let result = read_source(job.op, source)
-            .and_then(|src| operation::execute_pooled(job.op, job.blob, src.as_deref(), pool));
+            .and_then(|src| operation::execute_checked(job.op, job.blob, src.as_deref(), pool));
         let msg = Done {
             seq: job.seq,
             part: job.part,
