@@ -119,6 +119,8 @@ impl FileCheckpointStore {
 }
 
 impl CheckpointStore for FileCheckpointStore {
+    // fsblkcnt_t and c_ulong are 32 bits wide on some Android targets.
+    #[allow(clippy::useless_conversion)]
     fn available_bytes(&self) -> Option<u64> {
         let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
         Some(u64::from(stat.blocks_available()) * u64::from(stat.fragment_size()))
