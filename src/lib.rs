@@ -8,5 +8,6 @@
 //! - the service and the CLI (binaries).
 
 pub mod error;
+pub mod service;
 
 pub use error::{Error, ErrorCode, Result};
