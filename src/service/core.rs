@@ -348,15 +348,19 @@ impl UpdateService {
         let mut listeners = self.lock_listeners();
         drop(inner);
         let now = Instant::now();
-        let told = match how {
-            Publish::Throttled => listeners.publish(&status, now),
-            Publish::Complete => {
-                listeners.complete(&status, now);
-                true
+        // The file first: a listener that hears of a change may act on it (reboot, say)
+        // before this process gets to write anything more.
+        match how {
+            Publish::Throttled => {
+                if listeners.admits(&status, now) {
+                    self.write(&record);
+                    listeners.send(&status);
+                }
             }
-        };
-        if told {
-            self.write(&record);
+            Publish::Complete => {
+                self.write(&record);
+                listeners.complete(&status, now);
+            }
         }
     }
 

@@ -78,12 +78,23 @@ impl Listeners {
     }
 
     /// Forwards `status` if it is a useful change; returns whether it was forwarded.
+    #[cfg(test)]
     pub(crate) fn publish(&mut self, status: &Status, now: Instant) -> bool {
-        if !self.throttle.admits(status, now) {
-            return false;
+        let admitted = self.admits(status, now);
+        if admitted {
+            self.send(status);
         }
+        admitted
+    }
+
+    /// Whether `status` is a useful change to forward; if so it counts as forwarded.
+    pub(crate) fn admits(&mut self, status: &Status, now: Instant) -> bool {
+        self.throttle.admits(status, now)
+    }
+
+    /// Forwards `status` to every listener.
+    pub(crate) fn send(&mut self, status: &Status) {
         self.deliver(|l| l.on_status(status));
-        true
     }
 
     /// Forwards the end of an update; never throttled.

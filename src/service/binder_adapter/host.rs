@@ -235,3 +235,8 @@ impl Interface for CallbackRelay {}
 fn binder_error(what: &str, code: StatusCode) -> Error {
     crate::err!(DeviceError, "{what}: binder error {code:?}")
 }
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+pub fn init_logging(_tag: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}
