@@ -69,7 +69,12 @@ fn an_interrupted_update_resumes_after_a_restart() {
     let payload: Vec<u8> = (0..64 * 1024).map(|i| (i % 253) as u8).collect();
     let path = dir.path().join("payload.img");
     std::fs::write(&path, &payload).unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 1024, Duration::from_millis(5)));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        1024,
+        Duration::from_millis(5),
+    ));
     let first_dir = dir.path().join("first");
     std::fs::create_dir(&first_dir).unwrap();
 
@@ -86,14 +91,23 @@ fn an_interrupted_update_resumes_after_a_restart() {
     std::fs::create_dir(&second_dir).unwrap();
     std::fs::copy(first_dir.join("status"), second_dir.join("status")).unwrap();
     first.cancel(ROOT).unwrap();
-    eventually(WAIT, "first stopped", || first.status().state == State::Idle);
+    eventually(WAIT, "first stopped", || {
+        first.status().state == State::Idle
+    });
 
     let second = service(&second_dir, engine.clone(), "boot-1");
     let status = second.status();
     assert_eq!(status.state, State::Interrupted);
     let resumed_at = status.done;
-    assert!(resumed_at >= 32 * 1024 && resumed_at < 64 * 1024, "{status:?}");
-    assert!(second.dump().contains("payload: file://"), "{}", second.dump());
+    assert!(
+        (32 * 1024..64 * 1024).contains(&resumed_at),
+        "{status:?}"
+    );
+    assert!(
+        second.dump().contains("payload: file://"),
+        "{}",
+        second.dump()
+    );
 
     let events = listen(&second);
     second.resume(ROOT).unwrap();
@@ -112,24 +126,43 @@ fn an_interrupted_update_resumes_after_a_restart() {
     }
     // Downloading restarts at 0 in the status, then the engine reports its checkpoint.
     let first_reported = first_progress.unwrap();
-    assert!(first_reported == 0 || first_reported > resumed_at, "{first_reported}");
+    assert!(
+        first_reported == 0 || first_reported > resumed_at,
+        "{first_reported}"
+    );
     assert_eq!(std::fs::read(engine.image(1)).unwrap(), payload);
     assert_eq!(second.status().state, State::UpdatedNeedReboot);
 
     // Same boot: still waiting for the reboot. Next boot: idle, the update is running.
-    assert_eq!(service(&second_dir, engine.clone(), "boot-1").status().state, State::UpdatedNeedReboot);
+    assert_eq!(
+        service(&second_dir, engine.clone(), "boot-1")
+            .status()
+            .state,
+        State::UpdatedNeedReboot
+    );
     let rebooted = service(&second_dir, engine.clone(), "boot-2");
     assert_eq!(rebooted.status().state, State::Idle);
-    assert_eq!(service(&second_dir, engine, "boot-2").status().state, State::Idle, "persisted");
+    assert_eq!(
+        service(&second_dir, engine, "boot-2").status().state,
+        State::Idle,
+        "persisted"
+    );
 }
 
 #[test]
 fn a_failure_survives_a_restart_and_reset_clears_it() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 1024, Duration::ZERO));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        1024,
+        Duration::ZERO,
+    ));
     let first = service(dir.path(), engine.clone(), "boot-1");
     let events = listen(&first);
-    first.apply(ROOT, url_request(Path::new("/nonexistent/payload"))).unwrap();
+    first
+        .apply(ROOT, url_request(Path::new("/nonexistent/payload")))
+        .unwrap();
     loop {
         if let Event::Complete(result) = events.recv_timeout(WAIT).unwrap() {
             assert_eq!(result.unwrap_err().code, ErrorCode::DownloadFailed);
@@ -138,19 +171,37 @@ fn a_failure_survives_a_restart_and_reset_clears_it() {
     }
     let again = service(dir.path(), engine.clone(), "boot-2");
     let status = again.status();
-    assert_eq!((status.state, status.error_code), (State::Idle, ErrorCode::DownloadFailed));
-    assert!(status.error_message.contains("/nonexistent/payload"), "{status:?}");
-    assert_eq!(again.resume(ROOT).unwrap_err().code, ErrorCode::Busy, "nothing to resume");
+    assert_eq!(
+        (status.state, status.error_code),
+        (State::Idle, ErrorCode::DownloadFailed)
+    );
+    assert!(
+        status.error_message.contains("/nonexistent/payload"),
+        "{status:?}"
+    );
+    assert_eq!(
+        again.resume(ROOT).unwrap_err().code,
+        ErrorCode::Busy,
+        "nothing to resume"
+    );
 
     again.reset_status(ROOT).unwrap();
-    assert_eq!(service(dir.path(), engine, "boot-2").status().error_code, ErrorCode::Ok);
+    assert_eq!(
+        service(dir.path(), engine, "boot-2").status().error_code,
+        ErrorCode::Ok
+    );
 }
 
 #[test]
 fn an_unreadable_state_file_is_set_aside() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("status"), "version=1\nstate=SOMETHING\n").unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 1024, Duration::ZERO));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        1024,
+        Duration::ZERO,
+    ));
     let service = service(dir.path(), engine, "boot-1");
     assert_eq!(service.status().state, State::Idle);
     let aside = std::fs::read_to_string(dir.path().join("status.bad")).unwrap();

@@ -10,9 +10,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use abupdate::service::binder_adapter::Transport;
 use abupdate::service::binder_service::Event;
 use abupdate::service::client::UpdateClient;
-use abupdate::service::binder_adapter::Transport;
 use abupdate::service::State;
 use abupdate::ErrorCode;
 use common::copy_engine::CopyEngine;
@@ -44,7 +44,12 @@ fn is_complete(event: &Event) -> bool {
 #[test]
 fn two_clients_follow_an_update_to_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 4096, Duration::from_millis(5)));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        4096,
+        Duration::from_millis(5),
+    ));
     let server = Server::start(dir.path(), engine.clone(), vec![my_uid()]);
     let (path, bytes) = payload(dir.path(), 64 * 1024);
 
@@ -55,10 +60,20 @@ fn two_clients_follow_an_update_to_the_end() {
     for events in [&events1, &events2] {
         // A new listener hears the current status at once.
         let greeting = wait_for(events, WAIT, |_| true);
-        assert!(matches!(greeting, Event::Status(ref s) if s.state == State::Idle), "{greeting:?}");
+        assert!(
+            matches!(greeting, Event::Status(ref s) if s.state == State::Idle),
+            "{greeting:?}"
+        );
     }
 
-    first.apply(&format!("file://{}", path.display()), 0, 0, &["FILE_SIZE=65536".to_owned()]).unwrap();
+    first
+        .apply(
+            &format!("file://{}", path.display()),
+            0,
+            0,
+            &["FILE_SIZE=65536".to_owned()],
+        )
+        .unwrap();
     for events in [&events1, &events2] {
         let mut states = Vec::new();
         let end = loop {
@@ -74,17 +89,27 @@ fn two_clients_follow_an_update_to_the_end() {
         assert!(end.is_ok(), "{end:?}");
         assert_eq!(
             states,
-            [State::Downloading, State::Verifying, State::Finalizing, State::UpdatedNeedReboot]
+            [
+                State::Downloading,
+                State::Verifying,
+                State::Finalizing,
+                State::UpdatedNeedReboot
+            ]
         );
     }
     assert_eq!(std::fs::read(engine.image(1)).unwrap(), bytes);
     let status = second.status().unwrap();
     assert_eq!(status.state, State::UpdatedNeedReboot);
-    assert_eq!((status.current_slot, status.target_slot), (Some(0), Some(1)));
+    assert_eq!(
+        (status.current_slot, status.target_slot),
+        (Some(0), Some(1))
+    );
     assert_eq!(second.slots().unwrap().active, 1);
 
     // Applied means applied: another apply waits for the reboot or a reset.
-    let again = first.apply(&format!("file://{}", path.display()), 0, 0, &[]).unwrap_err();
+    let again = first
+        .apply(&format!("file://{}", path.display()), 0, 0, &[])
+        .unwrap_err();
     assert_eq!(again.code, ErrorCode::Busy);
     first.reset().unwrap();
     assert_eq!(first.status().unwrap().state, State::Idle);
@@ -95,14 +120,25 @@ fn two_clients_follow_an_update_to_the_end() {
 fn status_and_cancel_answer_while_an_update_runs() {
     let dir = tempfile::tempdir().unwrap();
     // 256 chunks of 20 ms: the update would take over 10 s.
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 1024, Duration::from_millis(20)));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        1024,
+        Duration::from_millis(20),
+    ));
     let server = Server::start(dir.path(), engine, vec![my_uid()]);
     let (path, _) = payload(dir.path(), 256 * 1024);
     let client = UpdateClient::connect(&server.transport).unwrap();
     let (_watch, events) = watch(&client);
 
-    client.apply(&format!("file://{}", path.display()), 0, 0, &[]).unwrap();
-    wait_for(&events, WAIT, |e| matches!(e, Event::Status(s) if s.done > 0));
+    client
+        .apply(&format!("file://{}", path.display()), 0, 0, &[])
+        .unwrap();
+    wait_for(
+        &events,
+        WAIT,
+        |e| matches!(e, Event::Status(s) if s.done > 0),
+    );
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
         let asked = Instant::now();
@@ -111,39 +147,68 @@ fn status_and_cancel_answer_while_an_update_runs() {
         assert_eq!(status.state, State::Downloading);
         assert!(status.done < status.total);
     }
-    assert!(slowest < Duration::from_secs(1), "getStatus took {slowest:?} during the update");
+    assert!(
+        slowest < Duration::from_secs(1),
+        "getStatus took {slowest:?} during the update"
+    );
 
     let asked = Instant::now();
     client.cancel().unwrap();
-    assert!(asked.elapsed() < Duration::from_secs(1), "cancel took {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "cancel took {:?}",
+        asked.elapsed()
+    );
     match wait_for(&events, WAIT, is_complete) {
         Event::Complete(Err(e)) => assert_eq!(e.code, ErrorCode::Cancelled),
         other => panic!("{other:?}"),
     }
     let status = client.status().unwrap();
-    assert_eq!((status.state, status.error_code), (State::Idle, ErrorCode::Cancelled));
+    assert_eq!(
+        (status.state, status.error_code),
+        (State::Idle, ErrorCode::Cancelled)
+    );
     assert!(server.core.dump().contains("last error: 38 (CANCELLED"));
 }
 
 #[test]
 fn suspend_holds_the_update_until_resume() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 1024, Duration::from_millis(10)));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        1024,
+        Duration::from_millis(10),
+    ));
     let server = Server::start(dir.path(), engine, vec![my_uid()]);
     let (path, _) = payload(dir.path(), 64 * 1024);
     let client = UpdateClient::connect(&server.transport).unwrap();
     let (_watch, events) = watch(&client);
 
-    client.apply(&format!("file://{}", path.display()), 0, 0, &[]).unwrap();
-    wait_for(&events, WAIT, |e| matches!(e, Event::Status(s) if s.done > 0));
+    client
+        .apply(&format!("file://{}", path.display()), 0, 0, &[])
+        .unwrap();
+    wait_for(
+        &events,
+        WAIT,
+        |e| matches!(e, Event::Status(s) if s.done > 0),
+    );
     client.suspend().unwrap();
-    wait_for(&events, WAIT, |e| matches!(e, Event::Status(s) if s.state == State::Suspended));
+    wait_for(
+        &events,
+        WAIT,
+        |e| matches!(e, Event::Status(s) if s.state == State::Suspended),
+    );
     let held = client.status().unwrap().done;
     std::thread::sleep(Duration::from_millis(300));
     let later = client.status().unwrap();
     assert_eq!(later.state, State::Suspended);
     // At most the chunk in flight when the suspend came.
-    assert!(later.done <= held + 1024, "moved from {held} to {} while suspended", later.done);
+    assert!(
+        later.done <= held + 1024,
+        "moved from {held} to {} while suspended",
+        later.done
+    );
     assert_eq!(client.suspend().unwrap_err().code, ErrorCode::Busy);
 
     client.resume().unwrap();
@@ -156,7 +221,12 @@ fn suspend_holds_the_update_until_resume() {
 #[test]
 fn callers_outside_the_allowed_uids_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 4096, Duration::ZERO));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        4096,
+        Duration::ZERO,
+    ));
     let server = Server::start(dir.path(), engine, vec![my_uid().wrapping_add(1)]);
     let client = UpdateClient::connect(&server.transport).unwrap();
 
@@ -174,28 +244,47 @@ fn callers_outside_the_allowed_uids_are_refused() {
     // Reading is open to everyone.
     assert_eq!(client.status().unwrap().state, State::Idle);
     assert_eq!(client.slots().unwrap().slots.len(), 2);
-    assert_eq!(client.verify(b"junk").unwrap_err().code, ErrorCode::MalformedPayload);
+    assert_eq!(
+        client.verify(b"junk").unwrap_err().code,
+        ErrorCode::MalformedPayload
+    );
     client.verify(b"CrAU\0\0\0\0\0\0\0\x02").unwrap();
 }
 
 #[test]
 fn bad_requests_are_refused_with_their_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 4096, Duration::ZERO));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        4096,
+        Duration::ZERO,
+    ));
     let server = Server::start(dir.path(), engine, vec![my_uid()]);
     let client = UpdateClient::connect(&server.transport).unwrap();
     let (_watch, events) = watch(&client);
 
-    let malformed = client.apply("file:///x", 0, 0, &["NO_EQUALS_SIGN".to_owned()]).unwrap_err();
-    assert_eq!(malformed.code, ErrorCode::DeviceError, "an illegal argument: {malformed}");
+    let malformed = client
+        .apply("file:///x", 0, 0, &["NO_EQUALS_SIGN".to_owned()])
+        .unwrap_err();
+    assert_eq!(
+        malformed.code,
+        ErrorCode::DeviceError,
+        "an illegal argument: {malformed}"
+    );
     assert_eq!(client.cancel().unwrap_err().code, ErrorCode::Busy);
 
-    client.apply("file:///nonexistent/payload.bin", 0, 0, &[]).unwrap();
+    client
+        .apply("file:///nonexistent/payload.bin", 0, 0, &[])
+        .unwrap();
     match wait_for(&events, WAIT, is_complete) {
         Event::Complete(Err(e)) => assert_eq!(e.code, ErrorCode::DownloadFailed),
         other => panic!("{other:?}"),
     }
-    assert_eq!(client.status().unwrap().error_code, ErrorCode::DownloadFailed);
+    assert_eq!(
+        client.status().unwrap().error_code,
+        ErrorCode::DownloadFailed
+    );
 }
 
 /// Not a test of its own: the client process that `a_killed_client_is_dropped` starts
@@ -203,7 +292,9 @@ fn bad_requests_are_refused_with_their_reason() {
 #[test]
 #[ignore = "helper process, started by a_killed_client_is_dropped"]
 fn child_watcher() {
-    let Ok(uri) = std::env::var("ABUPDATE_TEST_CHILD_URI") else { return };
+    let Ok(uri) = std::env::var("ABUPDATE_TEST_CHILD_URI") else {
+        return;
+    };
     let client = UpdateClient::connect(&Transport::parse(&uri).unwrap()).unwrap();
     let (_watch, events) = watch(&client);
     wait_for(&events, WAIT, |_| true);
@@ -216,14 +307,25 @@ fn child_watcher() {
 #[test]
 fn a_killed_client_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(CopyEngine::new(&dir.path().join("dev"), 0, 4096, Duration::ZERO));
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        4096,
+        Duration::ZERO,
+    ));
     let server = Server::start(dir.path(), engine, vec![my_uid()]);
     let stays = UpdateClient::connect(&server.transport).unwrap();
     let (_watch, events) = watch(&stays);
     wait_for(&events, WAIT, |_| true);
 
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_watcher", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_watcher",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("ABUPDATE_TEST_CHILD_URI", server.transport.to_string())
         .stdout(Stdio::piped())
         .spawn()
@@ -231,11 +333,17 @@ fn a_killed_client_is_dropped() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let registered = lines.any(|line| line.is_ok_and(|l| l.trim() == "CHILD-REGISTERED"));
     assert!(registered, "the child did not register");
-    assert!(server.core.dump().contains("callbacks: 2"), "{}", server.core.dump());
+    assert!(
+        server.core.dump().contains("callbacks: 2"),
+        "{}",
+        server.core.dump()
+    );
 
     child.kill().unwrap();
     child.wait().unwrap();
-    eventually(WAIT, "dead client dropped", || server.core.dump().contains("callbacks: 1"));
+    eventually(WAIT, "dead client dropped", || {
+        server.core.dump().contains("callbacks: 1")
+    });
     // The survivor is still served.
     assert_eq!(stays.status().unwrap().state, State::Idle);
     stays.apply("file:///nonexistent", 0, 0, &[]).unwrap();

@@ -4,7 +4,9 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::error::{Error, ErrorCode};
-use crate::service::binder_adapter::{self as binder, aidl, BinderResult, ParcelFileDescriptor, Status, Strong};
+use crate::service::binder_adapter::{
+    self as binder, aidl, BinderResult, ParcelFileDescriptor, Status, Strong,
+};
 use crate::service::core::{Caller, UpdateService};
 use crate::service::engine::{parse_headers, ApplyRequest, PayloadSource};
 use crate::service::listeners::{Gone, Listener, ListenerId};
@@ -25,7 +27,10 @@ struct Registered {
 
 impl BinderService {
     pub fn new(core: Arc<UpdateService>) -> Self {
-        BinderService { core, registered: Arc::default() }
+        BinderService {
+            core,
+            registered: Arc::default(),
+        }
     }
 
     /// The `dumpsys` text.
@@ -34,12 +39,16 @@ impl BinderService {
     }
 
     fn registered(&self) -> std::sync::MutexGuard<'_, Vec<Registered>> {
-        self.registered.lock().unwrap_or_else(PoisonError::into_inner)
+        self.registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 fn caller() -> Caller {
-    Caller { uid: binder::calling_uid() }
+    Caller {
+        uid: binder::calling_uid(),
+    }
 }
 
 /// The Binder form of a service error: a security exception for a refused caller, the
@@ -69,7 +78,13 @@ fn request(
 }
 
 impl aidl::IUpdateService for BinderService {
-    fn applyPayload(&self, url: &str, offset: i64, size: i64, pairs: &[String]) -> BinderResult<()> {
+    fn applyPayload(
+        &self,
+        url: &str,
+        offset: i64,
+        size: i64,
+        pairs: &[String],
+    ) -> BinderResult<()> {
         let request = request(PayloadSource::Url(url.to_owned()), offset, size, pairs)?;
         self.core.apply(caller(), request).map_err(to_status)
     }
@@ -108,16 +123,23 @@ impl aidl::IUpdateService for BinderService {
     }
 
     fn registerCallback(&self, callback: &Strong<dyn aidl::IUpdateCallback>) -> BinderResult<()> {
-        let remote = Arc::new(RemoteListener { callback: callback.clone(), death: Mutex::default() });
+        let remote = Arc::new(RemoteListener {
+            callback: callback.clone(),
+            death: Mutex::default(),
+        });
         let id = self.core.add_listener(remote.clone());
         let core = Arc::downgrade(&self.core);
         let registered = Arc::downgrade(&self.registered);
-        let link = binder::link_to_death(callback, Box::new(move || forget(&core, &registered, id)));
+        let link =
+            binder::link_to_death(callback, Box::new(move || forget(&core, &registered, id)));
         match link {
             Ok(link) => {
                 // Watched for as long as the core keeps the listener.
                 *remote.death.lock().unwrap_or_else(PoisonError::into_inner) = Some(link);
-                self.registered().push(Registered { callback: callback.clone(), id });
+                self.registered().push(Registered {
+                    callback: callback.clone(),
+                    id,
+                });
                 Ok(())
             }
             Err(e) => {
@@ -131,9 +153,13 @@ impl aidl::IUpdateService for BinderService {
 
     fn unregisterCallback(&self, callback: &Strong<dyn aidl::IUpdateCallback>) -> BinderResult<()> {
         let mut registered = self.registered();
-        let Some(at) = registered.iter().position(|r| binder::same_callback(&r.callback, callback))
+        let Some(at) = registered
+            .iter()
+            .position(|r| binder::same_callback(&r.callback, callback))
         else {
-            return Err(binder::illegal_argument_status("callback is not registered"));
+            return Err(binder::illegal_argument_status(
+                "callback is not registered",
+            ));
         };
         let entry = registered.remove(at);
         drop(registered);
@@ -146,7 +172,10 @@ impl aidl::IUpdateService for BinderService {
     }
 
     fn getSlotInfo(&self) -> BinderResult<aidl::SlotInfo> {
-        self.core.slot_info().map(|s| wire::slots_to_aidl(&s)).map_err(to_status)
+        self.core
+            .slot_info()
+            .map(|s| wire::slots_to_aidl(&s))
+            .map_err(to_status)
     }
 
     fn markBootSuccessful(&self) -> BinderResult<()> {
@@ -154,14 +183,20 @@ impl aidl::IUpdateService for BinderService {
     }
 
     fn getRollbackFloors(&self) -> BinderResult<Vec<aidl::RollbackFloor>> {
-        self.core.rollback_floors().map(|f| wire::floors_to_aidl(&f)).map_err(to_status)
+        self.core
+            .rollback_floors()
+            .map(|f| wire::floors_to_aidl(&f))
+            .map_err(to_status)
     }
 }
 
 /// Drops a dead client's listener.
 fn forget(core: &Weak<UpdateService>, registered: &Weak<Mutex<Vec<Registered>>>, id: ListenerId) {
     if let Some(registered) = registered.upgrade() {
-        registered.lock().unwrap_or_else(PoisonError::into_inner).retain(|r| r.id != id);
+        registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|r| r.id != id);
     }
     if let Some(core) = core.upgrade() {
         if core.remove_listener(id) {
@@ -178,11 +213,15 @@ struct RemoteListener {
 
 impl Listener for RemoteListener {
     fn on_status(&self, status: &status::Status) -> Result<(), Gone> {
-        self.callback.onStatusUpdate(&wire::status_to_aidl(status)).map_err(undeliverable)
+        self.callback
+            .onStatusUpdate(&wire::status_to_aidl(status))
+            .map_err(undeliverable)
     }
 
     fn on_complete(&self, code: ErrorCode, message: &str) -> Result<(), Gone> {
-        self.callback.onPayloadApplicationComplete(code.as_i32(), message).map_err(undeliverable)
+        self.callback
+            .onPayloadApplicationComplete(code.as_i32(), message)
+            .map_err(undeliverable)
     }
 }
 
@@ -207,7 +246,9 @@ pub struct CallbackRelay {
 
 impl CallbackRelay {
     pub fn new(on_event: impl Fn(Event) + Send + Sync + 'static) -> Self {
-        CallbackRelay { on_event: Box::new(on_event) }
+        CallbackRelay {
+            on_event: Box::new(on_event),
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 use std::fs::File;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::service::binder_adapter::{self as binder, aidl, BinderResult, Failure, Strong, Transport};
+use crate::service::binder_adapter::{
+    self as binder, aidl, BinderResult, Failure, Strong, Transport,
+};
 use crate::service::binder_service::CallbackRelay;
 pub use crate::service::binder_service::Event;
 use crate::service::engine::{RollbackFloor, SlotInfo};
@@ -25,7 +27,9 @@ pub struct Watch {
 impl UpdateClient {
     /// Connects to the service registered as `abupdate` at `transport`.
     pub fn connect(transport: &Transport) -> Result<UpdateClient> {
-        Ok(UpdateClient { connection: binder::connect(transport, SERVICE_NAME)? })
+        Ok(UpdateClient {
+            connection: binder::connect(transport, SERVICE_NAME)?,
+        })
     }
 
     /// Starts applying the payload at `url`; `headers` are `KEY=VALUE` strings.
@@ -83,7 +87,10 @@ impl UpdateClient {
     pub fn watch(&self, on_event: impl Fn(Event) + Send + Sync + 'static) -> Result<Watch> {
         let callback = binder::new_callback_binder(CallbackRelay::new(on_event));
         call(self.service().registerCallback(&callback))?;
-        Ok(Watch { service: self.service().clone(), callback })
+        Ok(Watch {
+            service: self.service().clone(),
+            callback,
+        })
     }
 
     fn service(&self) -> &Strong<dyn aidl::IUpdateService> {
@@ -105,7 +112,10 @@ fn call<T>(result: BinderResult<T>) -> Result<T> {
     result.map_err(|status| match binder::failure(&status) {
         Failure::ServiceSpecific(code, message) => match ErrorCode::from_i32(code) {
             Some(code) => Error::new(code, message),
-            None => crate::err!(DeviceError, "abupdated failed with unknown code {code}: {message}"),
+            None => crate::err!(
+                DeviceError,
+                "abupdated failed with unknown code {code}: {message}"
+            ),
         },
         Failure::Security(message) => Error::new(ErrorCode::PermissionDenied, message),
         Failure::DeadObject => crate::err!(DeviceError, "abupdated is gone (died or restarted)"),

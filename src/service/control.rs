@@ -40,7 +40,11 @@ impl Control {
     pub fn checkpoint(&self) -> Result<()> {
         let mut state = self.lock();
         while *state == RunState::Suspended {
-            state = self.shared.changed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         match *state {
             RunState::Cancelled => Err(crate::err!(Cancelled, "the update was cancelled")),
@@ -82,7 +86,10 @@ impl Control {
 
     // A panic elsewhere cannot leave a RunState half-written; keep serving.
     fn lock(&self) -> MutexGuard<'_, RunState> {
-        self.shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::service::control::Control;
-use crate::service::engine::{ApplyRequest, Engine, PayloadSource, Progress, RollbackFloor, SlotInfo};
+use crate::service::engine::{
+    ApplyRequest, Engine, PayloadSource, Progress, RollbackFloor, SlotInfo,
+};
 use crate::service::listeners::{Listener, ListenerId, Listeners};
 use crate::service::persist::{Record, StateStore, StoredRequest};
 use crate::service::status::{State, Status};
@@ -104,10 +106,17 @@ impl UpdateService {
         self.authorize(caller, "apply a payload")?;
         let inner = self.lock();
         if inner.job.is_some() {
-            crate::bail!(Busy, "an update is already running ({})", inner.status.state);
+            crate::bail!(
+                Busy,
+                "an update is already running ({})",
+                inner.status.state
+            );
         }
         if inner.status.state == State::UpdatedNeedReboot {
-            crate::bail!(Busy, "an update was applied: reboot, or resetStatus to discard it");
+            crate::bail!(
+                Busy,
+                "an update was applied: reboot, or resetStatus to discard it"
+            );
         }
         let stored = match &request.source {
             PayloadSource::Url(url) => Some(StoredRequest {
@@ -184,7 +193,10 @@ impl UpdateService {
             crate::bail!(Busy, "no update to cancel ({})", inner.status.state);
         }
         inner.status.state = State::Idle;
-        inner.status.set_error(Some(&crate::err!(Cancelled, "the interrupted update was cancelled")));
+        inner.status.set_error(Some(&crate::err!(
+            Cancelled,
+            "the interrupted update was cancelled"
+        )));
         inner.request = None;
         self.publish(inner, Publish::Complete);
         Ok(())
@@ -196,11 +208,18 @@ impl UpdateService {
         self.authorize(caller, "reset the status")?;
         let mut inner = self.lock();
         if inner.job.is_some() {
-            crate::bail!(Busy, "an update is running ({}): cancel it first", inner.status.state);
+            crate::bail!(
+                Busy,
+                "an update is running ({}): cancel it first",
+                inner.status.state
+            );
         }
         self.engine.reset()?;
         let current_slot = inner.status.current_slot;
-        inner.status = Status { current_slot, ..Status::default() };
+        inner.status = Status {
+            current_slot,
+            ..Status::default()
+        };
         inner.request = None;
         self.publish(inner, Publish::Throttled);
         Ok(())
@@ -247,7 +266,10 @@ impl UpdateService {
     pub fn dump(&self) -> String {
         let (status, url) = {
             let inner = self.lock();
-            (inner.status.clone(), inner.request.as_ref().map(|r| r.url.clone()))
+            (
+                inner.status.clone(),
+                inner.request.as_ref().map(|r| r.url.clone()),
+            )
         };
         let listeners = self.lock_listeners().len();
         crate::service::dump::render(&crate::service::dump::DumpInput {
@@ -306,7 +328,9 @@ impl UpdateService {
     /// The worker thread's body.
     fn run(&self, request: &ApplyRequest, control: &Control) {
         log::info!("update started from {}", describe(&request.source));
-        let result = self.engine.apply(request, &mut |p| self.progress(p), control);
+        let result = self
+            .engine
+            .apply(request, &mut |p| self.progress(p), control);
         self.finish(result);
     }
 
@@ -389,7 +413,9 @@ impl UpdateService {
     }
 
     fn lock_listeners(&self) -> MutexGuard<'_, Listeners> {
-        self.listeners.lock().unwrap_or_else(PoisonError::into_inner)
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -399,7 +425,12 @@ fn recover(
     boot_id: &str,
     engine: &dyn Engine,
 ) -> (Status, Option<StoredRequest>) {
-    let Some(Record { mut status, boot_id: then, request }) = record else {
+    let Some(Record {
+        mut status,
+        boot_id: then,
+        request,
+    }) = record
+    else {
         return (Status::default(), None);
     };
     match status.state {
@@ -420,7 +451,14 @@ fn recover(
             log::info!("rebooted since the update was applied");
             (Status::default(), None)
         }
-        _ => (Status { done: 0, total: 0, ..status }, None),
+        _ => (
+            Status {
+                done: 0,
+                total: 0,
+                ..status
+            },
+            None,
+        ),
     }
 }
 

@@ -30,7 +30,13 @@ fn write_dump(out: &mut String, d: &DumpInput<'_>) -> std::fmt::Result {
     let s = d.status;
     writeln!(out, "abupdated")?;
     writeln!(out, "  state: {} ({})", s.state, s.state.as_i32())?;
-    writeln!(out, "  progress: {:.1}% ({} of {} bytes)", s.progress() * 100.0, s.done, s.total)?;
+    writeln!(
+        out,
+        "  progress: {:.1}% ({} of {} bytes)",
+        s.progress() * 100.0,
+        s.done,
+        s.total
+    )?;
     match s.error() {
         Some(e) => writeln!(out, "  last error: {}: {}", e.code, e.message)?,
         None => writeln!(out, "  last error: none")?,
@@ -39,7 +45,12 @@ fn write_dump(out: &mut String, d: &DumpInput<'_>) -> std::fmt::Result {
         writeln!(out, "  payload: {url}")?;
     }
     let slot = |n: Option<u32>| n.map_or("unknown".to_owned(), |n| n.to_string());
-    writeln!(out, "  current slot: {}, target slot: {}", slot(s.current_slot), slot(s.target_slot))?;
+    writeln!(
+        out,
+        "  current slot: {}, target slot: {}",
+        slot(s.current_slot),
+        slot(s.target_slot)
+    )?;
     match &d.slots {
         Ok(info) => {
             writeln!(out, "  slots (active {}):", info.active)?;
@@ -55,8 +66,10 @@ fn write_dump(out: &mut String, d: &DumpInput<'_>) -> std::fmt::Result {
     }
     match &d.floors {
         Ok(floors) => {
-            let list: Vec<String> =
-                floors.iter().map(|f| format!("{}={}", f.location, f.index)).collect();
+            let list: Vec<String> = floors
+                .iter()
+                .map(|f| format!("{}={}", f.location, f.index))
+                .collect();
             writeln!(out, "  rollback floors: {}", list.join(" "))?;
         }
         Err(e) => writeln!(out, "  rollback floors: unavailable: {e}")?,

@@ -130,7 +130,10 @@ impl SlotInfo {
 
     /// The suffix of `slot`, for messages.
     pub fn suffix(&self, slot: u32) -> Option<&str> {
-        self.slots.iter().find(|s| s.slot == slot).map(|s| s.suffix.as_str())
+        self.slots
+            .iter()
+            .find(|s| s.slot == slot)
+            .map(|s| s.suffix.as_str())
     }
 }
 
@@ -143,7 +146,10 @@ pub fn parse_headers(pairs: &[String]) -> Result<Vec<(String, String)>> {
             Some((key, value)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
                 Ok((key.to_owned(), value.to_owned()))
             }
-            _ => Err(crate::err!(MalformedPayload, "header {pair:?} is not KEY=VALUE")),
+            _ => Err(crate::err!(
+                MalformedPayload,
+                "header {pair:?} is not KEY=VALUE"
+            )),
         })
         .collect()
 }
@@ -177,7 +183,11 @@ mod tests {
             successful: true,
             tries_remaining: 0,
         };
-        let mut info = SlotInfo { current: 1, active: 1, slots: vec![slot(0, "_a"), slot(1, "_b")] };
+        let mut info = SlotInfo {
+            current: 1,
+            active: 1,
+            slots: vec![slot(0, "_a"), slot(1, "_b")],
+        };
         assert_eq!(info.target(), Some(0));
         assert_eq!(info.suffix(0), Some("_a"));
         info.slots.truncate(1);

@@ -148,18 +148,37 @@ mod tests {
 
     impl Listener for Recorder {
         fn on_status(&self, status: &Status) -> Result<(), Gone> {
-            self.seen.lock().unwrap().push(format!("{} {}", status.state, status.done));
-            if self.gone { Err(Gone) } else { Ok(()) }
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("{} {}", status.state, status.done));
+            if self.gone {
+                Err(Gone)
+            } else {
+                Ok(())
+            }
         }
 
         fn on_complete(&self, code: ErrorCode, _message: &str) -> Result<(), Gone> {
-            self.seen.lock().unwrap().push(format!("complete {}", code.name()));
-            if self.gone { Err(Gone) } else { Ok(()) }
+            self.seen
+                .lock()
+                .unwrap()
+                .push(format!("complete {}", code.name()));
+            if self.gone {
+                Err(Gone)
+            } else {
+                Ok(())
+            }
         }
     }
 
     fn downloading(done: u64) -> Status {
-        Status { state: State::Downloading, done, total: 1000, ..Status::default() }
+        Status {
+            state: State::Downloading,
+            done,
+            total: 1000,
+            ..Status::default()
+        }
     }
 
     #[test]
@@ -169,16 +188,36 @@ mod tests {
         listeners.add(rec.clone());
         let t0 = Instant::now();
         assert!(listeners.publish(&downloading(0), t0));
-        assert!(!listeners.publish(&downloading(5), t0), "0.5% is no useful step");
+        assert!(
+            !listeners.publish(&downloading(5), t0),
+            "0.5% is no useful step"
+        );
         assert!(listeners.publish(&downloading(10), t0), "1% is");
         assert!(!listeners.publish(&downloading(11), t0 + Duration::from_millis(500)));
-        assert!(listeners.publish(&downloading(12), t0 + Duration::from_secs(2)), "heartbeat");
-        assert!(!listeners.publish(&downloading(12), t0 + Duration::from_secs(9)), "no motion");
-        let verifying = Status { state: State::Verifying, ..downloading(12) };
-        assert!(listeners.publish(&verifying, t0 + Duration::from_secs(9)), "state change");
+        assert!(
+            listeners.publish(&downloading(12), t0 + Duration::from_secs(2)),
+            "heartbeat"
+        );
+        assert!(
+            !listeners.publish(&downloading(12), t0 + Duration::from_secs(9)),
+            "no motion"
+        );
+        let verifying = Status {
+            state: State::Verifying,
+            ..downloading(12)
+        };
+        assert!(
+            listeners.publish(&verifying, t0 + Duration::from_secs(9)),
+            "state change"
+        );
         assert_eq!(
             *rec.seen.lock().unwrap(),
-            ["DOWNLOADING 0", "DOWNLOADING 10", "DOWNLOADING 12", "VERIFYING 12"]
+            [
+                "DOWNLOADING 0",
+                "DOWNLOADING 10",
+                "DOWNLOADING 12",
+                "VERIFYING 12"
+            ]
         );
     }
 
@@ -186,13 +225,23 @@ mod tests {
     fn unreachable_listeners_are_dropped() {
         let mut listeners = Listeners::default();
         let alive = Arc::new(Recorder::default());
-        let dead = Arc::new(Recorder { gone: true, ..Recorder::default() });
+        let dead = Arc::new(Recorder {
+            gone: true,
+            ..Recorder::default()
+        });
         listeners.add(alive.clone());
         let dead_id = listeners.add(dead.clone());
         listeners.complete(&downloading(1000), Instant::now());
         assert_eq!(listeners.len(), 1);
         assert!(!listeners.remove(dead_id));
-        assert_eq!(*alive.seen.lock().unwrap(), ["DOWNLOADING 1000", "complete OK"]);
-        assert_eq!(dead.seen.lock().unwrap().len(), 1, "nothing after the failed delivery");
+        assert_eq!(
+            *alive.seen.lock().unwrap(),
+            ["DOWNLOADING 1000", "complete OK"]
+        );
+        assert_eq!(
+            dead.seen.lock().unwrap().len(),
+            1,
+            "nothing after the failed delivery"
+        );
     }
 }

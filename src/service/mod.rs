@@ -15,9 +15,9 @@ pub mod core;
 mod dump;
 pub mod engine;
 mod listeners;
-mod wire;
 pub mod persist;
 pub mod status;
+mod wire;
 
 pub use self::control::Control;
 pub use self::core::{Caller, Config, UpdateService};

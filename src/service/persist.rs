@@ -75,7 +75,8 @@ impl StateStore {
             .mode(0o600)
             .open(&tmp)
             .map_err(|e| io("creating", e))?;
-        file.write_all(render(record).as_bytes()).map_err(|e| io("writing", e))?;
+        file.write_all(render(record).as_bytes())
+            .map_err(|e| io("writing", e))?;
         file.sync_all().map_err(|e| io("syncing", e))?;
         fs::rename(&tmp, &path)
             .map_err(|e| Error::io(format_args!("renaming to {}", path.display()), e))?;
@@ -104,7 +105,11 @@ fn read_boot_id(path: &Path) -> Result<String> {
         .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
     let id = text.trim();
     if id.is_empty() || id.contains(char::is_whitespace) {
-        crate::bail!(DeviceError, "{}: unexpected content {text:?}", path.display());
+        crate::bail!(
+            DeviceError,
+            "{}: unexpected content {text:?}",
+            path.display()
+        );
     }
     Ok(id.to_owned())
 }
@@ -131,7 +136,10 @@ fn render(record: &Record) -> String {
             lines.push(("header", escape(&format!("{key}={value}"))));
         }
     }
-    lines.into_iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    lines
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect()
 }
 
 fn parse(text: &str) -> Result<Record> {
@@ -141,9 +149,15 @@ fn parse(text: &str) -> Result<Record> {
     let mut version = None;
     let (mut url, mut offset, mut size, mut headers) = (None, None, None, Vec::new());
     for line in text.lines() {
-        let (key, raw) = line.split_once('=').ok_or_else(|| bad(format!("line {line:?}")))?;
+        let (key, raw) = line
+            .split_once('=')
+            .ok_or_else(|| bad(format!("line {line:?}")))?;
         let value = unescape(raw).ok_or_else(|| bad(format!("escape in {line:?}")))?;
-        let number = || value.parse::<u64>().map_err(|_| bad(format!("number in {line:?}")));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad(format!("number in {line:?}")))
+        };
         match key {
             "version" => version = Some(value),
             "state" => {
@@ -162,9 +176,8 @@ fn parse(text: &str) -> Result<Record> {
             "error_message" => status.error_message = value,
             "boot_id" => boot_id = Some(value),
             "target_slot" => {
-                status.target_slot = Some(
-                    u32::try_from(number()?).map_err(|_| bad(format!("slot {value:?}")))?,
-                )
+                status.target_slot =
+                    Some(u32::try_from(number()?).map_err(|_| bad(format!("slot {value:?}")))?)
             }
             "url" => url = Some(value),
             "offset" => offset = Some(number()?),
@@ -177,15 +190,26 @@ fn parse(text: &str) -> Result<Record> {
         }
     }
     if version.as_deref() != Some(FORMAT_VERSION) {
-        return Err(bad(format!("version {version:?}, expected {FORMAT_VERSION}")));
+        return Err(bad(format!(
+            "version {version:?}, expected {FORMAT_VERSION}"
+        )));
     }
     let request = match (url, offset, size) {
-        (Some(url), Some(offset), Some(size)) => Some(StoredRequest { url, offset, size, headers }),
+        (Some(url), Some(offset), Some(size)) => Some(StoredRequest {
+            url,
+            offset,
+            size,
+            headers,
+        }),
         (None, None, None) if headers.is_empty() => None,
         _ => return Err(bad("incomplete request".to_owned())),
     };
     let boot_id = boot_id.ok_or_else(|| bad("no boot_id".to_owned()))?;
-    Ok(Record { status, boot_id, request })
+    Ok(Record {
+        status,
+        boot_id,
+        request,
+    })
 }
 
 /// Keeps every value on one line.
@@ -253,7 +277,11 @@ mod tests {
         store.save(&sample()).unwrap();
         assert_eq!(store.load().unwrap(), Some(sample()));
 
-        let idle = Record { status: Status::default(), boot_id: "b".to_owned(), request: None };
+        let idle = Record {
+            status: Status::default(),
+            boot_id: "b".to_owned(),
+            request: None,
+        };
         store.save(&idle).unwrap();
         assert_eq!(store.load().unwrap(), Some(idle));
         let mode = std::os::unix::fs::MetadataExt::mode(&fs::metadata(store.path()).unwrap());

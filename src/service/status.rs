@@ -71,7 +71,10 @@ impl State {
 
     /// Whether an update job runs (possibly paused) in this state.
     pub fn is_running(self) -> bool {
-        matches!(self, Self::Downloading | Self::Verifying | Self::Finalizing | Self::Suspended)
+        matches!(
+            self,
+            Self::Downloading | Self::Verifying | Self::Finalizing | Self::Suspended
+        )
     }
 
     pub(crate) fn of_phase(phase: Phase) -> Self {
@@ -139,7 +142,13 @@ impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.state)?;
         if self.state.is_running() || self.state == State::Interrupted {
-            write!(f, " {:.1}% ({}/{} bytes)", self.progress() * 100.0, self.done, self.total)?;
+            write!(
+                f,
+                " {:.1}% ({}/{} bytes)",
+                self.progress() * 100.0,
+                self.done,
+                self.total
+            )?;
         }
         if let Some(e) = self.error() {
             write!(f, ", last error {}: {}", e.code, e.message)?;
@@ -163,7 +172,11 @@ mod tests {
 
     #[test]
     fn progress_is_a_fraction() {
-        let mut status = Status { done: 50, total: 200, ..Status::default() };
+        let mut status = Status {
+            done: 50,
+            total: 200,
+            ..Status::default()
+        };
         assert_eq!(status.progress(), 0.25);
         status.total = 0;
         assert_eq!(status.progress(), 0.0);

@@ -116,7 +116,9 @@ fn slot_to_int(slot: Option<u32>) -> i32 {
 fn slot_from_int(n: i32) -> Result<Option<u32>> {
     match n {
         -1 => Ok(None),
-        n => u32::try_from(n).map(Some).map_err(|_| bad(format!("slot {n}"))),
+        n => u32::try_from(n)
+            .map(Some)
+            .map_err(|_| bad(format!("slot {n}"))),
     }
 }
 
@@ -197,10 +199,22 @@ mod tests {
     fn invalid_values_from_the_peer_are_refused() {
         let good = || status_to_aidl(&Status::default());
         let cases = [
-            aidl::UpdateStatus { state: 42, ..good() },
-            aidl::UpdateStatus { bytesDone: -5, ..good() },
-            aidl::UpdateStatus { errorCode: 37, ..good() },
-            aidl::UpdateStatus { currentSlot: -2, ..good() },
+            aidl::UpdateStatus {
+                state: 42,
+                ..good()
+            },
+            aidl::UpdateStatus {
+                bytesDone: -5,
+                ..good()
+            },
+            aidl::UpdateStatus {
+                errorCode: 37,
+                ..good()
+            },
+            aidl::UpdateStatus {
+                currentSlot: -2,
+                ..good()
+            },
         ];
         for wire in cases {
             assert!(status_from_aidl(&wire).is_err(), "{wire:?}");
@@ -209,7 +223,10 @@ mod tests {
 
     #[test]
     fn rollback_indexes_keep_all_64_bits() {
-        let floors = [RollbackFloor { location: 1, index: u64::MAX - 1 }];
+        let floors = [RollbackFloor {
+            location: 1,
+            index: u64::MAX - 1,
+        }];
         assert_eq!(floors_from_aidl(&floors_to_aidl(&floors)).unwrap(), floors);
     }
 }

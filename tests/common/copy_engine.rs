@@ -27,7 +27,12 @@ impl CopyEngine {
     /// Slot images and state live in `dir`; slot `current` runs.
     pub fn new(dir: &Path, current: u32, chunk: usize, pause: Duration) -> CopyEngine {
         fs::create_dir_all(dir).unwrap();
-        CopyEngine { dir: dir.to_owned(), current, chunk, pause }
+        CopyEngine {
+            dir: dir.to_owned(),
+            current,
+            chunk,
+            pause,
+        }
     }
 
     pub fn image(&self, slot: u32) -> PathBuf {
@@ -106,7 +111,9 @@ impl Engine for CopyEngine {
         control: &Control,
     ) -> Result<()> {
         let mut source = self.open_source(request)?;
-        let len = source.seek(SeekFrom::End(0)).map_err(|e| Error::io("payload", e))?;
+        let len = source
+            .seek(SeekFrom::End(0))
+            .map_err(|e| Error::io("payload", e))?;
         let total = match request.size {
             0 => len.saturating_sub(request.offset),
             n if request.offset + n <= len => n,
@@ -125,29 +132,56 @@ impl Engine for CopyEngine {
             .open(self.image(self.target()))
             .map_err(|e| Error::io("target image", e))?;
         let offset = request.offset;
-        self.pass(Phase::Downloading, total, start, progress, control, |at, buf| {
-            source.read_exact_at(buf, offset + at).map_err(|e| Error::io("reading payload", e))?;
-            target.write_all_at(buf, at).map_err(|e| Error::io("writing target", e))
-        })?;
-        target.set_len(total).map_err(|e| Error::io("target size", e))?;
+        self.pass(
+            Phase::Downloading,
+            total,
+            start,
+            progress,
+            control,
+            |at, buf| {
+                source
+                    .read_exact_at(buf, offset + at)
+                    .map_err(|e| Error::io("reading payload", e))?;
+                target
+                    .write_all_at(buf, at)
+                    .map_err(|e| Error::io("writing target", e))
+            },
+        )?;
+        target
+            .set_len(total)
+            .map_err(|e| Error::io("target size", e))?;
         let mut written = vec![0; self.chunk];
         self.pass(Phase::Verifying, total, 0, progress, control, |at, buf| {
-            source.read_exact_at(buf, offset + at).map_err(|e| Error::io("reading payload", e))?;
+            source
+                .read_exact_at(buf, offset + at)
+                .map_err(|e| Error::io("reading payload", e))?;
             let mine = &mut written[..buf.len()];
-            target.read_exact_at(mine, at).map_err(|e| Error::io("reading target", e))?;
+            target
+                .read_exact_at(mine, at)
+                .map_err(|e| Error::io("reading target", e))?;
             match mine == buf {
                 true => Ok(()),
                 false => Err(abupdate::err!(PartitionHash, "target differs at byte {at}")),
             }
         })?;
         control.checkpoint()?;
-        progress(Progress { phase: Phase::Finalizing, done: 0, total: 1 });
-        target.sync_all().map_err(|e| Error::io("syncing target", e))?;
+        progress(Progress {
+            phase: Phase::Finalizing,
+            done: 0,
+            total: 1,
+        });
+        target
+            .sync_all()
+            .map_err(|e| Error::io("syncing target", e))?;
         self.write_number("active", u64::from(self.target()))?;
         for name in ["checkpoint_done", "checkpoint_total"] {
             fs::remove_file(self.dir.join(name)).map_err(|e| Error::io(name, e))?;
         }
-        progress(Progress { phase: Phase::Finalizing, done: 1, total: 1 });
+        progress(Progress {
+            phase: Phase::Finalizing,
+            done: 1,
+            total: 1,
+        });
         Ok(())
     }
 
@@ -159,7 +193,9 @@ impl Engine for CopyEngine {
     }
 
     fn slot_info(&self) -> Result<SlotInfo> {
-        let active = self.read_number("active")?.map_or(self.current, |n| n as u32);
+        let active = self
+            .read_number("active")?
+            .map_or(self.current, |n| n as u32);
         let slots = (0..2)
             .map(|slot| SlotState {
                 slot,
@@ -169,39 +205,57 @@ impl Engine for CopyEngine {
                 tries_remaining: if slot == active { 7 } else { 0 },
             })
             .collect();
-        Ok(SlotInfo { current: self.current, active, slots })
+        Ok(SlotInfo {
+            current: self.current,
+            active,
+            slots,
+        })
     }
 
     fn mark_boot_successful(&self) -> Result<()> {
         let marker = self.dir.join(format!("successful_{}", self.current));
-        File::create(&marker).and_then(|mut f| f.write_all(b"1")).map_err(|e| Error::io("marker", e))
+        File::create(&marker)
+            .and_then(|mut f| f.write_all(b"1"))
+            .map_err(|e| Error::io("marker", e))
     }
 
     fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
         let mut text = String::new();
         match File::open(self.dir.join("floors")) {
-            Ok(mut f) => f.read_to_string(&mut text).map_err(|e| Error::io("floors", e))?,
+            Ok(mut f) => f
+                .read_to_string(&mut text)
+                .map_err(|e| Error::io("floors", e))?,
             Err(_) => return Ok(Vec::new()),
         };
         text.lines()
             .map(|line| {
                 let (location, index) = line.split_once(' ').unwrap_or((line, ""));
                 Ok(RollbackFloor {
-                    location: location.parse().map_err(|_| abupdate::err!(SlotError, "{line}"))?,
-                    index: index.parse().map_err(|_| abupdate::err!(SlotError, "{line}"))?,
+                    location: location
+                        .parse()
+                        .map_err(|_| abupdate::err!(SlotError, "{line}"))?,
+                    index: index
+                        .parse()
+                        .map_err(|_| abupdate::err!(SlotError, "{line}"))?,
                 })
             })
             .collect()
     }
 
     fn resume_point(&self) -> Result<Option<Progress>> {
-        Ok(self.checkpoint()?.map(|(done, total)| Progress { phase: Phase::Downloading, done, total }))
+        Ok(self.checkpoint()?.map(|(done, total)| Progress {
+            phase: Phase::Downloading,
+            done,
+            total,
+        }))
     }
 
     fn reset(&self) -> Result<()> {
         for name in ["checkpoint_done", "checkpoint_total"] {
             match fs::remove_file(self.dir.join(name)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(name, e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(name, e))
+                }
                 _ => {}
             }
         }

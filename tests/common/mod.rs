@@ -24,13 +24,24 @@ impl Server {
     pub fn start(dir: &Path, engine: Arc<dyn Engine>, allowed_uids: Vec<u32>) -> Server {
         let state_dir = dir.join("state");
         std::fs::create_dir_all(&state_dir).unwrap();
-        let config = Config { state_dir, allowed_uids, boot_id: "test-boot".to_owned() };
+        let config = Config {
+            state_dir,
+            allowed_uids,
+            boot_id: "test-boot".to_owned(),
+        };
         let core = UpdateService::new(engine, config).unwrap();
-        let uri = format!("unix://{}?profile=android13plus", dir.join("abupdate.sock").display());
+        let uri = format!(
+            "unix://{}?profile=android13plus",
+            dir.join("abupdate.sock").display()
+        );
         let transport = Transport::parse(&uri).unwrap();
         let binder = binder::new_service_binder(BinderService::new(core.clone()));
         let served = binder::serve(&transport, SERVICE_NAME, binder, 4).unwrap();
-        Server { core, transport, served: Some(served) }
+        Server {
+            core,
+            transport,
+            served: Some(served),
+        }
     }
 }
 

@@ -14,7 +14,10 @@ use abupdate::Result;
 /// The engine for this device; `device` is the host stand-in for block devices.
 pub fn open(device: Option<&Path>) -> Result<Arc<dyn Engine>> {
     if let Some(dir) = device {
-        log::info!("device directory {} (used once an engine is linked)", dir.display());
+        log::info!(
+            "device directory {} (used once an engine is linked)",
+            dir.display()
+        );
     }
     Ok(Arc::new(NoEngine))
 }

@@ -69,6 +69,9 @@ fn run(args: Args) -> Result<()> {
     let transport = Transport::parse(&args.binder)?;
     let service = binder::new_service_binder(BinderService::new(core));
     let served = binder::serve(&transport, SERVICE_NAME, service, args.threads)?;
-    log::info!("serving {SERVICE_NAME} on {transport} with {} threads", args.threads);
+    log::info!(
+        "serving {SERVICE_NAME} on {transport} with {} threads",
+        args.threads
+    );
     binder::join(served)
 }

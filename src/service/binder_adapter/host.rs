@@ -20,13 +20,13 @@ mod generated {
 /// The AIDL types, at the same paths as on Android.
 pub mod aidl {
     pub use super::generated::com::abupdate::IUpdateCallback::{BnUpdateCallback, IUpdateCallback};
+    /// `IUpdateService.STATE_*` and `ERROR_*`.
+    pub use super::generated::com::abupdate::IUpdateService as consts;
     pub use super::generated::com::abupdate::IUpdateService::{BnUpdateService, IUpdateService};
     pub use super::generated::com::abupdate::{
         RollbackFloor::RollbackFloor, SlotInfo::SlotInfo, SlotState::SlotState,
         UpdateStatus::UpdateStatus,
     };
-    /// `IUpdateService.STATE_*` and `ERROR_*`.
-    pub use super::generated::com::abupdate::IUpdateService as consts;
 }
 
 /// Where the service listens and clients connect.
@@ -46,7 +46,10 @@ impl Transport {
             // `binder:/dev/binder`: a device path, the short form for the kernel driver.
             Some(path) if !path.starts_with("//") => {
                 if !path.starts_with('/') {
-                    crate::bail!(DeviceError, "binder device {path:?} is not an absolute path");
+                    crate::bail!(
+                        DeviceError,
+                        "binder device {path:?} is not an absolute path"
+                    );
                 }
                 rsbinder::Uri::new(rsbinder::entry::KernelEndpoint::default().with_driver(path))
             }
@@ -146,7 +149,10 @@ pub fn connect(transport: &Transport, name: &str) -> Result<Connection> {
     let service = client
         .get::<dyn aidl::IUpdateService>(name)
         .map_err(|e| binder_error(&format!("looking up {name} at {transport}"), e))?;
-    Ok(Connection { service, _client: client })
+    Ok(Connection {
+        service,
+        _client: client,
+    })
 }
 
 /// The caller of the transaction being served.
@@ -198,12 +204,16 @@ pub fn link_to_death(
     callback: &Strong<dyn aidl::IUpdateCallback>,
     on_death: Box<dyn Fn() + Send + Sync>,
 ) -> Result<DeathLink> {
-    let recipient = Arc::new(Obituary { on_death: Mutex::new(Some(on_death)) });
+    let recipient = Arc::new(Obituary {
+        on_death: Mutex::new(Some(on_death)),
+    });
     callback
         .as_binder()
         .link_to_death_arc(&recipient)
         .map_err(|e| binder_error("linking to a callback's death", e))?;
-    Ok(DeathLink { _recipient: recipient })
+    Ok(DeathLink {
+        _recipient: recipient,
+    })
 }
 
 /// Keeps a death notification alive.
@@ -217,7 +227,11 @@ struct Obituary {
 
 impl DeathRecipient for Obituary {
     fn binder_died(&self, _who: &WIBinder) {
-        let on_death = self.on_death.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let on_death = self
+            .on_death
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(on_death) = on_death {
             on_death();
         }
@@ -226,7 +240,9 @@ impl DeathRecipient for Obituary {
 
 impl Interface for BinderService {
     fn dump(&self, writer: &mut dyn std::io::Write, _args: &[String]) -> rsbinder::Result<()> {
-        writer.write_all(self.dump_text().as_bytes()).map_err(|_| StatusCode::FailedTransaction)
+        writer
+            .write_all(self.dump_text().as_bytes())
+            .map_err(|_| StatusCode::FailedTransaction)
     }
 }
 
