@@ -99,10 +99,7 @@ fn an_interrupted_update_resumes_after_a_restart() {
     let status = second.status();
     assert_eq!(status.state, State::Interrupted);
     let resumed_at = status.done;
-    assert!(
-        (32 * 1024..64 * 1024).contains(&resumed_at),
-        "{status:?}"
-    );
+    assert!((32 * 1024..64 * 1024).contains(&resumed_at), "{status:?}");
     assert!(
         second.dump().contains("payload: file://"),
         "{}",

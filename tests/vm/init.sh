@@ -21,10 +21,11 @@ BINDER=binder:/dev/binder
 step() {
     name=$1
     shift
+    # The leading newline keeps a kernel message from sharing the line.
     if "$@" > "/tmp/$name.out" 2>&1; then
-        echo "STEP $name PASS"
+        printf '\nSTEP %s PASS\n' "$name"
     else
-        echo "STEP $name FAIL"
+        printf '\nSTEP %s FAIL\n' "$name"
         sed "s/^/INFO $name: /" "/tmp/$name.out"
     fi
 }
@@ -103,7 +104,7 @@ expect_exit() {
 permission_check() {
     # Root may cancel but nothing runs: Busy (35). Uid 2000 is not allowed: 36.
     expect_exit 35 timeout 20 service_client "$BINDER" cancel &&
-        expect_exit 36 timeout 20 chpst -u shell service_client "$BINDER" cancel
+        expect_exit 36 timeout 20 su -s /bin/sh -c "service_client $BINDER cancel" shell
 }
 
 loop_devices() {
@@ -128,7 +129,8 @@ verity_corrupt_eio() {
     fi
     cat /tmp/dd.err
     veritysetup close vbad
-    grep -q "I/O error" /tmp/dd.err && dmesg | grep -q "data block 3 is corrupted"
+    dmesg | grep -i "verity" | tail -5
+    grep -q "Input/output error" /tmp/dd.err && dmesg | grep -q "data block 3 is corrupted"
 }
 
 verity_fec_corrects() {
@@ -137,7 +139,7 @@ verity_fec_corrects() {
     sum=$(sha256sum /dev/mapper/vfec | cut -d' ' -f1)
     veritysetup close vfec
     dmesg | grep -i "fec" | tail -3
-    [ "$sum" = "$DATA_SHA" ] && dmesg | grep -qi "correct"
+    [ "$sum" = "$DATA_SHA" ] && dmesg | grep -q "FEC.*corrected"
 }
 
 step modules load_modules
@@ -151,5 +153,5 @@ step loop-devices loop_devices
 step verity-good verity_good
 step verity-corrupt-eio verity_corrupt_eio
 step verity-fec-corrects verity_fec_corrects
-echo "ALL STEPS DONE"
+printf '\nALL STEPS DONE\n'
 poweroff -f

@@ -51,9 +51,11 @@ if [ ! -f "$kdir/vmlinux" ]; then
         "./lib/modules/$kver/kernel/drivers/md/dm-verity.ko"
     # The bzImage carries the kernel as an XZ stream: decompressing it here once saves
     # seconds of emulated decompression at every boot.
-    offset=$(grep -obUaP '\xFD7zXZ\x00' "$kdir/boot/vmlinuz-$kver" | head -1 | cut -d: -f1)
+    offset=$(LC_ALL=C grep -m1 -obUaP '\xFD7zXZ\x00' "$kdir/boot/vmlinuz-$kver" | awk -F: 'NR == 1 {print $1}')
     [ -n "$offset" ] || die "no XZ stream in vmlinuz-$kver"
-    tail -c +$((offset + 1)) "$kdir/boot/vmlinuz-$kver" | xz -dc --single-stream > "$kdir/vmlinux.tmp"
+    tail -c +$((offset + 1)) "$kdir/boot/vmlinuz-$kver" > "$kdir/vmlinux.xz"
+    xz -dc --single-stream "$kdir/vmlinux.xz" > "$kdir/vmlinux.tmp"
+    rm "$kdir/vmlinux.xz"
     mv "$kdir/vmlinux.tmp" "$kdir/vmlinux"
     rm -f "$kdir"/*.deb
 fi
@@ -83,7 +85,7 @@ find "$kdir/lib/modules" -name '*.ko' -exec cp {} "$fs/lib/modules/" \;
 for bin in "$abupdated" "$client" "$rsb_hub" "$(command -v veritysetup)"; do
     strip -o "$fs/bin/$(basename "$bin")" "$bin"
     # The ldd closure, at the same paths.
-    ldd "$bin" | awk '/=> \// {print $3} /^\s*\/.*ld-linux/ {print $1}' | while read -r lib; do
+    ldd "$bin" | awk '/=> \// {print $3} /^[ \t]*\/.*ld-linux/ {print $1}' | while read -r lib; do
         cp --parents -L -n "$lib" "$fs"
     done
 done

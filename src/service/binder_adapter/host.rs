@@ -97,9 +97,20 @@ pub fn serve(
     service: Strong<dyn aidl::IUpdateService>,
     threads: u32,
 ) -> Result<Served> {
-    let guard = rsbinder::serve(transport.uri.clone())
+    let server = match transport.uri.endpoint() {
+        // Kernel Binder: the process-wide thread pool is sized when `serve` opens the
+        // driver, so the count goes into the endpoint, not the options.
+        rsbinder::Endpoint::Kernel(kernel) => {
+            let mut endpoint = rsbinder::entry::KernelEndpoint::default().with_threads(threads);
+            if let Some(driver) = kernel.driver() {
+                endpoint = endpoint.with_driver(driver);
+            }
+            rsbinder::serve(rsbinder::Uri::new(endpoint))
+        }
+        _ => rsbinder::serve(transport.uri.clone()).map(|s| s.with(|o| o.threads = Some(threads))),
+    };
+    let guard = server
         .and_then(|s| s.add(name, service.as_binder()))
-        .map(|s| s.with(|o| o.threads = Some(threads)))
         .and_then(|s| s.spawn())
         .map_err(|e| binder_error(&format!("serving {name} on {transport}"), e))?;
     Ok(Served { guard: Some(guard) })
