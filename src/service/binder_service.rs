@@ -199,9 +199,8 @@ fn forget(core: &Weak<UpdateService>, registered: &Weak<Mutex<Vec<Registered>>>,
             .retain(|r| r.id != id);
     }
     if let Some(core) = core.upgrade() {
-        if core.remove_listener(id) {
-            log::info!("a status listener died; dropped it");
-        }
+        log::info!("a client with a status callback died");
+        core.remove_listener(id);
     }
 }
 

@@ -4,6 +4,7 @@
 //! only useful changes: every state or error change, and progress once it moved by 1%
 //! or, while bytes are still being written, once a second.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,14 +27,28 @@ pub struct Gone;
 
 /// Names a registered listener, to remove it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListenerId(u64);
+pub struct ListenerId(pub(crate) u64);
 
 /// The registered listeners and what they were last told.
+///
+/// Each change the service publishes carries a sequence number, taken when the change
+/// was made. Deliveries happen outside the service's state lock (a slow client must not
+/// stall `getStatus`), so a change may arrive here after a newer one: it is then stale
+/// and dropped, and a listener greeted with a newer status skips older ones.
 #[derive(Default)]
 pub(crate) struct Listeners {
-    entries: Vec<(ListenerId, Arc<dyn Listener>)>,
-    next_id: u64,
+    entries: Vec<Entry>,
+    /// The newest change forwarded.
+    last_seq: u64,
     throttle: Throttle,
+    count: Arc<AtomicUsize>,
+}
+
+struct Entry {
+    id: ListenerId,
+    listener: Arc<dyn Listener>,
+    /// The change this listener was greeted with; it gets only newer ones.
+    greeted: u64,
 }
 
 /// The smallest progress step worth a callback.
@@ -47,22 +62,34 @@ struct Throttle {
 }
 
 impl Listeners {
-    pub(crate) fn add(&mut self, listener: Arc<dyn Listener>) -> ListenerId {
-        let id = ListenerId(self.next_id);
-        self.next_id += 1;
-        self.entries.push((id, listener));
+    /// Registers a listener that is about to be greeted with change `seq`.
+    pub(crate) fn insert(&mut self, id: ListenerId, listener: Arc<dyn Listener>, seq: u64) {
+        self.entries.push(Entry {
+            id,
+            listener,
+            greeted: seq,
+        });
+        self.count.store(self.entries.len(), Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    fn add(&mut self, listener: Arc<dyn Listener>, seq: u64) -> ListenerId {
+        let id = ListenerId(self.entries.len() as u64 + 1000);
+        self.insert(id, listener, seq);
         id
     }
 
     /// Removes a listener; false if it was not registered (any more).
     pub(crate) fn remove(&mut self, id: ListenerId) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|(i, _)| *i != id);
+        self.entries.retain(|e| e.id != id);
+        self.count.store(self.entries.len(), Ordering::Relaxed);
         self.entries.len() != before
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+    /// The number of listeners, readable from other threads.
+    pub(crate) fn count(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.count)
     }
 
     /// Tells one new listener the current status at once.
@@ -70,43 +97,41 @@ impl Listeners {
         let gone = self
             .entries
             .iter()
-            .find(|(i, _)| *i == id)
-            .is_some_and(|(_, l)| l.on_status(status).is_err());
+            .find(|e| e.id == id)
+            .is_some_and(|e| e.listener.on_status(status).is_err());
         if gone {
             self.remove(id);
         }
     }
 
-    /// Forwards `status` if it is a useful change; returns whether it was forwarded.
-    #[cfg(test)]
-    pub(crate) fn publish(&mut self, status: &Status, now: Instant) -> bool {
-        let admitted = self.admits(status, now);
-        if admitted {
-            self.send(status);
+    /// Whether change `seq` should be forwarded: it is not stale, and it is a useful
+    /// change (or `force`d). If so it counts as forwarded from now on.
+    pub(crate) fn admit(&mut self, seq: u64, status: &Status, now: Instant, force: bool) -> bool {
+        if seq <= self.last_seq {
+            return false;
         }
-        admitted
-    }
-
-    /// Whether `status` is a useful change to forward; if so it counts as forwarded.
-    pub(crate) fn admits(&mut self, status: &Status, now: Instant) -> bool {
-        self.throttle.admits(status, now)
-    }
-
-    /// Forwards `status` to every listener.
-    pub(crate) fn send(&mut self, status: &Status) {
-        self.deliver(|l| l.on_status(status));
-    }
-
-    /// Forwards the end of an update; never throttled.
-    pub(crate) fn complete(&mut self, status: &Status, now: Instant) {
+        if !self.throttle.admits(status, now) && !force {
+            return false;
+        }
         self.throttle.last = Some((status.clone(), now));
-        self.deliver(|l| l.on_status(status));
-        self.deliver(|l| l.on_complete(status.error_code, &status.error_message));
+        self.last_seq = seq;
+        true
     }
 
-    fn deliver(&mut self, call: impl Fn(&dyn Listener) -> Result<(), Gone>) {
+    /// Forwards change `seq` to every listener not greeted with a newer one.
+    pub(crate) fn send(&mut self, seq: u64, status: &Status) {
+        self.deliver(|e| e.greeted >= seq || e.listener.on_status(status).is_ok());
+    }
+
+    /// Forwards the end of an update to every listener.
+    pub(crate) fn complete(&mut self, code: ErrorCode, message: &str) {
+        self.deliver(|e| e.listener.on_complete(code, message).is_ok());
+    }
+
+    fn deliver(&mut self, keep: impl Fn(&Entry) -> bool) {
         let before = self.entries.len();
-        self.entries.retain(|(_, l)| call(l.as_ref()).is_ok());
+        self.entries.retain(|e| keep(e));
+        self.count.store(self.entries.len(), Ordering::Relaxed);
         let dropped = before - self.entries.len();
         if dropped > 0 {
             log::info!("dropped {dropped} unreachable status listener(s)");
@@ -115,8 +140,8 @@ impl Listeners {
 }
 
 impl Throttle {
-    fn admits(&mut self, status: &Status, now: Instant) -> bool {
-        let useful = match &self.last {
+    fn admits(&self, status: &Status, now: Instant) -> bool {
+        match &self.last {
             None => true,
             Some((last, at)) => {
                 last.state != status.state
@@ -126,11 +151,7 @@ impl Throttle {
                     || (status.progress() - last.progress()).abs() >= PROGRESS_STEP
                     || (status.done != last.done && now.duration_since(*at) >= HEARTBEAT)
             }
-        };
-        if useful {
-            self.last = Some((status.clone(), now));
         }
-        useful
     }
 }
 
@@ -181,25 +202,36 @@ mod tests {
         }
     }
 
+    /// Admits and sends like the service does.
+    fn publish(listeners: &mut Listeners, seq: u64, status: &Status, now: Instant) -> bool {
+        let admitted = listeners.admit(seq, status, now, false);
+        if admitted {
+            listeners.send(seq, status);
+        }
+        admitted
+    }
+
     #[test]
     fn small_steps_are_held_back_until_a_second_passed() {
         let mut listeners = Listeners::default();
         let rec = Arc::new(Recorder::default());
-        listeners.add(rec.clone());
+        listeners.add(rec.clone(), 0);
         let t0 = Instant::now();
-        assert!(listeners.publish(&downloading(0), t0));
+        let mut seq = 0;
+        let mut offer = |status: Status, at: Instant| {
+            seq += 1;
+            publish(&mut listeners, seq, &status, at)
+        };
+        assert!(offer(downloading(0), t0));
+        assert!(!offer(downloading(5), t0), "0.5% is no useful step");
+        assert!(offer(downloading(10), t0), "1% is");
+        assert!(!offer(downloading(11), t0 + Duration::from_millis(500)));
         assert!(
-            !listeners.publish(&downloading(5), t0),
-            "0.5% is no useful step"
-        );
-        assert!(listeners.publish(&downloading(10), t0), "1% is");
-        assert!(!listeners.publish(&downloading(11), t0 + Duration::from_millis(500)));
-        assert!(
-            listeners.publish(&downloading(12), t0 + Duration::from_secs(2)),
+            offer(downloading(12), t0 + Duration::from_secs(2)),
             "heartbeat"
         );
         assert!(
-            !listeners.publish(&downloading(12), t0 + Duration::from_secs(9)),
+            !offer(downloading(12), t0 + Duration::from_secs(9)),
             "no motion"
         );
         let verifying = Status {
@@ -207,7 +239,7 @@ mod tests {
             ..downloading(12)
         };
         assert!(
-            listeners.publish(&verifying, t0 + Duration::from_secs(9)),
+            offer(verifying, t0 + Duration::from_secs(9)),
             "state change"
         );
         assert_eq!(
@@ -222,6 +254,28 @@ mod tests {
     }
 
     #[test]
+    fn stale_changes_are_dropped() {
+        let mut listeners = Listeners::default();
+        let old = Arc::new(Recorder::default());
+        listeners.add(old.clone(), 0);
+        let now = Instant::now();
+        assert!(publish(&mut listeners, 2, &downloading(500), now));
+        assert!(
+            !publish(&mut listeners, 1, &downloading(100), now),
+            "older than the last"
+        );
+        // Greeted with change 4: change 3 (still on its way) must not reach it.
+        let new = Arc::new(Recorder::default());
+        listeners.add(new.clone(), 4);
+        assert!(publish(&mut listeners, 3, &downloading(700), now));
+        assert_eq!(
+            *old.seen.lock().unwrap(),
+            ["DOWNLOADING 500", "DOWNLOADING 700"]
+        );
+        assert!(new.seen.lock().unwrap().is_empty());
+    }
+
+    #[test]
     fn unreachable_listeners_are_dropped() {
         let mut listeners = Listeners::default();
         let alive = Arc::new(Recorder::default());
@@ -229,10 +283,13 @@ mod tests {
             gone: true,
             ..Recorder::default()
         });
-        listeners.add(alive.clone());
-        let dead_id = listeners.add(dead.clone());
-        listeners.complete(&downloading(1000), Instant::now());
-        assert_eq!(listeners.len(), 1);
+        listeners.add(alive.clone(), 0);
+        let dead_id = listeners.add(dead.clone(), 0);
+        let count = listeners.count();
+        assert!(listeners.admit(1, &downloading(1000), Instant::now(), true));
+        listeners.send(1, &downloading(1000));
+        listeners.complete(ErrorCode::Ok, "");
+        assert_eq!(count.load(Ordering::Relaxed), 1);
         assert!(!listeners.remove(dead_id));
         assert_eq!(
             *alive.seen.lock().unwrap(),

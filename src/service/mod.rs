@@ -15,6 +15,7 @@ pub mod core;
 mod dump;
 pub mod engine;
 mod listeners;
+mod notifier;
 pub mod persist;
 pub mod status;
 mod wire;

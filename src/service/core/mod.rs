@@ -1,21 +1,25 @@
 //! The update service itself, independent of Binder: requests, the worker thread, the
 //! status and its persistence, listeners and the permission check.
 //!
-//! Locks: `inner` (status, job) is held only for quick updates, so `status()` and
-//! `cancel()` answer while the engine works; `listeners` serializes deliveries and the
-//! state file writes, taken while `inner` is still held so that listeners and the file
-//! see changes in the order they happened (always `inner` first, then `listeners`).
+//! `inner` (status, job) is locked only for quick updates, so `status()` and `cancel()`
+//! answer while the engine works. Listeners are called from a thread of their own (a
+//! stuck client delays no one else). Every change carries a sequence number taken under
+//! `inner`, so a change that reaches the state file or the listeners after a newer one
+//! is dropped instead of undoing it.
+
+mod recovery;
+mod worker;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::service::control::Control;
-use crate::service::engine::{
-    ApplyRequest, Engine, PayloadSource, Progress, RollbackFloor, SlotInfo,
-};
-use crate::service::listeners::{Listener, ListenerId, Listeners};
+use crate::service::engine::{ApplyRequest, Engine, PayloadSource, RollbackFloor, SlotInfo};
+use crate::service::listeners::{Listener, ListenerId};
+use crate::service::notifier::Notifier;
 use crate::service::persist::{Record, StateStore, StoredRequest};
 use crate::service::status::{State, Status};
 
@@ -44,10 +48,24 @@ pub struct UpdateService {
     boot_id: String,
     store: StateStore,
     inner: Mutex<Inner>,
-    listeners: Mutex<Listeners>,
+    notifier: Notifier,
+    next_listener: AtomicU64,
+    writer: Mutex<Writer>,
 }
 
+/// What the state file last got, to keep it in order and to pace progress writes.
+#[derive(Default)]
+struct Writer {
+    seq: u64,
+    last: Option<(State, ErrorCode, Instant)>,
+}
+
+/// Progress alone is written at most this often; state and error changes at once.
+const PROGRESS_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct Inner {
+    /// Numbers the changes, in the order they were made.
+    seq: u64,
     status: Status,
     /// The running update's control; `None` when no worker runs.
     job: Option<Control>,
@@ -79,23 +97,28 @@ impl UpdateService {
                 None
             }
         };
-        let (mut status, request) = recover(record, &config.boot_id, engine.as_ref());
+        let (mut status, request) = recovery::recover(record, &config.boot_id, engine.as_ref());
         match engine.slot_info() {
             Ok(slots) => status.current_slot = Some(slots.current),
             Err(e) => log::warn!("slot info unavailable: {e}"),
         }
+        let notifier =
+            Notifier::start().map_err(|e| Error::io("starting the listener thread", e))?;
         let service = Arc::new(UpdateService {
             engine,
             allowed_uids: config.allowed_uids,
             boot_id: config.boot_id,
             store,
             inner: Mutex::new(Inner {
+                seq: 0,
                 running_state: State::Downloading,
                 status,
                 job: None,
                 request,
             }),
-            listeners: Mutex::new(Listeners::default()),
+            notifier,
+            next_listener: AtomicU64::new(0),
+            writer: Mutex::default(),
         });
         service.save(&service.lock());
         Ok(service)
@@ -231,18 +254,17 @@ impl UpdateService {
 
     /// Registers a listener and tells it the current status at once.
     pub fn add_listener(&self, listener: Arc<dyn Listener>) -> ListenerId {
+        let id = ListenerId(self.next_listener.fetch_add(1, Ordering::Relaxed));
         let inner = self.lock();
-        let status = inner.status.clone();
-        let mut listeners = self.lock_listeners();
-        drop(inner);
-        let id = listeners.add(listener);
-        listeners.greet(id, &status);
+        // Queued under `inner`: changes queued later are newer than the greeting.
+        self.notifier
+            .add(id, listener, inner.seq, inner.status.clone());
         id
     }
 
-    /// False if the listener was not (or no longer) registered.
-    pub fn remove_listener(&self, id: ListenerId) -> bool {
-        self.lock_listeners().remove(id)
+    /// Drops a listener (no-op if it is gone already).
+    pub fn remove_listener(&self, id: ListenerId) {
+        self.notifier.remove(id);
     }
 
     pub fn verify_applicable(&self, metadata: &[u8]) -> Result<()> {
@@ -271,7 +293,7 @@ impl UpdateService {
                 inner.request.as_ref().map(|r| r.url.clone()),
             )
         };
-        let listeners = self.lock_listeners().len();
+        let listeners = self.notifier.count();
         crate::service::dump::render(&crate::service::dump::DumpInput {
             status: &status,
             url: url.as_deref(),
@@ -292,100 +314,40 @@ impl UpdateService {
         crate::bail!(PermissionDenied, "uid {} may not {what}", caller.uid)
     }
 
-    fn start(
-        self: &Arc<Self>,
-        mut inner: MutexGuard<'_, Inner>,
-        request: ApplyRequest,
-        stored: Option<StoredRequest>,
-    ) -> Result<()> {
-        let control = Control::new();
-        let total = request.size;
-        let worker = {
-            let service = Arc::clone(self);
-            let control = control.clone();
-            std::thread::Builder::new()
-                .name("abupdate-worker".to_owned())
-                .spawn(move || service.run(&request, &control))
-                .map_err(|e| Error::io("starting the update worker", e))?
-        };
-        drop(worker); // The worker reports its own end through `finish`.
-        let target_slot = self.engine.slot_info().ok().and_then(|s| s.target());
-        let current_slot = inner.status.current_slot;
-        inner.status = Status {
-            state: State::Downloading,
-            total,
-            current_slot,
-            target_slot,
-            ..Status::default()
-        };
-        inner.running_state = State::Downloading;
-        inner.job = Some(control);
-        inner.request = stored;
-        self.publish(inner, Publish::Throttled);
-        Ok(())
-    }
-
-    /// The worker thread's body.
-    fn run(&self, request: &ApplyRequest, control: &Control) {
-        log::info!("update started from {}", describe(&request.source));
-        let result = self
-            .engine
-            .apply(request, &mut |p| self.progress(p), control);
-        self.finish(result);
-    }
-
-    fn progress(&self, progress: Progress) {
-        let mut inner = self.lock();
-        let state = State::of_phase(progress.phase);
-        inner.running_state = state;
-        if inner.status.state != State::Suspended {
-            inner.status.state = state;
-        }
-        inner.status.done = progress.done;
-        inner.status.total = progress.total;
-        self.publish(inner, Publish::Throttled);
-    }
-
-    fn finish(&self, result: Result<()>) {
-        let mut inner = self.lock();
-        inner.job = None;
-        inner.request = None;
-        match &result {
-            Ok(()) => {
-                log::info!("update applied; the target slot runs after a reboot");
-                inner.status.state = State::UpdatedNeedReboot;
-                inner.status.done = inner.status.total;
-            }
-            Err(e) => {
-                log::error!("update failed: {e}");
-                inner.status.state = State::Idle;
-            }
-        }
-        inner.status.set_error(result.as_ref().err());
-        self.publish(inner, Publish::Complete);
-    }
-
-    /// Hands a change to the listeners and, if it was worth telling, the state file.
-    fn publish(&self, inner: MutexGuard<'_, Inner>, how: Publish) {
+    /// Hands a change to the state file, then to the listeners.
+    fn publish(&self, mut inner: MutexGuard<'_, Inner>, how: Publish) {
+        inner.seq += 1;
+        let seq = inner.seq;
         let status = inner.status.clone();
         let record = self.record(&inner);
-        let mut listeners = self.lock_listeners();
         drop(inner);
-        let now = Instant::now();
+        let complete = matches!(how, Publish::Complete);
         // The file first: a listener that hears of a change may act on it (reboot, say)
         // before this process gets to write anything more.
-        match how {
-            Publish::Throttled => {
-                if listeners.admits(&status, now) {
-                    self.write(&record);
-                    listeners.send(&status);
-                }
-            }
-            Publish::Complete => {
-                self.write(&record);
-                listeners.complete(&status, now);
-            }
+        self.persist(seq, &record, complete);
+        self.notifier.change(seq, status, complete);
+    }
+
+    fn persist(&self, seq: u64, record: &Record, force: bool) {
+        let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        if seq <= writer.seq {
+            return; // A newer change is on disk already.
         }
+        let s = &record.status;
+        let now = Instant::now();
+        let progress_only = writer.last.is_some_and(|(state, code, at)| {
+            state == s.state
+                && code == s.error_code
+                && now.duration_since(at) < PROGRESS_WRITE_INTERVAL
+        });
+        if progress_only && !force {
+            return;
+        }
+        self.write(record);
+        *writer = Writer {
+            seq,
+            last: Some((s.state, s.error_code, now)),
+        };
     }
 
     fn save(&self, inner: &Inner) {
@@ -410,61 +372,5 @@ impl UpdateService {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every update under this lock is a few field writes that leave it consistent.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn lock_listeners(&self) -> MutexGuard<'_, Listeners> {
-        self.listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// What a restarted service reports, from its state file and the engine's checkpoint.
-fn recover(
-    record: Option<Record>,
-    boot_id: &str,
-    engine: &dyn Engine,
-) -> (Status, Option<StoredRequest>) {
-    let Some(Record {
-        mut status,
-        boot_id: then,
-        request,
-    }) = record
-    else {
-        return (Status::default(), None);
-    };
-    match status.state {
-        state if state.is_running() || state == State::Interrupted => {
-            status.state = State::Interrupted;
-            match engine.resume_point() {
-                Ok(Some(point)) => {
-                    status.done = point.done;
-                    status.total = point.total;
-                }
-                Ok(None) => {}
-                Err(e) => log::warn!("resume point unavailable: {e}"),
-            }
-            (status, request)
-        }
-        State::UpdatedNeedReboot if then == boot_id => (status, None),
-        State::UpdatedNeedReboot => {
-            log::info!("rebooted since the update was applied");
-            (Status::default(), None)
-        }
-        _ => (
-            Status {
-                done: 0,
-                total: 0,
-                ..status
-            },
-            None,
-        ),
-    }
-}
-
-fn describe(source: &PayloadSource) -> String {
-    match source {
-        PayloadSource::Url(url) => url.clone(),
-        PayloadSource::File(_) => "a file descriptor".to_owned(),
     }
 }

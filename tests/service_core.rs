@@ -1,6 +1,7 @@
-//! A restarted service reports the truth: an interrupted update is resumable and
-//! resumes from the engine's checkpoint; an applied update needs a reboot until the
-//! boot id changes.
+//! The service core with a real file-copying engine, without Binder: a restarted
+//! service reports the truth (an interrupted update is resumable and resumes from the
+//! engine's checkpoint; an applied update needs a reboot until the boot id changes), and
+//! a listener that does not take its callbacks does not stall the service.
 
 mod common;
 
@@ -203,4 +204,54 @@ fn an_unreadable_state_file_is_set_aside() {
     assert_eq!(service.status().state, State::Idle);
     let aside = std::fs::read_to_string(dir.path().join("status.bad")).unwrap();
     assert!(aside.contains("SOMETHING"));
+}
+
+/// A listener whose deliveries hang, like a client whose socket is full.
+struct Stuck(std::sync::Mutex<()>);
+
+impl Listener for Stuck {
+    fn on_status(&self, _: &Status) -> Result<(), abupdate::service::Gone> {
+        let _held = self.0.lock().unwrap();
+        Ok(())
+    }
+
+    fn on_complete(&self, _: ErrorCode, _: &str) -> Result<(), abupdate::service::Gone> {
+        let _held = self.0.lock().unwrap();
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stuck_listener_does_not_stall_status_or_cancel() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.img");
+    std::fs::write(&payload, vec![7u8; 256 * 1024]).unwrap();
+    let engine = Arc::new(CopyEngine::new(
+        &dir.path().join("dev"),
+        0,
+        1024,
+        Duration::from_millis(5),
+    ));
+    let service = service(dir.path(), engine, "boot-1");
+    let stuck = Arc::new(Stuck(std::sync::Mutex::new(())));
+    service.add_listener(stuck.clone());
+
+    let gate = stuck.0.lock().unwrap();
+    service.apply(ROOT, url_request(&payload)).unwrap();
+    // The worker's first progress report now waits for the stuck delivery; the service
+    // still answers.
+    std::thread::sleep(Duration::from_millis(200));
+    let asked = std::time::Instant::now();
+    assert_eq!(service.status().state, State::Downloading);
+    service.cancel(ROOT).unwrap();
+    assert!(service.dump().contains("callbacks: 1"));
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        asked.elapsed()
+    );
+    drop(gate);
+    eventually(WAIT, "cancelled", || {
+        service.status().error_code == ErrorCode::Cancelled
+    });
 }
