@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod copy_engine;
+pub mod service;
 pub mod veritysetup;
 
 /// `../shared/testdata` beside the checkout (read-only).
