@@ -5,7 +5,6 @@ mod common;
 
 use std::process::Command;
 
-use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::MiscBootControl;
@@ -43,20 +42,10 @@ fn full_state_directory_gives_13_before_writing() {
         common::mixed_image(&mut common::Rng(5), 16),
     )
     .unwrap();
-    let spec = PartitionSpec {
-        name: "system".into(),
-        new: tmp.path().join("new.img"),
-        old: None,
-        append_verity: false,
-    };
-    let options = BuildOptions {
-        compressors: Compressors {
-            xz: true,
-            bzip2: false,
-        },
-        ..Default::default()
-    };
-    build::build(&[spec], &options, &tmp.path().join("p.bin")).unwrap();
+    common::build_payload(
+        &tmp.path().join("p.bin"),
+        &[("system", tmp.path().join("new.img"), None)],
+    );
 
     let host = HostOptions {
         state_dir: Some(state.clone()),
