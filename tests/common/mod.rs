@@ -4,9 +4,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// `../shared/testdata` beside the checkout (read-only).
+/// `../shared/testdata` beside the checkout, or `$ABUPDATE_SHARED/testdata` (read-only).
 pub fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/aosp-update-engine")
+    let shared = std::env::var_os("ABUPDATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    shared.join("testdata/aosp-update-engine")
 }
 
 /// Unpacks AOSP's sample images and payloads into `dir` (a copy: the originals stay read-only).
@@ -63,10 +66,16 @@ pub fn mixed_image(rng: &mut Rng, blocks: usize) -> Vec<u8> {
             _ => {
                 let word = rng.next().to_le_bytes();
                 for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 { b'\n' } else { b'a' + word[i % 8] % 26 };
+                    *b = if i % 13 == 0 {
+                        b'\n'
+                    } else {
+                        b'a' + word[i % 8] % 26
+                    };
                 }
             }
         }
     }
     data
 }
+
+pub mod forge;
