@@ -30,7 +30,7 @@ impl PayloadHeader {
     /// Parses and bounds-checks the header. `payload_size`, when known, must hold the metadata.
     pub fn parse(bytes: &[u8], payload_size: Option<u64>) -> Result<Self> {
         let Some(bytes) = bytes.get(..HEADER_SIZE) else {
-            bail!(MalformedPayload, "payload shorter than its {HEADER_SIZE}-byte header");
+            bail!(SizeMismatch, "payload shorter than its {HEADER_SIZE}-byte header");
         };
         if &bytes[..4] != MAGIC {
             bail!(MalformedPayload, "bad payload magic {:02x?} (expected \"CrAU\")", &bytes[..4]);
@@ -50,8 +50,9 @@ impl PayloadHeader {
         let header = PayloadHeader { major_version, manifest_size, metadata_signature_size };
         if let Some(size) = payload_size {
             if header.data_offset() > size {
+                // A payload cut short, like a stream that ends early: the size is wrong.
                 bail!(
-                    MalformedPayload,
+                    SizeMismatch,
                     "metadata ({} bytes) extends beyond the payload ({size} bytes)",
                     header.data_offset()
                 );
@@ -107,7 +108,7 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let code = |b: &[u8], size| PayloadHeader::parse(b, size).unwrap_err().code;
-        assert_eq!(code(&header(2, 100, 0)[..23], None), ErrorCode::MalformedPayload);
+        assert_eq!(code(&header(2, 100, 0)[..23], None), ErrorCode::SizeMismatch);
         let mut bad_magic = header(2, 100, 0);
         bad_magic[0] = b'X';
         assert_eq!(code(&bad_magic, None), ErrorCode::MalformedPayload);
@@ -116,6 +117,6 @@ mod tests {
         assert_eq!(code(&header(2, 0, 0), None), ErrorCode::MalformedPayload);
         assert_eq!(code(&header(2, u64::MAX, 0), None), ErrorCode::MalformedPayload);
         assert_eq!(code(&header(2, 100, u32::MAX), None), ErrorCode::MalformedPayload);
-        assert_eq!(code(&header(2, 100, 0), Some(100)), ErrorCode::MalformedPayload);
+        assert_eq!(code(&header(2, 100, 0), Some(100)), ErrorCode::SizeMismatch);
     }
 }

@@ -279,9 +279,10 @@ impl Manifest {
         };
         if let Some(data_size) = data_size {
             let end = signatures.map_or(next_blob, |(o, s)| o + s);
+            // A payload cut short fails as a stream that ends early does: with a size error.
             if end > data_size {
                 bail!(
-                    MalformedPayload,
+                    SizeMismatch,
                     "blobs end at data offset {end}, beyond the payload's {data_size} data bytes"
                 );
             }
