@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use protobuf::Message;
 
 use super::proto::update_metadata as pb;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::{bail, err};
 
 pub const BLOCK_SIZE: u64 = 4096;
@@ -347,7 +347,7 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
     for (i, op) in p.operations.iter().enumerate() {
         let at = || format!("partition {name}, operation {i}");
         let op = parse_operation(op, new_blocks, old_blocks, minor, next_blob)
-            .map_err(|e| err!(MalformedPayload, "{}: {}", at(), e.message))?;
+            .map_err(|e| Error::new(e.code, format!("{}: {}", at(), e.message)))?;
         operations.push(op);
     }
     let verity = if minor >= VERITY_MINOR_VERSION { parse_verity(p, new_blocks)? } else { None };
