@@ -39,6 +39,10 @@ pub struct ApplyArgs {
     /// Threads decoding operations.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Minimum time between checkpoints while writing, in milliseconds (default 1000). Hidden:
+    /// only the kill-and-resume tests need checkpoints this often.
+    #[arg(long, hide = true)]
+    pub checkpoint_interval_ms: Option<u64>,
     /// The payload file.
     pub payload: PathBuf,
 }
@@ -67,6 +71,9 @@ pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
     let mut options = ApplyOptions { keys: load_keys(&args.keys)?, ..ApplyOptions::default() };
     if let Some(threads) = args.threads {
         options.threads = threads;
+    }
+    if let Some(ms) = args.checkpoint_interval_ms {
+        options.checkpoint_interval = std::time::Duration::from_millis(ms);
     }
     options.properties = properties(args.properties.as_deref(), &args.headers)?;
     let mut source = FileSource::open(&args.payload)?;

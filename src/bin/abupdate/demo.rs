@@ -107,6 +107,7 @@ fn step(root: &Path, dev: &Path, payload: &Path, props: &str, target: Slot, new:
         properties: Some(root.join(props)),
         state_dir: None,
         threads: None,
+        checkpoint_interval_ms: None,
         payload: payload.to_owned(),
     };
     let t = Instant::now();
