@@ -2,6 +2,7 @@
 //! manifests that are not protobuf or break the format's invariants (all re-signed, so the
 //! engine's own validation is what stops them), extents and blobs out of place, bad names.
 
+use abupdate::payload::manifest::MAX_OPERATIONS;
 use abupdate::payload::proto::update_metadata::{Extent, PartitionUpdate};
 use abupdate::ErrorCode::*;
 
@@ -416,19 +417,30 @@ pub fn cases() -> Vec<Case> {
             expect: MalformedPayload,
             says: "operations exceed",
             attempt: |fx| {
-                let mut f = fx.full.clone();
-                // Two million operations of four bytes each (type REPLACE, nothing else),
-                // appended to the encoded manifest as one more partition.
-                let ops = (1usize << 21) + 1;
+                // A million and one operations of four bytes each (type REPLACE, nothing else),
+                // in one more partition appended to the encoded manifest.
+                let ops = MAX_OPERATIONS + 1;
                 let mut part = vec![0x0a, 3, b'b', b'i', b'g'];
                 for _ in 0..ops {
                     part.extend_from_slice(&[0x42, 2, 0x08, 0x00]);
                 }
-                f.manifest.push(0x6a);
-                push_varint(&mut f.manifest, part.len() as u64);
-                f.manifest.extend_from_slice(&part);
-                // The signature fields stay valid: the new partition has no blobs.
-                Attempt::ours(fx, f.sign_as_is(&fx.key_a).to_bytes())
+                appended_partition(fx, part)
+            },
+        },
+        Case {
+            name: "manifest that decodes to gigabytes",
+            expect: MalformedPayload,
+            says: "would take more than",
+            attempt: |fx| {
+                // 40 MiB of empty extents (2 bytes each on the wire, 48 decoded): about 1 GB.
+                let mut op = vec![0x08, 0x00];
+                for _ in 0..(20 << 20) {
+                    op.extend_from_slice(&[0x32, 0x00]);
+                }
+                let mut part = vec![0x0a, 3, b'b', b'i', b'g', 0x42];
+                push_varint(&mut part, op.len() as u64);
+                part.extend_from_slice(&op);
+                appended_partition(fx, part)
             },
         },
     ]
@@ -490,6 +502,16 @@ fn source_op(
 
 fn bump_offset(op: &mut abupdate::payload::proto::update_metadata::InstallOperation, by: u64) {
     op.set_data_offset(op.data_offset() + by);
+}
+
+/// Our full payload with an encoded partition appended to its manifest, signed. The signature
+/// fields stay valid: the new partition has no blobs.
+fn appended_partition(fx: &Fixture, part: Vec<u8>) -> Attempt {
+    let mut f = fx.full.clone();
+    f.manifest.push(0x6a);
+    push_varint(&mut f.manifest, part.len() as u64);
+    f.manifest.extend_from_slice(&part);
+    Attempt::ours(fx, f.sign_as_is(&fx.key_a).to_bytes())
 }
 
 fn push_varint(out: &mut Vec<u8>, mut v: u64) {
