@@ -68,6 +68,16 @@ pub fn cases() -> Vec<Case> {
                 Attempt::ours(fx, f.to_bytes())
             },
         },
+        Case {
+            name: "unsigned payload with data after its last blob",
+            expect: SizeMismatch,
+            says: "last blob ends at",
+            attempt: |fx| {
+                let mut f = fx.full.clone();
+                f.unsign().trailer = b"trailing".to_vec();
+                Attempt::ours(fx, f.to_bytes()).no_key()
+            },
+        },
         // The header.
         Case {
             name: "bad magic",
