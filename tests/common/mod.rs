@@ -5,12 +5,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod copy_engine;
+pub mod forge;
 pub mod service;
 pub mod veritysetup;
 
-/// `../shared/testdata` beside the checkout (read-only).
+/// `../shared/testdata` beside the checkout, or `$ABUPDATE_SHARED/testdata` (read-only).
 pub fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/aosp-update-engine")
+    let shared = std::env::var_os("ABUPDATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+    shared.join("testdata/aosp-update-engine")
 }
 
 /// Unpacks AOSP's sample images and payloads into `dir` (a copy: the originals stay read-only).

@@ -55,6 +55,10 @@ pub struct ApplyArgs {
     /// Size of the payload at that offset (default: to the end).
     #[arg(long)]
     pub size: Option<u64>,
+    /// Minimum time between checkpoints while writing, in milliseconds (default 1000). Hidden:
+    /// only the kill-and-resume tests need checkpoints this often.
+    #[arg(long, hide = true)]
+    pub checkpoint_interval_ms: Option<u64>,
 }
 
 pub fn run(args: ApplyArgs) -> Result<()> {
@@ -97,6 +101,9 @@ pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
     if let Some(threads) = args.threads {
         options.threads = threads;
     }
+    if let Some(ms) = args.checkpoint_interval_ms {
+        options.checkpoint_interval = std::time::Duration::from_millis(ms);
+    }
     options.properties = properties(args.properties.as_deref(), &args.headers)?;
     let mut source = source(args, &options.properties)?;
     let observer = BarObserver::new(progress_bar);
@@ -129,7 +136,7 @@ fn source(args: &ApplyArgs, props: &PayloadProperties) -> Result<Source> {
         ),
         true => None,
     };
-    let size = args.size.or(props.file_size).or(file_size);
+    let size = args.size.or(file_size).or(props.file_size);
     Ok(Source::new(&args.payload, args.offset, size, options))
 }
 

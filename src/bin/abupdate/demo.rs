@@ -194,6 +194,7 @@ fn step(
         ca: None,
         offset: 0,
         size: None,
+        checkpoint_interval_ms: None,
     };
     let t = Instant::now();
     let outcome = apply_cmd::apply(&args, false)?;
