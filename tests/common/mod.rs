@@ -1,9 +1,13 @@
-//! Helpers shared by the integration tests: AOSP sample data and simulated devices.
+//! Helpers shared by the integration tests: AOSP sample data, simulated devices, and the real
+//! servers and fault-injecting proxy the HTTP tests run against.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod nginx;
+pub mod pki;
+pub mod proxy;
 pub mod veritysetup;
 
 /// `../shared/testdata` beside the checkout (read-only).
