@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::download::{self, SourceOptions};
-use crate::engine::PayloadSource;
+use crate::download::{self, SourceOptions, TransferControl};
+use crate::engine::{Observer, PayloadSource, Progress};
 use crate::error::Result;
 
 /// Where a payload is: location, offset of its first byte, and its size when known.
@@ -46,6 +46,38 @@ impl Source {
     /// Bytes received from the network or file so far, re-downloads included.
     pub fn bytes_fetched(&self) -> u64 {
         self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// The handle that suspends, resumes and cancels this source's transfers.
+    pub fn control(&self) -> &TransferControl {
+        &self.options.control
+    }
+}
+
+/// An [`Observer`] under which cancelling the transfer cancels the whole apply.
+///
+/// A cancelled transfer fails the engine's next payload read with `Cancelled` (38), but the
+/// engine does not read the payload while it verifies the written partitions, and those reads
+/// take as long as the writes. Checking the transfer's state wherever the engine asks its
+/// observer stops those phases too, at the same safe points and with the same checkpoint.
+pub struct CancelWithTransfer<'a> {
+    observer: &'a dyn Observer,
+    control: TransferControl,
+}
+
+impl<'a> CancelWithTransfer<'a> {
+    pub fn new(observer: &'a dyn Observer, control: TransferControl) -> Self {
+        CancelWithTransfer { observer, control }
+    }
+}
+
+impl Observer for CancelWithTransfer<'_> {
+    fn progress(&self, progress: &Progress) {
+        self.observer.progress(progress);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.control.is_cancelled() || self.observer.is_cancelled()
     }
 }
 
