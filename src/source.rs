@@ -124,3 +124,58 @@ impl Read for Counted {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Stage;
+    use std::sync::atomic::AtomicBool;
+
+    struct Recorder {
+        seen: AtomicU64,
+        cancelled: AtomicBool,
+    }
+
+    impl Observer for Recorder {
+        fn progress(&self, progress: &Progress) {
+            self.seen.store(progress.bytes_done, Ordering::SeqCst);
+        }
+        fn is_cancelled(&self) -> bool {
+            self.cancelled.load(Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn cancelling_the_transfer_cancels_the_apply() {
+        let inner = Recorder {
+            seen: AtomicU64::new(0),
+            cancelled: AtomicBool::new(false),
+        };
+        let control = TransferControl::new();
+        let observer = CancelWithTransfer::new(&inner, control.clone());
+        observer.progress(&Progress {
+            stage: Stage::Writing,
+            bytes_done: 42,
+            bytes_total: 100,
+            operations_done: 1,
+            operations_total: 2,
+            partition: None,
+        });
+        assert_eq!(
+            inner.seen.load(Ordering::SeqCst),
+            42,
+            "progress is passed on"
+        );
+        assert!(!observer.is_cancelled());
+        // A suspended transfer is not a cancelled apply.
+        control.suspend();
+        assert!(!observer.is_cancelled());
+        control.cancel();
+        assert!(observer.is_cancelled());
+
+        // The wrapped observer's own answer still counts.
+        let fresh = CancelWithTransfer::new(&inner, TransferControl::new());
+        inner.cancelled.store(true, Ordering::SeqCst);
+        assert!(fresh.is_cancelled());
+    }
+}
