@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: AOSP sample data and simulated devices.
+//! Helpers shared by the integration tests: AOSP sample data, simulated devices, and the real
+//! servers and fault-injecting proxy the HTTP tests run against.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -6,6 +7,9 @@ use std::process::Command;
 
 pub mod copy_engine;
 pub mod forge;
+pub mod nginx;
+pub mod pki;
+pub mod proxy;
 pub mod service;
 pub mod veritysetup;
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
-use crate::pki::Pki;
+use super::pki::Pki;
 
 pub struct Nginx {
     child: Child,
