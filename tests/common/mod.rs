@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub mod copy_engine;
+pub mod nginx;
+pub mod ota;
+pub mod pki;
 pub mod service;
 pub mod veritysetup;
 

@@ -3,7 +3,12 @@
 
 mod control;
 mod faults;
+// Shared with the service tests; each crate uses a part.
+#[allow(dead_code)]
+#[path = "../common/nginx.rs"]
 mod nginx;
+#[allow(dead_code)]
+#[path = "../common/pki.rs"]
 mod pki;
 mod proxy;
 
