@@ -69,7 +69,9 @@ impl<'a> Follow<'a> {
                     self.display.finish();
                     return match result {
                         Ok(()) => {
-                            println!("{}", State::UpdatedNeedReboot);
+                            if !self.display.showed(State::UpdatedNeedReboot) {
+                                println!("{}", State::UpdatedNeedReboot);
+                            }
                             Ok(())
                         }
                         Err(e) => Err(e.into()),
@@ -131,6 +133,11 @@ impl Display {
                 }
             }
         }
+    }
+
+    /// Whether the last line printed was about `state`.
+    fn showed(&self, state: State) -> bool {
+        matches!(self, Display::Lines { state: Some(s), .. } if *s == state)
     }
 
     fn finish(&self) {

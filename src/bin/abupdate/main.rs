@@ -38,7 +38,7 @@ enum Command {
     /// Pause the running update.
     Suspend(service_cmd::Plain),
     /// Continue a suspended or interrupted update.
-    Resume(service_cmd::Plain),
+    Resume(service_cmd::ResumeArgs),
     /// Stop the running update (it ends with code 38).
     Cancel(service_cmd::Plain),
     /// Forget the last update; after an applied one, keep the running slot active.

@@ -105,9 +105,28 @@ pub fn suspend(args: Plain) -> Result<()> {
     Ok(())
 }
 
-pub fn resume(args: Plain) -> Result<()> {
-    args.service.connect()?.resume()?;
-    println!("resumed");
+/// `resume [--wait]`.
+#[derive(Args, Clone, Debug)]
+pub struct ResumeArgs {
+    /// Wait for the update to finish (progress bar on a terminal); the exit code is then
+    /// the update's result.
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+pub fn resume(args: ResumeArgs) -> Result<()> {
+    let client = args.service.connect()?;
+    let follow = match args.wait {
+        true => Some(Follow::start(&client, std::io::stderr().is_terminal())?),
+        false => None,
+    };
+    client.resume()?;
+    match follow {
+        Some(follow) => follow.until_complete(false)?,
+        None => println!("resumed"),
+    }
     Ok(())
 }
 
