@@ -83,7 +83,9 @@ pub enum Stage {
 #[derive(Clone, Debug)]
 pub struct Progress {
     pub stage: Stage,
-    /// Payload bytes applied (written and checkpointable) out of `bytes_total`.
+    /// [`Stage::Writing`]: payload bytes applied (written and checkpointable) out of
+    /// `bytes_total`, the payload size. [`Stage::Verifying`]: bytes of the partitions verified
+    /// so far out of all partitions' bytes.
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub operations_done: u64,
@@ -278,20 +280,16 @@ fn resumable(cp: &Checkpoint, metadata: &Metadata, partitions: &dyn SlotPartitio
         && (cp.next_operation as usize) <= metadata.manifest.operation_count()
 }
 
-/// A fresh start: check that the device can take this payload, mark the target slot
-/// unbootable, and save the first checkpoint.
-fn start(cx: &Context<'_>) -> Result<Checkpoint> {
-    let manifest = &cx.metadata.manifest;
-    if let Some(free) = cx.store.available_bytes() {
-        if free < MIN_STATE_SPACE {
-            bail!(
-                NotEnoughStorage,
-                "the state directory has {free} bytes free, {MIN_STATE_SPACE} needed"
-            );
-        }
-    }
-    for p in &manifest.partitions {
-        let target = cx.partitions.open_target(&p.name)?;
+/// Checks that the device can take the payload `metadata` describes, before anything is
+/// written: every target partition exists and is large enough (33), and for a delta every
+/// source partition is exactly the base it was made for (25; this reads the whole base).
+pub fn check_device(
+    partitions: &dyn SlotPartitions,
+    metadata: &Metadata,
+    observer: &dyn Observer,
+) -> Result<()> {
+    for p in &metadata.manifest.partitions {
+        let target = partitions.open_target(&p.name)?;
         if target.size() < p.new_info.size {
             bail!(
                 PartitionMissing,
@@ -302,9 +300,24 @@ fn start(cx: &Context<'_>) -> Result<Checkpoint> {
             );
         }
         if let Some(old) = &p.old_info {
-            finalize::check_source(cx, &p.name, old)?;
+            finalize::check_source(partitions, observer, &p.name, old)?;
         }
     }
+    Ok(())
+}
+
+/// A fresh start: check that the device can take this payload, mark the target slot
+/// unbootable, and save the first checkpoint.
+fn start(cx: &Context<'_>) -> Result<Checkpoint> {
+    if let Some(free) = cx.store.available_bytes() {
+        if free < MIN_STATE_SPACE {
+            bail!(
+                NotEnoughStorage,
+                "the state directory has {free} bytes free, {MIN_STATE_SPACE} needed"
+            );
+        }
+    }
+    check_device(cx.partitions, cx.metadata, cx.observer)?;
     cx.hooks.before_first_write()?;
     let mut payload_hash = ResumableSha256::new();
     let mut file_hash = ResumableSha256::new();

@@ -3,9 +3,12 @@
 //! The service flips the state from Binder threads; the engine's worker thread polls it
 //! at operation boundaries with [`Control::checkpoint`]. Blocking there (rather than
 //! failing and restarting) keeps a suspended update's open files and buffers as they were.
+//! The payload download is steered too ([`Control::steer`]): a suspend closes its
+//! connection at once instead of holding the server until the next operation boundary.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
+use crate::download::TransferControl;
 use crate::error::Result;
 
 /// Shared handle on the run state of one update. Cloning gives another handle on the
@@ -15,10 +18,20 @@ pub struct Control {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Shared {
     state: Mutex<RunState>,
     changed: Condvar,
+    /// Downloads that follow every change of `state`.
+    transfers: Mutex<Vec<TransferControl>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,11 +85,31 @@ impl Control {
         self.set(|_| Some(RunState::Cancelled));
     }
 
+    /// Makes suspend, resume and cancel also steer `transfer`, starting with the state now.
+    pub fn steer(&self, transfer: TransferControl) {
+        // Under the state lock, so that no change slips between reading and registering.
+        let state = self.lock();
+        apply(*state, &transfer);
+        self.shared
+            .transfers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(transfer);
+    }
+
     fn set(&self, next: impl FnOnce(RunState) -> Option<RunState>) -> bool {
         let mut state = self.lock();
         match next(*state) {
             Some(new) => {
                 *state = new;
+                let transfers = self
+                    .shared
+                    .transfers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                for transfer in transfers.iter() {
+                    apply(new, transfer);
+                }
                 self.shared.changed.notify_all();
                 true
             }
@@ -90,6 +123,14 @@ impl Control {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn apply(state: RunState, transfer: &TransferControl) {
+    match state {
+        RunState::Running => transfer.resume(),
+        RunState::Suspended => transfer.suspend(),
+        RunState::Cancelled => transfer.cancel(),
     }
 }
 
@@ -126,5 +167,23 @@ mod tests {
         assert_eq!(err.code, crate::ErrorCode::Cancelled);
         assert!(!control.resume(), "a cancelled update cannot resume");
         assert!(control.is_cancelled());
+    }
+
+    #[test]
+    fn steered_transfers_follow_the_state() {
+        let control = Control::new();
+        let early = TransferControl::new();
+        control.steer(early.clone());
+        assert!(!early.is_suspended());
+        control.suspend();
+        assert!(early.is_suspended());
+        // A transfer steered while suspended starts suspended.
+        let late = TransferControl::new();
+        control.steer(late.clone());
+        assert!(late.is_suspended());
+        control.resume();
+        assert!(!early.is_suspended() && !late.is_suspended());
+        control.cancel();
+        assert!(early.is_cancelled() && late.is_cancelled());
     }
 }

@@ -25,7 +25,7 @@ pub trait Engine: Send + Sync {
     fn apply(
         &self,
         request: &ApplyRequest,
-        progress: &mut dyn FnMut(Progress),
+        progress: &(dyn Fn(Progress) + Sync),
         control: &Control,
     ) -> Result<()>;
 

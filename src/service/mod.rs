@@ -1,7 +1,8 @@
 //! The system service `abupdated` and its client library.
 //!
 //! - [`core::UpdateService`]: the service, independent of Binder, over the
-//!   [`engine::Engine`] trait that the update engine implements;
+//!   [`engine::Engine`] trait, which [`updater_engine::UpdaterEngine`] implements with the
+//!   update engine;
 //! - [`binder_service`]: the `IUpdateService` Binder object, thin methods over the core;
 //! - [`binder_adapter`]: the only module that knows whether Binder is the AOSP `binder`
 //!   crate (Android) or `rsbinder` (Linux host: kernel driver or RPC over a socket);
@@ -18,6 +19,7 @@ mod listeners;
 mod notifier;
 pub mod persist;
 pub mod status;
+pub mod updater_engine;
 mod wire;
 
 pub use self::control::Control;
@@ -27,6 +29,7 @@ pub use self::engine::{
 };
 pub use self::listeners::{Gone, Listener, ListenerId};
 pub use self::status::{State, Status};
+pub use self::updater_engine::{EngineConfig, UpdaterEngine};
 
 /// The name the service registers under.
 pub const SERVICE_NAME: &str = "abupdate";

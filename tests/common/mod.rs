@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub mod copy_engine;
 pub mod forge;
 pub mod nginx;
+pub mod ota;
 pub mod pki;
 pub mod proxy;
 pub mod service;

@@ -1,13 +1,36 @@
-//! Shared parts of the service tests: a served `UpdateService` and waiting helpers.
+//! Shared parts of the service tests: the real engine on a device directory, a served
+//! `UpdateService`, and waiting helpers.
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use abupdate::device::Slot;
+use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::binder_adapter::{self as binder, Served, Transport};
 use abupdate::service::binder_service::{BinderService, Event};
-use abupdate::service::{Config, Engine, UpdateService, SERVICE_NAME};
+use abupdate::service::{Config, Engine, EngineConfig, UpdateService, UpdaterEngine, SERVICE_NAME};
+use abupdate::updater::{HostOptions, Updater};
+
+/// abupdate's engine on the host device directory `device`, trusting `cert`, running
+/// `current` (default: what misc.img says).
+pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterEngine> {
+    let updater = Updater::open_host(
+        device,
+        &HostOptions {
+            current,
+            ..HostOptions::default()
+        },
+    )
+    .unwrap();
+    let config = EngineConfig {
+        keys: TrustedKeys::load(cert).unwrap(),
+        threads: 2,
+        pinned_ca: None,
+    };
+    Arc::new(UpdaterEngine::new(updater, config))
+}
 
 /// A service with its RPC endpoint on a unix socket in `dir`.
 pub struct Server {

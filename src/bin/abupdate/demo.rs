@@ -182,7 +182,7 @@ fn step(
     system: &HashtreeDescriptor,
 ) -> Result<()> {
     let args = ApplyArgs {
-        device: dev.to_owned(),
+        device: Some(dev.to_owned()),
         current_slot: None,
         keys: vec![root.join("ota-cert.pem")],
         avb_key: None,
@@ -195,9 +195,11 @@ fn step(
         offset: 0,
         size: None,
         checkpoint_interval_ms: None,
+        wait: false,
+        service: Default::default(),
     };
     let t = Instant::now();
-    let outcome = apply_cmd::apply(&args, false)?;
+    let outcome = apply_cmd::apply(dev, &args, false)?;
     println!(
         "  applied into slot {target} in {:.1?}: payload signatures, FILE_HASH, every operation's and partition's hash, \
          AVB signature chain and rollback indexes verified",

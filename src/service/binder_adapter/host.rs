@@ -5,6 +5,7 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rsbinder::rpc::FileDescriptorTransportMode;
 use rsbinder::{DeathRecipient, ExceptionCode, StatusCode, WIBinder};
 
 pub use rsbinder::{BinderResult, Interface, ParcelFileDescriptor, Status, Strong};
@@ -107,7 +108,18 @@ pub fn serve(
             }
             rsbinder::serve(rsbinder::Uri::new(endpoint))
         }
-        _ => rsbinder::serve(transport.uri.clone()).map(|s| s.with(|o| o.threads = Some(threads))),
+        endpoint => {
+            // `applyPayloadFd` carries a descriptor: unix sockets can pass it (SCM_RIGHTS).
+            let fds = endpoint.supports_fd_passing();
+            rsbinder::serve(transport.uri.clone()).map(|s| {
+                s.with(|o| {
+                    o.threads = Some(threads);
+                    if fds {
+                        o.fd_modes = Some(vec![FileDescriptorTransportMode::Unix]);
+                    }
+                })
+            })
+        }
     };
     let guard = server
         .and_then(|s| s.add(name, service.as_binder()))
@@ -150,6 +162,9 @@ pub fn connect(transport: &Transport, name: &str) -> Result<Connection> {
         if !endpoint.is_kernel() {
             // The server's oneway callbacks travel over a connection the client offers.
             o.incoming_connections = Some(1);
+        }
+        if endpoint.supports_fd_passing() {
+            o.fd_mode = Some(FileDescriptorTransportMode::Unix);
         }
     })
     .map_err(|e| binder_error(&format!("connecting to {transport}"), e))?;

@@ -46,9 +46,7 @@ impl UpdateService {
     /// The worker thread's body.
     fn run(&self, request: &ApplyRequest, control: &Control) {
         log::info!("update started from {}", describe(&request.source));
-        let result = self
-            .engine
-            .apply(request, &mut |p| self.progress(p), control);
+        let result = self.engine.apply(request, &|p| self.progress(p), control);
         self.finish(result);
     }
 
