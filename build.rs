@@ -1,12 +1,11 @@
-//! Compiles the payload manifest schema with rust-protobuf's pure-Rust parser (no `protoc`).
+//! Build-time code generation; each generator lives in its own file under `build/`.
+
+#[path = "build/aidl.rs"]
+mod aidl;
+#[path = "build/proto.rs"]
+mod proto;
 
 fn main() {
-    println!("cargo:rerun-if-changed=proto");
-    protobuf_codegen::Codegen::new()
-        .pure()
-        .include("proto")
-        .input("proto/update_metadata.proto")
-        .input("proto/checkpoint.proto")
-        .cargo_out_dir("proto")
-        .run_from_script();
+    proto::generate();
+    aidl::generate();
 }

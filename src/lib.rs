@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod payload;
 pub mod rollback;
+pub mod service;
 pub mod slot;
 pub mod source;
 pub mod updater;

@@ -11,7 +11,6 @@ use abupdate::avb::{
     Algorithm, AvbFooter, ChainPartitionDescriptor, Descriptor, RingSigner, VbmetaBuilder,
     VbmetaSigner,
 };
-use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::{bootloader, BootControl, MiscBootControl};
@@ -95,25 +94,7 @@ fn setup(dir: &Path, keys: &Keys, new_vbmeta: Vec<u8>, new_boot: Vec<u8>) -> std
 
     std::fs::write(dir.join("vbmeta.img"), pad(new_vbmeta, VBMETA_SIZE)).unwrap();
     std::fs::write(dir.join("boot.img"), new_boot).unwrap();
-    let specs: Vec<PartitionSpec> = ["vbmeta", "boot"]
-        .iter()
-        .map(|n| PartitionSpec {
-            name: (*n).into(),
-            new: dir.join(format!("{n}.img")),
-            old: None,
-            append_verity: false,
-        })
-        .collect();
-    let options = BuildOptions {
-        compressors: Compressors {
-            xz: true,
-            bzip2: false,
-        },
-        ..BuildOptions::default()
-    };
-    let payload = dir.join("payload.bin");
-    build::build(&specs, &options, &payload).unwrap();
-    payload
+    build(dir)
 }
 
 fn apply(dir: &Path, payload: &Path, current: Slot) -> abupdate::Result<()> {
@@ -138,50 +119,57 @@ fn active_slot(dir: &Path) -> Slot {
     boot.active_slot().unwrap()
 }
 
-#[test]
-fn lower_rollback_index_is_refused_and_the_slot_stays() {
-    let keys = keys();
-    let tmp = tempfile::tempdir().unwrap();
-    let payload = setup(
-        tmp.path(),
-        &keys,
-        vbmeta(&keys, &keys.top, 4),
-        boot(&keys, 3, 0xb1),
-    );
-    let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
-    assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
-    assert_eq!(active_slot(tmp.path()), Slot::A);
+/// Builds the payload of `dir/vbmeta.img` and `dir/boot.img`.
+fn build(dir: &Path) -> std::path::PathBuf {
+    let payload = dir.join("payload.bin");
+    let parts = ["vbmeta", "boot"].map(|n| (n, dir.join(format!("{n}.img")), None));
+    common::build_payload(&payload, &parts);
+    payload
 }
 
 #[test]
-fn lower_chained_rollback_index_is_refused() {
+fn slots_avb_would_refuse_are_refused_and_the_active_slot_stays() {
     let keys = keys();
-    let tmp = tempfile::tempdir().unwrap();
-    let payload = setup(
-        tmp.path(),
-        &keys,
-        vbmeta(&keys, &keys.top, 6),
-        boot(&keys, 2, 0xb1),
-    );
-    let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
-    assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
-    assert!(err.message.contains("boot"), "{err}");
-    assert_eq!(active_slot(tmp.path()), Slot::A);
-}
-
-#[test]
-fn signature_by_another_key_is_refused() {
-    let keys = keys();
-    let tmp = tempfile::tempdir().unwrap();
-    let payload = setup(
-        tmp.path(),
-        &keys,
-        vbmeta(&keys, &keys.boot, 6),
-        boot(&keys, 3, 0xb1),
-    );
-    let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
-    assert_eq!(err.code, ErrorCode::AvbSignature, "{err}");
-    assert_eq!(active_slot(tmp.path()), Slot::A);
+    // (what, vbmeta signer, vbmeta index, boot index, expected code, message part)
+    let cases = [
+        (
+            "lower top-level index",
+            &keys.top,
+            4,
+            3,
+            ErrorCode::RollbackIndex,
+            "vbmeta rollback index 4",
+        ),
+        (
+            "lower chained index",
+            &keys.top,
+            6,
+            2,
+            ErrorCode::RollbackIndex,
+            "boot",
+        ),
+        (
+            "signed by another key",
+            &keys.boot,
+            6,
+            3,
+            ErrorCode::AvbSignature,
+            "vbmeta",
+        ),
+    ];
+    for (what, signer, top, chained, code, part) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let payload = setup(
+            tmp.path(),
+            &keys,
+            vbmeta(&keys, signer, top),
+            boot(&keys, chained, 0xb1),
+        );
+        let err = apply(tmp.path(), &payload, Slot::A).unwrap_err();
+        assert_eq!(err.code, code, "{what}: {err}");
+        assert!(err.message.contains(part), "{what}: {err}");
+        assert_eq!(active_slot(tmp.path()), Slot::A, "{what}");
+    }
 }
 
 #[test]
@@ -227,23 +215,7 @@ fn equal_index_switches_and_success_raises_the_stored_floor() {
 
     // An update from B that brings boot back to index 3 is refused.
     std::fs::write(tmp.path().join("boot.img"), boot(&keys, 3, 0xc1)).unwrap();
-    let specs: Vec<PartitionSpec> = ["vbmeta", "boot"]
-        .iter()
-        .map(|n| PartitionSpec {
-            name: (*n).into(),
-            new: tmp.path().join(format!("{n}.img")),
-            old: None,
-            append_verity: false,
-        })
-        .collect();
-    let options = BuildOptions {
-        compressors: Compressors {
-            xz: true,
-            bzip2: false,
-        },
-        ..BuildOptions::default()
-    };
-    build::build(&specs, &options, &payload).unwrap();
+    build(tmp.path());
     let err = apply(tmp.path(), &payload, Slot::B).unwrap_err();
     assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
     assert_eq!(active_slot(tmp.path()), Slot::B);

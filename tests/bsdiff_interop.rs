@@ -267,3 +267,32 @@ fn aosp_brotli_bsdiff_operation_applies() {
     let err = bsdiff::apply(old, &short_diff, expected.len()).unwrap_err();
     assert_eq!(err.code, abupdate::ErrorCode::MalformedPayload, "{err}");
 }
+
+/// Throughput of `apply` on 32 MiB (run in release:
+/// `cargo test --release --test bsdiff_interop apply_throughput -- --ignored --nocapture`).
+#[test]
+#[ignore = "measurement, run in release"]
+fn apply_throughput() {
+    let mut rng = Rng(7);
+    let old = binary_like(&mut rng, 32 << 20);
+    let mut new = old.clone();
+    for _ in 0..20_000 {
+        let at = rng.below(new.len());
+        new[at] = rng.next() as u8;
+    }
+    let start = std::time::Instant::now();
+    let patch = bsdiff::make_bsdf2_with_quality(&old, &new, 5).unwrap();
+    eprintln!(
+        "make_bsdf2 (quality 5): {:?}, patch {} bytes",
+        start.elapsed(),
+        patch.len()
+    );
+    let classic = bsdiff::make_bsdiff40(&old, &new).unwrap();
+    for (name, patch) in [("BSDF2/brotli", &patch), ("BSDIFF40/bz2", &classic)] {
+        let start = std::time::Instant::now();
+        let out = bsdiff::apply(&old, patch, new.len()).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert!(out == new);
+        eprintln!("apply {name}: {:.0} MB/s", new.len() as f64 / secs / 1e6);
+    }
+}

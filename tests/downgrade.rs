@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
+use abupdate::build::{ops::Compressors, BuildOptions};
 use abupdate::device::Slot;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::MiscBootControl;
@@ -29,12 +29,6 @@ fn try_update(dir: &Path, options: BuildOptions) -> abupdate::Result<()> {
     }
     let new = common::mixed_image(&mut common::Rng(7), 16);
     std::fs::write(dir.join("system.img"), &new).unwrap();
-    let spec = PartitionSpec {
-        name: "system".into(),
-        new: dir.join("system.img"),
-        old: None,
-        append_verity: false,
-    };
     let options = BuildOptions {
         compressors: Compressors {
             xz: true,
@@ -42,7 +36,11 @@ fn try_update(dir: &Path, options: BuildOptions) -> abupdate::Result<()> {
         },
         ..options
     };
-    build::build(&[spec], &options, &dir.join("p.bin")).unwrap();
+    common::build_payload_with(
+        &dir.join("p.bin"),
+        &[("system", dir.join("system.img"), None)],
+        options,
+    );
     let updater = Updater::open_host(&dev, &HostOptions::default())?;
     updater.apply(
         &mut Source::file(&dir.join("p.bin"))?,

@@ -4,7 +4,9 @@
 //! are old bytes (from the old cursor) plus diff-stream bytes, wrapping; the next
 //! `extra_len` output bytes are copied from the extra stream; then the old cursor moves by
 //! `seek` (relative, may be negative). Entries are read only while the output is short of
-//! the declared size, as AOSP does, so trailing entries and stream bytes are ignored.
+//! the declared size, as AOSP does, so trailing entries are ignored; so is what follows in a
+//! bzip2 or stored stream, while a brotli stream that was read must end with the output
+//! (AOSP checks `BrotliDecoderIsFinished` when it closes the stream).
 
 use super::header::{decode_offtin, PatchHeader};
 use super::stream::Stream;
@@ -30,7 +32,8 @@ const IDLE_ENTRY_EVERY: u64 = 4096;
 /// length is negative or overruns its stream or the output, when a stream does not decode,
 /// or when the old cursor is outside `0..=old.len()` at the start of an entry. That last
 /// rule is AOSP's in effect (its bspatch fails on such a cursor); diff bytes that run past
-/// the end of `old` are added to zero, as in AOSP and bsdiff 4.x.
+/// the end of `old` are added to zero, as in AOSP and bsdiff 4.x. A brotli stream that was
+/// read from must end exactly where the output does (AOSP's finished-decoder check).
 ///
 /// Stricter than AOSP: at most `1024 + new_len / 4096` entries may produce no output.
 /// More lenient: a `BSDF2` stream may be stored uncompressed (compressor byte 0).

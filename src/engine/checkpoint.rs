@@ -91,6 +91,10 @@ pub trait CheckpointStore: Send + Sync {
     fn load(&self) -> Result<Option<Checkpoint>>;
     fn save(&self, checkpoint: &Checkpoint) -> Result<()>;
     fn clear(&self) -> Result<()>;
+    /// Free space where checkpoints are kept, when the store can tell.
+    fn available_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A checkpoint file in a state directory (`/data/misc/abupdate` on a device).
@@ -115,6 +119,13 @@ impl FileCheckpointStore {
 }
 
 impl CheckpointStore for FileCheckpointStore {
+    // fsblkcnt_t and c_ulong are 32 bits wide on some Android targets.
+    #[allow(clippy::useless_conversion)]
+    fn available_bytes(&self) -> Option<u64> {
+        let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
+        Some(u64::from(stat.blocks_available()) * u64::from(stat.fragment_size()))
+    }
+
     fn load(&self) -> Result<Option<Checkpoint>> {
         let path = self.dir.join(FILE_NAME);
         match fs::read(&path) {

@@ -4,7 +4,7 @@
 
 use super::checkpoint::Checkpoint;
 use super::hashing::ResumableSha256;
-use super::{Context, Progress, Stage};
+use super::{Context, Observer, Progress, SlotPartitions, Stage};
 use crate::bail;
 use crate::error::{Error, Result};
 use crate::payload::manifest::PartitionInfo;
@@ -12,8 +12,13 @@ use crate::payload::manifest::PartitionInfo;
 const CHUNK: usize = 1 << 20;
 
 /// Before a delta: the running slot's partition must be exactly the base the delta was made for.
-pub(super) fn check_source(cx: &Context<'_>, name: &str, old: &PartitionInfo) -> Result<()> {
-    let source = cx.partitions.open_source(name)?;
+pub(super) fn check_source(
+    partitions: &dyn SlotPartitions,
+    observer: &dyn Observer,
+    name: &str,
+    old: &PartitionInfo,
+) -> Result<()> {
+    let source = partitions.open_source(name)?;
     if source.size() < old.size {
         bail!(
             SourceHash,
@@ -29,7 +34,7 @@ pub(super) fn check_source(cx: &Context<'_>, name: &str, old: &PartitionInfo) ->
                 .read_at(buf, at)
                 .map_err(|e| Error::io(format!("reading source partition {name}"), e))
         },
-        cx,
+        observer,
     )?;
     if digest != old.hash {
         bail!(SourceHash, "source partition {name} is not the base this delta was made for (old_partition_info.hash differs)");
@@ -46,6 +51,12 @@ pub(super) fn verify_partitions(
     digests: &[Option<[u8; 32]>],
 ) -> Result<()> {
     let partitions = &cx.metadata.manifest.partitions;
+    let total: u64 = partitions.iter().map(|p| p.new_info.size).sum();
+    let mut done: u64 = partitions
+        .iter()
+        .take(cp.verified_partitions as usize)
+        .map(|p| p.new_info.size)
+        .sum();
     for (i, p) in partitions
         .iter()
         .enumerate()
@@ -53,8 +64,8 @@ pub(super) fn verify_partitions(
     {
         cx.observer.progress(&Progress {
             stage: Stage::Verifying,
-            bytes_done: i as u64,
-            bytes_total: partitions.len() as u64,
+            bytes_done: done,
+            bytes_total: total,
             operations_done: cp.next_operation as u64,
             operations_total: cx.metadata.manifest.operation_count() as u64,
             partition: Some(p.name.clone()),
@@ -77,6 +88,7 @@ pub(super) fn verify_partitions(
         }
         cp.verified_partitions = i as u32 + 1;
         cx.store.save(cp)?;
+        done += p.new_info.size;
     }
     Ok(())
 }
@@ -85,13 +97,13 @@ pub(super) fn verify_partitions(
 fn hash_range(
     size: u64,
     mut read_at: impl FnMut(&mut [u8], u64) -> Result<()>,
-    cx: &Context<'_>,
+    observer: &dyn Observer,
 ) -> Result<[u8; 32]> {
     let mut hash = ResumableSha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut at = 0u64;
     while at < size {
-        if cx.observer.is_cancelled() {
+        if observer.is_cancelled() {
             bail!(Cancelled, "cancelled while verifying");
         }
         let n = (size - at).min(CHUNK as u64) as usize;

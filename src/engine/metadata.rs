@@ -71,21 +71,29 @@ impl Metadata {
                 "payload has no signature blob, but a trusted key is configured"
             );
         }
-        if let (Some(expected), Some((offset, len))) = (payload_size, manifest.signatures) {
-            let end = header.data_offset() + offset + len;
-            if end != expected {
-                bail!(
-                    SizeMismatch,
-                    "payload is {expected} bytes but its signature ends at {end}"
-                );
-            }
-        }
-        Ok(Metadata {
+        let metadata = Metadata {
             header,
             manifest,
             id: sha256(&bytes),
             bytes,
-        })
+        };
+        // Signed or not, a payload of known size must end where its manifest says, so that
+        // trailing data is refused before anything is written rather than after.
+        if let Some(expected) = payload_size {
+            let end = metadata.implied_size();
+            if end != expected {
+                let last = if metadata.manifest.signatures.is_some() {
+                    "signature"
+                } else {
+                    "last blob"
+                };
+                bail!(
+                    SizeMismatch,
+                    "payload is {expected} bytes but its {last} ends at {end}"
+                );
+            }
+        }
+        Ok(metadata)
     }
 
     /// Payload size implied by the manifest: everything up to the end of the signature blob.

@@ -40,6 +40,10 @@ use crate::{bail, err};
 /// update_engine does (`kMaxResumedUpdateFailures`), and start over cleanly.
 pub const MAX_RESUME_FAILURES: u32 = 10;
 
+/// Room the state directory must have before an update starts: checkpoints are a few hundred
+/// bytes, written twice (temporary file and rename), plus slack for the file system.
+pub const MIN_STATE_SPACE: u64 = 1 << 20;
+
 /// Read access to a partition of the running slot.
 pub trait SourceRead: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
@@ -83,7 +87,9 @@ pub enum Stage {
 #[derive(Clone, Debug)]
 pub struct Progress {
     pub stage: Stage,
-    /// Payload bytes applied (written and checkpointable) out of `bytes_total`.
+    /// [`Stage::Writing`]: payload bytes applied (written and checkpointable) out of
+    /// `bytes_total`, the payload size. [`Stage::Verifying`]: bytes of the partitions verified
+    /// so far out of all partitions' bytes.
     pub bytes_done: u64,
     pub bytes_total: u64,
     pub operations_done: u64,
@@ -175,7 +181,9 @@ pub fn apply(
     options: &ApplyOptions,
     observer: &dyn Observer,
 ) -> Result<ApplyReport> {
-    let metadata = read_metadata(source, options)?;
+    let size = payload_size(source, options)?;
+    let mut stream = source.open(0)?;
+    let metadata = read_metadata(&mut stream, size, options)?;
     metadata.manifest.check_supported()?;
     hooks.check_metadata(&metadata)?;
     let cx = Context {
@@ -205,7 +213,18 @@ pub fn apply(
         );
     }
 
-    let result = run(&cx, source, &mut checkpoint);
+    // A fresh start goes on reading the stream the metadata came from (one request for the
+    // whole payload); a resume asks for exactly what the checkpoint does not cover.
+    let data_offset = metadata.header.data_offset();
+    let stream = match checkpoint.phase {
+        Phase::Writing if checkpoint.next_data_offset == 0 => Some(stream),
+        Phase::Writing => {
+            drop(stream);
+            Some(source.open(data_offset + checkpoint.next_data_offset)?)
+        }
+        Phase::Verifying | Phase::Done => None,
+    };
+    let result = run(&cx, stream, &mut checkpoint);
     match result {
         Ok((bytes_read, operations_applied)) => Ok(ApplyReport {
             metadata: metadata.clone(),
@@ -227,7 +246,8 @@ pub fn apply(
     }
 }
 
-fn read_metadata(source: &mut dyn PayloadSource, options: &ApplyOptions) -> Result<Metadata> {
+/// The payload size the source knows, checked against `FILE_SIZE`.
+fn payload_size(source: &dyn PayloadSource, options: &ApplyOptions) -> Result<Option<u64>> {
     let size = source.size();
     if let (Some(expected), Some(actual)) = (options.properties.file_size, size) {
         if expected != actual {
@@ -237,14 +257,20 @@ fn read_metadata(source: &mut dyn PayloadSource, options: &ApplyOptions) -> Resu
             );
         }
     }
-    let size = size.or(options.properties.file_size);
-    let mut reader = source.open(0)?;
+    Ok(size.or(options.properties.file_size))
+}
+
+fn read_metadata(
+    reader: &mut dyn Read,
+    size: Option<u64>,
+    options: &ApplyOptions,
+) -> Result<Metadata> {
     let mut bytes = vec![0u8; crate::payload::HEADER_SIZE];
-    read_exact(&mut reader, &mut bytes, "payload header")?;
+    read_exact(reader, &mut bytes, "payload header")?;
     let needed = Metadata::needed(&bytes, size)?;
     bytes.resize(needed as usize, 0);
     read_exact(
-        &mut reader,
+        reader,
         &mut bytes[crate::payload::HEADER_SIZE..],
         "payload metadata",
     )?;
@@ -258,12 +284,16 @@ fn resumable(cp: &Checkpoint, metadata: &Metadata, partitions: &dyn SlotPartitio
         && (cp.next_operation as usize) <= metadata.manifest.operation_count()
 }
 
-/// A fresh start: check that the device can take this payload, mark the target slot
-/// unbootable, and save the first checkpoint.
-fn start(cx: &Context<'_>) -> Result<Checkpoint> {
-    let manifest = &cx.metadata.manifest;
-    for p in &manifest.partitions {
-        let target = cx.partitions.open_target(&p.name)?;
+/// Checks that the device can take the payload `metadata` describes, before anything is
+/// written: every target partition exists and is large enough (33), and for a delta every
+/// source partition is exactly the base it was made for (25; this reads the whole base).
+pub fn check_device(
+    partitions: &dyn SlotPartitions,
+    metadata: &Metadata,
+    observer: &dyn Observer,
+) -> Result<()> {
+    for p in &metadata.manifest.partitions {
+        let target = partitions.open_target(&p.name)?;
         if target.size() < p.new_info.size {
             bail!(
                 PartitionMissing,
@@ -274,9 +304,24 @@ fn start(cx: &Context<'_>) -> Result<Checkpoint> {
             );
         }
         if let Some(old) = &p.old_info {
-            finalize::check_source(cx, &p.name, old)?;
+            finalize::check_source(partitions, observer, &p.name, old)?;
         }
     }
+    Ok(())
+}
+
+/// A fresh start: check that the device can take this payload, mark the target slot
+/// unbootable, and save the first checkpoint.
+fn start(cx: &Context<'_>) -> Result<Checkpoint> {
+    if let Some(free) = cx.store.available_bytes() {
+        if free < MIN_STATE_SPACE {
+            bail!(
+                NotEnoughStorage,
+                "the state directory has {free} bytes free, {MIN_STATE_SPACE} needed"
+            );
+        }
+    }
+    check_device(cx.partitions, cx.metadata, cx.observer)?;
     cx.hooks.before_first_write()?;
     let mut payload_hash = ResumableSha256::new();
     let mut file_hash = ResumableSha256::new();
@@ -299,18 +344,17 @@ fn start(cx: &Context<'_>) -> Result<Checkpoint> {
     Ok(cp)
 }
 
-/// Runs the remaining phases from `cp`. Returns payload bytes read and operations applied.
+/// Runs the remaining phases from `cp`; `stream` is positioned at the checkpoint's next blob
+/// while there are operations to write. Returns payload bytes read and operations applied.
 fn run(
     cx: &Context<'_>,
-    source: &mut dyn PayloadSource,
+    stream: Option<Box<dyn Read + Send + '_>>,
     cp: &mut Checkpoint,
 ) -> Result<(u64, u64)> {
     let mut bytes_read = cx.metadata.header.data_offset();
     let mut applied = 0;
     let mut digests = Vec::new();
-    if cp.phase == Phase::Writing {
-        let data_offset = cx.metadata.header.data_offset();
-        let mut reader = source.open(data_offset + cp.next_data_offset)?;
+    if let (Phase::Writing, Some(mut reader)) = (cp.phase, stream) {
         let outcome = pipeline::write_operations(cx, &mut reader, cp)?;
         bytes_read += outcome.bytes_read;
         applied = outcome.operations;

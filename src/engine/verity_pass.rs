@@ -230,7 +230,8 @@ mod tests {
 
     #[test]
     fn mismatched_layouts_are_verity_errors() {
-        let cases: [(&str, fn(&mut VerityLayout)); 6] = [
+        type Spoil = fn(&mut VerityLayout);
+        let cases: [(&str, Spoil); 6] = [
             ("tree size", |l| l.hash_tree.num_blocks = 4),
             ("algorithm", |l| l.algorithm = "md5".into()),
             ("tree inside data", |l| l.hash_tree.start_block = 100),

@@ -31,7 +31,7 @@ impl PayloadHeader {
     pub fn parse(bytes: &[u8], payload_size: Option<u64>) -> Result<Self> {
         let Some(bytes) = bytes.get(..HEADER_SIZE) else {
             bail!(
-                MalformedPayload,
+                SizeMismatch,
                 "payload shorter than its {HEADER_SIZE}-byte header"
             );
         };
@@ -71,8 +71,9 @@ impl PayloadHeader {
         };
         if let Some(size) = payload_size {
             if header.data_offset() > size {
+                // A payload cut short, like a stream that ends early: the size is wrong.
                 bail!(
-                    MalformedPayload,
+                    SizeMismatch,
                     "metadata ({} bytes) extends beyond the payload ({size} bytes)",
                     header.data_offset()
                 );
@@ -134,7 +135,7 @@ mod tests {
         let code = |b: &[u8], size| PayloadHeader::parse(b, size).unwrap_err().code;
         assert_eq!(
             code(&header(2, 100, 0)[..23], None),
-            ErrorCode::MalformedPayload
+            ErrorCode::SizeMismatch
         );
         let mut bad_magic = header(2, 100, 0);
         bad_magic[0] = b'X';
@@ -150,9 +151,6 @@ mod tests {
             code(&header(2, 100, u32::MAX), None),
             ErrorCode::MalformedPayload
         );
-        assert_eq!(
-            code(&header(2, 100, 0), Some(100)),
-            ErrorCode::MalformedPayload
-        );
+        assert_eq!(code(&header(2, 100, 0), Some(100)), ErrorCode::SizeMismatch);
     }
 }

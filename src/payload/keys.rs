@@ -59,6 +59,17 @@ impl TrustedKeys {
         Ok(keys)
     }
 
+    /// Loads every file in `paths` into one set.
+    pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
+        let mut keys = TrustedKeys::none();
+        for path in paths {
+            for key in Self::load(path.as_ref())?.keys {
+                keys.add(key);
+            }
+        }
+        Ok(keys)
+    }
+
     /// Adds the keys in a PEM file or zip archive held in memory.
     pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<()> {
         if bytes.starts_with(b"PK\x03\x04") {

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use protobuf::Message;
 
 use super::proto::update_metadata as pb;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::{bail, err};
 
 pub const BLOCK_SIZE: u64 = 4096;
@@ -18,7 +18,9 @@ pub const BLOCK_SIZE: u64 = 4096;
 /// Limits that bound memory and work; real payloads are far below them (a full Pixel OTA has a
 /// few dozen partitions and some tens of thousands of operations).
 pub const MAX_PARTITIONS: usize = 128;
-pub const MAX_OPERATIONS: usize = 1 << 21;
+/// Decoded, an operation takes about 200 bytes before its extents and hashes: a million of
+/// them stay within `decode_cost::MAX_DECODED_BYTES`.
+pub const MAX_OPERATIONS: usize = 1 << 20;
 pub const MAX_EXTENTS_PER_OP: usize = 1 << 16;
 /// Every operation's output and blob are held in memory while it is applied (as update_engine
 /// does); this caps both. AOSP's generator splits full images into 2 MiB chunks, and deltas
@@ -223,6 +225,7 @@ impl Manifest {
     /// Parses and validates a manifest. `data_size`, when known, is the number of payload bytes
     /// after the metadata signature: every blob and the signature must fit in it.
     pub fn parse(bytes: &[u8], data_size: Option<u64>) -> Result<Self> {
+        super::decode_cost::check(bytes, super::decode_cost::Kind::Manifest)?;
         let m = pb::DeltaArchiveManifest::parse_from_bytes(bytes)
             .map_err(|e| err!(MalformedPayload, "manifest is not a valid protobuf: {e}"))?;
         Self::from_proto(&m, data_size)
@@ -299,9 +302,10 @@ impl Manifest {
         };
         if let Some(data_size) = data_size {
             let end = signatures.map_or(next_blob, |(o, s)| o + s);
+            // A payload cut short fails as a stream that ends early does: with a size error.
             if end > data_size {
                 bail!(
-                    MalformedPayload,
+                    SizeMismatch,
                     "blobs end at data offset {end}, beyond the payload's {data_size} data bytes"
                 );
             }
@@ -365,7 +369,7 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
     for (i, op) in p.operations.iter().enumerate() {
         let at = || format!("partition {name}, operation {i}");
         let op = parse_operation(op, new_blocks, old_blocks, minor, next_blob)
-            .map_err(|e| err!(MalformedPayload, "{}: {}", at(), e.message))?;
+            .map_err(|e| Error::new(e.code, format!("{}: {}", at(), e.message)))?;
         operations.push(op);
     }
     let verity = if minor >= VERITY_MINOR_VERSION {

@@ -31,6 +31,7 @@ pub struct SignatureSet(Vec<Vec<u8>>);
 
 impl SignatureSet {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
+        super::decode_cost::check(bytes, super::decode_cost::Kind::Signatures)?;
         let msg = pb::Signatures::parse_from_bytes(bytes).map_err(|e| {
             err!(
                 MalformedPayload,

@@ -14,8 +14,9 @@ pub mod downgrade;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::device::{Device, Slot};
+use crate::device::{Device, Layout, Slot};
 use crate::engine::checkpoint::{CheckpointStore, FileCheckpointStore, Phase};
+use crate::engine::metadata::Metadata;
 use crate::engine::{self, ApplyOptions, ApplyReport, Observer, PayloadSource, UpdateHooks};
 use crate::error::Result;
 use crate::slot::{BootControl, MiscBootControl};
@@ -41,6 +42,20 @@ pub struct HostOptions {
     /// The AVB key slots must be signed with; default `DIR/avb_key.pem` or
     /// `DIR/avb_key.avbpubkey` if present, else the running slot's vbmeta key.
     pub avb_key: Option<PathBuf>,
+}
+
+/// A device whose partitions are block devices named `<name>_a`, `<name>_b` in one directory
+/// (Android: `/dev/block/by-name`), slot metadata in `misc` there.
+#[derive(Clone, Debug)]
+pub struct ByNameOptions {
+    /// The running slot (Android: `ro.boot.slot_suffix`); default: what `misc` records.
+    pub current: Option<Slot>,
+    /// Checkpoints and the rollback store (Android: `/data/misc/abupdate`).
+    pub state_dir: PathBuf,
+    /// The AVB key slots must be signed with; default: the running slot's vbmeta key.
+    pub avb_key: Option<PathBuf>,
+    /// The running build's properties, for downgrade checks (Android: the system properties).
+    pub running: RunningBuild,
 }
 
 /// What became of an apply.
@@ -96,6 +111,24 @@ impl Updater {
         )
     }
 
+    /// Block devices by name in `dir`, as on Android (see [`ByNameOptions`]).
+    pub fn open_by_name(dir: &Path, options: ByNameOptions) -> Result<Self> {
+        let boot = MiscBootControl::open(&dir.join("misc"), options.current)?;
+        let current = boot.current();
+        let avb_key = options
+            .avb_key
+            .as_deref()
+            .map(AvbPolicy::load_key)
+            .transpose()?;
+        Self::new(
+            Device::new(Layout::ByName(dir.to_owned()), current),
+            Box::new(boot),
+            options.state_dir,
+            avb_key,
+            options.running,
+        )
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -133,6 +166,31 @@ impl Updater {
             report,
             switched_to,
         })
+    }
+
+    /// Whether a payload with this (verified) metadata could be applied now, without writing
+    /// anything: its operations are supported, it is no downgrade, every target partition is
+    /// large enough and a delta's base is the running slot's content.
+    pub fn check_applicable(&self, metadata: &Metadata) -> Result<()> {
+        metadata.manifest.check_supported()?;
+        downgrade::check(metadata, &self.running)?;
+        engine::check_device(&self.device, metadata, &engine::Quiet)
+    }
+
+    /// Forgets the last update, as update_engine's `resetStatus`: drops the checkpoint, and if
+    /// the update was fully applied and made the target slot active, makes the running slot
+    /// active again (the target slot keeps its content but will not boot next).
+    pub fn reset(&self) -> Result<()> {
+        if self.update_pending()? {
+            let current = self.device.current_slot();
+            self.with_boot(|b| {
+                if b.active_slot()? != current {
+                    b.set_active(current)?;
+                }
+                Ok(())
+            })?;
+        }
+        self.store.clear()
     }
 
     /// Marks the running slot as booted successfully, then raises the stored rollback floors

@@ -1,9 +1,16 @@
-//! Helpers shared by the integration tests: AOSP sample data and simulated devices.
+//! Helpers shared by the integration tests: AOSP sample data, simulated devices, and the real
+//! servers and fault-injecting proxy the HTTP tests run against.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod forge;
+pub mod nginx;
+pub mod ota;
+pub mod pki;
+pub mod proxy;
+pub mod service;
 pub mod veritysetup;
 
 /// `../shared/testdata` beside the checkout, or `$ABUPDATE_SHARED/testdata` (read-only).
@@ -78,4 +85,38 @@ pub fn mixed_image(rng: &mut Rng, blocks: usize) -> Vec<u8> {
         }
     }
     data
+}
+
+/// Builds an unsigned payload at `out` (xz only, fast) from `(name, new image, old image)`.
+pub fn build_payload(
+    out: &Path,
+    parts: &[(&str, PathBuf, Option<PathBuf>)],
+) -> abupdate::build::BuildReport {
+    use abupdate::build::{ops::Compressors, BuildOptions};
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        ..Default::default()
+    };
+    build_payload_with(out, parts, options)
+}
+
+/// Like [`build_payload`] with the caller's options.
+pub fn build_payload_with(
+    out: &Path,
+    parts: &[(&str, PathBuf, Option<PathBuf>)],
+    options: abupdate::build::BuildOptions,
+) -> abupdate::build::BuildReport {
+    let specs: Vec<_> = parts
+        .iter()
+        .map(|(name, new, old)| abupdate::build::PartitionSpec {
+            name: (*name).to_owned(),
+            new: new.clone(),
+            old: old.clone(),
+            append_verity: false,
+        })
+        .collect();
+    abupdate::build::build(&specs, &options, out).unwrap()
 }

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use abupdate::download::{self, SourceOptions};
 use abupdate::ErrorCode;
 
-use crate::nginx::Nginx;
-use crate::proxy::{Mode, Plan, Proxy};
+use crate::common::nginx::Nginx;
+use crate::common::proxy::{Mode, Plan, Proxy};
 use crate::{code_of, opts, serve_payload};
 
 /// The bytes read, or the code the stream failed with and when.

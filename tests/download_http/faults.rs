@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use abupdate::download;
 use abupdate::ErrorCode;
 
-use crate::nginx::{replace_file, Nginx};
-use crate::pki::Pki;
-use crate::proxy::{Mode, Plan, Proxy};
+use crate::common::nginx::{replace_file, Nginx};
+use crate::common::pki::Pki;
+use crate::common::proxy::{Mode, Plan, Proxy};
 use crate::{drain, fetch, opts, serve_payload, Rng, ZIP_OFFSET};
 
 /// The seed of the random cut positions; `ABUPDATE_TEST_SEED` replays another run.

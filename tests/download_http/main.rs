@@ -1,11 +1,10 @@
 //! The HTTP payload source against a real nginx (Debian `nginx-light`), with TLS certificates
 //! made by the `openssl` tool and faults injected by a proxy of ours.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod control;
 mod faults;
-mod nginx;
-mod pki;
-mod proxy;
 
 use std::io::{self, Read};
 use std::time::Duration;
@@ -13,9 +12,9 @@ use std::time::Duration;
 use abupdate::download::{self, PayloadStream, SourceOptions};
 use abupdate::ErrorCode;
 
-use nginx::Nginx;
-use pki::Pki;
-use proxy::{Mode, Plan, Proxy};
+use common::nginx::Nginx;
+use common::pki::Pki;
+use common::proxy::{Mode, Plan, Proxy};
 
 /// splitmix64: reproducible test data and fault positions without a dependency.
 pub struct Rng(u64);

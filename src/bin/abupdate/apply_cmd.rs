@@ -1,4 +1,5 @@
-//! `abupdate apply`: applies a payload into the inactive slot of a host device directory.
+//! `abupdate apply`: applies a payload into the inactive slot, through the service, or with
+//! `--device DIR` directly into a host device directory.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,56 +10,76 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use abupdate::device::Slot;
-use abupdate::download::{header_for_property, SourceOptions};
+use abupdate::download::SourceOptions;
 use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
+use abupdate::service::updater_engine::http_headers;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Outcome, Updater};
 
 #[derive(Args, Clone)]
 pub struct ApplyArgs {
-    /// Device directory holding <name>_a.img / <name>_b.img.
-    #[arg(long)]
-    pub device: PathBuf,
-    /// The running slot (a or b); the update goes into the other one. Default: what
-    /// DEVICE/misc.img records.
-    #[arg(long)]
-    pub current_slot: Option<String>,
-    /// Trusted payload key: PEM public key, X.509 certificate or otacerts.zip (repeatable).
-    #[arg(long = "key")]
-    pub keys: Vec<PathBuf>,
-    /// AVB public key (avbpubkey or PEM) new slots must be signed with; default
-    /// DEVICE/avb_key.pem, else the running slot's vbmeta key.
-    #[arg(long)]
-    pub avb_key: Option<PathBuf>,
-    /// Header pair KEY=VALUE, as the service receives them (repeatable).
-    #[arg(long = "header")]
+    /// The payload: a file, or an http://, https:// or file:// URL (with --device also
+    /// fd://N). Through the service a file is passed as an open descriptor, so the
+    /// service reads it with the caller's permissions.
+    pub payload: String,
+    /// Header pair KEY=VALUE, as in payload_properties.txt (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE")]
     pub headers: Vec<String>,
     /// payload_properties.txt, whose lines are taken as header pairs.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub properties: Option<PathBuf>,
-    /// Where checkpoints are kept (default: DEVICE/state).
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
-    /// Threads decoding operations.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Trust this CA (PEM) for https:// besides the system store.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// The payload: a file, or an http://, https://, file:// or fd:// location.
-    pub payload: String,
     /// Offset of the payload in the file or URL (a payload.bin stored inside an OTA zip).
     #[arg(long, default_value_t = 0)]
     pub offset: u64,
     /// Size of the payload at that offset (default: to the end).
     #[arg(long)]
     pub size: Option<u64>,
+
+    /// Apply here, without the service: a host device directory holding
+    /// <name>_a.img / <name>_b.img and misc.img.
+    #[arg(long, value_name = "DIR")]
+    pub device: Option<PathBuf>,
+    /// With --device: the running slot (a or b); the update goes into the other one.
+    /// Default: what DEVICE/misc.img records.
+    #[arg(long, requires = "device")]
+    pub current_slot: Option<String>,
+    /// With --device: trusted payload key, PEM public key, X.509 certificate or
+    /// otacerts.zip (repeatable). The service has its own.
+    #[arg(long = "key", requires = "device", value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
+    /// With --device: AVB public key (avbpubkey or PEM) new slots must be signed with;
+    /// default DEVICE/avb_key.pem, else the running slot's vbmeta key.
+    #[arg(long, requires = "device", value_name = "FILE")]
+    pub avb_key: Option<PathBuf>,
+    /// With --device: where checkpoints are kept (default: DEVICE/state).
+    #[arg(long, requires = "device", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// With --device: threads decoding operations.
+    #[arg(long, requires = "device")]
+    pub threads: Option<usize>,
+    /// With --device: trust this CA (PEM) for https:// besides the system store.
+    #[arg(long, requires = "device", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Through the service: wait for the update to finish (progress bar on a terminal);
+    /// the exit code is then the update's result.
+    #[arg(long, conflicts_with = "device")]
+    pub wait: bool,
+    #[command(flatten)]
+    pub service: crate::service_cmd::ServiceArgs,
+    /// With --device: minimum time between checkpoints while writing, in milliseconds (default 1000). Hidden:
+    /// only the kill-and-resume tests need checkpoints this often.
+    #[arg(long, hide = true, requires = "device")]
+    pub checkpoint_interval_ms: Option<u64>,
 }
 
 pub fn run(args: ApplyArgs) -> Result<()> {
-    let outcome = apply(&args, std::io::stderr().is_terminal())?;
+    let Some(device) = &args.device else {
+        return crate::service_cmd::apply(&args);
+    };
+    let outcome = apply(device, &args, std::io::stderr().is_terminal())?;
     let report = &outcome.report;
     println!(
         "applied {}: {} operations{}, {} payload bytes read; {}",
@@ -77,8 +98,8 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs one apply; shared with the demo.
-pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
+/// Runs one apply on the host device directory `device`; shared with the demo.
+pub fn apply(device: &Path, args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
     let current = args
         .current_slot
         .as_deref()
@@ -89,13 +110,16 @@ pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
         state_dir: args.state_dir.clone(),
         avb_key: args.avb_key.clone(),
     };
-    let updater = Updater::open_host(&args.device, &host)?;
+    let updater = Updater::open_host(device, &host)?;
     let mut options = ApplyOptions {
-        keys: load_keys(&args.keys)?,
+        keys: TrustedKeys::load_all(&args.keys)?,
         ..ApplyOptions::default()
     };
     if let Some(threads) = args.threads {
         options.threads = threads;
+    }
+    if let Some(ms) = args.checkpoint_interval_ms {
+        options.checkpoint_interval = std::time::Duration::from_millis(ms);
     }
     options.properties = properties(args.properties.as_deref(), &args.headers)?;
     let mut source = source(args, &options.properties)?;
@@ -106,19 +130,11 @@ pub fn apply(args: &ApplyArgs, progress_bar: bool) -> Result<Outcome> {
 }
 
 fn source(args: &ApplyArgs, props: &PayloadProperties) -> Result<Source> {
-    let mut options = SourceOptions {
+    let options = SourceOptions {
         pinned_ca: args.ca.clone(),
+        headers: http_headers(props),
         ..SourceOptions::default()
     };
-    let pairs = [
-        ("USER_AGENT", &props.user_agent),
-        ("AUTHORIZATION", &props.authorization),
-    ];
-    for (key, value) in pairs {
-        if let (Some(header), Some(value)) = (header_for_property(key), value) {
-            options.headers.push((header.to_owned(), value.clone()));
-        }
-    }
     // A local file's size is known up front; a URL's comes from FILE_SIZE or the server.
     let file_size = match args.payload.contains("://") {
         false => Some(
@@ -129,32 +145,33 @@ fn source(args: &ApplyArgs, props: &PayloadProperties) -> Result<Source> {
         ),
         true => None,
     };
-    let size = args.size.or(props.file_size).or(file_size);
+    let size = args.size.or(file_size).or(props.file_size);
     Ok(Source::new(&args.payload, args.offset, size, options))
 }
 
-fn load_keys(paths: &[PathBuf]) -> Result<TrustedKeys> {
-    let mut keys = TrustedKeys::none();
-    for path in paths {
-        for key in TrustedKeys::load(path)?.keys() {
-            keys.add(key.clone());
-        }
-    }
-    Ok(keys)
-}
-
 fn properties(file: Option<&Path>, headers: &[String]) -> Result<PayloadProperties> {
-    let mut props = match file {
-        Some(path) => PayloadProperties::parse_text(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?,
-        )?,
-        None => PayloadProperties::new(),
-    };
-    for pair in headers {
-        props.set_pair(pair)?;
+    let mut props = PayloadProperties::new();
+    for pair in header_pairs(file, headers)? {
+        props.set_pair(&pair)?;
     }
     Ok(props)
+}
+
+/// The header pairs of `--properties FILE` (its non-empty lines) followed by `--header`s.
+pub fn header_pairs(file: Option<&Path>, headers: &[String]) -> Result<Vec<String>> {
+    let mut pairs = Vec::new();
+    if let Some(path) = file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        pairs.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    pairs.extend(headers.iter().cloned());
+    Ok(pairs)
 }
 
 /// Shows progress with indicatif on a terminal; silent otherwise. Stops on SIGINT-free runs only

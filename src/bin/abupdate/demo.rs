@@ -10,11 +10,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use abupdate::avb::{Algorithm, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder};
+use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::payload::signature::Signer;
 use abupdate::slot::{bootloader, MiscBootControl};
 use abupdate::updater::{HostOptions, Updater};
+use abupdate::verity::image::{verify_image, VerityLayout};
+use abupdate::verity::{FecRoots, HashAlgorithm};
 
 use crate::apply_cmd::{self, ApplyArgs};
 
@@ -29,6 +33,15 @@ pub struct DemoArgs {
 }
 
 const PARTITIONS: [(&str, usize); 3] = [("system", 4), ("vendor", 2), ("boot", 1)];
+/// Every partition the payloads carry: the data partitions and the top-level vbmeta.
+const ALL_PARTITIONS: [(&str, usize); 4] =
+    [("system", 4), ("vendor", 2), ("boot", 1), ("vbmeta", 0)];
+const VBMETA_SIZE: usize = 64 << 10;
+
+/// Room for data, hash tree (under 1/100 of the data), FEC (2/253 of data + tree) and vbmeta.
+fn system_partition_size(data: usize) -> u64 {
+    ((data + data / 50 + (128 << 10)) as u64).div_ceil(4096) * 4096
+}
 
 pub fn run(args: DemoArgs) -> Result<()> {
     let tmp;
@@ -49,21 +62,54 @@ pub fn run(args: DemoArgs) -> Result<()> {
     std::fs::create_dir_all(&images)?;
     println!("== abupdate demo in {}", root.display());
 
-    // Three builds of the same partitions: v1 runs on slot A, v2 and v3 are updates.
+    // Three builds of the same partitions: v1 runs on slot A, v2 and v3 are updates. system
+    // carries dm-verity metadata behind an AVB footer, and vbmeta (signed, rollback index =
+    // build number) includes its hashtree descriptor, as Android builds them.
+    let avb_key = Signer::generate(2048)?;
+    let avb_signer = RingSigner::from_pem(avb_key.private_key_pem()?.as_bytes())?;
     let blocks = |quarter: usize| args.size_mib.max(1) * 256 * quarter / 4;
     let mut seed = 0x5eed_u64;
+    let mut system_descriptors = Vec::new();
     for (name, quarter) in PARTITIONS {
         let v1 = image(&mut seed, blocks(quarter));
         let v2 = evolve(&v1, &mut seed);
         let v3 = evolve(&v2, &mut seed);
-        for (v, data) in [("v1", &v1), ("v2", &v2), ("v3", &v3)] {
-            std::fs::write(images.join(format!("{name}-{v}.img")), data)?;
+        for (version, data) in [(1, v1), (2, v2), (3, v3)] {
+            let data = if name == "system" {
+                let size = system_partition_size(data.len());
+                let (image, desc) = add_hashtree_footer(
+                    &data,
+                    size,
+                    name,
+                    b"abupdate demo salt",
+                    FecRoots::DEFAULT,
+                )?;
+                let vbmeta = VbmetaBuilder::new(Algorithm::Sha256Rsa2048)
+                    .rollback_index(version)
+                    .descriptor(Descriptor::Hashtree(desc.clone()))
+                    .build(Some(&avb_signer))?;
+                let mut vbmeta = vbmeta;
+                vbmeta.resize(VBMETA_SIZE, 0);
+                std::fs::write(images.join(format!("vbmeta-v{version}.img")), &vbmeta)?;
+                system_descriptors.push(desc);
+                image
+            } else {
+                data
+            };
+            std::fs::write(images.join(format!("{name}-v{version}.img")), &data)?;
         }
-        std::fs::write(dev.join(format!("{name}_a.img")), &v1)?;
-        std::fs::write(dev.join(format!("{name}_b.img")), vec![0u8; v1.len()])?;
+    }
+    for (name, _) in ALL_PARTITIONS {
+        std::fs::copy(
+            images.join(format!("{name}-v1.img")),
+            dev.join(format!("{name}_a.img")),
+        )?;
+        let len = std::fs::metadata(dev.join(format!("{name}_a.img")))?.len();
+        std::fs::write(dev.join(format!("{name}_b.img")), vec![0u8; len as usize])?;
     }
     MiscBootControl::create_image(&dev.join("misc.img"), Slot::A)?;
     println!("device: slots A (v1, running) and B (empty), misc.img with the HAL's default record");
+    println!("  vbmeta signed with an RSA-2048 AVB key, rollback index 1; system has a verity hash tree and FEC");
 
     let signer = Signer::generate(2048)?;
     std::fs::write(root.join("ota-key.pem"), signer.private_key_pem()?)?;
@@ -71,7 +117,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("signing key: RSA-2048, public half in ota-cert.pem (the device trusts it)");
 
     let specs = |new: &str, old: Option<&str>| -> Vec<PartitionSpec> {
-        PARTITIONS
+        ALL_PARTITIONS
             .iter()
             .map(|(name, _)| PartitionSpec {
                 name: (*name).to_owned(),
@@ -90,13 +136,31 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let report = build::build(&specs("v2", None), &options, &full)?;
     std::fs::write(root.join("full.properties"), report.properties.to_text())?;
     describe("full payload (v1 -> v2)", &full, &report.manifest)?;
-    step(&root, &dev, &full, "full.properties", Slot::B, "v2", "v1")?;
+    step(
+        &root,
+        &dev,
+        &full,
+        "full.properties",
+        Slot::B,
+        "v2",
+        "v1",
+        &system_descriptors[1],
+    )?;
 
     let delta = root.join("delta.bin");
     let report = build::build(&specs("v3", Some("v2")), &options, &delta)?;
     std::fs::write(root.join("delta.properties"), report.properties.to_text())?;
     describe("delta payload (v2 -> v3)", &delta, &report.manifest)?;
-    step(&root, &dev, &delta, "delta.properties", Slot::A, "v3", "v2")?;
+    step(
+        &root,
+        &dev,
+        &delta,
+        "delta.properties",
+        Slot::A,
+        "v3",
+        "v2",
+        &system_descriptors[2],
+    )?;
 
     println!(
         "== demo finished in {:.1?}: both updates applied, verified and booted",
@@ -106,6 +170,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
 }
 
 /// Applies one payload, checks the result byte for byte, reboots and marks the slot good.
+#[allow(clippy::too_many_arguments)]
 fn step(
     root: &Path,
     dev: &Path,
@@ -114,9 +179,10 @@ fn step(
     target: Slot,
     new: &str,
     old: &str,
+    system: &HashtreeDescriptor,
 ) -> Result<()> {
     let args = ApplyArgs {
-        device: dev.to_owned(),
+        device: Some(dev.to_owned()),
         current_slot: None,
         keys: vec![root.join("ota-cert.pem")],
         avb_key: None,
@@ -128,17 +194,21 @@ fn step(
         ca: None,
         offset: 0,
         size: None,
+        checkpoint_interval_ms: None,
+        wait: false,
+        service: Default::default(),
     };
     let t = Instant::now();
-    let outcome = apply_cmd::apply(&args, false)?;
+    let outcome = apply_cmd::apply(dev, &args, false)?;
     println!(
-        "  applied into slot {target} in {:.1?}: signatures, FILE_HASH, every operation's hash and every partition's hash verified",
+        "  applied into slot {target} in {:.1?}: payload signatures, FILE_HASH, every operation's and partition's hash, \
+         AVB signature chain and rollback indexes verified",
         t.elapsed()
     );
     if outcome.switched_to != Some(target) {
         bail!("slot {target} was not set active");
     }
-    for (name, _) in PARTITIONS {
+    for (name, _) in ALL_PARTITIONS {
         let written = std::fs::read(dev.join(format!("{name}{}.img", target.suffix())))?;
         let expected = std::fs::read(root.join("images").join(format!("{name}-{new}.img")))?;
         let untouched = std::fs::read(dev.join(format!("{name}{}.img", target.other().suffix())))?;
@@ -152,6 +222,28 @@ fn step(
         target.other()
     );
 
+    let system_path = dev.join(format!("system{}.img", target.suffix()));
+    let layout = VerityLayout {
+        alg: HashAlgorithm::from_name(&system.hash_algorithm)?,
+        salt: system.salt.clone(),
+        data_size: system.image_size,
+        tree_offset: system.tree_offset,
+        fec_roots: Some(FecRoots::new(system.fec_num_roots)?),
+    };
+    verify_image(
+        &std::fs::File::open(&system_path)?,
+        &layout,
+        Some(&system.root_digest),
+    )?;
+    println!(
+        "  dm-verity: system's hash tree and FEC check out against vbmeta's root digest {}",
+        system
+            .root_digest
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     let mut misc = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -180,10 +272,22 @@ fn describe(what: &str, path: &Path, manifest: &abupdate::payload::Manifest) -> 
         *kinds.entry(op.kind.name()).or_insert(0) += 1;
     }
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let verity: Vec<&str> = manifest
+        .partitions
+        .iter()
+        .filter(|p| p.verity.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
     println!(
         "{what}: {size} bytes, signed, operations: {}",
         kinds.join(", ")
     );
+    if !verity.is_empty() {
+        println!(
+            "  hash tree and FEC of {} left to the device to compute",
+            verity.join(", ")
+        );
+    }
     Ok(())
 }
 

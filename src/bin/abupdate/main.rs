@@ -1,9 +1,14 @@
-//! `abupdate`: the command-line tool. Host subcommands build, inspect and apply payloads on a
-//! simulated device directory; the exit code is the structured status code of the result.
+//! `abupdate`: the command-line tool. As on a device (`adb shell abupdate ...`), `apply`,
+//! `slots` and `mark-successful` go to the service `abupdated` over Binder, as do `status`,
+//! `watch`, `suspend`, `resume`, `cancel`, `reset` and `verify`; with `--device DIR` the
+//! first three work directly on a host device directory instead. `payload`, `verity` and
+//! `demo` are host tools. The exit code is the structured status code of the result.
 
 mod apply_cmd;
 mod demo;
+mod follow;
 mod payload_cmd;
+mod service_cmd;
 mod slots_cmd;
 mod verity_cmd;
 
@@ -24,18 +29,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inspect or build update payloads.
+    /// Apply a payload into the inactive slot (through the service, or --device DIR).
+    Apply(apply_cmd::ApplyArgs),
+    /// The service's state, progress and last error.
+    Status(service_cmd::Plain),
+    /// Follow the running update to its end; exits with its status code.
+    Watch(service_cmd::Plain),
+    /// Pause the running update.
+    Suspend(service_cmd::Plain),
+    /// Continue a suspended or interrupted update.
+    Resume(service_cmd::ResumeArgs),
+    /// Stop the running update (it ends with code 38).
+    Cancel(service_cmd::Plain),
+    /// Forget the last update; after an applied one, keep the running slot active.
+    Reset(service_cmd::Plain),
+    /// Ask the service whether a payload could be applied to this device.
+    Verify(service_cmd::VerifyArgs),
+    /// Show each slot (current, active, bootable, successful, tries) and the rollback floors.
+    Slots(slots_cmd::SlotsArgs),
+    /// Mark the running slot as successfully booted (advances the rollback floors).
+    MarkSuccessful(slots_cmd::SlotsArgs),
+    /// Inspect or build update payloads (host tool).
     #[command(subcommand)]
     Payload(payload_cmd::PayloadCommand),
-    /// Apply a payload into the inactive slot of a device directory.
-    Apply(apply_cmd::ApplyArgs),
-    /// Build or check dm-verity hash trees and FEC of an image.
+    /// Build or check dm-verity hash trees and FEC of an image (host tool).
     #[command(subcommand)]
     Verity(verity_cmd::VerityCommand),
-    /// Show each slot: active, bootable, successful, priority, tries.
-    Slots(slots_cmd::DeviceArgs),
-    /// Mark the running slot as successfully booted.
-    MarkSuccessful(slots_cmd::DeviceArgs),
     /// Build a simulated device, signed full and delta payloads, and apply both.
     Demo(demo::DemoArgs),
 }
@@ -43,8 +62,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Payload(cmd) => payload_cmd::run(cmd),
         Command::Apply(args) => apply_cmd::run(args),
+        Command::Status(args) => service_cmd::status(args),
+        Command::Watch(args) => service_cmd::watch(args),
+        Command::Suspend(args) => service_cmd::suspend(args),
+        Command::Resume(args) => service_cmd::resume(args),
+        Command::Cancel(args) => service_cmd::cancel(args),
+        Command::Reset(args) => service_cmd::reset(args),
+        Command::Verify(args) => service_cmd::verify(args),
+        Command::Payload(cmd) => payload_cmd::run(cmd),
         Command::Verity(cmd) => verity_cmd::run(cmd),
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),

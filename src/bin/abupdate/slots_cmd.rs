@@ -1,4 +1,5 @@
-//! `abupdate slots` and `abupdate mark-successful` on a host device directory.
+//! `abupdate slots` and `abupdate mark-successful`: through the service, or with
+//! `--device DIR` directly on a host device directory. Both print the same.
 
 use std::path::PathBuf;
 
@@ -6,62 +7,94 @@ use anyhow::Result;
 use clap::Args;
 
 use abupdate::device::Slot;
-use abupdate::slot::{BootControl, MiscBootControl};
+use abupdate::service::{Engine, EngineConfig, RollbackFloor, SlotInfo, UpdaterEngine};
 use abupdate::updater::{HostOptions, Updater};
 
+use crate::service_cmd::{self, ServiceArgs};
+
 #[derive(Args)]
-pub struct DeviceArgs {
-    /// Device directory holding misc.img.
-    #[arg(long)]
-    pub device: PathBuf,
-    /// The running slot, when misc.img does not say it.
-    #[arg(long)]
+pub struct SlotsArgs {
+    /// Without the service: a host device directory holding misc.img.
+    #[arg(long, value_name = "DIR")]
+    pub device: Option<PathBuf>,
+    /// With --device: the running slot, when misc.img does not say it.
+    #[arg(long, requires = "device")]
     pub current_slot: Option<String>,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
-fn open(args: &DeviceArgs) -> Result<MiscBootControl> {
-    let current = args
-        .current_slot
-        .as_deref()
-        .map(str::parse::<Slot>)
-        .transpose()?;
-    Ok(MiscBootControl::open_device_dir(&args.device, current)?)
-}
-
-pub fn slots(args: DeviceArgs) -> Result<()> {
-    let boot = open(&args)?;
-    println!("slot  current  active  bootable  successful  priority  tries");
-    for s in boot.slots()? {
-        let yn = |b: bool| if b { "yes" } else { "no" };
-        let num = |n: Option<u8>| n.map_or("-".to_owned(), |n| n.to_string());
-        println!(
-            "{:<5} {:<8} {:<7} {:<9} {:<11} {:<9} {}",
-            s.slot,
-            yn(s.current),
-            yn(s.active),
-            yn(s.bootable),
-            yn(s.successful),
-            num(s.priority),
-            num(s.tries_remaining)
-        );
-    }
+pub fn slots(args: SlotsArgs) -> Result<()> {
+    let (info, floors) = match &args.device {
+        Some(_) => {
+            let engine = host_engine(&args)?;
+            (engine.slot_info()?, engine.rollback_floors()?)
+        }
+        None => {
+            let client = args.service.connect()?;
+            (client.slots()?, client.rollback_floors()?)
+        }
+    };
+    print!("{}", render(&info, &floors));
     Ok(())
 }
 
-pub fn mark_successful(args: DeviceArgs) -> Result<()> {
+pub fn mark_successful(args: SlotsArgs) -> Result<()> {
+    let Some(_) = &args.device else {
+        return service_cmd::mark_successful(&args.service);
+    };
+    let engine = host_engine(&args)?;
+    engine.mark_boot_successful()?;
+    println!(
+        "slot {} marked successful",
+        engine.updater().device().current_slot().suffix()
+    );
+    Ok(())
+}
+
+/// The device directory behind the same engine the service runs.
+fn host_engine(args: &SlotsArgs) -> Result<UpdaterEngine> {
     let current = args
         .current_slot
         .as_deref()
         .map(str::parse::<Slot>)
         .transpose()?;
+    let dir = args.device.as_deref().unwrap_or(std::path::Path::new("."));
     let updater = Updater::open_host(
-        &args.device,
+        dir,
         &HostOptions {
             current,
             ..Default::default()
         },
     )?;
-    updater.mark_boot_successful()?;
-    println!("slot {} marked successful", updater.device().current_slot());
-    Ok(())
+    Ok(UpdaterEngine::new(updater, EngineConfig::default()))
+}
+
+/// One line per slot (`_b: current=false active=true bootable=true successful=false
+/// tries=7`), then the rollback floors.
+fn render(info: &SlotInfo, floors: &[RollbackFloor]) -> String {
+    let mut out = String::new();
+    for s in &info.slots {
+        out += &format!(
+            "{}: current={} active={} bootable={} successful={} tries={}\n",
+            s.suffix,
+            s.slot == info.current,
+            s.slot == info.active,
+            s.bootable,
+            s.successful,
+            s.tries_remaining
+        );
+    }
+    let floors: Vec<String> = floors
+        .iter()
+        .map(|f| format!("{}={}", f.location, f.index))
+        .collect();
+    out += &format!(
+        "rollback floors: {}\n",
+        match floors.is_empty() {
+            true => "none".to_owned(),
+            false => floors.join(" "),
+        }
+    );
+    out
 }

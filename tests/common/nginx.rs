@@ -11,7 +11,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tempfile::TempDir;
 
-use crate::pki::Pki;
+use super::pki::Pki;
+
+/// Bytes a second that the `/slow/` location sends.
+pub const SLOW_RATE: u64 = 32 * 1024;
 
 pub struct Nginx {
     child: Child,
@@ -63,6 +66,16 @@ impl Nginx {
 
     pub fn url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// The URL of `name` served at [`SLOW_RATE`] bytes a second.
+    pub fn slow_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/slow/{name}", self.port)
+    }
+
+    /// The access log: one line per request, `status "Range" "If-Range" bytes-sent`.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
     pub fn tls_url(&self, host: &str, name: &str) -> String {
@@ -187,6 +200,10 @@ http {{
         }}
         location /absolute/ {{
             rewrite ^/absolute/(.*)$ /redirect/$1 permanent;
+        }}
+        location /slow/ {{
+            alias {d}/www/;
+            limit_rate {SLOW_RATE};
         }}
     }}
 }}

@@ -1,0 +1,119 @@
+/*
+ * Copyright 2026 The abupdate Authors
+ * SPDX-License-Identifier: Apache-2.0
+ */
+
+package com.abupdate;
+
+import com.abupdate.IUpdateCallback;
+import com.abupdate.RollbackFloor;
+import com.abupdate.SlotInfo;
+import com.abupdate.UpdateStatus;
+
+/**
+ * The A/B update service `abupdated`, registered as "abupdate".
+ *
+ * Calls that change anything (apply*, suspend, resume, cancel, resetStatus,
+ * markBootSuccessful) are allowed only to the service's configured UIDs; others
+ * get a security exception. A request that fails for a reason the update engine
+ * knows is a service-specific exception whose code is one of ERROR_* below.
+ * Kept within Android 10 AIDL: int constants, structured parcelables, no enums.
+ */
+interface IUpdateService {
+    /** UpdateStatus.state: nothing is being applied. */
+    const int STATE_IDLE = 0;
+    /** Downloading the payload and writing the target slot. */
+    const int STATE_DOWNLOADING = 1;
+    /** Checking what was written (partition hashes, verity). */
+    const int STATE_VERIFYING = 2;
+    /** Computing verity/FEC, switching the active slot. */
+    const int STATE_FINALIZING = 3;
+    /** The target slot is ready and active; it runs after the next reboot. */
+    const int STATE_UPDATED_NEED_REBOOT = 4;
+    /** suspend() paused the update; resume() continues it. */
+    const int STATE_SUSPENDED = 5;
+    /** The service stopped while an update ran; resume() continues it. */
+    const int STATE_INTERRUPTED = 6;
+
+    /** UpdateStatus.errorCode and the service-specific exception codes. */
+    const int ERROR_OK = 0;
+    const int ERROR_DOWNLOAD_FAILED = 10;
+    const int ERROR_DOWNLOAD_PROTOCOL = 11;
+    const int ERROR_DOWNLOAD_CHANGED = 12;
+    const int ERROR_NOT_ENOUGH_STORAGE = 13;
+    const int ERROR_SIZE_MISMATCH = 14;
+    const int ERROR_VERIFICATION_FAILED = 20;
+    const int ERROR_MALFORMED_PAYLOAD = 21;
+    const int ERROR_METADATA_SIGNATURE = 22;
+    const int ERROR_PAYLOAD_SIGNATURE = 23;
+    const int ERROR_PAYLOAD_HASH = 24;
+    const int ERROR_SOURCE_HASH = 25;
+    const int ERROR_DOWNGRADE = 26;
+    const int ERROR_ROLLBACK_INDEX = 27;
+    const int ERROR_AVB_SIGNATURE = 28;
+    const int ERROR_INSTALL_FAILED = 30;
+    const int ERROR_DEVICE_ERROR = 31;
+    const int ERROR_UNSUPPORTED = 32;
+    const int ERROR_PARTITION_MISSING = 33;
+    const int ERROR_SLOT_ERROR = 34;
+    const int ERROR_BUSY = 35;
+    const int ERROR_PERMISSION_DENIED = 36;
+    const int ERROR_CANCELLED = 38;
+    const int ERROR_POST_CHECK_FAILED = 40;
+    const int ERROR_PARTITION_HASH = 41;
+    const int ERROR_VERITY = 42;
+
+    /**
+     * Starts applying the payload at `url` (http, https or file), `size` bytes from
+     * `offset` (inside an OTA zip, say). `headerKeyValuePairs` are "KEY=VALUE"
+     * strings as in payload_properties.txt (FILE_HASH, FILE_SIZE, METADATA_HASH,
+     * METADATA_SIZE, ...). Returns once the update started; progress and the
+     * result arrive through getStatus() and the callbacks. An update interrupted
+     * earlier resumes where it stopped when the same payload is applied again.
+     */
+    void applyPayload(String url, long offset, long size, in String[] headerKeyValuePairs);
+
+    /** As applyPayload(), reading the payload from an open file. */
+    void applyPayloadFd(in ParcelFileDescriptor pfd, long offset, long size,
+            in String[] headerKeyValuePairs);
+
+    /** Pauses the running update between two operations. */
+    void suspend();
+
+    /** Continues a suspended or interrupted update. */
+    void resume();
+
+    /** Stops the running update; it completes with ERROR_CANCELLED. */
+    void cancel();
+
+    /**
+     * Forgets the last update: its error, its resume point, and after
+     * STATE_UPDATED_NEED_REBOOT the slot switch (the current slot stays active).
+     */
+    void resetStatus();
+
+    UpdateStatus getStatus();
+
+    /**
+     * Adds a listener. It gets the current status at once, then every useful
+     * change. A listener whose process dies is dropped.
+     */
+    void registerCallback(IUpdateCallback callback);
+
+    void unregisterCallback(IUpdateCallback callback);
+
+    /**
+     * Checks that a payload whose metadata (header, manifest and metadata
+     * signature) is `metadata` can be applied to this device. Fails with a
+     * service-specific exception naming the reason when it cannot.
+     */
+    void verifyPayloadApplicable(in byte[] metadata);
+
+    SlotInfo getSlotInfo();
+
+    /** Marks the running slot as successfully booted. */
+    void markBootSuccessful();
+
+    /** The device's rollback index floor for each AVB rollback index location. */
+    RollbackFloor[] getRollbackFloors();
+}

@@ -1,0 +1,242 @@
+//! Images for the VM test (tests/vm/), and the one thing the VM cannot do with busybox: read
+//! dm-verity parameters out of a vbmeta.
+//!
+//! - `vm_images build DIR`: slot A of `system` and `vendor` (data, hash tree, FEC and an AVB
+//!   footer each) and a signed `vbmeta` holding both hashtree descriptors (rollback index 1);
+//!   `misc.img` recording slot A; `build.prop`; a full payload to build 2 of the same
+//!   partitions, signed with the OTA test key, with `payload_properties.txt`; the trusted
+//!   `ota-cert.pem`; and `expected.env`, shell assignments the VM checks against (partition
+//!   sizes, the new data's SHA-256, and payload offsets that end an operation's blob).
+//! - `vm_images verity-args VBMETA NAME`: the root digest and `veritysetup` options of
+//!   partition NAME from the hashtree descriptor in the vbmeta image VBMETA (a partition),
+//!   after checking its signature against the AVB test key.
+//!
+//! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use abupdate::avb::{
+    Algorithm, AvbPublicKey, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder, VbmetaImage,
+};
+use abupdate::build::avb_image::add_hashtree_footer;
+use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
+use abupdate::device::Slot;
+use abupdate::engine::hashing::sha256;
+use abupdate::payload::signature::Signer;
+use abupdate::slot::MiscBootControl;
+use abupdate::verity::FecRoots;
+use abupdate::{Error, Result};
+
+/// Data partitions and their data size in 4 KiB blocks.
+const PARTITIONS: [(&str, usize); 2] = [("system", 1024), ("vendor", 512)];
+const VBMETA_SIZE: usize = 64 << 10;
+const BUILD_DATE: i64 = 1_700_000_000;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["build", dir] => build_all(Path::new(dir)),
+        ["verity-args", vbmeta, name] => verity_args(Path::new(vbmeta), name),
+        _ => {
+            eprintln!("usage: vm_images build DIR | verity-args VBMETA NAME");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vm_images: {e}");
+            ExitCode::from(u8::try_from(e.code.as_i32()).unwrap_or(1))
+        }
+    }
+}
+
+fn build_all(dir: &Path) -> Result<()> {
+    let images = dir.join("images");
+    create_dir(&images)?;
+    let avb = RingSigner::from_pem(TEST_KEY)?;
+    let mut seed = 0x7e57_u64;
+    let mut env = String::new();
+    let mut descriptors = [Vec::new(), Vec::new()];
+    for (name, blocks) in PARTITIONS {
+        let v1 = content(&mut seed, blocks);
+        let mut v2 = v1.clone();
+        for block in (0..blocks).step_by(7) {
+            let at = block * 4096 + (next(&mut seed) % 4000) as usize;
+            v2[at] ^= 0x5a;
+        }
+        // Room for the tree (< 1/100), FEC (2/253 of data and tree) and the footer vbmeta.
+        let size = ((v1.len() + v1.len() / 50 + (64 << 10)) as u64).div_ceil(4096) * 4096;
+        for (version, data) in [(1, &v1), (2, &v2)] {
+            let (image, desc) =
+                add_hashtree_footer(data, size, name, name.as_bytes(), FecRoots::DEFAULT)?;
+            write(&images.join(format!("{name}-v{version}.img")), &image)?;
+            descriptors[version - 1].push(desc);
+        }
+        let upper = name.to_uppercase();
+        let _ = writeln!(env, "{upper}_SIZE={size}");
+        let _ = writeln!(env, "{upper}_DATA_BLOCKS={blocks}");
+        let _ = writeln!(env, "{upper}_DATA_SHA={}", hex(&sha256(&v2)));
+    }
+    for (version, descs) in [(1u64, &descriptors[0]), (2, &descriptors[1])] {
+        let mut builder = VbmetaBuilder::new(Algorithm::Sha256Rsa2048).rollback_index(version);
+        for desc in descs {
+            builder = builder.descriptor(Descriptor::Hashtree(desc.clone()));
+        }
+        let mut vbmeta = builder.build(Some(&avb))?;
+        vbmeta.resize(VBMETA_SIZE, 0);
+        write(&images.join(format!("vbmeta-v{version}.img")), &vbmeta)?;
+    }
+    let _ = writeln!(env, "VBMETA_SIZE={VBMETA_SIZE}");
+
+    // Slot A runs build 1; slot B is made empty in the VM.
+    let names: Vec<&str> = PARTITIONS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["vbmeta"])
+        .collect();
+    for name in &names {
+        std::fs::copy(
+            images.join(format!("{name}-v1.img")),
+            dir.join(format!("{name}_a.img")),
+        )
+        .map_err(|e| Error::io(name, e))?;
+    }
+    MiscBootControl::create_image(&dir.join("misc.img"), Slot::A)?;
+    write(
+        &dir.join("build.prop"),
+        format!("ro.build.date.utc={BUILD_DATE}\n").as_bytes(),
+    )?;
+
+    let signer = Signer::from_pem(&String::from_utf8_lossy(TEST_KEY))?;
+    write(
+        &dir.join("ota-cert.pem"),
+        signer.public_key_pem()?.as_bytes(),
+    )?;
+    let specs: Vec<PartitionSpec> = names
+        .iter()
+        .map(|name| PartitionSpec {
+            name: (*name).to_owned(),
+            new: images.join(format!("{name}-v2.img")),
+            old: None,
+            append_verity: false,
+        })
+        .collect();
+    let options = BuildOptions {
+        signer: Some(signer),
+        // XZ alone: bzip2 rarely wins and doubles the time of a debug build.
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        max_timestamp: Some(BUILD_DATE + 100),
+        ..BuildOptions::default()
+    };
+    let payload = dir.join("payload.bin");
+    let report = build::build(&specs, &options, &payload)?;
+    write(
+        &dir.join("payload_properties.txt"),
+        report.properties.to_text().as_bytes(),
+    )?;
+    // Where the blobs of operations 1 and 3 end: the VM feeds the payload in these pieces.
+    let header_end = std::fs::read(&payload)
+        .map_err(|e| Error::io("payload", e))
+        .and_then(|bytes| abupdate::engine::metadata::Metadata::needed(&bytes, None))?;
+    let ends: Vec<u64> = report
+        .manifest
+        .partitions
+        .iter()
+        .flat_map(|p| &p.operations)
+        .map(|op| header_end + op.data_offset + op.data_length)
+        .collect();
+    if ends.len() < 4 {
+        abupdate::bail!(InstallFailed, "only {} operations", ends.len());
+    }
+    let _ = writeln!(env, "SPLIT1={}", ends[0]);
+    let _ = writeln!(env, "SPLIT2={}", ends[2]);
+    let _ = writeln!(env, "OPERATIONS={}", ends.len());
+    write(&dir.join("expected.env"), env.as_bytes())?;
+    std::fs::remove_dir_all(&images).map_err(|e| Error::io("images", e))?;
+    Ok(())
+}
+
+/// Prints `ROOT_DIGEST OPTIONS...` for `veritysetup open DEV NAME DEV ROOT OPTIONS...`, the
+/// data, hash tree and FEC all on the one partition as AVB lays them out.
+fn verity_args(vbmeta: &Path, name: &str) -> Result<()> {
+    let bytes = std::fs::read(vbmeta).map_err(|e| Error::io(vbmeta.display(), e))?;
+    let image = VbmetaImage::parse(&bytes)?;
+    image.verify_with_key(&AvbPublicKey::from_pem(TEST_KEY)?)?;
+    let desc: &HashtreeDescriptor = image
+        .descriptors()
+        .iter()
+        .find_map(|d| match d {
+            Descriptor::Hashtree(h) if h.partition_name == name => Some(h),
+            _ => None,
+        })
+        .ok_or_else(|| abupdate::err!(PartitionMissing, "no hashtree descriptor for {name}"))?;
+    let block = u64::from(desc.data_block_size);
+    println!(
+        "{} --no-superblock --format={} --hash={} --data-block-size={} --hash-block-size={} \
+         --data-blocks={} --hash-offset={} --salt={} --fec-offset={} --fec-roots={}",
+        hex(&desc.root_digest),
+        desc.dm_verity_version,
+        desc.hash_algorithm,
+        desc.data_block_size,
+        desc.hash_block_size,
+        desc.image_size / block,
+        desc.tree_offset,
+        hex(&desc.salt),
+        desc.fec_offset,
+        desc.fec_num_roots,
+    );
+    Ok(())
+}
+
+/// Built in, so that the VM has it too.
+const TEST_KEY: &[u8] = include_bytes!("../tests/data/avb/testkey_rsa2048.pem");
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::io(path.display(), e))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Partition content that compresses about as real images do: zeros, text, random blocks.
+fn content(seed: &mut u64, blocks: usize) -> Vec<u8> {
+    let mut data = vec![0u8; blocks * 4096];
+    for block in data.chunks_mut(4096) {
+        match next(seed) % 4 {
+            0 => {}
+            1 => block.iter_mut().for_each(|b| *b = next(seed) as u8),
+            _ => {
+                let word = next(seed).to_le_bytes();
+                for (i, b) in block.iter_mut().enumerate() {
+                    *b = if i % 13 == 0 {
+                        b'\n'
+                    } else {
+                        b'a' + word[i % 8] % 26
+                    };
+                }
+            }
+        }
+    }
+    data
+}
+
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}

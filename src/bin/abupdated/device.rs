@@ -1,0 +1,127 @@
+//! Which device the daemon updates, and with what trust: the update engine it serves.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use abupdate::payload::keys::TrustedKeys;
+use abupdate::service::{Engine, EngineConfig, UpdaterEngine};
+use abupdate::slot::Slot;
+use abupdate::updater::downgrade::RunningBuild;
+use abupdate::updater::{ByNameOptions, HostOptions, Updater};
+use abupdate::{Error, Result};
+
+use crate::Args;
+
+/// Android's OTA certificates, trusted when no `--key` is given.
+const ANDROID_OTACERTS: &str = "/system/etc/security/otacerts.zip";
+
+/// Android's partitions.
+#[cfg(target_os = "android")]
+const ANDROID_BY_NAME: &str = "/dev/block/by-name";
+
+/// Where the service keeps its state: `--state-dir`, else the host device directory's
+/// `state/` (shared with `abupdate apply --device`), else Android's `/data/misc/abupdate`.
+pub fn state_dir(args: &Args) -> PathBuf {
+    match (&args.state_dir, &args.device) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(device)) => device.join("state"),
+        (None, None) => PathBuf::from("/data/misc/abupdate"),
+    }
+}
+
+/// The update engine for the device the arguments name.
+pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
+    let current = args
+        .current_slot
+        .as_deref()
+        .map(str::parse::<Slot>)
+        .transpose()?;
+    let updater = match (&args.device, by_name(args)) {
+        (Some(dir), None) => {
+            log::info!("host device directory {}", dir.display());
+            Updater::open_host(
+                dir,
+                &HostOptions {
+                    current,
+                    state_dir: Some(state_dir.to_owned()),
+                    avb_key: args.avb_key.clone(),
+                },
+            )?
+        }
+        (None, Some(dir)) => {
+            log::info!("partitions in {}", dir.display());
+            let options = ByNameOptions {
+                current: current.or(android_slot()?),
+                state_dir: state_dir.to_owned(),
+                avb_key: args.avb_key.clone(),
+                running: running_build(args.build_prop.as_deref())?,
+            };
+            Updater::open_by_name(&dir, options)?
+        }
+        (Some(_), Some(_)) => {
+            abupdate::bail!(DeviceError, "--device and --by-name exclude each other")
+        }
+        (None, None) => abupdate::bail!(
+            DeviceError,
+            "no device: give --by-name DIR (block devices) or --device DIR (image files)"
+        ),
+    };
+    log::info!(
+        "running slot {}, updates go to slot {}",
+        updater.device().current_slot(),
+        updater.device().target_slot()
+    );
+    let mut config = EngineConfig {
+        keys: trusted_keys(&args.keys)?,
+        pinned_ca: args.ca.clone(),
+        ..EngineConfig::default()
+    };
+    if let Some(threads) = args.decode_threads {
+        config.threads = threads;
+    }
+    Ok(Arc::new(UpdaterEngine::new(updater, config)))
+}
+
+/// `--by-name`, or Android's by-name directory when no device is named.
+fn by_name(args: &Args) -> Option<PathBuf> {
+    #[cfg(target_os = "android")]
+    if args.device.is_none() && args.by_name.is_none() {
+        return Some(PathBuf::from(ANDROID_BY_NAME));
+    }
+    args.by_name.clone()
+}
+
+/// The slot the bootloader booted, on Android; elsewhere `misc` says.
+fn android_slot() -> Result<Option<Slot>> {
+    #[cfg(target_os = "android")]
+    return abupdate::slot::misc::boot_slot_suffix().map(Some);
+    #[cfg(not(target_os = "android"))]
+    Ok(None)
+}
+
+/// `--build-prop`, else on Android the system properties; else nothing to compare against.
+fn running_build(file: Option<&Path>) -> Result<RunningBuild> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
+        return Ok(RunningBuild::from_properties(&text));
+    }
+    #[cfg(target_os = "android")]
+    return Ok(RunningBuild::from_system());
+    #[cfg(not(target_os = "android"))]
+    {
+        log::warn!("no --build-prop: payloads are not checked for downgrades");
+        Ok(RunningBuild::default())
+    }
+}
+
+/// `--key` files, else Android's OTA certificates when present.
+fn trusted_keys(files: &[PathBuf]) -> Result<TrustedKeys> {
+    if !files.is_empty() {
+        return TrustedKeys::load_all(files);
+    }
+    if Path::new(ANDROID_OTACERTS).exists() {
+        return TrustedKeys::load(Path::new(ANDROID_OTACERTS));
+    }
+    log::warn!("no trusted keys: unsigned payloads are accepted (engineering builds only)");
+    Ok(TrustedKeys::none())
+}

@@ -1,0 +1,114 @@
+//! `abupdated`: the A/B update service.
+//!
+//! Registers `abupdate` with the service manager (Android's, or one on a Linux host's
+//! kernel Binder) or serves it over an RPC unix socket (`--binder unix://...`), runs Binder
+//! requests on a thread pool and updates on a worker thread, with abupdate's update engine
+//! over the device's partitions.
+
+mod device;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use abupdate::service::binder_adapter::{self as binder, Transport};
+use abupdate::service::binder_service::BinderService;
+use abupdate::service::persist::current_boot_id;
+use abupdate::service::{Config, UpdateService, SERVICE_NAME};
+use abupdate::{Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "The abupdate A/B update service")]
+pub struct Args {
+    /// Where to serve: `binder:/dev/binder` (kernel Binder and its service manager) or
+    /// `unix:///run/abupdate.sock?profile=android13plus` (RPC Binder). Android always
+    /// uses the platform's service manager.
+    #[arg(long, default_value = "binder:/dev/binder")]
+    binder: String,
+
+    /// The partitions are block devices named `<name>_a`, `<name>_b` in DIR, with slot
+    /// metadata in DIR/misc (default on Android: /dev/block/by-name).
+    #[arg(long, value_name = "DIR")]
+    by_name: Option<PathBuf>,
+
+    /// Host stand-in for a device: DIR/<name>_a.img, DIR/<name>_b.img, DIR/misc.img,
+    /// optionally DIR/build.prop and DIR/avb_key.pem (as `abupdate apply --device`).
+    #[arg(long, value_name = "DIR")]
+    device: Option<PathBuf>,
+
+    /// The running slot (a or b); default: ro.boot.slot_suffix on Android, else the slot
+    /// misc records.
+    #[arg(long)]
+    current_slot: Option<String>,
+
+    /// Trusted payload key: PEM public key, X.509 certificate or otacerts.zip
+    /// (repeatable); default /system/etc/security/otacerts.zip if present. Without any,
+    /// unsigned payloads are accepted.
+    #[arg(long = "key", value_name = "FILE")]
+    keys: Vec<PathBuf>,
+
+    /// AVB public key new slots must be signed with; default: the running slot's key.
+    #[arg(long, value_name = "FILE")]
+    avb_key: Option<PathBuf>,
+
+    /// The running build's properties (ro.build.date.utc, ...) for downgrade checks with
+    /// --by-name; Android reads its system properties.
+    #[arg(long, value_name = "FILE")]
+    build_prop: Option<PathBuf>,
+
+    /// Trust this CA (PEM) for https:// payloads besides the system store.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+
+    /// Where the service keeps its status, checkpoints and rollback floors; default
+    /// /data/misc/abupdate (with --device: DIR/state).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// UIDs allowed to change anything (root, system, shell by default).
+    #[arg(long, value_delimiter = ',', default_value = "0,1000,2000")]
+    allowed_uids: Vec<u32>,
+
+    /// Binder threads answering requests.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
+
+    /// Threads decoding payload operations (default: up to 4, by CPU count).
+    #[arg(long)]
+    decode_threads: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    binder::init_logging("abupdated");
+    let args = Args::parse();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("abupdated: {e}");
+            ExitCode::from(u8::try_from(e.code.as_i32()).unwrap_or(1))
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
+    let state_dir = device::state_dir(&args);
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| Error::io(format_args!("creating {}", state_dir.display()), e))?;
+    let engine = device::open(&args, &state_dir)?;
+    let config = Config {
+        state_dir,
+        allowed_uids: args.allowed_uids,
+        boot_id: current_boot_id()?,
+    };
+    let core = UpdateService::new(engine, config)?;
+    let transport = Transport::parse(&args.binder)?;
+    let service = binder::new_service_binder(BinderService::new(core));
+    let served = binder::serve(&transport, SERVICE_NAME, service, args.threads)?;
+    log::info!(
+        "serving {SERVICE_NAME} on {transport} with {} threads",
+        args.threads
+    );
+    binder::join(served)
+}

@@ -1,0 +1,185 @@
+//! Android side of the adapter: the platform's `binder` crate and the AIDL crate that
+//! `aidl_interface { name: "com.abupdate" }` generates (Android.bp). Built by Soong only.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::fs::File;
+use std::sync::Mutex;
+
+pub use binder::{Interface, ParcelFileDescriptor, Status, Strong};
+
+use binder::{BinderFeatures, DeathRecipient, ExceptionCode, StatusCode};
+
+use super::Failure;
+use crate::error::{Error, Result};
+use crate::service::binder_service::{BinderService, CallbackRelay};
+
+/// `Result` of a Binder method, as the generated traits spell it.
+pub type BinderResult<T> = binder::Result<T>;
+
+/// The AIDL types, at the same paths as on the host.
+pub mod aidl {
+    pub use com_abupdate::aidl::com::abupdate::IUpdateCallback::{
+        BnUpdateCallback, IUpdateCallback,
+    };
+    /// `IUpdateService.STATE_*` and `ERROR_*`.
+    pub use com_abupdate::aidl::com::abupdate::IUpdateService as consts;
+    pub use com_abupdate::aidl::com::abupdate::IUpdateService::{BnUpdateService, IUpdateService};
+    pub use com_abupdate::aidl::com::abupdate::{
+        RollbackFloor::RollbackFloor, SlotInfo::SlotInfo, SlotState::SlotState,
+        UpdateStatus::UpdateStatus,
+    };
+}
+
+/// On Android there is one transport: `/dev/binder` and the platform's servicemanager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transport;
+
+impl Transport {
+    /// Accepts `binder:/dev/binder` (the default of `--binder`) and nothing else.
+    pub fn parse(text: &str) -> Result<Transport> {
+        match text {
+            "binder:/dev/binder" => Ok(Transport),
+            _ => crate::bail!(
+                DeviceError,
+                "on Android the transport is binder:/dev/binder, not {text:?}"
+            ),
+        }
+    }
+
+    pub fn is_kernel(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("binder:/dev/binder")
+    }
+}
+
+/// A registered service; its threads belong to the process.
+pub struct Served(());
+
+impl Served {
+    pub fn stop(self) {}
+}
+
+pub fn serve(
+    _transport: &Transport,
+    name: &str,
+    service: Strong<dyn aidl::IUpdateService>,
+    threads: u32,
+) -> Result<Served> {
+    binder::ProcessState::set_thread_pool_max_thread_count(threads);
+    binder::ProcessState::start_thread_pool();
+    binder::add_service(name, service.as_binder())
+        .map_err(|e| binder_error(&format!("registering {name}"), e))?;
+    Ok(Served(()))
+}
+
+pub fn join(_served: Served) -> Result<()> {
+    binder::ProcessState::join_thread_pool();
+    crate::bail!(DeviceError, "the binder thread pool ended")
+}
+
+pub fn new_service_binder(service: BinderService) -> Strong<dyn aidl::IUpdateService> {
+    aidl::BnUpdateService::new_binder(service, BinderFeatures::default())
+}
+
+pub fn new_callback_binder(relay: CallbackRelay) -> Strong<dyn aidl::IUpdateCallback> {
+    aidl::BnUpdateCallback::new_binder(relay, BinderFeatures::default())
+}
+
+pub struct Connection {
+    pub service: Strong<dyn aidl::IUpdateService>,
+}
+
+pub fn connect(_transport: &Transport, name: &str) -> Result<Connection> {
+    // Callbacks arrive as incoming transactions: they need threads of our own.
+    binder::ProcessState::start_thread_pool();
+    let service = binder::wait_for_interface::<dyn aidl::IUpdateService>(name)
+        .map_err(|e| binder_error(&format!("looking up {name}"), e))?;
+    Ok(Connection { service })
+}
+
+pub fn calling_uid() -> u32 {
+    binder::ThreadState::get_calling_uid()
+}
+
+pub fn service_specific_status(code: i32, message: &str) -> Status {
+    Status::new_service_specific_error_str(code, Some(message))
+}
+
+pub fn security_status(message: &str) -> Status {
+    Status::new_exception_str(ExceptionCode::SECURITY, Some(message))
+}
+
+pub fn illegal_argument_status(message: &str) -> Status {
+    Status::new_exception_str(ExceptionCode::ILLEGAL_ARGUMENT, Some(message))
+}
+
+pub fn failure(status: &Status) -> Failure {
+    match status.exception_code() {
+        ExceptionCode::SERVICE_SPECIFIC => {
+            Failure::ServiceSpecific(status.service_specific_error(), status.get_description())
+        }
+        ExceptionCode::SECURITY => Failure::Security(status.get_description()),
+        _ if status.transaction_error() == StatusCode::DEAD_OBJECT => Failure::DeadObject,
+        _ => Failure::Other(status.get_description()),
+    }
+}
+
+pub fn file_of(pfd: &ParcelFileDescriptor) -> std::io::Result<File> {
+    let owned: &std::os::fd::OwnedFd = pfd.as_ref();
+    Ok(File::from(owned.try_clone()?))
+}
+
+pub fn same_callback(
+    a: &Strong<dyn aidl::IUpdateCallback>,
+    b: &Strong<dyn aidl::IUpdateCallback>,
+) -> bool {
+    a.as_binder() == b.as_binder()
+}
+
+pub fn link_to_death(
+    callback: &Strong<dyn aidl::IUpdateCallback>,
+    on_death: Box<dyn Fn() + Send + Sync>,
+) -> Result<DeathLink> {
+    let mut recipient = DeathRecipient::new(move || on_death());
+    callback
+        .as_binder()
+        .link_to_death(&mut recipient)
+        .map_err(|e| binder_error("linking to a callback's death", e))?;
+    Ok(DeathLink {
+        _recipient: Mutex::new(recipient),
+    })
+}
+
+/// Keeps a death notification alive: dropping the recipient unlinks it.
+pub struct DeathLink {
+    _recipient: Mutex<DeathRecipient>,
+}
+
+impl Interface for BinderService {
+    fn dump(&self, writer: &mut dyn std::io::Write, _args: &[&CStr]) -> BinderResult<()> {
+        writer
+            .write_all(self.dump_text().as_bytes())
+            .map_err(|_| Status::from(StatusCode::FAILED_TRANSACTION))
+    }
+}
+
+impl Interface for CallbackRelay {}
+
+/// Logs to logcat under `tag`.
+pub fn init_logging(tag: &str) {
+    android_logger::init_once(
+        android_logger::Config::default()
+            .with_tag(tag)
+            .with_max_level(log::LevelFilter::Info),
+    );
+}
+
+fn binder_error(what: &str, code: StatusCode) -> Error {
+    crate::err!(DeviceError, "{what}: binder error {code:?}")
+}

@@ -1,0 +1,284 @@
+//! Linux host side of the adapter: `rsbinder` (kernel driver or RPC over a socket).
+
+use std::fmt;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rsbinder::rpc::FileDescriptorTransportMode;
+use rsbinder::{DeathRecipient, ExceptionCode, StatusCode, WIBinder};
+
+pub use rsbinder::{BinderResult, Interface, ParcelFileDescriptor, Status, Strong};
+
+use super::Failure;
+use crate::error::{Error, Result};
+use crate::service::binder_service::{BinderService, CallbackRelay};
+
+mod generated {
+    rsbinder::include_aidl!("abupdate_aidl");
+}
+
+/// The AIDL types, at the same paths as on Android.
+pub mod aidl {
+    pub use super::generated::com::abupdate::IUpdateCallback::{BnUpdateCallback, IUpdateCallback};
+    /// `IUpdateService.STATE_*` and `ERROR_*`.
+    pub use super::generated::com::abupdate::IUpdateService as consts;
+    pub use super::generated::com::abupdate::IUpdateService::{BnUpdateService, IUpdateService};
+    pub use super::generated::com::abupdate::{
+        RollbackFloor::RollbackFloor, SlotInfo::SlotInfo, SlotState::SlotState,
+        UpdateStatus::UpdateStatus,
+    };
+}
+
+/// Where the service listens and clients connect.
+///
+/// `binder:/dev/binder` (a kernel Binder device, service manager `rsb_hub`), or any
+/// rsbinder URI: `binder://?driver=/dev/binderfs/binder`, `unix:///run/abupdate.sock`,
+/// `unix-abstract://abupdate`. RPC endpoints should add `?profile=android13plus`: the
+/// older wire cannot carry server-to-client callbacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transport {
+    uri: rsbinder::Uri,
+}
+
+impl Transport {
+    pub fn parse(text: &str) -> Result<Transport> {
+        let uri = match text.strip_prefix("binder:") {
+            // `binder:/dev/binder`: a device path, the short form for the kernel driver.
+            Some(path) if !path.starts_with("//") => {
+                if !path.starts_with('/') {
+                    crate::bail!(
+                        DeviceError,
+                        "binder device {path:?} is not an absolute path"
+                    );
+                }
+                rsbinder::Uri::new(rsbinder::entry::KernelEndpoint::default().with_driver(path))
+            }
+            _ => text
+                .parse::<rsbinder::Uri>()
+                .map_err(|e| crate::err!(DeviceError, "binder transport {text:?}: {e}"))?,
+        };
+        if uri.service().is_some() {
+            crate::bail!(DeviceError, "binder transport {text:?}: no #service here");
+        }
+        Ok(Transport { uri })
+    }
+
+    pub fn is_kernel(&self) -> bool {
+        self.uri.endpoint().is_kernel()
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.uri.fmt(f)
+    }
+}
+
+/// A running server; dropping it does not stop a kernel server (its threads belong to
+/// the process), an RPC server stops with [`Served::stop`].
+pub struct Served {
+    guard: Option<rsbinder::ServerGuard>,
+}
+
+impl Served {
+    /// Stops an RPC server and waits for its threads.
+    pub fn stop(mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.stop_and_join();
+        }
+    }
+}
+
+/// Registers `service` as `name` and serves it with `threads` Binder threads, in the
+/// background.
+pub fn serve(
+    transport: &Transport,
+    name: &str,
+    service: Strong<dyn aidl::IUpdateService>,
+    threads: u32,
+) -> Result<Served> {
+    let server = match transport.uri.endpoint() {
+        // Kernel Binder: the process-wide thread pool is sized when `serve` opens the
+        // driver, so the count goes into the endpoint, not the options.
+        rsbinder::Endpoint::Kernel(kernel) => {
+            let mut endpoint = rsbinder::entry::KernelEndpoint::default().with_threads(threads);
+            if let Some(driver) = kernel.driver() {
+                endpoint = endpoint.with_driver(driver);
+            }
+            rsbinder::serve(rsbinder::Uri::new(endpoint))
+        }
+        endpoint => {
+            // `applyPayloadFd` carries a descriptor: unix sockets can pass it (SCM_RIGHTS).
+            let fds = endpoint.supports_fd_passing();
+            rsbinder::serve(transport.uri.clone()).map(|s| {
+                s.with(|o| {
+                    o.threads = Some(threads);
+                    if fds {
+                        o.fd_modes = Some(vec![FileDescriptorTransportMode::Unix]);
+                    }
+                })
+            })
+        }
+    };
+    let guard = server
+        .and_then(|s| s.add(name, service.as_binder()))
+        .and_then(|s| s.spawn())
+        .map_err(|e| binder_error(&format!("serving {name} on {transport}"), e))?;
+    Ok(Served { guard: Some(guard) })
+}
+
+/// Blocks the calling thread serving Binder requests (kernel) or forever (RPC, whose
+/// threads run on their own).
+pub fn join(served: Served) -> Result<()> {
+    if served.guard.as_ref().is_some_and(|g| g.server().is_some()) {
+        loop {
+            std::thread::park();
+        }
+    }
+    rsbinder::ProcessState::join_thread_pool()
+        .map_err(|e| binder_error("joining the binder thread pool", e))
+}
+
+/// The `IUpdateService` Binder object for `service`.
+pub fn new_service_binder(service: BinderService) -> Strong<dyn aidl::IUpdateService> {
+    aidl::BnUpdateService::new_binder(service)
+}
+
+/// A callback Binder object for `relay`.
+pub fn new_callback_binder(relay: CallbackRelay) -> Strong<dyn aidl::IUpdateCallback> {
+    aidl::BnUpdateCallback::new_binder(relay)
+}
+
+/// A client's connection; keeps the RPC session open.
+pub struct Connection {
+    pub service: Strong<dyn aidl::IUpdateService>,
+    _client: rsbinder::Client,
+}
+
+/// Connects to the service `name`, ready to receive callbacks.
+pub fn connect(transport: &Transport, name: &str) -> Result<Connection> {
+    let client = rsbinder::Client::open_with(transport.uri.clone(), |o, endpoint| {
+        if !endpoint.is_kernel() {
+            // The server's oneway callbacks travel over a connection the client offers.
+            o.incoming_connections = Some(1);
+        }
+        if endpoint.supports_fd_passing() {
+            o.fd_mode = Some(FileDescriptorTransportMode::Unix);
+        }
+    })
+    .map_err(|e| binder_error(&format!("connecting to {transport}"), e))?;
+    if transport.is_kernel() {
+        // Callbacks arrive as incoming transactions: they need threads of our own.
+        rsbinder::ProcessState::start_thread_pool();
+    }
+    let service = client
+        .get::<dyn aidl::IUpdateService>(name)
+        .map_err(|e| binder_error(&format!("looking up {name} at {transport}"), e))?;
+    Ok(Connection {
+        service,
+        _client: client,
+    })
+}
+
+/// The caller of the transaction being served.
+pub fn calling_uid() -> u32 {
+    rsbinder::get_calling_uid()
+}
+
+pub fn service_specific_status(code: i32, message: &str) -> Status {
+    Status::new_service_specific_error(code, Some(message.to_owned()))
+}
+
+pub fn security_status(message: &str) -> Status {
+    Status::from((ExceptionCode::Security, message))
+}
+
+pub fn illegal_argument_status(message: &str) -> Status {
+    Status::from((ExceptionCode::IllegalArgument, message))
+}
+
+/// Sorts a failed call's status.
+pub fn failure(status: &Status) -> Failure {
+    let message = status.message().unwrap_or_default().to_owned();
+    match status.exception_code() {
+        ExceptionCode::ServiceSpecific => {
+            Failure::ServiceSpecific(status.service_specific_error(), message)
+        }
+        ExceptionCode::Security => Failure::Security(message),
+        _ if status.transaction_error() == StatusCode::DeadObject => Failure::DeadObject,
+        code => Failure::Other(format!("{code}: {status:?}")),
+    }
+}
+
+/// A duplicate of the caller's file descriptor, owned by us.
+pub fn file_of(pfd: &ParcelFileDescriptor) -> std::io::Result<File> {
+    Ok(File::from(pfd.as_fd().try_clone_to_owned()?))
+}
+
+/// Whether two callback handles name the same Binder object.
+pub fn same_callback(
+    a: &Strong<dyn aidl::IUpdateCallback>,
+    b: &Strong<dyn aidl::IUpdateCallback>,
+) -> bool {
+    a.as_binder() == b.as_binder()
+}
+
+/// Runs `on_death` once when the process behind `callback` dies. The notification is
+/// live while the returned link is kept.
+pub fn link_to_death(
+    callback: &Strong<dyn aidl::IUpdateCallback>,
+    on_death: Box<dyn Fn() + Send + Sync>,
+) -> Result<DeathLink> {
+    let recipient = Arc::new(Obituary {
+        on_death: Mutex::new(Some(on_death)),
+    });
+    callback
+        .as_binder()
+        .link_to_death_arc(&recipient)
+        .map_err(|e| binder_error("linking to a callback's death", e))?;
+    Ok(DeathLink {
+        _recipient: recipient,
+    })
+}
+
+/// Keeps a death notification alive.
+pub struct DeathLink {
+    _recipient: Arc<Obituary>,
+}
+
+struct Obituary {
+    on_death: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl DeathRecipient for Obituary {
+    fn binder_died(&self, _who: &WIBinder) {
+        let on_death = self
+            .on_death
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(on_death) = on_death {
+            on_death();
+        }
+    }
+}
+
+impl Interface for BinderService {
+    fn dump(&self, writer: &mut dyn std::io::Write, _args: &[String]) -> rsbinder::Result<()> {
+        writer
+            .write_all(self.dump_text().as_bytes())
+            .map_err(|_| StatusCode::FailedTransaction)
+    }
+}
+
+impl Interface for CallbackRelay {}
+
+fn binder_error(what: &str, code: StatusCode) -> Error {
+    crate::err!(DeviceError, "{what}: binder error {code:?}")
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+pub fn init_logging(_tag: &str) {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+}

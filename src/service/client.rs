@@ -1,0 +1,128 @@
+//! The client library: what the `abupdate` CLI uses to drive `abupdated` over Binder.
+
+use std::fs::File;
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::service::binder_adapter::{
+    self as binder, aidl, BinderResult, Failure, Strong, Transport,
+};
+use crate::service::binder_service::CallbackRelay;
+pub use crate::service::binder_service::Event;
+use crate::service::engine::{RollbackFloor, SlotInfo};
+use crate::service::status::Status;
+use crate::service::wire;
+use crate::service::SERVICE_NAME;
+
+/// A connection to `abupdated`.
+pub struct UpdateClient {
+    connection: binder::Connection,
+}
+
+/// A registered callback; dropping it unregisters.
+pub struct Watch {
+    service: Strong<dyn aidl::IUpdateService>,
+    callback: Strong<dyn aidl::IUpdateCallback>,
+}
+
+impl UpdateClient {
+    /// Connects to the service registered as `abupdate` at `transport`.
+    pub fn connect(transport: &Transport) -> Result<UpdateClient> {
+        Ok(UpdateClient {
+            connection: binder::connect(transport, SERVICE_NAME)?,
+        })
+    }
+
+    /// Starts applying the payload at `url`; `headers` are `KEY=VALUE` strings.
+    pub fn apply(&self, url: &str, offset: u64, size: u64, headers: &[String]) -> Result<()> {
+        let (offset, size) = (long(offset, "offset")?, long(size, "size")?);
+        call(self.service().applyPayload(url, offset, size, headers))
+    }
+
+    /// Starts applying the payload in `file` (the service reads it through the descriptor).
+    pub fn apply_file(&self, file: File, offset: u64, size: u64, headers: &[String]) -> Result<()> {
+        let (offset, size) = (long(offset, "offset")?, long(size, "size")?);
+        let pfd = binder::ParcelFileDescriptor::new(file);
+        call(self.service().applyPayloadFd(&pfd, offset, size, headers))
+    }
+
+    pub fn status(&self) -> Result<Status> {
+        wire::status_from_aidl(&call(self.service().getStatus())?)
+    }
+
+    pub fn suspend(&self) -> Result<()> {
+        call(self.service().suspend())
+    }
+
+    pub fn resume(&self) -> Result<()> {
+        call(self.service().resume())
+    }
+
+    pub fn cancel(&self) -> Result<()> {
+        call(self.service().cancel())
+    }
+
+    pub fn reset(&self) -> Result<()> {
+        call(self.service().resetStatus())
+    }
+
+    pub fn slots(&self) -> Result<SlotInfo> {
+        wire::slots_from_aidl(&call(self.service().getSlotInfo())?)
+    }
+
+    pub fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
+        wire::floors_from_aidl(&call(self.service().getRollbackFloors())?)
+    }
+
+    pub fn mark_successful(&self) -> Result<()> {
+        call(self.service().markBootSuccessful())
+    }
+
+    /// Asks whether a payload with this metadata can be applied here.
+    pub fn verify(&self, metadata: &[u8]) -> Result<()> {
+        call(self.service().verifyPayloadApplicable(metadata))
+    }
+
+    /// Calls `on_event` with the current status at once, then with every useful change
+    /// and each update's end, on a Binder thread, until the [`Watch`] is dropped.
+    pub fn watch(&self, on_event: impl Fn(Event) + Send + Sync + 'static) -> Result<Watch> {
+        let callback = binder::new_callback_binder(CallbackRelay::new(on_event));
+        call(self.service().registerCallback(&callback))?;
+        Ok(Watch {
+            service: self.service().clone(),
+            callback,
+        })
+    }
+
+    fn service(&self) -> &Strong<dyn aidl::IUpdateService> {
+        &self.connection.service
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Err(e) = call(self.service.unregisterCallback(&self.callback)) {
+            log::debug!("unregistering a callback: {e}");
+        }
+    }
+}
+
+/// The service's answer as our error type: its `ERROR_*` code, `PermissionDenied` for a
+/// security exception, `DeviceError` when the service cannot be reached.
+fn call<T>(result: BinderResult<T>) -> Result<T> {
+    result.map_err(|status| match binder::failure(&status) {
+        Failure::ServiceSpecific(code, message) => match ErrorCode::from_i32(code) {
+            Some(code) => Error::new(code, message),
+            None => crate::err!(
+                DeviceError,
+                "abupdated failed with unknown code {code}: {message}"
+            ),
+        },
+        Failure::Security(message) => Error::new(ErrorCode::PermissionDenied, message),
+        Failure::DeadObject => crate::err!(DeviceError, "abupdated is gone (died or restarted)"),
+        Failure::Other(message) => crate::err!(DeviceError, "calling abupdated: {message}"),
+    })
+}
+
+fn long(n: u64, what: &str) -> Result<i64> {
+    i64::try_from(n).map_err(|_| crate::err!(DeviceError, "{what} {n} does not fit a Binder long"))
+}

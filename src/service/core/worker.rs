@@ -1,0 +1,90 @@
+//! The update's worker thread: starting it, and what it reports back.
+
+use std::sync::{Arc, MutexGuard};
+
+use super::{Inner, Publish, UpdateService};
+use crate::error::{Error, Result};
+use crate::service::control::Control;
+use crate::service::engine::{ApplyRequest, PayloadSource, Progress};
+use crate::service::persist::StoredRequest;
+use crate::service::status::{State, Status};
+
+impl UpdateService {
+    pub(super) fn start(
+        self: &Arc<Self>,
+        mut inner: MutexGuard<'_, Inner>,
+        request: ApplyRequest,
+        stored: Option<StoredRequest>,
+    ) -> Result<()> {
+        let control = Control::new();
+        let total = request.size;
+        let worker = {
+            let service = Arc::clone(self);
+            let control = control.clone();
+            std::thread::Builder::new()
+                .name("abupdate-worker".to_owned())
+                .spawn(move || service.run(&request, &control))
+                .map_err(|e| Error::io("starting the update worker", e))?
+        };
+        drop(worker); // The worker reports its own end through `finish`.
+        let target_slot = self.engine.slot_info().ok().and_then(|s| s.target());
+        let current_slot = inner.status.current_slot;
+        inner.status = Status {
+            state: State::Downloading,
+            total,
+            current_slot,
+            target_slot,
+            ..Status::default()
+        };
+        inner.running_state = State::Downloading;
+        inner.job = Some(control);
+        inner.request = stored;
+        self.publish(inner, Publish::Throttled);
+        Ok(())
+    }
+
+    /// The worker thread's body.
+    fn run(&self, request: &ApplyRequest, control: &Control) {
+        log::info!("update started from {}", describe(&request.source));
+        let result = self.engine.apply(request, &|p| self.progress(p), control);
+        self.finish(result);
+    }
+
+    fn progress(&self, progress: Progress) {
+        let mut inner = self.lock();
+        let state = State::of_phase(progress.phase);
+        inner.running_state = state;
+        if inner.status.state != State::Suspended {
+            inner.status.state = state;
+        }
+        inner.status.done = progress.done;
+        inner.status.total = progress.total;
+        self.publish(inner, Publish::Throttled);
+    }
+
+    fn finish(&self, result: Result<()>) {
+        let mut inner = self.lock();
+        inner.job = None;
+        inner.request = None;
+        match &result {
+            Ok(()) => {
+                log::info!("update applied; the target slot runs after a reboot");
+                inner.status.state = State::UpdatedNeedReboot;
+                inner.status.done = inner.status.total;
+            }
+            Err(e) => {
+                log::error!("update failed: {e}");
+                inner.status.state = State::Idle;
+            }
+        }
+        inner.status.set_error(result.as_ref().err());
+        self.publish(inner, Publish::Complete);
+    }
+}
+
+fn describe(source: &PayloadSource) -> String {
+    match source {
+        PayloadSource::Url(url) => url.clone(),
+        PayloadSource::File(_) => "a file descriptor".to_owned(),
+    }
+}

@@ -1,0 +1,196 @@
+//! The narrow interface between the service and the update engine.
+//!
+//! The service owns requests, status, listeners and permissions; the engine owns
+//! payloads, partitions and slots. Everything the service needs from the engine is the
+//! [`Engine`] trait below, so the engine can be plugged in (or replaced in tests by any
+//! other real implementation) without the service knowing its types.
+
+use std::fs::File;
+
+use crate::error::Result;
+use crate::service::control::Control;
+
+/// What `abupdated` asks of the update engine. Calls come from Binder threads
+/// (`verify_applicable`, `slot_info`, ...) and from the service's worker thread
+/// (`apply`), possibly at the same time.
+pub trait Engine: Send + Sync {
+    /// Applies a payload to the inactive slot and makes that slot active.
+    ///
+    /// Runs on the service's worker thread. Reports progress through `progress` (as
+    /// often as it likes: the service throttles what it forwards) and calls
+    /// [`Control::checkpoint`] between operations, which blocks while the update is
+    /// suspended and fails with `Cancelled` once it is cancelled. An update that stopped
+    /// half-way (cancel, crash, power loss) resumes from the engine's own checkpoint when
+    /// the same payload is applied again.
+    fn apply(
+        &self,
+        request: &ApplyRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+        control: &Control,
+    ) -> Result<()>;
+
+    /// Checks whether a payload whose metadata (header, manifest, metadata signature)
+    /// is `metadata` can be applied to this device; the error says why not.
+    fn verify_applicable(&self, metadata: &[u8]) -> Result<()>;
+
+    /// The boot control state of every slot.
+    fn slot_info(&self) -> Result<SlotInfo>;
+
+    /// Marks the running slot as successfully booted.
+    fn mark_boot_successful(&self) -> Result<()>;
+
+    /// The device's rollback index floor per AVB rollback index location.
+    fn rollback_floors(&self) -> Result<Vec<RollbackFloor>>;
+
+    /// How far an interrupted update got, from the engine's checkpoint; `None` when
+    /// there is nothing to resume.
+    fn resume_point(&self) -> Result<Option<Progress>>;
+
+    /// Forgets the last update: discards the checkpoint and, if an applied update made
+    /// the target slot active, makes the running slot active again.
+    fn reset(&self) -> Result<()>;
+}
+
+/// One `applyPayload` request, already parsed.
+#[derive(Debug)]
+pub struct ApplyRequest {
+    pub source: PayloadSource,
+    /// Where the payload starts inside the source (an OTA zip holds it stored).
+    pub offset: u64,
+    /// The payload's length; 0 when the caller did not say.
+    pub size: u64,
+    /// The `KEY=VALUE` pairs of payload_properties.txt, in the caller's order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Where the payload bytes come from.
+#[derive(Debug)]
+pub enum PayloadSource {
+    /// `http://`, `https://` or `file://`.
+    Url(String),
+    /// A file the caller opened and passed over Binder.
+    File(File),
+}
+
+/// The phase an update is in, as the engine reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Fetching the payload and writing the target partitions.
+    Downloading,
+    /// Hashing what was written.
+    Verifying,
+    /// Verity/FEC, slot switch.
+    Finalizing,
+}
+
+/// A progress report: `done` of `total` bytes of the current phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: Phase,
+    pub done: u64,
+    /// 0 while unknown.
+    pub total: u64,
+}
+
+/// The slots of an A/B device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotInfo {
+    /// The slot running now.
+    pub current: u32,
+    /// The slot the bootloader boots next.
+    pub active: u32,
+    /// One entry per slot, in slot order.
+    pub slots: Vec<SlotState>,
+}
+
+/// The boot control state of one slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotState {
+    pub slot: u32,
+    /// `_a`, `_b`, ...
+    pub suffix: String,
+    pub bootable: bool,
+    pub successful: bool,
+    pub tries_remaining: u32,
+}
+
+/// The lowest rollback index a slot may carry at one AVB rollback index location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RollbackFloor {
+    pub location: u32,
+    pub index: u64,
+}
+
+impl SlotInfo {
+    /// The slot an update writes: the other one on a two-slot device.
+    pub fn target(&self) -> Option<u32> {
+        let count = u32::try_from(self.slots.len()).ok()?;
+        (count >= 2).then(|| (self.current + 1) % count)
+    }
+
+    /// The suffix of `slot`, for messages.
+    pub fn suffix(&self, slot: u32) -> Option<&str> {
+        self.slots
+            .iter()
+            .find(|s| s.slot == slot)
+            .map(|s| s.suffix.as_str())
+    }
+}
+
+/// Parses `KEY=VALUE` strings as `applyPayload` receives them. The key must be
+/// non-empty; the value may hold further `=` (base64 hashes do).
+pub fn parse_headers(pairs: &[String]) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() && !key.contains(char::is_whitespace) => {
+                Ok((key.to_owned(), value.to_owned()))
+            }
+            _ => Err(crate::err!(
+                MalformedPayload,
+                "header {pair:?} is not KEY=VALUE"
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_split_at_first_equals() {
+        let pairs = vec!["FILE_HASH=abc==".to_owned(), "FILE_SIZE=12".to_owned()];
+        let parsed = parse_headers(&pairs).unwrap();
+        assert_eq!(parsed[0], ("FILE_HASH".to_owned(), "abc==".to_owned()));
+        assert_eq!(parsed[1], ("FILE_SIZE".to_owned(), "12".to_owned()));
+    }
+
+    #[test]
+    fn headers_without_key_are_refused() {
+        for bad in ["=x", "NOEQUALS", "A KEY=x"] {
+            let err = parse_headers(&[bad.to_owned()]).unwrap_err();
+            assert_eq!(err.code, crate::ErrorCode::MalformedPayload, "{bad}");
+        }
+    }
+
+    #[test]
+    fn target_is_the_other_slot() {
+        let slot = |n: u32, suffix: &str| SlotState {
+            slot: n,
+            suffix: suffix.to_owned(),
+            bootable: true,
+            successful: true,
+            tries_remaining: 0,
+        };
+        let mut info = SlotInfo {
+            current: 1,
+            active: 1,
+            slots: vec![slot(0, "_a"), slot(1, "_b")],
+        };
+        assert_eq!(info.target(), Some(0));
+        assert_eq!(info.suffix(0), Some("_a"));
+        info.slots.truncate(1);
+        assert_eq!(info.target(), None);
+    }
+}

@@ -1,0 +1,35 @@
+//! The system service `abupdated` and its client library.
+//!
+//! - [`core::UpdateService`]: the service, independent of Binder, over the
+//!   [`engine::Engine`] trait, which [`updater_engine::UpdaterEngine`] implements with the
+//!   update engine;
+//! - [`binder_service`]: the `IUpdateService` Binder object, thin methods over the core;
+//! - [`binder_adapter`]: the only module that knows whether Binder is the AOSP `binder`
+//!   crate (Android) or `rsbinder` (Linux host: kernel driver or RPC over a socket);
+//! - [`client`]: what the `abupdate` CLI uses to talk to the service.
+
+pub mod binder_adapter;
+pub mod binder_service;
+pub mod client;
+pub mod control;
+pub mod core;
+mod dump;
+pub mod engine;
+mod listeners;
+mod notifier;
+pub mod persist;
+pub mod status;
+pub mod updater_engine;
+mod wire;
+
+pub use self::control::Control;
+pub use self::core::{Caller, Config, UpdateService};
+pub use self::engine::{
+    ApplyRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo, SlotState,
+};
+pub use self::listeners::{Gone, Listener, ListenerId};
+pub use self::status::{State, Status};
+pub use self::updater_engine::{EngineConfig, UpdaterEngine};
+
+/// The name the service registers under.
+pub const SERVICE_NAME: &str = "abupdate";

@@ -1,0 +1,337 @@
+//! The [`Engine`] that `abupdated` runs: abupdate's update engine, through [`Updater`].
+//!
+//! A request becomes a [`Source`] (its URL, or the caller's file as `fd://N`; offset and
+//! size), its header pairs become the payload properties and the HTTP headers they name
+//! (`USER_AGENT`, `AUTHORIZATION`), and the service's [`Control`] steers both the download
+//! (a suspend closes the connection at once) and the engine's operation loop (a suspend
+//! holds it between operations, a cancel stops it there). The engine's stages become the
+//! service's phases: writing is `Downloading` (payload bytes applied), then `Verifying`
+//! (partition bytes hashed, verity data written), then `Finalizing` (AVB checks, the switch).
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use crate::download::{header_for_property, SourceOptions, TransferControl};
+use crate::engine::checkpoint::{CheckpointStore, Phase as CheckpointPhase};
+use crate::engine::metadata::Metadata;
+use crate::engine::{self, ApplyOptions, Observer, Stage};
+use crate::error::Result;
+use crate::payload::keys::TrustedKeys;
+use crate::payload::properties::PayloadProperties;
+use crate::payload::HEADER_SIZE;
+use crate::service::control::Control;
+use crate::service::engine::{
+    ApplyRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo, SlotState,
+};
+use crate::slot::Slot;
+use crate::source::Source;
+use crate::updater::Updater;
+
+/// What the service's engine is configured with besides the device.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Keys payloads must be signed with (Android: `/system/etc/security/otacerts.zip`).
+    /// Empty: unsigned payloads are accepted, as on engineering builds.
+    pub keys: TrustedKeys,
+    /// Threads decoding operations.
+    pub threads: usize,
+    /// An extra CA certificate (PEM) trusted for `https://` besides the system store.
+    pub pinned_ca: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            keys: TrustedKeys::none(),
+            threads: ApplyOptions::default().threads,
+            pinned_ca: None,
+        }
+    }
+}
+
+/// The update engine behind the service: one device's [`Updater`].
+pub struct UpdaterEngine {
+    updater: Updater,
+    config: EngineConfig,
+}
+
+impl UpdaterEngine {
+    pub fn new(updater: Updater, config: EngineConfig) -> Self {
+        UpdaterEngine { updater, config }
+    }
+
+    pub fn updater(&self) -> &Updater {
+        &self.updater
+    }
+
+    fn source(
+        &self,
+        request: &ApplyRequest,
+        properties: &PayloadProperties,
+        transfer: TransferControl,
+    ) -> Result<Source> {
+        let mut options = SourceOptions {
+            pinned_ca: self.config.pinned_ca.clone(),
+            control: transfer,
+            ..SourceOptions::default()
+        };
+        options.headers = http_headers(properties);
+        let location = match &request.source {
+            PayloadSource::Url(url) => checked_url(url)?.to_owned(),
+            // The download duplicates the descriptor; `request` keeps the file open until
+            // `apply` returns.
+            PayloadSource::File(file) => format!("fd://{}", file.as_raw_fd()),
+        };
+        let size = match request.size {
+            0 => properties.file_size,
+            size => Some(size),
+        };
+        Ok(Source::new(&location, request.offset, size, options))
+    }
+}
+
+impl Engine for UpdaterEngine {
+    fn apply(
+        &self,
+        request: &ApplyRequest,
+        progress: &(dyn Fn(Progress) + Sync),
+        control: &Control,
+    ) -> Result<()> {
+        let properties = properties(&request.headers)?;
+        let transfer = TransferControl::new();
+        control.steer(transfer.clone());
+        let mut source = self.source(request, &properties, transfer)?;
+        let options = ApplyOptions {
+            keys: self.config.keys.clone(),
+            properties,
+            threads: self.config.threads,
+            ..ApplyOptions::default()
+        };
+        let relay = Relay { progress, control };
+        let outcome = self.updater.apply(&mut source, &options, &relay)?;
+        let report = &outcome.report;
+        log::info!(
+            "applied {} operations{}, {} payload bytes read; {}",
+            report.operations_applied,
+            report
+                .resumed_at
+                .map(|op| format!(" (resumed at operation {op})"))
+                .unwrap_or_default(),
+            report.bytes_read,
+            match outcome.switched_to {
+                Some(slot) => format!("slot {slot} is active for the next boot"),
+                None => "slot not switched (SWITCH_SLOT_ON_REBOOT=0)".to_owned(),
+            }
+        );
+        progress(Progress {
+            phase: Phase::Finalizing,
+            done: 1,
+            total: 1,
+        });
+        Ok(())
+    }
+
+    fn verify_applicable(&self, metadata: &[u8]) -> Result<()> {
+        // Callers may pass more than the metadata (the payload's first kilobytes, say): the
+        // payload's identity is the hash of the metadata alone.
+        let header = metadata.get(..HEADER_SIZE).ok_or_else(|| {
+            crate::err!(
+                MalformedPayload,
+                "{} bytes are too few for a payload header",
+                metadata.len()
+            )
+        })?;
+        let needed = usize::try_from(Metadata::needed(header, None)?)
+            .map_err(|_| crate::err!(MalformedPayload, "metadata too large"))?;
+        let bytes = metadata.get(..needed).ok_or_else(|| {
+            crate::err!(
+                MalformedPayload,
+                "the metadata is {needed} bytes, only {} given",
+                metadata.len()
+            )
+        })?;
+        let verified = Metadata::verify(
+            bytes.to_vec(),
+            None,
+            &PayloadProperties::new(),
+            &self.config.keys,
+        )?;
+        self.updater.check_applicable(&verified)
+    }
+
+    fn slot_info(&self) -> Result<SlotInfo> {
+        let slots = self.updater.with_boot(|b| b.slots())?;
+        let current = self.updater.device().current_slot();
+        let active = slots.iter().find(|s| s.active).map_or(current, |s| s.slot);
+        Ok(SlotInfo {
+            current: index(current),
+            active: index(active),
+            slots: slots
+                .iter()
+                .map(|s| SlotState {
+                    slot: index(s.slot),
+                    suffix: s.slot.suffix().to_owned(),
+                    bootable: s.bootable,
+                    successful: s.successful,
+                    tries_remaining: s.tries_remaining.map_or(0, u32::from),
+                })
+                .collect(),
+        })
+    }
+
+    fn mark_boot_successful(&self) -> Result<()> {
+        self.updater.mark_boot_successful()
+    }
+
+    fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
+        if !crate::updater::avb_check::AvbPolicy::enabled(self.updater.device()) {
+            return Ok(Vec::new());
+        }
+        let floors = self.updater.rollback_floors()?;
+        Ok(floors
+            .as_array()
+            .iter()
+            .zip(0u32..)
+            .filter(|(index, _)| **index > 0)
+            .map(|(&index, location)| RollbackFloor { location, index })
+            .collect())
+    }
+
+    fn resume_point(&self) -> Result<Option<Progress>> {
+        let Some(cp) = self.updater.store().load()? else {
+            return Ok(None);
+        };
+        let total = cp.payload_size.unwrap_or(0);
+        // The checkpoint counts data bytes; the payload's metadata before them is re-read
+        // on every resume, so it is not counted as done.
+        Ok(Some(match cp.phase {
+            CheckpointPhase::Writing => Progress {
+                phase: Phase::Downloading,
+                done: cp.next_data_offset,
+                total,
+            },
+            CheckpointPhase::Verifying => Progress {
+                phase: Phase::Verifying,
+                done: 0,
+                total: 0,
+            },
+            CheckpointPhase::Done => Progress {
+                phase: Phase::Finalizing,
+                done: 0,
+                total: 1,
+            },
+        }))
+    }
+
+    fn reset(&self) -> Result<()> {
+        self.updater.reset()
+    }
+}
+
+/// The engine's observer: forwards progress as the service's phases, and stops or holds
+/// the operation loop as the service's [`Control`] says.
+struct Relay<'a> {
+    progress: &'a (dyn Fn(Progress) + Sync),
+    control: &'a Control,
+}
+
+impl Observer for Relay<'_> {
+    fn progress(&self, p: &engine::Progress) {
+        let (phase, done, total) = match p.stage {
+            Stage::Metadata | Stage::Writing => (Phase::Downloading, p.bytes_done, p.bytes_total),
+            Stage::Verifying => (Phase::Verifying, p.bytes_done, p.bytes_total),
+            Stage::Done => (Phase::Finalizing, 0, 1),
+        };
+        (self.progress)(Progress { phase, done, total });
+    }
+
+    /// Blocks while the update is suspended.
+    fn is_cancelled(&self) -> bool {
+        self.control.checkpoint().is_err()
+    }
+}
+
+/// The payload properties a request's header pairs set.
+pub fn properties(headers: &[(String, String)]) -> Result<PayloadProperties> {
+    let mut properties = PayloadProperties::new();
+    for (key, value) in headers {
+        properties.set_pair(&format!("{key}={value}"))?;
+    }
+    Ok(properties)
+}
+
+/// The HTTP request headers that `USER_AGENT` and `AUTHORIZATION` ask for.
+pub fn http_headers(properties: &PayloadProperties) -> Vec<(String, String)> {
+    [
+        ("USER_AGENT", &properties.user_agent),
+        ("AUTHORIZATION", &properties.authorization),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((header_for_property(key)?.to_owned(), value.clone()?)))
+    .collect()
+}
+
+/// A client names payloads by URL only: a plain path or `fd://N` would make the service
+/// open its own files or descriptors on the caller's behalf.
+fn checked_url(url: &str) -> Result<&str> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if ["http://", "https://", "file://"]
+        .iter()
+        .any(|scheme| lower.starts_with(scheme))
+    {
+        Ok(url)
+    } else {
+        crate::bail!(
+            DownloadFailed,
+            "payload URL {url:?} is not http://, https:// or file://"
+        )
+    }
+}
+
+fn index(slot: Slot) -> u32 {
+    // Two slots: the index is 0 or 1.
+    slot.index() as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_urls_name_payloads() {
+        for ok in [
+            "http://h/p.bin",
+            "HTTPS://h/p.bin",
+            "file:///data/ota_package/payload.bin",
+        ] {
+            assert!(checked_url(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/data/payload.bin", "fd://3", "ftp://h/p", "", "file:"] {
+            let e = checked_url(bad).unwrap_err();
+            assert_eq!(e.code, crate::ErrorCode::DownloadFailed, "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_pairs_set_properties_and_http_headers() {
+        let pairs = [
+            ("FILE_SIZE", "1234"),
+            ("USER_AGENT", "abupdate-test"),
+            ("AUTHORIZATION", "Bearer x=="),
+            ("SWITCH_SLOT_ON_REBOOT", "0"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let props = properties(&pairs).unwrap();
+        assert_eq!(props.file_size, Some(1234));
+        assert!(!props.switch_slot_on_reboot);
+        assert_eq!(
+            http_headers(&props),
+            [
+                ("User-Agent".to_owned(), "abupdate-test".to_owned()),
+                ("Authorization".to_owned(), "Bearer x==".to_owned())
+            ]
+        );
+        let bad = properties(&[("FILE_SIZE".to_owned(), "many".to_owned())]).unwrap_err();
+        assert_eq!(bad.code, crate::ErrorCode::MalformedPayload);
+    }
+}

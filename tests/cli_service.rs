@@ -1,0 +1,241 @@
+//! The `abupdate` CLI as a client of a real `abupdated` process serving RPC Binder on a unix
+//! socket, over a device directory: exit codes are the status codes, files go over as
+//! descriptors, and an update survives the daemon being killed half-way.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::nginx::Nginx;
+use common::ota::Ota;
+use common::service::{eventually, my_uid};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `abupdated`, killed when dropped.
+struct Daemon {
+    child: Child,
+    uri: String,
+}
+
+impl Daemon {
+    fn start(dir: &Path, ota: &Ota, allowed_uid: u32) -> Daemon {
+        let socket = dir.join("abupdate.sock");
+        let _ = std::fs::remove_file(&socket);
+        let uri = format!("unix://{}?profile=android13plus", socket.display());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("abupdated.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_abupdated"))
+            .arg("--binder")
+            .arg(&uri)
+            .arg("--device")
+            .arg(&ota.device)
+            .arg("--key")
+            .arg(&ota.cert)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--allowed-uids")
+            .arg(allowed_uid.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let daemon = Daemon { child, uri };
+        eventually(WAIT, "abupdated serving", || {
+            std::fs::read_to_string(dir.join("abupdated.log"))
+                .is_ok_and(|log| log.matches("serving abupdate").count() > 0)
+                && socket.exists()
+        });
+        daemon
+    }
+
+    /// Runs `abupdate ARGS` against this daemon.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_abupdate"))
+            .args(args)
+            .env("ABUPDATE_BINDER", &self.uri)
+            .output()
+            .unwrap()
+    }
+
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Exit code and stdout of a CLI run.
+fn result(out: &Output) -> (i32, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let code = out.status.code().unwrap_or(-1);
+    eprintln!("exit {code}\n{stdout}{stderr}");
+    (code, stdout)
+}
+
+fn code(out: Output) -> i32 {
+    result(&out).0
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn the_cli_drives_an_update_and_exits_with_status_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let daemon = Daemon::start(dir.path(), &ota, my_uid());
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"PK\x03\x04 this is no payload, nor an OTA zip").unwrap();
+
+    let (status, out) = result(&daemon.cli(&["status"]));
+    assert_eq!((status, out.trim()), (0, "IDLE"));
+    assert_eq!(code(daemon.cli(&["cancel"])), 35, "nothing to cancel: busy");
+    assert_eq!(code(daemon.cli(&["suspend"])), 35);
+    assert_eq!(code(daemon.cli(&["verify", path(&junk)])), 21);
+    assert_eq!(code(daemon.cli(&["verify", path(&ota.payload)])), 0);
+    let old = ota.old_payload();
+    assert_eq!(code(daemon.cli(&["verify", path(&old)])), 26, "downgrade");
+    assert_eq!(
+        code(daemon.cli(&["apply", "/nonexistent/payload.bin"])),
+        10,
+        "no such file"
+    );
+    assert_eq!(
+        code(daemon.cli(&["apply", "--wait", "file:///nonexistent/payload.bin"])),
+        10
+    );
+    assert_eq!(
+        code(daemon.cli(&[
+            "apply",
+            "--wait",
+            path(&ota.payload),
+            "--header",
+            "FILE_SIZE=1"
+        ])),
+        14,
+        "FILE_SIZE says otherwise"
+    );
+
+    // A file goes over as a descriptor; --wait follows it to the end.
+    let (status, out) = result(&daemon.cli(&[
+        "apply",
+        "--wait",
+        "--properties",
+        path(&ota.properties),
+        path(&ota.payload),
+    ]));
+    assert_eq!(status, 0);
+    assert!(out.contains("UPDATED_NEED_REBOOT"), "{out}");
+    assert!(ota.slot_holds('b', "v2"));
+    let (status, slots) = result(&daemon.cli(&["slots"]));
+    assert_eq!(status, 0);
+    assert!(slots.contains("_a: current=true active=false"), "{slots}");
+    assert!(slots.contains("_b: current=false active=true bootable=true successful=false"));
+    assert!(slots.contains("rollback floors: 0=1"), "{slots}");
+    // The host view of the same device agrees.
+    let (_, host) = result(
+        &Command::new(env!("CARGO_BIN_EXE_abupdate"))
+            .args(["slots", "--device", path(&ota.device)])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(host, slots);
+    assert_eq!(
+        code(daemon.cli(&["apply", path(&ota.payload)])),
+        35,
+        "applied: busy"
+    );
+    let (_, watched) = result(&daemon.cli(&["watch"]));
+    assert_eq!(
+        watched.trim(),
+        "UPDATED_NEED_REBOOT",
+        "nothing runs: watch returns"
+    );
+
+    assert_eq!(code(daemon.cli(&["reset"])), 0);
+    let (_, slots) = result(&daemon.cli(&["slots"]));
+    assert!(slots.contains("_a: current=true active=true"), "{slots}");
+    assert_eq!(code(daemon.cli(&["mark-successful"])), 0);
+    let (_, status) = result(&daemon.cli(&["status"]));
+    assert_eq!(status.trim(), "IDLE");
+}
+
+#[test]
+fn an_update_resumes_after_the_daemon_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let nginx = Nginx::start(None);
+    nginx.put("payload.bin", &std::fs::read(&ota.payload).unwrap(), 0);
+    let daemon = Daemon::start(dir.path(), &ota, my_uid());
+
+    let url = nginx.slow_url("payload.bin");
+    let props = path(&ota.properties);
+    assert_eq!(code(daemon.cli(&["apply", "--properties", props, &url])), 0);
+    eventually(WAIT, "writing", || {
+        let (_, status) = result(&daemon.cli(&["status"]));
+        status.starts_with("DOWNLOADING") && !status.starts_with("DOWNLOADING 0.0%")
+    });
+    let watcher = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .arg("watch")
+        .env("ABUPDATE_BINDER", &daemon.uri)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let uri = daemon.uri.clone();
+    daemon.kill();
+    // A watcher notices that the service is gone.
+    let watched = watcher.wait_with_output().unwrap();
+    assert_eq!(result(&watched).0, 31, "watch after the daemon died");
+
+    let daemon = Daemon::start(dir.path(), &ota, my_uid());
+    assert_eq!(daemon.uri, uri);
+    let (_, status) = result(&daemon.cli(&["status"]));
+    assert!(status.starts_with("INTERRUPTED"), "{status}");
+    assert!(!status.starts_with("INTERRUPTED 0.0%"), "{status}");
+    assert_eq!(code(daemon.cli(&["resume"])), 0);
+    assert_eq!(code(daemon.cli(&["watch"])), 0);
+    assert!(ota.slot_holds('b', "v2"));
+    let (_, slots) = result(&daemon.cli(&["slots"]));
+    assert!(slots.contains("_b: current=false active=true"), "{slots}");
+    // The engine continued from its checkpoint: the server was asked for the rest only.
+    let log = nginx.access_log();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("206 \"bytes=") && !l.contains("\"bytes=0-")),
+        "{log}"
+    );
+}
+
+#[test]
+fn other_uids_are_refused_with_36() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let daemon = Daemon::start(dir.path(), &ota, my_uid().wrapping_add(1));
+    for args in [
+        &["cancel"][..],
+        &["reset"],
+        &["mark-successful"],
+        &["apply", path(&ota.payload)],
+    ] {
+        assert_eq!(code(daemon.cli(args)), 36, "{args:?}");
+    }
+    assert_eq!(code(daemon.cli(&["status"])), 0);
+    assert_eq!(code(daemon.cli(&["slots"])), 0);
+}

@@ -1,0 +1,467 @@
+//! `kill -9` of a real `abupdate apply` process at random points, then resuming.
+//!
+//! The payload is big enough for an apply to take a while (24 MiB, 384 operations of 64 KiB,
+//! most of them REPLACE, every eighth REPLACE_XZ), checkpoints come every 20 ms, and the apply is
+//! killed after a random (seeded) delay, restarted, killed again, until a run gets to finish.
+//! After every kill the running slot is untouched and still active, the target slot is not
+//! bootable once anything was written, and the checkpoint never goes backwards; after every
+//! finished run the target partitions are byte-identical to the new images, the target slot is
+//! active, and the run said where it resumed. Most kills must leave work the next run skips.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abupdate::build::{self, BuildOptions, PartitionSpec};
+use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, Phase};
+use abupdate::engine::metadata::Metadata;
+use abupdate::payload::proto::update_metadata::install_operation::Type;
+use abupdate::payload::proto::update_metadata::{
+    DeltaArchiveManifest, Extent, InstallOperation, PartitionUpdate,
+};
+use abupdate::payload::PayloadHeader;
+use abupdate::slot::{BootControl, MiscBootControl, Slot};
+use common::forge::{self, Forge};
+use common::Rng;
+use protobuf::Message;
+
+const CHUNK: usize = 16 * 4096;
+const CHECKPOINT_MS: &str = "20";
+
+#[test]
+fn kill_9_at_50_points_of_a_full_update() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0001);
+    let new = [
+        ("system", noisy_image(&mut rng, 16 << 20)),
+        ("vendor", noisy_image(&mut rng, 8 << 20)),
+    ];
+    let old: Vec<(&str, Vec<u8>)> = new
+        .iter()
+        .map(|(name, data)| (*name, vec![0x5a; data.len()]))
+        .collect();
+    let payload = full_payload(&new);
+    let setup = Setup::new(tmp.path(), &old, &new, &payload);
+    let stats = setup.kill_and_resume(&mut rng, 50, (0, 60));
+    stats.check(50);
+}
+
+#[test]
+fn kill_9_at_12_points_of_a_delta_update() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0002);
+    let old = [
+        ("system", noisy_image(&mut rng, 8 << 20)),
+        ("vendor", noisy_image(&mut rng, 4 << 20)),
+    ];
+    let mut new = old.clone();
+    for (_, data) in &mut new {
+        // Changed, moved, zeroed and new blocks: SOURCE_COPY, BROTLI_BSDIFF, ZERO, REPLACE*.
+        for _ in 0..24 {
+            let at = rng.below((data.len() - 8192) as u64) as usize;
+            data[at..at + 64].fill(0x42);
+        }
+        data.copy_within(0..1 << 20, 2 << 20);
+        data[3 << 20..(3 << 20) + 65536].fill(0);
+        let mut fresh = vec![0u8; 256 << 10];
+        rng.fill(&mut fresh);
+        data[..256 << 10].copy_from_slice(&fresh);
+    }
+    let payload = delta_payload(tmp.path(), &old, &new);
+    let setup = Setup::new(tmp.path(), &old, &new, &payload);
+    // A delta first hashes the source partitions, before its first checkpoint; kill later.
+    let stats = setup.kill_and_resume(&mut rng, 12, (30, 80));
+    stats.check(12);
+}
+
+/// A device template, the payload and what applying it must produce.
+struct Setup<'a> {
+    root: PathBuf,
+    template: PathBuf,
+    payload: PathBuf,
+    properties: PathBuf,
+    key: PathBuf,
+    new: &'a [(&'a str, Vec<u8>)],
+    /// Operations in the payload.
+    operations: u32,
+    /// SHA-256 of every `_a` image.
+    source: Vec<(String, [u8; 32])>,
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    kills: usize,
+    rounds: usize,
+    /// Kills after which a checkpoint let the next run skip work.
+    kills_with_progress: usize,
+    /// Rounds whose final run reported resuming, as the checkpoint said it would.
+    resumed_finishes: usize,
+    clean_run: Duration,
+}
+
+impl Stats {
+    fn check(&self, kills: usize) {
+        eprintln!("{self:?}");
+        assert!(self.kills >= kills);
+        assert!(
+            self.kills_with_progress * 2 > self.kills,
+            "only {} of {} kills left work to skip",
+            self.kills_with_progress,
+            self.kills
+        );
+        assert!(self.resumed_finishes >= 1, "no finishing run resumed");
+    }
+}
+
+impl<'a> Setup<'a> {
+    fn new(
+        root: &Path,
+        old: &[(&str, Vec<u8>)],
+        new: &'a [(&'a str, Vec<u8>)],
+        payload: &[u8],
+    ) -> Setup<'a> {
+        let template = root.join("template");
+        std::fs::create_dir(&template).unwrap();
+        for ((name, old), (_, new)) in old.iter().zip(new) {
+            common::put_image(&template, name, 'a', old, old.len() as u64);
+            common::put_image(&template, name, 'b', &[], new.len() as u64);
+        }
+        MiscBootControl::create_image(&template.join("misc.img"), Slot::A).unwrap();
+        let payload_path = root.join("payload.bin");
+        std::fs::write(&payload_path, payload).unwrap();
+        let properties = root.join("payload_properties.txt");
+        std::fs::write(&properties, forge::properties(payload).join("\n")).unwrap();
+        let source = old
+            .iter()
+            .map(|(name, data)| (format!("{name}_a.img"), forge::sha256(data)))
+            .collect();
+        Setup {
+            root: root.to_owned(),
+            template,
+            payload: payload_path,
+            properties,
+            key: forge::test_key('a').1,
+            new,
+            operations: count_operations(payload),
+            source,
+        }
+    }
+
+    /// Rounds of: fresh device, runs killed after random delays until one finishes. Goes on
+    /// until `kills` kills happened; each round's last run is left to finish. Delays are drawn
+    /// from `window`, in percent of an uninterrupted run's time.
+    fn kill_and_resume(&self, rng: &mut Rng, kills: usize, window: (u64, u64)) -> Stats {
+        let mut stats = Stats::default();
+        // One uninterrupted run sets the time scale of the kill delays.
+        let dev = self.fresh_device("clean");
+        let started = Instant::now();
+        let out = self.spawn(&dev).wait_with_output().unwrap();
+        stats.clean_run = started.elapsed();
+        assert!(
+            out.status.success(),
+            "clean run: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.check_finished(&dev, None, &String::from_utf8_lossy(&out.stdout));
+        let ms = stats.clean_run.as_millis() as u64;
+        let (min_delay, spread) = (
+            ms * window.0 / 100,
+            (ms * (window.1 - window.0) / 100).max(1),
+        );
+
+        while stats.kills < kills {
+            stats.rounds += 1;
+            let dev = self.fresh_device(&format!("round{}", stats.rounds));
+            let mut last: Option<Checkpoint> = None;
+            loop {
+                let finish = stats.kills >= kills && last.is_some();
+                let mut child = self.spawn(&dev);
+                let deadline = (!finish)
+                    .then(|| Instant::now() + Duration::from_millis(min_delay + rng.below(spread)));
+                match wait_until(&mut child, deadline) {
+                    Some(status) => {
+                        let out = child.wait_with_output().unwrap();
+                        assert!(
+                            status.success(),
+                            "run failed: {}",
+                            String::from_utf8_lossy(&out.stderr)
+                        );
+                        let resumed = self.check_finished(
+                            &dev,
+                            last.as_ref(),
+                            &String::from_utf8_lossy(&out.stdout),
+                        );
+                        stats.resumed_finishes += usize::from(resumed);
+                        break;
+                    }
+                    None => {
+                        child.kill().unwrap();
+                        child.wait().unwrap();
+                        stats.kills += 1;
+                        let cp = self.check_killed(&dev, last.as_ref());
+                        stats.kills_with_progress +=
+                            usize::from(cp.as_ref().is_some_and(skips_work));
+                        if cp.as_ref().is_some_and(|cp| cp.phase == Phase::Done)
+                            && active(&dev) == Slot::B
+                        {
+                            // Killed after its very last step: the update is complete.
+                            self.check_target(&dev);
+                            break;
+                        }
+                        last = cp;
+                    }
+                }
+            }
+        }
+        stats
+    }
+
+    fn spawn(&self, dev: &Path) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_abupdate"))
+            .arg("apply")
+            .arg("--device")
+            .arg(dev)
+            .arg("--key")
+            .arg(&self.key)
+            .arg("--properties")
+            .arg(&self.properties)
+            .args(["--threads", "2", "--checkpoint-interval-ms", CHECKPOINT_MS])
+            .arg(&self.payload)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn fresh_device(&self, name: &str) -> PathBuf {
+        let dev = self.root.join(name);
+        std::fs::create_dir(&dev).unwrap();
+        for entry in std::fs::read_dir(&self.template).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dev.join(entry.file_name())).unwrap();
+        }
+        dev
+    }
+
+    /// After a kill: the running slot untouched and active, the target not bootable once a
+    /// checkpoint exists, the checkpoint no older than the one before. Returns the checkpoint.
+    fn check_killed(&self, dev: &Path, before: Option<&Checkpoint>) -> Option<Checkpoint> {
+        self.check_source(dev);
+        let cp = FileCheckpointStore::new(dev.join("state"))
+            .unwrap()
+            .load()
+            .unwrap();
+        let boot = MiscBootControl::open_device_dir(dev, None).unwrap();
+        if let Some(cp) = &cp {
+            assert!(
+                !boot.is_bootable(Slot::B).unwrap() || cp.phase == Phase::Done,
+                "target bootable mid-update"
+            );
+            if let Some(before) = before {
+                assert!(
+                    progress(cp) >= progress(before),
+                    "checkpoint went back: {before:?} -> {cp:?}"
+                );
+            }
+            if cp.phase != Phase::Done {
+                assert_eq!(
+                    boot.active_slot().unwrap(),
+                    Slot::A,
+                    "slot switched before the end"
+                );
+            }
+        } else {
+            assert_eq!(
+                boot.active_slot().unwrap(),
+                Slot::A,
+                "slot switched before the end"
+            );
+        }
+        cp
+    }
+
+    /// After a finished run: the new images in the target slot, now active, the source
+    /// untouched, and the run's report of where it resumed matching the last checkpoint.
+    /// Returns whether it resumed.
+    fn check_finished(&self, dev: &Path, last: Option<&Checkpoint>, stdout: &str) -> bool {
+        self.check_source(dev);
+        self.check_target(dev);
+        assert_eq!(active(dev), Slot::B, "slot not switched at the end");
+        match last.filter(|cp| skips_work(cp)) {
+            Some(cp) => {
+                // It applied only what was left: fewer operations than the payload has.
+                let n = cp.next_operation;
+                let said = format!(
+                    "{} operations (resumed at operation {n})",
+                    self.operations - n
+                );
+                assert!(stdout.contains(&said), "expected {said:?} in {stdout:?}");
+                true
+            }
+            None => {
+                assert!(
+                    !stdout.contains("resumed"),
+                    "fresh run claims to resume: {stdout}"
+                );
+                false
+            }
+        }
+    }
+
+    fn check_source(&self, dev: &Path) {
+        for (name, hash) in &self.source {
+            let data = std::fs::read(dev.join(name)).unwrap();
+            assert!(forge::sha256(&data) == *hash, "source image {name} changed");
+        }
+    }
+
+    fn check_target(&self, dev: &Path) {
+        for (name, data) in self.new {
+            let written = std::fs::read(dev.join(format!("{name}_b.img"))).unwrap();
+            assert!(written == *data, "target {name} differs from the new image");
+        }
+    }
+}
+
+fn count_operations(payload: &[u8]) -> u32 {
+    let size = Some(payload.len() as u64);
+    let needed = Metadata::needed(payload, size).unwrap() as usize;
+    let metadata = Metadata::verify(
+        payload[..needed].to_vec(),
+        size,
+        &Default::default(),
+        &Default::default(),
+    );
+    metadata.unwrap().manifest.operation_count() as u32
+}
+
+/// Whether the next run starts later than from scratch.
+fn skips_work(cp: &Checkpoint) -> bool {
+    cp.next_operation > 0 || cp.phase > Phase::Writing
+}
+
+fn progress(cp: &Checkpoint) -> (Phase, u32, u32) {
+    (cp.phase, cp.next_operation, cp.verified_partitions)
+}
+
+fn active(dev: &Path) -> Slot {
+    MiscBootControl::open_device_dir(dev, None)
+        .unwrap()
+        .active_slot()
+        .unwrap()
+}
+
+/// Waits for the child to exit, until `deadline` if given. `None`: still running.
+fn wait_until(child: &mut Child, deadline: Option<Instant>) -> Option<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Random bytes, but every eighth 64 KiB chunk is text (which the payload stores as XZ).
+fn noisy_image(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    for (i, chunk) in data.chunks_mut(CHUNK).enumerate() {
+        if i % 8 == 7 {
+            for (j, b) in chunk.iter_mut().enumerate() {
+                *b = if j % 61 == 60 {
+                    b'\n'
+                } else {
+                    b"abcdefgh "[(rng.next() % 9) as usize]
+                };
+            }
+        } else {
+            rng.fill(chunk);
+        }
+    }
+    data
+}
+
+/// A signed full payload with one operation per 64 KiB chunk: REPLACE_XZ for the text chunks,
+/// REPLACE for the random ones (cheap to apply: the run time is I/O and checkpoints).
+fn full_payload(images: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut m = DeltaArchiveManifest::new();
+    m.set_block_size(4096);
+    m.set_minor_version(0);
+    let mut blobs = Vec::new();
+    for (name, data) in images {
+        let mut p = PartitionUpdate::new();
+        p.set_partition_name(name.to_string());
+        for (i, chunk) in data.chunks(CHUNK).enumerate() {
+            let (kind, blob) = if i % 8 == 7 {
+                let xz = abupdate::build::ops::compress_xz(chunk).unwrap();
+                assert!(xz.len() < chunk.len() / 2);
+                (Type::REPLACE_XZ, xz)
+            } else {
+                (Type::REPLACE, chunk.to_vec())
+            };
+            let mut op = InstallOperation::new();
+            op.set_type(kind);
+            op.set_data_offset(blobs.len() as u64);
+            op.set_data_length(blob.len() as u64);
+            op.set_data_sha256_hash(forge::sha256(&blob).to_vec());
+            let mut e = Extent::new();
+            e.set_start_block((i * CHUNK / 4096) as u64);
+            e.set_num_blocks((chunk.len() / 4096) as u64);
+            op.dst_extents.push(e);
+            p.operations.push(op);
+            blobs.extend_from_slice(&blob);
+        }
+        let info = p.new_partition_info.mut_or_insert_default();
+        info.set_size(data.len() as u64);
+        info.set_hash(forge::sha256(data).to_vec());
+        m.partitions.push(p);
+    }
+    let mut forge = Forge {
+        major_version: abupdate::payload::header::SUPPORTED_MAJOR_VERSION,
+        manifest: m.write_to_bytes().unwrap(),
+        metadata_signature: vec![],
+        blobs,
+        payload_signature: vec![],
+        trailer: vec![],
+    };
+    let bytes = forge.sign(&forge::test_key('a').0).to_bytes();
+    assert!(PayloadHeader::parse(&bytes, Some(bytes.len() as u64)).is_ok());
+    bytes
+}
+
+/// A signed delta payload made by the library's builder.
+fn delta_payload(dir: &Path, old: &[(&str, Vec<u8>)], new: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let images = dir.join("images");
+    std::fs::create_dir(&images).unwrap();
+    let specs: Vec<PartitionSpec> = old
+        .iter()
+        .zip(new)
+        .map(|((name, old), (_, new))| {
+            let (o, n) = (
+                images.join(format!("{name}_old.img")),
+                images.join(format!("{name}_new.img")),
+            );
+            std::fs::write(&o, old).unwrap();
+            std::fs::write(&n, new).unwrap();
+            PartitionSpec {
+                name: name.to_string(),
+                new: n,
+                old: Some(o),
+                append_verity: false,
+            }
+        })
+        .collect();
+    let options = BuildOptions {
+        signer: Some(forge::test_key('a').0),
+        threads: 2,
+        ..BuildOptions::default()
+    };
+    let out = dir.join("delta.bin");
+    let report = build::build(&specs, &options, &out).unwrap();
+    assert!(report.manifest.is_delta());
+    std::fs::read(out).unwrap()
+}

@@ -1,0 +1,294 @@
+#!/bin/busybox sh
+# /init of the test VM (see run.sh): an A/B device on loop devices, updated through
+# Binder. Loads the modules, runs each step, prints "STEP <name> PASS|FAIL" on the
+# console, and powers off. /data holds what `vm_images build` made (expected.env says
+# what to expect), /bin our binaries.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tmpfs run /run
+# The state directory needs a file system that reports free space (rootfs may not).
+mkdir -p /run/cryptsetup /data/state /etc /dev/block/by-name
+mount -t tmpfs state /data/state
+echo 'root:x:0:0::/:/bin/sh' > /etc/passwd
+echo 'shell:x:2000:2000::/:/bin/sh' >> /etc/passwd
+echo 'root:x:0:' > /etc/group
+echo 'shell:x:2000:' >> /etc/group
+export DM_DISABLE_UDEV=1
+. /data/expected.env
+BY_NAME=/dev/block/by-name
+PROPS=/data/payload_properties.txt
+
+# Steps' functions share the shell's variables: this one's are prefixed.
+step() {
+    step_name=$1
+    shift
+    # The leading newline keeps a kernel message from sharing the line.
+    # What a step saw is shown either way: the console log is the evidence.
+    if "$@" > "/tmp/$step_name.out" 2>&1; then
+        printf '\n'
+        sed "s/^/INFO $step_name: /" "/tmp/$step_name.out"
+        printf 'STEP %s PASS\n' "$step_name"
+    else
+        printf '\n'
+        sed "s/^/INFO $step_name: /" "/tmp/$step_name.out"
+        printf 'STEP %s FAIL\n' "$step_name"
+    fi
+}
+
+# Polls a command for up to $1 tenths of a second.
+within() {
+    tries=$1
+    shift
+    while ! "$@"; do
+        tries=$((tries - 1))
+        [ "$tries" -gt 0 ] || return 1
+        sleep 0.1
+    done
+}
+
+expect_exit() {
+    want=$1
+    shift
+    "$@"
+    got=$?
+    echo "exit $got, expected $want"
+    [ "$got" -eq "$want" ]
+}
+
+load_modules() {
+    insmod /lib/modules/binder_linux.ko devices=binder,hwbinder,vndbinder &&
+        insmod /lib/modules/loop.ko max_loop=16 &&
+        insmod /lib/modules/reed_solomon.ko &&
+        insmod /lib/modules/dm-mod.ko &&
+        insmod /lib/modules/dm-bufio.ko &&
+        insmod /lib/modules/dm-verity.ko
+}
+
+binder_device() {
+    [ -c /dev/binder ] && chmod 0666 /dev/binder
+}
+
+manager_serving() {
+    kill -0 "$SM" 2>/dev/null && grep -q "serving on" /tmp/sm.log
+}
+
+service_manager() {
+    /bin/service_manager /dev/binder > /tmp/sm.log 2>&1 &
+    SM=$!
+    within 100 manager_serving || { cat /tmp/sm.log; return 1; }
+}
+
+# Slot B starts empty; every partition of both slots and misc become loop devices, named
+# in /dev/block/by-name as on Android.
+partitions() {
+    truncate -s "$SYSTEM_SIZE" /data/system_b.img &&
+        truncate -s "$VENDOR_SIZE" /data/vendor_b.img &&
+        truncate -s "$VBMETA_SIZE" /data/vbmeta_b.img || return 1
+    n=0
+    for part in system_a system_b vendor_a vendor_b vbmeta_a vbmeta_b misc; do
+        file=/data/$part.img
+        losetup "/dev/loop$n" "$file" || return 1
+        ln -s "/dev/loop$n" "$BY_NAME/$part" || return 1
+        n=$((n + 1))
+    done
+    ls -l "$BY_NAME"
+    cmp "$BY_NAME/system_a" /data/system_a.img
+}
+
+daemon_serving() {
+    kill -0 "$DAEMON" 2>/dev/null && [ "$(grep -c "serving abupdate" /tmp/abupdated.log)" -gt "$1" ]
+}
+
+start_daemon() {
+    served=$(grep -c "serving abupdate" /tmp/abupdated.log 2>/dev/null)
+    abupdated --binder binder:/dev/binder --by-name "$BY_NAME" --key /data/ota-cert.pem \
+        --build-prop /data/build.prop --state-dir /data/state --allowed-uids 0 \
+        >> /tmp/abupdated.log 2>&1 &
+    DAEMON=$!
+    within 200 daemon_serving "${served:-0}" || { cat /tmp/abupdated.log; return 1; }
+}
+
+status_call() {
+    out=$(timeout 20 abupdate status) || return 1
+    echo "$out"
+    [ "$out" = "IDLE" ] || return 1
+    out=$(timeout 20 abupdate slots) || return 1
+    echo "$out"
+    echo "$out" | grep -q "^_a: current=true active=true bootable=true" &&
+        echo "$out" | grep -qx "rollback floors: 0=1"
+}
+
+permission_check() {
+    # Root may cancel but nothing runs: busy (35). Uid 2000 is not allowed: 36.
+    expect_exit 35 timeout 20 abupdate cancel &&
+        expect_exit 36 timeout 20 su -s /bin/sh -c "abupdate cancel" shell &&
+        expect_exit 0 timeout 20 su -s /bin/sh -c "abupdate status" shell
+}
+
+verify_payload() {
+    timeout 60 abupdate verify /data/payload.bin
+}
+
+# The bytes of `done` in `abupdate status` ("DOWNLOADING 31.2% (1073516/1710773 bytes)").
+status_done() {
+    timeout 20 abupdate status | sed -n 's/.*(\([0-9]*\)\/.*/\1/p'
+}
+
+reached_split2() {
+    [ "$(status_done)" = "$SPLIT2" ]
+}
+
+# The payload arrives through a FIFO: the metadata and the first operation, then after a
+# pause (so that the engine saves a checkpoint) two more operations, then nothing. The
+# service is killed while it waits for more.
+apply_interrupted() {
+    mkfifo /tmp/payload.fifo || return 1
+    {
+        head -c "$SPLIT1" /data/payload.bin
+        sleep 3
+        tail -c +$((SPLIT1 + 1)) /data/payload.bin | head -c $((SPLIT2 - SPLIT1))
+        exec sleep 600
+    } > /tmp/payload.fifo &
+    WRITER=$!
+    timeout 60 abupdate apply --properties "$PROPS" file:///tmp/payload.fifo || return 1
+    timeout 300 abupdate watch > /tmp/watch1.log 2>&1 &
+    WATCH=$!
+    within 1200 reached_split2 || { abupdate status; return 1; }
+    abupdate status
+    kill -9 "$DAEMON"
+    wait "$DAEMON"
+    kill "$WRITER"
+    # The watcher notices the service is gone: 31 (device error).
+    wait "$WATCH"
+    code=$?
+    cat /tmp/watch1.log
+    echo "watch exit $code"
+    [ "$code" -eq 31 ]
+}
+
+restarted_interrupted() {
+    start_daemon || return 1
+    out=$(timeout 20 abupdate status) || return 1
+    echo "$out"
+    case "$out" in
+        "INTERRUPTED 0.0%"*) return 1 ;;
+        INTERRUPTED*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+# `resume` restarts the stored request; the URL now names the whole payload file. The
+# engine continues from its checkpoint; `--wait` follows the callbacks to the end.
+resume_to_the_end() {
+    rm /tmp/payload.fifo && ln -s /data/payload.bin /tmp/payload.fifo || return 1
+    timeout 600 abupdate resume --wait > /tmp/watch2.log 2>&1
+    code=$?
+    cat /tmp/watch2.log
+    echo "resume exit $code"
+    grep "resuming at operation" /tmp/abupdated.log
+    [ "$code" -eq 0 ] && grep -q "^DOWNLOADING" /tmp/watch2.log &&
+        grep -q "^VERIFYING" /tmp/watch2.log && grep -q "^FINALIZING" /tmp/watch2.log &&
+        grep -qx "UPDATED_NEED_REBOOT" /tmp/watch2.log &&
+        grep -q "resuming at operation [1-9]" /tmp/abupdated.log
+}
+
+# bootloader_control at misc+2048: slot_info[0] and [1] are bytes 12 and 14, priority
+# in their low four bits.
+priority() {
+    byte=$(od -An -tu1 -j $((2048 + $1)) -N 1 "$BY_NAME/misc" | tr -d ' ')
+    echo $((byte & 15))
+}
+
+slot_switched() {
+    out=$(timeout 20 abupdate slots) || return 1
+    echo "$out"
+    a=$(priority 12)
+    b=$(priority 14)
+    echo "misc: priority a=$a b=$b"
+    [ "$b" -eq 15 ] && [ "$a" -lt "$b" ] &&
+        echo "$out" | grep -q "^_b: current=false active=true bootable=true successful=false"
+}
+
+# Opens partition $1 (on device $2) through dm-verity with the root digest and layout
+# from its hashtree descriptor in the new vbmeta; with $3 = fec, FEC from the same device.
+verity_open() {
+    name=$1
+    dev=$2
+    args=$(vm_images verity-args "$BY_NAME/vbmeta_b" "$name") || return 1
+    if [ "$3" = fec ]; then
+        args="$args --fec-device=$dev"
+    else
+        args=${args%% --fec-offset*}
+    fi
+    echo "veritysetup open $dev v$name $dev $args"
+    # shellcheck disable=SC2086 # the options are words
+    veritysetup open "$dev" "v$name" "$dev" $args
+}
+
+verity_partition() {
+    name=$1
+    expected=$2
+    dev=$(readlink -f "$BY_NAME/${name}_b")
+    verity_open "$name" "$dev" fec || return 1
+    sum=$(sha256sum "/dev/mapper/v$name" | cut -d' ' -f1)
+    veritysetup close "v$name"
+    echo "read end to end: $sum"
+    [ "$sum" = "$expected" ]
+}
+
+verity_system() { verity_partition system "$SYSTEM_DATA_SHA"; }
+verity_vendor() { verity_partition vendor "$VENDOR_DATA_SHA"; }
+
+# A copy of the written system partition with one data block corrupted.
+corrupt_copy() {
+    dd if="$BY_NAME/system_b" of=/data/system_bad.img bs=4096 2>/dev/null &&
+        printf 'corrupted block!' |
+        dd of=/data/system_bad.img bs=1 seek=$((3 * 4096 + 100)) conv=notrunc 2>/dev/null &&
+        losetup /dev/loop7 /data/system_bad.img
+}
+
+verity_corrupt_eio() {
+    corrupt_copy || return 1
+    verity_open system /dev/loop7 || return 1
+    if dd if=/dev/mapper/vsystem of=/dev/null bs=4096 2>/tmp/dd.err; then
+        echo "read the corrupted partition without error"
+        veritysetup close vsystem
+        return 1
+    fi
+    cat /tmp/dd.err
+    veritysetup close vsystem
+    dmesg | grep -i "verity" | tail -5
+    grep -q "Input/output error" /tmp/dd.err && dmesg | grep -q "data block 3 is corrupted"
+}
+
+verity_fec_corrects() {
+    verity_open system /dev/loop7 fec || return 1
+    sum=$(sha256sum /dev/mapper/vsystem | cut -d' ' -f1)
+    veritysetup close vsystem
+    dmesg | grep "verity-fec" | tail -3
+    [ "$sum" = "$SYSTEM_DATA_SHA" ] && dmesg | grep -q "FEC.*corrected"
+}
+
+step modules load_modules
+step binder-device binder_device
+step service-manager service_manager
+step partitions partitions
+step daemon-registered start_daemon
+step status-call status_call
+step permission-check permission_check
+step verify verify_payload
+step apply-interrupted apply_interrupted
+step restarted-interrupted restarted_interrupted
+step resume-to-the-end resume_to_the_end
+step slot-switched slot_switched
+step verity-system verity_system
+step verity-vendor verity_vendor
+step verity-corrupt-eio verity_corrupt_eio
+step verity-fec-corrects verity_fec_corrects
+printf '\nALL STEPS DONE\n'
+poweroff -f

@@ -1,0 +1,130 @@
+#!/bin/bash
+# Boots Debian 12's kernel in QEMU and runs the whole update story on a real kernel, as
+# on a device: a service manager on the kernel's /dev/binder, abupdated over an A/B
+# device whose partitions and misc are loop devices named in /dev/block/by-name, and the
+# abupdate CLI as its client. A signed payload is applied through Binder; abupdated is
+# killed half-way and restarted, and the update resumes from its checkpoint to the end;
+# misc shows the slot switch; every written partition opens through dm-verity with the
+# root digest from the new vbmeta's hashtree descriptors and reads back whole; a
+# corrupted block is an I/O error without FEC and is corrected with it. Prints one line
+# per step and exits 0 only if every step passed.
+#
+# Needs (Debian 12): qemu-system-x86 busybox-static cryptsetup-bin cpio xz-utils
+# binutils, apt-get access to the Debian archive (the kernel package), cargo (our debug
+# binaries; `cargo test` has built their dependencies). The kernel is cached in
+# $ABUPDATE_VM_CACHE (default: the cargo target dir's vm-cache/).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+target_dir=${CARGO_TARGET_DIR:-$root/target}
+cache=${ABUPDATE_VM_CACHE:-$target_dir/vm-cache}
+timeout_s=${ABUPDATE_VM_TIMEOUT:-300}
+
+say() { echo "vm: $*" >&2; }
+die() { echo "vm: FAIL: $*" >&2; exit 1; }
+
+for tool in qemu-system-x86_64 cpio veritysetup xz strip apt-get apt-cache dpkg-deb ldd cargo; do
+    command -v "$tool" >/dev/null || die "'$tool' not found (see the header of $0)"
+done
+busybox=/bin/busybox
+[ -x "$busybox" ] && file_out=$(LC_ALL=C ldd "$busybox" 2>&1 || true)
+case "${file_out:-}" in
+    *"not a dynamic executable"*) ;;
+    *) die "$busybox must be the static busybox (apt package busybox-static)" ;;
+esac
+mkdir -p "$cache"
+
+# --- The kernel: Debian 12's, uncompressed so that QEMU boots it fast (PVH entry). ---
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$kpkg" ] || die "no kernel package found (run apt-get update)"
+kver=${kpkg#linux-image-}
+kdir=$cache/$kpkg
+if [ ! -f "$kdir/vmlinux" ]; then
+    say "fetching $kpkg"
+    rm -rf "$kdir" && mkdir -p "$kdir"
+    (cd "$kdir" && apt-get download "$kpkg" >/dev/null 2>&1) || die "apt-get download $kpkg"
+    dpkg-deb --fsys-tarfile "$kdir"/*.deb | tar -x -C "$kdir" \
+        "./boot/vmlinuz-$kver" \
+        "./lib/modules/$kver/kernel/drivers/android/binder_linux.ko" \
+        "./lib/modules/$kver/kernel/drivers/block/loop.ko" \
+        "./lib/modules/$kver/kernel/lib/reed_solomon/reed_solomon.ko" \
+        "./lib/modules/$kver/kernel/drivers/md/dm-mod.ko" \
+        "./lib/modules/$kver/kernel/drivers/md/dm-bufio.ko" \
+        "./lib/modules/$kver/kernel/drivers/md/dm-verity.ko"
+    # The bzImage carries the kernel as an XZ stream: decompressing it here once saves
+    # seconds of emulated decompression at every boot.
+    offset=$(LC_ALL=C grep -m1 -obUaP '\xFD7zXZ\x00' "$kdir/boot/vmlinuz-$kver" | awk -F: 'NR == 1 {print $1}')
+    [ -n "$offset" ] || die "no XZ stream in vmlinuz-$kver"
+    tail -c +$((offset + 1)) "$kdir/boot/vmlinuz-$kver" > "$kdir/vmlinux.xz"
+    xz -dc --single-stream "$kdir/vmlinux.xz" > "$kdir/vmlinux.tmp"
+    rm "$kdir/vmlinux.xz"
+    mv "$kdir/vmlinux.tmp" "$kdir/vmlinux"
+    rm -f "$kdir"/*.deb
+fi
+
+# --- Our binaries: the service, the CLI, a minimal service manager, the image maker. ---
+say "building abupdated, abupdate, service_manager, vm_images"
+(cd "$root" && cargo build --quiet --locked --bin abupdated --bin abupdate \
+    --example service_manager --example vm_images) || die "cargo build"
+bins=("$target_dir/debug/abupdated" "$target_dir/debug/abupdate"
+    "$target_dir/debug/examples/service_manager" "$target_dir/debug/examples/vm_images")
+
+# --- The initramfs. ---
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fs=$work/root
+mkdir -p "$fs"/{bin,sbin,dev,proc,sys,tmp,run,lib/modules,data}
+cp "$busybox" "$fs/bin/busybox"
+find "$kdir/lib/modules" -name '*.ko' -exec cp {} "$fs/lib/modules/" \;
+for bin in "${bins[@]}" "$(command -v veritysetup)"; do
+    strip -o "$fs/bin/$(basename "$bin")" "$bin"
+    # The ldd closure, at the same paths.
+    ldd "$bin" | awk '/=> \// {print $3} /^[ \t]*\/.*ld-linux/ {print $1}' | while read -r lib; do
+        cp --parents -L -n "$lib" "$fs"
+    done
+done
+[ -e "$fs/lib64/ld-linux-x86-64.so.2" ] || die "the dynamic loader is not in the initramfs"
+cp "$here/init.sh" "$fs/init"
+chmod +x "$fs/init"
+
+# Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
+"$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
+
+(cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
+
+# --- Boot. ---
+say "booting $kpkg ($(du -m "$work/initramfs.cpio" | cut -f1) MiB initramfs)"
+start=$(date +%s)
+log=$work/console.log
+timeout "$timeout_s" qemu-system-x86_64 -M pc -nic none -accel tcg -cpu max -smp 2 -m 1G \
+    -nographic -no-reboot -kernel "$kdir/vmlinux" -initrd "$work/initramfs.cpio" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3" \
+    > "$log" 2>&1 || say "qemu exited with $? (timeout ${timeout_s}s)"
+elapsed=$(( $(date +%s) - start ))
+
+# --- Verdict. ---
+# Once, into a file: `tr | grep -q` would fail under pipefail when grep stops early.
+tr -d '\r' < "$log" > "$work/console.txt"
+log=$work/console.txt
+grep -E '^(STEP|INFO) ' "$log" || true
+expected=(modules binder-device service-manager partitions daemon-registered status-call
+    permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
+    slot-switched verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
+failed=0
+for step in "${expected[@]}"; do
+    if ! grep -qx "STEP $step PASS" "$log"; then
+        echo "vm: step $step did not pass" >&2
+        failed=1
+    fi
+done
+if ! grep -qx "ALL STEPS DONE" "$log"; then
+    echo "vm: the test script did not finish; console log:" >&2
+    tail -40 "$log" >&2
+    failed=1
+fi
+[ -n "${ABUPDATE_VM_LOG:-}" ] && cp "$log" "$ABUPDATE_VM_LOG"
+if [ "$failed" -ne 0 ]; then
+    die "see above (boot and test took ${elapsed}s)"
+fi
+echo "vm: all ${#expected[@]} steps passed in ${elapsed}s"
