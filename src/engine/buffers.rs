@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 /// Buffers above this capacity are freed rather than kept: one huge operation must not pin its
 /// memory for the rest of the update.
-const MAX_KEPT_CAPACITY: usize = 8 << 20;
+const MAX_KEPT_CAPACITY: usize = 4 << 20;
 
 /// A bounded stack of spare buffers, shared by the pipeline's threads.
 pub struct BufferPool {

@@ -70,6 +70,10 @@ pub(super) fn verify_partitions(
             operations_total: cx.metadata.manifest.operation_count() as u64,
             partition: Some(p.name.clone()),
         });
+        // The same safe point whether the digest is computed now or was during writing.
+        if cx.observer.is_cancelled() {
+            bail!(Cancelled, "cancelled before verifying partition {}", p.name);
+        }
         let target = cx.partitions.open_target(&p.name)?;
         let digest = match digests.get(i).copied().flatten() {
             Some(digest) => digest,
