@@ -16,7 +16,9 @@ use std::sync::Mutex;
 
 use crate::device::{Device, Slot};
 use crate::engine::checkpoint::{CheckpointStore, FileCheckpointStore, Phase};
-use crate::engine::{self, ApplyOptions, ApplyReport, Observer, PayloadSource, UpdateHooks};
+use crate::engine::{
+    self, ApplyOptions, ApplyReport, Observer, PayloadSource, SlotPartitions, UpdateHooks,
+};
 use crate::error::Result;
 use crate::slot::{BootControl, MiscBootControl};
 use avb_check::AvbPolicy;
@@ -25,10 +27,25 @@ use downgrade::RunningBuild;
 /// A device and everything abupdate keeps about it.
 pub struct Updater {
     device: Device,
+    partitions: Box<dyn SlotPartitions + Send>,
     boot: Mutex<Box<dyn BootControl + Send>>,
-    store: FileCheckpointStore,
+    store: Box<dyn CheckpointStore>,
     avb: AvbPolicy,
     running: RunningBuild,
+}
+
+/// What an [`Updater`] is made of. The engine reaches the partitions, the slot metadata and the
+/// checkpoints only through `partitions`, `boot` and `store`, so a layer can sit under any of
+/// them (the power-cut tests record every write and sync there); the AVB and downgrade checks
+/// read `device` directly.
+pub struct UpdaterParts {
+    pub device: Device,
+    /// The engine's partitions: `device` itself, or a layer over it.
+    pub partitions: Box<dyn SlotPartitions + Send>,
+    pub boot: Box<dyn BootControl + Send>,
+    pub store: Box<dyn CheckpointStore>,
+    pub avb: AvbPolicy,
+    pub running: RunningBuild,
 }
 
 /// Host device directory settings beyond the directory itself.
@@ -59,49 +76,31 @@ impl Updater {
         avb_key: Option<crate::avb::AvbPublicKey>,
         running: RunningBuild,
     ) -> Result<Self> {
-        let store = FileCheckpointStore::new(&state_dir)?;
-        let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
-        Ok(Updater {
-            device,
-            boot: Mutex::new(boot),
-            store,
-            avb,
-            running,
-        })
+        UpdaterParts::new(device, boot, state_dir, avb_key, running).map(Self::from_parts)
     }
 
-    /// A host device directory: partitions `DIR/<name>_<slot>.img`, slot metadata in
-    /// `DIR/misc.img`, the running build's properties in `DIR/build.prop`.
+    /// A host device directory, as [`UpdaterParts::host`] describes it.
     pub fn open_host(dir: &Path, options: &HostOptions) -> Result<Self> {
-        let boot = MiscBootControl::open_device_dir(dir, options.current)?;
-        let current = boot.current();
-        let state = options
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| dir.join("state"));
-        let key_file = options.avb_key.clone().or_else(|| {
-            ["avb_key.pem", "avb_key.avbpubkey"]
-                .iter()
-                .map(|n| dir.join(n))
-                .find(|p| p.exists())
-        });
-        let avb_key = key_file.as_deref().map(AvbPolicy::load_key).transpose()?;
-        let running = RunningBuild::load_host(dir)?;
-        Self::new(
-            Device::host(dir, current),
-            Box::new(boot),
-            state,
-            avb_key,
-            running,
-        )
+        UpdaterParts::host(dir, options).map(Self::from_parts)
+    }
+
+    pub fn from_parts(parts: UpdaterParts) -> Self {
+        Updater {
+            device: parts.device,
+            partitions: parts.partitions,
+            boot: Mutex::new(parts.boot),
+            store: parts.store,
+            avb: parts.avb,
+            running: parts.running,
+        }
     }
 
     pub fn device(&self) -> &Device {
         &self.device
     }
 
-    pub fn store(&self) -> &FileCheckpointStore {
-        &self.store
+    pub fn store(&self) -> &dyn CheckpointStore {
+        self.store.as_ref()
     }
 
     /// Runs `f` with the boot control backend.
@@ -118,7 +117,14 @@ impl Updater {
         observer: &dyn Observer,
     ) -> Result<Outcome> {
         let hooks = Hooks { updater: self };
-        let report = engine::apply(&self.device, source, &self.store, &hooks, options, observer)?;
+        let report = engine::apply(
+            self.partitions.as_ref(),
+            source,
+            self.store.as_ref(),
+            &hooks,
+            options,
+            observer,
+        )?;
         let target = self.device.target_slot();
         if AvbPolicy::enabled(&self.device) {
             self.avb.check_slot(&self.device, target)?;
@@ -154,6 +160,55 @@ impl Updater {
     /// Whether an update was fully applied and awaits a reboot into its slot.
     pub fn update_pending(&self) -> Result<bool> {
         Ok(self.store.load()?.is_some_and(|cp| cp.phase == Phase::Done))
+    }
+}
+
+impl UpdaterParts {
+    /// The device's own adapters: its partitions, `boot`, checkpoints and the rollback store in
+    /// `state_dir`.
+    pub fn new(
+        device: Device,
+        boot: Box<dyn BootControl + Send>,
+        state_dir: PathBuf,
+        avb_key: Option<crate::avb::AvbPublicKey>,
+        running: RunningBuild,
+    ) -> Result<Self> {
+        let store = FileCheckpointStore::new(&state_dir)?;
+        let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
+        Ok(UpdaterParts {
+            partitions: Box::new(device.clone()),
+            device,
+            boot,
+            store: Box::new(store),
+            avb,
+            running,
+        })
+    }
+
+    /// A host device directory: partitions `DIR/<name>_<slot>.img`, slot metadata in
+    /// `DIR/misc.img`, the running build's properties in `DIR/build.prop`.
+    pub fn host(dir: &Path, options: &HostOptions) -> Result<Self> {
+        let boot = MiscBootControl::open_device_dir(dir, options.current)?;
+        let current = boot.current();
+        let state = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("state"));
+        let key_file = options.avb_key.clone().or_else(|| {
+            ["avb_key.pem", "avb_key.avbpubkey"]
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.exists())
+        });
+        let avb_key = key_file.as_deref().map(AvbPolicy::load_key).transpose()?;
+        let running = RunningBuild::load_host(dir)?;
+        Self::new(
+            Device::host(dir, current),
+            Box::new(boot),
+            state,
+            avb_key,
+            running,
+        )
     }
 }
 
