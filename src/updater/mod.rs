@@ -2,7 +2,8 @@
 //! the engine. This is what the CLI and the service call; it owns the slot transitions that
 //! make an interrupted update safe:
 //!
-//! - before the first byte is written, the target slot is marked unbootable;
+//! - before the first byte is written, the running slot is marked successful (if it is not) and
+//!   the target slot unbootable;
 //! - only after every partition is written and verified (and the AVB checks pass) is the target
 //!   slot set active, and only if `SWITCH_SLOT_ON_REBOOT` is not `0`;
 //! - payloads older than the running build are refused before anything is written
@@ -230,8 +231,18 @@ impl UpdateHooks for Hooks<'_> {
         Ok(())
     }
 
+    /// Marks the running slot successful, then the target unbootable, each durably. Once the
+    /// target cannot boot, the running slot is the only one left; if it still depended on its
+    /// tries (as after U-Boot replaced a torn record with its default), every reboot during the
+    /// update would spend one, and enough power cuts would leave nothing bootable. update_engine
+    /// marks the booted slot good first for the same reason (`UpdateBootFlagsAction`).
     fn before_first_write(&self) -> Result<()> {
         let target = self.updater.device.target_slot();
-        self.updater.with_boot(|b| b.set_unbootable(target))
+        self.updater.with_boot(|b| {
+            if !b.is_successful(b.current_slot()?)? {
+                b.mark_boot_successful()?;
+            }
+            b.set_unbootable(target)
+        })
     }
 }

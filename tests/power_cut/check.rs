@@ -19,13 +19,13 @@ use std::path::Path;
 use abupdate::device::Slot;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::Quiet;
-use abupdate::slot::bootloader;
 use abupdate::slot::control::{BootloaderControl, MISC_OFFSET, RECORD_LEN};
+use abupdate::slot::{bootloader, BootControl, MiscBootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 
 use crate::common::Rng;
-use crate::crash::{Files, Timeline};
+use crate::crash::{CrashState, Files, How, Keep, Timeline};
 use crate::recorder::{recording_updater, Fault, Log, CHECKPOINT, MISC};
 use crate::scenario::{read_dir, scratch, write_files, Scenario, PARTITIONS};
 
@@ -34,6 +34,8 @@ use crate::scenario::{read_dir, scratch, write_files, Scenario, PARTITIONS};
 pub enum SecondCut {
     /// At a random event of the restart, with random unsynced writes, from this seed.
     Random(u64),
+    /// After this many events of the restart, every unsynced unit kept as given.
+    At(usize, Keep),
 }
 
 /// What became of a crash state that kept every invariant.
@@ -50,6 +52,9 @@ pub enum Recovery {
 /// Checks every invariant on `files` (the disk after a crash), with `root/dev` as the device.
 /// With `second_cut`, the restarted update is recorded too and cut once more, and the disk it
 /// leaves is checked the same way: a power cut during the recovery.
+///
+/// A reboot is the simulated bootloader's choice, then the OS on the booted slot marking it
+/// successful (Android's `update_verifier` does early in boot), then the restarted update.
 pub fn check(
     scenario: &Scenario,
     payload_id: &[u8; 32],
@@ -61,6 +66,9 @@ pub fn check(
     let dev = root.join("dev");
     write_files(&dev, files);
     let booted = reboot(scenario, &dev)?;
+    MiscBootControl::open_device_dir(&dev, None)
+        .and_then(|mut boot| boot.mark_boot_successful())
+        .map_err(|e| format!("the booted OS cannot mark its slot successful: {e}"))?;
     old_slot_untouched(scenario, &dev, "after the crash")?;
     let phase = durable_checkpoint(files, payload_id).map(|c| c.phase);
     if booted == Slot::B {
@@ -105,6 +113,15 @@ fn restart_cut_again(
             let at = rng.below(timeline.events.len() as u64 + 1) as usize;
             timeline.random(at, rng.next())
         }
+        SecondCut::At(at, keep) => CrashState {
+            at,
+            keep: vec![keep; timeline.pending(at).len()],
+            how: match keep {
+                Keep::No => How::None,
+                Keep::Yes => How::All,
+                Keep::Torn(mask) => How::Torn(mask),
+            },
+        },
     };
     let again = scratch();
     check(

@@ -18,6 +18,7 @@ mod check;
 mod common;
 mod crash;
 mod recorder;
+mod regression;
 mod scenario;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
