@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use crate::download::{header_for_property, SourceOptions, TransferControl};
-use crate::engine::checkpoint::{CheckpointStore, Phase as CheckpointPhase};
+use crate::engine::checkpoint::Phase as CheckpointPhase;
 use crate::engine::metadata::Metadata;
 use crate::engine::{self, ApplyOptions, Observer, Stage};
 use crate::error::Result;

@@ -2,7 +2,8 @@
 //! the engine. This is what the CLI and the service call; it owns the slot transitions that
 //! make an interrupted update safe:
 //!
-//! - before the first byte is written, the target slot is marked unbootable;
+//! - before the first byte is written, the running slot is marked successful (if it is not) and
+//!   the target slot unbootable;
 //! - only after every partition is written and verified (and the AVB checks pass) is the target
 //!   slot set active, and only if `SWITCH_SLOT_ON_REBOOT` is not `0`;
 //! - payloads older than the running build are refused before anything is written
@@ -17,7 +18,9 @@ use std::sync::Mutex;
 use crate::device::{Device, Layout, Slot};
 use crate::engine::checkpoint::{CheckpointStore, FileCheckpointStore, Phase};
 use crate::engine::metadata::Metadata;
-use crate::engine::{self, ApplyOptions, ApplyReport, Observer, PayloadSource, UpdateHooks};
+use crate::engine::{
+    self, ApplyOptions, ApplyReport, Observer, PayloadSource, SlotPartitions, UpdateHooks,
+};
 use crate::error::Result;
 use crate::slot::{BootControl, MiscBootControl};
 use avb_check::AvbPolicy;
@@ -26,10 +29,25 @@ use downgrade::RunningBuild;
 /// A device and everything abupdate keeps about it.
 pub struct Updater {
     device: Device,
+    partitions: Box<dyn SlotPartitions + Send>,
     boot: Mutex<Box<dyn BootControl + Send>>,
-    store: FileCheckpointStore,
+    store: Box<dyn CheckpointStore>,
     avb: AvbPolicy,
     running: RunningBuild,
+}
+
+/// What an [`Updater`] is made of. The engine reaches the partitions, the slot metadata and the
+/// checkpoints only through `partitions`, `boot` and `store`, so a layer can sit under any of
+/// them (the power-cut tests record every write and sync there); the AVB and downgrade checks
+/// read `device` directly.
+pub struct UpdaterParts {
+    pub device: Device,
+    /// The engine's partitions: `device` itself, or a layer over it.
+    pub partitions: Box<dyn SlotPartitions + Send>,
+    pub boot: Box<dyn BootControl + Send>,
+    pub store: Box<dyn CheckpointStore>,
+    pub avb: AvbPolicy,
+    pub running: RunningBuild,
 }
 
 /// Host device directory settings beyond the directory itself.
@@ -74,41 +92,23 @@ impl Updater {
         avb_key: Option<crate::avb::AvbPublicKey>,
         running: RunningBuild,
     ) -> Result<Self> {
-        let store = FileCheckpointStore::new(&state_dir)?;
-        let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
-        Ok(Updater {
-            device,
-            boot: Mutex::new(boot),
-            store,
-            avb,
-            running,
-        })
+        UpdaterParts::new(device, boot, state_dir, avb_key, running).map(Self::from_parts)
     }
 
-    /// A host device directory: partitions `DIR/<name>_<slot>.img`, slot metadata in
-    /// `DIR/misc.img`, the running build's properties in `DIR/build.prop`.
+    /// A host device directory, as [`UpdaterParts::host`] describes it.
     pub fn open_host(dir: &Path, options: &HostOptions) -> Result<Self> {
-        let boot = MiscBootControl::open_device_dir(dir, options.current)?;
-        let current = boot.current();
-        let state = options
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| dir.join("state"));
-        let key_file = options.avb_key.clone().or_else(|| {
-            ["avb_key.pem", "avb_key.avbpubkey"]
-                .iter()
-                .map(|n| dir.join(n))
-                .find(|p| p.exists())
-        });
-        let avb_key = key_file.as_deref().map(AvbPolicy::load_key).transpose()?;
-        let running = RunningBuild::load_host(dir)?;
-        Self::new(
-            Device::host(dir, current),
-            Box::new(boot),
-            state,
-            avb_key,
-            running,
-        )
+        UpdaterParts::host(dir, options).map(Self::from_parts)
+    }
+
+    pub fn from_parts(parts: UpdaterParts) -> Self {
+        Updater {
+            device: parts.device,
+            partitions: parts.partitions,
+            boot: Mutex::new(parts.boot),
+            store: parts.store,
+            avb: parts.avb,
+            running: parts.running,
+        }
     }
 
     /// Block devices by name in `dir`, as on Android (see [`ByNameOptions`]).
@@ -133,8 +133,8 @@ impl Updater {
         &self.device
     }
 
-    pub fn store(&self) -> &FileCheckpointStore {
-        &self.store
+    pub fn store(&self) -> &dyn CheckpointStore {
+        self.store.as_ref()
     }
 
     /// Runs `f` with the boot control backend.
@@ -151,7 +151,14 @@ impl Updater {
         observer: &dyn Observer,
     ) -> Result<Outcome> {
         let hooks = Hooks { updater: self };
-        let report = engine::apply(&self.device, source, &self.store, &hooks, options, observer)?;
+        let report = engine::apply(
+            self.partitions.as_ref(),
+            source,
+            self.store.as_ref(),
+            &hooks,
+            options,
+            observer,
+        )?;
         let target = self.device.target_slot();
         if AvbPolicy::enabled(&self.device) {
             self.avb.check_slot(&self.device, target)?;
@@ -215,6 +222,55 @@ impl Updater {
     }
 }
 
+impl UpdaterParts {
+    /// The device's own adapters: its partitions, `boot`, checkpoints and the rollback store in
+    /// `state_dir`.
+    pub fn new(
+        device: Device,
+        boot: Box<dyn BootControl + Send>,
+        state_dir: PathBuf,
+        avb_key: Option<crate::avb::AvbPublicKey>,
+        running: RunningBuild,
+    ) -> Result<Self> {
+        let store = FileCheckpointStore::new(&state_dir)?;
+        let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
+        Ok(UpdaterParts {
+            partitions: Box::new(device.clone()),
+            device,
+            boot,
+            store: Box::new(store),
+            avb,
+            running,
+        })
+    }
+
+    /// A host device directory: partitions `DIR/<name>_<slot>.img`, slot metadata in
+    /// `DIR/misc.img`, the running build's properties in `DIR/build.prop`.
+    pub fn host(dir: &Path, options: &HostOptions) -> Result<Self> {
+        let boot = MiscBootControl::open_device_dir(dir, options.current)?;
+        let current = boot.current();
+        let state = options
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| dir.join("state"));
+        let key_file = options.avb_key.clone().or_else(|| {
+            ["avb_key.pem", "avb_key.avbpubkey"]
+                .iter()
+                .map(|n| dir.join(n))
+                .find(|p| p.exists())
+        });
+        let avb_key = key_file.as_deref().map(AvbPolicy::load_key).transpose()?;
+        let running = RunningBuild::load_host(dir)?;
+        Self::new(
+            Device::host(dir, current),
+            Box::new(boot),
+            state,
+            avb_key,
+            running,
+        )
+    }
+}
+
 struct Hooks<'a> {
     updater: &'a Updater,
 }
@@ -233,8 +289,18 @@ impl UpdateHooks for Hooks<'_> {
         Ok(())
     }
 
+    /// Marks the running slot successful, then the target unbootable, each durably. Once the
+    /// target cannot boot, the running slot is the only one left; if it still depended on its
+    /// tries (as after U-Boot replaced a torn record with its default), every reboot during the
+    /// update would spend one, and enough power cuts would leave nothing bootable. update_engine
+    /// marks the booted slot good first for the same reason (`UpdateBootFlagsAction`).
     fn before_first_write(&self) -> Result<()> {
         let target = self.updater.device.target_slot();
-        self.updater.with_boot(|b| b.set_unbootable(target))
+        self.updater.with_boot(|b| {
+            if !b.is_successful(b.current_slot()?)? {
+                b.mark_boot_successful()?;
+            }
+            b.set_unbootable(target)
+        })
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use abupdate::device::Slot;
 use abupdate::download::SourceOptions;
-use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, Phase};
+use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::{ApplyOptions, Observer, Quiet};
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::slot::{BootControl, MiscBootControl};
