@@ -54,7 +54,8 @@ fn main() -> Result<()> {
         let apply = measure::apply_in_child(&fixture, THREADS)?;
         let cli = measure::xz_cli(&blobs, THREADS, &fixture.dir)?;
         println!(
-            "  round {round}: bound {} (CPU {}) | apply {} (writing {}, then {}; CPU {}; VmHWM {} KiB) | xz -d {} | apply/bound {:.2}",
+            "  round {round}: bound {} (CPU {}) | apply {} (writing {}, then {}; CPU {}; \
+             VmHWM {} KiB) | xz -d {} | apply/bound {:.2}",
             secs(bound.wall),
             secs(bound.cpu),
             secs(apply.total),
