@@ -235,7 +235,7 @@ fn read_blob(
     if !op.kind.has_blob() {
         return CheckedBlob::hash(op, Vec::new());
     }
-    let mut blob = pool.take();
+    let mut blob = pool.take(op.data_length as usize);
     blob.resize(op.data_length as usize, 0);
     read_exact(reader, &mut blob, "operation data")?;
     let mut own = ResumableSha256::new();
