@@ -23,9 +23,10 @@ impl BufferPool {
         }
     }
 
-    /// An empty buffer with room for `len` bytes: the most recently returned spare that has
-    /// it (blobs and outputs differ in size; growing a smaller one would copy it), else a new
-    /// one.
+    /// A buffer with room for `len` bytes: the most recently returned spare that has it (blobs
+    /// and outputs differ in size; growing a smaller one would copy it), else a new one. A
+    /// spare keeps its old length and bytes, so that resizing it to `len` zeroes only what it
+    /// never held; callers overwrite or clear it.
     pub fn take(&self, len: usize) -> Vec<u8> {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         match spare.iter().rposition(|buf| buf.capacity() >= len) {
@@ -34,12 +35,11 @@ impl BufferPool {
         }
     }
 
-    /// Returns a buffer for reuse (its content is dropped).
-    pub fn give(&self, mut buf: Vec<u8>) {
+    /// Returns a buffer for reuse.
+    pub fn give(&self, buf: Vec<u8>) {
         if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
             return;
         }
-        buf.clear();
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         if spare.len() < self.max_kept {
             spare.push(buf);
@@ -60,7 +60,7 @@ mod tests {
         pool.give(Vec::with_capacity(MAX_KEPT_CAPACITY + 1));
         let (a, b) = (pool.take(100), pool.take(4096));
         assert_eq!((a.capacity(), b.capacity()), (4096, 4096));
-        assert!(a.is_empty());
+        assert_eq!(a, vec![1; 4096], "a spare comes back as it was given");
         assert_eq!(
             pool.take(10).capacity(),
             10,

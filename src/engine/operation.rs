@@ -166,7 +166,8 @@ fn decode_xz(blob: &[u8], dst_len: usize, mut out: Vec<u8>) -> Result<Vec<u8>> {
 /// decompression bomb (or a wrong payload) and is refused after reading one byte too many, not
 /// after allocating whatever it claims.
 fn decode(mut reader: impl Read, dst_len: usize, what: &str, mut out: Vec<u8>) -> Result<Vec<u8>> {
-    out.clear();
+    // Every byte is overwritten below (or the blob refused): no need to zero what a reused
+    // buffer already holds.
     out.resize(dst_len, 0);
     let mut filled = 0;
     while filled < dst_len {
