@@ -45,6 +45,7 @@ fn main() -> Result<()> {
         std::fs::metadata(&fixture.payload)?.len() >> 20
     );
 
+    let shares = measure::XzShares::write(&blobs, THREADS, &fixture.dir)?;
     println!("load average before: {}", load_average());
     // Rounds interleave the three measurements, so that a burst of load from elsewhere on a
     // shared machine hits all of them alike; each round's ratio is printed too.
@@ -52,9 +53,10 @@ fn main() -> Result<()> {
     for round in 1..=runs {
         let bound = measure::decompression_bound(&blobs, THREADS)?;
         let apply = measure::apply_in_child(&fixture, THREADS)?;
-        let cli = measure::xz_cli(&blobs, THREADS, &fixture.dir)?;
+        let cli = shares.decode()?;
         println!(
-            "  round {round}: bound {} (CPU {}) | apply {} (writing {}, then {}; CPU {}; VmHWM {} KiB) | xz -d {} | apply/bound {:.2}",
+            "  round {round}: bound {} (CPU {}) | apply {} (writing {}, then {}; CPU {}; \
+             VmHWM {} KiB) | xz -d {} | apply/bound {:.2}",
             secs(bound.wall),
             secs(bound.cpu),
             secs(apply.total),

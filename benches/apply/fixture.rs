@@ -95,6 +95,8 @@ impl Fixture {
         };
         let report = build::build(&specs, &options, &self.payload)?;
         fs::write(&self.properties, report.properties.to_text())?;
+        // The device's slot B holds a copy of each image; the originals are not needed again.
+        fs::remove_dir_all(&images)?;
         println!(
             "payload: built {} ({} MiB) in {:.1?}",
             self.payload.display(),

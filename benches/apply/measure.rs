@@ -2,7 +2,7 @@
 //! the same blobs, and an apply in a child process (so its peak RSS is its own).
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -103,42 +103,53 @@ pub fn decompression_bound(blobs: &[XzBlob], threads: usize) -> Result<Timing> {
 }
 
 /// (b) The same blobs through `xz -d`: each thread's share concatenated into one file (xz
-/// decodes concatenated streams), `threads` processes at once. `None` without an xz binary.
-pub fn xz_cli(blobs: &[XzBlob], threads: usize, dir: &Path) -> Result<Option<Duration>> {
-    let mut files = Vec::new();
-    for i in 0..threads {
-        let path = dir.join(format!("xz-share-{i}.xz"));
-        let share: Vec<u8> = blobs
-            .iter()
-            .skip(i)
-            .step_by(threads)
-            .flat_map(|b| b.data.iter().copied())
-            .collect();
-        if fs::metadata(&path).map(|m| m.len()).ok() != Some(share.len() as u64) {
-            fs::write(&path, &share)?;
+/// decodes concatenated streams), decoded by that many processes at once. The files live in a
+/// temporary directory for the length of the benchmark.
+pub struct XzShares {
+    _dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+}
+
+impl XzShares {
+    pub fn write(blobs: &[XzBlob], threads: usize, parent: &Path) -> Result<Self> {
+        let dir = tempfile::tempdir_in(parent)?;
+        let mut files = Vec::new();
+        for i in 0..threads {
+            let path = dir.path().join(format!("share-{i}.xz"));
+            let mut out = std::io::BufWriter::new(File::create(&path)?);
+            for blob in blobs.iter().skip(i).step_by(threads) {
+                out.write_all(&blob.data)?;
+            }
+            out.flush()?;
+            files.push(path);
         }
-        files.push(path);
+        Ok(XzShares { _dir: dir, files })
     }
-    let t = Instant::now();
-    let children: Vec<_> = match files
-        .iter()
-        .map(|f| {
-            Command::new("xz")
-                .args(["-d", "-c", "-T1"])
-                .arg(f)
-                .stdout(Stdio::null())
-                .spawn()
-        })
-        .collect::<std::io::Result<Vec<_>>>()
-    {
-        Ok(children) => children,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    for mut child in children {
-        ensure!(child.wait()?.success(), "xz -d failed");
+
+    /// Wall time of the decoding processes; `None` without an xz binary.
+    pub fn decode(&self) -> Result<Option<Duration>> {
+        let t = Instant::now();
+        let children: Vec<_> = match self
+            .files
+            .iter()
+            .map(|f| {
+                Command::new("xz")
+                    .args(["-d", "-c", "-T1"])
+                    .arg(f)
+                    .stdout(Stdio::null())
+                    .spawn()
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+        {
+            Ok(children) => children,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        for mut child in children {
+            ensure!(child.wait()?.success(), "xz -d failed");
+        }
+        Ok(Some(t.elapsed()))
     }
-    Ok(Some(t.elapsed()))
 }
 
 /// What one apply child reports.

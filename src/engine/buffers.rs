@@ -23,18 +23,23 @@ impl BufferPool {
         }
     }
 
-    /// An empty buffer, with the capacity of a previous one when there is a spare.
-    pub fn take(&self) -> Vec<u8> {
+    /// A buffer with room for `len` bytes: the most recently returned spare that has it (blobs
+    /// and outputs differ in size; growing a smaller one would copy it), else a new one. A
+    /// spare keeps its old length and bytes, so that resizing it to `len` zeroes only what it
+    /// never held; callers overwrite or clear it.
+    pub fn take(&self, len: usize) -> Vec<u8> {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-        spare.pop().unwrap_or_default()
+        match spare.iter().rposition(|buf| buf.capacity() >= len) {
+            Some(i) => spare.remove(i),
+            None => Vec::with_capacity(len),
+        }
     }
 
-    /// Returns a buffer for reuse (its content is dropped).
-    pub fn give(&self, mut buf: Vec<u8>) {
+    /// Returns a buffer for reuse.
+    pub fn give(&self, buf: Vec<u8>) {
         if buf.capacity() == 0 || buf.capacity() > MAX_KEPT_CAPACITY {
             return;
         }
-        buf.clear();
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
         if spare.len() < self.max_kept {
             spare.push(buf);
@@ -50,12 +55,26 @@ mod tests {
     fn keeps_a_bounded_number_of_buffers() {
         let pool = BufferPool::new(2);
         for _ in 0..3 {
-            pool.give(Vec::with_capacity(4096));
+            pool.give(vec![1; 4096]);
         }
         pool.give(Vec::with_capacity(MAX_KEPT_CAPACITY + 1));
-        let (a, b, c) = (pool.take(), pool.take(), pool.take());
-        assert_eq!((a.capacity(), b.capacity(), c.capacity()), (4096, 4096, 0));
-        assert!(a.is_empty());
-        assert_eq!(BufferPool::new(0).take().capacity(), 0);
+        let (a, b) = (pool.take(100), pool.take(4096));
+        assert_eq!((a.capacity(), b.capacity()), (4096, 4096));
+        assert_eq!(a, vec![1; 4096], "a spare comes back as it was given");
+        assert_eq!(
+            pool.take(10).capacity(),
+            10,
+            "a new buffer once the spares are gone"
+        );
+        assert_eq!(BufferPool::new(0).take(0).capacity(), 0);
+    }
+
+    #[test]
+    fn a_spare_too_small_is_left_for_a_smaller_request() {
+        let pool = BufferPool::new(4);
+        pool.give(Vec::with_capacity(8192));
+        pool.give(Vec::with_capacity(1024));
+        assert_eq!(pool.take(4096).capacity(), 8192);
+        assert_eq!(pool.take(1000).capacity(), 1024);
     }
 }

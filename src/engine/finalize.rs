@@ -57,6 +57,8 @@ pub(super) fn verify_partitions(
         .take(cp.verified_partitions as usize)
         .map(|p| p.new_info.size)
         .sum();
+    let precomputed = |i: usize| digests.get(i).copied().flatten();
+    let mut unsaved = false;
     for (i, p) in partitions
         .iter()
         .enumerate()
@@ -72,10 +74,13 @@ pub(super) fn verify_partitions(
         });
         // The same safe point whether the digest is computed now or was during writing.
         if cx.observer.is_cancelled() {
+            if unsaved {
+                cx.store.save(cp)?;
+            }
             bail!(Cancelled, "cancelled before verifying partition {}", p.name);
         }
         let target = cx.partitions.open_target(&p.name)?;
-        let digest = match digests.get(i).copied().flatten() {
+        let digest = match precomputed(i) {
             Some(digest) => digest,
             None => super::verity_pass::run(cx, p, target.as_ref(), &|_| Ok(()))?,
         };
@@ -91,7 +96,14 @@ pub(super) fn verify_partitions(
             );
         }
         cp.verified_partitions = i as u32 + 1;
-        cx.store.save(cp)?;
+        unsaved = true;
+        // A checkpoint per partition spares a resume re-reading it. Partitions whose digests
+        // are at hand take no time, so the checkpoint waits for one that must be read (or for
+        // the caller's, after the last).
+        if i + 1 < partitions.len() && precomputed(i + 1).is_none() {
+            cx.store.save(cp)?;
+            unsaved = false;
+        }
         done += p.new_info.size;
     }
     Ok(())

@@ -88,16 +88,16 @@ pub(crate) fn execute_checked(
             bzip2::read::BzDecoder::new(&blob[..]),
             dst_len,
             "bzip2",
-            pool.take(),
+            pool.take(dst_len),
         )?,
-        OpKind::ReplaceXz => decode_xz(&blob, dst_len, pool.take())?,
+        OpKind::ReplaceXz => decode_xz(&blob, dst_len, pool.take(dst_len.saturating_add(1)))?,
         OpKind::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(&blob[..])
                 .map_err(|e| err!(InstallFailed, "zstd decoder: {e}"))?;
             decoder
                 .window_log_max(ZSTD_WINDOW_LOG_MAX)
                 .map_err(|e| err!(InstallFailed, "zstd decoder: {e}"))?;
-            decode(decoder, dst_len, "zstd", pool.take())?
+            decode(decoder, dst_len, "zstd", pool.take(dst_len))?
         }
         OpKind::Zero | OpKind::Discard => return Ok(Output::Zeros),
         OpKind::SourceCopy => source.map(<[u8]>::to_vec).unwrap_or_default(),
@@ -166,7 +166,8 @@ fn decode_xz(blob: &[u8], dst_len: usize, mut out: Vec<u8>) -> Result<Vec<u8>> {
 /// decompression bomb (or a wrong payload) and is refused after reading one byte too many, not
 /// after allocating whatever it claims.
 fn decode(mut reader: impl Read, dst_len: usize, what: &str, mut out: Vec<u8>) -> Result<Vec<u8>> {
-    out.clear();
+    // Every byte is overwritten below (or the blob refused): no need to zero what a reused
+    // buffer already holds.
     out.resize(dst_len, 0);
     let mut filled = 0;
     while filled < dst_len {

@@ -2,10 +2,11 @@
 //!
 //! Several threads share the work. The reader pulls blobs off the payload stream, carries the
 //! payload and file hash states forward and checks each blob's own hash (one pass for the
-//! three). Workers check source hashes and decode (XZ, bzip2, zstd, bsdiff). The calling thread writes results in operation order (see
-//! `writer`); a committer thread makes them durable and saves checkpoints, and the post-write
-//! pass hashes each partition right behind the writer. A fixed number of tokens bounds the
-//! operations in flight, so memory stays at a few operations' worth whatever the payload size.
+//! three). Workers check source hashes and decode (XZ, bzip2, zstd, bsdiff). The calling
+//! thread writes results in operation order (see `writer`); a committer thread makes them
+//! durable and saves checkpoints, and the post-write pass hashes each partition right behind
+//! the writer. A fixed number of tokens bounds the operations in flight, so memory stays at a
+//! few operations' worth whatever the payload size.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -234,7 +235,7 @@ fn read_blob(
     if !op.kind.has_blob() {
         return CheckedBlob::hash(op, Vec::new());
     }
-    let mut blob = pool.take();
+    let mut blob = pool.take(op.data_length as usize);
     blob.resize(op.data_length as usize, 0);
     read_exact(reader, &mut blob, "operation data")?;
     let mut own = ResumableSha256::new();
