@@ -106,6 +106,7 @@ fn restart_cut_again(
     let timeline = Timeline {
         initial: before,
         events: log.events(),
+        verity_areas: scenario.verity_areas(),
     };
     let state = match cut {
         SecondCut::Random(seed) => {

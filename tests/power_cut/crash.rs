@@ -21,6 +21,9 @@ const PAGE: u64 = 4096;
 pub struct Timeline {
     pub initial: Files,
     pub events: Vec<Event>,
+    /// Byte ranges of files the device computes (verity hash trees and FEC): a crash right
+    /// after a write there falls in [`Stage::Verity`], whichever engine phase wrote it.
+    pub verity_areas: Vec<(FileName, std::ops::Range<u64>)>,
 }
 
 /// A piece of an unsynced event that reaches the disk, or not, on its own.
@@ -72,7 +75,8 @@ pub enum Stage {
     /// Between a sync and the checkpoint it protects, or between a checkpoint's rename and
     /// its directory sync.
     Checkpoint,
-    /// Writing hash trees and FEC, verifying partitions.
+    /// Writing hash trees and FEC (the post-write pass trails the operations), or verifying
+    /// partitions.
     Verity,
     /// After the last checkpoint: AVB checks and the slot switch.
     Switch,
@@ -282,12 +286,20 @@ impl Timeline {
             } => Checkpoint::decode(bytes).map(|c| c.phase),
             _ => None,
         });
-        let wrote_target = before
-            .iter()
-            .any(|e| matches!(e, Event::Write { file, .. } if &**file != MISC));
+        let last_target_write = before.iter().rev().find_map(|e| match e {
+            Event::Write { file, offset, .. } if &**file != MISC => Some((file, *offset)),
+            _ => None,
+        });
+        let wrote_target = last_target_write.is_some();
+        let in_verity_area = last_target_write.is_some_and(|(file, offset)| {
+            self.verity_areas
+                .iter()
+                .any(|(f, range)| f == file && range.contains(&offset))
+        });
         match phase {
             Some(Phase::Done) if wrote_target => Stage::Switch,
             Some(Phase::Verifying) => Stage::Verity,
+            _ if in_verity_area => Stage::Verity,
             _ if wrote_target => Stage::Operations,
             _ => Stage::Start,
         }

@@ -46,6 +46,23 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// The byte ranges of slot B's files that the device computes: each partition's verity
+    /// hash tree and FEC, when the manifest leaves them to the device.
+    pub fn verity_areas(&self) -> Vec<(crate::recorder::FileName, std::ops::Range<u64>)> {
+        let mut areas = Vec::new();
+        for p in &self.manifest.partitions {
+            let Some(v) = &p.verity else { continue };
+            let file: crate::recorder::FileName = Scenario::new_file(&p.name).into();
+            for e in std::iter::once(v.hash_tree).chain(v.fec.as_ref().map(|f| f.fec)) {
+                areas.push((
+                    file.clone(),
+                    e.byte_offset()..e.byte_offset() + e.byte_len(),
+                ));
+            }
+        }
+        areas
+    }
+
     /// Slot A's file of `partition` (`system_a.img`).
     pub fn old_file(partition: &str) -> String {
         format!("{partition}{}.img", Slot::A.suffix())
