@@ -22,7 +22,6 @@ use anyhow::Result;
 use fixture::Fixture;
 
 const THREADS: usize = 2;
-const SEED: u64 = 0x00ab_0bda_7e00_5eed;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -32,7 +31,7 @@ fn main() -> Result<()> {
     let mib = env_u64("ABUPDATE_BENCH_MIB", 1024)?;
     let runs = env_u64("ABUPDATE_BENCH_RUNS", 3)?.max(1) as usize;
 
-    let fixture = Fixture::prepare(mib, SEED)?;
+    let fixture = Fixture::prepare(mib, fixture::SEED)?;
     let blobs = measure::xz_blobs(&fixture.payload)?;
     let blob_bytes: usize = blobs.iter().map(|b| b.data.len()).sum();
     let xz_out: usize = blobs.iter().map(|b| b.out_len).sum();

@@ -1,15 +1,14 @@
 //! Streaming benchmark: the same payload applied by the release `abupdate apply` from a file,
 //! over HTTP and over HTTPS from a real nginx on 127.0.0.1, in one run.
 //!
-//! `cargo bench --bench apply_http` uses the 1 GiB payload `cargo bench --bench apply` caches
-//! (or builds one like it; `ABUPDATE_BENCH_MIB` for another size, `ABUPDATE_BENCH_FIXTURE=DIR`
-//! for a given payload directory). Every apply runs in a child process on a reset device
+//! `cargo bench --bench apply_http` uses the same payload fixture as `cargo bench --bench apply`
+//! (built once and cached; `ABUPDATE_BENCH_MIB` for another size). Every apply runs in a child process on a reset device
 //! (slot B out of the page cache), measured from outside: wall time, CPU time and peak RSS.
 //! The paths take turns, `ABUPDATE_BENCH_RUNS` rounds (default 3), and each path's fastest run
 //! counts: the machine may be shared, and interference only ever adds time. The target:
 //! HTTP costs at most 10% more wall time than the file, with the same peak RSS.
 
-#[path = "apply_http/fixture.rs"]
+#[path = "apply/fixture.rs"]
 mod fixture;
 #[path = "apply_http/measure.rs"]
 mod measure;
@@ -41,17 +40,12 @@ fn main() -> Result<()> {
     }
     let mib = env_u64("ABUPDATE_BENCH_MIB", 1024)?;
     let runs = env_u64("ABUPDATE_BENCH_RUNS", 3)?.max(1);
-    let fixture = Fixture::prepare(mib)?;
+    let fixture = Fixture::prepare(mib, fixture::SEED)?;
     let payload_len = std::fs::metadata(&fixture.payload)?.len();
     println!(
         "payload: {} MiB of partitions ({}), payload file {} MiB",
-        fixture.partition_bytes() >> 20,
-        fixture
-            .partitions
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        fixture.partition_bytes >> 20,
+        fixture::PARTITIONS.map(|(name, _)| name).join(", "),
         payload_len >> 20
     );
 
@@ -95,7 +89,7 @@ fn main() -> Result<()> {
     let peak = |i: usize| -> f64 {
         results[i].iter().map(|m| m.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
     };
-    let mib_s = |d: Duration| (fixture.partition_bytes() >> 20) as f64 / d.as_secs_f64();
+    let mib_s = |d: Duration| (fixture.partition_bytes >> 20) as f64 / d.as_secs_f64();
     for (i, (name, _)) in paths.iter().enumerate() {
         println!(
             "{name:>5}: best {} ({:.0} MiB/s of partitions), best CPU {}, peak RSS {:.1} MiB",

@@ -18,6 +18,10 @@ use abupdate::slot::MiscBootControl;
 
 /// Bump when the generated content changes, so stale caches are not reused.
 const GENERATOR_VERSION: u32 = 1;
+
+/// The seed of the benchmark payload, shared by the file and HTTP apply benchmarks so both
+/// measure (and cache) the same payload.
+pub const SEED: u64 = 0x00ab_0bda_7e00_5eed;
 const BLOCK: usize = 4096;
 
 /// Partitions and their share of the total size, in sixteenths.
