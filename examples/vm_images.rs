@@ -21,6 +21,7 @@ use abupdate::avb::{
     Algorithm, AvbPublicKey, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder, VbmetaImage,
 };
 use abupdate::build::avb_image::add_hashtree_footer;
+use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::engine::hashing::sha256;
@@ -57,14 +58,14 @@ fn build_all(dir: &Path) -> Result<()> {
     let images = dir.join("images");
     create_dir(&images)?;
     let avb = RingSigner::from_pem(TEST_KEY)?;
-    let mut seed = 0x7e57_u64;
+    let mut rng = SampleRng::new(0x7e57);
     let mut env = String::new();
     let mut descriptors = [Vec::new(), Vec::new()];
     for (name, blocks) in PARTITIONS {
-        let v1 = content(&mut seed, blocks);
+        let v1 = sample::image(&mut rng, blocks);
         let mut v2 = v1.clone();
         for block in (0..blocks).step_by(7) {
-            let at = block * 4096 + (next(&mut seed) % 4000) as usize;
+            let at = block * 4096 + (rng.next_u64() % 4000) as usize;
             v2[at] ^= 0x5a;
         }
         // Room for the tree (< 1/100), FEC (2/253 of data and tree) and the footer vbmeta.
@@ -210,33 +211,4 @@ fn hex(bytes: &[u8]) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
-}
-
-/// Partition content that compresses about as real images do: zeros, text, random blocks.
-fn content(seed: &mut u64, blocks: usize) -> Vec<u8> {
-    let mut data = vec![0u8; blocks * 4096];
-    for block in data.chunks_mut(4096) {
-        match next(seed) % 4 {
-            0 => {}
-            1 => block.iter_mut().for_each(|b| *b = next(seed) as u8),
-            _ => {
-                let word = next(seed).to_le_bytes();
-                for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 {
-                        b'\n'
-                    } else {
-                        b'a' + word[i % 8] % 26
-                    };
-                }
-            }
-        }
-    }
-    data
-}
-
-fn next(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
 }

@@ -4,6 +4,7 @@
 
 pub mod avb_image;
 pub mod ops;
+pub mod sample;
 pub mod verity;
 
 use std::fs::File;

@@ -12,6 +12,7 @@ use clap::Args;
 
 use abupdate::avb::{Algorithm, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder};
 use abupdate::build::avb_image::add_hashtree_footer;
+use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::payload::signature::Signer;
@@ -68,12 +69,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let avb_key = Signer::generate(2048)?;
     let avb_signer = RingSigner::from_pem(avb_key.private_key_pem()?.as_bytes())?;
     let blocks = |quarter: usize| args.size_mib.max(1) * 256 * quarter / 4;
-    let mut seed = 0x5eed_u64;
+    let mut rng = SampleRng::new(0x5eed);
     let mut system_descriptors = Vec::new();
     for (name, quarter) in PARTITIONS {
-        let v1 = image(&mut seed, blocks(quarter));
-        let v2 = evolve(&v1, &mut seed);
-        let v3 = evolve(&v2, &mut seed);
+        let v1 = sample::image(&mut rng, blocks(quarter));
+        let v2 = sample::evolve(&v1, &mut rng);
+        let v3 = sample::evolve(&v2, &mut rng);
         for (version, data) in [(1, v1), (2, v2), (3, v3)] {
             let data = if name == "system" {
                 let size = system_partition_size(data.len());
@@ -289,49 +290,4 @@ fn describe(what: &str, path: &Path, manifest: &abupdate::payload::Manifest) -> 
         );
     }
     Ok(())
-}
-
-/// Partition content with the mix real images have: zeros, compressible text, random data.
-fn image(seed: &mut u64, blocks: usize) -> Vec<u8> {
-    let mut data = vec![0u8; blocks * 4096];
-    for block in data.chunks_mut(4096) {
-        match next(seed) % 4 {
-            0 => {}
-            1 => block.iter_mut().for_each(|b| *b = next(seed) as u8),
-            _ => {
-                let word = next(seed).to_le_bytes();
-                for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 {
-                        b'\n'
-                    } else {
-                        b'a' + word[i % 8] % 26
-                    };
-                }
-            }
-        }
-    }
-    data
-}
-
-/// The next build: some blocks rewritten, some patched in place, some zeroed.
-fn evolve(old: &[u8], seed: &mut u64) -> Vec<u8> {
-    let mut new = old.to_vec();
-    let blocks = new.len() / 4096;
-    for _ in 0..blocks / 16 {
-        let b = (next(seed) as usize) % blocks;
-        let block = &mut new[b * 4096..(b + 1) * 4096];
-        match next(seed) % 3 {
-            0 => block.iter_mut().for_each(|x| *x = next(seed) as u8),
-            1 => block[(next(seed) % 4000) as usize] ^= 0x5a,
-            _ => block.fill(0),
-        }
-    }
-    new
-}
-
-fn next(seed: &mut u64) -> u64 {
-    *seed ^= *seed << 13;
-    *seed ^= *seed >> 7;
-    *seed ^= *seed << 17;
-    *seed
 }
