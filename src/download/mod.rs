@@ -94,7 +94,17 @@ pub fn open(
             );
         }
     }
-    let control = opts.control.clone();
+    let local = |file, name| {
+        FileSource::open(
+            file,
+            name,
+            base_offset,
+            payload_size,
+            start,
+            opts.control.clone(),
+        )
+        .map(Source::File)
+    };
     let source = match Location::parse(location)? {
         Location::Http(url) => Source::Http(Box::new(HttpSource::open(
             url,
@@ -107,27 +117,9 @@ pub fn open(
             let name = path.display().to_string();
             let file = std::fs::File::open(&path)
                 .map_err(|e| crate::err!(DownloadFailed, "opening {name}: {e}"))?;
-            Source::File(FileSource::open(
-                file,
-                name,
-                base_offset,
-                payload_size,
-                start,
-                control,
-            )?)
+            local(file, name)?
         }
-        Location::Fd(fd) => {
-            let file = FileSource::inherited(fd)?;
-            let name = format!("descriptor {fd}");
-            Source::File(FileSource::open(
-                file,
-                name,
-                base_offset,
-                payload_size,
-                start,
-                control,
-            )?)
-        }
+        Location::Fd(fd) => local(FileSource::inherited(fd)?, format!("descriptor {fd}"))?,
     };
     Ok(PayloadStream {
         source,
