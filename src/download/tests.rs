@@ -6,8 +6,9 @@ use std::fs::File;
 use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -178,17 +179,22 @@ fn file_suspend_and_cancel() {
     let control = opts.control.clone();
     let mut stream = open(file.path().to_str().unwrap(), 0, None, 0, &opts).unwrap();
     control.suspend();
-    let steer = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(200));
-        control.resume();
-        thread::sleep(Duration::from_millis(50));
-        control.cancel();
-    });
-    let started = Instant::now();
+    // Set just before resuming: a read that returns with it unset did not wait.
+    let resumed = Arc::new(AtomicBool::new(false));
+    let steer = {
+        let resumed = Arc::clone(&resumed);
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(200));
+            resumed.store(true, Ordering::SeqCst);
+            control.resume();
+            thread::sleep(Duration::from_millis(50));
+            control.cancel();
+        })
+    };
     let mut buf = [0u8; 100];
     assert_eq!(stream.read(&mut buf).unwrap(), 100);
     assert!(
-        started.elapsed() >= Duration::from_millis(150),
+        resumed.load(Ordering::SeqCst),
         "read did not wait while suspended"
     );
     steer.join().unwrap();
