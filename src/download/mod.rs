@@ -12,6 +12,7 @@
 mod control;
 mod file;
 mod http;
+mod network;
 
 use std::io::{self, Read};
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct SourceOptions {
     pub backoff_max: Duration,
     /// Extra PEM CA certificate(s) trusted besides the system store.
     pub pinned_ca: Option<PathBuf>,
+    /// `NETWORK_ID`: the Android network handle to download over; `None`, the default one.
+    pub network: Option<u64>,
     pub control: TransferControl,
 }
 
@@ -52,6 +55,7 @@ impl Default for SourceOptions {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             pinned_ca: None,
+            network: None,
             control: TransferControl::new(),
         }
     }
@@ -106,13 +110,16 @@ pub fn open(
         .map(Source::File)
     };
     let source = match Location::parse(location)? {
-        Location::Http(url) => Source::Http(Box::new(HttpSource::open(
-            url,
-            base_offset,
-            payload_size,
-            start,
-            opts,
-        )?)),
+        Location::Http(url) => {
+            network::bind_process(opts.network)?;
+            Source::Http(Box::new(HttpSource::open(
+                url,
+                base_offset,
+                payload_size,
+                start,
+                opts,
+            )?))
+        }
         Location::File(path) => {
             let name = path.display().to_string();
             let file = std::fs::File::open(&path)

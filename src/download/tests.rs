@@ -54,6 +54,29 @@ fn locations() {
     }
 }
 
+/// A host cannot download over the Android network a request names; it refuses before it
+/// connects rather than use the default network.
+#[cfg(not(target_os = "android"))]
+#[test]
+fn a_network_id_is_refused_on_a_host_before_connecting() {
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/payload.bin", server.local_addr().unwrap());
+    let opts = SourceOptions {
+        network: Some(100),
+        ..SourceOptions::default()
+    };
+    let error = open(&url, 0, None, 0, &opts).err().expect("opened");
+    assert_eq!(error.code, ErrorCode::DownloadFailed, "{error}");
+    assert!(error.message.contains("NETWORK_ID=100"), "{error}");
+    let accepted = server.accept().map(|_| ()).unwrap_err();
+    assert_eq!(accepted.kind(), io::ErrorKind::WouldBlock, "it connected");
+    // The check above sees connections: a plain one is there to accept.
+    let _client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
+    server.set_nonblocking(false).unwrap();
+    server.accept().unwrap();
+}
+
 #[test]
 fn property_headers() {
     assert_eq!(header_for_property("USER_AGENT"), Some("User-Agent"));

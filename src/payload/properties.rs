@@ -19,7 +19,8 @@ pub struct PayloadProperties {
     pub power_wash: bool,
     pub user_agent: Option<String>,
     pub authorization: Option<String>,
-    pub network_id: Option<String>,
+    /// `android.net.Network#getNetworkHandle()` of the network to download over.
+    pub network_id: Option<u64>,
 }
 
 impl PayloadProperties {
@@ -57,7 +58,7 @@ impl PayloadProperties {
             "POWERWASH" => self.power_wash = value == "1",
             "USER_AGENT" => self.user_agent = Some(value.to_owned()),
             "AUTHORIZATION" => self.authorization = Some(value.to_owned()),
-            "NETWORK_ID" => self.network_id = Some(value.to_owned()),
+            "NETWORK_ID" => self.network_id = Some(decode_u64(key, value)?),
             _ => {}
         }
         Ok(())
@@ -120,6 +121,10 @@ mod tests {
         assert!(p.set_pair("FILE_SIZE=abc").is_err());
         assert!(p.set_pair("FILE_HASH=AAAA").is_err());
         assert!(p.set_pair("NOEQUALS").is_err());
+        // update_engine parses it as the uint64 of Network#getNetworkHandle().
+        assert!(p.set_pair("NETWORK_ID=wifi").is_err());
+        p.set_pair("NETWORK_ID=432902426637").unwrap();
+        assert_eq!(p.network_id, Some(432_902_426_637));
         p.set_pair("SWITCH_SLOT_ON_REBOOT=0").unwrap();
         assert!(!p.switch_slot_on_reboot);
         p.set_pair("SOMETHING_NEW=1").unwrap();

@@ -1,12 +1,13 @@
 //! The [`Engine`] that `abupdated` runs: abupdate's update engine, through [`Updater`].
 //!
 //! A request becomes a [`Source`] (its URL, or the caller's file as `fd://N`; offset and
-//! size), its header pairs become the payload properties and the HTTP headers they name
-//! (`USER_AGENT`, `AUTHORIZATION`), and the service's [`Control`] steers both the download
-//! (a suspend closes the connection at once) and the engine's operation loop (a suspend
-//! holds it between operations, a cancel stops it there). The engine's stages become the
-//! service's phases: writing is `Downloading` (payload bytes applied), then `Verifying`
-//! (partition bytes hashed, verity data written), then `Finalizing` (AVB checks, the switch).
+//! size), its header pairs become the payload properties, the HTTP headers they name
+//! (`USER_AGENT`, `AUTHORIZATION`) and the network to download over (`NETWORK_ID`), and the
+//! service's [`Control`] steers both the download (a suspend closes the connection at once)
+//! and the engine's operation loop (a suspend holds it between operations, a cancel stops it
+//! there). The engine's stages become the service's phases: writing is `Downloading` (payload
+//! bytes applied), then `Verifying` (partition bytes hashed, verity data written), then
+//! `Finalizing` (AVB checks, the switch).
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -72,6 +73,7 @@ impl UpdaterEngine {
     ) -> Result<Source> {
         let mut options = SourceOptions {
             pinned_ca: self.config.pinned_ca.clone(),
+            network: properties.network_id,
             control: transfer,
             ..SourceOptions::default()
         };

@@ -133,6 +133,7 @@ fn source(args: &ApplyArgs, props: &PayloadProperties) -> Result<Source> {
     let options = SourceOptions {
         pinned_ca: args.ca.clone(),
         headers: http_headers(props),
+        network: props.network_id,
         ..SourceOptions::default()
     };
     // A local file's size is known up front; a URL's comes from FILE_SIZE or the server.
