@@ -239,3 +239,35 @@ fn other_uids_are_refused_with_36() {
     assert_eq!(code(daemon.cli(&["status"])), 0);
     assert_eq!(code(daemon.cli(&["slots"])), 0);
 }
+
+/// `--boot-control hal` asks for the vendor's boot HAL, which only AOSP builds have a client
+/// for: this build says so with 31 and starts nothing, rather than fall back to writing `misc`
+/// behind a HAL that keeps its own metadata.
+#[test]
+fn a_host_build_refuses_the_boot_hal() {
+    let dir = tempfile::tempdir().unwrap();
+    let by_name = dir.path().join("by-name");
+    std::fs::create_dir(&by_name).unwrap();
+    let misc = by_name.join("misc");
+    abupdate::slot::MiscBootControl::create_image(&misc, abupdate::slot::Slot::A).unwrap();
+    let before = std::fs::read(&misc).unwrap();
+    let socket = dir.path().join("abupdate.sock");
+    let uri = format!("unix://{}?profile=android13plus", socket.display());
+    for device in [
+        ["--by-name", path(&by_name)],
+        ["--device", path(dir.path())],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_abupdated"))
+            .args(["--binder", &uri, "--boot-control", "hal"])
+            .args(device)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(31), "{device:?}: {stderr}");
+        assert!(stderr.contains("--boot-control hal"), "{stderr}");
+        assert!(!socket.exists(), "it served");
+    }
+    assert_eq!(std::fs::read(&misc).unwrap(), before, "misc changed");
+}

@@ -114,7 +114,20 @@ impl Updater {
     /// Block devices by name in `dir`, as on Android (see [`ByNameOptions`]).
     pub fn open_by_name(dir: &Path, options: ByNameOptions) -> Result<Self> {
         let boot = MiscBootControl::open(&dir.join("misc"), options.current)?;
-        let current = boot.current();
+        Self::open_by_name_with(dir, options, Box::new(boot))
+    }
+
+    /// As [`Updater::open_by_name`], with the slot metadata kept by `boot` instead of `misc`
+    /// (a vendor's boot HAL). The running slot is `options.current`, else what `boot` says.
+    pub fn open_by_name_with(
+        dir: &Path,
+        options: ByNameOptions,
+        boot: Box<dyn BootControl + Send>,
+    ) -> Result<Self> {
+        let current = match options.current {
+            Some(slot) => slot,
+            None => boot.current_slot()?,
+        };
         let avb_key = options
             .avb_key
             .as_deref()
@@ -122,7 +135,7 @@ impl Updater {
             .transpose()?;
         Self::new(
             Device::new(Layout::ByName(dir.to_owned()), current),
-            Box::new(boot),
+            boot,
             options.state_dir,
             avb_key,
             options.running,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::{Engine, EngineConfig, UpdaterEngine};
-use abupdate::slot::Slot;
+use abupdate::slot::{BootControl, Slot};
 use abupdate::updater::downgrade::RunningBuild;
 use abupdate::updater::{ByNameOptions, HostOptions, Updater};
 use abupdate::{Error, Result};
@@ -18,6 +18,15 @@ const ANDROID_OTACERTS: &str = "/system/etc/security/otacerts.zip";
 /// Android's partitions.
 #[cfg(target_os = "android")]
 const ANDROID_BY_NAME: &str = "/dev/block/by-name";
+
+/// Who keeps the slot metadata of a `--by-name` device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BootBackend {
+    /// The `bootloader_control` record in `misc`, written directly.
+    Misc,
+    /// The vendor's boot HAL.
+    Hal,
+}
 
 /// Where the service keeps its state: `--state-dir`, else the host device directory's
 /// `state/` (shared with `abupdate apply --device`), else Android's `/data/misc/abupdate`.
@@ -37,6 +46,10 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
         .map(str::parse::<Slot>)
         .transpose()?;
     let updater = match (&args.device, by_name(args)) {
+        (Some(_), None) if args.boot_control == BootBackend::Hal => abupdate::bail!(
+            DeviceError,
+            "--boot-control hal needs --by-name: a host device directory keeps misc.img"
+        ),
         (Some(dir), None) => {
             log::info!("host device directory {}", dir.display());
             Updater::open_host(
@@ -56,7 +69,10 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
                 avb_key: args.avb_key.clone(),
                 running: running_build(args.build_prop.as_deref())?,
             };
-            Updater::open_by_name(&dir, options)?
+            match args.boot_control {
+                BootBackend::Misc => Updater::open_by_name(&dir, options)?,
+                BootBackend::Hal => Updater::open_by_name_with(&dir, options, boot_hal()?)?,
+            }
         }
         (Some(_), Some(_)) => {
             abupdate::bail!(DeviceError, "--device and --by-name exclude each other")
@@ -80,6 +96,17 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
         config.threads = threads;
     }
     Ok(Arc::new(UpdaterEngine::new(updater, config)))
+}
+
+/// A client of the vendor's boot HAL, in builds that have one.
+fn boot_hal() -> Result<Box<dyn BootControl + Send>> {
+    #[cfg(all(target_os = "android", feature = "aosp"))]
+    return Ok(Box::new(abupdate::slot::aidl::AidlBootControl::connect()?));
+    #[cfg(not(all(target_os = "android", feature = "aosp")))]
+    abupdate::bail!(
+        DeviceError,
+        "--boot-control hal: this build has no boot HAL client (AOSP builds only)"
+    )
 }
 
 /// `--by-name`, or Android's by-name directory when no device is named.

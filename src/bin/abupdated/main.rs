@@ -37,6 +37,13 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     device: Option<PathBuf>,
 
+    /// Who keeps the slot metadata with --by-name: `misc` (the bootloader_control record in
+    /// DIR/misc, as AOSP's default boot HAL keeps it) or `hal` (the vendor's
+    /// android.hardware.boot.IBootControl service, for bootloaders with their own metadata;
+    /// AOSP builds only).
+    #[arg(long, value_enum, default_value = "misc")]
+    boot_control: device::BootBackend,
+
     /// The running slot (a or b); default: ro.boot.slot_suffix on Android, else the slot
     /// misc records.
     #[arg(long)]
