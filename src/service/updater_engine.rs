@@ -111,20 +111,7 @@ impl Engine for UpdaterEngine {
         };
         let relay = Relay { progress, control };
         let outcome = self.updater.apply(&mut source, &options, &relay)?;
-        let report = &outcome.report;
-        log::info!(
-            "applied {} operations{}, {} payload bytes read; {}",
-            report.operations_applied,
-            report
-                .resumed_at
-                .map(|op| format!(" (resumed at operation {op})"))
-                .unwrap_or_default(),
-            report.bytes_read,
-            match outcome.switched_to {
-                Some(slot) => format!("slot {slot} is active for the next boot"),
-                None => "slot not switched (SWITCH_SLOT_ON_REBOOT=0)".to_owned(),
-            }
-        );
+        log::info!("applied {outcome}");
         progress(Progress {
             phase: Phase::Finalizing,
             done: 1,

@@ -84,6 +84,23 @@ pub struct Outcome {
     pub switched_to: Option<Slot>,
 }
 
+/// One line for logs and the CLI: "N operations (resumed at operation K), B payload bytes
+/// read; slot b is active for the next boot".
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let report = &self.report;
+        write!(f, "{} operations", report.operations_applied)?;
+        if let Some(op) = report.resumed_at {
+            write!(f, " (resumed at operation {op})")?;
+        }
+        write!(f, ", {} payload bytes read; ", report.bytes_read)?;
+        match self.switched_to {
+            Some(slot) => write!(f, "slot {slot} is active for the next boot"),
+            None => write!(f, "slot not switched (SWITCH_SLOT_ON_REBOOT=0)"),
+        }
+    }
+}
+
 impl Updater {
     pub fn new(
         device: Device,

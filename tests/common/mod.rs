@@ -72,19 +72,22 @@ pub fn mixed_image(rng: &mut Rng, blocks: usize) -> Vec<u8> {
         match rng.below(4) {
             0 => {}
             1 => rng.fill(block),
-            _ => {
-                let word = rng.next().to_le_bytes();
-                for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 {
-                        b'\n'
-                    } else {
-                        b'a' + word[i % 8] % 26
-                    };
-                }
-            }
+            _ => text_block(rng, block),
         }
     }
     data
+}
+
+/// Fills `block` with compressible text: lines of letters drawn from one random word.
+pub fn text_block(rng: &mut Rng, block: &mut [u8]) {
+    let word = rng.next().to_le_bytes();
+    for (i, b) in block.iter_mut().enumerate() {
+        *b = if i % 13 == 0 {
+            b'\n'
+        } else {
+            b'a' + word[i % 8] % 26
+        };
+    }
 }
 
 /// Builds an unsigned payload at `out` (xz only, fast) from `(name, new image, old image)`.

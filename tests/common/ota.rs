@@ -189,16 +189,7 @@ fn content(rng: &mut Rng, blocks: usize) -> Vec<u8> {
         match rng.below(8) {
             0 => rng.fill(block),
             1 | 2 => {}
-            _ => {
-                let word = rng.next().to_le_bytes();
-                for (i, b) in block.iter_mut().enumerate() {
-                    *b = if i % 13 == 0 {
-                        b'\n'
-                    } else {
-                        b'a' + word[i % 8] % 26
-                    };
-                }
-            }
+            _ => super::text_block(rng, block),
         }
     }
     data

@@ -80,21 +80,7 @@ pub fn run(args: ApplyArgs) -> Result<()> {
         return crate::service_cmd::apply(&args);
     };
     let outcome = apply(device, &args, std::io::stderr().is_terminal())?;
-    let report = &outcome.report;
-    println!(
-        "applied {}: {} operations{}, {} payload bytes read; {}",
-        args.payload,
-        report.operations_applied,
-        report
-            .resumed_at
-            .map(|op| format!(" (resumed at operation {op})"))
-            .unwrap_or_default(),
-        report.bytes_read,
-        match outcome.switched_to {
-            Some(slot) => format!("slot {slot} is active for the next boot"),
-            None => "slot not switched (SWITCH_SLOT_ON_REBOOT=0)".to_owned(),
-        }
-    );
+    println!("applied {}: {outcome}", args.payload);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //!
 //! A body that ends early is a [`Fault::Retry`]: the caller asks again from where it stopped.
 
-use super::head::Head;
+use super::head::{malformed, Head};
 use super::Fault;
 
 /// A byte stream with the download's timing rules applied (see `wire.rs`).
@@ -73,7 +73,7 @@ impl<T: Transport> Conn<T> {
                 return Ok(head);
             }
             if self.lo == 0 && self.hi == self.buf.len() {
-                return Err(protocol(format!(
+                return Err(malformed(format!(
                     "response head larger than {BUFFER_SIZE} bytes"
                 )));
             }
@@ -140,7 +140,7 @@ impl<T: Transport> Conn<T> {
                 Ok(Some((length, Head::from_parsed(&response)?)))
             }
             Ok(httparse::Status::Partial) => Ok(None),
-            Err(e) => Err(protocol(format!("bad response head: {e}"))),
+            Err(e) => Err(malformed(format!("bad response head: {e}"))),
         }
     }
 
@@ -156,7 +156,7 @@ impl<T: Transport> Conn<T> {
                     match u64::from_str_radix(digits, 16) {
                         Ok(0) => Chunk::Trailer,
                         Ok(size) if !digits.starts_with('+') => Chunk::Data(size),
-                        _ => return Err(protocol(format!("bad chunk size line {line:?}"))),
+                        _ => return Err(malformed(format!("bad chunk size line {line:?}"))),
                     }
                 }
                 Chunk::Data(0) => Chunk::DataEnd,
@@ -170,7 +170,7 @@ impl<T: Transport> Conn<T> {
                 }
                 Chunk::DataEnd => {
                     if !self.line()?.is_empty() {
-                        return Err(protocol("chunk data longer than its size".into()));
+                        return Err(malformed("chunk data longer than its size".into()));
                     }
                     Chunk::Size
                 }
@@ -211,7 +211,7 @@ impl<T: Transport> Conn<T> {
                 return Ok(line);
             }
             if self.lo == 0 && self.hi == self.buf.len() {
-                return Err(protocol("chunk line too long".into()));
+                return Err(malformed("chunk line too long".into()));
             }
             if self.fill()? == 0 {
                 return Err(Fault::retry(
@@ -230,7 +230,7 @@ impl<T: Transport> Conn<T> {
         }
         if self.hi == self.buf.len() {
             // Callers make room first; an empty read would look like the peer closing.
-            return Err(protocol("receive buffer full".into()));
+            return Err(malformed("receive buffer full".into()));
         }
         let n = self.wire.read(&mut self.buf[self.hi..])?;
         self.hi += n;
@@ -239,13 +239,6 @@ impl<T: Transport> Conn<T> {
         }
         Ok(n)
     }
-}
-
-fn protocol(message: String) -> Fault {
-    Fault::Fatal(crate::err!(
-        DownloadProtocol,
-        "malformed HTTP response: {message}"
-    ))
 }
 
 #[cfg(test)]

@@ -36,27 +36,29 @@ impl Head {
         };
         for header in response.headers.iter() {
             let value = std::str::from_utf8(header.value)
-                .map_err(|_| protocol(format!("header {} is not UTF-8", header.name)))?
+                .map_err(|_| malformed(format!("header {} is not UTF-8", header.name)))?
                 .trim();
             let name = header.name.to_ascii_lowercase();
             match name.as_str() {
                 "content-length" => {
                     let length = parse_decimal(value)
-                        .ok_or_else(|| protocol(format!("bad Content-Length {value:?}")))?;
+                        .ok_or_else(|| malformed(format!("bad Content-Length {value:?}")))?;
                     if head.content_length.is_some_and(|seen| seen != length) {
-                        return Err(protocol("conflicting Content-Length headers".into()));
+                        return Err(malformed("conflicting Content-Length headers".into()));
                     }
                     head.content_length = Some(length);
                 }
                 "transfer-encoding" => {
                     if !value.eq_ignore_ascii_case("chunked") {
-                        return Err(protocol(format!("unsupported Transfer-Encoding {value:?}")));
+                        return Err(malformed(format!(
+                            "unsupported Transfer-Encoding {value:?}"
+                        )));
                     }
                     head.chunked = true;
                 }
                 "content-range" => {
                     let range = ContentRange::parse(value)
-                        .ok_or_else(|| protocol(format!("bad Content-Range {value:?}")))?;
+                        .ok_or_else(|| malformed(format!("bad Content-Range {value:?}")))?;
                     head.content_range = Some(range);
                 }
                 "content-encoding" if !value.eq_ignore_ascii_case("identity") => {
@@ -108,7 +110,8 @@ fn parse_decimal(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-fn protocol(message: String) -> Fault {
+/// A response the client cannot read as HTTP/1.1.
+pub(super) fn malformed(message: String) -> Fault {
     Fault::Fatal(crate::err!(
         DownloadProtocol,
         "malformed HTTP response: {message}"
