@@ -169,17 +169,26 @@ impl<'a> Setup<'a> {
     /// from `window`, in percent of an uninterrupted run's time.
     fn kill_and_resume(&self, rng: &mut Rng, kills: usize, window: (u64, u64)) -> Stats {
         let mut stats = Stats::default();
-        // One uninterrupted run sets the time scale of the kill delays.
-        let dev = self.fresh_device("clean");
-        let started = Instant::now();
-        let out = self.spawn(&dev).wait_with_output().unwrap();
-        stats.clean_run = started.elapsed();
-        assert!(
-            out.status.success(),
-            "clean run: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        self.check_finished(&dev, None, &String::from_utf8_lossy(&out.stdout));
+        // Uninterrupted runs set the time scale of the kill delays: the median of three, since
+        // one run can be several times slower than the rest (a cold cache, a busy machine),
+        // and kills timed from it would come after most runs have finished.
+        let mut clean: Vec<Duration> = (0..3)
+            .map(|i| {
+                let dev = self.fresh_device(&format!("clean{i}"));
+                let started = Instant::now();
+                let out = self.spawn(&dev).wait_with_output().unwrap();
+                let took = started.elapsed();
+                assert!(
+                    out.status.success(),
+                    "clean run: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                self.check_finished(&dev, None, &String::from_utf8_lossy(&out.stdout));
+                took
+            })
+            .collect();
+        clean.sort();
+        stats.clean_run = clean[1];
         let ms = stats.clean_run.as_millis() as u64;
         let (min_delay, spread) = (
             ms * window.0 / 100,
