@@ -42,6 +42,9 @@ pub enum ErrorCode {
     RollbackIndex = 27,
     /// An AVB signature or chain key did not verify.
     AvbSignature = 28,
+    /// No trusted payload key is configured (or a key file could not be read), and unsigned
+    /// payloads are not explicitly allowed on a debuggable build.
+    NoTrustedKey = 29,
 
     /// Generic install failure.
     InstallFailed = 30,
@@ -57,8 +60,13 @@ pub enum ErrorCode {
     Busy = 35,
     /// The caller is not allowed to do this.
     PermissionDenied = 36,
+    /// The target slot's dynamic partitions do not fit in `super`.
+    SuperNoSpace = 37,
     /// The operation was cancelled.
     Cancelled = 38,
+    /// A Virtual A/B snapshot update or merge is pending: another update's state must not be
+    /// broken.
+    MergePending = 39,
 
     /// Generic post-check failure.
     PostCheckFailed = 40,
@@ -66,11 +74,14 @@ pub enum ErrorCode {
     PartitionHash = 41,
     /// The verity hash tree or FEC could not be computed or placed.
     Verity = 42,
+    /// The new slot would not pass `avb_slot_verify`: a partition it names is missing or short,
+    /// or its contents do not match the hash or hashtree descriptor.
+    AvbContents = 43,
 }
 
 impl ErrorCode {
     /// Every code, for tables and round-trip tests.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::Ok,
         Self::DownloadFailed,
         Self::DownloadProtocol,
@@ -86,6 +97,7 @@ impl ErrorCode {
         Self::Downgrade,
         Self::RollbackIndex,
         Self::AvbSignature,
+        Self::NoTrustedKey,
         Self::InstallFailed,
         Self::DeviceError,
         Self::Unsupported,
@@ -93,10 +105,13 @@ impl ErrorCode {
         Self::SlotError,
         Self::Busy,
         Self::PermissionDenied,
+        Self::SuperNoSpace,
         Self::Cancelled,
+        Self::MergePending,
         Self::PostCheckFailed,
         Self::PartitionHash,
         Self::Verity,
+        Self::AvbContents,
     ];
 
     pub fn as_i32(self) -> i32 {
@@ -136,6 +151,7 @@ impl ErrorCode {
             Self::Downgrade => "DOWNGRADE",
             Self::RollbackIndex => "ROLLBACK_INDEX",
             Self::AvbSignature => "AVB_SIGNATURE",
+            Self::NoTrustedKey => "NO_TRUSTED_KEY",
             Self::InstallFailed => "INSTALL_FAILED",
             Self::DeviceError => "DEVICE_ERROR",
             Self::Unsupported => "UNSUPPORTED",
@@ -143,10 +159,13 @@ impl ErrorCode {
             Self::SlotError => "SLOT_ERROR",
             Self::Busy => "BUSY",
             Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::SuperNoSpace => "SUPER_NO_SPACE",
             Self::Cancelled => "CANCELLED",
+            Self::MergePending => "MERGE_PENDING",
             Self::PostCheckFailed => "POST_CHECK_FAILED",
             Self::PartitionHash => "PARTITION_HASH",
             Self::Verity => "VERITY",
+            Self::AvbContents => "AVB_CONTENTS",
         }
     }
 }

@@ -162,6 +162,7 @@ mod tests {
             consts::ERROR_DOWNGRADE,
             consts::ERROR_ROLLBACK_INDEX,
             consts::ERROR_AVB_SIGNATURE,
+            consts::ERROR_NO_TRUSTED_KEY,
             consts::ERROR_INSTALL_FAILED,
             consts::ERROR_DEVICE_ERROR,
             consts::ERROR_UNSUPPORTED,
@@ -169,10 +170,13 @@ mod tests {
             consts::ERROR_SLOT_ERROR,
             consts::ERROR_BUSY,
             consts::ERROR_PERMISSION_DENIED,
+            consts::ERROR_SUPER_NO_SPACE,
             consts::ERROR_CANCELLED,
+            consts::ERROR_MERGE_PENDING,
             consts::ERROR_POST_CHECK_FAILED,
             consts::ERROR_PARTITION_HASH,
             consts::ERROR_VERITY,
+            consts::ERROR_AVB_CONTENTS,
         ];
         let codes: Vec<i32> = ErrorCode::ALL.iter().map(|c| c.as_i32()).collect();
         assert_eq!(codes, errors);

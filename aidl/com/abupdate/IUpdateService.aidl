@@ -51,6 +51,7 @@ interface IUpdateService {
     const int ERROR_DOWNGRADE = 26;
     const int ERROR_ROLLBACK_INDEX = 27;
     const int ERROR_AVB_SIGNATURE = 28;
+    const int ERROR_NO_TRUSTED_KEY = 29;
     const int ERROR_INSTALL_FAILED = 30;
     const int ERROR_DEVICE_ERROR = 31;
     const int ERROR_UNSUPPORTED = 32;
@@ -58,10 +59,13 @@ interface IUpdateService {
     const int ERROR_SLOT_ERROR = 34;
     const int ERROR_BUSY = 35;
     const int ERROR_PERMISSION_DENIED = 36;
+    const int ERROR_SUPER_NO_SPACE = 37;
     const int ERROR_CANCELLED = 38;
+    const int ERROR_MERGE_PENDING = 39;
     const int ERROR_POST_CHECK_FAILED = 40;
     const int ERROR_PARTITION_HASH = 41;
     const int ERROR_VERITY = 42;
+    const int ERROR_AVB_CONTENTS = 43;
 
     /**
      * Starts applying the payload at `url` (http, https or file), `size` bytes from
