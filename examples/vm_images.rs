@@ -11,6 +11,12 @@
 //!   partition NAME from the hashtree descriptor in the vbmeta image VBMETA (a partition),
 //!   after checking its signature against the AVB test key.
 //!
+//! - `vm_images dm-map NAME LINK_DIR TARGET...`: maps NAME through device-mapper (the
+//!   `abupdate::dm` adapter) from targets `linear:SECTORS:DEVICE:OFFSET` and `zero:SECTORS`,
+//!   links it as LINK_DIR/NAME and prints the node; `dm-table NAME` prints the live table;
+//!   `dm-ours` lists the mappings the adapter made; `dm-remove LINK_DIR NAME` unmaps one;
+//!   `dm-cleanup LINK_DIR NAME...` removes those of the names still mapped (as after a kill).
+//!
 //! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
 
 use std::fmt::Write as _;
@@ -24,6 +30,7 @@ use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
+use abupdate::dm::{self, DeviceMapper, DmConfig, Table};
 use abupdate::engine::hashing::sha256;
 use abupdate::payload::signature::Signer;
 use abupdate::slot::MiscBootControl;
@@ -40,8 +47,17 @@ fn main() -> ExitCode {
     let result = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["build", dir] => build_all(Path::new(dir)),
         ["verity-args", vbmeta, name] => verity_args(Path::new(vbmeta), name),
+        ["dm-map", name, links, ref targets @ ..] => dm_map(name, links, targets),
+        ["dm-table", name] => dm_table(name),
+        ["dm-ours"] => dm_ours(),
+        ["dm-remove", links, name] => dm_remove(links, name),
+        ["dm-cleanup", links, ref names @ ..] => dm_cleanup(links, names),
         _ => {
-            eprintln!("usage: vm_images build DIR | verity-args VBMETA NAME");
+            eprintln!(
+                "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
+                 TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
+                 dm-cleanup LINK_DIR NAME..."
+            );
             return ExitCode::from(2);
         }
     };
@@ -192,6 +208,64 @@ fn verity_args(vbmeta: &Path, name: &str) -> Result<()> {
         desc.fec_offset,
         desc.fec_num_roots,
     );
+    Ok(())
+}
+
+fn device_mapper(links: &str) -> Result<DeviceMapper> {
+    DeviceMapper::open(DmConfig::linux(links))
+}
+
+fn dm_map(name: &str, links: &str, targets: &[&str]) -> Result<()> {
+    let mut table = Table::new();
+    for target in targets {
+        let number = |s: &str| {
+            s.parse::<u64>()
+                .map_err(|_| abupdate::err!(DeviceError, "bad number {s:?} in {target:?}"))
+        };
+        match target.split(':').collect::<Vec<_>>()[..] {
+            ["linear", sectors, device, offset] => table.linear(
+                number(sectors)?,
+                dm::block_dev(Path::new(device))?,
+                number(offset)?,
+            )?,
+            ["zero", sectors] => table.zero(number(sectors)?)?,
+            _ => abupdate::bail!(DeviceError, "bad target {target:?}"),
+        };
+    }
+    let mapped = device_mapper(links)?.create(name, &table, false)?;
+    println!("{}", mapped.node.display());
+    Ok(())
+}
+
+fn dm_table(name: &str) -> Result<()> {
+    for line in device_mapper("/nonexistent")?.table(name)? {
+        let params = if line.params.is_empty() { "" } else { " " };
+        println!(
+            "{} {} {}{params}{}",
+            line.start, line.length, line.kind, line.params
+        );
+    }
+    Ok(())
+}
+
+fn dm_ours() -> Result<()> {
+    for device in device_mapper("/nonexistent")?.ours()? {
+        println!("{} {}", device.name, device.dev);
+    }
+    Ok(())
+}
+
+fn dm_remove(links: &str, name: &str) -> Result<()> {
+    if !device_mapper(links)?.remove(name)? {
+        abupdate::bail!(DeviceError, "no mapping {name}");
+    }
+    Ok(())
+}
+
+fn dm_cleanup(links: &str, names: &[&str]) -> Result<()> {
+    for name in device_mapper(links)?.remove_left_behind(names)? {
+        println!("removed {name}");
+    }
     Ok(())
 }
 

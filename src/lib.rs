@@ -4,13 +4,15 @@
 //! - formats (`payload`, `verity`, `avb`, `slot`): parse and produce bytes, no I/O;
 //! - the engine (`engine`): the apply state machine, fed payload bytes, driving partition writes
 //!   through traits;
-//! - platform adapters (`device`, `checkpoint` store, boot control backends, HTTP, Binder);
+//! - platform adapters (`device`, `dm` device-mapper, `checkpoint` store, boot control backends,
+//!   HTTP, Binder);
 //! - the service and the CLI (binaries).
 
 pub mod avb;
 pub mod bsdiff;
 pub mod build;
 pub mod device;
+pub mod dm;
 pub mod download;
 pub mod engine;
 pub mod error;

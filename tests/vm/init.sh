@@ -21,6 +21,7 @@ echo 'shell:x:2000:' >> /etc/group
 export DM_DISABLE_UDEV=1
 . /data/expected.env
 BY_NAME=/dev/block/by-name
+MAPPER=/dev/block/mapper
 PROPS=/data/payload_properties.txt
 
 # Steps' functions share the shell's variables: this one's are prefixed.
@@ -67,6 +68,51 @@ load_modules() {
         insmod /lib/modules/dm-mod.ko &&
         insmod /lib/modules/dm-bufio.ko &&
         insmod /lib/modules/dm-verity.ko
+}
+
+# The device-mapper adapter alone, on a scratch loop device: a linear+zero+linear table,
+# written through the mapping and read back from the loop device at the mapped sectors;
+# then a mapping left behind by a process that exited (as a killed run leaves one) is
+# found and removed. sysfs is the independent witness of what the kernel holds.
+dm_adapter() {
+    truncate -s 2M /data/dm.img && losetup /dev/loop8 /data/dm.img || return 1
+    node=$(vm_images dm-map probe_b "$MAPPER" linear:16:/dev/loop8:2048 zero:8 \
+        linear:16:/dev/loop8:100) || return 1
+    dm=${node##*/}
+    echo "probe_b at $node: $(cat "/sys/block/$dm/dm/name") $(cat "/sys/block/$dm/size") sectors"
+    [ "$(readlink "$MAPPER/probe_b")" = "$node" ] &&
+        [ "$(cat "/sys/block/$dm/dm/name")" = probe_b ] &&
+        [ "$(cat "/sys/block/$dm/size")" = 40 ] || return 1
+    vm_images dm-table probe_b > /tmp/dm.table || return 1
+    cat /tmp/dm.table
+    printf '0 16 linear 7:8 2048\n16 8 zero\n24 16 linear 7:8 100\n' | cmp - /tmp/dm.table ||
+        return 1
+    head -c 20480 /dev/urandom > /tmp/dm.pattern &&
+        dd if=/tmp/dm.pattern of="$node" bs=4096 conv=fsync 2>/dev/null || return 1
+    echo 3 > /proc/sys/vm/drop_caches
+    # Sectors 0-15 of the mapping are loop sectors 2048-2063, 24-39 are 100-115; 16-23 read
+    # as zeros and the loop device around the extents is untouched.
+    dd if=/dev/loop8 bs=512 skip=2048 count=16 2>/dev/null > /tmp/dm.got1 &&
+        dd if=/tmp/dm.pattern bs=512 count=16 2>/dev/null | cmp - /tmp/dm.got1 &&
+        dd if=/dev/loop8 bs=512 skip=100 count=16 2>/dev/null > /tmp/dm.got2 &&
+        dd if=/tmp/dm.pattern bs=512 skip=24 count=16 2>/dev/null | cmp - /tmp/dm.got2 &&
+        dd if="$node" bs=512 skip=16 count=8 2>/dev/null > /tmp/dm.zero &&
+        dd if=/dev/zero bs=512 count=8 2>/dev/null | cmp - /tmp/dm.zero &&
+        dd if=/dev/loop8 bs=512 count=100 2>/dev/null > /tmp/dm.before &&
+        dd if=/dev/zero bs=512 count=100 2>/dev/null | cmp - /tmp/dm.before || return 1
+    echo "written through $node, read back from /dev/loop8 at sectors 2048 and 100"
+    vm_images dm-remove "$MAPPER" probe_b || return 1
+    [ ! -e "$MAPPER/probe_b" ] && [ ! -e "/sys/block/$dm" ] || return 1
+    echo "probe_b removed"
+    left=$(vm_images dm-map left_b "$MAPPER" zero:8) || return 1
+    ours=$(vm_images dm-ours) || return 1
+    echo "after an exit without unmapping: $ours"
+    [ "$ours" = "left_b $(cat "/sys/block/${left##*/}/dev")" ] || return 1
+    out=$(vm_images dm-cleanup "$MAPPER" left_b other_b) || return 1
+    echo "$out"
+    [ "$out" = "removed left_b" ] && [ -z "$(vm_images dm-ours)" ] &&
+        [ ! -e "$MAPPER/left_b" ] && [ ! -e "/sys/block/${left##*/}" ] &&
+        losetup -d /dev/loop8
 }
 
 binder_device() {
@@ -275,6 +321,7 @@ verity_fec_corrects() {
 }
 
 step modules load_modules
+step dm-adapter dm_adapter
 step binder-device binder_device
 step service-manager service_manager
 step partitions partitions

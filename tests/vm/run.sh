@@ -108,7 +108,7 @@ elapsed=$(( $(date +%s) - start ))
 tr -d '\r' < "$log" > "$work/console.txt"
 log=$work/console.txt
 grep -E '^(STEP|INFO) ' "$log" || true
-expected=(modules binder-device service-manager partitions daemon-registered status-call
+expected=(modules dm-adapter binder-device service-manager partitions daemon-registered status-call
     permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
     slot-switched verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
 failed=0

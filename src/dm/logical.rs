@@ -1,0 +1,113 @@
+//! Logical partitions of `super` as device-mapper devices: update_engine's
+//! `MapPartitionOnDeviceMapper` in this program's terms.
+//!
+//! A partition's extents, in logical order, become a table: a LINEAR extent on `super` (block
+//! device 0) is `linear <super major:minor> <physical sector>`, a ZERO extent is `zero`. The
+//! mapping is named like the partition with its slot suffix (`system_b`). Mapping a name that
+//! is already mapped with the same table reuses it (the engine opens each partition several
+//! times, from several threads); a mapping with another table is what a killed run left behind
+//! for an older layout, and is replaced.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{block_dev, DevNum, DeviceMapper, Table};
+use crate::err;
+use crate::error::Result;
+use crate::lp::{self, ExtentTarget};
+
+/// The dm table of the partition `name` with `extents`, over `super` (device `super_dev`).
+pub fn table_of(name: &str, extents: &[lp::Extent], super_dev: DevNum) -> Result<Table> {
+    let mut table = Table::new();
+    for extent in extents {
+        match extent.target {
+            ExtentTarget::Linear {
+                block_device: 0,
+                physical_sector,
+            } => table.linear(extent.num_sectors, super_dev, physical_sector)?,
+            ExtentTarget::Linear { block_device, .. } => {
+                return Err(err!(
+                    SlotError,
+                    "{name}: extent on block device {block_device}, not super (retrofit dynamic \
+                     partitions are not supported)"
+                ))
+            }
+            ExtentTarget::Zero => table.zero(extent.num_sectors)?,
+        };
+    }
+    if table.lines().is_empty() {
+        return Err(err!(
+            PartitionMissing,
+            "logical partition {name} has no extents to map"
+        ));
+    }
+    Ok(table)
+}
+
+/// Maps logical partitions with device-mapper, one at a time.
+#[derive(Debug)]
+pub struct DmMapper {
+    dm: Mutex<DeviceMapper>,
+    read_only: bool,
+}
+
+impl DmMapper {
+    /// Mappings for writing (an update's target slot).
+    pub fn new(dm: DeviceMapper) -> DmMapper {
+        DmMapper {
+            dm: Mutex::new(dm),
+            read_only: false,
+        }
+    }
+
+    /// Read-only mappings, as first-stage init makes them for the slot that boots.
+    pub fn read_only(dm: DeviceMapper) -> DmMapper {
+        DmMapper {
+            dm: Mutex::new(dm),
+            read_only: true,
+        }
+    }
+
+    /// Maps `name` (with its slot suffix) onto `super_path` as `extents` describe and returns
+    /// the block node. An existing mapping of that name is reused when its live table is this
+    /// one (and its access mode ours), and replaced otherwise.
+    pub fn map(&self, name: &str, super_path: &Path, extents: &[lp::Extent]) -> Result<PathBuf> {
+        let table = table_of(name, extents, block_dev(super_path)?)?;
+        // One caller at a time: two threads opening the same partition must not both create it.
+        let dm = self.dm.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(status) = dm.status(name)? {
+            if status.read_only == self.read_only && dm.table(name)? == table.lines() {
+                return dm.node(status.dev);
+            }
+            log::warn!("replacing mapping {name}: its table is not the one of the metadata");
+            dm.remove(name)?;
+        }
+        Ok(dm.create(name, &table, self.read_only)?.node)
+    }
+
+    /// Removes the mapping `name`, if there is one.
+    pub fn unmap(&self, name: &str) -> Result<()> {
+        let dm = self.dm.lock().unwrap_or_else(|e| e.into_inner());
+        dm.remove(name).map(|_| ())
+    }
+
+    /// Maps every partition of `metadata` whose name ends with `suffix` and that has extents and
+    /// is not DISABLED (first-stage init's `CreateLogicalPartitions`, for one slot's names).
+    /// Returns `(name, node)` for each.
+    pub fn map_slot(
+        &self,
+        metadata: &lp::Metadata,
+        suffix: &str,
+        super_path: &Path,
+    ) -> Result<Vec<(String, PathBuf)>> {
+        let mut out = Vec::new();
+        for p in metadata.partitions() {
+            let extents = metadata.extents_of(p);
+            if !p.name.ends_with(suffix) || extents.is_empty() || p.attributes & lp::ATTR_DISABLED != 0 {
+                continue;
+            }
+            out.push((p.name.clone(), self.map(&p.name, super_path, extents)?));
+        }
+        Ok(out)
+    }
+}
