@@ -33,7 +33,8 @@ pub const UUID_PREFIX: &str = "abupdate-";
 /// Where the device-mapper pieces are on this system.
 #[derive(Clone, Debug)]
 pub struct DmConfig {
-    /// The control node (`/dev/device-mapper`).
+    /// The control node: `/dev/device-mapper` as Android's ueventd names it, `/dev/mapper/control`
+    /// as devtmpfs does (the kernel's node name for the misc device).
     pub control: PathBuf,
     /// Where the kernel's `dm-N` block nodes appear: `/dev/block` on Android, `/dev` with devtmpfs.
     pub dev_dir: PathBuf,
@@ -58,7 +59,7 @@ impl DmConfig {
     /// A Linux system with devtmpfs: nodes in `/dev`, links made by us in `link_dir`.
     pub fn linux(link_dir: impl Into<PathBuf>) -> DmConfig {
         DmConfig {
-            control: "/dev/device-mapper".into(),
+            control: "/dev/mapper/control".into(),
             dev_dir: "/dev".into(),
             link_dir: Some(link_dir.into()),
             node_timeout: Duration::from_secs(5),

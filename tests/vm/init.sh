@@ -28,6 +28,11 @@ PROPS=/data/payload_properties.txt
 step() {
     step_name=$1
     shift
+    # ONLY=a,b (from the kernel command line, see run.sh) runs just those steps.
+    case ",${ONLY:-$step_name}," in
+        *",$step_name,"*) ;;
+        *) return 0 ;;
+    esac
     # The leading newline keeps a kernel message from sharing the line.
     # What a step saw is shown either way: the console log is the evidence.
     if "$@" > "/tmp/$step_name.out" 2>&1; then
@@ -66,6 +71,7 @@ load_modules() {
         insmod /lib/modules/loop.ko max_loop=16 &&
         insmod /lib/modules/reed_solomon.ko &&
         insmod /lib/modules/dm-mod.ko &&
+        insmod /lib/modules/dm-zero.ko &&
         insmod /lib/modules/dm-bufio.ko &&
         insmod /lib/modules/dm-verity.ko
 }
@@ -77,7 +83,7 @@ load_modules() {
 dm_adapter() {
     truncate -s 2M /data/dm.img && losetup /dev/loop8 /data/dm.img || return 1
     node=$(vm_images dm-map probe_b "$MAPPER" linear:16:/dev/loop8:2048 zero:8 \
-        linear:16:/dev/loop8:100) || return 1
+        linear:16:/dev/loop8:100) || { dmesg | grep device-mapper | tail -3; return 1; }
     dm=${node##*/}
     echo "probe_b at $node: $(cat "/sys/block/$dm/dm/name") $(cat "/sys/block/$dm/size") sectors"
     [ "$(readlink "$MAPPER/probe_b")" = "$node" ] &&

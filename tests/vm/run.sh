@@ -20,6 +20,8 @@ root=$(cd "$here/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 cache=${ABUPDATE_VM_CACHE:-$target_dir/vm-cache}
 timeout_s=${ABUPDATE_VM_TIMEOUT:-300}
+# ABUPDATE_VM_STEPS=modules,dm-adapter runs and checks only those steps (while developing one).
+only=${ABUPDATE_VM_STEPS:-}
 
 say() { echo "vm: $*" >&2; }
 die() { echo "vm: FAIL: $*" >&2; exit 1; }
@@ -40,18 +42,18 @@ kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {
 [ -n "$kpkg" ] || die "no kernel package found (run apt-get update)"
 kver=${kpkg#linux-image-}
 kdir=$cache/$kpkg
-if [ ! -f "$kdir/vmlinux" ]; then
+modules=(drivers/android/binder_linux.ko drivers/block/loop.ko lib/reed_solomon/reed_solomon.ko
+    drivers/md/dm-mod.ko drivers/md/dm-bufio.ko drivers/md/dm-verity.ko drivers/md/dm-zero.ko)
+have_all=1
+for m in "${modules[@]}"; do
+    [ -f "$kdir/lib/modules/$kver/kernel/$m" ] || have_all=0
+done
+if [ ! -f "$kdir/vmlinux" ] || [ "$have_all" -eq 0 ]; then
     say "fetching $kpkg"
     rm -rf "$kdir" && mkdir -p "$kdir"
     (cd "$kdir" && apt-get download "$kpkg" >/dev/null 2>&1) || die "apt-get download $kpkg"
     dpkg-deb --fsys-tarfile "$kdir"/*.deb | tar -x -C "$kdir" \
-        "./boot/vmlinuz-$kver" \
-        "./lib/modules/$kver/kernel/drivers/android/binder_linux.ko" \
-        "./lib/modules/$kver/kernel/drivers/block/loop.ko" \
-        "./lib/modules/$kver/kernel/lib/reed_solomon/reed_solomon.ko" \
-        "./lib/modules/$kver/kernel/drivers/md/dm-mod.ko" \
-        "./lib/modules/$kver/kernel/drivers/md/dm-bufio.ko" \
-        "./lib/modules/$kver/kernel/drivers/md/dm-verity.ko"
+        "./boot/vmlinuz-$kver" "${modules[@]/#/./lib/modules/$kver/kernel/}"
     # The bzImage carries the kernel as an XZ stream: decompressing it here once saves
     # seconds of emulated decompression at every boot.
     offset=$(LC_ALL=C grep -m1 -obUaP '\xFD7zXZ\x00' "$kdir/boot/vmlinuz-$kver" | awk -F: 'NR == 1 {print $1}')
@@ -99,7 +101,7 @@ start=$(date +%s)
 log=$work/console.log
 timeout "$timeout_s" qemu-system-x86_64 -M pc -nic none -accel tcg -cpu max -smp 2 -m 1G \
     -nographic -no-reboot -kernel "$kdir/vmlinux" -initrd "$work/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 quiet loglevel=3" \
+    -append "console=ttyS0 panic=-1 quiet loglevel=3${only:+ ONLY=$only}" \
     > "$log" 2>&1 || say "qemu exited with $? (timeout ${timeout_s}s)"
 elapsed=$(( $(date +%s) - start ))
 
@@ -111,6 +113,9 @@ grep -E '^(STEP|INFO) ' "$log" || true
 expected=(modules dm-adapter binder-device service-manager partitions daemon-registered status-call
     permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
     slot-switched verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
+if [ -n "$only" ]; then
+    IFS=, read -r -a expected <<< "$only"
+fi
 failed=0
 for step in "${expected[@]}"; do
     if ! grep -qx "STEP $step PASS" "$log"; then
