@@ -166,14 +166,17 @@ impl LogicalTarget {
 
 impl TargetWrite for LogicalTarget {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        // Refused whole, before any byte is written.
+        if self.map.pieces(offset, buf.len())?.any(|(_, _, p)| p.is_none()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "write into a ZERO extent of a logical partition",
+            ));
+        }
         for (at, len, physical) in self.map.pieces(offset, buf.len())? {
-            let Some(physical) = physical else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "write into a ZERO extent of a logical partition",
-                ));
-            };
-            self.super_dev.write_at(&buf[at..at + len], physical)?;
+            if let Some(physical) = physical {
+                self.super_dev.write_at(&buf[at..at + len], physical)?;
+            }
         }
         Ok(())
     }
@@ -202,4 +205,57 @@ fn read_mapped(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::TargetPartition;
+
+    /// Logical 0..8192 at super 16384, 8192..12288 zeros, 12288..16384 at super 4096.
+    fn map() -> ExtentMap {
+        let seg = |start, len, physical| Segment {
+            start,
+            len,
+            physical,
+        };
+        ExtentMap {
+            segments: vec![
+                seg(0, 8192, Some(16384)),
+                seg(8192, 4096, None),
+                seg(12288, 4096, Some(4096)),
+            ],
+            size: 16384,
+        }
+    }
+
+    #[test]
+    fn writes_and_reads_across_extents_zero_reads_zeros_and_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("super.img");
+        std::fs::write(&path, vec![0xeeu8; 32768]).unwrap();
+        let dev: Arc<dyn TargetWrite> = Arc::new(TargetPartition::open(&path).unwrap());
+        let part = LogicalTarget::new(dev, map());
+        assert_eq!(part.size(), 16384);
+
+        part.write_at(&[1u8; 100], 8150).unwrap_err();
+        part.write_at(&[2u8; 100], 9000).unwrap_err();
+        part.write_at(&[3u8; 4096], 12288).unwrap();
+        part.write_at(&[4u8; 8192], 0).unwrap();
+        assert!(part.write_at(&[5u8; 1], 16384).is_err(), "past the end");
+        assert!(part.write_at(&[5u8; 2], u64::MAX).is_err(), "overflow");
+
+        let mut all = vec![0u8; 16384];
+        part.read_at(&mut all, 0).unwrap();
+        assert!(all[..8192].iter().all(|&b| b == 4));
+        assert!(all[8192..12288].iter().all(|&b| b == 0), "ZERO reads zeros");
+        assert!(all[12288..].iter().all(|&b| b == 3));
+
+        let image = std::fs::read(&path).unwrap();
+        assert!(image[..4096].iter().all(|&b| b == 0xee), "unmapped bytes untouched");
+        assert!(image[4096..8192].iter().all(|&b| b == 3));
+        assert!(image[8192..16384].iter().all(|&b| b == 0xee));
+        assert!(image[16384..24576].iter().all(|&b| b == 4));
+        assert!(image[24576..].iter().all(|&b| b == 0xee));
+    }
 }

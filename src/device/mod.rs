@@ -423,8 +423,8 @@ mod tests {
         }
         let dev = Device::host(dir.path(), Slot::A);
         let target = dev.target("system").unwrap();
-        assert!(target.path().ends_with("system_b.img"));
         target.write_at(b"new", 0).unwrap();
+        assert_eq!(&std::fs::read(dir.path().join("system_b.img")).unwrap()[..3], b"new");
         assert!(
             target.write_at(b"x", 8192).is_err(),
             "writes past the end are refused"
@@ -434,8 +434,68 @@ mod tests {
         source.read_at(&mut buf, 0).unwrap();
         assert_eq!(&buf, b"aaa");
         assert_eq!(
-            dev.source("vendor").unwrap_err().code,
-            crate::ErrorCode::PartitionMissing
+            dev.source("vendor").err().map(|e| e.code),
+            Some(crate::ErrorCode::PartitionMissing)
         );
+    }
+
+    /// With `super.img`, names that are not physical files resolve to the logical partition of
+    /// each slot's own metadata slot, the target's through the planned metadata once set.
+    #[test]
+    fn logical_partitions_resolve_per_slot_and_through_the_plan() {
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = crate::build::super_image::ab_layout(
+            8 * MIB,
+            "main",
+            2 * MIB,
+            &[("system", 8192)],
+            false,
+        );
+        let system_a = vec![0xa5u8; 8192];
+        let metadata = crate::build::super_image::write(
+            &dir.path().join("super.img"),
+            &layout,
+            &[("system_a", &system_a)],
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("boot_b.img"), [0u8; 4096]).unwrap();
+        let dev = Device::host(dir.path(), Slot::A);
+        assert!(dev.has_super());
+        let mut buf = vec![0u8; 8192];
+        dev.source("system").unwrap().read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, system_a);
+        assert_eq!(dev.target("boot").unwrap().size(), 4096, "physical first");
+        assert_eq!(dev.target("system").unwrap().size(), 0, "lpmake's empty system_b");
+        assert_eq!(
+            dev.target("odm").err().map(|e| e.code),
+            Some(crate::ErrorCode::PartitionMissing)
+        );
+
+        let plan = crate::lp::prepare_target(
+            &metadata,
+            "_b",
+            &[crate::lp::DynamicGroup {
+                name: "main".into(),
+                size: 2 * MIB,
+                partitions: vec!["system".into()],
+            }],
+            &[("system".into(), 12288)],
+        )
+        .unwrap();
+        let clone = dev.clone();
+        dev.set_planned_target(Some(plan.clone()));
+        let target = clone.target("system").unwrap();
+        assert_eq!(target.size(), 12288, "clones share the plan");
+        target.write_at(&[0x5au8; 12288], 0).unwrap();
+        assert_eq!(dev.detached_with_plan(None).target("system").unwrap().size(), 0);
+        dev.source("system").unwrap().read_at(&mut buf, 0).unwrap();
+        assert_eq!(buf, system_a, "the source's extents are not the target's");
+        assert!(dev.write_target_metadata(&plan).unwrap());
+        dev.set_planned_target(None);
+        let mut new = vec![0u8; 12288];
+        dev.read_only("system", Slot::B).unwrap().read_at(&mut new, 0).unwrap();
+        assert!(new.iter().all(|&b| b == 0x5a));
+        assert_eq!(dev.super_metadata(Slot::A).unwrap().1, metadata);
     }
 }

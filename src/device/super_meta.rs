@@ -146,3 +146,137 @@ impl SourceRead for ReadHalf<'_> {
         self.0.size()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::device::TargetPartition;
+    use crate::lp::{NewSuper, ATTR_READONLY};
+
+    const MIB: u64 = 1 << 20;
+
+    /// A read-write handle that logs (offset, length) of each write and each sync.
+    struct Logged {
+        inner: TargetPartition,
+        log: Mutex<Vec<Option<(u64, usize)>>>,
+    }
+
+    impl TargetWrite for Logged {
+        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+            self.log.lock().unwrap().push(Some((offset, buf.len())));
+            self.inner.write_at(buf, offset)
+        }
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            self.inner.read_at(buf, offset)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.log.lock().unwrap().push(None);
+            self.inner.sync()
+        }
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+    }
+
+    fn flashed(dir: &std::path::Path) -> (std::path::PathBuf, Geometry, Metadata) {
+        let (geometry, metadata) = NewSuper::new(8 * MIB, 65536, 3)
+            .group("main_a", 2 * MIB)
+            .group("main_b", 2 * MIB)
+            .partition("system_a", ATTR_READONLY, MIB, Some("main_a"))
+            .partition("system_b", ATTR_READONLY, 0, Some("main_b"))
+            .build()
+            .unwrap();
+        let path = dir.join("super.img");
+        let mut image = lp::flash_image(&geometry, &metadata).unwrap();
+        image.resize(8 << 20, 0);
+        std::fs::write(&path, image).unwrap();
+        (path, geometry, metadata)
+    }
+
+    #[test]
+    fn writes_one_slot_primary_then_backup_repairing_a_bad_copy_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, geometry, source) = flashed(dir.path());
+        let dev = Logged {
+            inner: TargetPartition::open(&path).unwrap(),
+            log: Mutex::new(Vec::new()),
+        };
+        assert_eq!(read_geometry(&ReadHalf(&dev)).unwrap(), geometry);
+        let target = lp::prepare_target(
+            &source,
+            "_b",
+            &[lp::DynamicGroup {
+                name: "main".into(),
+                size: 2 * MIB,
+                partitions: vec!["system".into()],
+            }],
+            &[("system".into(), 2 * MIB)],
+        )
+        .unwrap();
+        let (primary, backup) = (
+            geometry.primary_offset(1).unwrap(),
+            geometry.backup_offset(1).unwrap(),
+        );
+        // Slot 1's primary copy is damaged: it reads from the backup, and the write repairs
+        // the primary from the backup before writing the new metadata.
+        let mut image = std::fs::read(&path).unwrap();
+        image[primary as usize] ^= 0xff;
+        std::fs::write(&path, &image).unwrap();
+        assert_eq!(read_slot(&ReadHalf(&dev), &geometry, 1).unwrap(), source);
+
+        assert!(write_slot(&dev, &geometry, 1, &target).unwrap());
+        let writes = dev.log.lock().unwrap().clone();
+        let len = source.to_bytes(&geometry).unwrap().len();
+        let new_len = target.to_bytes(&geometry).unwrap().len();
+        assert_eq!(
+            writes,
+            [
+                Some((primary, len)),
+                None,
+                Some((primary, new_len)),
+                None,
+                Some((backup, new_len)),
+                None
+            ]
+        );
+        assert_eq!(read_slot(&ReadHalf(&dev), &geometry, 1).unwrap(), target);
+        let after = std::fs::read(&path).unwrap();
+        for slot in [0, 2] {
+            for at in [geometry.primary_offset(slot), geometry.backup_offset(slot)] {
+                let at = at.unwrap() as usize;
+                assert_eq!(after[at..at + 65536], image[at..at + 65536], "slot {slot}");
+            }
+        }
+        assert_eq!(after[..12288], image[..12288], "geometry untouched");
+        assert_eq!(after[(1 << 20)..], image[(1 << 20)..], "no extent written");
+
+        // The same metadata again writes nothing.
+        dev.log.lock().unwrap().clear();
+        assert!(!write_slot(&dev, &geometry, 1, &target).unwrap());
+        assert!(dev.log.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn geometry_falls_back_to_backup_and_bad_metadata_has_a_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, geometry, _) = flashed(dir.path());
+        let mut image = std::fs::read(&path).unwrap();
+        image[4096 + 100] ^= 1;
+        std::fs::write(&path, &image).unwrap();
+        let dev = crate::device::SourcePartition::open(&path).unwrap();
+        assert_eq!(read_geometry(&dev).unwrap(), geometry);
+        for at in [geometry.primary_offset(0), geometry.backup_offset(0)] {
+            image[at.unwrap() as usize + 1] ^= 1;
+        }
+        std::fs::write(&path, &image).unwrap();
+        let dev = crate::device::SourcePartition::open(&path).unwrap();
+        let e = read_slot(&dev, &geometry, 0).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::SlotError, "{e}");
+        assert!(e.message.contains("backup copy"), "{e}");
+        std::fs::write(&path, &image[..20000]).unwrap();
+        let dev = crate::device::SourcePartition::open(&path).unwrap();
+        assert_eq!(read_geometry(&dev).unwrap_err().code, crate::ErrorCode::SlotError);
+    }
+}
