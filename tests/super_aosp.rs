@@ -50,7 +50,10 @@ fn run(name: &str, args: &[&str]) -> String {
 }
 
 fn lpdump(image: &Path, slot: u32) -> String {
-    run("lpdump", &[&format!("--slot={slot}"), image.to_str().unwrap()])
+    run(
+        "lpdump",
+        &[&format!("--slot={slot}"), image.to_str().unwrap()],
+    )
 }
 
 /// The partitions lpdump lists: (name, group, sectors of all their extents).
@@ -154,7 +157,10 @@ fn lpmake_super(builds: &Builds, out: &Path) {
     args.push(format!("--group=main_a:{GROUP_SIZE}"));
     args.push(format!("--group=main_b:{GROUP_SIZE}"));
     for (name, b1, _, _) in LOGICAL {
-        args.push(format!("--partition={name}_a:readonly:{}:main_a", b1 * 4096));
+        args.push(format!(
+            "--partition={name}_a:readonly:{}:main_a",
+            b1 * 4096
+        ));
         args.push(format!(
             "--image={name}_a={}",
             builds.image(name, 1).display()
@@ -300,7 +306,10 @@ fn lpmake_super_updated_full_then_delta_checked_by_lpdump_and_lpunpack() {
         .unwrap();
     let info = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{info}");
-    assert!(info.contains("system_a") && info.contains("main_b"), "{info}");
+    assert!(
+        info.contains("system_a") && info.contains("main_b"),
+        "{info}"
+    );
 
     let full = root.join("full.bin");
     payload(&builds, &full, 2, None);
@@ -326,7 +335,11 @@ fn lpmake_super_updated_full_then_delta_checked_by_lpdump_and_lpunpack() {
         .arg(&dev)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     apply(&dev, &delta);
     check_after(root, &builds, Slot::A, 3, &slot1);
 }

@@ -54,10 +54,8 @@ impl Fixture {
             .map(|(n, b)| (*n, *b as u64 * 4096))
             .collect();
         let layout = super_image::ab_layout(super_size, "main", 4 * MIB, &sizes, virtual_ab);
-        let images: Vec<(&str, &[u8])> = v1
-            .iter()
-            .map(|(n, d)| (n.as_str(), d.as_slice()))
-            .collect();
+        let images: Vec<(&str, &[u8])> =
+            v1.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         super_image::write(&dev.join("super.img"), &layout, &images).unwrap();
         common::put_image(&dev, "boot", 'a', &mixed_image(&mut rng, 16), 65536);
         common::put_image(&dev, "boot", 'b', &[], 65536);
@@ -72,11 +70,8 @@ impl Fixture {
 
     /// A full payload of v2 with group `main` of `group_size` bytes.
     fn payload(&self, group_size: u64, snapshot_enabled: bool) -> PathBuf {
-        let mut dynamic = super_image::dynamic_metadata(
-            "main",
-            group_size,
-            &LOGICAL.map(|(n, _)| n),
-        );
+        let mut dynamic =
+            super_image::dynamic_metadata("main", group_size, &LOGICAL.map(|(n, _)| n));
         dynamic.snapshot_enabled = snapshot_enabled;
         let out = self.root.join("payload.bin");
         let parts: Vec<(&str, PathBuf, Option<PathBuf>)> = ["boot", "system", "vendor"]
@@ -125,7 +120,9 @@ impl Fixture {
     }
 
     fn read(&self, name: &str, slot: Slot) -> Vec<u8> {
-        let part = Device::host(&self.dev, Slot::A).read_only(name, slot).unwrap();
+        let part = Device::host(&self.dev, Slot::A)
+            .read_only(name, slot)
+            .unwrap();
         let mut data = vec![0u8; part.size() as usize];
         part.read_at(&mut data, 0).unwrap();
         data
@@ -242,7 +239,10 @@ fn snapshot_payload_on_virtual_ab_device_takes_the_plain_path_and_keeps_the_vab_
         (r[9] >> 6) | ((r[10] & 1) << 2)
     };
     assert_eq!(merge_status(&misc), 0b100, "merge_status bits changed");
-    assert_eq!(misc[..BOOTLOADER_CONTROL], misc_before[..BOOTLOADER_CONTROL]);
+    assert_eq!(
+        misc[..BOOTLOADER_CONTROL],
+        misc_before[..BOOTLOADER_CONTROL]
+    );
     assert_eq!(
         misc[BOOTLOADER_CONTROL + 32..],
         misc_before[BOOTLOADER_CONTROL + 32..]
@@ -255,7 +255,10 @@ fn snapshot_payload_on_virtual_ab_device_takes_the_plain_path_and_keeps_the_vab_
     assert_eq!(target.header_flags(), 0);
     assert!(target.partition("system_b").is_some());
     assert_eq!(dev.super_metadata(Slot::A).unwrap().1, source_before);
-    assert_ne!(source_before.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE, 0);
+    assert_ne!(
+        source_before.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE,
+        0
+    );
     let super_after = std::fs::read(fx.dev.join("super.img")).unwrap();
     let slot0 = [geometry.primary_offset(0), geometry.backup_offset(0)];
     for at in slot0 {
@@ -303,5 +306,8 @@ fn a_cancelled_update_resumes_onto_the_metadata_it_wrote() {
     assert!(outcome.report.resumed_at.is_some(), "did not resume");
     fx.check_updated();
     let after = region(&std::fs::read(fx.dev.join("super.img")).unwrap());
-    assert!(before == after, "the resumed update rewrote super's metadata");
+    assert!(
+        before == after,
+        "the resumed update rewrote super's metadata"
+    );
 }

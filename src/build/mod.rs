@@ -16,10 +16,10 @@ use protobuf::Message;
 
 use crate::engine::hashing::{sha256, ResumableSha256};
 use crate::error::{Error, Result};
+use crate::payload::manifest::{DynamicGroup, DynamicPartitions};
 use crate::payload::properties::PayloadProperties;
 use crate::payload::proto::update_metadata as pb;
 use crate::payload::signature::{encode_signatures, Signer};
-use crate::payload::manifest::{DynamicGroup, DynamicPartitions};
 use crate::payload::{Manifest, PayloadHeader, BLOCK_SIZE};
 use crate::{bail, err};
 use ops::{Compressors, GeneratedOp, CHUNK_BLOCKS};
@@ -93,7 +93,12 @@ impl Default for BuildOptions {
 /// Parses `NAME=SIZE:part,part` (the `--group` option, as `lpmake --group NAME:SIZE` plus the
 /// partitions it holds): a dynamic partition group of at most SIZE bytes (0: unlimited).
 pub fn parse_group(arg: &str) -> Result<DynamicGroup> {
-    let bad = || err!(MalformedPayload, "--group {arg:?} is not NAME=SIZE:partition,partition");
+    let bad = || {
+        err!(
+            MalformedPayload,
+            "--group {arg:?} is not NAME=SIZE:partition,partition"
+        )
+    };
     let (name, rest) = arg.split_once('=').ok_or_else(bad)?;
     let (size, parts) = rest.split_once(':').unwrap_or((rest, ""));
     let size = size.parse::<u64>().map_err(|_| bad())?;

@@ -167,7 +167,11 @@ impl LogicalTarget {
 impl TargetWrite for LogicalTarget {
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         // Refused whole, before any byte is written.
-        if self.map.pieces(offset, buf.len())?.any(|(_, _, p)| p.is_none()) {
+        if self
+            .map
+            .pieces(offset, buf.len())?
+            .any(|(_, _, p)| p.is_none())
+        {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "write into a ZERO extent of a logical partition",
@@ -252,7 +256,10 @@ mod tests {
         assert!(all[12288..].iter().all(|&b| b == 3));
 
         let image = std::fs::read(&path).unwrap();
-        assert!(image[..4096].iter().all(|&b| b == 0xee), "unmapped bytes untouched");
+        assert!(
+            image[..4096].iter().all(|&b| b == 0xee),
+            "unmapped bytes untouched"
+        );
         assert!(image[4096..8192].iter().all(|&b| b == 3));
         assert!(image[8192..16384].iter().all(|&b| b == 0xee));
         assert!(image[16384..24576].iter().all(|&b| b == 4));

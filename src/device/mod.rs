@@ -84,7 +84,11 @@ impl std::fmt::Debug for Device {
 /// Where a partition of one slot is.
 enum Resolved {
     Physical(PathBuf),
-    Logical { name: String, map: ExtentMap, extents: Vec<lp::Extent> },
+    Logical {
+        name: String,
+        map: ExtentMap,
+        extents: Vec<lp::Extent>,
+    },
 }
 
 impl Device {
@@ -178,7 +182,10 @@ impl Device {
     }
 
     pub fn planned_target(&self) -> Option<lp::Metadata> {
-        self.planned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.planned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A copy of this device whose planned target metadata is `metadata`, not shared with
@@ -424,7 +431,10 @@ mod tests {
         let dev = Device::host(dir.path(), Slot::A);
         let target = dev.target("system").unwrap();
         target.write_at(b"new", 0).unwrap();
-        assert_eq!(&std::fs::read(dir.path().join("system_b.img")).unwrap()[..3], b"new");
+        assert_eq!(
+            &std::fs::read(dir.path().join("system_b.img")).unwrap()[..3],
+            b"new"
+        );
         assert!(
             target.write_at(b"x", 8192).is_err(),
             "writes past the end are refused"
@@ -466,7 +476,11 @@ mod tests {
         dev.source("system").unwrap().read_at(&mut buf, 0).unwrap();
         assert_eq!(buf, system_a);
         assert_eq!(dev.target("boot").unwrap().size(), 4096, "physical first");
-        assert_eq!(dev.target("system").unwrap().size(), 0, "lpmake's empty system_b");
+        assert_eq!(
+            dev.target("system").unwrap().size(),
+            0,
+            "lpmake's empty system_b"
+        );
         assert_eq!(
             dev.target("odm").err().map(|e| e.code),
             Some(crate::ErrorCode::PartitionMissing)
@@ -488,13 +502,22 @@ mod tests {
         let target = clone.target("system").unwrap();
         assert_eq!(target.size(), 12288, "clones share the plan");
         target.write_at(&[0x5au8; 12288], 0).unwrap();
-        assert_eq!(dev.detached_with_plan(None).target("system").unwrap().size(), 0);
+        assert_eq!(
+            dev.detached_with_plan(None)
+                .target("system")
+                .unwrap()
+                .size(),
+            0
+        );
         dev.source("system").unwrap().read_at(&mut buf, 0).unwrap();
         assert_eq!(buf, system_a, "the source's extents are not the target's");
         assert!(dev.write_target_metadata(&plan).unwrap());
         dev.set_planned_target(None);
         let mut new = vec![0u8; 12288];
-        dev.read_only("system", Slot::B).unwrap().read_at(&mut new, 0).unwrap();
+        dev.read_only("system", Slot::B)
+            .unwrap()
+            .read_at(&mut new, 0)
+            .unwrap();
         assert!(new.iter().all(|&b| b == 0x5a));
         assert_eq!(dev.super_metadata(Slot::A).unwrap().1, metadata);
     }

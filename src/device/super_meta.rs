@@ -54,17 +54,15 @@ fn read_copy(dev: &dyn SourceRead, geometry: &Geometry, offset: u64) -> Result<M
 pub fn read_slot(dev: &dyn SourceRead, geometry: &Geometry, slot: u32) -> Result<Metadata> {
     match read_copy(dev, geometry, geometry.primary_offset(slot)?) {
         Ok(metadata) => Ok(metadata),
-        Err(primary) => {
-            read_copy(dev, geometry, geometry.backup_offset(slot)?).map_err(|backup| {
-                Error::new(
-                    backup.code,
-                    format!(
-                        "metadata slot {slot}: primary copy: {}; backup copy: {}",
-                        primary.message, backup.message
-                    ),
-                )
-            })
-        }
+        Err(primary) => read_copy(dev, geometry, geometry.backup_offset(slot)?).map_err(|backup| {
+            Error::new(
+                backup.code,
+                format!(
+                    "metadata slot {slot}: primary copy: {}; backup copy: {}",
+                    primary.message, backup.message
+                ),
+            )
+        }),
     }
 }
 
@@ -86,7 +84,10 @@ pub fn write_slot(
             geometry.metadata_max_size
         ));
     }
-    let (primary_at, backup_at) = (geometry.primary_offset(slot)?, geometry.backup_offset(slot)?);
+    let (primary_at, backup_at) = (
+        geometry.primary_offset(slot)?,
+        geometry.backup_offset(slot)?,
+    );
     let reader = ReadHalf(dev);
     let on_disk = |offset: u64| -> Result<Vec<u8>> {
         let mut bytes = vec![0u8; blob.len()];
@@ -277,6 +278,9 @@ mod tests {
         assert!(e.message.contains("backup copy"), "{e}");
         std::fs::write(&path, &image[..20000]).unwrap();
         let dev = crate::device::SourcePartition::open(&path).unwrap();
-        assert_eq!(read_geometry(&dev).unwrap_err().code, crate::ErrorCode::SlotError);
+        assert_eq!(
+            read_geometry(&dev).unwrap_err().code,
+            crate::ErrorCode::SlotError
+        );
     }
 }

@@ -407,7 +407,8 @@ fn parse_dynamic(
     let mut groups = Vec::with_capacity(d.groups.len());
     for g in &d.groups {
         let name = g.name().to_owned();
-        check_name(&name).map_err(|e| err!(MalformedPayload, "dynamic partition group: {}", e.message))?;
+        check_name(&name)
+            .map_err(|e| err!(MalformedPayload, "dynamic partition group: {}", e.message))?;
         // "<group>_<slot>" must fit liblp's 36-byte name field with its terminator.
         if name.len() > LP_NAME_MAX - 2 || name == "default" || name == "cow" {
             bail!(
@@ -416,7 +417,10 @@ fn parse_dynamic(
             );
         }
         if !group_names.insert(name.clone()) {
-            bail!(MalformedPayload, "dynamic partition group {name} appears twice");
+            bail!(
+                MalformedPayload,
+                "dynamic partition group {name} appears twice"
+            );
         }
         let mut partitions = Vec::with_capacity(g.partition_names.len());
         for p in &g.partition_names {
@@ -430,7 +434,10 @@ fn parse_dynamic(
                 bail!(MalformedPayload, "logical partition name {p:?} is too long");
             }
             if !grouped.insert(p.clone()) {
-                bail!(MalformedPayload, "partition {p} is in two dynamic partition groups");
+                bail!(
+                    MalformedPayload,
+                    "partition {p} is in two dynamic partition groups"
+                );
             }
             partitions.push(p.clone());
         }

@@ -26,7 +26,11 @@ use crate::payload::Manifest;
 /// The target slot's metadata for `manifest`, or `None` when the device has no `super` or
 /// the payload is not for dynamic partitions (update_engine's `is_target_dynamic`: the
 /// manifest has groups, or is a partial update).
-pub fn plan(device: &Device, manifest: &Manifest, ota_state: &Path) -> Result<Option<lp::Metadata>> {
+pub fn plan(
+    device: &Device,
+    manifest: &Manifest,
+    ota_state: &Path,
+) -> Result<Option<lp::Metadata>> {
     if !device.has_super() {
         return Ok(None);
     }
@@ -40,8 +44,8 @@ pub fn plan(device: &Device, manifest: &Manifest, ota_state: &Path) -> Result<Op
     };
     ota_state::check(ota_state)?;
     let (_, source) = device.super_metadata(device.current_slot())?;
-    let virtual_ab = source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0
-        || ota_state.exists();
+    let virtual_ab =
+        source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0 || ota_state.exists();
     if dynamic.snapshot_enabled && virtual_ab {
         log::info!(
             "payload has snapshot_enabled on a Virtual A/B device: abupdate makes no snapshots \

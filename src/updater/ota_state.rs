@@ -75,7 +75,10 @@ impl UpdateState {
 /// protobuf first; some names, e.g. `merge-completed`, happen to be well-formed protobufs
 /// too, so a known name is taken as the name.)
 pub fn parse(bytes: &[u8]) -> Result<UpdateState> {
-    if let Some(state) = std::str::from_utf8(bytes).ok().and_then(UpdateState::from_text) {
+    if let Some(state) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(UpdateState::from_text)
+    {
         return Ok(state);
     }
     parse_proto(bytes).ok_or_else(|| {

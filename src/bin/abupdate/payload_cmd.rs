@@ -179,10 +179,19 @@ fn info(path: &PathBuf) -> Result<()> {
     if let Some(d) = &m.dynamic {
         println!(
             "dynamic groups:{}",
-            if d.snapshot_enabled { "    (snapshot_enabled)" } else { "" }
+            if d.snapshot_enabled {
+                "    (snapshot_enabled)"
+            } else {
+                ""
+            }
         );
         for g in &d.groups {
-            println!("  {:<12} {:>12} bytes max  {}", g.name, g.size, g.partitions.join(", "));
+            println!(
+                "  {:<12} {:>12} bytes max  {}",
+                g.name,
+                g.size,
+                g.partitions.join(", ")
+            );
         }
     }
     let _ = HEADER_SIZE;

@@ -26,7 +26,11 @@ pub fn run(cmd: SuperCommand) -> Result<()> {
 fn info(path: &PathBuf) -> Result<()> {
     let dev = SourcePartition::open(path)?;
     let geometry = read_geometry(&dev)?;
-    println!("super:               {} ({} bytes)", path.display(), dev.size());
+    println!(
+        "super:               {} ({} bytes)",
+        path.display(),
+        dev.size()
+    );
     println!("metadata max size:   {} bytes", geometry.metadata_max_size);
     println!("metadata slot count: {}", geometry.metadata_slot_count);
     println!("logical block size:  {} bytes", geometry.logical_block_size);
@@ -89,10 +93,7 @@ fn print_slot(slot: u32, geometry: &lp::Geometry, m: &Metadata) -> Result<()> {
         }
     }
     let free = m.free_regions();
-    let free_bytes: u64 = free
-        .iter()
-        .map(|r| r.num_sectors() * lp::SECTOR_SIZE)
-        .sum();
+    let free_bytes: u64 = free.iter().map(|r| r.num_sectors() * lp::SECTOR_SIZE).sum();
     println!(
         "  free space: {free_bytes} of {} allocatable bytes",
         m.allocatable_space()
