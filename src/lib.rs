@@ -1,7 +1,7 @@
 //! abupdate: an A/B over-the-air update engine for Android devices.
 //!
 //! Layering, dependencies pointing one way only:
-//! - formats (`payload`, `verity`, `avb`, `slot`): parse and produce bytes, no I/O;
+//! - formats (`payload`, `verity`, `avb`, `slot`, `lp`): parse and produce bytes, no I/O;
 //! - the engine (`engine`): the apply state machine, fed payload bytes, driving partition writes
 //!   through traits;
 //! - platform adapters (`device`, `dm` device-mapper, `checkpoint` store, boot control backends,
@@ -16,6 +16,7 @@ pub mod dm;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod lp;
 pub mod payload;
 pub mod rollback;
 pub mod service;

@@ -5,6 +5,7 @@
 pub mod avb_image;
 pub mod ops;
 pub mod sample;
+pub mod super_image;
 pub mod verity;
 
 use std::fs::File;
@@ -15,6 +16,7 @@ use protobuf::Message;
 
 use crate::engine::hashing::{sha256, ResumableSha256};
 use crate::error::{Error, Result};
+use crate::payload::manifest::{DynamicGroup, DynamicPartitions};
 use crate::payload::properties::PayloadProperties;
 use crate::payload::proto::update_metadata as pb;
 use crate::payload::signature::{encode_signatures, Signer};
@@ -67,6 +69,8 @@ pub struct BuildOptions {
     pub security_patch_level: Option<String>,
     /// Every partition's `version` (AOSP: the build timestamp).
     pub partition_version: Option<String>,
+    /// `dynamic_partition_metadata`: the target build's groups of logical partitions.
+    pub dynamic: Option<DynamicPartitions>,
 }
 
 impl Default for BuildOptions {
@@ -81,8 +85,33 @@ impl Default for BuildOptions {
             max_timestamp: None,
             security_patch_level: None,
             partition_version: None,
+            dynamic: None,
         }
     }
+}
+
+/// Parses `NAME=SIZE:part,part` (the `--group` option, as `lpmake --group NAME:SIZE` plus the
+/// partitions it holds): a dynamic partition group of at most SIZE bytes (0: unlimited).
+pub fn parse_group(arg: &str) -> Result<DynamicGroup> {
+    let bad = || {
+        err!(
+            MalformedPayload,
+            "--group {arg:?} is not NAME=SIZE:partition,partition"
+        )
+    };
+    let (name, rest) = arg.split_once('=').ok_or_else(bad)?;
+    let (size, parts) = rest.split_once(':').unwrap_or((rest, ""));
+    let size = size.parse::<u64>().map_err(|_| bad())?;
+    let partitions = parts
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Ok(DynamicGroup {
+        name: name.to_owned(),
+        size,
+        partitions,
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +137,17 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     }
     if let Some(spl) = &options.security_patch_level {
         manifest.set_security_patch_level(spl.clone());
+    }
+    if let Some(dynamic) = &options.dynamic {
+        let meta = manifest.dynamic_partition_metadata.mut_or_insert_default();
+        meta.set_snapshot_enabled(dynamic.snapshot_enabled);
+        for g in &dynamic.groups {
+            let mut group = pb::DynamicPartitionGroup::new();
+            group.set_name(g.name.clone());
+            group.set_size(g.size);
+            group.partition_names = g.partitions.clone();
+            meta.groups.push(group);
+        }
     }
     for spec in specs {
         let mut part = build_partition(spec, options, &mut blobs)?;

@@ -121,6 +121,11 @@ pub trait UpdateHooks: Sync {
     fn before_first_write(&self) -> Result<()> {
         Ok(())
     }
+    /// Before a run resumes from a checkpoint (nothing is written before it either): what
+    /// `before_first_write` set up must still be in place.
+    fn before_resume(&self) -> Result<()> {
+        Ok(())
+    }
     /// After the last operation of a partition is written (not yet synced or verified).
     fn partition_written(&self, _name: &str) -> Result<()> {
         Ok(())
@@ -196,7 +201,10 @@ pub fn apply(
     };
 
     let mut checkpoint = match store.load()? {
-        Some(cp) if resumable(&cp, &metadata, partitions) => cp,
+        Some(cp) if resumable(&cp, &metadata, partitions) => {
+            hooks.before_resume()?;
+            cp
+        }
         _ => {
             store.clear()?;
             start(&cx)?

@@ -27,6 +27,8 @@ pub const MAX_EXTENTS_PER_OP: usize = 1 << 16;
 /// into file-sized operations.
 pub const MAX_OP_BYTES: u64 = 256 << 20;
 const MAX_NAME_LEN: usize = 64;
+/// liblp's name fields (partitions, groups) are 36 bytes with a terminating NUL.
+const LP_NAME_MAX: usize = 35;
 /// The highest minor version whose format this engine understands (9 adds LZ4DIFF).
 pub const MAX_MINOR_VERSION: u32 = 9;
 /// Minor version from which the manifest carries verity hash tree and FEC extents.
@@ -219,6 +221,37 @@ pub struct Manifest {
     pub max_timestamp: i64,
     pub partial_update: bool,
     pub security_patch_level: Option<String>,
+    /// The target build's dynamic partitions (`dynamic_partition_metadata`), when it has any
+    /// groups: update_engine's `is_target_dynamic`.
+    pub dynamic: Option<DynamicPartitions>,
+}
+
+/// The manifest's `dynamic_partition_metadata`: how the target slot's part of `super` is laid
+/// out. The `vabc_*`, `cow_version` and `compression_factor` fields only matter to snapshot
+/// updates, which this engine does not make, and are not kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicPartitions {
+    pub groups: Vec<DynamicGroup>,
+    /// The target build supports Virtual A/B snapshots (`snapshot_enabled`).
+    pub snapshot_enabled: bool,
+}
+
+/// One group of logical partitions: `<name>_<slot>` in the target metadata, at most `size`
+/// bytes (0: unlimited, as in liblp), holding `<partition>_<slot>` for each partition named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DynamicGroup {
+    pub name: String,
+    pub size: u64,
+    pub partitions: Vec<String>,
+}
+
+impl DynamicPartitions {
+    /// The group `partition` belongs to.
+    pub fn group_of(&self, partition: &str) -> Option<&DynamicGroup> {
+        self.groups
+            .iter()
+            .find(|g| g.partitions.iter().any(|p| p == partition))
+    }
 }
 
 impl Manifest {
@@ -319,6 +352,7 @@ impl Manifest {
             max_timestamp: m.max_timestamp(),
             partial_update: m.partial_update(),
             security_patch_level: m.security_patch_level.clone().filter(|s| !s.is_empty()),
+            dynamic: parse_dynamic(m, &names)?,
         })
     }
 
@@ -346,6 +380,77 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// Group names become `<name>_<slot>` in 36-byte liblp names; every partition a group lists
+/// must be in the payload (update_engine refuses the same: "not part of the manifest") and in
+/// one group only.
+fn parse_dynamic(
+    m: &pb::DeltaArchiveManifest,
+    payload_partitions: &HashSet<String>,
+) -> Result<Option<DynamicPartitions>> {
+    let Some(d) = m.dynamic_partition_metadata.as_ref() else {
+        return Ok(None);
+    };
+    if d.groups.is_empty() {
+        return Ok(None);
+    }
+    if d.groups.len() > MAX_PARTITIONS {
+        bail!(
+            MalformedPayload,
+            "{} dynamic partition groups exceed the limit of {MAX_PARTITIONS}",
+            d.groups.len()
+        );
+    }
+    let mut group_names = HashSet::new();
+    let mut grouped = HashSet::new();
+    let mut groups = Vec::with_capacity(d.groups.len());
+    for g in &d.groups {
+        let name = g.name().to_owned();
+        check_name(&name)
+            .map_err(|e| err!(MalformedPayload, "dynamic partition group: {}", e.message))?;
+        // "<group>_<slot>" must fit liblp's 36-byte name field with its terminator.
+        if name.len() > LP_NAME_MAX - 2 || name == "default" || name == "cow" {
+            bail!(
+                MalformedPayload,
+                "dynamic partition group name {name:?} is reserved or too long"
+            );
+        }
+        if !group_names.insert(name.clone()) {
+            bail!(
+                MalformedPayload,
+                "dynamic partition group {name} appears twice"
+            );
+        }
+        let mut partitions = Vec::with_capacity(g.partition_names.len());
+        for p in &g.partition_names {
+            if !payload_partitions.contains(p) {
+                bail!(
+                    MalformedPayload,
+                    "dynamic partition group {name} lists {p:?}, which the payload does not carry"
+                );
+            }
+            if p.len() > LP_NAME_MAX - 2 {
+                bail!(MalformedPayload, "logical partition name {p:?} is too long");
+            }
+            if !grouped.insert(p.clone()) {
+                bail!(
+                    MalformedPayload,
+                    "partition {p} is in two dynamic partition groups"
+                );
+            }
+            partitions.push(p.clone());
+        }
+        groups.push(DynamicGroup {
+            name,
+            size: g.size(),
+            partitions,
+        });
+    }
+    Ok(Some(DynamicPartitions {
+        groups,
+        snapshot_enabled: d.snapshot_enabled(),
+    }))
 }
 
 fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> Result<Partition> {

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use crate::avb::{self, AvbPublicKey, RollbackFloors, VbmetaImage};
 use crate::device::{Device, Slot};
-use crate::engine::SourceRead;
 use crate::error::{Error, Result};
 use crate::rollback::{effective_floors, RollbackStore};
 use crate::{bail, ErrorCode};

@@ -7,10 +7,15 @@
 //! - only after every partition is written and verified (and the AVB checks pass) is the target
 //!   slot set active, and only if `SWITCH_SLOT_ON_REBOOT` is not `0`;
 //! - payloads older than the running build are refused before anything is written
-//!   ([`downgrade`]), and a slot AVB would refuse is never switched to ([`avb_check`]).
+//!   ([`downgrade`]), and a slot AVB would refuse is never switched to ([`avb_check`]);
+//! - on a device with dynamic partitions, the target slot's metadata in `super` is planned
+//!   before anything is written and written right after the target is marked unbootable
+//!   ([`dynamic`]).
 
 pub mod avb_check;
 pub mod downgrade;
+pub mod dynamic;
+pub mod ota_state;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -34,6 +39,7 @@ pub struct Updater {
     store: Box<dyn CheckpointStore>,
     avb: AvbPolicy,
     running: RunningBuild,
+    ota_state: PathBuf,
 }
 
 /// What an [`Updater`] is made of. The engine reaches the partitions, the slot metadata and the
@@ -48,7 +54,13 @@ pub struct UpdaterParts {
     pub store: Box<dyn CheckpointStore>,
     pub avb: AvbPolicy,
     pub running: RunningBuild,
+    /// libsnapshot's Virtual A/B state file (Android: `/metadata/ota/state`; a host device
+    /// directory: `DIR/metadata/ota/state`). Only read.
+    pub ota_state: PathBuf,
 }
+
+/// Android's Virtual A/B state file, read before dynamic partitions are prepared.
+pub const OTA_STATE: &str = "/metadata/ota/state";
 
 /// Host device directory settings beyond the directory itself.
 #[derive(Clone, Debug, Default)]
@@ -125,6 +137,7 @@ impl Updater {
             store: parts.store,
             avb: parts.avb,
             running: parts.running,
+            ota_state: parts.ota_state,
         }
     }
 
@@ -181,14 +194,24 @@ impl Updater {
         observer: &dyn Observer,
     ) -> Result<Outcome> {
         let hooks = Hooks { updater: self };
-        let report = engine::apply(
+        let result = engine::apply(
             self.partitions.as_ref(),
             source,
             self.store.as_ref(),
             &hooks,
             options,
             observer,
-        )?;
+        );
+        if let Some(plan) = self.device.planned_target() {
+            // Mappings are for writing; the next boot maps the slot from its own metadata.
+            let unmapped = self.device.unmap_target(&plan);
+            if result.is_ok() {
+                unmapped?;
+            } else if let Err(e) = unmapped {
+                log::warn!("unmapping the target partitions after a failure: {e}");
+            }
+        }
+        let report = result?;
         let target = self.device.target_slot();
         if AvbPolicy::enabled(&self.device) {
             self.avb.check_slot(&self.device, target)?;
@@ -211,7 +234,9 @@ impl Updater {
     pub fn check_applicable(&self, metadata: &Metadata) -> Result<()> {
         metadata.manifest.check_supported()?;
         downgrade::check(metadata, &self.running)?;
-        engine::check_device(&self.device, metadata, &engine::Quiet)
+        let plan = dynamic::plan(&self.device, &metadata.manifest, &self.ota_state)?;
+        let device = self.device.detached_with_plan(plan);
+        engine::check_device(&device, metadata, &engine::Quiet)
     }
 
     /// Forgets the last update, as update_engine's `resetStatus`: drops the checkpoint, and if
@@ -264,6 +289,10 @@ impl UpdaterParts {
     ) -> Result<Self> {
         let store = FileCheckpointStore::new(&state_dir)?;
         let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
+        let ota_state = match device.layout() {
+            Layout::HostDir(dir) => dir.join("metadata/ota/state"),
+            Layout::ByName(_) => PathBuf::from(OTA_STATE),
+        };
         Ok(UpdaterParts {
             partitions: Box::new(device.clone()),
             device,
@@ -271,6 +300,7 @@ impl UpdaterParts {
             store: Box::new(store),
             avb,
             running,
+            ota_state,
         })
     }
 
@@ -306,8 +336,21 @@ struct Hooks<'a> {
 }
 
 impl UpdateHooks for Hooks<'_> {
+    /// Downgrade checks, then the target slot's dynamic partitions planned (nothing written):
+    /// the engine's size checks and writes resolve the target's logical partitions through
+    /// the plan.
     fn check_metadata(&self, metadata: &crate::engine::metadata::Metadata) -> Result<()> {
-        downgrade::check(metadata, &self.updater.running)
+        downgrade::check(metadata, &self.updater.running)?;
+        let device = &self.updater.device;
+        let plan = dynamic::plan(device, &metadata.manifest, &self.updater.ota_state)?;
+        device.set_planned_target(plan);
+        Ok(())
+    }
+
+    /// A resumed update's target metadata was written before its first checkpoint; it is
+    /// written again only if a copy no longer holds it (a damaged copy is repaired).
+    fn before_resume(&self) -> Result<()> {
+        self.write_planned_metadata()
     }
 
     fn partition_written(&self, name: &str) -> Result<()> {
@@ -324,6 +367,9 @@ impl UpdateHooks for Hooks<'_> {
     /// tries (as after U-Boot replaced a torn record with its default), every reboot during the
     /// update would spend one, and enough power cuts would leave nothing bootable. update_engine
     /// marks the booted slot good first for the same reason (`UpdateBootFlagsAction`).
+    ///
+    /// Then, with the target unbootable, its metadata slot in `super` gets the planned layout:
+    /// before that the target slot might still have booted from its old metadata.
     fn before_first_write(&self) -> Result<()> {
         let target = self.updater.device.target_slot();
         self.updater.with_boot(|b| {
@@ -331,6 +377,23 @@ impl UpdateHooks for Hooks<'_> {
                 b.mark_boot_successful()?;
             }
             b.set_unbootable(target)
-        })
+        })?;
+        self.write_planned_metadata()
+    }
+}
+
+impl Hooks<'_> {
+    fn write_planned_metadata(&self) -> Result<()> {
+        let device = &self.updater.device;
+        if let Some(plan) = device.planned_target() {
+            if device.write_target_metadata(&plan)? {
+                log::info!(
+                    "wrote slot {}'s metadata in super: {} partitions",
+                    device.target_slot(),
+                    plan.partitions().len()
+                );
+            }
+        }
+        Ok(())
     }
 }

@@ -10,6 +10,10 @@
 //!    `next_operation` has its blocks on disk, every partition counted in
 //!    `verified_partitions` (all of them once `Done`) is whole, and a durable switch to B
 //!    comes with a durable `Done`.
+//! 5. With dynamic partitions, the slot the bootloader picks maps, from its own metadata slot
+//!    in `super`, a whole build (A: the old one, B: the new one), and slot A's metadata slot is
+//!    byte-identical to before. (Every partition here is read as its slot would boot it:
+//!    logical ones through that slot's own metadata.)
 //!
 //! The restarted update can itself be cut by a second power cut; the disk that leaves must
 //! keep the same invariants.
@@ -27,7 +31,7 @@ use abupdate::updater::{HostOptions, Updater};
 use crate::common::Rng;
 use crate::crash::{CrashState, Files, How, Keep, Timeline};
 use crate::recorder::{recording_updater, Fault, Log, CHECKPOINT, MISC};
-use crate::scenario::{read_dir, scratch, write_files, Scenario, PARTITIONS};
+use crate::scenario::{read_dir, scratch, write_files, Scenario, PARTITIONS, SUPER};
 
 /// A second power cut, during the restarted update.
 #[derive(Clone, Copy, Debug)]
@@ -162,11 +166,18 @@ fn claims_are_durable(
         Phase::Writing => cp.next_operation as usize,
         Phase::Verifying | Phase::Done => scenario.manifest.operation_count(),
     };
+    let mut disks = std::collections::BTreeMap::new();
+    for p in partitions {
+        let disk = scenario
+            .partition(files, &p.name, Slot::B)
+            .map_err(|e| format!("invariant 4: a checkpoint exists but {e}"))?;
+        disks.insert(p.name.clone(), disk);
+    }
     let ops = partitions
         .iter()
         .flat_map(|p| p.operations.iter().map(move |op| (p, op)));
     for (index, (p, op)) in ops.enumerate().take(ops_done) {
-        let disk = &files[Scenario::new_file(&p.name).as_str()];
+        let disk = &disks[&p.name];
         let new = &scenario.new[&p.name];
         for e in &op.dst_extents {
             let range = e.byte_offset() as usize..(e.byte_offset() + e.byte_len()) as usize;
@@ -184,7 +195,7 @@ fn claims_are_durable(
         _ => cp.verified_partitions as usize,
     };
     for p in partitions.iter().take(verified) {
-        if files[Scenario::new_file(&p.name).as_str()] != scenario.new[&p.name] {
+        if disks[&p.name] != scenario.new[&p.name] {
             return Err(format!(
                 "invariant 4: the checkpoint ({:?}, {} verified) claims partition {} is verified, \
                  but it is not durable",
@@ -216,6 +227,24 @@ fn reboot(scenario: &Scenario, dir: &Path) -> Result<Slot, String> {
     std::os::unix::fs::FileExt::read_exact_at(&misc, &mut record, MISC_OFFSET)
         .map_err(|e| e.to_string())?;
     let record = BootloaderControl::parse(&record).map_err(|e| e.to_string())?;
+    if scenario.super_device {
+        let files = read_dir(dir);
+        let build = match booted {
+            Slot::A => &scenario.old,
+            Slot::B => &scenario.new,
+        };
+        for p in PARTITIONS {
+            let disk = scenario
+                .partition(&files, p, booted)
+                .map_err(|e| format!("invariant 5: slot {booted} boots but {e}"))?;
+            if disk != build[p] {
+                return Err(format!(
+                    "invariant 5: slot {booted} boots but its own metadata maps a {p} that is \
+                     not its build"
+                ));
+            }
+        }
+    }
     let fallback = booted.other();
     let entry = record.slot(fallback);
     if entry.tries_remaining() > 0 && !entry.verity_corrupted() {
@@ -231,37 +260,47 @@ fn reboot(scenario: &Scenario, dir: &Path) -> Result<Slot, String> {
 }
 
 /// Slot B holds one build entirely: the one it had before the update, or the new one.
+/// (A logical partition its metadata does not map is no whole build.)
 fn slot_is_whole_build(scenario: &Scenario, dir: &Path) -> Result<bool, String> {
+    let files = read_dir(dir);
     let mut disk = Vec::new();
     for p in PARTITIONS {
-        let name = Scenario::new_file(p);
-        disk.push((
-            p,
-            name.clone(),
-            std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?,
-        ));
+        match scenario.partition(&files, p, Slot::B) {
+            Ok(d) => disk.push((p, d)),
+            Err(_) => return Ok(false),
+        }
     }
-    let was_before = disk
-        .iter()
-        .all(|(_, name, d)| *d == scenario.before[name.as_str()]);
-    let is_new = disk.iter().all(|(p, _, d)| *d == scenario.new[*p]);
+    let was_before = disk.iter().all(|(p, d)| *d == scenario.previous[*p]);
+    let is_new = disk.iter().all(|(p, d)| *d == scenario.new[*p]);
     Ok(was_before || is_new)
 }
 
 fn old_slot_untouched(scenario: &Scenario, dir: &Path, when: &str) -> Result<(), String> {
+    let files = read_dir(dir);
     for p in PARTITIONS {
-        let name = Scenario::old_file(p);
-        let disk = std::fs::read(dir.join(&name)).map_err(|e| e.to_string())?;
-        if disk != scenario.before[name.as_str()] {
+        let disk = scenario
+            .partition(&files, p, Slot::A)
+            .map_err(|e| format!("invariant 2: {e} ({when})"))?;
+        if disk != scenario.old[p] {
             return Err(format!("invariant 2: slot A's {p} changed ({when})"));
+        }
+    }
+    for range in scenario.source_metadata_ranges() {
+        if files[SUPER][range.clone()] != scenario.before[SUPER][range.clone()] {
+            return Err(format!(
+                "invariant 2: super's geometry or slot A's metadata changed at {range:?} ({when})"
+            ));
         }
     }
     Ok(())
 }
 
 fn slot_holds_new(scenario: &Scenario, dir: &Path, when: &str) -> Result<(), String> {
+    let files = read_dir(dir);
     for p in PARTITIONS {
-        let disk = std::fs::read(dir.join(Scenario::new_file(p))).map_err(|e| e.to_string())?;
+        let disk = scenario
+            .partition(&files, p, Slot::B)
+            .map_err(|e| format!("slot B: {e} ({when})"))?;
         if disk != scenario.new[p] {
             return Err(format!("slot B's {p} is not the new image ({when})"));
         }

@@ -72,6 +72,44 @@ fn every_crash_state_boots_and_recovers() {
     assert!(total >= 200, "only {total} distinct crash states");
 }
 
+/// Every crash point of a full update of a device with dynamic partitions: the target slot's
+/// metadata write in `super` is cut too, and the slot the bootloader picks must map a whole
+/// build from its own metadata slot (invariant 5).
+#[test]
+fn every_crash_state_of_a_super_device_boots_and_recovers() {
+    let scenario = scenario::full_super();
+    let recorded = record(&scenario, Fault::None);
+    let metadata_writes = recorded
+        .timeline
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(e, recorder::Event::Write { file, offset, .. }
+            if &**file == scenario::SUPER && *offset < 36 << 10)
+        })
+        .count();
+    assert!(
+        metadata_writes >= 2,
+        "the metadata writes were not recorded"
+    );
+    let chosen = spread(&recorded, usize::MAX);
+    let summary = run(&scenario, &recorded, &chosen, 8);
+    summary.print(&scenario.name);
+    summary.assert_clean(&scenario.name);
+    for stage in [
+        Stage::Start,
+        Stage::Operations,
+        Stage::Checkpoint,
+        Stage::Switch,
+    ] {
+        assert!(
+            summary.covered.get(&stage).is_some_and(|&n| n >= 4),
+            "too few crash states at {stage:?}: {:?}",
+            summary.covered
+        );
+    }
+}
+
 /// With one checkpoint after all the operations, a crash mid-writing leaves every write so far
 /// unsynced: random subsets of all of them.
 #[test]
@@ -101,6 +139,7 @@ fn soak() {
         scenario::full(),
         scenario::delta().sparse_checkpoints(),
         scenario::full().sparse_checkpoints(),
+        scenario::full_super(),
     ];
     let mut total = 0;
     let count = scenarios.len();
@@ -139,6 +178,19 @@ fn broken_engines_are_caught() {
             summary.violations
         );
     }
+    // On a super device, syncs of super (its metadata and logical partitions) left out.
+    let scenario = scenario::full_super();
+    let recorded = record(&scenario, Fault::ForgetTargetSyncs);
+    let summary = run(&scenario, &recorded, &spread(&recorded, 20), 0);
+    summary.print("full, super, ForgetTargetSyncs");
+    assert!(
+        summary
+            .violations
+            .iter()
+            .any(|(_, why)| why.starts_with("invariant 4")),
+        "super without syncs: no violation of invariant 4: {:?}",
+        summary.violations
+    );
 }
 
 /// A scenario's run as the recorder saw it.
@@ -190,7 +242,7 @@ fn record(scenario: &Scenario, fault: Fault) -> Recorded {
         );
     }
     for p in scenario::PARTITIONS {
-        assert!(on_disk[Scenario::new_file(p).as_str()] == scenario.new[p]);
+        assert!(scenario.partition(&on_disk, p, Slot::B).unwrap() == scenario.new[p]);
     }
     Recorded {
         timeline,

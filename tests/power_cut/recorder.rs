@@ -1,13 +1,14 @@
 //! The recording layer, as dm-log-writes is for a block device: it sits under the engine's
-//! target partitions, `misc` and the checkpoint store, passes every call through to the real
-//! adapter unchanged, and logs each write and each sync in the order they were issued.
+//! target partitions, `super` (its metadata and logical partitions), `misc` and the
+//! checkpoint store, passes every call through to the real adapter unchanged, and logs each
+//! write and each sync in the order they were issued.
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use abupdate::device::Device;
+use abupdate::device::{Device, SuperLayer};
 use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
 use abupdate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use abupdate::slot::{BlockIo, BootControl, MiscBootControl, Slot};
@@ -19,6 +20,7 @@ pub type FileName = Arc<str>;
 
 pub const MISC: &str = "misc.img";
 pub const CHECKPOINT: &str = "state/checkpoint";
+pub const SUPER: &str = "super.img";
 
 /// One recorded call, in issue order.
 #[derive(Clone, Debug)]
@@ -72,7 +74,14 @@ pub enum Fault {
 /// the recorder under its partitions, `misc` and checkpoints.
 pub fn recording_updater(dev: &Path, log: &Log, fault: Fault) -> Updater {
     let mut parts = UpdaterParts::host(dev, &HostOptions::default()).unwrap();
-    let device = parts.device.clone();
+    let device = parts
+        .device
+        .clone()
+        .with_super_layer(Arc::new(RecordingSuper {
+            log: log.clone(),
+            forget_syncs: fault == Fault::ForgetTargetSyncs,
+        }));
+    parts.device = device.clone();
     parts.partitions = Box::new(RecordingPartitions {
         device: device.clone(),
         log: log.clone(),
@@ -123,6 +132,14 @@ impl SlotPartitions for RecordingPartitions {
 
     fn open_target(&self, name: &str) -> abupdate::Result<Box<dyn TargetWrite>> {
         let file = format!("{name}{}.img", self.device.target_slot().suffix());
+        if !self
+            .device
+            .partition_path(name, self.device.target_slot())
+            .exists()
+        {
+            // A logical partition: its writes reach super.img through `RecordingSuper`.
+            return self.device.open_target(name);
+        }
         Ok(Box::new(RecordingTarget {
             inner: self.device.open_target(name)?,
             file: file.into(),
@@ -170,6 +187,23 @@ impl TargetWrite for RecordingTarget {
 
     fn size(&self) -> u64 {
         self.inner.size()
+    }
+}
+
+/// Every write into `super.img` (the target's metadata and logical partitions) logged.
+struct RecordingSuper {
+    log: Log,
+    forget_syncs: bool,
+}
+
+impl SuperLayer for RecordingSuper {
+    fn wrap(&self, inner: Box<dyn TargetWrite>) -> Box<dyn TargetWrite> {
+        Box::new(RecordingTarget {
+            inner,
+            file: SUPER.into(),
+            log: self.log.clone(),
+            forget_syncs: self.forget_syncs,
+        })
     }
 }
 

@@ -3,6 +3,11 @@
 //! delta. Partitions: `vbmeta` (AVB-signed, rollback index = build number, holding `system`'s
 //! hashtree descriptor), `boot`, `system` (hash tree and FEC behind an AVB footer; a delta
 //! leaves them to the device) and `vendor`.
+//!
+//! The super scenario has the same builds on a device with dynamic partitions: `system` and
+//! `vendor` are logical partitions in `super.img` (v1 as `<name>_a` and v0 as `<name>_b`, both
+//! slots' metadata listing both), updated by a full payload with `dynamic_partition_metadata`,
+//! so the target slot's metadata write is among the recorded writes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,9 +16,12 @@ use std::time::Duration;
 use abupdate::avb::{Algorithm, Descriptor, VbmetaBuilder};
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::device::Slot;
+use abupdate::device::logical::ExtentMap;
+use abupdate::device::{super_meta, Slot};
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::ApplyOptions;
+use abupdate::engine::SourceRead;
+use abupdate::lp;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::signature::Signer;
 use abupdate::payload::Manifest;
@@ -25,6 +33,12 @@ use crate::crash::Files;
 use crate::recorder::{CHECKPOINT, MISC};
 
 pub const PARTITIONS: [&str; 4] = ["vbmeta", "boot", "system", "vendor"];
+/// The logical partitions of the super scenario.
+pub const LOGICAL: [&str; 2] = ["system", "vendor"];
+pub use crate::recorder::SUPER;
+/// A small super: 4 KiB metadata slots and alignment keep each crash state's copy small.
+const SUPER_SIZE: u64 = 1792 << 10;
+const GROUP_SIZE: u64 = 768 << 10;
 const BLOCK: usize = 4096;
 const VBMETA_SIZE: usize = 64 << 10;
 const SYSTEM_SIZE: u64 = 512 << 10;
@@ -41,6 +55,11 @@ pub struct Scenario {
     pub before: Files,
     /// What each partition of slot B must hold once the update is done.
     pub new: BTreeMap<String, Vec<u8>>,
+    /// What slot A holds (the running build, v1) and slot B before the update (v0).
+    pub old: BTreeMap<String, Vec<u8>>,
+    pub previous: BTreeMap<String, Vec<u8>>,
+    /// `system` and `vendor` are logical partitions in `super.img`.
+    pub super_device: bool,
     /// What the recording run used; resumed runs use the same with one thread.
     pub options: ApplyOptions,
 }
@@ -52,6 +71,10 @@ impl Scenario {
         let mut areas = Vec::new();
         for p in &self.manifest.partitions {
             let Some(v) = &p.verity else { continue };
+            assert!(
+                !self.is_logical(&p.name),
+                "device-computed verity of a logical partition is not mapped into super here"
+            );
             let file: crate::recorder::FileName = Scenario::new_file(&p.name).into();
             for e in std::iter::once(v.hash_tree).chain(v.fec.as_ref().map(|f| f.fec)) {
                 areas.push((
@@ -73,6 +96,59 @@ impl Scenario {
         format!("{partition}{}.img", Slot::B.suffix())
     }
 
+    pub fn is_logical(&self, partition: &str) -> bool {
+        self.super_device && LOGICAL.contains(&partition)
+    }
+
+    /// Partition `name` of `slot` on the disk `files`: its file, or for a logical partition
+    /// the extents the slot's own metadata slot in `super.img` maps (what the bootloader and
+    /// first-stage init use when that slot boots). An error when that metadata is unreadable
+    /// or does not list the partition.
+    pub fn partition(&self, files: &Files, name: &str, slot: Slot) -> Result<Vec<u8>, String> {
+        if !self.is_logical(name) {
+            let file = format!("{name}{}.img", slot.suffix());
+            return files
+                .get(file.as_str())
+                .cloned()
+                .ok_or_else(|| format!("{file} is missing"));
+        }
+        let image = &files[SUPER];
+        let dev = Bytes(image);
+        let geometry = super_meta::read_geometry(&dev).map_err(|e| e.to_string())?;
+        let metadata = super_meta::read_slot(&dev, &geometry, super_meta::metadata_slot(slot))
+            .map_err(|e| format!("slot {slot}'s metadata: {e}"))?;
+        let logical = format!("{name}{}", slot.suffix());
+        let partition = metadata
+            .partition(&logical)
+            .ok_or_else(|| format!("slot {slot}'s metadata has no {logical}"))?;
+        let map =
+            ExtentMap::new(&metadata, partition, image.len() as u64).map_err(|e| e.to_string())?;
+        let mut data = Vec::new();
+        for (offset, len) in map.physical_ranges() {
+            data.extend_from_slice(&image[offset as usize..(offset + len) as usize]);
+        }
+        if data.len() as u64 != map.size() {
+            return Err(format!("{logical} has ZERO extents"));
+        }
+        Ok(data)
+    }
+
+    /// The bytes of `super.img` only slot A's metadata lives in: both geometries and slot 0's
+    /// primary and backup copies.
+    pub fn source_metadata_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let Some(image) = self.before.get(SUPER) else {
+            return Vec::new();
+        };
+        let geometry = super_meta::read_geometry(&Bytes(image)).unwrap();
+        let len = geometry.metadata_max_size as usize;
+        let mut ranges = vec![4096..12288];
+        for at in [geometry.primary_offset(0), geometry.backup_offset(0)] {
+            let at = at.unwrap() as usize;
+            ranges.push(at..at + len);
+        }
+        ranges
+    }
+
     /// The same update with checkpoints (and so target syncs) only at the end of the
     /// operations: the engine's time-based interval stretched past the whole run, leaving
     /// every write of the writing phase unsynced until then.
@@ -85,21 +161,30 @@ impl Scenario {
 
 /// A full payload (v1 on A, v2 into B).
 pub fn full() -> Scenario {
-    make("full", false)
+    make("full", false, false)
+}
+
+/// A full payload with `dynamic_partition_metadata` on a device whose `system` and `vendor`
+/// are logical partitions in super.
+pub fn full_super() -> Scenario {
+    make("full, super", false, true)
 }
 
 /// A delta payload v1 → v2; the state directory also holds the finished checkpoint of an
 /// earlier update, which the engine must clear.
 pub fn delta() -> Scenario {
-    make("delta", true)
+    make("delta", true, false)
 }
 
-fn make(name: &'static str, delta: bool) -> Scenario {
+fn make(name: &'static str, delta: bool, super_device: bool) -> Scenario {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let builds = builds();
     let mut before = Files::new();
     for partition in builds[0].keys() {
+        if super_device && LOGICAL.contains(&partition.as_str()) {
+            continue;
+        }
         before.insert(
             Scenario::old_file(partition).into(),
             builds[1][partition].clone(),
@@ -108,6 +193,9 @@ fn make(name: &'static str, delta: bool) -> Scenario {
             Scenario::new_file(partition).into(),
             builds[0][partition].clone(),
         );
+    }
+    if super_device {
+        before.insert(SUPER.into(), super_image(dir, &builds));
     }
     MiscBootControl::create_image(&dir.join(MISC), Slot::A).unwrap();
     before.insert(MISC.into(), std::fs::read(dir.join(MISC)).unwrap());
@@ -144,6 +232,8 @@ fn make(name: &'static str, delta: bool) -> Scenario {
             xz: true,
             bzip2: false,
         },
+        dynamic: super_device
+            .then(|| build::super_image::dynamic_metadata("main", GROUP_SIZE, &LOGICAL)),
         ..BuildOptions::default()
     };
     let path = dir.join("payload.bin");
@@ -154,6 +244,9 @@ fn make(name: &'static str, delta: bool) -> Scenario {
         manifest: report.manifest,
         before,
         new: builds[2].clone(),
+        old: builds[1].clone(),
+        previous: builds[0].clone(),
+        super_device,
         options: ApplyOptions {
             keys,
             properties: report.properties,
@@ -164,6 +257,59 @@ fn make(name: &'static str, delta: bool) -> Scenario {
     };
     check_ops_write_each_block_once(&scenario);
     scenario
+}
+
+/// `super.img` as an earlier update left it: both slots' metadata list `<name>_a` (v1) and
+/// `<name>_b` (v0) in groups `main_a` and `main_b`.
+fn super_image(dir: &Path, builds: &[BTreeMap<String, Vec<u8>>]) -> Vec<u8> {
+    let mut layout = lp::NewSuper::new(SUPER_SIZE, 4096, 3);
+    layout.alignment = 4096;
+    layout = layout
+        .group("main_a", GROUP_SIZE)
+        .group("main_b", GROUP_SIZE);
+    for suffix in ["_a", "_b"] {
+        for p in LOGICAL {
+            let size = builds[0][p].len() as u64;
+            let group = format!("main{suffix}");
+            layout = layout.partition(
+                &format!("{p}{suffix}"),
+                lp::ATTR_READONLY,
+                size,
+                Some(&group),
+            );
+        }
+    }
+    let names: Vec<(String, &[u8])> = LOGICAL
+        .iter()
+        .flat_map(|p| {
+            [
+                (format!("{p}_a"), builds[1][*p].as_slice()),
+                (format!("{p}_b"), builds[0][*p].as_slice()),
+            ]
+        })
+        .collect();
+    let images: Vec<(&str, &[u8])> = names.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    let path = dir.join(SUPER);
+    build::super_image::write(&path, &layout, &images).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+/// A disk image in memory, read as `super`.
+struct Bytes<'a>(&'a [u8]);
+
+impl SourceRead for Bytes<'_> {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let at = offset as usize;
+        let src = self
+            .0
+            .get(at..at + buf.len())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
 }
 
 /// Builds v0, v1 and v2 of every partition, each evolved from the one before.

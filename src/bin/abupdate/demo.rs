@@ -1,8 +1,10 @@
 //! `abupdate demo`: a whole update story on a simulated device in a temporary directory.
 //!
-//! It builds a device (slots A and B, `misc.img`), signs a full payload and a delta with a fresh
-//! key, applies the full payload from A into B, reboots through a simulated bootloader, applies
-//! the delta from B into A, reboots again, and checks every partition byte for byte.
+//! It builds a device with dynamic partitions (logical `system`, `vendor`, `product` in
+//! `super.img`, as `lpmake` lays them out for an A/B device; physical `boot` and `vbmeta` slots
+//! A and B; `misc.img`), signs a full payload and a delta with a fresh key, applies the full
+//! payload from A into B, reboots through a simulated bootloader, applies the delta from B into
+//! A, reboots again, and checks every partition byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -13,8 +15,9 @@ use clap::Args;
 use abupdate::avb::{Algorithm, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder};
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
+use abupdate::build::super_image;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
-use abupdate::device::Slot;
+use abupdate::device::{Device, Slot};
 use abupdate::payload::signature::Signer;
 use abupdate::slot::{bootloader, MiscBootControl};
 use abupdate::updater::{HostOptions, Updater};
@@ -28,15 +31,24 @@ pub struct DemoArgs {
     /// Work here instead of a fresh temporary directory (kept afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Size of the system partition in MiB (vendor is half, boot a quarter).
+    /// Size of the system partition in MiB (vendor is half, product and boot a quarter).
     #[arg(long, default_value_t = 16)]
     size_mib: usize,
 }
 
-const PARTITIONS: [(&str, usize); 3] = [("system", 4), ("vendor", 2), ("boot", 1)];
+const PARTITIONS: [(&str, usize); 4] = [("system", 4), ("vendor", 2), ("product", 1), ("boot", 1)];
 /// Every partition the payloads carry: the data partitions and the top-level vbmeta.
-const ALL_PARTITIONS: [(&str, usize); 4] =
-    [("system", 4), ("vendor", 2), ("boot", 1), ("vbmeta", 0)];
+const ALL_PARTITIONS: [(&str, usize); 5] = [
+    ("system", 4),
+    ("vendor", 2),
+    ("product", 1),
+    ("boot", 1),
+    ("vbmeta", 0),
+];
+/// The logical partitions, in `super`'s group `main`; the others are physical `_a`/`_b` pairs.
+const LOGICAL: [&str; 3] = ["system", "vendor", "product"];
+const GROUP: &str = "main";
+const MIB: u64 = 1 << 20;
 const VBMETA_SIZE: usize = 64 << 10;
 
 /// Room for data, hash tree (under 1/100 of the data), FEC (2/253 of data + tree) and vbmeta.
@@ -100,16 +112,40 @@ pub fn run(args: DemoArgs) -> Result<()> {
             std::fs::write(images.join(format!("{name}-v{version}.img")), &data)?;
         }
     }
+    let mut logical = Vec::new();
     for (name, _) in ALL_PARTITIONS {
-        std::fs::copy(
-            images.join(format!("{name}-v1.img")),
-            dev.join(format!("{name}_a.img")),
-        )?;
-        let len = std::fs::metadata(dev.join(format!("{name}_a.img")))?.len();
+        let v1 = images.join(format!("{name}-v1.img"));
+        if LOGICAL.contains(&name) {
+            logical.push((format!("{name}_a"), std::fs::read(&v1)?));
+            continue;
+        }
+        std::fs::copy(&v1, dev.join(format!("{name}_a.img")))?;
+        let len = std::fs::metadata(&v1)?.len();
         std::fs::write(dev.join(format!("{name}_b.img")), vec![0u8; len as usize])?;
     }
+    // As AOSP's build_super_image.py: one group per slot with room for every logical
+    // partition, `_a` partitions holding the images, `_b` empty; super twice the groups plus
+    // room for metadata and alignment (a non-Virtual A/B device needs both slots' copies).
+    let sizes: Vec<(&str, u64)> = logical
+        .iter()
+        .zip(LOGICAL)
+        .map(|((_, data), name)| (name, data.len() as u64))
+        .collect();
+    let group_size = (sizes.iter().map(|(_, s)| s + MIB).sum::<u64>()).div_ceil(MIB) * MIB;
+    let layout = super_image::ab_layout(2 * group_size + 4 * MIB, GROUP, group_size, &sizes, false);
+    let contents: Vec<(&str, &[u8])> = logical
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    super_image::write(&dev.join("super.img"), &layout, &contents)?;
+    let dynamic = super_image::dynamic_metadata(GROUP, group_size, &LOGICAL);
     MiscBootControl::create_image(&dev.join("misc.img"), Slot::A)?;
     println!("device: slots A (v1, running) and B (empty), misc.img with the HAL's default record");
+    println!(
+        "  super.img ({} MiB): logical {} in group {GROUP}_a, empty {GROUP}_b; boot and vbmeta are physical",
+        layout.device_size / MIB,
+        LOGICAL.join(", ")
+    );
     println!("  vbmeta signed with an RSA-2048 AVB key, rollback index 1; system has a verity hash tree and FEC");
 
     let signer = Signer::generate(2048)?;
@@ -130,6 +166,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     };
     let options = BuildOptions {
         signer: Some(signer),
+        dynamic: Some(dynamic),
         ..BuildOptions::default()
     };
 
@@ -209,10 +246,12 @@ fn step(
     if outcome.switched_to != Some(target) {
         bail!("slot {target} was not set active");
     }
+    // Logical partitions are read through the extents each slot's own metadata maps.
+    let device = Device::host(dev, target.other());
     for (name, _) in ALL_PARTITIONS {
-        let written = std::fs::read(dev.join(format!("{name}{}.img", target.suffix())))?;
+        let written = read_partition(&device, name, target)?;
         let expected = std::fs::read(root.join("images").join(format!("{name}-{new}.img")))?;
-        let untouched = std::fs::read(dev.join(format!("{name}{}.img", target.other().suffix())))?;
+        let untouched = read_partition(&device, name, target.other())?;
         let before = std::fs::read(root.join("images").join(format!("{name}-{old}.img")))?;
         if written != expected || untouched != before {
             bail!("partition {name} does not hold what it should");
@@ -222,8 +261,30 @@ fn step(
         "  slot {target} holds {new} byte for byte; slot {} still holds {old}",
         target.other()
     );
+    let (_, metadata) = device.super_metadata(target)?;
+    let layout: Vec<String> = LOGICAL
+        .iter()
+        .filter_map(|n| metadata.partition(&format!("{n}{}", target.suffix())))
+        .map(|p| {
+            let extents = metadata.extents_of(p);
+            let at = match extents.first().map(|e| e.target) {
+                Some(abupdate::lp::ExtentTarget::Linear {
+                    physical_sector, ..
+                }) => format!("sector {physical_sector}"),
+                _ => "-".to_owned(),
+            };
+            format!("{} at {at}", p.name)
+        })
+        .collect();
+    println!(
+        "  super: slot {target}'s metadata maps {} (slot {}'s metadata untouched)",
+        layout.join(", "),
+        target.other()
+    );
 
-    let system_path = dev.join(format!("system{}.img", target.suffix()));
+    // Verity is checked on a copy: the hash tree reader works on files.
+    let system_path = root.join(format!("system{}-check.img", target.suffix()));
+    std::fs::write(&system_path, read_partition(&device, "system", target)?)?;
     let layout = VerityLayout {
         alg: HashAlgorithm::from_name(&system.hash_algorithm)?,
         salt: system.salt.clone(),
@@ -264,6 +325,14 @@ fn step(
     updater.mark_boot_successful()?;
     println!("  rebooted: the simulated bootloader chose slot {booted}; marked successful");
     Ok(())
+}
+
+/// The whole content of partition `name` in `slot` (physical, or logical in super).
+fn read_partition(device: &Device, name: &str, slot: Slot) -> Result<Vec<u8>> {
+    let part = device.read_only(name, slot)?;
+    let mut data = vec![0u8; usize::try_from(part.size())?];
+    part.read_at(&mut data, 0)?;
+    Ok(data)
 }
 
 fn describe(what: &str, path: &Path, manifest: &abupdate::payload::Manifest) -> Result<()> {

@@ -10,6 +10,7 @@ mod follow;
 mod payload_cmd;
 mod service_cmd;
 mod slots_cmd;
+mod super_cmd;
 mod verity_cmd;
 
 use std::process::ExitCode;
@@ -55,6 +56,9 @@ enum Command {
     /// Build or check dm-verity hash trees and FEC of an image (host tool).
     #[command(subcommand)]
     Verity(verity_cmd::VerityCommand),
+    /// Dynamic partitions: the liblp metadata of a super image.
+    #[command(subcommand)]
+    Super(super_cmd::SuperCommand),
     /// Build a simulated device, signed full and delta payloads, and apply both.
     Demo(demo::DemoArgs),
 }
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => service_cmd::verify(args),
         Command::Payload(cmd) => payload_cmd::run(cmd),
         Command::Verity(cmd) => verity_cmd::run(cmd),
+        Command::Super(cmd) => super_cmd::run(cmd),
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
         Command::Demo(args) => demo::run(args),

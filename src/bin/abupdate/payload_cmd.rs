@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::engine::metadata::Metadata;
+use abupdate::payload::manifest::DynamicPartitions;
 use abupdate::payload::signature::{SignatureSet, Signer};
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 
@@ -44,6 +45,13 @@ pub enum PayloadCommand {
         /// Every partition's version (AOSP uses the build timestamp).
         #[arg(long)]
         partition_version: Option<String>,
+        /// A group of logical partitions in super, NAME=SIZE:part,part (repeatable): writes
+        /// dynamic_partition_metadata (SIZE in bytes, 0 for unlimited).
+        #[arg(long = "group", value_name = "NAME=SIZE:PARTS")]
+        groups: Vec<String>,
+        /// Set dynamic_partition_metadata.snapshot_enabled (a Virtual A/B target build).
+        #[arg(long)]
+        snapshot_enabled: bool,
     },
 }
 
@@ -60,7 +68,17 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
             security_patch_level,
             partition_version,
             append_verity,
+            groups,
+            snapshot_enabled,
         } => {
+            let groups = groups
+                .iter()
+                .map(|g| build::parse_group(g))
+                .collect::<Result<Vec<_>, _>>()?;
+            let dynamic = (!groups.is_empty()).then_some(DynamicPartitions {
+                groups,
+                snapshot_enabled,
+            });
             let mut specs = partitions
                 .iter()
                 .map(|p| PartitionSpec::parse(p))
@@ -84,6 +102,7 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
                 max_timestamp,
                 security_patch_level,
                 partition_version,
+                dynamic,
                 ..BuildOptions::default()
             };
             let report = build::build(&specs, &options, &out)?;
@@ -156,6 +175,24 @@ fn info(path: &PathBuf) -> Result<()> {
             kinds.join(", "),
             if p.verity.is_some() { "  [verity]" } else { "" }
         );
+    }
+    if let Some(d) = &m.dynamic {
+        println!(
+            "dynamic groups:{}",
+            if d.snapshot_enabled {
+                "    (snapshot_enabled)"
+            } else {
+                ""
+            }
+        );
+        for g in &d.groups {
+            println!(
+                "  {:<12} {:>12} bytes max  {}",
+                g.name,
+                g.size,
+                g.partitions.join(", ")
+            );
+        }
     }
     let _ = HEADER_SIZE;
     Ok(())

@@ -1,0 +1,128 @@
+//! `LpMetadataGeometry`: where the metadata slots are, stored twice (4096 and 8192).
+
+use super::bytes::{sha256_zeroed, u32_le};
+use super::error::{malformed, LpError};
+use super::{GEOMETRY_SIZE, RESERVED_BYTES, SECTOR_SIZE};
+
+const GEOMETRY_MAGIC: u32 = 0x616c_4467;
+/// `sizeof(LpMetadataGeometry)`.
+const STRUCT_SIZE: usize = 52;
+const CHECKSUM_AT: usize = 8;
+
+/// The checked geometry: every field liblp reads, the magic and checksum verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// The room of one metadata copy, a multiple of 512.
+    pub metadata_max_size: u32,
+    /// How many metadata slots (each with a primary and a backup copy), at least 1.
+    pub metadata_slot_count: u32,
+    /// The logical block size, a non-zero multiple of 512: extents are multiples of it.
+    pub logical_block_size: u32,
+}
+
+impl Geometry {
+    /// Parses one geometry block (at least the 52-byte struct; the rest of the 4096 bytes
+    /// is padding liblp ignores). Checks magic, struct size, checksum, slot count and sizes.
+    pub fn parse(block: &[u8]) -> Result<Geometry, LpError> {
+        if block.len() < STRUCT_SIZE {
+            malformed!(
+                "geometry block is {} bytes, shorter than the struct",
+                block.len()
+            );
+        }
+        let block = block.get(..STRUCT_SIZE).unwrap_or_default();
+        if u32_le(block, 0) != GEOMETRY_MAGIC {
+            malformed!("geometry has a bad magic {:#x}", u32_le(block, 0));
+        }
+        let struct_size = u32_le(block, 4);
+        if struct_size as usize != STRUCT_SIZE {
+            malformed!("geometry struct size is {struct_size}, not {STRUCT_SIZE}");
+        }
+        if sha256_zeroed(block, CHECKSUM_AT)[..] != block[CHECKSUM_AT..CHECKSUM_AT + 32] {
+            malformed!("geometry checksum does not match");
+        }
+        let g = Geometry {
+            metadata_max_size: u32_le(block, 40),
+            metadata_slot_count: u32_le(block, 44),
+            logical_block_size: u32_le(block, 48),
+        };
+        if g.metadata_slot_count == 0 {
+            malformed!("geometry has zero metadata slots");
+        }
+        if u64::from(g.metadata_max_size) % SECTOR_SIZE != 0 || g.metadata_max_size == 0 {
+            malformed!(
+                "metadata max size {} is not a non-zero multiple of 512",
+                g.metadata_max_size
+            );
+        }
+        if g.logical_block_size == 0 || u64::from(g.logical_block_size) % SECTOR_SIZE != 0 {
+            malformed!(
+                "logical block size {} is not a non-zero multiple of 512",
+                g.logical_block_size
+            );
+        }
+        Ok(g)
+    }
+
+    /// The primary geometry, or the backup when the primary is bad (as liblp's reader does).
+    /// When both are bad, the primary's error is returned.
+    pub fn parse_either(primary: &[u8], backup: &[u8]) -> Result<Geometry, LpError> {
+        match Geometry::parse(primary) {
+            Ok(g) => Ok(g),
+            Err(e) => Geometry::parse(backup).map_err(|_| e),
+        }
+    }
+
+    /// The 4096-byte block liblp's `SerializeGeometry` writes: the struct with its checksum,
+    /// zero-padded.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![0u8; GEOMETRY_SIZE as usize];
+        out[0..4].copy_from_slice(&GEOMETRY_MAGIC.to_le_bytes());
+        out[4..8].copy_from_slice(&(STRUCT_SIZE as u32).to_le_bytes());
+        out[40..44].copy_from_slice(&self.metadata_max_size.to_le_bytes());
+        out[44..48].copy_from_slice(&self.metadata_slot_count.to_le_bytes());
+        out[48..52].copy_from_slice(&self.logical_block_size.to_le_bytes());
+        let sum = sha256_zeroed(&out[..STRUCT_SIZE], CHECKSUM_AT);
+        out[CHECKSUM_AT..CHECKSUM_AT + 32].copy_from_slice(&sum);
+        out
+    }
+
+    fn check_slot(&self, slot: u32) -> Result<(), LpError> {
+        if slot >= self.metadata_slot_count {
+            malformed!(
+                "metadata slot {slot} does not exist ({} slots)",
+                self.metadata_slot_count
+            );
+        }
+        Ok(())
+    }
+
+    /// Byte offset of the primary copy of metadata slot `slot`.
+    pub fn primary_offset(&self, slot: u32) -> Result<u64, LpError> {
+        self.check_slot(slot)?;
+        // u32 * u32 fits in u64; the sum cannot overflow either.
+        Ok(
+            RESERVED_BYTES
+                + 2 * GEOMETRY_SIZE
+                + u64::from(self.metadata_max_size) * u64::from(slot),
+        )
+    }
+
+    /// Byte offset of the backup copy of metadata slot `slot`: after every primary copy.
+    pub fn backup_offset(&self, slot: u32) -> Result<u64, LpError> {
+        self.check_slot(slot)?;
+        let max = u64::from(self.metadata_max_size);
+        Ok(RESERVED_BYTES
+            + 2 * GEOMETRY_SIZE
+            + max * u64::from(self.metadata_slot_count)
+            + max * u64::from(slot))
+    }
+
+    /// The whole metadata region (liblp's `GetTotalMetadataSize`): reserved bytes, then
+    /// geometry and every slot, twice.
+    pub fn total_metadata_size(&self) -> Result<u64, LpError> {
+        Ok(RESERVED_BYTES
+            + 2 * (GEOMETRY_SIZE
+                + u64::from(self.metadata_max_size) * u64::from(self.metadata_slot_count)))
+    }
+}
