@@ -2,9 +2,11 @@
 //! dm-verity parameters out of a vbmeta.
 //!
 //! - `vm_images build DIR`: slot A of `system` and `vendor` (data, hash tree, FEC and an AVB
-//!   footer each) and a signed `vbmeta` holding both hashtree descriptors (rollback index 1);
+//!   footer each) as logical partitions in `super.img`, and a signed `vbmeta` holding both
+//!   hashtree descriptors (rollback index 1);
 //!   `misc.img` recording slot A; `build.prop`; a full payload to build 2 of the same
-//!   partitions, signed with the OTA test key, with `payload_properties.txt`; the trusted
+//!   partitions (with their dynamic partition group), signed with the OTA test key, with
+//!   `payload_properties.txt`; the trusted
 //!   `ota-cert.pem`; and `expected.env`, shell assignments the VM checks against (partition
 //!   sizes, the new data's SHA-256, and payload offsets that end an operation's blob).
 //! - `vm_images verity-args VBMETA NAME`: the root digest and `veritysetup` options of
@@ -16,6 +18,9 @@
 //!   links it as LINK_DIR/NAME and prints the node; `dm-table NAME` prints the live table;
 //!   `dm-ours` lists the mappings the adapter made; `dm-remove LINK_DIR NAME` unmaps one;
 //!   `dm-cleanup LINK_DIR NAME...` removes those of the names still mapped (as after a kill).
+//! - `vm_images map-slot BY_NAME SLOT LINK_DIR`: what first-stage init does at boot: maps the
+//!   logical partitions of slot SLOT read-only from that slot's metadata in BY_NAME/super, and
+//!   prints each name and node.
 //!
 //! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
 
@@ -28,9 +33,10 @@ use abupdate::avb::{
 };
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
+use abupdate::build::super_image;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::device::Slot;
-use abupdate::dm::{self, DeviceMapper, DmConfig, Table};
+use abupdate::device::{Device, Layout, Slot};
+use abupdate::dm::{self, DeviceMapper, DmConfig, DmMapper, Table};
 use abupdate::engine::hashing::sha256;
 use abupdate::payload::signature::Signer;
 use abupdate::slot::MiscBootControl;
@@ -40,6 +46,8 @@ use abupdate::{Error, Result};
 /// Data partitions and their data size in 4 KiB blocks.
 const PARTITIONS: [(&str, usize); 2] = [("system", 1024), ("vendor", 512)];
 const VBMETA_SIZE: usize = 64 << 10;
+const GROUP: &str = "group";
+const MIB: u64 = 1 << 20;
 const BUILD_DATE: i64 = 1_700_000_000;
 
 fn main() -> ExitCode {
@@ -52,11 +60,12 @@ fn main() -> ExitCode {
         ["dm-ours"] => dm_ours(),
         ["dm-remove", links, name] => dm_remove(links, name),
         ["dm-cleanup", links, ref names @ ..] => dm_cleanup(links, names),
+        ["map-slot", by_name, slot, links] => map_slot(Path::new(by_name), slot, links),
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
-                 dm-cleanup LINK_DIR NAME..."
+                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR"
             );
             return ExitCode::from(2);
         }
@@ -108,19 +117,36 @@ fn build_all(dir: &Path) -> Result<()> {
     }
     let _ = writeln!(env, "VBMETA_SIZE={VBMETA_SIZE}");
 
-    // Slot A runs build 1; slot B is made empty in the VM.
+    // Slot A runs build 1: system and vendor are logical partitions in super (lpmake's A/B
+    // layout: group_a holds them, group_b their empty `_b` twins); vbmeta is physical, and
+    // vbmeta_b is made empty in the VM.
+    let mut logical = Vec::new();
+    for (name, _) in PARTITIONS {
+        let v1 = images.join(format!("{name}-v1.img"));
+        logical.push((name, std::fs::read(&v1).map_err(|e| Error::io(name, e))?));
+    }
+    let sizes: Vec<(&str, u64)> = logical.iter().map(|(n, d)| (*n, d.len() as u64)).collect();
+    let group_size = sizes
+        .iter()
+        .map(|(_, s)| s + MIB)
+        .sum::<u64>()
+        .div_ceil(MIB)
+        * MIB;
+    let layout = super_image::ab_layout(2 * group_size + 4 * MIB, GROUP, group_size, &sizes, false);
+    let contents: Vec<(String, &[u8])> = logical
+        .iter()
+        .map(|(n, d)| (format!("{n}_a"), d.as_slice()))
+        .collect();
+    let contents: Vec<(&str, &[u8])> = contents.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    super_image::write(&dir.join("super.img"), &layout, &contents)?;
+    let _ = writeln!(env, "SUPER_SIZE={}", layout.device_size);
+    std::fs::copy(images.join("vbmeta-v1.img"), dir.join("vbmeta_a.img"))
+        .map_err(|e| Error::io("vbmeta", e))?;
     let names: Vec<&str> = PARTITIONS
         .iter()
         .map(|(n, _)| *n)
         .chain(["vbmeta"])
         .collect();
-    for name in &names {
-        std::fs::copy(
-            images.join(format!("{name}-v1.img")),
-            dir.join(format!("{name}_a.img")),
-        )
-        .map_err(|e| Error::io(name, e))?;
-    }
     MiscBootControl::create_image(&dir.join("misc.img"), Slot::A)?;
     write(
         &dir.join("build.prop"),
@@ -149,6 +175,11 @@ fn build_all(dir: &Path) -> Result<()> {
             bzip2: false,
         },
         max_timestamp: Some(BUILD_DATE + 100),
+        dynamic: Some(super_image::dynamic_metadata(
+            GROUP,
+            group_size,
+            &PARTITIONS.map(|(n, _)| n),
+        )),
         ..BuildOptions::default()
     };
     let payload = dir.join("payload.bin");
@@ -265,6 +296,17 @@ fn dm_remove(links: &str, name: &str) -> Result<()> {
 fn dm_cleanup(links: &str, names: &[&str]) -> Result<()> {
     for name in device_mapper(links)?.remove_left_behind(names)? {
         println!("removed {name}");
+    }
+    Ok(())
+}
+
+fn map_slot(by_name: &Path, slot: &str, links: &str) -> Result<()> {
+    let slot: Slot = slot.parse()?;
+    let device = Device::new(Layout::ByName(by_name.to_owned()), slot);
+    let (_, metadata) = device.super_metadata(slot)?;
+    let mapper = DmMapper::read_only(DmConfig::linux(links));
+    for (name, node) in mapper.map_slot(&metadata, slot.suffix(), &device.super_path())? {
+        println!("{name} {}", node.display());
     }
     Ok(())
 }

@@ -189,10 +189,13 @@ impl Device {
     }
 
     /// A copy of this device whose planned target metadata is `metadata`, not shared with
-    /// this one (checks that must not change what an update in progress sees).
+    /// this one (checks that must not change what an update in progress sees). It has no
+    /// mapper: its logical partitions are opened through their extents, so a check never
+    /// creates, replaces or removes the mappings an update in progress writes through.
     pub fn detached_with_plan(&self, metadata: Option<lp::Metadata>) -> Device {
         let mut device = self.clone();
         device.planned = Arc::new(Mutex::new(metadata));
+        device.mapper = None;
         device
     }
 

@@ -6,12 +6,14 @@
 //! mapping is named like the partition with its slot suffix (`system_b`). Mapping a name that
 //! is already mapped with the same table reuses it (the engine opens each partition several
 //! times, from several threads); a mapping with another table is what a killed run left behind
-//! for an older layout, and is replaced.
+//! for an older layout, and is replaced. Before its first mapping, a mapper for an update's
+//! target slot removes every mapping it made earlier with the target suffix: a killed run's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::{block_dev, DevNum, DeviceMapper, Table};
+use super::{block_dev, DevNum, DeviceMapper, DmConfig, Table};
+use crate::device::LogicalMapper;
 use crate::err;
 use crate::error::Result;
 use crate::lp::{self, ExtentTarget};
@@ -44,27 +46,67 @@ pub fn table_of(name: &str, extents: &[lp::Extent], super_dev: DevNum) -> Result
     Ok(table)
 }
 
-/// Maps logical partitions with device-mapper, one at a time.
+/// Maps logical partitions with device-mapper, one at a time. The control node is opened at
+/// the first mapping, so a device without `super` never needs device-mapper.
 #[derive(Debug)]
 pub struct DmMapper {
-    dm: Mutex<DeviceMapper>,
+    config: DmConfig,
+    dm: Mutex<Option<DeviceMapper>>,
     read_only: bool,
+    /// The target slot's suffix: our mappings with it that exist when we start are a killed
+    /// run's, removed before the first new mapping.
+    target_suffix: Option<String>,
 }
 
 impl DmMapper {
-    /// Mappings for writing (an update's target slot).
-    pub fn new(dm: DeviceMapper) -> DmMapper {
+    /// Mappings for writing an update into the slot with `target_suffix` (`_a`, `_b`).
+    pub fn for_target(config: DmConfig, target_suffix: &str) -> DmMapper {
         DmMapper {
-            dm: Mutex::new(dm),
+            config,
+            dm: Mutex::new(None),
             read_only: false,
+            target_suffix: Some(target_suffix.to_owned()),
         }
     }
 
     /// Read-only mappings, as first-stage init makes them for the slot that boots.
-    pub fn read_only(dm: DeviceMapper) -> DmMapper {
+    pub fn read_only(config: DmConfig) -> DmMapper {
         DmMapper {
-            dm: Mutex::new(dm),
+            config,
+            dm: Mutex::new(None),
             read_only: true,
+            target_suffix: None,
+        }
+    }
+
+    /// Removes the mappings this program made for the target slot that are still there: only a
+    /// run that ended without unmapping (killed, or the power cut) leaves them. The running
+    /// slot's mappings never carry the target suffix.
+    fn remove_left_behind(&self, dm: &DeviceMapper) -> Result<()> {
+        let Some(suffix) = &self.target_suffix else {
+            return Ok(());
+        };
+        let left: Vec<String> = dm
+            .ours()?
+            .into_iter()
+            .map(|d| d.name)
+            .filter(|name| name.ends_with(suffix.as_str()))
+            .collect();
+        dm.remove_left_behind(&left).map(|_| ())
+    }
+
+    /// Runs `f` with the open control node, one caller at a time: two threads opening the same
+    /// partition must not both create its mapping.
+    fn with_dm<T>(&self, f: impl FnOnce(&DeviceMapper) -> Result<T>) -> Result<T> {
+        let mut dm = self.dm.lock().unwrap_or_else(|e| e.into_inner());
+        if dm.is_none() {
+            let opened = DeviceMapper::open(self.config.clone())?;
+            self.remove_left_behind(&opened)?;
+            *dm = Some(opened);
+        }
+        match dm.as_ref() {
+            Some(dm) => f(dm),
+            None => Err(err!(DeviceError, "device-mapper is not open")),
         }
     }
 
@@ -73,22 +115,21 @@ impl DmMapper {
     /// one (and its access mode ours), and replaced otherwise.
     pub fn map(&self, name: &str, super_path: &Path, extents: &[lp::Extent]) -> Result<PathBuf> {
         let table = table_of(name, extents, block_dev(super_path)?)?;
-        // One caller at a time: two threads opening the same partition must not both create it.
-        let dm = self.dm.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(status) = dm.status(name)? {
-            if status.read_only == self.read_only && dm.table(name)? == table.lines() {
-                return dm.node(status.dev);
+        self.with_dm(|dm| {
+            if let Some(status) = dm.status(name)? {
+                if status.read_only == self.read_only && dm.table(name)? == table.lines() {
+                    return dm.node(name, status.dev);
+                }
+                log::warn!("replacing mapping {name}: its table is not the one of the metadata");
+                dm.remove(name)?;
             }
-            log::warn!("replacing mapping {name}: its table is not the one of the metadata");
-            dm.remove(name)?;
-        }
-        Ok(dm.create(name, &table, self.read_only)?.node)
+            Ok(dm.create(name, &table, self.read_only)?.node)
+        })
     }
 
     /// Removes the mapping `name`, if there is one.
     pub fn unmap(&self, name: &str) -> Result<()> {
-        let dm = self.dm.lock().unwrap_or_else(|e| e.into_inner());
-        dm.remove(name).map(|_| ())
+        self.with_dm(|dm| dm.remove(name).map(|_| ()))
     }
 
     /// Maps every partition of `metadata` whose name ends with `suffix` and that has extents and
@@ -103,11 +144,23 @@ impl DmMapper {
         let mut out = Vec::new();
         for p in metadata.partitions() {
             let extents = metadata.extents_of(p);
-            if !p.name.ends_with(suffix) || extents.is_empty() || p.attributes & lp::ATTR_DISABLED != 0 {
+            if !p.name.ends_with(suffix)
+                || extents.is_empty()
+                || p.attributes & lp::ATTR_DISABLED != 0
+            {
                 continue;
             }
             out.push((p.name.clone(), self.map(&p.name, super_path, extents)?));
         }
         Ok(out)
+    }
+}
+
+impl LogicalMapper for DmMapper {
+    fn map(&self, name: &str, super_path: &Path, extents: &[lp::Extent]) -> Result<PathBuf> {
+        DmMapper::map(self, name, super_path, extents)
+    }
+    fn unmap(&self, name: &str) -> Result<()> {
+        DmMapper::unmap(self, name)
     }
 }

@@ -11,6 +11,7 @@
 //! No crate in AOSP's list speaks these ioctls, hence this module: [`wire`] builds and parses the
 //! buffers (no I/O), and the only unsafe code is the ioctl call itself.
 
+pub mod logical;
 pub mod wire;
 
 use std::fs::{File, OpenOptions};
@@ -24,6 +25,7 @@ use nix::errno::Errno;
 
 use crate::err;
 use crate::error::{Error, Result};
+pub use logical::{table_of, DmMapper};
 pub use wire::{DevNum, TargetLine};
 
 /// The uuid prefix of the mappings this process creates, so that a listing tells ours apart

@@ -18,9 +18,10 @@ pub mod dynamic;
 pub mod ota_state;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::device::{Device, Layout, Slot};
+use crate::dm::{DmConfig, DmMapper};
 use crate::engine::checkpoint::{CheckpointStore, FileCheckpointStore, Phase};
 use crate::engine::metadata::Metadata;
 use crate::engine::{
@@ -86,6 +87,10 @@ pub struct ByNameOptions {
     pub avb_key: Option<PathBuf>,
     /// The running build's properties, for downgrade checks (Android: the system properties).
     pub running: RunningBuild,
+    /// Where device-mapper is: target logical partitions in `super` are written through
+    /// dm-linear mappings (as update_engine does). `None` writes their extents in `super`
+    /// directly.
+    pub device_mapper: Option<DmConfig>,
 }
 
 /// What became of an apply.
@@ -163,13 +168,12 @@ impl Updater {
             .as_deref()
             .map(AvbPolicy::load_key)
             .transpose()?;
-        Self::new(
-            Device::new(Layout::ByName(dir.to_owned()), current),
-            boot,
-            options.state_dir,
-            avb_key,
-            options.running,
-        )
+        let mut device = Device::new(Layout::ByName(dir.to_owned()), current);
+        if let Some(config) = options.device_mapper {
+            let target = current.other().suffix();
+            device = device.with_mapper(Arc::new(DmMapper::for_target(config, target)));
+        }
+        Self::new(device, boot, options.state_dir, avb_key, options.running)
     }
 
     pub fn device(&self) -> &Device {

@@ -1,6 +1,6 @@
 #!/bin/busybox sh
-# /init of the test VM (see run.sh): an A/B device on loop devices, updated through
-# Binder. Loads the modules, runs each step, prints "STEP <name> PASS|FAIL" on the
+# /init of the test VM (see run.sh): an A/B device with super on loop devices, updated
+# through Binder and device-mapper. Loads the modules, runs each step, prints "STEP <name> PASS|FAIL" on the
 # console, and powers off. /data holds what `vm_images build` made (expected.env says
 # what to expect), /bin our binaries.
 
@@ -135,21 +135,26 @@ service_manager() {
     within 100 manager_serving || { cat /tmp/sm.log; return 1; }
 }
 
-# Slot B starts empty; every partition of both slots and misc become loop devices, named
-# in /dev/block/by-name as on Android.
+# super (system and vendor of slot A as logical partitions, slot B's empty), both vbmeta
+# and misc become loop devices, named in /dev/block/by-name as on Android.
 partitions() {
-    truncate -s "$SYSTEM_SIZE" /data/system_b.img &&
-        truncate -s "$VENDOR_SIZE" /data/vendor_b.img &&
-        truncate -s "$VBMETA_SIZE" /data/vbmeta_b.img || return 1
+    truncate -s "$VBMETA_SIZE" /data/vbmeta_b.img || return 1
     n=0
-    for part in system_a system_b vendor_a vendor_b vbmeta_a vbmeta_b misc; do
+    for part in super vbmeta_a vbmeta_b misc; do
         file=/data/$part.img
         losetup "/dev/loop$n" "$file" || return 1
         ln -s "/dev/loop$n" "$BY_NAME/$part" || return 1
         n=$((n + 1))
     done
     ls -l "$BY_NAME"
-    cmp "$BY_NAME/system_a" /data/system_a.img
+    cmp "$BY_NAME/super" /data/super.img || return 1
+    # Metadata slot 0 (slot A's, primary copy after the reserved 4 KiB and both geometries):
+    # the update must not change it.
+    SLOT_A_META=$(slot_a_metadata)
+}
+
+slot_a_metadata() {
+    dd if="$BY_NAME/super" bs=4096 skip=3 count=16 2>/dev/null | sha256sum
 }
 
 daemon_serving() {
@@ -159,6 +164,7 @@ daemon_serving() {
 start_daemon() {
     served=$(grep -c "serving abupdate" /tmp/abupdated.log 2>/dev/null)
     abupdated --binder binder:/dev/binder --by-name "$BY_NAME" --key /data/ota-cert.pem \
+        --device-mapper linux --mapper-links "$MAPPER" \
         --build-prop /data/build.prop --state-dir /data/state --allowed-uids 0 \
         >> /tmp/abupdated.log 2>&1 &
     DAEMON=$!
@@ -220,7 +226,10 @@ apply_interrupted() {
     code=$?
     cat /tmp/watch1.log
     echo "watch exit $code"
-    [ "$code" -eq 31 ]
+    # The killed service left its dm-linear mappings of the target partitions behind.
+    ours=$(vm_images dm-ours)
+    echo "mapped after the kill: $(echo $ours)"
+    [ "$code" -eq 31 ] && echo "$ours" | grep -q "^system_b " && echo "$ours" | grep -q "^vendor_b "
 }
 
 restarted_interrupted() {
@@ -246,7 +255,15 @@ resume_to_the_end() {
     [ "$code" -eq 0 ] && grep -q "^DOWNLOADING" /tmp/watch2.log &&
         grep -q "^VERIFYING" /tmp/watch2.log && grep -q "^FINALIZING" /tmp/watch2.log &&
         grep -qx "UPDATED_NEED_REBOOT" /tmp/watch2.log &&
-        grep -q "resuming at operation [1-9]" /tmp/abupdated.log
+        grep -q "resuming at operation [1-9]" /tmp/abupdated.log || return 1
+    # The restarted service removed the killed run's mappings before mapping anew, wrote
+    # through dm-linear, and unmapped at the end.
+    grep -E "left behind|mapped .*_b|unmapped" /tmp/abupdated.log
+    ours=$(vm_images dm-ours) || return 1
+    echo "mapped after the update: ${ours:-nothing}"
+    grep -q "removing mapping system_b left behind" /tmp/abupdated.log &&
+        grep -q "mapped system_b" /tmp/abupdated.log && [ -z "$ours" ] &&
+        [ ! -e "$MAPPER/system_b" ]
 }
 
 # bootloader_control at misc+2048: slot_info[0] and [1] are bytes 12 and 14, priority
@@ -264,6 +281,21 @@ slot_switched() {
     echo "misc: priority a=$a b=$b"
     [ "$b" -eq 15 ] && [ "$a" -lt "$b" ] &&
         echo "$out" | grep -q "^_b: current=false active=true bootable=true successful=false"
+}
+
+# A simulated reboot into slot B: first-stage init maps slot B's logical partitions from
+# metadata slot 1, read-only. Slot A's metadata is as it was.
+reboot_maps_slot_b() {
+    out=$(vm_images map-slot "$BY_NAME" b "$MAPPER") || return 1
+    echo "$out"
+    for name in system_b vendor_b; do
+        node=$(readlink "$MAPPER/$name") || return 1
+        dm=${node##*/}
+        echo "$name: $(cat "/sys/block/$dm/size") sectors, ro=$(cat "/sys/block/$dm/ro")"
+        [ "$(cat "/sys/block/$dm/dm/name")" = "$name" ] && [ "$(cat "/sys/block/$dm/ro")" = 1 ] ||
+            return 1
+    done
+    [ "$(slot_a_metadata)" = "$SLOT_A_META" ] && echo "slot A's metadata unchanged"
 }
 
 # Opens partition $1 (on device $2) through dm-verity with the root digest and layout
@@ -285,7 +317,7 @@ verity_open() {
 verity_partition() {
     name=$1
     expected=$2
-    dev=$(readlink -f "$BY_NAME/${name}_b")
+    dev=$(readlink -f "$MAPPER/${name}_b")
     verity_open "$name" "$dev" fec || return 1
     sum=$(sha256sum "/dev/mapper/v$name" | cut -d' ' -f1)
     veritysetup close "v$name"
@@ -298,7 +330,7 @@ verity_vendor() { verity_partition vendor "$VENDOR_DATA_SHA"; }
 
 # A copy of the written system partition with one data block corrupted.
 corrupt_copy() {
-    dd if="$BY_NAME/system_b" of=/data/system_bad.img bs=4096 2>/dev/null &&
+    dd if="$MAPPER/system_b" of=/data/system_bad.img bs=4096 2>/dev/null &&
         printf 'corrupted block!' |
         dd of=/data/system_bad.img bs=1 seek=$((3 * 4096 + 100)) conv=notrunc 2>/dev/null &&
         losetup /dev/loop7 /data/system_bad.img
@@ -339,6 +371,7 @@ step apply-interrupted apply_interrupted
 step restarted-interrupted restarted_interrupted
 step resume-to-the-end resume_to_the_end
 step slot-switched slot_switched
+step reboot-maps-slot-b reboot_maps_slot_b
 step verity-system verity_system
 step verity-vendor verity_vendor
 step verity-corrupt-eio verity_corrupt_eio

@@ -1,13 +1,18 @@
 #!/bin/bash
 # Boots Debian 12's kernel in QEMU and runs the whole update story on a real kernel, as
 # on a device: a service manager on the kernel's /dev/binder, abupdated over an A/B
-# device whose partitions and misc are loop devices named in /dev/block/by-name, and the
-# abupdate CLI as its client. A signed payload is applied through Binder; abupdated is
-# killed half-way and restarted, and the update resumes from its checkpoint to the end;
-# misc shows the slot switch; every written partition opens through dm-verity with the
-# root digest from the new vbmeta's hashtree descriptors and reads back whole; a
-# corrupted block is an I/O error without FEC and is corrected with it. Prints one line
-# per step and exits 0 only if every step passed.
+# device whose super (system and vendor as logical partitions), vbmeta and misc are loop
+# devices named in /dev/block/by-name, and the abupdate CLI as its client. First the
+# device-mapper adapter alone: a linear+zero table written through and read back at the
+# mapped sectors, and a left-behind mapping found and removed. A signed payload is applied
+# through Binder, the target partitions written through dm-linear mappings; abupdated is
+# killed half-way (its mappings stay) and restarted, and the update removes them, resumes
+# from its checkpoint to the end and unmaps; misc shows the slot switch; a simulated
+# reboot maps slot B from its own metadata slot, read-only, slot A's metadata unchanged;
+# every written partition opens through dm-verity with the root digest from the new
+# vbmeta's hashtree descriptors and reads back whole; a corrupted block is an I/O error
+# without FEC and is corrected with it. Prints one line per step and exits 0 only if every
+# step passed.
 #
 # Needs (Debian 12): qemu-system-x86 busybox-static cryptsetup-bin cpio xz-utils
 # binutils, apt-get access to the Debian archive (the kernel package), cargo (our debug
@@ -112,7 +117,7 @@ log=$work/console.txt
 grep -E '^(STEP|INFO) ' "$log" || true
 expected=(modules dm-adapter binder-device service-manager partitions daemon-registered status-call
     permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
-    slot-switched verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
+    slot-switched reboot-maps-slot-b verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
 fi

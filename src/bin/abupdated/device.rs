@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use abupdate::dm::DmConfig;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::{Engine, EngineConfig, UpdaterEngine};
 use abupdate::slot::{BootControl, Slot};
@@ -26,6 +27,31 @@ pub enum BootBackend {
     Misc,
     /// The vendor's boot HAL.
     Hal,
+}
+
+/// How a `--by-name` device's target logical partitions are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DmMode {
+    /// Through device-mapper, laid out as on Android.
+    Android,
+    /// Through device-mapper on a Linux system with devtmpfs.
+    Linux,
+    /// Straight into their extents in `super`.
+    Off,
+}
+
+/// `--device-mapper`, defaulting to Android's own on Android.
+fn device_mapper(args: &Args) -> Option<DmConfig> {
+    let default = if cfg!(target_os = "android") {
+        DmMode::Android
+    } else {
+        DmMode::Off
+    };
+    match args.device_mapper.unwrap_or(default) {
+        DmMode::Android => Some(DmConfig::android()),
+        DmMode::Linux => Some(DmConfig::linux(&args.mapper_links)),
+        DmMode::Off => None,
+    }
 }
 
 /// Where the service keeps its state: `--state-dir`, else the host device directory's
@@ -68,6 +94,7 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
                 state_dir: state_dir.to_owned(),
                 avb_key: args.avb_key.clone(),
                 running: running_build(args.build_prop.as_deref())?,
+                device_mapper: device_mapper(args),
             };
             match args.boot_control {
                 BootBackend::Misc => Updater::open_by_name(&dir, options)?,

@@ -44,6 +44,18 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "misc")]
     boot_control: device::BootBackend,
 
+    /// How target logical partitions in DIR/super are written with --by-name: `android`
+    /// (dm-linear mappings through /dev/device-mapper; ueventd makes /dev/block/dm-N and
+    /// /dev/block/mapper/<name>), `linux` (through /dev/mapper/control; devtmpfs makes
+    /// /dev/dm-N, we make the links in --mapper-links) or `off` (positioned writes to their
+    /// extents in super). Default: `android` on Android, else `off`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    device_mapper: Option<device::DmMode>,
+
+    /// With --device-mapper linux: the directory of the `<name>` links to mapped partitions.
+    #[arg(long, value_name = "DIR", default_value = "/dev/block/mapper")]
+    mapper_links: PathBuf,
+
     /// The running slot (a or b); default: ro.boot.slot_suffix on Android, else the slot
     /// misc records.
     #[arg(long)]
