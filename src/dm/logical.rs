@@ -164,3 +164,118 @@ impl LogicalMapper for DmMapper {
         DmMapper::unmap(self, name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::super_image;
+
+    const SUPER: DevNum = DevNum { major: 7, minor: 0 };
+
+    #[test]
+    fn extents_become_linear_and_zero_targets_in_order() {
+        let extents = [
+            lp::Extent {
+                num_sectors: 2048,
+                target: ExtentTarget::Linear {
+                    block_device: 0,
+                    physical_sector: 4096,
+                },
+            },
+            lp::Extent {
+                num_sectors: 8,
+                target: ExtentTarget::Zero,
+            },
+            lp::Extent {
+                num_sectors: 16,
+                target: ExtentTarget::Linear {
+                    block_device: 0,
+                    physical_sector: 100,
+                },
+            },
+        ];
+        let table = table_of("system_b", &extents, SUPER).unwrap();
+        let lines: Vec<_> = table
+            .lines()
+            .iter()
+            .map(|l| (l.start, l.length, l.kind.as_str(), l.params.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (0, 2048, "linear", "7:0 4096"),
+                (2048, 8, "zero", ""),
+                (2056, 16, "linear", "7:0 100"),
+            ]
+        );
+    }
+
+    /// The table of a partition lpmake's layout allocates: its extent starts past the metadata
+    /// region, at the sector liblp chose.
+    #[test]
+    fn a_built_layout_maps_at_its_allocated_sectors() {
+        const MIB: u64 = 1 << 20;
+        let layout = super_image::ab_layout(
+            16 * MIB,
+            "group",
+            6 * MIB,
+            &[("system", 3 * MIB), ("vendor", MIB)],
+            false,
+        );
+        let (geometry, metadata) = layout.build().unwrap();
+        let metadata_end = geometry.total_metadata_size().unwrap() / lp::SECTOR_SIZE;
+        for name in ["system_a", "vendor_a"] {
+            let p = metadata.partition(name).unwrap();
+            let table = table_of(name, metadata.extents_of(p), SUPER).unwrap();
+            assert_eq!(
+                table.sectors() * lp::SECTOR_SIZE,
+                metadata.partition_size(p)
+            );
+            for (line, extent) in table.lines().iter().zip(metadata.extents_of(p)) {
+                let ExtentTarget::Linear {
+                    physical_sector, ..
+                } = extent.target
+                else {
+                    panic!("{name}: {extent:?}");
+                };
+                assert!(
+                    physical_sector >= metadata_end,
+                    "{name} inside the metadata"
+                );
+                assert_eq!(line.params, format!("7:0 {physical_sector}"));
+            }
+        }
+        // The empty `_b` partitions have nothing to map.
+        let empty = metadata.partition("system_b").unwrap();
+        let e = table_of("system_b", metadata.extents_of(empty), SUPER).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::PartitionMissing);
+    }
+
+    #[test]
+    fn extents_on_another_block_device_are_refused() {
+        let extents = [lp::Extent {
+            num_sectors: 8,
+            target: ExtentTarget::Linear {
+                block_device: 1,
+                physical_sector: 0,
+            },
+        }];
+        let e = table_of("system_b", &extents, SUPER).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::SlotError);
+        assert!(e.message.contains("block device 1"), "{e}");
+    }
+
+    #[test]
+    fn mapping_over_a_regular_file_is_refused_before_device_mapper_is_opened() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut config = DmConfig::linux("/nonexistent");
+        config.control = "/nonexistent/control".into();
+        let mapper = DmMapper::for_target(config, "_b");
+        let extents = [lp::Extent {
+            num_sectors: 8,
+            target: ExtentTarget::Zero,
+        }];
+        let e = mapper.map("system_b", f.path(), &extents).unwrap_err();
+        assert!(e.message.contains("not a block device"), "{e}");
+    }
+}
