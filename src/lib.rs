@@ -4,7 +4,8 @@
 //! - formats (`payload`, `verity`, `avb`, `slot`): parse and produce bytes, no I/O;
 //! - the engine (`engine`): the apply state machine, fed payload bytes, driving partition writes
 //!   through traits;
-//! - platform adapters (`device`, `checkpoint` store, boot control backends, HTTP, Binder);
+//! - platform adapters (`device`, `checkpoint` store, boot control backends, HTTP, Binder,
+//!   system properties);
 //! - the service and the CLI (binaries).
 
 pub mod avb;
@@ -19,6 +20,7 @@ pub mod rollback;
 pub mod service;
 pub mod slot;
 pub mod source;
+pub mod sysprop;
 pub mod updater;
 pub mod verity;
 

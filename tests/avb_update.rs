@@ -12,7 +12,7 @@ use abupdate::avb::{
     VbmetaSigner,
 };
 use abupdate::device::Slot;
-use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::engine::Quiet;
 use abupdate::slot::{bootloader, BootControl, MiscBootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -108,7 +108,7 @@ fn apply(dir: &Path, payload: &Path, current: Slot) -> abupdate::Result<()> {
     updater
         .apply(
             &mut Source::file(payload)?,
-            &ApplyOptions::default(),
+            &common::unsigned_options(),
             &Quiet,
         )
         .map(|_| ())
