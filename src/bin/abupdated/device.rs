@@ -94,6 +94,13 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
         updater.device().current_slot(),
         updater.device().target_slot()
     );
+    // Nothing of ours marks a slot successful at boot (update_verifier does); the floors
+    // follow once it has. A failure only leaves them where they were.
+    match updater.advance_floors_if_marked() {
+        Ok(true) => log::info!("rollback floors raised to the running slot's indexes"),
+        Ok(false) => {}
+        Err(e) => log::warn!("rollback floors not raised: {e}"),
+    }
     let mut config = EngineConfig {
         keys: trusted_keys(&args.keys, args.allow_unsigned)?,
         pinned_ca: args.ca.clone(),
