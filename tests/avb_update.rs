@@ -248,7 +248,10 @@ fn floors_follow_a_slot_someone_else_marked_successful() {
         Updater::open_host(&dev, &options).unwrap()
     };
     let before = stored();
-    assert!(!open_b().advance_floors_if_marked().unwrap(), "B is not marked yet");
+    assert!(
+        !open_b().advance_floors_if_marked().unwrap(),
+        "B is not marked yet"
+    );
     assert_eq!(stored(), before);
     assert_ne!(before, (Some(5), Some(4)));
 

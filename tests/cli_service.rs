@@ -319,7 +319,9 @@ fn the_daemon_refuses_to_start_without_a_trusted_key() {
         assert!(!socket.exists(), "{args:?}: it served");
     }
     let mut child = start(&["--allow-unsigned"]);
-    eventually(WAIT, "abupdated --allow-unsigned serving", || socket.exists());
+    eventually(WAIT, "abupdated --allow-unsigned serving", || {
+        socket.exists()
+    });
     child.kill().unwrap();
     child.wait().unwrap();
 }

@@ -105,12 +105,19 @@ fn a_build_prop_without_a_date_is_an_error() {
     std::fs::create_dir_all(&dev).unwrap();
     common::put_image(&dev, "system", 'a', b"old", 65536);
     MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
-    std::fs::write(dev.join("build.prop"), "ro.build.version.security_patch=2024-03-05\n").unwrap();
+    std::fs::write(
+        dev.join("build.prop"),
+        "ro.build.version.security_patch=2024-03-05\n",
+    )
+    .unwrap();
     let err = Updater::open_host(&dev, &HostOptions::default())
         .err()
         .expect("opened a device whose build has no date");
     assert_eq!(err.code, ErrorCode::DeviceError, "{err}");
-    assert!(err.message.contains("ro.build.date.utc is not set"), "{err}");
+    assert!(
+        err.message.contains("ro.build.date.utc is not set"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -52,9 +52,10 @@ impl RunningBuild {
     /// keys; an unreadable build is a device error, 31).
     pub fn new(props: Arc<dyn Properties>) -> Result<Self> {
         let timestamp = match props.get(BUILD_DATE)? {
-            Some(v) => v.trim().parse().map_err(|_| {
-                crate::err!(DeviceError, "{BUILD_DATE}={v:?} is not a timestamp")
-            })?,
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| crate::err!(DeviceError, "{BUILD_DATE}={v:?} is not a timestamp"))?,
             None => bail!(
                 DeviceError,
                 "{BUILD_DATE} is not set: the running build cannot be checked for downgrades"

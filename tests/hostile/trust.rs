@@ -228,7 +228,8 @@ pub fn cases() -> Vec<Case> {
                 let mut f = fx.delta.clone();
                 f.edit(|m| m.set_partial_update(true));
                 Attempt::ours(fx, f.sign(&fx.key_a).to_bytes()).tweak(|dev| {
-                    let props = "ro.build.date.utc=1700000000\nro.system.build.date.utc=1700000000\n";
+                    let props =
+                        "ro.build.date.utc=1700000000\nro.system.build.date.utc=1700000000\n";
                     std::fs::write(dev.join("build.prop"), props).unwrap();
                 })
             },

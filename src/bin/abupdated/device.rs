@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use abupdate::payload::keys::TrustedKeys;
-use abupdate::sysprop::PropertyFile;
 use abupdate::service::{Engine, EngineConfig, UpdaterEngine};
 use abupdate::slot::{BootControl, Slot};
+use abupdate::sysprop::PropertyFile;
 use abupdate::updater::downgrade::RunningBuild;
 use abupdate::updater::{ByNameOptions, HostOptions, Updater};
 use abupdate::{Error, Result};
