@@ -66,7 +66,7 @@ slot_after=$(sh getprop ro.boot.slot_suffix)
 [ "$slot_after" != "$slot_before" ] || fail "still on $slot_before"
 echo "running slot $slot_after"
 
-step "init marked the boot successful"
+step "update_verifier marked the boot successful"
 for _ in $(seq 30); do
     sh abupdate slots | grep -q "${slot_after}.*successful=true" && break
     sleep 2
