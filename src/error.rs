@@ -32,7 +32,8 @@ pub enum ErrorCode {
     MetadataSignature = 22,
     /// The payload signature or `FILE_HASH` did not verify.
     PayloadSignature = 23,
-    /// An operation's blob hash did not match.
+    /// An operation's blob hash did not match, or a signed payload's operation lacks its
+    /// `data_sha256_hash` or `src_sha256_hash`.
     PayloadHash = 24,
     /// A source partition is not the base this delta was made for.
     SourceHash = 25,

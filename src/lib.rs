@@ -5,7 +5,7 @@
 //! - the engine (`engine`): the apply state machine, fed payload bytes, driving partition writes
 //!   through traits;
 //! - platform adapters (`device`, `dm` device-mapper, `checkpoint` store, boot control backends,
-//!   HTTP, Binder);
+//!   HTTP, Binder, system properties);
 //! - the service and the CLI (binaries).
 
 pub mod avb;
@@ -22,6 +22,7 @@ pub mod rollback;
 pub mod service;
 pub mod slot;
 pub mod source;
+pub mod sysprop;
 pub mod updater;
 pub mod verity;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use abupdate::device::{Device, Slot};
 use abupdate::engine::checkpoint::FileCheckpointStore;
-use abupdate::engine::{self, ApplyOptions, Quiet};
+use abupdate::engine::{self, Quiet};
 use abupdate::source::Source;
 
 fn apply(dir: &Path, payload: &Path) -> abupdate::Result<engine::ApplyReport> {
@@ -19,7 +19,7 @@ fn apply(dir: &Path, payload: &Path) -> abupdate::Result<engine::ApplyReport> {
         &mut source,
         &store,
         &(),
-        &ApplyOptions::default(),
+        &common::unsigned_options(),
         &Quiet,
     )
 }

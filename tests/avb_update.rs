@@ -12,7 +12,7 @@ use abupdate::avb::{
     VbmetaSigner,
 };
 use abupdate::device::Slot;
-use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::engine::Quiet;
 use abupdate::slot::{bootloader, BootControl, MiscBootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -108,7 +108,7 @@ fn apply(dir: &Path, payload: &Path, current: Slot) -> abupdate::Result<()> {
     updater
         .apply(
             &mut Source::file(payload)?,
-            &ApplyOptions::default(),
+            &common::unsigned_options(),
             &Quiet,
         )
         .map(|_| ())
@@ -219,4 +219,45 @@ fn equal_index_switches_and_success_raises_the_stored_floor() {
     let err = apply(tmp.path(), &payload, Slot::B).unwrap_err();
     assert_eq!(err.code, ErrorCode::RollbackIndex, "{err}");
     assert_eq!(active_slot(tmp.path()), Slot::B);
+}
+
+/// update_verifier, not abupdate, marks the new slot successful on a device; the floors follow
+/// when the updater next opens (the daemon's start), and not before the slot is marked.
+#[test]
+fn floors_follow_a_slot_someone_else_marked_successful() {
+    let keys = keys();
+    let tmp = tempfile::tempdir().unwrap();
+    let payload = setup(
+        tmp.path(),
+        &keys,
+        vbmeta(&keys, &keys.top, 5),
+        boot(&keys, 4, 0xb1),
+    );
+    apply(tmp.path(), &payload, Slot::A).unwrap();
+    let dev = tmp.path().join("dev");
+    let stored = || {
+        let store = abupdate::rollback::RollbackStore::new(dev.join("state/rollback_index"));
+        let floors = store.load().unwrap().floors;
+        (floors.get(0), floors.get(1))
+    };
+    let open_b = || {
+        let options = HostOptions {
+            current: Some(Slot::B),
+            ..Default::default()
+        };
+        Updater::open_host(&dev, &options).unwrap()
+    };
+    let before = stored();
+    assert!(
+        !open_b().advance_floors_if_marked().unwrap(),
+        "B is not marked yet"
+    );
+    assert_eq!(stored(), before);
+    assert_ne!(before, (Some(5), Some(4)));
+
+    // B boots and is marked successful behind abupdate's back, as update_verifier does.
+    let mut boot = MiscBootControl::open_device_dir(&dev, Some(Slot::B)).unwrap();
+    boot.mark_boot_successful().unwrap();
+    assert!(open_b().advance_floors_if_marked().unwrap());
+    assert_eq!(stored(), (Some(5), Some(4)));
 }

@@ -271,3 +271,71 @@ fn a_host_build_refuses_the_boot_hal() {
     }
     assert_eq!(std::fs::read(&misc).unwrap(), before, "misc changed");
 }
+
+/// Trust fails closed in the daemon: no key without `--allow-unsigned`, a key file it cannot
+/// read, and one holding no public key each stop it with 29 before it serves (main served
+/// with no keys, accepting unsigned payloads). A host has no build type, so an explicit
+/// `--allow-unsigned` is honoured there.
+#[test]
+fn the_daemon_refuses_to_start_without_a_trusted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = dir.path().join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    abupdate::slot::MiscBootControl::create_image(&dev.join("misc.img"), abupdate::slot::Slot::A)
+        .unwrap();
+    let private_only = dir.path().join("private-only.pem");
+    std::fs::write(
+        &private_only,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing.pem");
+    let socket = dir.path().join("abupdate.sock");
+    let uri = format!("unix://{}?profile=android13plus", socket.display());
+    let start = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_abupdated"))
+            .args(["--binder", &uri, "--device", path(&dev), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let cases: [(&[&str], &str); 3] = [
+        (&[], "no --key"),
+        (&["--key", path(&missing)], "reading key file"),
+        (&["--key", path(&private_only)], "holds no public key"),
+    ];
+    for (args, says) in cases {
+        let mut child = start(args);
+        let status = exit_within(&mut child, WAIT);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        let status = status.unwrap_or_else(|| panic!("{args:?}: served without a trusted key"));
+        assert_eq!(status.code(), Some(29), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!socket.exists(), "{args:?}: it served");
+    }
+    let mut child = start(&["--allow-unsigned"]);
+    eventually(WAIT, "abupdated --allow-unsigned serving", || {
+        socket.exists()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The child's exit status, or `None` if it still runs after `limit` (it is then killed).
+fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}

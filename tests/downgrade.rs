@@ -8,7 +8,7 @@ use std::path::Path;
 
 use abupdate::build::{ops::Compressors, BuildOptions};
 use abupdate::device::Slot;
-use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::engine::Quiet;
 use abupdate::slot::MiscBootControl;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -44,7 +44,7 @@ fn try_update(dir: &Path, options: BuildOptions) -> abupdate::Result<()> {
     let updater = Updater::open_host(&dev, &HostOptions::default())?;
     updater.apply(
         &mut Source::file(&dir.join("p.bin"))?,
-        &ApplyOptions::default(),
+        &common::unsigned_options(),
         &Quiet,
     )?;
     Ok(())
@@ -73,6 +73,7 @@ fn older_builds_are_refused() {
     );
     assert_refused(
         BuildOptions {
+            max_timestamp: Some(1_700_000_000),
             partition_version: Some("1699999999".into()),
             ..Default::default()
         },
@@ -80,10 +81,42 @@ fn older_builds_are_refused() {
     );
     assert_refused(
         BuildOptions {
+            max_timestamp: Some(1_700_000_000),
             security_patch_level: Some("2023-12-01".into()),
             ..Default::default()
         },
         "security patch level",
+    );
+}
+
+/// A full payload without `max_timestamp` (0) is older than any build, as update_engine's
+/// `CheckTimestampError` compares it; main skipped the check for 0.
+#[test]
+fn a_full_payload_without_max_timestamp_is_refused() {
+    assert_refused(BuildOptions::default(), "max_timestamp 0");
+}
+
+/// A `build.prop` that does not say when the running build was made cannot be checked
+/// against: opening the device fails, instead of every check being skipped (as on main).
+#[test]
+fn a_build_prop_without_a_date_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = tmp.path().join("dev");
+    std::fs::create_dir_all(&dev).unwrap();
+    common::put_image(&dev, "system", 'a', b"old", 65536);
+    MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
+    std::fs::write(
+        dev.join("build.prop"),
+        "ro.build.version.security_patch=2024-03-05\n",
+    )
+    .unwrap();
+    let err = Updater::open_host(&dev, &HostOptions::default())
+        .err()
+        .expect("opened a device whose build has no date");
+    assert_eq!(err.code, ErrorCode::DeviceError, "{err}");
+    assert!(
+        err.message.contains("ro.build.date.utc is not set"),
+        "{err}"
     );
 }
 

@@ -18,7 +18,7 @@ use protobuf::Message;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::{Device, Slot};
 use abupdate::engine::checkpoint::FileCheckpointStore;
-use abupdate::engine::{self, ApplyOptions, Quiet, SlotPartitions, SourceRead, TargetWrite};
+use abupdate::engine::{self, Quiet, SlotPartitions, SourceRead, TargetWrite};
 use abupdate::payload::proto::update_metadata::DeltaArchiveManifest;
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 use abupdate::source::Source;
@@ -98,7 +98,7 @@ fn apply(dev: &Path, old: &[u8], payload: &Path, log: Option<Arc<Mutex<Vec<Event
     let device = Device::host(dev, Slot::A);
     let store = FileCheckpointStore::new(dev.join("state")).unwrap();
     let mut source = Source::file(payload).unwrap();
-    let options = ApplyOptions::default();
+    let options = common::unsigned_options();
     match log {
         Some(log) => {
             let recording = Recording { device, log };

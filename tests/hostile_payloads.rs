@@ -51,6 +51,8 @@ pub struct Attempt {
     pub device: DeviceKind,
     /// The trusted key (a PEM public key), if any.
     pub key: Option<PathBuf>,
+    /// Without a key: whether unsigned payloads are explicitly accepted (`--allow-unsigned`).
+    pub allow_unsigned: bool,
     pub headers: Vec<String>,
     /// Changes to the device directory before the attempt.
     pub tweak: Option<fn(&Path)>,
@@ -71,24 +73,36 @@ impl Attempt {
             payload,
             device: DeviceKind::Ours,
             key: Some(fx.pub_a.clone()),
+            allow_unsigned: false,
             headers: vec![],
             tweak: None,
         }
     }
 
-    /// The AOSP sample device, trusting no key (the samples are unsigned).
+    /// The AOSP sample device, trusting no key and accepting unsigned payloads (the samples
+    /// are unsigned).
     pub fn aosp(payload: Vec<u8>) -> Attempt {
         Attempt {
             payload,
             device: DeviceKind::Aosp,
             key: None,
+            allow_unsigned: true,
             headers: vec![],
             tweak: None,
         }
     }
 
+    /// No key, unsigned payloads explicitly accepted.
     pub fn no_key(mut self) -> Attempt {
         self.key = None;
+        self.allow_unsigned = true;
+        self
+    }
+
+    /// No key, and unsigned payloads not accepted either: nothing can be applied.
+    pub fn no_trust(mut self) -> Attempt {
+        self.key = None;
+        self.allow_unsigned = false;
         self
     }
 
@@ -283,9 +297,11 @@ fn apply_lib(dev: &Path, state: &Path, payload: &Path, attempt: &Attempt) -> abu
         threads: 2,
         ..ApplyOptions::default()
     };
-    if let Some(key) = &attempt.key {
-        options.keys = TrustedKeys::load(key)?;
-    }
+    options.keys = match (&attempt.key, attempt.allow_unsigned) {
+        (Some(key), _) => TrustedKeys::load(key)?,
+        (None, true) => TrustedKeys::accept_unsigned(),
+        (None, false) => TrustedKeys::none(),
+    };
     for pair in &attempt.headers {
         options.properties.set_pair(pair)?;
     }
@@ -302,8 +318,10 @@ fn apply_cli(dev: &Path, state: &Path, payload: &Path, attempt: &Attempt) -> (i3
         .arg("--state-dir")
         .arg(state)
         .args(["--threads", "2"]);
-    if let Some(key) = &attempt.key {
-        cmd.arg("--key").arg(key);
+    match (&attempt.key, attempt.allow_unsigned) {
+        (Some(key), _) => drop(cmd.arg("--key").arg(key)),
+        (None, true) => drop(cmd.arg("--allow-unsigned")),
+        (None, false) => {}
     }
     for pair in &attempt.headers {
         cmd.arg("--header").arg(pair);
@@ -499,6 +517,8 @@ fn cli_exit_codes_are_status_codes() {
         "bad magic",
         "truncated mid-blob",
         "unsigned payload with a key configured",
+        "no trusted key, unsigned payload",
+        "signed payload, a blob without data_sha256_hash",
         "FILE_SIZE mismatch",
         "blob corrupted",
         "delta on the wrong base",

@@ -161,7 +161,7 @@ fn metadata(bytes: &[u8]) -> Metadata {
         bytes[..needed].to_vec(),
         Some(bytes.len() as u64),
         &Default::default(),
-        &Default::default(),
+        &abupdate::payload::keys::TrustedKeys::accept_unsigned(),
     )
     .unwrap()
 }

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use abupdate::device::Slot;
-use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::engine::Quiet;
 use abupdate::slot::MiscBootControl;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -55,7 +55,7 @@ fn full_state_directory_gives_13_before_writing() {
     let err = updater
         .apply(
             &mut Source::file(&tmp.path().join("p.bin")).unwrap(),
-            &ApplyOptions::default(),
+            &common::unsigned_options(),
             &Quiet,
         )
         .unwrap_err();

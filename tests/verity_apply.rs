@@ -10,7 +10,7 @@ use std::process::Command;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
-use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::engine::Quiet;
 use abupdate::slot::MiscBootControl;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -53,7 +53,7 @@ fn apply_delta(
     updater
         .apply(
             &mut Source::file(&dir.join("delta.bin")).unwrap(),
-            &ApplyOptions::default(),
+            &common::unsigned_options(),
             &Quiet,
         )
         .unwrap();

@@ -26,13 +26,17 @@ impl Metadata {
     }
 
     /// Parses and verifies the metadata: sizes and hashes asserted by the header pairs, the
-    /// metadata signature (when keys are configured), then the manifest's own consistency.
+    /// metadata signature, then the manifest's own consistency and, since the payload is
+    /// signed, a hash for every blob and source read. With no key this fails (29) unless
+    /// unsigned payloads were explicitly accepted, the one case where signatures and
+    /// operation hashes are not required.
     pub fn verify(
         bytes: Vec<u8>,
         payload_size: Option<u64>,
         props: &PayloadProperties,
         keys: &TrustedKeys,
     ) -> Result<Self> {
+        keys.require()?;
         let header = PayloadHeader::parse(&bytes, payload_size)?;
         if (bytes.len() as u64) < header.data_offset() {
             bail!(MalformedPayload, "payload ends inside its metadata");
@@ -65,11 +69,14 @@ impl Metadata {
 
         let data_size = payload_size.map(|s| s - header.data_offset());
         let manifest = Manifest::parse(&signed[HEADER_SIZE..], data_size)?;
-        if !keys.is_empty() && manifest.signatures.is_none() {
-            bail!(
-                PayloadSignature,
-                "payload has no signature blob, but a trusted key is configured"
-            );
+        if !keys.accepts_unsigned() {
+            if manifest.signatures.is_none() {
+                bail!(
+                    PayloadSignature,
+                    "payload has no signature blob, but a trusted key is configured"
+                );
+            }
+            manifest.check_hashes()?;
         }
         let metadata = Metadata {
             header,

@@ -136,6 +136,7 @@ impl UpdateHooks for () {}
 
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
+    /// What payloads must be signed with. The default, no key, refuses every payload (29).
     pub keys: TrustedKeys,
     pub properties: PayloadProperties,
     /// Threads decoding operations; writing stays in order on the calling thread.
@@ -186,6 +187,8 @@ pub fn apply(
     options: &ApplyOptions,
     observer: &dyn Observer,
 ) -> Result<ApplyReport> {
+    // Before the source is even opened: with nothing to verify against, nothing is read.
+    options.keys.require()?;
     let size = payload_size(source, options)?;
     let mut stream = source.open(0)?;
     let metadata = read_metadata(&mut stream, size, options)?;

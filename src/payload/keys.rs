@@ -7,7 +7,7 @@ use std::path::Path;
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::{bail, err};
 
 const OID_RSA: &str = "1.2.840.113549.1.1.1";
@@ -24,15 +24,47 @@ pub enum PublicKey {
 }
 
 /// The set of keys a payload may be signed with; one valid signature from any of them suffices.
-/// An empty set means "engineering build": unsigned payloads are accepted.
+///
+/// Trust fails closed: an empty set (the default) verifies nothing, so every payload is refused
+/// with 29. Only [`TrustedKeys::accept_unsigned`], asked for explicitly, skips the signature
+/// checks: `abupdated --allow-unsigned` on a debuggable build, `abupdate apply --device
+/// --allow-unsigned` on a host, and tools that only print a manifest.
 #[derive(Clone, Debug, Default)]
 pub struct TrustedKeys {
     keys: Vec<PublicKey>,
+    accept_unsigned: bool,
 }
 
 impl TrustedKeys {
+    /// No key: every payload is refused (29) until keys are added.
     pub fn none() -> Self {
         Self::default()
+    }
+
+    /// No key, and payloads are taken without their signatures being checked. For engineering
+    /// builds and host tools only, and only when a person asked for it.
+    pub fn accept_unsigned() -> Self {
+        TrustedKeys {
+            keys: Vec::new(),
+            accept_unsigned: true,
+        }
+    }
+
+    /// Whether signatures are skipped: no key, and unsigned payloads were explicitly allowed.
+    pub fn accepts_unsigned(&self) -> bool {
+        self.keys.is_empty() && self.accept_unsigned
+    }
+
+    /// Fails with 29 when nothing could verify a payload and unsigned payloads were not
+    /// explicitly allowed: the check every apply starts with.
+    pub fn require(&self) -> Result<()> {
+        if self.keys.is_empty() && !self.accept_unsigned {
+            bail!(
+                NoTrustedKey,
+                "no trusted payload key is configured, and unsigned payloads are not allowed"
+            );
+        }
+        Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -50,12 +82,22 @@ impl TrustedKeys {
     }
 
     /// Loads a key file: PEM (public keys and/or certificates, any number) or an `otacerts.zip`.
+    /// A file that cannot be read, or holds no usable public key, fails with 29: a key the
+    /// operator named (or the platform's `otacerts.zip`) that cannot be used is never taken
+    /// for "no keys".
     pub fn load(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| err!(NoTrustedKey, "reading key file {}: {e}", path.display()))?;
         let mut keys = TrustedKeys::none();
         keys.add_bytes(&bytes)
-            .map_err(|e| err!(MalformedPayload, "{}: {}", path.display(), e.message))?;
+            .map_err(|e| err!(NoTrustedKey, "key file {}: {}", path.display(), e.message))?;
+        if keys.is_empty() {
+            bail!(
+                NoTrustedKey,
+                "key file {} holds no public key or certificate",
+                path.display()
+            );
+        }
         Ok(keys)
     }
 

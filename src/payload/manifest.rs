@@ -364,6 +364,34 @@ impl Manifest {
         self.partitions.iter().map(|p| p.operations.len()).sum()
     }
 
+    /// Fails with 24 unless every operation that carries data has its `data_sha256_hash` and
+    /// every one that reads the source slot has its `src_sha256_hash`. Required whenever
+    /// payloads are signed (update_engine's `hash_checks_mandatory`, which its
+    /// `ValidateOperationHash` enforces per operation with `kDownloadOperationHashMissingError`):
+    /// the hashes are what makes the signed metadata cover each blob before it reaches a
+    /// decompressor, and each source read before it reaches a patcher, while the payload
+    /// signature is only checked after the last blob.
+    pub fn check_hashes(&self) -> Result<()> {
+        for p in &self.partitions {
+            for (i, op) in p.operations.iter().enumerate() {
+                let missing = if op.data_length > 0 && op.data_sha256.is_none() {
+                    "data_sha256_hash"
+                } else if op.kind.reads_source() && op.src_sha256.is_none() {
+                    "src_sha256_hash"
+                } else {
+                    continue;
+                };
+                bail!(
+                    PayloadHash,
+                    "partition {}, operation {i}: {} has no {missing}, which signed payloads must carry",
+                    p.name,
+                    op.kind.name()
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Fails with 32 when any operation is of a type this engine cannot apply.
     pub fn check_supported(&self) -> Result<()> {
         for p in &self.partitions {

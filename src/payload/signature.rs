@@ -127,8 +127,9 @@ fn verify_digest(key: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> bool {
     }
 }
 
-/// Checks signatures where a trusted key is configured. With no key (engineering builds) any
-/// payload passes, signed or not; with a key, a missing or wrong signature is fatal.
+/// Checks a signature blob against the trusted keys: a missing or wrong signature is fatal
+/// (`code`), and so is having no key at all (29), unless unsigned payloads were explicitly
+/// accepted ([`TrustedKeys::accept_unsigned`]), the one case where nothing is checked.
 pub fn check(
     keys: &TrustedKeys,
     blob: Option<&[u8]>,
@@ -136,7 +137,8 @@ pub fn check(
     code: crate::ErrorCode,
     verifies: impl Fn(&SignatureSet) -> bool,
 ) -> Result<()> {
-    if keys.is_empty() {
+    keys.require()?;
+    if keys.accepts_unsigned() {
         return Ok(());
     }
     let Some(blob) = blob.filter(|b| !b.is_empty()) else {

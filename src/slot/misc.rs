@@ -266,23 +266,17 @@ impl<I: BlockIo> BootControl for MiscBootControl<I> {
     }
 }
 
-/// The slot the bootloader booted, from `ro.boot.slot_suffix` (read with `getprop`, which
-/// keeps this crate free of bionic's property API).
+/// The slot the bootloader booted, from `ro.boot.slot_suffix` (through the property API).
 #[cfg(target_os = "android")]
 pub fn boot_slot_suffix() -> Result<Slot> {
-    let out = std::process::Command::new("/system/bin/getprop")
-        .arg("ro.boot.slot_suffix")
-        .output()
-        .map_err(|e| Error::io("running getprop ro.boot.slot_suffix", e))?;
-    let value = String::from_utf8_lossy(&out.stdout);
-    let value = value.trim();
-    if value.is_empty() {
-        crate::bail!(
+    use crate::sysprop::{Properties, SystemProperties};
+    match SystemProperties.get("ro.boot.slot_suffix")? {
+        Some(value) if !value.trim().is_empty() => value.trim().parse(),
+        _ => crate::bail!(
             SlotError,
             "ro.boot.slot_suffix is not set: not an A/B device"
-        );
+        ),
     }
-    value.parse()
 }
 
 #[cfg(test)]

@@ -269,6 +269,22 @@ impl Updater {
         Ok(())
     }
 
+    /// Raises the stored rollback floors to the running slot's indexes if that slot is already
+    /// marked successful, by whoever marked it: on Android, update_verifier through the boot
+    /// HAL once it has read the verified partitions. The daemon calls this when it starts; a
+    /// slot not yet marked is left alone. Whether the floors were raised.
+    pub fn advance_floors_if_marked(&self) -> Result<bool> {
+        if !AvbPolicy::enabled(&self.device) {
+            return Ok(false);
+        }
+        let current = self.device.current_slot();
+        if !self.with_boot(|b| b.is_successful(current))? {
+            return Ok(false);
+        }
+        self.avb.advance(&self.device)?;
+        Ok(true)
+    }
+
     /// The rollback floors an update is checked against now.
     pub fn rollback_floors(&self) -> Result<crate::avb::RollbackFloors> {
         let current = avb_check::load_slot(&self.device, self.device.current_slot(), false)?;

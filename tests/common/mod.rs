@@ -90,6 +90,15 @@ pub fn text_block(rng: &mut Rng, block: &mut [u8]) {
     }
 }
 
+/// Apply options for the unsigned payloads [`build_payload`] makes: no key, and unsigned
+/// payloads explicitly accepted (without that, every apply is refused with 29).
+pub fn unsigned_options() -> abupdate::engine::ApplyOptions {
+    abupdate::engine::ApplyOptions {
+        keys: abupdate::payload::keys::TrustedKeys::accept_unsigned(),
+        ..Default::default()
+    }
+}
+
 /// Builds an unsigned payload at `out` (xz only, fast) from `(name, new image, old image)`.
 pub fn build_payload(
     out: &Path,

@@ -1,7 +1,7 @@
 #!/bin/bash
 # End-to-end check of abupdate on Cuttlefish (see README.md): the service is registered,
 # answers, refuses an unprivileged caller, applies an OTA from the other slot's build,
-# the device boots the new slot, and init marks it successful.
+# the device boots the new slot, and update_verifier marks it successful.
 #
 # usage: run.sh OTA_ZIP     (a full or incremental OTA zip made by ota_from_target_files
 #                            for this device; its payload.bin and payload_properties.txt
@@ -66,7 +66,7 @@ slot_after=$(sh getprop ro.boot.slot_suffix)
 [ "$slot_after" != "$slot_before" ] || fail "still on $slot_before"
 echo "running slot $slot_after"
 
-step "init marked the boot successful"
+step "update_verifier marked the boot successful"
 for _ in $(seq 30); do
     sh abupdate slots | grep -q "${slot_after}.*successful=true" && break
     sleep 2

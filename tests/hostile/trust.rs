@@ -169,6 +169,72 @@ pub fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "no trusted key, unsigned payload",
+            expect: NoTrustedKey,
+            says: "no trusted payload key",
+            attempt: |fx| Attempt::aosp(fx.aosp_full.to_bytes()).no_trust(),
+        },
+        Case {
+            name: "no trusted key, signed payload",
+            expect: NoTrustedKey,
+            says: "no trusted payload key",
+            attempt: |fx| Attempt::ours(fx, fx.full.to_bytes()).no_trust(),
+        },
+        Case {
+            // Signed as it is, so the payload signature would verify, but only after every
+            // blob had gone through a decompressor and onto the disk.
+            name: "signed payload, a blob without data_sha256_hash",
+            expect: PayloadHash,
+            says: "has no data_sha256_hash",
+            attempt: |fx| {
+                let mut f = fx.full.clone();
+                f.edit(|m| {
+                    let op = m.partitions[0]
+                        .operations
+                        .iter_mut()
+                        .find(|op| op.data_length() > 0)
+                        .unwrap();
+                    op.clear_data_sha256_hash();
+                });
+                Attempt::ours(fx, f.sign(&fx.key_a).to_bytes())
+            },
+        },
+        Case {
+            name: "signed delta, a source read without src_sha256_hash",
+            expect: PayloadHash,
+            says: "SOURCE_COPY has no src_sha256_hash",
+            attempt: |fx| {
+                use abupdate::payload::proto::update_metadata::install_operation::Type;
+                let mut f = fx.delta.clone();
+                f.edit(|m| {
+                    let op = m
+                        .partitions
+                        .iter_mut()
+                        .flat_map(|p| p.operations.iter_mut())
+                        .find(|op| op.type_() == Type::SOURCE_COPY)
+                        .unwrap();
+                    op.clear_src_sha256_hash();
+                });
+                Attempt::ours(fx, f.sign(&fx.key_a).to_bytes())
+            },
+        },
+        Case {
+            // update_engine: a partial update must version every partition the running
+            // build versions, or it could put back an older one unnoticed.
+            name: "partial update without the versions the running build has",
+            expect: MalformedPayload,
+            says: "partition system carries no version",
+            attempt: |fx| {
+                let mut f = fx.delta.clone();
+                f.edit(|m| m.set_partial_update(true));
+                Attempt::ours(fx, f.sign(&fx.key_a).to_bytes()).tweak(|dev| {
+                    let props =
+                        "ro.build.date.utc=1700000000\nro.system.build.date.utc=1700000000\n";
+                    std::fs::write(dev.join("build.prop"), props).unwrap();
+                })
+            },
+        },
+        Case {
             name: "AOSP unsigned payload with a key configured",
             expect: MetadataSignature,
             says: "not signed",

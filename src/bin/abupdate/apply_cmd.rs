@@ -49,6 +49,10 @@ pub struct ApplyArgs {
     /// otacerts.zip (repeatable). The service has its own.
     #[arg(long = "key", requires = "device", value_name = "FILE")]
     pub keys: Vec<PathBuf>,
+    /// With --device: apply without checking payload signatures. Without it and without
+    /// --key, nothing is applied (29).
+    #[arg(long, requires = "device", conflicts_with = "keys")]
+    pub allow_unsigned: bool,
     /// With --device: AVB public key (avbpubkey or PEM) new slots must be signed with;
     /// default DEVICE/avb_key.pem, else the running slot's vbmeta key.
     #[arg(long, requires = "device", value_name = "FILE")]
@@ -97,8 +101,12 @@ pub fn apply(device: &Path, args: &ApplyArgs, progress_bar: bool) -> Result<Outc
         avb_key: args.avb_key.clone(),
     };
     let updater = Updater::open_host(device, &host)?;
+    let keys = match args.allow_unsigned {
+        true => TrustedKeys::accept_unsigned(),
+        false => TrustedKeys::load_all(&args.keys)?,
+    };
     let mut options = ApplyOptions {
-        keys: TrustedKeys::load_all(&args.keys)?,
+        keys,
         ..ApplyOptions::default()
     };
     if let Some(threads) = args.threads {

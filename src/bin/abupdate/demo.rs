@@ -223,6 +223,7 @@ fn step(
         device: Some(dev.to_owned()),
         current_slot: None,
         keys: vec![root.join("ota-cert.pem")],
+        allow_unsigned: false,
         avb_key: None,
         headers: vec![],
         properties: Some(root.join(props)),

@@ -9,6 +9,7 @@ use clap::Subcommand;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::engine::metadata::Metadata;
 use abupdate::payload::manifest::DynamicPartitions;
+use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::signature::{SignatureSet, Signer};
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 
@@ -126,11 +127,12 @@ fn info(path: &PathBuf) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let header = PayloadHeader::parse(&bytes, Some(bytes.len() as u64))?;
     let meta_end = header.data_offset() as usize;
+    // Inspection, not trust: the manifest is printed whether or not anyone signed it.
     let metadata = Metadata::verify(
         bytes[..meta_end].to_vec(),
         Some(bytes.len() as u64),
         &Default::default(),
-        &Default::default(),
+        &TrustedKeys::accept_unsigned(),
     )?;
     let m = &metadata.manifest;
     println!("payload:           {}", path.display());

@@ -7,6 +7,7 @@ use abupdate::dm::DmConfig;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::{Engine, EngineConfig, UpdaterEngine};
 use abupdate::slot::{BootControl, Slot};
+use abupdate::sysprop::PropertyFile;
 use abupdate::updater::downgrade::RunningBuild;
 use abupdate::updater::{ByNameOptions, HostOptions, Updater};
 use abupdate::{Error, Result};
@@ -14,6 +15,7 @@ use abupdate::{Error, Result};
 use crate::Args;
 
 /// Android's OTA certificates, trusted when no `--key` is given.
+#[cfg(target_os = "android")]
 const ANDROID_OTACERTS: &str = "/system/etc/security/otacerts.zip";
 
 /// Android's partitions.
@@ -89,6 +91,11 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
         }
         (None, Some(dir)) => {
             log::info!("partitions in {}", dir.display());
+            // The HAL first: a build without one says so before anything else is read.
+            let hal = match args.boot_control {
+                BootBackend::Misc => None,
+                BootBackend::Hal => Some(boot_hal()?),
+            };
             let options = ByNameOptions {
                 current: current.or(android_slot()?),
                 state_dir: state_dir.to_owned(),
@@ -96,9 +103,9 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
                 running: running_build(args.build_prop.as_deref())?,
                 device_mapper: device_mapper(args),
             };
-            match args.boot_control {
-                BootBackend::Misc => Updater::open_by_name(&dir, options)?,
-                BootBackend::Hal => Updater::open_by_name_with(&dir, options, boot_hal()?)?,
+            match hal {
+                None => Updater::open_by_name(&dir, options)?,
+                Some(hal) => Updater::open_by_name_with(&dir, options, hal)?,
             }
         }
         (Some(_), Some(_)) => {
@@ -114,8 +121,15 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
         updater.device().current_slot(),
         updater.device().target_slot()
     );
+    // Nothing of ours marks a slot successful at boot (update_verifier does); the floors
+    // follow once it has. A failure only leaves them where they were.
+    match updater.advance_floors_if_marked() {
+        Ok(true) => log::info!("rollback floors raised to the running slot's indexes"),
+        Ok(false) => {}
+        Err(e) => log::warn!("rollback floors not raised: {e}"),
+    }
     let mut config = EngineConfig {
-        keys: trusted_keys(&args.keys)?,
+        keys: trusted_keys(&args.keys, args.allow_unsigned)?,
         pinned_ca: args.ca.clone(),
         ..EngineConfig::default()
     };
@@ -153,29 +167,54 @@ fn android_slot() -> Result<Option<Slot>> {
     Ok(None)
 }
 
-/// `--build-prop`, else on Android the system properties; else nothing to compare against.
+/// `--build-prop`, else on Android the system properties. A host without `--build-prop` has
+/// nothing to check downgrades against, and is refused rather than left unchecked.
 fn running_build(file: Option<&Path>) -> Result<RunningBuild> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
-        return Ok(RunningBuild::from_properties(&text));
+        return RunningBuild::new(Arc::new(PropertyFile::load(path)?))
+            .map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message)));
     }
     #[cfg(target_os = "android")]
-    return Ok(RunningBuild::from_system());
+    return RunningBuild::from_system();
     #[cfg(not(target_os = "android"))]
-    {
-        log::warn!("no --build-prop: payloads are not checked for downgrades");
-        Ok(RunningBuild::default())
-    }
+    abupdate::bail!(
+        DeviceError,
+        "--by-name on a host needs --build-prop FILE with the running build's ro.build.date.utc, \
+         to check payloads for downgrades"
+    )
 }
 
-/// `--key` files, else Android's OTA certificates when present.
-fn trusted_keys(files: &[PathBuf]) -> Result<TrustedKeys> {
+/// The keys payloads must be signed with: `--key` files, else on Android the platform's OTA
+/// certificates. Fails closed (29): a key file that cannot be read, no key at all, or
+/// `--allow-unsigned` on a build that is not debuggable.
+fn trusted_keys(files: &[PathBuf], allow_unsigned: bool) -> Result<TrustedKeys> {
+    if allow_unsigned {
+        if !debuggable() {
+            abupdate::bail!(
+                NoTrustedKey,
+                "--allow-unsigned is honoured only on a debuggable build (ro.debuggable=1)"
+            );
+        }
+        log::warn!("--allow-unsigned: payload signatures are not checked");
+        return Ok(TrustedKeys::accept_unsigned());
+    }
     if !files.is_empty() {
         return TrustedKeys::load_all(files);
     }
-    if Path::new(ANDROID_OTACERTS).exists() {
-        return TrustedKeys::load(Path::new(ANDROID_OTACERTS));
-    }
-    log::warn!("no trusted keys: unsigned payloads are accepted (engineering builds only)");
-    Ok(TrustedKeys::none())
+    #[cfg(target_os = "android")]
+    return TrustedKeys::load(Path::new(ANDROID_OTACERTS));
+    #[cfg(not(target_os = "android"))]
+    abupdate::bail!(
+        NoTrustedKey,
+        "no --key: name the payload signing key(s), or pass --allow-unsigned"
+    )
+}
+
+/// Whether unsigned payloads may be allowed: on Android only on userdebug and eng builds; a
+/// host has no build type, and its operator runs the daemon.
+fn debuggable() -> bool {
+    #[cfg(target_os = "android")]
+    return abupdate::sysprop::debuggable();
+    #[cfg(not(target_os = "android"))]
+    true
 }

@@ -62,17 +62,22 @@ pub struct Args {
     current_slot: Option<String>,
 
     /// Trusted payload key: PEM public key, X.509 certificate or otacerts.zip
-    /// (repeatable); default /system/etc/security/otacerts.zip if present. Without any,
-    /// unsigned payloads are accepted.
+    /// (repeatable); default on Android /system/etc/security/otacerts.zip. A key file that
+    /// cannot be read stops the daemon (29); so does having no key without --allow-unsigned.
     #[arg(long = "key", value_name = "FILE")]
     keys: Vec<PathBuf>,
+
+    /// Accept payloads without checking their signatures (no key is loaded). Honoured only
+    /// on a debuggable build (ro.debuggable=1); elsewhere the daemon refuses to start (29).
+    #[arg(long, conflicts_with = "keys")]
+    allow_unsigned: bool,
 
     /// AVB public key new slots must be signed with; default: the running slot's key.
     #[arg(long, value_name = "FILE")]
     avb_key: Option<PathBuf>,
 
     /// The running build's properties (ro.build.date.utc, ...) for downgrade checks with
-    /// --by-name; Android reads its system properties.
+    /// --by-name; required on a host, Android reads its system properties.
     #[arg(long, value_name = "FILE")]
     build_prop: Option<PathBuf>,
 

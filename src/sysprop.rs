@@ -1,0 +1,114 @@
+//! Build and system properties: on Android through bionic's property API
+//! (`__system_property_find`, `__system_property_get`), on a host from a `build.prop` file.
+//!
+//! The property API rather than running `getprop`: no child process and no parsing of its
+//! output, and a property that is not set is told apart from one that cannot be read. Callers
+//! decide which properties must be set; this module only reports what is there.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// Where properties are read from.
+pub trait Properties: Send + Sync {
+    /// The value of `name`, `None` when it is not set.
+    fn get(&self, name: &str) -> Result<Option<String>>;
+}
+
+/// `key=value` lines, as in `build.prop` (`#` comments, blank lines ignored; a later line
+/// overrides an earlier one, as init's loader does).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PropertyFile {
+    values: HashMap<String, String>,
+}
+
+impl PropertyFile {
+    pub fn parse(text: &str) -> Self {
+        let values = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        PropertyFile { values }
+    }
+
+    /// Reads `path`; a file that cannot be read is an error.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format_args!("reading {}", path.display()), e))?;
+        Ok(Self::parse(&text))
+    }
+}
+
+impl Properties for PropertyFile {
+    fn get(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.values.get(name).cloned())
+    }
+}
+
+/// The running Android system's properties.
+#[cfg(target_os = "android")]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemProperties;
+
+#[cfg(target_os = "android")]
+impl Properties for SystemProperties {
+    fn get(&self, name: &str) -> Result<Option<String>> {
+        use std::ffi::{CStr, CString};
+        let cname = CString::new(name)
+            .map_err(|_| crate::err!(DeviceError, "property name {name:?} holds a NUL"))?;
+        // SAFETY: `cname` is a NUL-terminated string that outlives the call; the function only
+        // reads it and returns a pointer into the property area (or null), which is not kept.
+        let info = unsafe { libc::__system_property_find(cname.as_ptr()) };
+        if info.is_null() {
+            return Ok(None);
+        }
+        let mut value: [libc::c_char; libc::PROP_VALUE_MAX as usize] =
+            [0; libc::PROP_VALUE_MAX as usize];
+        // SAFETY: `value` holds PROP_VALUE_MAX bytes, the most the function writes (the value
+        // and its NUL); `cname` is NUL-terminated.
+        let len = unsafe { libc::__system_property_get(cname.as_ptr(), value.as_mut_ptr()) };
+        // A read-only property longer than PROP_VALUE_MAX - 1 cannot be read this way (bionic
+        // hands back a truncated value or a notice instead): refuse rather than compare against
+        // something that is not the value.
+        if len < 0 || len >= libc::PROP_VALUE_MAX - 1 {
+            crate::bail!(DeviceError, "property {name} cannot be read ({len} bytes)");
+        }
+        // SAFETY: the function NUL-terminated what it wrote within `value`, which was zeroed.
+        let text = unsafe { CStr::from_ptr(value.as_ptr()) };
+        text.to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| crate::err!(DeviceError, "property {name} is not UTF-8"))
+    }
+}
+
+/// Whether the running Android build is debuggable (`ro.debuggable=1`: userdebug and eng). A
+/// property that cannot be read counts as not debuggable.
+#[cfg(target_os = "android")]
+pub fn debuggable() -> bool {
+    matches!(SystemProperties.get("ro.debuggable"), Ok(Some(v)) if v == "1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_prop_lines() {
+        let p = PropertyFile::parse("# c\nro.a=1\n  ro.b = x y \nnot a pair\nro.a=2\nro.e=\n");
+        assert_eq!(p.get("ro.a").unwrap().as_deref(), Some("2"));
+        assert_eq!(p.get("ro.b").unwrap().as_deref(), Some("x y"));
+        assert_eq!(p.get("ro.e").unwrap().as_deref(), Some(""));
+        assert_eq!(p.get("ro.c").unwrap(), None);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = PropertyFile::load(&dir.path().join("missing.prop")).unwrap_err();
+        assert!(err.message.contains("missing.prop"), "{err}");
+    }
+}
