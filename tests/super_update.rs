@@ -311,3 +311,42 @@ fn a_cancelled_update_resumes_onto_the_metadata_it_wrote() {
         "the resumed update rewrote super's metadata"
     );
 }
+
+/// A partial payload carrying `system` only: the target slot gets `vendor_b` of its own,
+/// holding slot A's vendor (update_engine keeps such partitions as the source has them; here
+/// in the target's own extents, see `lp::carry_over`).
+#[test]
+fn a_partial_update_carries_the_other_logical_partitions_over() {
+    let fx = Fixture::new(24 * MIB, false);
+    let out = fx.root.join("partial.bin");
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        dynamic: Some(super_image::dynamic_metadata("main", 4 * MIB, &["system"])),
+        partial_update: true,
+        ..BuildOptions::default()
+    };
+    let report = common::build_payload_with(
+        &out,
+        &[("system", fx.root.join("system.img"), None)],
+        options,
+    );
+    assert!(report.manifest.partial_update);
+    let vendor_a = fx.read("vendor", Slot::A);
+    fx.apply(&out, &Quiet).unwrap();
+
+    assert!(fx.read("system", Slot::B) == std::fs::read(fx.root.join("system.img")).unwrap());
+    assert!(
+        fx.read("vendor", Slot::B) == vendor_a,
+        "vendor_b is not slot A's vendor"
+    );
+    let dev = Device::host(&fx.dev, Slot::A);
+    let (_, target) = dev.super_metadata(Slot::B).unwrap();
+    let vendor_b = target.partition("vendor_b").unwrap();
+    assert_eq!(target.group_of(vendor_b).unwrap().name, "main_b");
+    let extents = |m: &lp::Metadata, name: &str| m.extents_of(m.partition(name).unwrap()).to_vec();
+    assert_ne!(extents(&target, "vendor_b"), extents(&target, "vendor_a"));
+    assert_eq!(fx.read("vendor", Slot::A), vendor_a);
+}
