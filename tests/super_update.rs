@@ -350,3 +350,37 @@ fn a_partial_update_carries_the_other_logical_partitions_over() {
     assert_ne!(extents(&target, "vendor_b"), extents(&target, "vendor_a"));
     assert_eq!(fx.read("vendor", Slot::A), vendor_a);
 }
+
+/// Hostile or damaged metadata of the running slot (both copies) or geometry (both copies):
+/// 34 before anything is written, whatever the rest of super holds.
+#[test]
+fn unreadable_source_metadata_is_34_before_anything_is_written() {
+    let fx = Fixture::new(16 * MIB, false);
+    let payload = fx.payload(4 * MIB, false);
+    let dev = Device::host(&fx.dev, Slot::A);
+    let (geometry, _) = dev.super_metadata(Slot::A).unwrap();
+    let pristine = std::fs::read(fx.dev.join("super.img")).unwrap();
+    let slot0 = [
+        geometry.primary_offset(0).unwrap() as usize,
+        geometry.backup_offset(0).unwrap() as usize,
+    ];
+    // (what is changed, byte offsets): header magic, a table byte (its checksum fails),
+    // the partition count (header checksum fails), both geometries.
+    let cases: [(&str, Vec<usize>); 4] = [
+        ("magic", slot0.to_vec()),
+        ("tables", slot0.iter().map(|a| a + 300).collect()),
+        ("count", slot0.iter().map(|a| a + 84).collect()),
+        ("geometry", vec![4096 + 40, 8192 + 40]),
+    ];
+    for (what, offsets) in cases {
+        let mut image = pristine.clone();
+        for at in offsets {
+            image[at] ^= 0x41;
+        }
+        std::fs::write(fx.dev.join("super.img"), &image).unwrap();
+        let before = fx.snapshot();
+        let err = fx.apply(&payload, &Quiet).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SlotError, "{what}: {err}");
+        assert_nothing_written(&fx, &before);
+    }
+}
