@@ -67,6 +67,9 @@ pub struct BuildOptions {
     pub security_patch_level: Option<String>,
     /// Every partition's `version` (AOSP: the build timestamp).
     pub partition_version: Option<String>,
+    /// Sets `partial_update`: the payload carries only some partitions, and the device keeps
+    /// the others as the running slot has them.
+    pub partial_update: bool,
 }
 
 impl Default for BuildOptions {
@@ -81,6 +84,7 @@ impl Default for BuildOptions {
             max_timestamp: None,
             security_patch_level: None,
             partition_version: None,
+            partial_update: false,
         }
     }
 }
@@ -97,12 +101,15 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     if specs.is_empty() {
         bail!(MalformedPayload, "no partitions to build");
     }
-    let is_delta = specs.iter().any(|s| s.old.is_some());
+    let is_delta = options.partial_update || specs.iter().any(|s| s.old.is_some());
     let blobs_path = out.with_extension("blobs.tmp");
     let mut blobs = BlobFile::create(&blobs_path)?;
     let mut manifest = pb::DeltaArchiveManifest::new();
     manifest.set_block_size(BLOCK_SIZE as u32);
     manifest.set_minor_version(if is_delta { DELTA_MINOR_VERSION } else { 0 });
+    if options.partial_update {
+        manifest.set_partial_update(true);
+    }
     if let Some(ts) = options.max_timestamp {
         manifest.set_max_timestamp(ts);
     }
