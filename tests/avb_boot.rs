@@ -335,8 +335,7 @@ fn a_partial_update_carries_the_other_partitions_over_and_switches() {
     }
     assert!(read("boot", 'b') == new.boot);
 
-    // The same partial payload without the copy (today's behaviour) would have left the
-    // stale vbmeta; with a boot altered after signing it is still refused.
+    // The carried-over slot gets the full check: a boot altered after signing is refused.
     let tmp = tempfile::tempdir().unwrap();
     let dev = device(tmp.path(), &keys, &running);
     let mut bad = new.clone();
@@ -344,6 +343,16 @@ fn a_partial_update_carries_the_other_partitions_over_and_switches() {
     let payload = make_payload(tmp.path(), &keys, &bad, &["boot"], true);
     let err = apply(&dev, &payload).unwrap_err();
     assert_eq!(err.code, ErrorCode::AvbContents, "{err}");
+    assert_eq!(active_slot(&dev), Slot::A);
+
+    // Slots of different sizes cannot be carried over (update_engine refuses them too).
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = device(tmp.path(), &keys, &running);
+    common::put_image(&dev, "dtbo", 'b', &[], DTBO_SIZE + 4096);
+    let payload = make_payload(tmp.path(), &keys, &new, &["boot"], true);
+    let err = apply(&dev, &payload).unwrap_err();
+    assert_eq!(err.code, ErrorCode::PartitionMissing, "{err}");
+    assert!(err.message.contains("dtbo"), "{err}");
     assert_eq!(active_slot(&dev), Slot::A);
 }
 

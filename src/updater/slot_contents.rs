@@ -33,11 +33,12 @@ pub fn check(device: &Device, slot: Slot, vbmeta: &SlotVbmeta) -> Result<()> {
                 ),
                 _ => continue,
             };
+            // The messages below name the partition already; this says where the descriptor is.
             let context = |e: Error| {
                 Error::new(
                     e.code,
                     format!(
-                        "slot {slot}: {image_name}'s descriptor for {name}: {}",
+                        "slot {slot}, descriptor in {image_name}'s vbmeta: {}",
                         e.message
                     ),
                 )
@@ -48,11 +49,9 @@ pub fn check(device: &Device, slot: Slot, vbmeta: &SlotVbmeta) -> Result<()> {
                 continue;
             }
             let part = device.read_only(name, slot).map_err(|e| match e.code {
-                ErrorCode::PartitionMissing => context(crate::err!(
-                    AvbContents,
-                    "the partition is missing: {}",
-                    e.message
-                )),
+                ErrorCode::PartitionMissing => {
+                    context(crate::err!(AvbContents, "{name} is missing: {}", e.message))
+                }
                 _ => context(e),
             })?;
             let size = part.size();
