@@ -173,7 +173,7 @@ impl Engine for UpdaterEngine {
     }
 
     fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
-        if !crate::updater::avb_check::AvbPolicy::enabled(self.updater.device()) {
+        if !self.updater.avb_required() {
             return Ok(Vec::new());
         }
         let floors = self.updater.rollback_floors()?;

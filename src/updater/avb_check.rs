@@ -1,14 +1,25 @@
 //! Android Verified Boot checks on a slot before abupdate switches to it.
 //!
-//! The bootloader will refuse a slot whose vbmeta is not signed by its trusted key, or whose
-//! rollback index is below the value in its tamper-evident storage. abupdate refuses such a
-//! slot first, so a device never switches to something that cannot boot: 28 for a signature
-//! or chain key that does not verify, 27 for a rollback index below the floor.
+//! The bootloader will refuse a slot whose vbmeta is not signed by its trusted key, whose
+//! rollback index is below the value in its tamper-evident storage, or whose partitions do not
+//! match their hash descriptors; dm-verity fails reads of data that does not match its hash
+//! tree. abupdate refuses such a slot first, so a device never switches to something that
+//! cannot boot: 28 for a signature or chain key that does not verify (or a descriptor naming a
+//! partition badly), 27 for a rollback index below the floor, 43 for contents that do not match
+//! a hash or hashtree descriptor or a partition the vbmeta names that is missing or short
+//! ([`super::slot_contents`]).
+//!
+//! A device uses AVB ([`AvbPolicy::required`]) when abupdate runs on Android with partitions
+//! by name (every A/B device Android ships verifies boot), or, on a host device directory, when
+//! `vbmeta_a.img` or `vbmeta_b.img` exists or an AVB key is configured. On such a device a
+//! running slot whose vbmeta cannot be read refuses the update (28) before anything is written:
+//! the key and rollback floors an update is checked against come from it.
 
 use std::path::{Path, PathBuf};
 
 use crate::avb::{self, AvbPublicKey, RollbackFloors, VbmetaImage};
-use crate::device::{Device, Slot};
+use crate::device::{Device, Layout, Slot};
+use crate::engine::SourceRead;
 use crate::error::{Error, Result};
 use crate::rollback::{effective_floors, RollbackStore};
 use crate::{bail, ErrorCode};
@@ -23,6 +34,12 @@ pub struct SlotVbmeta {
 }
 
 impl SlotVbmeta {
+    /// Every image with the partition it was read from: `vbmeta` first, then the chained ones.
+    pub fn images(&self) -> impl Iterator<Item = (&str, &VbmetaImage)> {
+        std::iter::once((VBMETA, &self.top))
+            .chain(self.chained.iter().map(|(n, i)| (n.as_str(), i)))
+    }
+
     fn chained_refs(&self) -> Vec<(&str, &VbmetaImage)> {
         self.chained.iter().map(|(n, i)| (n.as_str(), i)).collect()
     }
@@ -60,11 +77,34 @@ impl AvbPolicy {
         &self.store
     }
 
-    /// Whether the device uses AVB at all: the running slot has a vbmeta partition.
-    pub fn enabled(device: &Device) -> bool {
-        device
-            .partition_path(VBMETA, device.current_slot())
-            .exists()
+    /// Whether the device uses AVB (see the module documentation). A vbmeta image whose
+    /// presence cannot be established (a stat error other than "not found") counts as present:
+    /// an unreadable vbmeta must refuse, not skip, the checks.
+    pub fn required(&self, device: &Device) -> bool {
+        if cfg!(target_os = "android") && matches!(device.layout(), Layout::ByName(_)) {
+            return true;
+        }
+        self.configured_key.is_some()
+            || [Slot::A, Slot::B].into_iter().any(|slot| {
+                match std::fs::symlink_metadata(device.partition_path(VBMETA, slot)) {
+                    Ok(_) => true,
+                    Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+                }
+            })
+    }
+
+    /// Before anything is written on a device with AVB: the running slot's vbmeta must be
+    /// readable, since the key and rollback floors of the update come from it. 28 otherwise.
+    pub fn check_running(&self, device: &Device) -> Result<()> {
+        let slot = device.current_slot();
+        load(device, VBMETA, slot).map(|_| ()).map_err(|e| {
+            crate::err!(
+                AvbSignature,
+                "the device uses AVB but the running slot's vbmeta cannot be read, so no update \
+                 can be checked against its key and rollback indexes: {}",
+                e.message
+            )
+        })
     }
 
     /// The early check, as soon as the new top-level vbmeta is written: its signature and its
@@ -90,14 +130,17 @@ impl AvbPolicy {
     }
 
     /// The full check before switching: every image of the target slot verifies against the
-    /// expected key chain, and no rollback index is below its floor.
+    /// expected key chain, no rollback index is below its floor, and every partition a hash or
+    /// hashtree descriptor names holds what the descriptor says (checked last, once the
+    /// descriptors are known to be signed).
     pub fn check_slot(&self, device: &Device, target: Slot) -> Result<()> {
         let current = load_slot(device, device.current_slot(), false)?;
         let new = load_slot(device, target, true)?;
         if let Some(key) = self.expected_key(&current)? {
             avb::verify_chain(&new.top, &key, &new.chained_refs())?;
         }
-        avb::check_rollback(&new.top, &new.chained_refs(), &self.floors(&current)?)
+        avb::check_rollback(&new.top, &new.chained_refs(), &self.floors(&current)?)?;
+        super::slot_contents::check(device, target, &new)
     }
 
     /// After the running slot was marked successful: its indexes become the stored floors
@@ -123,15 +166,32 @@ impl AvbPolicy {
     }
 }
 
-/// Loads a slot's top-level vbmeta and the chained partitions' images. With `all_chained`,
-/// a chained partition that cannot be read is an error (28); otherwise it is skipped, since
-/// the running slot's floors are a lower bound either way.
+/// Loads a slot's top-level vbmeta and the chained partitions' images. A chain descriptor
+/// whose partition name is not [`avb::validate_partition_name`]-clean is refused (28) before
+/// any path is built from it. With `all_chained`, a chained partition that is missing is 43
+/// and one that cannot be read otherwise is 28; without, it is skipped, since the running
+/// slot's floors are a lower bound either way.
 pub fn load_slot(device: &Device, slot: Slot, all_chained: bool) -> Result<SlotVbmeta> {
     let top = load(device, VBMETA, slot)?;
     let mut chained = Vec::new();
     for c in top.chain_partitions() {
+        avb::validate_partition_name(&c.partition_name).map_err(|e| {
+            crate::err!(
+                AvbSignature,
+                "slot {slot} vbmeta chain descriptor: {}",
+                e.message
+            )
+        })?;
         match load(device, &c.partition_name, slot) {
             Ok(image) => chained.push((c.partition_name.clone(), image)),
+            Err(e) if all_chained && e.code == ErrorCode::PartitionMissing => {
+                return Err(crate::err!(
+                    AvbContents,
+                    "chained partition {} named by slot {slot}'s vbmeta: {}",
+                    c.partition_name,
+                    e.message
+                ))
+            }
             Err(e) if all_chained => {
                 return Err(crate::err!(
                     AvbSignature,

@@ -4,6 +4,8 @@
 //!
 //! - before the first byte is written, the running slot is marked successful (if it is not) and
 //!   the target slot unbootable;
+//! - a partial update's target slot gets the running slot's copy of every physical partition the
+//!   payload does not carry ([`carry_over`]);
 //! - only after every partition is written and verified (and the AVB checks pass) is the target
 //!   slot set active, and only if `SWITCH_SLOT_ON_REBOOT` is not `0`;
 //! - payloads older than the running build are refused before anything is written
@@ -13,9 +15,11 @@
 //!   ([`dynamic`]).
 
 pub mod avb_check;
+pub mod carry_over;
 pub mod downgrade;
 pub mod dynamic;
 pub mod ota_state;
+pub mod slot_contents;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -197,6 +201,10 @@ impl Updater {
         options: &ApplyOptions,
         observer: &dyn Observer,
     ) -> Result<Outcome> {
+        let avb_required = self.avb.required(&self.device);
+        if avb_required {
+            self.avb.check_running(&self.device)?;
+        }
         let hooks = Hooks { updater: self };
         let result = engine::apply(
             self.partitions.as_ref(),
@@ -227,7 +235,18 @@ impl Updater {
         }
         let report = result?;
         let target = self.device.target_slot();
-        if AvbPolicy::enabled(&self.device) {
+        let manifest = &report.metadata.manifest;
+        if manifest.partial_update {
+            let carried = manifest
+                .partitions
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            // Physical partitions; the logical ones were copied into the target's extents
+            // above, before the mappings went.
+            carry_over::carry_over(&self.device, self.partitions.as_ref(), &carried)?;
+        }
+        if avb_required {
             self.avb.check_slot(&self.device, target)?;
         }
         let switched_to = if options.properties.switch_slot_on_reboot {
@@ -273,7 +292,7 @@ impl Updater {
     /// to its indexes: only a slot that proved it boots may advance them.
     pub fn mark_boot_successful(&self) -> Result<()> {
         self.with_boot(|b| b.mark_boot_successful())?;
-        if AvbPolicy::enabled(&self.device) {
+        if self.avb_required() {
             self.avb.advance(&self.device)?;
         }
         Ok(())
@@ -284,7 +303,7 @@ impl Updater {
     /// HAL once it has read the verified partitions. The daemon calls this when it starts; a
     /// slot not yet marked is left alone. Whether the floors were raised.
     pub fn advance_floors_if_marked(&self) -> Result<bool> {
-        if !AvbPolicy::enabled(&self.device) {
+        if !self.avb_required() {
             return Ok(false);
         }
         let current = self.device.current_slot();
@@ -293,6 +312,11 @@ impl Updater {
         }
         self.avb.advance(&self.device)?;
         Ok(true)
+    }
+
+    /// Whether the device uses AVB, so that its checks are made (see [`avb_check`]).
+    pub fn avb_required(&self) -> bool {
+        self.avb.required(&self.device)
     }
 
     /// The rollback floors an update is checked against now.
@@ -384,7 +408,7 @@ impl UpdateHooks for Hooks<'_> {
     }
 
     fn partition_written(&self, name: &str) -> Result<()> {
-        if name == "vbmeta" && AvbPolicy::enabled(&self.updater.device) {
+        if name == "vbmeta" && self.updater.avb_required() {
             self.updater
                 .avb
                 .check_top(&self.updater.device, self.updater.device.target_slot())?;

@@ -1,0 +1,135 @@
+//! Partial updates: the physical partitions a `partial_update` payload does not carry are
+//! copied from the running slot into the target slot before the switch, so the new slot is
+//! whole (its vbmeta, `dtbo`, the firmware...) rather than whatever an older update left there.
+//!
+//! update_engine does the same (`PartitionUpdateGeneratorAndroid`,
+//! `GenerateOperationsForPartitionsNotInPayload`): for every partition listed in
+//! `ro.vendor.build.ab_ota_partitions` (else `ro.product.ab_ota_partitions`) that the payload
+//! does not carry, it adds a `SOURCE_COPY` of the whole partition from the source slot to the
+//! target slot, after refusing the update if the two slots' sizes differ or are not a multiple
+//! of the block size, and skips partitions that are dynamic in both slots (a partition dynamic
+//! in one slot only is an error). abupdate copies every partition present under both slot
+//! suffixes in the device's partition directory (`/dev/block/by-name`, or the host device
+//! directory): that is every A/B physical partition, a superset of the `ab_ota_partitions`
+//! list, which abupdate does not read.
+//!
+//! Dynamic partitions (in `super`, mapped under `/dev/block/mapper`) never appear in that
+//! directory, so none is copied here; keeping them for the target slot is the job of the
+//! dynamic-partition code, which hooks in at [`carry_over`]'s caller next to this call.
+//!
+//! Writes go through the engine's [`SlotPartitions`] (so a recording layer sees them), and a
+//! chunk is written only where the target differs from the source: a repeated copy (after a
+//! power cut, or a resumed apply) writes nothing it wrote before.
+
+use std::collections::BTreeSet;
+
+use crate::avb::validate_partition_name;
+use crate::device::{Device, Layout, Slot};
+use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
+use crate::error::{Error, Result};
+use crate::payload::BLOCK_SIZE;
+
+/// Bytes compared and copied at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Copies every A/B physical partition not in `carried` from the running slot to the target.
+/// Returns the partitions copied (those whose target differed), sorted. 33 when a partition's
+/// two slots differ in size or are not a multiple of the block size, as update_engine refuses.
+pub fn carry_over(
+    device: &Device,
+    partitions: &dyn SlotPartitions,
+    carried: &BTreeSet<&str>,
+) -> Result<Vec<String>> {
+    let mut changed = Vec::new();
+    for name in ab_partitions(device)? {
+        if carried.contains(name.as_str()) {
+            continue;
+        }
+        let source = partitions.open_source(&name)?;
+        let target = partitions.open_target(&name)?;
+        let size = source.size();
+        if size != target.size() || size % BLOCK_SIZE != 0 {
+            crate::bail!(
+                PartitionMissing,
+                "partial update: {name} is {size} bytes in the running slot and {} in the \
+                 target slot; both must be equal and a multiple of {BLOCK_SIZE} to carry it over",
+                target.size()
+            );
+        }
+        if copy_differences(&name, source.as_ref(), target.as_ref(), size)? {
+            log::info!("partial update: {name} carried over from the running slot");
+            changed.push(name);
+        }
+    }
+    Ok(changed)
+}
+
+/// Writes the chunks of `target` that differ from `source`, then syncs if anything was
+/// written. Returns whether anything was.
+fn copy_differences(
+    name: &str,
+    source: &dyn SourceRead,
+    target: &dyn TargetWrite,
+    size: u64,
+) -> Result<bool> {
+    let io = |what: &str, offset: u64, e: std::io::Error| {
+        Error::io(format!("{what} {name} at {offset}"), e)
+    };
+    let mut from = vec![0u8; CHUNK];
+    let mut to = vec![0u8; CHUNK];
+    let mut wrote = false;
+    let mut offset = 0u64;
+    while offset < size {
+        // At most CHUNK, so it fits usize.
+        let n = (size - offset).min(CHUNK as u64) as usize;
+        source
+            .read_at(&mut from[..n], offset)
+            .map_err(|e| io("reading running slot's", offset, e))?;
+        target
+            .read_at(&mut to[..n], offset)
+            .map_err(|e| io("reading target slot's", offset, e))?;
+        if from[..n] != to[..n] {
+            target
+                .write_at(&from[..n], offset)
+                .map_err(|e| io("writing", offset, e))?;
+            wrote = true;
+        }
+        offset += n as u64;
+    }
+    if wrote {
+        target.sync().map_err(|e| io("syncing", 0, e))?;
+    }
+    Ok(wrote)
+}
+
+/// The partitions present under both slot suffixes in the device's partition directory, by
+/// name without suffix. Entries whose name is not `[a-z0-9_]` are not partitions abupdate
+/// addresses and are skipped.
+fn ab_partitions(device: &Device) -> Result<BTreeSet<String>> {
+    let (dir, ext) = match device.layout() {
+        Layout::ByName(dir) => (dir, ""),
+        Layout::HostDir(dir) => (dir, ".img"),
+    };
+    let suffix_a = format!("{}{ext}", Slot::A.suffix());
+    let mut names = BTreeSet::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir.display(), e))?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(&suffix_a)) else {
+            continue;
+        };
+        if validate_partition_name(name).is_err() {
+            continue;
+        }
+        let other = device.partition_path(name, Slot::B);
+        match std::fs::symlink_metadata(&other) {
+            Ok(_) => {
+                names.insert(name.to_owned());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(other.display(), e)),
+        }
+    }
+    Ok(names)
+}
