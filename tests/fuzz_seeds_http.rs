@@ -11,6 +11,8 @@
 mod check;
 
 use std::collections::BTreeMap;
+
+use abupdate::download::scripted;
 use std::path::{Path, PathBuf};
 
 fn seeds_dir() -> PathBuf {
@@ -70,7 +72,10 @@ fn seed(flags: u8, base: u32, size: u32, start: u32, responses: &[&str]) -> Vec<
     for word in [base, size, start] {
         out.extend_from_slice(&word.to_le_bytes());
     }
-    for response in responses {
+    for (i, response) in responses.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(scripted::CUT);
+        }
         out.extend_from_slice(response.as_bytes());
     }
     out

@@ -1,8 +1,8 @@
 //! What the `http_response` fuzz target does with an input, shared with the seed replay test
 //! (`tests/fuzz_seeds_http.rs` includes this file), so both run exactly the same checks.
 //!
-//! Input: a 13-byte prologue, then the bytes the server sends (all responses, back to back;
-//! each connection reads on where the previous one stopped).
+//! Input: a 13-byte prologue, then what the server sends on each connection, the connections
+//! separated by `scripted::CUT` (`\n\0\n`); a connection ends with the server closing it.
 //! - byte 0, flags: bit 0 `https`, bit 1 the payload size is known, bits 2-3 the bytes per
 //!   socket read (1, 7, 64 or 4096), bit 4 the offset is `u64::MAX` minus its value, bit 5
 //!   the size is `u64::MAX` minus its value;

@@ -1,5 +1,6 @@
 //! The HTTP source over a script instead of the network: every connection it dials reads the
-//! next bytes of one byte string, and what it sends is recorded. The read loop, response heads,
+//! next part of one byte string (parts are separated by [`CUT`]; the end of a part is the server
+//! closing the connection), and what it sends is recorded. The read loop, response heads,
 //! the answer policy (ranges, sizes, identity, redirects), body framing and retries run exactly
 //! as they do over sockets. This is what the `http_response` fuzz target and its seed replay
 //! (`tests/fuzz_seeds_http.rs`) drive; it is not part of the API.
@@ -12,6 +13,9 @@ use super::conn::Transport;
 use super::{Dial, Fault, HttpSource, HttpUrl};
 use crate::download::{check_span, SourceOptions};
 use crate::error::Result;
+
+/// Separates the script's connections.
+pub const CUT: &[u8] = b"\n\0\n";
 
 /// What one scripted download did.
 #[derive(Debug)]
@@ -32,7 +36,7 @@ pub struct Run {
 pub fn run(url: &str, base: u64, size: Option<u64>, start: u64, script: &[u8], step: usize) -> Run {
     let shared = Rc::new(RefCell::new(Shared {
         script: script.to_vec(),
-        at: 0,
+        next: 0,
         requests: Vec::new(),
     }));
     let mut payload = Vec::new();
@@ -85,7 +89,8 @@ fn download(
 
 struct Shared {
     script: Vec<u8>,
-    at: usize,
+    /// Where the next connection's part starts.
+    next: usize,
     requests: Vec<Vec<u8>>,
 }
 
@@ -99,29 +104,39 @@ impl Dial for Script {
     type Wire = ScriptWire;
 
     fn dial(&mut self, _: &HttpUrl, _: &SourceOptions) -> std::result::Result<ScriptWire, Fault> {
-        let shared = self.shared.borrow();
-        if shared.at == shared.script.len() {
+        let mut shared = self.shared.borrow_mut();
+        let start = shared.next;
+        let Some(rest) = shared.script.get(start..).filter(|rest| !rest.is_empty()) else {
             return Err(Fault::retry("the script has ended: connection refused"));
-        }
+        };
+        let (end, next) = match rest.windows(CUT.len()).position(|w| w == CUT) {
+            Some(cut) => (start + cut, start + cut + CUT.len()),
+            None => (shared.script.len(), shared.script.len()),
+        };
+        shared.next = next;
         Ok(ScriptWire {
             shared: Rc::clone(&self.shared),
+            at: start,
+            end,
             step: self.step,
         })
     }
 }
 
+/// One connection: the part `at..end` of the script.
 struct ScriptWire {
     shared: Rc<RefCell<Shared>>,
+    at: usize,
+    end: usize,
     step: usize,
 }
 
 impl Transport for ScriptWire {
     fn read(&mut self, buf: &mut [u8]) -> std::result::Result<usize, Fault> {
-        let mut shared = self.shared.borrow_mut();
-        let at = shared.at;
-        let n = self.step.min(buf.len()).min(shared.script.len() - at);
-        buf[..n].copy_from_slice(&shared.script[at..at + n]);
-        shared.at += n;
+        let shared = self.shared.borrow();
+        let n = self.step.min(buf.len()).min(self.end - self.at);
+        buf[..n].copy_from_slice(&shared.script[self.at..self.at + n]);
+        self.at += n;
         Ok(n)
     }
 
