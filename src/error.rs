@@ -268,7 +268,10 @@ mod tests {
         assert_eq!(shown("a\x1b[2Jb\n"), "\"a\\u{1b}[2Jb\\n\"");
         let long = "x".repeat(10_000);
         let text = shown(&long);
-        assert!(text.len() < 60 && text.ends_with("... (10000 bytes)"), "{text}");
+        assert!(
+            text.len() < 60 && text.ends_with("... (10000 bytes)"),
+            "{text}"
+        );
         assert_eq!(shown_bytes(b"\xff\x00ok"), "\"\u{fffd}\\0ok\"");
     }
 

@@ -34,8 +34,16 @@ pub fn run(data: &[u8]) -> Option<Run> {
         "http://ota.example:8080/dir/payload.bin"
     };
     let step = [1, 7, 64, 4096][usize::from((flags >> 2) & 3)];
-    let base = if flags & 0x10 != 0 { u64::MAX - word(1) } else { word(1) };
-    let size = if flags & 0x20 != 0 { u64::MAX - word(5) } else { word(5) };
+    let base = if flags & 0x10 != 0 {
+        u64::MAX - word(1)
+    } else {
+        word(1)
+    };
+    let size = if flags & 0x20 != 0 {
+        u64::MAX - word(5)
+    } else {
+        word(5)
+    };
     let size = (flags & 2 != 0).then_some(size);
     let start = word(9);
     let run = scripted::run(url, base, size, start, script, step);
@@ -45,7 +53,10 @@ pub fn run(data: &[u8]) -> Option<Run> {
 
 fn check(run: &Run, size: Option<u64>, start: u64, script: &[u8]) {
     let got = run.payload.len() as u64;
-    assert!(run.payload.len() <= script.len(), "more payload than bytes sent");
+    assert!(
+        run.payload.len() <= script.len(),
+        "more payload than bytes sent"
+    );
     if let Some(size) = size {
         assert!(start + got <= size, "read past the payload's end");
         if run.result.is_ok() {
@@ -53,7 +64,11 @@ fn check(run: &Run, size: Option<u64>, start: u64, script: &[u8]) {
         }
     }
     if run.result.is_ok() {
-        assert_eq!(run.total_size, Some(start + got), "size learned differs from bytes read");
+        assert_eq!(
+            run.total_size,
+            Some(start + got),
+            "size learned differs from bytes read"
+        );
     }
     for request in &run.requests {
         check_request(request);
@@ -64,10 +79,15 @@ fn check(run: &Run, size: Option<u64>, start: u64, script: &[u8]) {
 /// nothing a server sends (a redirect's `Location`) can add a header or a second request.
 fn check_request(request: &[u8]) {
     let text = std::str::from_utf8(request).expect("request is not UTF-8");
-    let head = text.strip_suffix("\r\n\r\n").expect("request does not end its head");
+    let head = text
+        .strip_suffix("\r\n\r\n")
+        .expect("request does not end its head");
     let mut lines = head.split("\r\n");
     let first = lines.next().unwrap_or("");
-    assert!(first.starts_with("GET /") && first.ends_with(" HTTP/1.1"), "{first:?}");
+    assert!(
+        first.starts_with("GET /") && first.ends_with(" HTTP/1.1"),
+        "{first:?}"
+    );
     assert_eq!(first.matches(' ').count(), 2, "request line {first:?}");
     let mut ranges = 0;
     for line in lines {

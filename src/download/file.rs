@@ -117,7 +117,10 @@ impl FileSource {
         };
         if !source.positioned {
             let skip = base.checked_add(start).ok_or_else(|| {
-                crate::err!(SizeMismatch, "start {start} at offset {base} lies past any file")
+                crate::err!(
+                    SizeMismatch,
+                    "start {start} at offset {base} lies past any file"
+                )
             })?;
             source.skip(skip)?;
         }

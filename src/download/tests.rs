@@ -257,9 +257,15 @@ fn paths_must_be_regular_files_or_block_devices() {
     }
     // A descriptor of a character device is no payload either.
     let null = File::open("/dev/null").unwrap();
-    let e = open(&format!("fd://{}", null.as_raw_fd()), 0, None, 0, &SourceOptions::default())
-        .err()
-        .unwrap();
+    let e = open(
+        &format!("fd://{}", null.as_raw_fd()),
+        0,
+        None,
+        0,
+        &SourceOptions::default(),
+    )
+    .err()
+    .unwrap();
     assert_eq!(e.code, ErrorCode::DownloadFailed, "{e}");
 }
 
@@ -274,8 +280,8 @@ fn silent_stream_honours_cancel() {
         let control = opts.control.clone();
         let fd = reader.as_raw_fd();
         let result = spawn(move || {
-            let mut stream = open(&format!("fd://{fd}"), base, None, start, &opts)
-                .map_err(|e| Some(e.code))?;
+            let mut stream =
+                open(&format!("fd://{fd}"), base, None, start, &opts).map_err(|e| Some(e.code))?;
             let mut buf = [0u8; 16];
             stream
                 .read(&mut buf)

@@ -63,11 +63,7 @@ pub(super) fn verify_partitions(
         .fold(0u64, |sum, p| sum.saturating_add(p.new_info.size));
     let precomputed = |i: usize| digests.get(i).copied().flatten();
     let mut unsaved = false;
-    for (i, p) in partitions
-        .iter()
-        .enumerate()
-        .skip(verified)
-    {
+    for (i, p) in partitions.iter().enumerate().skip(verified) {
         cx.observer.progress(&Progress {
             stage: Stage::Verifying,
             bytes_done: done,

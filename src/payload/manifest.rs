@@ -503,9 +503,9 @@ fn parse_operation(
                 "REPLACE of {data_length} bytes into {dst_bytes}"
             );
         }
-        *next_blob = next_blob.checked_add(data_length).ok_or_else(|| {
-            err!(MalformedPayload, "blobs end past 2^64 bytes")
-        })?;
+        *next_blob = next_blob
+            .checked_add(data_length)
+            .ok_or_else(|| err!(MalformedPayload, "blobs end past 2^64 bytes"))?;
     } else if data_length != 0 {
         bail!(
             MalformedPayload,
@@ -685,16 +685,22 @@ mod tests {
         m.partitions[0].set_partition_name(name);
         let e = Manifest::from_proto(&m, None).unwrap_err();
         assert_eq!(e.code, ErrorCode::MalformedPayload);
-        assert!(!e.message.contains('\x1b') && !e.message.contains('\x07'), "{e}");
-        assert!(e.message.len() < 200 && e.message.contains("5010 bytes"), "{e}");
+        assert!(
+            !e.message.contains('\x1b') && !e.message.contains('\x07'),
+            "{e}"
+        );
+        assert!(
+            e.message.len() < 200 && e.message.contains("5010 bytes"),
+            "{e}"
+        );
     }
 
     #[test]
     fn partition_sizes_past_u64_are_refused() {
         let size = 1u64 << 63;
         assert_eq!(code(&manifest(&[size], &[extent(0, 1)], &[])), None);
-        let e = Manifest::from_proto(&manifest(&[size, size], &[extent(0, 1)], &[]), None)
-            .unwrap_err();
+        let e =
+            Manifest::from_proto(&manifest(&[size, size], &[extent(0, 1)], &[]), None).unwrap_err();
         assert_eq!(e.code, ErrorCode::MalformedPayload);
         assert!(e.message.contains("2^64"), "{e}");
     }

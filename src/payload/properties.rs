@@ -98,15 +98,13 @@ fn decode_hash(key: &str, value: &str) -> Result<[u8; 32]> {
 }
 
 fn decode_u64(key: &str, value: &str) -> Result<u64> {
-    value
-        .parse()
-        .map_err(|_| {
-            err!(
-                MalformedPayload,
-                "{key}={} is not a number",
-                crate::error::shown(value)
-            )
-        })
+    value.parse().map_err(|_| {
+        err!(
+            MalformedPayload,
+            "{key}={} is not a number",
+            crate::error::shown(value)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -196,7 +196,9 @@ fn is_url(payload: &str) -> bool {
 
 /// The path a `file://` URL names (`file://localhost/p` too); any other text is a path.
 fn local_path(payload: &str) -> &str {
-    let scheme = payload.get(..7).filter(|s| s.eq_ignore_ascii_case("file://"));
+    let scheme = payload
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("file://"));
     match scheme.map(|_| &payload[7..]) {
         Some(rest) => rest.strip_prefix("localhost").unwrap_or(rest),
         None => payload,

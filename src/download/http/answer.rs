@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::conn::{Chunk, Framing};
 use super::head::Head;
-use crate::error::shown;
 use super::{protocol, Dial, Fault, HttpSource, HttpUrl, Identity, MAX_DISCARD};
+use crate::error::shown;
 
 impl<D: Dial> HttpSource<D> {
     pub(super) fn answer(

@@ -210,9 +210,15 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        match parse(&format!("HTTP/1.1 206 OK\r\nContent-Range: bytes {}\r\n\r\n", "7".repeat(3000))) {
+        match parse(&format!(
+            "HTTP/1.1 206 OK\r\nContent-Range: bytes {}\r\n\r\n",
+            "7".repeat(3000)
+        )) {
             Err(Fault::Fatal(e)) => {
-                assert!(e.message.len() < 200 && e.message.contains("3006 bytes"), "{e}")
+                assert!(
+                    e.message.len() < 200 && e.message.contains("3006 bytes"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }

@@ -86,7 +86,11 @@ impl Fault {
 /// Opens the connection a request goes over: the network, or a script (`scripted.rs`).
 pub(crate) trait Dial {
     type Wire: Transport;
-    fn dial(&mut self, url: &HttpUrl, opts: &SourceOptions) -> std::result::Result<Self::Wire, Fault>;
+    fn dial(
+        &mut self,
+        url: &HttpUrl,
+        opts: &SourceOptions,
+    ) -> std::result::Result<Self::Wire, Fault>;
 }
 
 /// TCP, and TLS for `https` with the configuration built once per download.
@@ -113,7 +117,10 @@ impl Dial for Network {
 }
 
 impl Network {
-    fn tls_config(&mut self, opts: &SourceOptions) -> std::result::Result<Arc<ClientConfig>, Fault> {
+    fn tls_config(
+        &mut self,
+        opts: &SourceOptions,
+    ) -> std::result::Result<Arc<ClientConfig>, Fault> {
         if let Some(config) = &self.tls {
             return Ok(Arc::clone(config));
         }

@@ -41,7 +41,16 @@ pub fn run(url: &str, base: u64, size: Option<u64>, start: u64, script: &[u8], s
     }));
     let mut payload = Vec::new();
     let mut total_size = None;
-    let result = download(url, base, size, start, step, &shared, &mut payload, &mut total_size);
+    let result = download(
+        url,
+        base,
+        size,
+        start,
+        step,
+        &shared,
+        &mut payload,
+        &mut total_size,
+    );
     let requests = std::mem::take(&mut shared.borrow_mut().requests);
     Run {
         requests,
