@@ -39,38 +39,23 @@ pub fn run(url: &str, base: u64, size: Option<u64>, start: u64, script: &[u8], s
         next: 0,
         requests: Vec::new(),
     }));
-    let mut payload = Vec::new();
-    let mut total_size = None;
-    let result = download(
-        url,
-        base,
-        size,
-        start,
-        step,
-        &shared,
-        &mut payload,
-        &mut total_size,
-    );
-    let requests = std::mem::take(&mut shared.borrow_mut().requests);
-    Run {
-        requests,
-        payload,
-        result,
-        total_size,
-    }
+    let dialer = Script {
+        shared: Rc::clone(&shared),
+        step: step.max(1),
+    };
+    let mut run = Run {
+        requests: Vec::new(),
+        payload: Vec::new(),
+        result: Ok(()),
+        total_size: None,
+    };
+    run.result = download(&mut run, url, (base, size, start), dialer);
+    run.requests = std::mem::take(&mut shared.borrow_mut().requests);
+    run
 }
 
-#[allow(clippy::too_many_arguments)]
-fn download(
-    url: &str,
-    base: u64,
-    size: Option<u64>,
-    start: u64,
-    step: usize,
-    shared: &Rc<RefCell<Shared>>,
-    payload: &mut Vec<u8>,
-    total_size: &mut Option<u64>,
-) -> Result<()> {
+fn download(run: &mut Run, url: &str, span: (u64, Option<u64>, u64), dialer: Script) -> Result<()> {
+    let (base, size, start) = span;
     check_span(base, size, start)?;
     let url = HttpUrl::parse(url).map_err(|e| crate::err!(DownloadFailed, "{e}"))?;
     let opts = SourceOptions {
@@ -79,20 +64,16 @@ fn download(
         backoff_max: Duration::ZERO,
         ..SourceOptions::default()
     };
-    let dialer = Script {
-        shared: Rc::clone(shared),
-        step: step.max(1),
-    };
     let mut source = HttpSource::with_dialer(url, base, size, start, &opts, dialer)?;
     let mut buf = [0u8; 4096];
     loop {
-        *total_size = source.total_size();
+        run.total_size = source.total_size();
         let n = source.read(&mut buf)?;
         if n == 0 {
-            *total_size = source.total_size();
+            run.total_size = source.total_size();
             return Ok(());
         }
-        payload.extend_from_slice(&buf[..n]);
+        run.payload.extend_from_slice(&buf[..n]);
     }
 }
 
