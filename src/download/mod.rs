@@ -80,6 +80,9 @@ pub fn header_for_property(key: &str) -> Option<&'static str> {
 /// A known `payload_size` (`FILE_SIZE`) bounds the stream and is checked against the file;
 /// unknown, it is learned from the server or file. For HTTP the first request is made here, so
 /// protocol, size and certificate errors show at once, with the same retries as reads.
+///
+/// A path (`file://` or plain) must name a regular file or a block device; a descriptor may
+/// also be a pipe or socket. Reads and skips of those wait in slices and honour cancel.
 pub fn open(
     location: &str,
     base_offset: u64,
