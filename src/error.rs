@@ -205,6 +205,26 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The most characters of a foreign string a message shows.
+const SHOWN_CHARS: usize = 40;
+
+/// Text that came from outside (a payload, a server, a caller) as a message may carry it:
+/// quoted and escaped, and past [`SHOWN_CHARS`] characters cut, with its length. Messages reach
+/// logs, `dumpsys` and callers; they must not replay someone else's bytes to them.
+pub fn shown(text: &str) -> String {
+    let mut chars = text.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    if chars.next().is_none() {
+        return format!("{head:?}");
+    }
+    format!("{head:?}... ({} bytes)", text.len())
+}
+
+/// [`shown`] for bytes that may not be UTF-8.
+pub fn shown_bytes(bytes: &[u8]) -> String {
+    shown(&String::from_utf8_lossy(bytes))
+}
+
 /// Builds an [`Error`] with a formatted message: `err!(MalformedPayload, "bad {x}")`.
 #[macro_export]
 macro_rules! err {
@@ -241,6 +261,19 @@ mod tests {
             assert_eq!(code.class(), expected, "{code}");
         }
         assert_eq!(ErrorCode::from_i32(99), None);
+    }
+
+    #[test]
+    fn foreign_text_is_escaped_and_cut() {
+        assert_eq!(shown("system"), "\"system\"");
+        assert_eq!(shown("a\x1b[2Jb\n"), "\"a\\u{1b}[2Jb\\n\"");
+        let long = "x".repeat(10_000);
+        let text = shown(&long);
+        assert!(
+            text.len() < 60 && text.ends_with("... (10000 bytes)"),
+            "{text}"
+        );
+        assert_eq!(shown_bytes(b"\xff\x00ok"), "\"\u{fffd}\\0ok\"");
     }
 
     #[test]

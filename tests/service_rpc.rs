@@ -94,7 +94,9 @@ fn two_clients_follow_an_update_to_the_end_and_a_reboot() {
         }]
     );
 
-    first.apply(&ota.file_url(), 0, 0, &ota.headers).unwrap();
+    first
+        .apply_file(ota.payload_file(), 0, 0, &ota.headers)
+        .unwrap();
     for events in [&events1, &events2] {
         let mut states = Vec::new();
         let end = loop {
@@ -130,7 +132,7 @@ fn two_clients_follow_an_update_to_the_end_and_a_reboot() {
     assert_eq!((after.current, after.active), (0, 1));
     assert!(after.slots[1].bootable && !after.slots[1].successful);
     // Applied means applied: another apply waits for the reboot or a reset.
-    let again = first.apply(&ota.file_url(), 0, 0, &[]).unwrap_err();
+    let again = first.apply_file(ota.payload_file(), 0, 0, &[]).unwrap_err();
     assert_eq!(again.code, ErrorCode::Busy);
     drop((first, second, server));
 
@@ -287,7 +289,7 @@ fn callers_outside_the_allowed_uids_are_refused() {
     let client = UpdateClient::connect(&server.transport).unwrap();
 
     let refused = [
-        client.apply(&ota.file_url(), 0, 0, &[]),
+        client.apply_file(ota.payload_file(), 0, 0, &[]),
         client.suspend(),
         client.resume(),
         client.cancel(),
@@ -331,7 +333,7 @@ fn verify_and_apply_name_what_is_wrong() {
     );
 
     let malformed = client
-        .apply(&ota.file_url(), 0, 0, &["NO_EQUALS_SIGN".to_owned()])
+        .apply_file(ota.payload_file(), 0, 0, &["NO_EQUALS_SIGN".to_owned()])
         .unwrap_err();
     assert_eq!(
         malformed.code,
@@ -359,7 +361,9 @@ fn verify_and_apply_name_what_is_wrong() {
     let mut headers = ota.headers.clone();
     headers.retain(|h| !h.starts_with("FILE_HASH="));
     headers.push(format!("FILE_HASH={}", "A".repeat(43) + "="));
-    client.apply(&ota.file_url(), 0, 0, &headers).unwrap();
+    client
+        .apply_file(ota.payload_file(), 0, 0, &headers)
+        .unwrap();
     assert_eq!(
         complete(&events).unwrap_err().code,
         ErrorCode::PayloadSignature
@@ -443,6 +447,8 @@ fn a_killed_client_is_dropped() {
     });
     // The survivor is still served, to the end of an update.
     assert_eq!(stays.status().unwrap().state, State::Idle);
-    stays.apply(&ota.file_url(), 0, 0, &ota.headers).unwrap();
+    stays
+        .apply_file(ota.payload_file(), 0, 0, &ota.headers)
+        .unwrap();
     complete(&events).unwrap();
 }

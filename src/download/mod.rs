@@ -15,13 +15,16 @@ mod http;
 mod network;
 
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use control::TransferControl;
+#[doc(hidden)]
+pub use http::scripted;
 
 use crate::error::{Error, ErrorCode, Result};
-use file::FileSource;
+use file::{FileSource, Origin};
 use http::{HttpSource, HttpUrl};
 
 /// How a payload is fetched.
@@ -77,6 +80,9 @@ pub fn header_for_property(key: &str) -> Option<&'static str> {
 /// A known `payload_size` (`FILE_SIZE`) bounds the stream and is checked against the file;
 /// unknown, it is learned from the server or file. For HTTP the first request is made here, so
 /// protocol, size and certificate errors show at once, with the same retries as reads.
+///
+/// A path (`file://` or plain) must name a regular file or a block device; a descriptor may
+/// also be a pipe or socket. Reads and skips of those wait in slices and honour cancel.
 pub fn open(
     location: &str,
     base_offset: u64,
@@ -84,27 +90,13 @@ pub fn open(
     start: u64,
     opts: &SourceOptions,
 ) -> Result<PayloadStream> {
-    if base_offset.checked_add(start).is_none() {
-        crate::bail!(
-            SizeMismatch,
-            "start {start} at offset {base_offset} lies past any file"
-        );
-    }
-    if let Some(size) = payload_size {
-        if base_offset.checked_add(size).is_none() || start > size {
-            crate::bail!(
-                SizeMismatch,
-                "start {start} and offset {base_offset} do not fit a payload of {size} bytes"
-            );
-        }
-    }
-    let local = |file, name| {
+    check_span(base_offset, payload_size, start)?;
+    let local = |file, name, origin| {
         FileSource::open(
             file,
             name,
-            base_offset,
-            payload_size,
-            start,
+            origin,
+            (base_offset, payload_size, start),
             opts.control.clone(),
         )
         .map(Source::File)
@@ -122,16 +114,44 @@ pub fn open(
         }
         Location::File(path) => {
             let name = path.display().to_string();
-            let file = std::fs::File::open(&path)
+            // Without O_NONBLOCK, opening a FIFO waits for a writer, and nothing can cancel
+            // that; regular files and block devices ignore the flag.
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(&path)
                 .map_err(|e| crate::err!(DownloadFailed, "opening {name}: {e}"))?;
-            local(file, name)?
+            local(file, name, Origin::Path)?
         }
-        Location::Fd(fd) => local(FileSource::inherited(fd)?, format!("descriptor {fd}"))?,
+        Location::Fd(fd) => local(
+            FileSource::inherited(fd)?,
+            format!("descriptor {fd}"),
+            Origin::Descriptor,
+        )?,
     };
     Ok(PayloadStream {
         source,
         failed: None,
     })
+}
+
+/// The sources rely on `base + start` and `base + size` fitting a u64, and `start <= size`.
+fn check_span(base_offset: u64, payload_size: Option<u64>, start: u64) -> Result<()> {
+    if base_offset.checked_add(start).is_none() {
+        crate::bail!(
+            SizeMismatch,
+            "start {start} at offset {base_offset} lies past any file"
+        );
+    }
+    if let Some(size) = payload_size {
+        if base_offset.checked_add(size).is_none() || start > size {
+            crate::bail!(
+                SizeMismatch,
+                "start {start} and offset {base_offset} do not fit a payload of {size} bytes"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The structured error inside an `io::Error` from [`PayloadStream`]'s `Read`.

@@ -7,7 +7,7 @@ use std::io::{Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -222,4 +222,81 @@ fn file_suspend_and_cancel() {
     );
     steer.join().unwrap();
     assert_eq!(code(stream.read(&mut buf)), ErrorCode::Cancelled);
+}
+
+/// Runs `f` on a thread; its result arrives on the receiver.
+fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> mpsc::Receiver<T> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(f());
+    });
+    receiver
+}
+
+#[test]
+fn paths_must_be_regular_files_or_block_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("payload.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Nobody writes to the FIFO: a plain open would wait for a writer forever.
+    for location in [
+        format!("file://{}", fifo.display()),
+        fifo.display().to_string(),
+        "/dev/null".to_owned(),
+        dir.path().display().to_string(),
+    ] {
+        let shown = location.clone();
+        let result = spawn(move || open(&location, 0, None, 0, &SourceOptions::default()).err());
+        let e = result
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .unwrap_or_else(|| panic!("opening {shown} blocked"))
+            .unwrap_or_else(|| panic!("{shown} was accepted"));
+        assert_eq!(e.code, ErrorCode::DownloadFailed, "{shown}: {e}");
+        assert!(e.message.contains("regular file or a block device"), "{e}");
+    }
+    // A descriptor of a character device is no payload either.
+    let null = File::open("/dev/null").unwrap();
+    let e = open(
+        &format!("fd://{}", null.as_raw_fd()),
+        0,
+        None,
+        0,
+        &SourceOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e.code, ErrorCode::DownloadFailed, "{e}");
+}
+
+/// A pipe whose writer stays open and silent: reading it and skipping to the start both wait
+/// for bytes that never come, and a cancel must end the wait.
+#[test]
+fn silent_stream_honours_cancel() {
+    for (base, start) in [(0, 0), (100, 0), (0, 7)] {
+        let (reader, writer) = nix::unistd::pipe().unwrap();
+        let reader = File::from(reader);
+        let opts = SourceOptions::default();
+        let control = opts.control.clone();
+        let fd = reader.as_raw_fd();
+        let result = spawn(move || {
+            let mut stream =
+                open(&format!("fd://{fd}"), base, None, start, &opts).map_err(|e| Some(e.code))?;
+            let mut buf = [0u8; 16];
+            stream
+                .read(&mut buf)
+                .map_err(|e| error_of(&e).map(|e| e.code))
+        });
+        thread::sleep(Duration::from_millis(300));
+        let cancelled_at = std::time::Instant::now();
+        control.cancel();
+        let e = result
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .unwrap_or_else(|| panic!("base {base} start {start}: the read ignored the cancel"))
+            .unwrap_err();
+        assert!(cancelled_at.elapsed() < Duration::from_secs(5));
+        assert_eq!(e, Some(ErrorCode::Cancelled));
+        drop((reader, writer));
+    }
 }

@@ -51,19 +51,19 @@ pub(super) fn verify_partitions(
     digests: &[Option<[u8; 32]>],
 ) -> Result<()> {
     let partitions = &cx.metadata.manifest.partitions;
-    let total: u64 = partitions.iter().map(|p| p.new_info.size).sum();
-    let mut done: u64 = partitions
+    // `Manifest::parse` refused sizes whose sum does not fit; saturating keeps it so for
+    // manifests built by hand.
+    let total = partitions
         .iter()
-        .take(cp.verified_partitions as usize)
-        .map(|p| p.new_info.size)
-        .sum();
+        .fold(0u64, |sum, p| sum.saturating_add(p.new_info.size));
+    let verified = usize::try_from(cp.verified_partitions).unwrap_or(usize::MAX);
+    let mut done = partitions
+        .iter()
+        .take(verified)
+        .fold(0u64, |sum, p| sum.saturating_add(p.new_info.size));
     let precomputed = |i: usize| digests.get(i).copied().flatten();
     let mut unsaved = false;
-    for (i, p) in partitions
-        .iter()
-        .enumerate()
-        .skip(cp.verified_partitions as usize)
-    {
+    for (i, p) in partitions.iter().enumerate().skip(verified) {
         cx.observer.progress(&Progress {
             stage: Stage::Verifying,
             bytes_done: done,
@@ -95,7 +95,7 @@ pub(super) fn verify_partitions(
                 p.name
             );
         }
-        cp.verified_partitions = i as u32 + 1;
+        cp.verified_partitions = u32::try_from(i + 1).unwrap_or(u32::MAX);
         unsaved = true;
         // A checkpoint per partition spares a resume re-reading it. Partitions whose digests
         // are at hand take no time, so the checkpoint waits for one that must be read (or for
@@ -104,7 +104,7 @@ pub(super) fn verify_partitions(
             cx.store.save(cp)?;
             unsaved = false;
         }
-        done += p.new_info.size;
+        done = done.saturating_add(p.new_info.size);
     }
     Ok(())
 }

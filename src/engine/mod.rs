@@ -293,6 +293,8 @@ fn resumable(cp: &Checkpoint, metadata: &Metadata, partitions: &dyn SlotPartitio
         && cp.target_slot == partitions.target_slot_name()
         && cp.resume_failures < MAX_RESUME_FAILURES
         && (cp.next_operation as usize) <= metadata.manifest.operation_count()
+        // Past the blobs it is no resume point of this payload (and would overflow an offset).
+        && cp.next_data_offset <= metadata.manifest.blobs_size
 }
 
 /// Checks that the device can take the payload `metadata` describes, before anything is

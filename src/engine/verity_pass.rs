@@ -50,7 +50,7 @@ pub(super) fn run(
         }
         // Stop chunks at the ends of the hash tree and FEC inputs, so each is finished and
         // written before the read goes past it.
-        let mut end = (at + CHUNK).min(size);
+        let mut end = at.saturating_add(CHUNK).min(size);
         if let Some(plan) = &plan {
             for boundary in [Some(plan.data.1), plan.fec.as_ref().map(|f| f.1)]
                 .into_iter()

@@ -312,6 +312,17 @@ impl Manifest {
             }
             partitions.push(part);
         }
+        // Progress and verification add the partitions' sizes up; each is the payload's claim.
+        if partitions
+            .iter()
+            .try_fold(0u64, |sum, p| sum.checked_add(p.new_info.size))
+            .is_none()
+        {
+            bail!(
+                MalformedPayload,
+                "the partitions' sizes add up to more than 2^64 bytes"
+            );
+        }
 
         let signatures = match (m.has_signatures_offset(), m.has_signatures_size()) {
             (true, true) => {
@@ -334,7 +345,8 @@ impl Manifest {
             ),
         };
         if let Some(data_size) = data_size {
-            let end = signatures.map_or(next_blob, |(o, s)| o + s);
+            // Both terms are bounded (operations × MAX_OP_BYTES, 1 MiB): this cannot overflow.
+            let end = signatures.map_or(next_blob, |(o, s)| o.saturating_add(s));
             // A payload cut short fails as a stream that ends early does: with a size error.
             if end > data_size {
                 bail!(
@@ -529,7 +541,8 @@ fn check_name(name: &str) -> Result<()> {
     if !ok {
         bail!(
             MalformedPayload,
-            "partition name {name:?} is not [a-z0-9_]{{1,{MAX_NAME_LEN}}}"
+            "partition name {} is not [a-z0-9_]{{1,{MAX_NAME_LEN}}}",
+            crate::error::shown(name)
         );
     }
     Ok(())
@@ -585,14 +598,14 @@ fn parse_operation(
     if kind.reads_source() && src_extents.is_empty() {
         bail!(MalformedPayload, "{} without source extents", kind.name());
     }
-    let dst_bytes: u64 = dst_extents.iter().map(Extent::byte_len).sum();
-    let src_bytes: u64 = src_extents.iter().map(Extent::byte_len).sum();
-    if dst_bytes > MAX_OP_BYTES || src_bytes > MAX_OP_BYTES {
+    // Each extent fits the partition, but their sum need not fit a u64: add with a limit.
+    let (Some(dst_bytes), Some(src_bytes)) = (op_bytes(&dst_extents), op_bytes(&src_extents))
+    else {
         bail!(
             MalformedPayload,
             "operation covers more than {MAX_OP_BYTES} bytes"
         );
-    }
+    };
     if kind == OpKind::SourceCopy && src_bytes != dst_bytes {
         bail!(
             MalformedPayload,
@@ -623,7 +636,9 @@ fn parse_operation(
                 "REPLACE of {data_length} bytes into {dst_bytes}"
             );
         }
-        *next_blob += data_length;
+        *next_blob = next_blob
+            .checked_add(data_length)
+            .ok_or_else(|| err!(MalformedPayload, "blobs end past 2^64 bytes"))?;
     } else if data_length != 0 {
         bail!(
             MalformedPayload,
@@ -641,6 +656,14 @@ fn parse_operation(
         src_sha256: parse_hash(op.src_sha256_hash(), "src_sha256_hash")?,
         dst_extents,
     })
+}
+
+/// The bytes `extents` cover, `None` past [`MAX_OP_BYTES`].
+fn op_bytes(extents: &[Extent]) -> Option<u64> {
+    extents
+        .iter()
+        .try_fold(0u64, |sum, e| sum.checked_add(e.byte_len()))
+        .filter(|&sum| sum <= MAX_OP_BYTES)
 }
 
 fn parse_extents(extents: &[pb::Extent], limit_blocks: u64, which: &str) -> Result<Vec<Extent>> {
@@ -726,4 +749,92 @@ fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<Verit
         salt: p.hash_tree_salt().to_vec(),
         fec,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use pb::install_operation::Type;
+
+    fn extent(start: u64, num: u64) -> pb::Extent {
+        let mut e = pb::Extent::new();
+        e.set_start_block(start);
+        e.set_num_blocks(num);
+        e
+    }
+
+    /// A full payload's manifest: one `ZERO` operation per partition, over `dst`.
+    fn manifest(sizes: &[u64], dst: &[pb::Extent], src: &[pb::Extent]) -> pb::DeltaArchiveManifest {
+        let mut m = pb::DeltaArchiveManifest::new();
+        m.set_block_size(BLOCK_SIZE as u32);
+        m.set_minor_version(0);
+        for (i, &size) in sizes.iter().enumerate() {
+            let mut p = pb::PartitionUpdate::new();
+            p.set_partition_name(format!("p{i}"));
+            let mut info = pb::PartitionInfo::new();
+            info.set_size(size);
+            info.set_hash(vec![0; 32]);
+            p.new_partition_info = Some(info).into();
+            let mut op = pb::InstallOperation::new();
+            op.set_type(Type::ZERO);
+            op.dst_extents = dst.to_vec();
+            op.src_extents = src.to_vec();
+            p.operations.push(op);
+            m.partitions.push(p);
+        }
+        m
+    }
+
+    fn code(m: &pb::DeltaArchiveManifest) -> Option<ErrorCode> {
+        Manifest::from_proto(m, None).err().map(|e| e.code)
+    }
+
+    /// The largest partition a u64 byte size allows, in blocks.
+    const MAX_BLOCKS: u64 = u64::MAX / BLOCK_SIZE;
+
+    #[test]
+    fn extent_sums_past_u64_are_refused() {
+        // Each extent fits the partition; together (overlapping) they cover 2^64 bytes.
+        let half = 1u64 << 51;
+        let huge = [extent(0, half), extent(1, half)];
+        let size = MAX_BLOCKS * BLOCK_SIZE;
+        assert_eq!(
+            code(&manifest(&[size], &huge, &[])),
+            Some(ErrorCode::MalformedPayload)
+        );
+        // Source extents of an operation that reads none, in a payload without old sizes.
+        assert_eq!(
+            code(&manifest(&[size], &[extent(0, 1)], &huge)),
+            Some(ErrorCode::MalformedPayload)
+        );
+        assert_eq!(code(&manifest(&[size], &[extent(0, 1)], &[])), None);
+    }
+
+    #[test]
+    fn bad_names_are_not_echoed() {
+        let mut m = manifest(&[4096], &[extent(0, 1)], &[]);
+        let name = format!("\x1b]0;owned\x07{}", "A".repeat(5000));
+        m.partitions[0].set_partition_name(name);
+        let e = Manifest::from_proto(&m, None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedPayload);
+        assert!(
+            !e.message.contains('\x1b') && !e.message.contains('\x07'),
+            "{e}"
+        );
+        assert!(
+            e.message.len() < 200 && e.message.contains("5010 bytes"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn partition_sizes_past_u64_are_refused() {
+        let size = 1u64 << 63;
+        assert_eq!(code(&manifest(&[size], &[extent(0, 1)], &[])), None);
+        let e =
+            Manifest::from_proto(&manifest(&[size, size], &[extent(0, 1)], &[]), None).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedPayload);
+        assert!(e.message.contains("2^64"), "{e}");
+    }
 }

@@ -45,7 +45,11 @@ impl PayloadProperties {
     /// newer generators' properties do not break older devices.
     pub fn set_pair(&mut self, pair: &str) -> Result<()> {
         let Some((key, value)) = pair.split_once('=') else {
-            bail!(MalformedPayload, "header pair {pair:?} is not KEY=VALUE");
+            bail!(
+                MalformedPayload,
+                "header pair {} is not KEY=VALUE",
+                crate::error::shown(pair)
+            );
         };
         let value = value.trim();
         match key.trim() {
@@ -94,9 +98,13 @@ fn decode_hash(key: &str, value: &str) -> Result<[u8; 32]> {
 }
 
 fn decode_u64(key: &str, value: &str) -> Result<u64> {
-    value
-        .parse()
-        .map_err(|_| err!(MalformedPayload, "{key}={value:?} is not a number"))
+    value.parse().map_err(|_| {
+        err!(
+            MalformedPayload,
+            "{key}={} is not a number",
+            crate::error::shown(value)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ pub struct ApplyRequest {
 /// Where the payload bytes come from.
 #[derive(Debug)]
 pub enum PayloadSource {
-    /// `http://`, `https://` or `file://`.
+    /// `http://` or `https://`.
     Url(String),
     /// A file the caller opened and passed over Binder.
     File(File),

@@ -260,11 +260,12 @@ pub fn http_headers(properties: &PayloadProperties) -> Vec<(String, String)> {
     .collect()
 }
 
-/// A client names payloads by URL only: a plain path or `fd://N` would make the service
-/// open its own files or descriptors on the caller's behalf.
+/// A client names payloads by `http(s)://` URL only: a path, `file://` or `fd://N` would make
+/// the service open its own files or descriptors (a FIFO, a device) on the caller's behalf.
+/// Local payloads come as descriptors the caller opened (`applyPayloadFd`).
 fn checked_url(url: &str) -> Result<&str> {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if ["http://", "https://", "file://"]
+    if ["http://", "https://"]
         .iter()
         .any(|scheme| lower.starts_with(scheme))
     {
@@ -272,7 +273,8 @@ fn checked_url(url: &str) -> Result<&str> {
     } else {
         crate::bail!(
             DownloadFailed,
-            "payload URL {url:?} is not http://, https:// or file://"
+            "payload URL {} is not http:// or https:// (pass a local file as a descriptor)",
+            crate::error::shown(url)
         )
     }
 }
@@ -288,14 +290,18 @@ mod tests {
 
     #[test]
     fn only_urls_name_payloads() {
-        for ok in [
-            "http://h/p.bin",
-            "HTTPS://h/p.bin",
-            "file:///data/ota_package/payload.bin",
-        ] {
+        for ok in ["http://h/p.bin", "HTTPS://h/p.bin"] {
             assert!(checked_url(ok).is_ok(), "{ok}");
         }
-        for bad in ["/data/payload.bin", "fd://3", "ftp://h/p", "", "file:"] {
+        for bad in [
+            "/data/payload.bin",
+            "fd://3",
+            "ftp://h/p",
+            "",
+            "file:",
+            "file:///data/ota_package/payload.bin",
+            "FILE:///tmp/payload.fifo",
+        ] {
             let e = checked_url(bad).unwrap_err();
             assert_eq!(e.code, crate::ErrorCode::DownloadFailed, "{bad}");
         }

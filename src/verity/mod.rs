@@ -39,7 +39,13 @@ impl HashAlgorithm {
         [Self::Sha1, Self::Sha256, Self::Sha512]
             .into_iter()
             .find(|alg| alg.name().eq_ignore_ascii_case(name))
-            .ok_or_else(|| crate::err!(Verity, "unsupported verity hash algorithm {name:?}"))
+            .ok_or_else(|| {
+                crate::err!(
+                    Verity,
+                    "unsupported verity hash algorithm {}",
+                    crate::error::shown(name)
+                )
+            })
     }
 
     /// The name as avbtool and update_engine spell it.

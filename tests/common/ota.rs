@@ -144,9 +144,9 @@ impl Ota {
         })
     }
 
-    /// The URL of the payload file.
-    pub fn file_url(&self) -> String {
-        format!("file://{}", self.payload.display())
+    /// The payload file, opened as a client hands it to the service.
+    pub fn payload_file(&self) -> std::fs::File {
+        std::fs::File::open(&self.payload).unwrap()
     }
 }
 

@@ -243,6 +243,25 @@ fn lying_answers_are_protocol_errors() {
     );
 }
 
+/// A range naming 2^64 bytes (`0-18446744073709551615`) once overflowed the length
+/// computation; with no size known there is nothing else to refuse it.
+#[test]
+fn content_range_longer_than_u64_is_a_protocol_error() {
+    let nginx = Nginx::start(None);
+    let proxy = Proxy::start(nginx.port, Mode::Http);
+    for answer in [
+        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-18446744073709551615/*\r\n\r\n",
+        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-18446744073709551615/*\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        proxy.push(Plan::respond(answer));
+        let e = download::open(&proxy.url("p.bin"), 0, None, 0, &opts())
+            .err()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::DownloadProtocol, "{answer:?}: {e}");
+        assert!(e.message.contains("longer than any file"), "{e}");
+    }
+}
+
 #[test]
 fn replaced_file_is_detected() {
     let nginx = Nginx::start(None);

@@ -202,8 +202,9 @@ reached_split2() {
 }
 
 # The payload arrives through a FIFO: the metadata and the first operation, then after a
-# pause (so that the engine saves a checkpoint) two more operations, then nothing. The
-# service is killed while it waits for more.
+# pause (so that the engine saves a checkpoint) two more operations, then nothing. The CLI
+# opens the FIFO and hands the service its descriptor (the service opens no paths for
+# callers); the service is killed while it waits for more.
 apply_interrupted() {
     mkfifo /tmp/payload.fifo || return 1
     {
@@ -213,7 +214,7 @@ apply_interrupted() {
         exec sleep 600
     } > /tmp/payload.fifo &
     WRITER=$!
-    timeout 60 abupdate apply --properties "$PROPS" file:///tmp/payload.fifo || return 1
+    timeout 60 abupdate apply --properties "$PROPS" /tmp/payload.fifo || return 1
     timeout 300 abupdate watch > /tmp/watch1.log 2>&1 &
     WATCH=$!
     within 1200 reached_split2 || { abupdate status; return 1; }
@@ -243,11 +244,13 @@ restarted_interrupted() {
     esac
 }
 
-# `resume` restarts the stored request; the URL now names the whole payload file. The
-# engine continues from its checkpoint; `--wait` follows the callbacks to the end.
+# A descriptor cannot be reopened by the service, so `resume` refuses; the same payload
+# applied again, now as the whole file, continues from the engine's checkpoint; `--wait`
+# follows the callbacks to the end.
 resume_to_the_end() {
-    rm /tmp/payload.fifo && ln -s /data/payload.bin /tmp/payload.fifo || return 1
-    timeout 600 abupdate resume --wait > /tmp/watch2.log 2>&1
+    rm /tmp/payload.fifo || return 1
+    timeout 20 abupdate resume 2>&1 | grep -q "apply it again" || return 1
+    timeout 600 abupdate apply --properties "$PROPS" --wait /data/payload.bin > /tmp/watch2.log 2>&1
     code=$?
     cat /tmp/watch2.log
     echo "resume exit $code"

@@ -71,7 +71,7 @@ pub fn apply(args: &ApplyArgs) -> Result<()> {
     if is_url(&args.payload) {
         client.apply(&args.payload, args.offset, size, &headers)?;
     } else {
-        let file = File::open(&args.payload)
+        let file = File::open(local_path(&args.payload))
             .map_err(|e| abupdate::err!(DownloadFailed, "{}: {e}", args.payload))?;
         client.apply_file(file, args.offset, size, &headers)?;
     }
@@ -185,10 +185,22 @@ fn read_metadata(path: &Path, offset: u64) -> Result<Vec<u8>> {
     Ok(metadata)
 }
 
-/// What the service fetches itself; anything else is a file this process opens.
+/// What the service fetches itself; anything else is a file this process opens and passes as
+/// a descriptor (the service opens no paths for its callers).
 fn is_url(payload: &str) -> bool {
-    let lower = payload.to_ascii_lowercase();
-    ["http://", "https://", "file://"]
+    let lower = payload.get(..8).unwrap_or(payload).to_ascii_lowercase();
+    ["http://", "https://"]
         .iter()
         .any(|scheme| lower.starts_with(scheme))
+}
+
+/// The path a `file://` URL names (`file://localhost/p` too); any other text is a path.
+fn local_path(payload: &str) -> &str {
+    let scheme = payload
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("file://"));
+    match scheme.map(|_| &payload[7..]) {
+        Some(rest) => rest.strip_prefix("localhost").unwrap_or(rest),
+        None => payload,
+    }
 }

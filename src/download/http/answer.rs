@@ -3,36 +3,34 @@
 
 use std::time::Duration;
 
-use super::conn::{Chunk, Conn, Framing};
+use super::conn::{Chunk, Framing};
 use super::head::Head;
-use super::wire::Wire;
-use super::{protocol, Fault, HttpSource, HttpUrl, Identity, MAX_DISCARD};
+use super::{protocol, Dial, Fault, HttpSource, HttpUrl, Identity, MAX_DISCARD};
+use crate::error::shown;
 
-impl HttpSource {
+impl<D: Dial> HttpSource<D> {
     pub(super) fn answer(
         &mut self,
         url: &HttpUrl,
         head: &Head,
-        conn: &mut Conn<Wire>,
     ) -> std::result::Result<Answer, Fault> {
         match head.status {
-            206 => self.accept_partial(head, conn).map(|()| Answer::Body),
-            200 => self.accept_full(head, conn).map(|()| Answer::Body),
+            206 => self.accept_partial(head).map(Answer::Body),
+            200 => self.accept_full(head).map(Answer::Body),
             301 | 302 | 303 | 307 | 308 => self.redirect(url, head).map(Answer::Redirect),
             416 => self.unsatisfiable(head).map(|()| Answer::End),
             408 | 429 | 500..=599 => Err(Fault::Retry {
-                why: format!("{url} answered {} {}", head.status, head.reason),
+                why: format!("{url} answered {} {}", head.status, shown(&head.reason)),
                 after: head.retry_after.map(Duration::from_secs),
             }),
-            status => Err(protocol(format!("{url} answered {status} {}", head.reason))),
+            status => Err(protocol(format!(
+                "{url} answered {status} {}",
+                shown(&head.reason)
+            ))),
         }
     }
 
-    fn accept_partial(
-        &mut self,
-        head: &Head,
-        conn: &mut Conn<Wire>,
-    ) -> std::result::Result<(), Fault> {
+    fn accept_partial(&mut self, head: &Head) -> std::result::Result<Framing, Fault> {
         check_encoding(head)?;
         let range = head
             .content_range
@@ -41,14 +39,15 @@ impl HttpSource {
             .span
             .ok_or_else(|| protocol("206 response with an unsatisfied Content-Range".into()))?;
         self.check_identity(head, range.total)?;
-        let wanted = self.base + self.pos;
+        let wanted = self.wanted()?;
         if first != wanted {
             return Err(protocol(format!(
                 "asked for bytes from {wanted}, the server sent bytes from {first}"
             )));
         }
         if let Some(size) = self.size {
-            let end = self.base + size - 1;
+            // `open` checked that `base + size` fits; a request is only made while `pos < size`.
+            let end = (self.base + size).saturating_sub(1);
             if last > end {
                 return Err(protocol(format!(
                     "asked for bytes up to {end}, the server sent up to {last}"
@@ -58,28 +57,27 @@ impl HttpSource {
         if let Some(total) = range.total {
             self.check_total(total)?;
         }
-        let length = last - first + 1;
+        // `bytes 0-18446744073709551615/*` names 2^64 bytes, one more than a u64 holds.
+        let length = (last - first).checked_add(1).ok_or_else(|| {
+            protocol(format!(
+                "Content-Range bytes {first}-{last} is longer than any file"
+            ))
+        })?;
         if head.chunked {
-            conn.set_framing(Framing::Chunked(Chunk::Size));
-        } else {
-            if head
-                .content_length
-                .is_some_and(|declared| declared != length)
-            {
-                return Err(protocol(format!(
-                    "Content-Length differs from the {length} bytes of Content-Range"
-                )));
-            }
-            conn.set_framing(Framing::Length(length));
+            return Ok(Framing::Chunked(Chunk::Size));
         }
-        Ok(())
+        if head
+            .content_length
+            .is_some_and(|declared| declared != length)
+        {
+            return Err(protocol(format!(
+                "Content-Length differs from the {length} bytes of Content-Range"
+            )));
+        }
+        Ok(Framing::Length(length))
     }
 
-    fn accept_full(
-        &mut self,
-        head: &Head,
-        conn: &mut Conn<Wire>,
-    ) -> std::result::Result<(), Fault> {
+    fn accept_full(&mut self, head: &Head) -> std::result::Result<Framing, Fault> {
         check_encoding(head)?;
         let total = if head.chunked {
             None
@@ -87,7 +85,7 @@ impl HttpSource {
             head.content_length
         };
         self.check_identity(head, total)?;
-        let skip = self.base + self.pos;
+        let skip = self.wanted()?;
         if skip > MAX_DISCARD {
             return Err(protocol(format!(
                 "the server ignores Range requests (it answered 200 to a request for bytes from {skip}); \
@@ -97,13 +95,24 @@ impl HttpSource {
         if let Some(total) = total {
             self.check_total(total)?;
         }
-        conn.set_framing(match (head.chunked, head.content_length) {
+        self.discard = skip;
+        Ok(match (head.chunked, head.content_length) {
             (true, _) => Framing::Chunked(Chunk::Size),
             (false, Some(length)) => Framing::Length(length),
             (false, None) => Framing::UntilClose,
-        });
-        self.discard = skip;
-        Ok(())
+        })
+    }
+
+    /// The file offset of the next payload byte.
+    pub(super) fn wanted(&self) -> std::result::Result<u64, Fault> {
+        self.base.checked_add(self.pos).ok_or_else(|| {
+            Fault::Fatal(crate::err!(
+                SizeMismatch,
+                "payload byte {} at offset {} lies past any file",
+                self.pos,
+                self.base
+            ))
+        })
     }
 
     fn redirect(&mut self, url: &HttpUrl, head: &Head) -> std::result::Result<HttpUrl, Fault> {
@@ -124,7 +133,7 @@ impl HttpSource {
     fn unsatisfiable(&mut self, head: &Head) -> std::result::Result<(), Fault> {
         let total = head.content_range.and_then(|range| range.total);
         self.check_identity(head, total)?;
-        let wanted = self.base + self.pos;
+        let wanted = self.wanted()?;
         match total {
             Some(total) if self.size.is_none() && total == wanted => {
                 self.size = Some(self.pos);
@@ -165,12 +174,12 @@ impl HttpSource {
         };
         if let (Some(before), Some(now)) = (&first.etag, &seen.etag) {
             if weak(before) != weak(now) {
-                return changed("ETag", before, now);
+                return changed("ETag", &shown(before), &shown(now));
             }
         }
         if let (Some(before), Some(now)) = (&first.last_modified, &seen.last_modified) {
             if before != now {
-                return changed("Last-Modified", before, now);
+                return changed("Last-Modified", &shown(before), &shown(now));
             }
         }
         if let (Some(before), Some(now)) = (first.total, seen.total) {
@@ -183,20 +192,23 @@ impl HttpSource {
 
     pub(super) fn check_total(&mut self, total: u64) -> std::result::Result<(), Fault> {
         let mismatch = |message: String| Err(Fault::Fatal(crate::err!(SizeMismatch, "{message}")));
+        let wanted = self.wanted()?;
         match self.size {
             Some(size) if self.base == 0 && total != size => mismatch(format!(
                 "the file on the server has {total} bytes, the payload {size}"
             )),
-            Some(size) if total < self.base + size => mismatch(format!(
-                "the file on the server has {total} bytes, the payload needs bytes up to {}",
-                self.base + size
-            )),
+            Some(size) if self.base.checked_add(size).is_none_or(|end| total < end) => {
+                mismatch(format!(
+                    "the file on the server has {total} bytes, the payload needs {size} bytes from {}",
+                    self.base
+                ))
+            }
             Some(_) => Ok(()),
-            None if total < self.base + self.pos => mismatch(format!(
-                "the file on the server has {total} bytes, the download starts at {}",
-                self.base + self.pos
+            None if total < wanted => mismatch(format!(
+                "the file on the server has {total} bytes, the download starts at {wanted}"
             )),
             None => {
+                // total >= base + pos >= base
                 self.size = Some(total - self.base);
                 Ok(())
             }
@@ -206,7 +218,8 @@ impl HttpSource {
 
 /// What a response means for the download.
 pub(super) enum Answer {
-    Body,
+    /// The body holds payload bytes, framed so.
+    Body(Framing),
     End,
     Redirect(HttpUrl),
 }
@@ -214,7 +227,8 @@ pub(super) enum Answer {
 fn check_encoding(head: &Head) -> std::result::Result<(), Fault> {
     match &head.encoding {
         Some(encoding) => Err(protocol(format!(
-            "the server sent the payload with Content-Encoding {encoding}, not as its bytes"
+            "the server sent the payload with Content-Encoding {}, not as its bytes",
+            shown(encoding)
         ))),
         None => Ok(()),
     }

@@ -156,7 +156,10 @@ impl<T: Transport> Conn<T> {
                     match u64::from_str_radix(digits, 16) {
                         Ok(0) => Chunk::Trailer,
                         Ok(size) if !digits.starts_with('+') => Chunk::Data(size),
-                        _ => return Err(malformed(format!("bad chunk size line {line:?}"))),
+                        _ => {
+                            let line = crate::error::shown(&line);
+                            return Err(malformed(format!("bad chunk size line {line}")));
+                        }
                     }
                 }
                 Chunk::Data(0) => Chunk::DataEnd,

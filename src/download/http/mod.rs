@@ -25,6 +25,7 @@
 mod answer;
 mod conn;
 mod head;
+pub mod scripted;
 mod tls;
 mod url;
 mod wire;
@@ -38,7 +39,7 @@ pub(crate) use self::url::{strip_prefix_ci, HttpUrl};
 use crate::download::SourceOptions;
 use crate::error::{Error, Result};
 use answer::Answer;
-use conn::Conn;
+use conn::{Conn, Transport};
 use wire::{Timing, Wire};
 
 /// The most bytes read and thrown away when a server answers a ranged request with the whole
@@ -82,16 +83,63 @@ impl Fault {
     }
 }
 
-pub(crate) struct HttpSource {
+/// Opens the connection a request goes over: the network, or a script (`scripted.rs`).
+pub(crate) trait Dial {
+    type Wire: Transport;
+    fn dial(
+        &mut self,
+        url: &HttpUrl,
+        opts: &SourceOptions,
+    ) -> std::result::Result<Self::Wire, Fault>;
+}
+
+/// TCP, and TLS for `https` with the configuration built once per download.
+#[derive(Default)]
+pub(crate) struct Network {
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl Dial for Network {
+    type Wire = Wire;
+
+    fn dial(&mut self, url: &HttpUrl, opts: &SourceOptions) -> std::result::Result<Wire, Fault> {
+        let tls = if url.tls {
+            Some(self.tls_config(opts)?)
+        } else {
+            None
+        };
+        let timing = Timing {
+            connect: opts.connect_timeout,
+            stall: opts.read_timeout,
+        };
+        Wire::connect(&url.host, url.port, tls, &timing, &opts.control)
+    }
+}
+
+impl Network {
+    fn tls_config(
+        &mut self,
+        opts: &SourceOptions,
+    ) -> std::result::Result<Arc<ClientConfig>, Fault> {
+        if let Some(config) = &self.tls {
+            return Ok(Arc::clone(config));
+        }
+        let config = tls::client_config(opts.pinned_ca.as_deref()).map_err(Fault::Fatal)?;
+        self.tls = Some(Arc::clone(&config));
+        Ok(config)
+    }
+}
+
+pub(crate) struct HttpSource<D: Dial = Network> {
     url: HttpUrl,
     base: u64,
     /// The payload size: given, or learned from the first response's total.
     size: Option<u64>,
     pos: u64,
     opts: SourceOptions,
-    tls: Option<Arc<ClientConfig>>,
+    dialer: D,
     identity: Option<Identity>,
-    conn: Option<Conn<Wire>>,
+    conn: Option<Conn<D::Wire>>,
     /// Bytes still to be dropped from the current response to reach `pos`.
     discard: u64,
     /// Whether the current response delivered payload bytes.
@@ -116,6 +164,20 @@ impl HttpSource {
         start: u64,
         opts: &SourceOptions,
     ) -> Result<HttpSource> {
+        HttpSource::with_dialer(url, base, size, start, opts, Network::default())
+    }
+}
+
+impl<D: Dial> HttpSource<D> {
+    /// `open` over any dialer. `base`, `size` and `start` are as `download::open` checked them.
+    fn with_dialer(
+        url: HttpUrl,
+        base: u64,
+        size: Option<u64>,
+        start: u64,
+        opts: &SourceOptions,
+        dialer: D,
+    ) -> Result<HttpSource<D>> {
         check_headers(&opts.headers)?;
         let mut source = HttpSource {
             url,
@@ -123,7 +185,7 @@ impl HttpSource {
             size,
             pos: start,
             opts: opts.clone(),
-            tls: None,
+            dialer,
             identity: None,
             conn: None,
             discard: 0,
@@ -157,7 +219,7 @@ impl HttpSource {
     fn attempt(&mut self, out: &mut [u8]) -> std::result::Result<usize, Fault> {
         loop {
             self.ensure_conn()?;
-            let want = match self.size.map(|size| size - self.pos) {
+            let want = match self.size.map(|size| size.saturating_sub(self.pos)) {
                 Some(0) => {
                     self.drop_conn();
                     return Ok(0);
@@ -256,33 +318,21 @@ impl HttpSource {
     }
 
     /// One request, following redirects. `None` when the server says nothing is left.
-    fn request(&mut self) -> std::result::Result<Option<Conn<Wire>>, Fault> {
+    fn request(&mut self) -> std::result::Result<Option<Conn<D::Wire>>, Fault> {
         let mut url = self.url.clone();
         for _ in 0..=MAX_REDIRECTS {
-            let tls = if url.tls {
-                Some(self.tls_config()?)
-            } else {
-                None
-            };
-            let timing = Timing {
-                connect: self.opts.connect_timeout,
-                stall: self.opts.read_timeout,
-            };
-            let mut conn = Conn::new(Wire::connect(
-                &url.host,
-                url.port,
-                tls,
-                &timing,
-                &self.opts.control,
-            )?);
+            let mut conn = Conn::new(self.dialer.dial(&url, &self.opts)?);
             conn.send(self.request_head(&url).as_bytes())?;
             let head = conn.read_head()?;
-            let answer = self.answer(&url, &head, &mut conn);
-            if !matches!(answer, Ok(Answer::Body)) {
+            let answer = self.answer(&url, &head);
+            if !matches!(answer, Ok(Answer::Body(_))) {
                 self.fetched += conn.received();
             }
             match answer? {
-                Answer::Body => return Ok(Some(conn)),
+                Answer::Body(framing) => {
+                    conn.set_framing(framing);
+                    return Ok(Some(conn));
+                }
                 Answer::End => return Ok(None),
                 Answer::Redirect(next) => url = next,
             }
@@ -312,9 +362,14 @@ impl HttpSource {
             head += "Accept: */*\r\n";
         }
         head += "Accept-Encoding: identity\r\nConnection: close\r\n";
-        let first = self.base + self.pos;
+        // `download::open` checked that `base + size` fits, and a request is made only while
+        // `pos < size`; saturating keeps an impossible overflow a refused range, not a crash.
+        let first = self.base.saturating_add(self.pos);
         match self.size {
-            Some(size) => head += &format!("Range: bytes={first}-{}\r\n", self.base + size - 1),
+            Some(size) => {
+                let last = self.base.saturating_add(size).saturating_sub(1);
+                head += &format!("Range: bytes={first}-{last}\r\n");
+            }
             None => head += &format!("Range: bytes={first}-\r\n"),
         }
         if let Some(identity) = &self.identity {
@@ -334,15 +389,6 @@ impl HttpSource {
         }
         head += "\r\n";
         head
-    }
-
-    fn tls_config(&mut self) -> std::result::Result<Arc<ClientConfig>, Fault> {
-        if let Some(config) = &self.tls {
-            return Ok(Arc::clone(config));
-        }
-        let config = tls::client_config(self.opts.pinned_ca.as_deref()).map_err(Fault::Fatal)?;
-        self.tls = Some(Arc::clone(&config));
-        Ok(config)
     }
 }
 

@@ -37,7 +37,7 @@ fn source(url: &str, base: u64, size: Option<u64>, pos: u64) -> HttpSource {
         size,
         pos,
         opts,
-        tls: None,
+        dialer: Network::default(),
         identity: None,
         conn: None,
         discard: 0,

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use crate::error::shown;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct HttpUrl {
     pub tls: bool,
@@ -23,23 +25,25 @@ impl HttpUrl {
         } else if let Some(rest) = strip_prefix_ci(text, "http://") {
             (false, rest)
         } else {
-            return Err(format!("not an http(s) URL: {text:?}"));
+            return Err(format!("not an http(s) URL: {}", shown(text)));
         };
         if let Some(bad) = rest.bytes().find(|b| *b <= b' ' || *b == 0x7f) {
             return Err(format!(
-                "URL {text:?} holds the control or space byte {bad:#04x}"
+                "URL {} holds the control or space byte {bad:#04x}",
+                shown(text)
             ));
         }
         let split = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, remainder) = rest.split_at(split);
         if authority.contains('@') {
             return Err(format!(
-                "URL {text:?} carries credentials, which are not supported: pass an Authorization header"
+                "URL {} carries credentials, which are not supported: pass an Authorization header",
+                shown(text)
             ));
         }
         let default_port = if tls { 443 } else { 80 };
         let (host, port) = split_host_port(authority, default_port)
-            .ok_or_else(|| format!("URL {text:?} has no valid host and port"))?;
+            .ok_or_else(|| format!("URL {} has no valid host and port", shown(text)))?;
         Ok(HttpUrl {
             tls,
             host,
@@ -61,7 +65,7 @@ impl HttpUrl {
             return Self::parse(&format!("{scheme}{location}"));
         }
         if location.contains("://") {
-            return Err(format!("redirect to unsupported URL {location:?}"));
+            return Err(format!("redirect to unsupported URL {}", shown(location)));
         }
         if let Some(bad) = location.bytes().find(|b| *b <= b' ' || *b == 0x7f) {
             return Err(format!("redirect location holds the byte {bad:#04x}"));
