@@ -18,6 +18,7 @@ pub mod payload;
 pub mod rollback;
 pub mod service;
 pub mod slot;
+pub mod state_file;
 pub mod source;
 pub mod updater;
 pub mod verity;

@@ -22,6 +22,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, ota: &Ota, allowed_uid: u32) -> Daemon {
+        Self::start_with(dir, ota, &["--allowed-uids", &allowed_uid.to_string()])
+    }
+
+    /// Starts `abupdated` on `ota`'s device with `extra` arguments.
+    fn start_with(dir: &Path, ota: &Ota, extra: &[&str]) -> Daemon {
         let socket = dir.join("abupdate.sock");
         let _ = std::fs::remove_file(&socket);
         let uri = format!("unix://{}?profile=android13plus", socket.display());
@@ -39,8 +44,7 @@ impl Daemon {
             .arg(&ota.cert)
             .arg("--state-dir")
             .arg(dir.join("state"))
-            .arg("--allowed-uids")
-            .arg(allowed_uid.to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -233,6 +237,8 @@ fn other_uids_are_refused_with_36() {
         &["reset"],
         &["mark-successful"],
         &["apply", path(&ota.payload)],
+        // It reads partitions and costs the device work: not for everyone.
+        &["verify", path(&ota.payload)],
     ] {
         assert_eq!(code(daemon.cli(args)), 36, "{args:?}");
     }
@@ -270,4 +276,22 @@ fn a_host_build_refuses_the_boot_hal() {
         assert!(!socket.exists(), "it served");
     }
     assert_eq!(std::fs::read(&misc).unwrap(), before, "misc changed");
+}
+
+#[test]
+fn a_host_daemon_takes_orders_from_its_own_uid_only_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let daemon = Daemon::start_with(dir.path(), &ota, &[]);
+    let log = std::fs::read_to_string(dir.path().join("abupdated.log")).unwrap();
+    // Not root, system and shell as on Android: this process's UID (the daemon's) alone.
+    assert!(
+        log.contains(&format!("allowed uids: {}\n", my_uid())),
+        "{log}"
+    );
+    assert_eq!(
+        code(daemon.cli(&["cancel"])),
+        35,
+        "allowed, with nothing to cancel (36 would be a refusal)"
+    );
 }

@@ -2,8 +2,9 @@
 //! the engine. This is what the CLI and the service call; it owns the slot transitions that
 //! make an interrupted update safe:
 //!
-//! - before the first byte is written, the running slot is marked successful (if it is not) and
-//!   the target slot unbootable;
+//! - before the first byte is written, by a fresh start and by every resume, the running slot is
+//!   marked successful (if it is not) and the target slot unbootable;
+//! - a resumed update whose checkpoint says it was done is verified again before the switch;
 //! - only after every partition is written and verified (and the AVB checks pass) is the target
 //!   slot set active, and only if `SWITCH_SLOT_ON_REBOOT` is not `0`;
 //! - payloads older than the running build are refused before anything is written
@@ -324,13 +325,21 @@ impl UpdateHooks for Hooks<'_> {
     /// tries (as after U-Boot replaced a torn record with its default), every reboot during the
     /// update would spend one, and enough power cuts would leave nothing bootable. update_engine
     /// marks the booted slot good first for the same reason (`UpdateBootFlagsAction`).
+    ///
+    /// Called on every resume too: a bootloader that found its record torn, or a reset, may
+    /// have made the half-written target bootable again. Only what changes is written, so a
+    /// resume that finds the record as the update left it writes nothing while the target is
+    /// half-written (a torn write then could not make it bootable either).
     fn before_first_write(&self) -> Result<()> {
         let target = self.updater.device.target_slot();
         self.updater.with_boot(|b| {
             if !b.is_successful(b.current_slot()?)? {
                 b.mark_boot_successful()?;
             }
-            b.set_unbootable(target)
+            if b.is_bootable(target)? {
+                b.set_unbootable(target)?;
+            }
+            Ok(())
         })
     }
 }
