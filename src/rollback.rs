@@ -18,7 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::avb::{RollbackFloors, MAX_ROLLBACK_LOCATIONS};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Size of the encoded record.
 pub const RECORD_SIZE: usize = 8 + 8 * MAX_ROLLBACK_LOCATIONS + 4;
@@ -160,6 +160,7 @@ impl RollbackStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use crate::ErrorCode;
 
     fn sample() -> RollbackFloors {
