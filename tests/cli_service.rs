@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use abupdate::engine::checkpoint::{CheckpointStore, FileCheckpointStore};
 use common::nginx::Nginx;
 use common::ota::Ota;
 use common::service::{eventually, my_uid};
@@ -201,6 +202,15 @@ fn an_update_resumes_after_the_daemon_is_killed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed once a checkpoint past the start is durable (under load the first one may come
+    // well after the first progress report, and a kill before it leaves nothing to resume).
+    let checkpoints = FileCheckpointStore::new(dir.path().join("state")).unwrap();
+    eventually(WAIT, "a checkpoint past the start", || {
+        checkpoints
+            .load()
+            .unwrap()
+            .is_some_and(|cp| cp.next_data_offset > 0)
+    });
     std::thread::sleep(Duration::from_millis(300));
     let uri = daemon.uri.clone();
     daemon.kill();
