@@ -15,13 +15,10 @@
 //! File format (little-endian, 268 bytes): `magic "ABRF"`, `version: u32 = 1`,
 //! `floors: [u64; 32]`, `crc32: u32` (CRC-32/ISO-HDLC over the preceding 264 bytes).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::avb::{RollbackFloors, MAX_ROLLBACK_LOCATIONS};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Size of the encoded record.
 pub const RECORD_SIZE: usize = 8 + 8 * MAX_ROLLBACK_LOCATIONS + 4;
@@ -98,7 +95,7 @@ pub fn effective_floors(current_slot: &RollbackFloors, stored: &LoadedFloors) ->
     }
 }
 
-/// The record's file. Writes replace it atomically: temp file, fsync, rename, fsync directory.
+/// The record's file. Writes replace it atomically ([`crate::state_file::replace`]).
 #[derive(Clone, Debug)]
 pub struct RollbackStore {
     path: PathBuf,
@@ -116,15 +113,11 @@ impl RollbackStore {
     /// Reads the record. A missing or malformed file is not an error (see [`StoreState`]); a
     /// failing read is (31, `DeviceError`).
     pub fn load(&self) -> Result<LoadedFloors> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Ok(LoadedFloors {
-                    floors: RollbackFloors::new(),
-                    state: StoreState::Missing,
-                })
-            }
-            Err(e) => return Err(Error::io(format!("reading {}", self.path.display()), e)),
+        let Some(bytes) = crate::state_file::read(&self.path)? else {
+            return Ok(LoadedFloors {
+                floors: RollbackFloors::new(),
+                state: StoreState::Missing,
+            });
         };
         Ok(match decode(&bytes) {
             Ok(floors) => LoadedFloors {
@@ -160,41 +153,14 @@ impl RollbackStore {
     }
 
     fn write(&self, floors: &RollbackFloors) -> Result<()> {
-        let mut temp_name = self.path.as_os_str().to_owned();
-        temp_name.push(".tmp");
-        let temp = PathBuf::from(temp_name);
-        let io = |what: &str, e| Error::io(format!("{what} {}", temp.display()), e);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .map_err(|e| io("creating", e))?;
-        file.write_all(&encode(floors))
-            .map_err(|e| io("writing", e))?;
-        file.sync_all().map_err(|e| io("syncing", e))?;
-        drop(file);
-        fs::rename(&temp, &self.path).map_err(|e| {
-            Error::io(
-                format!("renaming {} to {}", temp.display(), self.path.display()),
-                e,
-            )
-        })?;
-        // The rename is durable only once the directory entry is.
-        let dir = match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
+        crate::state_file::replace(&self.path, &encode(floors))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use crate::ErrorCode;
 
     fn sample() -> RollbackFloors {
@@ -283,7 +249,7 @@ mod tests {
             store.advance(32, 1).unwrap_err().code,
             ErrorCode::AvbSignature
         );
-        assert!(!dir.path().join("rollback.tmp").exists());
+        assert!(!dir.path().join(".rollback.tmp").exists());
     }
 
     #[test]
@@ -318,17 +284,17 @@ mod tests {
         let store = RollbackStore::new(&path);
         store.advance(1, 10).unwrap();
         // A directory where the temp file goes: the write fails before the rename.
-        fs::create_dir(dir.path().join("rollback.tmp")).unwrap();
+        fs::create_dir(dir.path().join(".rollback.tmp")).unwrap();
         let e = store.advance(1, 20).unwrap_err();
         assert_eq!(e.code, ErrorCode::DeviceError);
         assert_eq!(store.load().unwrap().floors.get(1), Some(10));
-        fs::remove_dir(dir.path().join("rollback.tmp")).unwrap();
+        fs::remove_dir(dir.path().join(".rollback.tmp")).unwrap();
         // A stale temp file from a crash is neither read nor in the way.
-        fs::write(dir.path().join("rollback.tmp"), encode(&sample())).unwrap();
+        fs::write(dir.path().join(".rollback.tmp"), encode(&sample())).unwrap();
         assert_eq!(store.load().unwrap().floors.get(1), Some(10));
         assert_eq!(store.advance(1, 20).unwrap().get(1), Some(20));
         assert_eq!(store.load().unwrap().floors.get(1), Some(20));
-        assert!(!dir.path().join("rollback.tmp").exists());
+        assert!(!dir.path().join(".rollback.tmp").exists());
     }
 
     #[test]

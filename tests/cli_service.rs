@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use abupdate::engine::checkpoint::{CheckpointStore, FileCheckpointStore};
 use common::nginx::Nginx;
 use common::ota::Ota;
 use common::service::{eventually, my_uid};
@@ -22,6 +23,11 @@ struct Daemon {
 
 impl Daemon {
     fn start(dir: &Path, ota: &Ota, allowed_uid: u32) -> Daemon {
+        Self::start_with(dir, ota, &["--allowed-uids", &allowed_uid.to_string()])
+    }
+
+    /// Starts `abupdated` on `ota`'s device with `extra` arguments.
+    fn start_with(dir: &Path, ota: &Ota, extra: &[&str]) -> Daemon {
         let socket = dir.join("abupdate.sock");
         let _ = std::fs::remove_file(&socket);
         let uri = format!("unix://{}?profile=android13plus", socket.display());
@@ -39,8 +45,7 @@ impl Daemon {
             .arg(&ota.cert)
             .arg("--state-dir")
             .arg(dir.join("state"))
-            .arg("--allowed-uids")
-            .arg(allowed_uid.to_string())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -197,6 +202,15 @@ fn an_update_resumes_after_the_daemon_is_killed() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Killed once a checkpoint past the start is durable (under load the first one may come
+    // well after the first progress report, and a kill before it leaves nothing to resume).
+    let checkpoints = FileCheckpointStore::new(dir.path().join("state")).unwrap();
+    eventually(WAIT, "a checkpoint past the start", || {
+        checkpoints
+            .load()
+            .unwrap()
+            .is_some_and(|cp| cp.next_data_offset > 0)
+    });
     std::thread::sleep(Duration::from_millis(300));
     let uri = daemon.uri.clone();
     daemon.kill();
@@ -233,6 +247,8 @@ fn other_uids_are_refused_with_36() {
         &["reset"],
         &["mark-successful"],
         &["apply", path(&ota.payload)],
+        // It reads partitions and costs the device work: not for everyone.
+        &["verify", path(&ota.payload)],
     ] {
         assert_eq!(code(daemon.cli(args)), 36, "{args:?}");
     }
@@ -338,4 +354,22 @@ fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitS
     child.kill().unwrap();
     child.wait().unwrap();
     None
+}
+
+#[test]
+fn a_host_daemon_takes_orders_from_its_own_uid_only_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let daemon = Daemon::start_with(dir.path(), &ota, &[]);
+    let log = std::fs::read_to_string(dir.path().join("abupdated.log")).unwrap();
+    // Not root, system and shell as on Android: this process's UID (the daemon's) alone.
+    assert!(
+        log.contains(&format!("allowed uids: {}\n", my_uid())),
+        "{log}"
+    );
+    assert_eq!(
+        code(daemon.cli(&["cancel"])),
+        35,
+        "allowed, with nothing to cancel (36 would be a refusal)"
+    );
 }

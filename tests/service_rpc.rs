@@ -25,6 +25,11 @@ use common::service::{engine, eventually, my_uid, wait_for, Server};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// The test as the service sees it (allowed in most tests).
+fn me() -> abupdate::service::Caller {
+    abupdate::service::Caller { uid: my_uid() }
+}
+
 fn watch(client: &UpdateClient) -> (abupdate::service::client::Watch, mpsc::Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let watch = client
@@ -216,7 +221,11 @@ fn status_and_cancel_answer_while_writing_and_a_new_apply_resumes() {
         (status.state, status.error_code),
         (State::Idle, ErrorCode::Cancelled)
     );
-    assert!(server.core.dump().contains("last error: 38 (CANCELLED"));
+    assert!(server
+        .core
+        .dump(me())
+        .unwrap()
+        .contains("last error: 38 (CANCELLED"));
     assert_eq!(client.slots().unwrap().active, 0, "switched after a cancel");
 
     // The same payload again, now at full speed: the engine resumes from its checkpoint
@@ -299,11 +308,24 @@ fn callers_outside_the_allowed_uids_are_refused() {
     for result in refused {
         assert_eq!(result.unwrap_err().code, ErrorCode::PermissionDenied);
     }
+    // Verifying reads partitions (a delta's whole base) on the caller's word: allowed
+    // callers only.
+    let payload = std::fs::read(&ota.payload).unwrap();
+    assert_eq!(
+        client.verify(&payload[..64 * 1024]).unwrap_err().code,
+        ErrorCode::PermissionDenied
+    );
     // Reading is open to everyone.
     assert_eq!(client.status().unwrap().state, State::Idle);
     assert_eq!(client.slots().unwrap().slots.len(), 2);
-    let payload = std::fs::read(&ota.payload).unwrap();
-    client.verify(&payload[..64 * 1024]).unwrap();
+    // So is following the status, up to a cap per UID.
+    let watches: Vec<_> = (0..abupdate::service::MAX_LISTENERS_PER_UID)
+        .map(|_| watch(&client))
+        .collect();
+    let refused = client.watch(|_| {}).err().unwrap();
+    assert_eq!(refused.code, ErrorCode::Busy, "{refused}");
+    assert!(refused.message.contains("status callbacks"), "{refused}");
+    drop(watches);
 }
 
 #[test]
@@ -435,15 +457,15 @@ fn a_killed_client_is_dropped() {
     let registered = lines.any(|line| line.is_ok_and(|l| l.trim() == "CHILD-REGISTERED"));
     assert!(registered, "the child did not register");
     assert!(
-        server.core.dump().contains("callbacks: 2"),
+        server.core.dump(me()).unwrap().contains("callbacks: 2"),
         "{}",
-        server.core.dump()
+        server.core.dump(me()).unwrap()
     );
 
     child.kill().unwrap();
     child.wait().unwrap();
     eventually(WAIT, "dead client dropped", || {
-        server.core.dump().contains("callbacks: 1")
+        server.core.dump(me()).unwrap().contains("callbacks: 1")
     });
     // The survivor is still served, to the end of an update.
     assert_eq!(stays.status().unwrap().state, State::Idle);

@@ -1,11 +1,11 @@
 //! Resume state: what it holds, how it is encoded, and the atomic file store.
 //!
 //! The durability rule: the target partitions are synced *before* a checkpoint that claims their
-//! content is saved, and a checkpoint replaces the previous one atomically (temp file, fsync,
-//! rename, fsync of the directory), so after a crash the file is either the old or the new state.
+//! content is saved, and a checkpoint replaces the previous one atomically
+//! ([`crate::state_file::replace`]: temp file, fsync, rename, fsync of the directory), so after a
+//! crash the file is either the old or the new state.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use protobuf::Message;
@@ -127,46 +127,18 @@ impl CheckpointStore for FileCheckpointStore {
     }
 
     fn load(&self) -> Result<Option<Checkpoint>> {
-        let path = self.dir.join(FILE_NAME);
-        match fs::read(&path) {
-            // An unreadable checkpoint means "start over", which is always safe.
-            Ok(bytes) => Ok(Checkpoint::decode(&bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
-        }
+        // An undecodable checkpoint means "start over", which is always safe.
+        Ok(crate::state_file::read(&self.dir.join(FILE_NAME))?
+            .and_then(|bytes| Checkpoint::decode(&bytes)))
     }
 
     fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        write_atomically(&self.dir, FILE_NAME, &checkpoint.encode())
+        crate::state_file::replace(&self.dir.join(FILE_NAME), &checkpoint.encode())
     }
 
     fn clear(&self) -> Result<()> {
-        let path = self.dir.join(FILE_NAME);
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
-        }
+        crate::state_file::remove(&self.dir.join(FILE_NAME))
     }
-}
-
-/// Replaces `dir/name` with `bytes` so that a crash leaves either the old or the new content.
-pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
-    let io = |what: &str, e| Error::io(format!("{what} {}", tmp.display()), e);
-    let mut file = File::create(&tmp).map_err(|e| io("creating", e))?;
-    file.write_all(bytes).map_err(|e| io("writing", e))?;
-    file.sync_all().map_err(|e| io("syncing", e))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|e| io("renaming", e))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), e))
 }
 
 #[cfg(test)]
@@ -195,6 +167,10 @@ mod tests {
         assert_eq!(store.load().unwrap(), None);
         store.save(&sample()).unwrap();
         assert_eq!(store.load().unwrap(), Some(sample()));
+        let mode = std::os::unix::fs::MetadataExt::mode(
+            &fs::metadata(store.dir().join(FILE_NAME)).unwrap(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "a checkpoint is the daemon's alone");
         store.clear().unwrap();
         assert_eq!(store.load().unwrap(), None);
     }

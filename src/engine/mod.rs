@@ -117,12 +117,15 @@ pub trait UpdateHooks: Sync {
     fn check_metadata(&self, _metadata: &Metadata) -> Result<()> {
         Ok(())
     }
-    /// Before the first byte is written to the target slot: it must not boot half-written.
+    /// Before the first byte of a run is written to the target slot, on a fresh start and on
+    /// every resume (a reset or the bootloader may have made the half-written slot bootable
+    /// again since the last run): it must not boot half-written.
     fn before_first_write(&self) -> Result<()> {
         Ok(())
     }
     /// Before a run resumes from a checkpoint (nothing is written before it either): what
-    /// `before_first_write` set up must still be in place.
+    /// `before_first_write` set up must still be in place (a torn record or a reset may have
+    /// made the half-written target bootable again).
     fn before_resume(&self) -> Result<()> {
         Ok(())
     }
@@ -206,7 +209,7 @@ pub fn apply(
     let mut checkpoint = match store.load()? {
         Some(cp) if resumable(&cp, &metadata, partitions) => {
             hooks.before_resume()?;
-            cp
+            reverify_if_done(cp)
         }
         _ => {
             store.clear()?;
@@ -286,6 +289,17 @@ fn read_metadata(
         "payload metadata",
     )?;
     Metadata::verify(bytes, size, &options.properties, &options.keys)
+}
+
+/// A checkpoint that says every partition is written and verified is not taken at its word:
+/// it may come from an earlier boot, and the target slot is what the switch trusts, so every
+/// partition is verified again (re-reading it, as the first verification did).
+fn reverify_if_done(mut cp: Checkpoint) -> Checkpoint {
+    if cp.phase == Phase::Done {
+        cp.phase = Phase::Verifying;
+        cp.verified_partitions = 0;
+    }
+    cp
 }
 
 fn resumable(cp: &Checkpoint, metadata: &Metadata, partitions: &dyn SlotPartitions) -> bool {

@@ -33,9 +33,10 @@ impl BinderService {
         }
     }
 
-    /// The `dumpsys` text.
-    pub fn dump_text(&self) -> String {
-        self.core.dump()
+    /// The `dumpsys` text for the caller of the transaction being served; refused unless it
+    /// is allowed (the adapters write the refusal, as Android's services write theirs).
+    pub fn dump_text(&self) -> crate::error::Result<String> {
+        self.core.dump(caller())
     }
 
     fn registered(&self) -> std::sync::MutexGuard<'_, Vec<Registered>> {
@@ -127,7 +128,10 @@ impl aidl::IUpdateService for BinderService {
             callback: callback.clone(),
             death: Mutex::default(),
         });
-        let id = self.core.add_listener(remote.clone());
+        let id = self
+            .core
+            .add_listener(caller(), remote.clone())
+            .map_err(to_status)?;
         let core = Arc::downgrade(&self.core);
         let registered = Arc::downgrade(&self.registered);
         let link =
@@ -168,7 +172,9 @@ impl aidl::IUpdateService for BinderService {
     }
 
     fn verifyPayloadApplicable(&self, metadata: &[u8]) -> BinderResult<()> {
-        self.core.verify_applicable(metadata).map_err(to_status)
+        self.core
+            .verify_applicable(caller(), metadata)
+            .map_err(to_status)
     }
 
     fn getSlotInfo(&self) -> BinderResult<aidl::SlotInfo> {

@@ -1,15 +1,24 @@
-//! Status listeners (the Binder callbacks) and the throttle in front of them.
+//! Status listeners (the Binder callbacks), their cap, and the throttle in front of them.
 //!
 //! An engine reports progress for every operation, thousands per update; listeners get
 //! only useful changes: every state or error change, and progress once it moved by 1%
 //! or, while bytes are still being written, once a second.
+//!
+//! Any app may register a callback (reading the status is open to everyone), and each one
+//! costs the service memory and a oneway call per change: a UID may hold at most
+//! [`MAX_PER_UID`] and the service at most [`MAX_TOTAL`]; beyond that a registration is refused.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::error::ErrorCode;
+use crate::error::{ErrorCode, Result};
 use crate::service::status::Status;
+
+/// Callbacks one UID may have registered at once.
+pub const MAX_PER_UID: usize = 32;
+/// Callbacks the service keeps at once.
+pub const MAX_TOTAL: usize = 256;
 
 /// Something that wants to hear about status changes: a registered Binder callback.
 /// Calls must not block for long (Binder callbacks are oneway).
@@ -41,7 +50,50 @@ pub(crate) struct Listeners {
     /// The newest change forwarded.
     last_seq: u64,
     throttle: Throttle,
-    count: Arc<AtomicUsize>,
+    registry: Registry,
+}
+
+/// Who holds which listener, shared between the service's Binder threads (which reserve a
+/// place before the listener reaches the delivery thread) and the delivery thread (which
+/// drops unreachable listeners).
+#[derive(Clone, Default)]
+pub(crate) struct Registry(Arc<Mutex<HashMap<ListenerId, u32>>>);
+
+impl Registry {
+    /// Takes a place for listener `id` of `uid`, unless `uid` or the service has its fill.
+    pub(crate) fn reserve(&self, id: ListenerId, uid: u32) -> Result<()> {
+        let mut places = self.lock();
+        let held = places.values().filter(|&&u| u == uid).count();
+        if held >= MAX_PER_UID {
+            crate::bail!(
+                Busy,
+                "uid {uid} has {held} status callbacks registered, the most one uid may have"
+            );
+        }
+        if places.len() >= MAX_TOTAL {
+            crate::bail!(
+                Busy,
+                "{} status callbacks are registered, the most the service keeps",
+                places.len()
+            );
+        }
+        places.insert(id, uid);
+        Ok(())
+    }
+
+    /// Frees listener `id`'s place (no-op if it has none).
+    pub(crate) fn release(&self, id: ListenerId) {
+        self.lock().remove(&id);
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ListenerId, u32>> {
+        // Every update under this lock is one map operation.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 struct Entry {
@@ -69,12 +121,12 @@ impl Listeners {
             listener,
             greeted: seq,
         });
-        self.count.store(self.entries.len(), Ordering::Relaxed);
     }
 
     #[cfg(test)]
     fn add(&mut self, listener: Arc<dyn Listener>, seq: u64) -> ListenerId {
         let id = ListenerId(self.entries.len() as u64 + 1000);
+        self.registry.reserve(id, 0).unwrap();
         self.insert(id, listener, seq);
         id
     }
@@ -83,13 +135,13 @@ impl Listeners {
     pub(crate) fn remove(&mut self, id: ListenerId) -> bool {
         let before = self.entries.len();
         self.entries.retain(|e| e.id != id);
-        self.count.store(self.entries.len(), Ordering::Relaxed);
+        self.registry.release(id);
         self.entries.len() != before
     }
 
-    /// The number of listeners, readable from other threads.
-    pub(crate) fn count(&self) -> Arc<AtomicUsize> {
-        Arc::clone(&self.count)
+    /// Who holds the listeners, shared with other threads.
+    pub(crate) fn registry(&self) -> Registry {
+        self.registry.clone()
     }
 
     /// Tells one new listener the current status at once.
@@ -130,8 +182,14 @@ impl Listeners {
 
     fn deliver(&mut self, keep: impl Fn(&Entry) -> bool) {
         let before = self.entries.len();
-        self.entries.retain(|e| keep(e));
-        self.count.store(self.entries.len(), Ordering::Relaxed);
+        let registry = &self.registry;
+        self.entries.retain(|e| {
+            let kept = keep(e);
+            if !kept {
+                registry.release(e.id);
+            }
+            kept
+        });
         let dropped = before - self.entries.len();
         if dropped > 0 {
             log::info!("dropped {dropped} unreachable status listener(s)");
@@ -254,6 +312,32 @@ mod tests {
     }
 
     #[test]
+    fn registrations_are_capped_per_uid_and_in_all() {
+        let registry = Registry::default();
+        for n in 0..MAX_PER_UID as u64 {
+            registry.reserve(ListenerId(n), 10_001).unwrap();
+        }
+        let refused = registry
+            .reserve(ListenerId(999_999), 10_001)
+            .unwrap_err();
+        assert_eq!(refused.code, ErrorCode::Busy);
+        assert!(refused.message.contains("uid 10001"), "{refused}");
+        // Another UID still gets a place, and a freed place is free again.
+        registry.reserve(ListenerId(1_000_000), 10_002).unwrap();
+        registry.release(ListenerId(0));
+        registry.reserve(ListenerId(999_999), 10_001).unwrap();
+        // The service as a whole is capped too, however many UIDs ask.
+        let mut id = 2_000_000;
+        for uid in 20_000.. {
+            id += 1;
+            if registry.reserve(ListenerId(id), uid).is_err() {
+                break;
+            }
+        }
+        assert_eq!(registry.count(), MAX_TOTAL);
+    }
+
+    #[test]
     fn stale_changes_are_dropped() {
         let mut listeners = Listeners::default();
         let old = Arc::new(Recorder::default());
@@ -285,11 +369,11 @@ mod tests {
         });
         listeners.add(alive.clone(), 0);
         let dead_id = listeners.add(dead.clone(), 0);
-        let count = listeners.count();
+        let registry = listeners.registry();
         assert!(listeners.admit(1, &downloading(1000), Instant::now(), true));
         listeners.send(1, &downloading(1000));
         listeners.complete(ErrorCode::Ok, "");
-        assert_eq!(count.load(Ordering::Relaxed), 1);
+        assert_eq!(registry.count(), 1);
         assert!(!listeners.remove(dead_id));
         assert_eq!(
             *alive.seen.lock().unwrap(),

@@ -17,17 +17,19 @@ mod dump;
 pub mod engine;
 mod listeners;
 mod notifier;
+pub mod redact;
+mod refusals;
 pub mod persist;
 pub mod status;
 pub mod updater_engine;
 mod wire;
 
 pub use self::control::Control;
-pub use self::core::{Caller, Config, UpdateService};
+pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};
 pub use self::engine::{
     ApplyRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo, SlotState,
 };
-pub use self::listeners::{Gone, Listener, ListenerId};
+pub use self::listeners::{Gone, Listener, ListenerId, MAX_PER_UID as MAX_LISTENERS_PER_UID};
 pub use self::status::{State, Status};
 pub use self::updater_engine::{EngineConfig, UpdaterEngine};
 

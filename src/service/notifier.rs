@@ -1,17 +1,17 @@
 //! The thread that calls the listeners.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use crate::service::listeners::{Listener, ListenerId, Listeners};
+use crate::error::Result;
+use crate::service::listeners::{Listener, ListenerId, Listeners, Registry};
 use crate::service::status::Status;
 
 /// Delivers changes to the listeners on a thread of its own, so that a client that
 /// does not take its callbacks delays only other callbacks, never the service.
 pub(crate) struct Notifier {
     queue: Mutex<mpsc::Sender<Message>>,
-    count: Arc<AtomicUsize>,
+    registry: Registry,
 }
 
 enum Message {
@@ -34,33 +34,40 @@ impl Notifier {
     pub(crate) fn start() -> std::io::Result<Notifier> {
         let (queue, inbox) = mpsc::channel();
         let listeners = Listeners::default();
-        let count = listeners.count();
+        let registry = listeners.registry();
         std::thread::Builder::new()
             .name("abupdate-notify".to_owned())
             .spawn(move || run(listeners, &inbox))?;
         Ok(Notifier {
             queue: Mutex::new(queue),
-            count,
+            registry,
         })
     }
 
-    /// Registers a listener and greets it with `status`, change `seq`.
+    /// Registers `uid`'s listener and greets it with `status`, change `seq`; refused when
+    /// `uid` or the service holds as many listeners as it may.
     pub(crate) fn add(
         &self,
         id: ListenerId,
+        uid: u32,
         listener: Arc<dyn Listener>,
         seq: u64,
         status: Status,
-    ) {
+    ) -> Result<()> {
+        // Reserved here, on the caller's thread, so that a burst of registrations is
+        // counted before the delivery thread gets to them.
+        self.registry.reserve(id, uid)?;
         self.send(Message::Add {
             id,
             listener,
             seq,
             status,
         });
+        Ok(())
     }
 
     pub(crate) fn remove(&self, id: ListenerId) {
+        self.registry.release(id);
         self.send(Message::Remove(id));
     }
 
@@ -75,7 +82,7 @@ impl Notifier {
 
     /// How many listeners are registered.
     pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
+        self.registry.count()
     }
 
     fn send(&self, message: Message) {

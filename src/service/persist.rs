@@ -1,14 +1,17 @@
 //! The service's state file, so that a restarted `abupdated` reports the truth.
 //!
-//! One small text file of `key=value` lines, replaced atomically (write, fsync, rename,
-//! fsync the directory). It keeps the state, progress, last error, the boot during
+//! One small text file of `key=value` lines, replaced atomically and created 0600
+//! ([`crate::state_file::replace`]). It keeps the state, progress, last error, the boot during
 //! which the state was reached (`/proc/sys/kernel/random/boot_id`) and the request of a
-//! URL update, so that an interrupted update can be resumed. Headers may carry
-//! credentials, hence mode 0600.
+//! URL update, so that an interrupted update can be resumed.
+//!
+//! The request is kept without its `AUTHORIZATION` pair (a bearer token or password must not
+//! outlive the process that was handed it, in a file a backup or a bug report could copy);
+//! the file only says there was one, and `resume()` after a restart then asks the client to
+//! apply again with its headers, as update_engine always does. The engine's checkpoint makes
+//! that new apply continue where the interrupted one stopped.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ErrorCode, Result};
@@ -33,7 +36,30 @@ pub struct StoredRequest {
     pub url: String,
     pub offset: u64,
     pub size: u64,
+    /// The header pairs but `AUTHORIZATION`.
     pub headers: Vec<(String, String)>,
+    /// The request carried an `AUTHORIZATION`, which was not kept.
+    pub had_authorization: bool,
+}
+
+/// The header pair that becomes the HTTP `Authorization` header.
+const AUTHORIZATION: &str = "AUTHORIZATION";
+
+impl StoredRequest {
+    /// What is kept of a URL request: everything but its `AUTHORIZATION`.
+    pub fn new(url: &str, offset: u64, size: u64, headers: &[(String, String)]) -> Self {
+        let (secret, kept): (Vec<_>, Vec<_>) = headers
+            .iter()
+            .cloned()
+            .partition(|(key, _)| key.eq_ignore_ascii_case(AUTHORIZATION));
+        StoredRequest {
+            url: url.to_owned(),
+            offset,
+            size,
+            headers: kept,
+            had_authorization: !secret.is_empty(),
+        }
+    }
 }
 
 /// Reads and writes the state file in one directory.
@@ -54,35 +80,19 @@ impl StateStore {
     /// The stored record; `None` if there is none yet.
     pub fn load(&self) -> Result<Option<Record>> {
         let path = self.path();
-        match fs::read_to_string(&path) {
-            Ok(text) => parse(&text)
-                .map(Some)
-                .map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format_args!("reading {}", path.display()), e)),
-        }
+        let Some(bytes) = crate::state_file::read(&path)? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8(bytes)
+            .map_err(|_| crate::err!(DeviceError, "{}: not UTF-8", path.display()))?;
+        parse(&text)
+            .map(Some)
+            .map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message)))
     }
 
     /// Replaces the stored record; either the old or the new one survives a crash.
     pub fn save(&self, record: &Record) -> Result<()> {
-        let path = self.path();
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let io = |what: &str, e| Error::io(format_args!("{what} {}", tmp.display()), e);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("creating", e))?;
-        file.write_all(render(record).as_bytes())
-            .map_err(|e| io("writing", e))?;
-        file.sync_all().map_err(|e| io("syncing", e))?;
-        fs::rename(&tmp, &path)
-            .map_err(|e| Error::io(format_args!("renaming to {}", path.display()), e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(format_args!("syncing {}", self.dir.display()), e))
+        crate::state_file::replace(&self.path(), render(record).as_bytes())
     }
 
     /// Moves an unreadable state file aside so that the service can start fresh and
@@ -133,7 +143,13 @@ fn render(record: &Record) -> String {
         lines.push(("offset", r.offset.to_string()));
         lines.push(("size", r.size.to_string()));
         for (key, value) in &r.headers {
-            lines.push(("header", escape(&format!("{key}={value}"))));
+            // `StoredRequest::new` dropped it already; this keeps it so for any record.
+            if !key.eq_ignore_ascii_case(AUTHORIZATION) {
+                lines.push(("header", escape(&format!("{key}={value}"))));
+            }
+        }
+        if r.had_authorization {
+            lines.push(("had_authorization", "1".to_owned()));
         }
     }
     lines
@@ -148,6 +164,7 @@ fn parse(text: &str) -> Result<Record> {
     let mut boot_id = None;
     let mut version = None;
     let (mut url, mut offset, mut size, mut headers) = (None, None, None, Vec::new());
+    let mut had_authorization = false;
     for line in text.lines() {
         let (key, raw) = line
             .split_once('=')
@@ -182,10 +199,13 @@ fn parse(text: &str) -> Result<Record> {
             "url" => url = Some(value),
             "offset" => offset = Some(number()?),
             "size" => size = Some(number()?),
+            // A file from a version that kept the token: forget it now.
             "header" => match value.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case(AUTHORIZATION) => had_authorization = true,
                 Some((k, v)) => headers.push((k.to_owned(), v.to_owned())),
                 None => return Err(bad(format!("header {value:?}"))),
             },
+            "had_authorization" if value == "1" => had_authorization = true,
             _ => return Err(bad(format!("unknown key {key:?}"))),
         }
     }
@@ -200,8 +220,9 @@ fn parse(text: &str) -> Result<Record> {
             offset,
             size,
             headers,
+            had_authorization,
         }),
-        (None, None, None) if headers.is_empty() => None,
+        (None, None, None) if headers.is_empty() && !had_authorization => None,
         _ => return Err(bad("incomplete request".to_owned())),
     };
     let boot_id = boot_id.ok_or_else(|| bad("no boot_id".to_owned()))?;
@@ -265,6 +286,7 @@ mod tests {
                 offset: 1234,
                 size: 5678,
                 headers: vec![("FILE_HASH".to_owned(), "q0/Yw==".to_owned())],
+                had_authorization: false,
             }),
         }
     }
@@ -286,6 +308,49 @@ mod tests {
         assert_eq!(store.load().unwrap(), Some(idle));
         let mode = std::os::unix::fs::MetadataExt::mode(&fs::metadata(store.path()).unwrap());
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn authorization_is_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(dir.path());
+        let headers = [
+            ("FILE_HASH", "q0/Yw=="),
+            ("AUTHORIZATION", "Bearer s3cr3t-t0ken"),
+            ("USER_AGENT", "agent"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let mut record = sample();
+        record.request = Some(StoredRequest::new(
+            "https://ota.example/p.bin",
+            0,
+            10,
+            &headers,
+        ));
+        store.save(&record).unwrap();
+        let text = fs::read_to_string(store.path()).unwrap();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let loaded = store.load().unwrap().unwrap().request.unwrap();
+        assert!(loaded.had_authorization);
+        assert_eq!(loaded.headers.len(), 2);
+        assert!(loaded.headers.iter().all(|(k, _)| k != "AUTHORIZATION"));
+
+        // A file written by an older version, token included: read without it, and the
+        // next write leaves it out.
+        fs::write(
+            store.path(),
+            text.replace(
+                "had_authorization=1\n",
+                "header=AUTHORIZATION=Basic b2xkOnNlY3JldA==\n",
+            ),
+        )
+        .unwrap();
+        let old = store.load().unwrap().unwrap();
+        assert_eq!(old.request.as_ref().unwrap(), &loaded);
+        store.save(&old).unwrap();
+        assert!(!fs::read_to_string(store.path())
+            .unwrap()
+            .contains("b2xkOnNlY3JldA"));
     }
 
     #[test]

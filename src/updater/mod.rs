@@ -2,8 +2,9 @@
 //! the engine. This is what the CLI and the service call; it owns the slot transitions that
 //! make an interrupted update safe:
 //!
-//! - before the first byte is written, the running slot is marked successful (if it is not) and
-//!   the target slot unbootable;
+//! - before the first byte is written, by a fresh start and by every resume, the running slot is
+//!   marked successful (if it is not) and the target slot unbootable;
+//! - a resumed update whose checkpoint says it was done is verified again before the switch;
 //! - a partial update's target slot gets the running slot's copy of every physical partition the
 //!   payload does not carry ([`carry_over`]);
 //! - only after every partition is written and verified (and the AVB checks pass) is the target
@@ -401,10 +402,11 @@ impl UpdateHooks for Hooks<'_> {
         Ok(())
     }
 
-    /// A resumed update's target metadata was written before its first checkpoint; it is
-    /// written again only if a copy no longer holds it (a damaged copy is repaired).
+    /// The slot marks again (only what changed), then the target metadata: written before the
+    /// first checkpoint, it is written again only if a copy no longer holds it (a damaged copy
+    /// is repaired).
     fn before_resume(&self) -> Result<()> {
-        self.write_planned_metadata()
+        self.before_first_write()
     }
 
     fn partition_written(&self, name: &str) -> Result<()> {
@@ -424,13 +426,21 @@ impl UpdateHooks for Hooks<'_> {
     ///
     /// Then, with the target unbootable, its metadata slot in `super` gets the planned layout:
     /// before that the target slot might still have booted from its old metadata.
+    ///
+    /// Called on every resume too (`before_resume`): a bootloader that found its record torn, or
+    /// a reset, may have made the half-written target bootable again. Only what changes is
+    /// written, so a resume that finds the record as the update left it writes nothing while the
+    /// target is half-written (a torn write then could not make it bootable either).
     fn before_first_write(&self) -> Result<()> {
         let target = self.updater.device.target_slot();
         self.updater.with_boot(|b| {
             if !b.is_successful(b.current_slot()?)? {
                 b.mark_boot_successful()?;
             }
-            b.set_unbootable(target)
+            if b.is_bootable(target)? {
+                b.set_unbootable(target)?;
+            }
+            Ok(())
         })?;
         self.write_planned_metadata()
     }

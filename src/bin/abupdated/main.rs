@@ -7,6 +7,7 @@
 
 mod device;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use clap::Parser;
 use abupdate::service::binder_adapter::{self as binder, Transport};
 use abupdate::service::binder_service::BinderService;
 use abupdate::service::persist::current_boot_id;
-use abupdate::service::{Config, UpdateService, SERVICE_NAME};
+use abupdate::service::{default_allowed_uids, Config, UpdateService, SERVICE_NAME};
 use abupdate::{Error, Result};
 
 #[derive(Parser, Debug)]
@@ -90,8 +91,9 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
-    /// UIDs allowed to change anything (root, system, shell by default).
-    #[arg(long, value_delimiter = ',', default_value = "0,1000,2000")]
+    /// UIDs allowed to change anything, verify payloads and dump; default on Android root,
+    /// system and shell (0,1000,2000), elsewhere the daemon's own UID only.
+    #[arg(long, value_delimiter = ',')]
     allowed_uids: Vec<u32>,
 
     /// Binder threads answering requests.
@@ -118,12 +120,23 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<()> {
     let state_dir = device::state_dir(&args);
-    std::fs::create_dir_all(&state_dir)
+    // The daemon's alone: its state files are 0600, and the directory keeps others from
+    // even listing them.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state_dir)
         .map_err(|e| Error::io(format_args!("creating {}", state_dir.display()), e))?;
     let engine = device::open(&args, &state_dir)?;
+    let allowed_uids = if args.allowed_uids.is_empty() {
+        default_allowed_uids()
+    } else {
+        args.allowed_uids
+    };
+    let uids: Vec<String> = allowed_uids.iter().map(u32::to_string).collect();
     let config = Config {
         state_dir,
-        allowed_uids: args.allowed_uids,
+        allowed_uids,
         boot_id: current_boot_id()?,
     };
     let core = UpdateService::new(engine, config)?;
@@ -131,8 +144,9 @@ fn run(args: Args) -> Result<()> {
     let service = binder::new_service_binder(BinderService::new(core));
     let served = binder::serve(&transport, SERVICE_NAME, service, args.threads)?;
     log::info!(
-        "serving {SERVICE_NAME} on {transport} with {} threads",
-        args.threads
+        "serving {SERVICE_NAME} on {transport} with {} threads; allowed uids: {}",
+        args.threads,
+        uids.join(",")
     );
     binder::join(served)
 }

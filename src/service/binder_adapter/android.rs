@@ -162,10 +162,21 @@ pub struct DeathLink {
 }
 
 impl Interface for BinderService {
+    // The allow-list, not `android.permission.DUMP`: the Rust binder crate has no permission
+    // check, and the UIDs that run `dumpsys` (shell, and root/system for bug reports) are in
+    // the default list.
     fn dump(&self, writer: &mut dyn std::io::Write, _args: &[&CStr]) -> BinderResult<()> {
+        let (text, refused) = match self.dump_text() {
+            Ok(text) => (text, false),
+            Err(e) => (format!("Permission Denial: {}\n", e.message), true),
+        };
         writer
-            .write_all(self.dump_text().as_bytes())
-            .map_err(|_| Status::from(StatusCode::FAILED_TRANSACTION))
+            .write_all(text.as_bytes())
+            .map_err(|_| Status::from(StatusCode::FAILED_TRANSACTION))?;
+        if refused {
+            return Err(Status::from(StatusCode::PERMISSION_DENIED));
+        }
+        Ok(())
     }
 }
 

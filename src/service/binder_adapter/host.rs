@@ -266,9 +266,17 @@ impl DeathRecipient for Obituary {
 
 impl Interface for BinderService {
     fn dump(&self, writer: &mut dyn std::io::Write, _args: &[String]) -> rsbinder::Result<()> {
+        let (text, refused) = match self.dump_text() {
+            Ok(text) => (text, false),
+            Err(e) => (format!("Permission Denial: {}\n", e.message), true),
+        };
         writer
-            .write_all(self.dump_text().as_bytes())
-            .map_err(|_| StatusCode::FailedTransaction)
+            .write_all(text.as_bytes())
+            .map_err(|_| StatusCode::FailedTransaction)?;
+        if refused {
+            return Err(StatusCode::PermissionDenied);
+        }
+        Ok(())
     }
 }
 

@@ -1,6 +1,13 @@
 //! The update service itself, independent of Binder: requests, the worker thread, the
 //! status and its persistence, listeners and the permission check.
 //!
+//! Who may do what: every method that changes something, `verifyPayloadApplicable` (it reads
+//! partitions and costs the device work) and the dump need a caller in the allow-list;
+//! reading the status, the slots and the rollback floors and registering a callback (capped
+//! per UID, see [`crate::service::listeners`]) are open to every app. Refusals are logged at
+//! most once per UID per ten seconds. URLs leave the daemon (log, dump, status) without
+//! credentials or query; `AUTHORIZATION` is never written to the state file.
+//!
 //! `inner` (status, job) is locked only for quick updates, so `status()` and `cancel()`
 //! answer while the engine works. Listeners are called from a thread of their own (a
 //! stuck client delays no one else). Every change carries a sequence number taken under
@@ -16,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::service::refusals::RefusalLog;
 use crate::service::control::Control;
 use crate::service::engine::{ApplyRequest, Engine, PayloadSource, RollbackFloor, SlotInfo};
 use crate::service::listeners::{Listener, ListenerId};
@@ -28,7 +36,8 @@ use crate::service::status::{State, Status};
 pub struct Config {
     /// Where the state file lives (`/data/misc/abupdate` on a device).
     pub state_dir: PathBuf,
-    /// UIDs allowed to change anything; everyone may read the status.
+    /// UIDs allowed to change anything, verify payloads and dump; everyone may read the
+    /// status. See [`default_allowed_uids`].
     pub allowed_uids: Vec<u32>,
     /// This boot's `/proc/sys/kernel/random/boot_id`.
     pub boot_id: String,
@@ -51,6 +60,21 @@ pub struct UpdateService {
     notifier: Notifier,
     next_listener: AtomicU64,
     writer: Mutex<Writer>,
+    refusals: RefusalLog,
+}
+
+/// The UIDs `abupdated` allows when not told otherwise. On Android: root, `system` (the
+/// platform's updater apps) and `shell` (`adb shell abupdate ...`, as update_engine_client is
+/// used); a device that does not want `adb` to update it passes `--allowed-uids 0,1000`.
+/// Elsewhere: the daemon's own UID only, so that a host daemon started by a user does not
+/// take orders from root, system or shell UIDs it has nothing to do with.
+pub fn default_allowed_uids() -> Vec<u32> {
+    if cfg!(target_os = "android") {
+        vec![0, 1000, 2000]
+    } else {
+        // SAFETY: geteuid takes nothing, touches no memory of ours and cannot fail.
+        vec![unsafe { nix::libc::geteuid() }]
+    }
 }
 
 /// What the state file last got, to keep it in order and to pace progress writes.
@@ -119,6 +143,7 @@ impl UpdateService {
             notifier,
             next_listener: AtomicU64::new(0),
             writer: Mutex::default(),
+            refusals: RefusalLog::default(),
         });
         service.save(&service.lock());
         Ok(service)
@@ -142,12 +167,12 @@ impl UpdateService {
             );
         }
         let stored = match &request.source {
-            PayloadSource::Url(url) => Some(StoredRequest {
-                url: url.clone(),
-                offset: request.offset,
-                size: request.size,
-                headers: request.headers.clone(),
-            }),
+            PayloadSource::Url(url) => Some(StoredRequest::new(
+                url,
+                request.offset,
+                request.size,
+                &request.headers,
+            )),
             PayloadSource::File(_) => None,
         };
         self.start(inner, request, stored)
@@ -191,6 +216,13 @@ impl UpdateService {
                         "the interrupted update read its payload from a file descriptor: apply it again"
                     );
                 };
+                if stored.had_authorization {
+                    crate::bail!(
+                        Busy,
+                        "the interrupted update sent an AUTHORIZATION, which is not kept across \
+                         restarts: apply it again with its headers (it resumes from its checkpoint)"
+                    );
+                }
                 let request = ApplyRequest {
                     source: PayloadSource::Url(stored.url.clone()),
                     offset: stored.offset,
@@ -252,14 +284,16 @@ impl UpdateService {
         self.lock().status.clone()
     }
 
-    /// Registers a listener and tells it the current status at once.
-    pub fn add_listener(&self, listener: Arc<dyn Listener>) -> ListenerId {
+    /// Registers `caller`'s listener and tells it the current status at once. Refused
+    /// (`Busy`) when the caller or the service has as many as it may.
+    pub fn add_listener(&self, caller: Caller, listener: Arc<dyn Listener>) -> Result<ListenerId> {
         let id = ListenerId(self.next_listener.fetch_add(1, Ordering::Relaxed));
         let inner = self.lock();
         // Queued under `inner`: changes queued later are newer than the greeting.
         self.notifier
-            .add(id, listener, inner.seq, inner.status.clone());
-        id
+            .add(id, caller.uid, listener, inner.seq, inner.status.clone())
+            .inspect_err(|e| log::warn!("{e}"))?;
+        Ok(id)
     }
 
     /// Drops a listener (no-op if it is gone already).
@@ -267,7 +301,10 @@ impl UpdateService {
         self.notifier.remove(id);
     }
 
-    pub fn verify_applicable(&self, metadata: &[u8]) -> Result<()> {
+    /// Whether a payload with this metadata could be applied; reads the source partitions
+    /// of a delta, hence only for allowed callers.
+    pub fn verify_applicable(&self, caller: Caller, metadata: &[u8]) -> Result<()> {
+        self.authorize(caller, "verify a payload")?;
         self.engine.verify_applicable(metadata)
     }
 
@@ -284,17 +321,19 @@ impl UpdateService {
         self.engine.rollback_floors()
     }
 
-    /// The `dumpsys` text: state, slots, last error, listeners, configuration.
-    pub fn dump(&self) -> String {
+    /// The `dumpsys` text: state, slots, last error, listeners, configuration; for allowed
+    /// callers only.
+    pub fn dump(&self, caller: Caller) -> Result<String> {
+        self.authorize(caller, "dump the service state")?;
         let (status, url) = {
             let inner = self.lock();
             (
                 inner.status.clone(),
-                inner.request.as_ref().map(|r| r.url.clone()),
+                inner.request.as_ref().map(|r| super::redact::url(&r.url)),
             )
         };
         let listeners = self.notifier.count();
-        crate::service::dump::render(&crate::service::dump::DumpInput {
+        Ok(crate::service::dump::render(&crate::service::dump::DumpInput {
             status: &status,
             url: url.as_deref(),
             slots: self.engine.slot_info(),
@@ -303,14 +342,16 @@ impl UpdateService {
             allowed_uids: &self.allowed_uids,
             state_file: &self.store.path(),
             boot_id: &self.boot_id,
-        })
+        }))
     }
 
     fn authorize(&self, caller: Caller, what: &str) -> Result<()> {
         if self.allowed_uids.contains(&caller.uid) {
             return Ok(());
         }
-        log::warn!("uid {} may not {what}", caller.uid);
+        if let Some(line) = self.refusals.note(caller.uid, what, Instant::now()) {
+            log::warn!("{line}");
+        }
         crate::bail!(PermissionDenied, "uid {} may not {what}", caller.uid)
     }
 

@@ -1,5 +1,11 @@
 //! The update's worker thread: starting it, and what it reports back.
+//!
+//! Whatever the engine does, the worker ends the update: a panic in the engine becomes an
+//! `InstallFailed` error and the service is idle again, not busy forever. (Device builds use
+//! `panic=abort`, where a panic ends the daemon instead and the restarted service reports the
+//! update `Interrupted`; catching it is the safety net for host and debug builds.)
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, MutexGuard};
 
 use super::{Inner, Publish, UpdateService};
@@ -7,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::service::control::Control;
 use crate::service::engine::{ApplyRequest, PayloadSource, Progress};
 use crate::service::persist::StoredRequest;
+use crate::service::redact;
 use crate::service::status::{State, Status};
 
 impl UpdateService {
@@ -46,7 +53,22 @@ impl UpdateService {
     /// The worker thread's body.
     fn run(&self, request: &ApplyRequest, control: &Control) {
         log::info!("update started from {}", describe(&request.source));
-        let result = self.engine.apply(request, &|p| self.progress(p), control);
+        // The engine shares nothing with the service but `control` and the progress
+        // callback, both of which stay consistent whatever point a panic left them at.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.engine.apply(request, &|p| self.progress(p), control)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("no message");
+            Err(crate::err!(
+                InstallFailed,
+                "the update engine failed unexpectedly (panic: {what})"
+            ))
+        });
         self.finish(result);
     }
 
@@ -63,6 +85,9 @@ impl UpdateService {
     }
 
     fn finish(&self, result: Result<()>) {
+        // Error messages quote URLs (the payload's, a redirect's): they reach the log, the
+        // state file and every app that reads the status, without credentials.
+        let result = result.map_err(|e| Error::new(e.code, redact::urls_in(&e.message)));
         let mut inner = self.lock();
         inner.job = None;
         inner.request = None;
@@ -84,7 +109,7 @@ impl UpdateService {
 
 fn describe(source: &PayloadSource) -> String {
     match source {
-        PayloadSource::Url(url) => url.clone(),
+        PayloadSource::Url(url) => redact::url(url),
         PayloadSource::File(_) => "a file descriptor".to_owned(),
     }
 }
