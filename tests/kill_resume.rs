@@ -7,7 +7,10 @@
 //! active, the target slot is not bootable once anything was written, and the checkpoint never
 //! goes backwards; after every finished run the target partitions are byte-identical to the new
 //! images, the target slot is active, and the run said where it resumed. Most kills of the full
-//! update (a third of the delta's) must leave work the next run skips.
+//! update (a third of the delta's) must leave work the next run skips. The full update also
+//! runs on a device with dynamic partitions: `system` and `vendor` logical in `super.img`, the
+//! payload carrying `dynamic_partition_metadata`, so kills also fall around the target slot's
+//! metadata write.
 
 mod common;
 
@@ -20,7 +23,7 @@ use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointSt
 use abupdate::engine::metadata::Metadata;
 use abupdate::payload::proto::update_metadata::install_operation::Type;
 use abupdate::payload::proto::update_metadata::{
-    DeltaArchiveManifest, Extent, InstallOperation, PartitionUpdate,
+    DeltaArchiveManifest, DynamicPartitionGroup, Extent, InstallOperation, PartitionUpdate,
 };
 use abupdate::payload::PayloadHeader;
 use abupdate::slot::{BootControl, MiscBootControl, Slot};
@@ -47,10 +50,29 @@ fn kill_9_at_50_points_of_a_full_update() {
         .iter()
         .map(|(name, data)| (*name, vec![0x5a; data.len()]))
         .collect();
-    let payload = full_payload(&new);
-    let setup = Setup::new(tmp.path(), &old, &new, &payload, 20);
+    let payload = full_payload(&new, false);
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 20, false);
     let stats = setup.kill_and_resume(&mut rng, 50, (0, 60));
     stats.check(50, 2);
+}
+
+#[test]
+fn kill_9_at_20_points_of_a_full_update_into_super() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0003);
+    let new = [
+        ("system", noisy_image(&mut rng, 16 << 20)),
+        ("vendor", noisy_image(&mut rng, 8 << 20)),
+    ];
+    let old: Vec<(&str, Vec<u8>)> = new
+        .iter()
+        .map(|(name, data)| (*name, vec![0x5a; data.len()]))
+        .collect();
+    let payload = full_payload(&new, true);
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 20, true);
+    let stats = setup.kill_and_resume(&mut rng, 20, (0, 60));
+    stats.check(20, 2);
 }
 
 #[test]
@@ -78,7 +100,7 @@ fn kill_9_at_24_points_of_a_delta_update() {
     let payload = delta_payload(tmp.path(), &old, &new);
     // The delta applies in a few tens of milliseconds (93 operations, mostly SOURCE_COPY):
     // checkpoint often enough that most kill points fall after one.
-    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4);
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
     // A delta first hashes the source partitions, before its first checkpoint; kill later.
     let stats = setup.kill_and_resume(&mut rng, 24, (40, 90));
     // Startup and the source hashing take a larger, more variable share of this short run
@@ -96,7 +118,7 @@ struct Setup<'a> {
     new: &'a [(&'a str, Vec<u8>)],
     /// Operations in the payload.
     operations: u32,
-    /// SHA-256 of every `_a` image.
+    /// SHA-256 of every partition of slot A.
     source: Vec<(String, [u8; 32])>,
     /// `--checkpoint-interval-ms`.
     checkpoint_ms: u32,
@@ -135,12 +157,33 @@ impl<'a> Setup<'a> {
         new: &'a [(&'a str, Vec<u8>)],
         payload: &[u8],
         checkpoint_ms: u32,
+        super_device: bool,
     ) -> Setup<'a> {
         let template = root.join("template");
         std::fs::create_dir(&template).unwrap();
-        for ((name, old), (_, new)) in old.iter().zip(new) {
-            common::put_image(&template, name, 'a', old, old.len() as u64);
-            common::put_image(&template, name, 'b', &[], new.len() as u64);
+        if super_device {
+            // lpmake's A/B layout: `<name>_a` holding the old images, `<name>_b` empty.
+            let sizes: Vec<(&str, u64)> = old.iter().map(|(n, d)| (*n, d.len() as u64)).collect();
+            let layout = abupdate::build::super_image::ab_layout(
+                64 << 20,
+                "main",
+                SUPER_GROUP,
+                &sizes,
+                false,
+            );
+            let names: Vec<String> = old.iter().map(|(n, _)| format!("{n}_a")).collect();
+            let images: Vec<(&str, &[u8])> = names
+                .iter()
+                .zip(old)
+                .map(|(n, (_, d))| (n.as_str(), d.as_slice()))
+                .collect();
+            abupdate::build::super_image::write(&template.join("super.img"), &layout, &images)
+                .unwrap();
+        } else {
+            for ((name, old), (_, new)) in old.iter().zip(new) {
+                common::put_image(&template, name, 'a', old, old.len() as u64);
+                common::put_image(&template, name, 'b', &[], new.len() as u64);
+            }
         }
         MiscBootControl::create_image(&template.join("misc.img"), Slot::A).unwrap();
         let payload_path = root.join("payload.bin");
@@ -149,7 +192,7 @@ impl<'a> Setup<'a> {
         std::fs::write(&properties, forge::properties(payload).join("\n")).unwrap();
         let source = old
             .iter()
-            .map(|(name, data)| (format!("{name}_a.img"), forge::sha256(data)))
+            .map(|(name, data)| (name.to_string(), forge::sha256(data)))
             .collect();
         Setup {
             root: root.to_owned(),
@@ -337,18 +380,32 @@ impl<'a> Setup<'a> {
 
     fn check_source(&self, dev: &Path) {
         for (name, hash) in &self.source {
-            let data = std::fs::read(dev.join(name)).unwrap();
+            let data = read_partition(dev, name, Slot::A);
             assert!(forge::sha256(&data) == *hash, "source image {name} changed");
         }
     }
 
     fn check_target(&self, dev: &Path) {
         for (name, data) in self.new {
-            let written = std::fs::read(dev.join(format!("{name}_b.img"))).unwrap();
+            let written = read_partition(dev, name, Slot::B);
             assert!(written == *data, "target {name} differs from the new image");
         }
     }
 }
+
+/// A partition of `slot` as that slot boots it: its file, or the logical partition its own
+/// metadata slot in `super.img` maps.
+fn read_partition(dev: &Path, name: &str, slot: Slot) -> Vec<u8> {
+    let part = abupdate::device::Device::host(dev, Slot::A)
+        .read_only(name, slot)
+        .unwrap_or_else(|e| panic!("{name} of slot {slot}: {e}"));
+    let mut data = vec![0u8; part.size() as usize];
+    part.read_at(&mut data, 0).unwrap();
+    data
+}
+
+/// The group of the super device's logical partitions.
+const SUPER_GROUP: u64 = 28 << 20;
 
 fn count_operations(payload: &[u8]) -> u32 {
     let size = Some(payload.len() as u64);
@@ -411,11 +468,22 @@ fn noisy_image(rng: &mut Rng, len: usize) -> Vec<u8> {
 }
 
 /// A signed full payload with one operation per 64 KiB chunk: REPLACE_XZ for the text chunks,
-/// REPLACE for the random ones (cheap to apply: the run time is I/O and checkpoints).
-fn full_payload(images: &[(&str, Vec<u8>)]) -> Vec<u8> {
+/// REPLACE for the random ones (cheap to apply: the run time is I/O and checkpoints). With
+/// `dynamic`, every partition is in the group `main` of `dynamic_partition_metadata`.
+fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
     let mut m = DeltaArchiveManifest::new();
     m.set_block_size(4096);
     m.set_minor_version(0);
+    if dynamic {
+        let mut group = DynamicPartitionGroup::new();
+        group.set_name("main".into());
+        group.set_size(SUPER_GROUP);
+        group.partition_names = images.iter().map(|(n, _)| n.to_string()).collect();
+        m.dynamic_partition_metadata
+            .mut_or_insert_default()
+            .groups
+            .push(group);
+    }
     let mut blobs = Vec::new();
     for (name, data) in images {
         let mut p = PartitionUpdate::new();

@@ -311,3 +311,76 @@ fn a_cancelled_update_resumes_onto_the_metadata_it_wrote() {
         "the resumed update rewrote super's metadata"
     );
 }
+
+/// A partial payload carrying `system` only: the target slot gets `vendor_b` of its own,
+/// holding slot A's vendor (update_engine keeps such partitions as the source has them; here
+/// in the target's own extents, see `lp::carry_over`).
+#[test]
+fn a_partial_update_carries_the_other_logical_partitions_over() {
+    let fx = Fixture::new(24 * MIB, false);
+    let out = fx.root.join("partial.bin");
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        dynamic: Some(super_image::dynamic_metadata("main", 4 * MIB, &["system"])),
+        partial_update: true,
+        ..BuildOptions::default()
+    };
+    let report = common::build_payload_with(
+        &out,
+        &[("system", fx.root.join("system.img"), None)],
+        options,
+    );
+    assert!(report.manifest.partial_update);
+    let vendor_a = fx.read("vendor", Slot::A);
+    fx.apply(&out, &Quiet).unwrap();
+
+    assert!(fx.read("system", Slot::B) == std::fs::read(fx.root.join("system.img")).unwrap());
+    assert!(
+        fx.read("vendor", Slot::B) == vendor_a,
+        "vendor_b is not slot A's vendor"
+    );
+    let dev = Device::host(&fx.dev, Slot::A);
+    let (_, target) = dev.super_metadata(Slot::B).unwrap();
+    let vendor_b = target.partition("vendor_b").unwrap();
+    assert_eq!(target.group_of(vendor_b).unwrap().name, "main_b");
+    let extents = |m: &lp::Metadata, name: &str| m.extents_of(m.partition(name).unwrap()).to_vec();
+    assert_ne!(extents(&target, "vendor_b"), extents(&target, "vendor_a"));
+    assert_eq!(fx.read("vendor", Slot::A), vendor_a);
+}
+
+/// Hostile or damaged metadata of the running slot (both copies) or geometry (both copies):
+/// 34 before anything is written, whatever the rest of super holds.
+#[test]
+fn unreadable_source_metadata_is_34_before_anything_is_written() {
+    let fx = Fixture::new(16 * MIB, false);
+    let payload = fx.payload(4 * MIB, false);
+    let dev = Device::host(&fx.dev, Slot::A);
+    let (geometry, _) = dev.super_metadata(Slot::A).unwrap();
+    let pristine = std::fs::read(fx.dev.join("super.img")).unwrap();
+    let slot0 = [
+        geometry.primary_offset(0).unwrap() as usize,
+        geometry.backup_offset(0).unwrap() as usize,
+    ];
+    // (what is changed, byte offsets): header magic, a table byte (its checksum fails),
+    // the partition count (header checksum fails), both geometries.
+    let cases: [(&str, Vec<usize>); 4] = [
+        ("magic", slot0.to_vec()),
+        ("tables", slot0.iter().map(|a| a + 300).collect()),
+        ("count", slot0.iter().map(|a| a + 84).collect()),
+        ("geometry", vec![4096 + 40, 8192 + 40]),
+    ];
+    for (what, offsets) in cases {
+        let mut image = pristine.clone();
+        for at in offsets {
+            image[at] ^= 0x41;
+        }
+        std::fs::write(fx.dev.join("super.img"), &image).unwrap();
+        let before = fx.snapshot();
+        let err = fx.apply(&payload, &Quiet).unwrap_err();
+        assert_eq!(err.code, ErrorCode::SlotError, "{what}: {err}");
+        assert_nothing_written(&fx, &before);
+    }
+}

@@ -71,6 +71,9 @@ pub struct BuildOptions {
     pub partition_version: Option<String>,
     /// `dynamic_partition_metadata`: the target build's groups of logical partitions.
     pub dynamic: Option<DynamicPartitions>,
+    /// `partial_update`: the payload carries only some partitions; the others stay as the
+    /// running slot has them (a delta's minor version, as update_engine requires).
+    pub partial_update: bool,
 }
 
 impl Default for BuildOptions {
@@ -86,6 +89,7 @@ impl Default for BuildOptions {
             security_patch_level: None,
             partition_version: None,
             dynamic: None,
+            partial_update: false,
         }
     }
 }
@@ -126,7 +130,7 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     if specs.is_empty() {
         bail!(MalformedPayload, "no partitions to build");
     }
-    let is_delta = specs.iter().any(|s| s.old.is_some());
+    let is_delta = options.partial_update || specs.iter().any(|s| s.old.is_some());
     let blobs_path = out.with_extension("blobs.tmp");
     let mut blobs = BlobFile::create(&blobs_path)?;
     let mut manifest = pb::DeltaArchiveManifest::new();
@@ -137,6 +141,9 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     }
     if let Some(spl) = &options.security_patch_level {
         manifest.set_security_patch_level(spl.clone());
+    }
+    if options.partial_update {
+        manifest.set_partial_update(true);
     }
     if let Some(dynamic) = &options.dynamic {
         let meta = manifest.dynamic_partition_metadata.mut_or_insert_default();

@@ -31,6 +31,7 @@
 
 mod builder;
 mod bytes;
+mod carry;
 mod error;
 mod geometry;
 mod header;
@@ -40,6 +41,7 @@ mod tables;
 mod update;
 
 pub use builder::FreeRegion;
+pub use carry::carry_over;
 pub use error::{LpError, LpErrorKind};
 pub use geometry::Geometry;
 pub use lpmake::{NewPartition, NewSuper};

@@ -19,7 +19,8 @@ use std::path::Path;
 
 use super::ota_state;
 use crate::device::Device;
-use crate::error::Result;
+use crate::engine::SlotPartitions;
+use crate::error::{Error, Result};
 use crate::lp;
 use crate::payload::Manifest;
 
@@ -34,26 +35,31 @@ pub fn plan(
     if !device.has_super() {
         return Ok(None);
     }
-    let Some(dynamic) = &manifest.dynamic else {
-        if manifest.partial_update {
-            // A partial payload without groups changes no logical partition: the target
-            // slot keeps the metadata it has.
-            log::info!("partial update without dynamic_partition_metadata: super left as it is");
-        }
+    // A partial payload counts as dynamic even without groups, as update_engine assumes
+    // (`SetTargetBuildVars`): its logical partitions are all carried over.
+    if manifest.dynamic.is_none() && !manifest.partial_update {
         return Ok(None);
+    }
+    let (groups, snapshot_enabled) = match &manifest.dynamic {
+        Some(d) => (d.groups.as_slice(), d.snapshot_enabled),
+        None => (&[][..], false),
     };
     ota_state::check(ota_state)?;
     let (_, source) = device.super_metadata(device.current_slot())?;
     let virtual_ab =
         source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0 || ota_state.exists();
-    if dynamic.snapshot_enabled && virtual_ab {
+    if snapshot_enabled && virtual_ab {
         log::info!(
             "payload has snapshot_enabled on a Virtual A/B device: abupdate makes no snapshots \
              and takes the non-snapshot path (the target slot's own extents in super)"
         );
     }
-    let groups: Vec<lp::DynamicGroup> = dynamic
-        .groups
+    let in_group = |name: &str| {
+        groups
+            .iter()
+            .any(|g| g.partitions.iter().any(|p| p == name))
+    };
+    let groups: Vec<lp::DynamicGroup> = groups
         .iter()
         .map(|g| lp::DynamicGroup {
             name: g.name.clone(),
@@ -64,10 +70,77 @@ pub fn plan(
     let sizes: Vec<(String, u64)> = manifest
         .partitions
         .iter()
-        .filter(|p| dynamic.group_of(&p.name).is_some())
+        .filter(|p| in_group(&p.name))
         .map(|p| (p.name.clone(), p.new_info.size))
         .collect();
     let target_suffix = device.target_slot().suffix();
     let target = lp::prepare_target_on(&source, target_suffix, &groups, &sizes, virtual_ab)?;
+    if !manifest.partial_update {
+        return Ok(Some(target));
+    }
+    let carried_by_payload = |name: &str| manifest.partitions.iter().any(|p| p.name == name);
+    let (target, added) = lp::carry_over(
+        &source,
+        &target,
+        device.current_slot().suffix(),
+        target_suffix,
+        &|name| !carried_by_payload(name),
+    )?;
+    if !added.is_empty() {
+        log::info!(
+            "partial update: {} not in the payload, copied from slot {} into slot {}'s own extents",
+            added.join(", "),
+            device.current_slot(),
+            device.target_slot()
+        );
+    }
     Ok(Some(target))
+}
+
+/// The logical partitions of `plan` a partial payload does not carry: the updater copies
+/// them from the source slot once the payload is applied.
+pub fn carried(plan: &lp::Metadata, manifest: &Manifest, target_suffix: &str) -> Vec<String> {
+    if !manifest.partial_update {
+        return Vec::new();
+    }
+    plan.partitions()
+        .iter()
+        .filter_map(|p| p.name.strip_suffix(target_suffix))
+        .filter(|name| !manifest.partitions.iter().any(|p| p.name == *name))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Copies each of `names` from the source slot into the target slot, then syncs it. Run
+/// again after an interruption, it writes the same bytes: the source slot never changes.
+pub fn copy_carried(partitions: &dyn SlotPartitions, names: &[String]) -> Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    for name in names {
+        let source = partitions.open_source(name)?;
+        let target = partitions.open_target(name)?;
+        if target.size() < source.size() {
+            return Err(crate::err!(
+                PartitionMissing,
+                "{name}: the target's {} bytes cannot hold the source's {}",
+                target.size(),
+                source.size()
+            ));
+        }
+        let mut buf = vec![0u8; CHUNK.min(source.size()) as usize];
+        let mut offset = 0u64;
+        while offset < source.size() {
+            let len = CHUNK.min(source.size() - offset) as usize;
+            source
+                .read_at(&mut buf[..len], offset)
+                .map_err(crate::engine::source_error)?;
+            target
+                .write_at(&buf[..len], offset)
+                .map_err(|e| Error::io(format!("copying {name} into the target slot"), e))?;
+            offset += len as u64;
+        }
+        target
+            .sync()
+            .map_err(|e| Error::io(format!("syncing {name}"), e))?;
+    }
+    Ok(())
 }

@@ -205,7 +205,17 @@ impl Updater {
             &hooks,
             options,
             observer,
-        );
+        )
+        .and_then(|report| {
+            // A partial payload's logical partitions it does not carry, copied into the
+            // target's own extents before the slot is checked and switched.
+            if let Some(plan) = self.device.planned_target() {
+                let suffix = self.device.target_slot().suffix();
+                let carried = dynamic::carried(&plan, &report.metadata.manifest, suffix);
+                dynamic::copy_carried(self.partitions.as_ref(), &carried)?;
+            }
+            Ok(report)
+        });
         if let Some(plan) = self.device.planned_target() {
             // Mappings are for writing; the next boot maps the slot from its own metadata.
             let unmapped = self.device.unmap_target(&plan);

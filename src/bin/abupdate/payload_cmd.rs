@@ -52,6 +52,9 @@ pub enum PayloadCommand {
         /// Set dynamic_partition_metadata.snapshot_enabled (a Virtual A/B target build).
         #[arg(long)]
         snapshot_enabled: bool,
+        /// A partial update: partitions not given stay as the running slot has them.
+        #[arg(long)]
+        partial: bool,
     },
 }
 
@@ -70,6 +73,7 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
             append_verity,
             groups,
             snapshot_enabled,
+            partial,
         } => {
             let groups = groups
                 .iter()
@@ -103,6 +107,7 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
                 security_patch_level,
                 partition_version,
                 dynamic,
+                partial_update: partial,
                 ..BuildOptions::default()
             };
             let report = build::build(&specs, &options, &out)?;
