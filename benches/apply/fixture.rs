@@ -153,12 +153,7 @@ impl Fixture {
         let device = self.dir.join("device-super");
         let sizes: Vec<(&str, u64)> = PARTITIONS
             .iter()
-            .map(|(name, _)| {
-                Ok((
-                    *name,
-                    fs::metadata(self.device.join(format!("{name}_b.img")))?.len(),
-                ))
-            })
+            .map(|(name, _)| Ok((*name, fs::metadata(self.device.join(format!("{name}_b.img")))?.len())))
             .collect::<Result<_>>()?;
         let total: u64 = sizes.iter().map(|(_, s)| s).sum();
         if !device.join("complete").exists() {
