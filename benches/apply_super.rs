@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use fixture::Fixture;
+use std::fs::{self, OpenOptions};
+
+use fixture::{Fixture, PARTITIONS};
 
 const THREADS: usize = 2;
 
@@ -29,7 +31,7 @@ fn main() -> Result<()> {
     let mib = env_u64("ABUPDATE_BENCH_MIB", 1024)?;
     let runs = env_u64("ABUPDATE_BENCH_RUNS", 3)?.max(1) as usize;
     let plain = Fixture::prepare(mib, fixture::SEED)?;
-    let logical = plain.with_super_device()?;
+    let logical = with_super_device(&plain)?;
     println!(
         "payload: {} MiB of partitions; plain files in {}, logical partitions in {}",
         plain.partition_bytes >> 20,
@@ -56,6 +58,59 @@ fn main() -> Result<()> {
         best.1.as_secs_f64()
     );
     Ok(())
+}
+
+/// The same payload's device with dynamic partitions: `device-super/super.img` holding
+/// every partition as a logical `<name>_a` and `<name>_b` (both slots' metadata list
+/// both, as after an earlier update, so the full payload without groups writes `_b`
+/// where it is), its blocks allocated as the plain device's target files are.
+fn with_super_device(plain: &Fixture) -> Result<Fixture> {
+    const MIB: u64 = 1 << 20;
+    let device = plain.dir.join("device-super");
+    let sizes: Vec<(&str, u64)> = PARTITIONS
+        .iter()
+        .map(|(name, _)| {
+            Ok((
+                *name,
+                fs::metadata(plain.device.join(format!("{name}_b.img")))?.len(),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let total: u64 = sizes.iter().map(|(_, s)| s).sum();
+    if !device.join("complete").exists() {
+        let _ = fs::remove_dir_all(&device);
+        fs::create_dir_all(&device)?;
+        let mut layout = abupdate::lp::NewSuper::new(2 * total + 4 * MIB, 65536, 3)
+            .group("main_a", total)
+            .group("main_b", total);
+        for suffix in ["_a", "_b"] {
+            for (name, size) in &sizes {
+                let group = format!("main{suffix}");
+                layout = layout.partition(&format!("{name}{suffix}"), 1, *size, Some(&group));
+            }
+        }
+        let path = device.join("super.img");
+        abupdate::build::super_image::write(&path, &layout, &[])?;
+        let (geometry, _) = layout.build()?;
+        let start = geometry.total_metadata_size()?.next_multiple_of(MIB);
+        let file = OpenOptions::new().write(true).open(&path)?;
+        let zeros = vec![0u8; MIB as usize];
+        let mut at = start;
+        while at < layout.device_size {
+            std::os::unix::fs::FileExt::write_all_at(&file, &zeros, at)?;
+            at += MIB;
+        }
+        file.sync_all()?;
+        fs::write(device.join("complete"), b"")?;
+    }
+    Ok(Fixture {
+        dir: plain.dir.clone(),
+        payload: plain.payload.clone(),
+        properties: plain.properties.clone(),
+        cert: plain.cert.clone(),
+        device,
+        partition_bytes: plain.partition_bytes,
+    })
 }
 
 fn env_u64(name: &str, default: u64) -> Result<u64> {

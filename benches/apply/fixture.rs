@@ -143,56 +143,6 @@ impl Fixture {
     }
 }
 
-impl Fixture {
-    /// The same payload's device with dynamic partitions: `device-super/super.img` holding
-    /// every partition as a logical `<name>_a` and `<name>_b` (both slots' metadata list
-    /// both, as after an earlier update, so the full payload without groups writes `_b`
-    /// where it is), its blocks allocated as the plain device's target files are.
-    pub fn with_super_device(&self) -> Result<Fixture> {
-        const MIB: u64 = 1 << 20;
-        let device = self.dir.join("device-super");
-        let sizes: Vec<(&str, u64)> = PARTITIONS
-            .iter()
-            .map(|(name, _)| Ok((*name, fs::metadata(self.device.join(format!("{name}_b.img")))?.len())))
-            .collect::<Result<_>>()?;
-        let total: u64 = sizes.iter().map(|(_, s)| s).sum();
-        if !device.join("complete").exists() {
-            let _ = fs::remove_dir_all(&device);
-            fs::create_dir_all(&device)?;
-            let mut layout = abupdate::lp::NewSuper::new(2 * total + 4 * MIB, 65536, 3)
-                .group("main_a", total)
-                .group("main_b", total);
-            for suffix in ["_a", "_b"] {
-                for (name, size) in &sizes {
-                    let group = format!("main{suffix}");
-                    layout = layout.partition(&format!("{name}{suffix}"), 1, *size, Some(&group));
-                }
-            }
-            let path = device.join("super.img");
-            abupdate::build::super_image::write(&path, &layout, &[])?;
-            let (geometry, _) = layout.build()?;
-            let start = geometry.total_metadata_size()?.next_multiple_of(MIB);
-            let file = OpenOptions::new().write(true).open(&path)?;
-            let zeros = vec![0u8; MIB as usize];
-            let mut at = start;
-            while at < layout.device_size {
-                std::os::unix::fs::FileExt::write_all_at(&file, &zeros, at)?;
-                at += MIB;
-            }
-            file.sync_all()?;
-            fs::write(device.join("complete"), b"")?;
-        }
-        Ok(Fixture {
-            dir: self.dir.clone(),
-            payload: self.payload.clone(),
-            properties: self.properties.clone(),
-            cert: self.cert.clone(),
-            device,
-            partition_bytes: self.partition_bytes,
-        })
-    }
-}
-
 /// Where fixtures live: the target directory, unless that is a tmpfs (RAM would make the
 /// writes and fsyncs meaningless), then `/var/tmp`.
 fn cache_root() -> Result<PathBuf> {

@@ -265,6 +265,32 @@ mod tests {
         assert!(e.message.contains("block device 1"), "{e}");
     }
 
+    /// A device with a mapper writes its target logical partitions only through it: over a
+    /// `super` that is a file, where device-mapper cannot map, opening one fails (31) instead
+    /// of falling back to writing the extents directly.
+    #[test]
+    fn a_device_with_a_mapper_never_falls_back_to_direct_writes() {
+        use crate::device::{Device, Layout, Slot};
+        use std::sync::Arc;
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let layout = super_image::ab_layout(16 * MIB, "group", 6 * MIB, &[("system", MIB)], false);
+        let system = vec![7u8; MIB as usize];
+        super_image::write(&dir.path().join("super"), &layout, &[("system_a", &system)]).unwrap();
+        let mut config = DmConfig::linux(dir.path().join("mapper"));
+        config.control = dir.path().join("no-control");
+        let mapper = Arc::new(DmMapper::for_target(config, "_a"));
+        // Running slot B: the target is slot A, whose system_a has extents to map.
+        let device =
+            Device::new(Layout::ByName(dir.path().to_owned()), Slot::B).with_mapper(mapper);
+        let e = device.target("system").err().unwrap();
+        assert_eq!(e.code, crate::ErrorCode::DeviceError);
+        assert!(e.message.contains("not a block device"), "{e}");
+        // Without the mapper the same partition opens through its extents.
+        let direct = Device::new(Layout::ByName(dir.path().to_owned()), Slot::B);
+        assert_eq!(direct.target("system").unwrap().size(), MIB);
+    }
+
     #[test]
     fn mapping_over_a_regular_file_is_refused_before_device_mapper_is_opened() {
         let f = tempfile::NamedTempFile::new().unwrap();

@@ -1,4 +1,5 @@
-//! Platform adapter: device-mapper, through the kernel's ioctls on `/dev/device-mapper`.
+//! Platform adapter: device-mapper, through the kernel's ioctls on its control node
+//! (`/dev/device-mapper` on Android, `/dev/mapper/control` with devtmpfs).
 //!
 //! A logical partition inside `super` becomes a block device by loading a table of dm-linear
 //! targets (one per LINEAR extent: `linear <super major:minor> <physical sector>`) and zero
@@ -6,7 +7,9 @@
 //! first-stage init and update_engine do. The kernel numbers the device `dm-N` (minor N); on
 //! Android ueventd creates `/dev/block/dm-N` and the `/dev/block/mapper/<name>` link, on a Linux
 //! host devtmpfs creates `/dev/dm-N` and nobody creates the link, so [`DmConfig`] says where the
-//! node appears and whether we make the link ourselves.
+//! node appears and whether we make the link ourselves. ZERO extents need the kernel's zero
+//! target (`dm-zero`, a module in some kernels). Our mappings carry the uuid `abupdate-<name>`,
+//! which is how [`DeviceMapper::ours`] tells them from first-stage init's and other tools'.
 //!
 //! No crate in AOSP's list speaks these ioctls, hence this module: [`wire`] builds and parses the
 //! buffers (no I/O), and the only unsafe code is the ioctl call itself.

@@ -141,12 +141,11 @@ impl Scenario {
         };
         let geometry = super_meta::read_geometry(&Bytes(image)).unwrap();
         let len = geometry.metadata_max_size as usize;
-        let mut ranges = vec![4096..12288];
-        for at in [geometry.primary_offset(0), geometry.backup_offset(0)] {
-            let at = at.unwrap() as usize;
-            ranges.push(at..at + len);
-        }
-        ranges
+        let geometries = 4096..12288;
+        let copies = [geometry.primary_offset(0), geometry.backup_offset(0)]
+            .map(|at| at.unwrap() as usize)
+            .map(|at| at..at + len);
+        std::iter::once(geometries).chain(copies).collect()
     }
 
     /// The same update with checkpoints (and so target syncs) only at the end of the

@@ -1,6 +1,6 @@
 //! `abupdate super info`: what `lpdump` shows of a super image, every metadata slot.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -23,7 +23,7 @@ pub fn run(cmd: SuperCommand) -> Result<()> {
     }
 }
 
-fn info(path: &PathBuf) -> Result<()> {
+fn info(path: &Path) -> Result<()> {
     let dev = SourcePartition::open(path)?;
     let geometry = read_geometry(&dev)?;
     println!(
