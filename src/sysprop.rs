@@ -57,6 +57,8 @@ pub struct SystemProperties;
 #[cfg(target_os = "android")]
 impl Properties for SystemProperties {
     fn get(&self, name: &str) -> Result<Option<String>> {
+        // bionic's property API, as the libc crate declares it (re-exported by nix).
+        use nix::libc;
         use std::ffi::{CStr, CString};
         let cname = CString::new(name)
             .map_err(|_| crate::err!(DeviceError, "property name {name:?} holds a NUL"))?;
