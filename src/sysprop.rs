@@ -57,6 +57,8 @@ pub struct SystemProperties;
 #[cfg(target_os = "android")]
 impl Properties for SystemProperties {
     fn get(&self, name: &str) -> Result<Option<String>> {
+        // bionic's property API, as the libc crate declares it (re-exported by nix).
+        use nix::libc;
         use std::ffi::{CStr, CString};
         let cname = CString::new(name)
             .map_err(|_| crate::err!(DeviceError, "property name {name:?} holds a NUL"))?;
@@ -71,11 +73,11 @@ impl Properties for SystemProperties {
         // SAFETY: `value` holds PROP_VALUE_MAX bytes, the most the function writes (the value
         // and its NUL); `cname` is NUL-terminated.
         let len = unsafe { libc::__system_property_get(cname.as_ptr(), value.as_mut_ptr()) };
-        // A read-only property longer than PROP_VALUE_MAX - 1 cannot be read this way (bionic
-        // hands back a truncated value or a notice instead): refuse rather than compare against
-        // something that is not the value.
-        if len < 0 || len >= libc::PROP_VALUE_MAX - 1 {
-            crate::bail!(DeviceError, "property {name} cannot be read ({len} bytes)");
+        // The function never writes more than PROP_VALUE_MAX - 1 characters; anything else is
+        // not a value. (Read-only values longer than that need __system_property_read_callback;
+        // the properties read here, dates, patch level, flags and the slot suffix, are short.)
+        if !(0..libc::PROP_VALUE_MAX).contains(&len) {
+            crate::bail!(DeviceError, "property {name} cannot be read ({len})");
         }
         // SAFETY: the function NUL-terminated what it wrote within `value`, which was zeroed.
         let text = unsafe { CStr::from_ptr(value.as_ptr()) };

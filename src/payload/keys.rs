@@ -200,3 +200,45 @@ fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey> {
         other => bail!(Unsupported, "public key algorithm {other} is not supported"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    /// No key refuses; only the explicit constructor skips signatures, and a key added to it
+    /// brings them back.
+    #[test]
+    fn trust_fails_closed() {
+        let err = TrustedKeys::none().require().unwrap_err();
+        assert_eq!(err.code, ErrorCode::NoTrustedKey);
+        assert_eq!(
+            TrustedKeys::default().require().unwrap_err().code,
+            ErrorCode::NoTrustedKey
+        );
+        let unsigned = TrustedKeys::accept_unsigned();
+        assert!(unsigned.require().is_ok() && unsigned.accepts_unsigned());
+        let mut keyed = TrustedKeys::accept_unsigned();
+        keyed.add(PublicKey::EcdsaP256 { point: vec![4; 65] });
+        assert!(keyed.require().is_ok() && !keyed.accepts_unsigned());
+    }
+
+    #[test]
+    fn a_key_file_that_cannot_be_used_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let private_only = dir.path().join("private.pem");
+        std::fs::write(
+            &private_only,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        for (path, says) in [
+            (dir.path().join("missing.pem"), "reading key file"),
+            (private_only, "holds no public key"),
+        ] {
+            let err = TrustedKeys::load(&path).unwrap_err();
+            assert_eq!(err.code, ErrorCode::NoTrustedKey, "{err}");
+            assert!(err.message.contains(says), "{err}");
+        }
+    }
+}

@@ -7,7 +7,9 @@
 //! (`ro.build.date.utc`, `ro.<partition>.build.date.utc` with `bootimage` for boot,
 //! `ro.build.version.security_patch`) and, on a host, the same keys in a `build.prop`. Reading
 //! fails closed: a build whose `ro.build.date.utc` is not set or not a number cannot be
-//! checked, and is refused when the updater is opened rather than treated as "no checks".
+//! checked, and is refused (31) when the updater is opened rather than treated as "no
+//! checks". The one build nothing is checked against is a host device directory without any
+//! `build.prop` ([`RunningBuild::load_host`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -48,8 +50,8 @@ impl std::fmt::Debug for RunningBuild {
 }
 
 impl RunningBuild {
-    /// The build `props` describe. `ro.build.date.utc` must be set and a number (29 is for
-    /// keys; an unreadable build is a device error, 31).
+    /// The build `props` describe. Fails with 31 when `ro.build.date.utc` is not set or not a
+    /// number, or a property cannot be read.
     pub fn new(props: Arc<dyn Properties>) -> Result<Self> {
         let timestamp = match props.get(BUILD_DATE)? {
             Some(v) => v
