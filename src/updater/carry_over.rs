@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 
 use crate::avb::validate_partition_name;
 use crate::device::{Device, Layout, Slot};
-use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
+use crate::engine::{Observer, SlotPartitions, SourceRead, TargetWrite};
 use crate::error::{Error, Result};
 use crate::payload::BLOCK_SIZE;
 
@@ -34,11 +34,13 @@ const CHUNK: usize = 1 << 20;
 
 /// Copies every A/B physical partition not in `carried` from the running slot to the target.
 /// Returns the partitions copied (those whose target differed), sorted. 33 when a partition's
-/// two slots differ in size or are not a multiple of the block size, as update_engine refuses.
+/// two slots differ in size or are not a multiple of the block size, as update_engine refuses;
+/// 38 when `observer` cancels (between chunks; a later apply copies the rest).
 pub fn carry_over(
     device: &Device,
     partitions: &dyn SlotPartitions,
     carried: &BTreeSet<&str>,
+    observer: &dyn Observer,
 ) -> Result<Vec<String>> {
     let mut changed = Vec::new();
     for name in ab_partitions(device)? {
@@ -56,7 +58,7 @@ pub fn carry_over(
                 target.size()
             );
         }
-        if copy_differences(&name, source.as_ref(), target.as_ref(), size)? {
+        if copy_differences(&name, source.as_ref(), target.as_ref(), size, observer)? {
             log::info!("partial update: {name} carried over from the running slot");
             changed.push(name);
         }
@@ -71,6 +73,7 @@ fn copy_differences(
     source: &dyn SourceRead,
     target: &dyn TargetWrite,
     size: u64,
+    observer: &dyn Observer,
 ) -> Result<bool> {
     let io = |what: &str, offset: u64, e: std::io::Error| {
         Error::io(format!("{what} {name} at {offset}"), e)
@@ -80,6 +83,9 @@ fn copy_differences(
     let mut wrote = false;
     let mut offset = 0u64;
     while offset < size {
+        if observer.is_cancelled() {
+            crate::bail!(Cancelled, "cancelled while carrying {name} over");
+        }
         // At most CHUNK, so it fits usize.
         let n = (size - offset).min(CHUNK as u64) as usize;
         source

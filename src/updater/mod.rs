@@ -205,12 +205,12 @@ impl Updater {
                 .iter()
                 .map(|p| p.name.as_str())
                 .collect();
-            carry_over::carry_over(&self.device, self.partitions.as_ref(), &carried)?;
+            carry_over::carry_over(&self.device, self.partitions.as_ref(), &carried, observer)?;
             // Dynamic partitions the payload does not carry are kept for the target slot by the
             // dynamic-partition code, here, before the AVB check reads them.
         }
         if avb_required {
-            self.avb.check_slot(&self.device, target)?;
+            self.avb.check_slot(&self.device, target, observer)?;
         }
         let switched_to = if options.properties.switch_slot_on_reboot {
             self.with_boot(|b| b.set_active(target))?;
