@@ -20,6 +20,7 @@ use abupdate::avb::{
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::BuildOptions;
 use abupdate::device::Slot;
+use abupdate::engine::metadata::Metadata;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::{BootControl, MiscBootControl};
 use abupdate::source::Source;
@@ -375,6 +376,28 @@ fn a_device_with_avb_whose_running_vbmeta_is_missing_refuses_before_writing() {
     assert_eq!(active_slot(&dev), Slot::A);
     let boot_b = std::fs::read(dev.join("boot_b.img")).unwrap();
     assert!(boot_b.iter().all(|&b| b == 0), "boot_b was written");
+
+    // verifyPayloadApplicable says the same.
+    let bytes = std::fs::read(&payload).unwrap();
+    let size = Some(bytes.len() as u64);
+    let needed = Metadata::needed(&bytes, size).unwrap() as usize;
+    let metadata = Metadata::verify(
+        bytes[..needed].to_vec(),
+        size,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let updater = Updater::open_host(
+        &dev,
+        &HostOptions {
+            current: Some(Slot::A),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = updater.check_applicable(&metadata).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AvbSignature, "{err}");
 }
 
 /// The checks agree with avbtool: its `boot.img` (hash footer) and `system` hashtree

@@ -226,9 +226,13 @@ impl Updater {
 
     /// Whether a payload with this (verified) metadata could be applied now, without writing
     /// anything: its operations are supported, it is no downgrade, every target partition is
-    /// large enough and a delta's base is the running slot's content.
+    /// large enough, a delta's base is the running slot's content, and on a device with AVB the
+    /// running slot's vbmeta can be read (as [`Updater::apply`] requires).
     pub fn check_applicable(&self, metadata: &Metadata) -> Result<()> {
         metadata.manifest.check_supported()?;
+        if self.avb_required() {
+            self.avb.check_running(&self.device)?;
+        }
         downgrade::check(metadata, &self.running)?;
         engine::check_device(&self.device, metadata, &engine::Quiet)
     }
