@@ -139,3 +139,74 @@ fn ab_partitions(device: &Device) -> Result<BTreeSet<String>> {
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Quiet;
+    use crate::ErrorCode;
+
+    /// A `/dev/block/by-name`-like directory: names without extension.
+    fn by_name(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Device) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, data) in files {
+            std::fs::write(dir.path().join(name), data).unwrap();
+        }
+        let device = Device::new(Layout::ByName(dir.path().to_owned()), Slot::A);
+        (dir, device)
+    }
+
+    #[test]
+    fn only_partitions_in_both_slots_with_clean_names_are_listed() {
+        let (_dir, device) = by_name(&[
+            ("boot_a", b""),
+            ("boot_b", b""),
+            ("misc", b""),
+            ("userdata", b""),
+            ("modem_a", b""),
+            ("Radio_a", b""),
+            ("Radio_b", b""),
+            ("dtbo_b", b""),
+            ("vbmeta_a", b""),
+            ("vbmeta_b", b""),
+        ]);
+        let names: Vec<_> = ab_partitions(&device).unwrap().into_iter().collect();
+        assert_eq!(names, ["boot", "vbmeta"]);
+    }
+
+    #[test]
+    fn copies_what_differs_once_and_refuses_mismatched_sizes() {
+        let block = BLOCK_SIZE as usize;
+        let mut source = vec![7u8; 3 * CHUNK + block];
+        source[CHUNK + 5] = 1;
+        let mut stale = source.clone();
+        stale[CHUNK + 5] = 2;
+        let (dir, device) = by_name(&[
+            ("boot_a", b"kernel\0\0"),
+            ("boot_b", b"new\0\0\0\0\0"),
+            ("firmware_a", &source),
+            ("firmware_b", &stale),
+            ("dtbo_a", &vec![1u8; block]),
+            ("dtbo_b", &vec![1u8; block]),
+        ]);
+        let carried = BTreeSet::from(["boot"]);
+        let changed = carry_over(&device, &device, &carried, &Quiet).unwrap();
+        assert_eq!(changed, ["firmware"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("firmware_b")).unwrap(),
+            source
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("boot_b")).unwrap(),
+            b"new\0\0\0\0\0",
+            "a carried partition is left alone"
+        );
+        assert!(carry_over(&device, &device, &carried, &Quiet)
+            .unwrap()
+            .is_empty());
+
+        std::fs::write(dir.path().join("dtbo_b"), vec![1u8; 2 * block]).unwrap();
+        let e = carry_over(&device, &device, &carried, &Quiet).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PartitionMissing, "{e}");
+    }
+}
