@@ -20,6 +20,7 @@ use abupdate::avb::{
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::BuildOptions;
 use abupdate::device::Slot;
+use abupdate::engine::metadata::Metadata;
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::slot::{BootControl, MiscBootControl};
 use abupdate::source::Source;
@@ -375,6 +376,28 @@ fn a_device_with_avb_whose_running_vbmeta_is_missing_refuses_before_writing() {
     assert_eq!(active_slot(&dev), Slot::A);
     let boot_b = std::fs::read(dev.join("boot_b.img")).unwrap();
     assert!(boot_b.iter().all(|&b| b == 0), "boot_b was written");
+
+    // verifyPayloadApplicable says the same.
+    let bytes = std::fs::read(&payload).unwrap();
+    let size = Some(bytes.len() as u64);
+    let needed = Metadata::needed(&bytes, size).unwrap() as usize;
+    let metadata = Metadata::verify(
+        bytes[..needed].to_vec(),
+        size,
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    let updater = Updater::open_host(
+        &dev,
+        &HostOptions {
+            current: Some(Slot::A),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = updater.check_applicable(&metadata).unwrap_err();
+    assert_eq!(err.code, ErrorCode::AvbSignature, "{err}");
 }
 
 /// The checks agree with avbtool: its `boot.img` (hash footer) and `system` hashtree
@@ -428,4 +451,59 @@ fn avbtool_images_verify_and_tampered_ones_do_not() {
         .check_contents(data.len() as u64, read(&data))
         .unwrap_err();
     assert_eq!(e.code, ErrorCode::AvbContents);
+}
+
+/// Cancels once the engine reports the slot written: the carry-over and the contents check
+/// honour it (38) and the slot is not switched; a second apply finishes the job.
+#[test]
+fn the_carry_over_and_contents_check_can_be_cancelled() {
+    use abupdate::engine::{Observer, Progress, Stage};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct CancelWhenWritten(AtomicBool);
+    impl Observer for CancelWhenWritten {
+        fn progress(&self, progress: &Progress) {
+            if progress.stage == Stage::Done {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        fn is_cancelled(&self) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    let keys = keys();
+    let running = Images::new(&keys, 1);
+    for partial in [true, false] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dev = device(tmp.path(), &keys, &running);
+        let (new, names): (Images, &[&str]) = if partial {
+            let mut new = running.clone();
+            new.boot = boot_image(&keys, b"a new kernel", 4);
+            (new, &["boot"])
+        } else {
+            (Images::new(&keys, 2), &PARTITIONS)
+        };
+        let payload = make_payload(tmp.path(), &keys, &new, names, partial);
+        let updater = Updater::open_host(
+            &dev,
+            &HostOptions {
+                current: Some(Slot::A),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let observer = CancelWhenWritten(AtomicBool::new(false));
+        let err = updater
+            .apply(
+                &mut Source::file(&payload).unwrap(),
+                &ApplyOptions::default(),
+                &observer,
+            )
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::Cancelled, "partial {partial}: {err}");
+        assert_eq!(active_slot(&dev), Slot::A, "partial {partial}");
+        apply(&dev, &payload).unwrap();
+        assert_eq!(active_slot(&dev), Slot::B, "partial {partial}");
+    }
 }

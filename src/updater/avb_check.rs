@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::avb::{self, AvbPublicKey, RollbackFloors, VbmetaImage};
 use crate::device::{Device, Layout, Slot};
-use crate::engine::SourceRead;
+use crate::engine::{Observer, SourceRead};
 use crate::error::{Error, Result};
 use crate::rollback::{effective_floors, RollbackStore};
 use crate::{bail, ErrorCode};
@@ -132,15 +132,15 @@ impl AvbPolicy {
     /// The full check before switching: every image of the target slot verifies against the
     /// expected key chain, no rollback index is below its floor, and every partition a hash or
     /// hashtree descriptor names holds what the descriptor says (checked last, once the
-    /// descriptors are known to be signed).
-    pub fn check_slot(&self, device: &Device, target: Slot) -> Result<()> {
+    /// descriptors are known to be signed; `observer` may cancel it, 38).
+    pub fn check_slot(&self, device: &Device, target: Slot, observer: &dyn Observer) -> Result<()> {
         let current = load_slot(device, device.current_slot(), false)?;
         let new = load_slot(device, target, true)?;
         if let Some(key) = self.expected_key(&current)? {
             avb::verify_chain(&new.top, &key, &new.chained_refs())?;
         }
         avb::check_rollback(&new.top, &new.chained_refs(), &self.floors(&current)?)?;
-        super::slot_contents::check(device, target, &new)
+        super::slot_contents::check(device, target, &new, observer)
     }
 
     /// After the running slot was marked successful: its indexes become the stored floors

@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 
 use crate::avb::validate_partition_name;
 use crate::device::{Device, Layout, Slot};
-use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
+use crate::engine::{Observer, SlotPartitions, SourceRead, TargetWrite};
 use crate::error::{Error, Result};
 use crate::payload::BLOCK_SIZE;
 
@@ -34,11 +34,13 @@ const CHUNK: usize = 1 << 20;
 
 /// Copies every A/B physical partition not in `carried` from the running slot to the target.
 /// Returns the partitions copied (those whose target differed), sorted. 33 when a partition's
-/// two slots differ in size or are not a multiple of the block size, as update_engine refuses.
+/// two slots differ in size or are not a multiple of the block size, as update_engine refuses;
+/// 38 when `observer` cancels (between chunks; a later apply copies the rest).
 pub fn carry_over(
     device: &Device,
     partitions: &dyn SlotPartitions,
     carried: &BTreeSet<&str>,
+    observer: &dyn Observer,
 ) -> Result<Vec<String>> {
     let mut changed = Vec::new();
     for name in ab_partitions(device)? {
@@ -56,7 +58,7 @@ pub fn carry_over(
                 target.size()
             );
         }
-        if copy_differences(&name, source.as_ref(), target.as_ref(), size)? {
+        if copy_differences(&name, source.as_ref(), target.as_ref(), size, observer)? {
             log::info!("partial update: {name} carried over from the running slot");
             changed.push(name);
         }
@@ -71,6 +73,7 @@ fn copy_differences(
     source: &dyn SourceRead,
     target: &dyn TargetWrite,
     size: u64,
+    observer: &dyn Observer,
 ) -> Result<bool> {
     let io = |what: &str, offset: u64, e: std::io::Error| {
         Error::io(format!("{what} {name} at {offset}"), e)
@@ -80,6 +83,9 @@ fn copy_differences(
     let mut wrote = false;
     let mut offset = 0u64;
     while offset < size {
+        if observer.is_cancelled() {
+            crate::bail!(Cancelled, "cancelled while carrying {name} over");
+        }
         // At most CHUNK, so it fits usize.
         let n = (size - offset).min(CHUNK as u64) as usize;
         source
@@ -132,4 +138,75 @@ fn ab_partitions(device: &Device) -> Result<BTreeSet<String>> {
         }
     }
     Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Quiet;
+    use crate::ErrorCode;
+
+    /// A `/dev/block/by-name`-like directory: names without extension.
+    fn by_name(files: &[(&str, &[u8])]) -> (tempfile::TempDir, Device) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, data) in files {
+            std::fs::write(dir.path().join(name), data).unwrap();
+        }
+        let device = Device::new(Layout::ByName(dir.path().to_owned()), Slot::A);
+        (dir, device)
+    }
+
+    #[test]
+    fn only_partitions_in_both_slots_with_clean_names_are_listed() {
+        let (_dir, device) = by_name(&[
+            ("boot_a", b""),
+            ("boot_b", b""),
+            ("misc", b""),
+            ("userdata", b""),
+            ("modem_a", b""),
+            ("Radio_a", b""),
+            ("Radio_b", b""),
+            ("dtbo_b", b""),
+            ("vbmeta_a", b""),
+            ("vbmeta_b", b""),
+        ]);
+        let names: Vec<_> = ab_partitions(&device).unwrap().into_iter().collect();
+        assert_eq!(names, ["boot", "vbmeta"]);
+    }
+
+    #[test]
+    fn copies_what_differs_once_and_refuses_mismatched_sizes() {
+        let block = BLOCK_SIZE as usize;
+        let mut source = vec![7u8; 3 * CHUNK + block];
+        source[CHUNK + 5] = 1;
+        let mut stale = source.clone();
+        stale[CHUNK + 5] = 2;
+        let (dir, device) = by_name(&[
+            ("boot_a", b"kernel\0\0"),
+            ("boot_b", b"new\0\0\0\0\0"),
+            ("firmware_a", &source),
+            ("firmware_b", &stale),
+            ("dtbo_a", &vec![1u8; block]),
+            ("dtbo_b", &vec![1u8; block]),
+        ]);
+        let carried = BTreeSet::from(["boot"]);
+        let changed = carry_over(&device, &device, &carried, &Quiet).unwrap();
+        assert_eq!(changed, ["firmware"]);
+        assert_eq!(
+            std::fs::read(dir.path().join("firmware_b")).unwrap(),
+            source
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("boot_b")).unwrap(),
+            b"new\0\0\0\0\0",
+            "a carried partition is left alone"
+        );
+        assert!(carry_over(&device, &device, &carried, &Quiet)
+            .unwrap()
+            .is_empty());
+
+        std::fs::write(dir.path().join("dtbo_b"), vec![1u8; 2 * block]).unwrap();
+        let e = carry_over(&device, &device, &carried, &Quiet).unwrap_err();
+        assert_eq!(e.code, ErrorCode::PartitionMissing, "{e}");
+    }
 }

@@ -245,10 +245,10 @@ impl Updater {
                 .collect();
             // Physical partitions; the logical ones were copied into the target's extents
             // above, before the mappings went.
-            carry_over::carry_over(&self.device, self.partitions.as_ref(), &carried)?;
+            carry_over::carry_over(&self.device, self.partitions.as_ref(), &carried, observer)?;
         }
         if avb_required {
-            self.avb.check_slot(&self.device, target)?;
+            self.avb.check_slot(&self.device, target, observer)?;
         }
         let switched_to = if options.properties.switch_slot_on_reboot {
             self.with_boot(|b| b.set_active(target))?;
@@ -264,9 +264,13 @@ impl Updater {
 
     /// Whether a payload with this (verified) metadata could be applied now, without writing
     /// anything: its operations are supported, it is no downgrade, every target partition is
-    /// large enough and a delta's base is the running slot's content.
+    /// large enough, a delta's base is the running slot's content, and on a device with AVB the
+    /// running slot's vbmeta can be read (as [`Updater::apply`] requires).
     pub fn check_applicable(&self, metadata: &Metadata) -> Result<()> {
         metadata.manifest.check_supported()?;
+        if self.avb_required() {
+            self.avb.check_running(&self.device)?;
+        }
         downgrade::check(metadata, &self.running)?;
         let plan = dynamic::plan(&self.device, &metadata.manifest, &self.ota_state)?;
         let device = self.device.detached_with_plan(plan);

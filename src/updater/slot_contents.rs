@@ -12,14 +12,20 @@
 use super::avb_check::SlotVbmeta;
 use crate::avb::{validate_partition_name, Descriptor, HashDescriptor, HashtreeDescriptor};
 use crate::device::{Device, Slot};
-use crate::engine::SourceRead;
+use crate::engine::{Observer, SourceRead};
 use crate::error::{Error, Result};
 use crate::ErrorCode;
 
 /// Checks every hash and hashtree descriptor of `vbmeta` (already signature-checked) against
 /// `slot`'s partitions. 28 for a partition name that is not `[a-z0-9_]`, 43 for a partition
-/// that is missing, shorter than its descriptor covers, or whose contents do not match.
-pub fn check(device: &Device, slot: Slot, vbmeta: &SlotVbmeta) -> Result<()> {
+/// that is missing, shorter than its descriptor covers, or whose contents do not match; 38
+/// when `observer` cancels (checked before every read).
+pub fn check(
+    device: &Device,
+    slot: Slot,
+    vbmeta: &SlotVbmeta,
+    observer: &dyn Observer,
+) -> Result<()> {
     for (image_name, image) in vbmeta.images() {
         for descriptor in image.descriptors() {
             let (name, not_ab) = match descriptor {
@@ -56,6 +62,9 @@ pub fn check(device: &Device, slot: Slot, vbmeta: &SlotVbmeta) -> Result<()> {
             })?;
             let size = part.size();
             let read_at = |offset: u64, buf: &mut [u8]| {
+                if observer.is_cancelled() {
+                    crate::bail!(Cancelled, "cancelled while checking {name}");
+                }
                 part.read_at(buf, offset)
                     .map_err(|e| Error::io(format!("reading {name} at {offset}"), e))
             };
