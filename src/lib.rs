@@ -18,8 +18,8 @@ pub mod payload;
 pub mod rollback;
 pub mod service;
 pub mod slot;
-pub mod state_file;
 pub mod source;
+pub mod state_file;
 pub mod updater;
 pub mod verity;
 

@@ -13,7 +13,9 @@ pub fn url(url: &str) -> String {
     let (scheme, rest) = url.split_at(scheme_end + 3);
     let path_at = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(path_at);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (path, cut) = match tail.find(['?', '#']) {
         Some(at) => (&tail[..at], true),
         None => (tail, false),
@@ -65,7 +67,10 @@ mod tests {
             ),
             ("http://h?token=1", "http://h?…"),
             ("http://user@h", "http://h"),
-            ("file:///data/ota/payload.bin", "file:///data/ota/payload.bin"),
+            (
+                "file:///data/ota/payload.bin",
+                "file:///data/ota/payload.bin",
+            ),
             ("no url at all", "(unparsed URL)"),
         ] {
             assert_eq!(url(raw), shown, "{raw}");
