@@ -292,7 +292,14 @@ impl UpdateService {
         // Queued under `inner`: changes queued later are newer than the greeting.
         self.notifier
             .add(id, caller.uid, listener, inner.seq, inner.status.clone())
-            .inspect_err(|e| log::warn!("{e}"))?;
+            .inspect_err(|_| {
+                // Paced like every refusal: an app looping on registerCallback must not
+                // flood the log either.
+                let what = "register more status callbacks";
+                if let Some(line) = self.refusals.note(caller.uid, what, Instant::now()) {
+                    log::warn!("{line}");
+                }
+            })?;
         Ok(id)
     }
 
