@@ -21,7 +21,6 @@ pub mod payload;
 pub mod rollback;
 pub mod service;
 pub mod slot;
-pub mod state_file;
 pub mod source;
 pub mod sysprop;
 pub mod updater;

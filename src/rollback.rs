@@ -160,8 +160,8 @@ impl RollbackStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
     use crate::ErrorCode;
+    use std::fs;
 
     fn sample() -> RollbackFloors {
         let mut floors = [0u64; MAX_ROLLBACK_LOCATIONS];

@@ -118,7 +118,10 @@ mod tests {
         replace(&path, b"secret").unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
         assert_eq!(read(&path).unwrap().unwrap(), b"secret");
-        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(!fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

@@ -317,9 +317,7 @@ mod tests {
         for n in 0..MAX_PER_UID as u64 {
             registry.reserve(ListenerId(n), 10_001).unwrap();
         }
-        let refused = registry
-            .reserve(ListenerId(999_999), 10_001)
-            .unwrap_err();
+        let refused = registry.reserve(ListenerId(999_999), 10_001).unwrap_err();
         assert_eq!(refused.code, ErrorCode::Busy);
         assert!(refused.message.contains("uid 10001"), "{refused}");
         // Another UID still gets a place, and a freed place is free again.

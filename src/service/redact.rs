@@ -13,7 +13,9 @@ pub fn url(url: &str) -> String {
     let (scheme, rest) = url.split_at(scheme_end + 3);
     let path_at = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(path_at);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (path, cut) = match tail.find(['?', '#']) {
         Some(at) => (&tail[..at], true),
         None => (tail, false),
@@ -51,9 +53,89 @@ pub fn urls_in(text: &str) -> String {
     out
 }
 
+/// A logger that hands every record to `L` with its URLs redacted: the one place that covers
+/// every line the process logs, the download's retries and redirects included.
+pub struct RedactingLogger<L>(pub L);
+
+impl<L: log::Log> log::Log for RedactingLogger<L> {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.0.enabled(record.metadata()) {
+            return;
+        }
+        let text = urls_in(&record.args().to_string());
+        self.0.log(
+            &log::Record::builder()
+                .metadata(record.metadata().clone())
+                .args(format_args!("{text}"))
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.0.flush()
+    }
+}
+
+/// Installs `logger`, wrapped in a [`RedactingLogger`], as the process's logger.
+pub fn install_logger(
+    logger: impl log::Log + 'static,
+    level: log::LevelFilter,
+) -> std::result::Result<(), log::SetLoggerError> {
+    // Once per process; `set_logger` needs no `std` feature of `log` (Android's may lack it).
+    log::set_logger(Box::leak(Box::new(RedactingLogger(logger))))?;
+    log::set_max_level(level);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use log::Log;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl Log for Lines {
+        fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+            metadata.level() <= log::Level::Info
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+            self.0.lock().unwrap().push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn the_logger_redacts_every_line() {
+        let logger = RedactingLogger(Lines::default());
+        let url = "https://cdn.example/p.bin?sig=s3cr3t";
+        logger.log(
+            &log::Record::builder()
+                .level(log::Level::Warn)
+                .target("abupdate::download")
+                .args(format_args!("download of {url} interrupted at byte 7"))
+                .build(),
+        );
+        logger.log(
+            &log::Record::builder()
+                .level(log::Level::Debug)
+                .args(format_args!("{url} filtered out"))
+                .build(),
+        );
+        assert_eq!(
+            *logger.0 .0.lock().unwrap(),
+            ["WARN abupdate::download: download of https://cdn.example/p.bin?… interrupted at byte 7"]
+        );
+    }
 
     #[test]
     fn credentials_query_and_fragment_are_dropped() {
@@ -65,7 +147,10 @@ mod tests {
             ),
             ("http://h?token=1", "http://h?…"),
             ("http://user@h", "http://h"),
-            ("file:///data/ota/payload.bin", "file:///data/ota/payload.bin"),
+            (
+                "file:///data/ota/payload.bin",
+                "file:///data/ota/payload.bin",
+            ),
             ("no url at all", "(unparsed URL)"),
         ] {
             assert_eq!(url(raw), shown, "{raw}");

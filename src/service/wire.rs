@@ -211,8 +211,9 @@ mod tests {
                 bytesDone: -5,
                 ..good()
             },
+            // No status code (37 was none until SUPER_NO_SPACE took it).
             aidl::UpdateStatus {
-                errorCode: 37,
+                errorCode: 99,
                 ..good()
             },
             aidl::UpdateStatus {

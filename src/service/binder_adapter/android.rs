@@ -182,13 +182,15 @@ impl Interface for BinderService {
 
 impl Interface for CallbackRelay {}
 
-/// Logs to logcat under `tag`.
+/// Logs to logcat under `tag`, URLs redacted.
 pub fn init_logging(tag: &str) {
-    android_logger::init_once(
+    let logger = android_logger::AndroidLogger::new(
         android_logger::Config::default()
             .with_tag(tag)
             .with_max_level(log::LevelFilter::Info),
     );
+    // Fails only if a logger is installed already, which then stays.
+    let _ = crate::service::redact::install_logger(logger, log::LevelFilter::Info);
 }
 
 fn binder_error(what: &str, code: StatusCode) -> Error {

@@ -286,7 +286,11 @@ fn binder_error(what: &str, code: StatusCode) -> Error {
     crate::err!(DeviceError, "{what}: binder error {code:?}")
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: info).
+/// Logs to stderr, filtered by `RUST_LOG` (default: info), URLs redacted.
 pub fn init_logging(_tag: &str) {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).build();
+    let level = logger.filter();
+    // Fails only if a logger is installed already, which then stays.
+    let _ = crate::service::redact::install_logger(logger, level);
 }

@@ -23,12 +23,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::service::refusals::RefusalLog;
 use crate::service::control::Control;
 use crate::service::engine::{ApplyRequest, Engine, PayloadSource, RollbackFloor, SlotInfo};
 use crate::service::listeners::{Listener, ListenerId};
 use crate::service::notifier::Notifier;
 use crate::service::persist::{Record, StateStore, StoredRequest};
+use crate::service::refusals::RefusalLog;
 use crate::service::status::{State, Status};
 
 /// How the service is set up.
@@ -292,7 +292,14 @@ impl UpdateService {
         // Queued under `inner`: changes queued later are newer than the greeting.
         self.notifier
             .add(id, caller.uid, listener, inner.seq, inner.status.clone())
-            .inspect_err(|e| log::warn!("{e}"))?;
+            .inspect_err(|_| {
+                // Paced like every refusal: an app looping on registerCallback must not
+                // flood the log either.
+                let what = "register more status callbacks";
+                if let Some(line) = self.refusals.note(caller.uid, what, Instant::now()) {
+                    log::warn!("{line}");
+                }
+            })?;
         Ok(id)
     }
 
@@ -333,16 +340,18 @@ impl UpdateService {
             )
         };
         let listeners = self.notifier.count();
-        Ok(crate::service::dump::render(&crate::service::dump::DumpInput {
-            status: &status,
-            url: url.as_deref(),
-            slots: self.engine.slot_info(),
-            floors: self.engine.rollback_floors(),
-            listeners,
-            allowed_uids: &self.allowed_uids,
-            state_file: &self.store.path(),
-            boot_id: &self.boot_id,
-        }))
+        Ok(crate::service::dump::render(
+            &crate::service::dump::DumpInput {
+                status: &status,
+                url: url.as_deref(),
+                slots: self.engine.slot_info(),
+                floors: self.engine.rollback_floors(),
+                listeners,
+                allowed_uids: &self.allowed_uids,
+                state_file: &self.store.path(),
+                boot_id: &self.boot_id,
+            },
+        ))
     }
 
     fn authorize(&self, caller: Caller, what: &str) -> Result<()> {
