@@ -22,6 +22,7 @@ pub mod rollback;
 pub mod service;
 pub mod slot;
 pub mod source;
+pub mod state_file;
 pub mod sysprop;
 pub mod updater;
 pub mod verity;

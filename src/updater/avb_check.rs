@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::avb::{self, AvbPublicKey, RollbackFloors, VbmetaImage};
 use crate::device::{Device, Layout, Slot};
-use crate::engine::{Observer, SourceRead};
+use crate::engine::Observer;
 use crate::error::{Error, Result};
 use crate::rollback::{effective_floors, RollbackStore};
 use crate::{bail, ErrorCode};
