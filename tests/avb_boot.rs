@@ -21,7 +21,7 @@ use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::BuildOptions;
 use abupdate::device::Slot;
 use abupdate::engine::metadata::Metadata;
-use abupdate::engine::{ApplyOptions, Quiet};
+use abupdate::engine::Quiet;
 use abupdate::slot::{BootControl, MiscBootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -202,7 +202,7 @@ fn apply(dev: &Path, payload: &Path) -> abupdate::Result<()> {
     updater
         .apply(
             &mut Source::file(payload)?,
-            &ApplyOptions::default(),
+            &common::unsigned_options(),
             &Quiet,
         )
         .map(|_| ())
@@ -385,7 +385,7 @@ fn a_device_with_avb_whose_running_vbmeta_is_missing_refuses_before_writing() {
         bytes[..needed].to_vec(),
         size,
         &Default::default(),
-        &Default::default(),
+        &abupdate::payload::keys::TrustedKeys::accept_unsigned(),
     )
     .unwrap();
     let updater = Updater::open_host(
@@ -497,7 +497,7 @@ fn the_carry_over_and_contents_check_can_be_cancelled() {
         let err = updater
             .apply(
                 &mut Source::file(&payload).unwrap(),
-                &ApplyOptions::default(),
+                &common::unsigned_options(),
                 &observer,
             )
             .unwrap_err();

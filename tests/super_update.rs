@@ -97,7 +97,7 @@ impl Fixture {
     fn apply(&self, payload: &Path, observer: &dyn Observer) -> abupdate::Result<()> {
         let options = ApplyOptions {
             threads: 2,
-            ..ApplyOptions::default()
+            ..common::unsigned_options()
         };
         self.updater()
             .apply(&mut Source::file(payload)?, &options, observer)
@@ -297,7 +297,7 @@ fn a_cancelled_update_resumes_onto_the_metadata_it_wrote() {
 
     let options = ApplyOptions {
         threads: 2,
-        ..ApplyOptions::default()
+        ..common::unsigned_options()
     };
     let outcome = fx
         .updater()
