@@ -20,6 +20,9 @@ pub struct RunningBuild {
     pub security_patch_level: Option<String>,
     /// Partition name → its build timestamp.
     pub partition_versions: HashMap<String, i64>,
+    /// `ro.virtual_ab.enabled=true`: a Virtual A/B device (what update_engine reads; the
+    /// super metadata's flag is gone once a non-snapshot update wrote a 10.0 header).
+    pub virtual_ab: bool,
 }
 
 impl RunningBuild {
@@ -36,6 +39,7 @@ impl RunningBuild {
                 "ro.build.version.security_patch" if !value.is_empty() => {
                     build.security_patch_level = Some(value.to_owned())
                 }
+                "ro.virtual_ab.enabled" => build.virtual_ab = value == "true",
                 key => {
                     if let Some(part) = partition_of(key) {
                         if let Ok(v) = value.parse() {
