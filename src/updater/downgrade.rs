@@ -21,11 +21,15 @@ use crate::sysprop::{Properties, PropertyFile};
 
 const BUILD_DATE: &str = "ro.build.date.utc";
 const SECURITY_PATCH: &str = "ro.build.version.security_patch";
+const VIRTUAL_AB: &str = "ro.virtual_ab.enabled";
 
 /// What the running build says about itself.
 #[derive(Clone)]
 pub struct RunningBuild {
     known: Option<Known>,
+    /// `ro.virtual_ab.enabled=true`: a Virtual A/B device (what update_engine reads; the
+    /// super metadata's flag is gone once a non-snapshot update wrote a 10.0 header).
+    pub virtual_ab: bool,
 }
 
 #[derive(Clone)]
@@ -65,7 +69,9 @@ impl RunningBuild {
         };
         // update_engine skips the patch level check when the property is empty.
         let security_patch_level = props.get(SECURITY_PATCH)?.filter(|v| !v.is_empty());
+        let virtual_ab = props.get(VIRTUAL_AB)?.is_some_and(|v| v.trim() == "true");
         Ok(RunningBuild {
+            virtual_ab,
             known: Some(Known {
                 timestamp,
                 security_patch_level,
@@ -82,7 +88,10 @@ impl RunningBuild {
     /// A build nothing is known about: no downgrade check at all. Only for a host device
     /// directory without `build.prop` (see [`RunningBuild::load_host`]).
     pub fn unknown() -> Self {
-        RunningBuild { known: None }
+        RunningBuild {
+            known: None,
+            virtual_ab: false,
+        }
     }
 
     /// `DIR/build.prop` on a host device directory. No file is a device that declares no build

@@ -27,10 +27,15 @@ use crate::payload::Manifest;
 /// The target slot's metadata for `manifest`, or `None` when the device has no `super` or
 /// the payload is not for dynamic partitions (update_engine's `is_target_dynamic`: the
 /// manifest has groups, or is a partial update).
+///
+/// The device is Virtual A/B (groups may then fill all of super) when `virtual_ab_property`
+/// (`ro.virtual_ab.enabled`) says so, the running slot's metadata has the
+/// VIRTUAL_AB_DEVICE flag, or a libsnapshot state file exists.
 pub fn plan(
     device: &Device,
     manifest: &Manifest,
     ota_state: &Path,
+    virtual_ab_property: bool,
 ) -> Result<Option<lp::Metadata>> {
     if !device.has_super() {
         return Ok(None);
@@ -46,8 +51,9 @@ pub fn plan(
     };
     ota_state::check(ota_state)?;
     let (_, source) = device.super_metadata(device.current_slot())?;
-    let virtual_ab =
-        source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0 || ota_state.exists();
+    let virtual_ab = virtual_ab_property
+        || source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0
+        || ota_state.exists();
     if snapshot_enabled && virtual_ab {
         log::info!(
             "payload has snapshot_enabled on a Virtual A/B device: abupdate makes no snapshots \

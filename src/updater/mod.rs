@@ -272,7 +272,12 @@ impl Updater {
             self.avb.check_running(&self.device)?;
         }
         downgrade::check(metadata, &self.running)?;
-        let plan = dynamic::plan(&self.device, &metadata.manifest, &self.ota_state)?;
+        let plan = dynamic::plan(
+            &self.device,
+            &metadata.manifest,
+            &self.ota_state,
+            self.running.virtual_ab,
+        )?;
         let device = self.device.detached_with_plan(plan);
         engine::check_device(&device, metadata, &engine::Quiet)
     }
@@ -401,7 +406,12 @@ impl UpdateHooks for Hooks<'_> {
     fn check_metadata(&self, metadata: &crate::engine::metadata::Metadata) -> Result<()> {
         downgrade::check(metadata, &self.updater.running)?;
         let device = &self.updater.device;
-        let plan = dynamic::plan(device, &metadata.manifest, &self.updater.ota_state)?;
+        let plan = dynamic::plan(
+            device,
+            &metadata.manifest,
+            &self.updater.ota_state,
+            self.updater.running.virtual_ab,
+        )?;
         device.set_planned_target(plan);
         Ok(())
     }
