@@ -127,6 +127,11 @@ fn cases() -> Vec<Case> {
         put32(g, 48, 0);
         fix_geometry(g)
     });
+    geo("geometry-region-overflow", "overflows 64 bits", |g| {
+        put32(g, 40, u32::MAX - 511);
+        put32(g, 44, u32::MAX);
+        fix_geometry(g)
+    });
     geo("geometry-truncated", "shorter than the struct", |g| {
         g.truncate(51)
     });

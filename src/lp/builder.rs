@@ -75,7 +75,9 @@ impl BPartition {
         self.extents
             .iter()
             .filter(|e| matches!(e.target, ExtentTarget::Linear { .. }))
-            .fold(0u64, |s, e| s.saturating_add(e.num_sectors * SECTOR_SIZE))
+            .fold(0u64, |s, e| {
+                s.saturating_add(e.num_sectors.saturating_mul(SECTOR_SIZE))
+            })
     }
 
     fn shrink_to(&mut self, aligned_size: u64) {

@@ -52,6 +52,7 @@ impl Metadata {
     /// are ignored). Checks the header, both checksums, entry sizes, table bounds and
     /// layout, then everything [`Metadata::validate`] checks.
     pub fn parse(bytes: &[u8], geometry: &Geometry) -> Result<Metadata, LpError> {
+        geometry.check()?;
         let max = geometry.metadata_max_size as usize;
         let bytes = bytes.get(..max).unwrap_or(bytes);
         let h = header::parse(bytes)?;
@@ -122,6 +123,7 @@ impl Metadata {
     /// range, unique names, block device 0 `super` after the metadata region, linear extents
     /// inside their device and not overlapping, groups within their maximum size.
     pub fn validate(&self) -> Result<(), LpError> {
+        self.geometry.check()?;
         let devices = &self.block_devices;
         let Some(sup) = devices.first() else {
             malformed!("metadata has no block devices");
