@@ -12,7 +12,13 @@
 //! [`NewSuper`] builds a new layout the way `lpmake` does (same allocation as liblp's
 //! `MetadataBuilder`), [`flash_image`] produces the whole metadata region, and
 //! [`prepare_target`] makes the target slot's metadata for a non-snapshot update as
-//! update_engine does; not fitting is status 37 (`SuperNoSpace`).
+//! update_engine does.
+//!
+//! Errors ([`LpError`], converted into [`crate::Error`]): malformed metadata is 34
+//! (`SlotError`); partitions that do not fit (free space, a group's maximum, the update's space
+//! limit, the metadata slot) are 37 (`SuperNoSpace`); an impossible request (an unknown or
+//! duplicate group or partition, a bad name, a listed partition without a size: what a
+//! payload's `dynamic_partition_metadata` could get wrong) is 21 (`MalformedPayload`).
 //!
 //! Where this module is stricter than liblp (documented deviations from the contract in
 //! `LP_API.md`):
