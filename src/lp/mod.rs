@@ -38,6 +38,7 @@
 mod builder;
 mod bytes;
 mod error;
+mod free;
 mod geometry;
 mod header;
 mod lpmake;
@@ -45,8 +46,8 @@ mod metadata;
 mod tables;
 mod update;
 
-pub use builder::FreeRegion;
 pub use error::{LpError, LpErrorKind};
+pub use free::FreeRegion;
 pub use geometry::Geometry;
 pub use lpmake::{NewPartition, NewSuper};
 pub use metadata::{flash_image, Metadata};
