@@ -11,7 +11,7 @@ mod check;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use abupdate::lp::{Geometry, NewSuper, ATTR_READONLY, ATTR_UPDATED};
+use abupdate::lp::{flash_image, read_slot, Geometry, NewSuper, ATTR_READONLY, ATTR_UPDATED};
 use abupdate::ErrorCode;
 
 const MIB: u64 = 1024 * 1024;
@@ -503,6 +503,27 @@ fn backup_geometry_is_used_when_primary_is_bad() {
     let err = Geometry::parse_either(&bad, &bad).unwrap_err();
     assert_eq!(abupdate::Error::from(err).code, ErrorCode::SlotError);
     assert!(good.primary_offset(3).is_err());
+}
+
+#[test]
+fn backup_metadata_copy_is_used_when_primary_is_bad() {
+    let (g, m) = NewSuper::new(64 * MIB, 65536, 3)
+        .partition("system", ATTR_READONLY, MIB, None)
+        .build()
+        .unwrap();
+    let mut region = flash_image(&g, &m).unwrap();
+    let primary = g.primary_offset(1).unwrap() as usize;
+    region[primary + 20] ^= 1;
+    assert_eq!(read_slot(&region, &g, 1), Ok(m.clone()));
+    assert_eq!(read_slot(&region, &g, 0), Ok(m.clone()));
+    let backup = g.backup_offset(1).unwrap() as usize;
+    region[backup] ^= 1;
+    let err = read_slot(&region, &g, 1).unwrap_err();
+    assert!(err.message.contains("header checksum"), "{err}");
+    assert_eq!(abupdate::Error::from(err).code, ErrorCode::SlotError);
+    // A truncated region and a slot that does not exist.
+    assert!(read_slot(&region[..primary], &g, 2).is_err());
+    assert!(read_slot(&region, &g, 3).is_err());
 }
 
 fn seeds_dir() -> PathBuf {

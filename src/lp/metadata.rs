@@ -382,6 +382,26 @@ impl Metadata {
     }
 }
 
+/// Metadata slot `slot` from a buffer holding super's metadata region (from offset 0): the
+/// primary copy, or the backup when the primary is bad, as liblp's `ReadMetadata` does. When
+/// both are bad, the primary's error is returned.
+pub fn read_slot(region: &[u8], geometry: &Geometry, slot: u32) -> Result<Metadata, LpError> {
+    let copy = |offset: u64| -> Result<Metadata, LpError> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let Some(bytes) = region.get(start..) else {
+            malformed!(
+                "metadata copy at {offset} is past the {} bytes given",
+                region.len()
+            );
+        };
+        Metadata::parse(bytes, geometry)
+    };
+    match copy(geometry.primary_offset(slot)?) {
+        Ok(m) => Ok(m),
+        Err(e) => copy(geometry.backup_offset(slot)?).map_err(|_| e),
+    }
+}
+
 /// The whole metadata region of a freshly flashed super, as lpmake writes it (and liblp's
 /// `FlashPartitionTable` in effect): 4096 zero bytes, the geometry twice, then every slot's
 /// primary copy and every slot's backup copy, each the same metadata padded with zeros to

@@ -9,6 +9,7 @@
 //! [`LpError`] with status 34 (`SlotError`). Serialisation is byte-identical to liblp's
 //! writer, tested against AOSP's `lpmake`, `lpdump` and `lpunpack`.
 //!
+//! [`read_slot`] reads a slot from a buffer of the metadata region (primary, else backup).
 //! [`NewSuper`] builds a new layout the way `lpmake` does (same allocation as liblp's
 //! `MetadataBuilder`), [`flash_image`] produces the whole metadata region, and
 //! [`prepare_target`] makes the target slot's metadata for a non-snapshot update as
@@ -50,7 +51,7 @@ pub use error::{LpError, LpErrorKind};
 pub use free::FreeRegion;
 pub use geometry::Geometry;
 pub use lpmake::{NewPartition, NewSuper};
-pub use metadata::{flash_image, Metadata};
+pub use metadata::{flash_image, read_slot, Metadata};
 pub use tables::{BlockDevice, Extent, ExtentTarget, Group, Partition};
 pub use update::{prepare_target, prepare_target_on, DynamicGroup};
 
