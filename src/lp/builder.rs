@@ -4,6 +4,10 @@
 //! byte-identical to theirs.
 
 use super::error::LpError;
+use super::free::{
+    align_sector, align_to, allocatable_space, free_regions, prioritize_second_half, used_regions,
+    FreeRegion,
+};
 use super::geometry::Geometry;
 use super::header::{VERSION_FOR_EXPANDED_HEADER, VERSION_FOR_UPDATED_ATTR};
 use super::metadata::Metadata;
@@ -12,20 +16,6 @@ use super::{DEFAULT_GROUP, SECTOR_SIZE};
 
 const ATTR_MASK: u32 = 0xf;
 const ATTR_MASK_V1: u32 = super::ATTR_UPDATED | super::ATTR_DISABLED;
-
-/// A free stretch of a block device, in 512-byte sectors (`end` exclusive).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct FreeRegion {
-    pub block_device: u32,
-    pub start: u64,
-    pub end: u64,
-}
-
-impl FreeRegion {
-    pub fn num_sectors(&self) -> u64 {
-        self.end - self.start
-    }
-}
 
 struct BGroup {
     name: String,
@@ -75,7 +65,9 @@ impl BPartition {
         self.extents
             .iter()
             .filter(|e| matches!(e.target, ExtentTarget::Linear { .. }))
-            .fold(0u64, |s, e| s.saturating_add(e.num_sectors * SECTOR_SIZE))
+            .fold(0u64, |s, e| {
+                s.saturating_add(e.num_sectors.saturating_mul(SECTOR_SIZE))
+            })
     }
 
     fn shrink_to(&mut self, aligned_size: u64) {
@@ -94,22 +86,6 @@ impl BPartition {
             self.extents.pop();
         }
     }
-}
-
-/// liblp's `AlignTo`: `base` rounded up to a multiple of `alignment` (0: unchanged).
-pub(crate) fn align_to(base: u64, alignment: u64) -> Option<u64> {
-    if alignment == 0 || base % alignment == 0 {
-        return Some(base);
-    }
-    base.checked_add(alignment - base % alignment)
-}
-
-/// liblp's `AlignSector`: the sector rounded up to the device's alignment. Like liblp it
-/// ignores the alignment offset.
-fn align_sector(d: &BlockDevice, sector: u64) -> Option<u64> {
-    let lba = sector.checked_mul(SECTOR_SIZE)?;
-    let aligned = align_to(align_to(lba, u64::from(d.alignment))?, SECTOR_SIZE)?;
-    Some(aligned / SECTOR_SIZE)
 }
 
 /// A layout being built: liblp's `MetadataBuilder` state.
@@ -231,16 +207,11 @@ impl Builder {
                 )));
             };
             b.add_partition(&p.name, &g.name.clone(), p.attributes)?;
-            for e in m.extents_of(p) {
-                b.last_partition().add_extent(*e);
+            if let Some(new) = b.partitions.last_mut() {
+                m.extents_of(p).iter().for_each(|e| new.add_extent(*e));
             }
         }
         Ok(b)
-    }
-
-    fn last_partition(&mut self) -> &mut BPartition {
-        let i = self.partitions.len() - 1;
-        &mut self.partitions[i]
     }
 
     pub(crate) fn require_expanded_header(&mut self) {
@@ -311,14 +282,8 @@ impl Builder {
         self.groups.retain(|g| g.name != group);
     }
 
-    /// Sum over block devices of the bytes after their first logical sector.
     pub(crate) fn allocatable_space(&self) -> u64 {
-        self.block_devices.iter().fold(0u64, |s, d| {
-            s.saturating_add(
-                d.size
-                    .saturating_sub(d.first_logical_sector.saturating_mul(SECTOR_SIZE)),
-            )
-        })
+        allocatable_space(&self.block_devices)
     }
 
     fn group_used(&self, group: &str) -> u64 {
@@ -369,7 +334,7 @@ impl Builder {
         let mut needed = (aligned - p.size) / SECTOR_SIZE;
         let mut free = self.free_regions();
         if self.halve_super && p.name.ends_with("_b") {
-            free = self.prioritize_second_half(free);
+            free = prioritize_second_half(&self.block_devices, free);
         }
         let per_block = u64::from(self.geometry.logical_block_size) / SECTOR_SIZE;
         let mut new = Vec::new();
@@ -446,82 +411,13 @@ impl Builder {
         })
     }
 
+    /// Every linear extent of every partition, as a region.
     fn used_regions(&self) -> Vec<FreeRegion> {
-        let mut out = Vec::new();
-        for p in &self.partitions {
-            for e in &p.extents {
-                if let ExtentTarget::Linear {
-                    block_device,
-                    physical_sector,
-                } = e.target
-                {
-                    out.push(FreeRegion {
-                        block_device,
-                        start: physical_sector,
-                        end: physical_sector.saturating_add(e.num_sectors),
-                    });
-                }
-            }
-        }
-        out
+        used_regions(self.partitions.iter().flat_map(|p| &p.extents))
     }
 
-    /// liblp's `GetFreeRegions`: per device, the aligned gaps between used extents, from the
-    /// first logical sector to the end of the device.
     pub(crate) fn free_regions(&self) -> Vec<FreeRegion> {
-        let used = self.used_regions();
-        let mut free = Vec::new();
-        for (i, d) in self.block_devices.iter().enumerate() {
-            let dev = i as u32;
-            let (first, last) = (d.first_logical_sector, d.size / SECTOR_SIZE);
-            let mut spans: Vec<(u64, u64)> = used
-                .iter()
-                .filter(|r| r.block_device == dev)
-                .map(|r| (r.start, r.end))
-                .chain([(first, first), (last, last)])
-                .collect();
-            spans.sort_unstable();
-            for w in spans.windows(2) {
-                let (prev, cur) = (w[0], w[1]);
-                let Some(aligned) = align_sector(d, prev.1) else {
-                    continue;
-                };
-                if aligned >= cur.0 {
-                    continue;
-                }
-                free.push(FreeRegion {
-                    block_device: dev,
-                    start: aligned,
-                    end: cur.0,
-                });
-            }
-        }
-        free
-    }
-
-    /// liblp's `PrioritizeSecondHalfOfSuper`: the regions of super past its aligned
-    /// midpoint first, then the rest, so `_a` and `_b` copies fill opposite halves.
-    fn prioritize_second_half(&self, free: Vec<FreeRegion>) -> Vec<FreeRegion> {
-        let Some(sup) = self.block_devices.first() else {
-            return free;
-        };
-        let (first, last) = (sup.first_logical_sector, sup.size / SECTOR_SIZE);
-        let Some(mid) = align_sector(sup, first + (last.saturating_sub(first)) / 2) else {
-            return free;
-        };
-        let (mut first_half, mut second_half) = (Vec::new(), Vec::new());
-        for r in free {
-            if r.block_device != 0 || r.end <= mid {
-                first_half.push(r);
-            } else if r.start < mid {
-                first_half.push(FreeRegion { end: mid, ..r });
-                second_half.push(FreeRegion { start: mid, ..r });
-            } else {
-                second_half.push(r);
-            }
-        }
-        second_half.extend(first_half);
-        second_half
+        free_regions(&self.block_devices, &self.used_regions())
     }
 
     /// liblp's `Export`: the flat tables, the header raised to 10.1 when an attribute needs
@@ -596,25 +492,5 @@ impl Builder {
         };
         m.validate()?;
         Ok(m)
-    }
-}
-
-impl Metadata {
-    /// The free regions of super, aligned as the allocator would use them (for `super info`).
-    pub fn free_regions(&self) -> Vec<FreeRegion> {
-        match Builder::from_metadata(self) {
-            Ok(b) => b.free_regions(),
-            Err(_) => Vec::new(),
-        }
-    }
-
-    /// Bytes usable for extents: each block device after its first logical sector.
-    pub fn allocatable_space(&self) -> u64 {
-        self.block_devices.iter().fold(0u64, |s, d| {
-            s.saturating_add(
-                d.size
-                    .saturating_sub(d.first_logical_sector.saturating_mul(SECTOR_SIZE)),
-            )
-        })
     }
 }

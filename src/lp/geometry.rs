@@ -46,6 +46,14 @@ impl Geometry {
             metadata_slot_count: u32_le(block, 44),
             logical_block_size: u32_le(block, 48),
         };
+        g.check()?;
+        Ok(g)
+    }
+
+    /// The field rules (also applied to a geometry the caller made): at least one slot,
+    /// sizes non-zero multiples of 512, a metadata region that fits 64 bits.
+    pub(crate) fn check(&self) -> Result<(), LpError> {
+        let g = self;
         if g.metadata_slot_count == 0 {
             malformed!("geometry has zero metadata slots");
         }
@@ -61,7 +69,7 @@ impl Geometry {
                 g.logical_block_size
             );
         }
-        Ok(g)
+        g.total_metadata_size().map(|_| ())
     }
 
     /// The primary geometry, or the backup when the primary is bad (as liblp's reader does).
@@ -100,29 +108,62 @@ impl Geometry {
     /// Byte offset of the primary copy of metadata slot `slot`.
     pub fn primary_offset(&self, slot: u32) -> Result<u64, LpError> {
         self.check_slot(slot)?;
-        // u32 * u32 fits in u64; the sum cannot overflow either.
-        Ok(
-            RESERVED_BYTES
-                + 2 * GEOMETRY_SIZE
-                + u64::from(self.metadata_max_size) * u64::from(slot),
-        )
+        self.after_geometry(u64::from(slot))
     }
 
     /// Byte offset of the backup copy of metadata slot `slot`: after every primary copy.
     pub fn backup_offset(&self, slot: u32) -> Result<u64, LpError> {
         self.check_slot(slot)?;
-        let max = u64::from(self.metadata_max_size);
-        Ok(RESERVED_BYTES
-            + 2 * GEOMETRY_SIZE
-            + max * u64::from(self.metadata_slot_count)
-            + max * u64::from(slot))
+        self.after_geometry(u64::from(self.metadata_slot_count) + u64::from(slot))
+    }
+
+    /// The offset of the `n`th metadata copy; a hostile geometry can overflow 64 bits.
+    fn after_geometry(&self, n: u64) -> Result<u64, LpError> {
+        u64::from(self.metadata_max_size)
+            .checked_mul(n)
+            .and_then(|b| b.checked_add(RESERVED_BYTES + 2 * GEOMETRY_SIZE))
+            .ok_or_else(|| LpError::malformed("metadata slot offset overflows 64 bits"))
     }
 
     /// The whole metadata region (liblp's `GetTotalMetadataSize`): reserved bytes, then
     /// geometry and every slot, twice.
     pub fn total_metadata_size(&self) -> Result<u64, LpError> {
-        Ok(RESERVED_BYTES
-            + 2 * (GEOMETRY_SIZE
-                + u64::from(self.metadata_max_size) * u64::from(self.metadata_slot_count)))
+        let slots = u64::from(self.metadata_max_size) * u64::from(self.metadata_slot_count);
+        slots
+            .checked_add(GEOMETRY_SIZE)
+            .and_then(|one| one.checked_mul(2))
+            .and_then(|two| two.checked_add(RESERVED_BYTES))
+            .ok_or_else(|| LpError::malformed("metadata region size overflows 64 bits"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_follow_liblp() {
+        // PLATFORM.md §2: primary n at 4096 + 2*4096 + max*n, backup n after all primaries.
+        let g = Geometry {
+            metadata_max_size: 65536,
+            metadata_slot_count: 3,
+            logical_block_size: 4096,
+        };
+        assert_eq!(g.primary_offset(0), Ok(12288));
+        assert_eq!(g.primary_offset(2), Ok(12288 + 2 * 65536));
+        assert_eq!(g.backup_offset(0), Ok(12288 + 3 * 65536));
+        assert_eq!(g.backup_offset(2), Ok(12288 + 5 * 65536));
+        assert_eq!(g.total_metadata_size(), Ok(4096 + 2 * (4096 + 3 * 65536)));
+        assert!(g.primary_offset(3).is_err() && g.backup_offset(3).is_err());
+        assert_eq!(Geometry::parse(&g.to_bytes()), Ok(g));
+        // The largest geometry's offsets do not overflow.
+        let big = Geometry {
+            metadata_max_size: u32::MAX - 511,
+            metadata_slot_count: u32::MAX,
+            logical_block_size: 512,
+        };
+        assert!(big.primary_offset(u32::MAX - 1).is_ok());
+        assert!(big.backup_offset(u32::MAX - 1).is_err());
+        assert!(big.total_metadata_size().is_err());
     }
 }

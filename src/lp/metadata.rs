@@ -52,6 +52,7 @@ impl Metadata {
     /// are ignored). Checks the header, both checksums, entry sizes, table bounds and
     /// layout, then everything [`Metadata::validate`] checks.
     pub fn parse(bytes: &[u8], geometry: &Geometry) -> Result<Metadata, LpError> {
+        geometry.check()?;
         let max = geometry.metadata_max_size as usize;
         let bytes = bytes.get(..max).unwrap_or(bytes);
         let h = header::parse(bytes)?;
@@ -122,6 +123,7 @@ impl Metadata {
     /// range, unique names, block device 0 `super` after the metadata region, linear extents
     /// inside their device and not overlapping, groups within their maximum size.
     pub fn validate(&self) -> Result<(), LpError> {
+        self.geometry.check()?;
         let devices = &self.block_devices;
         let Some(sup) = devices.first() else {
             malformed!("metadata has no block devices");
@@ -377,6 +379,26 @@ impl Metadata {
         self.extents_of(p).iter().fold(0u64, |s, e| {
             s.saturating_add(e.num_sectors.saturating_mul(SECTOR_SIZE))
         })
+    }
+}
+
+/// Metadata slot `slot` from a buffer holding super's metadata region (from offset 0): the
+/// primary copy, or the backup when the primary is bad, as liblp's `ReadMetadata` does. When
+/// both are bad, the primary's error is returned.
+pub fn read_slot(region: &[u8], geometry: &Geometry, slot: u32) -> Result<Metadata, LpError> {
+    let copy = |offset: u64| -> Result<Metadata, LpError> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let Some(bytes) = region.get(start..) else {
+            malformed!(
+                "metadata copy at {offset} is past the {} bytes given",
+                region.len()
+            );
+        };
+        Metadata::parse(bytes, geometry)
+    };
+    match copy(geometry.primary_offset(slot)?) {
+        Ok(m) => Ok(m),
+        Err(e) => copy(geometry.backup_offset(slot)?).map_err(|_| e),
     }
 }
 

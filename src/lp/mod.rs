@@ -9,10 +9,17 @@
 //! [`LpError`] with status 34 (`SlotError`). Serialisation is byte-identical to liblp's
 //! writer, tested against AOSP's `lpmake`, `lpdump` and `lpunpack`.
 //!
+//! [`read_slot`] reads a slot from a buffer of the metadata region (primary, else backup).
 //! [`NewSuper`] builds a new layout the way `lpmake` does (same allocation as liblp's
 //! `MetadataBuilder`), [`flash_image`] produces the whole metadata region, and
 //! [`prepare_target`] makes the target slot's metadata for a non-snapshot update as
-//! update_engine does; not fitting is status 37 (`SuperNoSpace`).
+//! update_engine does.
+//!
+//! Errors ([`LpError`], converted into [`crate::Error`]): malformed metadata is 34
+//! (`SlotError`); partitions that do not fit (free space, a group's maximum, the update's space
+//! limit, the metadata slot) are 37 (`SuperNoSpace`); an impossible request (an unknown or
+//! duplicate group or partition, a bad name, a listed partition without a size: what a
+//! payload's `dynamic_partition_metadata` could get wrong) is 21 (`MalformedPayload`).
 //!
 //! Where this module is stricter than liblp (documented deviations from the contract in
 //! `LP_API.md`):
@@ -33,6 +40,7 @@ mod builder;
 mod bytes;
 mod carry;
 mod error;
+mod free;
 mod geometry;
 mod header;
 mod lpmake;
@@ -40,12 +48,12 @@ mod metadata;
 mod tables;
 mod update;
 
-pub use builder::FreeRegion;
 pub use carry::carry_over;
 pub use error::{LpError, LpErrorKind};
+pub use free::FreeRegion;
 pub use geometry::Geometry;
 pub use lpmake::{NewPartition, NewSuper};
-pub use metadata::{flash_image, Metadata};
+pub use metadata::{flash_image, read_slot, Metadata};
 pub use tables::{BlockDevice, Extent, ExtentTarget, Group, Partition};
 pub use update::{prepare_target, prepare_target_on, DynamicGroup};
 

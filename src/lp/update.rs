@@ -99,3 +99,78 @@ pub fn prepare_target_on(
     }
     b.export()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lp::{NewSuper, ATTR_SLOT_SUFFIXED, ATTR_UPDATED};
+
+    const MIB: u64 = 1 << 20;
+
+    fn source(vab: bool) -> Metadata {
+        let mut s = NewSuper::new(64 * MIB, 65536, 2)
+            .group("g_a", 20 * MIB)
+            .partition(
+                "system_a",
+                ATTR_READONLY | ATTR_UPDATED,
+                4 * MIB,
+                Some("g_a"),
+            );
+        s.virtual_ab = vab;
+        s.build().unwrap().1
+    }
+
+    fn groups() -> Vec<DynamicGroup> {
+        vec![DynamicGroup {
+            name: "g".into(),
+            size: 20 * MIB,
+            partitions: vec!["system".into()],
+        }]
+    }
+
+    #[test]
+    fn virtual_ab_source_is_downgraded_to_v0() {
+        let src = source(true);
+        assert_eq!((src.header_version(), src.header_flags()), ((10, 2), 1));
+        let t = prepare_target(&src, "_b", &groups(), &[("system".into(), MIB)]).unwrap();
+        assert_eq!((t.header_version(), t.header_flags()), ((10, 0), 0));
+        assert_eq!(t.partition("system_a").unwrap().attributes, ATTR_READONLY);
+        assert_eq!(t.partition("system_b").unwrap().attributes, ATTR_READONLY);
+    }
+
+    #[test]
+    fn non_vab_keeps_updated_and_needs_10_1() {
+        let src = source(false);
+        assert_eq!(src.header_version(), (10, 1));
+        let t = prepare_target(&src, "_b", &groups(), &[("system".into(), MIB)]).unwrap();
+        assert_eq!(t.header_version(), (10, 1));
+        let a = t.partition("system_a").unwrap().attributes;
+        assert_eq!(a, ATTR_READONLY | ATTR_UPDATED);
+        assert_eq!(a & ATTR_SLOT_SUFFIXED, 0);
+        // Sizes round up to the logical block size.
+        let b = t.partition("system_b").unwrap();
+        assert_eq!(t.partition_size(b), MIB);
+        let odd = prepare_target(&src, "_b", &groups(), &[("system".into(), MIB + 1)]).unwrap();
+        assert_eq!(
+            odd.partition_size(odd.partition("system_b").unwrap()),
+            MIB + 4096
+        );
+    }
+
+    #[test]
+    fn bad_requests() {
+        let src = source(false);
+        let sizes = [("system".to_string(), MIB)];
+        let e = prepare_target(&src, "", &groups(), &sizes).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::MalformedPayload);
+        let mut dup = groups();
+        dup[0].size = 5 * MIB;
+        dup.push(dup[0].clone());
+        let e = prepare_target(&src, "_b", &dup, &sizes).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::MalformedPayload);
+        let mut bad = groups();
+        bad[0].partitions = vec!["../x".into()];
+        let e = prepare_target(&src, "_b", &bad, &[("../x".into(), MIB)]).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::MalformedPayload);
+    }
+}
