@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::engine::metadata::Metadata;
-use abupdate::payload::manifest::DynamicPartitions;
 use abupdate::payload::keys::TrustedKeys;
+use abupdate::payload::manifest::DynamicPartitions;
 use abupdate::payload::signature::{SignatureSet, Signer};
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 
