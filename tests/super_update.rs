@@ -165,7 +165,7 @@ fn no_room_in_super_is_37_before_anything_is_written() {
         bytes[..header.data_offset() as usize].to_vec(),
         Some(bytes.len() as u64),
         &Default::default(),
-        &Default::default(),
+        &abupdate::payload::keys::TrustedKeys::accept_unsigned(),
     )
     .unwrap();
     let err = updater.check_applicable(&metadata).unwrap_err();
