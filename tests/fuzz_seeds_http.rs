@@ -7,20 +7,20 @@
 //! seeds and the list. Seeds named `crash-*` are inputs that once broke the client; they are
 //! kept, listed by hand.
 
+mod common;
+
 #[path = "../fuzz/fuzz_targets/http_response_check.rs"]
 mod check;
 
-use std::collections::BTreeMap;
-
 use abupdate::download::scripted;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn seeds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/http_response")
+    common::fuzz_seeds::seeds_dir("http_response")
 }
 
 fn expected_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/http_response.expected")
+    common::fuzz_seeds::expected_path("http_response")
 }
 
 fn outcome(data: &[u8]) -> String {
@@ -36,29 +36,7 @@ fn outcome(data: &[u8]) -> String {
 
 #[test]
 fn seeds_replay() {
-    let listed = std::fs::read_to_string(expected_path()).unwrap();
-    let mut expected: BTreeMap<&str, &str> = listed
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_once(' ').unwrap())
-        .collect();
-    assert!(expected.len() >= 10, "expected list too short");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(seeds_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let got = outcome(&std::fs::read(&path).unwrap());
-        seen += 1;
-        if let Some(want) = expected.remove(name.as_str()) {
-            assert_eq!(got, want, "{name}");
-        }
-    }
-    assert!(
-        expected.is_empty(),
-        "listed seeds missing: {:?}",
-        expected.keys()
-    );
-    assert!(seen >= 10, "only {seen} seeds replayed");
+    common::fuzz_seeds::replay("http_response", 10, outcome);
 }
 
 const HTTPS: u8 = 1;

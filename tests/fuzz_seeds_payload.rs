@@ -12,18 +12,17 @@ mod common;
 #[path = "../fuzz/fuzz_targets/payload_parse_check.rs"]
 mod check;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use common::forge::{self, Forge};
 
 fn seeds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/payload_parse")
+    common::fuzz_seeds::seeds_dir("payload_parse")
 }
 
 fn expected_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/payload_parse.expected")
+    common::fuzz_seeds::expected_path("payload_parse")
 }
 
 /// `<streamed> <sized>`, each `ok:<partitions>:<operations>` or `err:<code>`.
@@ -42,29 +41,7 @@ fn outcome(data: &[u8]) -> String {
 
 #[test]
 fn seeds_replay() {
-    let listed = std::fs::read_to_string(expected_path()).unwrap();
-    let mut expected: BTreeMap<&str, &str> = listed
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_once(' ').unwrap())
-        .collect();
-    assert!(expected.len() >= 10, "expected list too short");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(seeds_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let got = outcome(&std::fs::read(&path).unwrap());
-        seen += 1;
-        if let Some(want) = expected.remove(name.as_str()) {
-            assert_eq!(got, want, "{name}");
-        }
-    }
-    assert!(
-        expected.is_empty(),
-        "listed seeds missing: {:?}",
-        expected.keys()
-    );
-    assert!(seen >= 10, "only {seen} seeds replayed");
+    common::fuzz_seeds::replay("payload_parse", 10, outcome);
 }
 
 /// Rewrites the generated seeds: the metadata of AOSP's sample payloads and of our builder's
@@ -73,24 +50,8 @@ fn seeds_replay() {
 #[ignore = "rewrites fuzz/seeds; run by hand"]
 fn regenerate_seeds() {
     let dir = seeds_dir();
-    let listed = std::fs::read_to_string(expected_path()).unwrap_or_default();
     // Crash reproducers are kept as they are.
-    let mut list: String = listed
-        .lines()
-        .filter(|l| l.starts_with("crash-"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("crash-")
-        {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
+    let mut list = common::fuzz_seeds::clear_generated("payload_parse", |_| true);
     let mut put = |name: &str, forge: &Forge| {
         let data = metadata_of(forge);
         list.push_str(&format!("{name} {}\n", outcome(&data)));

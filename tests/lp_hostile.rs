@@ -5,11 +5,12 @@
 //!
 //! `cargo test --test lp_hostile regenerate_seeds -- --ignored` rewrites the seeds.
 
+mod common;
+
 #[path = "../fuzz/fuzz_targets/lp_parse_check.rs"]
 mod check;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use abupdate::lp::{flash_image, read_slot, Geometry, NewSuper, ATTR_READONLY, ATTR_UPDATED};
 use abupdate::ErrorCode;
@@ -567,11 +568,11 @@ fn mutations_with_fixed_checksums_never_panic() {
 }
 
 fn seeds_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/lp_parse")
+    common::fuzz_seeds::seeds_dir("lp_parse")
 }
 
 fn expected_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/lp_parse.expected")
+    common::fuzz_seeds::expected_path("lp_parse")
 }
 
 fn outcome(data: &[u8]) -> String {
@@ -583,50 +584,15 @@ fn outcome(data: &[u8]) -> String {
 
 #[test]
 fn seeds_replay() {
-    let listed = std::fs::read_to_string(expected_path()).unwrap();
-    let mut expected: BTreeMap<&str, &str> = listed
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split_once(' ').unwrap())
-        .collect();
-    assert!(expected.len() >= 20, "expected list too short");
-    for entry in std::fs::read_dir(seeds_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let got = outcome(&std::fs::read(&path).unwrap());
-        if let Some(want) = expected.remove(name.as_str()) {
-            assert_eq!(got, want, "{name}");
-        }
-    }
-    assert!(
-        expected.is_empty(),
-        "listed seeds missing: {:?}",
-        expected.keys()
-    );
+    common::fuzz_seeds::replay("lp_parse", 20, outcome);
 }
 
 #[test]
 #[ignore = "rewrites fuzz/seeds/lp_parse; run by hand"]
 fn regenerate_seeds() {
     let dir = seeds_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let listed = std::fs::read_to_string(expected_path()).unwrap_or_default();
-    let mut list: String = listed
-        .lines()
-        .filter(|l| l.starts_with("crash-"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if !path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("crash-")
-        {
-            std::fs::remove_file(path).unwrap();
-        }
-    }
+    // Crash reproducers are kept as they are.
+    let mut list = common::fuzz_seeds::clear_generated("lp_parse", |_| true);
     let mut put = |name: &str, data: &[u8]| {
         list.push_str(&format!("{name} {}\n", outcome(data)));
         std::fs::write(dir.join(name), data).unwrap();

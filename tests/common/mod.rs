@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub mod forge;
+pub mod fuzz_seeds;
 pub mod nginx;
 pub mod ota;
 pub mod pki;
