@@ -27,7 +27,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use abupdate::device::Slot;
-use abupdate::slot::{BootControl, MiscBootControl};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{BootControl};
 use fixture::Fixture;
 use measure::Measured;
 

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use abupdate::verity::image::{build_image, VerityLayout};
+use abupdate::device::verity_image::build_image;
+use abupdate::verity::VerityLayout;
 use abupdate::verity::{FecRoots, HashAlgorithm};
 
 const SALT: [u8; 32] = *b"abupdate verity benchmark salt!!";

@@ -39,7 +39,7 @@ use abupdate::device::{Device, Layout, Slot};
 use abupdate::dm::{self, DeviceMapper, DmConfig, DmMapper, Table};
 use abupdate::engine::hashing::sha256;
 use abupdate::payload::signature::Signer;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::verity::FecRoots;
 use abupdate::{Error, Result};
 

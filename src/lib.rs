@@ -1,21 +1,34 @@
 //! abupdate: an A/B over-the-air update engine for Android devices.
 //!
-//! Layering, dependencies pointing one way only:
-//! - formats (`payload`, `verity`, `avb`, `slot`, `lp`): parse and produce bytes, no I/O;
-//! - the engine (`engine`): the apply state machine, fed payload bytes, driving partition writes
-//!   through traits;
-//! - platform adapters (`device`, `dm` device-mapper, `checkpoint` store, boot control backends,
-//!   HTTP, Binder, system properties);
-//! - the service and the CLI (binaries).
+//! Layering, dependencies pointing one way only (format → engine → adapters → service/CLI):
+//! - formats, sans I/O (bytes in, typed values or bytes out): `payload`, `verity`, `avb`,
+//!   `slot` (the `bootloader_control` record and the boot HAL rules), `lp`, `bsdiff`;
+//! - the engine (`engine`): the apply state machine, fed payload bytes, reading and writing
+//!   partitions and saving its resume state only through traits (`PayloadSource`,
+//!   `SlotPartitions`, `CheckpointStore`);
+//! - platform adapters, the only modules that open files, devices, sockets or services:
+//!   `device` (partitions, `super`, verity of image files), `dm` (device-mapper),
+//!   `boot_control` (the `misc` record, the boot HAL), `checkpoint_store`, `state_file`,
+//!   `rollback` (the persisted AVB rollback floors), `key_file` (trusted keys), `sysprop`,
+//!   `download` and `source` (HTTP, files, descriptors);
+//! - `updater`: one device's adapters put together around the engine, with the slot
+//!   transitions (what the CLI and the service call);
+//! - the service (`service`, Binder) and the CLI (binaries).
+//!
+//! `build` (payloads, AVB and `super` images) is a host tool over files, used by the demo, the
+//! tests and the benchmarks.
 
 pub mod avb;
+pub mod boot_control;
 pub mod bsdiff;
+pub mod checkpoint_store;
 pub mod build;
 pub mod device;
 pub mod dm;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod key_file;
 pub mod lp;
 pub mod payload;
 pub mod rollback;

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use abupdate::device::{Device, Slot};
-use abupdate::engine::checkpoint::FileCheckpointStore;
+use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::engine::{self, Quiet};
 use abupdate::source::Source;
 

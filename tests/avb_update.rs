@@ -13,7 +13,8 @@ use abupdate::avb::{
 };
 use abupdate::device::Slot;
 use abupdate::engine::Quiet;
-use abupdate::slot::{bootloader, BootControl, MiscBootControl};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{bootloader, BootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use abupdate::engine::checkpoint::{CheckpointStore, FileCheckpointStore};
+use abupdate::checkpoint_store::FileCheckpointStore;
+use abupdate::engine::checkpoint::{CheckpointStore};
 use common::nginx::Nginx;
 use common::ota::Ota;
 use common::service::{eventually, my_uid};
@@ -265,7 +266,7 @@ fn a_host_build_refuses_the_boot_hal() {
     let by_name = dir.path().join("by-name");
     std::fs::create_dir(&by_name).unwrap();
     let misc = by_name.join("misc");
-    abupdate::slot::MiscBootControl::create_image(&misc, abupdate::slot::Slot::A).unwrap();
+    abupdate::boot_control::MiscBootControl::create_image(&misc, abupdate::slot::Slot::A).unwrap();
     let before = std::fs::read(&misc).unwrap();
     let socket = dir.path().join("abupdate.sock");
     let uri = format!("unix://{}?profile=android13plus", socket.display());
@@ -297,7 +298,7 @@ fn the_daemon_refuses_to_start_without_a_trusted_key() {
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev");
     std::fs::create_dir(&dev).unwrap();
-    abupdate::slot::MiscBootControl::create_image(&dev.join("misc.img"), abupdate::slot::Slot::A)
+    abupdate::boot_control::MiscBootControl::create_image(&dev.join("misc.img"), abupdate::slot::Slot::A)
         .unwrap();
     let private_only = dir.path().join("private-only.pem");
     std::fs::write(

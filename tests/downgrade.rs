@@ -9,7 +9,7 @@ use std::path::Path;
 use abupdate::build::{ops::Compressors, BuildOptions};
 use abupdate::device::Slot;
 use abupdate::engine::Quiet;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

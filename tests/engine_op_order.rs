@@ -17,7 +17,7 @@ use protobuf::Message;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::{Device, Slot};
-use abupdate::engine::checkpoint::FileCheckpointStore;
+use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::engine::{self, Quiet, SlotPartitions, SourceRead, TargetWrite};
 use abupdate::payload::proto::update_metadata::DeltaArchiveManifest;
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};

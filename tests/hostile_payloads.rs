@@ -25,7 +25,8 @@ use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::signature::Signer;
-use abupdate::slot::{BootControl, MiscBootControl, Slot};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{BootControl, Slot};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;
@@ -298,7 +299,7 @@ fn apply_lib(dev: &Path, state: &Path, payload: &Path, attempt: &Attempt) -> abu
         ..ApplyOptions::default()
     };
     options.keys = match (&attempt.key, attempt.allow_unsigned) {
-        (Some(key), _) => TrustedKeys::load(key)?,
+        (Some(key), _) => abupdate::key_file::load(key)?,
         (None, true) => TrustedKeys::accept_unsigned(),
         (None, false) => TrustedKeys::none(),
     };

@@ -19,14 +19,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use abupdate::build::{self, BuildOptions, PartitionSpec};
-use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore, Phase};
+use abupdate::checkpoint_store::FileCheckpointStore;
+use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, Phase};
 use abupdate::engine::metadata::Metadata;
 use abupdate::payload::proto::update_metadata::install_operation::Type;
 use abupdate::payload::proto::update_metadata::{
     DeltaArchiveManifest, DynamicPartitionGroup, Extent, InstallOperation, PartitionUpdate,
 };
 use abupdate::payload::PayloadHeader;
-use abupdate::slot::{BootControl, MiscBootControl, Slot};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{BootControl, Slot};
 use common::forge::{self, Forge};
 use common::Rng;
 use protobuf::Message;

@@ -556,7 +556,7 @@ fn a_resumed_update_marks_the_target_unbootable_again() {
     // The bootloader found its record torn and wrote its default: both slots bootable.
     // (Written over the image in place: the engine keeps it open.)
     let fresh = dir.path().join("fresh-misc.img");
-    abupdate::slot::MiscBootControl::create_image(&fresh, abupdate::slot::Slot::A).unwrap();
+    abupdate::boot_control::MiscBootControl::create_image(&fresh, abupdate::slot::Slot::A).unwrap();
     std::fs::write(ota.device.join("misc.img"), std::fs::read(&fresh).unwrap()).unwrap();
     assert!(service.slot_info().unwrap().slots[1].bootable);
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use abupdate::device::Slot;
 use abupdate::engine::Quiet;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

@@ -14,7 +14,8 @@ use std::process::Command;
 
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::payload::manifest::{DynamicGroup, DynamicPartitions};
-use abupdate::slot::{MiscBootControl, Slot};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{Slot};
 
 use common::{forge, mixed_image, Rng};
 

@@ -14,7 +14,7 @@ use abupdate::build::{ops::Compressors, BuildOptions};
 use abupdate::device::{Device, Slot};
 use abupdate::engine::{ApplyOptions, Observer, Progress, Quiet};
 use abupdate::lp;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

@@ -7,7 +7,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::Command;
 
-use abupdate::verity::image::{build_image, verify_image, write_image, VerityLayout};
+use abupdate::device::verity_image::{build_image, verify_image, write_image};
+use abupdate::verity::VerityLayout;
 use abupdate::verity::{
     fec_size, hash_tree_size, FecEncoder, FecRoots, HashAlgorithm, HashTreeBuilder,
 };

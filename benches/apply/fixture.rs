@@ -14,7 +14,7 @@ use abupdate::build::ops::Compressors;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::payload::signature::Signer;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 
 /// Bump when the generated content changes, so stale caches are not reused.
 const GENERATOR_VERSION: u32 = 1;

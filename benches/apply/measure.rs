@@ -209,7 +209,7 @@ pub fn child_main(args: &[String]) -> Result<()> {
     };
     let updater = Updater::open_host(&device, &host)?;
     let options = ApplyOptions {
-        keys: TrustedKeys::load(Path::new(cert))?,
+        keys: abupdate::key_file::load(Path::new(cert))?,
         properties: PayloadProperties::parse_text(&fs::read_to_string(properties)?)?,
         threads: threads.parse()?,
         ..ApplyOptions::default()

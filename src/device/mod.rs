@@ -17,6 +17,7 @@
 
 pub mod logical;
 pub mod super_meta;
+pub mod verity_image;
 
 use std::fs::{File, OpenOptions};
 use std::io;

@@ -1,16 +1,14 @@
-//! Resume state: what it holds, how it is encoded, and the atomic file store.
+//! Resume state: what it holds, how it is encoded, and the [`CheckpointStore`] trait the
+//! engine saves it through (the file-backed store is an adapter:
+//! [`crate::checkpoint_store::FileCheckpointStore`]).
 //!
 //! The durability rule: the target partitions are synced *before* a checkpoint that claims their
-//! content is saved, and a checkpoint replaces the previous one atomically
-//! ([`crate::state_file::replace`]: temp file, fsync, rename, fsync of the directory), so after a
-//! crash the file is either the old or the new state.
-
-use std::fs;
-use std::path::{Path, PathBuf};
+//! content is saved, and a store replaces the previous checkpoint atomically, so after a crash
+//! it holds either the old or the new state.
 
 use protobuf::Message;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::proto::checkpoint as pb;
 
 const FORMAT_VERSION: u32 = 1;
@@ -97,55 +95,11 @@ pub trait CheckpointStore: Send + Sync {
     }
 }
 
-/// A checkpoint file in a state directory (`/data/misc/abupdate` on a device).
-#[derive(Clone, Debug)]
-pub struct FileCheckpointStore {
-    dir: PathBuf,
-}
-
-const FILE_NAME: &str = "checkpoint";
-
-impl FileCheckpointStore {
-    pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        Ok(FileCheckpointStore { dir })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-}
-
-impl CheckpointStore for FileCheckpointStore {
-    // fsblkcnt_t and c_ulong are 32 bits wide on some Android targets.
-    #[allow(clippy::useless_conversion)]
-    fn available_bytes(&self) -> Option<u64> {
-        let stat = nix::sys::statvfs::statvfs(&self.dir).ok()?;
-        Some(u64::from(stat.blocks_available()) * u64::from(stat.fragment_size()))
-    }
-
-    fn load(&self) -> Result<Option<Checkpoint>> {
-        // An undecodable checkpoint means "start over", which is always safe.
-        Ok(crate::state_file::read(&self.dir.join(FILE_NAME))?
-            .and_then(|bytes| Checkpoint::decode(&bytes)))
-    }
-
-    fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        crate::state_file::replace(&self.dir.join(FILE_NAME), &checkpoint.encode())
-    }
-
-    fn clear(&self) -> Result<()> {
-        crate::state_file::remove(&self.dir.join(FILE_NAME))
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> Checkpoint {
+    pub(crate) fn sample() -> Checkpoint {
         Checkpoint {
             payload_id: [7; 32],
             payload_size: Some(1234),
@@ -158,21 +112,6 @@ mod tests {
             verified_partitions: 1,
             resume_failures: 2,
         }
-    }
-
-    #[test]
-    fn round_trips_through_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FileCheckpointStore::new(dir.path().join("state")).unwrap();
-        assert_eq!(store.load().unwrap(), None);
-        store.save(&sample()).unwrap();
-        assert_eq!(store.load().unwrap(), Some(sample()));
-        let mode = std::os::unix::fs::MetadataExt::mode(
-            &fs::metadata(store.dir().join(FILE_NAME)).unwrap(),
-        );
-        assert_eq!(mode & 0o777, 0o600, "a checkpoint is the daemon's alone");
-        store.clear().unwrap();
-        assert_eq!(store.load().unwrap(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! The engine never opens a file or socket itself. It reads the payload through a
 //! [`PayloadSource`], partitions through [`SlotPartitions`], and keeps its resume state in a
-//! [`CheckpointStore`]; the platform adapters (`device`, `download`, the state directory)
+//! [`CheckpointStore`]; the platform adapters (`device`, `source`, `checkpoint_store`)
 //! implement those. The flow follows update_engine:
 //!
 //! 1. read and verify the metadata (header pairs, metadata signature, manifest);

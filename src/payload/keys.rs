@@ -2,7 +2,6 @@
 //! `otacerts.zip` (a zip of `*.x509.pem` certificates, `/system/etc/security/otacerts.zip`).
 
 use std::io::{Cursor, Read};
-use std::path::Path;
 
 use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -81,35 +80,29 @@ impl TrustedKeys {
         }
     }
 
-    /// Loads a key file: PEM (public keys and/or certificates, any number) or an `otacerts.zip`.
-    /// A file that cannot be read, or holds no usable public key, fails with 29: a key the
-    /// operator named (or the platform's `otacerts.zip`) that cannot be used is never taken
-    /// for "no keys".
-    pub fn load(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| err!(NoTrustedKey, "reading key file {}: {e}", path.display()))?;
+    /// The keys of a key file's content: PEM (public keys and/or certificates, any number) or
+    /// an `otacerts.zip`; `name` says which file in messages. Content that holds no usable
+    /// public key fails with 29: a key the operator named (or the platform's `otacerts.zip`)
+    /// that cannot be used is never taken for "no keys". Reading the file is the adapter's:
+    /// [`crate::key_file::load`].
+    pub fn from_key_file(name: &str, bytes: &[u8]) -> Result<Self> {
         let mut keys = TrustedKeys::none();
-        keys.add_bytes(&bytes)
-            .map_err(|e| err!(NoTrustedKey, "key file {}: {}", path.display(), e.message))?;
+        keys.add_bytes(bytes)
+            .map_err(|e| err!(NoTrustedKey, "key file {name}: {}", e.message))?;
         if keys.is_empty() {
             bail!(
                 NoTrustedKey,
-                "key file {} holds no public key or certificate",
-                path.display()
+                "key file {name} holds no public key or certificate"
             );
         }
         Ok(keys)
     }
 
-    /// Loads every file in `paths` into one set.
-    pub fn load_all<P: AsRef<Path>>(paths: &[P]) -> Result<Self> {
-        let mut keys = TrustedKeys::none();
-        for path in paths {
-            for key in Self::load(path.as_ref())?.keys {
-                keys.add(key);
-            }
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: TrustedKeys) {
+        for key in other.keys {
+            self.add(key);
         }
-        Ok(keys)
     }
 
     /// Adds the keys in a PEM file or zip archive held in memory.
@@ -224,21 +217,10 @@ mod tests {
     }
 
     #[test]
-    fn a_key_file_that_cannot_be_used_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let private_only = dir.path().join("private.pem");
-        std::fs::write(
-            &private_only,
-            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        for (path, says) in [
-            (dir.path().join("missing.pem"), "reading key file"),
-            (private_only, "holds no public key"),
-        ] {
-            let err = TrustedKeys::load(&path).unwrap_err();
-            assert_eq!(err.code, ErrorCode::NoTrustedKey, "{err}");
-            assert!(err.message.contains(says), "{err}");
-        }
+    fn a_key_file_without_a_public_key_is_an_error() {
+        let private_only = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let err = TrustedKeys::from_key_file("private.pem", private_only).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NoTrustedKey, "{err}");
+        assert!(err.message.contains("holds no public key"), "{err}");
     }
 }

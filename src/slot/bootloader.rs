@@ -14,8 +14,7 @@
 use super::control::{
     BootloaderControl, Corrupt, SlotMetadata, MAX_SLOTS, MISC_OFFSET, RECORD_LEN,
 };
-use super::misc::BlockIo;
-use super::Slot;
+use super::{BlockIo, Slot};
 use crate::error::{Error, Result};
 
 /// One boot: the slot the bootloader boots, or `None` if no slot is bootable (U-Boot then

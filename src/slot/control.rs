@@ -235,7 +235,7 @@ fn sub<const N: usize>(bytes: &[u8; RECORD_LEN], at: usize) -> [u8; N] {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// FORMATS.md §4: current `_a`, 2 slots, a = prio 7 / tries 7 / successful,
@@ -243,7 +243,7 @@ pub(super) mod tests {
     pub(in crate::slot) const VECTOR: &str =
         "5f6100004243414201020000f7007700000000000000000000000000aa83a82e";
 
-    pub(in crate::slot) fn vector() -> [u8; RECORD_LEN] {
+    pub(crate) fn vector() -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
         for (i, byte) in out.iter_mut().enumerate() {
             *byte = u8::from_str_radix(&VECTOR[2 * i..2 * i + 2], 16).unwrap();
@@ -252,7 +252,7 @@ pub(super) mod tests {
     }
 
     /// Recomputes the CRC of hand-edited bytes.
-    pub(in crate::slot) fn reseal(bytes: &mut [u8; RECORD_LEN]) {
+    pub(crate) fn reseal(bytes: &mut [u8; RECORD_LEN]) {
         let crc = crc32fast::hash(&bytes[..CRC_OFFSET]);
         bytes[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
     }

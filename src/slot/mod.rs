@@ -1,28 +1,35 @@
-//! A/B slot control: which slot boots next, and whether a slot may boot at all.
+//! A/B slot control, sans I/O: which slot boots next, and whether a slot may boot at all.
 //!
-//! - [`control`]: the `bootloader_control` record libboot_control keeps in `misc` (sans-I/O);
+//! - [`control`]: the `bootloader_control` record libboot_control keeps in `misc`;
 //! - [`rules`]: the boot HAL's rules for changing that record, as pure methods;
-//! - [`misc`]: a [`BootControl`] backend that reads and writes the record on the `misc` partition
-//!   (or `DIR/misc.img` on a host), through the small [`misc::BlockIo`] trait;
 //! - [`bootloader`]: what a bootloader does with the record at boot, to test rollbacks;
-//! - `aidl` (Android builds with the `aosp` feature only): a [`BootControl`] backend over the
-//!   vendor's `android.hardware.boot.IBootControl` service.
+//! - [`BootControl`]: the boot HAL's operations, and [`BlockIo`], the positional I/O a backend
+//!   that keeps the record itself needs.
+//!
+//! The backends (the record on the `misc` partition, the vendor's boot HAL over Binder) open
+//! devices and services, so they are platform adapters: [`crate::boot_control`].
 
 pub mod bootloader;
 pub mod control;
-pub mod misc;
 pub mod rules;
 
-#[cfg(all(target_os = "android", feature = "aosp"))]
-pub mod aidl;
-
 use std::fmt;
+use std::io;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
 
 pub use control::{BootloaderControl, Corrupt, SlotMetadata};
-pub use misc::{BlockIo, MiscBootControl};
+
+/// Positional I/O on the `misc` partition. [`std::fs::File`] implements it (in
+/// [`crate::boot_control::misc`]); a test layer can wrap it to record or cut writes and syncs.
+/// The backend calls `write_all_at` once per update, then `sync`.
+pub trait BlockIo {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes earlier writes durable (`fdatasync`).
+    fn sync(&mut self) -> io::Result<()>;
+}
 
 /// One of the two slots of an A/B device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

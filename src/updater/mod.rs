@@ -27,13 +27,15 @@ use std::sync::{Arc, Mutex};
 
 use crate::device::{Device, Layout, Slot};
 use crate::dm::{DmConfig, DmMapper};
-use crate::engine::checkpoint::{CheckpointStore, FileCheckpointStore, Phase};
+use crate::checkpoint_store::FileCheckpointStore;
+use crate::engine::checkpoint::{CheckpointStore, Phase};
 use crate::engine::metadata::Metadata;
 use crate::engine::{
     self, ApplyOptions, ApplyReport, Observer, PayloadSource, SlotPartitions, UpdateHooks,
 };
 use crate::error::Result;
-use crate::slot::{BootControl, MiscBootControl};
+use crate::boot_control::MiscBootControl;
+use crate::slot::{BootControl};
 use avb_check::AvbPolicy;
 use downgrade::RunningBuild;
 

@@ -2,8 +2,9 @@
 //! data, byte-identical to what `veritysetup`, avbtool and update_engine produce.
 //!
 //! The core is sans-I/O and streaming: [`HashTreeBuilder`] and [`FecEncoder`] are fed the bytes
-//! in order, in chunks of any size, and hand back the tree and the FEC area. [`image`] wraps them
-//! for files (host tools and the CLI).
+//! in order, in chunks of any size, and hand back the tree and the FEC area; [`VerityLayout`] says
+//! where they sit in an image. [`crate::device::verity_image`] feeds them from files (host tools
+//! and the CLI).
 //!
 //! On-disk layout (as avbtool and update_engine write it):
 //! `[data | hash tree, levels top-down | FEC parity over data + tree]`.
@@ -14,11 +15,12 @@ mod geometry;
 mod gf256;
 mod hash_tree;
 mod hasher;
-pub mod image;
+mod layout;
 
 pub use fec::{FecEncoder, FecRoots};
 pub use geometry::{fec_size, hash_tree_size, FEC_BLOCK_SIZE};
 pub use hash_tree::{HashTree, HashTreeBuilder, TreeMismatch, BLOCK_SIZE};
+pub use layout::{VerityData, VerityLayout};
 
 use crate::error::Result;
 

@@ -11,7 +11,7 @@ use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::Slot;
 use abupdate::payload::signature::Signer;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::verity::FecRoots;
 
 use super::Rng;

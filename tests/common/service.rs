@@ -25,7 +25,7 @@ pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterE
     )
     .unwrap();
     let config = EngineConfig {
-        keys: TrustedKeys::load(cert).unwrap(),
+        keys: abupdate::key_file::load(cert).unwrap(),
         threads: 2,
         pinned_ca: None,
     };

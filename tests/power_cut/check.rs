@@ -24,7 +24,8 @@ use abupdate::device::Slot;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::Quiet;
 use abupdate::slot::control::{BootloaderControl, MISC_OFFSET, RECORD_LEN};
-use abupdate::slot::{bootloader, BootControl, MiscBootControl};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{bootloader, BootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 

@@ -9,9 +9,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use abupdate::device::{Device, SuperLayer};
-use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, FileCheckpointStore};
+use abupdate::checkpoint_store::FileCheckpointStore;
+use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore};
 use abupdate::engine::{SlotPartitions, SourceRead, TargetWrite};
-use abupdate::slot::{BlockIo, BootControl, MiscBootControl, Slot};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{BlockIo, BootControl, Slot};
 use abupdate::updater::{HostOptions, Updater, UpdaterParts};
 
 /// A file of the device directory, by its path relative to it (`system_b.img`, `misc.img`,

@@ -25,7 +25,7 @@ use abupdate::lp;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::signature::Signer;
 use abupdate::payload::Manifest;
-use abupdate::slot::MiscBootControl;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::verity::FecRoots;
 
 use crate::common::{mixed_image, Rng};

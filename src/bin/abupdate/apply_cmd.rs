@@ -103,7 +103,7 @@ pub fn apply(device: &Path, args: &ApplyArgs, progress_bar: bool) -> Result<Outc
     let updater = Updater::open_host(device, &host)?;
     let keys = match args.allow_unsigned {
         true => TrustedKeys::accept_unsigned(),
-        false => TrustedKeys::load_all(&args.keys)?,
+        false => abupdate::key_file::load_all(&args.keys)?,
     };
     let mut options = ApplyOptions {
         keys,

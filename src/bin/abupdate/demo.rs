@@ -19,9 +19,11 @@ use abupdate::build::super_image;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::device::{Device, Slot};
 use abupdate::payload::signature::Signer;
-use abupdate::slot::{bootloader, MiscBootControl};
+use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::{bootloader};
 use abupdate::updater::{HostOptions, Updater};
-use abupdate::verity::image::{verify_image, VerityLayout};
+use abupdate::device::verity_image::verify_image;
+use abupdate::verity::VerityLayout;
 use abupdate::verity::{FecRoots, HashAlgorithm};
 
 use crate::apply_cmd::{self, ApplyArgs};

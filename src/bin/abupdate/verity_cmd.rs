@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use abupdate::avb::{self, Descriptor};
-use abupdate::verity::image::{build_image, verify_image, write_image, VerityLayout};
+use abupdate::device::verity_image::{build_image, verify_image, write_image};
+use abupdate::verity::VerityLayout;
 use abupdate::verity::{FecRoots, HashAlgorithm};
 
 #[derive(Subcommand)]

@@ -142,7 +142,7 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
 /// A client of the vendor's boot HAL, in builds that have one.
 fn boot_hal() -> Result<Box<dyn BootControl + Send>> {
     #[cfg(all(target_os = "android", feature = "aosp"))]
-    return Ok(Box::new(abupdate::slot::aidl::AidlBootControl::connect()?));
+    return Ok(Box::new(abupdate::boot_control::aidl::AidlBootControl::connect()?));
     #[cfg(not(all(target_os = "android", feature = "aosp")))]
     abupdate::bail!(
         DeviceError,
@@ -162,7 +162,7 @@ fn by_name(args: &Args) -> Option<PathBuf> {
 /// The slot the bootloader booted, on Android; elsewhere `misc` says.
 fn android_slot() -> Result<Option<Slot>> {
     #[cfg(target_os = "android")]
-    return abupdate::slot::misc::boot_slot_suffix().map(Some);
+    return abupdate::boot_control::misc::boot_slot_suffix().map(Some);
     #[cfg(not(target_os = "android"))]
     Ok(None)
 }
@@ -199,10 +199,10 @@ fn trusted_keys(files: &[PathBuf], allow_unsigned: bool) -> Result<TrustedKeys> 
         return Ok(TrustedKeys::accept_unsigned());
     }
     if !files.is_empty() {
-        return TrustedKeys::load_all(files);
+        return abupdate::key_file::load_all(files);
     }
     #[cfg(target_os = "android")]
-    return TrustedKeys::load(Path::new(ANDROID_OTACERTS));
+    return abupdate::key_file::load(Path::new(ANDROID_OTACERTS));
     #[cfg(not(target_os = "android"))]
     abupdate::bail!(
         NoTrustedKey,

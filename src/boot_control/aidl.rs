@@ -6,7 +6,7 @@
 use android_hardware_boot::aidl::android::hardware::boot::IBootControl::IBootControl;
 use binder::Strong;
 
-use super::{BootControl, Slot};
+use crate::slot::{BootControl, Slot};
 use crate::error::{Error, Result};
 
 /// The HAL's service instance name.

@@ -12,9 +12,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::control::{BootloaderControl, Corrupt, MISC_OFFSET, RECORD_LEN};
-use super::{BootControl, Slot, SlotInfo};
 use crate::error::{Error, Result};
+use crate::slot::control::{BootloaderControl, Corrupt, MISC_OFFSET, RECORD_LEN};
+use crate::slot::{BlockIo, BootControl, Slot, SlotInfo};
 
 /// The `misc` partition on Android.
 pub const ANDROID_MISC: &str = "/dev/block/by-name/misc";
@@ -22,15 +22,6 @@ pub const ANDROID_MISC: &str = "/dev/block/by-name/misc";
 pub const HOST_MISC_IMAGE: &str = "misc.img";
 /// Size of a `misc` image made by [`MiscBootControl::create_image`] (Cuttlefish's is 1 MiB).
 pub const HOST_IMAGE_LEN: u64 = 1 << 20;
-
-/// Positional I/O on the `misc` partition. [`File`] implements it; a test layer can wrap it to
-/// record or cut writes and syncs. The backend calls `write_all_at` once per update, then `sync`.
-pub trait BlockIo {
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
-    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
-    /// Makes earlier writes durable (`fdatasync`).
-    fn sync(&mut self) -> io::Result<()>;
-}
 
 impl BlockIo for File {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
