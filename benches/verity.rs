@@ -48,7 +48,7 @@ fn main() {
                 "--data-block-size=4096",
             ])
             .args(["--hash-block-size=4096", "--no-superblock", "--fec-roots=2"])
-            .arg(format!("--salt={}", hex(&SALT)))
+            .arg(format!("--salt={}", abupdate::hex::encode(&SALT)))
             .arg("--fec-device")
             .args([&fec, &data, &tree])
             .output()
@@ -61,7 +61,7 @@ fn main() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains(&format!("Root hash:      \t{}", hex(&built.root_digest))),
+        stdout.contains(&format!("Root hash:      \t{}", abupdate::hex::encode(&built.root_digest))),
         "{stdout}"
     );
     assert!(
@@ -158,8 +158,4 @@ fn warm(path: &Path) {
     let mut buf = vec![0u8; 8 << 20];
     let mut f = File::open(path).expect("open data");
     while f.read(&mut buf).expect("read data") > 0 {}
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

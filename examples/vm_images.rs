@@ -104,7 +104,7 @@ fn build_all(dir: &Path) -> Result<()> {
         let upper = name.to_uppercase();
         let _ = writeln!(env, "{upper}_SIZE={size}");
         let _ = writeln!(env, "{upper}_DATA_BLOCKS={blocks}");
-        let _ = writeln!(env, "{upper}_DATA_SHA={}", hex(&sha256(&v2)));
+        let _ = writeln!(env, "{upper}_DATA_SHA={}", abupdate::hex::encode(&sha256(&v2)));
     }
     for (version, descs) in [(1u64, &descriptors[0]), (2, &descriptors[1])] {
         let mut builder = VbmetaBuilder::new(Algorithm::Sha256Rsa2048).rollback_index(version);
@@ -228,14 +228,14 @@ fn verity_args(vbmeta: &Path, name: &str) -> Result<()> {
     println!(
         "{} --no-superblock --format={} --hash={} --data-block-size={} --hash-block-size={} \
          --data-blocks={} --hash-offset={} --salt={} --fec-offset={} --fec-roots={}",
-        hex(&desc.root_digest),
+        abupdate::hex::encode(&desc.root_digest),
         desc.dm_verity_version,
         desc.hash_algorithm,
         desc.data_block_size,
         desc.hash_block_size,
         desc.image_size / block,
         desc.tree_offset,
-        hex(&desc.salt),
+        abupdate::hex::encode(&desc.salt),
         desc.fec_offset,
         desc.fec_num_roots,
     );
@@ -320,11 +320,4 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path.display(), e))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

@@ -5,11 +5,10 @@
 //! rename, fsync of the directory), so after a crash the file is either the old or the new
 //! checkpoint.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::engine::checkpoint::{Checkpoint, CheckpointStore};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// A checkpoint file in a state directory (`/data/misc/abupdate` on a device).
 #[derive(Clone, Debug)]
@@ -22,8 +21,7 @@ const FILE_NAME: &str = "checkpoint";
 impl FileCheckpointStore {
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        crate::state_file::create_dir(&dir)?;
         Ok(FileCheckpointStore { dir })
     }
 
@@ -68,7 +66,7 @@ mod tests {
         store.save(&sample()).unwrap();
         assert_eq!(store.load().unwrap(), Some(sample()));
         let mode = std::os::unix::fs::MetadataExt::mode(
-            &fs::metadata(store.dir().join(FILE_NAME)).unwrap(),
+            &std::fs::metadata(store.dir().join(FILE_NAME)).unwrap(),
         );
         assert_eq!(mode & 0o777, 0o600, "a checkpoint is the daemon's alone");
         store.clear().unwrap();

@@ -28,6 +28,7 @@ pub mod dm;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod hex;
 pub mod key_file;
 pub mod lp;
 pub mod payload;

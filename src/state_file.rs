@@ -7,10 +7,16 @@
 //! a link planted at its name (by anyone who could write the directory) makes the write fail
 //! instead of sending the bytes (possibly credentials) through it, and the file is never readable
 //! by others, whatever the umask. Reads refuse a symbolic link at the final component too.
+//! The state directory itself is made here too, 0700 ([`create_dir`]): the daemon's alone, so
+//! others cannot even list what it keeps.
+//!
+//! Why 0600 and not 0644: the service's state file can hold a URL request's headers and the
+//! checkpoint says how far an update got; nothing outside the daemon needs either (clients ask
+//! the service), and init creates `/data/misc/abupdate` 0700 for the same reason.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -85,6 +91,16 @@ pub fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// Makes the state directory `dir` (and its parents) if missing, mode 0700 whatever the umask
+/// for the directories it creates; an existing directory is left as it is.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(format_args!("creating {}", dir.display()), e))
+}
+
 /// Makes a rename or removal in `dir` durable.
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
@@ -96,6 +112,15 @@ fn sync_dir(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt};
+
+    #[test]
+    fn state_directory_is_0700() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("a").join("state");
+        create_dir(&state).unwrap();
+        create_dir(&state).unwrap();
+        assert_eq!(fs::metadata(&state).unwrap().mode() & 0o777, 0o700);
+    }
 
     #[test]
     fn replaces_with_mode_0600_whatever_the_umask() {

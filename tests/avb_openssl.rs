@@ -194,7 +194,7 @@ fn openssl_modulus(args: &[&str]) -> String {
 }
 
 fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    abupdate::hex::encode(bytes).to_ascii_uppercase()
 }
 
 fn small_image(algorithm: Algorithm, signer: &dyn VbmetaSigner) -> Vec<u8> {

@@ -195,10 +195,7 @@ fn key(name: &str) -> AvbPublicKey {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    abupdate::hex::decode(s).unwrap()
 }
 
 /// The descriptors of tests/data/avb/vbmeta.img, in avbtool's order.

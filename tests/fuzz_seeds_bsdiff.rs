@@ -39,10 +39,7 @@ fn join(new_len: usize, old: &[u8], patch: &[u8]) -> Vec<u8> {
 }
 
 fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    abupdate::hex::encode(&Sha256::digest(data))
 }
 
 #[test]

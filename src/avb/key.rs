@@ -266,11 +266,12 @@ impl AvbPublicKey {
 impl std::fmt::Debug for AvbPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let digest = self.digest();
-        write!(f, "AvbPublicKey(rsa{}, sha256:", self.num_bits())?;
-        for b in &digest[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "..)")
+        write!(
+            f,
+            "AvbPublicKey(rsa{}, sha256:{}..)",
+            self.num_bits(),
+            crate::hex::Hex(&digest[..8])
+        )
     }
 }
 

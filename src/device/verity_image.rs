@@ -80,8 +80,8 @@ pub fn verify_image(
             crate::bail!(
                 Verity,
                 "root digest {} does not match the expected {}",
-                hex(&computed.root_digest),
-                hex(expected)
+                crate::hex::encode(&computed.root_digest),
+                crate::hex::encode(expected)
             );
         }
     }
@@ -158,8 +158,4 @@ fn read_at(image: &File, buf: &mut [u8], offset: u64) -> Result<()> {
 
 fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
     a.iter().zip(b).position(|(x, y)| x != y)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -185,15 +185,11 @@ fn write_tree(plan: &mut Plan, p: &Partition, target: &dyn TargetWrite) -> Resul
     log::info!(
         "partition {}: verity root digest {}",
         p.name,
-        hex(&tree.root_digest)
+        crate::hex::encode(&tree.root_digest)
     );
     target
         .write_at(&tree.tree, plan.tree_at)
         .map_err(|e| Error::io(format!("writing hash tree of {}", p.name), e))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -96,13 +96,8 @@ pub fn path_arg(path: &Path) -> String {
     path.to_str().unwrap().to_string()
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use abupdate::hex::encode as hex;
 
 pub fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    abupdate::hex::decode(s).unwrap()
 }

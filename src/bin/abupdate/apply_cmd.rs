@@ -179,17 +179,7 @@ struct BarObserver {
 
 impl BarObserver {
     fn new(enabled: bool) -> Self {
-        let bar = enabled.then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>10} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
+        let bar = enabled.then(|| crate::progress_bar::new(10));
         BarObserver {
             bar,
             stage: Mutex::new(None),

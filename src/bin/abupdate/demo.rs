@@ -302,12 +302,7 @@ fn step(
     )?;
     println!(
         "  dm-verity: system's hash tree and FEC check out against vbmeta's root digest {}",
-        system
-            .root_digest
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        abupdate::hex::Hex(system.root_digest.get(..8).unwrap_or(&system.root_digest))
     );
     let mut misc = std::fs::OpenOptions::new()
         .read(true)

@@ -102,15 +102,10 @@ impl Display {
                 tenth: 0,
             };
         }
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg:>19} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        Display::Bar { bar, state: None }
+        Display::Bar {
+            bar: crate::progress_bar::new(19),
+            state: None,
+        }
     }
 
     fn show(&mut self, status: &Status) {

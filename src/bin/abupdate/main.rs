@@ -8,6 +8,7 @@ mod apply_cmd;
 mod demo;
 mod follow;
 mod payload_cmd;
+mod progress_bar;
 mod service_cmd;
 mod slots_cmd;
 mod super_cmd;

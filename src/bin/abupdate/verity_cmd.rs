@@ -60,7 +60,7 @@ pub fn run(cmd: VerityCommand) -> Result<()> {
                 write_image(&file, &lay, &data)?;
                 file.sync_all().context("syncing the image")?;
             }
-            println!("root digest: {}", hex(&data.root_digest));
+            println!("root digest: {}", abupdate::hex::encode(&data.root_digest));
             println!(
                 "hash tree:   {} bytes at {}",
                 data.tree.len(),
@@ -81,7 +81,7 @@ pub fn run(cmd: VerityCommand) -> Result<()> {
                 None => descriptor_root,
             };
             let data = verify_image(&file, &lay, expected.as_deref())?;
-            println!("ok: root digest {}", hex(&data.root_digest));
+            println!("ok: root digest {}", abupdate::hex::encode(&data.root_digest));
             Ok(())
         }
     }
@@ -137,16 +137,6 @@ fn resolve(args: &LayoutArgs) -> Result<(VerityLayout, Option<Vec<u8>>)> {
     Ok((layout, None))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(s: &str) -> Result<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        bail!("{s:?} is not hex");
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).with_context(|| format!("{s:?} is not hex")))
-        .collect()
+    abupdate::hex::decode(s).with_context(|| format!("{s:?} is not hex"))
 }

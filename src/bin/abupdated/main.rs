@@ -7,7 +7,6 @@
 
 mod device;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -17,7 +16,7 @@ use abupdate::service::binder_adapter::{self as binder, Transport};
 use abupdate::service::binder_service::BinderService;
 use abupdate::service::persist::current_boot_id;
 use abupdate::service::{default_allowed_uids, Config, UpdateService, SERVICE_NAME};
-use abupdate::{Error, Result};
+use abupdate::Result;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "The abupdate A/B update service")]
@@ -122,11 +121,7 @@ fn run(args: Args) -> Result<()> {
     let state_dir = device::state_dir(&args);
     // The daemon's alone: its state files are 0600, and the directory keeps others from
     // even listing them.
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&state_dir)
-        .map_err(|e| Error::io(format_args!("creating {}", state_dir.display()), e))?;
+    abupdate::state_file::create_dir(&state_dir)?;
     let engine = device::open(&args, &state_dir)?;
     let allowed_uids = if args.allowed_uids.is_empty() {
         default_allowed_uids()
