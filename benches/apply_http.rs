@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::boot_control::MiscBootControl;
 use abupdate::slot::{BootControl};
 use fixture::Fixture;

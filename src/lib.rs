@@ -9,11 +9,16 @@
 //! - platform adapters, the only modules that open files, devices, sockets or services:
 //!   `device` (partitions, `super`, verity of image files), `dm` (device-mapper),
 //!   `boot_control` (the `misc` record, the boot HAL), `checkpoint_store`, `state_file`,
-//!   `rollback` (the persisted AVB rollback floors), `key_file` (trusted keys), `sysprop`,
+//!   `rollback_store` (the persisted AVB rollback floors; the policy is `avb::rollback`), `key_file` (trusted keys), `sysprop`,
 //!   `download` and `source` (HTTP, files, descriptors);
 //! - `updater`: one device's adapters put together around the engine, with the slot
 //!   transitions (what the CLI and the service call);
 //! - the service (`service`, Binder) and the CLI (binaries).
+//!
+//! Three names that sound alike: `engine` applies one payload to partitions it is handed;
+//! `updater::Updater` is one device (its partitions, boot control, state directory) around the
+//! engine, with the slot transitions; `service::UpdateBackend` is the trait the service calls,
+//! which `service::UpdaterBackend` implements over an `Updater`.
 //!
 //! `build` (payloads, AVB and `super` images) is a host tool over files, used by the demo, the
 //! tests and the benchmarks.
@@ -32,7 +37,7 @@ pub mod hex;
 pub mod key_file;
 pub mod lp;
 pub mod payload;
-pub mod rollback;
+pub mod rollback_store;
 pub mod service;
 pub mod slot;
 pub mod source;

@@ -5,7 +5,8 @@ mod common;
 
 use std::path::Path;
 
-use abupdate::device::{Device, Slot};
+use abupdate::device::{Device};
+use abupdate::slot::Slot;
 use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::engine::{self, Quiet};
 use abupdate::source::Source;

@@ -19,7 +19,7 @@ use abupdate::avb::{
 };
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::BuildOptions;
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::metadata::Metadata;
 use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;

@@ -11,7 +11,7 @@ use abupdate::avb::{
     Algorithm, AvbFooter, ChainPartitionDescriptor, Descriptor, RingSigner, VbmetaBuilder,
     VbmetaSigner,
 };
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
 use abupdate::slot::{bootloader, BootControl};
@@ -203,10 +203,10 @@ fn equal_index_switches_and_success_raises_the_stored_floor() {
     )
     .unwrap();
     updater.mark_boot_successful().unwrap();
-    let stored = abupdate::rollback::RollbackStore::new(dev.join("state/rollback_index"))
+    let stored = abupdate::rollback_store::RollbackStore::new(dev.join("state/rollback_index"))
         .load()
         .unwrap();
-    assert_eq!(stored.state, abupdate::rollback::StoreState::Valid);
+    assert_eq!(stored.state, abupdate::rollback_store::StoreState::Valid);
     assert_eq!(
         (stored.floors.get(0), stored.floors.get(1)),
         (Some(5), Some(4))
@@ -237,7 +237,7 @@ fn floors_follow_a_slot_someone_else_marked_successful() {
     apply(tmp.path(), &payload, Slot::A).unwrap();
     let dev = tmp.path().join("dev");
     let stored = || {
-        let store = abupdate::rollback::RollbackStore::new(dev.join("state/rollback_index"));
+        let store = abupdate::rollback_store::RollbackStore::new(dev.join("state/rollback_index"));
         let floors = store.load().unwrap().floors;
         (floors.get(0), floors.get(1))
     };

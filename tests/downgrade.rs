@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use abupdate::build::{ops::Compressors, BuildOptions};
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
 use abupdate::source::Source;

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use protobuf::Message;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::device::{Device, Slot};
+use abupdate::device::{Device};
+use abupdate::slot::Slot;
 use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::engine::{self, Quiet, SlotPartitions, SourceRead, TargetWrite};
 use abupdate::payload::proto::update_metadata::DeltaArchiveManifest;

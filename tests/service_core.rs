@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use abupdate::service::binder_service::Event;
-use abupdate::service::engine::parse_headers;
+use abupdate::service::backend::parse_headers;
 use abupdate::service::persist::{Record, StateStore, StoredRequest};
 use abupdate::service::{
-    ApplyRequest, Caller, Config, Control, Engine, Listener, PayloadSource, Progress,
+    ApplyProgress, ApplyRequest, Caller, Config, Control, Listener, PayloadLocation, UpdateBackend,
     RollbackFloor, SlotInfo, State, Status, UpdateService, MAX_LISTENERS_PER_UID,
 };
 use abupdate::ErrorCode;
@@ -34,7 +34,7 @@ fn service(dir: &Path, ota: &Ota, boot_id: &str) -> Arc<UpdateService> {
     service_over(dir, engine(&ota.device, &ota.cert, None), boot_id)
 }
 
-fn service_over(dir: &Path, engine: Arc<dyn Engine>, boot_id: &str) -> Arc<UpdateService> {
+fn service_over(dir: &Path, engine: Arc<dyn UpdateBackend>, boot_id: &str) -> Arc<UpdateService> {
     let config = Config {
         state_dir: dir.to_owned(),
         allowed_uids: vec![0],
@@ -45,7 +45,7 @@ fn service_over(dir: &Path, engine: Arc<dyn Engine>, boot_id: &str) -> Arc<Updat
 
 fn url_request(url: &str, ota: &Ota) -> ApplyRequest {
     ApplyRequest {
-        source: PayloadSource::Url(url.to_owned()),
+        source: PayloadLocation::Url(url.to_owned()),
         offset: 0,
         size: 0,
         headers: parse_headers(&ota.headers).unwrap(),
@@ -461,7 +461,7 @@ fn authorization_never_reaches_the_state_file() {
         .apply(
             ROOT,
             ApplyRequest {
-                source: PayloadSource::Url(nginx.url("payload.bin")),
+                source: PayloadLocation::Url(nginx.url("payload.bin")),
                 offset: 0,
                 size: 0,
                 headers,
@@ -475,15 +475,15 @@ fn authorization_never_reaches_the_state_file() {
 /// An engine that panics in its first `apply` (a bug, as far as the service can tell), then
 /// is abupdate's engine.
 struct PanicsOnce {
-    real: Arc<dyn Engine>,
+    real: Arc<dyn UpdateBackend>,
     panicked: AtomicBool,
 }
 
-impl Engine for PanicsOnce {
+impl UpdateBackend for PanicsOnce {
     fn apply(
         &self,
         request: &ApplyRequest,
-        progress: &(dyn Fn(Progress) + Sync),
+        progress: &(dyn Fn(ApplyProgress) + Sync),
         control: &Control,
     ) -> abupdate::Result<()> {
         if !self.panicked.swap(true, Ordering::SeqCst) {
@@ -503,7 +503,7 @@ impl Engine for PanicsOnce {
     fn rollback_floors(&self) -> abupdate::Result<Vec<RollbackFloor>> {
         self.real.rollback_floors()
     }
-    fn resume_point(&self) -> abupdate::Result<Option<Progress>> {
+    fn resume_point(&self) -> abupdate::Result<Option<ApplyProgress>> {
         self.real.resume_point()
     }
     fn reset(&self) -> abupdate::Result<()> {
@@ -600,7 +600,7 @@ fn a_done_checkpoint_from_an_earlier_boot_is_verified_again() {
     let rebooted = service(dir.path(), &ota, "boot-2");
     let events = listen(&rebooted);
     let again = ApplyRequest {
-        source: PayloadSource::Url(url),
+        source: PayloadLocation::Url(url),
         offset: 0,
         size: 0,
         headers,

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::service::binder_adapter::Transport;
 use abupdate::service::binder_service::Event;
 use abupdate::service::client::UpdateClient;

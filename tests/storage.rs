@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
 use abupdate::source::Source;

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use abupdate::build::super_image;
 use abupdate::build::{ops::Compressors, BuildOptions};
-use abupdate::device::{Device, Slot};
+use abupdate::device::{Device};
+use abupdate::slot::Slot;
 use abupdate::engine::{ApplyOptions, Observer, Progress, Quiet};
 use abupdate::lp;
 use abupdate::boot_control::MiscBootControl;

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
 use abupdate::source::Source;

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use abupdate::build::ops::Compressors;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::payload::signature::Signer;
 use abupdate::boot_control::MiscBootControl;
 

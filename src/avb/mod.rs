@@ -9,7 +9,7 @@
 //! The engine's use: after writing the target slot, [`load_vbmeta`] its top-level `vbmeta` and
 //! the partitions the top-level image chains to, then [`verify_chain`] against the device's
 //! trusted key and [`check_rollback`] against `RollbackFloors::from_slot(current slot)` raised by
-//! the persisted floors (`crate::rollback`); then, for every hash and hashtree descriptor of those
+//! the persisted floors (`crate::rollback_store`); then, for every hash and hashtree descriptor of those
 //! images, `check_contents` against the partition it names (43, `AvbContents`, when the contents
 //! differ or the partition is short). Partition names from descriptors go through
 //! [`validate_partition_name`] before anything is opened by them.

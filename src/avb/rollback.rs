@@ -5,7 +5,7 @@
 //! refuses an image whose index is below it (equal passes). Android user space cannot read those
 //! stored values, so abupdate works with lower bounds: the indexes of the slot running now (the
 //! bootloader accepted them, and raises its stored values only up to indexes of slots that
-//! booted successfully) and its own persisted record (`crate::rollback`).
+//! booted successfully) and its own persisted record (`crate::rollback_store`).
 
 use super::descriptor::MAX_LOCATIONS;
 use super::image::VbmetaImage;

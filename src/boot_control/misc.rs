@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::slot::control::{BootloaderControl, Corrupt, MISC_OFFSET, RECORD_LEN};
-use crate::slot::{BlockIo, BootControl, Slot, SlotInfo};
+use crate::slot::{BlockIo, BootControl, Slot, SlotStatus};
 
 /// The `misc` partition on Android.
 pub const ANDROID_MISC: &str = "/dev/block/by-name/misc";
@@ -235,7 +235,7 @@ impl<I: BlockIo> BootControl for MiscBootControl<I> {
     }
 
     /// All slots from one read of the record, with priority and tries.
-    fn slots(&self) -> Result<Vec<SlotInfo>> {
+    fn slots(&self) -> Result<Vec<SlotStatus>> {
         let record = self.record()?;
         let active = record.active_slot(self.current);
         Slot::ALL
@@ -243,7 +243,7 @@ impl<I: BlockIo> BootControl for MiscBootControl<I> {
             .take(record.slots_in_use())
             .map(|slot| {
                 let entry = record.slot(slot);
-                Ok(SlotInfo {
+                Ok(SlotStatus {
                     slot,
                     current: slot == self.current,
                     active: slot == active,

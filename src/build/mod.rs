@@ -247,7 +247,7 @@ fn build_partition(
     Ok(part)
 }
 
-fn set_verity(part: &mut pb::PartitionUpdate, layout: &crate::payload::manifest::VerityLayout) {
+fn set_verity(part: &mut pb::PartitionUpdate, layout: &crate::payload::manifest::PartitionVerity) {
     part.hash_tree_data_extent = Some(extent(&layout.hash_tree_data)).into();
     part.hash_tree_extent = Some(extent(&layout.hash_tree)).into();
     part.set_hash_tree_algorithm(layout.algorithm.clone());

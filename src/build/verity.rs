@@ -5,13 +5,13 @@
 
 use crate::avb::{self, Descriptor};
 use crate::error::Result;
-use crate::payload::manifest::{Extent, FecLayout, VerityLayout};
+use crate::payload::manifest::{Extent, FecLayout, PartitionVerity};
 use crate::payload::BLOCK_SIZE;
 use crate::verity::{FecEncoder, FecRoots, HashAlgorithm, HashTreeBuilder};
 use crate::{bail, err};
 
 /// The layout of an image that carries an AVB footer with a hashtree descriptor for `name`.
-pub fn from_footer(name: &str, image: &[u8]) -> Result<Option<VerityLayout>> {
+pub fn from_footer(name: &str, image: &[u8]) -> Result<Option<PartitionVerity>> {
     let Some(footer_bytes) = image
         .len()
         .checked_sub(avb::FOOTER_SIZE)
@@ -42,7 +42,7 @@ pub fn from_footer(name: &str, image: &[u8]) -> Result<Option<VerityLayout>> {
         fec: extent(desc.fec_offset, desc.fec_size),
         roots: desc.fec_num_roots,
     });
-    Ok(Some(VerityLayout {
+    Ok(Some(PartitionVerity {
         hash_tree_data: extent(0, desc.image_size),
         hash_tree: extent(desc.tree_offset, desc.tree_size),
         algorithm: desc.hash_algorithm.clone(),
@@ -53,7 +53,7 @@ pub fn from_footer(name: &str, image: &[u8]) -> Result<Option<VerityLayout>> {
 
 /// Appends a hash tree (sha256, random salt) and 2-root FEC after `image`'s data, as
 /// avbtool's `add_hashtree_footer` would place them, and returns their layout.
-pub fn append(image: &mut Vec<u8>) -> Result<VerityLayout> {
+pub fn append(image: &mut Vec<u8>) -> Result<PartitionVerity> {
     let data_size = image.len() as u64;
     if data_size == 0 || data_size % BLOCK_SIZE != 0 {
         bail!(
@@ -72,7 +72,7 @@ pub fn append(image: &mut Vec<u8>) -> Result<VerityLayout> {
     fec.update(image)?;
     let fec = fec.finish()?;
     image.extend_from_slice(&fec);
-    Ok(VerityLayout {
+    Ok(PartitionVerity {
         hash_tree_data: extent(0, data_size),
         hash_tree: extent(data_size, tree.tree.len() as u64),
         algorithm: HashAlgorithm::Sha256.name().to_owned(),
@@ -86,7 +86,7 @@ pub fn append(image: &mut Vec<u8>) -> Result<VerityLayout> {
 }
 
 /// The blocks the device computes, which the operations skip.
-pub fn computed_extents(layout: &VerityLayout) -> Vec<Extent> {
+pub fn computed_extents(layout: &PartitionVerity) -> Vec<Extent> {
     let mut out = vec![layout.hash_tree];
     out.extend(layout.fec.as_ref().map(|f| f.fec));
     out.retain(|e| e.num_blocks > 0);

@@ -29,7 +29,7 @@ use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::err;
 use crate::error::{Error, Result};
 use crate::lp;
-pub use crate::slot::Slot;
+use crate::slot::Slot;
 use logical::{ExtentMap, LogicalSource, LogicalTarget};
 
 /// Where the partitions are.

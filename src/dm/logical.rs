@@ -270,7 +270,8 @@ mod tests {
     /// of falling back to writing the extents directly.
     #[test]
     fn a_device_with_a_mapper_never_falls_back_to_direct_writes() {
-        use crate::device::{Device, Layout, Slot};
+        use crate::device::{Device, Layout};
+        use crate::slot::Slot;
         use std::sync::Arc;
         const MIB: u64 = 1 << 20;
         let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 use super::hashing::ResumableSha256;
 use super::{Context, TargetWrite};
 use crate::error::{Error, Result};
-use crate::payload::manifest::{Partition, VerityLayout};
+use crate::payload::manifest::{Partition, PartitionVerity};
 use crate::verity::{self, FecEncoder, FecRoots, HashAlgorithm, HashTreeBuilder};
 use crate::{bail, err};
 
@@ -97,7 +97,7 @@ pub(super) fn run(
 
 /// Checks the layout (its extents are already inside the partition: the manifest parser saw
 /// to that) and sets up the builders.
-fn plan(layout: &VerityLayout) -> Result<Plan> {
+fn plan(layout: &PartitionVerity) -> Result<Plan> {
     let alg = HashAlgorithm::from_name(&layout.algorithm)?;
     let data = (
         layout.hash_tree_data.byte_offset(),
@@ -207,8 +207,8 @@ mod tests {
 
     /// 256 data blocks: a sha256 tree of 2 + 1 blocks; FEC over 259 blocks with 2 roots takes
     /// 2 rounds of 2 blocks.
-    fn layout() -> VerityLayout {
-        VerityLayout {
+    fn layout() -> PartitionVerity {
+        PartitionVerity {
             hash_tree_data: ext(0, 256),
             hash_tree: ext(256, 3),
             algorithm: "sha256".into(),
@@ -228,7 +228,7 @@ mod tests {
 
     #[test]
     fn mismatched_layouts_are_verity_errors() {
-        type Spoil = fn(&mut VerityLayout);
+        type Spoil = fn(&mut PartitionVerity);
         let cases: [(&str, Spoil); 6] = [
             ("tree size", |l| l.hash_tree.num_blocks = 4),
             ("algorithm", |l| l.algorithm = "md5".into()),

@@ -179,7 +179,7 @@ pub struct PartitionInfo {
 
 /// Where dm-verity metadata goes, for the device to compute (minor version 6 and later).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerityLayout {
+pub struct PartitionVerity {
     pub hash_tree_data: Extent,
     pub hash_tree: Extent,
     pub algorithm: String,
@@ -200,7 +200,7 @@ pub struct Partition {
     pub old_info: Option<PartitionInfo>,
     pub new_info: PartitionInfo,
     pub operations: Vec<Operation>,
-    pub verity: Option<VerityLayout>,
+    pub verity: Option<PartitionVerity>,
     pub version: Option<String>,
 }
 
@@ -707,7 +707,7 @@ fn parse_hash(bytes: &[u8], which: &str) -> Result<Option<[u8; 32]>> {
     }
 }
 
-fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<VerityLayout>> {
+fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<PartitionVerity>> {
     let name = p.partition_name();
     let extent = |e: &protobuf::MessageField<pb::Extent>, which: &str| -> Result<Option<Extent>> {
         match e.as_ref() {
@@ -742,7 +742,7 @@ fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<Verit
         }
         None => None,
     };
-    Ok(Some(VerityLayout {
+    Ok(Some(PartitionVerity {
         hash_tree_data,
         hash_tree,
         algorithm: p.hash_tree_algorithm().to_owned(),

@@ -8,7 +8,7 @@ use crate::service::binder_adapter::{
     self as binder, aidl, BinderResult, ParcelFileDescriptor, Status, Strong,
 };
 use crate::service::core::{Caller, UpdateService};
-use crate::service::engine::{parse_headers, ApplyRequest, PayloadSource};
+use crate::service::backend::{parse_headers, ApplyRequest, PayloadLocation};
 use crate::service::listeners::{Gone, Listener, ListenerId};
 use crate::service::status;
 use crate::service::wire;
@@ -62,7 +62,7 @@ fn to_status(e: Error) -> Status {
 }
 
 fn request(
-    source: PayloadSource,
+    source: PayloadLocation,
     offset: i64,
     size: i64,
     pairs: &[String],
@@ -86,7 +86,7 @@ impl aidl::IUpdateService for BinderService {
         size: i64,
         pairs: &[String],
     ) -> BinderResult<()> {
-        let request = request(PayloadSource::Url(url.to_owned()), offset, size, pairs)?;
+        let request = request(PayloadLocation::Url(url.to_owned()), offset, size, pairs)?;
         self.core.apply(caller(), request).map_err(to_status)
     }
 
@@ -99,7 +99,7 @@ impl aidl::IUpdateService for BinderService {
     ) -> BinderResult<()> {
         let file = binder::file_of(pfd)
             .map_err(|e| to_status(Error::io("duplicating the payload descriptor", e)))?;
-        let request = request(PayloadSource::File(file), offset, size, pairs)?;
+        let request = request(PayloadLocation::File(file), offset, size, pairs)?;
         self.core.apply(caller(), request).map_err(to_status)
     }
 

@@ -8,7 +8,7 @@ use crate::service::binder_adapter::{
 };
 use crate::service::binder_service::CallbackRelay;
 pub use crate::service::binder_service::Event;
-use crate::service::engine::{RollbackFloor, SlotInfo};
+use crate::service::backend::{RollbackFloor, SlotInfo};
 use crate::service::status::Status;
 use crate::service::wire;
 use crate::service::SERVICE_NAME;

@@ -1,7 +1,7 @@
 //! Suspend, resume and cancel of a running update, between the service and the engine.
 //!
 //! The service flips the state from Binder threads; the engine's worker thread polls it
-//! at operation boundaries with [`Control::checkpoint`]. Blocking there (rather than
+//! at operation boundaries with [`Control::pause_point`]. Blocking there (rather than
 //! failing and restarting) keeps a suspended update's open files and buffers as they were.
 //! The payload download is steered too ([`Control::steer`]): a suspend closes its
 //! connection at once instead of holding the server until the next operation boundary.
@@ -50,7 +50,7 @@ impl Control {
     /// Called by the engine between operations: returns at once while running, blocks
     /// while suspended, and fails with `Cancelled` once cancelled (also when the cancel
     /// comes during the suspension).
-    pub fn checkpoint(&self) -> Result<()> {
+    pub fn pause_point(&self) -> Result<()> {
         let mut state = self.lock();
         while *state == RunState::Suspended {
             state = self
@@ -65,12 +65,12 @@ impl Control {
         }
     }
 
-    /// Whether a cancel was requested; for loops that cannot stop at a checkpoint.
+    /// Whether a cancel was requested; for loops that cannot stop at a pause point.
     pub fn is_cancelled(&self) -> bool {
         *self.lock() == RunState::Cancelled
     }
 
-    /// Pauses at the next checkpoint. False if cancelled already.
+    /// Pauses at the next pause point. False if cancelled already.
     pub fn suspend(&self) -> bool {
         self.set(|s| (s != RunState::Cancelled).then_some(RunState::Suspended))
     }
@@ -80,7 +80,7 @@ impl Control {
         self.set(|s| (s != RunState::Cancelled).then_some(RunState::Running))
     }
 
-    /// Stops at the next checkpoint, waking a suspended update.
+    /// Stops at the next pause point, waking a suspended update.
     pub fn cancel(&self) {
         self.set(|_| Some(RunState::Cancelled));
     }
@@ -140,26 +140,26 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn suspended_checkpoint_waits_for_resume() {
+    fn suspended_pause_point_waits_for_resume() {
         let control = Control::new();
         assert!(control.suspend());
         let worker = {
             let control = control.clone();
-            std::thread::spawn(move || control.checkpoint())
+            std::thread::spawn(move || control.pause_point())
         };
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!worker.is_finished(), "checkpoint returned while suspended");
+        assert!(!worker.is_finished(), "pause_point returned while suspended");
         assert!(control.resume());
         assert!(worker.join().unwrap().is_ok());
     }
 
     #[test]
-    fn cancel_wakes_a_suspended_checkpoint() {
+    fn cancel_wakes_a_suspended_pause_point() {
         let control = Control::new();
         control.suspend();
         let worker = {
             let control = control.clone();
-            std::thread::spawn(move || control.checkpoint())
+            std::thread::spawn(move || control.pause_point())
         };
         std::thread::sleep(Duration::from_millis(20));
         control.cancel();

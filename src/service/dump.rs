@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::service::engine::{RollbackFloor, SlotInfo};
+use crate::service::backend::{RollbackFloor, SlotInfo};
 use crate::service::status::Status;
 
 /// Everything the dump shows, gathered by the service.
@@ -84,7 +84,7 @@ fn write_dump(out: &mut String, d: &DumpInput<'_>) -> std::fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::engine::SlotState;
+    use crate::service::backend::SlotState;
     use crate::service::status::State;
 
     #[test]

@@ -1,7 +1,7 @@
 //! The system service `abupdated` and its client library.
 //!
 //! - [`core::UpdateService`]: the service, independent of Binder, over the
-//!   [`engine::Engine`] trait, which [`updater_engine::UpdaterEngine`] implements with the
+//!   [`backend::UpdateBackend`] trait, which [`updater_backend::UpdaterBackend`] implements with the
 //!   update engine;
 //! - [`binder_service`]: the `IUpdateService` Binder object, thin methods over the core;
 //! - [`binder_adapter`]: the only module that knows whether Binder is the AOSP `binder`
@@ -14,24 +14,25 @@ pub mod client;
 pub mod control;
 pub mod core;
 mod dump;
-pub mod engine;
+pub mod backend;
 mod listeners;
 mod notifier;
 pub mod persist;
 pub mod redact;
 mod refusals;
 pub mod status;
-pub mod updater_engine;
+pub mod updater_backend;
 mod wire;
 
 pub use self::control::Control;
 pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};
-pub use self::engine::{
-    ApplyRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo, SlotState,
+pub use self::backend::{
+    ApplyPhase, ApplyProgress, ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, SlotState,
+    UpdateBackend,
 };
 pub use self::listeners::{Gone, Listener, ListenerId, MAX_PER_UID as MAX_LISTENERS_PER_UID};
 pub use self::status::{State, Status};
-pub use self::updater_engine::{EngineConfig, UpdaterEngine};
+pub use self::updater_backend::{BackendConfig, UpdaterBackend};
 
 /// The name the service registers under.
 pub const SERVICE_NAME: &str = "abupdate";

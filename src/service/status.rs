@@ -3,7 +3,7 @@
 use std::fmt;
 
 use crate::error::{Error, ErrorCode};
-use crate::service::engine::Phase;
+use crate::service::backend::ApplyPhase;
 
 /// The service's state; the numbers are `IUpdateService.STATE_*`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -77,11 +77,11 @@ impl State {
         )
     }
 
-    pub(crate) fn of_phase(phase: Phase) -> Self {
+    pub(crate) fn of_phase(phase: ApplyPhase) -> Self {
         match phase {
-            Phase::Downloading => Self::Downloading,
-            Phase::Verifying => Self::Verifying,
-            Phase::Finalizing => Self::Finalizing,
+            ApplyPhase::Downloading => Self::Downloading,
+            ApplyPhase::Verifying => Self::Verifying,
+            ApplyPhase::Finalizing => Self::Finalizing,
         }
     }
 }

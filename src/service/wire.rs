@@ -5,7 +5,7 @@
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::service::binder_adapter::aidl;
-use crate::service::engine::{RollbackFloor, SlotInfo, SlotState};
+use crate::service::backend::{RollbackFloor, SlotInfo, SlotState};
 use crate::service::status::{State, Status};
 
 pub(crate) fn status_to_aidl(s: &Status) -> aidl::UpdateStatus {

@@ -98,7 +98,7 @@ impl FromStr for Slot {
 
 /// One slot's state, as `abupdate slots` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SlotInfo {
+pub struct SlotStatus {
     pub slot: Slot,
     /// The slot the running system booted from.
     pub current: bool,
@@ -147,7 +147,7 @@ pub trait BootControl {
 
     /// Every slot's state. Backends that read the record themselves also fill in priority and
     /// tries; this default asks the HAL one question at a time and cannot.
-    fn slots(&self) -> Result<Vec<SlotInfo>> {
+    fn slots(&self) -> Result<Vec<SlotStatus>> {
         let count = usize::try_from(self.slot_count()?).unwrap_or(usize::MAX);
         let current = self.current_slot()?;
         let active = self.active_slot()?;
@@ -155,7 +155,7 @@ pub trait BootControl {
             .into_iter()
             .take(count)
             .map(|slot| {
-                Ok(SlotInfo {
+                Ok(SlotStatus {
                     slot,
                     current: slot == current,
                     active: slot == active,

@@ -24,7 +24,8 @@
 use std::collections::BTreeSet;
 
 use crate::avb::validate_partition_name;
-use crate::device::{Device, Layout, Slot};
+use crate::device::{Device, Layout};
+use crate::slot::Slot;
 use crate::engine::{Observer, SlotPartitions, SourceRead, TargetWrite};
 use crate::error::{Error, Result};
 use crate::payload::BLOCK_SIZE;

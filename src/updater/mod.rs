@@ -25,7 +25,8 @@ pub mod slot_contents;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::device::{Device, Layout, Slot};
+use crate::device::{Device, Layout};
+use crate::slot::Slot;
 use crate::dm::{DmConfig, DmMapper};
 use crate::checkpoint_store::FileCheckpointStore;
 use crate::engine::checkpoint::{CheckpointStore, Phase};

@@ -11,7 +11,8 @@
 
 use super::avb_check::SlotVbmeta;
 use crate::avb::{validate_partition_name, Descriptor, HashDescriptor, HashtreeDescriptor};
-use crate::device::{Device, Slot};
+use crate::device::{Device};
+use crate::slot::Slot;
 use crate::engine::Observer;
 use crate::error::{Error, Result};
 use crate::ErrorCode;

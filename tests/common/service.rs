@@ -6,16 +6,16 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::binder_adapter::{self as binder, Served, Transport};
 use abupdate::service::binder_service::{BinderService, Event};
-use abupdate::service::{Config, Engine, EngineConfig, UpdateService, UpdaterEngine, SERVICE_NAME};
+use abupdate::service::{Config, UpdateBackend, BackendConfig, UpdateService, UpdaterBackend, SERVICE_NAME};
 use abupdate::updater::{HostOptions, Updater};
 
 /// abupdate's engine on the host device directory `device`, trusting `cert`, running
 /// `current` (default: what misc.img says).
-pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterEngine> {
+pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterBackend> {
     let updater = Updater::open_host(
         device,
         &HostOptions {
@@ -24,12 +24,12 @@ pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterE
         },
     )
     .unwrap();
-    let config = EngineConfig {
+    let config = BackendConfig {
         keys: abupdate::key_file::load(cert).unwrap(),
         threads: 2,
         pinned_ca: None,
     };
-    Arc::new(UpdaterEngine::new(updater, config))
+    Arc::new(UpdaterBackend::new(updater, config))
 }
 
 /// A service with its RPC endpoint on a unix socket in `dir`.
@@ -40,7 +40,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(dir: &Path, engine: Arc<dyn Engine>, allowed_uids: Vec<u32>) -> Server {
+    pub fn start(dir: &Path, engine: Arc<dyn UpdateBackend>, allowed_uids: Vec<u32>) -> Server {
         let state_dir = dir.join("state");
         std::fs::create_dir_all(&state_dir).unwrap();
         let config = Config {

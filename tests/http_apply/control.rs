@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::download::{SourceOptions, TransferControl};
 use abupdate::engine::checkpoint::Phase;
 use abupdate::engine::{Observer, Progress, Stage};

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::download::SourceOptions;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::{ApplyOptions, Observer, Quiet};

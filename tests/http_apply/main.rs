@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::download::SourceOptions;
 use abupdate::engine::checkpoint::Phase;
 use abupdate::payload::keys::TrustedKeys;

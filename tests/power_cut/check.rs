@@ -20,7 +20,7 @@
 
 use std::path::Path;
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::Quiet;
 use abupdate::slot::control::{BootloaderControl, MISC_OFFSET, RECORD_LEN};

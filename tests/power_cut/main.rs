@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
 use abupdate::source::Source;
 

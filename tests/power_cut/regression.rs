@@ -1,6 +1,6 @@
 //! Crash states the soak found, kept as tests.
 
-use abupdate::device::Slot;
+use abupdate::slot::Slot;
 use abupdate::slot::bootloader;
 use abupdate::slot::control::{BootloaderControl, MISC_OFFSET, RECORD_LEN};
 

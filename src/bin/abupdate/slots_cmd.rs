@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use abupdate::device::Slot;
-use abupdate::service::{Engine, EngineConfig, RollbackFloor, SlotInfo, UpdaterEngine};
+use abupdate::slot::Slot;
+use abupdate::service::{UpdateBackend, BackendConfig, RollbackFloor, SlotInfo, UpdaterBackend};
 use abupdate::updater::{HostOptions, Updater};
 
 use crate::service_cmd::{self, ServiceArgs};
@@ -53,7 +53,7 @@ pub fn mark_successful(args: SlotsArgs) -> Result<()> {
 }
 
 /// The device directory behind the same engine the service runs.
-fn host_engine(args: &SlotsArgs) -> Result<UpdaterEngine> {
+fn host_engine(args: &SlotsArgs) -> Result<UpdaterBackend> {
     let current = args
         .current_slot
         .as_deref()
@@ -67,7 +67,7 @@ fn host_engine(args: &SlotsArgs) -> Result<UpdaterEngine> {
             ..Default::default()
         },
     )?;
-    Ok(UpdaterEngine::new(updater, EngineConfig::default()))
+    Ok(UpdaterBackend::new(updater, BackendConfig::default()))
 }
 
 /// One line per slot (`_b: current=false active=true bootable=true successful=false

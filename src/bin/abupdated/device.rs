@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use abupdate::dm::DmConfig;
 use abupdate::payload::keys::TrustedKeys;
-use abupdate::service::{Engine, EngineConfig, UpdaterEngine};
+use abupdate::service::{UpdateBackend, BackendConfig, UpdaterBackend};
 use abupdate::slot::{BootControl, Slot};
 use abupdate::sysprop::PropertyFile;
 use abupdate::updater::downgrade::RunningBuild;
@@ -67,7 +67,7 @@ pub fn state_dir(args: &Args) -> PathBuf {
 }
 
 /// The update engine for the device the arguments name.
-pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
+pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
     let current = args
         .current_slot
         .as_deref()
@@ -128,15 +128,15 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn Engine>> {
         Ok(false) => {}
         Err(e) => log::warn!("rollback floors not raised: {e}"),
     }
-    let mut config = EngineConfig {
+    let mut config = BackendConfig {
         keys: trusted_keys(&args.keys, args.allow_unsigned)?,
         pinned_ca: args.ca.clone(),
-        ..EngineConfig::default()
+        ..BackendConfig::default()
     };
     if let Some(threads) = args.decode_threads {
         config.threads = threads;
     }
-    Ok(Arc::new(UpdaterEngine::new(updater, config)))
+    Ok(Arc::new(UpdaterBackend::new(updater, config)))
 }
 
 /// A client of the vendor's boot HAL, in builds that have one.

@@ -230,7 +230,7 @@ fn device_dir_image() {
     assert_eq!(misc.slot_count().unwrap(), 2);
     assert_eq!(misc.suffix(Slot::B).unwrap(), "_b");
     let slots = misc.slots().unwrap();
-    let a = SlotInfo {
+    let a = SlotStatus {
         slot: Slot::A,
         current: true,
         active: true,
@@ -239,7 +239,7 @@ fn device_dir_image() {
         priority: Some(7),
         tries_remaining: Some(7),
     };
-    let b = SlotInfo {
+    let b = SlotStatus {
         slot: Slot::B,
         current: false,
         active: false,

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::service::control::Control;
-use crate::service::engine::{ApplyRequest, Engine, PayloadSource, RollbackFloor, SlotInfo};
+use crate::service::backend::{ApplyRequest, UpdateBackend, PayloadLocation, RollbackFloor, SlotInfo};
 use crate::service::listeners::{Listener, ListenerId};
 use crate::service::notifier::Notifier;
 use crate::service::persist::{Record, StateStore, StoredRequest};
@@ -52,7 +52,7 @@ pub struct Caller {
 /// The A/B update service. Create it with [`UpdateService::new`]; every method may be
 /// called from any thread.
 pub struct UpdateService {
-    engine: Arc<dyn Engine>,
+    engine: Arc<dyn UpdateBackend>,
     allowed_uids: Vec<u32>,
     boot_id: String,
     store: StateStore,
@@ -111,7 +111,7 @@ impl UpdateService {
     /// Starts the service from its state file: an update that was running when the
     /// service stopped is `Interrupted`; an applied update stays `UpdatedNeedReboot`
     /// until the device reboots.
-    pub fn new(engine: Arc<dyn Engine>, config: Config) -> Result<Arc<Self>> {
+    pub fn new(engine: Arc<dyn UpdateBackend>, config: Config) -> Result<Arc<Self>> {
         let store = StateStore::new(&config.state_dir);
         let record = match store.load() {
             Ok(record) => record,
@@ -167,13 +167,13 @@ impl UpdateService {
             );
         }
         let stored = match &request.source {
-            PayloadSource::Url(url) => Some(StoredRequest::new(
+            PayloadLocation::Url(url) => Some(StoredRequest::new(
                 url,
                 request.offset,
                 request.size,
                 &request.headers,
             )),
-            PayloadSource::File(_) => None,
+            PayloadLocation::File(_) => None,
         };
         self.start(inner, request, stored)
     }
@@ -224,7 +224,7 @@ impl UpdateService {
                     );
                 }
                 let request = ApplyRequest {
-                    source: PayloadSource::Url(stored.url.clone()),
+                    source: PayloadLocation::Url(stored.url.clone()),
                     offset: stored.offset,
                     size: stored.size,
                     headers: stored.headers.clone(),

@@ -1,6 +1,6 @@
 //! What a restarted service reports, from its state file and the engine's checkpoint.
 
-use crate::service::engine::Engine;
+use crate::service::backend::UpdateBackend;
 use crate::service::persist::{Record, StoredRequest};
 use crate::service::status::{State, Status};
 
@@ -8,7 +8,7 @@ use crate::service::status::{State, Status};
 pub(super) fn recover(
     record: Option<Record>,
     boot_id: &str,
-    engine: &dyn Engine,
+    engine: &dyn UpdateBackend,
 ) -> (Status, Option<StoredRequest>) {
     let Some(Record {
         mut status,

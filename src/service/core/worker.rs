@@ -11,7 +11,7 @@ use std::sync::{Arc, MutexGuard};
 use super::{Inner, Publish, UpdateService};
 use crate::error::{Error, Result};
 use crate::service::control::Control;
-use crate::service::engine::{ApplyRequest, PayloadSource, Progress};
+use crate::service::backend::{ApplyRequest, PayloadLocation, ApplyProgress};
 use crate::service::persist::StoredRequest;
 use crate::service::redact;
 use crate::service::status::{State, Status};
@@ -72,7 +72,7 @@ impl UpdateService {
         self.finish(result);
     }
 
-    fn progress(&self, progress: Progress) {
+    fn progress(&self, progress: ApplyProgress) {
         let mut inner = self.lock();
         let state = State::of_phase(progress.phase);
         inner.running_state = state;
@@ -107,9 +107,9 @@ impl UpdateService {
     }
 }
 
-fn describe(source: &PayloadSource) -> String {
+fn describe(source: &PayloadLocation) -> String {
     match source {
-        PayloadSource::Url(url) => redact::url(url),
-        PayloadSource::File(_) => "a file descriptor".to_owned(),
+        PayloadLocation::Url(url) => redact::url(url),
+        PayloadLocation::File(_) => "a file descriptor".to_owned(),
     }
 }

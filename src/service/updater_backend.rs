@@ -1,4 +1,4 @@
-//! The [`Engine`] that `abupdated` runs: abupdate's update engine, through [`Updater`].
+//! The [`UpdateBackend`] that `abupdated` runs: abupdate's update engine, through [`Updater`].
 //!
 //! A request becomes a [`Source`] (its URL, or the caller's file as `fd://N`; offset and
 //! size), its header pairs become the payload properties, the HTTP headers they name
@@ -21,8 +21,9 @@ use crate::payload::keys::TrustedKeys;
 use crate::payload::properties::PayloadProperties;
 use crate::payload::HEADER_SIZE;
 use crate::service::control::Control;
-use crate::service::engine::{
-    ApplyRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo, SlotState,
+use crate::service::backend::{
+    ApplyPhase, ApplyProgress, ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, SlotState,
+    UpdateBackend,
 };
 use crate::slot::Slot;
 use crate::source::Source;
@@ -30,7 +31,7 @@ use crate::updater::Updater;
 
 /// What the service's engine is configured with besides the device.
 #[derive(Clone, Debug)]
-pub struct EngineConfig {
+pub struct BackendConfig {
     /// Keys payloads must be signed with (Android: `/system/etc/security/otacerts.zip`).
     /// Empty: unsigned payloads are accepted, as on engineering builds.
     pub keys: TrustedKeys,
@@ -40,9 +41,9 @@ pub struct EngineConfig {
     pub pinned_ca: Option<PathBuf>,
 }
 
-impl Default for EngineConfig {
+impl Default for BackendConfig {
     fn default() -> Self {
-        EngineConfig {
+        BackendConfig {
             keys: TrustedKeys::none(),
             threads: ApplyOptions::default().threads,
             pinned_ca: None,
@@ -51,14 +52,14 @@ impl Default for EngineConfig {
 }
 
 /// The update engine behind the service: one device's [`Updater`].
-pub struct UpdaterEngine {
+pub struct UpdaterBackend {
     updater: Updater,
-    config: EngineConfig,
+    config: BackendConfig,
 }
 
-impl UpdaterEngine {
-    pub fn new(updater: Updater, config: EngineConfig) -> Self {
-        UpdaterEngine { updater, config }
+impl UpdaterBackend {
+    pub fn new(updater: Updater, config: BackendConfig) -> Self {
+        UpdaterBackend { updater, config }
     }
 
     pub fn updater(&self) -> &Updater {
@@ -79,10 +80,10 @@ impl UpdaterEngine {
         };
         options.headers = http_headers(properties);
         let location = match &request.source {
-            PayloadSource::Url(url) => checked_url(url)?.to_owned(),
+            PayloadLocation::Url(url) => checked_url(url)?.to_owned(),
             // The download duplicates the descriptor; `request` keeps the file open until
             // `apply` returns.
-            PayloadSource::File(file) => format!("fd://{}", file.as_raw_fd()),
+            PayloadLocation::File(file) => format!("fd://{}", file.as_raw_fd()),
         };
         let size = match request.size {
             0 => properties.file_size,
@@ -92,11 +93,11 @@ impl UpdaterEngine {
     }
 }
 
-impl Engine for UpdaterEngine {
+impl UpdateBackend for UpdaterBackend {
     fn apply(
         &self,
         request: &ApplyRequest,
-        progress: &(dyn Fn(Progress) + Sync),
+        progress: &(dyn Fn(ApplyProgress) + Sync),
         control: &Control,
     ) -> Result<()> {
         let properties = properties(&request.headers)?;
@@ -112,8 +113,8 @@ impl Engine for UpdaterEngine {
         let relay = Relay { progress, control };
         let outcome = self.updater.apply(&mut source, &options, &relay)?;
         log::info!("applied {outcome}");
-        progress(Progress {
-            phase: Phase::Finalizing,
+        progress(ApplyProgress {
+            phase: ApplyPhase::Finalizing,
             done: 1,
             total: 1,
         });
@@ -186,7 +187,7 @@ impl Engine for UpdaterEngine {
             .collect())
     }
 
-    fn resume_point(&self) -> Result<Option<Progress>> {
+    fn resume_point(&self) -> Result<Option<ApplyProgress>> {
         let Some(cp) = self.updater.store().load()? else {
             return Ok(None);
         };
@@ -194,18 +195,18 @@ impl Engine for UpdaterEngine {
         // The checkpoint counts data bytes; the payload's metadata before them is re-read
         // on every resume, so it is not counted as done.
         Ok(Some(match cp.phase {
-            CheckpointPhase::Writing => Progress {
-                phase: Phase::Downloading,
+            CheckpointPhase::Writing => ApplyProgress {
+                phase: ApplyPhase::Downloading,
                 done: cp.next_data_offset,
                 total,
             },
-            CheckpointPhase::Verifying => Progress {
-                phase: Phase::Verifying,
+            CheckpointPhase::Verifying => ApplyProgress {
+                phase: ApplyPhase::Verifying,
                 done: 0,
                 total: 0,
             },
-            CheckpointPhase::Done => Progress {
-                phase: Phase::Finalizing,
+            CheckpointPhase::Done => ApplyProgress {
+                phase: ApplyPhase::Finalizing,
                 done: 0,
                 total: 1,
             },
@@ -220,23 +221,23 @@ impl Engine for UpdaterEngine {
 /// The engine's observer: forwards progress as the service's phases, and stops or holds
 /// the operation loop as the service's [`Control`] says.
 struct Relay<'a> {
-    progress: &'a (dyn Fn(Progress) + Sync),
+    progress: &'a (dyn Fn(ApplyProgress) + Sync),
     control: &'a Control,
 }
 
 impl Observer for Relay<'_> {
     fn progress(&self, p: &engine::Progress) {
         let (phase, done, total) = match p.stage {
-            Stage::Metadata | Stage::Writing => (Phase::Downloading, p.bytes_done, p.bytes_total),
-            Stage::Verifying => (Phase::Verifying, p.bytes_done, p.bytes_total),
-            Stage::Done => (Phase::Finalizing, 0, 1),
+            Stage::Metadata | Stage::Writing => (ApplyPhase::Downloading, p.bytes_done, p.bytes_total),
+            Stage::Verifying => (ApplyPhase::Verifying, p.bytes_done, p.bytes_total),
+            Stage::Done => (ApplyPhase::Finalizing, 0, 1),
         };
-        (self.progress)(Progress { phase, done, total });
+        (self.progress)(ApplyProgress { phase, done, total });
     }
 
     /// Blocks while the update is suspended.
     fn is_cancelled(&self) -> bool {
-        self.control.checkpoint().is_err()
+        self.control.pause_point().is_err()
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The service owns requests, status, listeners and permissions; the engine owns
 //! payloads, partitions and slots. Everything the service needs from the engine is the
-//! [`Engine`] trait below, so the engine can be plugged in (or replaced in tests by any
+//! [`UpdateBackend`] trait below, so the engine can be plugged in (or replaced in tests by any
 //! other real implementation) without the service knowing its types.
 
 use std::fs::File;
@@ -13,19 +13,19 @@ use crate::service::control::Control;
 /// What `abupdated` asks of the update engine. Calls come from Binder threads
 /// (`verify_applicable`, `slot_info`, ...) and from the service's worker thread
 /// (`apply`), possibly at the same time.
-pub trait Engine: Send + Sync {
+pub trait UpdateBackend: Send + Sync {
     /// Applies a payload to the inactive slot and makes that slot active.
     ///
     /// Runs on the service's worker thread. Reports progress through `progress` (as
     /// often as it likes: the service throttles what it forwards) and calls
-    /// [`Control::checkpoint`] between operations, which blocks while the update is
+    /// [`Control::pause_point`] between operations, which blocks while the update is
     /// suspended and fails with `Cancelled` once it is cancelled. An update that stopped
     /// half-way (cancel, crash, power loss) resumes from the engine's own checkpoint when
     /// the same payload is applied again.
     fn apply(
         &self,
         request: &ApplyRequest,
-        progress: &(dyn Fn(Progress) + Sync),
+        progress: &(dyn Fn(ApplyProgress) + Sync),
         control: &Control,
     ) -> Result<()>;
 
@@ -44,7 +44,7 @@ pub trait Engine: Send + Sync {
 
     /// How far an interrupted update got, from the engine's checkpoint; `None` when
     /// there is nothing to resume.
-    fn resume_point(&self) -> Result<Option<Progress>>;
+    fn resume_point(&self) -> Result<Option<ApplyProgress>>;
 
     /// Forgets the last update: discards the checkpoint and, if an applied update made
     /// the target slot active, makes the running slot active again.
@@ -54,7 +54,7 @@ pub trait Engine: Send + Sync {
 /// One `applyPayload` request, already parsed.
 #[derive(Debug)]
 pub struct ApplyRequest {
-    pub source: PayloadSource,
+    pub source: PayloadLocation,
     /// Where the payload starts inside the source (an OTA zip holds it stored).
     pub offset: u64,
     /// The payload's length; 0 when the caller did not say.
@@ -65,7 +65,7 @@ pub struct ApplyRequest {
 
 /// Where the payload bytes come from.
 #[derive(Debug)]
-pub enum PayloadSource {
+pub enum PayloadLocation {
     /// `http://` or `https://`.
     Url(String),
     /// A file the caller opened and passed over Binder.
@@ -74,7 +74,7 @@ pub enum PayloadSource {
 
 /// The phase an update is in, as the engine reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub enum ApplyPhase {
     /// Fetching the payload and writing the target partitions.
     Downloading,
     /// Hashing what was written.
@@ -85,8 +85,8 @@ pub enum Phase {
 
 /// A progress report: `done` of `total` bytes of the current phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Progress {
-    pub phase: Phase,
+pub struct ApplyProgress {
+    pub phase: ApplyPhase,
     pub done: u64,
     /// 0 while unknown.
     pub total: u64,
