@@ -177,12 +177,19 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// The library's error: a status code plus a precise message.
+/// The library's error: a status code, a precise message, and the error that caused it (an
+/// [`std::io::Error`] and the like), which [`std::error::Error::source`] returns.
+///
+/// The message is complete on its own (it also says what the cause said), because it is what
+/// crosses Binder and goes to logs; the cause is kept for code that asks what kind of failure
+/// it was ([`Error::io_kind`]) instead of reading the text.
 #[derive(Debug, thiserror::Error)]
 #[error("{message} [{code}]")]
 pub struct Error {
     pub code: ErrorCode,
     pub message: String,
+    #[source]
+    cause: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
@@ -190,12 +197,38 @@ impl Error {
         Error {
             code,
             message: message.into(),
+            cause: None,
         }
     }
 
-    /// An I/O failure on a device or the state store, with what was being done.
+    /// An I/O failure on a device or the state store, with what was being done; keeps `err`
+    /// as the source.
     pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
-        Error::new(ErrorCode::DeviceError, format!("{what}: {err}"))
+        Error::new(ErrorCode::DeviceError, format!("{what}: {err}")).caused_by(err)
+    }
+
+    /// Records `cause` as this error's source (its text should already be in the message).
+    pub fn caused_by(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Box::new(cause));
+        self
+    }
+
+    /// The same error (code and cause) with `what: ` put before its message.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// The kind of the first [`std::io::Error`] in the source chain, if there is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            next = cause.source();
+        }
+        None
     }
 
     pub fn malformed(message: impl Into<String>) -> Self {
@@ -274,6 +307,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(shown_bytes(b"\xff\x00ok"), "\"\u{fffd}\\0ok\"");
+    }
+
+    #[test]
+    fn io_errors_keep_their_source() {
+        use std::error::Error as _;
+        let cause = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = Error::io("opening /x", cause).context("misc");
+        assert_eq!(e.code, ErrorCode::DeviceError);
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound));
+        assert!(e.message.starts_with("misc: opening /x: "), "{e}");
+        let source = e.source().map(ToString::to_string);
+        assert_eq!(source, Some(std::io::Error::from(std::io::ErrorKind::NotFound).to_string()));
+        assert_eq!(err!(MalformedPayload, "no cause").io_kind(), None);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use crate::payload::keys::TrustedKeys;
 pub fn load(path: &Path) -> Result<TrustedKeys> {
     let name = path.display().to_string();
     let bytes =
-        std::fs::read(path).map_err(|e| err!(NoTrustedKey, "reading key file {name}: {e}"))?;
+        std::fs::read(path)
+        .map_err(|e| err!(NoTrustedKey, "reading key file {name}: {e}").caused_by(e))?;
     TrustedKeys::from_key_file(&name, &bytes)
 }
 
@@ -40,13 +41,12 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         )
         .unwrap();
-        for (path, says) in [
-            (dir.path().join("missing.pem"), "reading key file"),
-            (private_only, "holds no public key"),
-        ] {
-            let err = load(&path).unwrap_err();
-            assert_eq!(err.code, ErrorCode::NoTrustedKey, "{err}");
-            assert!(err.message.contains(says), "{err}");
-        }
+        let err = load(&dir.path().join("missing.pem")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NoTrustedKey, "{err}");
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound), "{err}");
+        let err = load(&private_only).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NoTrustedKey, "{err}");
+        assert_eq!(err.io_kind(), None, "{err}");
+        assert!(err.message.contains("holds no public key"), "{err}");
     }
 }

@@ -112,5 +112,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = PropertyFile::load(&dir.path().join("missing.prop")).unwrap_err();
         assert!(err.message.contains("missing.prop"), "{err}");
+        assert_eq!(err.io_kind(), Some(std::io::ErrorKind::NotFound), "{err}");
     }
 }

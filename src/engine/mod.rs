@@ -485,6 +485,6 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 pub(crate) fn source_error(e: io::Error) -> Error {
     match e.downcast::<Error>() {
         Ok(inner) => inner,
-        Err(e) => err!(DownloadFailed, "reading the payload: {e}"),
+        Err(e) => err!(DownloadFailed, "reading the payload: {e}").caused_by(e),
     }
 }

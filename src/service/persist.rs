@@ -87,7 +87,7 @@ impl StateStore {
             .map_err(|_| crate::err!(DeviceError, "{}: not UTF-8", path.display()))?;
         parse(&text)
             .map(Some)
-            .map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message)))
+            .map_err(|e| e.context(path.display()))
     }
 
     /// Replaces the stored record; either the old or the new one survives a crash.

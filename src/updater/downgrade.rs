@@ -107,7 +107,7 @@ impl RunningBuild {
             Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), e)),
         };
         Self::new(Arc::new(PropertyFile::parse(&text)))
-            .map_err(|e| Error::new(e.code, format!("{}: {}", path.display(), e.message)))
+            .map_err(|e| e.context(path.display()))
     }
 
     /// The running Android system's properties.

@@ -86,10 +86,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = status_code(&e);
-            eprintln!("abupdate: error {code}: {e:#}");
+            eprintln!("abupdate: error {code}: {}", chain_text(&e));
             ExitCode::from(code as u8)
         }
     }
+}
+
+/// The error and its causes, `: `-joined as anyhow's `{:#}` does, but without a cause whose
+/// text an outer message already carries (the library's errors quote their source).
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let shown = cause.to_string();
+        if text.contains(&shown) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&shown);
+    }
+    text
 }
 
 /// The structured code of an error chain; errors from outside the library are generic
