@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
-use abupdate::slot::Slot;
 use abupdate::boot_control::MiscBootControl;
-use abupdate::slot::{BootControl};
+use abupdate::slot::BootControl;
+use abupdate::slot::Slot;
 use fixture::Fixture;
 use measure::Measured;
 

@@ -61,7 +61,10 @@ fn main() {
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
-        stdout.contains(&format!("Root hash:      \t{}", abupdate::hex::encode(&built.root_digest))),
+        stdout.contains(&format!(
+            "Root hash:      \t{}",
+            abupdate::hex::encode(&built.root_digest)
+        )),
         "{stdout}"
     );
     assert!(

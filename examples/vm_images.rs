@@ -31,16 +31,16 @@ use std::process::ExitCode;
 use abupdate::avb::{
     Algorithm, AvbPublicKey, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder, VbmetaImage,
 };
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::super_image;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::{Device, Layout};
-use abupdate::slot::Slot;
 use abupdate::dm::{self, DeviceMapper, DmConfig, DmMapper, Table};
 use abupdate::engine::hashing::sha256;
 use abupdate::payload::signature::Signer;
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 use abupdate::verity::FecRoots;
 use abupdate::{Error, Result};
 
@@ -105,7 +105,11 @@ fn build_all(dir: &Path) -> Result<()> {
         let upper = name.to_uppercase();
         let _ = writeln!(env, "{upper}_SIZE={size}");
         let _ = writeln!(env, "{upper}_DATA_BLOCKS={blocks}");
-        let _ = writeln!(env, "{upper}_DATA_SHA={}", abupdate::hex::encode(&sha256(&v2)));
+        let _ = writeln!(
+            env,
+            "{upper}_DATA_SHA={}",
+            abupdate::hex::encode(&sha256(&v2))
+        );
     }
     for (version, descs) in [(1u64, &descriptors[0]), (2, &descriptors[1])] {
         let mut builder = VbmetaBuilder::new(Algorithm::Sha256Rsa2048).rollback_index(version);

@@ -318,7 +318,10 @@ mod tests {
         assert_eq!(e.io_kind(), Some(std::io::ErrorKind::NotFound));
         assert!(e.message.starts_with("misc: opening /x: "), "{e}");
         let source = e.source().map(ToString::to_string);
-        assert_eq!(source, Some(std::io::Error::from(std::io::ErrorKind::NotFound).to_string()));
+        assert_eq!(
+            source,
+            Some(std::io::Error::from(std::io::ErrorKind::NotFound).to_string())
+        );
         assert_eq!(err!(MalformedPayload, "no cause").io_kind(), None);
     }
 

@@ -15,7 +15,10 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     }
     (0..text.len())
         .step_by(2)
-        .map(|i| text.get(i..i + 2).and_then(|d| u8::from_str_radix(d, 16).ok()))
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|d| u8::from_str_radix(d, 16).ok())
+        })
         .collect()
 }
 

@@ -12,8 +12,7 @@ use crate::payload::keys::TrustedKeys;
 /// A file that cannot be read, or holds no usable public key, fails with 29.
 pub fn load(path: &Path) -> Result<TrustedKeys> {
     let name = path.display().to_string();
-    let bytes =
-        std::fs::read(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| err!(NoTrustedKey, "reading key file {name}: {e}").caused_by(e))?;
     TrustedKeys::from_key_file(&name, &bytes)
 }

@@ -26,8 +26,8 @@
 pub mod avb;
 pub mod boot_control;
 pub mod bsdiff;
-pub mod checkpoint_store;
 pub mod build;
+pub mod checkpoint_store;
 pub mod device;
 pub mod dm;
 pub mod download;

@@ -5,10 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use abupdate::device::{Device};
-use abupdate::slot::Slot;
 use abupdate::checkpoint_store::FileCheckpointStore;
+use abupdate::device::Device;
 use abupdate::engine::{self, Quiet};
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 
 fn apply(dir: &Path, payload: &Path) -> abupdate::Result<engine::ApplyReport> {

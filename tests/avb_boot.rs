@@ -17,13 +17,13 @@ use abupdate::avb::{
     find_vbmeta, Algorithm, AvbFooter, ChainPartitionDescriptor, Descriptor, HashDescriptor,
     HashtreeDescriptor, RingSigner, VbmetaBuilder, VbmetaImage, VbmetaSigner,
 };
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::BuildOptions;
-use abupdate::slot::Slot;
 use abupdate::engine::metadata::Metadata;
 use abupdate::engine::Quiet;
-use abupdate::boot_control::MiscBootControl;
-use abupdate::slot::{BootControl};
+use abupdate::slot::BootControl;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::verity::FecRoots;

@@ -11,9 +11,9 @@ use abupdate::avb::{
     Algorithm, AvbFooter, ChainPartitionDescriptor, Descriptor, RingSigner, VbmetaBuilder,
     VbmetaSigner,
 };
-use abupdate::slot::Slot;
-use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
+use abupdate::engine::Quiet;
+use abupdate::slot::Slot;
 use abupdate::slot::{bootloader, BootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};

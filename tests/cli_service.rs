@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use abupdate::checkpoint_store::FileCheckpointStore;
-use abupdate::engine::checkpoint::{CheckpointStore};
+use abupdate::engine::checkpoint::CheckpointStore;
 use common::nginx::Nginx;
 use common::ota::Ota;
 use common::service::{eventually, my_uid};
@@ -298,8 +298,11 @@ fn the_daemon_refuses_to_start_without_a_trusted_key() {
     let dir = tempfile::tempdir().unwrap();
     let dev = dir.path().join("dev");
     std::fs::create_dir(&dev).unwrap();
-    abupdate::boot_control::MiscBootControl::create_image(&dev.join("misc.img"), abupdate::slot::Slot::A)
-        .unwrap();
+    abupdate::boot_control::MiscBootControl::create_image(
+        &dev.join("misc.img"),
+        abupdate::slot::Slot::A,
+    )
+    .unwrap();
     let private_only = dir.path().join("private-only.pem");
     std::fs::write(
         &private_only,

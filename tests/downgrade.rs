@@ -6,10 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use abupdate::build::{ops::Compressors, BuildOptions};
-use abupdate::slot::Slot;
-use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
+use abupdate::build::{ops::Compressors, BuildOptions};
+use abupdate::engine::Quiet;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

@@ -16,12 +16,12 @@ use std::sync::{Arc, Mutex};
 use protobuf::Message;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::device::{Device};
-use abupdate::slot::Slot;
 use abupdate::checkpoint_store::FileCheckpointStore;
+use abupdate::device::Device;
 use abupdate::engine::{self, Quiet, SlotPartitions, SourceRead, TargetWrite};
 use abupdate::payload::proto::update_metadata::DeltaArchiveManifest;
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 
 const BLOCKS: usize = 512;

@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::ops::Compressors;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::engine::{ApplyOptions, Quiet};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::signature::Signer;
-use abupdate::boot_control::MiscBootControl;
 use abupdate::slot::{BootControl, Slot};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};

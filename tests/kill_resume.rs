@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore, Phase};
@@ -27,7 +28,6 @@ use abupdate::payload::proto::update_metadata::{
     DeltaArchiveManifest, DynamicPartitionGroup, Extent, InstallOperation, PartitionUpdate,
 };
 use abupdate::payload::PayloadHeader;
-use abupdate::boot_control::MiscBootControl;
 use abupdate::slot::{BootControl, Slot};
 use common::forge::{self, Forge};
 use common::Rng;

@@ -14,12 +14,12 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use abupdate::service::binder_service::Event;
 use abupdate::service::backend::parse_headers;
+use abupdate::service::binder_service::Event;
 use abupdate::service::persist::{Record, StateStore, StoredRequest};
 use abupdate::service::{
-    ApplyProgress, ApplyRequest, Caller, Config, Control, Listener, PayloadLocation, UpdateBackend,
-    RollbackFloor, SlotInfo, State, Status, UpdateService, MAX_LISTENERS_PER_UID,
+    ApplyProgress, ApplyRequest, Caller, Config, Control, Listener, PayloadLocation, RollbackFloor,
+    SlotInfo, State, Status, UpdateBackend, UpdateService, MAX_LISTENERS_PER_UID,
 };
 use abupdate::ErrorCode;
 use common::nginx::Nginx;

@@ -12,12 +12,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use abupdate::slot::Slot;
 use abupdate::service::binder_adapter::Transport;
 use abupdate::service::binder_service::Event;
 use abupdate::service::client::UpdateClient;
 use abupdate::service::{RollbackFloor, State};
 use abupdate::slot::bootloader;
+use abupdate::slot::Slot;
 use abupdate::ErrorCode;
 use common::nginx::Nginx;
 use common::ota::Ota;

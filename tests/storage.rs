@@ -5,9 +5,9 @@ mod common;
 
 use std::process::Command;
 
-use abupdate::slot::Slot;
-use abupdate::engine::Quiet;
 use abupdate::boot_control::MiscBootControl;
+use abupdate::engine::Quiet;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

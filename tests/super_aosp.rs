@@ -12,10 +12,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
 use abupdate::payload::manifest::{DynamicGroup, DynamicPartitions};
-use abupdate::boot_control::MiscBootControl;
-use abupdate::slot::{Slot};
+use abupdate::slot::Slot;
 
 use common::{forge, mixed_image, Rng};
 

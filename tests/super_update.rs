@@ -9,13 +9,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::super_image;
 use abupdate::build::{ops::Compressors, BuildOptions};
-use abupdate::device::{Device};
-use abupdate::slot::Slot;
+use abupdate::device::Device;
 use abupdate::engine::{ApplyOptions, Observer, Progress, Quiet};
 use abupdate::lp;
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;

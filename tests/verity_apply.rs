@@ -7,11 +7,11 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::verity::FecRoots;

@@ -10,11 +10,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::ops::Compressors;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
-use abupdate::slot::Slot;
 use abupdate::payload::signature::Signer;
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 
 /// Bump when the generated content changes, so stale caches are not reused.
 const GENERATOR_VERSION: u32 = 1;

@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use abupdate::slot::Slot;
 use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
-use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::payload::{Manifest, OpKind, PayloadHeader, HEADER_SIZE};
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 

@@ -6,8 +6,8 @@
 use android_hardware_boot::aidl::android::hardware::boot::IBootControl::IBootControl;
 use binder::Strong;
 
-use crate::slot::{BootControl, Slot};
 use crate::error::{Error, Result};
+use crate::slot::{BootControl, Slot};
 
 /// The HAL's service instance name.
 pub const SERVICE_NAME: &str = "android.hardware.boot.IBootControl/default";

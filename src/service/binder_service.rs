@@ -4,11 +4,11 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::error::{Error, ErrorCode};
+use crate::service::backend::{parse_headers, ApplyRequest, PayloadLocation};
 use crate::service::binder_adapter::{
     self as binder, aidl, BinderResult, ParcelFileDescriptor, Status, Strong,
 };
 use crate::service::core::{Caller, UpdateService};
-use crate::service::backend::{parse_headers, ApplyRequest, PayloadLocation};
 use crate::service::listeners::{Gone, Listener, ListenerId};
 use crate::service::status;
 use crate::service::wire;

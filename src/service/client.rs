@@ -3,12 +3,12 @@
 use std::fs::File;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::service::backend::{RollbackFloor, SlotInfo};
 use crate::service::binder_adapter::{
     self as binder, aidl, BinderResult, Failure, Strong, Transport,
 };
 use crate::service::binder_service::CallbackRelay;
 pub use crate::service::binder_service::Event;
-use crate::service::backend::{RollbackFloor, SlotInfo};
 use crate::service::status::Status;
 use crate::service::wire;
 use crate::service::SERVICE_NAME;

@@ -148,7 +148,10 @@ mod tests {
             std::thread::spawn(move || control.pause_point())
         };
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!worker.is_finished(), "pause_point returned while suspended");
+        assert!(
+            !worker.is_finished(),
+            "pause_point returned while suspended"
+        );
         assert!(control.resume());
         assert!(worker.join().unwrap().is_ok());
     }

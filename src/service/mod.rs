@@ -8,13 +8,13 @@
 //!   crate (Android) or `rsbinder` (Linux host: kernel driver or RPC over a socket);
 //! - [`client`]: what the `abupdate` CLI uses to talk to the service.
 
+pub mod backend;
 pub mod binder_adapter;
 pub mod binder_service;
 pub mod client;
 pub mod control;
 pub mod core;
 mod dump;
-pub mod backend;
 mod listeners;
 mod notifier;
 pub mod persist;
@@ -24,12 +24,12 @@ pub mod status;
 pub mod updater_backend;
 mod wire;
 
-pub use self::control::Control;
-pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};
 pub use self::backend::{
     ApplyPhase, ApplyProgress, ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, SlotState,
     UpdateBackend,
 };
+pub use self::control::Control;
+pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};
 pub use self::listeners::{Gone, Listener, ListenerId, MAX_PER_UID as MAX_LISTENERS_PER_UID};
 pub use self::status::{State, Status};
 pub use self::updater_backend::{BackendConfig, UpdaterBackend};

@@ -20,11 +20,11 @@ use crate::error::Result;
 use crate::payload::keys::TrustedKeys;
 use crate::payload::properties::PayloadProperties;
 use crate::payload::HEADER_SIZE;
-use crate::service::control::Control;
 use crate::service::backend::{
     ApplyPhase, ApplyProgress, ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, SlotState,
     UpdateBackend,
 };
+use crate::service::control::Control;
 use crate::slot::Slot;
 use crate::source::Source;
 use crate::updater::Updater;
@@ -228,7 +228,9 @@ struct Relay<'a> {
 impl Observer for Relay<'_> {
     fn progress(&self, p: &engine::Progress) {
         let (phase, done, total) = match p.stage {
-            Stage::Metadata | Stage::Writing => (ApplyPhase::Downloading, p.bytes_done, p.bytes_total),
+            Stage::Metadata | Stage::Writing => {
+                (ApplyPhase::Downloading, p.bytes_done, p.bytes_total)
+            }
             Stage::Verifying => (ApplyPhase::Verifying, p.bytes_done, p.bytes_total),
             Stage::Done => (ApplyPhase::Finalizing, 0, 1),
         };

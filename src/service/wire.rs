@@ -4,8 +4,8 @@
 //! value instead of trusting the peer.
 
 use crate::error::{Error, ErrorCode, Result};
-use crate::service::binder_adapter::aidl;
 use crate::service::backend::{RollbackFloor, SlotInfo, SlotState};
+use crate::service::binder_adapter::aidl;
 use crate::service::status::{State, Status};
 
 pub(crate) fn status_to_aidl(s: &Status) -> aidl::UpdateStatus {

@@ -104,7 +104,7 @@ impl SlotMetadata {
 /// A parsed `bootloader_control` record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootloaderControl {
-    pub(super) slot_suffix: [u8; 4],
+    pub(crate) slot_suffix: [u8; 4],
     /// Three bits.
     pub(super) nb_slot: u8,
     /// Three bits.

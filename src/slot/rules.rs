@@ -97,7 +97,7 @@ impl BootloaderControl {
     }
 
     /// `nb_slot`, bounded by the entries the record has.
-    pub(super) fn slots_in_use(&self) -> usize {
+    pub fn slots_in_use(&self) -> usize {
         usize::from(self.nb_slot).min(MAX_SLOTS)
     }
 }

@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 
 use crate::avb::{self, AvbPublicKey, RollbackFloors, VbmetaImage};
 use crate::device::{Device, Layout};
-use crate::slot::Slot;
 use crate::engine::Observer;
 use crate::error::{Error, Result};
 use crate::rollback_store::{effective_floors, RollbackStore};
+use crate::slot::Slot;
 use crate::{bail, ErrorCode};
 
 /// The top-level vbmeta partition, as libavb names it.

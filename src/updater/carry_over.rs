@@ -25,10 +25,10 @@ use std::collections::BTreeSet;
 
 use crate::avb::validate_partition_name;
 use crate::device::{Device, Layout};
-use crate::slot::Slot;
 use crate::engine::{Observer, SlotPartitions, SourceRead, TargetWrite};
 use crate::error::{Error, Result};
 use crate::payload::BLOCK_SIZE;
+use crate::slot::Slot;
 
 /// Bytes compared and copied at a time.
 const CHUNK: usize = 1 << 20;

@@ -106,8 +106,7 @@ impl RunningBuild {
             }
             Err(e) => return Err(Error::io(format_args!("reading {}", path.display()), e)),
         };
-        Self::new(Arc::new(PropertyFile::parse(&text)))
-            .map_err(|e| e.context(path.display()))
+        Self::new(Arc::new(PropertyFile::parse(&text))).map_err(|e| e.context(path.display()))
     }
 
     /// The running Android system's properties.

@@ -25,18 +25,18 @@ pub mod slot_contents;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::device::{Device, Layout};
-use crate::slot::Slot;
-use crate::dm::{DmConfig, DmMapper};
+use crate::boot_control::MiscBootControl;
 use crate::checkpoint_store::FileCheckpointStore;
+use crate::device::{Device, Layout};
+use crate::dm::{DmConfig, DmMapper};
 use crate::engine::checkpoint::{CheckpointStore, Phase};
 use crate::engine::metadata::Metadata;
 use crate::engine::{
     self, ApplyOptions, ApplyReport, Observer, PayloadSource, SlotPartitions, UpdateHooks,
 };
 use crate::error::Result;
-use crate::boot_control::MiscBootControl;
-use crate::slot::{BootControl};
+use crate::slot::BootControl;
+use crate::slot::Slot;
 use avb_check::AvbPolicy;
 use downgrade::RunningBuild;
 

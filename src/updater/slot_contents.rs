@@ -11,10 +11,10 @@
 
 use super::avb_check::SlotVbmeta;
 use crate::avb::{validate_partition_name, Descriptor, HashDescriptor, HashtreeDescriptor};
-use crate::device::{Device};
-use crate::slot::Slot;
+use crate::device::Device;
 use crate::engine::Observer;
 use crate::error::{Error, Result};
+use crate::slot::Slot;
 use crate::ErrorCode;
 
 /// Checks every hash and hashtree descriptor of `vbmeta` (already signature-checked) against

@@ -78,4 +78,3 @@ impl VerityLayout {
         self.end().map(|_| ())
     }
 }
-

@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use abupdate::avb::{Algorithm, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder};
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::slot::Slot;
 use abupdate::payload::signature::Signer;
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 use abupdate::verity::FecRoots;
 
 use super::Rng;

@@ -6,11 +6,12 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abupdate::slot::Slot;
-use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::binder_adapter::{self as binder, Served, Transport};
 use abupdate::service::binder_service::{BinderService, Event};
-use abupdate::service::{Config, UpdateBackend, BackendConfig, UpdateService, UpdaterBackend, SERVICE_NAME};
+use abupdate::service::{
+    BackendConfig, Config, UpdateBackend, UpdateService, UpdaterBackend, SERVICE_NAME,
+};
+use abupdate::slot::Slot;
 use abupdate::updater::{HostOptions, Updater};
 
 /// abupdate's engine on the host device directory `device`, trusting `cert`, running

@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use abupdate::slot::Slot;
 use abupdate::download::{SourceOptions, TransferControl};
 use abupdate::engine::checkpoint::Phase;
 use abupdate::engine::{Observer, Progress, Stage};
+use abupdate::slot::Slot;
 use abupdate::source::CancelWithTransfer;
 use abupdate::ErrorCode;
 

@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use abupdate::slot::Slot;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::download::SourceOptions;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::{ApplyOptions, Observer, Quiet};
 use abupdate::payload::properties::PayloadProperties;
-use abupdate::boot_control::MiscBootControl;
-use abupdate::slot::{BootControl};
+use abupdate::slot::BootControl;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Outcome, Updater};
 use abupdate::Error;

@@ -15,13 +15,13 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
-use abupdate::slot::Slot;
 use abupdate::download::SourceOptions;
 use abupdate::engine::checkpoint::Phase;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::payload::signature::Signer;
 use abupdate::payload::{Manifest, PayloadHeader, HEADER_SIZE};
+use abupdate::slot::Slot;
 
 use common::nginx::Nginx;
 use common::pki::Pki;

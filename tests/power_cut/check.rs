@@ -20,11 +20,11 @@
 
 use std::path::Path;
 
-use abupdate::slot::Slot;
+use abupdate::boot_control::MiscBootControl;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::Quiet;
 use abupdate::slot::control::{BootloaderControl, MISC_OFFSET, RECORD_LEN};
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 use abupdate::slot::{bootloader, BootControl};
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};

@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use abupdate::slot::Slot;
 use abupdate::engine::Quiet;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 
 use check::{Recovery, SecondCut};

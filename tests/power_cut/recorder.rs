@@ -8,11 +8,11 @@ use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use abupdate::device::{Device, SuperLayer};
+use abupdate::boot_control::MiscBootControl;
 use abupdate::checkpoint_store::FileCheckpointStore;
+use abupdate::device::{Device, SuperLayer};
 use abupdate::engine::checkpoint::{Checkpoint, CheckpointStore};
 use abupdate::engine::{SlotPartitions, SourceRead, TargetWrite};
-use abupdate::boot_control::MiscBootControl;
 use abupdate::slot::{BlockIo, BootControl, Slot};
 use abupdate::updater::{HostOptions, Updater, UpdaterParts};
 

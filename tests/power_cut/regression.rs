@@ -1,8 +1,8 @@
 //! Crash states the soak found, kept as tests.
 
-use abupdate::slot::Slot;
 use abupdate::slot::bootloader;
 use abupdate::slot::control::{BootloaderControl, MISC_OFFSET, RECORD_LEN};
+use abupdate::slot::Slot;
 
 use crate::check::{self, Recovery, SecondCut};
 use crate::crash::{CrashState, How, Keep};

@@ -14,11 +14,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use abupdate::avb::{Algorithm, Descriptor, VbmetaBuilder};
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
 use abupdate::device::logical::ExtentMap;
-use abupdate::device::{super_meta};
-use abupdate::slot::Slot;
+use abupdate::device::super_meta;
 use abupdate::engine::checkpoint::{Checkpoint, Phase};
 use abupdate::engine::ApplyOptions;
 use abupdate::engine::SourceRead;
@@ -26,7 +26,7 @@ use abupdate::lp;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::signature::Signer;
 use abupdate::payload::Manifest;
-use abupdate::boot_control::MiscBootControl;
+use abupdate::slot::Slot;
 use abupdate::verity::FecRoots;
 
 use crate::common::{mixed_image, Rng};

@@ -9,12 +9,12 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use abupdate::slot::Slot;
 use abupdate::download::SourceOptions;
 use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::service::updater_backend::http_headers;
+use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Outcome, Updater};
 

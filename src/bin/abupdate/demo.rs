@@ -13,17 +13,17 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use abupdate::avb::{Algorithm, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder};
+use abupdate::boot_control::MiscBootControl;
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::super_image;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
-use abupdate::device::{Device};
-use abupdate::slot::Slot;
-use abupdate::payload::signature::Signer;
-use abupdate::boot_control::MiscBootControl;
-use abupdate::slot::{bootloader};
-use abupdate::updater::{HostOptions, Updater};
 use abupdate::device::verity_image::verify_image;
+use abupdate::device::Device;
+use abupdate::payload::signature::Signer;
+use abupdate::slot::bootloader;
+use abupdate::slot::Slot;
+use abupdate::updater::{HostOptions, Updater};
 use abupdate::verity::VerityLayout;
 use abupdate::verity::{FecRoots, HashAlgorithm};
 

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use abupdate::service::{BackendConfig, RollbackFloor, SlotInfo, UpdateBackend, UpdaterBackend};
 use abupdate::slot::Slot;
-use abupdate::service::{UpdateBackend, BackendConfig, RollbackFloor, SlotInfo, UpdaterBackend};
 use abupdate::updater::{HostOptions, Updater};
 
 use crate::service_cmd::{self, ServiceArgs};

@@ -81,7 +81,10 @@ pub fn run(cmd: VerityCommand) -> Result<()> {
                 None => descriptor_root,
             };
             let data = verify_image(&file, &lay, expected.as_deref())?;
-            println!("ok: root digest {}", abupdate::hex::encode(&data.root_digest));
+            println!(
+                "ok: root digest {}",
+                abupdate::hex::encode(&data.root_digest)
+            );
             Ok(())
         }
     }

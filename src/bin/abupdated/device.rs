@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use abupdate::dm::DmConfig;
 use abupdate::payload::keys::TrustedKeys;
-use abupdate::service::{UpdateBackend, BackendConfig, UpdaterBackend};
+use abupdate::service::{BackendConfig, UpdateBackend, UpdaterBackend};
 use abupdate::slot::{BootControl, Slot};
 use abupdate::sysprop::PropertyFile;
 use abupdate::updater::downgrade::RunningBuild;
@@ -142,7 +142,9 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
 /// A client of the vendor's boot HAL, in builds that have one.
 fn boot_hal() -> Result<Box<dyn BootControl + Send>> {
     #[cfg(all(target_os = "android", feature = "aosp"))]
-    return Ok(Box::new(abupdate::boot_control::aidl::AidlBootControl::connect()?));
+    return Ok(Box::new(
+        abupdate::boot_control::aidl::AidlBootControl::connect()?,
+    ));
     #[cfg(not(all(target_os = "android", feature = "aosp")))]
     abupdate::bail!(
         DeviceError,

@@ -50,10 +50,9 @@ pub(crate) fn client_config(pinned_ca: Option<&Path>) -> Result<Arc<ClientConfig
 
 /// Every `CERTIFICATE` block of a PEM file; at least one.
 fn pinned_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let text = std::fs::read(path)
-        .map_err(|e| {
-            crate::err!(DownloadFailed, "reading pinned CA {}: {e}", path.display()).caused_by(e)
-        })?;
+    let text = std::fs::read(path).map_err(|e| {
+        crate::err!(DownloadFailed, "reading pinned CA {}: {e}", path.display()).caused_by(e)
+    })?;
     let blocks = pem::parse_many(&text)
         .map_err(|e| crate::err!(DownloadFailed, "pinned CA {}: bad PEM: {e}", path.display()))?;
     let certs: Vec<_> = blocks

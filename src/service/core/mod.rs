@@ -23,8 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
+use crate::service::backend::{
+    ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, UpdateBackend,
+};
 use crate::service::control::Control;
-use crate::service::backend::{ApplyRequest, UpdateBackend, PayloadLocation, RollbackFloor, SlotInfo};
 use crate::service::listeners::{Listener, ListenerId};
 use crate::service::notifier::Notifier;
 use crate::service::persist::{Record, StateStore, StoredRequest};

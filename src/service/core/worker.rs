@@ -10,8 +10,8 @@ use std::sync::{Arc, MutexGuard};
 
 use super::{Inner, Publish, UpdateService};
 use crate::error::{Error, Result};
+use crate::service::backend::{ApplyProgress, ApplyRequest, PayloadLocation};
 use crate::service::control::Control;
-use crate::service::backend::{ApplyRequest, PayloadLocation, ApplyProgress};
 use crate::service::persist::StoredRequest;
 use crate::service::redact;
 use crate::service::status::{State, Status};
