@@ -10,7 +10,8 @@ pub fn encode(bytes: &[u8]) -> String {
 
 /// The bytes of an even-length hex string (either case); `None` if it is not one.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.is_ascii() {
+    // Digits only: `from_str_radix` alone would take a sign ("+1").
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
