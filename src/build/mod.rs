@@ -250,7 +250,7 @@ fn build_partition(
 fn set_verity(part: &mut pb::PartitionUpdate, layout: &crate::payload::manifest::PartitionVerity) {
     part.hash_tree_data_extent = Some(extent(&layout.hash_tree_data)).into();
     part.hash_tree_extent = Some(extent(&layout.hash_tree)).into();
-    part.set_hash_tree_algorithm(layout.algorithm.clone());
+    part.set_hash_tree_algorithm(layout.algorithm.name().to_owned());
     part.set_hash_tree_salt(layout.salt.clone());
     if let Some(fec) = &layout.fec {
         part.fec_data_extent = Some(extent(&fec.data)).into();

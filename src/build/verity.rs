@@ -45,7 +45,7 @@ pub fn from_footer(name: &str, image: &[u8]) -> Result<Option<PartitionVerity>> 
     Ok(Some(PartitionVerity {
         hash_tree_data: extent(0, desc.image_size),
         hash_tree: extent(desc.tree_offset, desc.tree_size),
-        algorithm: desc.hash_algorithm.clone(),
+        algorithm: HashAlgorithm::from_name(&desc.hash_algorithm)?,
         salt: desc.salt.clone(),
         fec,
     }))
@@ -75,7 +75,7 @@ pub fn append(image: &mut Vec<u8>) -> Result<PartitionVerity> {
     Ok(PartitionVerity {
         hash_tree_data: extent(0, data_size),
         hash_tree: extent(data_size, tree.tree.len() as u64),
-        algorithm: HashAlgorithm::Sha256.name().to_owned(),
+        algorithm: HashAlgorithm::Sha256,
         salt: salt.to_vec(),
         fec: Some(FecLayout {
             data: extent(0, fec_data),

@@ -2,8 +2,10 @@
 //!
 //! Everything a hostile payload could use to make the engine misbehave is rejected here, before a
 //! single byte is written: extents outside their partition, blobs that are not contiguous or run
-//! past the payload, absurd counts and sizes, bad partition names. Code downstream relies on these
-//! invariants instead of re-checking them.
+//! past the payload, absurd counts and sizes, bad partition names, a verity hash algorithm the
+//! engine does not know (all 21, `MalformedPayload`). Code downstream relies on these invariants
+//! instead of re-checking them; what is left for the verity pass (42, `Verity`) is how the
+//! extents fit the tree and FEC sizes the algorithm implies.
 
 use std::collections::HashSet;
 
@@ -11,6 +13,7 @@ use protobuf::Message;
 
 use super::proto::update_metadata as pb;
 use crate::error::{Error, Result};
+use crate::verity::HashAlgorithm;
 use crate::{bail, err};
 
 pub const BLOCK_SIZE: u64 = 4096;
@@ -182,7 +185,8 @@ pub struct PartitionInfo {
 pub struct PartitionVerity {
     pub hash_tree_data: Extent,
     pub hash_tree: Extent,
-    pub algorithm: String,
+    /// `hash_tree_algorithm`, parsed: an unknown name is refused with the manifest.
+    pub algorithm: HashAlgorithm,
     pub salt: Vec<u8>,
     pub fec: Option<FecLayout>,
 }
@@ -742,10 +746,12 @@ fn parse_verity(p: &pb::PartitionUpdate, new_blocks: u64) -> Result<Option<Parti
         }
         None => None,
     };
+    let algorithm = HashAlgorithm::from_name(p.hash_tree_algorithm())
+        .map_err(|e| err!(MalformedPayload, "partition {name}: {}", e.message))?;
     Ok(Some(PartitionVerity {
         hash_tree_data,
         hash_tree,
-        algorithm: p.hash_tree_algorithm().to_owned(),
+        algorithm,
         salt: p.hash_tree_salt().to_vec(),
         fec,
     }))
@@ -826,6 +832,29 @@ mod tests {
             e.message.len() < 200 && e.message.contains("5010 bytes"),
             "{e}"
         );
+    }
+
+    /// An unknown `hash_tree_algorithm` is a malformed payload (21) when the manifest is read,
+    /// before anything is written, not a verity failure (42) after every operation.
+    #[test]
+    fn unknown_hash_tree_algorithm_is_refused_with_the_manifest() {
+        let verity = |alg: &str| {
+            let mut m = manifest(&[8 * BLOCK_SIZE], &[extent(0, 8)], &[]);
+            m.set_minor_version(VERITY_MINOR_VERSION);
+            let p = &mut m.partitions[0];
+            p.hash_tree_data_extent = Some(extent(0, 7)).into();
+            p.hash_tree_extent = Some(extent(7, 1)).into();
+            p.set_hash_tree_algorithm(alg.to_owned());
+            Manifest::from_proto(&m, None)
+        };
+        let parsed = verity("SHA256").unwrap();
+        let layout = parsed.partitions[0].verity.as_ref().unwrap();
+        assert_eq!(layout.algorithm, HashAlgorithm::Sha256);
+        for bad in ["md5", "", "sha256 "] {
+            let e = verity(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MalformedPayload, "{bad:?}: {e}");
+            assert!(e.message.contains("partition p0"), "{e}");
+        }
     }
 
     #[test]
