@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn offsets_follow_liblp() {
-        // PLATFORM.md §2: primary n at 4096 + 2*4096 + max*n, backup n after all primaries.
+        // As liblp's GetPrimaryMetadataOffset and GetBackupMetadataOffset place them: primary n
+        // at 4096 + 2*4096 + max*n, backup n after all primaries.
         let g = Geometry {
             metadata_max_size: 65536,
             metadata_slot_count: 3,

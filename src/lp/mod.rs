@@ -21,8 +21,8 @@
 //! duplicate group or partition, a bad name, a listed partition without a size: what a
 //! payload's `dynamic_partition_metadata` could get wrong) is 21 (`MalformedPayload`).
 //!
-//! Where this module is stricter than liblp (documented deviations from the contract in
-//! `LP_API.md`):
+//! Where this module is stricter than liblp (deliberate deviations, each refused with a
+//! message):
 //! - names must be NUL-terminated inside their 36 bytes (at most 35 characters), NUL-padded,
 //!   and made of ASCII letters, digits, `_`, `-`, `.`;
 //! - block device 0 must be `super` (retrofit devices, with `system_a` as super, are not

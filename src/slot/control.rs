@@ -238,8 +238,8 @@ fn sub<const N: usize>(bytes: &[u8; RECORD_LEN], at: usize) -> [u8; N] {
 pub(crate) mod tests {
     use super::*;
 
-    /// FORMATS.md §4: current `_a`, 2 slots, a = prio 7 / tries 7 / successful,
-    /// b = prio 7 / tries 7.
+    /// A record as libboot_control lays it out (the table at the top of this file): current
+    /// `_a`, 2 slots, a = prio 7 / tries 7 / successful, b = prio 7 / tries 7, CRC-32 last.
     pub(in crate::slot) const VECTOR: &str =
         "5f6100004243414201020000f7007700000000000000000000000000aa83a82e";
 
