@@ -23,6 +23,18 @@
 //! `build` (payloads, AVB and `super` images) is a host tool over files, used by the demo, the
 //! tests and the benchmarks.
 
+// The rules of the house, outside tests: no unwrap/expect/panic (fail closed with an error
+// instead), and every `unsafe` block says why it is sound.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::undocumented_unsafe_blocks
+    )
+)]
+
 pub mod avb;
 pub mod boot_control;
 pub mod bsdiff;

@@ -52,7 +52,15 @@ pub fn verify_image(
 ) -> Result<VerityData> {
     layout.check()?;
     require_len(image, layout.end()?)?;
-    let mut stored_tree = vec![0u8; layout.tree_size()? as usize];
+    // The tree of an image past 4 GiB of tree would not fit a 32-bit address space.
+    let tree_size = layout.tree_size()?;
+    let tree_len = usize::try_from(tree_size).map_err(|_| {
+        crate::err!(
+            Verity,
+            "a {tree_size}-byte hash tree does not fit in memory here"
+        )
+    })?;
+    let mut stored_tree = vec![0u8; tree_len];
     read_at(image, &mut stored_tree, layout.tree_offset)?;
     let (tree, fec) = compute(image, layout, Some(&stored_tree))?;
     let bs = u64::from(BLOCK_SIZE);

@@ -6,7 +6,7 @@ use super::hashing::ResumableSha256;
 use super::{Context, TargetWrite};
 use crate::error::{Error, Result};
 use crate::payload::manifest::{Partition, PartitionVerity};
-use crate::verity::{self, FecEncoder, FecRoots, HashAlgorithm, HashTreeBuilder};
+use crate::verity::{self, FecEncoder, FecRoots, HashTreeBuilder};
 use crate::{bail, err};
 
 /// Small enough for the read buffer to stay in a core's L2 cache between the copy from the page
@@ -196,6 +196,7 @@ fn write_tree(plan: &mut Plan, p: &Partition, target: &dyn TargetWrite) -> Resul
 mod tests {
     use super::*;
     use crate::payload::manifest::{Extent, FecLayout};
+    use crate::verity::HashAlgorithm;
     use crate::ErrorCode;
 
     fn ext(start_block: u64, num_blocks: u64) -> Extent {

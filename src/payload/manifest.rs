@@ -27,7 +27,8 @@ pub const MAX_OPERATIONS: usize = 1 << 20;
 pub const MAX_EXTENTS_PER_OP: usize = 1 << 16;
 /// Every operation's output and blob are held in memory while it is applied (as update_engine
 /// does); this caps both. AOSP's generator splits full images into 2 MiB chunks, and deltas
-/// into file-sized operations.
+/// into file-sized operations. Being far below 4 GiB, it also makes the engine's `as usize` of
+/// blob and extent lengths exact on 32-bit devices.
 pub const MAX_OP_BYTES: u64 = 256 << 20;
 const MAX_NAME_LEN: usize = 64;
 /// liblp's name fields (partitions, groups) are 36 bytes with a terminating NUL.

@@ -14,6 +14,8 @@ pub mod properties;
 pub mod signature;
 
 /// The rust-protobuf messages generated from `proto/update_metadata.proto`.
+// Generated code: its accessors unwrap fields they have just set, which is not ours to change.
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
 }

@@ -4,6 +4,18 @@
 //! first three work directly on a host device directory instead. `payload`, `verity` and
 //! `demo` are host tools. The exit code is the structured status code of the result.
 
+// The rules of the house, outside tests: no unwrap/expect/panic (fail closed with an error
+// instead), and every `unsafe` block says why it is sound.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::undocumented_unsafe_blocks
+    )
+)]
+
 mod apply_cmd;
 mod demo;
 mod follow;

@@ -5,6 +5,18 @@
 //! requests on a thread pool and updates on a worker thread, with abupdate's update engine
 //! over the device's partitions.
 
+// The rules of the house, outside tests: no unwrap/expect/panic (fail closed with an error
+// instead), and every `unsafe` block says why it is sound.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::undocumented_unsafe_blocks
+    )
+)]
+
 mod device;
 
 use std::path::PathBuf;
