@@ -127,7 +127,8 @@ impl ErrorCode {
     pub fn class(self) -> &'static str {
         match self as u8 / 10 {
             0 => "ok",
-            1 => "download failed",
+            // A download, or a local file or descriptor: the payload's bytes did not arrive.
+            1 => "reading the payload failed",
             2 => "verification failed",
             3 => "install failed",
             _ => "post-check failed",
@@ -285,7 +286,7 @@ mod tests {
             assert_eq!(ErrorCode::from_i32(n), Some(code));
             let expected = match n {
                 0 => "ok",
-                10..=19 => "download failed",
+                10..=19 => "reading the payload failed",
                 20..=29 => "verification failed",
                 30..=39 => "install failed",
                 40..=49 => "post-check failed",

@@ -4,6 +4,9 @@
 //!
 //! Needs the Debian packages `bsdiff`, `brotli`, `bzip2`; a missing tool fails the test.
 
+#[path = "common/shared.rs"]
+mod shared;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -208,13 +211,9 @@ fn our_bsdf2_streams_decode_independently() {
     }
 }
 
-/// The sample AOSP payloads, under `../shared/testdata` beside the checkout, or under
-/// `$ABUPDATE_SHARED/testdata`.
+/// The sample AOSP payloads (see `common/shared.rs`).
 fn aosp_samples() -> PathBuf {
-    let shared = std::env::var_os("ABUPDATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    shared.join("testdata/aosp-update-engine")
+    shared::aosp_samples()
 }
 
 /// The one BROTLI_BSDIFF operation of AOSP's `delta_payload.bin` (kernel partition), as its

@@ -377,3 +377,139 @@ fn a_host_daemon_takes_orders_from_its_own_uid_only_by_default() {
         "allowed, with nothing to cancel (36 would be a refusal)"
     );
 }
+
+/// Runs `abupdate ARGS` with no service configured in the environment; exit code and stderr.
+fn cli_alone(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(args)
+        .env_remove("ABUPDATE_BINDER")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{args:?}: exit {:?}\n{stderr}", out.status.code());
+    (out.status.code().unwrap_or(-1), stderr)
+}
+
+/// The first hour: with no service running, `apply` says that no service is reachable where
+/// it looked (spelled as the README spells it) and what to do instead.
+#[test]
+fn without_a_service_apply_says_where_it_looked_and_what_else_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = dir.path().join("payload.bin");
+    std::fs::write(&payload, b"not read: the service is not there").unwrap();
+    let uri = format!(
+        "unix://{}?profile=android13plus",
+        dir.path().join("none.sock").display()
+    );
+    let (code, stderr) = cli_alone(&["apply", path(&payload), "--binder", &uri]);
+    assert_eq!(code, 31, "{stderr}");
+    for says in [
+        format!("no abupdate service is reachable at {uri}"),
+        "--device DIR".to_owned(),
+        "--binder URI".to_owned(),
+    ] {
+        assert!(stderr.contains(&says), "{says:?} not in {stderr}");
+    }
+    // The default, where the README says it is (this host has no abupdate service there).
+    let (_, stderr) = cli_alone(&["slots"]);
+    assert!(
+        stderr.contains("no abupdate service is reachable at binder:/dev/binder"),
+        "{stderr}"
+    );
+}
+
+/// The first hour: a payload that cannot be read, or a truncated one, is named as such (class
+/// "reading the payload failed"), not as a download, and before any service is asked.
+#[test]
+fn a_payload_that_cannot_be_read_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.bin");
+    let (code, stderr) = cli_alone(&["apply", path(&missing)]);
+    assert_eq!(code, 10, "{stderr}");
+    assert!(stderr.contains("cannot read the payload"), "{stderr}");
+    assert!(stderr.contains("reading the payload failed"), "{stderr}");
+    assert!(!stderr.contains("binder"), "the file comes first: {stderr}");
+
+    let (code, stderr) = cli_alone(&["payload", "info", path(&missing)]);
+    assert_eq!(code, 10, "{stderr}");
+    assert!(stderr.contains("cannot read"), "{stderr}");
+
+    let ota = Ota::build(dir.path());
+    let whole = std::fs::read(&ota.payload).unwrap();
+    let truncated = dir.path().join("truncated.bin");
+    std::fs::write(&truncated, &whole[..whole.len() / 2]).unwrap();
+    let (code, stderr) = cli_alone(&["payload", "info", path(&truncated)]);
+    assert_eq!(code, 14, "{stderr}");
+    assert!(stderr.contains("reading the payload failed"), "{stderr}");
+    assert!(!stderr.contains("download"), "{stderr}");
+
+    let help = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(["payload", "info", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("<PAYLOAD>  The payload file"), "{help}");
+}
+
+/// The first hour: after an update that wrote into the target slot and then failed (here its
+/// payload signature does not verify), `apply` and `slots` say that the slot stays unbootable
+/// by design and what brings it back.
+#[test]
+fn a_failed_update_says_the_target_stays_unbootable() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let mut bytes = std::fs::read(&ota.payload).unwrap();
+    // Inside the RSA signature: the blob ends with the 5 bytes of its unpadded size field.
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    let spoilt = dir.path().join("spoilt.bin");
+    std::fs::write(&spoilt, bytes).unwrap();
+    let device = path(&ota.device);
+    let (code, stderr) = cli_alone(&[
+        "apply",
+        "--device",
+        device,
+        "--key",
+        path(&ota.cert),
+        path(&spoilt),
+    ]);
+    assert_eq!(code, 23, "{stderr}");
+    let note = "slot _b stays unbootable by design";
+    assert!(stderr.contains(note), "{stderr}");
+    assert!(
+        stderr.contains("when an update into it completes"),
+        "{stderr}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(["slots", "--device", device])
+        .output()
+        .unwrap();
+    let slots = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        slots.contains("_b: current=false active=false bootable=false"),
+        "{slots}"
+    );
+    assert!(slots.contains(note), "{slots}");
+
+    // And the same payload, whole, brings it back.
+    let (code, stderr) = cli_alone(&[
+        "apply",
+        "--device",
+        device,
+        "--key",
+        path(&ota.cert),
+        path(&ota.payload),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(["slots", "--device", device])
+        .output()
+        .unwrap();
+    let slots = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        slots.contains("_b: current=false active=true bootable=true"),
+        "{slots}"
+    );
+    assert!(!slots.contains("unbootable"), "{slots}");
+}

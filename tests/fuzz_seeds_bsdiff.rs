@@ -5,6 +5,9 @@
 //! `cargo test --test fuzz_seeds_bsdiff regenerate_seeds -- --ignored` rewrites the seeds and
 //! the list (run it alone; needs Debian `bsdiff` and the AOSP samples as `bsdiff_interop` does).
 
+#[path = "common/shared.rs"]
+mod shared;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -275,10 +278,7 @@ fn stored_entries(
 
 /// The BROTLI_BSDIFF operation of AOSP's sample delta payload (see `bsdiff_interop.rs`).
 fn aosp_kernel_op() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
-    let shared = std::env::var_os("ABUPDATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let samples = shared.join("testdata/aosp-update-engine");
+    let samples = shared::aosp_samples();
     let dir = tempfile::tempdir().unwrap();
     for archive in ["sample_images.tar.bz2", "sample_payloads.tar.xz"] {
         let status = Command::new("tar")

@@ -3,6 +3,9 @@
 //! writes, byte for byte; our parse → serialise reproduces lpmake's bytes; the target slot
 //! `prepare_target` makes reads back through `lpdump` and `lpunpack` as expected.
 
+#[path = "common/shared.rs"]
+mod shared;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,10 +19,7 @@ const MIB: u64 = 1024 * 1024;
 
 /// `../shared/tools/aosp/bin` beside the checkout, or `$ABUPDATE_SHARED/tools/aosp/bin`.
 fn tool(name: &str) -> PathBuf {
-    let shared = std::env::var_os("ABUPDATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    shared.join("tools/aosp/bin").join(name)
+    shared::aosp_tool(name)
 }
 
 fn run(name: &str, args: &[String]) -> String {

@@ -30,10 +30,7 @@ const LOGICAL: [(&str, usize, usize, usize); 3] = [
 ];
 
 fn tool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("ABUPDATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    dir.join("tools/aosp/bin").join(name)
+    common::shared::aosp_tool(name)
 }
 
 fn run(name: &str, args: &[&str]) -> String {

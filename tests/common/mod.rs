@@ -12,14 +12,13 @@ pub mod ota;
 pub mod pki;
 pub mod proxy;
 pub mod service;
+pub mod shared;
 pub mod veritysetup;
 
-/// `../shared/testdata` beside the checkout, or `$ABUPDATE_SHARED/testdata` (read-only).
+/// `../shared/testdata/aosp-update-engine` beside the checkout, or under `$ABUPDATE_SHARED`
+/// (read-only); a missing one fails with one line saying what goes there.
 pub fn testdata() -> PathBuf {
-    let shared = std::env::var_os("ABUPDATE_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    shared.join("testdata/aosp-update-engine")
+    shared::aosp_samples()
 }
 
 /// Unpacks AOSP's sample images and payloads into `dir` (a copy: the originals stay read-only).

@@ -83,7 +83,11 @@ pub fn run(args: ApplyArgs) -> Result<()> {
     let Some(device) = &args.device else {
         return crate::service_cmd::apply(&args);
     };
-    let outcome = apply(device, &args, std::io::stderr().is_terminal())?;
+    let outcome = apply(device, &args, std::io::stderr().is_terminal()).inspect_err(|_| {
+        if let Some(note) = crate::slots_cmd::device_note(device, args.current_slot.as_deref()) {
+            eprintln!("abupdate: {note}");
+        }
+    })?;
     println!("applied {}: {outcome}", args.payload);
     Ok(())
 }

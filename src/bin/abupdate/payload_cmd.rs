@@ -16,7 +16,10 @@ use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 #[derive(Subcommand)]
 pub enum PayloadCommand {
     /// Header, partitions, operation counts by type, signatures, sizes.
-    Info { payload: PathBuf },
+    Info {
+        /// The payload file (payload.bin; for one inside an OTA zip, unzip it first).
+        payload: PathBuf,
+    },
     /// Build a full payload (NAME=NEW.img) or a delta (NAME=NEW.img:OLD.img).
     Build {
         #[arg(long)]
@@ -129,7 +132,9 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
 }
 
 fn info(path: &PathBuf) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| {
+        abupdate::err!(DownloadFailed, "cannot read {}: {e}", path.display()).caused_by(e)
+    })?;
     let header = PayloadHeader::parse(&bytes, Some(bytes.len() as u64))?;
     let meta_end = header.data_offset() as usize;
     // Inspection, not trust: the manifest is printed whether or not anyone signed it.

@@ -16,6 +16,7 @@ use abupdate::service::client::UpdateClient;
 
 use crate::apply_cmd::{header_pairs, ApplyArgs};
 use crate::follow::Follow;
+use crate::slots_cmd::unbootable_note;
 
 /// Where the service is.
 #[derive(Args, Clone, Debug, Default)]
@@ -36,7 +37,19 @@ impl ServiceArgs {
             Some(uri) => uri.clone(),
             None => std::env::var("ABUPDATE_BINDER").unwrap_or_else(|_| DEFAULT_BINDER.to_owned()),
         };
-        Ok(UpdateClient::connect(&Transport::parse(&uri)?)?)
+        let transport = Transport::parse(&uri)?;
+        UpdateClient::connect(&transport).map_err(|e| {
+            let hint = abupdate::Error::new(
+                e.code,
+                format!(
+                    "no abupdate service is reachable at {transport} ({}); start abupdated, \
+                     or apply to a host device directory with --device DIR, or name where the \
+                     service listens with --binder URI (or $ABUPDATE_BINDER)",
+                    e.message
+                ),
+            );
+            anyhow::Error::new(hint)
+        })
     }
 }
 
@@ -60,24 +73,38 @@ pub struct VerifyArgs {
 
 /// `apply` without `--device`: hands the payload to the service.
 pub fn apply(args: &ApplyArgs) -> Result<()> {
-    let client = args.service.connect()?;
+    // The payload first: a file that cannot be read is said so, whether or not a service runs.
+    let file = match is_url(&args.payload) {
+        true => None,
+        false => Some(File::open(local_path(&args.payload)).map_err(|e| {
+            abupdate::err!(
+                DownloadFailed,
+                "cannot read the payload {}: {e}",
+                args.payload
+            )
+            .caused_by(e)
+        })?),
+    };
     let headers = header_pairs(args.properties.as_deref(), &args.headers)?;
+    let client = args.service.connect()?;
     let size = args.size.unwrap_or(0);
     // Listen first, so that the end of a quick update is not missed.
     let follow = match args.wait {
         true => Some(Follow::start(&client, std::io::stderr().is_terminal())?),
         false => None,
     };
-    if is_url(&args.payload) {
-        client.apply(&args.payload, args.offset, size, &headers)?;
-    } else {
-        let file = File::open(local_path(&args.payload))
-            .map_err(|e| abupdate::err!(DownloadFailed, "{}: {e}", args.payload))?;
-        client.apply_file(file, args.offset, size, &headers)?;
+    match file {
+        None => client.apply(&args.payload, args.offset, size, &headers)?,
+        Some(file) => client.apply_file(file, args.offset, size, &headers)?,
     }
     match follow {
         Some(follow) => {
-            follow.until_complete(false)?;
+            follow.until_complete(false).inspect_err(|_| {
+                let note = client.slots().ok().and_then(|info| unbootable_note(&info));
+                if let Some(note) = note {
+                    eprintln!("abupdate: {note}");
+                }
+            })?;
             println!("applied {}; reboot to run the new slot", args.payload);
         }
         None => println!("update started: abupdate status | watch"),

@@ -70,8 +70,32 @@ fn host_engine(args: &SlotsArgs) -> Result<UpdaterBackend> {
     Ok(UpdaterBackend::new(updater, BackendConfig::default()))
 }
 
+/// Says why a slot other than the running one is unbootable, and what brings it back.
+pub fn unbootable_note(info: &SlotInfo) -> Option<String> {
+    let slot = info
+        .slots
+        .iter()
+        .find(|s| s.slot != info.current && !s.bootable)?;
+    Some(format!(
+        "slot {} stays unbootable by design: it was marked so before an update wrote into it, \
+         and that update did not complete (refused, cancelled or failed), so that a half-written \
+         slot never boots; it becomes bootable again when an update into it completes",
+        slot.suffix
+    ))
+}
+
+/// The note of [`unbootable_note`] for a host device directory, if it can be read.
+pub fn device_note(device: &std::path::Path, current_slot: Option<&str>) -> Option<String> {
+    let args = SlotsArgs {
+        device: Some(device.to_owned()),
+        current_slot: current_slot.map(str::to_owned),
+        service: ServiceArgs::default(),
+    };
+    unbootable_note(&host_engine(&args).ok()?.slot_info().ok()?)
+}
+
 /// One line per slot (`_b: current=false active=true bootable=true successful=false
-/// tries=7`), then the rollback floors.
+/// tries=7`), a note on an unbootable other slot, then the rollback floors.
 fn render(info: &SlotInfo, floors: &[RollbackFloor]) -> String {
     let mut out = String::new();
     for s in &info.slots {
@@ -84,6 +108,9 @@ fn render(info: &SlotInfo, floors: &[RollbackFloor]) -> String {
             s.successful,
             s.tries_remaining
         );
+    }
+    if let Some(note) = unbootable_note(info) {
+        out += &format!("note: {note}\n");
     }
     let floors: Vec<String> = floors
         .iter()

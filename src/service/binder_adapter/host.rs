@@ -39,6 +39,8 @@ pub mod aidl {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transport {
     uri: rsbinder::Uri,
+    /// As the user spelled it (`binder:/dev/binder`), for messages.
+    text: String,
 }
 
 impl Transport {
@@ -61,7 +63,10 @@ impl Transport {
         if uri.service().is_some() {
             crate::bail!(DeviceError, "binder transport {text:?}: no #service here");
         }
-        Ok(Transport { uri })
+        Ok(Transport {
+            uri,
+            text: text.to_owned(),
+        })
     }
 
     pub fn is_kernel(&self) -> bool {
@@ -71,7 +76,7 @@ impl Transport {
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.uri.fmt(f)
+        f.write_str(&self.text)
     }
 }
 
