@@ -9,6 +9,7 @@ use std::path::Path;
 use abupdate::boot_control::MiscBootControl;
 use abupdate::build::{ops::Compressors, BuildOptions};
 use abupdate::engine::Quiet;
+use abupdate::slot::BootControl;
 use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
@@ -130,4 +131,16 @@ fn same_or_newer_builds_apply() {
         ..Default::default()
     };
     try_update(tmp.path(), options).unwrap();
+    let dev = tmp.path().join("dev");
+    let new = std::fs::read(tmp.path().join("system.img")).unwrap();
+    let target = std::fs::read(dev.join("system_b.img")).unwrap();
+    assert!(
+        target.starts_with(&new),
+        "slot B does not hold the new system"
+    );
+    let running = std::fs::read(dev.join("system_a.img")).unwrap();
+    assert!(running.starts_with(b"old"), "the running slot was touched");
+    let boot = MiscBootControl::open_device_dir(&dev, None).unwrap();
+    assert_eq!(boot.active_slot().unwrap(), Slot::B, "B is to boot next");
+    assert!(boot.is_bootable(Slot::B).unwrap());
 }

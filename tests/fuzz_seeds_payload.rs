@@ -52,9 +52,13 @@ fn regenerate_seeds() {
     let dir = seeds_dir();
     // Crash reproducers are kept as they are.
     let mut list = common::fuzz_seeds::clear_generated("payload_parse", |_| true);
-    let mut put = |name: &str, forge: &Forge| {
+    // Each seed's outcome is stated here, from what the edit breaks (21 malformed, 32
+    // unsupported; a known size with only the metadata is 14, the blobs missing), and checked
+    // against the code before it is written: the list is not whatever the code said.
+    let mut put = |name: &str, forge: &Forge, want: &str| {
         let data = metadata_of(forge);
-        list.push_str(&format!("{name} {}\n", outcome(&data)));
+        assert_eq!(outcome(&data), want, "{name}");
+        list.push_str(&format!("{name} {want}\n"));
         std::fs::write(dir.join(name), data).unwrap();
     };
 
@@ -62,13 +66,21 @@ fn regenerate_seeds() {
     common::unpack_aosp_samples(tmp.path());
     let aosp_full = Forge::read(&tmp.path().join("full_payload.bin"));
     let aosp_delta = Forge::read(&tmp.path().join("delta_payload.bin"));
-    put("aosp-full.bin", &aosp_full);
-    put("aosp-delta.bin", &aosp_delta);
+    // AOSP's samples: kernel and root, 3 operations in the full payload and 15 in the delta
+    // (`payload-dumper --list` from PyPI lists kernel 2 + root 1, and 14 + 1).
+    put("aosp-full.bin", &aosp_full, "ok:2:3 err:14");
+    put("aosp-delta.bin", &aosp_delta, "ok:2:15 err:14");
 
     let (full, delta) = our_payloads(tmp.path());
-    put("ours-full-signed.bin", &full);
-    put("ours-delta-signed.bin", &delta);
-    put("ours-full-unsigned.bin", full.clone().unsign());
+    // Ours (`our_payloads`): one 160 KiB partition, which the full payload writes in one
+    // operation (the builder chunks at 2 MiB).
+    put("ours-full-signed.bin", &full, "ok:1:1 err:14");
+    put("ours-delta-signed.bin", &delta, "ok:1:16 err:14");
+    put(
+        "ours-full-unsigned.bin",
+        full.clone().unsign(),
+        "ok:1:1 err:14",
+    );
 
     use abupdate::payload::proto::update_metadata::install_operation::Type;
     let edited =
@@ -81,12 +93,14 @@ fn regenerate_seeds() {
     put(
         "block-size-8192.bin",
         &edited(&aosp_full, |m| m.set_block_size(8192)),
+        "err:21 err:21",
     );
     put(
         "dst-extent-overflow.bin",
         &edited(&aosp_delta, |m| {
             m.partitions[0].operations[0].dst_extents[0].set_start_block(u64::MAX - 1)
         }),
+        "err:21 err:21",
     );
     put(
         "src-extent-past-end.bin",
@@ -98,30 +112,35 @@ fn regenerate_seeds() {
                 .unwrap();
             op.src_extents[0].set_num_blocks(1 << 40);
         }),
+        "err:21 err:21",
     );
     put(
         "unknown-op-type.bin",
         &edited(&aosp_full, |m| {
             m.partitions[0].operations[0].type_ = Some(protobuf::EnumOrUnknown::from_i32(77))
         }),
+        "err:32 err:32",
     );
     put(
         "puffdiff.bin",
         &edited(&aosp_delta, |m| {
             m.partitions[0].operations[0].set_type(Type::PUFFDIFF)
         }),
+        "ok:2:15 err:14",
     );
     put(
         "blobs-not-contiguous.bin",
         &edited(&aosp_full, |m| {
             m.partitions[0].operations[1].set_data_offset(1)
         }),
+        "err:21 err:21",
     );
     put(
         "bad-partition-name.bin",
         &edited(&aosp_full, |m| {
             m.partitions[0].set_partition_name("../boot".into())
         }),
+        "err:21 err:21",
     );
     put(
         "duplicate-partition.bin",
@@ -129,10 +148,12 @@ fn regenerate_seeds() {
             let copy = m.partitions[0].clone();
             m.partitions.push(copy);
         }),
+        "err:21 err:21",
     );
     put(
         "minor-version-99.bin",
         &edited(&aosp_delta, |m| m.set_minor_version(99)),
+        "err:32 err:32",
     );
     // Complete payloads as they are: no blob at all, so the known-size path accepts them too.
     let mut zeros = aosp_full.clone();
@@ -140,13 +161,13 @@ fn regenerate_seeds() {
         op.set_type(Type::ZERO);
         blob.clear();
     });
-    put("aosp-full-all-zero-ops.bin", &zeros);
+    put("aosp-full-all-zero-ops.bin", &zeros, "ok:2:3 ok:2:3");
     let mut garbage = aosp_full.clone();
     garbage.manifest = b"\x6a\xff\xff\xff\xff\x0f".to_vec();
-    put("manifest-not-protobuf.bin", &garbage);
+    put("manifest-not-protobuf.bin", &garbage, "err:21 err:21");
     let mut magic = aosp_full.clone();
     magic.major_version = 3;
-    put("major-version-3.bin", &magic);
+    put("major-version-3.bin", &magic, "err:32 err:32");
 
     std::fs::write(expected_path(), list).unwrap();
 }
