@@ -465,14 +465,17 @@ fn a_failed_update_says_the_target_stays_unbootable() {
     let spoilt = dir.path().join("spoilt.bin");
     std::fs::write(&spoilt, bytes).unwrap();
     let device = path(&ota.device);
-    let (code, stderr) = cli_alone(&[
-        "apply",
-        "--device",
-        device,
-        "--key",
-        path(&ota.cert),
-        path(&spoilt),
-    ]);
+    let apply = |payload: &Path| {
+        cli_alone(&[
+            "apply",
+            "--device",
+            device,
+            "--key",
+            path(&ota.cert),
+            path(payload),
+        ])
+    };
+    let (code, stderr) = apply(&spoilt);
     assert_eq!(code, 23, "{stderr}");
     let note = "slot _b stays unbootable by design";
     assert!(stderr.contains(note), "{stderr}");
@@ -481,11 +484,7 @@ fn a_failed_update_says_the_target_stays_unbootable() {
         "{stderr}"
     );
 
-    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
-        .args(["slots", "--device", device])
-        .output()
-        .unwrap();
-    let slots = String::from_utf8_lossy(&out.stdout);
+    let slots = slots_of(device);
     assert!(
         slots.contains("_b: current=false active=false bootable=false"),
         "{slots}"
@@ -493,23 +492,21 @@ fn a_failed_update_says_the_target_stays_unbootable() {
     assert!(slots.contains(note), "{slots}");
 
     // And the same payload, whole, brings it back.
-    let (code, stderr) = cli_alone(&[
-        "apply",
-        "--device",
-        device,
-        "--key",
-        path(&ota.cert),
-        path(&ota.payload),
-    ]);
+    let (code, stderr) = apply(&ota.payload);
     assert_eq!(code, 0, "{stderr}");
-    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
-        .args(["slots", "--device", device])
-        .output()
-        .unwrap();
-    let slots = String::from_utf8_lossy(&out.stdout);
+    let slots = slots_of(device);
     assert!(
         slots.contains("_b: current=false active=true bootable=true"),
         "{slots}"
     );
     assert!(!slots.contains("unbootable"), "{slots}");
+}
+
+/// `abupdate slots --device DEVICE`'s output.
+fn slots_of(device: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(["slots", "--device", device])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
