@@ -243,7 +243,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const SHOWN_CHARS: usize = 40;
 
 /// Text that came from outside (a payload, a server, a caller) as a message may carry it:
-/// quoted and escaped, and past [`SHOWN_CHARS`] characters cut, with its length. Messages reach
+/// quoted and escaped, and past `SHOWN_CHARS` (40) characters cut, with its length. Messages reach
 /// logs, `dumpsys` and callers; they must not replay someone else's bytes to them.
 pub fn shown(text: &str) -> String {
     let mut chars = text.chars();

@@ -4,7 +4,7 @@
 //! manifest into checked, typed structures (every extent, size and name is validated once, here),
 //! [`signature`] verifies the metadata and payload signatures, [`properties`] reads
 //! `payload_properties.txt` and the header key/value pairs that carry the same facts.
-//! [`decode_cost`] bounds what decoding a hostile manifest or signature blob would allocate.
+//! `decode_cost` bounds what decoding a hostile manifest or signature blob would allocate.
 
 mod decode_cost;
 pub mod header;

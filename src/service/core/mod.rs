@@ -4,7 +4,7 @@
 //! Who may do what: every method that changes something, `verifyPayloadApplicable` (it reads
 //! partitions and costs the device work) and the dump need a caller in the allow-list;
 //! reading the status, the slots and the rollback floors and registering a callback (capped
-//! per UID, see [`crate::service::listeners`]) are open to every app. Refusals are logged at
+//! per UID, see `service::listeners`) are open to every app. Refusals are logged at
 //! most once per UID per ten seconds. URLs leave the daemon (log, dump, status) without
 //! credentials or query; `AUTHORIZATION` is never written to the state file.
 //!
