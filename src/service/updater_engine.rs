@@ -229,6 +229,8 @@ impl Observer for Relay<'_> {
         let (phase, done, total) = match p.stage {
             Stage::Metadata | Stage::Writing => (Phase::Downloading, p.bytes_done, p.bytes_total),
             Stage::Verifying => (Phase::Verifying, p.bytes_done, p.bytes_total),
+            // update_engine reports postinstall as FINALIZING with the programs' progress.
+            Stage::Postinstall => (Phase::Finalizing, p.bytes_done, p.bytes_total),
             Stage::Done => (Phase::Finalizing, 0, 1),
         };
         (self.progress)(Progress { phase, done, total });
@@ -237,6 +239,14 @@ impl Observer for Relay<'_> {
     /// Blocks while the update is suspended.
     fn is_cancelled(&self) -> bool {
         self.control.checkpoint().is_err()
+    }
+
+    fn is_suspended(&self) -> bool {
+        self.control.is_suspended()
+    }
+
+    fn is_cancelled_now(&self) -> bool {
+        self.control.is_cancelled()
     }
 }
 
