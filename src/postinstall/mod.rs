@@ -82,7 +82,7 @@ pub fn run(
     if steps.is_empty() {
         return Ok(());
     }
-    let temporary;
+    let _temporary;
     let dir = match &config.mount_dir {
         Some(dir) => {
             mount::ensure_unmounted(dir);
@@ -91,11 +91,8 @@ pub fn run(
             dir.clone()
         }
         None => {
-            temporary = tempfile::Builder::new()
-                .prefix("abupdate-postinstall")
-                .tempdir()
-                .map_err(|e| crate::err!(PostinstallFailed, "a mount point: {e}"))?;
-            temporary.path().to_owned()
+            _temporary = TempMountDir::create()?;
+            _temporary.0.clone()
         }
     };
     let running = steps.iter().filter(|s| s.run).count();
@@ -150,4 +147,34 @@ pub fn run(
         report(&weights, 0.0, name);
     }
     Ok(())
+}
+
+/// A new empty directory under the system's temporary directory, removed when dropped (after
+/// the mount on it is gone).
+struct TempMountDir(PathBuf);
+
+impl TempMountDir {
+    fn create() -> Result<Self> {
+        let base = std::env::temp_dir();
+        let mut last = None;
+        for n in 0..100u32 {
+            let dir = base.join(format!("abupdate-postinstall-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok(TempMountDir(dir)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(crate::err!(
+            PostinstallFailed,
+            "no mount point under {}: {}",
+            base.display(),
+            last.map_or_else(String::new, |e| e.to_string())
+        ))
+    }
+}
+
+impl Drop for TempMountDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
