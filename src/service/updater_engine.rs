@@ -215,6 +215,16 @@ impl Engine for UpdaterEngine {
     fn reset(&self) -> Result<()> {
         self.updater.reset()
     }
+
+    fn trigger_postinstall(
+        &self,
+        partition: &str,
+        progress: &(dyn Fn(Progress) + Sync),
+        control: &Control,
+    ) -> Result<()> {
+        let relay = Relay { progress, control };
+        self.updater.trigger_postinstall(partition, &relay)
+    }
 }
 
 /// The engine's observer: forwards progress as the service's phases, and stops or holds
