@@ -78,11 +78,16 @@ pub enum ErrorCode {
     /// The new slot would not pass `avb_slot_verify`: a partition it names is missing or short,
     /// or its contents do not match the hash or hashtree descriptor.
     AvbContents = 43,
+    /// A postinstall program of the new slot failed (non-zero exit, killed, could not be
+    /// started), or its partition could not be mounted; the slot is not switched.
+    PostinstallFailed = 44,
+    /// A postinstall program ran past its timeout and was killed; the slot is not switched.
+    PostinstallTimeout = 45,
 }
 
 impl ErrorCode {
     /// Every code, for tables and round-trip tests.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::Ok,
         Self::DownloadFailed,
         Self::DownloadProtocol,
@@ -113,6 +118,8 @@ impl ErrorCode {
         Self::PartitionHash,
         Self::Verity,
         Self::AvbContents,
+        Self::PostinstallFailed,
+        Self::PostinstallTimeout,
     ];
 
     pub fn as_i32(self) -> i32 {
@@ -168,6 +175,8 @@ impl ErrorCode {
             Self::PartitionHash => "PARTITION_HASH",
             Self::Verity => "VERITY",
             Self::AvbContents => "AVB_CONTENTS",
+            Self::PostinstallFailed => "POSTINSTALL_FAILED",
+            Self::PostinstallTimeout => "POSTINSTALL_TIMEOUT",
         }
     }
 }

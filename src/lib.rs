@@ -49,6 +49,7 @@ pub mod hex;
 pub mod key_file;
 pub mod lp;
 pub mod payload;
+pub mod postinstall;
 pub mod rollback_store;
 pub mod service;
 pub mod slot;

@@ -509,6 +509,14 @@ impl UpdateBackend for PanicsOnce {
     fn reset(&self) -> abupdate::Result<()> {
         self.real.reset()
     }
+    fn trigger_postinstall(
+        &self,
+        partition: &str,
+        progress: &(dyn Fn(ApplyProgress) + Sync),
+        control: &Control,
+    ) -> abupdate::Result<()> {
+        self.real.trigger_postinstall(partition, progress, control)
+    }
 }
 
 #[test]

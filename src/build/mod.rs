@@ -16,7 +16,7 @@ use protobuf::Message;
 
 use crate::engine::hashing::{sha256, ResumableSha256};
 use crate::error::{Error, Result};
-use crate::payload::manifest::{DynamicGroup, DynamicPartitions};
+use crate::payload::manifest::{DynamicGroup, DynamicPartitions, Postinstall};
 use crate::payload::properties::PayloadProperties;
 use crate::payload::proto::update_metadata as pb;
 use crate::payload::signature::{encode_signatures, Signer};
@@ -74,6 +74,8 @@ pub struct BuildOptions {
     /// `partial_update`: the payload carries only some partitions; the others stay as the
     /// running slot has them (a delta's minor version, as update_engine requires).
     pub partial_update: bool,
+    /// Postinstall steps by partition name (`--postinstall PART=PATH[:FSTYPE][:optional]`).
+    pub postinstall: Vec<(String, Postinstall)>,
 }
 
 impl Default for BuildOptions {
@@ -90,8 +92,38 @@ impl Default for BuildOptions {
             partition_version: None,
             dynamic: None,
             partial_update: false,
+            postinstall: Vec::new(),
         }
     }
+}
+
+/// Parses `PART=PATH[:FSTYPE][:optional]` (the `--postinstall` option): the manifest's
+/// `run_postinstall`, `postinstall_path`, `filesystem_type` and `postinstall_optional`.
+pub fn parse_postinstall(arg: &str) -> Result<(String, Postinstall)> {
+    let bad = || {
+        err!(
+            MalformedPayload,
+            "--postinstall {arg:?} is not PART=PATH[:FSTYPE][:optional]"
+        )
+    };
+    let (name, rest) = arg.split_once('=').ok_or_else(bad)?;
+    let mut fields = rest.split(':');
+    let path = fields.next().filter(|p| !p.is_empty()).ok_or_else(bad)?;
+    let mut step = Postinstall {
+        path: path.to_owned(),
+        filesystem_type: String::new(),
+        optional: false,
+    };
+    for field in fields {
+        match field {
+            "optional" => step.optional = true,
+            fs if step.filesystem_type.is_empty() && !fs.is_empty() => {
+                step.filesystem_type = fs.to_owned()
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok((name.to_owned(), step))
 }
 
 /// Parses `NAME=SIZE:part,part` (the `--group` option, as `lpmake --group NAME:SIZE` plus the
@@ -130,6 +162,16 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     if specs.is_empty() {
         bail!(MalformedPayload, "no partitions to build");
     }
+    if let Some((name, _)) = options
+        .postinstall
+        .iter()
+        .find(|(n, _)| !specs.iter().any(|s| s.name == *n))
+    {
+        bail!(
+            MalformedPayload,
+            "--postinstall names {name}, which is not a --partition"
+        );
+    }
     let is_delta = options.partial_update || specs.iter().any(|s| s.old.is_some());
     let blobs_path = out.with_extension("blobs.tmp");
     let mut blobs = BlobFile::create(&blobs_path)?;
@@ -160,6 +202,14 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
         let mut part = build_partition(spec, options, &mut blobs)?;
         if let Some(v) = &options.partition_version {
             part.set_version(v.clone());
+        }
+        if let Some((_, step)) = options.postinstall.iter().find(|(n, _)| *n == spec.name) {
+            part.set_run_postinstall(true);
+            part.set_postinstall_path(step.path.clone());
+            if !step.filesystem_type.is_empty() {
+                part.set_filesystem_type(step.filesystem_type.clone());
+            }
+            part.set_postinstall_optional(step.optional);
         }
         manifest.partitions.push(part);
     }

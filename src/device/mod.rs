@@ -274,6 +274,40 @@ impl Device {
         })
     }
 
+    /// Where the bytes of `name` in `slot` are, for a read-only loop device to mount them
+    /// (postinstall): a physical partition whole, a logical one as its single extent in
+    /// `super`. A logical partition of several extents would need a device-mapper table.
+    pub fn mount_source(
+        &self,
+        name: &str,
+        slot: Slot,
+    ) -> Result<crate::postinstall::mount::MountSource> {
+        use crate::postinstall::mount::MountSource;
+        match self.resolve(name, slot)? {
+            Resolved::Physical(path) => {
+                let size = SourcePartition::open(&path)?.size();
+                Ok(MountSource {
+                    path,
+                    offset: 0,
+                    size,
+                })
+            }
+            Resolved::Logical { name, map, .. } => match map.physical_ranges().as_slice() {
+                [(offset, len)] if *len == map.size() => Ok(MountSource {
+                    path: self.super_path(),
+                    offset: *offset,
+                    size: *len,
+                }),
+                ranges => Err(err!(
+                    PostinstallFailed,
+                    "{name} lies in {} pieces of super; only a single-extent logical \
+                     partition can be mounted for postinstall",
+                    ranges.len()
+                )),
+            },
+        }
+    }
+
     /// Opens `name` in the target slot for writing.
     pub fn target(&self, name: &str) -> Result<Box<dyn TargetWrite>> {
         Ok(match self.resolve(name, self.target_slot())? {

@@ -81,6 +81,10 @@ pub enum Stage {
     Metadata,
     Writing,
     Verifying,
+    /// The new slot's postinstall programs run (after verification, before the switch):
+    /// `bytes_done` of `bytes_total` is the programs' combined `global_progress`, in
+    /// millionths.
+    Postinstall,
     Done,
 }
 
@@ -103,6 +107,17 @@ pub trait Observer: Sync {
     fn progress(&self, _progress: &Progress) {}
     fn is_cancelled(&self) -> bool {
         false
+    }
+    /// Whether the update is suspended now, without waiting. A running postinstall program
+    /// is stopped (SIGSTOP) while this holds, then [`Observer::is_cancelled`] is asked, which
+    /// may wait for the resume.
+    fn is_suspended(&self) -> bool {
+        false
+    }
+    /// Whether the update was cancelled, without waiting out a suspension (an
+    /// [`Observer::is_cancelled`] may block while suspended).
+    fn is_cancelled_now(&self) -> bool {
+        self.is_cancelled()
     }
 }
 

@@ -207,7 +207,28 @@ pub struct Partition {
     pub operations: Vec<Operation>,
     pub verity: Option<PartitionVerity>,
     pub version: Option<String>,
+    /// The program to run from the new partition before the slot switch, when the manifest
+    /// sets `run_postinstall`.
+    pub postinstall: Option<Postinstall>,
 }
+
+/// A partition's postinstall step (`run_postinstall`, `postinstall_path`, `filesystem_type`,
+/// `postinstall_optional`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Postinstall {
+    /// Relative to the partition's root; `postinst` when the manifest names none, as
+    /// update_engine's `kPostinstallDefaultScript`. Checked: relative, no `..`, no control
+    /// characters.
+    pub path: String,
+    /// The file system to mount it as (`ext4`, `erofs`, ...); empty: try update_engine's
+    /// list (ext2, ext3, ext4, squashfs, erofs).
+    pub filesystem_type: String,
+    /// A failure is logged and the update goes on.
+    pub optional: bool,
+}
+
+/// update_engine's default postinstall program (`kPostinstallDefaultScript`).
+pub const DEFAULT_POSTINSTALL_PATH: &str = "postinst";
 
 impl Partition {
     pub fn new_blocks(&self) -> u64 {
@@ -527,6 +548,7 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
     } else {
         None
     };
+    let postinstall = parse_postinstall(&name, p)?;
     Ok(Partition {
         name,
         old_info,
@@ -534,7 +556,50 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
         operations,
         verity,
         version: p.version.clone().filter(|v| !v.is_empty()),
+        postinstall,
     })
+}
+
+/// The postinstall step of `p`, refused (21) before anything is written when its path could
+/// leave the mounted partition or its file system type is not a plain name.
+fn parse_postinstall(name: &str, p: &pb::PartitionUpdate) -> Result<Option<Postinstall>> {
+    if !p.run_postinstall() {
+        return Ok(None);
+    }
+    let path = match p.postinstall_path() {
+        "" => DEFAULT_POSTINSTALL_PATH,
+        path => path,
+    };
+    let path_ok = path.len() <= 255
+        && !path.starts_with('/')
+        && !path.chars().any(char::is_control)
+        && path
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+    if !path_ok {
+        bail!(
+            MalformedPayload,
+            "partition {name}: postinstall_path {} is not a relative path inside the partition",
+            crate::error::shown(path)
+        );
+    }
+    let fs = p.filesystem_type();
+    if fs.len() > 16
+        || !fs
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        bail!(
+            MalformedPayload,
+            "partition {name}: filesystem_type {} is not a file system name",
+            crate::error::shown(fs)
+        );
+    }
+    Ok(Some(Postinstall {
+        path: path.to_owned(),
+        filesystem_type: fs.to_owned(),
+        optional: p.postinstall_optional(),
+    }))
 }
 
 fn check_name(name: &str) -> Result<()> {

@@ -49,6 +49,16 @@ pub trait UpdateBackend: Send + Sync {
     /// Forgets the last update: discards the checkpoint and, if an applied update made
     /// the target slot active, makes the running slot active again.
     fn reset(&self) -> Result<()>;
+
+    /// Runs the postinstall program of `partition` again on the applied, not yet booted
+    /// update (update_engine's `triggerPostinstall`), on the worker thread like `apply`:
+    /// progress as [`ApplyPhase::Finalizing`], suspend and cancel through `control`.
+    fn trigger_postinstall(
+        &self,
+        partition: &str,
+        progress: &(dyn Fn(ApplyProgress) + Sync),
+        control: &Control,
+    ) -> Result<()>;
 }
 
 /// One `applyPayload` request, already parsed.

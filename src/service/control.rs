@@ -70,6 +70,11 @@ impl Control {
         *self.lock() == RunState::Cancelled
     }
 
+    /// Whether a suspend is in force now (a running postinstall program is stopped for it).
+    pub fn is_suspended(&self) -> bool {
+        *self.lock() == RunState::Suspended
+    }
+
     /// Pauses at the next pause point. False if cancelled already.
     pub fn suspend(&self) -> bool {
         self.set(|s| (s != RunState::Cancelled).then_some(RunState::Suspended))

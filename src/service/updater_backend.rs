@@ -216,6 +216,16 @@ impl UpdateBackend for UpdaterBackend {
     fn reset(&self) -> Result<()> {
         self.updater.reset()
     }
+
+    fn trigger_postinstall(
+        &self,
+        partition: &str,
+        progress: &(dyn Fn(ApplyProgress) + Sync),
+        control: &Control,
+    ) -> Result<()> {
+        let relay = Relay { progress, control };
+        self.updater.trigger_postinstall(partition, &relay)
+    }
 }
 
 /// The engine's observer: forwards progress as the service's phases, and stops or holds
@@ -228,10 +238,10 @@ struct Relay<'a> {
 impl Observer for Relay<'_> {
     fn progress(&self, p: &engine::Progress) {
         let (phase, done, total) = match p.stage {
-            Stage::Metadata | Stage::Writing => {
-                (ApplyPhase::Downloading, p.bytes_done, p.bytes_total)
-            }
+            Stage::Metadata | Stage::Writing => (ApplyPhase::Downloading, p.bytes_done, p.bytes_total),
             Stage::Verifying => (ApplyPhase::Verifying, p.bytes_done, p.bytes_total),
+            // update_engine reports postinstall as FINALIZING with the programs' progress.
+            Stage::Postinstall => (ApplyPhase::Finalizing, p.bytes_done, p.bytes_total),
             Stage::Done => (ApplyPhase::Finalizing, 0, 1),
         };
         (self.progress)(ApplyProgress { phase, done, total });
@@ -240,6 +250,14 @@ impl Observer for Relay<'_> {
     /// Blocks while the update is suspended.
     fn is_cancelled(&self) -> bool {
         self.control.pause_point().is_err()
+    }
+
+    fn is_suspended(&self) -> bool {
+        self.control.is_suspended()
+    }
+
+    fn is_cancelled_now(&self) -> bool {
+        self.control.is_cancelled()
     }
 }
 

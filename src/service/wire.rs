@@ -177,6 +177,8 @@ mod tests {
             consts::ERROR_PARTITION_HASH,
             consts::ERROR_VERITY,
             consts::ERROR_AVB_CONTENTS,
+            consts::ERROR_POSTINSTALL_FAILED,
+            consts::ERROR_POSTINSTALL_TIMEOUT,
         ];
         let codes: Vec<i32> = ErrorCode::ALL.iter().map(|c| c.as_i32()).collect();
         assert_eq!(codes, errors);

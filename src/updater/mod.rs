@@ -49,6 +49,8 @@ pub struct Updater {
     avb: AvbPolicy,
     running: RunningBuild,
     ota_state: PathBuf,
+    postinstall: crate::postinstall::Config,
+    postinstall_record: PathBuf,
 }
 
 /// What an [`Updater`] is made of. The engine reaches the partitions, the slot metadata and the
@@ -66,6 +68,11 @@ pub struct UpdaterParts {
     /// libsnapshot's Virtual A/B state file (Android: `/metadata/ota/state`; a host device
     /// directory: `DIR/metadata/ota/state`). Only read.
     pub ota_state: PathBuf,
+    /// Where postinstall mounts partitions and how long a program may run.
+    pub postinstall: crate::postinstall::Config,
+    /// The applied update's postinstall steps, kept once its postinstall phase passed, for
+    /// [`Updater::trigger_postinstall`] (`STATE_DIR/postinstall`).
+    pub postinstall_record: PathBuf,
 }
 
 /// Android's Virtual A/B state file, read before dynamic partitions are prepared.
@@ -151,7 +158,14 @@ impl Updater {
             avb: parts.avb,
             running: parts.running,
             ota_state: parts.ota_state,
+            postinstall: parts.postinstall,
+            postinstall_record: parts.postinstall_record,
         }
+    }
+
+    /// Sets how postinstall runs (mount point, timeout).
+    pub fn set_postinstall(&mut self, config: crate::postinstall::Config) {
+        self.postinstall = config;
     }
 
     /// Block devices by name in `dir`, as on Android (see [`ByNameOptions`]).
@@ -253,6 +267,8 @@ impl Updater {
         if avb_required {
             self.avb.check_slot(&self.device, target, observer)?;
         }
+        // Only a slot whose postinstall programs passed is switched to.
+        self.postinstall_phase(manifest, options.properties.run_post_install, observer)?;
         let switched_to = if options.properties.switch_slot_on_reboot {
             self.with_boot(|b| b.set_active(target))?;
             Some(target)
@@ -338,6 +354,58 @@ impl Updater {
         self.avb.floors(&current)
     }
 
+    /// The postinstall phase of an apply: the manifest's programs run on the new slot's
+    /// partitions (see [`crate::postinstall`]). Once it passed, its steps are recorded for
+    /// [`Updater::trigger_postinstall`]; a failed one leaves no record.
+    fn postinstall_phase(
+        &self,
+        manifest: &crate::payload::Manifest,
+        run_post_install: bool,
+        observer: &dyn Observer,
+    ) -> Result<()> {
+        use crate::postinstall::plan;
+        crate::state_file::remove(&self.postinstall_record)?;
+        let steps = plan::plan(manifest, run_post_install);
+        self.run_postinstall_steps(&steps, observer)?;
+        if !steps.is_empty() {
+            crate::state_file::replace(&self.postinstall_record, plan::encode(&steps).as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn run_postinstall_steps(
+        &self,
+        steps: &[crate::postinstall::plan::Step],
+        observer: &dyn Observer,
+    ) -> Result<()> {
+        let target = self.device.target_slot();
+        let locate = |name: &str| self.device.mount_source(name, target);
+        // Slot numbers as update_engine passes them: 0 for _a, 1 for _b.
+        let number = u32::from(target.index() == 1);
+        crate::postinstall::run(steps, number, &locate, &self.postinstall, observer)
+    }
+
+    /// Runs the postinstall program of `partition` again on the applied (not yet booted)
+    /// update, as update_engine's `triggerPostinstall(partition)`: only after an apply whose
+    /// postinstall phase passed (the program may be one `RUN_POST_INSTALL=0` skipped), never
+    /// switching slots. Fails with 44 when there is no such update or the partition has no
+    /// program, 44/45 when the program fails or times out (unless it is optional), 38 when
+    /// cancelled. Call it from the thread that runs updates: it blocks until the program ends.
+    pub fn trigger_postinstall(&self, partition: &str, observer: &dyn Observer) -> Result<()> {
+        use crate::postinstall::plan;
+        let record = match crate::state_file::read(&self.postinstall_record)? {
+            Some(bytes) if self.update_pending()? => bytes,
+            _ => crate::bail!(
+                PostinstallFailed,
+                "no applied update whose postinstall phase passed: apply one first"
+            ),
+        };
+        let text = String::from_utf8(record)
+            .map_err(|_| crate::err!(DeviceError, "the postinstall record is not text"))?;
+        let step = plan::trigger(&plan::decode(&text)?, partition)?;
+        self.run_postinstall_steps(&[step], observer)
+    }
+
     /// Whether an update was fully applied and awaits a reboot into its slot.
     pub fn update_pending(&self) -> Result<bool> {
         Ok(self.store.load()?.is_some_and(|cp| cp.phase == Phase::Done))
@@ -368,6 +436,8 @@ impl UpdaterParts {
             avb,
             running,
             ota_state,
+            postinstall: crate::postinstall::Config::default(),
+            postinstall_record: state_dir.join("postinstall"),
         })
     }
 

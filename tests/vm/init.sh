@@ -379,5 +379,7 @@ step verity-system verity_system
 step verity-vendor verity_vendor
 step verity-corrupt-eio verity_corrupt_eio
 step verity-fec-corrects verity_fec_corrects
+. /postinstall.sh
+run_postinstall_steps
 printf '\nALL STEPS DONE\n'
 poweroff -f

@@ -31,7 +31,8 @@ only=${ABUPDATE_VM_STEPS:-}
 say() { echo "vm: $*" >&2; }
 die() { echo "vm: FAIL: $*" >&2; exit 1; }
 
-for tool in qemu-system-x86_64 cpio veritysetup xz strip apt-get apt-cache dpkg-deb ldd cargo; do
+for tool in qemu-system-x86_64 cpio veritysetup xz strip apt-get apt-cache dpkg-deb ldd cargo \
+    mkfs.ext4 mkfs.erofs; do
     command -v "$tool" >/dev/null || die "'$tool' not found (see the header of $0)"
 done
 busybox=/bin/busybox
@@ -49,6 +50,9 @@ kver=${kpkg#linux-image-}
 kdir=$cache/$kpkg
 modules=(drivers/android/binder_linux.ko drivers/block/loop.ko lib/reed_solomon/reed_solomon.ko
     drivers/md/dm-mod.ko drivers/md/dm-bufio.ko drivers/md/dm-verity.ko drivers/md/dm-zero.ko)
+# Postinstall mounts ext4 and erofs (tests/vm/postinstall.sh).
+modules+=(crypto/crc32c_generic.ko lib/libcrc32c.ko lib/crc16.ko fs/mbcache.ko fs/jbd2/jbd2.ko
+    fs/ext4/ext4.ko fs/erofs/erofs.ko)
 have_all=1
 for m in "${modules[@]}"; do
     [ -f "$kdir/lib/modules/$kver/kernel/$m" ] || have_all=0
@@ -94,9 +98,13 @@ done
 [ -e "$fs/lib64/ld-linux-x86-64.so.2" ] || die "the dynamic loader is not in the initramfs"
 cp "$here/init.sh" "$fs/init"
 chmod +x "$fs/init"
+cp "$here/postinstall.sh" "$fs/postinstall.sh"
 
 # Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
 "$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
+# The postinstall device (ext4 and erofs partitions, payloads with postinstall programs).
+"$here/postinstall_images.sh" "$target_dir/debug/abupdate" "$fs/data/misc.img" "$fs/data/pi" ||
+    die "postinstall_images.sh"
 
 (cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
@@ -118,6 +126,7 @@ grep -E '^(STEP|INFO) ' "$log" || true
 expected=(modules dm-adapter binder-device service-manager partitions daemon-registered status-call
     permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
     slot-switched reboot-maps-slot-b verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
+expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
 fi

@@ -66,6 +66,10 @@ interface IUpdateService {
     const int ERROR_PARTITION_HASH = 41;
     const int ERROR_VERITY = 42;
     const int ERROR_AVB_CONTENTS = 43;
+    /** A postinstall program failed (or its partition did not mount); slot not switched. */
+    const int ERROR_POSTINSTALL_FAILED = 44;
+    /** A postinstall program ran past its timeout and was killed; slot not switched. */
+    const int ERROR_POSTINSTALL_TIMEOUT = 45;
 
     /**
      * Starts applying the payload at `url` (http, https or file), `size` bytes from

@@ -209,6 +209,7 @@ impl Observer for BarObserver {
                 Stage::Metadata => "metadata",
                 Stage::Writing => "writing",
                 Stage::Verifying => "verifying",
+                Stage::Postinstall => "postinstall",
                 Stage::Done => "done",
             });
             bar.set_length(p.bytes_total);

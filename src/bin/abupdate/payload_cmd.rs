@@ -13,6 +13,8 @@ use abupdate::payload::manifest::DynamicPartitions;
 use abupdate::payload::signature::{SignatureSet, Signer};
 use abupdate::payload::{PayloadHeader, HEADER_SIZE};
 
+// Made once from argv: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum PayloadCommand {
     /// Header, partitions, operation counts by type, signatures, sizes.
@@ -59,6 +61,11 @@ pub enum PayloadCommand {
         /// A partial update: partitions not given stay as the running slot has them.
         #[arg(long)]
         partial: bool,
+        /// Run PATH (relative to the partition's root) from the new partition before the slot
+        /// switch, mounted as FSTYPE; `optional`: a failure does not fail the update
+        /// (repeatable).
+        #[arg(long = "postinstall", value_name = "PART=PATH[:FSTYPE][:optional]")]
+        postinstall: Vec<String>,
     },
 }
 
@@ -78,7 +85,12 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
             groups,
             snapshot_enabled,
             partial,
+            postinstall,
         } => {
+            let postinstall = postinstall
+                .iter()
+                .map(|p| build::parse_postinstall(p))
+                .collect::<Result<Vec<_>, _>>()?;
             let groups = groups
                 .iter()
                 .map(|g| build::parse_group(g))
@@ -112,6 +124,7 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
                 partition_version,
                 dynamic,
                 partial_update: partial,
+                postinstall,
                 ..BuildOptions::default()
             };
             let report = build::build(&specs, &options, &out)?;
@@ -187,6 +200,19 @@ fn info(path: &PathBuf) -> Result<()> {
             kinds.join(", "),
             if p.verity.is_some() { "  [verity]" } else { "" }
         );
+        if let Some(step) = &p.postinstall {
+            println!(
+                "  {:<12} postinstall {} ({}{})",
+                "",
+                step.path,
+                if step.filesystem_type.is_empty() {
+                    "any file system"
+                } else {
+                    &step.filesystem_type
+                },
+                if step.optional { ", optional" } else { "" }
+            );
+        }
     }
     if let Some(d) = &m.dynamic {
         println!(

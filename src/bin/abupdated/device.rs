@@ -73,7 +73,7 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
         .as_deref()
         .map(str::parse::<Slot>)
         .transpose()?;
-    let updater = match (&args.device, by_name(args)) {
+    let mut updater = match (&args.device, by_name(args)) {
         (Some(_), None) if args.boot_control == BootBackend::Hal => abupdate::bail!(
             DeviceError,
             "--boot-control hal needs --by-name: a host device directory keeps misc.img"
@@ -116,6 +116,13 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
             "no device: give --by-name DIR (block devices) or --device DIR (image files)"
         ),
     };
+    updater.set_postinstall(abupdate::postinstall::Config {
+        mount_dir: args
+            .postinstall_dir
+            .clone()
+            .or_else(|| abupdate::postinstall::Config::default().mount_dir),
+        timeout: std::time::Duration::from_secs(args.postinstall_timeout),
+    });
     log::info!(
         "running slot {}, updates go to slot {}",
         updater.device().current_slot(),

@@ -114,6 +114,16 @@ pub struct Args {
     /// Threads decoding payload operations (default: up to 4, by CPU count).
     #[arg(long)]
     decode_threads: Option<usize>,
+
+    /// Seconds one postinstall program may run before it is killed (45); time suspended
+    /// does not count.
+    #[arg(long, value_name = "SECS", default_value_t = abupdate::postinstall::DEFAULT_TIMEOUT.as_secs())]
+    postinstall_timeout: u64,
+
+    /// Where postinstall mounts the new partitions (default on Android /postinstall,
+    /// elsewhere a new temporary directory each time).
+    #[arg(long, value_name = "DIR")]
+    postinstall_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
