@@ -49,6 +49,13 @@ pub trait Engine: Send + Sync {
     /// Forgets the last update: discards the checkpoint and, if an applied update made
     /// the target slot active, makes the running slot active again.
     fn reset(&self) -> Result<()>;
+
+    /// Finishes what the update the device rebooted from needs afterwards; called once the
+    /// running slot is marked successful (see [`crate::service::cleanup`]). An engine with no
+    /// such work has nothing to do.
+    fn finish_previous_update(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One `applyPayload` request, already parsed.

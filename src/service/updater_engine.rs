@@ -172,6 +172,10 @@ impl Engine for UpdaterEngine {
         self.updater.mark_boot_successful()
     }
 
+    fn finish_previous_update(&self) -> Result<()> {
+        self.updater.finish_previous_update()
+    }
+
     fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
         if !self.updater.avb_required() {
             return Ok(Vec::new());
