@@ -133,6 +133,45 @@ pub fn update_status(state: State) -> i32 {
     }
 }
 
+/// update_engine's name of a status number, as update_engine_client prints it.
+pub fn status_name(status: i32) -> &'static str {
+    const NAMES: [&str; 12] = [
+        "IDLE",
+        "CHECKING_FOR_UPDATE",
+        "UPDATE_AVAILABLE",
+        "DOWNLOADING",
+        "VERIFYING",
+        "FINALIZING",
+        "UPDATED_NEED_REBOOT",
+        "REPORTING_ERROR_EVENT",
+        "ATTEMPTING_ROLLBACK",
+        "DISABLED",
+        "NEED_PERMISSION_TO_UPDATE",
+        "CLEANUP_PREVIOUS_UPDATE",
+    ];
+    usize::try_from(status)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .copied()
+        .unwrap_or("UNKNOWN")
+}
+
+/// update_engine's name of an error number this service reports or clients test for.
+pub fn error_name(code: i32) -> &'static str {
+    let extra = [
+        (ue::POSTINSTALL_RUNNER_ERROR, "kPostinstallRunnerError"),
+        (ue::UPDATED_BUT_NOT_ACTIVE, "kUpdatedButNotActive"),
+        (ue::DEVICE_CORRUPTED, "kDeviceCorrupted"),
+        (ue::UPDATE_ALREADY_INSTALLED, "kUpdateAlreadyInstalled"),
+    ];
+    ERROR_CODES
+        .iter()
+        .map(|(_, n, name)| (*n, *name))
+        .chain(extra)
+        .find(|(n, _)| *n == code)
+        .map_or("unknown", |(_, name)| name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
