@@ -108,7 +108,14 @@ fn update_device_py_command_lines_drive_an_update() {
     let url = format!("--payload={}", nginx.url("ota.zip"));
     let size = format!("--size={}", payload.len());
     let headers = format!("--headers={}", ota.headers.join("\n"));
-    let (code, log) = client(&["--update", "--follow", &url, "--offset=4096", &size, &headers]);
+    let (code, log) = client(&[
+        "--update",
+        "--follow",
+        &url,
+        "--offset=4096",
+        &size,
+        &headers,
+    ]);
     assert_eq!(code, 0, "{log}");
     for line in [
         "onStatusUpdate(DOWNLOADING (3)",
@@ -128,7 +135,11 @@ fn update_device_py_command_lines_drive_an_update() {
     assert_eq!(client(&["--switch_slot=true", &metadata]).0, 0);
     // The subcommand form; --switch_slot=false keeps the running slot active.
     let abupdate = Path::new(env!("CARGO_BIN_EXE_abupdate"));
-    let (code, _) = run(abupdate, &daemon, &["update-engine-client", "--switch_slot=false"]);
+    let (code, _) = run(
+        abupdate,
+        &daemon,
+        &["update-engine-client", "--switch_slot=false"],
+    );
     assert_eq!(code, 0);
     assert_eq!(client(&["--reset_status"]).0, 0);
 
@@ -136,5 +147,8 @@ fn update_device_py_command_lines_drive_an_update() {
     // running slot is marked successful.
     let (code, log) = client(&["--merge"]);
     assert_eq!(code, 0, "{log}");
-    assert!(log.contains("onPayloadApplicationComplete(kSuccess (0))"), "{log}");
+    assert!(
+        log.contains("onPayloadApplicationComplete(kSuccess (0))"),
+        "{log}"
+    );
 }

@@ -43,10 +43,14 @@ impl Faces {
         };
         let cleanup = Cleanup::start(engine.clone(), boot, Duration::from_millis(20)).unwrap();
         let core = UpdateService::new(engine, config).unwrap();
-        let uri = format!("unix://{}?profile=android13plus", dir.join("ue.sock").display());
+        let uri = format!(
+            "unix://{}?profile=android13plus",
+            dir.join("ue.sock").display()
+        );
         let transport = Transport::parse(&uri).unwrap();
         let ours = binder::new_service_binder(BinderService::new(core.clone()));
-        let theirs = binder::new_update_engine_binder(UpdateEngineService::new(core.clone(), cleanup));
+        let theirs =
+            binder::new_update_engine_binder(UpdateEngineService::new(core.clone(), cleanup));
         let stable = binder::new_stable_binder(StableService::new(core));
         let services = vec![
             (SERVICE_NAME.to_owned(), ours.as_binder()),
@@ -144,12 +148,22 @@ fn a_stock_client_applies_an_update_and_sees_update_engine_numbers() {
     );
 
     // verifyPayloadApplicable reads the metadata file it is named.
-    assert!(service.verifyPayloadApplicable(ota.payload.to_str().unwrap()).unwrap());
-    assert_eq!(service.allocateSpaceForPayload(ota.payload.to_str().unwrap(), &ota.headers).unwrap(), 0);
+    assert!(service
+        .verifyPayloadApplicable(ota.payload.to_str().unwrap())
+        .unwrap());
+    assert_eq!(
+        service
+            .allocateSpaceForPayload(ota.payload.to_str().unwrap(), &ota.headers)
+            .unwrap(),
+        0
+    );
     let junk = dir.path().join("junk.bin");
     std::fs::write(&junk, b"not a payload at all, not even its header").unwrap();
     // kDownloadManifestParseError (23), from our MalformedPayload (21).
-    assert_eq!(service_specific(service.verifyPayloadApplicable(junk.to_str().unwrap())), 23);
+    assert_eq!(
+        service_specific(service.verifyPayloadApplicable(junk.to_str().unwrap())),
+        23
+    );
 
     // A bad payload: the signature does not match FILE_HASH → kDownloadPayloadVerificationError.
     let mut headers = ota.headers.clone();
@@ -166,17 +180,33 @@ fn a_stock_client_applies_an_update_and_sees_update_engine_numbers() {
     service.applyPayload(&url, 0, 0, &ota.headers).unwrap();
     let (statuses, code) = follow(&events);
     assert_eq!(code, 0);
-    assert_eq!(statuses, [3, 4, 5, 6], "DOWNLOADING VERIFYING FINALIZING UPDATED_NEED_REBOOT");
+    assert_eq!(
+        statuses,
+        [3, 4, 5, 6],
+        "DOWNLOADING VERIFYING FINALIZING UPDATED_NEED_REBOOT"
+    );
     assert!(ota.slot_holds('b', "v2"));
 
     // Applied, waiting for the reboot: applyPayload is refused with kUpdateAlreadyInstalled
     // (66), applyPayloadFd with kError, as update_engine does.
-    assert_eq!(service_specific(service.applyPayload(&url, 0, 0, &ota.headers)), 66);
+    assert_eq!(
+        service_specific(service.applyPayload(&url, 0, 0, &ota.headers)),
+        66
+    );
     let pfd = ParcelFileDescriptor::new(ota.payload_file());
-    assert_eq!(service_specific(service.applyPayloadFd(&pfd, 0, 0, &ota.headers)), 1);
-    service.setShouldSwitchSlotOnReboot(ota.payload.to_str().unwrap()).unwrap();
+    assert_eq!(
+        service_specific(service.applyPayloadFd(&pfd, 0, 0, &ota.headers)),
+        1
+    );
+    service
+        .setShouldSwitchSlotOnReboot(ota.payload.to_str().unwrap())
+        .unwrap();
     service.resetShouldSwitchSlotOnReboot().unwrap();
-    assert_eq!(wait_status(&events, |s, _| s == 0).0, 0, "reset: IDLE again");
+    assert_eq!(
+        wait_status(&events, |s, _| s == 0).0,
+        0,
+        "reset: IDLE again"
+    );
     // triggerPostinstall is declared (transaction 14) and answered.
     assert_eq!(service_specific(service.triggerPostinstall("system")), 1);
 
@@ -190,9 +220,15 @@ fn a_stock_client_applies_an_update_and_sees_update_engine_numbers() {
     assert!(stable.service.bind(&stable_callback).unwrap());
     let (other, _) = new_relay();
     let other = binder::new_stable_callback_binder(other);
-    assert!(!stable.service.bind(&other).unwrap(), "a second stable callback");
+    assert!(
+        !stable.service.bind(&other).unwrap(),
+        "a second stable callback"
+    );
     let pfd = ParcelFileDescriptor::new(ota.payload_file());
-    stable.service.applyPayloadFd(&pfd, 0, 0, &ota.headers).unwrap();
+    stable
+        .service
+        .applyPayloadFd(&pfd, 0, 0, &ota.headers)
+        .unwrap();
     let (statuses, code) = follow(&stable_events);
     assert_eq!(code, 0);
     assert_eq!(statuses.first(), Some(&0), "greeted with IDLE");
@@ -257,7 +293,10 @@ fn cleanup_waits_for_the_boot_then_reports_progress_and_success() {
     session.service.cleanupSuccessfulUpdate(&callback).unwrap();
     assert_eq!(wait_status(&events, |_, _| true), (11, 0.0));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(events.try_recv().is_err(), "moved before sys.boot_completed");
+    assert!(
+        events.try_recv().is_err(),
+        "moved before sys.boot_completed"
+    );
 
     std::fs::write(&props, "ro.build.date.utc=1\nsys.boot_completed=1\n").unwrap();
     let mut progress = Vec::new();

@@ -228,7 +228,10 @@ fn execute(flags: &Flags) -> Result<u8> {
     if flags.verify {
         let result = service.verifyPayloadApplicable(&flags.metadata);
         let applicable = matches!(result, Ok(true));
-        eprintln!("Payload is {}applicable.", if applicable { "" } else { "not " });
+        eprintln!(
+            "Payload is {}applicable.",
+            if applicable { "" } else { "not " }
+        );
         return answer("verifyPayloadApplicable", result);
     }
     if flags.allocate {
@@ -248,7 +251,12 @@ fn execute(flags: &Flags) -> Result<u8> {
     }
     if flags.update {
         service
-            .applyPayload(&flags.payload, flags.offset, flags.size, &headers(&flags.headers))
+            .applyPayload(
+                &flags.payload,
+                flags.offset,
+                flags.size,
+                &headers(&flags.headers),
+            )
             .map_err(|s| failed("applyPayload", &s))?;
     }
     if !keep_running {
@@ -257,10 +265,16 @@ fn execute(flags: &Flags) -> Result<u8> {
     loop {
         match events.recv_timeout(Duration::from_secs(3600)) {
             Ok(Some(UeEvent::Status(status, progress))) => {
-                eprintln!("onStatusUpdate({} ({status}), {progress})", status_name(status));
+                eprintln!(
+                    "onStatusUpdate({} ({status}), {progress})",
+                    status_name(status)
+                );
             }
             Ok(Some(UeEvent::Complete(code))) => {
-                eprintln!("onPayloadApplicationComplete({} ({code}))", error_name(code));
+                eprintln!(
+                    "onPayloadApplicationComplete({} ({code}))",
+                    error_name(code)
+                );
                 drop(death);
                 // 52: applied without switching the slot, which update_engine counts as done.
                 return Ok(if code == 0 || code == 52 { 0 } else { 1 });
@@ -315,7 +329,10 @@ mod tests {
         assert_eq!(headers(&flags.headers), ["FILE_HASH=x==", "FILE_SIZE=2048"]);
         let flags = parse(&args("--switch_slot=false")).unwrap();
         assert_eq!(flags.switch_slot, Some(false));
-        let flags = parse(&args("-verify --metadata /data/ota_package/metadata --nofollow")).unwrap();
+        let flags = parse(&args(
+            "-verify --metadata /data/ota_package/metadata --nofollow",
+        ))
+        .unwrap();
         assert!(flags.verify && !flags.follow);
         assert_eq!(flags.metadata, "/data/ota_package/metadata");
     }
@@ -323,7 +340,10 @@ mod tests {
     #[test]
     fn refusals() {
         assert!(parse(&[]).is_err());
-        assert!(parse(&args("payload.bin")).is_err(), "a positional argument");
+        assert!(
+            parse(&args("payload.bin")).is_err(),
+            "a positional argument"
+        );
         assert!(parse(&args("--switch_slot=maybe")).is_err());
         assert!(parse(&args("--bogus=1")).is_err());
         assert!(parse(&args("--follow=yes")).is_err());

@@ -16,10 +16,10 @@ use clap::Parser;
 use abupdate::service::binder_adapter::{self as binder, Transport};
 use abupdate::service::binder_service::BinderService;
 use abupdate::service::cleanup::{BootCompletion, Cleanup};
+use abupdate::service::persist::current_boot_id;
 use abupdate::service::update_engine::{
     StableService, UpdateEngineService, STABLE_SERVICE, UPDATE_ENGINE_SERVICE,
 };
-use abupdate::service::persist::current_boot_id;
 use abupdate::service::{default_allowed_uids, Config, UpdateService, SERVICE_NAME};
 use abupdate::{Error, Result};
 

@@ -91,7 +91,11 @@ pub fn serve(
     service: Strong<dyn aidl::IUpdateService>,
     threads: u32,
 ) -> Result<Served> {
-    serve_all(_transport, vec![(name.to_owned(), service.as_binder())], threads)
+    serve_all(
+        _transport,
+        vec![(name.to_owned(), service.as_binder())],
+        threads,
+    )
 }
 
 /// Registers each `(name, object)` with the service manager and starts the thread pool.
@@ -139,7 +143,10 @@ pub struct Session<T: FromIBinder + ?Sized> {
     pub service: Strong<T>,
 }
 
-pub fn connect_to<T: FromIBinder + ?Sized>(_transport: &Transport, name: &str) -> Result<Session<T>> {
+pub fn connect_to<T: FromIBinder + ?Sized>(
+    _transport: &Transport,
+    name: &str,
+) -> Result<Session<T>> {
     binder::ProcessState::start_thread_pool();
     let service = binder::wait_for_interface::<T>(name)
         .map_err(|e| binder_error(&format!("looking up {name}"), e))?;
@@ -235,7 +242,9 @@ impl Interface for UpdateEngineService {}
 impl Interface for StableService {}
 impl Interface for UeCallbackRelay {}
 
-pub fn new_update_engine_binder(service: UpdateEngineService) -> Strong<dyn aidl::ue::IUpdateEngine> {
+pub fn new_update_engine_binder(
+    service: UpdateEngineService,
+) -> Strong<dyn aidl::ue::IUpdateEngine> {
     aidl::ue::BnUpdateEngine::new_binder(service, BinderFeatures::default())
 }
 
@@ -243,7 +252,9 @@ pub fn new_stable_binder(service: StableService) -> Strong<dyn aidl::ue::IUpdate
     aidl::ue::BnUpdateEngineStable::new_binder(service, BinderFeatures::default())
 }
 
-pub fn new_ue_callback_binder(relay: UeCallbackRelay) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
+pub fn new_ue_callback_binder(
+    relay: UeCallbackRelay,
+) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
     aidl::ue::BnUpdateEngineCallback::new_binder(relay, BinderFeatures::default())
 }
 

@@ -118,7 +118,11 @@ pub fn serve(
     service: Strong<dyn aidl::IUpdateService>,
     threads: u32,
 ) -> Result<Served> {
-    serve_all(transport, vec![(name.to_owned(), service.as_binder())], threads)
+    serve_all(
+        transport,
+        vec![(name.to_owned(), service.as_binder())],
+        threads,
+    )
 }
 
 /// Registers each `(name, object)` and serves them all with `threads` Binder threads, in the
@@ -225,7 +229,10 @@ pub struct Session<T: FromIBinder + ?Sized> {
 }
 
 /// Connects to the service `name` of interface `T`, ready to receive callbacks.
-pub fn connect_to<T: FromIBinder + ?Sized>(transport: &Transport, name: &str) -> Result<Session<T>> {
+pub fn connect_to<T: FromIBinder + ?Sized>(
+    transport: &Transport,
+    name: &str,
+) -> Result<Session<T>> {
     let client = rsbinder::Client::open_with(transport.uri.clone(), |o, endpoint| {
         if !endpoint.is_kernel() {
             o.incoming_connections = Some(1);
@@ -359,7 +366,9 @@ impl Interface for StableService {}
 impl Interface for UeCallbackRelay {}
 
 /// The `IUpdateEngine` Binder object for `service`.
-pub fn new_update_engine_binder(service: UpdateEngineService) -> Strong<dyn aidl::ue::IUpdateEngine> {
+pub fn new_update_engine_binder(
+    service: UpdateEngineService,
+) -> Strong<dyn aidl::ue::IUpdateEngine> {
     aidl::ue::BnUpdateEngine::new_binder(service)
 }
 
@@ -369,7 +378,9 @@ pub fn new_stable_binder(service: StableService) -> Strong<dyn aidl::ue::IUpdate
 }
 
 /// An `IUpdateEngineCallback` Binder object for `relay`.
-pub fn new_ue_callback_binder(relay: UeCallbackRelay) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
+pub fn new_ue_callback_binder(
+    relay: UeCallbackRelay,
+) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
     aidl::ue::BnUpdateEngineCallback::new_binder(relay)
 }
 

@@ -52,17 +52,41 @@ use self::error as ue;
 /// ours map to one of theirs; `PermissionDenied` travels as a security exception instead.
 pub const ERROR_CODES: [(ErrorCode, i32, &str); 30] = [
     (ErrorCode::Ok, ue::SUCCESS, "kSuccess"),
-    (ErrorCode::DownloadFailed, ue::DOWNLOAD_TRANSFER_ERROR, "kDownloadTransferError"),
-    (ErrorCode::DownloadProtocol, ue::DOWNLOAD_TRANSFER_ERROR, "kDownloadTransferError"),
-    (ErrorCode::DownloadChanged, ue::PAYLOAD_HASH_MISMATCH_ERROR, "kPayloadHashMismatchError"),
-    (ErrorCode::NotEnoughStorage, ue::NOT_ENOUGH_SPACE, "kNotEnoughSpace"),
-    (ErrorCode::SizeMismatch, ue::PAYLOAD_SIZE_MISMATCH_ERROR, "kPayloadSizeMismatchError"),
+    (
+        ErrorCode::DownloadFailed,
+        ue::DOWNLOAD_TRANSFER_ERROR,
+        "kDownloadTransferError",
+    ),
+    (
+        ErrorCode::DownloadProtocol,
+        ue::DOWNLOAD_TRANSFER_ERROR,
+        "kDownloadTransferError",
+    ),
+    (
+        ErrorCode::DownloadChanged,
+        ue::PAYLOAD_HASH_MISMATCH_ERROR,
+        "kPayloadHashMismatchError",
+    ),
+    (
+        ErrorCode::NotEnoughStorage,
+        ue::NOT_ENOUGH_SPACE,
+        "kNotEnoughSpace",
+    ),
+    (
+        ErrorCode::SizeMismatch,
+        ue::PAYLOAD_SIZE_MISMATCH_ERROR,
+        "kPayloadSizeMismatchError",
+    ),
     (
         ErrorCode::VerificationFailed,
         ue::DOWNLOAD_PAYLOAD_VERIFICATION_ERROR,
         "kDownloadPayloadVerificationError",
     ),
-    (ErrorCode::MalformedPayload, ue::DOWNLOAD_MANIFEST_PARSE_ERROR, "kDownloadManifestParseError"),
+    (
+        ErrorCode::MalformedPayload,
+        ue::DOWNLOAD_MANIFEST_PARSE_ERROR,
+        "kDownloadManifestParseError",
+    ),
     (
         ErrorCode::MetadataSignature,
         ue::DOWNLOAD_METADATA_SIGNATURE_MISMATCH,
@@ -73,14 +97,26 @@ pub const ERROR_CODES: [(ErrorCode, i32, &str); 30] = [
         ue::DOWNLOAD_PAYLOAD_VERIFICATION_ERROR,
         "kDownloadPayloadVerificationError",
     ),
-    (ErrorCode::PayloadHash, ue::DOWNLOAD_OPERATION_HASH_MISMATCH, "kDownloadOperationHashMismatch"),
+    (
+        ErrorCode::PayloadHash,
+        ue::DOWNLOAD_OPERATION_HASH_MISMATCH,
+        "kDownloadOperationHashMismatch",
+    ),
     (
         ErrorCode::SourceHash,
         ue::DOWNLOAD_STATE_INITIALIZATION_ERROR,
         "kDownloadStateInitializationError",
     ),
-    (ErrorCode::Downgrade, ue::PAYLOAD_TIMESTAMP_ERROR, "kPayloadTimestampError"),
-    (ErrorCode::RollbackIndex, ue::PAYLOAD_TIMESTAMP_ERROR, "kPayloadTimestampError"),
+    (
+        ErrorCode::Downgrade,
+        ue::PAYLOAD_TIMESTAMP_ERROR,
+        "kPayloadTimestampError",
+    ),
+    (
+        ErrorCode::RollbackIndex,
+        ue::PAYLOAD_TIMESTAMP_ERROR,
+        "kPayloadTimestampError",
+    ),
     (
         ErrorCode::AvbSignature,
         ue::DOWNLOAD_PAYLOAD_VERIFICATION_ERROR,
@@ -92,23 +128,51 @@ pub const ERROR_CODES: [(ErrorCode, i32, &str); 30] = [
         "kDownloadPayloadPubKeyVerificationError",
     ),
     (ErrorCode::InstallFailed, ue::ERROR, "kError"),
-    (ErrorCode::DeviceError, ue::DOWNLOAD_WRITE_ERROR, "kDownloadWriteError"),
+    (
+        ErrorCode::DeviceError,
+        ue::DOWNLOAD_WRITE_ERROR,
+        "kDownloadWriteError",
+    ),
     (
         ErrorCode::Unsupported,
         ue::UNSUPPORTED_MINOR_PAYLOAD_VERSION,
         "kUnsupportedMinorPayloadVersion",
     ),
-    (ErrorCode::PartitionMissing, ue::INSTALL_DEVICE_OPEN_ERROR, "kInstallDeviceOpenError"),
+    (
+        ErrorCode::PartitionMissing,
+        ue::INSTALL_DEVICE_OPEN_ERROR,
+        "kInstallDeviceOpenError",
+    ),
     (ErrorCode::SlotError, ue::ERROR, "kError"),
     (ErrorCode::Busy, ue::UPDATE_PROCESSING, "kUpdateProcessing"),
     (ErrorCode::PermissionDenied, ue::ERROR, "kError"),
-    (ErrorCode::SuperNoSpace, ue::NOT_ENOUGH_SPACE, "kNotEnoughSpace"),
+    (
+        ErrorCode::SuperNoSpace,
+        ue::NOT_ENOUGH_SPACE,
+        "kNotEnoughSpace",
+    ),
     (ErrorCode::Cancelled, ue::USER_CANCELED, "kUserCanceled"),
     (ErrorCode::MergePending, ue::ERROR, "kError"),
-    (ErrorCode::PostCheckFailed, ue::FILESYSTEM_VERIFIER_ERROR, "kFilesystemVerifierError"),
-    (ErrorCode::PartitionHash, ue::NEW_ROOTFS_VERIFICATION_ERROR, "kNewRootfsVerificationError"),
-    (ErrorCode::Verity, ue::VERITY_CALCULATION_ERROR, "kVerityCalculationError"),
-    (ErrorCode::AvbContents, ue::FILESYSTEM_VERIFIER_ERROR, "kFilesystemVerifierError"),
+    (
+        ErrorCode::PostCheckFailed,
+        ue::FILESYSTEM_VERIFIER_ERROR,
+        "kFilesystemVerifierError",
+    ),
+    (
+        ErrorCode::PartitionHash,
+        ue::NEW_ROOTFS_VERIFICATION_ERROR,
+        "kNewRootfsVerificationError",
+    ),
+    (
+        ErrorCode::Verity,
+        ue::VERITY_CALCULATION_ERROR,
+        "kVerityCalculationError",
+    ),
+    (
+        ErrorCode::AvbContents,
+        ue::FILESYSTEM_VERIFIER_ERROR,
+        "kFilesystemVerifierError",
+    ),
 ];
 
 /// The update_engine `ErrorCode` for one of ours (`kError` for a code missing from the
@@ -268,6 +332,9 @@ mod tests {
             .map(|s| (s.as_i32(), update_status(*s)))
             .collect();
         // Idle, Downloading, Verifying, Finalizing, UpdatedNeedReboot, Suspended, Interrupted.
-        assert_eq!(got, [(0, 0), (1, 3), (2, 4), (3, 5), (4, 6), (5, 3), (6, 0)]);
+        assert_eq!(
+            got,
+            [(0, 0), (1, 3), (2, 4), (3, 5), (4, 6), (5, 3), (6, 0)]
+        );
     }
 }

@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use super::codes::{self, error as ue, status as ue_status};
 use crate::error::{Error, ErrorCode};
 use crate::service::binder_adapter::{
-    self as binder, aidl::ue as aidl, AnyBinder, BinderResult, ParcelFileDescriptor, Status,
-    Strong,
+    self as binder, aidl::ue as aidl, AnyBinder, BinderResult, ParcelFileDescriptor, Status, Strong,
 };
 use crate::service::cleanup::{Cleanup, CleanupListener};
 use crate::service::core::{Caller, UpdateService};
@@ -81,9 +80,8 @@ fn request(
     pairs: &[String],
 ) -> BinderResult<ApplyRequest> {
     let number = |n: i64, what: &str| {
-        u64::try_from(n).map_err(|_| {
-            binder::service_specific_status(ue::ERROR, &format!("{what} {n} < 0"))
-        })
+        u64::try_from(n)
+            .map_err(|_| binder::service_specific_status(ue::ERROR, &format!("{what} {n} < 0")))
     };
     Ok(ApplyRequest {
         source,
@@ -125,7 +123,13 @@ fn apply_fd(
 }
 
 impl aidl::IUpdateEngine for UpdateEngineService {
-    fn applyPayload(&self, url: &str, offset: i64, size: i64, pairs: &[String]) -> BinderResult<()> {
+    fn applyPayload(
+        &self,
+        url: &str,
+        offset: i64,
+        size: i64,
+        pairs: &[String],
+    ) -> BinderResult<()> {
         let request = request(source_of(url)?, offset, size, pairs)?;
         self.core.apply(caller(), request).map_err(|e| {
             if e.code != ErrorCode::Busy {
@@ -152,7 +156,9 @@ impl aidl::IUpdateEngine for UpdateEngineService {
     }
 
     fn bind(&self, callback: &Strong<dyn aidl::IUpdateEngineCallback>) -> BinderResult<bool> {
-        Ok(self.bound.bind(&self.core, Box::new(callback.clone()), false))
+        Ok(self
+            .bound
+            .bind(&self.core, Box::new(callback.clone()), false))
     }
 
     fn unbind(&self, callback: &Strong<dyn aidl::IUpdateEngineCallback>) -> BinderResult<bool> {
@@ -252,11 +258,10 @@ impl aidl::IUpdateEngineStable for StableService {
         apply_fd(&self.core, pfd, offset, size, pairs)
     }
 
-    fn bind(
-        &self,
-        callback: &Strong<dyn aidl::IUpdateEngineStableCallback>,
-    ) -> BinderResult<bool> {
-        Ok(self.bound.bind(&self.core, Box::new(callback.clone()), true))
+    fn bind(&self, callback: &Strong<dyn aidl::IUpdateEngineStableCallback>) -> BinderResult<bool> {
+        Ok(self
+            .bound
+            .bind(&self.core, Box::new(callback.clone()), true))
     }
 
     fn unbind(
@@ -305,7 +310,12 @@ struct Bindings(Arc<Mutex<Vec<(AnyBinder, ListenerId)>>>);
 impl Bindings {
     /// Binds `callback` (the stable face keeps only one): it hears the current status at
     /// once. False when the service keeps no more callbacks or the caller is gone.
-    fn bind(&self, core: &Arc<UpdateService>, callback: Box<dyn UeCallback>, only_one: bool) -> bool {
+    fn bind(
+        &self,
+        core: &Arc<UpdateService>,
+        callback: Box<dyn UeCallback>,
+        only_one: bool,
+    ) -> bool {
         let object = callback.object();
         let mut bound = self.lock();
         if only_one && !bound.is_empty() {
@@ -328,7 +338,10 @@ impl Bindings {
         let on_death = Box::new(move || forget(&weak_core, &weak_self, id));
         match binder::link_binder_to_death(&object, on_death) {
             Ok(link) => {
-                *listener.death.lock().unwrap_or_else(PoisonError::into_inner) = Some(link);
+                *listener
+                    .death
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(link);
                 bound.push((object, id));
                 true
             }
@@ -418,6 +431,9 @@ impl CleanupListener for CleanupCallback {
 }
 
 fn undeliverable(status: Status) -> Gone {
-    log::info!("update_engine callback undeliverable: {:?}", binder::failure(&status));
+    log::info!(
+        "update_engine callback undeliverable: {:?}",
+        binder::failure(&status)
+    );
     Gone
 }

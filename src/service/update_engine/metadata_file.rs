@@ -13,8 +13,8 @@ use crate::payload::HEADER_SIZE;
 /// whole payload: only the metadata is read).
 pub fn read_metadata(path: &Path, offset: u64) -> Result<Vec<u8>> {
     let shown = path.display();
-    let mut file = File::open(path)
-        .map_err(|e| crate::err!(MalformedPayload, "opening {shown}: {e}"))?;
+    let mut file =
+        File::open(path).map_err(|e| crate::err!(MalformedPayload, "opening {shown}: {e}"))?;
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| crate::err!(MalformedPayload, "{shown}: seeking to {offset}: {e}"))?;
     let mut header = vec![0u8; HEADER_SIZE];
@@ -25,9 +25,12 @@ pub fn read_metadata(path: &Path, offset: u64) -> Result<Vec<u8>> {
         .map_err(|_| crate::err!(MalformedPayload, "{shown}: metadata of {needed} bytes"))?;
     let mut metadata = header;
     metadata.resize(needed, 0);
-    let rest = metadata
-        .get_mut(HEADER_SIZE..)
-        .ok_or_else(|| crate::err!(MalformedPayload, "{shown}: metadata shorter than its header"))?;
+    let rest = metadata.get_mut(HEADER_SIZE..).ok_or_else(|| {
+        crate::err!(
+            MalformedPayload,
+            "{shown}: metadata shorter than its header"
+        )
+    })?;
     file.read_exact(rest)
         .map_err(|e| crate::err!(MalformedPayload, "{shown}: metadata cut short: {e}"))?;
     Ok(metadata)

@@ -29,7 +29,9 @@ mod tests {
     /// The text of one interface's module in the code rsbinder-aidl generated from aidl/.
     fn module<'a>(generated: &'a str, name: &str, next: &str) -> &'a str {
         let start = generated.find(&format!("pub mod {name} {{")).unwrap();
-        let end = generated[start..].find(&format!("pub mod {next} {{")).unwrap();
+        let end = generated[start..]
+            .find(&format!("pub mod {next} {{"))
+            .unwrap();
         &generated[start..start + end]
     }
 
@@ -68,8 +70,15 @@ mod tests {
             ],
         );
         let callback = module(generated, "IUpdateEngineCallback", "IUpdateEngineStable");
-        assert_numbers(callback, &["onStatusUpdate", "onPayloadApplicationComplete"]);
-        let stable = module(generated, "IUpdateEngineStable", "IUpdateEngineStableCallback");
+        assert_numbers(
+            callback,
+            &["onStatusUpdate", "onPayloadApplicationComplete"],
+        );
+        let stable = module(
+            generated,
+            "IUpdateEngineStable",
+            "IUpdateEngineStableCallback",
+        );
         assert_numbers(stable, &["applyPayloadFd", "bind", "unbind"]);
     }
 }
