@@ -151,4 +151,17 @@ fn update_device_py_command_lines_drive_an_update() {
         log.contains("onPayloadApplicationComplete(kSuccess (0))"),
         "{log}"
     );
+
+    // Ours: --stable sends the update to UpdateEngineStableService.applyPayloadFd.
+    let file = format!("--payload=file://{}", ota.payload.display());
+    let (code, log) = client(&["--stable", "--update", "--follow", &file, &headers]);
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("onStatusUpdate(UPDATED_NEED_REBOOT (6), 1)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("onPayloadApplicationComplete(kSuccess (0))"),
+        "{log}"
+    );
 }

@@ -2,8 +2,10 @@
 //! `abupdate update-engine-client FLAGS` or through a link named `update_engine_client`, so
 //! that AOSP's update_device.py and scripts written for update_engine drive abupdated
 //! (started with `--update-engine-compat`). Flags as update_engine_client takes them (gflags:
-//! `--flag=value`, `--flag value`, `--flag`, `--noflag`, one or two dashes), plus
-//! `--binder=URI` (default $ABUPDATE_BINDER, else the platform's service manager).
+//! `--flag=value`, `--flag value`, `--flag`, `--noflag`, one or two dashes), plus two of
+//! ours: `--binder=URI` (default $ABUPDATE_BINDER, else the platform's service manager) and
+//! `--stable`, which sends `--update` to android.os.UpdateEngineStableService's applyPayloadFd
+//! (the payload a local file this process opens), as Settings' 16 KB-page option does.
 //!
 //! Exit codes are update_engine_client's, not the structured codes: 0 when the call
 //! succeeded or the followed update completed with 0 (or 52, applied but not active), 1
@@ -36,6 +38,7 @@ pub struct Flags {
     reset_status: bool,
     follow: bool,
     merge: bool,
+    stable: bool,
     binder: Option<String>,
 }
 
@@ -57,12 +60,14 @@ impl Default for Flags {
             reset_status: false,
             follow: false,
             merge: false,
+            stable: false,
             binder: None,
         }
     }
 }
 
-const BOOLS: [&str; 10] = [
+const BOOLS: [&str; 11] = [
+    "stable",
     "update",
     "verify",
     "allocate",
@@ -144,6 +149,7 @@ fn set_bool(flags: &mut Flags, name: &str, on: bool) -> Result<()> {
         "reset_status" => flags.reset_status = on,
         "follow" => flags.follow = on,
         "merge" => flags.merge = on,
+        "stable" => flags.stable = on,
         // A LineageOS addition to update_engine; abupdate has no performance mode.
         "perf_mode" if on => bail!("--perf_mode is not supported"),
         _ => {}
@@ -175,7 +181,11 @@ fn execute(flags: &Flags) -> Result<u8> {
         Some(uri) => uri.clone(),
         None => std::env::var("ABUPDATE_BINDER").unwrap_or_else(|_| "binder:/dev/binder".into()),
     };
-    let session = client::connect(&Transport::parse(&uri)?)?;
+    let transport = Transport::parse(&uri)?;
+    if flags.stable {
+        return stable_update(&transport, flags);
+    }
+    let session = client::connect(&transport)?;
     let service = &session.service;
     let (tx, events) = mpsc::channel();
     let death = {
@@ -262,6 +272,50 @@ fn execute(flags: &Flags) -> Result<u8> {
     if !keep_running {
         return Ok(0);
     }
+    death_after(events, death)
+}
+
+/// `--stable --update [--follow]`: applyPayloadFd on the stable service.
+fn stable_update(transport: &Transport, flags: &Flags) -> Result<u8> {
+    if !flags.update {
+        bail!("--stable goes with --update (the stable service only applies payloads)");
+    }
+    let path = flags
+        .payload
+        .strip_prefix("file://")
+        .unwrap_or(&flags.payload);
+    let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
+    let session = client::connect_stable(transport)?;
+    let service = &session.service;
+    let (tx, events) = mpsc::channel();
+    let death = {
+        let tx = tx.clone();
+        binder::link_binder_to_death(
+            &service.as_binder(),
+            Box::new(move || {
+                let _ = tx.send(None);
+            }),
+        )?
+    };
+    let relay = UeCallbackRelay::new(move |event| {
+        let _ = tx.send(Some(event));
+    });
+    let callback = binder::new_stable_callback_binder(relay);
+    if flags.follow && !service.bind(&callback).map_err(|s| failed("bind", &s))? {
+        bail!("Failed to bind() the UpdateEngineStable daemon.");
+    }
+    let pfd = binder::ParcelFileDescriptor::new(file);
+    service
+        .applyPayloadFd(&pfd, flags.offset, flags.size, &headers(&flags.headers))
+        .map_err(|s| failed("applyPayloadFd", &s))?;
+    if !flags.follow {
+        return Ok(0);
+    }
+    death_after(events, death)
+}
+
+/// Prints the callbacks until a completion: 0 for success (or 52), else 1.
+fn death_after(events: mpsc::Receiver<Option<UeEvent>>, death: binder::DeathLink) -> Result<u8> {
     loop {
         match events.recv_timeout(Duration::from_secs(3600)) {
             Ok(Some(UeEvent::Status(status, progress))) => {
