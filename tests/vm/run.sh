@@ -118,6 +118,9 @@ grep -E '^(STEP|INFO) ' "$log" || true
 expected=(modules dm-adapter binder-device service-manager partitions daemon-registered status-call
     permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
     slot-switched reboot-maps-slot-b verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
+# update_engine's face (android.os.UpdateEngineService, update_engine_client's command lines).
+expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
+    ue-stable-fd ue-merge)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
 fi
