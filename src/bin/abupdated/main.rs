@@ -128,8 +128,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// How often the cleanup looks at the boot and the slot.
-const CLEANUP_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often the cleanup looks at the boot and the slot (update_engine retries every few
+/// seconds too; a device whose slot is never marked keeps this thread polling misc).
+const CLEANUP_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Where the cleanup learns that the boot completed: Android's properties; on a host the
 /// `--build-prop` file, read again at every poll (a test appends `sys.boot_completed=1`), or
