@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 cache=${ABUPDATE_VM_CACHE:-$target_dir/vm-cache}
-timeout_s=${ABUPDATE_VM_TIMEOUT:-300}
+timeout_s=${ABUPDATE_VM_TIMEOUT:-600}
 # ABUPDATE_VM_STEPS=modules,dm-adapter runs and checks only those steps (while developing one).
 only=${ABUPDATE_VM_STEPS:-}
 
