@@ -7,7 +7,11 @@ use std::path::Path;
 
 /// Writes `$OUT_DIR/abupdate_aidl.rs`, included by the host Binder adapter.
 pub fn generate() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("aidl");
+    // Read at run time: a build script compiled in another checkout (a copied target/)
+    // would otherwise generate that checkout's interfaces.
+    let manifest_dir =
+        std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("aidl");
     println!("cargo:rerun-if-changed={}", root.display());
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("android") {
         return;

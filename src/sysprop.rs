@@ -49,6 +49,27 @@ impl Properties for PropertyFile {
     }
 }
 
+/// A `key=value` file read again at every lookup: a host's stand-in for properties that
+/// change while the daemon runs (`sys.boot_completed`).
+#[derive(Clone, Debug)]
+pub struct LivePropertyFile {
+    path: std::path::PathBuf,
+}
+
+impl LivePropertyFile {
+    pub fn new(path: &Path) -> Self {
+        LivePropertyFile {
+            path: path.to_owned(),
+        }
+    }
+}
+
+impl Properties for LivePropertyFile {
+    fn get(&self, name: &str) -> Result<Option<String>> {
+        PropertyFile::load(&self.path)?.get(name)
+    }
+}
+
 /// The running Android system's properties.
 #[cfg(target_os = "android")]
 #[derive(Clone, Copy, Debug, Default)]

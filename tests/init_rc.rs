@@ -70,3 +70,66 @@ fn sections_own_their_indented_lines() {
         ]
     );
 }
+
+/// `init/update_engine_compat.rc` replaces AOSP's update_engine.rc: the same service name,
+/// class, user, groups and trigger (those of update_engine.rc), our executable in compat mode,
+/// labelled so that init starts it in update_engine's domain.
+#[test]
+fn the_compat_service_takes_update_engines_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("init/update_engine_compat.rc")).unwrap();
+    let sections = sections(&text);
+    let (header, commands) = sections
+        .iter()
+        .find(|(h, _)| h.starts_with("service "))
+        .expect("no service");
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(
+        &words[..3],
+        [
+            "service",
+            "update_engine",
+            "/system/bin/abupdated_update_engine"
+        ]
+    );
+    assert!(words.contains(&"--update-engine-compat"), "{header}");
+    let state = words
+        .iter()
+        .position(|w| *w == "--state-dir")
+        .expect("--state-dir");
+    assert!(
+        words[state + 1].starts_with("/data/misc/update_engine/"),
+        "{header}"
+    );
+    for line in [
+        "class late_start",
+        "user root",
+        "group root system wakelock inet cache media_rw",
+        "disabled",
+    ] {
+        assert!(
+            commands.iter().any(|c| c == line),
+            "missing `{line}`: {commands:?}"
+        );
+    }
+    let enable = sections
+        .iter()
+        .find(|(_, c)| c.iter().any(|c| c == "enable update_engine"))
+        .expect("nothing enables update_engine");
+    assert_eq!(enable.0, "on property:ro.boot.slot_suffix=*");
+
+    let contexts = std::fs::read_to_string(root.join("sepolicy/file_contexts")).unwrap();
+    assert!(contexts.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f == [
+            "/system/bin/abupdated_update_engine",
+            "u:object_r:update_engine_exec:s0",
+        ]
+    }));
+    let bp = std::fs::read_to_string(root.join("Android.bp")).unwrap();
+    assert!(
+        bp.contains("name: \"abupdated_update_engine\""),
+        "no module installs it"
+    );
+    assert!(bp.contains("init_rc: [\"init/update_engine_compat.rc\"]"));
+}

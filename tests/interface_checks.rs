@@ -27,3 +27,8 @@ fn aidl_is_android_10_aidl_and_its_java_compiles() {
 fn android_bp_is_bpfmt_clean() {
     run("tests/aosp/check.sh");
 }
+
+#[test]
+fn update_engine_aidl_has_aosp_transaction_numbers() {
+    run("tests/aidl/update_engine_numbers.sh");
+}

@@ -59,6 +59,13 @@ pub trait UpdateBackend: Send + Sync {
         progress: &(dyn Fn(ApplyProgress) + Sync),
         control: &Control,
     ) -> Result<()>;
+
+    /// Finishes what the update the device rebooted from needs afterwards; called once the
+    /// running slot is marked successful (see [`crate::service::cleanup`]). An engine with no
+    /// such work has nothing to do.
+    fn finish_previous_update(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One `applyPayload` request, already parsed.

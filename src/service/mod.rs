@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod binder_adapter;
 pub mod binder_service;
+pub mod cleanup;
 pub mod client;
 pub mod control;
 pub mod core;
@@ -21,6 +22,7 @@ pub mod persist;
 pub mod redact;
 mod refusals;
 pub mod status;
+pub mod update_engine;
 pub mod updater_backend;
 mod wire;
 

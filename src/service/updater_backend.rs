@@ -173,6 +173,10 @@ impl UpdateBackend for UpdaterBackend {
         self.updater.mark_boot_successful()
     }
 
+    fn finish_previous_update(&self) -> Result<()> {
+        self.updater.finish_previous_update()
+    }
+
     fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
         if !self.updater.avb_required() {
             return Ok(Vec::new());
@@ -238,7 +242,9 @@ struct Relay<'a> {
 impl Observer for Relay<'_> {
     fn progress(&self, p: &engine::Progress) {
         let (phase, done, total) = match p.stage {
-            Stage::Metadata | Stage::Writing => (ApplyPhase::Downloading, p.bytes_done, p.bytes_total),
+            Stage::Metadata | Stage::Writing => {
+                (ApplyPhase::Downloading, p.bytes_done, p.bytes_total)
+            }
             Stage::Verifying => (ApplyPhase::Verifying, p.bytes_done, p.bytes_total),
             // update_engine reports postinstall as FINALIZING with the programs' progress.
             Stage::Postinstall => (ApplyPhase::Finalizing, p.bytes_done, p.bytes_total),

@@ -343,6 +343,17 @@ impl Updater {
         Ok(true)
     }
 
+    /// After the reboot into an updated slot that is now marked successful: refuses (39)
+    /// while libsnapshot's state says a Virtual A/B merge is pending (only libsnapshot and
+    /// snapuserd can run it), and raises the rollback floors to the running slot's indexes.
+    pub fn finish_previous_update(&self) -> Result<()> {
+        ota_state::check(&self.ota_state)?;
+        if self.advance_floors_if_marked()? {
+            log::info!("rollback floors raised to the running slot's indexes");
+        }
+        Ok(())
+    }
+
     /// Whether the device uses AVB, so that its checks are made (see [`avb_check`]).
     pub fn avb_required(&self) -> bool {
         self.avb.required(&self.device)

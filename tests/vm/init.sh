@@ -361,6 +361,141 @@ verity_fec_corrects() {
     [ "$sum" = "$SYSTEM_DATA_SHA" ] && dmesg | grep -q "FEC.*corrected"
 }
 
+# --- update_engine's face: android.os.UpdateEngineService through update_engine_client's
+# command line (abupdate behind a link of that name: a client generated from
+# aidl/android/os/IUpdateEngine.aidl, using update_engine's transaction numbers). ---
+UE_HEADERS=
+ue_serving() {
+    kill -0 "$DAEMON" 2>/dev/null && grep -q "serving abupdate, android.os.UpdateEngineService" /tmp/abupdated.log
+}
+
+# The daemon again, now also as update_engine; the last update forgotten (slot A active).
+ue_daemon() {
+    ln -sf abupdate /bin/update_engine_client || return 1
+    kill "$DAEMON" 2>/dev/null
+    wait "$DAEMON" 2>/dev/null
+    abupdated --update-engine-compat --binder binder:/dev/binder --by-name "$BY_NAME" \
+        --key /data/ota-cert.pem --device-mapper linux --mapper-links "$MAPPER" \
+        --build-prop /data/build.prop --state-dir /data/state --allowed-uids 0 \
+        >> /tmp/abupdated.log 2>&1 &
+    DAEMON=$!
+    within 200 ue_serving || { tail -5 /tmp/abupdated.log; return 1; }
+    grep "serving abupdate, android.os" /tmp/abupdated.log | tail -1
+    timeout 20 update_engine_client --reset_status
+}
+
+# update_device.py's line: --update --follow, headers one per line; statuses 3 4 5 6, code 0.
+ue_full_update() {
+    UE_HEADERS=$(cat "$PROPS")
+    timeout 300 update_engine_client --update --follow --payload=file:///data/payload.bin \
+        "--headers=$UE_HEADERS" > /tmp/ue1.log 2>&1
+    code=$?
+    grep -v "DOWNLOADING (3), 0\.[0-9]*[1-9]" /tmp/ue1.log
+    echo "exit $code"
+    [ "$code" -eq 0 ] && grep -q "onStatusUpdate(DOWNLOADING (3)" /tmp/ue1.log &&
+        grep -q "onStatusUpdate(VERIFYING (4)" /tmp/ue1.log &&
+        grep -q "onStatusUpdate(FINALIZING (5)" /tmp/ue1.log &&
+        grep -q "onStatusUpdate(UPDATED_NEED_REBOOT (6), 1)" /tmp/ue1.log &&
+        grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/ue1.log &&
+        [ "$(priority 14)" -eq 15 ]
+}
+
+# Applied and waiting for the reboot: another applyPayload is refused with 66.
+ue_already_installed() {
+    timeout 20 update_engine_client --update --payload=file:///data/payload.bin \
+        "--headers=$UE_HEADERS" > /tmp/ue2.log 2>&1
+    code=$?
+    cat /tmp/ue2.log
+    [ "$code" -eq 1 ] && grep -q "kUpdateAlreadyInstalled (66)" /tmp/ue2.log &&
+        timeout 20 update_engine_client --reset_status
+}
+
+ue_downloading() {
+    grep -q "onStatusUpdate(DOWNLOADING (3)" /tmp/ue3.log
+}
+
+# A payload trickling through a FIFO: suspend and resume answer 0, cancel ends the followed
+# update with 48 (kUserCanceled); resetStatus then forgets its resume point.
+ue_suspend_cancel() {
+    mkfifo /tmp/ue.fifo || return 1
+    {
+        n=0
+        while dd if=/data/payload.bin bs=65536 skip=$n count=1 2>/dev/null | grep -q . ; do
+            dd if=/data/payload.bin bs=65536 skip=$n count=1 2>/dev/null
+            n=$((n + 1))
+            sleep 0.3
+        done
+    } > /tmp/ue.fifo &
+    UE_WRITER=$!
+    timeout 120 update_engine_client --update --follow --payload=file:///tmp/ue.fifo \
+        "--headers=$UE_HEADERS" > /tmp/ue3.log 2>&1 &
+    follower=$!
+    within 600 ue_downloading || { cat /tmp/ue3.log; return 1; }
+    expect_exit 0 timeout 20 update_engine_client --suspend &&
+        expect_exit 0 timeout 20 update_engine_client --resume &&
+        expect_exit 0 timeout 20 update_engine_client --cancel || return 1
+    wait "$follower"
+    code=$?
+    kill "$UE_WRITER" 2>/dev/null
+    grep -v "DOWNLOADING (3), 0\.[0-9]*[1-9]" /tmp/ue3.log
+    echo "follower exit $code"
+    [ "$code" -eq 1 ] && grep -q "onPayloadApplicationComplete(kUserCanceled (48))" /tmp/ue3.log &&
+        timeout 20 update_engine_client --reset_status
+}
+
+# The last byte of the first operation's data changed: its hash does not match, 29
+# (kDownloadOperationHashMismatch, from our 24), before anything is written.
+ue_bad_payload() {
+    cp /data/payload.bin /tmp/bad.bin || return 1
+    byte=$(od -An -tu1 -j $((SPLIT1 - 1)) -N 1 /tmp/bad.bin | tr -d ' ')
+    # shellcheck disable=SC2059 # the format is the flipped byte, in octal
+    printf "\\$(printf %o $((byte ^ 255)))" |
+        dd of=/tmp/bad.bin bs=1 seek=$((SPLIT1 - 1)) conv=notrunc 2>/dev/null
+    cmp -l /data/payload.bin /tmp/bad.bin
+    timeout 300 update_engine_client --update --follow --payload=file:///tmp/bad.bin \
+        "--headers=$UE_HEADERS" > /tmp/ue4.log 2>&1
+    code=$?
+    grep -v "DOWNLOADING (3), 0\.[0-9]*[1-9]" /tmp/ue4.log
+    echo "exit $code"
+    [ "$code" -eq 1 ] && grep -q "onPayloadApplicationComplete(kDownloadOperationHashMismatch (29))" /tmp/ue4.log
+}
+
+# The stable service's applyPayloadFd (the descriptor opened by the client), to the end.
+ue_stable_fd() {
+    timeout 300 update_engine_client --stable --update --follow --payload=/data/payload.bin \
+        "--headers=$UE_HEADERS" > /tmp/ue5.log 2>&1
+    code=$?
+    grep -v "DOWNLOADING (3), 0\.[0-9]*[1-9]" /tmp/ue5.log
+    echo "exit $code"
+    [ "$code" -eq 0 ] && grep -q "onStatusUpdate(UPDATED_NEED_REBOOT (6), 1)" /tmp/ue5.log &&
+        grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/ue5.log
+}
+
+# cleanupSuccessfulUpdate: CLEANUP_PREVIOUS_UPDATE (11) at 0 until sys.boot_completed=1, then
+# to the end with 0 (slot A, running, is marked successful).
+ue_cleanup_waiting() {
+    grep -q "CLEANUP_PREVIOUS_UPDATE (11), 0)" /tmp/ue6.log
+}
+
+ue_merge() {
+    timeout 120 update_engine_client --merge > /tmp/ue6.log 2>&1 &
+    merger=$!
+    within 300 ue_cleanup_waiting || { cat /tmp/ue6.log; return 1; }
+    sleep 1
+    if grep -q onPayloadApplicationComplete /tmp/ue6.log; then
+        cat /tmp/ue6.log
+        echo "completed before sys.boot_completed"
+        return 1
+    fi
+    echo "sys.boot_completed=1" >> /data/build.prop
+    wait "$merger"
+    code=$?
+    cat /tmp/ue6.log
+    echo "exit $code"
+    [ "$code" -eq 0 ] && grep -q "CLEANUP_PREVIOUS_UPDATE (11), 1)" /tmp/ue6.log &&
+        grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/ue6.log
+}
+
 step modules load_modules
 step dm-adapter dm_adapter
 step binder-device binder_device
@@ -379,6 +514,21 @@ step verity-system verity_system
 step verity-vendor verity_vendor
 step verity-corrupt-eio verity_corrupt_eio
 step verity-fec-corrects verity_fec_corrects
+# The update_engine steps print how long they took (TCG is slow: the budget is ~30 s).
+timed() {
+    t0=$(date +%s)
+    "$@"
+    rc=$?
+    echo "took $(( $(date +%s) - t0 ))s"
+    return $rc
+}
+step ue-daemon timed ue_daemon
+step ue-full-update timed ue_full_update
+step ue-already-installed timed ue_already_installed
+step ue-suspend-cancel timed ue_suspend_cancel
+step ue-bad-payload timed ue_bad_payload
+step ue-stable-fd timed ue_stable_fd
+step ue-merge timed ue_merge
 . /postinstall.sh
 run_postinstall_steps
 printf '\nALL STEPS DONE\n'

@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 cache=${ABUPDATE_VM_CACHE:-$target_dir/vm-cache}
-timeout_s=${ABUPDATE_VM_TIMEOUT:-300}
+timeout_s=${ABUPDATE_VM_TIMEOUT:-600}
 # ABUPDATE_VM_STEPS=modules,dm-adapter runs and checks only those steps (while developing one).
 only=${ABUPDATE_VM_STEPS:-}
 
@@ -126,6 +126,9 @@ grep -E '^(STEP|INFO) ' "$log" || true
 expected=(modules dm-adapter binder-device service-manager partitions daemon-registered status-call
     permission-check verify apply-interrupted restarted-interrupted resume-to-the-end
     slot-switched reboot-maps-slot-b verity-system verity-vendor verity-corrupt-eio verity-fec-corrects)
+# update_engine's face (android.os.UpdateEngineService, update_engine_client's command lines).
+expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
+    ue-stable-fd ue-merge)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"

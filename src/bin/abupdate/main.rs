@@ -24,6 +24,7 @@ mod progress_bar;
 mod service_cmd;
 mod slots_cmd;
 mod super_cmd;
+mod ue_client_cmd;
 mod verity_cmd;
 
 use std::process::ExitCode;
@@ -74,9 +75,23 @@ enum Command {
     Super(super_cmd::SuperCommand),
     /// Build a simulated device, signed full and delta payloads, and apply both.
     Demo(demo::DemoArgs),
+    /// update_engine_client's flags (--update --follow --payload= ...) over
+    /// android.os.UpdateEngineService; also run as `update_engine_client` through a link.
+    #[command(name = "update-engine-client", disable_help_flag = true)]
+    UpdateEngineClient {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
+    // Through a link named update_engine_client: that tool's command line, whole.
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_default();
+    if std::path::Path::new(&program).file_name() == Some("update_engine_client".as_ref()) {
+        let flags: Vec<String> = args.collect();
+        return ExitCode::from(ue_client_cmd::run(&flags));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Apply(args) => apply_cmd::run(args),
@@ -93,6 +108,7 @@ fn main() -> ExitCode {
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
         Command::Demo(args) => demo::run(args),
+        Command::UpdateEngineClient { flags } => return ExitCode::from(ue_client_cmd::run(&flags)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

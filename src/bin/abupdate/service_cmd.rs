@@ -4,13 +4,12 @@
 //! which becomes the exit code.
 
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 
-use abupdate::payload::HEADER_SIZE;
 use abupdate::service::binder_adapter::Transport;
 use abupdate::service::client::UpdateClient;
 
@@ -188,28 +187,9 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
 }
 
 fn read_metadata(path: &Path, offset: u64) -> Result<Vec<u8>> {
-    use std::io::{Seek, SeekFrom};
-    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut header = vec![0u8; HEADER_SIZE];
-    file.read_exact(&mut header).map_err(|e| {
-        abupdate::err!(
-            MalformedPayload,
-            "{}: no payload header: {e}",
-            path.display()
-        )
-    })?;
-    let needed = abupdate::engine::metadata::Metadata::needed(&header, None)?;
-    let mut metadata = header;
-    metadata.resize(usize::try_from(needed)?, 0);
-    file.read_exact(&mut metadata[HEADER_SIZE..]).map_err(|e| {
-        abupdate::err!(
-            MalformedPayload,
-            "{}: metadata cut short: {e}",
-            path.display()
-        )
-    })?;
-    Ok(metadata)
+    Ok(abupdate::service::update_engine::read_metadata(
+        path, offset,
+    )?)
 }
 
 /// What the service fetches itself; anything else is a file this process opens and passes as

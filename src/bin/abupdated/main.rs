@@ -26,7 +26,11 @@ use clap::Parser;
 
 use abupdate::service::binder_adapter::{self as binder, Transport};
 use abupdate::service::binder_service::BinderService;
+use abupdate::service::cleanup::{BootCompletion, Cleanup};
 use abupdate::service::persist::current_boot_id;
+use abupdate::service::update_engine::{
+    StableService, UpdateEngineService, STABLE_SERVICE, UPDATE_ENGINE_SERVICE,
+};
 use abupdate::service::{default_allowed_uids, Config, UpdateService, SERVICE_NAME};
 use abupdate::Result;
 
@@ -124,6 +128,12 @@ pub struct Args {
     /// elsewhere a new temporary directory each time).
     #[arg(long, value_name = "DIR")]
     postinstall_dir: Option<PathBuf>,
+
+    /// Also serve update_engine's interfaces, as the device's update_engine: registers
+    /// android.os.UpdateEngineService (android.os.IUpdateEngine) and
+    /// android.os.UpdateEngineStableService next to abupdate, over the same update.
+    #[arg(long)]
+    update_engine_compat: bool,
 }
 
 fn main() -> ExitCode {
@@ -139,12 +149,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// How often the cleanup looks at the boot and the slot (update_engine retries every few
+/// seconds too; a device whose slot is never marked keeps this thread polling misc).
+const CLEANUP_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where the cleanup learns that the boot completed: Android's properties; on a host the
+/// `--build-prop` file, read again at every poll (a test appends `sys.boot_completed=1`), or
+/// nothing to wait for without one.
+fn boot_completion(args: &Args) -> BootCompletion {
+    #[cfg(target_os = "android")]
+    {
+        let _ = args;
+        BootCompletion::Property(std::sync::Arc::new(abupdate::sysprop::SystemProperties))
+    }
+    #[cfg(not(target_os = "android"))]
+    match &args.build_prop {
+        Some(path) => BootCompletion::Property(std::sync::Arc::new(
+            abupdate::sysprop::LivePropertyFile::new(path),
+        )),
+        None => BootCompletion::Already,
+    }
+}
+
 fn run(args: Args) -> Result<()> {
     let state_dir = device::state_dir(&args);
     // The daemon's alone: its state files are 0600, and the directory keeps others from
     // even listing them.
     abupdate::state_file::create_dir(&state_dir)?;
     let engine = device::open(&args, &state_dir)?;
+    let boot = boot_completion(&args);
     let allowed_uids = if args.allowed_uids.is_empty() {
         default_allowed_uids()
     } else {
@@ -156,12 +189,24 @@ fn run(args: Args) -> Result<()> {
         allowed_uids,
         boot_id: current_boot_id()?,
     };
+    // The previous update's cleanup runs at every start, as update_engine's does; the
+    // update_engine face answers cleanupSuccessfulUpdate from it.
+    let cleanup = Cleanup::start(engine.clone(), boot, CLEANUP_POLL)?;
     let core = UpdateService::new(engine, config)?;
     let transport = Transport::parse(&args.binder)?;
-    let service = binder::new_service_binder(BinderService::new(core));
-    let served = binder::serve(&transport, SERVICE_NAME, service, args.threads)?;
+    let service = binder::new_service_binder(BinderService::new(core.clone()));
+    let mut services = vec![(SERVICE_NAME.to_owned(), service.as_binder())];
+    if args.update_engine_compat {
+        let ue = binder::new_update_engine_binder(UpdateEngineService::new(core.clone(), cleanup));
+        let stable = binder::new_stable_binder(StableService::new(core));
+        services.push((UPDATE_ENGINE_SERVICE.to_owned(), ue.as_binder()));
+        services.push((STABLE_SERVICE.to_owned(), stable.as_binder()));
+    }
+    let names: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    let names = names.join(", ");
+    let served = binder::serve_all(&transport, services, args.threads)?;
     log::info!(
-        "serving {SERVICE_NAME} on {transport} with {} threads; allowed uids: {}",
+        "serving {names} on {transport} with {} threads; allowed uids: {}",
         args.threads,
         uids.join(",")
     );

@@ -8,11 +8,12 @@ use std::sync::Mutex;
 
 pub use binder::{Interface, ParcelFileDescriptor, Status, Strong};
 
-use binder::{BinderFeatures, DeathRecipient, ExceptionCode, StatusCode};
+use binder::{BinderFeatures, DeathRecipient, ExceptionCode, FromIBinder, StatusCode};
 
 use super::Failure;
 use crate::error::{Error, Result};
 use crate::service::binder_service::{BinderService, CallbackRelay};
+use crate::service::update_engine::{StableService, UeCallbackRelay, UpdateEngineService};
 
 /// `Result` of a Binder method, as the generated traits spell it.
 pub type BinderResult<T> = binder::Result<T>;
@@ -29,7 +30,26 @@ pub mod aidl {
         RollbackFloor::RollbackFloor, SlotInfo::SlotInfo, SlotState::SlotState,
         UpdateStatus::UpdateStatus,
     };
+
+    /// update_engine's interfaces, from `aidl_interface { name: "abupdate.update_engine" }`.
+    pub mod ue {
+        pub use abupdate_update_engine::aidl::android::os::IUpdateEngine::{
+            BnUpdateEngine, IUpdateEngine,
+        };
+        pub use abupdate_update_engine::aidl::android::os::IUpdateEngineCallback::{
+            BnUpdateEngineCallback, IUpdateEngineCallback,
+        };
+        pub use abupdate_update_engine::aidl::android::os::IUpdateEngineStable::{
+            BnUpdateEngineStable, IUpdateEngineStable,
+        };
+        pub use abupdate_update_engine::aidl::android::os::IUpdateEngineStableCallback::{
+            BnUpdateEngineStableCallback, IUpdateEngineStableCallback,
+        };
+    }
 }
+
+/// A Binder object of any interface, as served or watched for death.
+pub type AnyBinder = binder::SpIBinder;
 
 /// On Android there is one transport: `/dev/binder` and the platform's servicemanager.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,10 +91,25 @@ pub fn serve(
     service: Strong<dyn aidl::IUpdateService>,
     threads: u32,
 ) -> Result<Served> {
+    serve_all(
+        _transport,
+        vec![(name.to_owned(), service.as_binder())],
+        threads,
+    )
+}
+
+/// Registers each `(name, object)` with the service manager and starts the thread pool.
+pub fn serve_all(
+    _transport: &Transport,
+    services: Vec<(String, AnyBinder)>,
+    threads: u32,
+) -> Result<Served> {
     binder::ProcessState::set_thread_pool_max_thread_count(threads);
     binder::ProcessState::start_thread_pool();
-    binder::add_service(name, service.as_binder())
-        .map_err(|e| binder_error(&format!("registering {name}"), e))?;
+    for (name, object) in services {
+        binder::add_service(&name, object)
+            .map_err(|e| binder_error(&format!("registering {name}"), e))?;
+    }
     Ok(Served(()))
 }
 
@@ -101,6 +136,21 @@ pub fn connect(_transport: &Transport, name: &str) -> Result<Connection> {
     let service = binder::wait_for_interface::<dyn aidl::IUpdateService>(name)
         .map_err(|e| binder_error(&format!("looking up {name}"), e))?;
     Ok(Connection { service })
+}
+
+/// A client's connection to a service of any interface.
+pub struct Session<T: FromIBinder + ?Sized> {
+    pub service: Strong<T>,
+}
+
+pub fn connect_to<T: FromIBinder + ?Sized>(
+    _transport: &Transport,
+    name: &str,
+) -> Result<Session<T>> {
+    binder::ProcessState::start_thread_pool();
+    let service = binder::wait_for_interface::<T>(name)
+        .map_err(|e| binder_error(&format!("looking up {name}"), e))?;
+    Ok(Session { service })
 }
 
 pub fn calling_uid() -> u32 {
@@ -146,9 +196,16 @@ pub fn link_to_death(
     callback: &Strong<dyn aidl::IUpdateCallback>,
     on_death: Box<dyn Fn() + Send + Sync>,
 ) -> Result<DeathLink> {
+    link_binder_to_death(&callback.as_binder(), on_death)
+}
+
+pub fn link_binder_to_death(
+    object: &AnyBinder,
+    on_death: Box<dyn Fn() + Send + Sync>,
+) -> Result<DeathLink> {
     let mut recipient = DeathRecipient::new(move || on_death());
-    callback
-        .as_binder()
+    object
+        .clone()
         .link_to_death(&mut recipient)
         .map_err(|e| binder_error("linking to a callback's death", e))?;
     Ok(DeathLink {
@@ -181,6 +238,31 @@ impl Interface for BinderService {
 }
 
 impl Interface for CallbackRelay {}
+impl Interface for UpdateEngineService {}
+impl Interface for StableService {}
+impl Interface for UeCallbackRelay {}
+
+pub fn new_update_engine_binder(
+    service: UpdateEngineService,
+) -> Strong<dyn aidl::ue::IUpdateEngine> {
+    aidl::ue::BnUpdateEngine::new_binder(service, BinderFeatures::default())
+}
+
+pub fn new_stable_binder(service: StableService) -> Strong<dyn aidl::ue::IUpdateEngineStable> {
+    aidl::ue::BnUpdateEngineStable::new_binder(service, BinderFeatures::default())
+}
+
+pub fn new_ue_callback_binder(
+    relay: UeCallbackRelay,
+) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
+    aidl::ue::BnUpdateEngineCallback::new_binder(relay, BinderFeatures::default())
+}
+
+pub fn new_stable_callback_binder(
+    relay: UeCallbackRelay,
+) -> Strong<dyn aidl::ue::IUpdateEngineStableCallback> {
+    aidl::ue::BnUpdateEngineStableCallback::new_binder(relay, BinderFeatures::default())
+}
 
 /// Logs to logcat under `tag`, URLs redacted.
 pub fn init_logging(tag: &str) {

@@ -6,13 +6,14 @@ use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rsbinder::rpc::FileDescriptorTransportMode;
-use rsbinder::{DeathRecipient, ExceptionCode, StatusCode, WIBinder};
+use rsbinder::{DeathRecipient, ExceptionCode, FromIBinder, StatusCode, WIBinder};
 
 pub use rsbinder::{BinderResult, Interface, ParcelFileDescriptor, Status, Strong};
 
 use super::Failure;
 use crate::error::{Error, Result};
 use crate::service::binder_service::{BinderService, CallbackRelay};
+use crate::service::update_engine::{StableService, UeCallbackRelay, UpdateEngineService};
 
 mod generated {
     rsbinder::include_aidl!("abupdate_aidl");
@@ -28,7 +29,26 @@ pub mod aidl {
         RollbackFloor::RollbackFloor, SlotInfo::SlotInfo, SlotState::SlotState,
         UpdateStatus::UpdateStatus,
     };
+
+    /// update_engine's interfaces (`aidl/android/os`), served in `--update-engine-compat` mode.
+    pub mod ue {
+        pub use super::super::generated::android::os::IUpdateEngine::{
+            BnUpdateEngine, IUpdateEngine,
+        };
+        pub use super::super::generated::android::os::IUpdateEngineCallback::{
+            BnUpdateEngineCallback, IUpdateEngineCallback,
+        };
+        pub use super::super::generated::android::os::IUpdateEngineStable::{
+            BnUpdateEngineStable, IUpdateEngineStable,
+        };
+        pub use super::super::generated::android::os::IUpdateEngineStableCallback::{
+            BnUpdateEngineStableCallback, IUpdateEngineStableCallback,
+        };
+    }
 }
+
+/// A Binder object of any interface, as served or watched for death.
+pub type AnyBinder = rsbinder::SIBinder;
 
 /// Where the service listens and clients connect.
 ///
@@ -103,6 +123,20 @@ pub fn serve(
     service: Strong<dyn aidl::IUpdateService>,
     threads: u32,
 ) -> Result<Served> {
+    serve_all(
+        transport,
+        vec![(name.to_owned(), service.as_binder())],
+        threads,
+    )
+}
+
+/// Registers each `(name, object)` and serves them all with `threads` Binder threads, in the
+/// background (one RPC endpoint, or the kernel's service manager).
+pub fn serve_all(
+    transport: &Transport,
+    services: Vec<(String, AnyBinder)>,
+    threads: u32,
+) -> Result<Served> {
     let server = match transport.uri.endpoint() {
         // Kernel Binder: the process-wide thread pool is sized when `serve` opens the
         // driver, so the count goes into the endpoint, not the options.
@@ -126,10 +160,17 @@ pub fn serve(
             })
         }
     };
+    let names: Vec<&str> = services.iter().map(|(n, _)| n.as_str()).collect();
+    let names = names.join(", ");
+    let mut server = server.map_err(|e| binder_error(&format!("serving on {transport}"), e))?;
+    for (name, binder) in services {
+        server = server
+            .add(&name, binder)
+            .map_err(|e| binder_error(&format!("registering {name} on {transport}"), e))?;
+    }
     let guard = server
-        .and_then(|s| s.add(name, service.as_binder()))
-        .and_then(|s| s.spawn())
-        .map_err(|e| binder_error(&format!("serving {name} on {transport}"), e))?;
+        .spawn()
+        .map_err(|e| binder_error(&format!("serving {names} on {transport}"), e))?;
     Ok(Served { guard: Some(guard) })
 }
 
@@ -186,6 +227,38 @@ pub fn connect(transport: &Transport, name: &str) -> Result<Connection> {
     })
 }
 
+/// A client's connection to a service of any interface; keeps the RPC session open.
+pub struct Session<T: FromIBinder + ?Sized> {
+    pub service: Strong<T>,
+    _client: rsbinder::Client,
+}
+
+/// Connects to the service `name` of interface `T`, ready to receive callbacks.
+pub fn connect_to<T: FromIBinder + ?Sized>(
+    transport: &Transport,
+    name: &str,
+) -> Result<Session<T>> {
+    let client = rsbinder::Client::open_with(transport.uri.clone(), |o, endpoint| {
+        if !endpoint.is_kernel() {
+            o.incoming_connections = Some(1);
+        }
+        if endpoint.supports_fd_passing() {
+            o.fd_mode = Some(FileDescriptorTransportMode::Unix);
+        }
+    })
+    .map_err(|e| binder_error(&format!("connecting to {transport}"), e))?;
+    if transport.is_kernel() {
+        rsbinder::ProcessState::start_thread_pool();
+    }
+    let service = client
+        .get::<T>(name)
+        .map_err(|e| binder_error(&format!("looking up {name} at {transport}"), e))?;
+    Ok(Session {
+        service,
+        _client: client,
+    })
+}
+
 /// The caller of the transaction being served.
 pub fn calling_uid() -> u32 {
     rsbinder::get_calling_uid()
@@ -235,11 +308,18 @@ pub fn link_to_death(
     callback: &Strong<dyn aidl::IUpdateCallback>,
     on_death: Box<dyn Fn() + Send + Sync>,
 ) -> Result<DeathLink> {
+    link_binder_to_death(&callback.as_binder(), on_death)
+}
+
+/// Runs `on_death` once when the process behind `binder` dies, while the link is kept.
+pub fn link_binder_to_death(
+    binder: &AnyBinder,
+    on_death: Box<dyn Fn() + Send + Sync>,
+) -> Result<DeathLink> {
     let recipient = Arc::new(Obituary {
         on_death: Mutex::new(Some(on_death)),
     });
-    callback
-        .as_binder()
+    binder
         .link_to_death_arc(&recipient)
         .map_err(|e| binder_error("linking to a callback's death", e))?;
     Ok(DeathLink {
@@ -286,6 +366,35 @@ impl Interface for BinderService {
 }
 
 impl Interface for CallbackRelay {}
+impl Interface for UpdateEngineService {}
+impl Interface for StableService {}
+impl Interface for UeCallbackRelay {}
+
+/// The `IUpdateEngine` Binder object for `service`.
+pub fn new_update_engine_binder(
+    service: UpdateEngineService,
+) -> Strong<dyn aidl::ue::IUpdateEngine> {
+    aidl::ue::BnUpdateEngine::new_binder(service)
+}
+
+/// The `IUpdateEngineStable` Binder object for `service`.
+pub fn new_stable_binder(service: StableService) -> Strong<dyn aidl::ue::IUpdateEngineStable> {
+    aidl::ue::BnUpdateEngineStable::new_binder(service)
+}
+
+/// An `IUpdateEngineCallback` Binder object for `relay`.
+pub fn new_ue_callback_binder(
+    relay: UeCallbackRelay,
+) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
+    aidl::ue::BnUpdateEngineCallback::new_binder(relay)
+}
+
+/// An `IUpdateEngineStableCallback` Binder object for `relay`.
+pub fn new_stable_callback_binder(
+    relay: UeCallbackRelay,
+) -> Strong<dyn aidl::ue::IUpdateEngineStableCallback> {
+    aidl::ue::BnUpdateEngineStableCallback::new_binder(relay)
+}
 
 fn binder_error(what: &str, code: StatusCode) -> Error {
     crate::err!(DeviceError, "{what}: binder error {code:?}")

@@ -177,7 +177,31 @@ impl UpdateService {
             )),
             PayloadLocation::File(_) => None,
         };
-        self.start(inner, request, stored)
+        self.start(inner, worker::Job::Apply(request), stored)
+    }
+
+    /// Runs `partition`'s postinstall program again on the applied update, on the worker
+    /// thread (update_engine's `triggerPostinstall`): the status goes to FINALIZING with the
+    /// program's progress, and back to UPDATED_NEED_REBOOT when it ends, whatever its result
+    /// (the applied update stays applied; a failure is reported as the last error).
+    pub fn trigger_postinstall(self: &Arc<Self>, caller: Caller, partition: &str) -> Result<()> {
+        self.authorize(caller, "run a postinstall program")?;
+        let inner = self.lock();
+        if inner.job.is_some() {
+            crate::bail!(
+                Busy,
+                "an update is already running ({})",
+                inner.status.state
+            );
+        }
+        if inner.status.state != State::UpdatedNeedReboot {
+            crate::bail!(
+                Busy,
+                "no applied update to run postinstall on ({})",
+                inner.status.state
+            );
+        }
+        self.start(inner, worker::Job::Postinstall(partition.to_owned()), None)
     }
 
     /// Pauses the running update at its next checkpoint.
@@ -231,7 +255,7 @@ impl UpdateService {
                     size: stored.size,
                     headers: stored.headers.clone(),
                 };
-                self.start(inner, request, Some(stored))
+                self.start(inner, worker::Job::Apply(request), Some(stored))
             }
             (state, _) => crate::bail!(Busy, "nothing to resume ({state})"),
         }

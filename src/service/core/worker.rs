@@ -16,34 +16,45 @@ use crate::service::persist::StoredRequest;
 use crate::service::redact;
 use crate::service::status::{State, Status};
 
+/// What a worker thread does.
+pub(super) enum Job {
+    /// Applies a payload.
+    Apply(ApplyRequest),
+    /// Runs one partition's postinstall program again on the applied update.
+    Postinstall(String),
+}
+
 impl UpdateService {
     pub(super) fn start(
         self: &Arc<Self>,
         mut inner: MutexGuard<'_, Inner>,
-        request: ApplyRequest,
+        job: Job,
         stored: Option<StoredRequest>,
     ) -> Result<()> {
         let control = Control::new();
-        let total = request.size;
+        let (total, state) = match &job {
+            Job::Apply(request) => (request.size, State::Downloading),
+            Job::Postinstall(_) => (0, State::Finalizing),
+        };
         let worker = {
             let service = Arc::clone(self);
             let control = control.clone();
             std::thread::Builder::new()
                 .name("abupdate-worker".to_owned())
-                .spawn(move || service.run(&request, &control))
+                .spawn(move || service.run(&job, &control))
                 .map_err(|e| Error::io("starting the update worker", e))?
         };
         drop(worker); // The worker reports its own end through `finish`.
         let target_slot = self.engine.slot_info().ok().and_then(|s| s.target());
         let current_slot = inner.status.current_slot;
         inner.status = Status {
-            state: State::Downloading,
+            state,
             total,
             current_slot,
             target_slot,
             ..Status::default()
         };
-        inner.running_state = State::Downloading;
+        inner.running_state = state;
         inner.job = Some(control);
         inner.request = stored;
         self.publish(inner, Publish::Throttled);
@@ -51,12 +62,21 @@ impl UpdateService {
     }
 
     /// The worker thread's body.
-    fn run(&self, request: &ApplyRequest, control: &Control) {
-        log::info!("update started from {}", describe(&request.source));
+    fn run(&self, job: &Job, control: &Control) {
+        match job {
+            Job::Apply(request) => {
+                log::info!("update started from {}", describe(&request.source));
+            }
+            Job::Postinstall(partition) => log::info!("postinstall of {partition} triggered"),
+        }
         // The engine shares nothing with the service but `control` and the progress
         // callback, both of which stay consistent whatever point a panic left them at.
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            self.engine.apply(request, &|p| self.progress(p), control)
+        let result = catch_unwind(AssertUnwindSafe(|| match job {
+            Job::Apply(request) => self.engine.apply(request, &|p| self.progress(p), control),
+            Job::Postinstall(partition) => {
+                self.engine
+                    .trigger_postinstall(partition, &|p| self.progress(p), control)
+            }
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -69,7 +89,13 @@ impl UpdateService {
                 "the update engine failed unexpectedly (panic: {what})"
             ))
         });
-        self.finish(result);
+        // A failed apply leaves nothing applied; a failed postinstall run leaves the update
+        // it ran on applied (its slot was switched when that update completed).
+        let failed_state = match job {
+            Job::Apply(_) => State::Idle,
+            Job::Postinstall(_) => State::UpdatedNeedReboot,
+        };
+        self.finish(result, failed_state);
     }
 
     fn progress(&self, progress: ApplyProgress) {
@@ -84,7 +110,7 @@ impl UpdateService {
         self.publish(inner, Publish::Throttled);
     }
 
-    fn finish(&self, result: Result<()>) {
+    fn finish(&self, result: Result<()>, failed_state: State) {
         // Error messages quote URLs (the payload's, a redirect's): they reach the log, the
         // state file and every app that reads the status, without credentials.
         let result = result.map_err(|e| Error::new(e.code, redact::urls_in(&e.message)));
@@ -99,7 +125,7 @@ impl UpdateService {
             }
             Err(e) => {
                 log::error!("update failed: {e}");
-                inner.status.state = State::Idle;
+                inner.status.state = failed_state;
             }
         }
         inner.status.set_error(result.as_ref().err());
