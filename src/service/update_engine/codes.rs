@@ -311,6 +311,7 @@ mod tests {
         let known = [
             (0, "kSuccess"),
             (1, "kError"),
+            (5, "kPostinstallRunnerError"),
             (7, "kInstallDeviceOpenError"),
             (9, "kDownloadTransferError"),
             (10, "kPayloadHashMismatchError"),
