@@ -57,7 +57,8 @@ pub fn bucket(offer_id: &str, device_id: &str) -> u64 {
 
 /// The offer a device running `running_fp` (built at `running_ts`) takes: a delta from its
 /// build if one is in its rollout, else a full offer in its rollout; the newest build wins;
-/// nothing if no offer is newer than the running build. `percent` gives the server's
+/// nothing if no offer is newer than (and other than) the running build. This is the device's
+/// rule (src/feed/choice.rs on the device side). `percent` gives the server's
 /// (overriding) rollout percentage per offer id.
 pub fn choose<'a>(
     feed: &'a Feed,
@@ -69,6 +70,7 @@ pub fn choose<'a>(
     let eligible = || {
         feed.offers.iter().filter(|o| {
             o.build.timestamp > running_ts
+                && o.build.fingerprint != running_fp
                 && i64::try_from(bucket(&o.id, device_id)).is_ok_and(|b| b < percent(o))
         })
     };

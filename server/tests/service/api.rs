@@ -47,7 +47,7 @@ pub async fn suite(db: &str) {
     let mut srv = Server::start(
         db,
         &feeds,
-        &["--rate-per-minute", "60", "--rate-burst", "30"],
+        &["--rate-per-minute", "1", "--rate-burst", "30"],
     );
     let pool = connect_db(db).await;
 

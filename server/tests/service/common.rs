@@ -245,7 +245,11 @@ pub fn choose(
 ) -> Option<&'static str> {
     let eligible: Vec<&TestOffer> = offers
         .iter()
-        .filter(|o| o.ts > ts && (bucket(o.id, device) as i64) < percents[o.id].as_i64().unwrap())
+        .filter(|o| {
+            o.ts > ts
+                && fp != format!("fp-{}", o.id)
+                && (bucket(o.id, device) as i64) < percents[o.id].as_i64().unwrap()
+        })
         .collect();
     let newest = |it: Vec<&&TestOffer>| it.into_iter().max_by_key(|o| o.ts).map(|o| o.id);
     newest(eligible.iter().filter(|o| o.source == Some(fp)).collect())
