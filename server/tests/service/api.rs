@@ -266,6 +266,28 @@ pub async fn suite(db: &str) {
     .get(0);
     assert_eq!(n, 1);
 
+    // The dashboard and its forms need an operator's cookie.
+    let page = srv.get("/", &[]).await;
+    assert!(page.text().contains("Operator login") && !page.text().contains("id=\"summary\""));
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let device_cookie = format!("abupdate_operator={d1}");
+    for cookie in ["", device_cookie.as_str()] {
+        let r = srv
+            .post(
+                "/rollouts/full-2",
+                &[form[0], ("cookie", cookie)],
+                "percent=5",
+            )
+            .await;
+        assert_eq!(r.status, 401);
+        let page = srv.get("/", &[("cookie", cookie)]).await;
+        assert!(!page.text().contains("id=\"summary\""));
+    }
+    assert_eq!(percent_in_db(&pool, "full-2").await, 100);
+    let r = srv.post("/login", &form, format!("token={d1}")).await;
+    assert_eq!(r.status, 401, "a device token is no operator login");
+    assert!(r.headers.get("set-cookie").is_none());
+
     assert!(srv.running(), "the server survived all of it");
     assert_eq!(srv.get("/nothing-here", &[]).await.status, 404);
 }
