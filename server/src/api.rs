@@ -78,11 +78,19 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The device a request's token belongs to (401 otherwise), rate-limited (429).
 async fn device_auth(st: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    let device = st
-        .db
-        .device_for_token(&tokens::hash(token))
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let hash = tokens::hash(token);
+    let device = match st.caches.device(&hash) {
+        Some(device) => device,
+        None => {
+            let device = st
+                .db
+                .device_for_token(&hash)
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            st.caches.remember_device(hash, &device);
+            device
+        }
+    };
     if !st.limiter.allow(&device) {
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -144,8 +152,16 @@ pub async fn checkin(
             st.feeds.forget(&c.model, &c.channel);
             return Err(e.into());
         }
+        st.caches.forget_percents();
     }
-    let percents = st.db.percents(&c.model, &c.channel).await?;
+    let percents = match st.caches.percents(&c.model, &c.channel) {
+        Some(p) => p,
+        None => {
+            let p = std::sync::Arc::new(st.db.percents(&c.model, &c.channel).await?);
+            st.caches.remember_percents(&c.model, &c.channel, p.clone());
+            p
+        }
+    };
     let percent = |o: &feeds::Offer| {
         percents
             .get(&o.id)
@@ -243,6 +259,7 @@ pub async fn sync_all(st: &AppState) -> Result<(), ApiError> {
     for loaded in st.feeds.scan().await? {
         if loaded.fresh {
             st.db.sync_feed(&loaded.feed).await?;
+            st.caches.forget_percents();
         }
     }
     Ok(())
@@ -273,7 +290,9 @@ pub async fn apply_percent(
         return Err(ApiError::bad_request("percent: 0-100"));
     }
     sync_all(st).await?;
-    if !st.db.set_percent(offer_id, percent, operator).await? {
+    let found = st.db.set_percent(offer_id, percent, operator).await?;
+    st.caches.forget_percents();
+    if !found {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "no such offer"));
     }
     Ok(())

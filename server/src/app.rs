@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use tower_http::services::ServeDir;
 
+use crate::caches::Caches;
 use crate::db::Db;
 use crate::feeds::FeedCache;
 use crate::limits::{RateLimiter, BODY_LIMIT};
@@ -22,6 +23,7 @@ pub struct AppState {
     pub feed_base_url: String,
     /// Mark the operator cookie `Secure` (the dashboard is reached over HTTPS).
     pub secure_cookie: bool,
+    pub caches: Caches,
 }
 
 pub struct Config {
@@ -67,6 +69,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         limiter: RateLimiter::new(cfg.rate_per_minute, cfg.rate_burst),
         feed_base_url: feed_base_url.trim_end_matches('/').to_string(),
         secure_cookie: cfg.secure_cookie,
+        caches: Caches::default(),
     });
     if let Err(e) = api::sync_all(&state).await {
         anyhow::bail!(

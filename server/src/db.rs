@@ -302,7 +302,8 @@ impl Db {
         offered: Option<&str>,
     ) -> anyhow::Result<()> {
         let now = now();
-        let mut tx = self.write.begin().await?;
+        // Two statements, no transaction: each is atomic and they need not be together (a
+        // check-in costs two round trips to the database instead of four).
         sqlx::query(
             "UPDATE devices SET model = $1, channel = $2, build_fingerprint = $3, \
              build_timestamp = $4, last_seen = $5 WHERE device_id = $6",
@@ -313,7 +314,7 @@ impl Db {
         .bind(build_timestamp)
         .bind(now)
         .bind(device_id)
-        .execute(&mut *tx)
+        .execute(&self.write)
         .await?;
         if let Some(offer_id) = offered {
             sqlx::query(
@@ -323,10 +324,9 @@ impl Db {
             .bind(device_id)
             .bind(offer_id)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(&self.write)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 mod api;
 mod app;
+mod caches;
 mod chart;
 mod dashboard;
 mod db;
