@@ -186,6 +186,12 @@ pub async fn suite(db: &str) {
         1,
         "refused requests wrote nothing"
     );
+    // A queued report arriving late (older `at`) is kept but does not move the device's state.
+    let mut stale = report.clone();
+    stale["phase"] = json!("complete");
+    stale["at"] = json!(1_733_450_000);
+    assert_eq!(srv.post_json("/v1/report", d1, &stale).await.status, 204);
+    assert_eq!(reports_in_db(&pool).await, 2);
 
     // Rate limit: d2 gets its burst of 30, then 429.
     let c2 = json!({"device_id": "d2", "model": "m1", "channel": "stable",
@@ -222,9 +228,10 @@ pub async fn suite(db: &str) {
         (
             row["offered"].as_i64(),
             row["downloading"].as_i64(),
+            row["installed"].as_i64(),
             row["percent"].as_i64()
         ),
-        (Some(1), Some(1), Some(100))
+        (Some(1), Some(1), Some(0), Some(100))
     );
     expect(
         srv.post_json("/v1/rollouts/delta-2", d1, &json!({"percent": 0}))
