@@ -11,6 +11,7 @@
 pub mod avb;
 pub mod bsdiff;
 pub mod build;
+pub mod cow;
 pub mod device;
 pub mod dm;
 pub mod download;

@@ -5,6 +5,7 @@
 //! `demo` are host tools. The exit code is the structured status code of the result.
 
 mod apply_cmd;
+mod cow_cmd;
 mod demo;
 mod follow;
 mod payload_cmd;
@@ -61,6 +62,9 @@ enum Command {
     Super(super_cmd::SuperCommand),
     /// Build a simulated device, signed full and delta payloads, and apply both.
     Demo(demo::DemoArgs),
+    /// Virtual A/B COW images (libsnapshot_cow v2/v3): write, apply, inspect (host tool).
+    #[command(subcommand)]
+    Cow(cow_cmd::CowCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
         Command::Demo(args) => demo::run(args),
+        Command::Cow(cmd) => cow_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
