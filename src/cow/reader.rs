@@ -166,7 +166,8 @@ impl CowReader {
                 let op = OpV2::parse(rec);
                 let at = data_pos;
                 pos = pos
-                    .checked_add(OP_V2_SIZE as u64 + op.next_op_offset(cluster_ops))
+                    .checked_add(OP_V2_SIZE as u64)
+                    .and_then(|p| p.checked_add(op.next_op_offset(cluster_ops)))
                     .ok_or_else(|| CowError::malformed("op offset overflow"))?;
                 data_pos = data_pos
                     .checked_add(u64::from(op.data_length) + op.next_data_offset(cluster_ops))
