@@ -381,3 +381,131 @@ fn cli_write_info_apply() {
     assert!(std::fs::read(&out).unwrap() == c.new_bytes);
     check_with_aosp(&c, &cow, &c.old, false);
 }
+
+/// Payload merge operations planned into ordered COW ops (`engine::cow_plan`): the COW passes
+/// `inspect_cow --verify_merge_sequence`, and AOSP's in-place merge (`applycow --mode merge`,
+/// snapuserd's order, sources read from the partly merged image) gives the new image, although
+/// the operations are listed in an order that would corrupt it.
+#[test]
+fn merge_ops_plan_merges_in_place_under_aosp() {
+    use abupdate::engine::cow_plan::{plan_merge_ops, PlannedOp};
+    use abupdate::payload::proto::update_metadata::cow_merge_operation::Type;
+    use abupdate::payload::proto::update_metadata::{CowMergeOperation, Extent};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x5e9_0e0c);
+    let blocks = 160usize;
+    let old = common::mixed_image(&mut rng, blocks);
+    let op = |kind: Type, src: u64, dst: u64, n: u64, offset: u32| {
+        let mut m = CowMergeOperation::new();
+        m.set_type(kind);
+        let ext = |start, num| {
+            let mut e = Extent::new();
+            e.set_start_block(start);
+            e.set_num_blocks(num);
+            e
+        };
+        m.src_extent = Some(ext(src, n)).into();
+        m.dst_extent = Some(ext(dst, n)).into();
+        m.set_src_offset(offset);
+        m
+    };
+    let ops = vec![
+        op(Type::COW_COPY, 0, 2, 6, 0),
+        op(Type::COW_COPY, 11, 10, 6, 0),
+        op(Type::COW_COPY, 20, 21, 1, 0),
+        op(Type::COW_COPY, 21, 20, 1, 0),
+        op(Type::COW_COPY, 30, 31, 1, 0),
+        op(Type::COW_COPY, 31, 32, 1, 0),
+        op(Type::COW_COPY, 32, 30, 1, 0),
+        op(Type::COW_XOR, 40, 50, 3, 100),
+        op(Type::COW_COPY, 60, 41, 1, 0),
+        op(Type::COW_COPY, 70, 90, 10, 0),
+        op(Type::COW_REPLACE, 0, 120, 3, 0),
+    ];
+    // The new image: every op from the untouched old image; XOR targets are their source
+    // bytes slightly edited, replaced blocks fresh data.
+    let mut new = old.clone();
+    for m in &ops {
+        let (s, d) = (
+            m.src_extent.start_block() as usize,
+            m.dst_extent.start_block() as usize,
+        );
+        for k in 0..m.dst_extent.num_blocks() as usize {
+            let at = (s + k) * BS + m.src_offset() as usize;
+            let dst = &mut new[(d + k) * BS..(d + k + 1) * BS];
+            match m.type_() {
+                Type::COW_COPY => dst.copy_from_slice(&old[at..at + BS]),
+                Type::COW_XOR => {
+                    dst.copy_from_slice(&old[at..at + BS]);
+                    dst[7] ^= 0x41;
+                    dst[3000] = dst[3000].wrapping_add(1);
+                }
+                Type::COW_REPLACE => rng.fill(dst),
+            }
+        }
+    }
+    let plan = plan_merge_ops(&ops, BS as u32).unwrap();
+    assert_eq!(
+        plan.demoted.len(),
+        2,
+        "one op of the swap and of the 3-cycle"
+    );
+
+    let opts = CowOptions {
+        version: 3,
+        compression: Compression::Lz4,
+        max_blocks: Some(blocks as u64),
+        ..CowOptions::default()
+    };
+    let mut w = CowWriter::new(opts, Vec::new()).unwrap();
+    w.add_sequence(&plan.sequence).unwrap();
+    let mut ordered = std::collections::HashSet::new();
+    for p in &plan.ops {
+        ordered.insert(p.new_block());
+        match *p {
+            PlannedOp::Copy {
+                new_block,
+                old_block,
+            } => w.add_copy(new_block, old_block, 1).unwrap(),
+            PlannedOp::Xor {
+                new_block,
+                old_block,
+                offset,
+            } => {
+                let at = old_block as usize * BS + offset as usize;
+                let nb = new_block as usize;
+                let data: Vec<u8> = new[nb * BS..(nb + 1) * BS]
+                    .iter()
+                    .zip(&old[at..at + BS])
+                    .map(|(a, b)| a ^ b)
+                    .collect();
+                w.add_xor_blocks(new_block as u32, &data, old_block as u32, offset as u16)
+                    .unwrap();
+            }
+        }
+    }
+    for b in 0..blocks {
+        let range = b * BS..(b + 1) * BS;
+        if !ordered.contains(&(b as u64)) && new[range.clone()] != old[range.clone()] {
+            w.add_raw_blocks(b as u64, &new[range]).unwrap();
+        }
+    }
+    let (bytes, summary) = w.finalize().unwrap();
+    assert!(summary.xor_ops == 3 && summary.copy_ops > 20);
+    let c = Case {
+        old: dir.path().join("old.img"),
+        new: dir.path().join("new.img"),
+        new_bytes: new,
+        dir,
+    };
+    std::fs::write(&c.old, &old).unwrap();
+    std::fs::write(&c.new, &c.new_bytes).unwrap();
+    let cow = c.dir.path().join("planned.cow");
+    std::fs::write(&cow, &bytes).unwrap();
+    check_with_aosp(&c, &cow, &c.old, true);
+    CowReader::parse(&bytes, None)
+        .unwrap()
+        .verify_merge_order()
+        .unwrap();
+}
