@@ -2,14 +2,16 @@
 //!
 //! Layering, dependencies pointing one way only (format → engine → adapters → service/CLI):
 //! - formats, sans I/O (bytes in, typed values or bytes out): `payload`, `verity`, `avb`,
-//!   `slot` (the `bootloader_control` record and the boot HAL rules), `lp`, `bsdiff`;
+//!   `slot` (the `bootloader_control` record and the boot HAL rules), `lp`, `bsdiff`, `cow`
+//!   (libsnapshot's COW images);
 //! - the engine (`engine`): the apply state machine, fed payload bytes, reading and writing
 //!   partitions and saving its resume state only through traits (`PayloadSource`,
 //!   `SlotPartitions`, `CheckpointStore`);
 //! - platform adapters, the only modules that open files, devices, sockets or services:
 //!   `device` (partitions, `super`, verity of image files), `dm` (device-mapper),
 //!   `boot_control` (the `misc` record, the boot HAL), `checkpoint_store`, `state_file`,
-//!   `rollback_store` (the persisted AVB rollback floors; the policy is `avb::rollback`), `key_file` (trusted keys), `sysprop`,
+//!   `rollback_store` (the persisted AVB rollback floors; the policy is `avb::rollback`),
+//!   `key_file` (trusted keys), `sysprop`,
 //!   `download` and `source` (HTTP, files, descriptors);
 //! - `updater`: one device's adapters put together around the engine, with the slot
 //!   transitions (what the CLI and the service call);
@@ -40,6 +42,7 @@ pub mod boot_control;
 pub mod bsdiff;
 pub mod build;
 pub mod checkpoint_store;
+pub mod cow;
 pub mod device;
 pub mod dm;
 pub mod download;

@@ -145,7 +145,7 @@ impl Fixture {
 
 /// Where fixtures live: the target directory, unless that is a tmpfs (RAM would make the
 /// writes and fsyncs meaningless), then `/var/tmp`.
-fn cache_root() -> Result<PathBuf> {
+pub fn cache_root() -> Result<PathBuf> {
     let target_tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(&target_tmp)?;
     let on_tmpfs = nix::sys::statfs::statfs(&target_tmp)
@@ -172,7 +172,7 @@ fn sizes(mib: u64) -> Vec<(&'static str, u64)> {
 
 /// Writes an image made of runs (4 KiB to 4 MiB) of four kinds of content in equal shares by
 /// expectation: zeros, random bytes (compressed media, APKs), text, and instruction-like words.
-fn write_image(path: &Path, size: u64, rng: &mut Rng) -> Result<()> {
+pub fn write_image(path: &Path, size: u64, rng: &mut Rng) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, File::create(path)?);
     let vocabulary = Vocabulary::new(rng);
     let mut block = vec![0u8; BLOCK];

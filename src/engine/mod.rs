@@ -16,6 +16,7 @@
 mod buffers;
 pub mod checkpoint;
 mod commit;
+pub mod cow_plan;
 mod finalize;
 pub mod hashing;
 pub mod metadata;

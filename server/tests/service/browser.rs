@@ -123,6 +123,37 @@ impl Driver {
         t.trim().parse().unwrap_or_else(|_| panic!("{css}: {t:?}"))
     }
 
+    /// Waits (up to 10 s) until the element's text is `want`: a form's POST and the
+    /// redirect after it finish after the click returns.
+    async fn wait_text(&self, css: &str, want: &str) -> String {
+        let script = json!({
+            "script": "const e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+            "args": [css],
+        });
+        let mut last = String::new();
+        for _ in 0..100 {
+            let body = script.to_string().into_bytes();
+            let r = request(
+                self.addr,
+                "POST",
+                &format!("/session/{}/execute/sync", self.session),
+                &[("content-type", "application/json")],
+                body,
+            )
+            .await;
+            if r.status == 200 {
+                if let Some(text) = r.json()["value"].as_str() {
+                    last = text.trim().to_string();
+                    if last == want {
+                        return last;
+                    }
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        last
+    }
+
     async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.cmd("POST", &format!("/element/{e}/click"), Some(json!({})))
@@ -175,10 +206,15 @@ async fn dashboard_in_chromium() {
     // A wrong token is refused; the right one opens the dashboard.
     driver.type_into("#token", &"0".repeat(64)).await;
     driver.click("#login").await;
-    assert_eq!(driver.text("#login-error").await, "Unknown operator token.");
+    assert_eq!(
+        driver
+            .wait_text("#login-error", "Unknown operator token.")
+            .await,
+        "Unknown operator token."
+    );
     driver.type_into("#token", &op).await;
     driver.click("#login").await;
-    assert_eq!(driver.text("#operator").await, "carol");
+    assert_eq!(driver.wait_text("#operator", "carol").await, "carol");
 
     for offer in ["s-full-3", "s-delta-3", "b-full-3"] {
         let db_counts = counts_from_db(&pool, offer).await;
@@ -217,7 +253,10 @@ async fn dashboard_in_chromium() {
         .await;
     assert_eq!(
         driver
-            .text("#summary tr[data-offer=\"s-full-3\"] td[data-k=\"percent\"]")
+            .wait_text(
+                "#summary tr[data-offer=\"s-full-3\"] td[data-k=\"percent\"]",
+                "35%"
+            )
             .await,
         "35%"
     );
@@ -228,7 +267,10 @@ async fn dashboard_in_chromium() {
         .await;
     assert_eq!(
         driver
-            .text("#summary tr[data-offer=\"b-full-3\"] td[data-k=\"percent\"]")
+            .wait_text(
+                "#summary tr[data-offer=\"b-full-3\"] td[data-k=\"percent\"]",
+                "paused"
+            )
             .await,
         "paused"
     );

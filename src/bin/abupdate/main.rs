@@ -17,6 +17,7 @@
 )]
 
 mod apply_cmd;
+mod cow_cmd;
 mod demo;
 mod follow;
 mod payload_cmd;
@@ -82,6 +83,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         flags: Vec<String>,
     },
+    /// Virtual A/B COW images (libsnapshot_cow v2/v3): write, apply, inspect (host tool).
+    #[command(subcommand)]
+    Cow(cow_cmd::CowCommand),
 }
 
 fn main() -> ExitCode {
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
         Command::Demo(args) => demo::run(args),
         Command::UpdateEngineClient { flags } => return ExitCode::from(ue_client_cmd::run(&flags)),
+        Command::Cow(cmd) => cow_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

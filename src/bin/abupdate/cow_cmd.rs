@@ -1,0 +1,240 @@
+//! `abupdate cow write|apply|info`: Virtual A/B COW images (libsnapshot_cow v2/v3) on a host,
+//! for tests and for Android 15's `snapshotctl apply-update` (one COW per partition).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use abupdate::cow::{write_image_cow, Compression, CowOptions, CowReader, CowSink, OpType, ReadAt};
+
+#[derive(Subcommand)]
+pub enum CowCommand {
+    /// Write NEW.img as a COW (against --source OLD.img: unchanged blocks are left out, moved
+    /// blocks become copies).
+    Write {
+        #[arg(long, default_value_t = 3)]
+        version: u16,
+        #[arg(long, default_value = "lz4")]
+        compression: String,
+        /// v3: bytes compressed together, 4096 to 262144 (a power of two).
+        #[arg(long, default_value_t = 65536)]
+        compression_factor: u32,
+        #[arg(long, default_value_t = 4096)]
+        block_size: u32,
+        /// The base image the COW will be applied over.
+        #[arg(long)]
+        source: Option<PathBuf>,
+        /// Compression threads (the output does not depend on them).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        new: PathBuf,
+        out: PathBuf,
+    },
+    /// Apply a COW over BASE.img into OUT.img (the snapshot's view of the new partition).
+    Apply {
+        /// Size of OUT.img; default: the larger of BASE.img and the last block the COW writes.
+        #[arg(long)]
+        size: Option<u64>,
+        base: PathBuf,
+        cow: PathBuf,
+        out: PathBuf,
+    },
+    /// Header, op counts, labels and whether the merge order is safe.
+    Info { cow: PathBuf },
+}
+
+pub fn run(cmd: CowCommand) -> Result<()> {
+    match cmd {
+        CowCommand::Write {
+            version,
+            compression,
+            compression_factor,
+            block_size,
+            source,
+            threads,
+            new,
+            out,
+        } => {
+            let compression = Compression::from_name(&compression)
+                .with_context(|| format!("unknown compression {compression:?}"))?;
+            let opts = CowOptions {
+                version,
+                block_size,
+                compression,
+                compression_factor: if version == 3 {
+                    compression_factor
+                } else {
+                    block_size
+                },
+                threads,
+                ..CowOptions::default()
+            };
+            let new_img = ImageFile::open(&new)?;
+            let old_img = source.as_deref().map(ImageFile::open).transpose()?;
+            let file = File::create(&out).with_context(|| format!("creating {}", out.display()))?;
+            let sink = FileSink::new(file);
+            let (sink, summary) = write_image_cow(&new_img, old_img.as_ref(), opts, sink)
+                .with_context(|| format!("writing {}", out.display()))?;
+            sink.finish()?;
+            println!(
+                "cow v{version} {}: copy={} replace={} zero={} sequence={} data={} bytes, {} bytes",
+                compression.name(),
+                summary.copy_ops,
+                summary.replace_ops,
+                summary.zero_ops,
+                summary.sequence_entries,
+                summary.data_bytes,
+                summary.file_size
+            );
+            Ok(())
+        }
+        CowCommand::Apply {
+            size,
+            base,
+            cow,
+            out,
+        } => apply(&base, &cow, &out, size),
+        CowCommand::Info { cow } => info(&cow),
+    }
+}
+
+fn apply(base: &Path, cow: &Path, out: &Path, size: Option<u64>) -> Result<()> {
+    let cow_img = ImageFile::open(cow)?;
+    let base_img = ImageFile::open(base)?;
+    let reader = CowReader::parse(&cow_img, None).context("parsing the COW")?;
+    let out_size = size.unwrap_or_else(|| base_img.size().max(reader.image_end()));
+    std::fs::copy(base, out)
+        .with_context(|| format!("copying {} to {}", base.display(), out.display()))?;
+    let file = std::fs::OpenOptions::new().write(true).open(out)?;
+    file.set_len(out_size)?;
+    let mut sink = FileSink::new(file);
+    reader
+        .apply(&cow_img, &base_img, &mut sink, out_size)
+        .context("applying the COW")?;
+    sink.finish()?;
+    Ok(())
+}
+
+fn info(path: &Path) -> Result<()> {
+    let img = ImageFile::open(path)?;
+    let r = CowReader::parse(&img, None).context("parsing the COW")?;
+    let h = &r.header;
+    println!("version:          {}.{}", h.major, h.minor);
+    println!("block size:       {}", h.block_size);
+    println!("compression:      {}", r.compression.name());
+    if h.major == 3 {
+        println!("compression unit: {} (max)", h.max_compression_size);
+        println!("op count:         {} of {}", h.op_count, h.op_count_max);
+        println!(
+            "resume points:    {:?}",
+            r.resume_points
+                .iter()
+                .map(|p| (p.label, p.op_index))
+                .collect::<Vec<_>>()
+        );
+    } else {
+        println!("cluster ops:      {}", h.cluster_ops);
+        println!("footer ops:       {:?}", r.footer_ops);
+        println!("last label:       {:?}", r.last_label);
+    }
+    println!("scratch space:    {}", h.buffer_size);
+    println!("merged ops:       {}", h.num_merge_ops);
+    println!("sequence:         {} entries", r.sequence.len());
+    let count = |k: OpType| r.ops.iter().filter(|o| o.kind == k).count();
+    println!(
+        "ops:              copy={} replace={} zero={} xor={} label={} cluster={}",
+        count(OpType::Copy),
+        count(OpType::Replace),
+        count(OpType::Zero),
+        count(OpType::Xor),
+        count(OpType::Label),
+        count(OpType::Cluster)
+    );
+    println!("image end:        {} bytes", r.image_end());
+    match r.verify_merge_order() {
+        Ok(()) => println!("merge order:      consistent"),
+        Err(e) => bail!("merge order: {e}"),
+    }
+    Ok(())
+}
+
+/// An image file read at offsets.
+struct ImageFile {
+    file: File,
+    size: u64,
+}
+
+impl ImageFile {
+    fn open(path: &Path) -> Result<ImageFile> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let size = file.metadata()?.len();
+        Ok(ImageFile { file, size })
+    }
+}
+
+impl ReadAt for ImageFile {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+/// Writes at offsets, gathering sequential writes into large ones.
+struct FileSink {
+    file: File,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+const SINK_BUFFER: usize = 4 << 20;
+
+impl FileSink {
+    fn new(file: File) -> FileSink {
+        FileSink {
+            file,
+            buf: Vec::with_capacity(SINK_BUFFER),
+            at: 0,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.at)?;
+            self.at += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        self.file.sync_all()?;
+        Ok(())
+    }
+}
+
+impl CowSink for FileSink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if offset != self.at + self.buf.len() as u64 || self.buf.len() + data.len() > SINK_BUFFER {
+            self.flush()?;
+            self.at = offset;
+        }
+        if data.len() >= SINK_BUFFER {
+            self.file.write_all_at(data, offset)?;
+            self.at = offset + data.len() as u64;
+            return Ok(());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.flush()?;
+        self.file.sync_data()
+    }
+}

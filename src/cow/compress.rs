@@ -1,0 +1,157 @@
+//! The COW's block compressors, as libsnapshot_cow's `cow_compress.cpp` and
+//! `cow_decompress.cpp` use them: gz is a zlib stream (`compress2`, level 9 by default), lz4 a
+//! raw LZ4 block, zstd a frame with the window cut to the compression unit, brotli a stream
+//! at quality 11 and window 22. Which of them falls back to storing the data raw is the
+//! writer's business, not this module's.
+
+use std::io::{Read, Write};
+
+use super::format::Compression;
+use super::CowError;
+
+/// `CompressWorker::GetDefaultCompressionLevel`.
+pub fn default_level(alg: Compression) -> i32 {
+    match alg {
+        Compression::Gz => 9,
+        Compression::Brotli => 11,
+        Compression::Zstd => 3,
+        Compression::Lz4 | Compression::None => 0,
+    }
+}
+
+/// One compressor; keeps its state (zstd's context) between units. Not shared between threads.
+pub struct Compressor {
+    alg: Compression,
+    level: i32,
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl Compressor {
+    /// `unit` is the largest input size (the block size, or v3's compression factor); zstd's
+    /// window is cut to it as AOSP does.
+    pub fn new(alg: Compression, level: i32, unit: u32) -> Result<Compressor, CowError> {
+        let zstd = if alg == Compression::Zstd {
+            let mut c = zstd::bulk::Compressor::new(level).map_err(CowError::compression)?;
+            let window = unit.max(1 << 10).ilog2();
+            c.set_parameter(zstd::zstd_safe::CParameter::WindowLog(window))
+                .map_err(CowError::compression)?;
+            Some(c)
+        } else {
+            None
+        };
+        Ok(Compressor { alg, level, zstd })
+    }
+
+    /// The compressed form of `data`, whatever its size.
+    pub fn compress(&mut self, data: &[u8]) -> Result<Vec<u8>, CowError> {
+        match self.alg {
+            Compression::None => Ok(data.to_vec()),
+            Compression::Lz4 => Ok(lz4_flex::block::compress(data)),
+            Compression::Gz => {
+                let level = flate2::Compression::new(self.level.clamp(0, 9) as u32);
+                let mut enc =
+                    flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 2), level);
+                enc.write_all(data).map_err(CowError::compression)?;
+                enc.finish().map_err(CowError::compression)
+            }
+            Compression::Zstd => match self.zstd.as_mut() {
+                Some(c) => c.compress(data).map_err(CowError::compression),
+                None => Err(CowError::compression("zstd compressor missing")),
+            },
+            Compression::Brotli => {
+                let params = brotli::enc::BrotliEncoderParams {
+                    quality: self.level.clamp(0, 11),
+                    lgwin: 22,
+                    ..Default::default()
+                };
+                let mut out = Vec::with_capacity(data.len() / 2);
+                brotli::BrotliCompress(&mut &data[..], &mut out, &params)
+                    .map_err(CowError::compression)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Decompresses `data` into exactly `out.len()` bytes; anything else (short, long, corrupt)
+/// is an error.
+pub fn decompress(alg: Compression, data: &[u8], out: &mut [u8]) -> Result<(), CowError> {
+    let want = out.len();
+    let short = |got: usize| {
+        CowError::malformed(format!(
+            "{} data decompressed to {got} bytes, expected {want}",
+            alg.name()
+        ))
+    };
+    match alg {
+        Compression::None => {
+            if data.len() != want {
+                return Err(short(data.len()));
+            }
+            out.copy_from_slice(data);
+        }
+        Compression::Lz4 => {
+            let got = lz4_flex::block::decompress_into(data, out)
+                .map_err(|e| CowError::malformed(format!("lz4: {e}")))?;
+            if got != want {
+                return Err(short(got));
+            }
+        }
+        Compression::Zstd => {
+            let mut d = zstd::bulk::Decompressor::new().map_err(CowError::compression)?;
+            let got = d
+                .decompress_to_buffer(data, out)
+                .map_err(|e| CowError::malformed(format!("zstd: {e}")))?;
+            if got != want {
+                return Err(short(got));
+            }
+        }
+        Compression::Gz => read_exact_stream(flate2::read::ZlibDecoder::new(data), out, alg)?,
+        Compression::Brotli => read_exact_stream(brotli::Decompressor::new(data, 4096), out, alg)?,
+    }
+    Ok(())
+}
+
+/// Fills `out` from a decoding stream, which must then be at its end.
+fn read_exact_stream(mut r: impl Read, out: &mut [u8], alg: Compression) -> Result<(), CowError> {
+    r.read_exact(out)
+        .map_err(|e| CowError::malformed(format!("{}: {e}", alg.name())))?;
+    let mut extra = [0u8; 1];
+    match r.read(&mut extra) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(CowError::malformed(format!(
+            "{} data decompresses to more than {} bytes",
+            alg.name(),
+            out.len()
+        ))),
+        Err(e) => Err(CowError::malformed(format!("{}: {e}", alg.name()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_algorithm_round_trips() {
+        let mut data = vec![0u8; 16384];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i / 7 % 13) as u8;
+        }
+        for alg in [
+            Compression::None,
+            Compression::Gz,
+            Compression::Brotli,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut c = Compressor::new(alg, default_level(alg), 16384).unwrap();
+            let z = c.compress(&data).unwrap();
+            let mut out = vec![0u8; data.len()];
+            decompress(alg, &z, &mut out).unwrap();
+            assert_eq!(out, data, "{alg:?}");
+            let mut small = vec![0u8; data.len() - 1];
+            assert!(decompress(alg, &z, &mut small).is_err(), "{alg:?}");
+        }
+    }
+}

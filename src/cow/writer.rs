@@ -1,0 +1,802 @@
+//! A streaming COW writer, v2 and v3, laying bytes out exactly where libsnapshot_cow's
+//! `CowWriterV2`/`CowWriterV3` put them (Android 15). It never opens a file: every byte goes
+//! to a [`CowSink`] at an offset. Memory stays bounded: data is handed to the sink as soon as
+//! it is compressed; only op records wait, one v2 cluster or a batch of v3 ops at a time.
+
+use super::compress::{default_level, Compressor};
+use super::format::{
+    Compression, Header, OpType, OpV2, OpV3, FOOTER_SIZE, HEADER_V2_SIZE, HEADER_V3_SIZE,
+    MAX_FACTOR_BITS, NUM_RESUME_POINTS, OP_V2_SIZE, OP_V3_SIZE, SCRATCH_SIZE, SOURCE_MASK,
+};
+use super::CowError;
+
+/// Where the writer's bytes go: positional writes (most are sequential, op records are
+/// written back into their reserved area).
+pub trait CowSink {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()>;
+    /// Makes what was written durable; called after each label, as AOSP syncs there.
+    fn sync(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CowSink for Vec<u8> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let start = usize::try_from(offset).map_err(std::io::Error::other)?;
+        let end = start
+            .checked_add(data.len())
+            .ok_or_else(|| std::io::Error::other("offset overflow"))?;
+        if self.len() < end {
+            self.resize(end, 0);
+        }
+        self[start..end].copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// The writer's settings; the defaults are `CowOptions`'s.
+#[derive(Clone, Debug)]
+pub struct CowOptions {
+    /// 2 or 3 (1 writes as 2, as AOSP does).
+    pub version: u16,
+    pub block_size: u32,
+    pub compression: Compression,
+    /// The algorithm's level; `None` for AOSP's default.
+    pub level: Option<i32>,
+    /// v3: the largest unit compressed at once, a power-of-two multiple of the block size up to
+    /// 64 blocks (256 KiB with 4 KiB blocks).
+    pub compression_factor: u32,
+    /// v2: ops per cluster, 0 for none; 1 is invalid.
+    pub cluster_ops: u32,
+    /// Reserve the 2 MiB scratch area snapuserd's read-ahead needs.
+    pub scratch_space: bool,
+    pub num_merge_ops: u64,
+    /// v3: size of the op area; 0 takes `max_blocks`.
+    pub op_count_max: u64,
+    /// Blocks of the target partition: new blocks past it are refused.
+    pub max_blocks: Option<u64>,
+    /// Compression threads; the output does not depend on it.
+    pub threads: usize,
+}
+
+impl Default for CowOptions {
+    fn default() -> Self {
+        CowOptions {
+            version: 3,
+            block_size: 4096,
+            compression: Compression::None,
+            level: None,
+            compression_factor: 4096,
+            cluster_ops: 1024,
+            scratch_space: true,
+            num_merge_ops: 0,
+            op_count_max: 0,
+            max_blocks: None,
+            threads: 1,
+        }
+    }
+}
+
+/// What a finished COW holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CowSummary {
+    pub copy_ops: u64,
+    pub replace_ops: u64,
+    pub zero_ops: u64,
+    pub xor_ops: u64,
+    pub labels: u64,
+    pub sequence_entries: u64,
+    /// Bytes of (compressed) data stored.
+    pub data_bytes: u64,
+    /// The end of the last byte written: the COW's size.
+    pub file_size: u64,
+}
+
+/// v3 ops wait in memory up to this many before going to the sink.
+const V3_OP_BATCH: usize = 4096;
+
+enum Layout {
+    V2(V2State),
+    V3(V3State),
+}
+
+struct V2State {
+    next_op_pos: u64,
+    next_data_pos: u64,
+    cluster_size: u64,
+    current_cluster_size: u64,
+    current_data_size: u64,
+    num_ops: u64,
+    /// Op records not yet written, contiguous from `pending_at`.
+    pending: Vec<u8>,
+    pending_at: u64,
+}
+
+struct V3State {
+    next_data_pos: u64,
+    pending: Vec<OpV3>,
+    resume_points: Vec<(u64, u64)>,
+}
+
+/// The writer. Call the `add_*` methods in the order the ops should be stored, then
+/// [`CowWriter::finalize`].
+pub struct CowWriter<S: CowSink> {
+    sink: S,
+    header: Header,
+    opts: CowOptions,
+    compressors: Vec<Compressor>,
+    layout: Layout,
+    summary: CowSummary,
+    ops_started: bool,
+}
+
+impl<S: CowSink> CowWriter<S> {
+    /// Checks the options and writes the header and the scratch area.
+    pub fn new(opts: CowOptions, mut sink: S) -> Result<Self, CowError> {
+        let bs = opts.block_size;
+        if bs == 0 || bs % 512 != 0 || bs > u32::from(u16::MAX) {
+            return Err(CowError::invalid(format!("invalid block size {bs}")));
+        }
+        let v3 = match opts.version {
+            1 | 2 => false,
+            3 => true,
+            v => return Err(CowError::invalid(format!("unknown COW version {v}"))),
+        };
+        let level = opts
+            .level
+            .unwrap_or_else(|| default_level(opts.compression));
+        let mut header = Header {
+            major: 2,
+            minor: 0,
+            header_size: HEADER_V2_SIZE as u16,
+            footer_size: FOOTER_SIZE as u16,
+            op_size: OP_V2_SIZE as u16,
+            block_size: bs,
+            cluster_ops: opts.cluster_ops,
+            num_merge_ops: opts.num_merge_ops,
+            buffer_size: if opts.scratch_space { SCRATCH_SIZE } else { 0 },
+            ..Header::default()
+        };
+        let unit;
+        if v3 {
+            let f = opts.compression_factor;
+            let ok = f >= bs
+                && f % bs == 0
+                && (f / bs).is_power_of_two()
+                && (f / bs).ilog2() <= u32::from(MAX_FACTOR_BITS);
+            if !ok {
+                return Err(CowError::invalid(format!("invalid compression factor {f}")));
+            }
+            let op_count_max = match (opts.op_count_max, opts.max_blocks) {
+                (0, Some(m)) => m,
+                (0, None) => {
+                    return Err(CowError::invalid(
+                        "v3 needs op_count_max or max_blocks to size its op area",
+                    ))
+                }
+                (n, _) => n,
+            };
+            header.major = 3;
+            header.header_size = HEADER_V3_SIZE as u16;
+            header.footer_size = 0;
+            header.op_size = OP_V3_SIZE as u16;
+            header.cluster_ops = 0;
+            header.resume_point_max = NUM_RESUME_POINTS;
+            header.op_count_max = op_count_max;
+            header.compression_algorithm = opts.compression as u32;
+            header.max_compression_size = f;
+            unit = f;
+        } else {
+            if opts.cluster_ops == 1 {
+                return Err(CowError::invalid(
+                    "clusters must contain at least two operations",
+                ));
+            }
+            unit = bs;
+        }
+        let threads = opts.threads.max(1);
+        let compressors = if opts.compression == Compression::None {
+            Vec::new()
+        } else {
+            (0..threads)
+                .map(|_| Compressor::new(opts.compression, level, unit))
+                .collect::<Result<_, _>>()?
+        };
+
+        sink.write_at(0, &header.to_bytes())?;
+        let scratch_end = u64::from(header.header_size) + u64::from(header.buffer_size);
+        let zeros = vec![0u8; 1 << 16];
+        let mut at = u64::from(header.header_size);
+        while at < scratch_end {
+            let n = (scratch_end - at).min(zeros.len() as u64) as usize;
+            sink.write_at(at, &zeros[..n])?;
+            at += n as u64;
+        }
+        sink.sync()?;
+
+        let layout = if v3 {
+            Layout::V3(V3State {
+                next_data_pos: header.data_offset().ok_or_else(overflow)?,
+                pending: Vec::new(),
+                resume_points: Vec::new(),
+            })
+        } else {
+            let cluster_size = u64::from(opts.cluster_ops) * OP_V2_SIZE as u64;
+            let first = scratch_end;
+            Layout::V2(V2State {
+                next_op_pos: first,
+                next_data_pos: first
+                    + if cluster_size > 0 {
+                        cluster_size
+                    } else {
+                        OP_V2_SIZE as u64
+                    },
+                cluster_size,
+                current_cluster_size: 0,
+                current_data_size: 0,
+                num_ops: 0,
+                pending: Vec::new(),
+                pending_at: first,
+            })
+        };
+        Ok(CowWriter {
+            sink,
+            header,
+            opts,
+            compressors,
+            layout,
+            summary: CowSummary::default(),
+            ops_started: false,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    fn check_new_block(&self, last: u64) -> Result<(), CowError> {
+        if let Some(max) = self.opts.max_blocks {
+            if last >= max {
+                return Err(CowError::invalid(format!(
+                    "new block {last} exceeds the maximum block count {max}"
+                )));
+            }
+        }
+        if matches!(self.layout, Layout::V3(_)) && last > u64::from(u32::MAX) {
+            return Err(CowError::invalid(format!(
+                "new block {last} does not fit v3"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The merge order of the ordered (copy and XOR) ops, by new block. v3 allows it only
+    /// before any op; v2 stores it as sequence ops (which need clusters: AOSP's v2 reader
+    /// misplaces the next op after unclustered sequence data).
+    pub fn add_sequence(&mut self, blocks: &[u32]) -> Result<(), CowError> {
+        if blocks.is_empty() {
+            return Ok(());
+        }
+        match &mut self.layout {
+            Layout::V3(st) => {
+                if self.ops_started || self.header.sequence_data_count != 0 {
+                    return Err(CowError::invalid(
+                        "v3 sequence data must come once, before every op",
+                    ));
+                }
+                self.header.sequence_data_count = blocks.len() as u64;
+                st.next_data_pos = self.header.data_offset().ok_or_else(overflow)?;
+                let at = self.header.sequence_offset().ok_or_else(overflow)?;
+                let mut bytes = Vec::with_capacity(blocks.len() * 4);
+                for b in blocks {
+                    bytes.extend_from_slice(&b.to_le_bytes());
+                }
+                self.sink.write_at(at, &bytes)?;
+            }
+            Layout::V2(_) => {
+                if self.header.cluster_ops == 0 {
+                    return Err(CowError::invalid(
+                        "v2 sequence data needs clustered ops (cluster_ops > 0)",
+                    ));
+                }
+                let per_op = (self.header.block_size as usize * 2) / 4;
+                for chunk in blocks.chunks(per_op) {
+                    let mut bytes = Vec::with_capacity(chunk.len() * 4);
+                    for b in chunk {
+                        bytes.extend_from_slice(&b.to_le_bytes());
+                    }
+                    let source = self.v2()?.next_data_pos;
+                    let op = OpV2 {
+                        op_type: OpType::Sequence as u8,
+                        compression: 0,
+                        data_length: bytes.len() as u16,
+                        new_block: 0,
+                        source,
+                    };
+                    self.v2_write(op, &bytes)?;
+                }
+            }
+        }
+        self.summary.sequence_entries += blocks.len() as u64;
+        Ok(())
+    }
+
+    /// `num_blocks` copies, `new_block + i` from old block `old_block + i`.
+    pub fn add_copy(
+        &mut self,
+        new_block: u64,
+        old_block: u64,
+        num_blocks: u64,
+    ) -> Result<(), CowError> {
+        if num_blocks == 0 {
+            return Ok(());
+        }
+        let last = new_block.checked_add(num_blocks - 1).ok_or_else(overflow)?;
+        self.check_new_block(last)?;
+        let last_old = old_block.checked_add(num_blocks - 1).ok_or_else(overflow)?;
+        if last_old > SOURCE_MASK {
+            return Err(CowError::invalid(format!(
+                "old block {last_old} out of range"
+            )));
+        }
+        self.ops_started = true;
+        for i in 0..num_blocks {
+            match self.is_v3() {
+                true => {
+                    let op = OpV3::new(OpType::Copy, (new_block + i) as u32, old_block + i, 0, 0);
+                    self.v3_push(op)?;
+                }
+                false => {
+                    let op = OpV2 {
+                        op_type: OpType::Copy as u8,
+                        compression: 0,
+                        data_length: 0,
+                        new_block: new_block + i,
+                        source: old_block + i,
+                    };
+                    self.v2_write(op, &[])?;
+                }
+            }
+        }
+        self.summary.copy_ops += num_blocks;
+        Ok(())
+    }
+
+    /// Zero blocks `new_block .. new_block + num_blocks`.
+    pub fn add_zero_blocks(&mut self, new_block: u64, num_blocks: u64) -> Result<(), CowError> {
+        if num_blocks == 0 {
+            return Ok(());
+        }
+        let last = new_block.checked_add(num_blocks - 1).ok_or_else(overflow)?;
+        self.check_new_block(last)?;
+        self.ops_started = true;
+        for i in 0..num_blocks {
+            match self.is_v3() {
+                true => {
+                    let op = OpV3::new(OpType::Zero, (new_block + i) as u32, 0, 0, 0);
+                    self.v3_push(op)?;
+                }
+                false => {
+                    let op = OpV2 {
+                        op_type: OpType::Zero as u8,
+                        new_block: new_block + i,
+                        ..OpV2::default()
+                    };
+                    self.v2_write(op, &[])?;
+                }
+            }
+        }
+        self.summary.zero_ops += num_blocks;
+        Ok(())
+    }
+
+    /// New blocks from `new_block` on, with `data` (a whole number of blocks).
+    pub fn add_raw_blocks(&mut self, new_block: u64, data: &[u8]) -> Result<(), CowError> {
+        self.add_data_blocks(OpType::Replace, new_block, data, 0)
+    }
+
+    /// XOR blocks: new block `new_block + i` is `data` block `i` XOR the old image's bytes at
+    /// `(old_block + i) * block_size + offset`.
+    pub fn add_xor_blocks(
+        &mut self,
+        new_block: u32,
+        data: &[u8],
+        old_block: u32,
+        offset: u16,
+    ) -> Result<(), CowError> {
+        if u32::from(offset) >= self.header.block_size {
+            return Err(CowError::invalid(format!(
+                "XOR offset {offset} is not below the block size"
+            )));
+        }
+        let source = u64::from(old_block) * u64::from(self.header.block_size) + u64::from(offset);
+        self.add_data_blocks(OpType::Xor, u64::from(new_block), data, source)
+    }
+
+    fn add_data_blocks(
+        &mut self,
+        kind: OpType,
+        new_block: u64,
+        data: &[u8],
+        xor_source: u64,
+    ) -> Result<(), CowError> {
+        let bs = self.header.block_size as usize;
+        if data.len() % bs != 0 {
+            return Err(CowError::invalid(format!(
+                "data size {} is not a multiple of {bs}",
+                data.len()
+            )));
+        }
+        let blocks = (data.len() / bs) as u64;
+        if blocks == 0 {
+            return Ok(());
+        }
+        let last = new_block.checked_add(blocks - 1).ok_or_else(overflow)?;
+        self.check_new_block(last)?;
+        let last_src = xor_source
+            .checked_add((blocks - 1) * bs as u64)
+            .ok_or_else(overflow)?;
+        if last_src > SOURCE_MASK {
+            return Err(CowError::invalid("XOR source out of range"));
+        }
+        self.ops_started = true;
+        let units = self.units(kind, data.len());
+        let payloads = self.compress_units(data, &units)?;
+        let mut at = 0usize;
+        for (unit, payload) in units.iter().zip(payloads) {
+            let first = new_block + (at / bs) as u64;
+            let src = xor_source + at as u64;
+            let len = payload.len();
+            match &mut self.layout {
+                Layout::V3(st) => {
+                    let pos = st.next_data_pos;
+                    let bits = (unit / bs).ilog2() as u8;
+                    let source = if kind == OpType::Xor { src } else { pos };
+                    if pos > SOURCE_MASK {
+                        return Err(CowError::invalid("COW data offset out of range"));
+                    }
+                    self.sink.write_at(pos, &payload)?;
+                    let st = self.v3()?;
+                    st.next_data_pos = pos.checked_add(len as u64).ok_or_else(overflow)?;
+                    self.v3_push(OpV3::new(kind, first as u32, source, bits, len as u32))?;
+                }
+                Layout::V2(st) => {
+                    let data_length = u16::try_from(len).map_err(|_| {
+                        CowError::compression(format!("compressed block of {len} bytes"))
+                    })?;
+                    let source = if kind == OpType::Xor {
+                        src
+                    } else {
+                        st.next_data_pos
+                    };
+                    let op = OpV2 {
+                        op_type: kind as u8,
+                        compression: self.opts.compression as u8,
+                        data_length,
+                        new_block: first,
+                        source,
+                    };
+                    self.v2_write(op, &payload)?;
+                }
+            }
+            self.summary.data_bytes += len as u64;
+            match kind {
+                OpType::Xor => self.summary.xor_ops += 1,
+                _ => self.summary.replace_ops += 1,
+            }
+            at += unit;
+        }
+        Ok(())
+    }
+
+    /// Unit sizes for a run of `len` bytes: v3 takes the largest factor that the remaining
+    /// blocks fill (`GetCompressionFactor`), XOR always one block; v2 one block each.
+    fn units(&self, kind: OpType, len: usize) -> Vec<usize> {
+        let bs = self.header.block_size as usize;
+        let max = match self.layout {
+            Layout::V3(_) if kind != OpType::Xor => self.header.max_compression_size as usize,
+            _ => bs,
+        };
+        let mut out = Vec::new();
+        let mut left = len;
+        while left > 0 {
+            let mut f = max;
+            while f > bs && f > left {
+                f >>= 1;
+            }
+            out.push(f);
+            left -= f;
+        }
+        out
+    }
+
+    /// Each unit's stored bytes: compressed, or raw where AOSP stores it raw.
+    fn compress_units(&mut self, data: &[u8], units: &[usize]) -> Result<Vec<Vec<u8>>, CowError> {
+        if self.opts.compression == Compression::None {
+            let mut at = 0;
+            return Ok(units
+                .iter()
+                .map(|&u| {
+                    at += u;
+                    data[at - u..at].to_vec()
+                })
+                .collect());
+        }
+        let v3 = matches!(self.layout, Layout::V3(_));
+        let alg = self.opts.compression;
+        let keep_raw = move |unit: &[u8], z: Vec<u8>| -> Vec<u8> {
+            // v3 stores any unit raw that did not shrink; v2's lz4 and zstd compressors
+            // return the input when it did not shrink, gz and brotli keep their output.
+            let raw = z.len() >= unit.len()
+                && (v3 || matches!(alg, Compression::Lz4 | Compression::Zstd));
+            if raw {
+                unit.to_vec()
+            } else {
+                z
+            }
+        };
+        let mut slices = Vec::with_capacity(units.len());
+        let mut at = 0;
+        for &u in units {
+            slices.push(&data[at..at + u]);
+            at += u;
+        }
+        let threads = self.compressors.len().min(slices.len()).max(1);
+        if threads == 1 {
+            let c = self
+                .compressors
+                .first_mut()
+                .ok_or_else(|| CowError::compression("no compressor"))?;
+            return slices
+                .iter()
+                .map(|s| Ok(keep_raw(s, c.compress(s)?)))
+                .collect();
+        }
+        let per = slices.len().div_ceil(threads);
+        let results: Vec<Result<Vec<Vec<u8>>, CowError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = slices
+                .chunks(per)
+                .zip(self.compressors.iter_mut())
+                .map(|(chunk, c)| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|s| Ok(keep_raw(s, c.compress(s)?)))
+                            .collect::<Result<Vec<_>, CowError>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(CowError::compression("compression thread panicked"))
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(units.len());
+        for r in results {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// A resume point: everything before it is durable once this returns.
+    pub fn add_label(&mut self, label: u64) -> Result<(), CowError> {
+        match self.is_v3() {
+            true => {
+                self.v3_flush()?;
+                let op_count = self.header.op_count;
+                let st = self.v3()?;
+                st.resume_points.retain(|&(l, _)| l < label);
+                st.resume_points.push((label, op_count));
+                while st.resume_points.len() > NUM_RESUME_POINTS as usize {
+                    st.resume_points.remove(0);
+                }
+                let mut bytes = Vec::new();
+                for (l, i) in &st.resume_points {
+                    bytes.extend_from_slice(&l.to_le_bytes());
+                    bytes.extend_from_slice(&i.to_le_bytes());
+                }
+                // AOSP counts every label ever added here, past the buffer's four entries;
+                // the number actually stored is what a reader can use.
+                self.header.resume_point_count = st.resume_points.len() as u32;
+                let at = self.header.resume_offset().ok_or_else(overflow)?;
+                self.sink.write_at(at, &bytes)?;
+                self.sink.write_at(0, &self.header.to_bytes())?;
+            }
+            false => {
+                let op = OpV2 {
+                    op_type: OpType::Label as u8,
+                    source: label,
+                    ..OpV2::default()
+                };
+                self.v2_write(op, &[])?;
+                self.v2_flush()?;
+            }
+        }
+        self.summary.labels += 1;
+        self.sink.sync()?;
+        Ok(())
+    }
+
+    /// Writes what is pending, the v2 footer or the final v3 header; returns the sink.
+    pub fn finalize(mut self) -> Result<(S, CowSummary), CowError> {
+        match self.is_v3() {
+            true => {
+                self.v3_flush()?;
+                self.sink.write_at(0, &self.header.to_bytes())?;
+                let end = self.v3()?.next_data_pos;
+                let ops_end = self
+                    .header
+                    .op_offset(self.header.op_count)
+                    .ok_or_else(overflow)?;
+                self.summary.file_size = if self.summary.data_bytes > 0 {
+                    end
+                } else {
+                    ops_end
+                };
+            }
+            false => {
+                self.v2_flush()?;
+                let st = self.v2()?;
+                let unused = st.cluster_size.saturating_sub(st.current_cluster_size);
+                let extra = st.cluster_size > 0 && st.current_data_size > 0;
+                if extra {
+                    // The rest of the op area stays blank; the footer must end the file,
+                    // so the cluster closes and the footer starts the next one.
+                    let at = st.next_op_pos;
+                    self.sink.write_at(at, &vec![0u8; unused as usize])?;
+                    self.v2_emit_cluster()?;
+                    self.v2_flush()?;
+                }
+                let st = self.v2()?;
+                let footer = OpV2 {
+                    op_type: OpType::Footer as u8,
+                    compression: 0,
+                    data_length: 64,
+                    new_block: st.num_ops * OP_V2_SIZE as u64,
+                    source: st.num_ops,
+                };
+                let at = st.next_op_pos;
+                let mut bytes = footer.to_bytes().to_vec();
+                bytes.resize(FOOTER_SIZE, 0);
+                self.sink.write_at(at, &bytes)?;
+                self.summary.file_size = at + FOOTER_SIZE as u64;
+            }
+        }
+        self.sink.sync()?;
+        Ok((self.sink, self.summary))
+    }
+
+    fn v2(&mut self) -> Result<&mut V2State, CowError> {
+        match &mut self.layout {
+            Layout::V2(st) => Ok(st),
+            Layout::V3(_) => Err(CowError::invalid("v2 state of a v3 writer")),
+        }
+    }
+
+    fn v3(&mut self) -> Result<&mut V3State, CowError> {
+        match &mut self.layout {
+            Layout::V3(st) => Ok(st),
+            Layout::V2(_) => Err(CowError::invalid("v3 state of a v2 writer")),
+        }
+    }
+
+    fn is_v3(&self) -> bool {
+        matches!(self.layout, Layout::V3(_))
+    }
+
+    fn v3_push(&mut self, op: OpV3) -> Result<(), CowError> {
+        let max = self.header.op_count_max;
+        let done = self.header.op_count;
+        let st = self.v3()?;
+        let total = done + st.pending.len() as u64 + 1;
+        if total > max {
+            return Err(CowError::invalid(format!(
+                "{total} ops exceed the COW's op_count_max {max}"
+            )));
+        }
+        let st = self.v3()?;
+        st.pending.push(op);
+        if st.pending.len() >= V3_OP_BATCH {
+            self.v3_flush()?;
+        }
+        Ok(())
+    }
+
+    fn v3_flush(&mut self) -> Result<(), CowError> {
+        let at = self
+            .header
+            .op_offset(self.header.op_count)
+            .ok_or_else(overflow)?;
+        let st = self.v3()?;
+        if st.pending.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(st.pending.len() * OP_V3_SIZE);
+        for op in &st.pending {
+            bytes.extend_from_slice(&op.to_bytes());
+        }
+        let n = st.pending.len() as u64;
+        st.pending.clear();
+        self.sink.write_at(at, &bytes)?;
+        self.header.op_count += n;
+        Ok(())
+    }
+
+    /// `WriteOperation` + `AddOperation` + `EmitClusterIfNeeded` of `CowWriterV2`.
+    fn v2_write(&mut self, op: OpV2, data: &[u8]) -> Result<(), CowError> {
+        let cluster_ops = self.header.cluster_ops;
+        let st = self.v2()?;
+        if st.pending_at + st.pending.len() as u64 != st.next_op_pos {
+            self.v2_flush()?;
+        }
+        let st = self.v2()?;
+        if st.pending.is_empty() {
+            st.pending_at = st.next_op_pos;
+        }
+        st.pending.extend_from_slice(&op.to_bytes());
+        let data_at = st.next_data_pos;
+        st.num_ops += 1;
+        if op.op_type == OpType::Cluster as u8 {
+            st.current_cluster_size = 0;
+            st.current_data_size = 0;
+        } else if cluster_ops > 0 {
+            st.current_cluster_size += OP_V2_SIZE as u64;
+            st.current_data_size += u64::from(op.data_length);
+        }
+        st.next_data_pos = st
+            .next_data_pos
+            .checked_add(u64::from(op.data_length) + op.next_data_offset(cluster_ops))
+            .ok_or_else(overflow)?;
+        st.next_op_pos = st
+            .next_op_pos
+            .checked_add(OP_V2_SIZE as u64 + op.next_op_offset(cluster_ops))
+            .ok_or_else(overflow)?;
+        let flush = st.pending.len() >= 1 << 16;
+        if !data.is_empty() {
+            self.sink.write_at(data_at, data)?;
+        }
+        if flush {
+            self.v2_flush()?;
+        }
+        let st = self.v2()?;
+        if st.cluster_size > 0 && st.cluster_size < st.current_cluster_size + 2 * OP_V2_SIZE as u64
+        {
+            self.v2_emit_cluster()?;
+        }
+        Ok(())
+    }
+
+    fn v2_emit_cluster(&mut self) -> Result<(), CowError> {
+        let st = self.v2()?;
+        let source =
+            st.current_data_size + st.cluster_size - st.current_cluster_size - OP_V2_SIZE as u64;
+        let op = OpV2 {
+            op_type: OpType::Cluster as u8,
+            source,
+            ..OpV2::default()
+        };
+        self.v2_write(op, &[])
+    }
+
+    fn v2_flush(&mut self) -> Result<(), CowError> {
+        let st = self.v2()?;
+        if st.pending.is_empty() {
+            return Ok(());
+        }
+        let bytes = std::mem::take(&mut st.pending);
+        let at = st.pending_at;
+        self.sink.write_at(at, &bytes)?;
+        let st = self.v2()?;
+        st.pending = bytes;
+        st.pending.clear();
+        Ok(())
+    }
+}
+
+fn overflow() -> CowError {
+    CowError::invalid("COW offsets overflow")
+}
