@@ -8,9 +8,15 @@
 //!   HTTP, Binder, system properties);
 //! - the service and the CLI (binaries).
 
+#[cfg(all(soong, feature = "host-tools"))]
+compile_error!("`host-tools` are host tools: the AOSP build (Android.bp) leaves the feature off");
+
 pub mod avb;
 pub mod bsdiff;
+#[cfg(feature = "host-tools")]
 pub mod build;
+pub mod crypto;
+pub mod decompress;
 pub mod device;
 pub mod dm;
 pub mod download;

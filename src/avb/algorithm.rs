@@ -108,6 +108,7 @@ impl Algorithm {
     }
 
     /// ring's PKCS#1 v1.5 signing encoding, for the builder.
+    #[cfg(feature = "host-tools")]
     pub(crate) fn signing(self) -> Option<&'static dyn signature::RsaEncoding> {
         match self {
             Self::None => None,

@@ -220,7 +220,8 @@ fn for_each_chunk(
     Ok(())
 }
 
-#[cfg(test)]
+// The tests make their images with the host-tools builders.
+#[cfg(all(test, feature = "host-tools"))]
 mod tests {
     use super::*;
     use crate::build::avb_image::add_hashtree_footer;

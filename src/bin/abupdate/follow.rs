@@ -84,6 +84,8 @@ impl<'a> Follow<'a> {
 }
 
 enum Display {
+    /// A progress bar on a terminal (indicatif: host builds; AOSP has no indicatif).
+    #[cfg(feature = "host-tools")]
     Bar {
         bar: indicatif::ProgressBar,
         state: Option<State>,
@@ -96,25 +98,28 @@ enum Display {
 
 impl Display {
     fn new(terminal: bool) -> Display {
-        if !terminal {
-            return Display::Lines {
-                state: None,
-                tenth: 0,
-            };
+        #[cfg(feature = "host-tools")]
+        if terminal {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>19} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            return Display::Bar { bar, state: None };
         }
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg:>19} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        Display::Bar { bar, state: None }
+        let _ = terminal;
+        Display::Lines {
+            state: None,
+            tenth: 0,
+        }
     }
 
     fn show(&mut self, status: &Status) {
         match self {
+            #[cfg(feature = "host-tools")]
             Display::Bar { bar, state } => {
                 if *state != Some(status.state) {
                     *state = Some(status.state);
@@ -141,6 +146,7 @@ impl Display {
     }
 
     fn finish(&self) {
+        #[cfg(feature = "host-tools")]
         if let Display::Bar { bar, .. } = self {
             bar.finish_and_clear();
         }

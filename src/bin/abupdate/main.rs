@@ -5,8 +5,10 @@
 //! `demo` are host tools. The exit code is the structured status code of the result.
 
 mod apply_cmd;
+#[cfg(feature = "host-tools")]
 mod demo;
 mod follow;
+#[cfg(feature = "host-tools")]
 mod payload_cmd;
 mod service_cmd;
 mod slots_cmd;
@@ -51,6 +53,7 @@ enum Command {
     /// Mark the running slot as successfully booted (advances the rollback floors).
     MarkSuccessful(slots_cmd::SlotsArgs),
     /// Inspect or build update payloads (host tool).
+    #[cfg(feature = "host-tools")]
     #[command(subcommand)]
     Payload(payload_cmd::PayloadCommand),
     /// Build or check dm-verity hash trees and FEC of an image (host tool).
@@ -60,6 +63,7 @@ enum Command {
     #[command(subcommand)]
     Super(super_cmd::SuperCommand),
     /// Build a simulated device, signed full and delta payloads, and apply both.
+    #[cfg(feature = "host-tools")]
     Demo(demo::DemoArgs),
 }
 
@@ -74,11 +78,13 @@ fn main() -> ExitCode {
         Command::Cancel(args) => service_cmd::cancel(args),
         Command::Reset(args) => service_cmd::reset(args),
         Command::Verify(args) => service_cmd::verify(args),
+        #[cfg(feature = "host-tools")]
         Command::Payload(cmd) => payload_cmd::run(cmd),
         Command::Verity(cmd) => verity_cmd::run(cmd),
         Command::Super(cmd) => super_cmd::run(cmd),
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
+        #[cfg(feature = "host-tools")]
         Command::Demo(args) => demo::run(args),
     };
     match result {
