@@ -72,7 +72,7 @@ impl Algorithm {
 
     /// Size of the hash stored in the authentication block (0 for `None`).
     pub fn hash_len(self) -> usize {
-        self.digest().map_or(0, |d| d.output_len())
+        self.digest().map_or(0, crate::crypto::digest_len)
     }
 
     /// Size of the signature stored in the authentication block (0 for `None`).

@@ -59,13 +59,13 @@ impl HashDescriptor {
                 "{name}: hash descriptor algorithm {other:?} is neither sha256 nor sha512"
             ),
         };
-        if self.digest.len() != algorithm.output_len() {
+        if self.digest.len() != crate::crypto::digest_len(algorithm) {
             crate::bail!(
                 AvbSignature,
                 "{name}: hash descriptor digest is {} bytes, {} takes {}",
                 self.digest.len(),
                 self.hash_algorithm,
-                algorithm.output_len()
+                crate::crypto::digest_len(algorithm)
             );
         }
         covers(name, "image", 0, self.image_size, partition_size)?;

@@ -168,8 +168,9 @@ impl AvbPublicKey {
 
     /// The public half of a ring key pair (how a signer learns the key it signs for).
     pub fn from_key_pair(pair: &RsaKeyPair) -> Result<Self> {
-        let public = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-        Self::from_rsa_components(&public.n, &public.e)
+        // The DER `RSAPublicKey`, in AOSP's ring 0.17.0-alpha.11 as in later releases (whose
+        // `RsaPublicKeyComponents` conversion alpha.11 lacks).
+        Self::from_pkcs1_der(pair.public_key().as_ref())
     }
 
     /// The canonical AVB blob (what a chain descriptor and a vbmeta auxiliary block hold).
@@ -301,7 +302,7 @@ mod tests {
             assert!(rr < n);
             assert_eq!(
                 ((BigUint::from(1u8) << (2 * bits)) - &rr) % &n,
-                BigUint::ZERO
+                BigUint::from(0u8)
             );
             for (at, what) in [(5, "n0inv"), (8 + bits / 8 + 3, "rr")] {
                 let mut bad = blob.clone();

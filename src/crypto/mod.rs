@@ -80,6 +80,12 @@ pub trait Crypto {
     fn rsa_components(pkcs1_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String>;
 }
 
+/// The digest length of a `ring` algorithm. AOSP 15's ring (0.17.0-alpha.11) has
+/// `output_len` as a field, later releases as a method: hashing nothing works with both.
+pub fn digest_len(algorithm: &'static ring::digest::Algorithm) -> usize {
+    ring::digest::digest(algorithm, &[]).as_ref().len()
+}
+
 /// `bytes` without leading zero bytes (DER integers carry one before a set top bit).
 pub(crate) fn strip_zeros(bytes: &[u8]) -> Vec<u8> {
     let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
