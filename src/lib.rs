@@ -37,12 +37,21 @@
     )
 )]
 
+#[cfg(all(soong, feature = "host-tools"))]
+compile_error!("`host-tools` are host tools: the AOSP build (Android.bp) leaves the feature off");
+
 pub mod avb;
 pub mod boot_control;
 pub mod bsdiff;
+#[cfg(feature = "host-tools")]
 pub mod build;
 pub mod checkpoint_store;
+// libsnapshot COW images: written and read by `abupdate cow` on hosts until the Virtual A/B
+// apply path uses them on devices.
+#[cfg(feature = "host-tools")]
 pub mod cow;
+pub mod crypto;
+pub mod decompress;
 pub mod device;
 pub mod dm;
 pub mod download;

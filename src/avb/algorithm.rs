@@ -72,7 +72,7 @@ impl Algorithm {
 
     /// Size of the hash stored in the authentication block (0 for `None`).
     pub fn hash_len(self) -> usize {
-        self.digest().map_or(0, |d| d.output_len())
+        self.digest().map_or(0, crate::crypto::digest_len)
     }
 
     /// Size of the signature stored in the authentication block (0 for `None`).
@@ -108,6 +108,7 @@ impl Algorithm {
     }
 
     /// ring's PKCS#1 v1.5 signing encoding, for the builder.
+    #[cfg(feature = "host-tools")]
     pub(crate) fn signing(self) -> Option<&'static dyn signature::RsaEncoding> {
         match self {
             Self::None => None,

@@ -41,11 +41,12 @@ impl RingSigner {
 
     /// A signer for the first `PRIVATE KEY` (PKCS#8) or `RSA PRIVATE KEY` (PKCS#1) PEM block.
     pub fn from_pem(text: &[u8]) -> Result<Self> {
-        let blocks = pem::parse_many(text).map_err(|e| crate::err!(AvbSignature, "PEM: {e}"))?;
+        let blocks = crate::crypto::pem::parse_many(text)
+            .map_err(|e| crate::err!(AvbSignature, "PEM: {e}"))?;
         for block in blocks {
-            let pair = match block.tag() {
-                "PRIVATE KEY" => RsaKeyPair::from_pkcs8(block.contents()),
-                "RSA PRIVATE KEY" => RsaKeyPair::from_der(block.contents()),
+            let pair = match block.tag.as_str() {
+                "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&block.contents),
+                "RSA PRIVATE KEY" => RsaKeyPair::from_der(&block.contents),
                 _ => continue,
             };
             let pair = pair.map_err(|e| crate::err!(AvbSignature, "RSA private key: {e}"))?;

@@ -8,8 +8,8 @@
 
 use num_bigint::BigUint;
 use ring::signature::{self, KeyPair, RsaKeyPair};
-use x509_parser::prelude::FromDer;
-use x509_parser::public_key::{PublicKey, RSAPublicKey};
+
+use crate::crypto::{pem, Crypto, Default as Backend, SpkiKey};
 
 use super::algorithm::Algorithm;
 use super::spki;
@@ -122,14 +122,14 @@ impl AvbPublicKey {
     pub fn from_pem(text: &[u8]) -> Result<Self> {
         let blocks = pem::parse_many(text).map_err(|e| crate::err!(AvbSignature, "PEM: {e}"))?;
         for block in &blocks {
-            let der = block.contents();
-            match block.tag() {
+            let der = &block.contents[..];
+            match block.tag.as_str() {
                 "PUBLIC KEY" => return Self::from_spki_der(der),
                 "RSA PUBLIC KEY" => return Self::from_pkcs1_der(der),
                 "CERTIFICATE" => {
-                    let (_, cert) = x509_parser::parse_x509_certificate(der)
+                    let spki = Backend::certificate_spki(der)
                         .map_err(|e| crate::err!(AvbSignature, "X.509 certificate: {e}"))?;
-                    return Self::from_spki_der(cert.public_key().raw);
+                    return Self::from_spki_der(&spki);
                 }
                 "PRIVATE KEY" => {
                     let pair = RsaKeyPair::from_pkcs8(der)
@@ -152,17 +152,8 @@ impl AvbPublicKey {
 
     /// Parses a DER `SubjectPublicKeyInfo` holding an RSA key.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
-        let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(der)
-            .map_err(|e| crate::err!(AvbSignature, "SubjectPublicKeyInfo: {e}"))?;
-        if !rest.is_empty() {
-            crate::bail!(
-                AvbSignature,
-                "SubjectPublicKeyInfo: {} trailing bytes",
-                rest.len()
-            );
-        }
-        match spki.parsed() {
-            Ok(PublicKey::RSA(key)) => Self::from_rsa_components(key.modulus, key.exponent),
+        match Backend::parse_spki(der) {
+            Ok(SpkiKey::Rsa { n, e, .. }) => Self::from_rsa_components(&n, &e),
             Ok(_) => crate::bail!(AvbSignature, "SubjectPublicKeyInfo: not an RSA key"),
             Err(e) => crate::bail!(AvbSignature, "SubjectPublicKeyInfo: {e}"),
         }
@@ -170,18 +161,16 @@ impl AvbPublicKey {
 
     /// Parses a DER PKCS#1 `RSAPublicKey ::= SEQUENCE { n INTEGER, e INTEGER }`.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<Self> {
-        let (rest, key) = RSAPublicKey::from_der(der)
+        let (n, e) = Backend::rsa_components(der)
             .map_err(|e| crate::err!(AvbSignature, "RSAPublicKey: {e}"))?;
-        if !rest.is_empty() {
-            crate::bail!(AvbSignature, "RSAPublicKey: {} trailing bytes", rest.len());
-        }
-        Self::from_rsa_components(key.modulus, key.exponent)
+        Self::from_rsa_components(&n, &e)
     }
 
     /// The public half of a ring key pair (how a signer learns the key it signs for).
     pub fn from_key_pair(pair: &RsaKeyPair) -> Result<Self> {
-        let public = signature::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-        Self::from_rsa_components(&public.n, &public.e)
+        // The DER `RSAPublicKey`, in AOSP's ring 0.17.0-alpha.11 as in later releases (whose
+        // `RsaPublicKeyComponents` conversion alpha.11 lacks).
+        Self::from_pkcs1_der(pair.public_key().as_ref())
     }
 
     /// The canonical AVB blob (what a chain descriptor and a vbmeta auxiliary block hold).
@@ -191,11 +180,7 @@ impl AvbPublicKey {
 
     /// The key as a `-----BEGIN PUBLIC KEY-----` (SubjectPublicKeyInfo) PEM with LF line ends.
     pub fn to_pem(&self) -> String {
-        let block = pem::Pem::new("PUBLIC KEY", self.to_spki_der());
-        pem::encode_config(
-            &block,
-            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-        )
+        pem::encode("PUBLIC KEY", &self.to_spki_der())
     }
 
     /// The key as DER `SubjectPublicKeyInfo`.
@@ -318,7 +303,7 @@ mod tests {
             assert!(rr < n);
             assert_eq!(
                 ((BigUint::from(1u8) << (2 * bits)) - &rr) % &n,
-                BigUint::ZERO
+                BigUint::from(0u8)
             );
             for (at, what) in [(5, "n0inv"), (8 + bits / 8 + 3, "rr")] {
                 let mut bad = blob.clone();

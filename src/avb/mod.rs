@@ -15,6 +15,7 @@
 //! [`validate_partition_name`] before anything is opened by them.
 
 mod algorithm;
+#[cfg(feature = "host-tools")]
 mod builder;
 mod contents;
 mod descriptor;
@@ -27,6 +28,7 @@ mod spki;
 mod verify;
 
 pub use algorithm::Algorithm;
+#[cfg(feature = "host-tools")]
 pub use builder::{RingSigner, VbmetaBuilder, VbmetaSigner};
 pub use contents::{validate_partition_name, PARTITION_NAME_MAX};
 pub use descriptor::{

@@ -144,12 +144,10 @@ impl PatchHeader {
     /// The control, diff and extra streams of `patch` (the patch this header was parsed from).
     pub(crate) fn streams<'p>(&self, patch: &'p [u8]) -> Result<[&'p [u8]; 3]> {
         let body = patch.get(HEADER_LEN..).unwrap_or_default();
-        let (ctrl, rest) = body
-            .split_at_checked(self.ctrl_len)
-            .ok_or_else(|| overrun(patch.len()))?;
-        let (diff, extra) = rest
-            .split_at_checked(self.diff_len)
-            .ok_or_else(|| overrun(patch.len()))?;
+        // (`split_at_checked` is newer than AOSP 15's rustc 1.78.)
+        let split = |s: &'p [u8], at: usize| (at <= s.len()).then(|| s.split_at(at));
+        let (ctrl, rest) = split(body, self.ctrl_len).ok_or_else(|| overrun(patch.len()))?;
+        let (diff, extra) = split(rest, self.diff_len).ok_or_else(|| overrun(patch.len()))?;
         Ok([ctrl, diff, extra])
     }
 }

@@ -14,9 +14,11 @@
 
 mod apply;
 mod header;
+#[cfg(feature = "host-tools")]
 mod make;
 mod stream;
 
 pub use apply::{apply, apply_into};
 pub use header::{Compressor, Format, PatchHeader, HEADER_LEN};
+#[cfg(feature = "host-tools")]
 pub use make::{make_bsdf2, make_bsdf2_with_quality, make_bsdiff40, BROTLI_LGWIN, BROTLI_QUALITY};

@@ -7,13 +7,9 @@
 
 use std::io::{self, Read};
 
-use bzip2::read::BzDecoder;
-
 use super::header::Compressor;
+use crate::decompress::{Codec, Decompressors, Default as Backend};
 use crate::error::Result;
-
-/// Size of the brotli decoder's input buffer.
-const BROTLI_INPUT_BUFFER: usize = 64 * 1024;
 
 pub(crate) struct Stream<'p> {
     name: &'static str,
@@ -24,8 +20,10 @@ pub(crate) struct Stream<'p> {
 
 enum Source<'p> {
     Stored(&'p [u8]),
-    Bz2(Box<BzDecoder<&'p [u8]>>),
-    Brotli(Box<brotli::Decompressor<&'p [u8]>>),
+    Bz2(Box<dyn Read + 'p>),
+    Brotli(Box<dyn Read + 'p>),
+    /// The decoder could not be set up (out of memory): every read fails with this.
+    Failed(io::ErrorKind, String),
 }
 
 impl<'p> Stream<'p> {
@@ -33,11 +31,14 @@ impl<'p> Stream<'p> {
     pub(crate) fn new(name: &'static str, compressor: Compressor, data: &'p [u8]) -> Self {
         let source = match compressor {
             Compressor::None => Source::Stored(data),
-            Compressor::Bz2 => Source::Bz2(Box::new(BzDecoder::new(data))),
-            Compressor::Brotli => Source::Brotli(Box::new(brotli::Decompressor::new(
-                data,
-                BROTLI_INPUT_BUFFER,
-            ))),
+            Compressor::Bz2 => match Backend::reader(Codec::Bzip2, data) {
+                Ok(reader) => Source::Bz2(reader),
+                Err(e) => Source::Failed(e.kind(), e.to_string()),
+            },
+            Compressor::Brotli => match Backend::reader(Codec::Brotli, data) {
+                Ok(reader) => Source::Brotli(reader),
+                Err(e) => Source::Failed(e.kind(), e.to_string()),
+            },
         };
         Stream {
             name,
@@ -54,6 +55,7 @@ impl<'p> Stream<'p> {
             Source::Stored(data) => data.read_exact(buf),
             Source::Bz2(decoder) => decoder.read_exact(buf),
             Source::Brotli(decoder) => decoder.read_exact(buf),
+            Source::Failed(kind, message) => Err(io::Error::new(*kind, message.clone())),
         };
         result.map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => {
@@ -93,7 +95,8 @@ impl<'p> Stream<'p> {
     }
 }
 
-#[cfg(test)]
+// The tests compress with the host crates, which AOSP lacks.
+#[cfg(all(test, not(soong)))]
 mod tests {
     use std::io::Write;
 

@@ -102,7 +102,7 @@ impl ExtentMap {
         len: usize,
     ) -> io::Result<impl Iterator<Item = (usize, usize, Option<u64>)> + '_> {
         let end = offset.checked_add(len as u64);
-        if end.is_none_or(|end| end > self.size) {
+        if end.map_or(true, |end| end > self.size) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "access beyond the logical partition's end",

@@ -125,7 +125,7 @@ fn put(dev: &dyn TargetWrite, bytes: &[u8], offset: u64) -> Result<()> {
 
 fn read(dev: &dyn SourceRead, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
     let end = offset.checked_add(buf.len() as u64);
-    if end.is_none_or(|end| end > dev.size()) {
+    if end.map_or(true, |end| end > dev.size()) {
         return Err(crate::err!(
             SlotError,
             "super ({} bytes) is too small to hold its {what} at {offset}",

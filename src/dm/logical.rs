@@ -165,7 +165,8 @@ impl LogicalMapper for DmMapper {
     }
 }
 
-#[cfg(test)]
+// The tests make their images with the host-tools builders.
+#[cfg(all(test, feature = "host-tools"))]
 mod tests {
     use super::*;
     use crate::build::super_image;

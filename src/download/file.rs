@@ -83,7 +83,9 @@ impl FileSource {
                     "{name} has {length} bytes, the payload {size}"
                 )
             }
-            (Some(length), Some(size)) if base.checked_add(size).is_none_or(|end| length < end) => {
+            (Some(length), Some(size))
+                if base.checked_add(size).map_or(true, |end| length < end) =>
+            {
                 crate::bail!(
                     SizeMismatch,
                     "{name} has {length} bytes, the payload needs {size} bytes from {base}"

@@ -499,8 +499,13 @@ fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 
 /// Keeps the structured code of a source's error, or files it as a download failure.
 pub(crate) fn source_error(e: io::Error) -> Error {
-    match e.downcast::<Error>() {
-        Ok(inner) => inner,
-        Err(e) => err!(DownloadFailed, "reading the payload: {e}").caused_by(e),
+    // Not `io::Error::downcast`: it is newer than AOSP 15's rustc 1.78.
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let message = e.to_string();
+        return match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+            Some(Ok(inner)) => *inner,
+            _ => err!(DownloadFailed, "reading the payload: {message}"),
+        };
     }
+    err!(DownloadFailed, "reading the payload: {e}").caused_by(e)
 }

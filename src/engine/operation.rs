@@ -1,10 +1,9 @@
 //! Executing one install operation: blob (and source data) in, destination bytes out. Pure: the
 //! caller reads the blob and the source extents and writes the result.
 
-use std::io::Read;
-
 use super::buffers::BufferPool;
 use super::hashing::sha256;
+use crate::decompress::Codec;
 use crate::error::Result;
 use crate::payload::{OpKind, Operation};
 use crate::{bail, err};
@@ -15,12 +14,6 @@ pub enum Output {
     /// ZERO and DISCARD: the extents read back as zeros.
     Zeros,
 }
-
-/// Largest XZ dictionary we accept: AOSP uses 2 MiB, `xz -9` 64 MiB. This bounds the decoder's
-/// memory whatever a hostile blob's header asks for.
-const XZ_MEMLIMIT: u64 = 80 << 20;
-/// Same bound for zstd: window log 27 = 128 MiB is zstd's own default maximum for decoding.
-const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// An operation's blob that matched its `data_sha256_hash` (or whose operation has none).
 pub struct CheckedBlob(Vec<u8>);
@@ -84,21 +77,14 @@ pub(crate) fn execute_checked(
         .map_err(|_| err!(MalformedPayload, "operation too large"))?;
     let data = match op.kind {
         OpKind::Replace => return check_len(op, blob, dst_len),
-        OpKind::ReplaceBz => decode(
-            bzip2::read::BzDecoder::new(&blob[..]),
+        OpKind::ReplaceBz => decode(Codec::Bzip2, &blob, dst_len, pool.take(dst_len))?,
+        OpKind::ReplaceXz => decode(
+            Codec::Xz,
+            &blob,
             dst_len,
-            "bzip2",
-            pool.take(dst_len),
+            pool.take(dst_len.saturating_add(1)),
         )?,
-        OpKind::ReplaceXz => decode_xz(&blob, dst_len, pool.take(dst_len.saturating_add(1)))?,
-        OpKind::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::with_buffer(&blob[..])
-                .map_err(|e| err!(InstallFailed, "zstd decoder: {e}"))?;
-            decoder
-                .window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|e| err!(InstallFailed, "zstd decoder: {e}"))?;
-            decode(decoder, dst_len, "zstd", pool.take(dst_len))?
-        }
+        OpKind::Zstd => decode(Codec::Zstd, &blob, dst_len, pool.take(dst_len))?,
         OpKind::Zero | OpKind::Discard => return Ok(Output::Zeros),
         OpKind::SourceCopy => source.map(<[u8]>::to_vec).unwrap_or_default(),
         OpKind::SourceBsdiff | OpKind::BrotliBsdiff => {
@@ -108,6 +94,12 @@ pub(crate) fn execute_checked(
     };
     pool.give(blob);
     check_len(op, data, dst_len)
+}
+
+/// Decodes a whole blob with this build's decompressors ([`crate::decompress`]).
+fn decode(codec: Codec, blob: &[u8], dst_len: usize, out: Vec<u8>) -> Result<Vec<u8>> {
+    use crate::decompress::{Decompressors, Default as Backend};
+    Backend::decode(codec, blob, dst_len, out).map_err(|e| err!(MalformedPayload, "{e}"))
 }
 
 fn check_len(op: &Operation, data: Vec<u8>, dst_len: usize) -> Result<Output> {
@@ -122,77 +114,8 @@ fn check_len(op: &Operation, data: Vec<u8>, dst_len: usize) -> Result<Output> {
     Ok(Output::Data(data))
 }
 
-/// Decodes an XZ blob straight into the spare capacity of `out`: no zeroing pass and no copy
-/// through an intermediate reader buffer. Room for one byte more than the destination is what
-/// tells a stream that is too long (a bomb, or the wrong payload) from one that fits; decoding
-/// stops when the room is full, so a bomb costs no more memory than an honest blob.
-fn decode_xz(blob: &[u8], dst_len: usize, mut out: Vec<u8>) -> Result<Vec<u8>> {
-    use liblzma::stream::{Action, Status, Stream};
-    let corrupt = |e: &dyn std::fmt::Display| err!(MalformedPayload, "xz blob is corrupt: {e}");
-    let mut stream = Stream::new_stream_decoder(XZ_MEMLIMIT, 0)
-        .map_err(|e| err!(InstallFailed, "xz decoder: {e}"))?;
-    out.clear();
-    out.reserve_exact(dst_len.saturating_add(1));
-    loop {
-        let consumed = usize::try_from(stream.total_in()).unwrap_or(usize::MAX);
-        let input = blob.get(consumed..).unwrap_or_default();
-        let before = (stream.total_in(), out.len());
-        let status = stream
-            .process_vec(input, &mut out, Action::Finish)
-            .map_err(|e| corrupt(&e))?;
-        if out.len() > dst_len {
-            bail!(
-                MalformedPayload,
-                "xz blob decompresses to more than its {dst_len}-byte destination"
-            );
-        }
-        match status {
-            Status::StreamEnd => break,
-            _ if before == (stream.total_in(), out.len()) => return Err(corrupt(&"truncated")),
-            _ => {}
-        }
-    }
-    if out.len() != dst_len {
-        bail!(
-            MalformedPayload,
-            "xz blob decompresses to {} bytes, destination is {dst_len}",
-            out.len()
-        );
-    }
-    Ok(out)
-}
-
-/// Decompresses exactly `dst_len` bytes into `out`. A stream that would produce more is a
-/// decompression bomb (or a wrong payload) and is refused after reading one byte too many, not
-/// after allocating whatever it claims.
-fn decode(mut reader: impl Read, dst_len: usize, what: &str, mut out: Vec<u8>) -> Result<Vec<u8>> {
-    // Every byte is overwritten below (or the blob refused): no need to zero what a reused
-    // buffer already holds.
-    out.resize(dst_len, 0);
-    let mut filled = 0;
-    while filled < dst_len {
-        match reader.read(&mut out[filled..]) {
-            Ok(0) => bail!(
-                MalformedPayload,
-                "{what} blob decompresses to {filled} bytes, destination is {dst_len}"
-            ),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => bail!(MalformedPayload, "{what} blob is corrupt: {e}"),
-        }
-    }
-    let mut probe = [0u8; 1];
-    match reader.read(&mut probe) {
-        Ok(0) => Ok(out),
-        Ok(_) => bail!(
-            MalformedPayload,
-            "{what} blob decompresses to more than its {dst_len}-byte destination"
-        ),
-        Err(e) => bail!(MalformedPayload, "{what} blob is corrupt: {e}"),
-    }
-}
-
-#[cfg(test)]
+// The tests compress with the host crates, which AOSP lacks.
+#[cfg(all(test, not(soong)))]
 mod tests {
     use super::*;
     use crate::payload::Extent;

@@ -103,7 +103,7 @@ pub(super) fn write_in_order(
         let _ = tokens.send(());
         let (_, final_prefix) = prefixes.after(next);
         marks.advance(part, final_prefix);
-        if ops.get(next + 1).is_none_or(|&(p, _)| p != part) {
+        if ops.get(next + 1).map_or(true, |&(p, _)| p != part) {
             cx.hooks
                 .partition_written(&cx.metadata.manifest.partitions[part].name)?;
         }

@@ -3,15 +3,9 @@
 
 use std::io::{Cursor, Read};
 
-use x509_parser::prelude::{FromDer, X509Certificate};
-use x509_parser::x509::SubjectPublicKeyInfo;
-
+use crate::crypto::{pem, Crypto, Default as Backend, SpkiKey};
 use crate::error::Result;
 use crate::{bail, err};
-
-const OID_RSA: &str = "1.2.840.113549.1.1.1";
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_PRIME256V1: &str = "1.2.840.10045.3.1.7";
 
 /// One trusted public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -147,19 +141,15 @@ impl TrustedKeys {
             bail!(MalformedPayload, "no PEM block found");
         }
         for block in blocks {
-            let key = match block.tag() {
+            let key = match block.tag.as_str() {
                 "CERTIFICATE" => {
-                    let (_, cert) = X509Certificate::from_der(block.contents())
+                    let spki = Backend::certificate_spki(&block.contents)
                         .map_err(|e| err!(MalformedPayload, "bad certificate: {e}"))?;
-                    from_spki(cert.public_key())?
-                }
-                "PUBLIC KEY" => {
-                    let (_, spki) = SubjectPublicKeyInfo::from_der(block.contents())
-                        .map_err(|e| err!(MalformedPayload, "bad public key: {e}"))?;
                     from_spki(&spki)?
                 }
+                "PUBLIC KEY" => from_spki(&block.contents)?,
                 "RSA PUBLIC KEY" => PublicKey::Rsa {
-                    pkcs1_der: block.contents().to_vec(),
+                    pkcs1_der: block.contents,
                 },
                 // Private keys and other blocks may share a file with the public part; skip them.
                 _ => continue,
@@ -170,27 +160,12 @@ impl TrustedKeys {
     }
 }
 
-fn from_spki(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey> {
-    let alg = spki.algorithm.algorithm.to_id_string();
-    let key = spki.subject_public_key.data.to_vec();
-    match alg.as_str() {
-        OID_RSA => Ok(PublicKey::Rsa { pkcs1_der: key }),
-        OID_EC_PUBLIC_KEY => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|oid| oid.to_id_string());
-            if curve.as_deref() != Some(OID_PRIME256V1) {
-                bail!(
-                    Unsupported,
-                    "EC key on curve {curve:?}: only P-256 is supported"
-                );
-            }
-            Ok(PublicKey::EcdsaP256 { point: key })
-        }
-        other => bail!(Unsupported, "public key algorithm {other} is not supported"),
+fn from_spki(spki_der: &[u8]) -> Result<PublicKey> {
+    match Backend::parse_spki(spki_der) {
+        Ok(SpkiKey::Rsa { pkcs1_der, .. }) => Ok(PublicKey::Rsa { pkcs1_der }),
+        Ok(SpkiKey::EcP256 { point }) => Ok(PublicKey::EcdsaP256 { point }),
+        Ok(SpkiKey::Unsupported(what)) => bail!(Unsupported, "{what}"),
+        Err(e) => bail!(MalformedPayload, "bad public key: {e}"),
     }
 }
 

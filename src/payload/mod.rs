@@ -13,11 +13,19 @@ pub mod manifest;
 pub mod properties;
 pub mod signature;
 
-/// The rust-protobuf messages generated from `proto/update_metadata.proto`.
+/// The rust-protobuf messages generated from `proto/update_metadata.proto` and
+/// `proto/checkpoint.proto`: by build.rs under Cargo, by the `rust_protobuf` module
+/// `libabupdate_proto` under Soong, which runs no build script.
 // Generated code: its accessors unwrap fields they have just set, which is not ours to change.
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[cfg(not(soong))]
+#[path = "proto_cargo.rs"]
+pub mod proto;
+
+/// The rust-protobuf messages of `proto/*.proto`, from Soong's `rust_protobuf` crate.
+#[cfg(soong)]
 pub mod proto {
-    include!(concat!(env!("OUT_DIR"), "/proto/mod.rs"));
+    pub use abupdate_proto::{checkpoint, update_metadata};
 }
 
 pub use header::{PayloadHeader, HEADER_SIZE};

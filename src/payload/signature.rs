@@ -4,11 +4,11 @@
 //! Both signatures are PKCS#1 v1.5 (or ECDSA P-256) over SHA-256. The metadata signature covers
 //! bytes the engine holds in memory, so `ring` verifies it directly. The payload signature covers
 //! the whole streamed payload (minus the metadata signature), which is never in memory at once:
-//! only its digest is, and `ring` has no pre-hashed API, so that check goes through the `rsa` and
-//! `p256` crates' pre-hashed verifiers.
+//! only its digest is, and `ring` has no pre-hashed API, so that check goes through the build's
+//! [`crate::crypto`] backend (BoringSSL under Soong).
 
 use protobuf::Message;
-use rsa::pkcs1::DecodeRsaPublicKey;
+#[cfg(feature = "host-tools")]
 use rsa::Pkcs1v15Sign;
 
 use super::keys::{PublicKey, TrustedKeys};
@@ -16,11 +16,7 @@ use super::proto::update_metadata as pb;
 use crate::error::Result;
 use crate::{bail, err};
 
-/// DER `DigestInfo` prefix for SHA-256, prepended to the digest inside PKCS#1 v1.5 padding.
-pub const SHA256_DIGEST_INFO: [u8; 19] = [
-    0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
-    0x00, 0x04, 0x20,
-];
+pub use crate::crypto::SHA256_DIGEST_INFO;
 
 /// Signatures are a few hundred bytes; more than this many is an attack, not a payload.
 const MAX_SIGNATURES: usize = 16;
@@ -99,30 +95,11 @@ impl SignatureSet {
 }
 
 fn verify_digest(key: &PublicKey, digest: &[u8; 32], sig: &[u8]) -> bool {
+    use crate::crypto::{Crypto, Default as Backend};
     match key {
-        PublicKey::Rsa { pkcs1_der } => {
-            let Ok(key) = rsa::PublicKey::from_pkcs1_der(pkcs1_der) else {
-                return false;
-            };
-            // Same key-size policy as `ring`'s RSA_PKCS1_2048_8192_SHA256.
-            let bits = rsa::traits::PublicKeyParts::n(&key).bit_width();
-            if !(2048..=8192).contains(&bits) {
-                return false;
-            }
-            let mut hashed = SHA256_DIGEST_INFO.to_vec();
-            hashed.extend_from_slice(digest);
-            key.verify(Pkcs1v15Sign::new_unprefixed(), &hashed, sig)
-                .is_ok()
-        }
+        PublicKey::Rsa { pkcs1_der } => Backend::verify_rsa_sha256_digest(pkcs1_der, digest, sig),
         PublicKey::EcdsaP256 { point } => {
-            use p256::ecdsa::signature::hazmat::PrehashVerifier;
-            let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(point) else {
-                return false;
-            };
-            let Ok(sig) = p256::ecdsa::DerSignature::try_from(sig) else {
-                return false;
-            };
-            key.verify_prehash(digest, &sig).is_ok()
+            Backend::verify_ecdsa_p256_sha256_digest(point, digest, sig)
         }
     }
 }
@@ -167,10 +144,12 @@ pub fn check(
 }
 
 /// An RSA private key that signs payloads (`abupdate payload build --key`).
+#[cfg(feature = "host-tools")]
 pub struct Signer {
     key: rsa::PrivateKey,
 }
 
+#[cfg(feature = "host-tools")]
 impl Signer {
     /// Reads a PEM private key: PKCS#8 (`PRIVATE KEY`, what `openssl genpkey` writes) or PKCS#1.
     pub fn from_pem(text: &str) -> Result<Self> {

@@ -142,7 +142,7 @@ mod tests {
         let mut work: Vec<u8> = message
             .iter()
             .copied()
-            .chain(std::iter::repeat_n(0, roots))
+            .chain(std::iter::repeat(0).take(roots))
             .collect();
         for i in 0..message.len() {
             let coef = work[i];

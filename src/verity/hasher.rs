@@ -1,5 +1,6 @@
 //! `H(salt || block)` with the salt absorbed once.
 
+#[cfg(not(soong))]
 use sha1::Digest as _;
 
 use super::HashAlgorithm;
@@ -14,15 +15,18 @@ const PARALLEL_MIN_BLOCKS: usize = 64;
 pub(super) enum SaltedHasher {
     Ring(ring::digest::Context),
     /// ring's SHA-1 is portable Rust; the `sha1` crate uses the CPU's SHA instructions
-    /// (several times faster), and SHA-1 is avbtool's default hash tree algorithm.
+    /// (several times faster), and SHA-1 is avbtool's default hash tree algorithm. AOSP has no
+    /// `sha1` crate: Soong builds take ring's.
+    #[cfg(not(soong))]
     Sha1(sha1::Sha1),
 }
 
 impl SaltedHasher {
     pub fn new(alg: HashAlgorithm, salt: &[u8]) -> Self {
         match alg {
+            #[cfg(not(soong))]
             HashAlgorithm::Sha1 => SaltedHasher::Sha1(sha1::Sha1::new_with_prefix(salt)),
-            HashAlgorithm::Sha256 | HashAlgorithm::Sha512 => {
+            _ => {
                 let mut ctx = ring::digest::Context::new(alg.ring());
                 ctx.update(salt);
                 SaltedHasher::Ring(ctx)
@@ -40,6 +44,7 @@ impl SaltedHasher {
                 out[..digest.as_ref().len()].copy_from_slice(digest.as_ref());
                 digest.as_ref().len()
             }
+            #[cfg(not(soong))]
             SaltedHasher::Sha1(salted) => {
                 let mut ctx = salted.clone();
                 ctx.update(block);

@@ -61,7 +61,7 @@ impl HashAlgorithm {
 
     /// Length of one digest in bytes.
     pub fn digest_len(self) -> usize {
-        self.ring().output_len()
+        crate::crypto::digest_len(self.ring())
     }
 
     /// Bytes one digest occupies inside a tree block: format 1 pads every digest with zeros to

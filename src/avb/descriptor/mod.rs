@@ -7,6 +7,7 @@
 mod encode;
 mod parse;
 
+#[cfg(any(test, feature = "host-tools"))]
 pub(crate) use encode::{put_u32, put_u64};
 pub(crate) use parse::parse_descriptors;
 

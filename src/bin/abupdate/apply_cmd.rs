@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "host-tools")]
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -10,7 +11,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use abupdate::download::SourceOptions;
-use abupdate::engine::{ApplyOptions, Observer, Progress, Stage};
+#[cfg(feature = "host-tools")]
+use abupdate::engine::Stage;
+use abupdate::engine::{ApplyOptions, Observer, Progress};
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::payload::properties::PayloadProperties;
 use abupdate::service::updater_backend::http_headers;
@@ -176,22 +179,31 @@ pub fn header_pairs(file: Option<&Path>, headers: &[String]) -> Result<Vec<Strin
 /// Shows progress with indicatif on a terminal; silent otherwise. Stops on SIGINT-free runs only
 /// when the engine says so: cancellation is the service's business.
 struct BarObserver {
+    /// indicatif is a host crate (AOSP has none): device builds show no bar.
+    #[cfg(feature = "host-tools")]
     bar: Option<indicatif::ProgressBar>,
+    #[cfg(feature = "host-tools")]
     stage: Mutex<Option<Stage>>,
     start: Instant,
 }
 
 impl BarObserver {
     fn new(enabled: bool) -> Self {
+        #[cfg(not(feature = "host-tools"))]
+        let _ = enabled;
+        #[cfg(feature = "host-tools")]
         let bar = enabled.then(|| crate::progress_bar::new(10));
         BarObserver {
+            #[cfg(feature = "host-tools")]
             bar,
+            #[cfg(feature = "host-tools")]
             stage: Mutex::new(None),
             start: Instant::now(),
         }
     }
 
     fn finish(&self) {
+        #[cfg(feature = "host-tools")]
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
@@ -201,6 +213,16 @@ impl BarObserver {
 
 impl Observer for BarObserver {
     fn progress(&self, p: &Progress) {
+        #[cfg(not(feature = "host-tools"))]
+        let _ = p;
+        #[cfg(feature = "host-tools")]
+        self.show(p);
+    }
+}
+
+#[cfg(feature = "host-tools")]
+impl BarObserver {
+    fn show(&self, p: &Progress) {
         let Some(bar) = &self.bar else { return };
         let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
         if *stage != Some(p.stage) {

@@ -84,6 +84,8 @@ impl<'a> Follow<'a> {
 }
 
 enum Display {
+    /// A progress bar on a terminal (indicatif: host builds; AOSP has no indicatif).
+    #[cfg(feature = "host-tools")]
     Bar {
         bar: indicatif::ProgressBar,
         state: Option<State>,
@@ -96,20 +98,23 @@ enum Display {
 
 impl Display {
     fn new(terminal: bool) -> Display {
-        if !terminal {
-            return Display::Lines {
+        #[cfg(feature = "host-tools")]
+        if terminal {
+            return Display::Bar {
+                bar: crate::progress_bar::new(19),
                 state: None,
-                tenth: 0,
             };
         }
-        Display::Bar {
-            bar: crate::progress_bar::new(19),
+        let _ = terminal;
+        Display::Lines {
             state: None,
+            tenth: 0,
         }
     }
 
     fn show(&mut self, status: &Status) {
         match self {
+            #[cfg(feature = "host-tools")]
             Display::Bar { bar, state } => {
                 if *state != Some(status.state) {
                     *state = Some(status.state);
@@ -136,6 +141,7 @@ impl Display {
     }
 
     fn finish(&self) {
+        #[cfg(feature = "host-tools")]
         if let Display::Bar { bar, .. } = self {
             bar.finish_and_clear();
         }

@@ -17,10 +17,14 @@
 )]
 
 mod apply_cmd;
+#[cfg(feature = "host-tools")]
 mod cow_cmd;
+#[cfg(feature = "host-tools")]
 mod demo;
 mod follow;
+#[cfg(feature = "host-tools")]
 mod payload_cmd;
+#[cfg(feature = "host-tools")]
 mod progress_bar;
 mod service_cmd;
 mod slots_cmd;
@@ -66,6 +70,7 @@ enum Command {
     /// Mark the running slot as successfully booted (advances the rollback floors).
     MarkSuccessful(slots_cmd::SlotsArgs),
     /// Inspect or build update payloads (host tool).
+    #[cfg(feature = "host-tools")]
     #[command(subcommand)]
     Payload(payload_cmd::PayloadCommand),
     /// Build or check dm-verity hash trees and FEC of an image (host tool).
@@ -75,6 +80,7 @@ enum Command {
     #[command(subcommand)]
     Super(super_cmd::SuperCommand),
     /// Build a simulated device, signed full and delta payloads, and apply both.
+    #[cfg(feature = "host-tools")]
     Demo(demo::DemoArgs),
     /// update_engine_client's flags (--update --follow --payload= ...) over
     /// android.os.UpdateEngineService; also run as `update_engine_client` through a link.
@@ -84,6 +90,7 @@ enum Command {
         flags: Vec<String>,
     },
     /// Virtual A/B COW images (libsnapshot_cow v2/v3): write, apply, inspect (host tool).
+    #[cfg(feature = "host-tools")]
     #[command(subcommand)]
     Cow(cow_cmd::CowCommand),
 }
@@ -106,13 +113,16 @@ fn main() -> ExitCode {
         Command::Cancel(args) => service_cmd::cancel(args),
         Command::Reset(args) => service_cmd::reset(args),
         Command::Verify(args) => service_cmd::verify(args),
+        #[cfg(feature = "host-tools")]
         Command::Payload(cmd) => payload_cmd::run(cmd),
         Command::Verity(cmd) => verity_cmd::run(cmd),
         Command::Super(cmd) => super_cmd::run(cmd),
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
+        #[cfg(feature = "host-tools")]
         Command::Demo(args) => demo::run(args),
         Command::UpdateEngineClient { flags } => return ExitCode::from(ue_client_cmd::run(&flags)),
+        #[cfg(feature = "host-tools")]
         Command::Cow(cmd) => cow_cmd::run(cmd),
     };
     match result {

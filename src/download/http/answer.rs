@@ -197,7 +197,7 @@ impl<D: Dial> HttpSource<D> {
             Some(size) if self.base == 0 && total != size => mismatch(format!(
                 "the file on the server has {total} bytes, the payload {size}"
             )),
-            Some(size) if self.base.checked_add(size).is_none_or(|end| total < end) => {
+            Some(size) if self.base.checked_add(size).map_or(true, |end| total < end) => {
                 mismatch(format!(
                     "the file on the server has {total} bytes, the payload needs {size} bytes from {}",
                     self.base

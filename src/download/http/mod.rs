@@ -26,14 +26,16 @@ mod answer;
 mod conn;
 mod head;
 pub mod scripted;
+mod session;
+#[cfg(not(soong))]
 mod tls;
+// Hosts compile (and test) the Soong backend too.
+#[cfg_attr(not(soong), allow(dead_code))]
+mod tls_boringssl;
 mod url;
 mod wire;
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use rustls::ClientConfig;
 
 pub(crate) use self::url::{strip_prefix_ci, HttpUrl};
 use crate::download::SourceOptions;
@@ -93,10 +95,13 @@ pub(crate) trait Dial {
     ) -> std::result::Result<Self::Wire, Fault>;
 }
 
+/// The TLS client configuration of this build's backend.
+type TlsConfig = <session::Backend as session::TlsBackend>::Config;
+
 /// TCP, and TLS for `https` with the configuration built once per download.
 #[derive(Default)]
 pub(crate) struct Network {
-    tls: Option<Arc<ClientConfig>>,
+    tls: Option<TlsConfig>,
 }
 
 impl Dial for Network {
@@ -117,15 +122,14 @@ impl Dial for Network {
 }
 
 impl Network {
-    fn tls_config(
-        &mut self,
-        opts: &SourceOptions,
-    ) -> std::result::Result<Arc<ClientConfig>, Fault> {
+    fn tls_config(&mut self, opts: &SourceOptions) -> std::result::Result<TlsConfig, Fault> {
         if let Some(config) = &self.tls {
-            return Ok(Arc::clone(config));
+            return Ok(config.clone());
         }
-        let config = tls::client_config(opts.pinned_ca.as_deref()).map_err(Fault::Fatal)?;
-        self.tls = Some(Arc::clone(&config));
+        let config =
+            <session::Backend as session::TlsBackend>::client_config(opts.pinned_ca.as_deref())
+                .map_err(Fault::Fatal)?;
+        self.tls = Some(config.clone());
         Ok(config)
     }
 }

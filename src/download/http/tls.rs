@@ -1,5 +1,5 @@
-//! The TLS client configuration: the system's CA store plus an optional pinned CA, with `ring`
-//! as the crypto provider.
+//! The rustls client configuration (hosts; see `session.rs`): the system's CA store plus an
+//! optional pinned CA, with `ring` as the crypto provider.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,11 +7,9 @@ use std::sync::Arc;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
+use super::session::ANDROID_CA_DIR;
+use crate::crypto::pem;
 use crate::error::Result;
-
-/// Android keeps its system CAs here, one PEM file per CA; the generic Linux probing of
-/// `rustls-native-certs` does not look there.
-const ANDROID_CA_DIR: &str = "/system/etc/security/cacerts";
 
 pub(crate) fn client_config(pinned_ca: Option<&Path>) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
@@ -57,8 +55,8 @@ fn pinned_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .map_err(|e| crate::err!(DownloadFailed, "pinned CA {}: bad PEM: {e}", path.display()))?;
     let certs: Vec<_> = blocks
         .into_iter()
-        .filter(|block| block.tag() == "CERTIFICATE")
-        .map(|block| CertificateDer::from(block.into_contents()))
+        .filter(|block| block.tag == "CERTIFICATE")
+        .map(|block| CertificateDer::from(block.contents))
         .collect();
     if certs.is_empty() {
         crate::bail!(

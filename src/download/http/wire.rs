@@ -8,14 +8,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
-
 use super::conn::Transport;
+use super::session::{Backend, TlsBackend, TlsSession};
 use super::Fault;
 use crate::download::control::{Interrupt, TransferControl};
 
@@ -24,7 +22,7 @@ const SLICE: Duration = Duration::from_millis(100);
 
 pub(crate) struct Wire {
     socket: TcpStream,
-    tls: Option<Box<ClientConnection>>,
+    tls: Option<Box<dyn TlsSession>>,
     pacer: Pacer,
 }
 
@@ -38,7 +36,7 @@ impl Wire {
     pub fn connect(
         host: &str,
         port: u16,
-        tls: Option<Arc<ClientConfig>>,
+        tls: Option<<Backend as TlsBackend>::Config>,
         timing: &Timing,
         control: &TransferControl,
     ) -> Result<Wire, Fault> {
@@ -62,11 +60,7 @@ impl Wire {
             pacer,
         };
         if let Some(config) = tls {
-            let name = ServerName::try_from(host.to_owned())
-                .map_err(|e| fatal_tls(format!("{host:?} is not a valid TLS server name: {e}")))?;
-            let connection = ClientConnection::new(config, name)
-                .map_err(|e| fatal_tls(format!("starting TLS with {host}: {e}")))?;
-            wire.tls = Some(Box::new(connection));
+            wire.tls = Some(Backend::start(&config, host)?);
             wire.handshake(host)?;
         }
         Ok(wire)
@@ -99,11 +93,11 @@ impl Wire {
             return Ok(0);
         };
         let n = pacer.run(|| tls.read_tls(socket))?;
-        // Even when a fatal error is reported, rustls may want to send an alert; best effort.
-        let processed = tls.process_new_packets().map(|_| ());
-        if let Err(error) = processed {
+        // Even when a fatal error is reported, the session may want to send an alert; best
+        // effort.
+        if let Err(fault) = tls.process_new_packets() {
             let _ = tls.write_tls(socket);
-            return Err(tls_fault(error));
+            return Err(fault);
         }
         Ok(n)
     }
@@ -135,7 +129,7 @@ impl Transport for Wire {
             Some(_) => {
                 let mut closed = false;
                 loop {
-                    let plaintext = self.tls.as_mut().map(|tls| tls.reader().read(buf));
+                    let plaintext = self.tls.as_mut().map(|tls| tls.read_plaintext(buf));
                     match plaintext {
                         Some(Ok(n)) => break n,
                         // A close without close_notify ends the stream too: the body framing
@@ -160,8 +154,7 @@ impl Transport for Wire {
 
     fn write_all(&mut self, mut data: &[u8]) -> Result<(), Fault> {
         if let Some(tls) = &mut self.tls {
-            tls.writer()
-                .write_all(data)
+            tls.write_plaintext(data)
                 .map_err(|e| Fault::retry(format!("TLS send: {e}")))?;
             return self.flush_tls();
         }
@@ -284,21 +277,6 @@ fn dial(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
         }
     }
     Err(last)
-}
-
-fn tls_fault(error: rustls::Error) -> Fault {
-    match error {
-        // Not something a retry fixes: the server presents a certificate we do not trust.
-        rustls::Error::InvalidCertificate(reason) => fatal_tls(format!(
-            "the server's TLS certificate was rejected ({reason:?}); if it is signed by a private CA, \
-             pass that CA as the pinned CA"
-        )),
-        other => Fault::retry(format!("TLS error: {other}")),
-    }
-}
-
-fn fatal_tls(message: String) -> Fault {
-    Fault::Fatal(crate::err!(DownloadFailed, "{message}"))
 }
 
 impl From<Interrupt> for Fault {
