@@ -16,6 +16,7 @@ pub mod dm;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod lp;
 pub mod payload;
 pub mod rollback;

@@ -42,6 +42,9 @@ interface IUpdateService {
     const int ERROR_DOWNLOAD_CHANGED = 12;
     const int ERROR_NOT_ENOUGH_STORAGE = 13;
     const int ERROR_SIZE_MISMATCH = 14;
+    const int ERROR_FEED_INVALID = 15;
+    const int ERROR_FEED_STALE = 16;
+    const int ERROR_FEED_NOT_FOR_DEVICE = 17;
     const int ERROR_VERIFICATION_FAILED = 20;
     const int ERROR_MALFORMED_PAYLOAD = 21;
     const int ERROR_METADATA_SIGNATURE = 22;
