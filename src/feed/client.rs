@@ -238,10 +238,9 @@ pub fn payload_source(
         chunk_size: enc.chunk_size,
         plain_size: payload.size,
     };
-    let encrypted_size = layout
-        .encrypted_size()
-        .ok_or_else(|| crate::err!(SizeMismatch, "encrypted payload size overflows"))?;
-    let inner = Source::new(&update.payload_url, 0, Some(encrypted_size), opts.clone());
+    // The encrypted file's size is left for the chunks to check: a file cut short ends inside
+    // a chunk the layout expects (20, with the chunk), rather than a bare size mismatch.
+    let inner = Source::new(&update.payload_url, 0, None, opts.clone());
     Ok(Box::new(DecryptingSource::new(inner, key, layout)?))
 }
 
@@ -413,4 +412,35 @@ pub fn flush_reports(
 /// The state directory a host device directory uses by default.
 pub fn host_state_dir(device: &Path, state_dir: Option<&Path>) -> PathBuf {
     state_dir.map_or_else(|| device.join("state"), Path::to_path_buf)
+}
+
+/// Queues the reports of an update that failed before the engine started (the key file, the
+/// first request): a failed download phase and its completion.
+pub fn report_failure(
+    queue: &ReportQueue,
+    device: &DeviceIdentity,
+    update: &Update,
+    slot: &str,
+    error: &Error,
+) {
+    let reporting = Reporting {
+        queue,
+        device,
+        slot: slot.to_owned(),
+    };
+    let phases = PhaseReports {
+        inner: &NoObserver,
+        reporting: &reporting,
+        update,
+        started: Instant::now(),
+        state: Mutex::new((Stage::Metadata, 0)),
+    };
+    phases.push("download", Err(error), 0);
+    phases.push("complete", Err(error), 0);
+}
+
+struct NoObserver;
+
+impl Observer for NoObserver {
+    fn progress(&self, _: &Progress) {}
 }

@@ -80,6 +80,12 @@ pub struct ContentKey {
     raw: [u8; 32],
 }
 
+impl std::fmt::Debug for ContentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentKey(..)")
+    }
+}
+
 impl ContentKey {
     pub fn generate() -> Result<Self> {
         let mut raw = [0u8; 32];

@@ -221,7 +221,7 @@ fn text(what: &str, value: &str, max: usize) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> Feed {

@@ -171,14 +171,14 @@ pub fn header_pairs(file: Option<&Path>, headers: &[String]) -> Result<Vec<Strin
 
 /// Shows progress with indicatif on a terminal; silent otherwise. Stops on SIGINT-free runs only
 /// when the engine says so: cancellation is the service's business.
-struct BarObserver {
+pub(crate) struct BarObserver {
     bar: Option<indicatif::ProgressBar>,
     stage: Mutex<Option<Stage>>,
     start: Instant,
 }
 
 impl BarObserver {
-    fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         let bar = enabled.then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -197,7 +197,7 @@ impl BarObserver {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -6,6 +6,7 @@
 
 mod apply_cmd;
 mod demo;
+mod feed_cmd;
 mod follow;
 mod payload_cmd;
 mod service_cmd;
@@ -61,6 +62,13 @@ enum Command {
     Super(super_cmd::SuperCommand),
     /// Build a simulated device, signed full and delta payloads, and apply both.
     Demo(demo::DemoArgs),
+    /// Add a payload to an update feed directory and sign the feed (host tool).
+    Publish(feed_cmd::PublishArgs),
+    /// Fetch and verify the update feed, pick this device's offer; --apply installs it.
+    Check(feed_cmd::CheckArgs),
+    /// Fleet reports: send the queued ones.
+    #[command(subcommand)]
+    Report(feed_cmd::ReportCommand),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +88,9 @@ fn main() -> ExitCode {
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
         Command::Demo(args) => demo::run(args),
+        Command::Publish(args) => feed_cmd::publish(args),
+        Command::Check(args) => feed_cmd::check(args),
+        Command::Report(cmd) => feed_cmd::report(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
