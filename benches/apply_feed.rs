@@ -50,24 +50,47 @@ fn main() -> Result<()> {
     std::fs::write(path("feed-cert.pem"), feed_signer.public_key_pem()?)?;
     std::fs::write(path("device.pem"), FileDeviceKey::generate_pem()?)?;
     let device_key = FileDeviceKey::load(&path("device.pem"))?;
-    std::fs::write(path("device.pub.pem"), public_key_to_pem(&device_key.public_key()))?;
+    std::fs::write(
+        path("device.pub.pem"),
+        public_key_to_pem(&device_key.public_key()),
+    )?;
 
     let pki = pki::Pki::generate();
     let server = nginx::Nginx::start(Some(&pki));
     let abupdate = PathBuf::from(env!("CARGO_BIN_EXE_abupdate"));
     for (channel, extra) in [
         ("plain", vec![]),
-        ("enc", vec!["--encrypt-for".into(), path("device.pub.pem").into()]),
+        (
+            "enc",
+            vec!["--encrypt-for".into(), path("device.pub.pem").into()],
+        ),
     ] {
         let mut args: Vec<OsString> = vec!["publish".into(), "--feed-dir".into()];
         args.push(server.www().into());
-        args.extend(["--model".into(), MODEL.into(), "--channel".into(), channel.into()]);
+        args.extend([
+            "--model".into(),
+            MODEL.into(),
+            "--channel".into(),
+            channel.into(),
+        ]);
         args.extend(["--payload".into(), fixture.payload.clone().into()]);
-        args.extend(["--fingerprint".into(), "bench/v2".into(), "--timestamp".into()]);
-        args.extend(["2000000000".into(), "--key".into(), path("feed-key.pem").into()]);
+        args.extend([
+            "--fingerprint".into(),
+            "bench/v2".into(),
+            "--timestamp".into(),
+        ]);
+        args.extend([
+            "2000000000".into(),
+            "--key".into(),
+            path("feed-key.pem").into(),
+        ]);
         args.extend(extra);
         let out = Command::new(&abupdate).args(&args).output()?;
-        ensure!(out.status.success(), "publish: {}", String::from_utf8_lossy(&out.stderr));
+        ensure!(
+            out.status.success(),
+            "publish: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     let channels = ["plain", "enc"];
@@ -78,8 +101,18 @@ fn main() -> Result<()> {
             let url = server.tls_url("127.0.0.1", &format!("{MODEL}/{channel}/feed.json"));
             let mut args: Vec<OsString> = vec!["check".into(), "--apply".into(), "--device".into()];
             args.push(fixture.device.clone().into());
-            args.extend(["--current-slot".into(), "a".into(), "--feed-url".into(), url.into()]);
-            args.extend(["--device-id".into(), "bench".into(), "--model".into(), MODEL.into()]);
+            args.extend([
+                "--current-slot".into(),
+                "a".into(),
+                "--feed-url".into(),
+                url.into(),
+            ]);
+            args.extend([
+                "--device-id".into(),
+                "bench".into(),
+                "--model".into(),
+                MODEL.into(),
+            ]);
             for key in [fixture.cert.clone(), path("feed-cert.pem")] {
                 args.extend(["--key".into(), key.into()]);
             }
@@ -89,7 +122,10 @@ fn main() -> Result<()> {
             let m = measure::measure(&abupdate, &args)?;
             let active =
                 MiscBootControl::open_device_dir(&fixture.device, Some(Slot::A))?.active_slot()?;
-            ensure!(active == Slot::B, "{channel}: the apply did not switch to slot B");
+            ensure!(
+                active == Slot::B,
+                "{channel}: the apply did not switch to slot B"
+            );
             println!(
                 "    round {round} {channel:>5}: {} wall, {} CPU, peak RSS {:.1} MiB",
                 secs(m.wall),

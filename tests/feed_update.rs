@@ -42,15 +42,32 @@ fn openssl(args: &[&str]) {
         .args(args)
         .output()
         .expect("openssl is required (Debian package openssl)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A device key pair as openssl writes them: (private PKCS#8, public SPKI).
 fn device_key(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("{name}.pem"));
     let public = dir.join(format!("{name}.pub.pem"));
-    openssl(&["genpkey", "-algorithm", "X25519", "-out", key.to_str().unwrap()]);
-    openssl(&["pkey", "-in", key.to_str().unwrap(), "-pubout", "-out", public.to_str().unwrap()]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "X25519",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    openssl(&[
+        "pkey",
+        "-in",
+        key.to_str().unwrap(),
+        "-pubout",
+        "-out",
+        public.to_str().unwrap(),
+    ]);
     (key, public)
 }
 
@@ -71,7 +88,12 @@ impl World {
         let ota = Ota::build(root.path());
         let pki = Pki::generate();
         let nginx = Nginx::start(Some(&pki));
-        World { root, ota, pki, nginx }
+        World {
+            root,
+            ota,
+            pki,
+            nginx,
+        }
     }
 
     /// A fresh copy of the device (slot A v1 running, slot B empty) with this build.prop.
@@ -126,6 +148,8 @@ impl World {
             device.to_str().unwrap(),
             "--feed-url",
             &url,
+            "--channel",
+            channel,
             "--device-id",
             "device-0001",
             "--key",
@@ -192,11 +216,11 @@ impl Endpoint {
                 }
                 let mut body = vec![0u8; length];
                 reader.read_exact(&mut body).unwrap();
-                shared
-                    .seen
-                    .lock()
-                    .unwrap()
-                    .push((path.clone(), auth, String::from_utf8(body).unwrap()));
+                shared.seen.lock().unwrap().push((
+                    path.clone(),
+                    auth,
+                    String::from_utf8(body).unwrap(),
+                ));
                 let scripted = {
                     let mut script = shared.script.lock().unwrap();
                     (path == "/v1/report" && !script.is_empty()).then(|| script.remove(0))
@@ -239,7 +263,8 @@ fn plain_and_encrypted_offers_apply_over_https_with_checkin_and_reports() {
     let out = ok(&world.check(&plain, "plain", &[]));
     let size = std::fs::metadata(&world.ota.payload).unwrap().len();
     assert!(
-        out.starts_with("UPDATE_AVAILABLE") && out.contains(&format!("size={size} full"))
+        out.starts_with("UPDATE_AVAILABLE")
+            && out.contains(&format!("size={size} full"))
             && out.contains("notes=\"Security fixes\""),
         "{out}"
     );
@@ -289,18 +314,37 @@ fn plain_and_encrypted_offers_apply_over_https_with_checkin_and_reports() {
     // The first send (the download report) met the 503 and went again.
     assert_eq!(
         phases,
-        [("download", 0), ("download", 0), ("verify", 0), ("install", 0), ("complete", 0)]
+        [
+            ("download", 0),
+            ("download", 0),
+            ("verify", 0),
+            ("install", 0),
+            ("complete", 0)
+        ]
     );
     let last = &reports[4];
     assert_eq!(last["to_build"], "test/testphone/v2:user/release-keys");
     assert_eq!(last["from_build"], "test/testphone/v1:user/release-keys");
-    assert_eq!((last["slot"].as_str(), last["offer_id"].as_str()), (Some("b"), Some("enc-full")));
+    assert_eq!(
+        (last["slot"].as_str(), last["offer_id"].as_str()),
+        (Some("b"), Some("enc-full"))
+    );
     assert!(ReportQueueEmpty::of(&enc));
 
     // The service pauses the rollout (0%) at check-in: no update, whatever the feed says.
     let (_paused, port) = Endpoint::start(r#"{"feed_url":"x","rollout":{"enc-full":0}}"#);
     let checkin_url = format!("http://127.0.0.1:{port}/v1/checkin");
-    world.publish("enc", &["--id", "enc-full", "--encrypt-for", device_pub.to_str().unwrap(), "--checkin-url", &checkin_url]);
+    world.publish(
+        "enc",
+        &[
+            "--id",
+            "enc-full",
+            "--encrypt-for",
+            device_pub.to_str().unwrap(),
+            "--checkin-url",
+            &checkin_url,
+        ],
+    );
     let fresh = world.device("paused", PROPS);
     let out = ok(&world.check(&fresh, "enc", &[&key_args[..], &token].concat()));
     assert_eq!(out.trim(), "NO_UPDATE");
@@ -356,23 +400,39 @@ fn hostile_feeds_and_payloads_are_refused_before_writing() {
     )
     .unwrap();
     let device = world.device("forged", PROPS);
-    refused(&world.check(&device, "forged", &["--apply"]), 15, "does not verify");
+    refused(
+        &world.check(&device, "forged", &["--apply"]),
+        15,
+        "does not verify",
+    );
     assert!(slot_b_untouched(&device));
 
     // A genuine feed altered after signing (the rollout raised): 15.
     world.publish("altered", &["--rollout", "0"]);
     let path = www_file(&world, "altered", "feed.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("\"rollout_percent\": 0", "\"rollout_percent\": 100")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"rollout_percent\": 0", "\"rollout_percent\": 100"),
+    )
+    .unwrap();
     let device = world.device("altered", PROPS);
-    refused(&world.check(&device, "altered", &["--apply"]), 15, "does not verify");
+    refused(
+        &world.check(&device, "altered", &["--apply"]),
+        15,
+        "does not verify",
+    );
     assert!(slot_b_untouched(&device));
 
     // A feed older than the running build: 16.
     world.publish("stale", &[]);
     let future = PROPS.replace("1700000000", "4000000000");
     let device = world.device("stale", &future);
-    refused(&world.check(&device, "stale", &["--apply"]), 16, "before the running build");
+    refused(
+        &world.check(&device, "stale", &["--apply"]),
+        16,
+        "before the running build",
+    );
     assert!(slot_b_untouched(&device));
 
     // An older feed replayed after the device accepted a newer one: 16.
@@ -385,22 +445,39 @@ fn hostile_feeds_and_payloads_are_refused_before_writing() {
     assert_eq!(ok(&world.check(&device, "replay", &[])).trim(), "NO_UPDATE");
     std::fs::write(www_file(&world, "replay", "feed.json"), old_feed).unwrap();
     std::fs::write(www_file(&world, "replay", "feed.json.sig"), old_sig).unwrap();
-    refused(&world.check(&device, "replay", &["--apply"]), 16, "before the last feed accepted");
+    refused(
+        &world.check(&device, "replay", &["--apply"]),
+        16,
+        "before the last feed accepted",
+    );
     assert!(slot_b_untouched(&device));
 
     // A feed for another model: 17.
     let device = world.device("other-model", &PROPS.replace("=testphone", "=otherphone"));
-    refused(&world.check(&device, "forged", &["--apply"]), 17, "this device is");
+    refused(
+        &world.check(&device, "stale", &["--apply"]),
+        17,
+        "this device is",
+    );
     assert!(slot_b_untouched(&device));
 
     // An encrypted payload for another device's key: 20.
     world.publish(
         "enc",
-        &["--encrypt-for", device_pub.to_str().unwrap(), "--chunk-size", "16384"],
+        &[
+            "--encrypt-for",
+            device_pub.to_str().unwrap(),
+            "--chunk-size",
+            "16384",
+        ],
     );
     let device = world.device("wrong-key", PROPS);
     let wrong = ["--apply", "--device-key", other_key.to_str().unwrap()];
-    refused(&world.check(&device, "enc", &wrong), 20, "not encrypted for this device");
+    refused(
+        &world.check(&device, "enc", &wrong),
+        20,
+        "not encrypted for this device",
+    );
     assert!(slot_b_untouched(&device));
 
     // The first two chunks swapped on the server: 20 before chunk 0 is used.
@@ -414,7 +491,11 @@ fn hostile_feeds_and_payloads_are_refused_before_writing() {
     std::fs::write(&enc_path, &swapped).unwrap();
     let right = ["--apply", "--device-key", device_key.to_str().unwrap()];
     let device = world.device("swapped", PROPS);
-    refused(&world.check(&device, "enc", &right), 20, "chunk 0 does not authenticate");
+    refused(
+        &world.check(&device, "enc", &right),
+        20,
+        "chunk 0 does not authenticate",
+    );
     assert!(slot_b_untouched(&device));
 
     // One byte flipped in chunk 0: 20.
@@ -422,17 +503,29 @@ fn hostile_feeds_and_payloads_are_refused_before_writing() {
     flipped[100] ^= 0x40;
     std::fs::write(&enc_path, &flipped).unwrap();
     let device = world.device("flipped", PROPS);
-    refused(&world.check(&device, "enc", &right), 20, "chunk 0 does not authenticate");
+    refused(
+        &world.check(&device, "enc", &right),
+        20,
+        "chunk 0 does not authenticate",
+    );
     assert!(slot_b_untouched(&device));
 
     // Cut inside chunk 0, and cut after chunk 2: 20 naming the chunk; the slot never switches.
     std::fs::write(&enc_path, &sealed[..10_000]).unwrap();
     let device = world.device("cut-early", PROPS);
-    refused(&world.check(&device, "enc", &right), 20, "ends inside chunk 0");
+    refused(
+        &world.check(&device, "enc", &right),
+        20,
+        "ends inside chunk 0",
+    );
     assert!(slot_b_untouched(&device));
     std::fs::write(&enc_path, &sealed[..3 * chunk]).unwrap();
     let device = world.device("cut-late", PROPS);
-    refused(&world.check(&device, "enc", &right), 20, "ends inside chunk 3");
+    refused(
+        &world.check(&device, "enc", &right),
+        20,
+        "ends inside chunk 3",
+    );
     let slots = ok(&abupdate(&["slots", "--device", device.to_str().unwrap()]));
     assert!(slots.contains("_a: current=true active=true"), "{slots}");
 

@@ -147,12 +147,17 @@ pub fn fetch_bounded(location: &str, max: u64, opts: &SourceOptions) -> Result<V
     }
     let mut out = Vec::new();
     let mut limited = (&mut stream).take(max.saturating_add(1));
-    limited.read_to_end(&mut out).map_err(|e| match error_of(&e) {
-        Some(error) => Error::new(error.code, error.message.clone()),
-        None => crate::err!(DownloadFailed, "reading {location}: {e}"),
-    })?;
+    limited
+        .read_to_end(&mut out)
+        .map_err(|e| match error_of(&e) {
+            Some(error) => Error::new(error.code, error.message.clone()),
+            None => crate::err!(DownloadFailed, "reading {location}: {e}"),
+        })?;
     if out.len() as u64 > max {
-        crate::bail!(SizeMismatch, "{location} is longer than the {max} bytes allowed");
+        crate::bail!(
+            SizeMismatch,
+            "{location} is longer than the {max} bytes allowed"
+        );
     }
     Ok(out)
 }

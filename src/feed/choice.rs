@@ -56,7 +56,9 @@ pub fn choose<'a>(
     let offers = &feed.feed().offers;
     let deltas = offers
         .iter()
-        .filter(|o| o.source_fingerprint.is_some() && o.source_fingerprint.as_deref() == running.fingerprint)
+        .filter(|o| {
+            o.source_fingerprint.is_some() && o.source_fingerprint.as_deref() == running.fingerprint
+        })
         .filter(eligible)
         .collect();
     newest(deltas).or_else(|| {
@@ -88,13 +90,17 @@ mod tests {
         let digest = ring::digest::digest(&ring::digest::SHA256, b"abupdate-rollout\0o1\0d1");
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest.as_ref()[..8]);
-        assert_eq!(u64::from(rollout_bucket("o1", "d1")), u64::from_be_bytes(first) % 100);
+        assert_eq!(
+            u64::from(rollout_bucket("o1", "d1")),
+            u64::from_be_bytes(first) % 100
+        );
     }
 
     fn feed_with(offers: Vec<Offer>) -> VerifiedFeed {
-        let signer = crate::payload::signature::Signer::generate(2048).unwrap();
+        let signer = crate::feed::trust::tests::test_signer("testkey_rsa2048.pem");
         let mut keys = crate::payload::keys::TrustedKeys::none();
-        keys.add_bytes(signer.public_key_pem().unwrap().as_bytes()).unwrap();
+        keys.add_bytes(signer.public_key_pem().unwrap().as_bytes())
+            .unwrap();
         let mut feed = sample();
         feed.offers = offers;
         let bytes = feed.to_json().unwrap();

@@ -60,7 +60,11 @@ impl Update {
             o.build.fingerprint,
             o.payload.size,
             if o.is_delta() { "delta" } else { "full" },
-            if o.payload.encryption.is_some() { " encrypted" } else { "" },
+            if o.payload.encryption.is_some() {
+                " encrypted"
+            } else {
+                ""
+            },
             serde_json::to_string(&o.notes).unwrap_or_default()
         )
     }
@@ -202,7 +206,8 @@ fn checkin(
 
 fn with_token(opts: &SourceOptions, token: &str) -> SourceOptions {
     let mut opts = opts.clone();
-    opts.headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+    opts.headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
     opts.headers
         .push(("Authorization".into(), format!("Bearer {token}")));
     opts

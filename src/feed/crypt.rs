@@ -179,7 +179,10 @@ impl KeyFile {
         let file: KeyFile = serde_json::from_slice(bytes)
             .map_err(|e| err!(VerificationFailed, "the key file is not valid: {e}"))?;
         if file.scheme != ENCRYPTION_SCHEME || file.recipients.len() > MAX_RECIPIENTS {
-            bail!(VerificationFailed, "the key file is of another scheme or too large");
+            bail!(
+                VerificationFailed,
+                "the key file is of another scheme or too large"
+            );
         }
         Ok(file)
     }
@@ -259,7 +262,11 @@ impl KeyFile {
     }
 }
 
-fn key_encryption_key(shared: &[u8; 32], ephemeral: &[u8; 32], device: &[u8; 32]) -> Result<LessSafeKey> {
+fn key_encryption_key(
+    shared: &[u8; 32],
+    ephemeral: &[u8; 32],
+    device: &[u8; 32],
+) -> Result<LessSafeKey> {
     let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, WRAP_LABEL);
     let info: [&[u8]; 2] = [ephemeral, device];
     let mut kek = [0u8; 32];
@@ -318,9 +325,14 @@ mod tests {
         let key = ContentKey::generate().unwrap();
         let mut sealed = b"hello".to_vec();
         key.seal_chunk(3, false, &mut sealed).unwrap();
-        assert_eq!(key.open_chunk(3, false, &mut sealed.clone()).unwrap(), b"hello");
+        assert_eq!(
+            key.open_chunk(3, false, &mut sealed.clone()).unwrap(),
+            b"hello"
+        );
         for (index, last) in [(4, false), (3, true)] {
-            let e = key.open_chunk(index, last, &mut sealed.clone()).unwrap_err();
+            let e = key
+                .open_chunk(index, last, &mut sealed.clone())
+                .unwrap_err();
             assert_eq!(e.code, ErrorCode::VerificationFailed);
         }
         let mut flipped = sealed.clone();

@@ -169,10 +169,11 @@ mod tests {
 
     fn read_all(source: &mut dyn PayloadSource, offset: u64) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        source
-            .open(offset)?
-            .read_to_end(&mut out)
-            .map_err(|e| crate::download::error_of(&e).map(|e| Error::new(e.code, e.message.clone())).unwrap())?;
+        source.open(offset)?.read_to_end(&mut out).map_err(|e| {
+            crate::download::error_of(&e)
+                .map(|e| Error::new(e.code, e.message.clone()))
+                .unwrap()
+        })?;
         Ok(out)
     }
 
@@ -220,7 +221,8 @@ mod tests {
                 Ok(Box::new(&self.0[offset as usize..]))
             }
         }
-        let mut source = DecryptingSource::new(Unsized(cut.clone()), key.duplicate(), layout).unwrap();
+        let mut source =
+            DecryptingSource::new(Unsized(cut.clone()), key.duplicate(), layout).unwrap();
         let e = read_all(&mut source, 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::VerificationFailed);
         assert!(e.message.contains("ends inside chunk 2"), "{e}");

@@ -30,7 +30,11 @@ const SPKI_PREFIX: [u8; 12] = [
 fn pem_key(text: &[u8], label: &str, prefix: &[u8]) -> Result<[u8; 32]> {
     let block = pem::parse(text).map_err(|e| err!(VerificationFailed, "not a PEM key: {e}"))?;
     if block.tag() != label {
-        bail!(VerificationFailed, "a PEM {} where a {label} was expected", block.tag());
+        bail!(
+            VerificationFailed,
+            "a PEM {} where a {label} was expected",
+            block.tag()
+        );
     }
     block
         .contents()
@@ -61,10 +65,21 @@ pub struct FileDeviceKey {
 impl FileDeviceKey {
     /// Reads a PKCS#8 PEM X25519 private key (20 when it is not one).
     pub fn load(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read(path)
-            .map_err(|e| err!(VerificationFailed, "reading device key {}: {e}", path.display()))?;
-        let raw = pem_key(&text, "PRIVATE KEY", &PKCS8_PREFIX)
-            .map_err(|e| err!(VerificationFailed, "device key {}: {}", path.display(), e.message))?;
+        let text = std::fs::read(path).map_err(|e| {
+            err!(
+                VerificationFailed,
+                "reading device key {}: {e}",
+                path.display()
+            )
+        })?;
+        let raw = pem_key(&text, "PRIVATE KEY", &PKCS8_PREFIX).map_err(|e| {
+            err!(
+                VerificationFailed,
+                "device key {}: {}",
+                path.display(),
+                e.message
+            )
+        })?;
         Ok(FileDeviceKey {
             secret: x25519_dalek::StaticSecret::from(raw),
         })
@@ -92,7 +107,10 @@ impl DeviceKey for FileDeviceKey {
             .diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
         // A low-order peer point gives an all-zero secret: refuse it, as RFC 7748 advises.
         if !shared.was_contributory() {
-            bail!(VerificationFailed, "the ephemeral key in the key file is a low-order point");
+            bail!(
+                VerificationFailed,
+                "the ephemeral key in the key file is a low-order point"
+            );
         }
         Ok(shared.to_bytes())
     }

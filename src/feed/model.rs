@@ -96,7 +96,11 @@ impl Feed {
     /// Parses and checks `feed.json` (15 when it is not a feed this build can use).
     pub fn parse(bytes: &[u8]) -> Result<Feed> {
         if bytes.len() as u64 > MAX_FEED_BYTES {
-            bail!(FeedInvalid, "feed of {} bytes exceeds {MAX_FEED_BYTES}", bytes.len());
+            bail!(
+                FeedInvalid,
+                "feed of {} bytes exceeds {MAX_FEED_BYTES}",
+                bytes.len()
+            );
         }
         let feed: Feed = serde_json::from_slice(bytes)
             .map_err(|e| err!(FeedInvalid, "feed.json is not a valid feed: {e}"))?;
@@ -123,7 +127,11 @@ impl Feed {
             text("service URL", url, MAX_TEXT)?;
         }
         if self.offers.len() > MAX_OFFERS {
-            bail!(FeedInvalid, "{} offers exceed {MAX_OFFERS}", self.offers.len());
+            bail!(
+                FeedInvalid,
+                "{} offers exceed {MAX_OFFERS}",
+                self.offers.len()
+            );
         }
         for (i, offer) in self.offers.iter().enumerate() {
             offer.check()?;
@@ -151,10 +159,19 @@ impl Offer {
                 .map_err(|_| err!(FeedInvalid, "rollback index location {}", shown(location)))?;
         }
         if self.rollout_percent > 100 {
-            bail!(FeedInvalid, "offer {}: rollout {}% > 100", self.id, self.rollout_percent);
+            bail!(
+                FeedInvalid,
+                "offer {}: rollout {}% > 100",
+                self.id,
+                self.rollout_percent
+            );
         }
         if self.notes.len() > MAX_NOTES {
-            bail!(FeedInvalid, "offer {}: notes exceed {MAX_NOTES} bytes", self.id);
+            bail!(
+                FeedInvalid,
+                "offer {}: notes exceed {MAX_NOTES} bytes",
+                self.id
+            );
         }
         let payload = &self.payload;
         text("payload URL", &payload.url, MAX_TEXT)?;
@@ -164,7 +181,11 @@ impl Offer {
         self.properties()?;
         if let Some(enc) = &payload.encryption {
             if enc.scheme != ENCRYPTION_SCHEME {
-                bail!(FeedInvalid, "unknown encryption scheme {}", shown(&enc.scheme));
+                bail!(
+                    FeedInvalid,
+                    "unknown encryption scheme {}",
+                    shown(&enc.scheme)
+                );
             }
             if !(MIN_CHUNK..=MAX_CHUNK).contains(&enc.chunk_size) {
                 bail!(FeedInvalid, "chunk size {} out of range", enc.chunk_size);
@@ -188,8 +209,15 @@ impl Offer {
                 .set_pair(pair)
                 .map_err(|e| err!(FeedInvalid, "offer {}: {}", self.id, e.message))?;
         }
-        if props.file_size.is_some_and(|size| size != self.payload.size) {
-            bail!(FeedInvalid, "offer {}: FILE_SIZE differs from its size", self.id);
+        if props
+            .file_size
+            .is_some_and(|size| size != self.payload.size)
+        {
+            bail!(
+                FeedInvalid,
+                "offer {}: FILE_SIZE differs from its size",
+                self.id
+            );
         }
         Ok(props)
     }
@@ -207,7 +235,11 @@ fn name(what: &str, value: &str) -> Result<()> {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && !value.starts_with('.');
     if !ok {
-        bail!(FeedInvalid, "{what} {} is not [A-Za-z0-9._-]{{1,64}}", shown(value));
+        bail!(
+            FeedInvalid,
+            "{what} {} is not [A-Za-z0-9._-]{{1,64}}",
+            shown(value)
+        );
     }
     Ok(())
 }
@@ -215,7 +247,11 @@ fn name(what: &str, value: &str) -> Result<()> {
 /// Printable ASCII without spaces, non-empty, at most `max` bytes.
 fn text(what: &str, value: &str, max: usize) -> Result<()> {
     if value.is_empty() || value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!(FeedInvalid, "{what} {} is not printable ASCII of 1-{max} bytes", shown(value));
+        bail!(
+            FeedInvalid,
+            "{what} {} is not printable ASCII of 1-{max} bytes",
+            shown(value)
+        );
     }
     Ok(())
 }
@@ -283,8 +319,12 @@ pub(crate) mod tests {
         ] {
             assert_eq!(e.code, crate::ErrorCode::FeedInvalid, "{e}");
         }
-        let unknown = br#"{"format":1,"model":"m","channel":"c","generated_at":1,"offers":[],"x":1}"#;
-        assert_eq!(Feed::parse(unknown).unwrap_err().code, crate::ErrorCode::FeedInvalid);
+        let unknown =
+            br#"{"format":1,"model":"m","channel":"c","generated_at":1,"offers":[],"x":1}"#;
+        assert_eq!(
+            Feed::parse(unknown).unwrap_err().code,
+            crate::ErrorCode::FeedInvalid
+        );
         assert!(Feed::parse(b"[]").is_err());
     }
 }

@@ -14,9 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use super::crypt::{ContentKey, KeyFile, Layout};
-use super::model::{
-    Encryption, Feed, Offer, PayloadRef, TargetBuild, ENCRYPTION_SCHEME, FORMAT,
-};
+use super::model::{Encryption, Feed, Offer, PayloadRef, TargetBuild, ENCRYPTION_SCHEME, FORMAT};
 use crate::engine::metadata::Metadata;
 use crate::error::{Error, Result};
 use crate::payload::keys::TrustedKeys;
@@ -77,8 +75,14 @@ pub fn publish(p: &Publication<'_>, signer: &Signer) -> Result<Offer> {
     let (metadata, size) = read_metadata(p.payload)?;
     let manifest = &metadata.manifest;
     let timestamp = p.timestamp.unwrap_or(manifest.max_timestamp);
-    let kind = if p.source_fingerprint.is_some() { "delta" } else { "full" };
-    let id = p.id.clone().unwrap_or_else(|| format!("{timestamp}-{kind}"));
+    let kind = if p.source_fingerprint.is_some() {
+        "delta"
+    } else {
+        "full"
+    };
+    let id =
+        p.id.clone()
+            .unwrap_or_else(|| format!("{timestamp}-{kind}"));
     let properties = match &p.properties {
         Some(lines) => lines.clone(),
         None => compute_properties(p.payload, size)?,
@@ -159,7 +163,8 @@ fn read_metadata(path: &Path) -> Result<(Metadata, u64)> {
     let mut file = File::open(path).map_err(|e| io(path.display(), e))?;
     let size = file.metadata().map_err(|e| io(path.display(), e))?.len();
     let mut head = vec![0u8; crate::payload::HEADER_SIZE];
-    file.read_exact(&mut head).map_err(|e| io(path.display(), e))?;
+    file.read_exact(&mut head)
+        .map_err(|e| io(path.display(), e))?;
     let header = PayloadHeader::parse(&head, Some(size))?;
     let mut bytes = head;
     let rest = header.data_offset().saturating_sub(bytes.len() as u64);
@@ -181,7 +186,8 @@ fn compute_properties(path: &Path, size: u64) -> Result<Vec<String>> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut file = File::open(path).map_err(|e| io(path.display(), e))?;
     let mut head = [0u8; crate::payload::HEADER_SIZE];
-    file.read_exact(&mut head).map_err(|e| io(path.display(), e))?;
+    file.read_exact(&mut head)
+        .map_err(|e| io(path.display(), e))?;
     let metadata_size = PayloadHeader::parse(&head, Some(size))?.metadata_size();
     let mut file = File::open(path).map_err(|e| io(path.display(), e))?;
     let mut whole = ring::digest::Context::new(&ring::digest::SHA256);
@@ -193,7 +199,9 @@ fn compute_properties(path: &Path, size: u64) -> Result<Vec<String>> {
         if n == 0 {
             break;
         }
-        let take = usize::try_from(metadata_size.saturating_sub(seen)).unwrap_or(n).min(n);
+        let take = usize::try_from(metadata_size.saturating_sub(seen))
+            .unwrap_or(n)
+            .min(n);
         meta.update(&buf[..take]);
         whole.update(&buf[..n]);
         seen += n as u64;
@@ -240,7 +248,11 @@ fn encrypt_file(from: &Path, to: &Path, key: &ContentKey, layout: Layout) -> Res
             .read_to_end(&mut chunk)
             .map_err(|e| io(from.display(), e))?;
         if chunk.len() as u64 != want {
-            crate::bail!(DeviceError, "{} changed while it was encrypted", from.display());
+            crate::bail!(
+                DeviceError,
+                "{} changed while it was encrypted",
+                from.display()
+            );
         }
         key.seal_chunk(index, layout.is_last(index), &mut chunk)?;
         out.write_all(&chunk).map_err(|e| io(tmp.display(), e))?;

@@ -122,7 +122,10 @@ impl ReportQueue {
             None => Ok(QueueFile::default()),
             Some(bytes) => serde_json::from_slice(&bytes).or_else(|e| {
                 // A damaged queue must not stop updates: start afresh, say so.
-                log::warn!("{}: unreadable report queue, dropped: {e}", self.path.display());
+                log::warn!(
+                    "{}: unreadable report queue, dropped: {e}",
+                    self.path.display()
+                );
                 Ok(QueueFile::default())
             }),
         }
@@ -251,11 +254,18 @@ mod tests {
         assert_eq!(pending[0].message.len(), MAX_MESSAGE);
 
         let mut sink = Script(
-            vec![Sent::Delivered, Sent::Refused("400".into()), Sent::Retry("503".into())],
+            vec![
+                Sent::Delivered,
+                Sent::Refused("400".into()),
+                Sent::Retry("503".into()),
+            ],
             Vec::new(),
         );
         let done = queue.flush(&mut sink, 1000, false).unwrap();
-        assert_eq!((done.delivered, done.refused, done.left), (1, 1, MAX_QUEUED - 2));
+        assert_eq!(
+            (done.delivered, done.refused, done.left),
+            (1, 1, MAX_QUEUED - 2)
+        );
         let sent: Report = serde_json::from_slice(&sink.1[0]).unwrap();
         assert_eq!(sent.bytes, 3);
         // Backing off: nothing is sent before the time, unless forced.

@@ -39,7 +39,10 @@ pub fn verify(
     expect: &Expectation<'_>,
 ) -> Result<VerifiedFeed> {
     if keys.is_empty() {
-        bail!(NoTrustedKey, "no trusted key to check the update feed's signature with");
+        bail!(
+            NoTrustedKey,
+            "no trusted key to check the update feed's signature with"
+        );
     }
     if !SignatureSet::single(signature.to_vec()).verifies_message(keys, bytes) {
         bail!(
@@ -58,14 +61,20 @@ pub fn verify(
             shown(expect.channel)
         );
     }
-    if let Some(built) = expect.build_timestamp.filter(|built| feed.generated_at < *built) {
+    if let Some(built) = expect
+        .build_timestamp
+        .filter(|built| feed.generated_at < *built)
+    {
         bail!(
             FeedStale,
             "the feed was generated at {}, before the running build ({built}): a replayed feed",
             feed.generated_at
         );
     }
-    if let Some(last) = expect.last_accepted.filter(|last| feed.generated_at < *last) {
+    if let Some(last) = expect
+        .last_accepted
+        .filter(|last| feed.generated_at < *last)
+    {
         bail!(
             FeedStale,
             "the feed was generated at {}, before the last feed accepted ({last}): a replayed feed",
@@ -93,9 +102,10 @@ impl AcceptedStore {
             return Ok(None);
         };
         let text = String::from_utf8_lossy(&bytes);
-        text.trim().parse().map(Some).map_err(|_| {
-            crate::err!(DeviceError, "{} holds no timestamp", self.path.display())
-        })
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| crate::err!(DeviceError, "{} holds no timestamp", self.path.display()))
     }
 
     /// Records an accepted feed; never moves backwards.
@@ -109,11 +119,19 @@ impl AcceptedStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::feed::model::tests::sample;
     use crate::payload::signature::Signer;
     use crate::ErrorCode;
+
+    /// One of the AOSP test keys in tests/data/avb (generating RSA keys is slow in debug).
+    pub(crate) fn test_signer(name: &str) -> Signer {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/avb")
+            .join(name);
+        Signer::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
 
     fn signed(feed: &Feed, signer: &Signer) -> (Vec<u8>, Vec<u8>) {
         let bytes = feed.to_json().unwrap();
@@ -126,7 +144,7 @@ mod tests {
 
     #[test]
     fn forged_foreign_and_stale_feeds_are_refused() {
-        let signer = Signer::generate(2048).unwrap();
+        let signer = test_signer("testkey_rsa2048.pem");
         let mut keys = TrustedKeys::none();
         keys.add_bytes(signer.public_key_pem().unwrap().as_bytes())
             .unwrap();
@@ -147,20 +165,32 @@ mod tests {
         let at = altered.iter().position(|b| *b == b'1').unwrap();
         altered[at] = b'2';
         assert_eq!(code(&altered, &sig, &keys, &expect), ErrorCode::FeedInvalid);
-        let other = Signer::generate(2048).unwrap();
+        let other = test_signer("testkey_rsa4096.pem");
         let (_, forged) = signed(&feed, &other);
-        assert_eq!(code(&bytes, &forged, &keys, &expect), ErrorCode::FeedInvalid);
-        assert_eq!(code(&bytes, &sig, &TrustedKeys::none(), &expect), ErrorCode::NoTrustedKey);
+        assert_eq!(
+            code(&bytes, &forged, &keys, &expect),
+            ErrorCode::FeedInvalid
+        );
+        assert_eq!(
+            code(&bytes, &sig, &TrustedKeys::none(), &expect),
+            ErrorCode::NoTrustedKey
+        );
         let elsewhere = Expectation {
             model: "other",
             ..expect.clone()
         };
-        assert_eq!(code(&bytes, &sig, &keys, &elsewhere), ErrorCode::FeedNotForDevice);
+        assert_eq!(
+            code(&bytes, &sig, &keys, &elsewhere),
+            ErrorCode::FeedNotForDevice
+        );
         let newer_build = Expectation {
             build_timestamp: Some(feed.generated_at + 1),
             ..expect.clone()
         };
-        assert_eq!(code(&bytes, &sig, &keys, &newer_build), ErrorCode::FeedStale);
+        assert_eq!(
+            code(&bytes, &sig, &keys, &newer_build),
+            ErrorCode::FeedStale
+        );
         let seen_newer = Expectation {
             last_accepted: Some(feed.generated_at + 1),
             ..expect.clone()

@@ -124,7 +124,11 @@ pub fn publish(args: PublishArgs) -> Result<()> {
         offer.id,
         if offer.is_delta() { "delta" } else { "full" },
         offer.payload.size,
-        if offer.payload.encryption.is_some() { ", encrypted" } else { "" },
+        if offer.payload.encryption.is_some() {
+            ", encrypted"
+        } else {
+            ""
+        },
         args.feed_dir.display(),
         args.model,
         args.channel
@@ -261,7 +265,11 @@ fn check_and_apply(
         .map(FileDeviceKey::load)
         .transpose()?;
     let host = HostOptions {
-        current: args.current_slot.as_deref().map(str::parse::<Slot>).transpose()?,
+        current: args
+            .current_slot
+            .as_deref()
+            .map(str::parse::<Slot>)
+            .transpose()?,
         state_dir: Some(state_dir.to_path_buf()),
         avb_key: args.avb_key.clone(),
     };
@@ -278,7 +286,12 @@ fn check_and_apply(
     let reporting = Reporting {
         queue: &queue,
         device: identity,
-        slot: updater.device().target_slot().suffix().trim_start_matches('_').to_owned(),
+        slot: updater
+            .device()
+            .target_slot()
+            .suffix()
+            .trim_start_matches('_')
+            .to_owned(),
     };
     let observer = BarObserver::new(std::io::stderr().is_terminal());
     let outcome = client::payload_source(
@@ -287,7 +300,14 @@ fn check_and_apply(
         opts,
     )
     .and_then(|mut source| {
-        client::apply(&updater, &update, &mut source, &options, &observer, &reporting)
+        client::apply(
+            &updater,
+            &update,
+            &mut source,
+            &options,
+            &observer,
+            &reporting,
+        )
     });
     observer.finish();
     let outcome = match outcome {
