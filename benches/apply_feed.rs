@@ -42,6 +42,11 @@ fn main() -> Result<()> {
     let mib = env_u64("ABUPDATE_BENCH_MIB", 256)?;
     let runs = env_u64("ABUPDATE_BENCH_RUNS", 3)?.max(1);
     let fixture = Fixture::prepare(mib, fixture::SEED)?;
+    println!(
+        "payload: {} MiB of partitions, payload file {} MiB",
+        fixture.partition_bytes >> 20,
+        std::fs::metadata(&fixture.payload)?.len() >> 20
+    );
     let work = tempfile::tempdir()?;
     let path = |name: &str| work.path().join(name);
 

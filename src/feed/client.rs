@@ -290,7 +290,7 @@ pub fn apply(
         (Err(_), Stage::Verifying) => "verify",
         (Err(_), Stage::Done) => "install",
     };
-    let outcome = result.as_ref().map(|_| ()).map_err(|e| e);
+    let outcome = result.as_ref().map(|_| ());
     phases.push(phase, outcome, bytes);
     phases.push("complete", outcome, bytes);
     result
