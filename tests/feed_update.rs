@@ -535,3 +535,71 @@ fn hostile_feeds_and_payloads_are_refused_before_writing() {
     ok(&world.check(&device, "enc", &right));
     assert!(slot_holds(&world.ota, &device, "v2"));
 }
+
+/// `checkForUpdate` through a real `abupdated` serving RPC Binder on a unix socket.
+#[test]
+fn service_checks_the_feed_over_binder() {
+    let world = World::new();
+    world.publish("stable", &[]);
+    let device = world.device("service", PROPS);
+    let socket = world.root.path().join("abupdate.sock");
+    let uri = format!("unix://{}?profile=android13plus", socket.display());
+    let log = std::fs::File::create(world.root.path().join("abupdated.log")).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_abupdated"))
+        .args(["--binder", &uri, "--device", device.to_str().unwrap()])
+        .args(["--key", world.ota.cert.to_str().unwrap()])
+        .args(["--ca", world.pki.ca_cert.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let check = |channel: &str| {
+        Command::new(env!("CARGO_BIN_EXE_abupdate"))
+            .args(["check", "--feed-url", &world.feed_url(channel)])
+            .args(["--device-id", "device-0001"])
+            .env("ABUPDATE_BINDER", &uri)
+            .output()
+            .unwrap()
+    };
+    let out = check("stable");
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let text = ok(&out);
+    assert!(
+        text.starts_with("UPDATE_AVAILABLE") && text.contains("full"),
+        "{text}"
+    );
+    assert!(slot_b_untouched(&device));
+    // A forged feed is refused with its code through the service too.
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_abupdated"))
+        .args(["--binder", &uri, "--device", device.to_str().unwrap()])
+        .args(["--key", world.ota.cert.to_str().unwrap()])
+        .args([
+            "--ca",
+            world.pki.ca_cert.to_str().unwrap(),
+            "--channel",
+            "forged",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    world.publish("forged", &[]);
+    std::fs::write(www_file(&world, "forged", "feed.json.sig"), vec![1u8; 256]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut out = check("forged");
+    while code(&out) != 15 && std::time::Instant::now() < deadline {
+        // The new daemon may still be starting.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = check("forged");
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    refused(&out, 15, "does not verify");
+}

@@ -8,7 +8,7 @@ use crate::service::binder_adapter::{
     self as binder, aidl, BinderResult, ParcelFileDescriptor, Status, Strong,
 };
 use crate::service::core::{Caller, UpdateService};
-use crate::service::engine::{parse_headers, ApplyRequest, PayloadSource};
+use crate::service::engine::{parse_headers, ApplyRequest, CheckRequest, PayloadSource};
 use crate::service::listeners::{Gone, Listener, ListenerId};
 use crate::service::status;
 use crate::service::wire;
@@ -192,6 +192,17 @@ impl aidl::IUpdateService for BinderService {
         self.core
             .rollback_floors()
             .map(|f| wire::floors_to_aidl(&f))
+            .map_err(to_status)
+    }
+
+    fn checkForUpdate(&self, feed_url: &str, device_id: &str, token: &str) -> BinderResult<String> {
+        let request = CheckRequest {
+            feed_url: feed_url.to_owned(),
+            device_id: device_id.to_owned(),
+            token: (!token.is_empty()).then(|| token.to_owned()),
+        };
+        self.core
+            .check_for_update(caller(), &request)
             .map_err(to_status)
     }
 }

@@ -27,11 +27,12 @@ mod wire;
 pub use self::control::Control;
 pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};
 pub use self::engine::{
-    ApplyRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo, SlotState,
+    ApplyRequest, CheckRequest, Engine, PayloadSource, Phase, Progress, RollbackFloor, SlotInfo,
+    SlotState,
 };
 pub use self::listeners::{Gone, Listener, ListenerId, MAX_PER_UID as MAX_LISTENERS_PER_UID};
 pub use self::status::{State, Status};
-pub use self::updater_engine::{EngineConfig, UpdaterEngine};
+pub use self::updater_engine::{EngineConfig, FeedSettings, UpdaterEngine};
 
 /// The name the service registers under.
 pub const SERVICE_NAME: &str = "abupdate";

@@ -28,6 +28,7 @@ pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterE
         keys: TrustedKeys::load(cert).unwrap(),
         threads: 2,
         pinned_ca: None,
+        ..EngineConfig::default()
     };
     Arc::new(UpdaterEngine::new(updater, config))
 }

@@ -123,4 +123,15 @@ interface IUpdateService {
 
     /** The device's rollback index floor for each AVB rollback index location. */
     RollbackFloor[] getRollbackFloors();
+
+    /**
+     * Fetches the signed update feed at `feedUrl` (its signature at feedUrl + ".sig"),
+     * verifies it against the trusted OTA keys, this device's model and channel and its
+     * age, checks in with the fleet service when the feed names one and `token` is not
+     * empty, and picks this device's offer by running build and rollout bucket of
+     * `deviceId`. Returns "UPDATE_AVAILABLE id=... build=... size=N full|delta
+     * [encrypted] notes=..." or "NO_UPDATE". Fails with ERROR_FEED_INVALID,
+     * ERROR_FEED_STALE, ERROR_FEED_NOT_FOR_DEVICE or a download error.
+     */
+    String checkForUpdate(String feedUrl, String deviceId, String token);
 }

@@ -159,8 +159,9 @@ pub struct CheckArgs {
     pub model: Option<String>,
     #[arg(long, default_value = "stable")]
     pub channel: String,
-    /// Trusted OTA key (PEM key, certificate or otacerts.zip; repeatable): feed and payload.
-    #[arg(long = "key", value_name = "FILE", required = true)]
+    /// With --device: trusted OTA key (PEM key, certificate or otacerts.zip; repeatable),
+    /// for feed and payload (without one, nothing is trusted: 29). The service has its own.
+    #[arg(long = "key", value_name = "FILE", requires = "device")]
     pub keys: Vec<PathBuf>,
     /// The device's X25519 key (PKCS#8 PEM) for encrypted payloads (default
     /// DEVICE/device_key.pem when it exists).
@@ -178,6 +179,8 @@ pub struct CheckArgs {
     pub avb_key: Option<PathBuf>,
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub service: crate::service_cmd::ServiceArgs,
 }
 
 fn now() -> i64 {
@@ -195,7 +198,16 @@ fn source_options(ca: Option<&Path>) -> SourceOptions {
 
 pub fn check(args: CheckArgs) -> Result<()> {
     let Some(dir) = &args.device else {
-        bail!("abupdate check needs --device DIR on a host (the service's checkForUpdate is not wired yet)");
+        if args.apply {
+            bail!("check --apply works on a host device directory (--device DIR); through the service, check and then apply the offer's payload");
+        }
+        let client = args.service.connect()?;
+        let token = args.token.as_deref().unwrap_or("");
+        println!(
+            "{}",
+            client.check_for_update(&args.feed_url, &args.device_id, token)?
+        );
+        return Ok(());
     };
     let props = match std::fs::read_to_string(dir.join("build.prop")) {
         Ok(text) => PropertyFile::parse(&text),

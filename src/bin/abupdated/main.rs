@@ -103,6 +103,10 @@ pub struct Args {
     /// Threads decoding payload operations (default: up to 4, by CPU count).
     #[arg(long)]
     decode_threads: Option<usize>,
+
+    /// The update channel checkForUpdate asks the feed for.
+    #[arg(long, default_value = "stable")]
+    channel: String,
 }
 
 fn main() -> ExitCode {

@@ -24,7 +24,9 @@ use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::service::control::Control;
-use crate::service::engine::{ApplyRequest, Engine, PayloadSource, RollbackFloor, SlotInfo};
+use crate::service::engine::{
+    ApplyRequest, CheckRequest, Engine, PayloadSource, RollbackFloor, SlotInfo,
+};
 use crate::service::listeners::{Listener, ListenerId};
 use crate::service::notifier::Notifier;
 use crate::service::persist::{Record, StateStore, StoredRequest};
@@ -313,6 +315,12 @@ impl UpdateService {
     pub fn verify_applicable(&self, caller: Caller, metadata: &[u8]) -> Result<()> {
         self.authorize(caller, "verify a payload")?;
         self.engine.verify_applicable(metadata)
+    }
+
+    /// `checkForUpdate`: fetches the update feed (network, state), for allowed callers only.
+    pub fn check_for_update(&self, caller: Caller, request: &CheckRequest) -> Result<String> {
+        self.authorize(caller, "check for updates")?;
+        self.engine.check_for_update(request)
     }
 
     pub fn slot_info(&self) -> Result<SlotInfo> {
