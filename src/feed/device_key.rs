@@ -55,6 +55,19 @@ pub fn public_key_to_pem(key: &[u8; 32]) -> String {
     pem::encode(&pem::Pem::new("PUBLIC KEY", der))
 }
 
+/// The device key in the PEM file `path`: a [`FileDeviceKey`] on hosts. Android builds keep
+/// the key in KeyMint, whose adapter is not built here: they refuse (20).
+pub fn load_file(path: &std::path::Path) -> Result<Box<dyn DeviceKey>> {
+    #[cfg(not(target_os = "android"))]
+    return Ok(Box::new(FileDeviceKey::load(path)?));
+    #[cfg(target_os = "android")]
+    bail!(
+        VerificationFailed,
+        "{}: device keys are KeyMint AGREE_KEY keys on Android, not files",
+        path.display()
+    )
+}
+
 /// A host's device key, kept in a file.
 #[cfg(not(target_os = "android"))]
 pub struct FileDeviceKey {

@@ -14,7 +14,7 @@ use abupdate::device::Slot;
 use abupdate::download::SourceOptions;
 use abupdate::engine::ApplyOptions;
 use abupdate::feed::client::{self, DeviceIdentity, Reporting};
-use abupdate::feed::device_key::{public_key_from_pem, DeviceKey, FileDeviceKey};
+use abupdate::feed::device_key::{self, public_key_from_pem};
 use abupdate::feed::publish::{self, Publication, DEFAULT_CHUNK};
 use abupdate::feed::report::ReportQueue;
 use abupdate::payload::keys::TrustedKeys;
@@ -274,7 +274,7 @@ fn check_and_apply(
         .or_else(|| Some(dir.join("device_key.pem")).filter(|p| p.exists()));
     let device_key = device_key_path
         .as_deref()
-        .map(FileDeviceKey::load)
+        .map(device_key::load_file)
         .transpose()?;
     let host = HostOptions {
         current: args
@@ -306,21 +306,17 @@ fn check_and_apply(
             .to_owned(),
     };
     let observer = BarObserver::new(std::io::stderr().is_terminal());
-    let outcome = client::payload_source(
-        &update,
-        device_key.as_ref().map(|k| k as &dyn DeviceKey),
-        opts,
-    )
-    .and_then(|mut source| {
-        client::apply(
-            &updater,
-            &update,
-            &mut source,
-            &options,
-            &observer,
-            &reporting,
-        )
-    });
+    let outcome =
+        client::payload_source(&update, device_key.as_deref(), opts).and_then(|mut source| {
+            client::apply(
+                &updater,
+                &update,
+                &mut source,
+                &options,
+                &observer,
+                &reporting,
+            )
+        });
     observer.finish();
     let outcome = match outcome {
         Ok(outcome) => outcome,
