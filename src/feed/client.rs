@@ -249,6 +249,7 @@ pub fn payload_source(
     Ok(Box::new(DecryptingSource::new(inner, key, layout)?))
 }
 
+/// A boxed source is a source: [`payload_source`] picks plain or decrypting at run time.
 impl<S: PayloadSource + ?Sized> PayloadSource for Box<S> {
     fn size(&self) -> Option<u64> {
         (**self).size()
