@@ -118,6 +118,7 @@ fn main() -> Result<()> {
                 "--model".into(),
                 MODEL.into(),
             ]);
+            args.extend(["--channel".into(), (*channel).into()]);
             for key in [fixture.cert.clone(), path("feed-cert.pem")] {
                 args.extend(["--key".into(), key.into()]);
             }
