@@ -23,6 +23,14 @@ pub enum ErrorCode {
     NotEnoughStorage = 13,
     /// The payload size differs from `FILE_SIZE` or from what the manifest implies.
     SizeMismatch = 14,
+    /// The update feed is not authentic (its signature does not verify against the trusted
+    /// keys) or not a feed this build can read.
+    FeedInvalid = 15,
+    /// The update feed is older than the running build or than the last feed accepted: a
+    /// replay of old offers.
+    FeedStale = 16,
+    /// The update feed is for another device model or channel.
+    FeedNotForDevice = 17,
 
     /// Generic verification failure.
     VerificationFailed = 20,
@@ -87,13 +95,16 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and round-trip tests.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 35] = [
         Self::Ok,
         Self::DownloadFailed,
         Self::DownloadProtocol,
         Self::DownloadChanged,
         Self::NotEnoughStorage,
         Self::SizeMismatch,
+        Self::FeedInvalid,
+        Self::FeedStale,
+        Self::FeedNotForDevice,
         Self::VerificationFailed,
         Self::MalformedPayload,
         Self::MetadataSignature,
@@ -151,6 +162,9 @@ impl ErrorCode {
             Self::DownloadChanged => "DOWNLOAD_CHANGED",
             Self::NotEnoughStorage => "NOT_ENOUGH_STORAGE",
             Self::SizeMismatch => "SIZE_MISMATCH",
+            Self::FeedInvalid => "FEED_INVALID",
+            Self::FeedStale => "FEED_STALE",
+            Self::FeedNotForDevice => "FEED_NOT_FOR_DEVICE",
             Self::VerificationFailed => "VERIFICATION_FAILED",
             Self::MalformedPayload => "MALFORMED_PAYLOAD",
             Self::MetadataSignature => "METADATA_SIGNATURE",

@@ -57,6 +57,7 @@ pub mod dm;
 pub mod download;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod hex;
 pub mod key_file;
 pub mod lp;

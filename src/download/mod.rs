@@ -135,6 +135,57 @@ pub fn open(
     })
 }
 
+/// Reads the whole (small) file at `location`, refusing (14) one longer than `max` bytes
+/// before reading it: a feed, its signature, a key file.
+pub fn fetch_bounded(location: &str, max: u64, opts: &SourceOptions) -> Result<Vec<u8>> {
+    let mut stream = open(location, 0, None, 0, opts)?;
+    if let Some(total) = stream.total_size().filter(|total| *total > max) {
+        crate::bail!(
+            SizeMismatch,
+            "{location} is {total} bytes, more than the {max} allowed"
+        );
+    }
+    let mut out = Vec::new();
+    let mut limited = (&mut stream).take(max.saturating_add(1));
+    limited
+        .read_to_end(&mut out)
+        .map_err(|e| match error_of(&e) {
+            Some(error) => Error::new(error.code, error.message.clone()),
+            None => crate::err!(DownloadFailed, "reading {location}: {e}"),
+        })?;
+    if out.len() as u64 > max {
+        crate::bail!(
+            SizeMismatch,
+            "{location} is longer than the {max} bytes allowed"
+        );
+    }
+    Ok(out)
+}
+
+/// `reference` (absolute, or relative as in an HTML link) resolved against the `http(s)://`
+/// URL `base`.
+pub fn resolve_url(base: &str, reference: &str) -> Result<String> {
+    let base = HttpUrl::parse(base).map_err(|e| crate::err!(DownloadFailed, "{e}"))?;
+    base.join(reference)
+        .map(|url| url.to_string())
+        .map_err(|e| crate::err!(DownloadFailed, "{e}"))
+}
+
+pub use http::post::Answer as PostAnswer;
+
+/// POSTs `body` to the `http(s)://` URL `url` once (no retries, no redirects) and returns the
+/// answer, at most `max_answer` bytes of it.
+pub fn post(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    max_answer: usize,
+    opts: &SourceOptions,
+) -> Result<PostAnswer> {
+    let parsed = HttpUrl::parse(url).map_err(|e| crate::err!(DownloadFailed, "{e}"))?;
+    http::post::post(&parsed, content_type, body, max_answer, opts)
+}
+
 /// The sources rely on `base + start` and `base + size` fitting a u64, and `start <= size`.
 fn check_span(base_offset: u64, payload_size: Option<u64>, start: u64) -> Result<()> {
     if base_offset.checked_add(start).is_none() {

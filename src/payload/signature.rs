@@ -55,6 +55,11 @@ impl SignatureSet {
         Ok(SignatureSet(sigs))
     }
 
+    /// One detached signature as it is (an update feed's `feed.json.sig`).
+    pub fn single(signature: Vec<u8>) -> Self {
+        SignatureSet(vec![signature])
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

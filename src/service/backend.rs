@@ -66,6 +66,25 @@ pub trait UpdateBackend: Send + Sync {
     fn finish_previous_update(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Checks the update feed for this device (`crate::feed`): the offer's summary line, or
+    /// `NO_UPDATE`. An engine without a running build to compare with cannot (32).
+    fn check_for_update(&self, request: &CheckRequest) -> Result<String> {
+        crate::bail!(
+            Unsupported,
+            "this engine cannot check {} for updates",
+            crate::error::shown(&request.feed_url)
+        )
+    }
+}
+
+/// One `checkForUpdate` request.
+#[derive(Clone, Debug)]
+pub struct CheckRequest {
+    pub feed_url: String,
+    pub device_id: String,
+    /// The device token for the fleet service; `None` skips the check-in.
+    pub token: Option<String>,
 }
 
 /// One `applyPayload` request, already parsed.

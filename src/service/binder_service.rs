@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::error::{Error, ErrorCode};
-use crate::service::backend::{parse_headers, ApplyRequest, PayloadLocation};
+use crate::service::backend::{parse_headers, ApplyRequest, CheckRequest, PayloadLocation};
 use crate::service::binder_adapter::{
     self as binder, aidl, BinderResult, ParcelFileDescriptor, Status, Strong,
 };
@@ -192,6 +192,17 @@ impl aidl::IUpdateService for BinderService {
         self.core
             .rollback_floors()
             .map(|f| wire::floors_to_aidl(&f))
+            .map_err(to_status)
+    }
+
+    fn checkForUpdate(&self, feed_url: &str, device_id: &str, token: &str) -> BinderResult<String> {
+        let request = CheckRequest {
+            feed_url: feed_url.to_owned(),
+            device_id: device_id.to_owned(),
+            token: (!token.is_empty()).then(|| token.to_owned()),
+        };
+        self.core
+            .check_for_update(caller(), &request)
             .map_err(to_status)
     }
 }

@@ -32,6 +32,11 @@ impl UpdateClient {
         })
     }
 
+    /// `checkForUpdate`: the offer's summary line or `NO_UPDATE`; `token` may be empty.
+    pub fn check_for_update(&self, feed_url: &str, device_id: &str, token: &str) -> Result<String> {
+        call(self.service().checkForUpdate(feed_url, device_id, token))
+    }
+
     /// Starts applying the payload at `url`; `headers` are `KEY=VALUE` strings.
     pub fn apply(&self, url: &str, offset: u64, size: u64, headers: &[String]) -> Result<()> {
         let (offset, size) = (long(offset, "offset")?, long(size, "size")?);

@@ -27,14 +27,14 @@ pub mod updater_backend;
 mod wire;
 
 pub use self::backend::{
-    ApplyPhase, ApplyProgress, ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, SlotState,
-    UpdateBackend,
+    ApplyPhase, ApplyProgress, ApplyRequest, CheckRequest, PayloadLocation, RollbackFloor,
+    SlotInfo, SlotState, UpdateBackend,
 };
 pub use self::control::Control;
 pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};
 pub use self::listeners::{Gone, Listener, ListenerId, MAX_PER_UID as MAX_LISTENERS_PER_UID};
 pub use self::status::{State, Status};
-pub use self::updater_backend::{BackendConfig, UpdaterBackend};
+pub use self::updater_backend::{BackendConfig, FeedSettings, UpdaterBackend};
 
 /// The name the service registers under.
 pub const SERVICE_NAME: &str = "abupdate";

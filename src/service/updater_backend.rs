@@ -21,8 +21,8 @@ use crate::payload::keys::TrustedKeys;
 use crate::payload::properties::PayloadProperties;
 use crate::payload::HEADER_SIZE;
 use crate::service::backend::{
-    ApplyPhase, ApplyProgress, ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, SlotState,
-    UpdateBackend,
+    ApplyPhase, ApplyProgress, ApplyRequest, CheckRequest, PayloadLocation, RollbackFloor,
+    SlotInfo, SlotState, UpdateBackend,
 };
 use crate::service::control::Control;
 use crate::slot::Slot;
@@ -39,6 +39,50 @@ pub struct BackendConfig {
     pub threads: usize,
     /// An extra CA certificate (PEM) trusted for `https://` besides the system store.
     pub pinned_ca: Option<PathBuf>,
+    /// What `checkForUpdate` compares the feed with.
+    pub feed: FeedSettings,
+}
+
+/// The running build and where feed state is kept, for `checkForUpdate`.
+#[derive(Clone, Debug, Default)]
+pub struct FeedSettings {
+    /// The service's state directory (the last accepted feed, the report queue); `None`:
+    /// this engine does not check feeds.
+    pub state_dir: Option<PathBuf>,
+    /// `ro.product.name`.
+    pub model: Option<String>,
+    /// The update channel; empty means `stable`.
+    pub channel: String,
+    /// `ro.build.fingerprint`.
+    pub fingerprint: Option<String>,
+    /// `ro.build.date.utc`.
+    pub build_timestamp: Option<i64>,
+}
+
+impl FeedSettings {
+    /// The settings a build's properties give, state in `state_dir`.
+    pub fn from_properties(
+        props: &dyn crate::sysprop::Properties,
+        state_dir: PathBuf,
+        channel: &str,
+    ) -> Result<Self> {
+        let get = |name: &str| -> Result<Option<String>> {
+            Ok(props.get(name)?.filter(|v| !v.is_empty()))
+        };
+        let build_timestamp = match get("ro.build.date.utc")? {
+            Some(v) => Some(v.trim().parse().map_err(|_| {
+                crate::err!(DeviceError, "ro.build.date.utc={v:?} is not a timestamp")
+            })?),
+            None => None,
+        };
+        Ok(FeedSettings {
+            state_dir: Some(state_dir),
+            model: get("ro.product.name")?,
+            channel: channel.to_owned(),
+            fingerprint: get("ro.build.fingerprint")?,
+            build_timestamp,
+        })
+    }
 }
 
 impl Default for BackendConfig {
@@ -47,6 +91,7 @@ impl Default for BackendConfig {
             keys: TrustedKeys::none(),
             threads: ApplyOptions::default().threads,
             pinned_ca: None,
+            feed: FeedSettings::default(),
         }
     }
 }
@@ -119,6 +164,37 @@ impl UpdateBackend for UpdaterBackend {
             total: 1,
         });
         Ok(())
+    }
+
+    fn check_for_update(&self, request: &CheckRequest) -> Result<String> {
+        let feed = &self.config.feed;
+        let Some(state_dir) = &feed.state_dir else {
+            crate::bail!(Unsupported, "this service has no update feed settings");
+        };
+        let Some(model) = &feed.model else {
+            crate::bail!(
+                DeviceError,
+                "ro.product.name is not set: no model to check the feed for"
+            );
+        };
+        let identity = crate::feed::client::DeviceIdentity {
+            feed_url: checked_url(&request.feed_url)?.to_owned(),
+            model: model.clone(),
+            channel: match feed.channel.as_str() {
+                "" => "stable".to_owned(),
+                channel => channel.to_owned(),
+            },
+            device_id: request.device_id.clone(),
+            token: request.token.clone(),
+            fingerprint: feed.fingerprint.clone(),
+            build_timestamp: feed.build_timestamp,
+        };
+        let options = SourceOptions {
+            pinned_ca: self.config.pinned_ca.clone(),
+            ..SourceOptions::default()
+        };
+        let update = crate::feed::client::check(&identity, &self.config.keys, state_dir, &options)?;
+        Ok(update.map_or_else(|| "NO_UPDATE".to_owned(), |u| u.summary()))
     }
 
     fn verify_applicable(&self, metadata: &[u8]) -> Result<()> {

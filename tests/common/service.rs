@@ -29,6 +29,7 @@ pub fn engine(device: &Path, cert: &Path, current: Option<Slot>) -> Arc<UpdaterB
         keys: abupdate::key_file::load(cert).unwrap(),
         threads: 2,
         pinned_ca: None,
+        ..BackendConfig::default()
     };
     Arc::new(UpdaterBackend::new(updater, config))
 }

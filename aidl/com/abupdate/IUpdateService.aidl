@@ -42,6 +42,9 @@ interface IUpdateService {
     const int ERROR_DOWNLOAD_CHANGED = 12;
     const int ERROR_NOT_ENOUGH_STORAGE = 13;
     const int ERROR_SIZE_MISMATCH = 14;
+    const int ERROR_FEED_INVALID = 15;
+    const int ERROR_FEED_STALE = 16;
+    const int ERROR_FEED_NOT_FOR_DEVICE = 17;
     const int ERROR_VERIFICATION_FAILED = 20;
     const int ERROR_MALFORMED_PAYLOAD = 21;
     const int ERROR_METADATA_SIGNATURE = 22;
@@ -124,4 +127,15 @@ interface IUpdateService {
 
     /** The device's rollback index floor for each AVB rollback index location. */
     RollbackFloor[] getRollbackFloors();
+
+    /**
+     * Fetches the signed update feed at `feedUrl` (its signature at feedUrl + ".sig"),
+     * verifies it against the trusted OTA keys, this device's model and channel and its
+     * age, checks in with the fleet service when the feed names one and `token` is not
+     * empty, and picks this device's offer by running build and rollout bucket of
+     * `deviceId`. Returns "UPDATE_AVAILABLE id=... build=... size=N full|delta
+     * [encrypted] notes=..." or "NO_UPDATE". Fails with ERROR_FEED_INVALID,
+     * ERROR_FEED_STALE, ERROR_FEED_NOT_FOR_DEVICE or a download error.
+     */
+    String checkForUpdate(String feedUrl, String deviceId, String token);
 }

@@ -178,7 +178,7 @@ pub fn header_pairs(file: Option<&Path>, headers: &[String]) -> Result<Vec<Strin
 
 /// Shows progress with indicatif on a terminal; silent otherwise. Stops on SIGINT-free runs only
 /// when the engine says so: cancellation is the service's business.
-struct BarObserver {
+pub(crate) struct BarObserver {
     /// indicatif is a host crate (AOSP has none): device builds show no bar.
     #[cfg(feature = "host-tools")]
     bar: Option<indicatif::ProgressBar>,
@@ -188,7 +188,7 @@ struct BarObserver {
 }
 
 impl BarObserver {
-    fn new(enabled: bool) -> Self {
+    pub(crate) fn new(enabled: bool) -> Self {
         #[cfg(not(feature = "host-tools"))]
         let _ = enabled;
         #[cfg(feature = "host-tools")]
@@ -202,7 +202,7 @@ impl BarObserver {
         }
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         #[cfg(feature = "host-tools")]
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

@@ -21,6 +21,7 @@ mod apply_cmd;
 mod cow_cmd;
 #[cfg(feature = "host-tools")]
 mod demo;
+mod feed_cmd;
 mod follow;
 #[cfg(feature = "host-tools")]
 mod payload_cmd;
@@ -93,6 +94,14 @@ enum Command {
     #[cfg(feature = "host-tools")]
     #[command(subcommand)]
     Cow(cow_cmd::CowCommand),
+    /// Add a payload to an update feed directory and sign the feed (host tool).
+    #[cfg(feature = "host-tools")]
+    Publish(feed_cmd::PublishArgs),
+    /// Fetch and verify the update feed, pick this device's offer; --apply installs it.
+    Check(feed_cmd::CheckArgs),
+    /// Fleet reports: send the queued ones.
+    #[command(subcommand)]
+    Report(feed_cmd::ReportCommand),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +133,10 @@ fn main() -> ExitCode {
         Command::UpdateEngineClient { flags } => return ExitCode::from(ue_client_cmd::run(&flags)),
         #[cfg(feature = "host-tools")]
         Command::Cow(cmd) => cow_cmd::run(cmd),
+        #[cfg(feature = "host-tools")]
+        Command::Publish(args) => feed_cmd::publish(args),
+        Command::Check(args) => feed_cmd::check(args),
+        Command::Report(cmd) => feed_cmd::report(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

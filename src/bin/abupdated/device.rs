@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use abupdate::dm::DmConfig;
 use abupdate::payload::keys::TrustedKeys;
-use abupdate::service::{BackendConfig, UpdateBackend, UpdaterBackend};
+use abupdate::service::{BackendConfig, FeedSettings, UpdateBackend, UpdaterBackend};
 use abupdate::slot::{BootControl, Slot};
 use abupdate::sysprop::PropertyFile;
 use abupdate::updater::downgrade::RunningBuild;
@@ -143,7 +143,31 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
     if let Some(threads) = args.decode_threads {
         config.threads = threads;
     }
+    config.feed = feed_settings(args, state_dir)?;
     Ok(Arc::new(UpdaterBackend::new(updater, config)))
+}
+
+/// The running build for `checkForUpdate`: `--build-prop`, else a host device directory's
+/// `build.prop`, else (Android) the system properties. A host without any has no feed checks.
+fn feed_settings(args: &Args, state_dir: &Path) -> Result<FeedSettings> {
+    let file = args.build_prop.clone().or_else(|| {
+        args.device
+            .as_ref()
+            .map(|dir| dir.join("build.prop"))
+            .filter(|path| path.exists())
+    });
+    let state = state_dir.to_owned();
+    if let Some(path) = file {
+        return FeedSettings::from_properties(&PropertyFile::load(&path)?, state, &args.channel);
+    }
+    #[cfg(target_os = "android")]
+    return FeedSettings::from_properties(
+        &abupdate::sysprop::SystemProperties,
+        state,
+        &args.channel,
+    );
+    #[cfg(not(target_os = "android"))]
+    Ok(FeedSettings::default())
 }
 
 /// A client of the vendor's boot HAL, in builds that have one.

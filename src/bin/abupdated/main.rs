@@ -134,6 +134,10 @@ pub struct Args {
     /// android.os.UpdateEngineStableService next to abupdate, over the same update.
     #[arg(long)]
     update_engine_compat: bool,
+
+    /// The update channel checkForUpdate asks the feed for.
+    #[arg(long, default_value = "stable")]
+    channel: String,
 }
 
 fn main() -> ExitCode {

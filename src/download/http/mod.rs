@@ -25,6 +25,7 @@
 mod answer;
 mod conn;
 mod head;
+pub(crate) mod post;
 pub mod scripted;
 mod session;
 #[cfg(not(soong))]

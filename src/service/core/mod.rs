@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::service::backend::{
-    ApplyRequest, PayloadLocation, RollbackFloor, SlotInfo, UpdateBackend,
+    ApplyRequest, CheckRequest, PayloadLocation, RollbackFloor, SlotInfo, UpdateBackend,
 };
 use crate::service::control::Control;
 use crate::service::listeners::{Listener, ListenerId};
@@ -339,6 +339,12 @@ impl UpdateService {
     pub fn verify_applicable(&self, caller: Caller, metadata: &[u8]) -> Result<()> {
         self.authorize(caller, "verify a payload")?;
         self.engine.verify_applicable(metadata)
+    }
+
+    /// `checkForUpdate`: fetches the update feed (network, state), for allowed callers only.
+    pub fn check_for_update(&self, caller: Caller, request: &CheckRequest) -> Result<String> {
+        self.authorize(caller, "check for updates")?;
+        self.engine.check_for_update(request)
     }
 
     pub fn slot_info(&self) -> Result<SlotInfo> {
