@@ -50,7 +50,7 @@ use self::error as ue;
 /// Each structured code and the update_engine `ErrorCode` the IUpdateEngine face reports for
 /// it, with that code's name in update_engine (README.md shows the same table). Several of
 /// ours map to one of theirs; `PermissionDenied` travels as a security exception instead.
-pub const ERROR_CODES: [(ErrorCode, i32, &str); 32] = [
+pub const ERROR_CODES: [(ErrorCode, i32, &str); 35] = [
     (ErrorCode::Ok, ue::SUCCESS, "kSuccess"),
     (
         ErrorCode::DownloadFailed,
@@ -77,6 +77,11 @@ pub const ERROR_CODES: [(ErrorCode, i32, &str); 32] = [
         ue::PAYLOAD_SIZE_MISMATCH_ERROR,
         "kPayloadSizeMismatchError",
     ),
+    // The update feed is abupdate's own (update_engine has no feed): `checkForUpdate` on
+    // com.abupdate reports these; were one to reach the IUpdateEngine face, it is a kError.
+    (ErrorCode::FeedInvalid, ue::ERROR, "kError"),
+    (ErrorCode::FeedStale, ue::ERROR, "kError"),
+    (ErrorCode::FeedNotForDevice, ue::ERROR, "kError"),
     (
         ErrorCode::VerificationFailed,
         ue::DOWNLOAD_PAYLOAD_VERIFICATION_ERROR,
@@ -266,6 +271,9 @@ mod tests {
                 (12, 10),
                 (13, 60),
                 (14, 11),
+                (15, 1),
+                (16, 1),
+                (17, 1),
                 (20, 12),
                 (21, 23),
                 (22, 26),
