@@ -522,7 +522,7 @@ impl CowReader {
             } else {
                 bs
             };
-            if at.checked_add(len).is_none_or(|end| end > limit) {
+            if at.checked_add(len).map_or(true, |end| end > limit) {
                 return Err(CowError::malformed(format!(
                     "op writes block {} past the image end {limit}",
                     op.new_block
@@ -561,7 +561,7 @@ impl CowReader {
 
 fn read_base(base: &(impl ReadAt + ?Sized), from: u64, out: &mut [u8]) -> Result<(), CowError> {
     let end = from.checked_add(out.len() as u64);
-    if end.is_none_or(|e| e > base.size()) {
+    if end.map_or(true, |e| e > base.size()) {
         return Err(CowError::malformed(format!(
             "source range at {from} is past the end of the base image ({} bytes)",
             base.size()

@@ -48,7 +48,7 @@ pub fn choose<'a>(
             .min(100);
         let newer = running
             .timestamp
-            .is_none_or(|now| offer.build.timestamp > now);
+            .map_or(true, |now| offer.build.timestamp > now);
         let other_build = running.fingerprint != Some(offer.build.fingerprint.as_str());
         newer && other_build && rollout_bucket(&offer.id, running.device_id) < percent
     };
