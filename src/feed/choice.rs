@@ -72,7 +72,8 @@ pub fn choose<'a>(
     })
 }
 
-#[cfg(test)]
+// The tests sign feeds: the signer is a host tool.
+#[cfg(all(test, feature = "host-tools"))]
 mod tests {
     use super::*;
     use crate::feed::model::tests::sample;

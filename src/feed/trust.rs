@@ -118,7 +118,8 @@ impl AcceptedStore {
     }
 }
 
-#[cfg(test)]
+// The tests sign feeds: the signer is a host tool.
+#[cfg(all(test, feature = "host-tools"))]
 pub(crate) mod tests {
     use super::*;
     use crate::feed::model::tests::sample;
@@ -127,10 +128,12 @@ pub(crate) mod tests {
 
     /// One of the AOSP test keys in tests/data/avb (generating RSA keys is slow in debug).
     pub(crate) fn test_signer(name: &str) -> Signer {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/avb")
-            .join(name);
-        Signer::from_pem(&std::fs::read_to_string(path).unwrap()).unwrap()
+        let pem = match name {
+            "testkey_rsa2048.pem" => include_str!("../../tests/data/avb/testkey_rsa2048.pem"),
+            "testkey_rsa4096.pem" => include_str!("../../tests/data/avb/testkey_rsa4096.pem"),
+            _ => panic!("no test key {name}"),
+        };
+        Signer::from_pem(pem).unwrap()
     }
 
     fn signed(feed: &Feed, signer: &Signer) -> (Vec<u8>, Vec<u8>) {
