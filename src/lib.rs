@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod lp;
 pub mod payload;
+pub mod puffin;
 pub mod rollback;
 pub mod service;
 pub mod slot;

@@ -1,0 +1,150 @@
+//! Finding deflate blocks in containers, for making PUFFDIFF patches (puffin's
+//! `LocateDeflatesInZipArchive` and `LocateDeflatesInGzip`): each compressed (fixed or
+//! dynamic) block is one extent; stored blocks are left to the bsdiff.
+
+use super::bits::{BitReader, BitWriter};
+use super::huff::huff_blocks;
+use super::puff::{puff_blocks, BitExtent, PuffWriter};
+use crate::error::Result;
+
+/// The blocks of the deflate stream starting at byte `offset` of `data`, up to and including
+/// its final block, and the stream's length in bytes.
+pub fn deflate_stream(data: &[u8], offset: usize) -> Result<(Vec<BitExtent>, usize)> {
+    let bytes = data.get(offset..).unwrap_or_default();
+    let mut br = BitReader::new(bytes);
+    let mut found = Vec::new();
+    let mut scratch = Vec::new();
+    let mut pw = PuffWriter::new(&mut scratch, usize::MAX);
+    puff_blocks(&mut br, &mut pw, Some(&mut found))?;
+    let base = offset as u64 * 8;
+    for e in &mut found {
+        e.offset += base;
+    }
+    Ok((found, br.position().div_ceil(8) as usize))
+}
+
+fn le16(d: &[u8], at: usize) -> Option<usize> {
+    Some(u16::from_le_bytes(d.get(at..at + 2)?.try_into().ok()?).into())
+}
+
+fn le32(d: &[u8], at: usize) -> Option<usize> {
+    usize::try_from(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?)).ok()
+}
+
+/// Deflate blocks of every deflated entry found by scanning for zip local file headers
+/// (`PK\x03\x04`, method 8), as puffin does: entries that do not decode are skipped.
+pub fn zip(data: &[u8]) -> Vec<BitExtent> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos + 30 <= data.len() {
+        if data[pos..pos + 4] != *b"PK\x03\x04" || le16(data, pos + 8) != Some(8) {
+            pos += 1;
+            continue;
+        }
+        let (Some(csize), Some(name), Some(extra)) = (
+            le32(data, pos + 18),
+            le16(data, pos + 26),
+            le16(data, pos + 28),
+        ) else {
+            break;
+        };
+        let start = pos + 30 + name + extra;
+        if start.checked_add(csize).is_none_or(|end| end > data.len()) {
+            pos += 4;
+            continue;
+        }
+        match deflate_stream(data, start) {
+            Ok((blocks, len)) => {
+                out.extend(blocks);
+                pos = start + len;
+            }
+            Err(_) => pos += 4,
+        }
+    }
+    out
+}
+
+/// Deflate blocks of each member of a gzip file (RFC 1952); empty if `data` is not gzip.
+pub fn gzip(data: &[u8]) -> Vec<BitExtent> {
+    let mut out = Vec::new();
+    let mut member = 0usize;
+    while data.len() >= member + 10 && data[member..member + 3] == [0x1F, 0x8B, 8] {
+        let flags = data[member + 3];
+        let mut at = member + 10;
+        if flags & 4 != 0 {
+            let Some(xlen) = le16(data, at) else { break };
+            at += 2 + xlen;
+        }
+        for bit in [8u8, 16] {
+            if flags & bit != 0 {
+                match data.get(at..).and_then(|d| d.iter().position(|&b| b == 0)) {
+                    Some(n) => at += n + 1,
+                    None => return out,
+                }
+            }
+        }
+        if flags & 2 != 0 {
+            at += 2;
+        }
+        let Ok((blocks, len)) = deflate_stream(data, at) else {
+            break;
+        };
+        out.extend(blocks);
+        // The CRC-32 and size trailer.
+        member = at + len + 8;
+    }
+    out
+}
+
+/// Deflate blocks in `data`, whatever holds them: gzip members, else zip entries.
+pub fn any(data: &[u8]) -> Vec<BitExtent> {
+    let found = gzip(data);
+    if !found.is_empty() {
+        return found;
+    }
+    zip(data)
+}
+
+/// Whether the block at `extent` huffs back to exactly its own bytes: its puff recreates it.
+/// Blocks that do not (an encoder choice puffin does not record, such as a length of 258 sent
+/// as code 284) cannot be in a patch's destination.
+pub fn round_trips(data: &[u8], extent: BitExtent) -> bool {
+    let Some(end) = extent.offset.checked_add(extent.length) else {
+        return false;
+    };
+    let (first, last) = ((extent.offset / 8) as usize, end.div_ceil(8) as usize);
+    let Some(bytes) = data.get(first..last) else {
+        return false;
+    };
+    let mut br = BitReader::new(bytes);
+    let mut puff = Vec::new();
+    let shift = (extent.offset % 8) as u32;
+    if br.skip(shift).is_err()
+        || puff_blocks(&mut br, &mut PuffWriter::new(&mut puff, usize::MAX), None).is_err()
+    {
+        return false;
+    }
+    let mut back = Vec::new();
+    let mut bw = BitWriter::new(&mut back, bytes.len());
+    if bw.write(shift, 0).is_err()
+        || huff_blocks(&puff, &mut bw).is_err()
+        || back.len() != bytes.len()
+    {
+        return false;
+    }
+    // Compare only the block's own bits: the first and last bytes may hold other data.
+    let mask_first = 0xFFu8 << shift;
+    let tail = (end % 8) as u32;
+    let mask_last = if tail == 0 { 0xFF } else { (1u8 << tail) - 1 };
+    let n = bytes.len();
+    bytes.iter().zip(&back).enumerate().all(|(i, (&a, &b))| {
+        let mut m = 0xFFu8;
+        if i == 0 {
+            m &= mask_first;
+        }
+        if i == n - 1 {
+            m &= mask_last;
+        }
+        a & m == b & m
+    })
+}
