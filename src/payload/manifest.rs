@@ -97,8 +97,7 @@ impl OpKind {
     pub fn is_supported(self) -> bool {
         !matches!(
             self,
-            OpKind::Puffdiff
-                | OpKind::Zucchini
+            OpKind::Zucchini
                 | OpKind::Lz4diffBsdiff
                 | OpKind::Lz4diffPuffdiff
                 | OpKind::Move

@@ -177,16 +177,21 @@ pub fn encode(src: &StreamInfo, dst: &StreamInfo, bsdiff: &[u8]) -> Result<Vec<u
 }
 
 /// Makes a PUFFDIFF patch from `src` to `dst` given their deflate blocks (see
-/// [`super::locate`]). Every destination block must huff back bit-exactly
-/// ([`super::locate::round_trips`] filters those that do not).
+/// [`super::locate`]). Destination blocks that would not huff back bit-exactly (see
+/// [`super::locate::round_trips`]) are left to the bsdiff as plain bytes.
 pub fn make(
     src: &[u8],
     dst: &[u8],
     src_deflates: &[BitExtent],
     dst_deflates: &[BitExtent],
 ) -> Result<Vec<u8>> {
+    let dst_deflates: Vec<BitExtent> = dst_deflates
+        .iter()
+        .copied()
+        .filter(|&d| super::locate::round_trips(dst, d))
+        .collect();
     let src_info = stream_info(src, src_deflates)?;
-    let dst_info = stream_info(dst, dst_deflates)?;
+    let dst_info = stream_info(dst, &dst_deflates)?;
     let src_puff = puff_stream(src, &src_info, u64::MAX)?;
     let dst_puff = puff_stream(dst, &dst_info, u64::MAX)?;
     let bsdiff = crate::bsdiff::make_bsdf2(&src_puff, &dst_puff)?;

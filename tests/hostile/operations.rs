@@ -102,8 +102,8 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "PUFFDIFF operation",
-            expect: Unsupported,
-            says: "PUFFDIFF",
+            expect: MalformedPayload,
+            says: "not a puffin patch",
             attempt: |fx| retyped(fx, Type::PUFFDIFF, true),
         },
         Case {

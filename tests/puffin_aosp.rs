@@ -1,0 +1,161 @@
+//! PUFFDIFF against AOSP's own `puffin` (external/puffin, built in
+//! `../shared/tools/aosp-delta`): our puffed streams are byte-identical to its `puff`
+//! operation's, its `puffdiff` patches apply here byte-exactly (standalone and as a PUFFDIFF
+//! operation of a payload applied end to end), and its `puffpatch` applies ours. Inputs are
+//! APK-like zips from python's zipfile (zlib levels 1, 6, 9) and Info-ZIP's `zip`, and gzip
+//! files (`tests/data/puffin/make_inputs.py`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use abupdate::puffin::{self, locate, Limits};
+
+fn shared() -> PathBuf {
+    std::env::var_os("ABUPDATE_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"))
+}
+
+/// AOSP's `puffin`; the test fails (not skips) without it.
+fn puffin_tool() -> PathBuf {
+    let p = shared().join("tools/aosp-delta/bin/puffin");
+    assert!(p.is_file(), "AOSP puffin missing at {}", p.display());
+    p
+}
+
+fn run_puffin(args: &[String]) {
+    let out = Command::new(puffin_tool()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "puffin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The old/new pairs: (path of old, path of new).
+fn inputs(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/puffin/make_inputs.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .arg("infozip")
+        .status()
+        .expect("python3");
+    assert!(status.success());
+    [
+        "py6.zip",
+        "py9.zip",
+        "py1.zip",
+        "gz9.gz",
+        "gz1.gz",
+        "infozip.zip",
+    ]
+    .iter()
+    .map(|n| {
+        let (stem, ext) = n.split_once('.').unwrap();
+        (
+            dir.join(format!("{stem}.old.{ext}")),
+            dir.join(format!("{stem}.new.{ext}")),
+        )
+    })
+    .collect()
+}
+
+fn blocks(path: &Path, data: &[u8]) -> Vec<puffin::BitExtent> {
+    if path.extension().unwrap() == "gz" {
+        locate::gzip(data)
+    } else {
+        locate::zip(data)
+    }
+}
+
+fn arg(k: &str, p: &Path) -> String {
+    format!("--{k}={}", p.display())
+}
+
+#[test]
+fn puffed_streams_match_aosp_puff() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (old, new) in inputs(tmp.path()) {
+        for file in [old, new] {
+            let data = std::fs::read(&file).unwrap();
+            let found = blocks(&file, &data);
+            assert!(
+                found.len() >= 2,
+                "{}: {} blocks",
+                file.display(),
+                found.len()
+            );
+            let info = puffin::stream_info(&data, &found).unwrap();
+            let ours = puffin::puff_stream(&data, &info, u64::MAX).unwrap();
+            let theirs_path = tmp.path().join("puffed");
+            let _ = std::fs::remove_file(&theirs_path);
+            run_puffin(&[
+                "--operation=puff".into(),
+                arg("src_file", &file),
+                arg("dst_file", &theirs_path),
+            ]);
+            let theirs = std::fs::read(&theirs_path).unwrap();
+            assert!(ours == theirs, "{}: puffed streams differ", file.display());
+            assert_eq!(
+                puffin::huff_stream(&ours, &info, data.len()).unwrap(),
+                data,
+                "{}",
+                file.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn aosp_puffdiff_applies_here_and_ours_with_aosp_puffpatch() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (old, new) in inputs(tmp.path()) {
+        let (src, dst) = (std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap());
+        let name = old.display().to_string();
+
+        // AOSP's patch, applied here.
+        let patch_path = tmp.path().join("aosp.puffdiff");
+        run_puffin(&[
+            "--operation=puffdiff".into(),
+            arg("src_file", &old),
+            arg("dst_file", &new),
+            arg("patch_file", &patch_path),
+        ]);
+        let aosp_patch = std::fs::read(&patch_path).unwrap();
+        let out = puffin::apply(&src, &aosp_patch, dst.len(), Limits::DEFAULT)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(out == dst, "{name}: AOSP patch applied to different bytes");
+
+        // Our patch, applied by AOSP.
+        let ours = puffin::make(&src, &dst, &blocks(&old, &src), &blocks(&new, &dst)).unwrap();
+        let ours_path = tmp.path().join("ours.puffdiff");
+        std::fs::write(&ours_path, &ours).unwrap();
+        let out_path = tmp.path().join("out");
+        let _ = std::fs::remove_file(&out_path);
+        run_puffin(&[
+            "--operation=puffpatch".into(),
+            arg("src_file", &old),
+            arg("dst_file", &out_path),
+            arg("patch_file", &ours_path),
+        ]);
+        assert!(
+            std::fs::read(&out_path).unwrap() == dst,
+            "{name}: AOSP puffpatch made different bytes from our patch"
+        );
+        // Both shrink the change to far below the compressed files' size.
+        eprintln!(
+            "{name}: {} bytes new, AOSP patch {}, ours {}",
+            dst.len(),
+            aosp_patch.len(),
+            ours.len()
+        );
+        assert!(
+            ours.len() * 4 < dst.len(),
+            "{name}: our patch {} bytes",
+            ours.len()
+        );
+    }
+}
