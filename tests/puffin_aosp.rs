@@ -118,6 +118,8 @@ fn aosp_puffdiff_applies_here_and_ours_with_aosp_puffpatch() {
 
         // AOSP's patch, applied here.
         let patch_path = tmp.path().join("aosp.puffdiff");
+        // puffin opens its outputs without truncating them.
+        let _ = std::fs::remove_file(&patch_path);
         run_puffin(&[
             "--operation=puffdiff".into(),
             arg("src_file", &old),

@@ -37,10 +37,15 @@ def edited(data, at, what):
 
 manifest_old = text(3000, 1)
 manifest_new = edited(manifest_old, 500, b"versionCode=\"43\"")
-dex_old = bytes(random.Random(2).getrandbits(8) for _ in range(20000)) + text(20000, 3)
+def noise(n, seed):
+    r = random.Random(seed)
+    return bytes(r.getrandbits(8) for _ in range(n))
+
+
+dex_old = noise(20000, 2) + text(20000, 3)
 dex_new = edited(dex_old, 25000, b"\x13\x37" * 8) + b"new method"
 res = text(8000, 4)
-icon = bytes(random.Random(5).getrandbits(8) for _ in range(3000))
+icon = noise(3000, 5)
 small = [(f"res/raw/s{i}.txt", text(20 + i, 100 + i)) for i in range(30)]
 
 
