@@ -161,3 +161,83 @@ fn aosp_puffdiff_applies_here_and_ours_with_aosp_puffpatch() {
         );
     }
 }
+
+/// `data` padded with zeros to whole 4096-byte blocks, at least `len` bytes.
+fn padded(data: &[u8], len: usize) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.resize(len.max(data.len()).next_multiple_of(4096), 0);
+    out
+}
+
+#[test]
+fn aosp_puffdiff_operation_applies_in_a_payload() {
+    use abupdate::device::{Device, Slot};
+    use abupdate::engine::checkpoint::FileCheckpointStore;
+    use abupdate::engine::{self, Quiet};
+    use abupdate::payload::proto::update_metadata::install_operation::Type;
+    use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let pairs = inputs(&tmp.path().join("in"));
+    let (old_zip, new_zip) = &pairs[0];
+    let (old_raw, new_raw) = (std::fs::read(old_zip).unwrap(), std::fs::read(new_zip).unwrap());
+    let len = old_raw.len().max(new_raw.len()) + 3 * 4096;
+    let (old, new) = (padded(&old_raw, len), padded(&new_raw, len));
+    // puffin finds the deflates by the file name's extension.
+    let (old_img, new_img) = (tmp.path().join("old.zip"), tmp.path().join("new.zip"));
+    std::fs::write(&old_img, &old).unwrap();
+    std::fs::write(&new_img, &new).unwrap();
+    let patch_path = tmp.path().join("op.puffdiff");
+    run_puffin(&[
+        "--operation=puffdiff".into(),
+        arg("src_file", &old_img),
+        arg("dst_file", &new_img),
+        arg("patch_file", &patch_path),
+    ]);
+    let patch = std::fs::read(&patch_path).unwrap();
+
+    // A delta payload from our builder, its `system` operations replaced by the one
+    // PUFFDIFF operation AOSP's generator would write for the whole image.
+    let payload_path = tmp.path().join("payload.bin");
+    common::build_payload(
+        &payload_path,
+        &[("system", new_img.clone(), Some(old_img.clone()))],
+    );
+    let mut forge = common::forge::Forge::read(&payload_path);
+    let blocks = (new.len() / 4096) as u64;
+    forge.edit(|m| {
+        let mut op = InstallOperation::new();
+        op.set_type(Type::PUFFDIFF);
+        let mut e = Extent::new();
+        e.set_start_block(0);
+        e.set_num_blocks(blocks);
+        op.src_extents.push(e.clone());
+        op.dst_extents.push(e);
+        op.set_src_sha256_hash(common::forge::sha256(&old).to_vec());
+        m.partitions[0].operations = vec![op];
+    });
+    forge.edit_ops(|_, _, op, blob| {
+        assert_eq!(op.type_(), Type::PUFFDIFF);
+        *blob = patch.clone();
+    });
+    std::fs::write(&payload_path, forge.to_bytes()).unwrap();
+
+    let dev = tmp.path().join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    common::put_image(&dev, "system", 'a', &old, old.len() as u64);
+    common::put_image(&dev, "system", 'b', &[], new.len() as u64);
+    let device = Device::host(dev.clone(), Slot::A);
+    let store = FileCheckpointStore::new(tmp.path().join("state")).unwrap();
+    let mut source = abupdate::source::Source::file(&payload_path).unwrap();
+    let report = engine::apply(
+        &device,
+        &mut source,
+        &store,
+        &(),
+        &common::unsigned_options(),
+        &Quiet,
+    )
+    .unwrap();
+    assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1);
+    assert!(std::fs::read(dev.join("system_b.img")).unwrap() == new);
+}
