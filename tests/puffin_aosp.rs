@@ -180,7 +180,10 @@ fn aosp_puffdiff_operation_applies_in_a_payload() {
     let tmp = tempfile::tempdir().unwrap();
     let pairs = inputs(&tmp.path().join("in"));
     let (old_zip, new_zip) = &pairs[0];
-    let (old_raw, new_raw) = (std::fs::read(old_zip).unwrap(), std::fs::read(new_zip).unwrap());
+    let (old_raw, new_raw) = (
+        std::fs::read(old_zip).unwrap(),
+        std::fs::read(new_zip).unwrap(),
+    );
     let len = old_raw.len().max(new_raw.len()) + 3 * 4096;
     let (old, new) = (padded(&old_raw, len), padded(&new_raw, len));
     // puffin finds the deflates by the file name's extension.

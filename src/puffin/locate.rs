@@ -68,41 +68,63 @@ pub fn zip(data: &[u8]) -> Vec<BitExtent> {
 pub fn gzip(data: &[u8]) -> Vec<BitExtent> {
     let mut out = Vec::new();
     let mut member = 0usize;
-    while data.len() >= member + 10 && data[member..member + 3] == [0x1F, 0x8B, 8] {
-        let flags = data[member + 3];
-        let mut at = member + 10;
-        if flags & 4 != 0 {
-            let Some(xlen) = le16(data, at) else { break };
-            at += 2 + xlen;
-        }
-        for bit in [8u8, 16] {
-            if flags & bit != 0 {
-                match data.get(at..).and_then(|d| d.iter().position(|&b| b == 0)) {
-                    Some(n) => at += n + 1,
-                    None => return out,
-                }
-            }
-        }
-        if flags & 2 != 0 {
-            at += 2;
-        }
-        let Ok((blocks, len)) = deflate_stream(data, at) else {
-            break;
-        };
+    while let Some((blocks, end)) = gzip_member(data, member) {
         out.extend(blocks);
-        // The CRC-32 and size trailer.
-        member = at + len + 8;
+        member = end;
     }
     out
 }
 
-/// Deflate blocks in `data`, whatever holds them: gzip members, else zip entries.
-pub fn any(data: &[u8]) -> Vec<BitExtent> {
-    let found = gzip(data);
-    if !found.is_empty() {
-        return found;
+/// The blocks of the gzip member at `member` and where the member ends.
+fn gzip_member(data: &[u8], member: usize) -> Option<(Vec<BitExtent>, usize)> {
+    if data.get(member..member.checked_add(10)?)?[..3] != [0x1F, 0x8B, 8] {
+        return None;
     }
-    zip(data)
+    let flags = data[member + 3];
+    let mut at = member + 10;
+    if flags & 4 != 0 {
+        at += 2 + le16(data, at)?;
+    }
+    for bit in [8u8, 16] {
+        if flags & bit != 0 {
+            at += data.get(at..)?.iter().position(|&b| b == 0)? + 1;
+        }
+    }
+    if flags & 2 != 0 {
+        at += 2;
+    }
+    let (blocks, len) = deflate_stream(data, at).ok()?;
+    // The CRC-32 and size trailer.
+    let end = at + len + 8;
+    (end <= data.len()).then_some((blocks, end))
+}
+
+/// Deflate blocks in `data`, wherever they are: zip entries (found by their local headers)
+/// and gzip members (found by their magic), as in a filesystem image holding APKs and
+/// gzip files.
+pub fn any(data: &[u8]) -> Vec<BitExtent> {
+    let mut found = zip(data);
+    let mut at = 0usize;
+    while let Some(i) = data
+        .get(at..)
+        .and_then(|d| d.windows(3).position(|w| w == [0x1F, 0x8B, 8]))
+    {
+        let start = at + i;
+        // Zip entries hold deflate data where a gzip magic may appear by chance.
+        let inside_zip = found.iter().any(|b| {
+            let (s, e) = (b.offset / 8, (b.offset + b.length).div_ceil(8));
+            (s..e).contains(&(start as u64))
+        });
+        match (!inside_zip).then(|| gzip_member(data, start)).flatten() {
+            Some((blocks, end)) => {
+                found.extend(blocks);
+                at = end;
+            }
+            None => at = start + 1,
+        }
+    }
+    found.sort_by_key(|b| b.offset);
+    found
 }
 
 /// Whether the block at `extent` huffs back to exactly its own bytes: its puff recreates it.
