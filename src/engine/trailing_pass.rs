@@ -178,6 +178,7 @@ mod tests {
             operations,
             verity: None,
             version: None,
+            cow: Default::default(),
         }
     }
 
