@@ -26,7 +26,7 @@ mod proto {
 
 pub use patch::{apply, encode, make, Limits, Patch, MAGIC};
 pub use puff::BitExtent;
-pub use stream::{huff_stream, puff_stream, stream_info, ByteExtent, StreamInfo};
+pub use stream::{huff, huff_stream, puff, puff_stream, stream_info, ByteExtent, StreamInfo};
 
 #[cfg(test)]
 mod tests;

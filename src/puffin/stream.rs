@@ -256,3 +256,19 @@ pub fn stream_info(data: &[u8], deflates: &[BitExtent]) -> Result<StreamInfo> {
         puff_length: puff_pos + tail,
     })
 }
+
+/// Puffs every deflate block in `data` (a raw deflate stream, from its first bit) while at
+/// least a byte's worth of bits remains, as puffin does for one extent.
+pub fn puff(data: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut br = BitReader::new(data);
+    puff_blocks(&mut br, &mut PuffWriter::new(&mut out, limit), None)?;
+    Ok(out)
+}
+
+/// Huffs a whole puff into deflate bytes (at most `limit`), padded to a byte boundary.
+pub fn huff(puff: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    huff_blocks(puff, &mut BitWriter::new(&mut out, limit))?;
+    Ok(out)
+}
