@@ -11,6 +11,11 @@ use crate::{bail, err};
 
 pub const MAGIC: &[u8; 4] = b"PUF1";
 
+/// Largest header accepted. Decoding a header costs up to ~32x its size (each 2-byte empty
+/// extent becomes a message); real ones hold two small extents per deflate block, some
+/// hundred KiB for a 150 MiB APK.
+const MAX_HEADER: usize = 4 << 20;
+
 /// Sizes a patch may not exceed, whatever it claims.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -52,10 +57,11 @@ impl<'a> Patch<'a> {
             bail!(MalformedPayload, "puffin patch too short");
         };
         let len = u32::from_be_bytes(*len) as usize;
-        if len > rest.len() {
+        if len > rest.len() || len > MAX_HEADER {
             bail!(
                 MalformedPayload,
-                "puffin header of {len} bytes past the patch"
+                "puffin header of {len} bytes (patch {} bytes, limit {MAX_HEADER})",
+                patch.len()
             );
         }
         let (header, bsdiff) = rest.split_at(len);

@@ -63,8 +63,8 @@ fn round_trip(stream: &[u8], gzip: bool) -> StreamInfo {
 
 #[test]
 fn every_level_round_trips() {
-    for level in 0..=9 {
-        for (n, seed) in [(0, 1), (1, 2), (100, 3), (70_000, 4), (150_000, 5)] {
+    for level in [0, 1, 2, 4, 6, 9] {
+        for (n, seed) in [(0, 1), (1, 2), (100, 3), (70_000, 4)] {
             let data = sample(n, seed);
             let info = round_trip(&deflate(&data, level), false);
             if level > 0 && n >= 100 {
