@@ -35,7 +35,13 @@ fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
     while out.len() < n {
         let w = rng.next();
         out.extend_from_slice(
-            format!("<e k{}=\"v{}\">t{}</e>\n", w % 300, (w >> 20) % 1000, (w >> 40) % 50).as_bytes(),
+            format!(
+                "<e k{}=\"v{}\">t{}</e>\n",
+                w % 300,
+                (w >> 20) % 1000,
+                (w >> 40) % 50
+            )
+            .as_bytes(),
         );
     }
     out.truncate(n);
@@ -59,7 +65,11 @@ fn binary(rng: &mut Rng, n: usize) -> Vec<u8> {
 fn apk_entries(rng: &mut Rng, entries: usize, size: usize) -> Vec<(String, Vec<u8>)> {
     (0..entries)
         .map(|i| {
-            let data = if i % 2 == 0 { text(rng, size) } else { binary(rng, size) };
+            let data = if i % 2 == 0 {
+                text(rng, size)
+            } else {
+                binary(rng, size)
+            };
             (format!("res/e{i}.bin"), data)
         })
         .collect()
@@ -146,8 +156,15 @@ fn puffin_tool() -> PathBuf {
 }
 
 fn run_puffin(args: &[String]) -> Result<()> {
-    let out = Command::new(puffin_tool()).args(args).output().context("puffin")?;
-    ensure!(out.status.success(), "puffin {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(puffin_tool())
+        .args(args)
+        .output()
+        .context("puffin")?;
+    ensure!(
+        out.status.success(),
+        "puffin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 
@@ -209,7 +226,10 @@ fn speed() -> Result<()> {
                 arg("patch_file", &patch),
             ])?;
             theirs = theirs.min(t.elapsed());
-            ensure!(std::fs::read(&out)? == *new, "{name}: AOSP puffpatch differs");
+            ensure!(
+                std::fs::read(&out)? == *new,
+                "{name}: AOSP puffpatch differs"
+            );
         }
         println!(
             "speed: {name}: {} KiB -> {} KiB, patch {} bytes: ours {:.1} ms, AOSP puffpatch {:.1} ms: \
