@@ -260,7 +260,8 @@ fn puffdiff(src: &[u8], dst: &[u8]) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     let src_deflates = crate::puffin::locate::any(src);
-    crate::puffin::make(src, dst, &src_deflates, &dst_deflates).map(Some)
+    // Data that only looks like deflate (a failed puff) is bsdiff's to handle, not an error.
+    Ok(crate::puffin::make(src, dst, &src_deflates, &dst_deflates).ok())
 }
 
 #[cfg(test)]

@@ -124,6 +124,16 @@ pub fn any(data: &[u8]) -> Vec<BitExtent> {
         }
     }
     found.sort_by_key(|b| b.offset);
+    // A header found by chance inside another stream's data may decode into blocks that
+    // overlap real ones: keep the first of any overlapping run.
+    let mut end = 0u64;
+    found.retain(|b| {
+        let keep = b.offset >= end;
+        if keep {
+            end = b.offset + b.length;
+        }
+        keep
+    });
     found
 }
 
