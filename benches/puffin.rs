@@ -180,11 +180,11 @@ fn speed() -> Result<()> {
         .max(1);
     let dir = tempfile::tempdir()?;
     let mut rng = Rng(0x5eed_0002);
-    let entries = apk_entries(&mut rng, 200, 60_000);
+    let entries = apk_entries(&mut rng, 100, 60_000);
     let changed = evolve(&mut rng, &entries);
-    let log = text(&mut rng, 6 << 20);
+    let log = text(&mut rng, 4 << 20);
     let mut log2 = log.clone();
-    log2[3 << 20..(3 << 20) + 12].copy_from_slice(b"edited here!");
+    log2[2 << 20..(2 << 20) + 12].copy_from_slice(b"edited here!");
     let pairs = [
         ("apk.zip", zip(&entries)?, zip(&changed)?),
         ("log.gz", gzip(&log)?, gzip(&log2)?),
