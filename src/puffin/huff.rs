@@ -196,6 +196,11 @@ fn dynamic_header(md: &[u8], bw: &mut BitWriter<'_>) -> Result<(Encoder, Encoder
     for i in 0..ncode {
         let byte = rest[i / 2];
         let l = if i % 2 == 0 { byte >> 4 } else { byte & 0x0F };
+        // Sent in 3 bits: a larger nibble (only a forged puff has one) would be written as
+        // something other than the code built from it (the fuzzer's first find).
+        if l > 7 {
+            bail!(MalformedPayload, "puff code length code length {l}");
+        }
         code_lens[PERMUTATION[i]] = l;
         bw.write(3, l.into())?;
     }
