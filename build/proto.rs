@@ -1,4 +1,4 @@
-//! The payload manifest and checkpoint schemas, compiled with rust-protobuf's pure-Rust parser
+//! The payload manifest, checkpoint and puffin patch-header schemas, compiled with rust-protobuf's pure-Rust parser
 //! (no `protoc` needed).
 
 pub fn generate() {
@@ -9,5 +9,13 @@ pub fn generate() {
         .input("proto/update_metadata.proto")
         .input("proto/checkpoint.proto")
         .cargo_out_dir("proto")
+        .run_from_script();
+    // Puffin's patch header, its own module so the format module `puffin` does not reach into
+    // the payload's schema.
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include("proto")
+        .input("proto/puffin.proto")
+        .cargo_out_dir("puffin_proto")
         .run_from_script();
 }

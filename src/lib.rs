@@ -63,6 +63,7 @@ pub mod key_file;
 pub mod lp;
 pub mod payload;
 pub mod postinstall;
+pub mod puffin;
 pub mod rollback_store;
 pub mod service;
 pub mod slot;

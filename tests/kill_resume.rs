@@ -113,6 +113,57 @@ fn kill_9_at_24_points_of_a_delta_update() {
     stats.check(24, 3);
 }
 
+/// An image of APK-like zips, each with its entries changed in `version`: PUFFDIFF material.
+fn zips_image(rng_seed: u64, zips: usize, version: u8) -> Vec<u8> {
+    use std::io::Write;
+    let mut image = Vec::new();
+    for z in 0..zips {
+        let mut rng = Rng(rng_seed + z as u64);
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .last_modified_time(zip::DateTime::default());
+        for f in 0..4 {
+            w.start_file(format!("res/{f}.xml"), opts).unwrap();
+            let mut text: Vec<u8> = (0..2500)
+                .flat_map(|_| format!("<item id=\"{}\"/>\n", rng.below(4000)).into_bytes())
+                .collect();
+            text[500 + f] = b'A' + version;
+            w.write_all(&text).unwrap();
+        }
+        image.extend(w.finish().unwrap().into_inner());
+        image.resize(image.len().next_multiple_of(4096), 0);
+    }
+    image.resize(image.len() + 4096, 0);
+    image
+}
+
+#[test]
+fn kill_9_in_puffdiff_operations() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0004);
+    let (a, b) = (zips_image(7, 10, 0), zips_image(7, 10, 1));
+    let len = a.len().max(b.len());
+    let pad = |mut v: Vec<u8>| {
+        v.resize(len, 0);
+        v
+    };
+    let old = [("system", pad(a))];
+    let new = [("system", pad(b))];
+    let payload = delta_payload(tmp.path(), &old, &new);
+    let puffdiffs = Forge::parse(&payload).manifest().partitions[0]
+        .operations
+        .iter()
+        .filter(|o| o.type_() == Type::PUFFDIFF)
+        .count();
+    assert!(puffdiffs >= 4, "{puffdiffs} PUFFDIFF operations");
+    // Every change is inside a zip, so the run is PUFFDIFF work after the source hashing.
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
+    let stats = setup.kill_and_resume(&mut rng, 6, (40, 90));
+    stats.check(6, 3);
+}
+
 /// A device template, the payload and what applying it must produce.
 struct Setup<'a> {
     root: PathBuf,

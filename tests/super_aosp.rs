@@ -196,6 +196,7 @@ fn payload(builds: &Builds, out: &Path, new: u32, old: Option<u32>) {
                 partitions: LOGICAL.iter().map(|(n, ..)| (*n).to_owned()).collect(),
             }],
             snapshot_enabled: false,
+            vabc: Default::default(),
         }),
         ..BuildOptions::default()
     };

@@ -190,6 +190,18 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
     if let Some(dynamic) = &options.dynamic {
         let meta = manifest.dynamic_partition_metadata.mut_or_insert_default();
         meta.set_snapshot_enabled(dynamic.snapshot_enabled);
+        let v = &dynamic.vabc;
+        if *v != Default::default() {
+            meta.set_vabc_enabled(v.enabled);
+            meta.vabc_compression_param = v.compression_param.clone();
+            meta.cow_version = v.cow_version;
+            meta.compression_factor = v.compression_factor;
+            if v.threaded || v.batch_writes {
+                let f = meta.vabc_feature_set.mut_or_insert_default();
+                f.set_threaded(v.threaded);
+                f.set_batch_writes(v.batch_writes);
+            }
+        }
         for g in &dynamic.groups {
             let mut group = pb::DynamicPartitionGroup::new();
             group.set_name(g.name.clone());

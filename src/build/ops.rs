@@ -104,6 +104,18 @@ pub fn delta(
     skip: &[Extent],
     compressors: Compressors,
 ) -> Result<Vec<GeneratedOp>> {
+    delta_with(old, new, skip, compressors, true)
+}
+
+/// [`delta`], with PUFFDIFF tried for changed blocks holding deflate data only if `puffdiff`
+/// (off, it measures what PUFFDIFF saves).
+pub fn delta_with(
+    old: &[u8],
+    new: &[u8],
+    skip: &[Extent],
+    compressors: Compressors,
+    puffdiff: bool,
+) -> Result<Vec<GeneratedOp>> {
     let mut kinds = classify(old, new);
     for e in skip {
         let range = e.start_block as usize..(e.end_block() as usize).min(kinds.len());
@@ -147,7 +159,7 @@ pub fn delta(
                     }],
                 })
             }
-            BlockKind::Changed => ops.push(changed(old, new, start, end, compressors)?),
+            BlockKind::Changed => ops.push(changed(old, new, start, end, compressors, puffdiff)?),
             BlockKind::Skip => {}
         }
         i = run_end;
@@ -195,14 +207,15 @@ fn run_end(kinds: &[BlockKind], i: usize) -> usize {
     j
 }
 
-/// Changed blocks: BROTLI_BSDIFF against the old blocks at the same place if that is smaller
-/// than the best REPLACE_*.
+/// Changed blocks: BROTLI_BSDIFF or PUFFDIFF against the old blocks at the same place,
+/// whichever is smallest, if that is smaller than the best REPLACE_*.
 fn changed(
     old: &[u8],
     new: &[u8],
     start: u64,
     end: u64,
     compressors: Compressors,
+    try_puffdiff: bool,
 ) -> Result<GeneratedOp> {
     let data = &new[start as usize * BS..end as usize * BS];
     let replace_op = replace(data, start, compressors)?;
@@ -211,13 +224,22 @@ fn changed(
         return Ok(replace_op);
     }
     let src = &old[start as usize * BS..old_end];
-    let patch = crate::bsdiff::make_bsdf2(src, data)?;
-    if patch.len() >= replace_op.blob.len() {
+    let mut best = (OpKind::BrotliBsdiff, crate::bsdiff::make_bsdf2(src, data)?);
+    if let Some(puff) = try_puffdiff
+        .then(|| puffdiff(src, data))
+        .transpose()?
+        .flatten()
+    {
+        if puff.len() < best.1.len() {
+            best = (OpKind::Puffdiff, puff);
+        }
+    }
+    if best.1.len() >= replace_op.blob.len() {
         return Ok(replace_op);
     }
     Ok(GeneratedOp {
-        kind: OpKind::BrotliBsdiff,
-        blob: patch,
+        kind: best.0,
+        blob: best.1,
         src_extents: vec![Extent {
             start_block: start,
             num_blocks: (src.len() / BS) as u64,
@@ -225,6 +247,21 @@ fn changed(
         dst_extents: replace_op.dst_extents,
         src_sha256: Some(sha256(src)),
     })
+}
+
+/// A PUFFDIFF patch from `src` to `dst` when `dst` holds deflate data (zip entries, gzip
+/// members) that huffs back bit-exactly, as AOSP's generator does for APKs and gzip files.
+fn puffdiff(src: &[u8], dst: &[u8]) -> Result<Option<Vec<u8>>> {
+    if dst.len() as u64 > crate::puffin::Limits::DEFAULT.max_dst {
+        return Ok(None);
+    }
+    let dst_deflates = crate::puffin::locate::any(dst);
+    if dst_deflates.is_empty() {
+        return Ok(None);
+    }
+    let src_deflates = crate::puffin::locate::any(src);
+    // Data that only looks like deflate (a failed puff) is bsdiff's to handle, not an error.
+    Ok(crate::puffin::make(src, dst, &src_deflates, &dst_deflates).ok())
 }
 
 #[cfg(test)]
@@ -297,6 +334,72 @@ mod tests {
             }
         }
         assert!(rebuilt == new);
+    }
+
+    /// An image of zips (deflated entries) and a gzip file, each slightly changed.
+    fn zip_image(version: u8) -> Vec<u8> {
+        use std::io::Cursor;
+        let mut image = Vec::new();
+        for z in 0..2u8 {
+            let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .last_modified_time(zip::DateTime::default());
+            for f in 0..3u8 {
+                w.start_file(format!("res/{f}.xml"), opts).unwrap();
+                // Words picked by a xorshift: compressible like text, not periodic.
+                let mut x = u32::from(z) * 16 + u32::from(f) + 1;
+                let mut text: Vec<u8> = (0..3000u32)
+                    .flat_map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 17;
+                        x ^= x << 5;
+                        format!("<item id=\"{}\" z=\"{z}\"/>\n", x % 5000).into_bytes()
+                    })
+                    .collect();
+                text[1000 + usize::from(f)] = b'A' + version;
+                w.write_all(&text).unwrap();
+            }
+            image.extend(w.finish().unwrap().into_inner());
+            image.resize(image.len().next_multiple_of(BS), 0);
+        }
+        image.resize(image.len() + 2 * BS, 0);
+        image
+    }
+
+    #[test]
+    fn deflate_data_gets_puffdiff() {
+        let (old, new) = (zip_image(0), zip_image(1));
+        let compressors = Compressors {
+            xz: true,
+            bzip2: false,
+        };
+        let ops = delta(&old, &new, &[], compressors).unwrap();
+        let puff: Vec<_> = ops.iter().filter(|o| o.kind == OpKind::Puffdiff).collect();
+        assert!(
+            !puff.is_empty(),
+            "{:?}",
+            ops.iter().map(|o| o.kind).collect::<Vec<_>>()
+        );
+        let mut rebuilt = vec![0u8; new.len()];
+        for op in &ops {
+            let out = run(op, &old);
+            let mut at = 0;
+            for e in &op.dst_extents {
+                let (o, l) = (e.byte_offset() as usize, e.byte_len() as usize);
+                rebuilt[o..o + l].copy_from_slice(&out[at..at + l]);
+                at += l;
+            }
+        }
+        assert!(rebuilt == new);
+        let size = |ops: &[GeneratedOp]| ops.iter().map(|o| o.blob.len()).sum::<usize>();
+        let without = delta_with(&old, &new, &[], compressors, false).unwrap();
+        assert!(
+            size(&ops) < size(&without),
+            "{} vs {}",
+            size(&ops),
+            size(&without)
+        );
     }
 
     #[test]

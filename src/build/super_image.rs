@@ -99,5 +99,6 @@ pub fn dynamic_metadata(group: &str, group_size: u64, partitions: &[&str]) -> Dy
             partitions: partitions.iter().map(|p| (*p).to_owned()).collect(),
         }],
         snapshot_enabled: false,
+        vabc: Default::default(),
     }
 }

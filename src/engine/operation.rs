@@ -90,6 +90,14 @@ pub(crate) fn execute_checked(
         OpKind::SourceBsdiff | OpKind::BrotliBsdiff => {
             crate::bsdiff::apply(source.unwrap_or_default(), &blob, dst_len)?
         }
+        // Memory: the source and destination (at most 150 MiB), and the two puffed streams
+        // as far as they are really produced (see `puffin::Limits`).
+        OpKind::Puffdiff => crate::puffin::apply(
+            source.unwrap_or_default(),
+            &blob,
+            dst_len,
+            crate::puffin::Limits::DEFAULT,
+        )?,
         other => bail!(Unsupported, "unsupported operation {}", other.name()),
     };
     pool.give(blob);

@@ -179,6 +179,7 @@ mod tests {
             verity: None,
             version: None,
             postinstall: None,
+            cow: Default::default(),
         }
     }
 

@@ -101,8 +101,7 @@ impl OpKind {
     pub fn is_supported(self) -> bool {
         !matches!(
             self,
-            OpKind::Puffdiff
-                | OpKind::Zucchini
+            OpKind::Zucchini
                 | OpKind::Lz4diffBsdiff
                 | OpKind::Lz4diffPuffdiff
                 | OpKind::Move
@@ -210,6 +209,57 @@ pub struct Partition {
     /// The program to run from the new partition before the slot switch, when the manifest
     /// sets `run_postinstall`.
     pub postinstall: Option<Postinstall>,
+    /// What the generator planned for a Virtual A/B snapshot update of this partition.
+    pub cow: CowPlan,
+}
+
+/// A partition's Virtual A/B fields: the merge sequence and the COW size estimates. This engine
+/// writes the target slot directly and does not use them to apply; they are kept for
+/// inspection and for snapshot-based engines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CowPlan {
+    /// `merge_operations`, in merge order.
+    pub merge_operations: Vec<MergeOperation>,
+    /// `estimate_cow_size`: bytes of COW the generator expects this partition to need.
+    pub estimate_cow_size: Option<u64>,
+    /// `estimate_op_count_max`: the most COW operations it expects.
+    pub estimate_op_count_max: Option<u64>,
+}
+
+/// One `CowMergeOperation`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MergeOperation {
+    pub kind: MergeKind,
+    pub src: Extent,
+    pub dst: Extent,
+    /// Byte offset into the source for COW_XOR (below one block).
+    pub src_offset: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MergeKind {
+    Copy,
+    Xor,
+    Replace,
+}
+
+impl MergeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MergeKind::Copy => "COW_COPY",
+            MergeKind::Xor => "COW_XOR",
+            MergeKind::Replace => "COW_REPLACE",
+        }
+    }
+}
+
+/// One `ApexInfo`: a (compressed) APEX the target build carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApexInfo {
+    pub package_name: String,
+    pub version: i64,
+    pub is_compressed: bool,
+    pub decompressed_size: i64,
 }
 
 /// A partition's postinstall step (`run_postinstall`, `postinstall_path`, `filesystem_type`,
@@ -250,16 +300,36 @@ pub struct Manifest {
     /// The target build's dynamic partitions (`dynamic_partition_metadata`), when it has any
     /// groups: update_engine's `is_target_dynamic`.
     pub dynamic: Option<DynamicPartitions>,
+    /// `apex_info`: compressed APEXes and their decompressed sizes.
+    pub apex_info: Vec<ApexInfo>,
 }
 
 /// The manifest's `dynamic_partition_metadata`: how the target slot's part of `super` is laid
-/// out. The `vabc_*`, `cow_version` and `compression_factor` fields only matter to snapshot
-/// updates, which this engine does not make, and are not kept.
+/// out, and the Virtual A/B compression settings (only snapshot updates use those).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicPartitions {
     pub groups: Vec<DynamicGroup>,
     /// The target build supports Virtual A/B snapshots (`snapshot_enabled`).
     pub snapshot_enabled: bool,
+    pub vabc: Vabc,
+}
+
+/// The Virtual A/B compression fields of `dynamic_partition_metadata`. A build made with
+/// `--disable_vabc` says so by `vabc_enabled` false; there is no separate manifest field.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vabc {
+    /// `vabc_enabled`: the update may use compressed snapshots.
+    pub enabled: bool,
+    /// `vabc_compression_param`: the COW compressor ("gz", "brotli", "lz4", "zstd", "none").
+    pub compression_param: Option<String>,
+    /// `cow_version`: the COW format's major version.
+    pub cow_version: Option<u32>,
+    /// `vabc_feature_set.threaded`.
+    pub threaded: bool,
+    /// `vabc_feature_set.batch_writes`.
+    pub batch_writes: bool,
+    /// `compression_factor`: the COW compression block size in bytes.
+    pub compression_factor: Option<u64>,
 }
 
 /// One group of logical partitions: `<name>_<slot>` in the target metadata, at most `size`
@@ -391,6 +461,16 @@ impl Manifest {
             partial_update: m.partial_update(),
             security_patch_level: m.security_patch_level.clone().filter(|s| !s.is_empty()),
             dynamic: parse_dynamic(m, &names)?,
+            apex_info: m
+                .apex_info
+                .iter()
+                .map(|a| ApexInfo {
+                    package_name: a.package_name().to_owned(),
+                    version: a.version(),
+                    is_compressed: a.is_compressed(),
+                    decompressed_size: a.decompressed_size(),
+                })
+                .collect(),
         })
     }
 
@@ -513,9 +593,18 @@ fn parse_dynamic(
             partitions,
         });
     }
+    let features = d.vabc_feature_set.as_ref();
     Ok(Some(DynamicPartitions {
         groups,
         snapshot_enabled: d.snapshot_enabled(),
+        vabc: Vabc {
+            enabled: d.vabc_enabled(),
+            compression_param: d.vabc_compression_param.clone().filter(|s| !s.is_empty()),
+            cow_version: d.cow_version,
+            threaded: features.is_some_and(|f| f.threaded()),
+            batch_writes: features.is_some_and(|f| f.batch_writes()),
+            compression_factor: d.compression_factor,
+        },
     }))
 }
 
@@ -549,6 +638,12 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
         None
     };
     let postinstall = parse_postinstall(&name, p)?;
+    let cow = parse_cow_plan(
+        p,
+        &name,
+        new_blocks,
+        old_blocks.unwrap_or(u64::MAX / BLOCK_SIZE),
+    )?;
     Ok(Partition {
         name,
         old_info,
@@ -557,6 +652,66 @@ fn parse_partition(p: &pb::PartitionUpdate, minor: u32, next_blob: &mut u64) -> 
         verity,
         version: p.version.clone().filter(|v| !v.is_empty()),
         postinstall,
+        cow,
+    })
+}
+
+/// The Virtual A/B fields: merge operations name target blocks (`dst`) and the source slot's
+/// blocks they come from (`src`), which must lie within the partitions.
+fn parse_cow_plan(
+    p: &pb::PartitionUpdate,
+    name: &str,
+    new_blocks: u64,
+    old_blocks: u64,
+) -> Result<CowPlan> {
+    use pb::cow_merge_operation::Type as T;
+    let mut merge_operations = Vec::with_capacity(p.merge_operations.len());
+    for (i, m) in p.merge_operations.iter().enumerate() {
+        let at = |e: Error| {
+            Error::new(
+                e.code,
+                format!("partition {name}, merge operation {i}: {}", e.message),
+            )
+        };
+        let kind = match m.type_() {
+            T::COW_COPY => MergeKind::Copy,
+            T::COW_XOR => MergeKind::Xor,
+            T::COW_REPLACE => MergeKind::Replace,
+        };
+        let missing = || err!(MalformedPayload, "extent missing");
+        let dst = parse_extent(
+            m.dst_extent.as_ref().ok_or_else(missing).map_err(at)?,
+            new_blocks,
+            "merge destination",
+        )
+        .map_err(at)?;
+        let src = match m.src_extent.as_ref() {
+            Some(e) => parse_extent(e, old_blocks, "merge source").map_err(at)?,
+            // COW_REPLACE has no source.
+            None if kind == MergeKind::Replace => Extent {
+                start_block: 0,
+                num_blocks: 0,
+            },
+            None => return Err(at(missing())),
+        };
+        if u64::from(m.src_offset()) >= BLOCK_SIZE {
+            return Err(at(err!(
+                MalformedPayload,
+                "src_offset {} is not below a block",
+                m.src_offset()
+            )));
+        }
+        merge_operations.push(MergeOperation {
+            kind,
+            src,
+            dst,
+            src_offset: m.src_offset(),
+        });
+    }
+    Ok(CowPlan {
+        merge_operations,
+        estimate_cow_size: p.estimate_cow_size,
+        estimate_op_count_max: p.estimate_op_count_max,
     })
 }
 
@@ -931,5 +1086,80 @@ mod tests {
             Manifest::from_proto(&manifest(&[size, size], &[extent(0, 1)], &[]), None).unwrap_err();
         assert_eq!(e.code, ErrorCode::MalformedPayload);
         assert!(e.message.contains("2^64"), "{e}");
+    }
+
+    #[test]
+    fn newer_fields_are_kept_and_unknown_fields_ignored() {
+        use protobuf::Message;
+        let mut m = manifest(&[8 * BLOCK_SIZE], &[extent(0, 8)], &[]);
+        let p = &mut m.partitions[0];
+        p.set_estimate_cow_size(123_456);
+        p.set_estimate_op_count_max(77);
+        let mut merge = pb::CowMergeOperation::new();
+        merge.set_type(pb::cow_merge_operation::Type::COW_XOR);
+        merge.src_extent = Some(extent(1, 2)).into();
+        merge.dst_extent = Some(extent(3, 2)).into();
+        merge.set_src_offset(100);
+        p.merge_operations.push(merge);
+        // Fields from a newer update_metadata.proto than ours, in every message kind.
+        p.mut_unknown_fields().add_varint(90, 1);
+        p.operations[0]
+            .mut_unknown_fields()
+            .add_length_delimited(91, b"future".to_vec());
+        m.mut_unknown_fields().add_fixed64(99, 5);
+        let mut apex = pb::ApexInfo::new();
+        apex.set_package_name("com.android.art".into());
+        apex.set_version(340_000_000);
+        apex.set_is_compressed(true);
+        apex.set_decompressed_size(50 << 20);
+        m.apex_info.push(apex);
+        let d = m.dynamic_partition_metadata.mut_or_insert_default();
+        let mut g = pb::DynamicPartitionGroup::new();
+        g.set_name("main".into());
+        g.set_size(1 << 30);
+        g.partition_names.push("p0".into());
+        d.groups.push(g);
+        d.set_vabc_enabled(true);
+        d.set_vabc_compression_param("lz4".into());
+        d.set_cow_version(3);
+        d.set_compression_factor(65536);
+        d.vabc_feature_set
+            .mut_or_insert_default()
+            .set_threaded(true);
+        d.mut_unknown_fields().add_varint(92, 7);
+
+        let bytes = m.write_to_bytes().unwrap();
+        let parsed = Manifest::parse(&bytes, None).unwrap();
+        let cow = &parsed.partitions[0].cow;
+        assert_eq!(cow.estimate_cow_size, Some(123_456));
+        assert_eq!(cow.estimate_op_count_max, Some(77));
+        assert_eq!(
+            cow.merge_operations,
+            [MergeOperation {
+                kind: MergeKind::Xor,
+                src: Extent {
+                    start_block: 1,
+                    num_blocks: 2
+                },
+                dst: Extent {
+                    start_block: 3,
+                    num_blocks: 2
+                },
+                src_offset: 100,
+            }]
+        );
+        assert_eq!(parsed.apex_info.len(), 1);
+        assert!(parsed.apex_info[0].is_compressed);
+        let vabc = &parsed.dynamic.as_ref().unwrap().vabc;
+        assert!(vabc.enabled && vabc.threaded && !vabc.batch_writes);
+        assert_eq!(vabc.compression_param.as_deref(), Some("lz4"));
+        assert_eq!(
+            (vabc.cow_version, vabc.compression_factor),
+            (Some(3), Some(65536))
+        );
+
+        // A merge operation outside the partition is refused like any other extent.
+        m.partitions[0].merge_operations[0].dst_extent = Some(extent(7, 2)).into();
+        assert_eq!(code(&m), Some(ErrorCode::MalformedPayload));
     }
 }

@@ -29,4 +29,7 @@ pub mod proto {
 }
 
 pub use header::{PayloadHeader, HEADER_SIZE};
-pub use manifest::{Extent, Manifest, OpKind, Operation, Partition, BLOCK_SIZE};
+pub use manifest::{
+    ApexInfo, CowPlan, Extent, Manifest, MergeKind, MergeOperation, OpKind, Operation, Partition,
+    Vabc, BLOCK_SIZE,
+};

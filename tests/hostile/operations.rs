@@ -102,8 +102,8 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "PUFFDIFF operation",
-            expect: Unsupported,
-            says: "PUFFDIFF",
+            expect: MalformedPayload,
+            says: "not a puffin patch",
             attempt: |fx| retyped(fx, Type::PUFFDIFF, true),
         },
         Case {
@@ -370,8 +370,8 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "AOSP delta with BROTLI_BSDIFF made PUFFDIFF",
-            expect: Unsupported,
-            says: "PUFFDIFF",
+            expect: MalformedPayload,
+            says: "not a puffin patch",
             attempt: |fx| {
                 let mut f = fx.aosp_delta.clone();
                 f.edit(|m| {

@@ -98,6 +98,7 @@ pub fn run(cmd: PayloadCommand) -> Result<()> {
             let dynamic = (!groups.is_empty()).then_some(DynamicPartitions {
                 groups,
                 snapshot_enabled,
+                vabc: Default::default(),
             });
             let mut specs = partitions
                 .iter()
@@ -213,6 +214,22 @@ fn info(path: &PathBuf) -> Result<()> {
                 if step.optional { ", optional" } else { "" }
             );
         }
+        print_cow_plan(&p.cow);
+    }
+    if m.partial_update {
+        println!("partial update:    yes (partitions not listed keep their contents)");
+    }
+    for a in &m.apex_info {
+        println!(
+            "apex:              {} v{}{}",
+            a.package_name,
+            a.version,
+            if a.is_compressed {
+                format!(", compressed, {} bytes decompressed", a.decompressed_size)
+            } else {
+                String::new()
+            }
+        );
     }
     if let Some(d) = &m.dynamic {
         println!(
@@ -231,7 +248,48 @@ fn info(path: &PathBuf) -> Result<()> {
                 g.partitions.join(", ")
             );
         }
+        let v = &d.vabc;
+        println!(
+            "virtual A/B:       vabc {}{}{}{}{}",
+            if v.enabled { "enabled" } else { "disabled" },
+            v.compression_param
+                .as_ref()
+                .map_or(String::new(), |c| format!(", compression {c}")),
+            v.cow_version
+                .map_or(String::new(), |c| format!(", cow version {c}")),
+            v.compression_factor
+                .map_or(String::new(), |c| format!(", compression factor {c}")),
+            match (v.threaded, v.batch_writes) {
+                (false, false) => "",
+                (true, false) => ", threaded",
+                (false, true) => ", batch writes",
+                (true, true) => ", threaded, batch writes",
+            }
+        );
     }
     let _ = HEADER_SIZE;
     Ok(())
+}
+
+/// A partition's Virtual A/B plan, when the payload has one.
+fn print_cow_plan(cow: &abupdate::payload::CowPlan) {
+    if cow.merge_operations.is_empty()
+        && cow.estimate_cow_size.is_none()
+        && cow.estimate_op_count_max.is_none()
+    {
+        return;
+    }
+    let mut kinds = BTreeMap::new();
+    for op in &cow.merge_operations {
+        *kinds.entry(op.kind.name()).or_insert(0) += 1;
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!(
+        "  {:<12} cow estimate {} bytes, {} ops max; {} merge ops {}",
+        "",
+        cow.estimate_cow_size.unwrap_or(0),
+        cow.estimate_op_count_max.unwrap_or(0),
+        cow.merge_operations.len(),
+        kinds.join(", ")
+    );
 }

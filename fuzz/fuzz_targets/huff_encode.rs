@@ -1,0 +1,11 @@
+//! `huff_encode`: see `puffin_check.rs` for the input and the properties checked.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "puffin_check.rs"]
+mod check;
+
+fuzz_target!(|data: &[u8]| {
+    check::huff_encode(data);
+});
