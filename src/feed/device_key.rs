@@ -19,6 +19,8 @@ pub trait DeviceKey: Send + Sync {
 
 /// DER prefixes of an X25519 PKCS#8 private key and SubjectPublicKeyInfo (RFC 8410), each
 /// followed by the 32 key bytes.
+// Only the host's file key reads and writes PKCS#8.
+#[cfg(not(soong))]
 const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
 ];
@@ -134,7 +136,8 @@ impl DeviceKey for FileDeviceKey {
     }
 }
 
-#[cfg(test)]
+// The tests use the host's file key.
+#[cfg(all(test, not(soong)))]
 mod tests {
     use super::*;
     use crate::feed::crypt::{ContentKey, KeyFile};

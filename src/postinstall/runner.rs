@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::{pipe2, Pid};
@@ -117,14 +117,27 @@ pub fn run(
 fn pipe(what: &str) -> Result<(OwnedFd, OwnedFd)> {
     let (read, write) =
         pipe2(OFlag::O_CLOEXEC).map_err(|e| err!(PostinstallFailed, "pipe for {what}: {e}"))?;
-    let flags = fcntl(&read, FcntlArg::F_GETFL)
-        .map_err(|e| err!(PostinstallFailed, "pipe for {what}: {e}"))?;
-    fcntl(
-        &read,
-        FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK),
-    )
-    .map_err(|e| err!(PostinstallFailed, "pipe for {what}: {e}"))?;
+    set_nonblocking(&read).map_err(|e| err!(PostinstallFailed, "pipe for {what}: {e}"))?;
     Ok((read, write))
+}
+
+/// O_NONBLOCK on our end only: the program's end stays blocking, so a chatty program waits
+/// for us instead of losing output. Through libc because nix's `fcntl` takes a `RawFd` in
+/// AOSP's nix 0.28 and an `AsFd` in 0.30.
+fn set_nonblocking(fd: &OwnedFd) -> std::io::Result<()> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    // SAFETY: F_GETFL on a descriptor `fd` keeps open for the call; no memory is passed.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above, F_SETFL with an integer argument.
+    if unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 fn describe(status: ExitStatus) -> String {

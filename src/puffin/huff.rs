@@ -226,7 +226,7 @@ fn dynamic_header(md: &[u8], bw: &mut BitWriter<'_>) -> Result<(Encoder, Encoder
         let (c, n) = code.code(sym)?;
         bw.write(n, c)?;
         bw.write(extra_bits, extra.into())?;
-        lens.extend(std::iter::repeat_n(value, count));
+        lens.extend(std::iter::repeat(value).take(count));
     }
     // Puffin: the metadata must end exactly with the code lengths, which must fill the counts.
     if lens.len() != nlit + ndist || syms.next().is_some() {

@@ -49,7 +49,10 @@ pub fn zip(data: &[u8]) -> Vec<BitExtent> {
             break;
         };
         let start = pos + 30 + name + extra;
-        if start.checked_add(csize).is_none_or(|end| end > data.len()) {
+        if start
+            .checked_add(csize)
+            .map_or(true, |end| end > data.len())
+        {
             pos += 4;
             continue;
         }

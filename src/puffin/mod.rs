@@ -33,9 +33,12 @@ mod proto {
     pub use abupdate_proto::puffin;
 }
 
-pub use patch::{apply, encode, make, Limits, Patch, MAGIC};
+#[cfg(feature = "host-tools")]
+pub use patch::make;
+pub use patch::{apply, encode, Limits, Patch, MAGIC};
 pub use puff::BitExtent;
 pub use stream::{huff, huff_stream, puff, puff_stream, stream_info, ByteExtent, StreamInfo};
 
-#[cfg(test)]
+// The tests make patches and deflate streams with host tools.
+#[cfg(all(test, feature = "host-tools"))]
 mod tests;

@@ -5,7 +5,9 @@ use protobuf::Message;
 
 use super::proto::puffin as pb;
 use super::puff::BitExtent;
-use super::stream::{huff_stream, puff_stream, stream_info, ByteExtent, StreamInfo};
+#[cfg(feature = "host-tools")]
+use super::stream::stream_info;
+use super::stream::{huff_stream, puff_stream, ByteExtent, StreamInfo};
 use crate::error::Result;
 use crate::{bail, err};
 
@@ -184,7 +186,9 @@ pub fn encode(src: &StreamInfo, dst: &StreamInfo, bsdiff: &[u8]) -> Result<Vec<u
 
 /// Makes a PUFFDIFF patch from `src` to `dst` given their deflate blocks (see
 /// [`super::locate`]). Destination blocks that would not huff back bit-exactly (see
-/// [`super::locate::round_trips`]) are left to the bsdiff as plain bytes.
+/// [`super::locate::round_trips`]) are left to the bsdiff as plain bytes. A host tool (the
+/// payload builder's), like the bsdiff encoder it uses.
+#[cfg(feature = "host-tools")]
 pub fn make(
     src: &[u8],
     dst: &[u8],

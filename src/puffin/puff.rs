@@ -275,7 +275,7 @@ fn dynamic_header(br: &mut BitReader<'_>, md: &mut Vec<u8>) -> Result<(Decoder, 
             _ => bail!(MalformedPayload, "code length symbol {sym}"),
         };
         md.push(puff);
-        lens.extend(std::iter::repeat_n(value, count));
+        lens.extend(std::iter::repeat(value).take(count));
     }
     if lens.len() != nlit + ndist {
         bail!(MalformedPayload, "deflate code lengths overrun their count");

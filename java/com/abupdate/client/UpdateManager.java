@@ -75,6 +75,9 @@ public final class UpdateManager {
     public static final int ERROR_AVB_CONTENTS = IUpdateService.ERROR_AVB_CONTENTS;
     public static final int ERROR_POSTINSTALL_FAILED = IUpdateService.ERROR_POSTINSTALL_FAILED;
     public static final int ERROR_POSTINSTALL_TIMEOUT = IUpdateService.ERROR_POSTINSTALL_TIMEOUT;
+    public static final int ERROR_FEED_INVALID = IUpdateService.ERROR_FEED_INVALID;
+    public static final int ERROR_FEED_STALE = IUpdateService.ERROR_FEED_STALE;
+    public static final int ERROR_FEED_NOT_FOR_DEVICE = IUpdateService.ERROR_FEED_NOT_FOR_DEVICE;
 
     /** The class of a status code, as its tens digit names it (for messages and analytics). */
     public static String errorClass(int code) {
@@ -288,5 +291,14 @@ public final class UpdateManager {
     /** Checks a payload's metadata against the device without applying it. */
     public void verifyPayloadApplicable(byte[] metadata) throws RemoteException {
         service().verifyPayloadApplicable(metadata);
+    }
+
+    /**
+     * Fetches and verifies the signed update feed and picks this device's offer:
+     * "UPDATE_AVAILABLE ..." or "NO_UPDATE". An empty token skips the fleet check-in.
+     */
+    public String checkForUpdate(String feedUrl, String deviceId, String token)
+            throws RemoteException {
+        return service().checkForUpdate(feedUrl, deviceId, token);
     }
 }

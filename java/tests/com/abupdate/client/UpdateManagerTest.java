@@ -113,6 +113,12 @@ public final class UpdateManagerTest {
         }
 
         @Override
+        public String checkForUpdate(String feedUrl, String deviceId, String token) {
+            calls.add("check " + feedUrl + " " + deviceId + " " + token);
+            return "NO_UPDATE";
+        }
+
+        @Override
         public SlotInfo getSlotInfo() {
             return new SlotInfo();
         }
@@ -182,6 +188,11 @@ public final class UpdateManagerTest {
         check(first.calls.contains("applyPayload https://ota.example/p.bin 4096 100 1"),
                 "applyPayload reached the service: " + first.calls);
         manager.verifyPayloadApplicable(new byte[24]);
+        check("NO_UPDATE".equals(
+                manager.checkForUpdate("https://ota.example/feed.json", "dev-1", "")),
+                "checkForUpdate's answer");
+        check(first.calls.contains("check https://ota.example/feed.json dev-1 "),
+                "checkForUpdate reached the service: " + first.calls);
         manager.cancel();
         handler.advance(0);
         expect(seen, "status " + UpdateManager.STATE_DOWNLOADING,
@@ -228,6 +239,7 @@ public final class UpdateManagerTest {
         // The structured codes.
         check(UpdateManager.ERROR_POSTINSTALL_FAILED == 44, "44");
         check(UpdateManager.ERROR_POSTINSTALL_TIMEOUT == 45, "45");
+        check(UpdateManager.ERROR_FEED_INVALID == 15, "15");
         check(UpdateManager.ERROR_CANCELLED == 38, "38");
         check(UpdateManager.errorClass(0).equals("ok"), "class of 0");
         check(UpdateManager.errorClass(12).equals("download failed"), "class of 12");
