@@ -15,7 +15,9 @@ pub fn compress256(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
     portable_compress256(state, blocks);
 }
 
-const K: [u32; 64] = [
+/// The round constants (FIPS 180-4, 4.2.2); also the SHA-NI multi-buffer path's
+/// (`engine::hashing::sha_ni`).
+pub(crate) const K: [u32; 64] = [
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
     0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
     0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
