@@ -187,19 +187,7 @@ fn execute(flags: &Flags) -> Result<u8> {
     }
     let session = client::connect(&transport)?;
     let service = &session.service;
-    let (tx, events) = mpsc::channel();
-    let death = {
-        let tx = tx.clone();
-        binder::link_binder_to_death(
-            &service.as_binder(),
-            Box::new(move || {
-                let _ = tx.send(None);
-            }),
-        )?
-    };
-    let relay = UeCallbackRelay::new(move |event| {
-        let _ = tx.send(Some(event));
-    });
+    let (relay, events, death) = listen(&service.as_binder())?;
     let callback = binder::new_ue_callback_binder(relay);
     let mut keep_running = false;
     if flags.follow {
@@ -287,19 +275,7 @@ fn stable_update(transport: &Transport, flags: &Flags) -> Result<u8> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {path}"))?;
     let session = client::connect_stable(transport)?;
     let service = &session.service;
-    let (tx, events) = mpsc::channel();
-    let death = {
-        let tx = tx.clone();
-        binder::link_binder_to_death(
-            &service.as_binder(),
-            Box::new(move || {
-                let _ = tx.send(None);
-            }),
-        )?
-    };
-    let relay = UeCallbackRelay::new(move |event| {
-        let _ = tx.send(Some(event));
-    });
+    let (relay, events, death) = listen(&service.as_binder())?;
     let callback = binder::new_stable_callback_binder(relay);
     if flags.follow && !service.bind(&callback).map_err(|s| failed("bind", &s))? {
         bail!("Failed to bind() the UpdateEngineStable daemon.");
@@ -315,6 +291,31 @@ fn stable_update(transport: &Transport, flags: &Flags) -> Result<u8> {
 }
 
 /// Prints the callbacks until a completion: 0 for success (or 52), else 1.
+/// What a session hears: `relay` turns the service's callbacks into events, and `None`
+/// arrives once the service dies (while the returned link lives).
+fn listen(
+    service: &binder::AnyBinder,
+) -> Result<(
+    UeCallbackRelay,
+    mpsc::Receiver<Option<UeEvent>>,
+    binder::DeathLink,
+)> {
+    let (tx, events) = mpsc::channel();
+    let death = {
+        let tx = tx.clone();
+        binder::link_binder_to_death(
+            service,
+            Box::new(move || {
+                let _ = tx.send(None);
+            }),
+        )?
+    };
+    let relay = UeCallbackRelay::new(move |event| {
+        let _ = tx.send(Some(event));
+    });
+    Ok((relay, events, death))
+}
+
 fn death_after(events: mpsc::Receiver<Option<UeEvent>>, death: binder::DeathLink) -> Result<u8> {
     loop {
         match events.recv_timeout(Duration::from_secs(3600)) {
