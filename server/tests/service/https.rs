@@ -3,31 +3,12 @@
 //! nginx; the server hands out https feed URLs and marks the operator cookie Secure.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::json;
 
 use crate::common::*;
-
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use crate::tls::{free_port, pki, run, Nginx};
 
 /// curl over HTTPS trusting only `ca`; returns (status, headers + body).
 fn curl(ca: &Path, args: &[&str], url: &str) -> (u16, String) {
@@ -49,29 +30,8 @@ fn body(resp: &str) -> &str {
 fn https_through_nginx() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    let pki = pki(d);
+    let cert = &pki.ca;
     let feeds = d.join("feeds");
     write_feed(
         &feeds,
@@ -87,53 +47,11 @@ fn https_through_nginx() {
     let db = sqlite_url(d);
     let tokens = add(&db, "device", &["tls-dev".into()]);
     let op = add(&db, "operator", &["ops".into()]).remove(0);
-    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let tls_port = free_port();
     let public = format!("https://127.0.0.1:{tls_port}");
     let srv = Server::start(&db, &feeds, &["--public-url", &public, "--secure-cookie"]);
 
-    assert!(
-        Path::new("/usr/sbin/nginx").exists(),
-        "nginx missing: install Debian's nginx-light"
-    );
-    std::fs::create_dir_all(d.join("tmp")).unwrap();
-    let conf = format!(
-        "daemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\n\
-         events {{ worker_connections 64; }}\nhttp {{\n access_log off;\n client_body_temp_path {p}/tmp;\n\
-         proxy_temp_path {p}/tmp;\n server {{\n  listen 127.0.0.1:{tls_port} ssl;\n  ssl_certificate {c};\n\
-         ssl_certificate_key {k};\n  client_max_body_size 16k;\n  location / {{ proxy_pass http://{a}; \
-         proxy_set_header Host $host; }}\n }}\n}}\n",
-        p = d.display(),
-        c = cert.display(),
-        k = key.display(),
-        a = srv.addr
-    );
-    std::fs::write(d.join("nginx.conf"), conf).unwrap();
-    let _nginx = Nginx(
-        Command::new("/usr/sbin/nginx")
-            .arg("-p")
-            .arg(d)
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .arg("-e")
-            .arg(d.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nginx: {}",
-            std::fs::read_to_string(d.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _nginx = Nginx::start(d, tls_port, (&pki.cert, &pki.key), srv.addr, None);
 
     let auth = format!("authorization: Bearer {}", tokens[0]);
     let checkin = json!({"device_id": "tls-dev", "model": "m1", "channel": "stable",

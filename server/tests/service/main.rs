@@ -6,3 +6,5 @@ mod browser;
 mod common;
 mod fleet;
 mod https;
+mod tier;
+mod tls;
