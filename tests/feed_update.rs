@@ -603,3 +603,104 @@ fn service_checks_the_feed_over_binder() {
     let _ = daemon.wait();
     refused(&out, 15, "does not verify");
 }
+
+/// `kill -9` of `abupdate check --apply` in the middle of an encrypted download (nginx sends
+/// the payload slowly), then a second run: it resumes from the checkpoint with a Range request
+/// at the chunk holding the resume offset, decrypts from there and ends with the right slot B.
+#[test]
+fn encrypted_download_killed_and_resumed_with_a_range() {
+    let world = World::new();
+    let keys = world.root.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (device_key, device_pub) = device_key(&keys, "device");
+    world.publish(
+        "enc",
+        &[
+            "--id",
+            "enc-full",
+            "--encrypt-for",
+            device_pub.to_str().unwrap(),
+            "--chunk-size",
+            "4096",
+        ],
+    );
+    let device = world.device("killed", PROPS);
+    let slow_feed = format!(
+        "https://127.0.0.1:{}/slow/{MODEL}/enc/feed.json",
+        world.nginx.tls_port
+    );
+    let args = |feed_url: &str| -> Vec<String> {
+        [
+            "check",
+            "--apply",
+            "--device",
+            device.to_str().unwrap(),
+            "--feed-url",
+            feed_url,
+            "--channel",
+            "enc",
+            "--device-id",
+            "device-0001",
+            "--key",
+            world.ota.cert.to_str().unwrap(),
+            "--ca",
+            world.pki.ca_cert.to_str().unwrap(),
+            "--device-key",
+            device_key.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(args(&slow_feed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = abupdate::checkpoint_store::FileCheckpointStore::new(device.join("state")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let checkpoint = loop {
+        use abupdate::engine::checkpoint::CheckpointStore;
+        // The first checkpoint past an operation: some of the payload is written.
+        if let Some(cp) = store.load().unwrap().filter(|cp| cp.next_operation > 0) {
+            break cp;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the slow apply ended before its first checkpoint"
+        );
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed mid-download, not finished"
+    );
+    assert_ne!(
+        checkpoint.phase,
+        abupdate::engine::checkpoint::Phase::Done,
+        "{checkpoint:?}"
+    );
+    assert!(!slot_holds(&world.ota, &device, "v2"));
+
+    let seen = world.nginx.access_log().len();
+    let out = ok(&Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(args(&world.feed_url("enc")))
+        .output()
+        .unwrap());
+    assert!(out.contains("(resumed at operation "), "{out}");
+    assert!(slot_holds(&world.ota, &device, "v2"));
+    // The resumed run asked for the encrypted file from a chunk boundary past the start.
+    let log = world.nginx.access_log()[seen..].to_owned();
+    let resumed = log.lines().any(|line| {
+        line.strip_prefix("206 \"bytes=")
+            .and_then(|r| r.split('-').next())
+            .and_then(|start| start.parse::<u64>().ok())
+            .is_some_and(|start| start > 0 && start % (4096 + 16) == 0)
+    });
+    assert!(resumed, "no ranged request at a chunk boundary:\n{log}");
+}
