@@ -31,7 +31,7 @@ fn https_through_nginx() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let pki = pki(d);
-    let cert = &pki.ca;
+    let ca = &pki.ca;
     let feeds = d.join("feeds");
     write_feed(
         &feeds,
@@ -59,7 +59,7 @@ fn https_through_nginx() {
     .to_string();
     let json_h = "content-type: application/json";
     let (status, resp) = curl(
-        &cert,
+        ca,
         &["-H", &auth, "-H", json_h, "--data-binary", &checkin],
         &format!("{public}/v1/checkin"),
     );
@@ -67,7 +67,7 @@ fn https_through_nginx() {
     let answer: serde_json::Value = serde_json::from_str(body(&resp)).unwrap();
     let feed_url = answer["feed_url"].as_str().unwrap();
     assert_eq!(feed_url, format!("{public}/feed/m1/stable/feed.json"));
-    let (status, resp) = curl(&cert, &[], feed_url);
+    let (status, resp) = curl(ca, &[], feed_url);
     assert_eq!(status, 200);
     assert_eq!(
         body(&resp).as_bytes(),
@@ -78,13 +78,13 @@ fn https_through_nginx() {
                         "reason": "OK", "at": 1_733_450_000})
         .to_string();
     let (status, resp) = curl(
-        &cert,
+        ca,
         &["-H", &auth, "-H", json_h, "--data-binary", &report],
         &format!("{public}/v1/report"),
     );
     assert_eq!(status, 204, "{resp}");
     let (status, resp) = curl(
-        &cert,
+        ca,
         &["--data-urlencode", &format!("token={op}")],
         &format!("{public}/login"),
     );
