@@ -135,6 +135,12 @@ fn x25519(dir: &Path) -> (PathBuf, PathBuf) {
         "-out",
         key.to_str().unwrap(),
     ]);
+    public_half(&key, &public);
+    (key, public)
+}
+
+/// Writes the public half of the private key `key` (PEM) to `public`.
+fn public_half(key: &Path, public: &Path) {
     openssl(&[
         "pkey",
         "-in",
@@ -143,7 +149,6 @@ fn x25519(dir: &Path) -> (PathBuf, PathBuf) {
         "-out",
         public.to_str().unwrap(),
     ]);
-    (key, public)
 }
 
 pub async fn suite(db: &str) {
@@ -157,14 +162,7 @@ pub async fn suite(db: &str) {
     let ota_key =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/avb/testkey_rsa2048.pem");
     let ota_pub = root.join("ota.pub.pem");
-    openssl(&[
-        "pkey",
-        "-in",
-        ota_key.to_str().unwrap(),
-        "-pubout",
-        "-out",
-        ota_pub.to_str().unwrap(),
-    ]);
+    public_half(&ota_key, &ota_pub);
     let images = root.join("images");
     std::fs::create_dir_all(&images).unwrap();
     let image_path = |part: &str, v: u8| images.join(format!("{part}-v{v}.img"));
