@@ -22,6 +22,11 @@
 //!   logical partitions of slot SLOT read-only from that slot's metadata in BY_NAME/super, and
 //!   prints each name and node.
 //!
+//! - `vm_images lp-super PATH`: an 8 MiB super holding, in this order, `product_a` (3 MiB),
+//!   an old `product_b` (1 MiB) and `extra_a` (2 MiB), then 1 MiB free: an update drops the
+//!   old `product_b`, and no free stretch holds a new one of 2 MiB whole, so it gets two
+//!   extents (its old place and the end of super).
+//!
 //! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
 
 use std::fmt::Write as _;
@@ -62,11 +67,12 @@ fn main() -> ExitCode {
         ["dm-remove", links, name] => dm_remove(links, name),
         ["dm-cleanup", links, ref names @ ..] => dm_cleanup(links, names),
         ["map-slot", by_name, slot, links] => map_slot(Path::new(by_name), slot, links),
+        ["lp-super", path] => lp_super(Path::new(path)),
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
-                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR"
+                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR | lp-super PATH"
             );
             return ExitCode::from(2);
         }
@@ -313,6 +319,18 @@ fn map_slot(by_name: &Path, slot: &str, links: &str) -> Result<()> {
     for (name, node) in mapper.map_slot(&metadata, slot.suffix(), &device.super_path())? {
         println!("{name} {}", node.display());
     }
+    Ok(())
+}
+
+fn lp_super(path: &Path) -> Result<()> {
+    let ro = abupdate::lp::ATTR_READONLY;
+    let layout = abupdate::lp::NewSuper::new(8 * MIB, 65536, 3)
+        .group("main_a", 5 * MIB)
+        .group("main_b", MIB)
+        .partition("product_a", ro, 3 * MIB, Some("main_a"))
+        .partition("product_b", ro, MIB, Some("main_b"))
+        .partition("extra_a", ro, 2 * MIB, Some("main_a"));
+    super_image::write(path, &layout, &[])?;
     Ok(())
 }
 

@@ -27,7 +27,7 @@ use common::ota::Ota;
 use common::service::{engine, eventually};
 
 const WAIT: Duration = Duration::from_secs(60);
-const ROOT: Caller = Caller { uid: 0 };
+const ROOT: Caller = Caller::checked(0);
 
 /// A service over a fresh engine on `ota`'s device, its state file in `dir`.
 fn service(dir: &Path, ota: &Ota, boot_id: &str) -> Arc<UpdateService> {
@@ -295,7 +295,7 @@ fn a_caller_hammering_a_refused_method_does_not_flood_the_log() {
     let ota = Ota::build(dir.path());
     let service = service(dir.path(), &ota, "boot-1");
     let lines = logged();
-    let hostile = Caller { uid: 40_404 };
+    let hostile = Caller::checked(40_404);
     for _ in 0..1000 {
         let refused = service.cancel(hostile).unwrap_err();
         assert_eq!(refused.code, ErrorCode::PermissionDenied);
@@ -319,7 +319,7 @@ fn callbacks_are_capped_per_uid() {
     let dir = tempfile::tempdir().unwrap();
     let ota = Ota::build(dir.path());
     let service = service(dir.path(), &ota, "boot-1");
-    let app = Caller { uid: 10_123 };
+    let app = Caller::checked(10_123);
     let (tx, _rx) = mpsc::channel();
     let listener = Arc::new(Channel(std::sync::Mutex::new(tx)));
     let ids: Vec<_> = (0..MAX_LISTENERS_PER_UID)
@@ -340,7 +340,7 @@ fn callbacks_are_capped_per_uid() {
     assert_eq!(about, 1, "one refusal logged, not a hundred");
     // Other apps are not locked out by one that hoards, and a freed place is free again.
     service
-        .add_listener(Caller { uid: 10_124 }, listener.clone())
+        .add_listener(Caller::checked(10_124), listener.clone())
         .unwrap();
     service.remove_listener(ids[0]);
     service.add_listener(app, listener).unwrap();
@@ -352,7 +352,7 @@ fn the_dump_is_for_allowed_callers() {
     let ota = Ota::build(dir.path());
     let service = service(dir.path(), &ota, "boot-1");
     assert!(service.dump(ROOT).unwrap().contains("state: IDLE"));
-    let refused = service.dump(Caller { uid: 10_123 }).unwrap_err();
+    let refused = service.dump(Caller::checked(10_123)).unwrap_err();
     assert_eq!(refused.code, ErrorCode::PermissionDenied);
 }
 

@@ -27,7 +27,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// The test as the service sees it (allowed in most tests).
 fn me() -> abupdate::service::Caller {
-    abupdate::service::Caller { uid: my_uid() }
+    abupdate::service::Caller::checked(my_uid())
 }
 
 fn watch(client: &UpdateClient) -> (abupdate::service::client::Watch, mpsc::Receiver<Event>) {

@@ -15,11 +15,13 @@ use abupdate::service::binder_adapter::{
 };
 use abupdate::service::binder_service::BinderService;
 use abupdate::service::cleanup::{BootCompletion, Cleanup};
+use abupdate::service::client::UpdateClient;
 use abupdate::service::update_engine::{
     client, StableService, UeCallbackRelay, UeEvent, UpdateEngineService, STABLE_SERVICE,
     UPDATE_ENGINE_SERVICE,
 };
 use abupdate::service::{Config, UpdateBackend, UpdateService, SERVICE_NAME};
+use abupdate::ErrorCode;
 use common::nginx::Nginx;
 use common::ota::Ota;
 use common::service::{engine, my_uid};
@@ -34,11 +36,21 @@ struct Faces {
 
 impl Faces {
     fn start(dir: &std::path::Path, engine: Arc<dyn UpdateBackend>, boot: BootCompletion) -> Faces {
+        Faces::start_allowing(dir, engine, boot, vec![my_uid()])
+    }
+
+    /// With `--allowed-uids` set to `allowed_uids`.
+    fn start_allowing(
+        dir: &std::path::Path,
+        engine: Arc<dyn UpdateBackend>,
+        boot: BootCompletion,
+        allowed_uids: Vec<u32>,
+    ) -> Faces {
         let state_dir = dir.join("state");
         std::fs::create_dir_all(&state_dir).unwrap();
         let config = Config {
             state_dir,
-            allowed_uids: vec![my_uid()],
+            allowed_uids,
             boot_id: "test-boot".to_owned(),
         };
         let cleanup = Cleanup::start(engine.clone(), boot, Duration::from_millis(20)).unwrap();
@@ -234,6 +246,45 @@ fn a_stock_client_applies_an_update_and_sees_update_engine_numbers() {
     assert_eq!(statuses.first(), Some(&0), "greeted with IDLE");
     assert_eq!(statuses.last(), Some(&6));
     assert!(stable.service.unbind(&stable_callback).unwrap());
+}
+
+/// update_engine checks no caller's uid: who may reach its services is SELinux's choice
+/// (system_server and GMS, each from its own uid; Settings). A caller outside
+/// `--allowed-uids` is refused by `com.abupdate` and served by update_engine's faces.
+#[test]
+fn update_engine_faces_leave_the_choice_of_callers_to_selinux() {
+    let dir = tempfile::tempdir().unwrap();
+    let ota = Ota::build(dir.path());
+    let faces = Faces::start_allowing(
+        dir.path(),
+        engine(&ota.device, &ota.cert, None),
+        BootCompletion::Already,
+        vec![my_uid().wrapping_add(1)],
+    );
+    let ours = UpdateClient::connect(&faces.transport).unwrap();
+    assert_eq!(ours.reset().unwrap_err().code, ErrorCode::PermissionDenied);
+    assert_eq!(
+        ours.apply_file(ota.payload_file(), 0, 0, &ota.headers)
+            .unwrap_err()
+            .code,
+        ErrorCode::PermissionDenied
+    );
+
+    let session = client::connect(&faces.transport).unwrap();
+    let service = &session.service;
+    service.resetStatus().unwrap();
+    let (relay, events) = new_relay();
+    let callback = binder::new_ue_callback_binder(relay);
+    assert!(service.bind(&callback).unwrap());
+    let pfd = ParcelFileDescriptor::new(ota.payload_file());
+    service.applyPayloadFd(&pfd, 0, 0, &ota.headers).unwrap();
+    let (statuses, code) = follow(&events);
+    assert_eq!(code, 0, "applied through IUpdateEngine");
+    assert_eq!(statuses.last(), Some(&6), "UPDATED_NEED_REBOOT");
+    // com.abupdate still refuses to undo it; update_engine's resetStatus does.
+    assert_eq!(ours.reset().unwrap_err().code, ErrorCode::PermissionDenied);
+    service.resetStatus().unwrap();
+    assert_eq!(wait_status(&events, |s, _| s == 0).0, 0, "IDLE again");
 }
 
 #[test]

@@ -276,7 +276,9 @@ impl Device {
 
     /// Where the bytes of `name` in `slot` are, for a read-only loop device to mount them
     /// (postinstall): a physical partition whole, a logical one as its single extent in
-    /// `super`. A logical partition of several extents would need a device-mapper table.
+    /// `super`, or, spread over several extents, the dm-linear device the mapper makes of them
+    /// (as update_engine mounts its mapped target partitions), which
+    /// [`Device::unmap_mounted`] removes once the partition is unmounted.
     pub fn mount_source(
         &self,
         name: &str,
@@ -292,19 +294,47 @@ impl Device {
                     size,
                 })
             }
-            Resolved::Logical { name, map, .. } => match map.physical_ranges().as_slice() {
+            Resolved::Logical { name, map, extents } => match map.physical_ranges().as_slice() {
                 [(offset, len)] if *len == map.size() => Ok(MountSource {
                     path: self.super_path(),
                     offset: *offset,
                     size: *len,
                 }),
-                ranges => Err(err!(
-                    PostinstallFailed,
-                    "{name} lies in {} pieces of super; only a single-extent logical \
-                     partition can be mounted for postinstall",
-                    ranges.len()
-                )),
+                ranges => {
+                    let Some(mapper) = &self.mapper else {
+                        return Err(err!(
+                            PostinstallFailed,
+                            "{name} lies in {} pieces of super, which only a device-mapper \
+                             table joins (--device-mapper)",
+                            ranges.len()
+                        ));
+                    };
+                    let path = mapper.map(&name, &self.super_path(), &extents)?;
+                    log::info!(
+                        "{name}: {} extents in super, mapped as {} to be mounted",
+                        ranges.len(),
+                        path.display()
+                    );
+                    Ok(MountSource {
+                        path,
+                        offset: 0,
+                        size: map.size(),
+                    })
+                }
             },
+        }
+    }
+
+    /// Removes the mapping [`Device::mount_source`] made of `name` in `slot`, if it made one.
+    pub fn unmap_mounted(&self, name: &str, slot: Slot) -> Result<()> {
+        let Some(mapper) = &self.mapper else {
+            return Ok(());
+        };
+        match self.resolve(name, slot)? {
+            Resolved::Logical { name, map, .. } if map.physical_ranges().len() > 1 => {
+                mapper.unmap(&name)
+            }
+            _ => Ok(()),
         }
     }
 

@@ -47,9 +47,7 @@ impl BinderService {
 }
 
 fn caller() -> Caller {
-    Caller {
-        uid: binder::calling_uid(),
-    }
+    Caller::checked(binder::calling_uid())
 }
 
 /// The Binder form of a service error: a security exception for a refused caller, the

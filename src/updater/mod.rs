@@ -393,7 +393,14 @@ impl Updater {
         let locate = |name: &str| self.device.mount_source(name, target);
         // Slot numbers as update_engine passes them: 0 for _a, 1 for _b.
         let number = u32::from(target.index() == 1);
-        crate::postinstall::run(steps, number, &locate, &self.postinstall, observer)
+        let result = crate::postinstall::run(steps, number, &locate, &self.postinstall, observer);
+        // Partitions of several extents were mounted through a mapping of their own.
+        for step in steps {
+            if let Err(e) = self.device.unmap_mounted(&step.partition, target) {
+                log::warn!("unmapping {} after postinstall: {e}", step.partition);
+            }
+        }
+        result
     }
 
     /// Runs the postinstall program of `partition` again on the applied (not yet booted)

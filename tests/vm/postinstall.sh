@@ -1,10 +1,12 @@
 # Postinstall steps of the VM test, sourced by init.sh (its step/within/expect_exit helpers).
-# A host device directory /data/pi (run.sh made it: ext4 `system`, erofs `vendor` and `odm`
-# image files, misc.img on slot A) and three payloads whose partitions carry postinstall
-# programs (busybox shell scripts): p1 reports progress from system (ext4) and vendor (erofs),
-# vendor's then ticks until released (for suspend), and odm has a failing optional program;
-# p2's required program fails; p3's hangs. A second abupdated serves that directory (a 4 s
-# postinstall timeout, then 60 s). It mounts each partition read-only through a loop device.
+# /data/pi (run.sh made it: ext4 `system`, erofs `vendor` and `odm` image files, misc.img on
+# slot A, super-lp.img with the logical `product`), named as on a device, and four payloads
+# whose partitions carry postinstall programs (busybox shell scripts): p1 reports progress
+# from system (ext4) and vendor (erofs), vendor's then ticks until released (for suspend),
+# and odm has a failing optional program; p2's required program fails; p3's hangs; p4's
+# product is a logical partition of two extents. A second abupdated serves those partitions
+# (a 4 s postinstall timeout, then 60 s), also as update_engine
+# (android.os.UpdateEngineService). It mounts each partition read-only through a loop device.
 
 PI=/data/pi
 
@@ -19,14 +21,32 @@ pi_daemon_serving() {
     kill -0 "$PI_DAEMON" 2>/dev/null && grep -q "serving abupdate" /tmp/pi-abupdated.log
 }
 
-# abupdated over the host device directory, with a postinstall timeout of $1 seconds.
+PI_BY_NAME=/tmp/pi-by-name
+PI_LINKS=/tmp/pi-links
+
+# The partitions as a device names them: links to the image files, misc, and super-lp.img on
+# a loop device as super (device-mapper maps block devices only).
+pi_by_name() {
+    [ -e "$PI_BY_NAME/super" ] && return 0
+    mkdir -p "$PI_BY_NAME" "$PI_LINKS" || return 1
+    for f in "$PI"/*_[ab].img; do
+        ln -sf "$f" "$PI_BY_NAME/$(basename "$f" .img)" || return 1
+    done
+    ln -sf "$PI/misc.img" "$PI_BY_NAME/misc" || return 1
+    dev=$(losetup -f) && losetup "$dev" "$PI/super-lp.img" && ln -s "$dev" "$PI_BY_NAME/super"
+}
+
+# abupdated over those partitions, with a postinstall timeout of $1 seconds.
 pi_start_daemon() {
+    pi_by_name || return 1
     if [ -n "${PI_DAEMON:-}" ]; then
         kill "$PI_DAEMON" 2>/dev/null
         wait "$PI_DAEMON" 2>/dev/null
     fi
     : > /tmp/pi-abupdated.log
-    abupdated --binder binder:/dev/binder --device "$PI" --allow-unsigned --allowed-uids 0 \
+    abupdated --update-engine-compat --binder binder:/dev/binder --by-name "$PI_BY_NAME" \
+        --build-prop /data/build.prop --state-dir "$PI/state" --device-mapper linux \
+        --mapper-links "$PI_LINKS" --allow-unsigned --allowed-uids 0 \
         --postinstall-timeout "$1" --postinstall-dir /run/postinstall \
         >> /tmp/pi-abupdated.log 2>&1 &
     PI_DAEMON=$!
@@ -125,6 +145,51 @@ pi_progress() {
         [ "$(grep -c /run/postinstall /proc/mounts)" -eq 0 ]
 }
 
+# triggerPostinstall("system") through android.os.UpdateEngineService (update_engine_client's
+# --trigger_postinstall, followed) on p1, applied above: system's program runs again from the
+# mounted partition (its argv file rewritten), its progress reaches the callback as FINALIZING
+# (5) and the completion is 0; the status is UPDATED_NEED_REBOOT (6) again. Then made to fail:
+# kPostinstallRunnerError (5), and the update stays applied (slot B still the next).
+pi_trigger() {
+    ln -sf abupdate /bin/update_engine_client || return 1
+    rm -f /tmp/pi-system.argv /tmp/pi-system-fail
+    timeout 60 update_engine_client --trigger_postinstall=system --follow > /tmp/pi4.log 2>&1
+    code=$?
+    cat /tmp/pi4.log
+    echo "exit $code; argv: $(cat /tmp/pi-system.argv 2>/dev/null)"
+    [ "$code" -eq 0 ] && grep -q "^/run/postinstall/postinst 1 3$" /tmp/pi-system.argv &&
+        grep -q "onStatusUpdate(FINALIZING (5), 0\.[0-9]*[1-9]" /tmp/pi4.log &&
+        grep -q "onStatusUpdate(UPDATED_NEED_REBOOT (6)" /tmp/pi4.log &&
+        grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/pi4.log || return 1
+    touch /tmp/pi-system-fail
+    timeout 60 update_engine_client --trigger_postinstall=system --follow > /tmp/pi5.log 2>&1
+    code=$?
+    rm -f /tmp/pi-system-fail
+    cat /tmp/pi5.log
+    echo "exit $code; active slot $(pi_active)"
+    [ "$code" -eq 1 ] && [ "$(pi_active)" = b ] &&
+        grep -q "onPayloadApplicationComplete(kPostinstallRunnerError (5))" /tmp/pi5.log &&
+        grep -q "asked to fail" /tmp/pi-abupdated.log
+}
+
+# p4: product, a logical partition spread over two extents of super (the free space between
+# and after slot A's partitions, as update_engine allocates it), is mapped with dm-linear for
+# its postinstall, mounted from that mapping and unmapped after.
+# p1 is forgotten first (resetStatus: slot A the next again).
+pi_logical() {
+    timeout 20 update_engine_client --reset_status || return 1
+    rm -f /tmp/pi-product.argv
+    timeout 120 abupdate apply --wait --properties "$PI/p4.txt" "$PI/p4.bin" > /tmp/pi6.log 2>&1
+    code=$?
+    cat /tmp/pi6.log
+    grep "product" /tmp/pi-abupdated.log | sed 's/^/daemon: /'
+    left=$(vm_images dm-ours | grep -c product_b)
+    echo "exit $code; argv: $(cat /tmp/pi-product.argv 2>/dev/null); mappings left: $left"
+    [ "$code" -eq 0 ] && [ "$left" -eq 0 ] && [ "$(pi_active)" = b ] &&
+        grep -q "^/run/postinstall/postinst 1 3$" /tmp/pi-product.argv &&
+        grep -qE "product_b: [2-9] extents in super, mapped as" /tmp/pi-abupdated.log
+}
+
 # A step, then how long it took.
 pi_step() {
     pi_t=$(date +%s)
@@ -138,4 +203,6 @@ run_postinstall_steps() {
     pi_step pi-fails pi_fails
     pi_step pi-timeout pi_timeout
     pi_step pi-progress-suspend pi_progress
+    pi_step pi-trigger pi_trigger
+    pi_step pi-logical-extents pi_logical
 }

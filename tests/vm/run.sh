@@ -105,6 +105,7 @@ cp "$here/postinstall.sh" "$fs/postinstall.sh"
 # The postinstall device (ext4 and erofs partitions, payloads with postinstall programs).
 "$here/postinstall_images.sh" "$target_dir/debug/abupdate" "$fs/data/misc.img" "$fs/data/pi" ||
     die "postinstall_images.sh"
+"$target_dir/debug/examples/vm_images" lp-super "$fs/data/pi/super-lp.img" || die "vm_images lp-super"
 
 (cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
@@ -129,7 +130,7 @@ expected=(modules dm-adapter binder-device service-manager partitions daemon-reg
 # update_engine's face (android.os.UpdateEngineService, update_engine_client's command lines).
 expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
     ue-stable-fd ue-merge)
-expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend)
+expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
 fi

@@ -36,6 +36,7 @@ pub struct Flags {
     resume: bool,
     cancel: bool,
     reset_status: bool,
+    trigger_postinstall: Option<String>,
     follow: bool,
     merge: bool,
     stable: bool,
@@ -58,6 +59,7 @@ impl Default for Flags {
             resume: false,
             cancel: false,
             reset_status: false,
+            trigger_postinstall: None,
             follow: false,
             merge: false,
             stable: false,
@@ -125,6 +127,7 @@ pub fn parse(args: &[String]) -> Result<Flags> {
             "headers" => flags.headers = value,
             "metadata" => flags.metadata = value,
             "binder" => flags.binder = Some(value),
+            "trigger_postinstall" => flags.trigger_postinstall = Some(value),
             "switch_slot" => {
                 flags.switch_slot = Some(match value.as_str() {
                     "true" => true,
@@ -207,6 +210,15 @@ fn execute(flags: &Flags) -> Result<u8> {
     }
     if flags.reset_status {
         return answer("resetStatus", service.resetStatus());
+    }
+    if let Some(partition) = &flags.trigger_postinstall {
+        // update_engine_client returns once the call is answered; with --follow this one also
+        // waits for the program's end (FINALIZING progress, then its completion code).
+        let result = service.triggerPostinstall(partition);
+        if !flags.follow || result.is_err() {
+            return answer("triggerPostinstall", result);
+        }
+        return death_after(events, death);
     }
     match flags.switch_slot {
         Some(true) => {
@@ -390,6 +402,9 @@ mod tests {
         .unwrap();
         assert!(flags.verify && !flags.follow);
         assert_eq!(flags.metadata, "/data/ota_package/metadata");
+        let flags = parse(&args("--trigger_postinstall=system --follow")).unwrap();
+        assert_eq!(flags.trigger_postinstall.as_deref(), Some("system"));
+        assert!(flags.follow);
     }
 
     #[test]

@@ -45,10 +45,34 @@ pub struct Config {
     pub boot_id: String,
 }
 
-/// Who is calling, as the transport vouches for it.
+/// Who is calling, as the transport vouches for it, and whether the service checks its uid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caller {
+    /// The calling uid.
     pub uid: u32,
+    /// Whether [`Config::allowed_uids`] decides what this caller may do. `com.abupdate`'s
+    /// callers are checked; update_engine's faces are not, as update_engine checks no uid and
+    /// leaves the choice of callers to SELinux (who may find its services).
+    pub uid_checked: bool,
+}
+
+impl Caller {
+    /// A caller whose uid must be in [`Config::allowed_uids`] to change anything.
+    pub const fn checked(uid: u32) -> Caller {
+        Caller {
+            uid,
+            uid_checked: true,
+        }
+    }
+
+    /// A caller of update_engine's faces: the platform's policy already chose who reaches
+    /// them (system_server, GMS, Settings), so the uid is not checked, as in update_engine.
+    pub const fn admitted_by_policy(uid: u32) -> Caller {
+        Caller {
+            uid,
+            uid_checked: false,
+        }
+    }
 }
 
 /// The A/B update service. Create it with [`UpdateService::new`]; every method may be
@@ -387,7 +411,7 @@ impl UpdateService {
     }
 
     fn authorize(&self, caller: Caller, what: &str) -> Result<()> {
-        if self.allowed_uids.contains(&caller.uid) {
+        if !caller.uid_checked || self.allowed_uids.contains(&caller.uid) {
             return Ok(());
         }
         if let Some(line) = self.refusals.note(caller.uid, what, Instant::now()) {

@@ -50,10 +50,9 @@ impl StableService {
     }
 }
 
+/// update_engine checks no caller's uid: who may find its services is SELinux's choice.
 fn caller() -> Caller {
-    Caller {
-        uid: binder::calling_uid(),
-    }
+    Caller::admitted_by_policy(binder::calling_uid())
 }
 
 /// update_engine's form of a failure: a security exception for a refused caller, else a
