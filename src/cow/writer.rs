@@ -142,9 +142,6 @@ impl<S: CowSink> CowWriter<S> {
             3 => true,
             v => return Err(CowError::invalid(format!("unknown COW version {v}"))),
         };
-        let level = opts
-            .level
-            .unwrap_or_else(|| default_level(opts.compression));
         let mut header = Header {
             major: 2,
             minor: 0,
@@ -194,14 +191,7 @@ impl<S: CowSink> CowWriter<S> {
             }
             unit = bs;
         }
-        let threads = opts.threads.max(1);
-        let compressors = if opts.compression == Compression::None {
-            Vec::new()
-        } else {
-            (0..threads)
-                .map(|_| Compressor::new(opts.compression, level, unit))
-                .collect::<Result<_, _>>()?
-        };
+        let compressors = make_compressors(&opts, unit)?;
 
         sink.write_at(0, &header.to_bytes())?;
         let scratch_end = u64::from(header.header_size) + u64::from(header.buffer_size);
@@ -248,6 +238,88 @@ impl<S: CowSink> CowWriter<S> {
             summary: CowSummary::default(),
             ops_started: false,
         })
+    }
+
+    /// Reopens a v3 COW to append after its resume point `label`, dropping every op stored
+    /// after it, as `CowWriterV3::Initialize(label)` does: a writer killed after `label` goes
+    /// on from there. `cow` is the COW as stored; `opts` must name its block size and
+    /// compression.
+    pub fn resume(
+        opts: CowOptions,
+        sink: S,
+        cow: &(impl super::ReadAt + ?Sized),
+        label: u64,
+    ) -> Result<Self, CowError> {
+        let parsed = super::CowReader::parse(cow, Some(label))?;
+        let mut header = parsed.header;
+        if header.major != 3 {
+            return Err(CowError::invalid("only a v3 COW can be resumed"));
+        }
+        if header.block_size != opts.block_size
+            || header.compression_algorithm != opts.compression as u32
+            || header.max_compression_size != opts.compression_factor
+        {
+            return Err(CowError::invalid(
+                "the COW's block size, compression or factor differ from the options",
+            ));
+        }
+        let kept: Vec<(u64, u64)> = parsed
+            .resume_points
+            .iter()
+            .filter(|p| p.label <= label)
+            .map(|p| (p.label, p.op_index))
+            .collect();
+        header.op_count = parsed.ops.len() as u64;
+        header.resume_point_count = kept.len() as u32;
+        let data_start = header.data_offset().ok_or_else(overflow)?;
+        let next_data_pos = parsed
+            .ops
+            .last()
+            .map_or(Some(data_start), |op| {
+                op.data_offset.checked_add(u64::from(op.data_length))
+            })
+            .ok_or_else(overflow)?;
+        let compressors = make_compressors(&opts, opts.compression_factor)?;
+        let mut summary = CowSummary {
+            labels: kept.len() as u64,
+            sequence_entries: parsed.sequence.len() as u64,
+            ..CowSummary::default()
+        };
+        for op in &parsed.ops {
+            match op.kind {
+                OpType::Copy => summary.copy_ops += 1,
+                OpType::Zero => summary.zero_ops += 1,
+                OpType::Xor => summary.xor_ops += 1,
+                _ => summary.replace_ops += 1,
+            }
+            summary.data_bytes += u64::from(op.data_length);
+        }
+        Ok(CowWriter {
+            sink,
+            ops_started: header.op_count > 0 || header.sequence_data_count > 0,
+            header,
+            opts,
+            compressors,
+            layout: Layout::V3(V3State {
+                next_data_pos,
+                pending: Vec::new(),
+                resume_points: kept,
+            }),
+            summary,
+        })
+    }
+
+    /// Writes the ops waiting in memory and (v3) the header counting them, without a label
+    /// or a sync: a reader of the sink then sees every op added so far. v3 only.
+    pub fn flush(&mut self) -> Result<(), CowError> {
+        self.v3_flush()?;
+        self.sink.write_at(0, &self.header.to_bytes())?;
+        Ok(())
+    }
+
+    /// The sink, for reading what was written.
+    pub fn sink(&self) -> &S {
+        &self.sink
     }
 
     pub fn header(&self) -> &Header {
@@ -795,6 +867,19 @@ impl<S: CowSink> CowWriter<S> {
         st.pending.clear();
         Ok(())
     }
+}
+
+/// One compressor per thread for units of `unit` bytes (none without compression).
+fn make_compressors(opts: &CowOptions, unit: u32) -> Result<Vec<Compressor>, CowError> {
+    if opts.compression == Compression::None {
+        return Ok(Vec::new());
+    }
+    let level = opts
+        .level
+        .unwrap_or_else(|| default_level(opts.compression));
+    (0..opts.threads.max(1))
+        .map(|_| Compressor::new(opts.compression, level, unit))
+        .collect()
 }
 
 fn overflow() -> CowError {

@@ -16,6 +16,8 @@
 //! (or the update's planned metadata, [`Device::set_planned_target`]) maps are written.
 
 pub mod logical;
+pub mod snapshot;
+pub mod snapshot_merge;
 pub mod super_meta;
 pub mod verity_image;
 
