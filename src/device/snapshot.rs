@@ -255,11 +255,16 @@ impl Snapshot {
                 label.map(|l| (file, l))
             }
         };
-        st.writer = Some(match existing {
+        let resumed = match existing {
             Some((file, label)) => {
                 let sink = CowFile::open(&self.path, false)?;
-                CowWriter::resume(self.options.clone(), sink, &file, label).map_err(cow_error)?
+                // A COW of other settings (another payload's) is not this update's: start over.
+                CowWriter::resume(self.options.clone(), sink, &file, label).ok()
             }
+            None => None,
+        };
+        st.writer = Some(match resumed {
+            Some(w) => w,
             None => self.create().map_err(cow_error)?,
         });
         Ok(())
