@@ -16,6 +16,12 @@
 //! (or the update's planned metadata, [`Device::set_planned_target`]) maps are written.
 
 pub mod logical;
+// Snapshot updates need the COW format, a host tool so far (its compressors are not all
+// AOSP 15 crates).
+#[cfg(feature = "host-tools")]
+pub mod snapshot;
+#[cfg(feature = "host-tools")]
+pub mod snapshot_merge;
 pub mod super_meta;
 pub mod verity_image;
 

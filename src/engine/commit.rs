@@ -79,6 +79,7 @@ impl<'a> Committer<'a> {
             return Ok(false);
         }
         let dirty = self.take_dirty();
+        label(self.targets, &dirty, checkpoint)?;
         self.requests
             .send((checkpoint.clone(), dirty))
             .map_err(|_| stopped())?;
@@ -93,6 +94,7 @@ impl<'a> Committer<'a> {
             self.busy = false;
         }
         let dirty = self.take_dirty();
+        label(self.targets, &dirty, checkpoint)?;
         sync_then_save(self.targets, &dirty, self.store, checkpoint)
     }
 
@@ -101,6 +103,17 @@ impl<'a> Committer<'a> {
         self.dirty.fill(false);
         dirty
     }
+}
+
+/// Marks the `dirty` snapshots' resume points for `checkpoint`, on the writing thread: the
+/// label must fall exactly between the operations the checkpoint claims and the later ones.
+fn label(targets: &[Box<dyn TargetWrite>], dirty: &[usize], checkpoint: &Checkpoint) -> Result<()> {
+    for &i in dirty {
+        targets[i]
+            .label(u64::from(checkpoint.next_operation))
+            .map_err(|e| Error::io("labelling a snapshot", e))?;
+    }
+    Ok(())
 }
 
 /// Makes the writes to `dirty` partitions durable, then records `checkpoint`: sync before

@@ -29,6 +29,7 @@ pub enum PlannedOp {
 }
 
 impl PlannedOp {
+    /// The block of the new image the op makes.
     pub fn new_block(&self) -> u64 {
         match *self {
             PlannedOp::Copy { new_block, .. } | PlannedOp::Xor { new_block, .. } => new_block,
@@ -182,6 +183,39 @@ pub fn plan_merge_ops(ops: &[CowMergeOperation], block_size: u32) -> Result<CowP
         }
     }
     Ok(plan)
+}
+
+/// [`plan_merge_ops`] for a partition of a parsed manifest.
+pub fn plan_partition(
+    ops: &[crate::payload::manifest::MergeOperation],
+    block_size: u32,
+) -> Result<CowPlan, Error> {
+    use crate::payload::manifest::MergeKind;
+    use crate::payload::proto::update_metadata::Extent as PbExtent;
+    let extent = |e: &crate::payload::Extent| {
+        let mut x = PbExtent::new();
+        x.set_start_block(e.start_block);
+        x.set_num_blocks(e.num_blocks);
+        x
+    };
+    let proto: Vec<CowMergeOperation> = ops
+        .iter()
+        .map(|m| {
+            let mut c = CowMergeOperation::new();
+            c.set_type(match m.kind {
+                MergeKind::Copy => MergeType::COW_COPY,
+                MergeKind::Xor => MergeType::COW_XOR,
+                MergeKind::Replace => MergeType::COW_REPLACE,
+            });
+            c.src_extent = Some(extent(&m.src)).into();
+            c.dst_extent = Some(extent(&m.dst)).into();
+            if m.src_offset != 0 {
+                c.set_src_offset(m.src_offset);
+            }
+            c
+        })
+        .collect();
+    plan_merge_ops(&proto, block_size)
 }
 
 #[cfg(test)]

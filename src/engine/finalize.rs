@@ -86,6 +86,9 @@ pub(super) fn verify_partitions(
         };
         // The tree and FEC must be durable before the checkpoint says this partition is done.
         target
+            .label(super::END_LABEL)
+            .map_err(|e| Error::io(format!("labelling {}", p.name), e))?;
+        target
             .sync()
             .map_err(|e| Error::io(format!("syncing {}", p.name), e))?;
         if digest != p.new_info.hash {

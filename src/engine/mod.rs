@@ -57,7 +57,30 @@ pub trait TargetWrite: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     fn sync(&self) -> io::Result<()>;
     fn size(&self) -> u64;
+    /// A snapshot (a Virtual A/B COW) marks a resume point here: everything written so far
+    /// is what the state `label` names. The engine calls it, on the writing thread, for every
+    /// partition written since the last checkpoint before that checkpoint is saved (`label`:
+    /// the checkpoint's next operation), and with [`END_LABEL`] once a partition's verity data
+    /// are written. A plain partition has nothing to do.
+    fn label(&self, _label: u64) -> io::Result<()> {
+        Ok(())
+    }
+    /// Before a run writes operations `next_operation..`: a snapshot goes back to its resume
+    /// point for that checkpoint (or starts over at 0), dropping whatever a killed run wrote
+    /// after it.
+    fn rewind(&self, _next_operation: u32) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether reading back while writing is costly (a snapshot re-reads its COW): the
+    /// post-write pass then leaves the partition to the verifying phase.
+    fn is_snapshot(&self) -> bool {
+        false
+    }
 }
+
+/// The last resume point of a snapshot: its operations and verity data are all written
+/// (update_engine's `kEndOfInstallLabel`).
+pub const END_LABEL: u64 = u64::MAX;
 
 /// The partitions of the two slots, by name. Only the target slot can be written.
 pub trait SlotPartitions: Sync {

@@ -78,6 +78,13 @@ pub(crate) fn write_operations(
         .iter()
         .map(|p| cx.partitions.open_target(&p.name))
         .collect::<Result<Vec<_>>>()?;
+    for (t, p) in targets.iter().zip(&manifest.partitions) {
+        t.rewind(cp.next_operation)
+            .map_err(|e| Error::io(format!("rewinding the snapshot of {}", p.name), e))?;
+    }
+    // A snapshot's read-back re-reads its COW: the post-write pass leaves snapshots to the
+    // verifying phase.
+    let trailing = !targets.iter().any(|t| t.is_snapshot());
     let sources = manifest
         .partitions
         .iter()
@@ -132,7 +139,10 @@ pub(crate) fn write_operations(
             s.spawn(move || decode(job_rx, done_tx, sources, pool));
         }
         drop(done_tx);
-        let pass = s.spawn(|| trailing_pass::run(cx, &marks));
+        let pass = s.spawn(|| match trailing {
+            true => trailing_pass::run(cx, &marks),
+            false => Vec::new(),
+        });
         let committer = Committer::spawn(s, &targets, cx.store);
         let written = writer::write_in_order(
             cx,

@@ -44,6 +44,39 @@ pub enum CowCommand {
     },
     /// Header, op counts, labels and whether the merge order is safe.
     Info { cow: PathBuf },
+    /// Apply a payload to a host device directory as Virtual A/B snapshots: one v3 COW per
+    /// partition in SNAPSHOTS over the running slot's partitions; resumes where a killed run
+    /// stopped.
+    Update {
+        /// The host device directory (<name>_a.img / <name>_b.img).
+        #[arg(long)]
+        device: PathBuf,
+        /// The running slot (a or b).
+        #[arg(long, default_value = "a")]
+        current_slot: String,
+        /// Where the COW files and the checkpoint go.
+        #[arg(long)]
+        snapshots: PathBuf,
+        /// Trusted payload key (repeatable).
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+        #[arg(long, default_value = "lz4")]
+        compression: String,
+        #[arg(long, default_value_t = 65536)]
+        compression_factor: u32,
+        /// Milliseconds between checkpoints.
+        #[arg(long, default_value_t = 1000)]
+        checkpoint_ms: u64,
+        payload: PathBuf,
+    },
+    /// Merge a COW into its base image in place, resuming from STATE where a killed merge
+    /// stopped (STATE is removed when the merge is done).
+    Merge {
+        #[arg(long)]
+        state: PathBuf,
+        base: PathBuf,
+        cow: PathBuf,
+    },
 }
 
 pub fn run(cmd: CowCommand) -> Result<()> {
@@ -98,7 +131,97 @@ pub fn run(cmd: CowCommand) -> Result<()> {
             out,
         } => apply(&base, &cow, &out, size),
         CowCommand::Info { cow } => info(&cow),
+        CowCommand::Update {
+            device,
+            current_slot,
+            snapshots,
+            keys,
+            compression,
+            compression_factor,
+            checkpoint_ms,
+            payload,
+        } => {
+            let compression = Compression::from_name(&compression)
+                .with_context(|| format!("unknown compression {compression:?}"))?;
+            let slot: abupdate::slot::Slot = current_slot
+                .parse()
+                .map_err(|_| anyhow::anyhow!("slot must be a or b"))?;
+            let opts = CowOptions {
+                compression,
+                compression_factor,
+                ..CowOptions::default()
+            };
+            update(
+                &device,
+                slot,
+                &snapshots,
+                &keys,
+                opts,
+                checkpoint_ms,
+                &payload,
+            )
+        }
+        CowCommand::Merge { state, base, cow } => {
+            let cow_img = ImageFile::open(&cow)?;
+            let target = abupdate::device::TargetPartition::open(&base)?;
+            abupdate::device::snapshot_merge::merge(
+                &cow_img,
+                &target,
+                &state,
+                &mut |done, all| {
+                    println!("merged {done}/{all}");
+                },
+            )?;
+            println!("merge done");
+            Ok(())
+        }
     }
+}
+
+fn update(
+    device: &Path,
+    slot: abupdate::slot::Slot,
+    snapshots: &Path,
+    keys: &[PathBuf],
+    opts: CowOptions,
+    checkpoint_ms: u64,
+    payload: &Path,
+) -> Result<()> {
+    use abupdate::engine::{self, ApplyOptions, Quiet};
+    let dev = abupdate::device::Device::host(device, slot);
+    let mut source = abupdate::source::Source::file(payload)?;
+    let keys = abupdate::key_file::load_all(keys)?;
+    // The manifest names the partitions and their merge ops: read and verify it first.
+    let metadata = {
+        use abupdate::engine::metadata::Metadata;
+        let file = File::open(payload).with_context(|| format!("opening {}", payload.display()))?;
+        let size = file.metadata()?.len();
+        let mut head = vec![0u8; abupdate::payload::HEADER_SIZE];
+        file.read_exact_at(&mut head, 0)?;
+        let mut bytes = vec![0u8; usize::try_from(Metadata::needed(&head, Some(size))?)?];
+        file.read_exact_at(&mut bytes, 0)?;
+        let props = abupdate::payload::properties::PayloadProperties::new();
+        Metadata::verify(bytes, Some(size), &props, &keys)?
+    };
+    let parts = abupdate::device::snapshot::SnapshotPartitions::new(
+        &dev,
+        snapshots,
+        opts,
+        &metadata.manifest,
+    )?;
+    let store = abupdate::checkpoint_store::FileCheckpointStore::new(snapshots.join("state"))?;
+    let options = ApplyOptions {
+        keys,
+        checkpoint_interval: std::time::Duration::from_millis(checkpoint_ms),
+        ..ApplyOptions::default()
+    };
+    let report = engine::apply(&parts, &mut source, &store, &(), &options, &Quiet)?;
+    match report.resumed_at {
+        Some(op) => println!("resumed at operation {op}"),
+        None => println!("fresh start"),
+    }
+    println!("applied {} operations", report.operations_applied);
+    Ok(())
 }
 
 fn apply(base: &Path, cow: &Path, out: &Path, size: Option<u64>) -> Result<()> {

@@ -1,0 +1,531 @@
+//! Platform adapter: the target slot's partitions written as Virtual A/B snapshots, one COW
+//! file per partition over the partition's base (the running slot's blocks), as update_engine's
+//! `VABCPartitionWriter` writes them.
+//!
+//! A snapshot is created with the payload's ordered ops ([`crate::engine::cow_plan`]): the
+//! merge sequence and every copy, then a label 0. The engine's writes then become ops: blocks
+//! a copy already makes are skipped, blocks of a COW_XOR become XOR ops against the base,
+//! zero blocks ZERO ops, the rest REPLACE data. The engine labels each snapshot at every
+//! checkpoint (the checkpoint's next operation) and with the end label once its verity data
+//! are written; a resumed run rewinds each COW to the label of its checkpoint, dropping what a
+//! killed run wrote after it. Reads (the engine's hash, verity and AVB checks) see the
+//! snapshot's view, base plus COW, read back from the COW file itself.
+//!
+//! COW version 3 only: a v2 COW cannot be reopened at a label here.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::cow::{CowOptions, CowReader, CowSink, CowWriter, OpType, ReadAt};
+use crate::engine::cow_plan::{plan_partition, CowPlan, PlannedOp};
+use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
+use crate::err;
+use crate::error::{Error, Result};
+use crate::payload::Manifest;
+
+/// A COW file: read at offsets and written by the COW writer.
+#[derive(Debug)]
+pub struct CowFile {
+    file: File,
+}
+
+impl CowFile {
+    /// Opens `path` for reading and writing, creating it (mode 0600) if `create`.
+    pub fn open(path: &Path, create: bool) -> io::Result<CowFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .mode(0o600)
+            .open(path)?;
+        Ok(CowFile { file })
+    }
+}
+
+impl ReadAt for CowFile {
+    fn size(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+}
+
+impl CowSink for CowFile {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// What one partition's snapshot is made of.
+struct Spec {
+    /// The new partition's size.
+    size: u64,
+    plan: CowPlan,
+    /// New blocks the plan's copies make.
+    copied: HashSet<u64>,
+    /// New block → (old block, byte offset) of the plan's XORs.
+    xor: HashMap<u64, (u64, u32)>,
+    op_count_max: u64,
+}
+
+/// The target slot as snapshots: writes of the partitions `manifest` updates go to COW files
+/// in a directory, over the running slot's partitions of `inner` as bases.
+pub struct SnapshotPartitions<'a> {
+    inner: &'a dyn SlotPartitions,
+    dir: PathBuf,
+    options: CowOptions,
+    specs: HashMap<String, Arc<Spec>>,
+    open: Mutex<HashMap<String, Arc<Snapshot>>>,
+}
+
+impl<'a> SnapshotPartitions<'a> {
+    /// Snapshots of every partition `manifest` updates, their COWs `DIR/<name><suffix>.cow`,
+    /// written with `options` (version 3; block size, compression and factor).
+    pub fn new(
+        inner: &'a dyn SlotPartitions,
+        dir: impl Into<PathBuf>,
+        options: CowOptions,
+        manifest: &Manifest,
+    ) -> Result<Self> {
+        if options.version != 3 {
+            return Err(err!(
+                InstallFailed,
+                "snapshot updates write COW version 3, not {}",
+                options.version
+            ));
+        }
+        let bs = u64::from(options.block_size);
+        let mut specs = HashMap::new();
+        for p in &manifest.partitions {
+            let plan = plan_partition(&p.cow.merge_operations, options.block_size)?;
+            let blocks = p.new_info.size.div_ceil(bs);
+            let mut copied = HashSet::new();
+            let mut xor = HashMap::new();
+            for op in &plan.ops {
+                match *op {
+                    PlannedOp::Copy {
+                        new_block,
+                        old_block: _,
+                    } => {
+                        copied.insert(new_block);
+                    }
+                    PlannedOp::Xor {
+                        new_block,
+                        old_block,
+                        offset,
+                    } => {
+                        xor.insert(new_block, (old_block, offset));
+                    }
+                }
+            }
+            // Every new block once, the copies, and room for blocks written twice.
+            let floor = blocks + blocks / 8 + 64;
+            let op_count_max = p.cow.estimate_op_count_max.unwrap_or(0).max(floor);
+            specs.insert(
+                p.name.clone(),
+                Arc::new(Spec {
+                    size: p.new_info.size,
+                    plan,
+                    copied,
+                    xor,
+                    op_count_max,
+                }),
+            );
+        }
+        Ok(SnapshotPartitions {
+            inner,
+            dir: dir.into(),
+            options,
+            specs,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The COW file of partition `name`.
+    pub fn cow_path(&self, name: &str) -> PathBuf {
+        self.dir
+            .join(format!("{name}_{}.cow", self.inner.target_slot_name()))
+    }
+
+    fn snapshot(&self, name: &str) -> Result<Arc<Snapshot>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = open.get(name) {
+            return Ok(s.clone());
+        }
+        let Some(spec) = self.specs.get(name) else {
+            return Err(err!(
+                PartitionMissing,
+                "{name} is not in the snapshot update"
+            ));
+        };
+        let base = self.inner.open_source(name)?;
+        let path = self.cow_path(name);
+        let mut options = self.options.clone();
+        options.max_blocks = Some(spec.size.div_ceil(u64::from(options.block_size)));
+        options.op_count_max = spec.op_count_max;
+        let snapshot = Arc::new(Snapshot {
+            spec: spec.clone(),
+            base,
+            path,
+            options,
+            state: Mutex::new(State {
+                writer: None,
+                view: None,
+            }),
+        });
+        snapshot
+            .reopen(None)
+            .map_err(|e| Error::io(format!("opening the snapshot of {name}"), e))?;
+        open.insert(name.to_owned(), snapshot.clone());
+        Ok(snapshot)
+    }
+}
+
+impl SlotPartitions for SnapshotPartitions<'_> {
+    fn open_source(&self, name: &str) -> Result<Box<dyn SourceRead>> {
+        self.inner.open_source(name)
+    }
+    fn open_target(&self, name: &str) -> Result<Box<dyn TargetWrite>> {
+        Ok(Box::new(Handle(self.snapshot(name)?)))
+    }
+    fn target_slot_name(&self) -> String {
+        self.inner.target_slot_name()
+    }
+}
+
+/// One partition's snapshot, shared by every handle the engine opens on it.
+struct Snapshot {
+    spec: Arc<Spec>,
+    base: Box<dyn SourceRead>,
+    path: PathBuf,
+    options: CowOptions,
+    state: Mutex<State>,
+}
+
+struct State {
+    writer: Option<CowWriter<CowFile>>,
+    /// The COW as parsed for reading, until the next write.
+    view: Option<View>,
+}
+
+struct View {
+    reader: CowReader,
+    /// New block → (op index, block within the op's unit); the last op of a block wins.
+    blocks: HashMap<u64, (usize, u64)>,
+}
+
+fn cow_error(e: crate::cow::CowError) -> io::Error {
+    match e {
+        crate::cow::CowError::Io(e) => e,
+        e => io::Error::other(e),
+    }
+}
+
+impl Snapshot {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the COW at the largest label not above `at` (`None`: its last label), or writes
+    /// a new one when there is none (or `at` is 0).
+    fn reopen(&self, at: Option<u64>) -> io::Result<()> {
+        let mut st = self.lock();
+        st.writer = None;
+        st.view = None;
+        let existing = match (at, self.path.exists()) {
+            (Some(0), _) | (_, false) => None,
+            _ => {
+                let file = CowFile::open(&self.path, false)?;
+                let label = CowReader::parse(&file, None).ok().and_then(|r| {
+                    r.resume_points
+                        .iter()
+                        .map(|p| p.label)
+                        .filter(|l| at.map_or(true, |at| *l <= at))
+                        .max()
+                });
+                label.map(|l| (file, l))
+            }
+        };
+        let resumed = match existing {
+            Some((file, label)) => {
+                let sink = CowFile::open(&self.path, false)?;
+                // A COW of other settings (another payload's) is not this update's: start over.
+                CowWriter::resume(self.options.clone(), sink, &file, label).ok()
+            }
+            None => None,
+        };
+        st.writer = Some(match resumed {
+            Some(w) => w,
+            None => self.create().map_err(cow_error)?,
+        });
+        Ok(())
+    }
+
+    /// A new COW: the merge sequence, the copies, label 0.
+    fn create(&self) -> std::result::Result<CowWriter<CowFile>, crate::cow::CowError> {
+        let file = CowFile::open(&self.path, true)?;
+        file.file.set_len(0)?;
+        let mut w = CowWriter::new(self.options.clone(), file)?;
+        w.add_sequence(&self.spec.plan.sequence)?;
+        for op in &self.spec.plan.ops {
+            if let PlannedOp::Copy {
+                new_block,
+                old_block,
+            } = *op
+            {
+                w.add_copy(new_block, old_block, 1)?;
+            }
+        }
+        w.add_label(0)?;
+        Ok(w)
+    }
+
+    fn bs(&self) -> u64 {
+        u64::from(self.options.block_size)
+    }
+
+    /// Writes whole blocks from `first`.
+    fn write_blocks(&self, st: &mut State, first: u64, data: &[u8]) -> io::Result<()> {
+        let bs = self.bs() as usize;
+        let w = st
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+        st.view = None;
+        // Runs of blocks of one kind go to the writer together (REPLACE units span blocks).
+        #[derive(PartialEq, Clone, Copy)]
+        enum Kind {
+            Skip,
+            Xor,
+            Zero,
+            Data,
+        }
+        let blocks = data.len() / bs;
+        let kind = |i: usize| {
+            let b = first + i as u64;
+            if self.spec.copied.contains(&b) {
+                Kind::Skip
+            } else if self.spec.xor.contains_key(&b) {
+                Kind::Xor
+            } else if data[i * bs..(i + 1) * bs].iter().all(|&x| x == 0) {
+                Kind::Zero
+            } else {
+                Kind::Data
+            }
+        };
+        let mut i = 0;
+        let mut old = vec![0u8; bs];
+        while i < blocks {
+            let k = kind(i);
+            let mut j = i + 1;
+            while j < blocks && k != Kind::Xor && kind(j) == k {
+                j += 1;
+            }
+            let b = first + i as u64;
+            match k {
+                Kind::Skip => {}
+                Kind::Zero => w.add_zero_blocks(b, (j - i) as u64).map_err(cow_error)?,
+                Kind::Data => w
+                    .add_raw_blocks(b, &data[i * bs..j * bs])
+                    .map_err(cow_error)?,
+                Kind::Xor => {
+                    let (old_block, offset) = self.spec.xor[&b];
+                    let at = old_block
+                        .checked_mul(self.bs())
+                        .and_then(|a| a.checked_add(u64::from(offset)))
+                        .ok_or_else(|| io::Error::other("XOR source out of range"))?;
+                    self.read_base(&mut old, at)?;
+                    for (o, n) in old.iter_mut().zip(&data[i * bs..(i + 1) * bs]) {
+                        *o ^= n;
+                    }
+                    let (nb, ob) = (u32::try_from(b), u32::try_from(old_block));
+                    let (Ok(nb), Ok(ob), Ok(off)) = (nb, ob, u16::try_from(offset)) else {
+                        return Err(io::Error::other("XOR block out of range"));
+                    };
+                    w.add_xor_blocks(nb, &old, ob, off).map_err(cow_error)?;
+                }
+            }
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// Reads the base at `at`; past its end it reads zeros.
+    fn read_base(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+        let size = self.base.size();
+        let have = size.saturating_sub(at).min(buf.len() as u64) as usize;
+        if have > 0 {
+            self.base.read_at(&mut buf[..have], at)?;
+        }
+        buf[have..].fill(0);
+        Ok(())
+    }
+
+    /// Parses the COW for reading if a write came since the last parse.
+    fn ensure_view(&self, st: &mut State) -> io::Result<()> {
+        if st.view.is_none() {
+            let w = st
+                .writer
+                .as_mut()
+                .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+            w.flush().map_err(cow_error)?;
+            let reader = CowReader::parse(w.sink(), None).map_err(cow_error)?;
+            let mut blocks = HashMap::new();
+            for (i, op) in reader.ops.iter().enumerate() {
+                if op.kind.is_metadata() {
+                    continue;
+                }
+                let n = if op.kind == OpType::Replace {
+                    1u64 << op.factor_bits
+                } else {
+                    1
+                };
+                for k in 0..n {
+                    blocks.insert(op.new_block.saturating_add(k), (i, k));
+                }
+            }
+            st.view = Some(View { reader, blocks });
+        }
+        Ok(())
+    }
+
+    /// Block `b` of the snapshot's view into `out`; `unit` keeps the last data unit read
+    /// (op index, bytes), as consecutive blocks share it.
+    fn read_block(
+        &self,
+        st: &mut State,
+        b: u64,
+        out: &mut [u8],
+        unit: &mut (Option<usize>, Vec<u8>),
+    ) -> io::Result<()> {
+        let bs = self.bs();
+        self.ensure_view(st)?;
+        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
+            return Err(io::Error::other("the snapshot is closed"));
+        };
+        let file = w.sink();
+        let Some(&(i, k)) = view.blocks.get(&b) else {
+            return self.read_base(out, b * bs);
+        };
+        let op = view.reader.ops[i];
+        match op.kind {
+            OpType::Zero => out.fill(0),
+            OpType::Copy => self.read_base(out, op.source.saturating_mul(bs))?,
+            OpType::Replace | OpType::Xor => {
+                if unit.0 != Some(i) {
+                    unit.0 = None;
+                    unit.1.resize(view.reader.unit_size(&op) as usize, 0);
+                    view.reader
+                        .read_data(file, &op, &mut unit.1)
+                        .map_err(cow_error)?;
+                    unit.0 = Some(i);
+                }
+                let at = (k * bs) as usize;
+                out.copy_from_slice(&unit.1[at..at + bs as usize]);
+                if op.kind == OpType::Xor {
+                    let mut old = vec![0u8; bs as usize];
+                    self.read_base(&mut old, op.source)?;
+                    for (o, x) in out.iter_mut().zip(&old) {
+                        *o ^= x;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn read_range(&self, st: &mut State, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let bs = self.bs();
+        let mut block = vec![0u8; bs as usize];
+        let mut unit = (None, Vec::new());
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = offset + done as u64;
+            let (b, within) = (at / bs, (at % bs) as usize);
+            self.read_block(st, b, &mut block, &mut unit)?;
+            let n = (bs as usize - within).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&block[within..within + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The engine's handle on a snapshot.
+struct Handle(Arc<Snapshot>);
+
+impl TargetWrite for Handle {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let s = &self.0;
+        let bs = s.bs();
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= s.spec.size)
+            .ok_or_else(|| io::Error::other("write past the end of the snapshot"))?;
+        let mut st = s.lock();
+        if offset % bs == 0 && buf.len() as u64 % bs == 0 {
+            return s.write_blocks(&mut st, offset / bs, buf);
+        }
+        // Partial blocks: read the view's blocks around the write, patch, write them whole.
+        let first = offset / bs * bs;
+        let last = end.div_ceil(bs) * bs;
+        let mut whole = vec![0u8; (last - first) as usize];
+        s.read_range(&mut st, &mut whole, first)?;
+        let at = (offset - first) as usize;
+        whole[at..at + buf.len()].copy_from_slice(buf);
+        s.write_blocks(&mut st, first / bs, &whole)
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let s = &self.0;
+        if offset
+            .checked_add(buf.len() as u64)
+            .map_or(true, |e| e > s.spec.size)
+        {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        let mut st = s.lock();
+        s.read_range(&mut st, buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        let mut st = self.0.lock();
+        let w = st
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+        w.flush().map_err(cow_error)?;
+        w.sink().file.sync_data()
+    }
+
+    fn size(&self) -> u64 {
+        self.0.spec.size
+    }
+
+    fn label(&self, label: u64) -> io::Result<()> {
+        let mut st = self.0.lock();
+        let w = st
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+        w.add_label(label).map_err(cow_error)
+    }
+
+    fn rewind(&self, next_operation: u32) -> io::Result<()> {
+        self.0.reopen(Some(u64::from(next_operation)))
+    }
+
+    fn is_snapshot(&self) -> bool {
+        true
+    }
+}
