@@ -48,27 +48,8 @@ fn is_zero(b: &[u8]) -> bool {
     whole && words.remainder().iter().all(|&x| x == 0)
 }
 
-/// Calls `f(first_block, bytes)` for every chunk of `img`'s first `blocks` blocks.
+/// Calls `f(first_block, bytes)` for every `step` blocks of `img`'s first `blocks` blocks.
 fn chunks(
-    img: &(impl ReadAt + ?Sized),
-    bs: u64,
-    blocks: u64,
-    f: impl FnMut(u64, &[u8]) -> Result<(), CowError>,
-) -> Result<(), CowError> {
-    read_in(img, bs, blocks, CHUNK_BLOCKS, f)
-}
-
-/// Calls `f(first_block, bytes)` for every batch of chunks of `img`'s first `blocks` blocks.
-fn batches(
-    img: &(impl ReadAt + ?Sized),
-    bs: u64,
-    blocks: u64,
-    f: impl FnMut(u64, &[u8]) -> Result<(), CowError>,
-) -> Result<(), CowError> {
-    read_in(img, bs, blocks, CHUNK_BLOCKS * BATCH_CHUNKS, f)
-}
-
-fn read_in(
     img: &(impl ReadAt + ?Sized),
     bs: u64,
     blocks: u64,
@@ -115,7 +96,8 @@ pub fn write_image_cow<S: CowSink>(
         w.add_copy(u64::from(dst), u64::from(src), 1)?;
     }
     let block = bs as usize;
-    batches(new, bs, blocks, |first, data| {
+    const BATCH: u64 = CHUNK_BLOCKS * BATCH_CHUNKS;
+    chunks(new, bs, blocks, BATCH, |first, data| {
         let n = data.len() / block;
         let kind_of = |j: usize| match old {
             Some(_) => kinds[first as usize + j],
@@ -166,7 +148,7 @@ fn plan_against(
     }
     let old_blocks = old.size() / bs;
     let mut by_hash: HashMap<u64, u32> = HashMap::with_capacity(old_blocks as usize);
-    chunks(old, bs, old_blocks, |first, data| {
+    chunks(old, bs, old_blocks, CHUNK_BLOCKS, |first, data| {
         for (i, b) in data.chunks_exact(bs as usize).enumerate() {
             by_hash
                 .entry(block_hash(b))
@@ -177,7 +159,7 @@ fn plan_against(
     let mut copy_src: HashMap<u32, u32> = HashMap::new();
     let mut old_block = vec![0u8; bs as usize];
     let mut same = vec![0u8; CHUNK_BLOCKS as usize * bs as usize];
-    chunks(new, bs, blocks, |first, data| {
+    chunks(new, bs, blocks, CHUNK_BLOCKS, |first, data| {
         // The old blocks at the same indexes, where the old image has them.
         let n_same = old_blocks.saturating_sub(first).min(data.len() as u64 / bs);
         let same = &mut same[..(n_same * bs) as usize];
