@@ -7,7 +7,9 @@
 //!
 //! `cargo bench --bench cow_write`; `ABUPDATE_BENCH_MIB` (default 1024) for the size,
 //! `ABUPDATE_BENCH_RUNS` (default 3) rounds, the fastest of each side counts,
-//! `ABUPDATE_BENCH_THREADS` (default 1, as mkcow) for our compression threads.
+//! `ABUPDATE_BENCH_THREADS` (default: the available cores, as `cow write`) for our compression
+//! threads, `ABUPDATE_BENCH_MKCOW_THREADS` (default: none, mkcow's own default of one) for
+//! mkcow's `--threads`.
 
 #[allow(dead_code)]
 #[path = "apply/fixture.rs"]
@@ -28,7 +30,9 @@ fn main() -> Result<()> {
     }
     let mib = env_u64("ABUPDATE_BENCH_MIB", 1024)?;
     let runs = env_u64("ABUPDATE_BENCH_RUNS", 3)?.max(1);
-    let threads = env_u64("ABUPDATE_BENCH_THREADS", 1)?.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let threads = env_u64("ABUPDATE_BENCH_THREADS", cores)?.max(1);
+    let mkcow_threads = std::env::var("ABUPDATE_BENCH_MKCOW_THREADS").ok();
     let root = fixture::cache_root()?;
     let image = root.join(format!("cow-image-{mib}MiB-seed{:x}.img", fixture::SEED));
     if !image.exists() {
@@ -69,6 +73,11 @@ fn main() -> Result<()> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(
+        mkcow_threads
+            .iter()
+            .flat_map(|t| ["--threads".to_owned(), t.clone()]),
+    )
     .chain([path(&image), path(&aosp_out)])
     .collect();
 
@@ -108,7 +117,8 @@ fn main() -> Result<()> {
         ours_rss as f64 / 1024.0
     );
     println!(
-        "  AOSP mkcow:         {:.3} s, {:.0} MiB/s, COW {} MiB, peak RSS {:.1} MiB",
+        "  AOSP mkcow ({} thread(s)): {:.3} s, {:.0} MiB/s, COW {} MiB, peak RSS {:.1} MiB",
+        mkcow_threads.as_deref().unwrap_or("1"),
         aosp_best.as_secs_f64(),
         mib as f64 / aosp_best.as_secs_f64(),
         sizes.1 >> 20,

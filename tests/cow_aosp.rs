@@ -509,3 +509,178 @@ fn merge_ops_plan_merges_in_place_under_aosp() {
         .verify_merge_order()
         .unwrap();
 }
+
+/// The writer's output does not depend on its compression threads, nor on how
+/// `write_image_cow` batches runs: COWs written with 3 threads are byte for byte the COWs
+/// written one run at a time (`add_raw_blocks`/`add_zero_blocks` per run, runs cut every
+/// 512 blocks as `write_image_cow` cuts them) on one thread, and AOSP reads them.
+#[test]
+fn threads_and_batches_do_not_change_the_bytes() {
+    let blocks = 2200; // more than one batch (2048 blocks), runs across the 512-block cuts
+    let mut rng = Rng(0x7e57);
+    let mut new = vec![0u8; blocks * BS];
+    let mut at = 0;
+    while at < blocks {
+        let run = (1 + rng.below(700) as usize).min(blocks - at);
+        let kind = rng.below(3);
+        for b in new[at * BS..(at + run) * BS].chunks_mut(BS) {
+            match kind {
+                0 => {}
+                1 => rng.fill(b),
+                _ => common::text_block(&mut rng, b),
+            }
+        }
+        at += run;
+    }
+    let is_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (3, Compression::Lz4, 65536),
+        (3, Compression::Zstd, 262144),
+        (3, Compression::Gz, 16384),
+        (3, Compression::None, 65536),
+        (2, Compression::Lz4, 4096),
+        (2, Compression::Gz, 4096),
+    ];
+    for (version, compression, factor) in cases {
+        let opts = |threads| CowOptions {
+            version,
+            compression,
+            compression_factor: factor,
+            threads,
+            max_blocks: Some(blocks as u64),
+            ..CowOptions::default()
+        };
+        let (batched, _) = write_image_cow(&new, None::<&Vec<u8>>, opts(3), Vec::new()).unwrap();
+        let mut w = CowWriter::new(opts(1), Vec::new()).unwrap();
+        for (c, chunk) in new.chunks(512 * BS).enumerate() {
+            let mut i = 0;
+            while i < chunk.len() / BS {
+                let zero = is_zero(&chunk[i * BS..(i + 1) * BS]);
+                let mut j = i + 1;
+                while j < chunk.len() / BS && is_zero(&chunk[j * BS..(j + 1) * BS]) == zero {
+                    j += 1;
+                }
+                let first = (c * 512 + i) as u64;
+                if zero {
+                    w.add_zero_blocks(first, (j - i) as u64).unwrap();
+                } else {
+                    w.add_raw_blocks(first, &chunk[i * BS..j * BS]).unwrap();
+                }
+                i = j;
+            }
+        }
+        let (single, _) = w.finalize().unwrap();
+        let name = format!("v{version}-{}-{factor}", compression.name());
+        assert!(
+            batched == single,
+            "{name}: 3 threads, batched != 1 thread, per run"
+        );
+        let cow = dir.path().join(format!("{name}.cow"));
+        std::fs::write(&cow, &batched).unwrap();
+        run("inspect_cow", &[s(&cow)]);
+        let out = dir.path().join("out.img");
+        let size = new.len().to_string();
+        run(
+            "applycow",
+            &["--size", &size, "/dev/null", s(&cow), s(&out)],
+        );
+        assert!(
+            std::fs::read(&out).unwrap() == new,
+            "{name}: applycow differs"
+        );
+    }
+}
+
+/// v3 resume points against AOSP's own writer: the op stream `mkcow --label-every` writes
+/// (no source: REPLACE runs, then ZERO runs, a label after every 16 or more blocks), written
+/// by ours, is byte for byte mkcow's COW except the header's `resume_point_count`. AOSP's
+/// `EmitLabel` counts every label it was given, while its buffer keeps the last four, and its
+/// parser reads that many points (op records past the fourth); ours stores the number of
+/// points in the buffer, which AOSP's parser reads as exactly the stored points.
+#[test]
+fn v3_labels_match_aosp_but_for_the_resume_point_count() {
+    let blocks = 300;
+    let mut rng = Rng(0x1abe1);
+    let mut new = common::mixed_image(&mut rng, blocks);
+    new[200 * BS..230 * BS].fill(0);
+    let dir = tempfile::tempdir().unwrap();
+    let (new_path, aosp_path) = (dir.path().join("new.img"), dir.path().join("aosp.cow"));
+    std::fs::write(&new_path, &new).unwrap();
+    let every = 16u64;
+    run(
+        "mkcow",
+        &[
+            "--version",
+            "3",
+            "--compression",
+            "none",
+            "--label-every",
+            &every.to_string(),
+            s(&new_path),
+            s(&aosp_path),
+        ],
+    );
+    let aosp = std::fs::read(&aosp_path).unwrap();
+
+    let opts = CowOptions {
+        version: 3,
+        compression: Compression::None,
+        max_blocks: Some(blocks as u64),
+        ..CowOptions::default()
+    };
+    let mut w = CowWriter::new(opts, Vec::new()).unwrap();
+    let zero: Vec<bool> = new.chunks(BS).map(|b| b.iter().all(|&x| x == 0)).collect();
+    let (mut since, mut label) = (0u64, 1u64);
+    for want_zero in [false, true] {
+        let mut i = 0;
+        while i < blocks {
+            if zero[i] != want_zero {
+                i += 1;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < blocks && zero[j] == want_zero {
+                j += 1;
+            }
+            if want_zero {
+                w.add_zero_blocks(i as u64, (j - i) as u64).unwrap();
+            } else {
+                w.add_raw_blocks(i as u64, &new[i * BS..j * BS]).unwrap();
+            }
+            since += (j - i) as u64;
+            if since >= every {
+                since = 0;
+                w.add_label(label).unwrap();
+                label += 1;
+            }
+            i = j;
+        }
+    }
+    let (ours, summary) = w.finalize().unwrap();
+    let labels = summary.labels;
+    assert!(labels > 4, "only {labels} labels");
+
+    // resume_point_count: a u32 at byte 46 of the v3 header.
+    let count = |b: &[u8]| u32::from_le_bytes(b[46..50].try_into().unwrap());
+    assert_eq!(count(&aosp), labels as u32, "AOSP counts every label");
+    assert_eq!(count(&ours), 4, "ours counts the stored points");
+    assert_eq!(ours.len(), aosp.len());
+    let mut patched = ours.clone();
+    patched[46..50].copy_from_slice(&aosp[46..50]);
+    assert!(
+        patched == aosp,
+        "ours differs from mkcow's beyond resume_point_count"
+    );
+
+    // Both readers see the same four points in both files.
+    for bytes in [&ours, &aosp] {
+        let r = CowReader::parse(bytes, None).unwrap();
+        let kept: Vec<u64> = r.resume_points.iter().map(|p| p.label).collect();
+        assert_eq!(kept, (labels - 3..=labels).collect::<Vec<_>>());
+        CowReader::parse(bytes, Some(labels - 1)).unwrap();
+    }
+    let cow = dir.path().join("ours.cow");
+    std::fs::write(&cow, &ours).unwrap();
+    run("inspect_cow", &[s(&cow)]);
+}

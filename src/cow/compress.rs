@@ -24,6 +24,8 @@ pub struct Compressor {
     alg: Compression,
     level: i32,
     zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// The last output of [`Compressor::compress_slice`], reused so a unit costs no allocation.
+    scratch: Vec<u8>,
 }
 
 impl Compressor {
@@ -39,7 +41,28 @@ impl Compressor {
         } else {
             None
         };
-        Ok(Compressor { alg, level, zstd })
+        Ok(Compressor {
+            alg,
+            level,
+            zstd,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The compressed form of `data` in a buffer the compressor keeps: the same bytes as
+    /// [`Compressor::compress`], without allocating for lz4 (the writer's hot path).
+    pub fn compress_slice(&mut self, data: &[u8]) -> Result<&[u8], CowError> {
+        if self.alg == Compression::Lz4 {
+            let max = lz4_flex::block::get_maximum_output_size(data.len());
+            if self.scratch.len() < max {
+                self.scratch.resize(max, 0);
+            }
+            let n = lz4_flex::block::compress_into(data, &mut self.scratch)
+                .map_err(CowError::compression)?;
+            return Ok(&self.scratch[..n]);
+        }
+        self.scratch = self.compress(data)?;
+        Ok(&self.scratch)
     }
 
     /// The compressed form of `data`, whatever its size.
@@ -147,6 +170,7 @@ mod tests {
         ] {
             let mut c = Compressor::new(alg, default_level(alg), 16384).unwrap();
             let z = c.compress(&data).unwrap();
+            assert_eq!(c.compress_slice(&data).unwrap(), &z[..], "{alg:?}");
             let mut out = vec![0u8; data.len()];
             decompress(alg, &z, &mut out).unwrap();
             assert_eq!(out, data, "{alg:?}");

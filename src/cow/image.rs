@@ -4,17 +4,24 @@
 //! equals some old block (found through a hash of every old block), REPLACE otherwise.
 //! Copies go first, in a merge order where no copy reads a block an earlier copy overwrote;
 //! a copy on a cycle of such dependencies becomes a REPLACE. Two passes over the new image,
-//! in chunks: memory is a few bytes per block plus one chunk.
+//! in chunks: memory is a few bytes per block plus one batch of chunks, whose data units the
+//! writer compresses together on its threads.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use super::format::OpType;
 use super::reader::ReadAt;
-use super::writer::{CowOptions, CowSink, CowSummary, CowWriter};
+use super::writer::{CowOptions, CowSink, CowSummary, CowWriter, DataRun, Run};
 use super::CowError;
 
-/// Blocks read at a time.
+/// Blocks read at a time when planning; runs of new blocks never cross a multiple of it (the
+/// output depends on where runs end).
 const CHUNK_BLOCKS: u64 = 512;
+
+/// Chunks read and compressed together when writing: enough units to keep every
+/// compression thread busy, little enough memory (8 MiB of 4 KiB blocks).
+const BATCH_CHUNKS: u64 = 4;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -31,20 +38,28 @@ fn block_hash(b: &[u8]) -> u64 {
 }
 
 fn is_zero(b: &[u8]) -> bool {
-    b.iter().all(|&x| x == 0)
+    // Word-wide ORs the compiler vectorizes; a byte loop with an early exit is not.
+    let mut words = b.chunks_exact(64);
+    let whole = words.by_ref().all(|w| {
+        w.chunks_exact(8).fold(0u64, |acc, c| {
+            acc | u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
+        }) == 0
+    });
+    whole && words.remainder().iter().all(|&x| x == 0)
 }
 
-/// Calls `f(first_block, bytes)` for every chunk of `img`'s first `blocks` blocks.
+/// Calls `f(first_block, bytes)` for every `step` blocks of `img`'s first `blocks` blocks.
 fn chunks(
     img: &(impl ReadAt + ?Sized),
     bs: u64,
     blocks: u64,
+    step: u64,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), CowError>,
 ) -> Result<(), CowError> {
     let mut buf = Vec::new();
     let mut at = 0;
     while at < blocks {
-        let n = CHUNK_BLOCKS.min(blocks - at);
+        let n = step.min(blocks - at);
         buf.resize((n * bs) as usize, 0);
         img.read_at(at * bs, &mut buf)?;
         f(at, &buf)?;
@@ -81,29 +96,41 @@ pub fn write_image_cow<S: CowSink>(
         w.add_copy(u64::from(dst), u64::from(src), 1)?;
     }
     let block = bs as usize;
-    chunks(new, bs, blocks, |first, data| {
+    const BATCH: u64 = CHUNK_BLOCKS * BATCH_CHUNKS;
+    chunks(new, bs, blocks, BATCH, |first, data| {
         let n = data.len() / block;
         let kind_of = |j: usize| match old {
             Some(_) => kinds[first as usize + j],
             None if is_zero(&data[j * block..(j + 1) * block]) => Kind::Zero,
             None => Kind::Replace,
         };
+        let mut runs = Vec::new();
         let mut i = 0usize;
         while i < n {
             let kind = kind_of(i);
+            // Runs end at chunk boundaries too: the v3 units of a run depend on its length.
+            let chunk_end = (i / CHUNK_BLOCKS as usize + 1) * CHUNK_BLOCKS as usize;
             let mut j = i + 1;
-            while j < n && kind_of(j) == kind {
+            while j < n.min(chunk_end) && kind_of(j) == kind {
                 j += 1;
             }
-            let start = first + i as u64;
+            let new_block = first + i as u64;
             match kind {
-                Kind::Zero => w.add_zero_blocks(start, (j - i) as u64)?,
-                Kind::Replace => w.add_raw_blocks(start, &data[i * block..j * block])?,
+                Kind::Zero => runs.push(Run::Zero {
+                    new_block,
+                    blocks: (j - i) as u64,
+                }),
+                Kind::Replace => runs.push(Run::Data(DataRun {
+                    kind: OpType::Replace,
+                    new_block,
+                    data: &data[i * block..j * block],
+                    xor_source: 0,
+                })),
                 Kind::Same | Kind::Copy => {}
             }
             i = j;
         }
-        Ok(())
+        w.add_runs(&runs)
     })?;
     w.finalize()
 }
@@ -121,7 +148,7 @@ fn plan_against(
     }
     let old_blocks = old.size() / bs;
     let mut by_hash: HashMap<u64, u32> = HashMap::with_capacity(old_blocks as usize);
-    chunks(old, bs, old_blocks, |first, data| {
+    chunks(old, bs, old_blocks, CHUNK_BLOCKS, |first, data| {
         for (i, b) in data.chunks_exact(bs as usize).enumerate() {
             by_hash
                 .entry(block_hash(b))
@@ -132,7 +159,7 @@ fn plan_against(
     let mut copy_src: HashMap<u32, u32> = HashMap::new();
     let mut old_block = vec![0u8; bs as usize];
     let mut same = vec![0u8; CHUNK_BLOCKS as usize * bs as usize];
-    chunks(new, bs, blocks, |first, data| {
+    chunks(new, bs, blocks, CHUNK_BLOCKS, |first, data| {
         // The old blocks at the same indexes, where the old image has them.
         let n_same = old_blocks.saturating_sub(first).min(data.len() as u64 / bs);
         let same = &mut same[..(n_same * bs) as usize];

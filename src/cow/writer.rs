@@ -2,6 +2,9 @@
 //! `CowWriterV2`/`CowWriterV3` put them (Android 15). It never opens a file: every byte goes
 //! to a [`CowSink`] at an offset. Memory stays bounded: data is handed to the sink as soon as
 //! it is compressed; only op records wait, one v2 cluster or a batch of v3 ops at a time.
+//! With several threads, the units of one call (or of one batch of runs from
+//! `write_image_cow`) are compressed in parallel, each into its thread's reused arena, then
+//! stored in order: the bytes never depend on the thread count.
 
 use super::compress::{default_level, Compressor};
 use super::format::{
@@ -124,7 +127,8 @@ pub struct CowWriter<S: CowSink> {
     sink: S,
     header: Header,
     opts: CowOptions,
-    compressors: Vec<Compressor>,
+    /// One per compression thread (none without compression).
+    workers: Vec<Worker>,
     layout: Layout,
     summary: CowSummary,
     ops_started: bool,
@@ -191,7 +195,7 @@ impl<S: CowSink> CowWriter<S> {
             }
             unit = bs;
         }
-        let compressors = make_compressors(&opts, unit)?;
+        let workers = make_workers(&opts, unit)?;
 
         sink.write_at(0, &header.to_bytes())?;
         let scratch_end = u64::from(header.header_size) + u64::from(header.buffer_size);
@@ -233,7 +237,7 @@ impl<S: CowSink> CowWriter<S> {
             sink,
             header,
             opts,
-            compressors,
+            workers,
             layout,
             summary: CowSummary::default(),
             ops_started: false,
@@ -279,7 +283,7 @@ impl<S: CowSink> CowWriter<S> {
                 op.data_offset.checked_add(u64::from(op.data_length))
             })
             .ok_or_else(overflow)?;
-        let compressors = make_compressors(&opts, opts.compression_factor)?;
+        let workers = make_workers(&opts, opts.compression_factor)?;
         let mut summary = CowSummary {
             labels: kept.len() as u64,
             sequence_entries: parsed.sequence.len() as u64,
@@ -299,7 +303,7 @@ impl<S: CowSink> CowWriter<S> {
             ops_started: header.op_count > 0 || header.sequence_data_count > 0,
             header,
             opts,
-            compressors,
+            workers,
             layout: Layout::V3(V3State {
                 next_data_pos,
                 pending: Vec::new(),
@@ -492,166 +496,185 @@ impl<S: CowSink> CowWriter<S> {
         data: &[u8],
         xor_source: u64,
     ) -> Result<(), CowError> {
+        let run = DataRun {
+            kind,
+            new_block,
+            data,
+            xor_source,
+        };
+        self.add_runs(&[Run::Data(run)])
+    }
+
+    /// Adds `runs` in order, exactly as the one-run-at-a-time calls would
+    /// (`add_zero_blocks`, `add_raw_blocks`, `add_xor_blocks`), but compresses the data units
+    /// of all of them together, on the writer's threads.
+    pub(crate) fn add_runs(&mut self, runs: &[Run<'_>]) -> Result<(), CowError> {
         let bs = self.header.block_size as usize;
-        if data.len() % bs != 0 {
-            return Err(CowError::invalid(format!(
-                "data size {} is not a multiple of {bs}",
-                data.len()
-            )));
-        }
-        let blocks = (data.len() / bs) as u64;
-        if blocks == 0 {
-            return Ok(());
-        }
-        let last = new_block.checked_add(blocks - 1).ok_or_else(overflow)?;
-        self.check_new_block(last)?;
-        let last_src = xor_source
-            .checked_add((blocks - 1) * bs as u64)
-            .ok_or_else(overflow)?;
-        if last_src > SOURCE_MASK {
-            return Err(CowError::invalid("XOR source out of range"));
-        }
-        self.ops_started = true;
-        let units = self.units(kind, data.len());
-        let payloads = self.compress_units(data, &units)?;
-        let mut at = 0usize;
-        for (unit, payload) in units.iter().zip(payloads) {
-            let first = new_block + (at / bs) as u64;
-            let src = xor_source + at as u64;
-            let len = payload.len();
-            match &mut self.layout {
-                Layout::V3(st) => {
-                    let pos = st.next_data_pos;
-                    let bits = (unit / bs).ilog2() as u8;
-                    let source = if kind == OpType::Xor { src } else { pos };
-                    if pos > SOURCE_MASK {
-                        return Err(CowError::invalid("COW data offset out of range"));
-                    }
-                    self.sink.write_at(pos, &payload)?;
-                    let st = self.v3()?;
-                    st.next_data_pos = pos.checked_add(len as u64).ok_or_else(overflow)?;
-                    self.v3_push(OpV3::new(kind, first as u32, source, bits, len as u32))?;
-                }
-                Layout::V2(st) => {
-                    let data_length = u16::try_from(len).map_err(|_| {
-                        CowError::compression(format!("compressed block of {len} bytes"))
-                    })?;
-                    let source = if kind == OpType::Xor {
-                        src
-                    } else {
-                        st.next_data_pos
-                    };
-                    let op = OpV2 {
-                        op_type: kind as u8,
-                        compression: self.opts.compression as u8,
-                        data_length,
-                        new_block: first,
-                        source,
-                    };
-                    self.v2_write(op, &payload)?;
-                }
+        let mut slices: Vec<&[u8]> = Vec::new();
+        for run in runs {
+            let Run::Data(r) = run else { continue };
+            if r.data.len() % bs != 0 {
+                return Err(CowError::invalid(format!(
+                    "data size {} is not a multiple of {bs}",
+                    r.data.len()
+                )));
             }
-            self.summary.data_bytes += len as u64;
-            match kind {
-                OpType::Xor => self.summary.xor_ops += 1,
-                _ => self.summary.replace_ops += 1,
+            let blocks = (r.data.len() / bs) as u64;
+            if blocks == 0 {
+                continue;
             }
-            at += unit;
+            let last = r.new_block.checked_add(blocks - 1).ok_or_else(overflow)?;
+            self.check_new_block(last)?;
+            let last_src = r
+                .xor_source
+                .checked_add((blocks - 1) * bs as u64)
+                .ok_or_else(overflow)?;
+            if last_src > SOURCE_MASK {
+                return Err(CowError::invalid("XOR source out of range"));
+            }
+            let mut at = 0;
+            for unit in self.units(r.kind, r.data.len()) {
+                slices.push(&r.data[at..at + unit]);
+                at += unit;
+            }
+        }
+        let mut workers = std::mem::take(&mut self.workers);
+        let result = compress_all(&mut workers, &slices, self.keep_raw_rule())
+            .and_then(|stored| self.emit_runs(runs, &slices, &stored, &workers));
+        self.workers = workers;
+        result
+    }
+
+    /// Writes the data and the ops of `runs`, whose units are `slices`, stored as `stored`.
+    fn emit_runs(
+        &mut self,
+        runs: &[Run<'_>],
+        slices: &[&[u8]],
+        stored: &[Stored],
+        workers: &[Worker],
+    ) -> Result<(), CowError> {
+        let bs = self.header.block_size as u64;
+        let mut units = slices.iter().zip(stored);
+        for run in runs {
+            let r = match run {
+                Run::Zero { new_block, blocks } => {
+                    self.add_zero_blocks(*new_block, *blocks)?;
+                    continue;
+                }
+                Run::Data(r) => r,
+            };
+            let blocks = r.data.len() as u64 / bs;
+            let mut done = 0u64;
+            while done < blocks {
+                let (unit, how) = units
+                    .next()
+                    .ok_or_else(|| CowError::invalid("compressed units missing"))?;
+                let payload = match *how {
+                    Stored::Raw => *unit,
+                    Stored::At { worker, start, len } => workers
+                        .get(worker)
+                        .and_then(|w| w.arena.get(start..start + len))
+                        .ok_or_else(|| CowError::invalid("compressed unit missing"))?,
+                };
+                self.ops_started = true;
+                self.emit_unit(
+                    r.kind,
+                    r.new_block + done,
+                    r.xor_source + done * bs,
+                    unit.len(),
+                    payload,
+                )?;
+                done += unit.len() as u64 / bs;
+            }
+        }
+        Ok(())
+    }
+
+    /// One data op of `unit_len` new bytes at `first`, stored as `payload`.
+    fn emit_unit(
+        &mut self,
+        kind: OpType,
+        first: u64,
+        src: u64,
+        unit_len: usize,
+        payload: &[u8],
+    ) -> Result<(), CowError> {
+        let bs = self.header.block_size as usize;
+        let len = payload.len();
+        match &mut self.layout {
+            Layout::V3(st) => {
+                let pos = st.next_data_pos;
+                let bits = (unit_len / bs).ilog2() as u8;
+                let source = if kind == OpType::Xor { src } else { pos };
+                if pos > SOURCE_MASK {
+                    return Err(CowError::invalid("COW data offset out of range"));
+                }
+                self.sink.write_at(pos, payload)?;
+                let st = self.v3()?;
+                st.next_data_pos = pos.checked_add(len as u64).ok_or_else(overflow)?;
+                self.v3_push(OpV3::new(kind, first as u32, source, bits, len as u32))?;
+            }
+            Layout::V2(st) => {
+                let data_length = u16::try_from(len).map_err(|_| {
+                    CowError::compression(format!("compressed block of {len} bytes"))
+                })?;
+                let source = if kind == OpType::Xor {
+                    src
+                } else {
+                    st.next_data_pos
+                };
+                let op = OpV2 {
+                    op_type: kind as u8,
+                    compression: self.opts.compression as u8,
+                    data_length,
+                    new_block: first,
+                    source,
+                };
+                self.v2_write(op, payload)?;
+            }
+        }
+        self.summary.data_bytes += len as u64;
+        match kind {
+            OpType::Xor => self.summary.xor_ops += 1,
+            _ => self.summary.replace_ops += 1,
         }
         Ok(())
     }
 
     /// Unit sizes for a run of `len` bytes: v3 takes the largest factor that the remaining
     /// blocks fill (`GetCompressionFactor`), XOR always one block; v2 one block each.
-    fn units(&self, kind: OpType, len: usize) -> Vec<usize> {
+    fn units(&self, kind: OpType, len: usize) -> impl Iterator<Item = usize> {
         let bs = self.header.block_size as usize;
         let max = match self.layout {
             Layout::V3(_) if kind != OpType::Xor => self.header.max_compression_size as usize,
             _ => bs,
         };
-        let mut out = Vec::new();
         let mut left = len;
-        while left > 0 {
+        std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
             let mut f = max;
             while f > bs && f > left {
                 f >>= 1;
             }
-            out.push(f);
             left -= f;
-        }
-        out
+            Some(f)
+        })
     }
 
-    /// Each unit's stored bytes: compressed, or raw where AOSP stores it raw.
-    fn compress_units(&mut self, data: &[u8], units: &[usize]) -> Result<Vec<Vec<u8>>, CowError> {
-        if self.opts.compression == Compression::None {
-            let mut at = 0;
-            return Ok(units
-                .iter()
-                .map(|&u| {
-                    at += u;
-                    data[at - u..at].to_vec()
-                })
-                .collect());
-        }
-        let v3 = matches!(self.layout, Layout::V3(_));
+    /// Which compressed units are stored raw instead: `None` stores everything raw; v3 any
+    /// unit that did not shrink; v2's lz4 and zstd compressors return the input when it did
+    /// not shrink, gz and brotli keep their output.
+    fn keep_raw_rule(&self) -> KeepRaw {
         let alg = self.opts.compression;
-        let keep_raw = move |unit: &[u8], z: Vec<u8>| -> Vec<u8> {
-            // v3 stores any unit raw that did not shrink; v2's lz4 and zstd compressors
-            // return the input when it did not shrink, gz and brotli keep their output.
-            let raw = z.len() >= unit.len()
-                && (v3 || matches!(alg, Compression::Lz4 | Compression::Zstd));
-            if raw {
-                unit.to_vec()
-            } else {
-                z
-            }
-        };
-        let mut slices = Vec::with_capacity(units.len());
-        let mut at = 0;
-        for &u in units {
-            slices.push(&data[at..at + u]);
-            at += u;
+        if alg == Compression::None {
+            KeepRaw::Always
+        } else if self.is_v3() || matches!(alg, Compression::Lz4 | Compression::Zstd) {
+            KeepRaw::IfNotSmaller
+        } else {
+            KeepRaw::Never
         }
-        let threads = self.compressors.len().min(slices.len()).max(1);
-        if threads == 1 {
-            let c = self
-                .compressors
-                .first_mut()
-                .ok_or_else(|| CowError::compression("no compressor"))?;
-            return slices
-                .iter()
-                .map(|s| Ok(keep_raw(s, c.compress(s)?)))
-                .collect();
-        }
-        let per = slices.len().div_ceil(threads);
-        let results: Vec<Result<Vec<Vec<u8>>, CowError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = slices
-                .chunks(per)
-                .zip(self.compressors.iter_mut())
-                .map(|(chunk, c)| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|s| Ok(keep_raw(s, c.compress(s)?)))
-                            .collect::<Result<Vec<_>, CowError>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(CowError::compression("compression thread panicked"))
-                    })
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(units.len());
-        for r in results {
-            out.extend(r?);
-        }
-        Ok(out)
     }
 
     /// A resume point: everything before it is durable once this returns.
@@ -869,8 +892,8 @@ impl<S: CowSink> CowWriter<S> {
     }
 }
 
-/// One compressor per thread for units of `unit` bytes (none without compression).
-fn make_compressors(opts: &CowOptions, unit: u32) -> Result<Vec<Compressor>, CowError> {
+/// One compression worker per thread for units of `unit` bytes (none without compression).
+fn make_workers(opts: &CowOptions, unit: u32) -> Result<Vec<Worker>, CowError> {
     if opts.compression == Compression::None {
         return Ok(Vec::new());
     }
@@ -878,8 +901,122 @@ fn make_compressors(opts: &CowOptions, unit: u32) -> Result<Vec<Compressor>, Cow
         .level
         .unwrap_or_else(|| default_level(opts.compression));
     (0..opts.threads.max(1))
-        .map(|_| Compressor::new(opts.compression, level, unit))
+        .map(|_| {
+            Ok(Worker {
+                compressor: Compressor::new(opts.compression, level, unit)?,
+                arena: Vec::new(),
+            })
+        })
         .collect()
+}
+
+/// A run of ops for [`CowWriter::add_runs`].
+pub(crate) enum Run<'a> {
+    /// `blocks` zero blocks from `new_block` on.
+    Zero { new_block: u64, blocks: u64 },
+    /// Replace or XOR blocks.
+    Data(DataRun<'a>),
+}
+
+/// Replace or XOR blocks from `new_block` on; XOR sources start at byte `xor_source` of the
+/// old image.
+pub(crate) struct DataRun<'a> {
+    pub kind: OpType,
+    pub new_block: u64,
+    pub data: &'a [u8],
+    pub xor_source: u64,
+}
+
+/// A compression thread's compressor and the compressed units of the current batch.
+struct Worker {
+    compressor: Compressor,
+    arena: Vec<u8>,
+}
+
+/// Where a unit's stored bytes are: the unit itself, or a span of a worker's arena.
+#[derive(Clone, Copy)]
+enum Stored {
+    Raw,
+    At {
+        worker: usize,
+        start: usize,
+        len: usize,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum KeepRaw {
+    Always,
+    IfNotSmaller,
+    Never,
+}
+
+/// Compresses `units`, spread over `workers` (the calling thread is the first; units are
+/// handed out one at a time, so a slow unit does not hold up the rest). What is stored
+/// depends only on each unit, never on which worker took it.
+fn compress_all(
+    workers: &mut [Worker],
+    units: &[&[u8]],
+    keep_raw: KeepRaw,
+) -> Result<Vec<Stored>, CowError> {
+    if matches!(keep_raw, KeepRaw::Always) || units.is_empty() {
+        return Ok(vec![Stored::Raw; units.len()]);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = |index: usize, w: &mut Worker| -> Result<Vec<(usize, Stored)>, CowError> {
+        w.arena.clear();
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(unit) = units.get(i) else {
+                return Ok(done);
+            };
+            let z = w.compressor.compress_slice(unit)?;
+            if matches!(keep_raw, KeepRaw::IfNotSmaller) && z.len() >= unit.len() {
+                done.push((i, Stored::Raw));
+                continue;
+            }
+            let start = w.arena.len();
+            w.arena.extend_from_slice(z);
+            let len = z.len();
+            done.push((
+                i,
+                Stored::At {
+                    worker: index,
+                    start,
+                    len,
+                },
+            ));
+        }
+    };
+    let threads = workers.len().min(units.len());
+    let (first, rest) = match workers[..threads].split_first_mut() {
+        Some(split) => split,
+        None => return Err(CowError::compression("no compressor")),
+    };
+    let results: Vec<Result<Vec<(usize, Stored)>, CowError>> = std::thread::scope(|scope| {
+        let work = &work;
+        let handles: Vec<_> = rest
+            .iter_mut()
+            .enumerate()
+            .map(|(i, w)| scope.spawn(move || work(i + 1, w)))
+            .collect();
+        let mut results = vec![work(0, first)];
+        for h in handles {
+            results.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(CowError::compression("compression thread panicked"))),
+            );
+        }
+        results
+    });
+    let mut stored = vec![Stored::Raw; units.len()];
+    for r in results {
+        for (i, how) in r? {
+            stored[i] = how;
+        }
+    }
+    Ok(stored)
 }
 
 fn overflow() -> CowError {

@@ -27,9 +27,10 @@ pub enum CowCommand {
         /// The base image the COW will be applied over.
         #[arg(long)]
         source: Option<PathBuf>,
-        /// Compression threads (the output does not depend on them).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// Compression threads, default the available cores (the output does not depend on
+        /// them).
+        #[arg(long)]
+        threads: Option<usize>,
         new: PathBuf,
         out: PathBuf,
     },
@@ -102,7 +103,8 @@ pub fn run(cmd: CowCommand) -> Result<()> {
                 } else {
                     block_size
                 },
-                threads,
+                threads: threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
                 ..CowOptions::default()
             };
             let new_img = ImageFile::open(&new)?;
