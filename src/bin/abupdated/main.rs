@@ -34,6 +34,7 @@ use abupdate::service::update_engine::{
 use abupdate::service::{default_allowed_uids, Config, UpdateService, SERVICE_NAME};
 use abupdate::Result;
 
+/// The command line of the abupdate A/B update service.
 #[derive(Parser, Debug)]
 #[command(version, about = "The abupdate A/B update service")]
 pub struct Args {
