@@ -19,12 +19,14 @@ pub struct FileCheckpointStore {
 const FILE_NAME: &str = "checkpoint";
 
 impl FileCheckpointStore {
+    /// The store in `dir` (created if missing).
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
         crate::state_file::create_dir(&dir)?;
         Ok(FileCheckpointStore { dir })
     }
 
+    /// The directory it keeps the checkpoint in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

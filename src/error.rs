@@ -11,6 +11,7 @@ use std::fmt;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum ErrorCode {
+    /// Success.
     Ok = 0,
 
     /// The payload could not be fetched (I/O on the source, network, HTTP error).
@@ -133,10 +134,12 @@ impl ErrorCode {
         Self::PostinstallTimeout,
     ];
 
+    /// The status code's number.
     pub fn as_i32(self) -> i32 {
         self as i32
     }
 
+    /// The code numbered `value`, if there is one.
     pub fn from_i32(value: i32) -> Option<Self> {
         Self::ALL.iter().copied().find(|c| c.as_i32() == value)
     }
@@ -210,13 +213,16 @@ impl fmt::Display for ErrorCode {
 #[derive(Debug, thiserror::Error)]
 #[error("{message} [{code}]")]
 pub struct Error {
+    /// The status code.
     pub code: ErrorCode,
+    /// What went wrong, for logs and users.
     pub message: String,
     #[source]
     cause: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
+    /// An error with `code` and `message`, without a source.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Error {
             code,
@@ -255,11 +261,13 @@ impl Error {
         None
     }
 
+    /// A `MalformedPayload` (21) error.
     pub fn malformed(message: impl Into<String>) -> Self {
         Error::new(ErrorCode::MalformedPayload, message)
     }
 }
 
+/// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The most characters of a foreign string a message shows.

@@ -25,6 +25,8 @@
 //! `build` (payloads, AVB and `super` images) is a host tool over files, used by the demo, the
 //! tests and the benchmarks.
 
+// Every public item is documented: Soong's platform lint set (`-D missing-docs`) requires it.
+#![deny(missing_docs)]
 // The rules of the house, outside tests: no unwrap/expect/panic (fail closed with an error
 // instead), and every `unsafe` block says why it is sound.
 #![cfg_attr(

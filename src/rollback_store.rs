@@ -39,7 +39,9 @@ pub enum StoreState {
 /// The floors the record holds (all zero unless [`StoreState::Valid`]) and how it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadedFloors {
+    /// The floors read.
     pub floors: RollbackFloors,
+    /// How the record was found.
     pub state: StoreState,
 }
 
@@ -102,10 +104,12 @@ pub struct RollbackStore {
 }
 
 impl RollbackStore {
+    /// The store in the file `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         RollbackStore { path: path.into() }
     }
 
+    /// The record's file.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -66,6 +66,7 @@ pub struct CancelWithTransfer<'a> {
 }
 
 impl<'a> CancelWithTransfer<'a> {
+    /// `observer`, also cancelled when `control` is.
     pub fn new(observer: &'a dyn Observer, control: TransferControl) -> Self {
         CancelWithTransfer { observer, control }
     }

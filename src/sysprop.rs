@@ -24,6 +24,7 @@ pub struct PropertyFile {
 }
 
 impl PropertyFile {
+    /// Parses the lines of `text`.
     pub fn parse(text: &str) -> Self {
         let values = text
             .lines()
@@ -57,6 +58,7 @@ pub struct LivePropertyFile {
 }
 
 impl LivePropertyFile {
+    /// The file at `path` (read at each lookup; missing: nothing set).
     pub fn new(path: &Path) -> Self {
         LivePropertyFile {
             path: path.to_owned(),

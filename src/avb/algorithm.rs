@@ -6,12 +6,19 @@ use ring::{digest, signature};
 /// it with PKCS#1 v1.5. `None` means the image carries no hash, no signature and no key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Algorithm {
+    /// `NONE`: unsigned, no hash.
     None,
+    /// `SHA256_RSA2048`.
     Sha256Rsa2048,
+    /// `SHA256_RSA4096`.
     Sha256Rsa4096,
+    /// `SHA256_RSA8192`.
     Sha256Rsa8192,
+    /// `SHA512_RSA2048`.
     Sha512Rsa2048,
+    /// `SHA512_RSA4096`.
     Sha512Rsa4096,
+    /// `SHA512_RSA8192`.
     Sha512Rsa8192,
 }
 

@@ -110,6 +110,7 @@ impl VbmetaBuilder {
         }
     }
 
+    /// Sets the image's rollback index (default 0).
     pub fn rollback_index(mut self, index: u64) -> Self {
         self.rollback_index = index;
         self
@@ -133,11 +134,13 @@ impl VbmetaBuilder {
         self
     }
 
+    /// Sets the public key metadata blob (default empty).
     pub fn public_key_metadata(mut self, metadata: Vec<u8>) -> Self {
         self.public_key_metadata = metadata;
         self
     }
 
+    /// Appends a descriptor.
     pub fn descriptor(mut self, descriptor: Descriptor) -> Self {
         self.descriptors.push(descriptor);
         self

@@ -15,11 +15,15 @@ pub const VBMETA_MAX_SIZE: usize = 64 * 1024;
 /// The footer avbtool appends to a partition holding an image plus its vbmeta.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvbFooter {
+    /// Footer format major version (1).
     pub version_major: u32,
+    /// Footer format minor version.
     pub version_minor: u32,
     /// Size of the image before avbtool added hash tree, FEC and vbmeta.
     pub original_image_size: u64,
+    /// Offset of the vbmeta image in the partition, in bytes.
     pub vbmeta_offset: u64,
+    /// Size of the vbmeta image, in bytes.
     pub vbmeta_size: u64,
 }
 
@@ -67,6 +71,7 @@ impl AvbFooter {
         Ok(footer)
     }
 
+    /// The 64-byte footer, as it ends the partition.
     pub fn encode(&self) -> [u8; FOOTER_SIZE] {
         let mut out = [0u8; FOOTER_SIZE];
         out[..4].copy_from_slice(&FOOTER_MAGIC);

@@ -238,10 +238,12 @@ impl VbmetaImage {
         self.required_libavb_version
     }
 
+    /// The signing algorithm (`NONE` for an unsigned image).
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
+    /// The image's rollback index.
     pub fn rollback_index(&self) -> u64 {
         self.rollback_index
     }
@@ -257,6 +259,7 @@ impl VbmetaImage {
         self.flags
     }
 
+    /// The release string, e.g. `avbtool 1.3.0`.
     pub fn release_string(&self) -> &str {
         &self.release_string
     }
@@ -267,10 +270,12 @@ impl VbmetaImage {
         self.public_key.as_ref()
     }
 
+    /// The public key metadata blob (`--public_key_metadata`), often empty.
     pub fn public_key_metadata(&self) -> &[u8] {
         &self.public_key_metadata
     }
 
+    /// The descriptors, in image order.
     pub fn descriptors(&self) -> &[Descriptor] {
         &self.descriptors
     }

@@ -26,7 +26,9 @@ pub struct RollbackFloors {
 pub struct RollbackClaim {
     /// `None` for the top-level image, else the chained partition's name.
     pub partition: Option<String>,
+    /// The rollback index location.
     pub location: u32,
+    /// The image's rollback index.
     pub index: u64,
 }
 
@@ -36,10 +38,12 @@ impl RollbackFloors {
         Self::default()
     }
 
+    /// The floors `floors[location]`.
     pub fn from_array(floors: [u64; MAX_ROLLBACK_LOCATIONS]) -> Self {
         RollbackFloors { floors }
     }
 
+    /// The floor of each location, by location.
     pub fn as_array(&self) -> &[u64; MAX_ROLLBACK_LOCATIONS] {
         &self.floors
     }

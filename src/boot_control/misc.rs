@@ -126,10 +126,12 @@ impl<I: BlockIo> MiscBootControl<I> {
         }
     }
 
+    /// The storage the record is read from and written to.
     pub fn io(&self) -> &I {
         &self.io
     }
 
+    /// Gives the storage back.
     pub fn into_io(self) -> I {
         self.io
     }

@@ -30,7 +30,9 @@ pub enum Compressor {
     /// Stored as is. AOSP defines this value (`kNoCompression`) but its patch reader refuses
     /// it; abupdate accepts it, which costs nothing and keeps fuzzing seeds readable.
     None = 0,
+    /// bzip2 (`kBZ2`).
     Bz2 = 1,
+    /// brotli (`kBrotli`).
     Brotli = 2,
 }
 
@@ -51,6 +53,7 @@ impl Compressor {
 /// A parsed patch header; every length in it is known to fit inside the patch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PatchHeader {
+    /// Which container the patch uses.
     pub format: Format,
     /// Compressors of the control, diff and extra streams, in that order.
     pub compressors: [Compressor; 3],

@@ -28,9 +28,12 @@ use ops::{Compressors, GeneratedOp, CHUNK_BLOCKS};
 /// verity fields (6), without PUFFDIFF/ZUCCHINI/LZ4DIFF.
 pub const DELTA_MINOR_VERSION: u32 = 6;
 
+/// One partition to put in a payload.
 #[derive(Clone, Debug)]
 pub struct PartitionSpec {
+    /// The partition's name, without a slot suffix.
     pub name: String,
+    /// The new image.
     pub new: PathBuf,
     /// The source image: present for a delta.
     pub old: Option<PathBuf>,
@@ -61,11 +64,17 @@ impl PartitionSpec {
     }
 }
 
+/// How to build a payload.
 pub struct BuildOptions {
+    /// The OTA key to sign with; `None` makes an unsigned payload.
     pub signer: Option<Signer>,
+    /// Which compressors REPLACE operations may use.
     pub compressors: Compressors,
+    /// Threads compressing and diffing.
     pub threads: usize,
+    /// The manifest's `max_timestamp` (seconds since the epoch), if set.
     pub max_timestamp: Option<i64>,
+    /// The manifest's `security_patch_level` (`YYYY-MM-DD`), if set.
     pub security_patch_level: Option<String>,
     /// Every partition's `version` (AOSP: the build timestamp).
     pub partition_version: Option<String>,
@@ -150,9 +159,12 @@ pub fn parse_group(arg: &str) -> Result<DynamicGroup> {
     })
 }
 
+/// What a build produced.
 #[derive(Clone, Debug)]
 pub struct BuildReport {
+    /// The payload's `payload_properties.txt` values.
     pub properties: PayloadProperties,
+    /// The manifest written.
     pub manifest: Manifest,
 }
 

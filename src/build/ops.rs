@@ -20,17 +20,24 @@ const BS: usize = BLOCK_SIZE as usize;
 /// Which compressors a REPLACE_* operation may use.
 #[derive(Clone, Copy, Debug)]
 pub struct Compressors {
+    /// REPLACE_XZ may be tried.
     pub xz: bool,
+    /// REPLACE_BZ may be tried.
     pub bzip2: bool,
 }
 
 /// One generated operation with its blob (empty for blob-less kinds).
 #[derive(Clone, Debug)]
 pub struct GeneratedOp {
+    /// The operation type.
     pub kind: OpKind,
+    /// The operation's data.
     pub blob: Vec<u8>,
+    /// Source slot blocks it reads.
     pub src_extents: Vec<Extent>,
+    /// Target slot blocks it writes.
     pub dst_extents: Vec<Extent>,
+    /// SHA-256 of the source blocks, for operations that read them.
     pub src_sha256: Option<[u8; 32]>,
 }
 

@@ -8,10 +8,12 @@ const BLOCK: usize = 4096;
 pub struct SampleRng(u64);
 
 impl SampleRng {
+    /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
         SampleRng(if seed == 0 { 0x5eed } else { seed })
     }
 
+    /// The next number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;

@@ -35,17 +35,26 @@ pub const MAX_FACTOR_BITS: u8 = 6;
 /// `CowOperationType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OpType {
+    /// `kCowCopyOp`: copy an old block.
     Copy = 1,
+    /// `kCowReplaceOp`: write the (compressed) data.
     Replace = 2,
+    /// `kCowZeroOp`: write zeros.
     Zero = 3,
+    /// `kCowLabelOp`: a resume point (v2).
     Label = 4,
+    /// `kCowClusterOp`: ends a cluster of ops (v2).
     Cluster = 5,
+    /// `kCowXorOp`: the data XOR an old block.
     Xor = 6,
+    /// `kCowSequenceOp`: the merge order of the copy and XOR ops (v2).
     Sequence = 7,
+    /// `kCowFooterOp`: the v2 footer.
     Footer = 255,
 }
 
 impl OpType {
+    /// The type stored as `v`, if it is one.
     pub fn from_u8(v: u8) -> Option<OpType> {
         Some(match v {
             1 => OpType::Copy,
@@ -77,14 +86,20 @@ impl OpType {
 /// `CowCompressionAlgorithm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Compression {
+    /// `kCowCompressNone`.
     None = 0,
+    /// `kCowCompressGz`: zlib (deflate with a zlib header).
     Gz = 1,
+    /// `kCowCompressBrotli`.
     Brotli = 2,
+    /// `kCowCompressLz4`.
     Lz4 = 3,
+    /// `kCowCompressZstd`.
     Zstd = 4,
 }
 
 impl Compression {
+    /// The algorithm stored as `v`, if it is one.
     pub fn from_u32(v: u32) -> Option<Compression> {
         Some(match v {
             0 => Compression::None,
@@ -108,6 +123,7 @@ impl Compression {
         })
     }
 
+    /// The name `from_name` accepts.
     pub fn name(self) -> &'static str {
         match self {
             Compression::None => "none",
@@ -123,21 +139,38 @@ impl Compression {
 /// zero from them (as `ReadCowHeader` leaves them).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Header {
+    /// Format major version (2 or 3).
     pub major: u16,
+    /// Format minor version.
     pub minor: u16,
+    /// Header size in bytes: [`HEADER_V2_SIZE`] or [`HEADER_V3_SIZE`].
     pub header_size: u16,
+    /// Footer size in bytes (v2).
     pub footer_size: u16,
+    /// Size of one op in bytes.
     pub op_size: u16,
+    /// Block size in bytes.
     pub block_size: u32,
+    /// v2: ops per cluster (0: no clusters).
     pub cluster_ops: u32,
+    /// Merge ops completed so far.
     pub num_merge_ops: u64,
+    /// Size of the scratch buffer snapuserd merges through (in v3, between the header and the
+    /// sequence data).
     pub buffer_size: u32,
+    /// v3: number of 4-byte sequence entries.
     pub sequence_data_count: u64,
+    /// v3: resume points in use.
     pub resume_point_count: u32,
+    /// v3: room for resume points.
     pub resume_point_max: u32,
+    /// v3: ops written.
     pub op_count: u64,
+    /// v3: room for ops.
     pub op_count_max: u64,
+    /// v3: the `Compression` number.
     pub compression_algorithm: u32,
+    /// v3: the largest data one op compresses (the compression factor), in bytes.
     pub max_compression_size: u32,
 }
 
@@ -251,14 +284,20 @@ impl Header {
 /// holding `ops_size` and `source` holding `num_ops`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct OpV2 {
+    /// The `OpType` number.
     pub op_type: u8,
+    /// The `Compression` number.
     pub compression: u8,
+    /// Bytes of data the op carries.
     pub data_length: u16,
+    /// The block of the new image it writes (the footer: the ops' size).
     pub new_block: u64,
+    /// The old block or data offset, by type (the footer: the op count).
     pub source: u64,
 }
 
 impl OpV2 {
+    /// Reads an op from the first [`OP_V2_SIZE`] bytes of `b`, which must be that long.
     pub fn parse(b: &[u8]) -> OpV2 {
         OpV2 {
             op_type: b[0],
@@ -269,6 +308,7 @@ impl OpV2 {
         }
     }
 
+    /// The packed form.
     pub fn to_bytes(&self) -> [u8; OP_V2_SIZE] {
         let mut b = [0u8; OP_V2_SIZE];
         b[0] = self.op_type;
@@ -308,12 +348,17 @@ impl OpV2 {
 /// compression factor's log2 over the block size in bits 57-59 and the source in bits 0-47.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct OpV3 {
+    /// Bytes of data.
     pub data_length: u32,
+    /// The block of the new image it writes.
     pub new_block: u32,
+    /// Type, compression factor and source, packed.
     pub source_info: u64,
 }
 
 impl OpV3 {
+    /// Packs an op of `op_type` for `new_block`, with `source` (an old block, or a data offset),
+    /// compression factor `factor_bits` and `len` bytes of data.
     pub fn new(op_type: OpType, new_block: u32, source: u64, factor_bits: u8, len: u32) -> OpV3 {
         OpV3 {
             data_length: len,
@@ -324,6 +369,7 @@ impl OpV3 {
         }
     }
 
+    /// Reads an op from the first [`OP_V3_SIZE`] bytes of `b`, which must be that long.
     pub fn parse(b: &[u8]) -> OpV3 {
         OpV3 {
             data_length: le32(b, 0),
@@ -332,6 +378,7 @@ impl OpV3 {
         }
     }
 
+    /// The packed form.
     pub fn to_bytes(&self) -> [u8; OP_V3_SIZE] {
         let mut b = [0u8; OP_V3_SIZE];
         b[0..4].copy_from_slice(&self.data_length.to_le_bytes());
@@ -340,14 +387,17 @@ impl OpV3 {
         b
     }
 
+    /// The `OpType` number (bits 60-63).
     pub fn type_bits(&self) -> u8 {
         (self.source_info >> TYPE_SHIFT) as u8 & 0xf
     }
 
+    /// The compression factor, as log2 of factor / block size (bits 57-59).
     pub fn factor_bits(&self) -> u8 {
         (self.source_info >> FACTOR_SHIFT) as u8 & 0x7
     }
 
+    /// The source (bits 0-47).
     pub fn source(&self) -> u64 {
         self.source_info & SOURCE_MASK
     }

@@ -15,6 +15,7 @@ use super::CowError;
 
 /// Random-access bytes: the COW file, or a base image.
 pub trait ReadAt {
+    /// Size in bytes.
     fn size(&self) -> u64;
     /// Fills `buf` from `offset`; a range past the end is an error.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
@@ -47,11 +48,14 @@ impl ReadAt for Vec<u8> {
 /// One op, translated to a version-independent form (as AOSP translates v2 ops to v3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Op {
+    /// The op type.
     pub kind: OpType,
+    /// The block of the new image it writes.
     pub new_block: u64,
     /// Copy: old block; XOR: byte offset in the old image; replace/sequence: data offset in the
     /// COW; label: the label.
     pub source: u64,
+    /// Bytes of data the op carries.
     pub data_length: u32,
     /// log2 of the op's unit over the block size (v3 multi-block compression).
     pub factor_bits: u8,
@@ -62,21 +66,26 @@ pub struct Op {
 /// A v3 resume point: a label and the number of ops durable with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResumePoint {
+    /// The label.
     pub label: u64,
+    /// Number of ops durable with it.
     pub op_index: u64,
 }
 
 /// A parsed COW.
 #[derive(Clone, Debug)]
 pub struct CowReader {
+    /// The header.
     pub header: Header,
     /// Every op in stream order; v2 metadata ops (label, cluster, sequence) included.
     pub ops: Vec<Op>,
     /// The merge order's head: new blocks of the ordered ops.
     pub sequence: Vec<u32>,
+    /// The v3 resume points.
     pub resume_points: Vec<ResumePoint>,
     /// v2: the footer's op count.
     pub footer_ops: Option<u64>,
+    /// The last label op in the stream (v2), if any.
     pub last_label: Option<u64>,
     /// The compression of the data (v3: the header's; v2: the ops' one algorithm).
     pub compression: Compression,
@@ -370,6 +379,7 @@ impl CowReader {
         })
     }
 
+    /// Block size in bytes.
     pub fn block_size(&self) -> u64 {
         u64::from(self.header.block_size)
     }

@@ -16,6 +16,7 @@ use super::CowError;
 /// Where the writer's bytes go: positional writes (most are sequential, op records are
 /// written back into their reserved area).
 pub trait CowSink {
+    /// Writes all of `data` at `offset`, growing the sink as needed.
     fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()>;
     /// Makes what was written durable; called after each label, as AOSP syncs there.
     fn sync(&mut self) -> std::io::Result<()> {
@@ -42,7 +43,9 @@ impl CowSink for Vec<u8> {
 pub struct CowOptions {
     /// 2 or 3 (1 writes as 2, as AOSP does).
     pub version: u16,
+    /// Block size in bytes.
     pub block_size: u32,
+    /// The data compression.
     pub compression: Compression,
     /// The algorithm's level; `None` for AOSP's default.
     pub level: Option<i32>,
@@ -53,6 +56,7 @@ pub struct CowOptions {
     pub cluster_ops: u32,
     /// Reserve the 2 MiB scratch area snapuserd's read-ahead needs.
     pub scratch_space: bool,
+    /// The header's `num_merge_ops` (merge ops already done).
     pub num_merge_ops: u64,
     /// v3: size of the op area; 0 takes `max_blocks`.
     pub op_count_max: u64,
@@ -83,11 +87,17 @@ impl Default for CowOptions {
 /// What a finished COW holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CowSummary {
+    /// COPY ops written.
     pub copy_ops: u64,
+    /// REPLACE ops written.
     pub replace_ops: u64,
+    /// ZERO ops written.
     pub zero_ops: u64,
+    /// XOR ops written.
     pub xor_ops: u64,
+    /// Labels (resume points) written.
     pub labels: u64,
+    /// Sequence entries written.
     pub sequence_entries: u64,
     /// Bytes of (compressed) data stored.
     pub data_bytes: u64,
@@ -326,6 +336,7 @@ impl<S: CowSink> CowWriter<S> {
         &self.sink
     }
 
+    /// The header as it stands.
     pub fn header(&self) -> &Header {
         &self.header
     }

@@ -90,6 +90,7 @@ impl ExtentMap {
         })
     }
 
+    /// The partition's size in bytes: the sum of its extents.
     pub fn size(&self) -> u64 {
         self.size
     }
@@ -138,6 +139,7 @@ pub struct LogicalSource {
 }
 
 impl LogicalSource {
+    /// Reads the partition `map` lays out in `super_dev`.
     pub fn new(super_dev: Arc<dyn SourceRead>, map: ExtentMap) -> Self {
         LogicalSource { super_dev, map }
     }
@@ -159,6 +161,7 @@ pub struct LogicalTarget {
 }
 
 impl LogicalTarget {
+    /// Writes the partition `map` lays out in `super_dev`.
     pub fn new(super_dev: Arc<dyn TargetWrite>, map: ExtentMap) -> Self {
         LogicalTarget { super_dev, map }
     }

@@ -50,6 +50,7 @@ pub enum Layout {
 /// A layer over `super`'s read-write handle: every write into `super` (metadata and logical
 /// partitions) goes through it. The power-cut tests record those writes here.
 pub trait SuperLayer: Send + Sync {
+    /// The handle to use in place of `inner`.
     fn wrap(&self, inner: Box<dyn TargetWrite>) -> Box<dyn TargetWrite>;
 }
 
@@ -99,6 +100,7 @@ enum Resolved {
 }
 
 impl Device {
+    /// A device laid out as `layout`, running slot `current`.
     pub fn new(layout: Layout, current: Slot) -> Self {
         Device {
             layout,
@@ -109,6 +111,7 @@ impl Device {
         }
     }
 
+    /// A host device directory `dir` (`<name>_<slot>.img` files), running slot `current`.
     pub fn host(dir: impl Into<PathBuf>, current: Slot) -> Self {
         Self::new(Layout::HostDir(dir.into()), current)
     }
@@ -125,6 +128,7 @@ impl Device {
         self
     }
 
+    /// The running slot.
     pub fn current_slot(&self) -> Slot {
         self.current
     }
@@ -134,6 +138,7 @@ impl Device {
         self.current.other()
     }
 
+    /// Where the partitions are.
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
@@ -188,6 +193,7 @@ impl Device {
         *self.planned.lock().unwrap_or_else(|e| e.into_inner()) = metadata;
     }
 
+    /// The metadata set by [`Device::set_planned_target`], if any.
     pub fn planned_target(&self) -> Option<lp::Metadata> {
         self.planned
             .lock()
@@ -401,6 +407,7 @@ impl SourcePartition {
         })
     }
 
+    /// The file or block device it reads.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -440,6 +447,7 @@ impl TargetPartition {
         })
     }
 
+    /// The file or block device it writes.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -80,6 +80,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table.
     pub fn new() -> Table {
         Table::default()
     }
@@ -115,6 +116,7 @@ impl Table {
         Ok(self)
     }
 
+    /// The table's lines, in sector order.
     pub fn lines(&self) -> &[TargetLine] {
         &self.lines
     }
@@ -128,24 +130,31 @@ impl Table {
 /// A mapping the kernel knows: its name and number.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DmDevice {
+    /// Its name.
     pub name: String,
+    /// Its device number.
     pub dev: DevNum,
 }
 
 /// What DM_DEV_STATUS says about one mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DmStatus {
+    /// Its device number.
     pub dev: DevNum,
     /// Empty when the creator gave none; ours start with [`UUID_PREFIX`].
     pub uuid: String,
+    /// Whether its table is loaded read-only.
     pub read_only: bool,
+    /// How many hold it open.
     pub open_count: i32,
 }
 
 /// A mapping just created: where its block node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mapped {
+    /// Its name.
     pub name: String,
+    /// Its device number.
     pub dev: DevNum,
     /// `<dev_dir>/dm-N`.
     pub node: PathBuf,
@@ -189,6 +198,7 @@ impl DeviceMapper {
         Ok(dm)
     }
 
+    /// Where the device-mapper pieces are.
     pub fn config(&self) -> &DmConfig {
         &self.config
     }

@@ -10,7 +10,9 @@ use crate::error::Result;
 
 /// `DM_NAME_LEN`, `DM_UUID_LEN`, `DM_MAX_TYPE_NAME`: sizes of the NUL-terminated strings.
 pub const NAME_LEN: usize = 128;
+/// `DM_UUID_LEN`.
 pub const UUID_LEN: usize = 129;
+/// `DM_MAX_TYPE_NAME`.
 pub const TYPE_NAME_LEN: usize = 16;
 
 /// The interface version we speak. The kernel accepts a request whose major equals its own and
@@ -20,9 +22,13 @@ pub const VERSION: [u32; 3] = [4, 0, 0];
 
 /// Status bits of `dm_ioctl.flags` that we use.
 pub const READONLY_FLAG: u32 = 1 << 0;
+/// `DM_SUSPEND_FLAG`: the device is (to be) suspended.
 pub const SUSPEND_FLAG: u32 = 1 << 1;
+/// `DM_STATUS_TABLE_FLAG`: DM_TABLE_STATUS returns the table lines, not the targets' status.
 pub const STATUS_TABLE_FLAG: u32 = 1 << 4;
+/// `DM_ACTIVE_PRESENT_FLAG`: the device has a live table.
 pub const ACTIVE_PRESENT_FLAG: u32 = 1 << 5;
+/// `DM_BUFFER_FULL_FLAG`: the reply did not fit the buffer.
 pub const BUFFER_FULL_FLAG: u32 = 1 << 8;
 
 /// `struct dm_ioctl`, exactly as the kernel lays it out (312 bytes). Only its size and field
@@ -30,17 +36,29 @@ pub const BUFFER_FULL_FLAG: u32 = 1 << 8;
 /// while the bytes are written and read field by field in [`Request`] and [`Reply`].
 #[repr(C)]
 pub struct DmIoctl {
+    /// Interface version: requested on the way in, the kernel's on the way out.
     pub version: [u32; 3],
+    /// Size of the whole buffer: header plus data.
     pub data_size: u32,
+    /// Offset of the command data from the start of the buffer.
     pub data_start: u32,
+    /// Number of `dm_target_spec`s in the data.
     pub target_count: u32,
+    /// Openers of the device (out).
     pub open_count: i32,
+    /// `DM_*_FLAG` bits.
     pub flags: u32,
+    /// Event counter (in and out).
     pub event_nr: u32,
+    /// Alignment padding.
     pub padding: u32,
+    /// The device number (`huge_encode_dev`), see [`DevNum`].
     pub dev: u64,
+    /// Device name, NUL-terminated.
     pub name: [u8; NAME_LEN],
+    /// Device uuid, NUL-terminated.
     pub uuid: [u8; UUID_LEN],
+    /// Padding to the 8-byte aligned data.
     pub data: [u8; 7],
 }
 
@@ -66,11 +84,14 @@ const NAME_LIST_HEADER: usize = 12;
 /// `dm_name_list.dev` (and as glibc's `makedev` does for `st_rdev`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct DevNum {
+    /// Major number.
     pub major: u32,
+    /// Minor number.
     pub minor: u32,
 }
 
 impl DevNum {
+    /// Unpacks `huge_encode_dev`'s encoding.
     pub fn decode(dev: u64) -> DevNum {
         DevNum {
             major: (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)) as u32,
@@ -78,6 +99,7 @@ impl DevNum {
         }
     }
 
+    /// Packs as `huge_encode_dev` does.
     pub fn encode(self) -> u64 {
         let (major, minor) = (u64::from(self.major), u64::from(self.minor));
         ((major & 0xffff_f000) << 32)
@@ -98,9 +120,13 @@ impl std::fmt::Display for DevNum {
 /// (`linear 7:0 2048`, `zero`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TargetLine {
+    /// First sector.
     pub start: u64,
+    /// Number of sectors.
     pub length: u64,
+    /// Target type (`linear`, `zero`, `verity`, ...).
     pub kind: String,
+    /// Target parameters, as in a `dmsetup` table line.
     pub params: String,
 }
 
@@ -173,12 +199,14 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Takes the buffer back from the 8-byte words the ioctl wrote.
     pub fn from_words(words: &[u64]) -> Reply {
         Reply {
             bytes: words.iter().flat_map(|w| w.to_ne_bytes()).collect(),
         }
     }
 
+    /// `version`: the kernel's interface version.
     pub fn version(&self) -> [u32; 3] {
         [
             get_u32(&self.bytes, 0),
@@ -186,21 +214,27 @@ impl Reply {
             get_u32(&self.bytes, 8),
         ]
     }
+    /// `flags`: the reply's `DM_*_FLAG` bits.
     pub fn flags(&self) -> u32 {
         get_u32(&self.bytes, OFF_FLAGS)
     }
+    /// `target_count`: table lines in the reply (DM_TABLE_STATUS).
     pub fn target_count(&self) -> u32 {
         get_u32(&self.bytes, OFF_TARGET_COUNT)
     }
+    /// `open_count`: how many hold the device open.
     pub fn open_count(&self) -> i32 {
         get_u32(&self.bytes, OFF_OPEN_COUNT) as i32
     }
+    /// `dev`: the device's number.
     pub fn dev(&self) -> DevNum {
         DevNum::decode(get_u64(&self.bytes, OFF_DEV))
     }
+    /// `name`: the device's name.
     pub fn name(&self) -> String {
         c_str(&self.bytes[OFF_NAME..OFF_NAME + NAME_LEN])
     }
+    /// `uuid`: the device's uuid (empty when it has none).
     pub fn uuid(&self) -> String {
         c_str(&self.bytes[OFF_UUID..OFF_UUID + UUID_LEN])
     }

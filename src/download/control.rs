@@ -17,6 +17,7 @@ use crate::error::{Error, ErrorCode};
 pub struct TransferControl(Arc<Shared>);
 
 impl TransferControl {
+    /// A control for a transfer that is running.
     pub fn new() -> Self {
         Self::default()
     }
@@ -46,10 +47,12 @@ impl TransferControl {
         self.0.changed.notify_all();
     }
 
+    /// Whether the transfer was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.0.lock().cancelled
     }
 
+    /// Whether the transfer is suspended now.
     pub fn is_suspended(&self) -> bool {
         self.0.lock().suspended
     }

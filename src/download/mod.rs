@@ -39,12 +39,15 @@ pub struct SourceOptions {
     pub read_timeout: Duration,
     /// Consecutive attempts without progress allowed before failing with `DownloadFailed`.
     pub max_retries: u32,
+    /// The wait before the first retry; it doubles with each retry.
     pub backoff_initial: Duration,
+    /// The longest wait between retries.
     pub backoff_max: Duration,
     /// Extra PEM CA certificate(s) trusted besides the system store.
     pub pinned_ca: Option<PathBuf>,
     /// `NETWORK_ID`: the Android network handle to download over; `None`, the default one.
     pub network: Option<u64>,
+    /// Suspends and cancels the transfer.
     pub control: TransferControl,
 }
 

@@ -24,21 +24,34 @@ pub enum Phase {
     Done,
 }
 
+/// One checkpoint (`proto/checkpoint.proto`): what is durable of which payload's apply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
+    /// SHA-256 of the payload's metadata (header, manifest, metadata signature).
     pub payload_id: [u8; 32],
+    /// The payload's size, when it was known.
     pub payload_size: Option<u64>,
+    /// The slot being written (`a`, `b`).
     pub target_slot: String,
+    /// How far the update got.
     pub phase: Phase,
+    /// Global index (over all partitions, in order) of the first operation not yet durable.
     pub next_operation: u32,
+    /// Offset in the data section where that operation's blob, or the next blob, starts.
     pub next_data_offset: u64,
+    /// The serialized SHA-256 state over the signed bytes, up to `next_data_offset`.
     pub payload_hash_state: Vec<u8>,
+    /// The serialized SHA-256 state over the whole file, up to `next_data_offset`.
     pub file_hash_state: Vec<u8>,
+    /// Partitions whose post-write pass (verification, verity) has finished.
     pub verified_partitions: u32,
+    /// Resumes of this payload that ended in an error; after [`super::MAX_RESUME_FAILURES`] the
+    /// apply starts over.
     pub resume_failures: u32,
 }
 
 impl Checkpoint {
+    /// The protobuf encoding.
     pub fn encode(&self) -> Vec<u8> {
         let mut m = pb::Checkpoint::new();
         m.set_version(FORMAT_VERSION);
@@ -86,8 +99,11 @@ impl Checkpoint {
 
 /// Where checkpoints live. Implementations must make `save` atomic and durable.
 pub trait CheckpointStore: Send + Sync {
+    /// The saved checkpoint; `None` when there is none.
     fn load(&self) -> Result<Option<Checkpoint>>;
+    /// Replaces the saved checkpoint, atomically and durably.
     fn save(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Removes the saved checkpoint.
     fn clear(&self) -> Result<()>;
     /// Free space where checkpoints are kept, when the store can tell.
     fn available_bytes(&self) -> Option<u64> {

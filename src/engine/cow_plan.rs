@@ -18,12 +18,20 @@ use crate::payload::proto::update_metadata::CowMergeOperation;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlannedOp {
     /// New block `new_block` is old block `old_block`.
-    Copy { new_block: u64, old_block: u64 },
+    Copy {
+        /// The block of the new image.
+        new_block: u64,
+        /// The block of the old image it copies.
+        old_block: u64,
+    },
     /// New block `new_block` is its COW data XOR the old image's bytes at
     /// `old_block * block_size + offset` (a block and, when `offset` is not 0, the next one).
     Xor {
+        /// The block of the new image.
         new_block: u64,
+        /// The first block of the old image it reads.
         old_block: u64,
+        /// Byte offset into `old_block` (below one block).
         offset: u32,
     },
 }

@@ -11,7 +11,9 @@ use crate::{bail, ErrorCode};
 /// Verified metadata of one payload.
 #[derive(Clone, Debug)]
 pub struct Metadata {
+    /// The payload's fixed header.
     pub header: PayloadHeader,
+    /// The parsed, validated manifest.
     pub manifest: Manifest,
     /// SHA-256 of header, manifest and metadata signature: identifies the payload for resuming.
     pub id: [u8; 32],

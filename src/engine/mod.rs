@@ -47,15 +47,21 @@ pub const MIN_STATE_SPACE: u64 = 1 << 20;
 
 /// Read access to a partition of the running slot.
 pub trait SourceRead: Send + Sync {
+    /// Fills `buf` from `offset` bytes into the partition; a short read is an error.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The partition's size in bytes.
     fn size(&self) -> u64;
 }
 
 /// Write access to a partition of the target slot. Writes are durable once `sync` returns.
 pub trait TargetWrite: Send + Sync {
+    /// Writes all of `buf` at `offset` bytes into the partition.
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Fills `buf` from `offset` bytes into the partition; a short read is an error.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Flushes what was written to stable storage.
     fn sync(&self) -> io::Result<()>;
+    /// The partition's size in bytes.
     fn size(&self) -> u64;
     /// A snapshot (a Virtual A/B COW) marks a resume point here: everything written so far
     /// is what the state `label` names. The engine calls it, on the writing thread, for every
@@ -84,7 +90,9 @@ pub const END_LABEL: u64 = u64::MAX;
 
 /// The partitions of the two slots, by name. Only the target slot can be written.
 pub trait SlotPartitions: Sync {
+    /// Opens the running slot's partition `name` (no slot suffix) for reading.
     fn open_source(&self, name: &str) -> Result<Box<dyn SourceRead>>;
+    /// Opens the target slot's partition `name` (no slot suffix) for writing.
     fn open_target(&self, name: &str) -> Result<Box<dyn TargetWrite>>;
     /// Suffix of the target slot, recorded in checkpoints ("a" or "b").
     fn target_slot_name(&self) -> String;
@@ -102,25 +110,34 @@ pub trait PayloadSource {
 /// What the engine is doing, for progress reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// Reading and verifying the payload's metadata.
     Metadata,
+    /// Applying operations to the target slot.
     Writing,
+    /// Reading the written partitions back against their hashes (and computing verity data).
     Verifying,
     /// The new slot's postinstall programs run (after verification, before the switch):
     /// `bytes_done` of `bytes_total` is the programs' combined `global_progress`, in
     /// millionths.
     Postinstall,
+    /// Finished: ready for the slot switch.
     Done,
 }
 
+/// A progress report.
 #[derive(Clone, Debug)]
 pub struct Progress {
+    /// What the engine is doing.
     pub stage: Stage,
     /// [`Stage::Writing`]: payload bytes applied (written and checkpointable) out of
     /// `bytes_total`, the payload size. [`Stage::Verifying`]: bytes of the partitions verified
     /// so far out of all partitions' bytes.
     pub bytes_done: u64,
+    /// See `bytes_done`.
     pub bytes_total: u64,
+    /// Operations applied so far.
     pub operations_done: u64,
+    /// Operations in the payload.
     pub operations_total: u64,
     /// Partition being verified, in [`Stage::Verifying`].
     pub partition: Option<String>,
@@ -128,7 +145,9 @@ pub struct Progress {
 
 /// Receives progress and answers whether to stop. Called from the engine's writing thread.
 pub trait Observer: Sync {
+    /// Called with each progress report.
     fn progress(&self, _progress: &Progress) {}
+    /// Whether to stop; the engine asks between operations and stops with 38 (`Cancelled`).
     fn is_cancelled(&self) -> bool {
         false
     }
@@ -176,10 +195,12 @@ pub trait UpdateHooks: Sync {
 
 impl UpdateHooks for () {}
 
+/// How to apply a payload.
 #[derive(Clone, Debug)]
 pub struct ApplyOptions {
     /// What payloads must be signed with. The default, no key, refuses every payload (29).
     pub keys: TrustedKeys,
+    /// `payload_properties.txt`: the sizes and hashes the payload must match.
     pub properties: PayloadProperties,
     /// Threads decoding operations; writing stays in order on the calling thread.
     pub threads: usize,
@@ -201,11 +222,13 @@ impl Default for ApplyOptions {
 /// What an apply did.
 #[derive(Clone, Debug)]
 pub struct ApplyReport {
+    /// The payload's verified metadata.
     pub metadata: Metadata,
     /// The operation a resumed run started from (`None`: a fresh start).
     pub resumed_at: Option<u32>,
     /// Payload bytes this run read (metadata included).
     pub bytes_read: u64,
+    /// Operations this run applied.
     pub operations_applied: u64,
 }
 

@@ -10,6 +10,7 @@ use crate::{bail, err};
 
 /// What an operation produces for its destination extents, in order.
 pub enum Output {
+    /// The bytes to write.
     Data(Vec<u8>),
     /// ZERO and DISCARD: the extents read back as zeros.
     Zeros,

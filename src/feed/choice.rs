@@ -10,6 +10,7 @@ use super::trust::VerifiedFeed;
 /// What the device runs, and who it is.
 #[derive(Clone, Debug, Default)]
 pub struct Running<'a> {
+    /// The running `ro.build.fingerprint`, when known.
     pub fingerprint: Option<&'a str>,
     /// `ro.build.date.utc`.
     pub timestamp: Option<i64>,

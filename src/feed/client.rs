@@ -29,9 +29,13 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Who and what the device is, and where its feed is.
 #[derive(Clone, Debug)]
 pub struct DeviceIdentity {
+    /// Where `feed.json` is.
     pub feed_url: String,
+    /// The device's model, which the feed must be for.
     pub model: String,
+    /// The channel, which the feed must be for.
     pub channel: String,
+    /// The device's id, for the rollout bucket and reports.
     pub device_id: String,
     /// The device token for check-ins and reports (`Authorization: Bearer`).
     pub token: Option<String>,
@@ -44,9 +48,13 @@ pub struct DeviceIdentity {
 /// An offer picked for this device, with its URLs resolved against the feed's.
 #[derive(Clone, Debug)]
 pub struct Update {
+    /// The offer picked.
     pub offer: Offer,
+    /// The payload's URL, resolved.
     pub payload_url: String,
+    /// The wrapped keys' URL, resolved, for an encrypted payload.
     pub key_url: Option<String>,
+    /// The report URL, resolved, if the feed has one.
     pub report_url: Option<String>,
 }
 
@@ -261,8 +269,11 @@ impl<S: PayloadSource + ?Sized> PayloadSource for Box<S> {
 
 /// What an apply reports with.
 pub struct Reporting<'a> {
+    /// Where reports wait to be sent.
     pub queue: &'a ReportQueue,
+    /// The device reporting.
     pub device: &'a DeviceIdentity,
+    /// The target slot, for the reports.
     pub slot: String,
 }
 
@@ -365,6 +376,7 @@ pub struct HttpReportSink {
 }
 
 impl HttpReportSink {
+    /// A sink posting with `token` as bearer token.
     pub fn new(opts: &SourceOptions, token: &str) -> Self {
         let mut opts = with_token(opts, token);
         opts.connect_timeout = std::time::Duration::from_secs(10);

@@ -30,21 +30,26 @@ use super::model::ENCRYPTION_SCHEME;
 use crate::error::Result;
 use crate::{bail, err};
 
+/// Bytes of the AES-256-GCM tag after each encrypted chunk.
 pub const TAG_LEN: u64 = 16;
 const CHUNK_AAD: &[u8] = b"abupdate-chunk-v1";
 const WRAP_LABEL: &[u8] = b"abupdate-wrap-v1";
 /// A key file names at most this many devices, and a device fetches at most this much of it.
 pub const MAX_RECIPIENTS: usize = 100_000;
+/// The most bytes of a key file a device fetches.
 pub const MAX_KEY_FILE_BYTES: u64 = 16 << 20;
 
 /// Where chunks lie for a payload of `plain_size` bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {
+    /// Plaintext bytes per chunk (the last one may be shorter).
     pub chunk_size: u32,
+    /// The payload's plaintext size in bytes.
     pub plain_size: u64,
 }
 
 impl Layout {
+    /// Number of chunks (at least one, also for an empty payload).
     pub fn chunks(&self) -> u64 {
         self.plain_size.div_ceil(u64::from(self.chunk_size)).max(1)
     }
@@ -69,6 +74,7 @@ impl Layout {
         index.checked_mul(u64::from(self.chunk_size).checked_add(TAG_LEN)?)
     }
 
+    /// Whether chunk `index` is the last one.
     pub fn is_last(&self, index: u64) -> bool {
         index.saturating_add(1) == self.chunks()
     }
@@ -87,6 +93,7 @@ impl std::fmt::Debug for ContentKey {
 }
 
 impl ContentKey {
+    /// A new random content key.
     pub fn generate() -> Result<Self> {
         let mut raw = [0u8; 32];
         SystemRandom::new()
@@ -152,10 +159,13 @@ fn aad(index: u64, last: bool) -> [u8; 26] {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
+    /// Must be `ENCRYPTION_SCHEME`.
     pub scheme: String,
+    /// One wrapped key per device.
     pub recipients: Vec<Recipient>,
 }
 
+/// One device's wrapped copy of the content key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Recipient {
@@ -168,6 +178,7 @@ pub struct Recipient {
 }
 
 impl KeyFile {
+    /// An empty key file of this scheme.
     pub fn new() -> Self {
         KeyFile {
             scheme: ENCRYPTION_SCHEME.into(),
@@ -175,6 +186,7 @@ impl KeyFile {
         }
     }
 
+    /// Parses a key file (`VerificationFailed` when it is not one of this scheme, or too large).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let file: KeyFile = serde_json::from_slice(bytes)
             .map_err(|e| err!(VerificationFailed, "the key file is not valid: {e}"))?;

@@ -36,6 +36,7 @@ impl<S: PayloadSource> DecryptingSource<S> {
         Ok(DecryptingSource { inner, key, layout })
     }
 
+    /// The source of the encrypted bytes.
     pub fn inner(&self) -> &S {
         &self.inner
     }

@@ -25,42 +25,59 @@ const MAX_NOTES: usize = 16 * 1024;
 const MAX_PROPERTIES: usize = 32;
 /// Encryption chunks: large enough to cost little, small enough to hold one in memory.
 pub const MIN_CHUNK: u32 = 4096;
+/// The largest encryption chunk, in bytes.
 pub const MAX_CHUNK: u32 = 4 << 20;
 
+/// One model's and channel's `feed.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feed {
+    /// Format version: [`FORMAT`].
     pub format: u32,
+    /// The device model the offers are for (`ro.product.name`).
     pub model: String,
+    /// The update channel (`stable`, `beta`, ...).
     pub channel: String,
     /// Unix seconds.
     pub generated_at: i64,
+    /// Where devices send their reports (the server's report endpoint), if anywhere.
     #[serde(default)]
     pub report_url: Option<String>,
+    /// Where devices check in for their rollout percentages (needs a device token), if anywhere.
     #[serde(default)]
     pub checkin_url: Option<String>,
+    /// The updates offered.
     pub offers: Vec<Offer>,
 }
 
+/// One update offered: a payload and the build it installs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Offer {
+    /// Unique within the feed: `[A-Za-z0-9._-]{1,64}`.
     pub id: String,
+    /// The build the payload installs.
     pub build: TargetBuild,
     /// `None`: a full payload for any running build; else a delta for exactly this build.
     pub source_fingerprint: Option<String>,
+    /// Where the payload is, and how to apply it.
     pub payload: PayloadRef,
+    /// The share of devices (0-100) that take it; see the rollout rule in the README.
     pub rollout_percent: u8,
+    /// Release notes shown to the user.
     #[serde(default)]
     pub notes: String,
 }
 
+/// The build an offer installs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetBuild {
+    /// Its `ro.build.fingerprint`.
     pub fingerprint: String,
     /// The build's `ro.build.date.utc`.
     pub timestamp: i64,
+    /// Its `ro.build.version.security_patch`, if given.
     #[serde(default)]
     pub security_patch: Option<String>,
     /// AVB rollback index location -> index.
@@ -68,6 +85,7 @@ pub struct TargetBuild {
     pub rollback_indexes: BTreeMap<String, u64>,
 }
 
+/// The payload of an offer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PayloadRef {
@@ -79,12 +97,15 @@ pub struct PayloadRef {
     pub size: u64,
     /// `payload_properties.txt` lines.
     pub properties: Vec<String>,
+    /// How the payload is encrypted, if it is.
     pub encryption: Option<Encryption>,
 }
 
+/// An offer's payload encryption.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Encryption {
+    /// Must be [`ENCRYPTION_SCHEME`].
     pub scheme: String,
     /// Plaintext bytes per chunk.
     pub chunk_size: u32,
@@ -222,6 +243,7 @@ impl Offer {
         Ok(props)
     }
 
+    /// Whether the offer is a delta (it names a source build).
     pub fn is_delta(&self) -> bool {
         self.source_fingerprint.is_some()
     }

@@ -27,24 +27,37 @@ pub const DEFAULT_CHUNK: u32 = 64 * 1024;
 
 /// One `publish`.
 pub struct Publication<'a> {
+    /// The feed directory (`FEED_DIR`); the feed goes to `FEED_DIR/<model>/<channel>/`.
     pub feed_dir: &'a Path,
+    /// The device model.
     pub model: &'a str,
+    /// The update channel.
     pub channel: &'a str,
+    /// The payload file to publish.
     pub payload: &'a Path,
     /// `payload_properties.txt` lines; computed from the payload when `None`.
     pub properties: Option<Vec<String>>,
+    /// The offer id; default: `<timestamp>-full` or `<timestamp>-delta`.
     pub id: Option<String>,
+    /// The target build's fingerprint.
     pub fingerprint: String,
     /// Default: the payload's `max_timestamp`.
     pub timestamp: Option<i64>,
+    /// For a delta: the fingerprint of the build it applies to.
     pub source_fingerprint: Option<String>,
+    /// Rollout percentage, 0-100.
     pub rollout_percent: u8,
+    /// Release notes.
     pub notes: String,
+    /// AVB rollback index location -> index of the target build.
     pub rollback_indexes: BTreeMap<String, u64>,
     /// X25519 public keys of the devices to encrypt for; empty: not encrypted.
     pub encrypt_for: Vec<[u8; 32]>,
+    /// Plaintext bytes per encrypted chunk.
     pub chunk_size: u32,
+    /// The feed's report URL.
     pub report_url: Option<String>,
+    /// The feed's check-in URL.
     pub checkin_url: Option<String>,
     /// Unix seconds: the feed's `generated_at` (never before the previous feed's).
     pub now: i64,

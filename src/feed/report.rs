@@ -25,18 +25,28 @@ const MAX_MESSAGE: usize = 1024;
 /// One report, as `POST /v1/report` takes it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// The reporting device's id.
     pub device_id: String,
+    /// The offer being installed.
     pub offer_id: String,
     /// `download`, `verify`, `install`, `postinstall` or `complete`.
     pub phase: String,
+    /// The status code (0 on success).
     pub code: i32,
     /// The code's name (`PAYLOAD_SIGNATURE`), `OK` on success.
     pub reason: String,
+    /// The error message, cut to 1 KiB; empty on success.
     pub message: String,
+    /// Payload bytes of the phase (the payload's size once it was written or verified; 0 after an
+    /// early failure).
     pub bytes: u64,
+    /// The running build's fingerprint (empty when unknown).
     pub from_build: String,
+    /// The offer's build fingerprint.
     pub to_build: String,
+    /// Milliseconds since the apply started.
     pub duration_ms: u64,
+    /// The target slot.
     pub slot: String,
     /// Unix seconds.
     pub at: i64,
@@ -66,6 +76,7 @@ impl Report {
 /// What became of one send.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent {
+    /// The service took the record.
     Delivered,
     /// The service refused the record itself: drop it.
     Refused(String),
@@ -75,6 +86,7 @@ pub enum Sent {
 
 /// Where reports go: the HTTP(S) client on devices, anything in tests.
 pub trait ReportSink {
+    /// Posts `body` to `url`.
     fn send(&mut self, url: &str, body: &[u8]) -> Sent;
 }
 
@@ -98,8 +110,11 @@ struct Entry {
 /// The result of a flush.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Flushed {
+    /// Records the service took.
     pub delivered: usize,
+    /// Records the service refused, now dropped.
     pub refused: usize,
+    /// Records still queued.
     pub left: usize,
     /// Why sending stopped, when it stopped early.
     pub stopped: Option<String>,
@@ -111,6 +126,7 @@ pub struct ReportQueue {
 }
 
 impl ReportQueue {
+    /// The queue file in `state_dir`.
     pub fn new(state_dir: &Path) -> Self {
         ReportQueue {
             path: state_dir.join("report-queue.json"),

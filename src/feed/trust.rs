@@ -15,6 +15,7 @@ use crate::{bail, state_file};
 pub struct VerifiedFeed(Feed);
 
 impl VerifiedFeed {
+    /// The feed whose signature verified.
     pub fn feed(&self) -> &Feed {
         &self.0
     }
@@ -23,7 +24,9 @@ impl VerifiedFeed {
 /// What the device knows that the feed must agree with.
 #[derive(Clone, Debug, Default)]
 pub struct Expectation<'a> {
+    /// The device's model.
     pub model: &'a str,
+    /// The device's channel.
     pub channel: &'a str,
     /// The running build's `ro.build.date.utc`.
     pub build_timestamp: Option<i64>,
@@ -97,6 +100,7 @@ impl AcceptedStore {
         }
     }
 
+    /// The last accepted feed's `generated_at`; `None` before the first.
     pub fn load(&self) -> Result<Option<i64>> {
         let Some(bytes) = state_file::read(&self.path)? else {
             return Ok(None);

@@ -19,7 +19,9 @@ pub enum LpErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct LpError {
+    /// What kind of failure.
     pub kind: LpErrorKind,
+    /// What went wrong.
     pub message: String,
 }
 

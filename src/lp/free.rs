@@ -7,12 +7,16 @@ use super::SECTOR_SIZE;
 /// A free stretch of a block device, in 512-byte sectors (`end` exclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FreeRegion {
+    /// Index of the block device.
     pub block_device: u32,
+    /// First free sector.
     pub start: u64,
+    /// The sector after the last free one.
     pub end: u64,
 }
 
 impl FreeRegion {
+    /// Length in sectors.
     pub fn num_sectors(&self) -> u64 {
         self.end - self.start
     }

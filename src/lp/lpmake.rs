@@ -10,11 +10,13 @@ use super::{DEFAULT_GROUP, SUPER_NAME};
 /// One `--partition NAME:ATTRS:SIZE:GROUP`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewPartition {
+    /// The partition's name.
     pub name: String,
     /// `ATTR_*` (lpmake offers `none` or `readonly`).
     pub attributes: u32,
     /// Bytes; rounded up to the logical block size.
     pub size: u64,
+    /// The group it belongs to.
     pub group: String,
 }
 
@@ -62,6 +64,7 @@ impl NewSuper {
         }
     }
 
+    /// Adds group `name` of at most `maximum_size` bytes (0: no limit).
     pub fn group(mut self, name: &str, maximum_size: u64) -> NewSuper {
         self.groups.push((name.into(), maximum_size));
         self

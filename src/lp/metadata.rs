@@ -337,15 +337,19 @@ impl Metadata {
         Ok(out)
     }
 
+    /// The geometry (metadata region size, slot count, block size).
     pub fn geometry(&self) -> &Geometry {
         &self.geometry
     }
+    /// The partitions, in table order.
     pub fn partitions(&self) -> &[Partition] {
         &self.partitions
     }
+    /// The partition named `name` (with its suffix), if any.
     pub fn partition(&self, name: &str) -> Option<&Partition> {
         self.partitions.iter().find(|p| p.name == name)
     }
+    /// The groups, in table order.
     pub fn groups(&self) -> &[Group] {
         &self.groups
     }
@@ -353,6 +357,7 @@ impl Metadata {
     pub fn group_of(&self, p: &Partition) -> Option<&Group> {
         self.groups.get(p.group_index as usize)
     }
+    /// The block devices; entry 0 is `super`.
     pub fn block_devices(&self) -> &[BlockDevice] {
         &self.block_devices
     }

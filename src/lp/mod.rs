@@ -68,6 +68,7 @@ pub const SUPER_NAME: &str = "super";
 /// The group every layout has (no maximum size).
 pub const DEFAULT_GROUP: &str = "default";
 
+/// Mapped read-only.
 pub const ATTR_READONLY: u32 = 1;
 /// Retrofit devices: the name gets the slot suffix when mapped.
 pub const ATTR_SLOT_SUFFIXED: u32 = 2;

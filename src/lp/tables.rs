@@ -16,8 +16,11 @@ const TARGET_ZERO: u32 = 1;
 /// A logical partition: its name, attributes (`ATTR_*`), group and extent range.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Partition {
+    /// The partition's name (slot-suffixed on A/B devices, e.g. `system_a`).
     pub name: String,
+    /// `ATTR_*` bits.
     pub attributes: u32,
+    /// Index of its group in the metadata's group table.
     pub group_index: u32,
     pub(crate) first_extent: u32,
     pub(crate) num_extents: u32,
@@ -35,7 +38,9 @@ impl Partition {
 pub enum ExtentTarget {
     /// dm-linear onto block device `block_device` from `physical_sector` (512-byte sectors).
     Linear {
+        /// Index of the block device in the metadata's block device table.
         block_device: u32,
+        /// First sector on it.
         physical_sector: u64,
     },
     /// dm-zero: reads as zeros, takes no space.
@@ -45,15 +50,20 @@ pub enum ExtentTarget {
 /// One piece of a partition's logical→physical map, in 512-byte sectors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extent {
+    /// Length in 512-byte sectors.
     pub num_sectors: u64,
+    /// Where the sectors come from.
     pub target: ExtentTarget,
 }
 
 /// A partition group: the partitions of one slot share its maximum size (0: unlimited).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Group {
+    /// The group's name (`default`, or a slot-suffixed one such as `main_a`).
     pub name: String,
+    /// Group flags (`LP_GROUP_SLOT_SUFFIXED`).
     pub flags: u32,
+    /// The most bytes its partitions may take together (0: unlimited).
     pub maximum_size: u64,
 }
 
@@ -62,11 +72,15 @@ pub struct Group {
 pub struct BlockDevice {
     /// First sector usable for extents (after the metadata region, aligned).
     pub first_logical_sector: u64,
+    /// Alignment of partition extents on the device, in bytes.
     pub alignment: u32,
+    /// Offset of the device's alignment, in bytes.
     pub alignment_offset: u32,
     /// Size in bytes when the metadata was made.
     pub size: u64,
+    /// The partition holding the device (`super`).
     pub partition_name: String,
+    /// Block device flags (`LP_BLOCK_DEVICE_SLOT_SUFFIXED`).
     pub flags: u32,
 }
 

@@ -9,6 +9,7 @@ use super::{ATTR_READONLY, HEADER_FLAG_VIRTUAL_AB_DEVICE, SUPER_NAME};
 /// One group of the payload's `dynamic_partition_metadata`, without slot suffix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicGroup {
+    /// The group's name.
     pub name: String,
     /// Maximum size of the group in bytes.
     pub size: u64,

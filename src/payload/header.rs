@@ -19,10 +19,14 @@ pub const MAX_MANIFEST_SIZE: u64 = 64 << 20;
 /// Metadata signatures are a few RSA signatures at most.
 pub const MAX_METADATA_SIGNATURE_SIZE: u32 = 64 << 10;
 
+/// The payload's fixed header: `CrAU`, the major version and the two sizes that follow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PayloadHeader {
+    /// Payload format major version (2).
     pub major_version: u64,
+    /// Size of the manifest in bytes.
     pub manifest_size: u64,
+    /// Size of the metadata signature in bytes.
     pub metadata_signature_size: u32,
 }
 
@@ -92,6 +96,7 @@ impl PayloadHeader {
         self.metadata_size() + u64::from(self.metadata_signature_size)
     }
 
+    /// The header's 24 bytes.
     pub fn encode(&self) -> [u8; HEADER_SIZE] {
         let mut out = [0u8; HEADER_SIZE];
         out[..4].copy_from_slice(MAGIC);

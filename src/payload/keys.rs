@@ -11,9 +11,15 @@ use crate::{bail, err};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PublicKey {
     /// An RSA key as a DER `RSAPublicKey` (PKCS#1), the form `ring` and `rsa` take.
-    Rsa { pkcs1_der: Vec<u8> },
+    Rsa {
+        /// The `RSAPublicKey` DER.
+        pkcs1_der: Vec<u8>,
+    },
     /// A P-256 key as an uncompressed SEC1 point.
-    EcdsaP256 { point: Vec<u8> },
+    EcdsaP256 {
+        /// The 65-byte point (`04 || x || y`).
+        point: Vec<u8>,
+    },
 }
 
 /// The set of keys a payload may be signed with; one valid signature from any of them suffices.
@@ -60,14 +66,17 @@ impl TrustedKeys {
         Ok(())
     }
 
+    /// Whether no key is trusted.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
+    /// The trusted keys.
     pub fn keys(&self) -> &[PublicKey] {
         &self.keys
     }
 
+    /// Trusts `key` too.
     pub fn add(&mut self, key: PublicKey) {
         if !self.keys.contains(&key) {
             self.keys.push(key);

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 use crate::verity::HashAlgorithm;
 use crate::{bail, err};
 
+/// The payload block size: extents count blocks of 4096 bytes (the only `block_size`
+/// update_engine accepts).
 pub const BLOCK_SIZE: u64 = 4096;
 
 /// Limits that bound memory and work; real payloads are far below them (a full Pixel OTA has a
@@ -24,6 +26,7 @@ pub const MAX_PARTITIONS: usize = 128;
 /// Decoded, an operation takes about 200 bytes before its extents and hashes: a million of
 /// them stay within `decode_cost::MAX_DECODED_BYTES`.
 pub const MAX_OPERATIONS: usize = 1 << 20;
+/// The most source or destination extents one operation may have.
 pub const MAX_EXTENTS_PER_OP: usize = 1 << 16;
 /// Every operation's output and blob are held in memory while it is applied (as update_engine
 /// does); this caps both. AOSP's generator splits full images into 2 MiB chunks, and deltas
@@ -38,19 +41,25 @@ pub const MAX_MINOR_VERSION: u32 = 9;
 /// Minor version from which the manifest carries verity hash tree and FEC extents.
 pub const VERITY_MINOR_VERSION: u32 = 6;
 
+/// A run of `num_blocks` blocks from block `start_block` (`Extent` in update_metadata.proto).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Extent {
+    /// First block.
     pub start_block: u64,
+    /// Number of blocks.
     pub num_blocks: u64,
 }
 
 impl Extent {
+    /// Offset of the first byte.
     pub fn byte_offset(&self) -> u64 {
         self.start_block * BLOCK_SIZE
     }
+    /// Length in bytes.
     pub fn byte_len(&self) -> u64 {
         self.num_blocks * BLOCK_SIZE
     }
+    /// The block after the last one.
     pub fn end_block(&self) -> u64 {
         self.start_block + self.num_blocks
     }
@@ -59,24 +68,40 @@ impl Extent {
 /// Operation types, by their AOSP names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpKind {
+    /// `REPLACE`: the blob is the data.
     Replace,
+    /// `REPLACE_BZ`: the blob is bzip2-compressed data.
     ReplaceBz,
+    /// `REPLACE_XZ`: the blob is xz-compressed data.
     ReplaceXz,
+    /// `ZSTD`: the blob is zstd-compressed data.
     Zstd,
+    /// `ZERO`: write zeros (no blob).
     Zero,
+    /// `DISCARD`: the blocks' contents do not matter (no blob).
     Discard,
+    /// `SOURCE_COPY`: copy blocks from the source slot.
     SourceCopy,
+    /// `SOURCE_BSDIFF`: a bsdiff patch over source blocks.
     SourceBsdiff,
+    /// `BROTLI_BSDIFF`: a BSDF2 patch (brotli-compressed streams) over source blocks.
     BrotliBsdiff,
+    /// `PUFFDIFF`: a puffin patch over the deflate streams of source blocks.
     Puffdiff,
+    /// `ZUCCHINI`: a zucchini patch (not supported).
     Zucchini,
+    /// `LZ4DIFF_BSDIFF`: bsdiff over LZ4-compressed blocks (not supported).
     Lz4diffBsdiff,
+    /// `LZ4DIFF_PUFFDIFF`: puffdiff over LZ4-compressed blocks (not supported).
     Lz4diffPuffdiff,
+    /// `MOVE`: minor version 1's in-place move (not supported).
     Move,
+    /// `BSDIFF`: minor version 1's in-place bsdiff (not supported).
     Bsdiff,
 }
 
 impl OpKind {
+    /// The AOSP name (`InstallOperation.Type`), e.g. `SOURCE_BSDIFF`.
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Replace => "REPLACE",
@@ -153,58 +178,85 @@ impl OpKind {
     }
 }
 
+/// One `InstallOperation`: what to write where, and from what.
 #[derive(Clone, Debug)]
 pub struct Operation {
+    /// The operation type.
     pub kind: OpKind,
     /// Offset of the blob relative to the start of the data section.
     pub data_offset: u64,
+    /// Length of the blob in bytes (0 without one).
     pub data_length: u64,
+    /// SHA-256 of the blob (`data_sha256_hash`).
     pub data_sha256: Option<[u8; 32]>,
+    /// Source slot blocks the operation reads.
     pub src_extents: Vec<Extent>,
+    /// SHA-256 of the source blocks read, in extent order (`src_sha256_hash`).
     pub src_sha256: Option<[u8; 32]>,
+    /// Target slot blocks the operation writes.
     pub dst_extents: Vec<Extent>,
 }
 
 impl Operation {
+    /// Bytes written: the destination extents' total length.
     pub fn dst_bytes(&self) -> u64 {
         self.dst_extents.iter().map(Extent::byte_len).sum()
     }
+    /// Bytes read from the source slot: the source extents' total length.
     pub fn src_bytes(&self) -> u64 {
         self.src_extents.iter().map(Extent::byte_len).sum()
     }
 }
 
+/// A partition image's size and SHA-256 (`PartitionInfo`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// Size in bytes.
     pub size: u64,
+    /// SHA-256 of the whole image.
     pub hash: [u8; 32],
 }
 
 /// Where dm-verity metadata goes, for the device to compute (minor version 6 and later).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionVerity {
+    /// The blocks the hash tree covers.
     pub hash_tree_data: Extent,
+    /// Where the hash tree goes.
     pub hash_tree: Extent,
     /// `hash_tree_algorithm`, parsed: an unknown name is refused with the manifest.
     pub algorithm: HashAlgorithm,
+    /// The salt, hashed before each block.
     pub salt: Vec<u8>,
+    /// The FEC to compute, when the partition has FEC.
     pub fec: Option<FecLayout>,
 }
 
+/// Where the device computes a partition's FEC (Reed-Solomon) data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FecLayout {
+    /// The blocks the FEC covers (the data and the hash tree).
     pub data: Extent,
+    /// Where the FEC goes.
     pub fec: Extent,
+    /// Reed-Solomon parity bytes per 255-byte codeword (`fec_roots`).
     pub roots: u32,
 }
 
+/// One partition to update (`PartitionUpdate`).
 #[derive(Clone, Debug)]
 pub struct Partition {
+    /// The partition's name without a slot suffix (`system`, `boot`).
     pub name: String,
+    /// The source image (delta payloads only).
     pub old_info: Option<PartitionInfo>,
+    /// The image after the update.
     pub new_info: PartitionInfo,
+    /// The operations, in order.
     pub operations: Vec<Operation>,
+    /// The verity metadata to compute after the operations (minor version 6 and later).
     pub verity: Option<PartitionVerity>,
+    /// The partition's build version (`version`), for downgrade checks.
     pub version: Option<String>,
     /// The program to run from the new partition before the slot switch, when the manifest
     /// sets `run_postinstall`.
@@ -229,21 +281,29 @@ pub struct CowPlan {
 /// One `CowMergeOperation`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MergeOperation {
+    /// The merge operation type.
     pub kind: MergeKind,
+    /// The source blocks.
     pub src: Extent,
+    /// The destination blocks.
     pub dst: Extent,
     /// Byte offset into the source for COW_XOR (below one block).
     pub src_offset: u32,
 }
 
+/// A `CowMergeOperation.Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MergeKind {
+    /// `COW_COPY`: `dst` is a copy of `src`.
     Copy,
+    /// `COW_XOR`: `dst` is `src` (at `src_offset`) XOR the data written.
     Xor,
+    /// `COW_REPLACE`: `dst` is written whole.
     Replace,
 }
 
 impl MergeKind {
+    /// The AOSP name, e.g. `COW_COPY`.
     pub fn name(self) -> &'static str {
         match self {
             MergeKind::Copy => "COW_COPY",
@@ -256,9 +316,13 @@ impl MergeKind {
 /// One `ApexInfo`: a (compressed) APEX the target build carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApexInfo {
+    /// The APEX's package name.
     pub package_name: String,
+    /// Its version code.
     pub version: i64,
+    /// Whether it is compressed (a `.capex`).
     pub is_compressed: bool,
+    /// Its size decompressed, in bytes.
     pub decompressed_size: i64,
 }
 
@@ -281,21 +345,29 @@ pub struct Postinstall {
 pub const DEFAULT_POSTINSTALL_PATH: &str = "postinst";
 
 impl Partition {
+    /// Blocks in the new image.
     pub fn new_blocks(&self) -> u64 {
         self.new_info.size / BLOCK_SIZE
     }
 }
 
+/// A parsed, validated `DeltaArchiveManifest`.
 #[derive(Clone, Debug)]
 pub struct Manifest {
+    /// The payload's minor version (0 for a full payload, at most `MAX_MINOR_VERSION`).
     pub minor_version: u32,
+    /// The partitions to update, in manifest order.
     pub partitions: Vec<Partition>,
     /// Offset and size of the payload signature blob, relative to the data section.
     pub signatures: Option<(u64, u64)>,
     /// Total length of all operation blobs (the data section before the signature).
     pub blobs_size: u64,
+    /// `max_timestamp`: the target build's time (seconds since the epoch); a running build newer
+    /// than this makes the update a downgrade.
     pub max_timestamp: i64,
+    /// `partial_update`: the payload updates only some partitions.
     pub partial_update: bool,
+    /// The target's `security_patch_level` (`YYYY-MM-DD`), when set.
     pub security_patch_level: Option<String>,
     /// The target build's dynamic partitions (`dynamic_partition_metadata`), when it has any
     /// groups: update_engine's `is_target_dynamic`.
@@ -308,9 +380,11 @@ pub struct Manifest {
 /// out, and the Virtual A/B compression settings (only snapshot updates use those).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicPartitions {
+    /// The groups, in manifest order.
     pub groups: Vec<DynamicGroup>,
     /// The target build supports Virtual A/B snapshots (`snapshot_enabled`).
     pub snapshot_enabled: bool,
+    /// The Virtual A/B compression settings.
     pub vabc: Vabc,
 }
 
@@ -336,8 +410,11 @@ pub struct Vabc {
 /// bytes (0: unlimited, as in liblp), holding `<partition>_<slot>` for each partition named.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DynamicGroup {
+    /// The group's name without a slot suffix.
     pub name: String,
+    /// The most bytes its partitions may take together (0: no limit).
     pub size: u64,
+    /// The partitions it holds, without slot suffixes.
     pub partitions: Vec<String>,
 }
 
@@ -360,6 +437,7 @@ impl Manifest {
         Self::from_proto(&m, data_size)
     }
 
+    /// Converts and validates an already decoded manifest; see `parse`.
     pub fn from_proto(m: &pb::DeltaArchiveManifest, data_size: Option<u64>) -> Result<Self> {
         if u64::from(m.block_size()) != BLOCK_SIZE {
             bail!(
@@ -474,10 +552,12 @@ impl Manifest {
         })
     }
 
+    /// Whether this is a delta payload: a partial update, or one with a source image.
     pub fn is_delta(&self) -> bool {
         self.partial_update || self.partitions.iter().any(|p| p.old_info.is_some())
     }
 
+    /// The number of operations in all partitions.
     pub fn operation_count(&self) -> usize {
         self.partitions.iter().map(|p| p.operations.len()).sum()
     }

@@ -9,21 +9,30 @@ use crate::{bail, err};
 /// The facts the header pairs assert about a payload, checked as the payload arrives.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PayloadProperties {
+    /// `FILE_HASH`: SHA-256 of the whole payload.
     pub file_hash: Option<[u8; 32]>,
+    /// `FILE_SIZE`: the payload's size in bytes.
     pub file_size: Option<u64>,
+    /// `METADATA_HASH`: SHA-256 of the metadata (header and manifest).
     pub metadata_hash: Option<[u8; 32]>,
+    /// `METADATA_SIZE`: size of the metadata in bytes.
     pub metadata_size: Option<u64>,
     /// `SWITCH_SLOT_ON_REBOOT=0` leaves the slot unswitched after a successful apply.
     pub switch_slot_on_reboot: bool,
+    /// `RUN_POST_INSTALL=0` skips the postinstall programs.
     pub run_post_install: bool,
+    /// `POWERWASH=1`: the caller asks for a data wipe after the update (recorded, not acted on).
     pub power_wash: bool,
+    /// `USER_AGENT`: the HTTP `User-Agent` for the download.
     pub user_agent: Option<String>,
+    /// `AUTHORIZATION`: the HTTP `Authorization` header for the download.
     pub authorization: Option<String>,
     /// `android.net.Network#getNetworkHandle()` of the network to download over.
     pub network_id: Option<u64>,
 }
 
 impl PayloadProperties {
+    /// No properties: the slot switches and postinstall runs.
     pub fn new() -> Self {
         PayloadProperties {
             switch_slot_on_reboot: true,

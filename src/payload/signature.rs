@@ -26,6 +26,7 @@ const MAX_SIGNATURES: usize = 16;
 pub struct SignatureSet(Vec<Vec<u8>>);
 
 impl SignatureSet {
+    /// Parses a `Signatures` message (`MalformedPayload` when it is not one, or holds too many).
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         super::decode_cost::check(bytes, super::decode_cost::Kind::Signatures)?;
         let msg = pb::Signatures::parse_from_bytes(bytes).map_err(|e| {
@@ -60,10 +61,12 @@ impl SignatureSet {
         SignatureSet(vec![signature])
     }
 
+    /// Number of signatures.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

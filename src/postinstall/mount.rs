@@ -18,8 +18,11 @@ use crate::error::Result;
 /// The bytes of a partition: `size` bytes at `offset` of `path`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountSource {
+    /// The file or block device holding the partition.
     pub path: PathBuf,
+    /// Where the partition starts in it, in bytes.
     pub offset: u64,
+    /// The partition's size in bytes.
     pub size: u64,
 }
 
@@ -33,6 +36,7 @@ pub struct Mounted {
 }
 
 impl Mounted {
+    /// The mount point.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -8,7 +8,9 @@ use crate::{bail, err};
 /// One partition's postinstall step in a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
+    /// The partition, without a slot suffix.
     pub partition: String,
+    /// What to run from it.
     pub postinstall: Postinstall,
     /// Whether the program runs. A step that does not (an optional one under
     /// `RUN_POST_INSTALL=0`) still has its partition mounted and unmounted, as update_engine

@@ -11,6 +11,7 @@ use super::stream::{huff_stream, puff_stream, ByteExtent, StreamInfo};
 use crate::error::Result;
 use crate::{bail, err};
 
+/// The patch's first four bytes.
 pub const MAGIC: &[u8; 4] = b"PUF1";
 
 /// Largest header accepted. Decoding a header costs up to ~32x its size (each 2-byte empty
@@ -40,8 +41,11 @@ impl Limits {
 /// A parsed patch: its two stream descriptions and the inner bsdiff patch.
 #[derive(Debug)]
 pub struct Patch<'a> {
+    /// The source's deflate and puff layout.
     pub src: StreamInfo,
+    /// The destination's deflate and puff layout.
     pub dst: StreamInfo,
+    /// The bsdiff patch from the puffed source to the puffed destination.
     pub bsdiff: &'a [u8],
 }
 

@@ -123,7 +123,9 @@ impl<'a> PuffWriter<'a> {
 /// Where one deflate block lies, in bits of the reader's input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BitExtent {
+    /// Offset in bits.
     pub offset: u64,
+    /// Length in bits.
     pub length: u64,
 }
 

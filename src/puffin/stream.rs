@@ -16,7 +16,9 @@ use crate::{bail, err};
 /// A byte extent of the puffed stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteExtent {
+    /// Offset in bytes.
     pub offset: u64,
+    /// Length in bytes.
     pub length: u64,
 }
 
@@ -24,8 +26,11 @@ pub struct ByteExtent {
 /// stream's length.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StreamInfo {
+    /// The deflate blocks, in bits of the deflate stream.
     pub deflates: Vec<BitExtent>,
+    /// Where each block's puff lies in the puffed stream.
     pub puffs: Vec<ByteExtent>,
+    /// Length of the puffed stream in bytes.
     pub puff_length: u64,
 }
 

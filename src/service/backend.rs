@@ -81,7 +81,9 @@ pub trait UpdateBackend: Send + Sync {
 /// One `checkForUpdate` request.
 #[derive(Clone, Debug)]
 pub struct CheckRequest {
+    /// The feed's URL.
     pub feed_url: String,
+    /// This device's id (rollout bucket, reports).
     pub device_id: String,
     /// The device token for the fleet service; `None` skips the check-in.
     pub token: Option<String>,
@@ -90,6 +92,7 @@ pub struct CheckRequest {
 /// One `applyPayload` request, already parsed.
 #[derive(Debug)]
 pub struct ApplyRequest {
+    /// Where the payload is.
     pub source: PayloadLocation,
     /// Where the payload starts inside the source (an OTA zip holds it stored).
     pub offset: u64,
@@ -122,7 +125,9 @@ pub enum ApplyPhase {
 /// A progress report: `done` of `total` bytes of the current phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApplyProgress {
+    /// The phase.
     pub phase: ApplyPhase,
+    /// Bytes done in the phase.
     pub done: u64,
     /// 0 while unknown.
     pub total: u64,
@@ -142,18 +147,24 @@ pub struct SlotInfo {
 /// The boot control state of one slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotState {
+    /// The slot's number (0 is `_a`).
     pub slot: u32,
     /// `_a`, `_b`, ...
     pub suffix: String,
+    /// Whether the slot is marked bootable.
     pub bootable: bool,
+    /// Whether the slot has booted successfully (marked by `markBootSuccessful`).
     pub successful: bool,
+    /// Boot attempts left before the bootloader gives up on the slot.
     pub tries_remaining: u32,
 }
 
 /// The lowest rollback index a slot may carry at one AVB rollback index location.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RollbackFloor {
+    /// The AVB rollback index location.
     pub location: u32,
+    /// The lowest rollback index allowed there.
     pub index: u64,
 }
 

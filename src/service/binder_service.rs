@@ -26,6 +26,7 @@ struct Registered {
 }
 
 impl BinderService {
+    /// The Binder face of `core`.
     pub fn new(core: Arc<UpdateService>) -> Self {
         BinderService {
             core,
@@ -248,6 +249,7 @@ fn undeliverable(status: Status) -> Gone {
 /// What a client's callback receives.
 #[derive(Debug)]
 pub enum Event {
+    /// The status changed.
     Status(status::Status),
     /// An update ended: `Ok` when the target slot is ready.
     Complete(Result<(), Error>),
@@ -259,6 +261,7 @@ pub struct CallbackRelay {
 }
 
 impl CallbackRelay {
+    /// A relay handing each event to `on_event`.
     pub fn new(on_event: impl Fn(Event) + Send + Sync + 'static) -> Self {
         CallbackRelay {
             on_event: Box::new(on_event),

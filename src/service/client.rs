@@ -50,34 +50,42 @@ impl UpdateClient {
         call(self.service().applyPayloadFd(&pfd, offset, size, headers))
     }
 
+    /// `getStatus`: the service's state, progress and last error.
     pub fn status(&self) -> Result<Status> {
         wire::status_from_aidl(&call(self.service().getStatus())?)
     }
 
+    /// `suspend`: pauses the running update between operations.
     pub fn suspend(&self) -> Result<()> {
         call(self.service().suspend())
     }
 
+    /// `resume`: continues a suspended or interrupted update.
     pub fn resume(&self) -> Result<()> {
         call(self.service().resume())
     }
 
+    /// `cancel`: stops the running update (it ends with 38).
     pub fn cancel(&self) -> Result<()> {
         call(self.service().cancel())
     }
 
+    /// `resetStatus`: forgets the last update (its error, resume point and slot switch).
     pub fn reset(&self) -> Result<()> {
         call(self.service().resetStatus())
     }
 
+    /// `getSlotInfo`: the slots' boot control state.
     pub fn slots(&self) -> Result<SlotInfo> {
         wire::slots_from_aidl(&call(self.service().getSlotInfo())?)
     }
 
+    /// `getRollbackFloors`: the device's rollback index floors.
     pub fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
         wire::floors_from_aidl(&call(self.service().getRollbackFloors())?)
     }
 
+    /// `markBootSuccessful`: marks the running slot as booted successfully.
     pub fn mark_successful(&self) -> Result<()> {
         call(self.service().markBootSuccessful())
     }

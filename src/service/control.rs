@@ -43,6 +43,7 @@ enum RunState {
 }
 
 impl Control {
+    /// A control in the running state.
     pub fn new() -> Self {
         Self::default()
     }

@@ -23,6 +23,7 @@ const FORMAT_VERSION: &str = "1";
 /// The persisted part of the service's state.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
+    /// The last status reported.
     pub status: Status,
     /// The boot during which `status` was reached.
     pub boot_id: String,
@@ -33,8 +34,11 @@ pub struct Record {
 /// An `applyPayload` request that can be replayed after a restart.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRequest {
+    /// The payload's URL.
     pub url: String,
+    /// Where the payload starts in it.
     pub offset: u64,
+    /// The payload's size; 0 when the caller did not say.
     pub size: u64,
     /// The header pairs but `AUTHORIZATION`.
     pub headers: Vec<(String, String)>,
@@ -69,10 +73,12 @@ pub struct StateStore {
 }
 
 impl StateStore {
+    /// The state file in `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         StateStore { dir: dir.into() }
     }
 
+    /// The state file's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }

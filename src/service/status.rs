@@ -8,19 +8,27 @@ use crate::service::backend::ApplyPhase;
 /// The service's state; the numbers are `IUpdateService.STATE_*`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum State {
+    /// `STATE_IDLE`: no update running.
     #[default]
     Idle = 0,
+    /// `STATE_DOWNLOADING`: fetching the payload and writing the target slot.
     Downloading = 1,
+    /// `STATE_VERIFYING`: checking what was written (partition hashes, verity).
     Verifying = 2,
+    /// `STATE_FINALIZING`: computing verity/FEC, switching the active slot.
     Finalizing = 3,
+    /// `STATE_UPDATED_NEED_REBOOT`: applied; the next boot runs the new slot.
     UpdatedNeedReboot = 4,
+    /// `STATE_SUSPENDED`: paused by `suspend`.
     Suspended = 5,
+    /// `STATE_INTERRUPTED`: the service stopped while an update ran; `resume` continues it.
     Interrupted = 6,
 }
 
 /// A snapshot of the service, as `getStatus` returns it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Status {
+    /// The state.
     pub state: State,
     /// Bytes of the current phase done.
     pub done: u64,
@@ -28,12 +36,16 @@ pub struct Status {
     pub total: u64,
     /// How the last update ended; `Ok` if it did not fail.
     pub error_code: ErrorCode,
+    /// The last error's message; empty without one.
     pub error_message: String,
+    /// The running slot, when known.
     pub current_slot: Option<u32>,
+    /// The slot being (or last) written, when there is one.
     pub target_slot: Option<u32>,
 }
 
 impl State {
+    /// Every state, in number order.
     pub const ALL: [State; 7] = [
         Self::Idle,
         Self::Downloading,
@@ -44,10 +56,12 @@ impl State {
         Self::Interrupted,
     ];
 
+    /// `IUpdateService.STATE_*` number.
     pub fn as_i32(self) -> i32 {
         self as i32
     }
 
+    /// The state of a `STATE_*` number.
     pub fn from_i32(value: i32) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_i32() == value)
     }
@@ -65,6 +79,7 @@ impl State {
         }
     }
 
+    /// The state named `name` (see [`State::name`]).
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }

@@ -103,10 +103,12 @@ pub struct UpdaterBackend {
 }
 
 impl UpdaterBackend {
+    /// The backend over `updater`.
     pub fn new(updater: Updater, config: BackendConfig) -> Self {
         UpdaterBackend { updater, config }
     }
 
+    /// The device's updater.
     pub fn updater(&self) -> &Updater {
         &self.updater
     }

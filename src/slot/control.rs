@@ -38,7 +38,12 @@ pub enum Corrupt {
     #[error(
         "bootloader_control CRC-32 mismatch (stored {stored:#010x}, computed {computed:#010x})"
     )]
-    Crc { stored: u32, computed: u32 },
+    Crc {
+        /// The checksum stored in the record.
+        stored: u32,
+        /// The checksum of its bytes.
+        computed: u32,
+    },
     /// The checksum matches but the record is not libboot_control's.
     #[error("bootloader_control magic {0:#010x} is not {MAGIC:#010x}")]
     Magic(u32),
@@ -65,18 +70,22 @@ pub struct SlotMetadata {
 }
 
 impl SlotMetadata {
+    /// 15 highest, 1 lowest, 0: never boot.
     pub fn priority(&self) -> u8 {
         self.priority
     }
 
+    /// Boot attempts left before the bootloader gives up on the slot.
     pub fn tries_remaining(&self) -> u8 {
         self.tries_remaining
     }
 
+    /// Whether the slot booted successfully (`markBootSuccessful`).
     pub fn successful_boot(&self) -> bool {
         self.successful_boot
     }
 
+    /// Set by the bootloader when dm-verity found corruption on the slot.
     pub fn verity_corrupted(&self) -> bool {
         self.verity_corrupted
     }
@@ -214,14 +223,17 @@ impl BootloaderControl {
         self.nb_slot
     }
 
+    /// `recovery_tries_remaining`: attempts left to boot recovery.
     pub fn recovery_tries_remaining(&self) -> u8 {
         self.recovery_tries_remaining
     }
 
+    /// `merge_status`: the Virtual A/B merge status (`MergeStatus` of the boot HAL).
     pub fn merge_status(&self) -> u8 {
         self.merge_status
     }
 
+    /// The entry of `slot`.
     pub fn slot(&self, slot: Slot) -> &SlotMetadata {
         &self.slot_info[slot.index()]
     }

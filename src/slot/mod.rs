@@ -25,7 +25,9 @@ pub use control::{BootloaderControl, Corrupt, SlotMetadata};
 /// [`crate::boot_control::misc`]); a test layer can wrap it to record or cut writes and syncs.
 /// The backend calls `write_all_at` once per update, then `sync`.
 pub trait BlockIo {
+    /// Fills `buf` from `offset`; a short read is an error.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
     fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes earlier writes durable (`fdatasync`).
     fn sync(&mut self) -> io::Result<()>;
@@ -34,7 +36,9 @@ pub trait BlockIo {
 /// One of the two slots of an A/B device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Slot {
+    /// Slot A, suffix `_a`.
     A = 0,
+    /// Slot B, suffix `_b`.
     B = 1,
 }
 
@@ -47,6 +51,7 @@ impl Slot {
         self as usize
     }
 
+    /// The slot numbered `index` (0 is A), if any.
     pub fn from_index(index: usize) -> Option<Slot> {
         Slot::ALL.get(index).copied()
     }
@@ -99,12 +104,15 @@ impl FromStr for Slot {
 /// One slot's state, as `abupdate slots` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotStatus {
+    /// The slot.
     pub slot: Slot,
     /// The slot the running system booted from.
     pub current: bool,
     /// The slot the bootloader will try first on the next boot.
     pub active: bool,
+    /// `isSlotBootable`.
     pub bootable: bool,
+    /// `isSlotMarkedSuccessful`.
     pub successful: bool,
     /// Boot priority (0–15); only known when the backend reads the record itself.
     pub priority: Option<u8>,

@@ -30,7 +30,9 @@ const VBMETA: &str = "vbmeta";
 
 /// A slot's vbmeta images: the top level and every partition it chains to.
 pub struct SlotVbmeta {
+    /// The top-level `vbmeta`.
     pub top: VbmetaImage,
+    /// Each chained partition's name and its vbmeta.
     pub chained: Vec<(String, VbmetaImage)>,
 }
 
@@ -57,6 +59,8 @@ pub struct AvbPolicy {
 }
 
 impl AvbPolicy {
+    /// Expects `configured_key` (`None`: the running slot's key), with the rollback store at
+    /// `store_path`.
     pub fn new(configured_key: Option<AvbPublicKey>, store_path: PathBuf) -> Self {
         AvbPolicy {
             configured_key,
@@ -74,6 +78,7 @@ impl AvbPolicy {
         }
     }
 
+    /// The persisted rollback floors.
     pub fn store(&self) -> &RollbackStore {
         &self.store
     }

@@ -58,12 +58,17 @@ pub struct Updater {
 /// them (the power-cut tests record every write and sync there); the AVB and downgrade checks
 /// read `device` directly.
 pub struct UpdaterParts {
+    /// The partitions, slot metadata and layout of the device.
     pub device: Device,
     /// The engine's partitions: `device` itself, or a layer over it.
     pub partitions: Box<dyn SlotPartitions + Send>,
+    /// The slot metadata: the `misc` record or the boot HAL.
     pub boot: Box<dyn BootControl + Send>,
+    /// Where the engine keeps its resume checkpoints.
     pub store: Box<dyn CheckpointStore>,
+    /// The AVB key and the persisted rollback floors new slots are checked against.
     pub avb: AvbPolicy,
+    /// The running build, for downgrade checks.
     pub running: RunningBuild,
     /// libsnapshot's Virtual A/B state file (Android: `/metadata/ota/state`; a host device
     /// directory: `DIR/metadata/ota/state`). Only read.
@@ -111,6 +116,7 @@ pub struct ByNameOptions {
 /// What became of an apply.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The engine's report.
     pub report: ApplyReport,
     /// The slot set active for the next boot, when the switch was made.
     pub switched_to: Option<Slot>,
@@ -134,6 +140,7 @@ impl std::fmt::Display for Outcome {
 }
 
 impl Updater {
+    /// An updater over `device` with its own adapters; see [`UpdaterParts::new`].
     pub fn new(
         device: Device,
         boot: Box<dyn BootControl + Send>,
@@ -149,6 +156,7 @@ impl Updater {
         UpdaterParts::host(dir, options).map(Self::from_parts)
     }
 
+    /// An updater over `parts`, as they are.
     pub fn from_parts(parts: UpdaterParts) -> Self {
         Updater {
             device: parts.device,
@@ -198,10 +206,12 @@ impl Updater {
         Self::new(device, boot, options.state_dir, avb_key, options.running)
     }
 
+    /// The device the updater writes.
     pub fn device(&self) -> &Device {
         &self.device
     }
 
+    /// The resume checkpoint store.
     pub fn store(&self) -> &dyn CheckpointStore {
         self.store.as_ref()
     }

@@ -17,13 +17,21 @@ use crate::error::{Error, Result};
 /// libsnapshot's `UpdateState`, with its proto numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UpdateState {
+    /// No update or merge in progress.
     None = 0,
+    /// An update is being applied.
     Initiated = 1,
+    /// An update is applied but its slot has not booted successfully yet.
     Unverified = 2,
+    /// The snapshots are being merged.
     Merging = 3,
+    /// A merge finished but its cleanup needs a reboot.
     MergeNeedsReboot = 4,
+    /// The merge completed; not yet acknowledged.
     MergeCompleted = 5,
+    /// The merge failed.
     MergeFailed = 6,
+    /// The update was cancelled (a rollback, or a flash).
     Cancelled = 7,
 }
 

@@ -22,6 +22,7 @@ impl FecRoots {
     /// What avbtool and update_engine use unless told otherwise.
     pub const DEFAULT: FecRoots = FecRoots(2);
 
+    /// `roots` parity bytes per codeword; `Verity` (42) outside 2..=24.
     pub fn new(roots: u32) -> Result<Self> {
         match u8::try_from(roots) {
             Ok(r @ 2..=24) => Ok(FecRoots(r)),
@@ -29,6 +30,7 @@ impl FecRoots {
         }
     }
 
+    /// The number of roots.
     pub fn get(self) -> u8 {
         self.0
     }
@@ -56,6 +58,7 @@ pub struct FecEncoder {
 }
 
 impl FecEncoder {
+    /// An encoder for `input_size` bytes of input (data and hash tree).
     pub fn new(input_size: u64, roots: FecRoots) -> Result<Self> {
         if input_size == 0 {
             crate::bail!(Verity, "FEC input is empty");

@@ -45,7 +45,12 @@ pub struct HashTree {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TreeMismatch {
     /// The stored tree has the wrong size.
-    Size { expected: u64, found: u64 },
+    Size {
+        /// The size the data implies, in bytes.
+        expected: u64,
+        /// The stored tree's size, in bytes.
+        found: u64,
+    },
     /// The stored digest of this data block (0-based) does not match the data.
     DataBlock(u64),
     /// This block of the tree (0-based from the start of the tree) does not match the level

@@ -8,7 +8,9 @@ use crate::error::Result;
 /// update_engine manifest describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerityLayout {
+    /// The hash algorithm.
     pub alg: HashAlgorithm,
+    /// Salt hashed before each block.
     pub salt: Vec<u8>,
     /// The hashed data: bytes `0..data_size`, a multiple of 4096.
     pub data_size: u64,
@@ -22,6 +24,7 @@ pub struct VerityLayout {
 /// Verity metadata computed from an image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerityData {
+    /// The root hash of the tree.
     pub root_digest: Vec<u8>,
     /// The hash tree, levels top-down.
     pub tree: Vec<u8>,
@@ -41,6 +44,7 @@ impl VerityLayout {
         }
     }
 
+    /// The hash tree's size in bytes.
     pub fn tree_size(&self) -> Result<u64> {
         hash_tree_size(self.data_size, BLOCK_SIZE, self.alg)
     }

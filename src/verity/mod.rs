@@ -28,8 +28,11 @@ use crate::error::Result;
 /// update_engine's `hash_tree_algorithm`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HashAlgorithm {
+    /// `sha1`.
     Sha1,
+    /// `sha256`.
     Sha256,
+    /// `sha512`.
     Sha512,
 }
 

@@ -17,14 +17,21 @@ use super::key::AvbPublicKey;
 /// uses them still parses (libavb ignores unknown tags too).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Descriptor {
+    /// Tag 0.
     Property(PropertyDescriptor),
+    /// Tag 1.
     Hashtree(HashtreeDescriptor),
+    /// Tag 2.
     Hash(HashDescriptor),
+    /// Tag 3.
     KernelCmdline(KernelCmdlineDescriptor),
+    /// Tag 4.
     ChainPartition(ChainPartitionDescriptor),
     /// Any other tag, with its body (`num_bytes_following` bytes, padding included).
     Unknown {
+        /// The tag.
         tag: u64,
+        /// The body.
         data: Vec<u8>,
     },
 }
@@ -32,47 +39,68 @@ pub enum Descriptor {
 /// Tag 0: a free-form key/value pair (`avbtool --prop`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PropertyDescriptor {
+    /// The property's name.
     pub key: String,
+    /// Its value.
     pub value: Vec<u8>,
 }
 
 /// Tag 1: a dm-verity hash tree over a partition (verified by the kernel at run time).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashtreeDescriptor {
+    /// dm-verity's format version (1).
     pub dm_verity_version: u32,
+    /// Size of the data the tree covers, in bytes.
     pub image_size: u64,
+    /// Offset of the hash tree in the partition, in bytes.
     pub tree_offset: u64,
+    /// Size of the hash tree, in bytes.
     pub tree_size: u64,
+    /// Data block size in bytes.
     pub data_block_size: u32,
+    /// Hash block size in bytes.
     pub hash_block_size: u32,
+    /// Reed-Solomon parity bytes per codeword (0: no FEC).
     pub fec_num_roots: u32,
+    /// Offset of the FEC data in the partition, in bytes.
     pub fec_offset: u64,
+    /// Size of the FEC data, in bytes.
     pub fec_size: u64,
     /// E.g. `sha1`, `sha256` (NUL-padded to 32 bytes on disk).
     pub hash_algorithm: String,
+    /// The partition it covers, without a slot suffix.
     pub partition_name: String,
+    /// Salt hashed before each block.
     pub salt: Vec<u8>,
     /// Empty when the digest is persistent (stored outside the image, libavb 1.1).
     pub root_digest: Vec<u8>,
+    /// `FLAG_*` bits.
     pub flags: u32,
 }
 
 /// Tag 2: a hash of a whole partition image (checked by the bootloader, e.g. `boot`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashDescriptor {
+    /// Size of the image the digest covers, in bytes.
     pub image_size: u64,
+    /// E.g. `sha256`.
     pub hash_algorithm: String,
+    /// The partition it covers, without a slot suffix.
     pub partition_name: String,
+    /// Salt hashed before the image.
     pub salt: Vec<u8>,
     /// Empty when the digest is persistent (libavb 1.1).
     pub digest: Vec<u8>,
+    /// `FLAG_*` bits.
     pub flags: u32,
 }
 
 /// Tag 3: text the bootloader appends to the kernel command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelCmdlineDescriptor {
+    /// `FLAG_*` bits.
     pub flags: u32,
+    /// The command line text.
     pub cmdline: String,
 }
 
@@ -80,9 +108,13 @@ pub struct KernelCmdlineDescriptor {
 /// its rollback index kept at `rollback_index_location` (1..32, never 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChainPartitionDescriptor {
+    /// Rollback index location of the chained vbmeta.
     pub rollback_index_location: u32,
+    /// The chained partition, without a slot suffix.
     pub partition_name: String,
+    /// The key the chained vbmeta must be signed with.
     pub public_key: AvbPublicKey,
+    /// `FLAG_*` bits.
     pub flags: u32,
 }
 

@@ -4,6 +4,8 @@
 //! first three work directly on a host device directory instead. `payload`, `verity` and
 //! `demo` are host tools. The exit code is the structured status code of the result.
 
+// As in the library: every public item documented (Soong's platform lints deny missing docs).
+#![deny(missing_docs)]
 // The rules of the house, outside tests: no unwrap/expect/panic (fail closed with an error
 // instead), and every `unsafe` block says why it is sound.
 #![cfg_attr(

@@ -5,6 +5,8 @@
 //! requests on a thread pool and updates on a worker thread, with abupdate's update engine
 //! over the device's partitions.
 
+// As in the library: every public item documented (Soong's platform lints deny missing docs).
+#![deny(missing_docs)]
 // The rules of the house, outside tests: no unwrap/expect/panic (fail closed with an error
 // instead), and every `unsafe` block says why it is sound.
 #![cfg_attr(
@@ -34,6 +36,7 @@ use abupdate::service::update_engine::{
 use abupdate::service::{default_allowed_uids, Config, UpdateService, SERVICE_NAME};
 use abupdate::Result;
 
+/// The command line of the abupdate A/B update service.
 #[derive(Parser, Debug)]
 #[command(version, about = "The abupdate A/B update service")]
 pub struct Args {

@@ -12,7 +12,9 @@ use crate::error::Result;
 /// The status and body of the answer.
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status code.
     pub status: u16,
+    /// The response body.
     pub body: Vec<u8>,
 }
 

@@ -29,6 +29,7 @@ const INITIAL_STATE: [u32; 8] = [
     0x5be0_cd19,
 ];
 
+/// SHA-256 whose state can be saved ([`ResumableSha256::save`]) and restored.
 #[derive(Clone)]
 pub struct ResumableSha256 {
     state: [u32; 8],
@@ -51,10 +52,12 @@ impl Default for ResumableSha256 {
 }
 
 impl ResumableSha256 {
+    /// A hash of no bytes yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Hashes `data` after what came before.
     pub fn update(&mut self, mut data: &[u8]) {
         if self.buffered > 0 {
             let take = (BLOCK - self.buffered).min(data.len());
@@ -106,6 +109,7 @@ impl ResumableSha256 {
         }
     }
 
+    /// The digest of everything hashed.
     pub fn finish(mut self) -> [u8; 32] {
         let bits = (self.blocks * BLOCK as u64 + self.buffered as u64).wrapping_mul(8);
         let mut tail = [0u8; 2 * BLOCK];
@@ -138,6 +142,7 @@ impl ResumableSha256 {
         out
     }
 
+    /// The hash whose state `saved` holds (a `DeviceError` when it is not a saved state).
     pub fn restore(saved: &[u8]) -> Result<Self> {
         if saved.len() != SAVED_LEN {
             return Err(err!(

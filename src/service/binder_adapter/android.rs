@@ -67,6 +67,7 @@ impl Transport {
         }
     }
 
+    /// Always true: the kernel driver.
     pub fn is_kernel(&self) -> bool {
         true
     }
@@ -82,9 +83,12 @@ impl fmt::Display for Transport {
 pub struct Served(());
 
 impl Served {
+    /// Does nothing: the threads run until the process exits.
     pub fn stop(self) {}
 }
 
+/// Registers `service` as `name` with the service manager and starts up to `threads` Binder
+/// threads.
 pub fn serve(
     _transport: &Transport,
     name: &str,
@@ -113,23 +117,29 @@ pub fn serve_all(
     Ok(Served(()))
 }
 
+/// Blocks the calling thread serving Binder requests; returns only when the pool ends.
 pub fn join(_served: Served) -> Result<()> {
     binder::ProcessState::join_thread_pool();
     crate::bail!(DeviceError, "the binder thread pool ended")
 }
 
+/// The `IUpdateService` Binder object for `service`.
 pub fn new_service_binder(service: BinderService) -> Strong<dyn aidl::IUpdateService> {
     aidl::BnUpdateService::new_binder(service, BinderFeatures::default())
 }
 
+/// A callback Binder object for `relay`.
 pub fn new_callback_binder(relay: CallbackRelay) -> Strong<dyn aidl::IUpdateCallback> {
     aidl::BnUpdateCallback::new_binder(relay, BinderFeatures::default())
 }
 
+/// A client's connection to `IUpdateService`.
 pub struct Connection {
+    /// The service's proxy.
     pub service: Strong<dyn aidl::IUpdateService>,
 }
 
+/// Waits for the service `name` and connects to it, ready to receive callbacks.
 pub fn connect(_transport: &Transport, name: &str) -> Result<Connection> {
     // Callbacks arrive as incoming transactions: they need threads of our own.
     binder::ProcessState::start_thread_pool();
@@ -140,9 +150,12 @@ pub fn connect(_transport: &Transport, name: &str) -> Result<Connection> {
 
 /// A client's connection to a service of any interface.
 pub struct Session<T: FromIBinder + ?Sized> {
+    /// The service's proxy.
     pub service: Strong<T>,
 }
 
+/// Waits for the service `name` of interface `T` and connects to it, ready to receive
+/// callbacks.
 pub fn connect_to<T: FromIBinder + ?Sized>(
     _transport: &Transport,
     name: &str,
@@ -153,22 +166,27 @@ pub fn connect_to<T: FromIBinder + ?Sized>(
     Ok(Session { service })
 }
 
+/// The caller of the transaction being served.
 pub fn calling_uid() -> u32 {
     binder::ThreadState::get_calling_uid()
 }
 
+/// A service-specific error status carrying one of the `ERROR_*` codes.
 pub fn service_specific_status(code: i32, message: &str) -> Status {
     Status::new_service_specific_error_str(code, Some(message))
 }
 
+/// An `EX_SECURITY` status: the caller may not do this.
 pub fn security_status(message: &str) -> Status {
     Status::new_exception_str(ExceptionCode::SECURITY, Some(message))
 }
 
+/// An `EX_ILLEGAL_ARGUMENT` status.
 pub fn illegal_argument_status(message: &str) -> Status {
     Status::new_exception_str(ExceptionCode::ILLEGAL_ARGUMENT, Some(message))
 }
 
+/// Sorts a failed call's status.
 pub fn failure(status: &Status) -> Failure {
     match status.exception_code() {
         ExceptionCode::SERVICE_SPECIFIC => {
@@ -180,11 +198,13 @@ pub fn failure(status: &Status) -> Failure {
     }
 }
 
+/// A duplicate of the caller's file descriptor, owned by us.
 pub fn file_of(pfd: &ParcelFileDescriptor) -> std::io::Result<File> {
     let owned: &std::os::fd::OwnedFd = pfd.as_ref();
     Ok(File::from(owned.try_clone()?))
 }
 
+/// Whether two callback handles name the same Binder object.
 pub fn same_callback(
     a: &Strong<dyn aidl::IUpdateCallback>,
     b: &Strong<dyn aidl::IUpdateCallback>,
@@ -192,6 +212,8 @@ pub fn same_callback(
     a.as_binder() == b.as_binder()
 }
 
+/// Runs `on_death` once when the process behind `callback` dies, while the returned link is
+/// kept.
 pub fn link_to_death(
     callback: &Strong<dyn aidl::IUpdateCallback>,
     on_death: Box<dyn Fn() + Send + Sync>,
@@ -199,6 +221,7 @@ pub fn link_to_death(
     link_binder_to_death(&callback.as_binder(), on_death)
 }
 
+/// Runs `on_death` once when the process behind `object` dies, while the returned link is kept.
 pub fn link_binder_to_death(
     object: &AnyBinder,
     on_death: Box<dyn Fn() + Send + Sync>,
@@ -242,22 +265,26 @@ impl Interface for UpdateEngineService {}
 impl Interface for StableService {}
 impl Interface for UeCallbackRelay {}
 
+/// The `IUpdateEngine` Binder object for `service`.
 pub fn new_update_engine_binder(
     service: UpdateEngineService,
 ) -> Strong<dyn aidl::ue::IUpdateEngine> {
     aidl::ue::BnUpdateEngine::new_binder(service, BinderFeatures::default())
 }
 
+/// The `IUpdateEngineStable` Binder object for `service`.
 pub fn new_stable_binder(service: StableService) -> Strong<dyn aidl::ue::IUpdateEngineStable> {
     aidl::ue::BnUpdateEngineStable::new_binder(service, BinderFeatures::default())
 }
 
+/// An `IUpdateEngineCallback` Binder object for `relay`.
 pub fn new_ue_callback_binder(
     relay: UeCallbackRelay,
 ) -> Strong<dyn aidl::ue::IUpdateEngineCallback> {
     aidl::ue::BnUpdateEngineCallback::new_binder(relay, BinderFeatures::default())
 }
 
+/// An `IUpdateEngineStableCallback` Binder object for `relay`.
 pub fn new_stable_callback_binder(
     relay: UeCallbackRelay,
 ) -> Strong<dyn aidl::ue::IUpdateEngineStableCallback> {

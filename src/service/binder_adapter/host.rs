@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::service::binder_service::{BinderService, CallbackRelay};
 use crate::service::update_engine::{StableService, UeCallbackRelay, UpdateEngineService};
 
+// rsbinder's generated code: undocumented, as AOSP allows for generated code.
+#[allow(missing_docs)]
 mod generated {
     rsbinder::include_aidl!("abupdate_aidl");
 }
@@ -64,6 +66,7 @@ pub struct Transport {
 }
 
 impl Transport {
+    /// Parses a transport URI (see [`Transport`]); `binder:PATH` is the kernel driver at `PATH`.
     pub fn parse(text: &str) -> Result<Transport> {
         let uri = match text.strip_prefix("binder:") {
             // `binder:/dev/binder`: a device path, the short form for the kernel driver.
@@ -89,6 +92,7 @@ impl Transport {
         })
     }
 
+    /// Whether this is the kernel driver (not RPC).
     pub fn is_kernel(&self) -> bool {
         self.uri.endpoint().is_kernel()
     }
@@ -198,6 +202,7 @@ pub fn new_callback_binder(relay: CallbackRelay) -> Strong<dyn aidl::IUpdateCall
 
 /// A client's connection; keeps the RPC session open.
 pub struct Connection {
+    /// The service's proxy.
     pub service: Strong<dyn aidl::IUpdateService>,
     _client: rsbinder::Client,
 }
@@ -229,6 +234,7 @@ pub fn connect(transport: &Transport, name: &str) -> Result<Connection> {
 
 /// A client's connection to a service of any interface; keeps the RPC session open.
 pub struct Session<T: FromIBinder + ?Sized> {
+    /// The service's proxy.
     pub service: Strong<T>,
     _client: rsbinder::Client,
 }
@@ -264,14 +270,17 @@ pub fn calling_uid() -> u32 {
     rsbinder::get_calling_uid()
 }
 
+/// A service-specific error status carrying one of the `ERROR_*` codes.
 pub fn service_specific_status(code: i32, message: &str) -> Status {
     Status::new_service_specific_error(code, Some(message.to_owned()))
 }
 
+/// An `EX_SECURITY` status: the caller may not do this.
 pub fn security_status(message: &str) -> Status {
     Status::from((ExceptionCode::Security, message))
 }
 
+/// An `EX_ILLEGAL_ARGUMENT` status.
 pub fn illegal_argument_status(message: &str) -> Status {
     Status::from((ExceptionCode::IllegalArgument, message))
 }

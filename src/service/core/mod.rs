@@ -330,6 +330,7 @@ impl UpdateService {
         Ok(())
     }
 
+    /// The current status.
     pub fn status(&self) -> Status {
         self.lock().status.clone()
     }
@@ -371,15 +372,18 @@ impl UpdateService {
         self.engine.check_for_update(request)
     }
 
+    /// The slots' boot control state.
     pub fn slot_info(&self) -> Result<SlotInfo> {
         self.engine.slot_info()
     }
 
+    /// Marks the running slot as booted successfully, if `caller` may.
     pub fn mark_boot_successful(&self, caller: Caller) -> Result<()> {
         self.authorize(caller, "mark the boot successful")?;
         self.engine.mark_boot_successful()
     }
 
+    /// The device's rollback index floors.
     pub fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {
         self.engine.rollback_floors()
     }

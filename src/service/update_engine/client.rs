@@ -19,6 +19,7 @@ pub struct UeCallbackRelay {
 }
 
 impl UeCallbackRelay {
+    /// A relay handing each event to `on_event`.
     pub fn new(on_event: impl Fn(UeEvent) + Send + Sync + 'static) -> Self {
         UeCallbackRelay {
             on_event: Box::new(on_event),

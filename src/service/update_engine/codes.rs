@@ -8,40 +8,71 @@ use crate::service::status::State;
 
 /// update_engine's `UpdateStatus` values that abupdated reports.
 pub mod status {
+    /// `UpdateStatus::IDLE`.
     pub const IDLE: i32 = 0;
+    /// `UpdateStatus::DOWNLOADING`.
     pub const DOWNLOADING: i32 = 3;
+    /// `UpdateStatus::VERIFYING`.
     pub const VERIFYING: i32 = 4;
+    /// `UpdateStatus::FINALIZING`.
     pub const FINALIZING: i32 = 5;
+    /// `UpdateStatus::UPDATED_NEED_REBOOT`.
     pub const UPDATED_NEED_REBOOT: i32 = 6;
+    /// `UpdateStatus::CLEANUP_PREVIOUS_UPDATE`.
     pub const CLEANUP_PREVIOUS_UPDATE: i32 = 11;
 }
 
 /// update_engine's `ErrorCode` values that abupdated reports or that its clients test for.
 pub mod error {
+    /// `ErrorCode::kSuccess`.
     pub const SUCCESS: i32 = 0;
+    /// `ErrorCode::kError`.
     pub const ERROR: i32 = 1;
+    /// `ErrorCode::kPostinstallRunnerError`.
     pub const POSTINSTALL_RUNNER_ERROR: i32 = 5;
+    /// `ErrorCode::kInstallDeviceOpenError`.
     pub const INSTALL_DEVICE_OPEN_ERROR: i32 = 7;
+    /// `ErrorCode::kDownloadTransferError`.
     pub const DOWNLOAD_TRANSFER_ERROR: i32 = 9;
+    /// `ErrorCode::kPayloadHashMismatchError`.
     pub const PAYLOAD_HASH_MISMATCH_ERROR: i32 = 10;
+    /// `ErrorCode::kPayloadSizeMismatchError`.
     pub const PAYLOAD_SIZE_MISMATCH_ERROR: i32 = 11;
+    /// `ErrorCode::kDownloadPayloadVerificationError`.
     pub const DOWNLOAD_PAYLOAD_VERIFICATION_ERROR: i32 = 12;
+    /// `ErrorCode::kDownloadWriteError`.
     pub const DOWNLOAD_WRITE_ERROR: i32 = 14;
+    /// `ErrorCode::kNewRootfsVerificationError`.
     pub const NEW_ROOTFS_VERIFICATION_ERROR: i32 = 15;
+    /// `ErrorCode::kDownloadPayloadPubKeyVerificationError`.
     pub const DOWNLOAD_PAYLOAD_PUB_KEY_VERIFICATION_ERROR: i32 = 18;
+    /// `ErrorCode::kDownloadStateInitializationError`.
     pub const DOWNLOAD_STATE_INITIALIZATION_ERROR: i32 = 20;
+    /// `ErrorCode::kDownloadManifestParseError`.
     pub const DOWNLOAD_MANIFEST_PARSE_ERROR: i32 = 23;
+    /// `ErrorCode::kDownloadMetadataSignatureMismatch`.
     pub const DOWNLOAD_METADATA_SIGNATURE_MISMATCH: i32 = 26;
+    /// `ErrorCode::kDownloadOperationHashMismatch`.
     pub const DOWNLOAD_OPERATION_HASH_MISMATCH: i32 = 29;
+    /// `ErrorCode::kUnsupportedMinorPayloadVersion`.
     pub const UNSUPPORTED_MINOR_PAYLOAD_VERSION: i32 = 45;
+    /// `ErrorCode::kFilesystemVerifierError`.
     pub const FILESYSTEM_VERIFIER_ERROR: i32 = 47;
+    /// `ErrorCode::kUserCanceled`.
     pub const USER_CANCELED: i32 = 48;
+    /// `ErrorCode::kPayloadTimestampError`.
     pub const PAYLOAD_TIMESTAMP_ERROR: i32 = 51;
+    /// `ErrorCode::kUpdatedButNotActive`.
     pub const UPDATED_BUT_NOT_ACTIVE: i32 = 52;
+    /// `ErrorCode::kVerityCalculationError`.
     pub const VERITY_CALCULATION_ERROR: i32 = 56;
+    /// `ErrorCode::kNotEnoughSpace`.
     pub const NOT_ENOUGH_SPACE: i32 = 60;
+    /// `ErrorCode::kDeviceCorrupted`.
     pub const DEVICE_CORRUPTED: i32 = 61;
+    /// `ErrorCode::kUpdateProcessing`.
     pub const UPDATE_PROCESSING: i32 = 65;
+    /// `ErrorCode::kUpdateAlreadyInstalled`.
     pub const UPDATE_ALREADY_INSTALLED: i32 = 66;
 }
 

@@ -32,6 +32,7 @@ pub struct StableService {
 }
 
 impl UpdateEngineService {
+    /// The `IUpdateEngine` face of `core`, with `cleanup`, the previous update's cleanup.
     pub fn new(core: Arc<UpdateService>, cleanup: Arc<Cleanup>) -> Self {
         UpdateEngineService {
             core,
@@ -42,6 +43,7 @@ impl UpdateEngineService {
 }
 
 impl StableService {
+    /// The `IUpdateEngineStable` face of `core`.
     pub fn new(core: Arc<UpdateService>) -> Self {
         StableService {
             core,

@@ -22,6 +22,7 @@ pub use self::metadata_file::read_metadata;
 
 /// The names update_engine's services register under.
 pub const UPDATE_ENGINE_SERVICE: &str = "android.os.UpdateEngineService";
+/// The stable interface's service name.
 pub const STABLE_SERVICE: &str = "android.os.UpdateEngineStableService";
 
 // The generated code is read from build.rs's OUT_DIR: Cargo builds only.
