@@ -64,6 +64,7 @@ pub mod lp;
 pub mod payload;
 pub mod postinstall;
 pub mod puffin;
+pub mod zucchini;
 pub mod rollback_store;
 pub mod service;
 pub mod slot;

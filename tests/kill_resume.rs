@@ -164,6 +164,52 @@ fn kill_9_in_puffdiff_operations() {
     stats.check(6, 3);
 }
 
+#[test]
+fn kill_9_in_zucchini_operations() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0005);
+    // Twelve 256 KiB chunks of firmware-like data, each one ZUCCHINI operation whose blob
+    // AOSP's generator made (`zucchini_op gen`).
+    const CHUNK_BLOCKS: u64 = 64;
+    let (mut old, mut new, mut blobs) = (vec![], vec![], vec![]);
+    for _ in 0..12 {
+        let (o, n) = common::zucchini::raw_pair(&mut rng, CHUNK_BLOCKS as usize * 4096);
+        blobs.push(common::zucchini::op_blob(tmp.path(), &o, &n, "gen"));
+        old.push(o);
+        new.push(n);
+    }
+    let old = [("system", old.concat())];
+    let new = [("system", new.concat())];
+    let mut forge = Forge::parse(&delta_payload(tmp.path(), &old, &new));
+    forge.edit(|m| {
+        m.partitions[0].operations = (0..blobs.len() as u64)
+            .map(|i| {
+                let mut op = InstallOperation::new();
+                op.set_type(Type::ZUCCHINI);
+                let mut e = Extent::new();
+                e.set_start_block(i * CHUNK_BLOCKS);
+                e.set_num_blocks(CHUNK_BLOCKS);
+                op.src_extents.push(e.clone());
+                op.dst_extents.push(e);
+                let at = (i * CHUNK_BLOCKS * 4096) as usize;
+                let src = &old[0].1[at..at + CHUNK_BLOCKS as usize * 4096];
+                op.set_src_sha256_hash(forge::sha256(src).to_vec());
+                op
+            })
+            .collect();
+    });
+    forge.edit_ops(|_, i, op, blob| {
+        assert_eq!(op.type_(), Type::ZUCCHINI);
+        *blob = blobs[i].clone();
+    });
+    forge.sign(&forge::test_key('a').0);
+    let payload = forge.to_bytes();
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
+    let stats = setup.kill_and_resume(&mut rng, 6, (40, 90));
+    stats.check(6, 3);
+}
+
 /// A device template, the payload and what applying it must produce.
 struct Setup<'a> {
     root: PathBuf,

@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod service;
 pub mod shared;
 pub mod veritysetup;
+pub mod zucchini;
 
 /// `../shared/testdata/aosp-update-engine` beside the checkout, or under `$ABUPDATE_SHARED`
 /// (read-only); a missing one fails with one line saying what goes there.
