@@ -64,7 +64,6 @@ pub mod lp;
 pub mod payload;
 pub mod postinstall;
 pub mod puffin;
-pub mod zucchini;
 pub mod rollback_store;
 pub mod service;
 pub mod slot;
@@ -73,5 +72,6 @@ pub mod state_file;
 pub mod sysprop;
 pub mod updater;
 pub mod verity;
+pub mod zucchini;
 
 pub use error::{Error, ErrorCode, Result};

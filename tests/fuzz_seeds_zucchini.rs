@@ -42,7 +42,11 @@ fn regenerate_seeds() {
     let mut aosp = vec![];
     for (i, len) in [6000usize, 20000, 40000].into_iter().enumerate() {
         let (old, new) = common::zucchini::raw_pair(&mut rng, len);
-        let (o, n, p) = (tmp.path().join("o"), tmp.path().join("n"), tmp.path().join("p"));
+        let (o, n, p) = (
+            tmp.path().join("o"),
+            tmp.path().join("n"),
+            tmp.path().join("p"),
+        );
         std::fs::write(&o, &old).unwrap();
         std::fs::write(&n, &new).unwrap();
         let status = Command::new(common::shared::aosp_delta_tool("zucchini"))

@@ -162,6 +162,31 @@ fn aosp_puffdiff_applies_here_and_ours_with_aosp_puffpatch() {
     }
 }
 
+#[test]
+fn aosp_puffdiff_with_a_zucchini_inner_patch_applies_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (old, new) in inputs(tmp.path()).into_iter().take(4) {
+        let (src, dst) = (std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap());
+        let patch_path = tmp.path().join("aosp-zucchini.puffdiff");
+        let _ = std::fs::remove_file(&patch_path);
+        run_puffin(&[
+            "--operation=puffdiff".into(),
+            "--patch_algorithm=1".into(),
+            arg("src_file", &old),
+            arg("dst_file", &new),
+            arg("patch_file", &patch_path),
+        ]);
+        let patch = std::fs::read(&patch_path).unwrap();
+        assert_eq!(
+            puffin::Patch::parse(&patch).unwrap().inner,
+            puffin::Inner::Zucchini
+        );
+        let out = puffin::apply(&src, &patch, dst.len(), Limits::DEFAULT)
+            .unwrap_or_else(|e| panic!("{}: {e}", old.display()));
+        assert!(out == dst, "{}: applied to different bytes", old.display());
+    }
+}
+
 /// `data` padded with zeros to whole 4096-byte blocks, at least `len` bytes.
 fn padded(data: &[u8], len: usize) -> Vec<u8> {
     let mut out = data.to_vec();

@@ -59,7 +59,10 @@ fn aosp_zucchini_patches_of_raw_data_apply_here() {
         }
         let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
         let out = zucchini::apply_op(&old, &blob, new.len()).unwrap();
-        assert!(out == new, "{name}: the ZUCCHINI blob applied to different bytes");
+        assert!(
+            out == new,
+            "{name}: the ZUCCHINI blob applied to different bytes"
+        );
         // The blob's patch is for this source only.
         let mut other = old.clone();
         other[100] ^= 0xff;

@@ -83,7 +83,10 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         raw_delta(element, new_part)?;
         // The no-op disassembler has no references: nothing may be left to correct.
         if !element.reference_delta.is_empty() {
-            bail!(MalformedPayload, "zucchini reference delta in a raw element");
+            bail!(
+                MalformedPayload,
+                "zucchini reference delta in a raw element"
+            );
         }
     }
     if crc32fast::hash(&new) != header.new_crc {
@@ -165,7 +168,10 @@ fn raw_delta(element: &Element, new: &mut [u8]) -> Result<()> {
         *byte = byte.wrapping_add_signed(delta.diff);
     }
     if !deltas.done() {
-        bail!(MalformedPayload, "zucchini raw delta malformed or left over");
+        bail!(
+            MalformedPayload,
+            "zucchini raw delta malformed or left over"
+        );
     }
     Ok(())
 }

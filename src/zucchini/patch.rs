@@ -276,8 +276,7 @@ impl<'a> Patch<'a> {
 }
 
 fn element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>> {
-    let [old_offset, old_len, new_offset, new_len] =
-        [(); 4].map(|()| r.u32("element header"));
+    let [old_offset, old_len, new_offset, new_len] = [(); 4].map(|()| r.u32("element header"));
     let (old_offset, old_len, new_offset, new_len) = (old_offset?, old_len?, new_offset?, new_len?);
     let tag = r.array::<4>("element header")?;
     let version = r.u16("element header")?;
@@ -327,7 +326,10 @@ fn element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>> {
     for _ in 0..pools {
         let [pool] = r.array::<1>("pool tag")?;
         if pool == NO_POOL_TAG || std::mem::replace(&mut seen[usize::from(pool)], true) {
-            bail!(MalformedPayload, "zucchini pool tag {pool} invalid or repeated");
+            bail!(
+                MalformedPayload,
+                "zucchini pool tag {pool} invalid or repeated"
+            );
         }
         // Extra targets only matter to a disassembler's reference correction.
         r.stream("extra targets")?;

@@ -15,7 +15,14 @@ fn put_var(out: &mut Vec<u8>, mut v: u32) {
 }
 
 fn put_var_signed(out: &mut Vec<u8>, v: i32) {
-    put_var(out, if v < 0 { (!v as u32) << 1 | 1 } else { (v as u32) << 1 });
+    put_var(
+        out,
+        if v < 0 {
+            (!v as u32) << 1 | 1
+        } else {
+            (v as u32) << 1
+        },
+    );
 }
 
 fn put_stream(out: &mut Vec<u8>, s: &[u8]) {
@@ -127,10 +134,16 @@ fn varints_decode_as_zucchini_writes_them() {
         assert_eq!(var_i32(&mut &buf[..]), Some(v));
     }
     // A sixth byte overflows; an unfinished varint is not one.
-    assert_eq!(var_u32(&mut &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01][..]), None);
+    assert_eq!(
+        var_u32(&mut &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01][..]),
+        None
+    );
     assert_eq!(var_u32(&mut &[0x80][..]), None);
     // Bits past the 32nd are dropped, as Zucchini's decoder does.
-    assert_eq!(var_u32(&mut &[0xff, 0xff, 0xff, 0xff, 0x7f][..]), Some(u32::MAX));
+    assert_eq!(
+        var_u32(&mut &[0xff, 0xff, 0xff, 0xff, 0x7f][..]),
+        Some(u32::MAX)
+    );
 }
 
 #[test]
@@ -179,7 +192,10 @@ fn hostile_patches_are_refused_with_their_codes() {
     assert_eq!(code(&old[1..], &good), SourceHash);
     assert_eq!(code(&old, &with(&|s| s.raw_delta[0].1 = 4)), PayloadHash);
     // Equivalences outside the element or out of order, extra data of the wrong size.
-    assert_eq!(code(&old, &with(&|s| s.equivalences[0].0 = 40)), MalformedPayload);
+    assert_eq!(
+        code(&old, &with(&|s| s.equivalences[0].0 = 40)),
+        MalformedPayload
+    );
     assert_eq!(
         code(&old, &with(&|s| s.equivalences[1] = (0, 60, 8))),
         MalformedPayload
@@ -190,7 +206,10 @@ fn hostile_patches_are_refused_with_their_codes() {
         code(&old, &with(&|s| s.raw_delta.push((40, 1)))),
         MalformedPayload
     );
-    assert_eq!(code(&old, &with(&|s| s.raw_delta[0].1 = 0)), MalformedPayload);
+    assert_eq!(
+        code(&old, &with(&|s| s.raw_delta[0].1 = 0)),
+        MalformedPayload
+    );
     // As in AOSP, a zero diff ends the raw delta; when it was the last, only the result's
     // CRC-32 tells.
     assert_eq!(code(&old, &with(&|s| s.raw_delta[1].1 = 0)), PayloadHash);

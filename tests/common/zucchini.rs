@@ -30,8 +30,8 @@ pub fn raw_pair(rng: &mut Rng, len: usize) -> (Vec<u8>, Vec<u8>) {
     new.splice(at..at, inserted);
     let at = new.len() / 2 + rng.below((new.len() / 4) as u64) as usize;
     new.drain(at..at + 1500);
-    let (from, to) = (new.len() / 8, new.len() * 5 / 8);
-    new.copy_within(from..from + 8192, to);
+    let (from, to, moved) = (new.len() / 8, new.len() * 5 / 8, (new.len() / 8).min(8192));
+    new.copy_within(from..from + moved, to);
     new.truncate(len);
     new.resize(len, 0x33);
     (old, new)
@@ -40,7 +40,11 @@ pub fn raw_pair(rng: &mut Rng, len: usize) -> (Vec<u8>, Vec<u8>) {
 /// AOSP's ZUCCHINI operation blob from `old` to `new` (`zucchini_op gen`, or `raw-gen` for
 /// Zucchini's raw matching without element detection), made in `dir`.
 pub fn op_blob(dir: &Path, old: &[u8], new: &[u8], mode: &str) -> Vec<u8> {
-    let (o, n, b) = (dir.join("zop.old"), dir.join("zop.new"), dir.join("zop.blob"));
+    let (o, n, b) = (
+        dir.join("zop.old"),
+        dir.join("zop.new"),
+        dir.join("zop.blob"),
+    );
     std::fs::write(&o, old).unwrap();
     std::fs::write(&n, new).unwrap();
     let out = Command::new(super::shared::aosp_delta_tool("zucchini_op"))
