@@ -206,15 +206,7 @@ fn kill_9_in_zucchini_operations() {
         info.set_hash(forge::sha256(data).to_vec());
     }
     m.partitions.push(p);
-    let mut forge = Forge {
-        major_version: abupdate::payload::header::SUPPORTED_MAJOR_VERSION,
-        manifest: m.write_to_bytes().unwrap(),
-        metadata_signature: vec![],
-        blobs,
-        payload_signature: vec![],
-        trailer: vec![],
-    };
-    let payload = forge.sign(&forge::test_key('a').0).to_bytes();
+    let payload = signed(&m, blobs);
     let old = [("system", old)];
     let new = [("system", new)];
     let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
@@ -629,6 +621,13 @@ fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
         info.set_hash(forge::sha256(data).to_vec());
         m.partitions.push(p);
     }
+    let bytes = signed(&m, blobs);
+    assert!(PayloadHeader::parse(&bytes, Some(bytes.len() as u64)).is_ok());
+    bytes
+}
+
+/// The payload of manifest `m` and `blobs`, signed with test key `a`.
+fn signed(m: &DeltaArchiveManifest, blobs: Vec<u8>) -> Vec<u8> {
     let mut forge = Forge {
         major_version: abupdate::payload::header::SUPPORTED_MAJOR_VERSION,
         manifest: m.write_to_bytes().unwrap(),
@@ -637,9 +636,7 @@ fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
         payload_signature: vec![],
         trailer: vec![],
     };
-    let bytes = forge.sign(&forge::test_key('a').0).to_bytes();
-    assert!(PayloadHeader::parse(&bytes, Some(bytes.len() as u64)).is_ok());
-    bytes
+    forge.sign(&forge::test_key('a').0).to_bytes()
 }
 
 /// A signed delta payload made by the library's builder.

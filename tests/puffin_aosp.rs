@@ -196,12 +196,8 @@ fn padded(data: &[u8], len: usize) -> Vec<u8> {
 
 #[test]
 fn aosp_puffdiff_operation_applies_in_a_payload() {
-    use abupdate::checkpoint_store::FileCheckpointStore;
-    use abupdate::device::Device;
-    use abupdate::engine::{self, Quiet};
     use abupdate::payload::proto::update_metadata::install_operation::Type;
     use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
-    use abupdate::slot::Slot;
 
     let tmp = tempfile::tempdir().unwrap();
     let pairs = inputs(&tmp.path().join("in"));
@@ -251,22 +247,12 @@ fn aosp_puffdiff_operation_applies_in_a_payload() {
     });
     std::fs::write(&payload_path, forge.to_bytes()).unwrap();
 
-    let dev = tmp.path().join("dev");
-    std::fs::create_dir(&dev).unwrap();
-    common::put_image(&dev, "system", 'a', &old, old.len() as u64);
-    common::put_image(&dev, "system", 'b', &[], new.len() as u64);
-    let device = Device::host(dev.clone(), Slot::A);
-    let store = FileCheckpointStore::new(tmp.path().join("state")).unwrap();
-    let mut source = abupdate::source::Source::file(&payload_path).unwrap();
-    let report = engine::apply(
-        &device,
-        &mut source,
-        &store,
-        &(),
-        &common::unsigned_options(),
-        &Quiet,
-    )
-    .unwrap();
-    assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1);
-    assert!(std::fs::read(dev.join("system_b.img")).unwrap() == new);
+    let (result, target) = common::apply_to_system(tmp.path(), &payload_path, &old, new.len());
+    assert_eq!(
+        result.unwrap().metadata.manifest.partitions[0]
+            .operations
+            .len(),
+        1
+    );
+    assert!(target == new);
 }

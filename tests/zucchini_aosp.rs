@@ -108,12 +108,8 @@ fn apply_zucchini_payload(
     old: &[u8],
     new: &[u8],
 ) -> (abupdate::error::Result<()>, Vec<u8>) {
-    use abupdate::checkpoint_store::FileCheckpointStore;
-    use abupdate::device::Device;
-    use abupdate::engine::{self, Quiet};
     use abupdate::payload::proto::update_metadata::install_operation::Type;
     use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
-    use abupdate::slot::Slot;
 
     let (old_img, new_img) = (dir.join("old.img"), dir.join("new.img"));
     std::fs::write(&old_img, old).unwrap();
@@ -143,24 +139,10 @@ fn apply_zucchini_payload(
         *data = blob.clone();
     });
     std::fs::write(&payload_path, forge.to_bytes()).unwrap();
-
-    let dev = dir.join("dev");
-    std::fs::create_dir(&dev).unwrap();
-    common::put_image(&dev, "system", 'a', old, old.len() as u64);
-    common::put_image(&dev, "system", 'b', &[], new.len() as u64);
-    let device = Device::host(dev.clone(), Slot::A);
-    let store = FileCheckpointStore::new(dir.join("state")).unwrap();
-    let mut source = abupdate::source::Source::file(&payload_path).unwrap();
-    let result = engine::apply(
-        &device,
-        &mut source,
-        &store,
-        &(),
-        &common::unsigned_options(),
-        &Quiet,
-    )
-    .map(|report| assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1));
-    (result, std::fs::read(dev.join("system_b.img")).unwrap())
+    let (result, target) = common::apply_to_system(dir, &payload_path, old, new.len());
+    let result =
+        result.map(|report| assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1));
+    (result, target)
 }
 
 #[test]
