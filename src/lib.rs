@@ -74,5 +74,6 @@ pub mod state_file;
 pub mod sysprop;
 pub mod updater;
 pub mod verity;
+pub mod zucchini;
 
 pub use error::{Error, ErrorCode, Result};

@@ -164,6 +164,58 @@ fn kill_9_in_puffdiff_operations() {
     stats.check(6, 3);
 }
 
+#[test]
+fn kill_9_in_zucchini_operations() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0005);
+    // Twelve 256 KiB chunks of firmware-like data, each one ZUCCHINI operation whose blob
+    // AOSP's generator made (`zucchini_op gen`), in a minor-version-8 delta written here
+    // (the builder makes no ZUCCHINI operations).
+    const CHUNK_BLOCKS: u64 = 64;
+    let mut m = DeltaArchiveManifest::new();
+    m.set_block_size(4096);
+    m.set_minor_version(8);
+    let (mut old, mut new, mut blobs) = (vec![], vec![], vec![]);
+    let mut p = PartitionUpdate::new();
+    p.set_partition_name("system".into());
+    for i in 0..12 {
+        let (o, n) = common::zucchini::raw_pair(&mut rng, CHUNK_BLOCKS as usize * 4096);
+        let blob = common::zucchini::op_blob(tmp.path(), &o, &n, "gen");
+        let mut op = InstallOperation::new();
+        op.set_type(Type::ZUCCHINI);
+        op.set_data_offset(blobs.len() as u64);
+        op.set_data_length(blob.len() as u64);
+        op.set_data_sha256_hash(forge::sha256(&blob).to_vec());
+        op.set_src_sha256_hash(forge::sha256(&o).to_vec());
+        let mut e = Extent::new();
+        e.set_start_block(i * CHUNK_BLOCKS);
+        e.set_num_blocks(CHUNK_BLOCKS);
+        op.src_extents.push(e.clone());
+        op.dst_extents.push(e);
+        p.operations.push(op);
+        blobs.extend_from_slice(&blob);
+        old.extend_from_slice(&o);
+        new.extend_from_slice(&n);
+    }
+    for (info, data) in [
+        (p.old_partition_info.mut_or_insert_default(), &old),
+        (p.new_partition_info.mut_or_insert_default(), &new),
+    ] {
+        info.set_size(data.len() as u64);
+        info.set_hash(forge::sha256(data).to_vec());
+    }
+    m.partitions.push(p);
+    let payload = signed(&m, blobs);
+    let old = [("system", old)];
+    let new = [("system", new)];
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
+    // Each operation takes a few milliseconds: kill earlier than in the PUFFDIFF case, or
+    // most delays outlast the run.
+    let stats = setup.kill_and_resume(&mut rng, 6, (25, 75));
+    stats.check(6, 3);
+}
+
 /// A device template, the payload and what applying it must produce.
 struct Setup<'a> {
     root: PathBuf,
@@ -569,6 +621,13 @@ fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
         info.set_hash(forge::sha256(data).to_vec());
         m.partitions.push(p);
     }
+    let bytes = signed(&m, blobs);
+    assert!(PayloadHeader::parse(&bytes, Some(bytes.len() as u64)).is_ok());
+    bytes
+}
+
+/// The payload of manifest `m` and `blobs`, signed with test key `a`.
+fn signed(m: &DeltaArchiveManifest, blobs: Vec<u8>) -> Vec<u8> {
     let mut forge = Forge {
         major_version: abupdate::payload::header::SUPPORTED_MAJOR_VERSION,
         manifest: m.write_to_bytes().unwrap(),
@@ -577,9 +636,7 @@ fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
         payload_signature: vec![],
         trailer: vec![],
     };
-    let bytes = forge.sign(&forge::test_key('a').0).to_bytes();
-    assert!(PayloadHeader::parse(&bytes, Some(bytes.len() as u64)).is_ok());
-    bytes
+    forge.sign(&forge::test_key('a').0).to_bytes()
 }
 
 /// A signed delta payload made by the library's builder.

@@ -162,6 +162,31 @@ fn aosp_puffdiff_applies_here_and_ours_with_aosp_puffpatch() {
     }
 }
 
+#[test]
+fn aosp_puffdiff_with_a_zucchini_inner_patch_applies_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (old, new) in inputs(tmp.path()).into_iter().take(4) {
+        let (src, dst) = (std::fs::read(&old).unwrap(), std::fs::read(&new).unwrap());
+        let patch_path = tmp.path().join("aosp-zucchini.puffdiff");
+        let _ = std::fs::remove_file(&patch_path);
+        run_puffin(&[
+            "--operation=puffdiff".into(),
+            "--patch_algorithm=1".into(),
+            arg("src_file", &old),
+            arg("dst_file", &new),
+            arg("patch_file", &patch_path),
+        ]);
+        let patch = std::fs::read(&patch_path).unwrap();
+        assert_eq!(
+            puffin::Patch::parse(&patch).unwrap().inner,
+            puffin::Inner::Zucchini
+        );
+        let out = puffin::apply(&src, &patch, dst.len(), Limits::DEFAULT)
+            .unwrap_or_else(|e| panic!("{}: {e}", old.display()));
+        assert!(out == dst, "{}: applied to different bytes", old.display());
+    }
+}
+
 /// `data` padded with zeros to whole 4096-byte blocks, at least `len` bytes.
 fn padded(data: &[u8], len: usize) -> Vec<u8> {
     let mut out = data.to_vec();
@@ -171,12 +196,8 @@ fn padded(data: &[u8], len: usize) -> Vec<u8> {
 
 #[test]
 fn aosp_puffdiff_operation_applies_in_a_payload() {
-    use abupdate::checkpoint_store::FileCheckpointStore;
-    use abupdate::device::Device;
-    use abupdate::engine::{self, Quiet};
     use abupdate::payload::proto::update_metadata::install_operation::Type;
     use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
-    use abupdate::slot::Slot;
 
     let tmp = tempfile::tempdir().unwrap();
     let pairs = inputs(&tmp.path().join("in"));
@@ -226,22 +247,12 @@ fn aosp_puffdiff_operation_applies_in_a_payload() {
     });
     std::fs::write(&payload_path, forge.to_bytes()).unwrap();
 
-    let dev = tmp.path().join("dev");
-    std::fs::create_dir(&dev).unwrap();
-    common::put_image(&dev, "system", 'a', &old, old.len() as u64);
-    common::put_image(&dev, "system", 'b', &[], new.len() as u64);
-    let device = Device::host(dev.clone(), Slot::A);
-    let store = FileCheckpointStore::new(tmp.path().join("state")).unwrap();
-    let mut source = abupdate::source::Source::file(&payload_path).unwrap();
-    let report = engine::apply(
-        &device,
-        &mut source,
-        &store,
-        &(),
-        &common::unsigned_options(),
-        &Quiet,
-    )
-    .unwrap();
-    assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1);
-    assert!(std::fs::read(dev.join("system_b.img")).unwrap() == new);
+    let (result, target) = common::apply_to_system(tmp.path(), &payload_path, &old, new.len());
+    assert_eq!(
+        result.unwrap().metadata.manifest.partitions[0]
+            .operations
+            .len(),
+        1
+    );
+    assert!(target == new);
 }

@@ -99,6 +99,9 @@ pub(crate) fn execute_checked(
             dst_len,
             crate::puffin::Limits::DEFAULT,
         )?,
+        // Memory: the source, the destination and the decompressed patch (capped by the
+        // destination's size, see `zucchini::apply_op`).
+        OpKind::Zucchini => crate::zucchini::apply_op(source.unwrap_or_default(), &blob, dst_len)?,
         other => bail!(Unsupported, "unsupported operation {}", other.name()),
     };
     pool.give(blob);

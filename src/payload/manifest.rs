@@ -126,11 +126,7 @@ impl OpKind {
     pub fn is_supported(self) -> bool {
         !matches!(
             self,
-            OpKind::Zucchini
-                | OpKind::Lz4diffBsdiff
-                | OpKind::Lz4diffPuffdiff
-                | OpKind::Move
-                | OpKind::Bsdiff
+            OpKind::Lz4diffBsdiff | OpKind::Lz4diffPuffdiff | OpKind::Move | OpKind::Bsdiff
         )
     }
 

@@ -35,7 +35,7 @@ mod proto {
 
 #[cfg(feature = "host-tools")]
 pub use patch::make;
-pub use patch::{apply, encode, Limits, Patch, MAGIC};
+pub use patch::{apply, encode, Inner, Limits, Patch, MAGIC};
 pub use puff::BitExtent;
 pub use stream::{huff, huff_stream, puff, puff_stream, stream_info, ByteExtent, StreamInfo};
 

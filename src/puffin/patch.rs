@@ -1,5 +1,6 @@
 //! PUFFDIFF patches: `PUF1`, a big-endian u32 header length, a `PatchHeader` protobuf, then
-//! the inner patch (BSDF2; puffin's zucchini-inner variant is refused as unsupported).
+//! the inner patch: BSDF2, or in puffin's zucchini variant (which update_engine never makes
+//! but applies) brotli of a Zucchini patch, applied by [`crate::zucchini`].
 
 use protobuf::Message;
 
@@ -38,20 +39,30 @@ impl Limits {
     };
 }
 
-/// A parsed patch: its two stream descriptions and the inner bsdiff patch.
+/// The algorithm of a patch's inner patch (`PatchHeader.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inner {
+    /// A BSDF2 patch.
+    Bsdiff,
+    /// Brotli of a Zucchini ensemble patch.
+    Zucchini,
+}
+
+/// A parsed patch: its two stream descriptions and the inner patch.
 #[derive(Debug)]
 pub struct Patch<'a> {
     /// The source's deflate and puff layout.
     pub src: StreamInfo,
     /// The destination's deflate and puff layout.
     pub dst: StreamInfo,
-    /// The bsdiff patch from the puffed source to the puffed destination.
-    pub bsdiff: &'a [u8],
+    /// How `data` patches the puffed source into the puffed destination.
+    pub inner: Inner,
+    /// The inner patch.
+    pub data: &'a [u8],
 }
 
 impl<'a> Patch<'a> {
-    /// Parses the container and header. Fails with MalformedPayload on anything malformed and
-    /// Unsupported for a zucchini inner patch.
+    /// Parses the container and header. Fails with MalformedPayload on anything malformed.
     pub fn parse(patch: &'a [u8]) -> Result<Self> {
         let Some((magic, rest)) = patch.split_first_chunk::<4>() else {
             bail!(MalformedPayload, "puffin patch too short");
@@ -70,20 +81,19 @@ impl<'a> Patch<'a> {
                 patch.len()
             );
         }
-        let (header, bsdiff) = rest.split_at(len);
+        let (header, data) = rest.split_at(len);
         let header = pb::PatchHeader::parse_from_bytes(header)
             .map_err(|e| err!(MalformedPayload, "puffin header: {e}"))?;
-        match header.type_.enum_value() {
-            Ok(pb::patch_header::PatchType::BSDIFF) => {}
-            Ok(pb::patch_header::PatchType::ZUCCHINI) => {
-                bail!(Unsupported, "puffin patch with a zucchini inner patch")
-            }
+        let inner = match header.type_.enum_value() {
+            Ok(pb::patch_header::PatchType::BSDIFF) => Inner::Bsdiff,
+            Ok(pb::patch_header::PatchType::ZUCCHINI) => Inner::Zucchini,
             Err(t) => bail!(MalformedPayload, "puffin patch type {t}"),
-        }
+        };
         Ok(Patch {
             src: from_proto(header.src.as_ref())?,
             dst: from_proto(header.dst.as_ref())?,
-            bsdiff,
+            inner,
+            data,
         })
     }
 }
@@ -140,7 +150,7 @@ fn to_proto(info: &StreamInfo) -> pb::StreamInfo {
 }
 
 /// Applies a PUFFDIFF patch to `src`, producing exactly `dst_len` bytes: puff the source,
-/// bspatch the puffed source into the puffed destination, huff that.
+/// patch the puffed source into the puffed destination (bspatch, or Zucchini), huff that.
 pub fn apply(src: &[u8], patch: &[u8], dst_len: usize, limits: Limits) -> Result<Vec<u8>> {
     if dst_len as u64 > limits.max_dst {
         bail!(
@@ -164,7 +174,11 @@ pub fn apply(src: &[u8], patch: &[u8], dst_len: usize, limits: Limits) -> Result
     let src_puff = puff_stream(src, &patch.src, limits.max_puff)?;
     let dst_puff_len = usize::try_from(patch.dst.puff_length)
         .map_err(|_| err!(MalformedPayload, "puffed destination too large"))?;
-    let dst_puff = crate::bsdiff::apply(&src_puff, patch.bsdiff, dst_puff_len)?;
+    let dst_puff = match patch.inner {
+        Inner::Bsdiff => crate::bsdiff::apply(&src_puff, patch.data, dst_puff_len)?,
+        // The Zucchini patch is for the puffed streams, sized as the header says.
+        Inner::Zucchini => crate::zucchini::apply_op(&src_puff, patch.data, dst_puff_len)?,
+    };
     drop(src_puff);
     huff_stream(&dst_puff, &patch.dst, dst_len)
 }

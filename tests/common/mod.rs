@@ -14,6 +14,7 @@ pub mod proxy;
 pub mod service;
 pub mod shared;
 pub mod veritysetup;
+pub mod zucchini;
 
 /// `../shared/testdata/aosp-update-engine` beside the checkout, or under `$ABUPDATE_SHARED`
 /// (read-only); a missing one fails with one line saying what goes there.
@@ -131,4 +132,39 @@ pub fn build_payload_with(
         })
         .collect();
     abupdate::build::build(&specs, &options, out).unwrap()
+}
+
+/// Applies the unsigned payload at `payload` to a host device in `dir/dev` whose `system_a`
+/// holds `old` and whose `system_b` is `new_len` zero bytes; returns the engine's result and
+/// `system_b` afterwards.
+pub fn apply_to_system(
+    dir: &Path,
+    payload: &Path,
+    old: &[u8],
+    new_len: usize,
+) -> (
+    abupdate::error::Result<abupdate::engine::ApplyReport>,
+    Vec<u8>,
+) {
+    use abupdate::checkpoint_store::FileCheckpointStore;
+    use abupdate::device::Device;
+    use abupdate::engine::{self, Quiet};
+    use abupdate::slot::Slot;
+
+    let dev = dir.join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    put_image(&dev, "system", 'a', old, old.len() as u64);
+    put_image(&dev, "system", 'b', &[], new_len as u64);
+    let device = Device::host(dev.clone(), Slot::A);
+    let store = FileCheckpointStore::new(dir.join("state")).unwrap();
+    let mut source = abupdate::source::Source::file(payload).unwrap();
+    let result = engine::apply(
+        &device,
+        &mut source,
+        &store,
+        &(),
+        &unsigned_options(),
+        &Quiet,
+    );
+    (result, std::fs::read(dev.join("system_b.img")).unwrap())
 }

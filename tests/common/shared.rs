@@ -36,3 +36,12 @@ pub fn aosp_tool(name: &str) -> PathBuf {
         &format!("AOSP's {name}, built from AOSP source (see tools/aosp/README)"),
     )
 }
+
+/// One of AOSP's delta tools (`puffin`, `zucchini`, `zucchini_op`, `bsdiff`, `bspatch`),
+/// built from AOSP source.
+pub fn aosp_delta_tool(name: &str) -> PathBuf {
+    shared_path(
+        &format!("tools/aosp-delta/bin/{name}"),
+        &format!("AOSP's {name}, built from AOSP source (see tools/aosp-delta/README.md)"),
+    )
+}

@@ -108,8 +108,8 @@ pub fn cases() -> Vec<Case> {
         },
         Case {
             name: "ZUCCHINI operation",
-            expect: Unsupported,
-            says: "ZUCCHINI",
+            expect: MalformedPayload,
+            says: "zucchini: brotli",
             attempt: |fx| retyped(fx, Type::ZUCCHINI, true),
         },
         Case {

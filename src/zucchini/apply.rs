@@ -1,0 +1,177 @@
+//! Applying a parsed patch to raw (`NoOp`) elements, as Chromium's `zucchini_apply.cc` does:
+//! each new element is its extra data interleaved with the old bytes its equivalences copy,
+//! then the raw delta adds byte diffs into the copies. Executable elements would also need their
+//! disassembler's reference correction, which this module does not have: a patch holding one is
+//! refused with Unsupported before any output exists.
+
+use std::io::Read;
+
+use super::patch::{Element, ExeType, Patch};
+use crate::decompress::{Codec, Decompressors, Default as Backend};
+use crate::error::Result;
+use crate::{bail, err};
+
+/// Applies a ZUCCHINI operation's blob, brotli of an ensemble patch, to `source` (the
+/// operation's source extents): the output is the `dst_len` bytes of its destination extents.
+///
+/// Memory: the source, the output, and the decompressed patch, which may not exceed four times
+/// the destination plus 1 MiB (a generator's patch holds at most the destination's bytes as
+/// extra data, a few bytes per equivalence and per changed byte; one larger than that is not a
+/// delta), so a brotli bomb stops at that cap. The output is sized by `dst_len`, never by the
+/// patch.
+pub fn apply_op(source: &[u8], blob: &[u8], dst_len: usize) -> Result<Vec<u8>> {
+    let cap = dst_len.saturating_mul(4).saturating_add(1 << 20);
+    let mut reader = Backend::reader(Codec::Brotli, blob)
+        .map_err(|e| err!(MalformedPayload, "zucchini: brotli: {e}"))?;
+    let mut patch = Vec::new();
+    (&mut reader)
+        .take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut patch)
+        .map_err(|e| err!(MalformedPayload, "zucchini: brotli: {e}"))?;
+    if patch.len() > cap {
+        bail!(
+            MalformedPayload,
+            "zucchini patch decompresses past {cap} bytes for a {dst_len}-byte destination"
+        );
+    }
+    let patch = Patch::parse(&patch)?;
+    // update_engine: the patch makes exactly the destination extents' bytes.
+    if patch.header.new_size as usize != dst_len {
+        bail!(
+            MalformedPayload,
+            "zucchini patch makes {} bytes for a {dst_len}-byte destination",
+            patch.header.new_size
+        );
+    }
+    apply(source, &patch)
+}
+
+/// Applies a parsed patch to `old`. Fails with Unsupported for an element that needs a
+/// disassembler, SourceHash when `old` is not the image the patch was made from (size or
+/// CRC-32), MalformedPayload for streams that do not fit, and PayloadHash when the result's
+/// CRC-32 is not the one the patch recorded. The output is `header.new_size` bytes: callers
+/// bound it ([`apply_op`] checks it against the destination).
+pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
+    if let Some(ExeType::Executable(tag)) = patch
+        .elements
+        .iter()
+        .map(|e| e.exe_type)
+        .find(|t| *t != ExeType::NoOp)
+    {
+        bail!(
+            Unsupported,
+            "zucchini element type {:?} needs a disassembler this build lacks",
+            String::from_utf8_lossy(&tag)
+        );
+    }
+    let header = &patch.header;
+    if old.len() != header.old_size as usize || crc32fast::hash(old) != header.old_crc {
+        bail!(
+            SourceHash,
+            "zucchini: the source is not the image the patch was made from"
+        );
+    }
+    let mut new = vec![0; header.new_size as usize];
+    for element in &patch.elements {
+        let (Some(old_part), Some(new_part)) = (
+            old.get(element.old.clone()),
+            new.get_mut(element.new.clone()),
+        ) else {
+            bail!(MalformedPayload, "zucchini element outside the images");
+        };
+        copy_and_extra(old_part, element, new_part)?;
+        raw_delta(element, new_part)?;
+        // The no-op disassembler has no references: nothing may be left to correct.
+        if !element.reference_delta.is_empty() {
+            bail!(
+                MalformedPayload,
+                "zucchini reference delta in a raw element"
+            );
+        }
+    }
+    if crc32fast::hash(&new) != header.new_crc {
+        bail!(
+            PayloadHash,
+            "zucchini: the patched image does not match the patch's CRC-32"
+        );
+    }
+    Ok(new)
+}
+
+/// Extra data up to each equivalence, the equivalence's old bytes, extra data to the end.
+fn copy_and_extra(old: &[u8], element: &Element, new: &mut [u8]) -> Result<()> {
+    let mut equivalences = element.equivalences.clone();
+    let mut extra = element.extra_data;
+    let mut at = 0usize;
+    let mut put_extra = |at: usize, end: usize, new: &mut [u8]| -> Result<()> {
+        let gap = end
+            .checked_sub(at)
+            .ok_or_else(|| err!(MalformedPayload, "zucchini equivalences overlap"))?;
+        if gap > extra.len() {
+            bail!(MalformedPayload, "zucchini extra data runs out");
+        }
+        let (chunk, rest) = extra.split_at(gap);
+        extra = rest;
+        new.get_mut(at..end)
+            .ok_or_else(|| err!(MalformedPayload, "zucchini extra data outside its element"))?
+            .copy_from_slice(chunk);
+        Ok(())
+    };
+    while let Some(eq) = equivalences.next() {
+        let (src, dst, len) = (eq.src as usize, eq.dst as usize, eq.len as usize);
+        put_extra(at, dst, new)?;
+        // `Patch::parse` checked both blocks against the element.
+        let (Some(from), Some(to)) = (
+            src.checked_add(len).and_then(|end| old.get(src..end)),
+            dst.checked_add(len).and_then(|end| new.get_mut(dst..end)),
+        ) else {
+            bail!(MalformedPayload, "zucchini equivalence outside its element");
+        };
+        to.copy_from_slice(from);
+        at = dst + len;
+    }
+    put_extra(at, new.len(), new)?;
+    if !equivalences.done() || !extra.is_empty() {
+        bail!(
+            MalformedPayload,
+            "zucchini equivalences or extra data left over"
+        );
+    }
+    Ok(())
+}
+
+/// Adds the raw delta's byte diffs into the copied blocks. Its offsets count bytes of the
+/// equivalences' copies laid end to end, so it walks them in step.
+fn raw_delta(element: &Element, new: &mut [u8]) -> Result<()> {
+    let mut equivalences = element.equivalences.clone();
+    let mut deltas = element.raw_delta.clone();
+    let mut current = equivalences.next();
+    let mut base = 0u64;
+    while let Some(delta) = deltas.next() {
+        let offset = u64::from(delta.copy_offset);
+        let eq = loop {
+            match current {
+                Some(eq) if base + u64::from(eq.len) <= offset => {
+                    base += u64::from(eq.len);
+                    current = equivalences.next();
+                }
+                Some(eq) => break eq,
+                None => bail!(MalformedPayload, "zucchini raw delta past the equivalences"),
+            }
+        };
+        // base <= offset < base + len, and the block lies in the element.
+        let at = u64::from(eq.dst) + (offset - base);
+        let byte = usize::try_from(at)
+            .ok()
+            .and_then(|at| new.get_mut(at))
+            .ok_or_else(|| err!(MalformedPayload, "zucchini raw delta outside its element"))?;
+        *byte = byte.wrapping_add_signed(delta.diff);
+    }
+    if !deltas.done() {
+        bail!(
+            MalformedPayload,
+            "zucchini raw delta malformed or left over"
+        );
+    }
+    Ok(())
+}

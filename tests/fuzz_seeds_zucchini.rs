@@ -1,0 +1,87 @@
+//! Replays the seeds of the `zucchini_patch` fuzz target through its own check
+//! (`fuzz/fuzz_targets/zucchini_check.rs`): none may panic, and each seed listed in
+//! `fuzz/seeds/zucchini_patch.expected` must give its outcome.
+//!
+//! `cargo test --test fuzz_seeds_zucchini regenerate_seeds -- --ignored` rewrites the seeds
+//! (needs AOSP's `zucchini`, as `zucchini_aosp` does).
+
+mod common;
+
+#[path = "../fuzz/fuzz_targets/zucchini_check.rs"]
+mod check;
+
+use std::process::Command;
+
+use common::Rng;
+
+#[test]
+fn zucchini_patch_seeds() {
+    common::fuzz_seeds::replay("zucchini_patch", 8, check::zucchini_patch);
+}
+
+/// `src_len u16 LE`, the source, the patch.
+fn input(src: &[u8], patch: &[u8]) -> Vec<u8> {
+    let mut out = (src.len() as u16).to_le_bytes().to_vec();
+    out.extend_from_slice(src);
+    out.extend_from_slice(patch);
+    out
+}
+
+#[test]
+#[ignore = "rewrites fuzz/seeds; run by hand"]
+fn regenerate_seeds() {
+    const TARGET: &str = "zucchini_patch";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut list = common::fuzz_seeds::clear_generated(TARGET, |_| true);
+    let dir = common::fuzz_seeds::seeds_dir(TARGET);
+    let mut put = |name: &str, data: &[u8]| {
+        std::fs::write(dir.join(name), data).unwrap();
+        list.push_str(&format!("{name} {}\n", check::zucchini_patch(data)));
+    };
+    let mut rng = Rng(0x2cc0_5eed);
+    let mut aosp = vec![];
+    for (i, len) in [6000usize, 20000, 40000].into_iter().enumerate() {
+        let (old, new) = common::zucchini::raw_pair(&mut rng, len);
+        let (o, n, p) = (
+            tmp.path().join("o"),
+            tmp.path().join("n"),
+            tmp.path().join("p"),
+        );
+        std::fs::write(&o, &old).unwrap();
+        std::fs::write(&n, &new).unwrap();
+        let status = Command::new(common::shared::aosp_delta_tool("zucchini"))
+            .arg("-gen")
+            .args([&o, &n, &p])
+            .arg("-raw")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let patch = std::fs::read(&p).unwrap();
+        put(&format!("aosp-raw-{i}.bin"), &input(&old, &patch));
+        aosp.push((old, patch));
+    }
+    let (old, patch) = &aosp[0];
+    // Hostile variants of the first AOSP patch.
+    let mut wrong_source = old.clone();
+    wrong_source[10] ^= 1;
+    put("wrong-source.bin", &input(&wrong_source, patch));
+    put("truncated.bin", &input(old, &patch[..patch.len() / 2]));
+    let mut trailing = patch.clone();
+    trailing.push(0);
+    put("trailing.bin", &input(old, &trailing));
+    let mut elf = patch.clone();
+    // Element header after the 24-byte header and the count: type at 16..20.
+    elf[28 + 16..28 + 20].copy_from_slice(b"EA64");
+    put("elf-element.bin", &input(old, &elf));
+    let mut huge_stream = patch.clone();
+    // The first stream's length follows the 22-byte element header.
+    huge_stream[28 + 22..28 + 26].copy_from_slice(&u32::MAX.to_le_bytes());
+    put("huge-stream.bin", &input(old, &huge_stream));
+    let mut big = patch.clone();
+    big[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    put("huge-new-size.bin", &input(old, &big));
+    let mut bad_crc = patch.clone();
+    bad_crc[20] ^= 1;
+    put("new-crc.bin", &input(old, &bad_crc));
+    std::fs::write(common::fuzz_seeds::expected_path(TARGET), list).unwrap();
+}

@@ -1,0 +1,166 @@
+//! ZUCCHINI against AOSP's own zucchini (external/zucchini, built in
+//! `../shared/tools/aosp-delta`): patches its `zucchini -gen` makes from raw firmware-like data
+//! apply here byte-exactly, and so do the ZUCCHINI operation blobs of `zucchini_op gen`
+//! (update_engine's generator: brotli of the patch), standalone and as the operation of a
+//! payload applied end to end. ELF binaries get ELF elements from `zucchini -gen`, which need a
+//! disassembler this build lacks: they fail with 32 and leave the target partition unwritten.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use abupdate::zucchini::{self, ExeType, Patch};
+use abupdate::ErrorCode;
+use common::shared::aosp_delta_tool;
+use common::Rng;
+
+/// `zucchini -gen old new` (and `extra` flags): the raw ensemble patch.
+fn aosp_gen(dir: &Path, old: &[u8], new: &[u8], extra: &[&str]) -> Vec<u8> {
+    let (o, n, p) = (dir.join("old"), dir.join("new"), dir.join("patch"));
+    std::fs::write(&o, old).unwrap();
+    std::fs::write(&n, new).unwrap();
+    let out = Command::new(aosp_delta_tool("zucchini"))
+        .arg("-gen")
+        .args([&o, &n, &p])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zucchini -gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(p).unwrap()
+}
+
+fn pairs() -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let mut rng = Rng(0x2cc0_0000_0000_0001);
+    [64 << 10, 256 << 10, 700 << 10]
+        .into_iter()
+        .map(|len| {
+            let (old, new) = common::zucchini::raw_pair(&mut rng, len);
+            (format!("raw {len}"), old, new)
+        })
+        .collect()
+}
+
+#[test]
+fn aosp_zucchini_patches_of_raw_data_apply_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, old, new) in pairs() {
+        for flags in [&[][..], &["-raw"][..]] {
+            let bytes = aosp_gen(tmp.path(), &old, &new, flags);
+            let patch = Patch::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(patch.elements.iter().all(|e| e.exe_type == ExeType::NoOp));
+            let out = zucchini::apply(&old, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(out == new, "{name} {flags:?}: applied to different bytes");
+            eprintln!("{name} {flags:?}: patch {} bytes", bytes.len());
+        }
+        let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
+        let out = zucchini::apply_op(&old, &blob, new.len()).unwrap();
+        assert!(
+            out == new,
+            "{name}: the ZUCCHINI blob applied to different bytes"
+        );
+        // The blob's patch is for this source only.
+        let mut other = old.clone();
+        other[100] ^= 0xff;
+        let e = zucchini::apply_op(&other, &blob, new.len()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::SourceHash, "{e}");
+        eprintln!("{name}: ZUCCHINI blob {} bytes", blob.len());
+    }
+}
+
+/// Two builds of one program: `/usr/bin/ls` and `/usr/bin/dir` (coreutils builds them from one
+/// source with one default changed).
+fn elf_pair() -> (Vec<u8>, Vec<u8>) {
+    (
+        std::fs::read("/usr/bin/ls").unwrap(),
+        std::fs::read("/usr/bin/dir").unwrap(),
+    )
+}
+
+#[test]
+fn elf_elements_are_refused_with_32_and_raw_matching_of_them_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = elf_pair();
+    let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
+    let e = zucchini::apply_op(&old, &blob, new.len()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+    assert!(e.to_string().contains("Ex64"), "{e}");
+    // The same pair through Zucchini's raw matching applies.
+    let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "raw-gen");
+    assert!(zucchini::apply_op(&old, &blob, new.len()).unwrap() == new);
+}
+
+/// `data` padded with zeros to whole 4096-byte blocks.
+fn padded(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.resize(data.len().next_multiple_of(4096), 0);
+    out
+}
+
+/// Applies a payload whose `system` is one ZUCCHINI operation from `old` to `new` (AOSP's
+/// blob for the whole image) to a device holding `old`; returns the result and the target.
+fn apply_zucchini_payload(
+    dir: &Path,
+    old: &[u8],
+    new: &[u8],
+) -> (abupdate::error::Result<()>, Vec<u8>) {
+    use abupdate::payload::proto::update_metadata::install_operation::Type;
+    use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
+
+    let (old_img, new_img) = (dir.join("old.img"), dir.join("new.img"));
+    std::fs::write(&old_img, old).unwrap();
+    std::fs::write(&new_img, new).unwrap();
+    let blob = common::zucchini::op_blob(dir, old, new, "gen");
+    // A delta payload from our builder, its `system` operations replaced by the one ZUCCHINI
+    // operation AOSP's generator would write for the whole image.
+    let payload_path = dir.join("payload.bin");
+    common::build_payload(&payload_path, &[("system", new_img, Some(old_img))]);
+    let mut forge = common::forge::Forge::read(&payload_path);
+    forge.edit(|m| {
+        let mut op = InstallOperation::new();
+        op.set_type(Type::ZUCCHINI);
+        let extent = |len: usize| {
+            let mut e = Extent::new();
+            e.set_start_block(0);
+            e.set_num_blocks((len / 4096) as u64);
+            e
+        };
+        op.src_extents.push(extent(old.len()));
+        op.dst_extents.push(extent(new.len()));
+        op.set_src_sha256_hash(common::forge::sha256(old).to_vec());
+        m.partitions[0].operations = vec![op];
+    });
+    forge.edit_ops(|_, _, op, data| {
+        assert_eq!(op.type_(), Type::ZUCCHINI);
+        *data = blob.clone();
+    });
+    std::fs::write(&payload_path, forge.to_bytes()).unwrap();
+    let (result, target) = common::apply_to_system(dir, &payload_path, old, new.len());
+    let result =
+        result.map(|report| assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1));
+    (result, target)
+}
+
+#[test]
+fn aosp_zucchini_operation_applies_in_a_payload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, old, new) = pairs().swap_remove(1);
+    let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
+    result.unwrap();
+    assert!(target == new);
+}
+
+#[test]
+fn zucchini_operation_with_an_elf_element_fails_32_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = elf_pair();
+    let (old, new) = (padded(&old), padded(&new));
+    let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
+    let e = result.unwrap_err();
+    assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+    assert!(target.iter().all(|&b| b == 0), "the target was written");
+}
