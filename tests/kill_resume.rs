@@ -169,7 +169,7 @@ fn kill_9_in_zucchini_operations() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = Rng(0x6b11_1e9a_0000_0005);
-    // Twelve 256 KiB chunks of firmware-like data, each one ZUCCHINI operation whose blob
+    // 48 chunks of 256 KiB of firmware-like data, each one ZUCCHINI operation whose blob
     // AOSP's generator made (`zucchini_op gen`), in a minor-version-8 delta written here
     // (the builder makes no ZUCCHINI operations).
     const CHUNK_BLOCKS: u64 = 64;
@@ -179,7 +179,7 @@ fn kill_9_in_zucchini_operations() {
     let (mut old, mut new, mut blobs) = (vec![], vec![], vec![]);
     let mut p = PartitionUpdate::new();
     p.set_partition_name("system".into());
-    for i in 0..12 {
+    for i in 0..48 {
         let (o, n) = common::zucchini::raw_pair(&mut rng, CHUNK_BLOCKS as usize * 4096);
         let blob = common::zucchini::op_blob(tmp.path(), &o, &n, "gen");
         let mut op = InstallOperation::new();
@@ -210,9 +210,10 @@ fn kill_9_in_zucchini_operations() {
     let old = [("system", old)];
     let new = [("system", new)];
     let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
-    // Each operation takes a few milliseconds: kill earlier than in the PUFFDIFF case, or
-    // most delays outlast the run.
-    let stats = setup.kill_and_resume(&mut rng, 6, (25, 75));
+    // Each operation takes a few milliseconds, and a run's first ~20 ms (start, signature,
+    // source hashes) leave nothing to resume. With 12 operations a quiet machine's run took
+    // 45 ms and too few kills came after a checkpoint; 48 make it ~120 ms.
+    let stats = setup.kill_and_resume(&mut rng, 6, (40, 90));
     stats.check(6, 3);
 }
 
