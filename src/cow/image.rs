@@ -37,7 +37,8 @@ fn block_hash(b: &[u8]) -> u64 {
     h.finish()
 }
 
-fn is_zero(b: &[u8]) -> bool {
+/// Whether `b` is all zero bytes.
+pub(crate) fn is_zero(b: &[u8]) -> bool {
     // Word-wide ORs the compiler vectorizes; a byte loop with an early exit is not.
     let mut words = b.chunks_exact(64);
     let whole = words.by_ref().all(|w| {

@@ -316,7 +316,7 @@ impl Snapshot {
                 Kind::Skip
             } else if self.spec.xor.contains_key(&b) {
                 Kind::Xor
-            } else if data[i * bs..(i + 1) * bs].iter().all(|&x| x == 0) {
+            } else if crate::cow::image::is_zero(&data[i * bs..(i + 1) * bs]) {
                 Kind::Zero
             } else {
                 Kind::Data
