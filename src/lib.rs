@@ -58,6 +58,7 @@ pub mod device;
 pub mod dm;
 pub mod download;
 pub mod engine;
+pub mod lz4;
 pub mod error;
 pub mod feed;
 pub mod hex;
