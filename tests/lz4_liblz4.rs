@@ -29,7 +29,15 @@ fn input(kind: u32, n: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761) | 1;
     let mut out = Vec::with_capacity(n + 64);
     let words = [
-        "update", "engine", "payload", "partition", "the", "of", "block", "android", "slot",
+        "update",
+        "engine",
+        "payload",
+        "partition",
+        "the",
+        "of",
+        "block",
+        "android",
+        "slot",
     ];
     while out.len() < n {
         let r = xorshift(&mut x);
@@ -130,9 +138,9 @@ fn check(cases: Vec<Case>) {
             bad += 1;
             if bad <= 5 {
                 let (gl, gn) = got.as_ref().map_or((0, 0), |(b, n)| (b.len(), *n));
-                let first = got.as_ref().and_then(|(b, _)| {
-                    b.iter().zip(&block).position(|(x, y)| x != y)
-                });
+                let first = got
+                    .as_ref()
+                    .and_then(|(b, _)| b.iter().zip(&block).position(|(x, y)| x != y));
                 eprintln!(
                     "MISMATCH level {:?} target {} input {}: liblz4 {ret} bytes/{consumed} consumed, ours {gl}/{gn}, first differing byte {first:?}",
                     c.level, c.target, c.data.len()
@@ -165,7 +173,10 @@ const LEVELS: [Option<i32>; 15] = [
 fn small_inputs_and_budgets_match_liblz4() {
     let mut cases = Vec::new();
     for kind in 0..6 {
-        for (i, n) in [0usize, 1, 7, 12, 13, 14, 40, 300, 1000, 5000].into_iter().enumerate() {
+        for (i, n) in [0usize, 1, 7, 12, 13, 14, 40, 300, 1000, 5000]
+            .into_iter()
+            .enumerate()
+        {
             let data = input(kind, n, (kind * 100 + i as u32) + 1);
             for target in [1usize, 2, 5, 6, 11, 17, 40, 128, 700, 6000] {
                 for level in LEVELS {

@@ -363,7 +363,17 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
     'main: while e.ip <= mflimit {
         let ip = e.ip;
         let mut dummy = ip;
-        ml = c.wider_match(ip, ip, matchlimit, MINMATCH - 1, &mut r, &mut dummy, searches, pa, false);
+        ml = c.wider_match(
+            ip,
+            ip,
+            matchlimit,
+            MINMATCH - 1,
+            &mut r,
+            &mut dummy,
+            searches,
+            pa,
+            false,
+        );
         if ml < MINMATCH {
             e.ip += 1;
             continue;

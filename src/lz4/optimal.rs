@@ -34,10 +34,18 @@ fn sequence_price(litlen: usize, mlen: usize) -> i32 {
 }
 
 /// A match longer than `min_len` at `ip`, as (offset, length); length 0 if none.
-fn longer_match(c: &mut Chain, ip: usize, high: usize, min_len: usize, searches: i32) -> (usize, usize) {
+fn longer_match(
+    c: &mut Chain,
+    ip: usize,
+    high: usize,
+    min_len: usize,
+    searches: i32,
+) -> (usize, usize) {
     let mut m = 0usize;
     let mut start = ip;
-    let len = c.wider_match(ip, ip, high, min_len, &mut m, &mut start, searches, true, true);
+    let len = c.wider_match(
+        ip, ip, high, min_len, &mut m, &mut start, searches, true, true,
+    );
     if len <= min_len {
         return (0, 0);
     }
@@ -125,7 +133,8 @@ pub(super) fn compress(
             }
             let base_lit = opt[cur].litlen;
             for lit in 1..MINMATCH {
-                let price = opt[cur].price - literals_price(base_lit) + literals_price(base_lit + lit);
+                let price =
+                    opt[cur].price - literals_price(base_lit) + literals_price(base_lit + lit);
                 let p = cur + lit;
                 if price < opt[p].price {
                     opt[p] = Node {

@@ -20,7 +20,10 @@ fn sample(n: usize, seed: u32) -> Vec<u8> {
 
 #[test]
 fn blocks_decode_to_what_they_consumed() {
-    for (i, n) in [0usize, 5, 12, 13, 100, 4096, 20000, 70000].into_iter().enumerate() {
+    for (i, n) in [0usize, 5, 12, 13, 100, 4096, 20000, 70000]
+        .into_iter()
+        .enumerate()
+    {
         let data = sample(n, i as u32 + 7);
         for target in [1usize, 16, 300, 4096, 100_000] {
             let mut results = vec![compress_dest_size(&data, target)];
@@ -43,5 +46,8 @@ fn refuses_malformed_blocks() {
     assert!(decompress_partial(&[0x10, b'a', 0, 0], 8).is_none());
     assert!(decompress_partial(&[0x10, b'a', 2, 0], 8).is_none());
     assert!(decompress_partial(&[0x50, b'a'], 5).is_none());
-    assert_eq!(decompress_partial(&[0x10, b'a', 1, 0], 5).unwrap(), b"aaaaa");
+    assert_eq!(
+        decompress_partial(&[0x10, b'a', 1, 0], 5).unwrap(),
+        b"aaaaa"
+    );
 }
