@@ -267,7 +267,9 @@ fn kill_9_in_lz4diff_operations() {
     for _ in 0..24 {
         let mut o = vec![];
         while o.len() < 64_000 {
-            o.extend_from_slice(format!("key{} = value{}\n", rng.below(500), rng.below(90)).as_bytes());
+            o.extend_from_slice(
+                format!("key{} = value{}\n", rng.below(500), rng.below(90)).as_bytes(),
+            );
         }
         let mut n = o.clone();
         for _ in 0..4 {

@@ -22,7 +22,15 @@ fn have_erofs() -> bool {
 
 fn words(n: usize, seed: u64) -> Vec<u8> {
     let list = [
-        "update", "engine", "payload", "partition", "android", "slot", "block", "the", "of",
+        "update",
+        "engine",
+        "payload",
+        "partition",
+        "android",
+        "slot",
+        "block",
+        "the",
+        "of",
     ];
     let mut x = seed | 1;
     let mut out = Vec::with_capacity(n + 16);
@@ -81,13 +89,22 @@ fn mkfs(dir: &Path, name: &str, compressor: &str, tree: &Path) -> Vec<u8> {
         .arg(tree)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read(img).unwrap()
 }
 
 /// A file's clusters as update_engine's generator records them (erofs_filesystem.cc): one
 /// per extent, an uncompressed one as long as it is stored; and the bytes they occupy.
-fn clusters(dir: &Path, image: &[u8], name: &str, algorithm: Algorithm) -> (CompressionInfo, Vec<u8>) {
+fn clusters(
+    dir: &Path,
+    image: &[u8],
+    name: &str,
+    algorithm: Algorithm,
+) -> (CompressionInfo, Vec<u8>) {
     let img = dir.join("probe.img");
     std::fs::write(&img, image).unwrap();
     let out = Command::new("dump.erofs")
@@ -103,7 +120,9 @@ fn clusters(dir: &Path, image: &[u8], name: &str, algorithm: Algorithm) -> (Comp
     let mut offset = 0u64;
     for line in text.lines() {
         // "   3:    27722..   36854 |    9132 :      16384..     20480 |    4096"
-        let Some((_, rest)) = line.split_once(':') else { continue };
+        let Some((_, rest)) = line.split_once(':') else {
+            continue;
+        };
         let nums: Vec<u64> = rest
             .split(|c: char| !c.is_ascii_digit())
             .filter(|s| !s.is_empty())
@@ -138,8 +157,16 @@ fn clusters(dir: &Path, image: &[u8], name: &str, algorithm: Algorithm) -> (Comp
 /// The decompressed clusters are the file, then the zeros of a stored last cluster.
 fn same_file(plain: &[u8], path: &Path) {
     let file = std::fs::read(path).unwrap();
-    assert!(plain.len() >= file.len(), "{path:?}: {} of {} bytes", plain.len(), file.len());
-    assert!(plain[..file.len()] == file[..], "{path:?} decompresses differently");
+    assert!(
+        plain.len() >= file.len(),
+        "{path:?}: {} of {} bytes",
+        plain.len(),
+        file.len()
+    );
+    assert!(
+        plain[..file.len()] == file[..],
+        "{path:?} decompresses differently"
+    );
     assert!(plain[file.len()..].iter().all(|&b| b == 0));
 }
 
@@ -169,10 +196,17 @@ fn recompression_reproduces_mkfs_erofs_and_patches_apply() {
             same_file(&new_plain, &new_tree.join(file));
             // liblz4's clusters, byte for byte.
             let again = lz4diff::compress(&new_plain, &dst).unwrap();
-            assert!(again == new, "{compressor} {file}: recompressed clusters differ");
+            assert!(
+                again == new,
+                "{compressor} {file}: recompressed clusters differ"
+            );
             let inner = abupdate::bsdiff::make_bsdf2(&old_plain, &new_plain).unwrap();
             let blob = Patch::encode(&src, &dst, Inner::Bsdiff, &inner).unwrap();
-            assert!(blob.len() * 4 < new.len(), "{compressor} {file}: patch of {}", blob.len());
+            assert!(
+                blob.len() * 4 < new.len(),
+                "{compressor} {file}: patch of {}",
+                blob.len()
+            );
             let out = lz4diff::apply(&old, &blob, new.len(), limits).unwrap();
             assert!(out == new, "{compressor} {file}: patched clusters differ");
         }
