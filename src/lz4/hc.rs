@@ -328,7 +328,7 @@ pub fn compress_hc_dest_size(src: &[u8], target: usize, level_: i32) -> Option<(
         out: Vec::with_capacity(target),
         ip: 0,
         anchor: 0,
-        oend: target.checked_sub(LASTLITERALS).unwrap_or(0),
+        oend: target.saturating_sub(LASTLITERALS),
     };
     // liblz4 subtracts 5 from its end pointer; with a budget under 5 the checks below can
     // never pass, as there.

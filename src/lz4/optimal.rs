@@ -89,8 +89,8 @@ pub(super) fn compress(
                 litlen: llen + r,
             };
         }
-        for ml in MINMATCH..=first_len {
-            opt[ml] = Node {
+        for (ml, node) in opt.iter_mut().enumerate().take(first_len + 1).skip(MINMATCH) {
+            *node = Node {
                 price: sequence_price(llen, ml),
                 off: first_off,
                 mlen: ml,
