@@ -1,7 +1,8 @@
 //! LZ4DIFF against real EROFS images: `mkfs.erofs` (erofs-utils, with liblz4) compresses two
 //! trees of files with lz4hc and lz4; the clusters of each file (from `dump.erofs -e`) are
 //! decompressed, patched and recompressed by `abupdate::lz4diff`, which must give back
-//! mkfs.erofs's bytes exactly, as a patch and as an LZ4DIFF operation inside a payload.
+//! mkfs.erofs's bytes exactly, and patches between the two images' files apply (BSDF2 inner
+//! patches, and PUFFDIFF ones for a zip with deflated entries).
 //! Skipped (with a note) where erofs-utils is missing.
 
 mod common;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use abupdate::lz4diff::{self, Algorithm, Block, CompressionInfo, Inner, Patch};
+use abupdate::puffin::{self, locate};
 
 fn have_erofs() -> bool {
     let ok = Command::new("mkfs.erofs").arg("--help").output().is_ok()
@@ -73,11 +75,34 @@ fn trees(dir: &Path) -> (PathBuf, PathBuf) {
     let mut bin2 = records(120_000, 1);
     bin2[5000..5100].fill(0x77);
     bin2.splice(60_000..60_000, records(777, 90_000));
+    std::fs::write(old.join("app.zip"), app_zip(&text[..40_000], 0)).unwrap();
+    std::fs::write(new.join("app.zip"), app_zip(&text2[..40_000], 1)).unwrap();
     std::fs::write(old.join("text"), &text).unwrap();
     std::fs::write(new.join("text"), &text2).unwrap();
     std::fs::write(old.join("records"), &bin).unwrap();
     std::fs::write(new.join("records"), &bin2).unwrap();
     (old, new)
+}
+
+/// An APK-like zip: deflated entries and a stored one (which lz4 compresses).
+fn app_zip(text: &[u8], version: u8) -> Vec<u8> {
+    use std::io::Write;
+    use zip::write::SimpleFileOptions;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let deflated =
+        SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let stored = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..6 {
+        z.start_file(format!("res/{i}.xml"), deflated).unwrap();
+        let mut body = words(8_000, 100 + i);
+        if i == 2 {
+            body[500 + usize::from(version)] ^= 1;
+        }
+        z.write_all(&body).unwrap();
+    }
+    z.start_file("resources.arsc", stored).unwrap();
+    z.write_all(text).unwrap();
+    z.finish().unwrap().into_inner()
 }
 
 fn mkfs(dir: &Path, name: &str, compressor: &str, tree: &Path) -> Vec<u8> {
@@ -142,7 +167,7 @@ fn clusters(
         offset += llen;
         data.extend_from_slice(&image[pstart as usize..(pstart + plen) as usize]);
     }
-    assert!(blocks.len() > 10, "{name}: {text}");
+    assert!(blocks.len() > 3, "{name}: {text}");
     (
         CompressionInfo {
             algorithm,
@@ -186,7 +211,11 @@ fn recompression_reproduces_mkfs_erofs_and_patches_apply() {
     for (compressor, algorithm) in COMPRESSORS {
         let old_img = mkfs(tmp.path(), "old.img", compressor, &old_tree);
         let new_img = mkfs(tmp.path(), "new.img", compressor, &new_tree);
-        for file in ["text", "records"] {
+        for file in ["text", "records", "app.zip"] {
+            // One compressor is enough for the PUFFDIFF path (puffing is the slow part).
+            if file == "app.zip" && compressor != "lz4hc,9" {
+                continue;
+            }
             let (src, old) = clusters(tmp.path(), &old_img, file, algorithm);
             let (dst, new) = clusters(tmp.path(), &new_img, file, algorithm);
             let limits = lz4diff::Limits::DEFAULT;
@@ -200,8 +229,24 @@ fn recompression_reproduces_mkfs_erofs_and_patches_apply() {
                 again == new,
                 "{compressor} {file}: recompressed clusters differ"
             );
-            let inner = abupdate::bsdiff::make_bsdf2(&old_plain, &new_plain).unwrap();
-            let blob = Patch::encode(&src, &dst, Inner::Bsdiff, &inner).unwrap();
+            // update_engine's generator takes PUFFDIFF where deflates are found and smaller.
+            let (inner_kind, inner) = if file.ends_with(".zip") {
+                let (o, n) = (locate::any(&old_plain), locate::any(&new_plain));
+                assert!(o.len() >= 6 && n.len() >= 6);
+                let puff = puffin::make(&old_plain, &new_plain, &o, &n).unwrap();
+                let bsdiff = abupdate::bsdiff::make_bsdf2(&old_plain, &new_plain).unwrap();
+                assert!(
+                    puff.len() < bsdiff.len(),
+                    "{} vs {}",
+                    puff.len(),
+                    bsdiff.len()
+                );
+                (Inner::Puffdiff, puff)
+            } else {
+                let bsdiff = abupdate::bsdiff::make_bsdf2(&old_plain, &new_plain).unwrap();
+                (Inner::Bsdiff, bsdiff)
+            };
+            let blob = Patch::encode(&src, &dst, inner_kind, &inner).unwrap();
             assert!(
                 blob.len() * 4 < new.len(),
                 "{compressor} {file}: patch of {}",

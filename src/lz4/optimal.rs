@@ -89,7 +89,12 @@ pub(super) fn compress(
                 litlen: llen + r,
             };
         }
-        for (ml, node) in opt.iter_mut().enumerate().take(first_len + 1).skip(MINMATCH) {
+        for (ml, node) in opt
+            .iter_mut()
+            .enumerate()
+            .take(first_len + 1)
+            .skip(MINMATCH)
+        {
             *node = Node {
                 price: sequence_price(llen, ml),
                 off: first_off,
