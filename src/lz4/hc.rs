@@ -289,9 +289,20 @@ impl Encoder {
         true
     }
 
+    /// [`Self::sequence`] within the budget, or else its shortened form if one fits and
+    /// `false`: the parser stops there and the last literals follow.
+    pub fn sequence_or_fill(&mut self, src: &[u8], ml: usize, m: usize) -> bool {
+        let saved = self.out.len();
+        if self.sequence(src, ml, m, true) {
+            return true;
+        }
+        self.overflow(src, saved, ml, m);
+        false
+    }
+
     /// After a sequence did not fit: the longest shortened form of it that does (liblz4's
     /// `_dest_overflow`), if any. `saved` is where the failed sequence began in the output.
-    pub fn overflow(&mut self, src: &[u8], saved: usize, ml: usize, m: usize) {
+    fn overflow(&mut self, src: &[u8], saved: usize, ml: usize, m: usize) {
         self.out.truncate(saved);
         let ll = self.ip - self.anchor;
         let ll_total = 1 + (ll + 240) / 255 + ll;
@@ -399,9 +410,7 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
                 ml2 = ml;
             }
             if ml2 == ml {
-                let saved = e.out.len();
-                if !e.sequence(src, ml, r, true) {
-                    e.overflow(src, saved, ml, r);
+                if !e.sequence_or_fill(src, ml, r) {
                     break 'main;
                 }
                 continue 'main;
@@ -451,15 +460,11 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
                     if s2 < e.ip + ml {
                         ml = s2 - e.ip;
                     }
-                    let saved = e.out.len();
-                    if !e.sequence(src, ml, r, true) {
-                        e.overflow(src, saved, ml, r);
+                    if !e.sequence_or_fill(src, ml, r) {
                         break 'main;
                     }
                     e.ip = s2;
-                    let saved = e.out.len();
-                    if !e.sequence(src, ml2, r2, true) {
-                        e.overflow(src, saved, ml2, r2);
+                    if !e.sequence_or_fill(src, ml2, r2) {
                         break 'main;
                     }
                     continue 'main;
@@ -480,9 +485,7 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
                                 ml2 = new_ml2 as usize;
                             }
                         }
-                        let saved = e.out.len();
-                        if !e.sequence(src, ml, r, true) {
-                            e.overflow(src, saved, ml, r);
+                        if !e.sequence_or_fill(src, ml, r) {
                             break 'main;
                         }
                         e.ip = s3;
@@ -515,9 +518,7 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
                         ml = s2 - e.ip;
                     }
                 }
-                let saved = e.out.len();
-                if !e.sequence(src, ml, r, true) {
-                    e.overflow(src, saved, ml, r);
+                if !e.sequence_or_fill(src, ml, r) {
                     break 'main;
                 }
                 e.ip = s2;

@@ -117,6 +117,22 @@ fn last_literals(
     Some(anchor + run)
 }
 
+/// A token's length field `field` and, when it is 15, the continuation bytes at `ip`.
+fn read_length(src: &[u8], ip: &mut usize, field: usize) -> Option<usize> {
+    let mut len = field;
+    if field == RUN_MASK {
+        loop {
+            let b = *src.get(*ip)?;
+            *ip += 1;
+            len = len.checked_add(usize::from(b))?;
+            if b != 255 {
+                break;
+            }
+        }
+    }
+    Some(len)
+}
+
 /// Decodes an LZ4 block until `out_len` bytes are produced, as liblz4's
 /// `LZ4_decompress_safe_partial(src, dst, len, out_len, out_len)`: input past that point is
 /// ignored (EROFS pads clusters). `None` if the block is malformed or yields fewer bytes.
@@ -126,17 +142,7 @@ pub fn decompress_partial(src: &[u8], out_len: usize) -> Option<Vec<u8>> {
     while out.len() < out_len {
         let token = *src.get(ip)?;
         ip += 1;
-        let mut lit = usize::from(token >> 4);
-        if lit == RUN_MASK {
-            loop {
-                let b = *src.get(ip)?;
-                ip += 1;
-                lit = lit.checked_add(usize::from(b))?;
-                if b != 255 {
-                    break;
-                }
-            }
-        }
+        let lit = read_length(src, &mut ip, usize::from(token >> 4))?;
         let take = lit.min(out_len - out.len());
         out.extend_from_slice(src.get(ip..ip.checked_add(take)?)?);
         ip += lit;
@@ -152,17 +158,7 @@ pub fn decompress_partial(src: &[u8], out_len: usize) -> Option<Vec<u8>> {
             return None;
         }
         ip += 2;
-        let mut ml = usize::from(token & 15);
-        if ml == ML_MASK {
-            loop {
-                let b = *src.get(ip)?;
-                ip += 1;
-                ml = ml.checked_add(usize::from(b))?;
-                if b != 255 {
-                    break;
-                }
-            }
-        }
+        let ml = read_length(src, &mut ip, usize::from(token & 15))?;
         let ml = (ml + MINMATCH).min(out_len - out.len());
         let from = out.len() - offset;
         for i in 0..ml {

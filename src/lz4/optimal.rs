@@ -74,9 +74,7 @@ pub(super) fn compress(
             continue;
         }
         if first_len > sufficient {
-            let saved = e.out.len();
-            if !e.sequence(src, first_len, ip - first_off, true) {
-                e.overflow(src, saved, first_len, ip - first_off);
+            if !e.sequence_or_fill(src, first_len, ip - first_off) {
                 return;
             }
             continue;
@@ -207,10 +205,7 @@ pub(super) fn compress(
                 continue;
             }
             r += ml;
-            let saved = e.out.len();
-            let m = e.ip - off;
-            if !e.sequence(src, ml, m, true) {
-                e.overflow(src, saved, ml, m);
+            if !e.sequence_or_fill(src, ml, e.ip - off) {
                 return;
             }
         }
