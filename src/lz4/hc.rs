@@ -360,6 +360,24 @@ pub fn compress_hc_dest_size(src: &[u8], target: usize, level_: i32) -> Option<(
     enc.finish(src, target)
 }
 
+/// Where the next match (at `s2`, from `r2`, `ml2` long) starts less than `OPTIMAL_ML` after
+/// `ip`: the current match capped at `OPTIMAL_ML` (and so that the next keeps `MINMATCH`
+/// bytes), the next one moved to start after it. Returns the capped length.
+fn cap_overlap(ip: usize, ml: usize, s2: &mut usize, r2: &mut usize, ml2: &mut usize) -> usize {
+    let mut new_ml = ml.min(OPTIMAL_ML);
+    if ip + new_ml > *s2 + *ml2 - MINMATCH {
+        new_ml = *s2 - ip + *ml2 - MINMATCH;
+    }
+    let correction = new_ml as isize - (*s2 - ip) as isize;
+    if correction > 0 {
+        let c = correction as usize;
+        *s2 += c;
+        *r2 += c;
+        *ml2 -= c;
+    }
+    new_ml
+}
+
 /// The lazy parser of levels 1-9 (`LZ4HC_compress_hashChain`).
 fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
     let src = c.src;
@@ -429,17 +447,7 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
             // `_Search3`
             loop {
                 if s2 - e.ip < OPTIMAL_ML {
-                    let mut new_ml = ml.min(OPTIMAL_ML);
-                    if e.ip + new_ml > s2 + ml2 - MINMATCH {
-                        new_ml = s2 - e.ip + ml2 - MINMATCH;
-                    }
-                    let correction = new_ml as isize - (s2 - e.ip) as isize;
-                    if correction > 0 {
-                        let c = correction as usize;
-                        s2 += c;
-                        r2 += c;
-                        ml2 -= c;
-                    }
+                    cap_overlap(e.ip, ml, &mut s2, &mut r2, &mut ml2);
                 }
                 if s2 + ml2 <= mflimit {
                     ml3 = c.wider_match(
@@ -503,17 +511,7 @@ fn hash_chain(c: &mut Chain, e: &mut Encoder, searches: i32) {
                 }
                 if s2 < e.ip + ml {
                     if s2 - e.ip < OPTIMAL_ML {
-                        ml = ml.min(OPTIMAL_ML);
-                        if e.ip + ml > s2 + ml2 - MINMATCH {
-                            ml = s2 - e.ip + ml2 - MINMATCH;
-                        }
-                        let correction = ml as isize - (s2 - e.ip) as isize;
-                        if correction > 0 {
-                            let c = correction as usize;
-                            s2 += c;
-                            r2 += c;
-                            ml2 -= c;
-                        }
+                        ml = cap_overlap(e.ip, ml, &mut s2, &mut r2, &mut ml2);
                     } else {
                         ml = s2 - e.ip;
                     }
