@@ -193,7 +193,9 @@ fn large_inputs_match_liblz4() {
             let data = input(kind, n, kind * 7 + i as u32 + 3);
             for target in [4096usize, 70_000, 200_000] {
                 for level in [None, Some(2), Some(9), Some(10)] {
-                    if n > 100_000 && target > 4096 && level.is_some() {
+                    // 70,000 and 200,000 are both past the bound for 64 KiB inputs.
+                    let redundant = n < 100_000 && target == 200_000;
+                    if redundant || (n > 100_000 && target > 4096 && level.is_some()) {
                         continue;
                     }
                     cases.push(Case {
