@@ -1,4 +1,4 @@
-//! The payload manifest, checkpoint and puffin patch-header schemas, compiled with rust-protobuf's pure-Rust parser
+//! The payload manifest, checkpoint, puffin and lz4diff patch-header schemas, compiled with rust-protobuf's pure-Rust parser
 //! (no `protoc` needed).
 
 pub fn generate() {
@@ -17,5 +17,12 @@ pub fn generate() {
         .include("proto")
         .input("proto/puffin.proto")
         .cargo_out_dir("puffin_proto")
+        .run_from_script();
+    // LZ4DIFF's patch header, likewise its own module.
+    protobuf_codegen::Codegen::new()
+        .pure()
+        .include("proto")
+        .input("proto/lz4diff.proto")
+        .cargo_out_dir("lz4diff_proto")
         .run_from_script();
 }

@@ -63,6 +63,8 @@ pub mod feed;
 pub mod hex;
 pub mod key_file;
 pub mod lp;
+pub mod lz4;
+pub mod lz4diff;
 pub mod payload;
 pub mod postinstall;
 pub mod puffin;

@@ -217,6 +217,104 @@ fn kill_9_in_zucchini_operations() {
     stats.check(6, 3);
 }
 
+#[test]
+fn kill_9_in_lz4diff_operations() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0006);
+    // 24 LZ4-compressed files of ~64 KiB of text in 4 KiB clusters (as EROFS stores them),
+    // each changed in a few places and turned into one LZ4DIFF_BSDIFF operation by
+    // `lz4diff`, in a minor-version-9 delta written here (the builder makes no LZ4DIFF).
+    use abupdate::lz4diff::{self, Algorithm, Block, CompressionInfo, Inner, Patch};
+    fn clusters(plain: &mut Vec<u8>) -> (CompressionInfo, Vec<u8>) {
+        let (mut blocks, mut at) = (vec![], 0usize);
+        loop {
+            let rest = plain.len() - at;
+            if rest <= 4096 {
+                // A stored last cluster, its zeros part of the file (as update_engine counts).
+                plain.resize(at + 4096, 0);
+                blocks.push(Block {
+                    uncompressed_offset: at as u64,
+                    uncompressed_length: 4096,
+                    compressed_length: 4096,
+                    ..Default::default()
+                });
+                break;
+            }
+            let (_, n) = abupdate::lz4::compress_dest_size(&plain[at..], 4096).unwrap();
+            blocks.push(Block {
+                uncompressed_offset: at as u64,
+                uncompressed_length: n as u64,
+                compressed_length: 4096,
+                ..Default::default()
+            });
+            at += n;
+        }
+        let info = CompressionInfo {
+            algorithm: Algorithm::Lz4,
+            blocks,
+            zero_padding: true,
+        };
+        let image = lz4diff::compress(plain, &info).unwrap();
+        (info, image)
+    }
+    let mut m = DeltaArchiveManifest::new();
+    m.set_block_size(4096);
+    m.set_minor_version(9);
+    let (mut old, mut new, mut blobs) = (vec![], vec![], vec![]);
+    let mut p = PartitionUpdate::new();
+    p.set_partition_name("system".into());
+    for _ in 0..24 {
+        let mut o = vec![];
+        while o.len() < 64_000 {
+            o.extend_from_slice(
+                format!("key{} = value{}\n", rng.below(500), rng.below(90)).as_bytes(),
+            );
+        }
+        let mut n = o.clone();
+        for _ in 0..4 {
+            let at = rng.below(n.len() as u64 - 64) as usize;
+            n[at..at + 8].copy_from_slice(b"CHANGED!");
+        }
+        let (src, o_img) = clusters(&mut o);
+        let (dst, n_img) = clusters(&mut n);
+        let inner = abupdate::bsdiff::make_bsdf2(&o, &n).unwrap();
+        let blob = Patch::encode(&src, &dst, Inner::Bsdiff, &inner).unwrap();
+        let mut op = InstallOperation::new();
+        op.set_type(Type::LZ4DIFF_BSDIFF);
+        op.set_data_offset(blobs.len() as u64);
+        op.set_data_length(blob.len() as u64);
+        op.set_data_sha256_hash(forge::sha256(&blob).to_vec());
+        op.set_src_sha256_hash(forge::sha256(&o_img).to_vec());
+        let mut e = Extent::new();
+        e.set_start_block(old.len() as u64 / 4096);
+        e.set_num_blocks(o_img.len() as u64 / 4096);
+        op.src_extents.push(e);
+        let mut e = Extent::new();
+        e.set_start_block(new.len() as u64 / 4096);
+        e.set_num_blocks(n_img.len() as u64 / 4096);
+        op.dst_extents.push(e);
+        p.operations.push(op);
+        blobs.extend_from_slice(&blob);
+        old.extend_from_slice(&o_img);
+        new.extend_from_slice(&n_img);
+    }
+    for (info, data) in [
+        (p.old_partition_info.mut_or_insert_default(), &old),
+        (p.new_partition_info.mut_or_insert_default(), &new),
+    ] {
+        info.set_size(data.len() as u64);
+        info.set_hash(forge::sha256(data).to_vec());
+    }
+    m.partitions.push(p);
+    let payload = signed(&m, blobs);
+    let old = [("system", old)];
+    let new = [("system", new)];
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
+    let stats = setup.kill_and_resume(&mut rng, 6, (40, 90));
+    stats.check(6, 3);
+}
+
 /// A device template, the payload and what applying it must produce.
 struct Setup<'a> {
     root: PathBuf,

@@ -102,6 +102,14 @@ pub(crate) fn execute_checked(
         // Memory: the source, the destination and the decompressed patch (capped by the
         // destination's size, see `zucchini::apply_op`).
         OpKind::Zucchini => crate::zucchini::apply_op(source.unwrap_or_default(), &blob, dst_len)?,
+        // Memory: the source, both decompressed files (at most 512 MiB each, see
+        // `lz4diff::Limits`) and the destination.
+        OpKind::Lz4diffBsdiff | OpKind::Lz4diffPuffdiff => crate::lz4diff::apply(
+            source.unwrap_or_default(),
+            &blob,
+            dst_len,
+            crate::lz4diff::Limits::DEFAULT,
+        )?,
         other => bail!(Unsupported, "unsupported operation {}", other.name()),
     };
     pool.give(blob);

@@ -90,9 +90,9 @@ pub enum OpKind {
     Puffdiff,
     /// `ZUCCHINI`: a zucchini patch (not supported).
     Zucchini,
-    /// `LZ4DIFF_BSDIFF`: bsdiff over LZ4-compressed blocks (not supported).
+    /// `LZ4DIFF_BSDIFF`: bsdiff over the decompressed contents of LZ4-compressed clusters.
     Lz4diffBsdiff,
-    /// `LZ4DIFF_PUFFDIFF`: puffdiff over LZ4-compressed blocks (not supported).
+    /// `LZ4DIFF_PUFFDIFF`: puffdiff over the decompressed contents of LZ4-compressed clusters.
     Lz4diffPuffdiff,
     /// `MOVE`: minor version 1's in-place move (not supported).
     Move,
@@ -124,10 +124,7 @@ impl OpKind {
 
     /// Whether this engine can apply the operation.
     pub fn is_supported(self) -> bool {
-        !matches!(
-            self,
-            OpKind::Lz4diffBsdiff | OpKind::Lz4diffPuffdiff | OpKind::Move | OpKind::Bsdiff
-        )
+        !matches!(self, OpKind::Move | OpKind::Bsdiff)
     }
 
     /// Operations that carry a data blob.

@@ -113,15 +113,15 @@ pub fn cases() -> Vec<Case> {
             attempt: |fx| retyped(fx, Type::ZUCCHINI, true),
         },
         Case {
-            name: "LZ4DIFF_BSDIFF operation",
-            expect: Unsupported,
-            says: "LZ4DIFF_BSDIFF",
+            name: "LZ4DIFF_BSDIFF operation with another operation's blob",
+            expect: MalformedPayload,
+            says: "not an lz4diff patch",
             attempt: |fx| retyped(fx, Type::LZ4DIFF_BSDIFF, true),
         },
         Case {
-            name: "LZ4DIFF_PUFFDIFF operation",
-            expect: Unsupported,
-            says: "LZ4DIFF_PUFFDIFF",
+            name: "LZ4DIFF_PUFFDIFF operation with another operation's blob",
+            expect: MalformedPayload,
+            says: "not an lz4diff patch",
             attempt: |fx| retyped(fx, Type::LZ4DIFF_PUFFDIFF, true),
         },
         Case {
