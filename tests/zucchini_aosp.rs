@@ -81,17 +81,37 @@ fn elf_pair() -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// AOSP's patch from `old` to `new` has elements of type `tag` and applies here byte-exactly,
+/// both as `zucchini -gen` writes it and as `zucchini_op gen`'s ZUCCHINI blob.
+fn assert_elf_pair_applies(dir: &Path, name: &str, old: &[u8], new: &[u8], tag: &[u8; 4]) {
+    let bytes = aosp_gen(dir, old, new, &[]);
+    let patch = Patch::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(
+        patch
+            .elements
+            .iter()
+            .any(|e| e.exe_type == ExeType::Executable(*tag)),
+        "{name}: no {tag:?} element"
+    );
+    let out = zucchini::apply(old, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(out == new, "{name}: applied to different bytes");
+    let blob = common::zucchini::op_blob(dir, old, new, "gen");
+    let out = zucchini::apply_op(old, &blob, new.len()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(out == new, "{name}: the ZUCCHINI blob applied to different bytes");
+    eprintln!(
+        "{name}: {} -> {} bytes, patch {} bytes, blob {} bytes",
+        old.len(),
+        new.len(),
+        bytes.len(),
+        blob.len()
+    );
+}
+
 #[test]
-fn elf_elements_are_refused_with_32_and_raw_matching_of_them_applies() {
+fn aosp_zucchini_patches_of_x86_64_elf_binaries_apply_here() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = elf_pair();
-    let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
-    let e = zucchini::apply_op(&old, &blob, new.len()).unwrap_err();
-    assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
-    assert!(e.to_string().contains("Ex64"), "{e}");
-    // The same pair through Zucchini's raw matching applies.
-    let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "raw-gen");
-    assert!(zucchini::apply_op(&old, &blob, new.len()).unwrap() == new);
+    assert_elf_pair_applies(tmp.path(), "ls -> dir", &old, &new, b"Ex64");
 }
 
 /// `data` padded with zeros to whole 4096-byte blocks.
