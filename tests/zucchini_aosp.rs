@@ -2,8 +2,9 @@
 //! `../shared/tools/aosp-delta`): patches its `zucchini -gen` makes from raw firmware-like data
 //! apply here byte-exactly, and so do the ZUCCHINI operation blobs of `zucchini_op gen`
 //! (update_engine's generator: brotli of the patch), standalone and as the operation of a
-//! payload applied end to end. ELF binaries get ELF elements from `zucchini -gen`, which need a
-//! disassembler this build lacks: they fail with 32 and leave the target partition unwritten.
+//! payload applied end to end. ELF binaries (`ls`/`dir`, and two gcc builds of a generated
+//! program) get x86-64 ELF elements, whose references are corrected here as AOSP does; element
+//! types without a disassembler here (ARM32, DEX) fail with 32 and leave the target unwritten.
 
 mod common;
 
@@ -112,6 +113,10 @@ fn aosp_zucchini_patches_of_x86_64_elf_binaries_apply_here() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = elf_pair();
     assert_elf_pair_applies(tmp.path(), "ls -> dir", &old, &new, b"Ex64");
+    for (name, flags) in [("gcc PIE", &[][..]), ("gcc non-PIE", &["-no-pie"][..])] {
+        let (old, new) = common::zucchini::gcc_pair(tmp.path(), 120, flags);
+        assert_elf_pair_applies(tmp.path(), name, &old, &new, b"Ex64");
+    }
 }
 
 /// `data` padded with zeros to whole 4096-byte blocks.
@@ -128,13 +133,23 @@ fn apply_zucchini_payload(
     old: &[u8],
     new: &[u8],
 ) -> (abupdate::error::Result<()>, Vec<u8>) {
+    let blob = common::zucchini::op_blob(dir, old, new, "gen");
+    apply_blob_payload(dir, old, new, blob)
+}
+
+/// As [`apply_zucchini_payload`], with `blob` as the operation's data.
+fn apply_blob_payload(
+    dir: &Path,
+    old: &[u8],
+    new: &[u8],
+    blob: Vec<u8>,
+) -> (abupdate::error::Result<()>, Vec<u8>) {
     use abupdate::payload::proto::update_metadata::install_operation::Type;
     use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
 
     let (old_img, new_img) = (dir.join("old.img"), dir.join("new.img"));
     std::fs::write(&old_img, old).unwrap();
     std::fs::write(&new_img, new).unwrap();
-    let blob = common::zucchini::op_blob(dir, old, new, "gen");
     // A delta payload from our builder, its `system` operations replaced by the one ZUCCHINI
     // operation AOSP's generator would write for the whole image.
     let payload_path = dir.join("payload.bin");
@@ -175,12 +190,45 @@ fn aosp_zucchini_operation_applies_in_a_payload() {
 }
 
 #[test]
-fn zucchini_operation_with_an_elf_element_fails_32_before_writing() {
+fn zucchini_operation_with_elf_elements_applies_in_a_payload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = common::zucchini::gcc_pair(tmp.path(), 120, &[]);
+    let (old, new) = (padded(&old), padded(&new));
+    let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
+    result.unwrap();
+    assert!(target == new);
+}
+
+/// `blob` (brotli of a patch) with its first element's type replaced by `tag`.
+fn retagged(blob: &[u8], tag: &[u8; 4]) -> Vec<u8> {
+    use std::io::Write;
+    let mut patch = Vec::new();
+    brotli::BrotliDecompress(&mut &blob[..], &mut patch).unwrap();
+    // 24-byte header, element count, then the first element: 4 words, its type.
+    assert_eq!(&patch[44..48], b"Ex64");
+    patch[44..48].copy_from_slice(tag);
+    let mut out = Vec::new();
+    let mut w = brotli::CompressorWriter::new(&mut out, 4096, 9, 22);
+    w.write_all(&patch).unwrap();
+    drop(w);
+    out
+}
+
+#[test]
+fn zucchini_operation_with_an_unsupported_element_fails_32_before_writing() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = elf_pair();
     let (old, new) = (padded(&old), padded(&new));
-    let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
-    let e = result.unwrap_err();
-    assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
-    assert!(target.iter().all(|&b| b == 0), "the target was written");
+    let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
+    // ARM32 and DEX elements have no disassembler here.
+    for tag in [b"EA32", b"DEX "] {
+        let blob = retagged(&blob, tag);
+        let e = zucchini::apply_op(&old, &blob, new.len()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let (result, target) = apply_blob_payload(dir.path(), &old, &new, blob);
+        let e = result.unwrap_err();
+        assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+        assert!(target.iter().all(|&b| b == 0), "the target was written");
+    }
 }

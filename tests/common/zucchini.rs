@@ -59,3 +59,58 @@ pub fn op_blob(dir: &Path, old: &[u8], new: &[u8], mode: &str) -> Vec<u8> {
     );
     std::fs::read(b).unwrap()
 }
+
+/// C source of a program of `functions` functions calling each other, a table of pointers to
+/// them (relocated pointers in a PIE) and strings; `version` 2 inserts functions early and
+/// changes constants, so code and data shift the way a new build's do.
+fn program_source(functions: usize, version: u32) -> String {
+    let mut src = String::from("#include <stdio.h>\n#include <stdlib.h>\n#include <string.h>\n");
+    let extra = if version == 2 { 7 } else { 0 };
+    for i in 0..functions + extra {
+        // Version 2's extra functions come first, so everything after them moves.
+        let (name, k) = if i < extra {
+            (format!("extra{i}"), i as u32 * 31 + 5)
+        } else {
+            let j = i - extra;
+            let k = if version == 2 && j % 11 == 3 { j * 7 + 1 } else { j * 7 };
+            (format!("f{j}"), k as u32)
+        };
+        src.push_str(&format!(
+            "__attribute__((noinline)) int {name}(int x) {{ static const char s[] = \"{name}-{k}\"; \
+             return x * {k} + (int)strlen(s) + (x > {k} ? {prev}(x - 1) : 0); }}\n",
+            prev = if i == 0 { "abs".to_string() } else if i <= extra { format!("extra{}", i - 1) } else { format!("f{}", i - extra - 1) },
+        ));
+    }
+    src.push_str("int (*const table[])(int) = {");
+    for j in 0..functions {
+        src.push_str(&format!("f{j},"));
+    }
+    src.push_str("};\nint main(int argc, char **argv) { int t = 0; (void)argv;\n");
+    src.push_str(&format!(
+        "for (unsigned i = 0; i < sizeof table / sizeof *table; i++) t += table[i](argc + (int)i);\n\
+         printf(\"%d {version}\\n\", t); return 0; }}\n"
+    ));
+    src
+}
+
+/// `gcc -O2` builds (`extra_flags` added) of version 1 and 2 of a generated program of
+/// `functions` functions, made in `dir`: an x86-64 PIE by default.
+pub fn gcc_pair(dir: &Path, functions: usize, extra_flags: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let build = |version: u32| {
+        let (c, out) = (
+            dir.join(format!("prog{version}.c")),
+            dir.join(format!("prog{version}")),
+        );
+        std::fs::write(&c, program_source(functions, version)).unwrap();
+        let status = Command::new("gcc")
+            .args(["-O2", "-o"])
+            .arg(&out)
+            .arg(&c)
+            .args(extra_flags)
+            .status()
+            .unwrap();
+        assert!(status.success(), "gcc failed");
+        std::fs::read(out).unwrap()
+    };
+    (build(1), build(2))
+}
