@@ -190,6 +190,15 @@ fn aosp_zucchini_operation_applies_in_a_payload() {
 }
 
 #[test]
+fn aosp_zucchini_patches_of_aarch64_and_x86_elf_libraries_apply_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (triple, tag) in [("aarch64-linux-gnu", b"EA64"), ("i686-linux-gnu", b"Ex86")] {
+        let (old, new) = common::zucchini::llvm_pair(tmp.path(), triple, 150);
+        assert_elf_pair_applies(tmp.path(), triple, &old, &new, tag);
+    }
+}
+
+#[test]
 fn zucchini_operation_with_elf_elements_applies_in_a_payload() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = common::zucchini::gcc_pair(tmp.path(), 120, &[]);

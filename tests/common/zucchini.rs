@@ -114,3 +114,109 @@ pub fn gcc_pair(dir: &Path, functions: usize, extra_flags: &[&str]) -> (Vec<u8>,
     };
     (build(1), build(2))
 }
+
+/// LLVM IR of a library of `functions` functions: each branches on a bit and a comparison of
+/// its argument (AArch64 TBZ/B.cond/CBZ), calls the previous one (BL, CALL) and returns; a
+/// table of pointers to them and to their strings (relocated pointers in a shared library).
+/// `version` 2 inserts functions early and changes constants.
+fn library_ir(functions: usize, version: u32) -> String {
+    let extra = if version == 2 { 5 } else { 0 };
+    let names: Vec<(String, u32)> = (0..functions + extra)
+        .map(|i| {
+            if i < extra {
+                (format!("extra{i}"), i as u32 * 29 + 3)
+            } else {
+                let j = i - extra;
+                let k = if version == 2 && j % 13 == 4 { j * 5 + 2 } else { j * 5 };
+                (format!("f{j}"), k as u32)
+            }
+        })
+        .collect();
+    let mut ir = String::new();
+    for (i, (name, k)) in names.iter().enumerate() {
+        let text = format!("{name}-{k}");
+        ir.push_str(&format!(
+            "@s.{name} = constant [{} x i8] c\"{text}\\00\"\n",
+            text.len() + 1
+        ));
+        let call = if i == 0 {
+            "%r = add i32 %y, 1".to_string()
+        } else {
+            format!("%r = call i32 @{}(i32 %y)", names[i - 1].0)
+        };
+        ir.push_str(&format!(
+            "define hidden i32 @{name}(i32 %x) noinline {{\n\
+             entry:\n  %b = and i32 %x, 4\n  %z = icmp eq i32 %b, 0\n  br i1 %z, label %cmp, label %odd\n\
+             odd:\n  %o = xor i32 %x, {k}\n  ret i32 %o\n\
+             cmp:\n  %c = icmp sgt i32 %x, {k}\n  br i1 %c, label %rec, label %done\n\
+             rec:\n  %y = sub i32 %x, 1\n  {call}\n  %m = mul i32 %r, {k}\n  ret i32 %m\n\
+             done:\n  %a = add i32 %x, {k}\n  ret i32 %a\n}}\n"
+        ));
+    }
+    let fns: Vec<String> = (0..functions)
+        .map(|j| format!("i32 (i32)* @f{j}"))
+        .collect();
+    ir.push_str(&format!(
+        "@table = constant [{functions} x i32 (i32)*] [{}]\n",
+        fns.join(", ")
+    ));
+    let strs: Vec<String> = names
+        .iter()
+        .map(|(name, k)| {
+            let n = format!("{name}-{k}").len() + 1;
+            format!("i8* getelementptr ([{n} x i8], [{n} x i8]* @s.{name}, i32 0, i32 0)")
+        })
+        .collect();
+    ir.push_str(&format!(
+        "@strings = constant [{} x i8*] [{}]\n",
+        strs.len(),
+        strs.join(", ")
+    ));
+    ir
+}
+
+/// A shared library for `triple` (`aarch64-linux-gnu`, `i686-linux-gnu`, ...) from LLVM IR:
+/// Debian's `llc` compiles it, the Rust toolchain's `rust-lld` links it.
+fn llvm_library(dir: &Path, triple: &str, name: &str, ir: &str) -> Vec<u8> {
+    let (ll, obj, so) = (
+        dir.join(format!("{name}.ll")),
+        dir.join(format!("{name}.o")),
+        dir.join(format!("{name}.so")),
+    );
+    std::fs::write(&ll, ir).unwrap();
+    let status = Command::new("llc")
+        .args([
+            &format!("-mtriple={triple}"),
+            "-O2",
+            "-filetype=obj",
+            "-relocation-model=pic",
+            "-o",
+        ])
+        .arg(&obj)
+        .arg(&ll)
+        .status()
+        .expect("llc (Debian's llvm)");
+    assert!(status.success(), "llc failed");
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
+    let lld = Path::new(sysroot.trim()).join("lib/rustlib/x86_64-unknown-linux-gnu/bin/rust-lld");
+    let status = Command::new(lld)
+        .args(["-flavor", "gnu", "-shared", "-z", "norelro", "-o"])
+        .arg(&so)
+        .arg(&obj)
+        .status()
+        .expect("rust-lld");
+    assert!(status.success(), "rust-lld failed");
+    std::fs::read(so).unwrap()
+}
+
+/// Version 1 and 2 of a generated shared library of `functions` functions for `triple`.
+pub fn llvm_pair(dir: &Path, triple: &str, functions: usize) -> (Vec<u8>, Vec<u8>) {
+    (
+        llvm_library(dir, triple, "lib1", &library_ir(functions, 1)),
+        llvm_library(dir, triple, "lib2", &library_ir(functions, 2)),
+    )
+}
