@@ -98,7 +98,10 @@ fn assert_elf_pair_applies(dir: &Path, name: &str, old: &[u8], new: &[u8], tag: 
     assert!(out == new, "{name}: applied to different bytes");
     let blob = common::zucchini::op_blob(dir, old, new, "gen");
     let out = zucchini::apply_op(old, &blob, new.len()).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert!(out == new, "{name}: the ZUCCHINI blob applied to different bytes");
+    assert!(
+        out == new,
+        "{name}: the ZUCCHINI blob applied to different bytes"
+    );
     eprintln!(
         "{name}: {} -> {} bytes, patch {} bytes, blob {} bytes",
         old.len(),
@@ -201,7 +204,8 @@ fn aosp_zucchini_patches_of_aarch64_and_x86_elf_libraries_apply_here() {
 #[test]
 fn zucchini_operation_with_elf_elements_applies_in_a_payload() {
     let tmp = tempfile::tempdir().unwrap();
-    let (old, new) = common::zucchini::gcc_pair(tmp.path(), 120, &[]);
+    // The Android case: AArch64 code.
+    let (old, new) = common::zucchini::llvm_pair(tmp.path(), "aarch64-linux-gnu", 150);
     let (old, new) = (padded(&old), padded(&new));
     let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
     result.unwrap();

@@ -95,9 +95,7 @@ impl Translator {
                 return Err(BadUnits);
             }
             slow.rva_size = slow.rva_size.max(fast.rva_end() - slow.rva_begin);
-            slow.offset_size = slow
-                .offset_size
-                .max(fast.offset_end() - slow.offset_begin);
+            slow.offset_size = slow.offset_size.max(fast.offset_end() - slow.offset_begin);
         }
         merged.sort_by_key(|u| u.offset_begin);
         if merged

@@ -290,7 +290,11 @@ impl Elf {
         let (phoff, shoff, rest) = if is64 {
             (u64_at(image, 32)?, u64_at(image, 40)?, 52)
         } else {
-            (u64::from(u32_at(image, 28)?), u64::from(u32_at(image, 32)?), 40)
+            (
+                u64::from(u32_at(image, 28)?),
+                u64::from(u32_at(image, 32)?),
+                40,
+            )
         };
         let shentsize = u16_at(image, rest + 6)?;
         let (phnum, shnum, shstrndx) = (
@@ -391,6 +395,14 @@ impl Elf {
         }
         relocs.sort_by_key(|r| r.offset);
         execs.sort_by_key(|e| e.offset);
+        // A real ELF's code and relocation sections do not overlap; a hostile one repeating
+        // a section would make the scans quadratic, so it is refused (AOSP would scan it).
+        let total = |sizes: &mut dyn Iterator<Item = u32>| sizes.map(u64::from).sum::<u64>();
+        if total(&mut execs.iter().map(|e| e.size)) > size
+            || total(&mut relocs.iter().map(|r| r.end - r.offset)) > size
+        {
+            return None;
+        }
         Some(Self {
             arch,
             size: usize::try_from(offset_bound).ok()?,
@@ -409,7 +421,11 @@ impl Elf {
         let r_offset = word_at(image, u64::from(at), is64)?;
         let width = u64::from(self.arch.width());
         let info = word_at(image, u64::from(at) + width, is64)?;
-        let kind = if is64 { info & 0xffff_ffff } else { info & 0xff };
+        let kind = if is64 {
+            info & 0xffff_ffff
+        } else {
+            info & 0xff
+        };
         (kind == u64::from(self.arch.relative_type()))
             .then(|| u32::try_from(r_offset).ok())
             .flatten()

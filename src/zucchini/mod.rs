@@ -22,4 +22,6 @@ pub use apply::{apply, apply_op};
 pub use patch::{Element, ExeType, Header, Patch, MAGIC};
 
 #[cfg(test)]
+mod elf_tests;
+#[cfg(test)]
 mod tests;

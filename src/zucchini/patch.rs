@@ -335,7 +335,9 @@ fn element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>> {
                 "zucchini pool tag {pool} invalid or repeated"
             );
         }
-        element.extra_targets.push((pool, r.stream("extra targets")?));
+        element
+            .extra_targets
+            .push((pool, r.stream("extra targets")?));
     }
     Ok(element)
 }

@@ -267,3 +267,42 @@ pub(super) fn correct(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eq(src: u32, dst: u32, len: u32) -> Equivalence {
+        Equivalence { src, dst, len }
+    }
+
+    #[test]
+    fn overlapping_equivalences_are_pruned_and_offsets_projected() {
+        // The longer block at 10 truncates the one at 0 and swallows the short one at 12; the
+        // one at 30 loses what the block at 10 covers.
+        let mapper = OffsetMapper::new(
+            vec![
+                eq(0, 100, 15),
+                eq(12, 200, 2),
+                eq(10, 300, 20),
+                eq(25, 400, 10),
+            ],
+            50,
+            1000,
+        );
+        assert_eq!(
+            mapper.equivalences,
+            vec![eq(0, 100, 10), eq(10, 300, 20), eq(30, 405, 5)]
+        );
+        let mut offsets = vec![5, 12, 29, 30, 40];
+        mapper.forward_project_all(&mut offsets);
+        assert_eq!(offsets, vec![105, 302, 319, 405]);
+        // Nearest block (the lower on a tie), clamped into the new element; fake offsets move.
+        assert_eq!(mapper.extended_forward_project(40), 415);
+        assert_eq!(mapper.extended_forward_project(50), 1000);
+        assert_eq!(key_for_nearest(&[10, 20, 30], 15), 0);
+        assert_eq!(key_for_nearest(&[10, 20, 30], 16), 1);
+        assert_eq!(key_for_nearest(&[10, 20, 30], 99), 2);
+        assert_eq!(key_for_nearest(&[], 5), 0);
+    }
+}

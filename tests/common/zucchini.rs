@@ -72,7 +72,11 @@ fn program_source(functions: usize, version: u32) -> String {
             (format!("extra{i}"), i as u32 * 31 + 5)
         } else {
             let j = i - extra;
-            let k = if version == 2 && j % 11 == 3 { j * 7 + 1 } else { j * 7 };
+            let k = if version == 2 && j % 11 == 3 {
+                j * 7 + 1
+            } else {
+                j * 7
+            };
             (format!("f{j}"), k as u32)
         };
         src.push_str(&format!(
@@ -127,7 +131,11 @@ fn library_ir(functions: usize, version: u32) -> String {
                 (format!("extra{i}"), i as u32 * 29 + 3)
             } else {
                 let j = i - extra;
-                let k = if version == 2 && j % 13 == 4 { j * 5 + 2 } else { j * 5 };
+                let k = if version == 2 && j % 13 == 4 {
+                    j * 5 + 2
+                } else {
+                    j * 5
+                };
                 (format!("f{j}"), k as u32)
             }
         })
