@@ -71,7 +71,7 @@ fn regenerate_seeds() {
     put("trailing.bin", &input(old, &trailing));
     let mut elf = patch.clone();
     // Element header after the 24-byte header and the count: type at 16..20.
-    elf[28 + 16..28 + 20].copy_from_slice(b"EA64");
+    elf[28 + 16..28 + 20].copy_from_slice(b"EA32");
     put("elf-element.bin", &input(old, &elf));
     let mut huge_stream = patch.clone();
     // The first stream's length follows the 22-byte element header.
@@ -83,5 +83,58 @@ fn regenerate_seeds() {
     let mut bad_crc = patch.clone();
     bad_crc[20] ^= 1;
     put("new-crc.bin", &input(old, &bad_crc));
+    // ELF elements: AOSP's patches between two builds of AArch64, x86 and x86-64 code, and
+    // the AArch64 one with its reference delta and extra targets tampered with.
+    let mut elf_patches = vec![];
+    for (name, (old, new)) in [
+        (
+            "aarch64",
+            common::zucchini::llvm_pair(tmp.path(), "aarch64-linux-gnu", 150),
+        ),
+        (
+            "x86",
+            common::zucchini::llvm_pair(tmp.path(), "i686-linux-gnu", 150),
+        ),
+        (
+            "x86-64",
+            common::zucchini::gcc_pair(tmp.path(), 120, &["-no-pie"]),
+        ),
+    ] {
+        let (o, n, p) = (
+            tmp.path().join("o"),
+            tmp.path().join("n"),
+            tmp.path().join("p"),
+        );
+        std::fs::write(&o, &old).unwrap();
+        std::fs::write(&n, &new).unwrap();
+        let status = Command::new(common::shared::aosp_delta_tool("zucchini"))
+            .arg("-gen")
+            .args([&o, &n, &p])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let patch = std::fs::read(&p).unwrap();
+        put(&format!("aosp-elf-{name}.bin"), &input(&old, &patch));
+        elf_patches.push((old, patch));
+    }
+    let (old, patch) = &elf_patches[0];
+    // The first element's reference delta: after the 28 bytes of header and count, the
+    // 22-byte element header and six streams (u32 length, bytes).
+    let mut at = 28 + 22;
+    for _ in 0..6 {
+        at += 4 + u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let len = u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
+    assert!(len > 0, "no reference delta");
+    let mut far = patch.clone();
+    far[at + 4] = 0x7e; // a delta of +63 entries
+    put("elf-ref-delta-far.bin", &input(old, &far));
+    let mut cut = patch.clone();
+    cut[at + 4 + len - 1] |= 0x80; // the last varint unfinished
+    put("elf-ref-delta-cut.bin", &input(old, &cut));
+    let mut pool = patch.clone();
+    // The pool count follows the reference delta; its first tag after that.
+    pool[at + 4 + len + 4] = 0xff;
+    put("elf-pool-tag.bin", &input(old, &pool));
     std::fs::write(common::fuzz_seeds::expected_path(TARGET), list).unwrap();
 }
