@@ -241,7 +241,7 @@ pub(super) fn correct(
         targets.dedup();
         for &group in &members {
             for eq in &equivalences {
-                let src_end = eq.src.checked_add(eq.len).unwrap_or(u32::MAX);
+                let src_end = eq.src.saturating_add(eq.len);
                 old_dis.references(old, group, eq.src, src_end, &mut |r| {
                     let projected = mapper.extended_forward_project(r.target);
                     let expected = key_for_nearest(&targets, projected);
