@@ -10,8 +10,6 @@ mod common;
 #[path = "../fuzz/fuzz_targets/zucchini_check.rs"]
 mod check;
 
-use std::process::Command;
-
 use common::Rng;
 
 #[test]
@@ -42,21 +40,7 @@ fn regenerate_seeds() {
     let mut aosp = vec![];
     for (i, len) in [6000usize, 20000, 40000].into_iter().enumerate() {
         let (old, new) = common::zucchini::raw_pair(&mut rng, len);
-        let (o, n, p) = (
-            tmp.path().join("o"),
-            tmp.path().join("n"),
-            tmp.path().join("p"),
-        );
-        std::fs::write(&o, &old).unwrap();
-        std::fs::write(&n, &new).unwrap();
-        let status = Command::new(common::shared::aosp_delta_tool("zucchini"))
-            .arg("-gen")
-            .args([&o, &n, &p])
-            .arg("-raw")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let patch = std::fs::read(&p).unwrap();
+        let patch = common::zucchini::gen(tmp.path(), &old, &new, &["-raw"]);
         put(&format!("aosp-raw-{i}.bin"), &input(&old, &patch));
         aosp.push((old, patch));
     }
@@ -100,20 +84,7 @@ fn regenerate_seeds() {
             common::zucchini::gcc_pair(tmp.path(), 120, &["-no-pie"]),
         ),
     ] {
-        let (o, n, p) = (
-            tmp.path().join("o"),
-            tmp.path().join("n"),
-            tmp.path().join("p"),
-        );
-        std::fs::write(&o, &old).unwrap();
-        std::fs::write(&n, &new).unwrap();
-        let status = Command::new(common::shared::aosp_delta_tool("zucchini"))
-            .arg("-gen")
-            .args([&o, &n, &p])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let patch = std::fs::read(&p).unwrap();
+        let patch = common::zucchini::gen(tmp.path(), &old, &new, &[]);
         put(&format!("aosp-elf-{name}.bin"), &input(&old, &patch));
         elf_patches.push((old, patch));
     }

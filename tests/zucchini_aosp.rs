@@ -9,31 +9,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use abupdate::zucchini::{self, ExeType, Patch};
 use abupdate::ErrorCode;
-use common::shared::aosp_delta_tool;
 use common::Rng;
-
-/// `zucchini -gen old new` (and `extra` flags): the raw ensemble patch.
-fn aosp_gen(dir: &Path, old: &[u8], new: &[u8], extra: &[&str]) -> Vec<u8> {
-    let (o, n, p) = (dir.join("old"), dir.join("new"), dir.join("patch"));
-    std::fs::write(&o, old).unwrap();
-    std::fs::write(&n, new).unwrap();
-    let out = Command::new(aosp_delta_tool("zucchini"))
-        .arg("-gen")
-        .args([&o, &n, &p])
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "zucchini -gen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::read(p).unwrap()
-}
 
 fn pairs() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     let mut rng = Rng(0x2cc0_0000_0000_0001);
@@ -51,7 +30,7 @@ fn aosp_zucchini_patches_of_raw_data_apply_here() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, old, new) in pairs() {
         for flags in [&[][..], &["-raw"][..]] {
-            let bytes = aosp_gen(tmp.path(), &old, &new, flags);
+            let bytes = common::zucchini::gen(tmp.path(), &old, &new, flags);
             let patch = Patch::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(patch.elements.iter().all(|e| e.exe_type == ExeType::NoOp));
             let out = zucchini::apply(&old, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -85,7 +64,7 @@ fn elf_pair() -> (Vec<u8>, Vec<u8>) {
 /// AOSP's patch from `old` to `new` has elements of type `tag` and applies here byte-exactly,
 /// both as `zucchini -gen` writes it and as `zucchini_op gen`'s ZUCCHINI blob.
 fn assert_elf_pair_applies(dir: &Path, name: &str, old: &[u8], new: &[u8], tag: &[u8; 4]) {
-    let bytes = aosp_gen(dir, old, new, &[]);
+    let bytes = common::zucchini::gen(dir, old, new, &[]);
     let patch = Patch::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(
         patch

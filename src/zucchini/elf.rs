@@ -10,7 +10,7 @@
 //! parsed from, so the new element can be parsed, then written in place.
 
 use super::address::{Translator, Unit, BOUND as RVA_BOUND, INVALID_RVA};
-use super::references::{Disassembler, Group, Reference};
+use super::references::{Disassembler, Group, Reference, Visit};
 use crate::bail;
 use crate::error::Result;
 
@@ -77,45 +77,35 @@ impl Arch {
         }
     }
 
+    /// `elf64` for ELFCLASS64, else `elf32`.
+    fn pick(self, elf64: u32, elf32: u32) -> u32 {
+        if self.is64() {
+            elf64
+        } else {
+            elf32
+        }
+    }
+
     /// Bytes of a pointer (an abs32 reference's body).
     fn width(self) -> u32 {
-        if self.is64() {
-            8
-        } else {
-            4
-        }
+        self.pick(8, 4)
     }
 
     fn header_size(self) -> usize {
-        if self.is64() {
-            64
-        } else {
-            52
-        }
+        self.pick(64, 52) as usize
     }
 
     fn section_header_size(self) -> u64 {
-        if self.is64() {
-            64
-        } else {
-            40
-        }
+        self.pick(64, 40).into()
     }
 
     fn segment_header_size(self) -> u64 {
-        if self.is64() {
-            56
-        } else {
-            32
-        }
+        self.pick(56, 32).into()
     }
 
+    /// Bytes of an `Elf_Rel`.
     fn rel_size(self) -> u64 {
-        if self.is64() {
-            16
-        } else {
-            8
-        }
+        self.pick(16, 8).into()
     }
 }
 
@@ -433,13 +423,7 @@ impl Elf {
 
     /// `RelocReaderElf`: relocations whose struct starts in `lo..hi` (`hi` rounded up to a
     /// whole struct), RELATIVE ones only, with a target whose pointer lies in the image.
-    fn read_relocs(
-        &self,
-        image: &[u8],
-        lo: u32,
-        hi: u32,
-        f: &mut dyn FnMut(Reference) -> Result<()>,
-    ) -> Result<()> {
+    fn read_relocs(&self, image: &[u8], lo: u32, hi: u32, f: &mut Visit) -> Result<()> {
         if self.relocs.is_empty() {
             return Ok(());
         }
@@ -639,13 +623,7 @@ impl Elf {
     }
 
     /// `Abs32ReaderWin32` (which Zucchini's ELF reader is) over `lo..hi`.
-    fn read_abs32(
-        &self,
-        image: &[u8],
-        lo: u32,
-        hi: u32,
-        f: &mut dyn FnMut(Reference) -> Result<()>,
-    ) -> Result<()> {
+    fn read_abs32(&self, image: &[u8], lo: u32, hi: u32, f: &mut Visit) -> Result<()> {
         let width = self.arch.width();
         let bound = |x: u32| {
             let i = self.abs32.partition_point(|&a| a < x);
@@ -672,14 +650,7 @@ impl Elf {
     }
 
     /// `Rel32ReaderX86` / `Rel32ReaderArm` over `lo..hi`.
-    fn read_rel32(
-        &self,
-        image: &[u8],
-        kind: usize,
-        lo: u32,
-        hi: u32,
-        f: &mut dyn FnMut(Reference) -> Result<()>,
-    ) -> Result<()> {
+    fn read_rel32(&self, image: &[u8], kind: usize, lo: u32, hi: u32, f: &mut Visit) -> Result<()> {
         let list = &self.rel32[kind];
         let first = list.partition_point(|&a| a < lo);
         for &location in list[first..].iter().take_while(|&&a| a < hi) {
@@ -769,7 +740,7 @@ impl Disassembler for Elf {
         group: usize,
         lo: u32,
         hi: u32,
-        f: &mut dyn FnMut(Reference) -> Result<()>,
+        f: &mut Visit,
     ) -> Result<()> {
         let image = image.get(..self.size).unwrap_or(image);
         match group {

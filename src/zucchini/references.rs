@@ -28,6 +28,9 @@ pub(super) struct Group {
     pub pool: u8,
 }
 
+/// A visitor of references; an error stops the walk.
+pub(super) type Visit<'a> = dyn FnMut(Reference) -> Result<()> + 'a;
+
 /// What reference correction needs from a disassembler parsed from one image.
 pub(super) trait Disassembler {
     /// The reference types, in type-tag order.
@@ -36,14 +39,8 @@ pub(super) trait Disassembler {
     /// Calls `f` with each reference of `group` whose location lies in `lo..hi` of `image`
     /// (the image this disassembler was parsed from), in location order. Fails when a
     /// reference's bytes straddle `lo` or `hi`, which no generator's equivalence does.
-    fn references(
-        &self,
-        image: &[u8],
-        group: usize,
-        lo: u32,
-        hi: u32,
-        f: &mut dyn FnMut(Reference) -> Result<()>,
-    ) -> Result<()>;
+    fn references(&self, image: &[u8], group: usize, lo: u32, hi: u32, f: &mut Visit)
+        -> Result<()>;
 
     /// Writes `reference` of `group` into `image` (the image this was parsed from).
     fn write(&self, image: &mut [u8], group: usize, reference: Reference) -> Result<()>;

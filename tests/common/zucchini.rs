@@ -37,6 +37,25 @@ pub fn raw_pair(rng: &mut Rng, len: usize) -> (Vec<u8>, Vec<u8>) {
     (old, new)
 }
 
+/// `zucchini -gen old new` (and `extra` flags): the raw ensemble patch.
+pub fn gen(dir: &Path, old: &[u8], new: &[u8], extra: &[&str]) -> Vec<u8> {
+    let (o, n, p) = (dir.join("old"), dir.join("new"), dir.join("patch"));
+    std::fs::write(&o, old).unwrap();
+    std::fs::write(&n, new).unwrap();
+    let out = Command::new(super::shared::aosp_delta_tool("zucchini"))
+        .arg("-gen")
+        .args([&o, &n, &p])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zucchini -gen: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(p).unwrap()
+}
+
 /// AOSP's ZUCCHINI operation blob from `old` to `new` (`zucchini_op gen`, or `raw-gen` for
 /// Zucchini's raw matching without element detection), made in `dir`.
 pub fn op_blob(dir: &Path, old: &[u8], new: &[u8], mode: &str) -> Vec<u8> {
