@@ -55,7 +55,7 @@ fn regenerate_seeds() {
     put("trailing.bin", &input(old, &trailing));
     let mut elf = patch.clone();
     // Element header after the 24-byte header and the count: type at 16..20.
-    elf[28 + 16..28 + 20].copy_from_slice(b"EA32");
+    elf[28 + 16..28 + 20].copy_from_slice(b"DEX ");
     put("elf-element.bin", &input(old, &elf));
     let mut huge_stream = patch.clone();
     // The first stream's length follows the 22-byte element header.
@@ -67,7 +67,7 @@ fn regenerate_seeds() {
     let mut bad_crc = patch.clone();
     bad_crc[20] ^= 1;
     put("new-crc.bin", &input(old, &bad_crc));
-    // ELF elements: AOSP's patches between two builds of AArch64, x86 and x86-64 code, and
+    // ELF elements: AOSP's patches between two builds of AArch64, x86, Thumb-2 and x86-64 code, and
     // the AArch64 one with its reference delta and extra targets tampered with.
     let mut elf_patches = vec![];
     for (name, (old, new)) in [
@@ -78,6 +78,10 @@ fn regenerate_seeds() {
         (
             "x86",
             common::zucchini::llvm_pair(tmp.path(), "i686-linux-gnu", 150),
+        ),
+        (
+            "thumb2",
+            common::zucchini::llvm_pair(tmp.path(), "thumbv7a-linux-gnueabihf", 150),
         ),
         (
             "x86-64",

@@ -4,7 +4,7 @@
 //! (update_engine's generator: brotli of the patch), standalone and as the operation of a
 //! payload applied end to end. ELF binaries (`ls`/`dir`, and two gcc builds of a generated
 //! program) get x86-64 ELF elements, whose references are corrected here as AOSP does; element
-//! types without a disassembler here (ARM32, DEX) fail with 32 and leave the target unwritten.
+//! types without a disassembler here (DEX, Windows) fail with 32 and leave the target unwritten.
 
 mod common;
 
@@ -172,10 +172,15 @@ fn aosp_zucchini_operation_applies_in_a_payload() {
 }
 
 #[test]
-fn aosp_zucchini_patches_of_aarch64_and_x86_elf_libraries_apply_here() {
+fn aosp_zucchini_patches_of_arm_and_x86_elf_libraries_apply_here() {
     let tmp = tempfile::tempdir().unwrap();
-    for (triple, tag) in [("aarch64-linux-gnu", b"EA64"), ("i686-linux-gnu", b"Ex86")] {
-        let (old, new) = common::zucchini::llvm_pair(tmp.path(), triple, 150);
+    for (triple, tag) in [
+        ("aarch64-linux-gnu", b"EA64"),
+        ("armv7a-linux-gnueabihf", b"EA32"),
+        ("thumbv7a-linux-gnueabihf", b"EA32"),
+        ("i686-linux-gnu", b"Ex86"),
+    ] {
+        let (old, new) = common::zucchini::llvm_pair(tmp.path(), triple, 60);
         assert_elf_pair_applies(tmp.path(), triple, &old, &new, tag);
     }
 }
@@ -212,8 +217,8 @@ fn zucchini_operation_with_an_unsupported_element_fails_32_before_writing() {
     let (old, new) = elf_pair();
     let (old, new) = (padded(&old), padded(&new));
     let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
-    // ARM32 and DEX elements have no disassembler here.
-    for tag in [b"EA32", b"DEX "] {
+    // DEX and Windows elements have no disassembler here.
+    for tag in [b"DEX ", b"Px86"] {
         let blob = retagged(&blob, tag);
         let e = zucchini::apply_op(&old, &blob, new.len()).unwrap_err();
         assert_eq!(e.code, ErrorCode::Unsupported, "{e}");

@@ -109,6 +109,7 @@ fn arch(exe_type: ExeType) -> Option<Arch> {
         ExeType::Executable(tag) => match &tag {
             b"Ex86" => Some(Arch::X86),
             b"Ex64" => Some(Arch::X64),
+            b"EA32" => Some(Arch::AArch32),
             b"EA64" => Some(Arch::AArch64),
             _ => None,
         },

@@ -1,5 +1,5 @@
-//! Zucchini's ELF disassembler (`disassembler_elf.cc`) for x86 (`Ex86`), x86-64 (`Ex64`) and
-//! AArch64 (`EA64`): the section table gives an offset ↔ RVA map; `R_*_RELATIVE` relocations
+//! Zucchini's ELF disassembler (`disassembler_elf.cc`) for x86 (`Ex86`), x86-64 (`Ex64`),
+//! ARM (`EA32`) and AArch64 (`EA64`): the section table gives an offset ↔ RVA map; `R_*_RELATIVE` relocations
 //! are references ("reloc": the relocation's `r_offset` points at a pointer), the pointers
 //! they relocate are references ("abs32"), and branches and RIP-relative operands in
 //! executable sections, found by Zucchini's heuristic scan between the pointers, are
@@ -10,6 +10,7 @@
 //! parsed from, so the new element can be parsed, then written in place.
 
 use super::address::{Translator, Unit, BOUND as RVA_BOUND, INVALID_RVA};
+use super::arm::{self, Branch};
 use super::references::{Disassembler, Group, Reference, Visit};
 use crate::bail;
 use crate::error::Result;
@@ -33,6 +34,8 @@ pub(super) enum Arch {
     X86,
     /// `EM_X86_64`, ELFCLASS64.
     X64,
+    /// `EM_ARM`, ELFCLASS32: ARM and Thumb-2 code.
+    AArch32,
     /// `EM_AARCH64`, ELFCLASS64.
     AArch64,
 }
@@ -55,16 +58,39 @@ const AARCH64_GROUPS: &[Group] = &[
     Group { pool: POOL_REL32 },
     Group { pool: POOL_REL32 },
 ];
+/// Reloc, abs32, then the ARM A24 and Thumb-2 T8, T11, T20 and T24 branches.
+const AARCH32_GROUPS: &[Group] = &[
+    Group { pool: POOL_RELOC },
+    Group { pool: POOL_ABS32 },
+    Group { pool: POOL_REL32 },
+    Group { pool: POOL_REL32 },
+    Group { pool: POOL_REL32 },
+    Group { pool: POOL_REL32 },
+    Group { pool: POOL_REL32 },
+];
+/// Zucchini's share of words with condition "always" (0xE) below which an ARM section is
+/// taken for Thumb-2 (`kAArch32BitCondAlwaysDensityThreshold`).
+const ARM_MODE_DENSITY: f64 = 0.4;
 
 impl Arch {
     fn is64(self) -> bool {
-        self != Self::X86
+        !matches!(self, Self::X86 | Self::AArch32)
+    }
+
+    /// The branch encodings of the rel32 groups (x86's one rel32 type is not a [`Branch`]).
+    fn branches(self) -> &'static [Branch] {
+        match self {
+            Self::X86 | Self::X64 => &[],
+            Self::AArch32 => arm::AARCH32,
+            Self::AArch64 => arm::AARCH64,
+        }
     }
 
     fn machine(self) -> u16 {
         match self {
             Self::X86 => 3,
             Self::X64 => 62,
+            Self::AArch32 => 40,
             Self::AArch64 => 183,
         }
     }
@@ -73,6 +99,7 @@ impl Arch {
     fn relative_type(self) -> u32 {
         match self {
             Self::X86 | Self::X64 => 8,
+            Self::AArch32 => 23,
             Self::AArch64 => 0x403,
         }
     }
@@ -245,8 +272,8 @@ pub(super) struct Elf {
     execs: Vec<ExecSection>,
     /// Abs32 locations, sorted, non-overlapping.
     abs32: Vec<u32>,
-    /// Rel32 locations, sorted; per branch type on AArch64 (14, 19, 26 bits).
-    rel32: [Vec<u32>; 3],
+    /// Rel32 locations, sorted; on ARM one list per [`Arch::branches`] entry.
+    rel32: Vec<Vec<u32>>,
 }
 
 impl Elf {
@@ -400,7 +427,7 @@ impl Elf {
             relocs,
             execs,
             abs32: Vec::new(),
-            rel32: Default::default(),
+            rel32: Vec::new(),
         })
     }
 
@@ -530,13 +557,15 @@ impl Elf {
 
     /// `ParseExecSection` of every executable section, then `PostProcessRel32`.
     fn find_rel32(&mut self, image: &[u8]) {
-        let mut found: [Vec<u32>; 3] = Default::default();
+        let mut found = vec![Vec::new(); self.arch.branches().len().max(1)];
         for exec in &self.execs {
             let end = exec.offset + exec.size;
+            let thumb2 = self.arch == Arch::AArch32 && is_thumb2(image, exec);
             for (lo, hi) in self.gaps(exec.offset, end) {
                 match self.arch {
                     Arch::X86 | Arch::X64 => self.scan_intel(image, exec, lo, hi, &mut found[0]),
-                    Arch::AArch64 => self.scan_aarch64(image, lo, hi, &mut found),
+                    Arch::AArch32 if thumb2 => self.scan_thumb2(image, lo, hi, &mut found),
+                    Arch::AArch32 | Arch::AArch64 => self.scan_words(image, lo, hi, &mut found),
                 }
             }
         }
@@ -591,9 +620,20 @@ impl Elf {
         }
     }
 
-    /// `Rel32FinderAArch64` over one gap: every 4-byte-aligned word that decodes as a branch
-    /// whose target lies in an executable section.
-    fn scan_aarch64(&self, image: &[u8], lo: u32, hi: u32, out: &mut [Vec<u32>; 3]) {
+    /// Takes the branch of kind `index` at `at` when its target lies in an executable section.
+    fn take_branch(&self, index: usize, at: u32, target: u32, out: &mut [Vec<u32>]) {
+        let in_exec = self
+            .translator
+            .rva_to_offset(target)
+            .is_some_and(|t| self.in_exec_section(t));
+        if in_exec {
+            out[index].push(at);
+        }
+    }
+
+    /// `Rel32FinderAArch64` and `ScanA32` over one gap: every 4-byte-aligned word that
+    /// decodes as a branch whose target lies in an executable section.
+    fn scan_words(&self, image: &[u8], lo: u32, hi: u32, out: &mut [Vec<u32>]) {
         if hi - lo < 4 {
             return;
         }
@@ -601,16 +641,44 @@ impl Elf {
         while hi - at >= 4 {
             let code = u32_at(image, u64::from(at)).unwrap_or(0);
             let rva = self.translator.offset_to_rva(at);
-            if let Some((kind, target)) = aarch64_read(rva, code) {
-                let in_exec = self
-                    .translator
-                    .rva_to_offset(target)
-                    .is_some_and(|t| self.in_exec_section(t));
-                if in_exec {
-                    out[kind].push(at);
+            let branches = self.arch.branches().iter().enumerate();
+            // ARM mode has one kind (A24); the Thumb-2 kinds are for `scan_thumb2`.
+            for (index, branch) in branches.take(if self.arch == Arch::AArch32 { 1 } else { 3 }) {
+                if let Some(target) = branch.read(rva, code) {
+                    self.take_branch(index, at, target, out);
+                    break;
                 }
             }
             at += 4;
+        }
+    }
+
+    /// `ScanT32` over one gap: Thumb-2 instructions one after the other (2 or 4 bytes), the
+    /// 16-bit ones tried as T8 then T11, the 32-bit ones as T20 then T24.
+    fn scan_thumb2(&self, image: &[u8], lo: u32, hi: u32, out: &mut [Vec<u32>]) {
+        if hi - lo < 2 {
+            return;
+        }
+        let mut at = lo + (lo & 1);
+        while hi.checked_sub(at).is_some_and(|left| left >= 2) {
+            let code16 = Branch::T8.fetch(image, at).unwrap_or(0);
+            let size = arm::thumb2_size(code16 as u16);
+            let rva = self.translator.offset_to_rva(at);
+            let candidates: &[(usize, Branch)] = if size == 2 {
+                &[(1, Branch::T8), (2, Branch::T11)]
+            } else if hi - at >= 4 {
+                &[(3, Branch::T20), (4, Branch::T24)]
+            } else {
+                &[]
+            };
+            for &(index, branch) in candidates {
+                let code = branch.fetch(image, at).unwrap_or(0);
+                if let Some(target) = branch.read(rva, code) {
+                    self.take_branch(index, at, target, out);
+                    break;
+                }
+            }
+            at = at.saturating_add(size);
         }
     }
 
@@ -654,23 +722,27 @@ impl Elf {
         let list = &self.rel32[kind];
         let first = list.partition_point(|&a| a < lo);
         for &location in list[first..].iter().take_while(|&&a| a < hi) {
-            let Some(code) = u32_at(image, u64::from(location)) else {
-                bail!(MalformedPayload, "zucchini rel32 past its element");
-            };
             let rva = self.translator.offset_to_rva(location);
-            let target = if self.arch == Arch::AArch64 {
-                match aarch64_read(rva, code)
-                    .filter(|&(k, _)| k == kind)
-                    .and_then(|(_, t)| self.translator.rva_to_offset(t))
-                {
-                    Some(target) => target,
-                    None => continue,
+            let target = match self.arch.branches().get(kind) {
+                Some(branch) => {
+                    let target = branch
+                        .fetch(image, location)
+                        .and_then(|code| branch.read(rva, code))
+                        .and_then(|t| self.translator.rva_to_offset(t));
+                    match target {
+                        Some(target) => target,
+                        None => continue,
+                    }
                 }
-            } else {
-                let target_rva = rva.wrapping_add(4).wrapping_add(code);
-                self.translator
-                    .rva_to_offset(target_rva)
-                    .unwrap_or(INVALID_OFFSET)
+                None => {
+                    let Some(code) = u32_at(image, u64::from(location)) else {
+                        bail!(MalformedPayload, "zucchini rel32 past its element");
+                    };
+                    let target_rva = rva.wrapping_add(4).wrapping_add(code);
+                    self.translator
+                        .rva_to_offset(target_rva)
+                        .unwrap_or(INVALID_OFFSET)
+                }
             };
             f(Reference { location, target })?;
         }
@@ -678,58 +750,11 @@ impl Elf {
     }
 }
 
-/// Decodes an AArch64 branch at `rva`: its kind (0: TBZ/TBNZ imm14, 1: B.cond/CBZ/CBNZ
-/// imm19, 2: B/BL imm26) and target RVA (`ReadImmd14`/`19`/`26`).
-fn aarch64_read(rva: u32, code: u32) -> Option<(usize, u32)> {
-    if rva & 3 != 0 {
-        return None;
-    }
-    let (kind, disp) = aarch64_decode(code)?;
-    Some((kind, rva.wrapping_add_signed(disp)))
-}
-
-/// The branch kind of `code`, its displacement, and its field's (shift, bits).
-fn aarch64_field(code: u32) -> Option<(usize, u32, u32)> {
-    let b = code & 0x7f00_0000;
-    if b == 0x3600_0000 || b == 0x3700_0000 {
-        Some((0, 5, 14))
-    } else if code & 0xff00_0010 == 0x5400_0000 || b == 0x3400_0000 || b == 0x3500_0000 {
-        Some((1, 5, 19))
-    } else if matches!(code & 0xfc00_0000, 0x1400_0000 | 0x9400_0000) {
-        Some((2, 0, 26))
-    } else {
-        None
-    }
-}
-
-fn aarch64_decode(code: u32) -> Option<(usize, i32)> {
-    let (kind, shift, bits) = aarch64_field(code)?;
-    // Sign-extend the field, then scale to bytes.
-    let field = ((code >> shift) << (32 - bits)) as i32 >> (32 - bits);
-    Some((kind, field.wrapping_shl(2)))
-}
-
-/// Re-encodes `code` to branch from `rva` to `target` (`WriteImmd*`); `None` when misaligned,
-/// out of range or not a branch of `kind`.
-fn aarch64_write(kind: usize, rva: u32, target: u32, code: u32) -> Option<u32> {
-    let (k, shift, bits) = aarch64_field(code)?;
-    if k != kind || rva & 3 != 0 || target & 3 != 0 {
-        return None;
-    }
-    let disp = target.wrapping_sub(rva) as i32;
-    // The displacement must fit `bits + 2` signed bits.
-    let spare = 32 - (bits + 2);
-    if (disp << spare) >> spare != disp {
-        return None;
-    }
-    let mask = ((1u32 << bits) - 1) << shift;
-    Some((code & !mask) | ((((disp as u32) >> 2) << shift) & mask))
-}
-
 impl Disassembler for Elf {
     fn groups(&self) -> &'static [Group] {
         match self.arch {
             Arch::X86 | Arch::X64 => INTEL_GROUPS,
+            Arch::AArch32 => AARCH32_GROUPS,
             Arch::AArch64 => AARCH64_GROUPS,
         }
     }
@@ -779,16 +804,19 @@ impl Disassembler for Elf {
                 }
                 true
             }
-            _ if self.arch == Arch::AArch64 => {
-                let Some(code) = u32_at(image, u64::from(r.location)) else {
+            g if !self.arch.branches().is_empty() => {
+                let Some(&branch) = self.arch.branches().get(g - 2) else {
+                    bail!(MalformedPayload, "zucchini reference type {g} unknown");
+                };
+                let Some(code) = branch.fetch(image, r.location) else {
                     bail!(MalformedPayload, "zucchini branch past its element");
                 };
                 let (rva, target) = (t.offset_to_rva(r.location), t.offset_to_rva(r.target));
                 // Like AOSP, a branch that cannot reach its target is left as it is.
-                if let Some(code) = aarch64_write(group - 2, rva, target, code) {
-                    put(image, r.location, &code.to_le_bytes());
+                match branch.write(rva, target, code) {
+                    Some(code) => branch.store(image, r.location, code),
+                    None => true,
                 }
-                true
             }
             _ => {
                 let code = t
@@ -802,4 +830,20 @@ impl Disassembler for Elf {
         }
         Ok(())
     }
+}
+
+/// `IsExecSectionThumb2`: a section not word-aligned, or whose words mostly lack the ARM
+/// "always" condition, holds Thumb-2 code.
+fn is_thumb2(image: &[u8], exec: &ExecSection) -> bool {
+    if exec.rva % 4 != 0 || exec.size % 4 != 0 {
+        return true;
+    }
+    let start = exec.offset as usize;
+    let words = image
+        .get(start..start + exec.size as usize)
+        .unwrap_or(&[])
+        .chunks_exact(4);
+    let total = words.len();
+    let always = words.filter(|w| w[3] & 0xf0 == 0xe0).count();
+    (always as f64) < total as f64 * ARM_MODE_DENSITY
 }

@@ -14,6 +14,7 @@
 
 mod address;
 mod apply;
+mod arm;
 mod elf;
 mod patch;
 mod references;

@@ -189,7 +189,7 @@ fn hostile_patches_are_refused_with_their_codes() {
         patch(&old, &new, &s)
     };
     // Executable elements need a disassembler; an ELF type's element must be an ELF.
-    assert_eq!(code(&old, &with(&|s| s.tag = *b"EA32")), Unsupported);
+    assert_eq!(code(&old, &with(&|s| s.tag = *b"Px64")), Unsupported);
     assert_eq!(code(&old, &with(&|s| s.tag = *b"DEX ")), Unsupported);
     assert_eq!(code(&old, &with(&|s| s.tag = *b"Ex64")), MalformedPayload);
     assert_eq!(code(&old, &with(&|s| s.tag = *b"XXXX")), MalformedPayload);
