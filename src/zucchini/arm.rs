@@ -201,9 +201,9 @@ impl Branch {
                 Some((t & 0xff00_0000) | ((disp >> 2) as u32 & 0x00ff_ffff))
             }
             Self::T8 => (disp % 2 == 0 && fits(disp, 9))
-                .then(|| (code & 0xff00) | ((disp >> 1) as u32 & 0xff)),
+                .then_some((code & 0xff00) | ((disp >> 1) as u32 & 0xff)),
             Self::T11 => (disp % 2 == 0 && fits(disp, 12))
-                .then(|| (code & 0xf800) | ((disp >> 1) as u32 & 0x7ff)),
+                .then_some((code & 0xf800) | ((disp >> 1) as u32 & 0x7ff)),
             Self::T20 => (disp % 2 == 0 && fits(disp, 21)).then(|| {
                 (code & 0xfbc0_d000)
                     | bit(d, 20) << 26
@@ -228,11 +228,11 @@ impl Branch {
                 )
             }
             Self::Immd14 => (disp % 4 == 0 && fits(disp, 16))
-                .then(|| (code & 0xfff8_001f) | ((d >> 2) & 0x3fff) << 5),
+                .then_some((code & 0xfff8_001f) | ((d >> 2) & 0x3fff) << 5),
             Self::Immd19 => (disp % 4 == 0 && fits(disp, 21))
-                .then(|| (code & 0xff00_001f) | ((d >> 2) & 0x7_ffff) << 5),
+                .then_some((code & 0xff00_001f) | ((d >> 2) & 0x7_ffff) << 5),
             Self::Immd26 => (disp % 4 == 0 && fits(disp, 28))
-                .then(|| (code & 0xfc00_0000) | ((d >> 2) & 0x3ff_ffff)),
+                .then_some((code & 0xfc00_0000) | ((d >> 2) & 0x3ff_ffff)),
         }
     }
 
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn branches_decode_and_encode_as_the_arm_manuals_lay_them_out() {
         // bl +0x100 at 0x1000 (ARM: PC + 8).
-        let bl = 0xeb00_0000 | (0x100 - 8) / 4;
+        let bl = 0xeb00_0000 | ((0x100 - 8) / 4);
         assert_eq!(Branch::A24.read(0x1000, bl), Some(0x1100));
         assert_eq!(Branch::A24.write(0x1000, 0x1100, bl), Some(bl));
         // AArch64 bl -8, b.ne +0x40, tbz +0x20; cbz, then out of reach for tbz.
