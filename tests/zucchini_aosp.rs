@@ -172,8 +172,8 @@ fn aosp_zucchini_operation_applies_in_a_payload() {
 
 /// Two builds of a generated AArch64 library, built once for the tests that use it.
 fn aarch64_pair() -> &'static (Vec<u8>, Vec<u8>) {
-    static PAIR: std::sync::OnceLock<(tempfile::TempDir, (Vec<u8>, Vec<u8>))> =
-        std::sync::OnceLock::new();
+    type Pair = (Vec<u8>, Vec<u8>);
+    static PAIR: std::sync::OnceLock<(tempfile::TempDir, Pair)> = std::sync::OnceLock::new();
     let (_, pair) = PAIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let pair = common::zucchini::llvm_pair(dir.path(), "aarch64-linux-gnu", 60);
@@ -186,7 +186,7 @@ fn aarch64_pair() -> &'static (Vec<u8>, Vec<u8>) {
 fn aosp_zucchini_patches_of_arm_and_x86_elf_libraries_apply_here() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = aarch64_pair();
-    assert_elf_pair_applies(tmp.path(), "aarch64", &old, &new, b"EA64");
+    assert_elf_pair_applies(tmp.path(), "aarch64", old, new, b"EA64");
     for (triple, tag) in [
         ("armv7a-linux-gnueabihf", b"EA32"),
         ("thumbv7a-linux-gnueabihf", b"EA32"),
