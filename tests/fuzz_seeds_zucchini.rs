@@ -90,6 +90,14 @@ fn regenerate_seeds() {
     ] {
         let patch = common::zucchini::gen(tmp.path(), &old, &new, &[]);
         put(&format!("aosp-elf-{name}.bin"), &input(&old, &patch));
+        // With the old CRC-32 zeroed, the check puts the source's there: mutants of the
+        // source reach the disassembler.
+        let mut any_source = patch.clone();
+        any_source[12..16].fill(0);
+        put(
+            &format!("aosp-elf-{name}-any-source.bin"),
+            &input(&old, &any_source),
+        );
         elf_patches.push((old, patch));
     }
     let (old, patch) = &elf_patches[0];
