@@ -719,7 +719,7 @@ impl Elf {
 
     /// `Rel32ReaderX86` / `Rel32ReaderArm` over `lo..hi`.
     fn read_rel32(&self, image: &[u8], kind: usize, lo: u32, hi: u32, f: &mut Visit) -> Result<()> {
-        let list = &self.rel32[kind];
+        let list = self.rel32.get(kind).map_or(&[][..], Vec::as_slice);
         let first = list.partition_point(|&a| a < lo);
         for &location in list[first..].iter().take_while(|&&a| a < hi) {
             let rva = self.translator.offset_to_rva(location);

@@ -252,8 +252,17 @@ pub(super) fn correct(
                     let Some(&target) = targets.get(key as usize) else {
                         bail!(MalformedPayload, "zucchini reference delta past its pool");
                     };
-                    // In the equivalence, so in the new element.
-                    let location = r.location - eq.src + eq.dst;
+                    // Readers start at the equivalence; the writer checks the end.
+                    let Some(location) = r
+                        .location
+                        .checked_sub(eq.src)
+                        .and_then(|d| d.checked_add(eq.dst))
+                    else {
+                        bail!(
+                            MalformedPayload,
+                            "zucchini reference outside its equivalence"
+                        );
+                    };
                     new_dis.write(new, group, Reference { location, target })
                 })?;
             }
