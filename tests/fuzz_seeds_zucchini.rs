@@ -121,3 +121,53 @@ fn regenerate_seeds() {
     put("elf-pool-tag.bin", &input(old, &pool));
     std::fs::write(common::fuzz_seeds::expected_path(TARGET), list).unwrap();
 }
+
+/// A soak without cargo-fuzz (overflow checks on, as in the test profile): the ELF seeds'
+/// sources and patches with a few bytes changed, through the fuzz target's check.
+/// `ZUCCHINI_SOAK_RUNS` (default 2000) sets the number of inputs:
+/// `ZUCCHINI_SOAK_RUNS=100000 cargo test --release --test fuzz_seeds_zucchini soak -- --ignored`.
+#[test]
+#[ignore = "a soak; run by hand"]
+fn soak_elf_seeds() {
+    let runs: u64 = std::env::var("ZUCCHINI_SOAK_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = common::fuzz_seeds::seeds_dir("zucchini_patch");
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("any-source"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(!seeds.is_empty());
+    let mut rng = Rng(0x50a4_2cc0);
+    let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+    for _ in 0..runs {
+        let mut input = seeds[rng.below(seeds.len() as u64) as usize].clone();
+        let src_len = u16::from_le_bytes([input[0], input[1]]) as u64;
+        for _ in 0..1 + rng.below(6) {
+            // Mostly the ELF's headers and tables (its start and end), else anywhere.
+            let at = match rng.below(4) {
+                0 => 2 + rng.below(512),
+                1 => 2 + src_len - 1 - rng.below(src_len.min(4096)),
+                _ => rng.below(input.len() as u64),
+            } as usize;
+            let at = at.min(input.len() - 1);
+            input[at] = match rng.below(3) {
+                0 => input[at] ^ (1 << rng.below(8)),
+                1 => rng.below(256) as u8,
+                _ => [0, 0xff, 0x7f, 0x80][rng.below(4) as usize],
+            };
+        }
+        let outcome = check::zucchini_patch(&input);
+        let kind = outcome.split(':').next().unwrap_or("").to_string()
+            + if outcome.starts_with("err") {
+                &outcome[3..]
+            } else {
+                ""
+            };
+        *outcomes.entry(kind).or_default() += 1;
+    }
+    eprintln!("{runs} inputs: {outcomes:?}");
+}
