@@ -161,12 +161,12 @@ fn soak_elf_seeds() {
             };
         }
         let outcome = check::zucchini_patch(&input);
-        let kind = outcome.split(':').next().unwrap_or("").to_string()
-            + if outcome.starts_with("err") {
-                &outcome[3..]
-            } else {
-                ""
-            };
+        // "ok:<size>" counts as "ok"; refusals by code.
+        let kind = if outcome.starts_with("ok") {
+            "ok".to_string()
+        } else {
+            outcome
+        };
         *outcomes.entry(kind).or_default() += 1;
     }
     eprintln!("{runs} inputs: {outcomes:?}");
