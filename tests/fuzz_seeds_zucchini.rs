@@ -10,8 +10,6 @@ mod common;
 #[path = "../fuzz/fuzz_targets/zucchini_check.rs"]
 mod check;
 
-use std::process::Command;
-
 use common::Rng;
 
 #[test]
@@ -42,21 +40,7 @@ fn regenerate_seeds() {
     let mut aosp = vec![];
     for (i, len) in [6000usize, 20000, 40000].into_iter().enumerate() {
         let (old, new) = common::zucchini::raw_pair(&mut rng, len);
-        let (o, n, p) = (
-            tmp.path().join("o"),
-            tmp.path().join("n"),
-            tmp.path().join("p"),
-        );
-        std::fs::write(&o, &old).unwrap();
-        std::fs::write(&n, &new).unwrap();
-        let status = Command::new(common::shared::aosp_delta_tool("zucchini"))
-            .arg("-gen")
-            .args([&o, &n, &p])
-            .arg("-raw")
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let patch = std::fs::read(&p).unwrap();
+        let patch = common::zucchini::gen(tmp.path(), &old, &new, &["-raw"]);
         put(&format!("aosp-raw-{i}.bin"), &input(&old, &patch));
         aosp.push((old, patch));
     }
@@ -71,7 +55,7 @@ fn regenerate_seeds() {
     put("trailing.bin", &input(old, &trailing));
     let mut elf = patch.clone();
     // Element header after the 24-byte header and the count: type at 16..20.
-    elf[28 + 16..28 + 20].copy_from_slice(b"EA64");
+    elf[28 + 16..28 + 20].copy_from_slice(b"DEX ");
     put("elf-element.bin", &input(old, &elf));
     let mut huge_stream = patch.clone();
     // The first stream's length follows the 22-byte element header.
@@ -83,5 +67,107 @@ fn regenerate_seeds() {
     let mut bad_crc = patch.clone();
     bad_crc[20] ^= 1;
     put("new-crc.bin", &input(old, &bad_crc));
+    // ELF elements: AOSP's patches between two builds of AArch64, x86, Thumb-2 and x86-64 code, and
+    // the AArch64 one with its reference delta and extra targets tampered with.
+    let mut elf_patches = vec![];
+    for (name, (old, new)) in [
+        (
+            "aarch64",
+            common::zucchini::llvm_pair(tmp.path(), "aarch64-linux-gnu", 150),
+        ),
+        (
+            "x86",
+            common::zucchini::llvm_pair(tmp.path(), "i686-linux-gnu", 150),
+        ),
+        (
+            "thumb2",
+            common::zucchini::llvm_pair(tmp.path(), "thumbv7a-linux-gnueabihf", 150),
+        ),
+        (
+            "x86-64",
+            common::zucchini::gcc_pair(tmp.path(), 120, &["-no-pie"]),
+        ),
+    ] {
+        let patch = common::zucchini::gen(tmp.path(), &old, &new, &[]);
+        put(&format!("aosp-elf-{name}.bin"), &input(&old, &patch));
+        // With the old CRC-32 zeroed, the check puts the source's there: mutants of the
+        // source reach the disassembler.
+        let mut any_source = patch.clone();
+        any_source[12..16].fill(0);
+        put(
+            &format!("aosp-elf-{name}-any-source.bin"),
+            &input(&old, &any_source),
+        );
+        elf_patches.push((old, patch));
+    }
+    let (old, patch) = &elf_patches[0];
+    // The first element's reference delta: after the 28 bytes of header and count, the
+    // 22-byte element header and six streams (u32 length, bytes).
+    let mut at = 28 + 22;
+    for _ in 0..6 {
+        at += 4 + u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let len = u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
+    assert!(len > 0, "no reference delta");
+    let mut far = patch.clone();
+    far[at + 4] = 0x7e; // a delta of +63 entries
+    put("elf-ref-delta-far.bin", &input(old, &far));
+    let mut cut = patch.clone();
+    cut[at + 4 + len - 1] |= 0x80; // the last varint unfinished
+    put("elf-ref-delta-cut.bin", &input(old, &cut));
+    let mut pool = patch.clone();
+    // The pool count follows the reference delta; its first tag after that.
+    pool[at + 4 + len + 4] = 0xff;
+    put("elf-pool-tag.bin", &input(old, &pool));
     std::fs::write(common::fuzz_seeds::expected_path(TARGET), list).unwrap();
+}
+
+/// A soak without cargo-fuzz (overflow checks on, as in the test profile): the ELF seeds'
+/// sources and patches with a few bytes changed, through the fuzz target's check.
+/// `ZUCCHINI_SOAK_RUNS` (default 2000) sets the number of inputs:
+/// `ZUCCHINI_SOAK_RUNS=100000 cargo test --release --test fuzz_seeds_zucchini soak -- --ignored`.
+#[test]
+#[ignore = "a soak; run by hand"]
+fn soak_elf_seeds() {
+    let runs: u64 = std::env::var("ZUCCHINI_SOAK_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let dir = common::fuzz_seeds::seeds_dir("zucchini_patch");
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("any-source"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(!seeds.is_empty());
+    let mut rng = Rng(0x50a4_2cc0);
+    let mut outcomes = std::collections::BTreeMap::<String, u64>::new();
+    for _ in 0..runs {
+        let mut input = seeds[rng.below(seeds.len() as u64) as usize].clone();
+        let src_len = u16::from_le_bytes([input[0], input[1]]) as u64;
+        for _ in 0..1 + rng.below(6) {
+            // Mostly the ELF's headers and tables (its start and end), else anywhere.
+            let at = match rng.below(4) {
+                0 => 2 + rng.below(512),
+                1 => 2 + src_len - 1 - rng.below(src_len.min(4096)),
+                _ => rng.below(input.len() as u64),
+            } as usize;
+            let at = at.min(input.len() - 1);
+            input[at] = match rng.below(3) {
+                0 => input[at] ^ (1 << rng.below(8)),
+                1 => rng.below(256) as u8,
+                _ => [0, 0xff, 0x7f, 0x80][rng.below(4) as usize],
+            };
+        }
+        let outcome = check::zucchini_patch(&input);
+        // "ok:<size>" counts as "ok"; refusals by code.
+        let kind = if outcome.starts_with("ok") {
+            "ok".to_string()
+        } else {
+            outcome
+        };
+        *outcomes.entry(kind).or_default() += 1;
+    }
+    eprintln!("{runs} inputs: {outcomes:?}");
 }

@@ -6,14 +6,21 @@ use abupdate::zucchini::{self, Patch};
 
 /// `src_len: u16 LE`, the source, then a (decompressed) Zucchini ensemble patch. A patch that
 /// parses and applies gives exactly its header's new size; every refusal is 21 (malformed),
-/// 24 (result CRC), 25 (wrong source) or 32 (an executable element).
+/// 24 (result CRC), 25 (wrong source) or 32 (an executable element without a disassembler).
+///
+/// A patch whose old-image CRC-32 is 0 gets the source's CRC-32 there first, so that mutated
+/// sources (ELF headers, code, relocations) get past the source check into the disassembler.
 pub fn zucchini_patch(data: &[u8]) -> String {
     let Some((head, rest)) = data.split_first_chunk::<2>() else {
         return "short".into();
     };
     let src_len = usize::from(u16::from_le_bytes(*head)).min(rest.len());
     let (src, patch) = rest.split_at(src_len);
-    let result = Patch::parse(patch).and_then(|p| {
+    let mut patch = patch.to_vec();
+    if patch.get(12..16) == Some(&[0; 4]) {
+        patch[12..16].copy_from_slice(&crc32fast::hash(src).to_le_bytes());
+    }
+    let result = Patch::parse(&patch).and_then(|p| {
         // The fuzzer's patches claim up to 4 GiB; a destination is bounded by its operation,
         // here by 1 MiB (parsing allocated nothing by the claim).
         if p.header.new_size > 1 << 20 {

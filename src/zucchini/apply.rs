@@ -1,12 +1,15 @@
-//! Applying a parsed patch to raw (`NoOp`) elements, as Chromium's `zucchini_apply.cc` does:
-//! each new element is its extra data interleaved with the old bytes its equivalences copy,
-//! then the raw delta adds byte diffs into the copies. Executable elements would also need their
-//! disassembler's reference correction, which this module does not have: a patch holding one is
-//! refused with Unsupported before any output exists.
+//! Applying a parsed patch, as Chromium's `zucchini_apply.cc` does: each new element is its
+//! extra data interleaved with the old bytes its equivalences copy, then the raw delta adds
+//! byte diffs into the copies; for an executable element the disassembler of its type then
+//! corrects the references the copies carry ([`super::references`]). A patch holding an
+//! element type this build has no disassembler for (ARM32, DEX, Windows, ZTF) is refused with
+//! Unsupported before any output exists.
 
 use std::io::Read;
 
+use super::elf::{Arch, Elf};
 use super::patch::{Element, ExeType, Patch};
+use super::references;
 use crate::decompress::{Codec, Decompressors, Default as Backend};
 use crate::error::Result;
 use crate::{bail, err};
@@ -56,7 +59,7 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         .elements
         .iter()
         .map(|e| e.exe_type)
-        .find(|t| *t != ExeType::NoOp)
+        .find(|t| *t != ExeType::NoOp && arch(*t).is_none())
     {
         bail!(
             Unsupported,
@@ -81,12 +84,14 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         };
         copy_and_extra(old_part, element, new_part)?;
         raw_delta(element, new_part)?;
-        // The no-op disassembler has no references: nothing may be left to correct.
-        if !element.reference_delta.is_empty() {
-            bail!(
+        match arch(element.exe_type) {
+            Some(arch) => correct_elf(arch, element, old_part, new_part)?,
+            // The no-op disassembler has no references: nothing may be left to correct.
+            None if !element.reference_delta.is_empty() => bail!(
                 MalformedPayload,
                 "zucchini reference delta in a raw element"
-            );
+            ),
+            None => {}
         }
     }
     if crc32fast::hash(&new) != header.new_crc {
@@ -96,6 +101,34 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         );
     }
     Ok(new)
+}
+
+/// The ELF architecture of an element type this build disassembles.
+fn arch(exe_type: ExeType) -> Option<Arch> {
+    match exe_type {
+        ExeType::Executable(tag) => match &tag {
+            b"Ex86" => Some(Arch::X86),
+            b"Ex64" => Some(Arch::X64),
+            b"EA32" => Some(Arch::AArch32),
+            b"EA64" => Some(Arch::AArch64),
+            _ => None,
+        },
+        ExeType::NoOp => None,
+    }
+}
+
+/// Reference correction of an ELF element: both elements must parse as ELFs of the element's
+/// type spanning exactly the element (AOSP's disassembler size check).
+fn correct_elf(arch: Arch, element: &Element, old: &[u8], new: &mut [u8]) -> Result<()> {
+    let old_elf = Elf::parse(old, arch, true).filter(|e| e.size == old.len());
+    let new_elf = Elf::parse(new, arch, false).filter(|e| e.size == new.len());
+    let (Some(old_elf), Some(new_elf)) = (old_elf, new_elf) else {
+        bail!(
+            MalformedPayload,
+            "zucchini {arch:?} element is not an ELF of its extent"
+        );
+    };
+    references::correct(element, old, &old_elf, new, &new_elf)
 }
 
 /// Extra data up to each equivalence, the equivalence's old bytes, extra data to the end.

@@ -71,6 +71,9 @@ pub struct Element<'a> {
     pub(super) extra_data: &'a [u8],
     pub(super) raw_delta: RawDelta<'a>,
     pub(super) reference_delta: &'a [u8],
+    /// Per pool tag, the extra targets stream (targets the new element's references point to
+    /// that no old reference's target projects to).
+    pub(super) extra_targets: Vec<(u8, &'a [u8])>,
 }
 
 /// A parsed, validated patch, borrowing its streams from the patch bytes.
@@ -311,7 +314,7 @@ fn element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>> {
         diff: r.stream("raw delta diffs")?,
         compensation: 0,
     };
-    let element = Element {
+    let mut element = Element {
         exe_type,
         old: range(old_offset, old_len)?,
         new: range(new_offset, new_len)?,
@@ -319,6 +322,7 @@ fn element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>> {
         extra_data,
         raw_delta,
         reference_delta: r.stream("reference delta")?,
+        extra_targets: Vec::new(),
     };
     validate(&element)?;
     let pools = r.u32("pool count")?;
@@ -331,8 +335,9 @@ fn element<'a>(r: &mut Reader<'a>) -> Result<Element<'a>> {
                 "zucchini pool tag {pool} invalid or repeated"
             );
         }
-        // Extra targets only matter to a disassembler's reference correction.
-        r.stream("extra targets")?;
+        element
+            .extra_targets
+            .push((pool, r.stream("extra targets")?));
     }
     Ok(element)
 }

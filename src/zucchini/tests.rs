@@ -6,7 +6,7 @@ use super::patch::{var_i32, var_u32};
 use super::*;
 use crate::ErrorCode;
 
-fn put_var(out: &mut Vec<u8>, mut v: u32) {
+pub(super) fn put_var(out: &mut Vec<u8>, mut v: u32) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
         v >>= 7;
@@ -14,7 +14,7 @@ fn put_var(out: &mut Vec<u8>, mut v: u32) {
     out.push(v as u8);
 }
 
-fn put_var_signed(out: &mut Vec<u8>, v: i32) {
+pub(super) fn put_var_signed(out: &mut Vec<u8>, v: i32) {
     put_var(
         out,
         if v < 0 {
@@ -32,14 +32,16 @@ fn put_stream(out: &mut Vec<u8>, s: &[u8]) {
 
 /// One raw element's worth of streams, written as Zucchini's patch writer lays them out.
 #[derive(Clone, Default)]
-struct Spec {
-    tag: [u8; 4],
+pub(super) struct Spec {
+    pub tag: [u8; 4],
     /// (src, dst, len), absolute.
-    equivalences: Vec<(u32, u32, u32)>,
-    extra: Vec<u8>,
+    pub equivalences: Vec<(u32, u32, u32)>,
+    pub extra: Vec<u8>,
     /// (copy offset, diff).
-    raw_delta: Vec<(u32, i8)>,
-    reference_delta: Vec<u8>,
+    pub raw_delta: Vec<(u32, i8)>,
+    pub reference_delta: Vec<u8>,
+    /// (pool tag, extra targets stream).
+    pub extra_targets: Vec<(u8, Vec<u8>)>,
 }
 
 fn element(spec: &Spec, old_len: u32, new_len: u32) -> Vec<u8> {
@@ -70,11 +72,15 @@ fn element(spec: &Spec, old_len: u32, new_len: u32) -> Vec<u8> {
     put_stream(&mut out, &skip);
     put_stream(&mut out, &diff);
     put_stream(&mut out, &spec.reference_delta);
-    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(spec.extra_targets.len() as u32).to_le_bytes());
+    for (tag, stream) in &spec.extra_targets {
+        out.push(*tag);
+        put_stream(&mut out, stream);
+    }
     out
 }
 
-fn patch(old: &[u8], new: &[u8], spec: &Spec) -> Vec<u8> {
+pub(super) fn patch(old: &[u8], new: &[u8], spec: &Spec) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     out.extend_from_slice(&1u16.to_le_bytes());
     out.extend_from_slice(&0u16.to_le_bytes());
@@ -111,7 +117,7 @@ fn sample() -> (Vec<u8>, Vec<u8>, Spec) {
     (old, new, spec)
 }
 
-fn code(old: &[u8], patch_bytes: &[u8]) -> ErrorCode {
+pub(super) fn code(old: &[u8], patch_bytes: &[u8]) -> ErrorCode {
     match Patch::parse(patch_bytes).and_then(|p| apply(old, &p)) {
         Ok(_) => panic!("applied"),
         Err(e) => e.code,
@@ -182,8 +188,10 @@ fn hostile_patches_are_refused_with_their_codes() {
         f(&mut s);
         patch(&old, &new, &s)
     };
-    // Executable elements need a disassembler.
-    assert_eq!(code(&old, &with(&|s| s.tag = *b"EA64")), Unsupported);
+    // Executable elements need a disassembler; an ELF type's element must be an ELF.
+    assert_eq!(code(&old, &with(&|s| s.tag = *b"Px64")), Unsupported);
+    assert_eq!(code(&old, &with(&|s| s.tag = *b"DEX ")), Unsupported);
+    assert_eq!(code(&old, &with(&|s| s.tag = *b"Ex64")), MalformedPayload);
     assert_eq!(code(&old, &with(&|s| s.tag = *b"XXXX")), MalformedPayload);
     // Wrong source, wrong result.
     let mut other = old.clone();
