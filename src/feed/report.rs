@@ -172,6 +172,13 @@ impl ReportQueue {
         Ok(self.load()?.entries.into_iter().map(|e| e.report).collect())
     }
 
+    /// When the next send should be tried: `None` with nothing queued, else the Unix second
+    /// the backoff ends (0 when there is none).
+    pub fn next_attempt(&self) -> Result<Option<i64>> {
+        let file = self.load()?;
+        Ok((!file.entries.is_empty()).then_some(file.not_before))
+    }
+
     /// Sends queued records in order until one fails. Waits for the backoff unless `force`.
     pub fn flush(&self, sink: &mut dyn ReportSink, now: i64, force: bool) -> Result<Flushed> {
         let mut file = self.load()?;
@@ -292,8 +299,10 @@ mod tests {
         queue.flush(&mut sink, 1001, false).unwrap();
         let file = queue.load().unwrap();
         assert_eq!((file.failures, file.not_before), (2, 1003));
+        assert_eq!(queue.next_attempt().unwrap(), Some(1003));
         let done = queue.flush(&mut sink, 1001, true).unwrap();
         assert_eq!((done.delivered, done.left), (MAX_QUEUED - 2, 0));
+        assert_eq!(queue.next_attempt().unwrap(), None);
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(40), BACKOFF_MAX);
     }

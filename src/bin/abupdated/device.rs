@@ -144,7 +144,11 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
         config.threads = threads;
     }
     config.feed = feed_settings(args, state_dir)?;
-    Ok(Arc::new(UpdaterBackend::new(updater, config)))
+    let mut backend = UpdaterBackend::new(updater, config);
+    if let Some(path) = &args.device_key {
+        backend.set_device_key(abupdate::feed::device_key::load_file(path)?);
+    }
+    Ok(Arc::new(backend))
 }
 
 /// The running build for `checkForUpdate`: `--build-prop`, else a host device directory's
