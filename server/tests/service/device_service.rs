@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::tier::{
-    abupdate, abupdate_bin, build_payload, fingerprint, image, ok, public_half, root_bin,
+    abupdate, abupdate_bin, build_payload, fingerprint, image, ok, ota_keys, root_bin,
     write_images, x25519, BLOCKS, BUILD_DATE, CHANNEL, MODEL, PARTITIONS,
 };
 use crate::tls::{free_port, pki, Nginx};
@@ -135,6 +135,16 @@ impl Daemon {
         cmd
     }
 
+    /// `abupdate check --apply` through the service, left running; its output piped or not.
+    fn spawn_apply(&self, feed_url: &str, device: &Device, piped: bool) -> Child {
+        let output = || if piped { Stdio::piped() } else { Stdio::null() };
+        self.cli_command(&check_args(feed_url, device, true))
+            .stdout(output())
+            .stderr(output())
+            .spawn()
+            .unwrap()
+    }
+
     fn cli(&self, args: &[&str]) -> Output {
         self.cli_command(args).output().unwrap()
     }
@@ -229,10 +239,7 @@ async fn service_applies_encrypted_feed_offers_and_reports() {
     let pki = pki(root);
     let tls_port = free_port();
     let public = format!("https://127.0.0.1:{tls_port}");
-    let ota_key =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/avb/testkey_rsa2048.pem");
-    let ota_pub = root.join("ota.pub.pem");
-    public_half(&ota_key, &ota_pub);
+    let (ota_key, ota_pub) = ota_keys(root);
     let images = write_images(root);
     let payload = root.join("full.bin");
     build_payload(&ota_key, &images, &payload, false);
@@ -309,12 +316,7 @@ async fn service_applies_encrypted_feed_offers_and_reports() {
     // Killed mid-download (nginx sends slowly): the restarted service reports the update
     // interrupted and, offered the same offer again, resumes from the checkpoint.
     let daemon = Daemon::start(&killed, &killed.key, &ota_pub, &pki.ca);
-    let mut cli = daemon
-        .cli_command(&check_args(&slow_feed_url, &killed, true))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut cli = daemon.spawn_apply(&slow_feed_url, &killed, false);
     // The first of the payload's two operations written: its checkpoint follows at once (the
     // engine's interval, a second, has passed at 16 KiB/s); the second is seconds away.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -352,12 +354,7 @@ async fn service_applies_encrypted_feed_offers_and_reports() {
     // queued through a kill of the service, and arrive once the restarted service has the
     // token again (the token is never written to disk).
     let daemon = Daemon::start(&queued, &queued.key, &ota_pub, &pki.ca);
-    let mut cli = daemon
-        .cli_command(&check_args(&slow_feed_url, &queued, true))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cli = daemon.spawn_apply(&slow_feed_url, &queued, true);
     let mut stdout = BufReader::new(cli.stdout.take().unwrap());
     let mut first = String::new();
     stdout.read_line(&mut first).unwrap();

@@ -155,6 +155,15 @@ pub fn public_half(key: &Path, public: &Path) {
     ]);
 }
 
+/// The OTA signing key (the test key) and its public half, written to ROOT/ota.pub.pem.
+pub fn ota_keys(root: &Path) -> (PathBuf, PathBuf) {
+    let ota_key =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/avb/testkey_rsa2048.pem");
+    let ota_pub = root.join("ota.pub.pem");
+    public_half(&ota_key, &ota_pub);
+    (ota_key, ota_pub)
+}
+
 /// The partition images of builds v0 to v2 in ROOT/images; the directory.
 pub fn write_images(root: &Path) -> PathBuf {
     let images = root.join("images");
@@ -197,10 +206,7 @@ pub async fn suite(db: &str) {
     let public = format!("https://127.0.0.1:{tls_port}");
 
     // The builds and their payloads, signed with the OTA test key.
-    let ota_key =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/avb/testkey_rsa2048.pem");
-    let ota_pub = root.join("ota.pub.pem");
-    public_half(&ota_key, &ota_pub);
+    let (ota_key, ota_pub) = ota_keys(root);
     let images = write_images(root);
     let build = |out: &Path, delta: bool| build_payload(&ota_key, &images, out, delta);
     let (full_bin, delta_bin) = (root.join("full.bin"), root.join("delta.bin"));
