@@ -52,8 +52,13 @@ impl KeystoreDeviceKey {
     /// The device key, generated in the TEE (StrongBox is not asked: few implement curve 25519)
     /// the first time.
     pub fn open() -> Result<Self> {
-        let service = binder::wait_for_interface::<dyn IKeystoreService>(SERVICE_NAME)
-            .map_err(|status| err!(VerificationFailed, "connecting to {SERVICE_NAME}: {status:?}"))?;
+        let service =
+            binder::wait_for_interface::<dyn IKeystoreService>(SERVICE_NAME).map_err(|status| {
+                err!(
+                    VerificationFailed,
+                    "connecting to {SERVICE_NAME}: {status:?}"
+                )
+            })?;
         let key = KeyDescriptor {
             domain: Domain::SELINUX,
             nspace: NAMESPACE,
@@ -63,13 +68,14 @@ impl KeystoreDeviceKey {
         let (level, metadata) = match service.getKeyEntry(&key) {
             Ok(entry) => {
                 let Some(level) = entry.iSecurityLevel else {
-                    bail!(VerificationFailed, "keystore2 gave {ALIAS} no security level");
+                    bail!(
+                        VerificationFailed,
+                        "keystore2 gave {ALIAS} no security level"
+                    );
                 };
                 (level, entry.metadata)
             }
-            Err(status)
-                if status.service_specific_error() == ResponseCode::KEY_NOT_FOUND.0 =>
-            {
+            Err(status) if status.service_specific_error() == ResponseCode::KEY_NOT_FOUND.0 => {
                 let level = service
                     .getSecurityLevel(SecurityLevel::TRUSTED_ENVIRONMENT)
                     .map_err(|s| failed("getSecurityLevel", s))?;
@@ -98,17 +104,17 @@ fn parameter(tag: Tag, value: KeyParameterValue) -> KeyParameter {
 fn generation_parameters() -> Vec<KeyParameter> {
     vec![
         parameter(Tag::ALGORITHM, KeyParameterValue::Algorithm(Algorithm::EC)),
-        parameter(Tag::EC_CURVE, KeyParameterValue::EcCurve(EcCurve::CURVE_25519)),
+        parameter(
+            Tag::EC_CURVE,
+            KeyParameterValue::EcCurve(EcCurve::CURVE_25519),
+        ),
         parameter(
             Tag::PURPOSE,
             KeyParameterValue::KeyPurpose(KeyPurpose::AGREE_KEY),
         ),
         parameter(Tag::DIGEST, KeyParameterValue::Digest(Digest::NONE)),
         parameter(Tag::NO_AUTH_REQUIRED, KeyParameterValue::BoolValue(true)),
-        parameter(
-            Tag::CERTIFICATE_NOT_BEFORE,
-            KeyParameterValue::DateTime(0),
-        ),
+        parameter(Tag::CERTIFICATE_NOT_BEFORE, KeyParameterValue::DateTime(0)),
         parameter(
             Tag::CERTIFICATE_NOT_AFTER,
             KeyParameterValue::DateTime(NOT_AFTER_MS),
@@ -120,7 +126,10 @@ fn generation_parameters() -> Vec<KeyParameter> {
 /// SubjectPublicKeyInfo prefix (its OID, 1.3.101.110, appears nowhere else in a certificate).
 fn public_key(metadata: &KeyMetadata) -> Result<[u8; 32]> {
     let Some(cert) = &metadata.certificate else {
-        bail!(VerificationFailed, "keystore2 returned {ALIAS} without a certificate");
+        bail!(
+            VerificationFailed,
+            "keystore2 returned {ALIAS} without a certificate"
+        );
     };
     spki_key(cert).ok_or_else(|| {
         err!(
@@ -154,7 +163,10 @@ impl DeviceKey for KeystoreDeviceKey {
             .createOperation(&self.key, &purpose, false)
             .map_err(|s| failed("createOperation(AGREE_KEY)", s))?;
         let Some(operation) = response.iOperation else {
-            bail!(VerificationFailed, "keystore2 started no AGREE_KEY operation");
+            bail!(
+                VerificationFailed,
+                "keystore2 started no AGREE_KEY operation"
+            );
         };
         let mut spki = SPKI_PREFIX.to_vec();
         spki.extend_from_slice(peer);
@@ -164,7 +176,12 @@ impl DeviceKey for KeystoreDeviceKey {
         let secret = secret
             .as_deref()
             .and_then(|s| <[u8; 32]>::try_from(s).ok())
-            .ok_or_else(|| err!(VerificationFailed, "keystore2's X25519 agreement is not 32 bytes"))?;
+            .ok_or_else(|| {
+                err!(
+                    VerificationFailed,
+                    "keystore2's X25519 agreement is not 32 bytes"
+                )
+            })?;
         // A low-order peer point gives an all-zero secret: refused, as the file key does.
         if secret == [0u8; 32] {
             bail!(
