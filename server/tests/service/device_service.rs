@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::tier::{
-    abupdate, abupdate_bin, build_payload, fingerprint, image, ok, ota_keys, root_bin,
-    write_images, x25519, BLOCKS, BUILD_DATE, CHANNEL, MODEL, PARTITIONS,
+    abupdate_bin, build_payload, fingerprint, image, ok, ota_keys, root_bin, write_images, x25519,
+    Release, BLOCKS, BUILD_DATE, CHANNEL, MODEL, PARTITIONS,
 };
 use crate::tls::{free_port, pki, Nginx};
 
@@ -251,31 +251,16 @@ async fn service_applies_encrypted_feed_offers_and_reports() {
 
     // The full v2 payload, encrypted for two of the three devices' keys.
     let feeds = root.join("feeds");
-    let mut args: Vec<String> = [
-        "publish",
-        "--model",
-        MODEL,
-        "--channel",
-        CHANNEL,
-        "--id",
-        OFFER,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(["--checkin-url".into(), format!("{public}/v1/checkin")]);
-    args.extend(["--report-url".into(), format!("{public}/v1/report")]);
-    args.extend(["--feed-dir".into(), feeds.display().to_string()]);
-    args.extend(["--payload".into(), payload.display().to_string()]);
-    args.extend(["--key".into(), ota_key.display().to_string()]);
-    args.extend(["--fingerprint".into(), fingerprint(2)]);
-    args.extend(["--chunk-size".into(), "16384".into()]);
+    let mut encrypt = vec!["--chunk-size".to_string(), "16384".into()];
     for d in [&killed, &queued] {
-        args.extend(["--encrypt-for".into(), d.public.display().to_string()]);
+        encrypt.extend(["--encrypt-for".into(), d.public.display().to_string()]);
     }
-    let published = ok(&abupdate(
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-    ));
+    let release = Release {
+        feeds: &feeds,
+        public: &public,
+        ota_key: &ota_key,
+    };
+    let published = release.publish(&payload, OFFER, &encrypt);
     assert!(published.contains("encrypted"), "{published}");
 
     // The server at a fixed address, so that a restarted one is behind the same nginx.

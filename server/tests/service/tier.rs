@@ -198,6 +198,39 @@ pub fn build_payload(ota_key: &Path, images: &Path, out: &Path, delta: bool) {
     ));
 }
 
+/// Where offers are published: the feed directory, the service's public URL (check-ins and
+/// reports), the OTA key signing the feed.
+pub struct Release<'a> {
+    pub feeds: &'a Path,
+    pub public: &'a str,
+    pub ota_key: &'a Path,
+}
+
+impl Release<'_> {
+    /// `abupdate publish` of `payload` (the v2 build) as offer `id`, with `extra` arguments.
+    pub fn publish(&self, payload: &Path, id: &str, extra: &[String]) -> String {
+        let mut args: Vec<String> = ["publish", "--model", MODEL, "--channel", CHANNEL]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--id".into(), id.into()]);
+        args.extend(["--notes".into(), "Security fixes".into()]);
+        args.extend([
+            "--checkin-url".into(),
+            format!("{}/v1/checkin", self.public),
+        ]);
+        args.extend(["--report-url".into(), format!("{}/v1/report", self.public)]);
+        args.extend(["--feed-dir".into(), self.feeds.display().to_string()]);
+        args.extend(["--payload".into(), payload.display().to_string()]);
+        args.extend(["--key".into(), self.ota_key.display().to_string()]);
+        args.extend(["--fingerprint".into(), fingerprint(2)]);
+        args.extend_from_slice(extra);
+        ok(&abupdate(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ))
+    }
+}
+
 pub async fn suite(db: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -284,36 +317,15 @@ pub async fn suite(db: &str) {
 
     // The release: the full payload encrypted for the fleet's keys, the delta plain.
     let feeds = root.join("feeds");
-    let checkin_url = format!("{public}/v1/checkin");
-    let report_url = format!("{public}/v1/report");
     let publish = |payload: &Path, id: &str, percent: u64, extra: &[String]| {
-        let mut args: Vec<String> = [
-            "publish",
-            "--model",
-            MODEL,
-            "--channel",
-            CHANNEL,
-            "--id",
-            id,
-            "--notes",
-            "Security fixes",
-            "--checkin-url",
-            checkin_url.as_str(),
-            "--report-url",
-            report_url.as_str(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(["--feed-dir".into(), feeds.display().to_string()]);
-        args.extend(["--payload".into(), payload.display().to_string()]);
-        args.extend(["--key".into(), ota_key.display().to_string()]);
-        args.extend(["--fingerprint".into(), fingerprint(2)]);
-        args.extend(["--rollout".into(), percent.to_string()]);
+        let mut args = vec!["--rollout".to_string(), percent.to_string()];
         args.extend_from_slice(extra);
-        ok(&abupdate(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        ))
+        let release = Release {
+            feeds: &feeds,
+            public: &public,
+            ota_key: &ota_key,
+        };
+        release.publish(payload, id, &args)
     };
     let mut encrypt = vec!["--chunk-size".to_string(), "16384".into()];
     for r in &recipients {
