@@ -93,7 +93,8 @@ struct CheckinAnswer {
     rollout: BTreeMap<String, u8>,
 }
 
-fn now() -> i64 {
+/// Unix seconds now (0 before 1970).
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

@@ -2,9 +2,8 @@
 //!
 //! Behind [`DeviceKey`], the same kind of adapter boundary as the boot HAL: on Android the key is
 //! a KeyMint key with purpose `AGREE_KEY` (EC curve 25519) that the platform keystore holds and
-//! never exports; the adapter would hand KeyMint the peer's public key and get the shared
-//! secret back (not built here: no AOSP tree). On a host it is a file, [`FileDeviceKey`]: the
-//! PKCS#8 PEM `openssl genpkey -algorithm X25519` writes.
+//! never exports (`super::keystore_key`, Android builds with the `keystore` feature). On a host
+//! it is a file, [`FileDeviceKey`]: the PKCS#8 PEM `openssl genpkey -algorithm X25519` writes.
 
 use crate::error::Result;
 use crate::{bail, err};
@@ -24,7 +23,7 @@ pub trait DeviceKey: Send + Sync {
 const PKCS8_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20,
 ];
-const SPKI_PREFIX: [u8; 12] = [
+pub(crate) const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00,
 ];
 
@@ -62,7 +61,7 @@ pub fn public_key_to_pem(key: &[u8; 32]) -> String {
 }
 
 /// The device key in the PEM file `path`: a [`FileDeviceKey`] on hosts. Android builds keep
-/// the key in KeyMint, whose adapter is not built here: they refuse (20).
+/// the key in the platform keystore instead: they refuse (20).
 pub fn load_file(path: &std::path::Path) -> Result<Box<dyn DeviceKey>> {
     #[cfg(not(soong))]
     return Ok(Box::new(FileDeviceKey::load(path)?));

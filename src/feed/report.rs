@@ -1,13 +1,15 @@
 //! Fleet reports: one record per phase end and at completion, kept in a bounded queue in the
 //! state directory until the report URL took it, so that reports survive restarts and reboots.
 //!
-//! The queue is one state file replaced atomically ([`crate::state_file`]) on every change.
+//! The queue is one state file replaced atomically ([`crate::state_file`]) on every change,
+//! each change made under the queue's lock (records are queued while others are sent).
 //! Sending is behind [`ReportSink`]; a failed send is retried on the next flush after an
 //! exponential backoff (1 s doubling to 1 h) kept in the same file. An answer that says the
 //! record itself is bad (400, 413 and other 4xx except 401, 408 and 429) drops that record:
 //! sending it again cannot succeed. The device token is never stored: flushes are given it.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -101,7 +103,7 @@ struct QueueFile {
     dropped: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     url: String,
     report: Report,
@@ -123,6 +125,7 @@ pub struct Flushed {
 /// The queue in `state_dir`.
 pub struct ReportQueue {
     path: PathBuf,
+    lock: Mutex<()>,
 }
 
 impl ReportQueue {
@@ -130,6 +133,7 @@ impl ReportQueue {
     pub fn new(state_dir: &Path) -> Self {
         ReportQueue {
             path: state_dir.join("report-queue.json"),
+            lock: Mutex::new(()),
         }
     }
 
@@ -155,6 +159,7 @@ impl ReportQueue {
 
     /// Queues `report` for `url`, dropping the oldest record if the queue is full.
     pub fn push(&self, url: &str, report: Report) -> Result<()> {
+        let _file_lock = self.lock();
         let mut file = self.load()?;
         while file.entries.len() >= MAX_QUEUED {
             file.entries.remove(0);
@@ -172,19 +177,40 @@ impl ReportQueue {
         Ok(self.load()?.entries.into_iter().map(|e| e.report).collect())
     }
 
+    /// When the next send should be tried: `None` with nothing queued, else the Unix second
+    /// the backoff ends (0 when there is none).
+    pub fn next_attempt(&self) -> Result<Option<i64>> {
+        let file = self.load()?;
+        Ok((!file.entries.is_empty()).then_some(file.not_before))
+    }
+
     /// Sends queued records in order until one fails. Waits for the backoff unless `force`.
     pub fn flush(&self, sink: &mut dyn ReportSink, now: i64, force: bool) -> Result<Flushed> {
-        let mut file = self.load()?;
         let mut done = Flushed::default();
-        if !force && now < file.not_before {
-            done.left = file.entries.len();
-            done.stopped = Some(format!("backing off until {}", file.not_before));
-            return Ok(done);
+        {
+            let _file_lock = self.lock();
+            let file = self.load()?;
+            if !force && now < file.not_before {
+                done.left = file.entries.len();
+                done.stopped = Some(format!("backing off until {}", file.not_before));
+                return Ok(done);
+            }
         }
-        while let Some(entry) = file.entries.first() {
+        loop {
+            // The file is not locked while a record is sent: the worker may queue more then.
+            let entry = {
+                let _file_lock = self.lock();
+                match self.load()?.entries.into_iter().next() {
+                    Some(entry) => entry,
+                    None => break,
+                }
+            };
             let body = serde_json::to_vec(&entry.report)
                 .map_err(|e| crate::err!(DeviceError, "serialising a report: {e}"))?;
-            match sink.send(&entry.url, &body) {
+            let sent = sink.send(&entry.url, &body);
+            let _file_lock = self.lock();
+            let mut file = self.load()?;
+            match sent {
                 Sent::Delivered => done.delivered += 1,
                 Sent::Refused(why) => {
                     log::warn!("report refused, dropped: {why}");
@@ -196,18 +222,28 @@ impl ReportQueue {
                     let delay = backoff(file.failures);
                     file.not_before = now.saturating_add(delay.as_secs() as i64);
                     done.stopped = Some(why);
+                    self.store(&file)?;
                     break;
                 }
             }
-            file.entries.remove(0);
+            // The record sent, unless a full queue dropped it meanwhile.
+            if let Some(at) = file.entries.iter().position(|e| *e == entry) {
+                file.entries.remove(at);
+            }
             file.failures = 0;
             file.not_before = 0;
             // Each delivered record is durable at once: a crash does not send it twice.
             self.store(&file)?;
         }
-        done.left = file.entries.len();
-        self.store(&file)?;
+        let _file_lock = self.lock();
+        done.left = self.load()?.entries.len();
         Ok(done)
+    }
+
+    /// Held across each read-change-write of the file: the service's worker queues while
+    /// its report thread sends.
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -292,8 +328,10 @@ mod tests {
         queue.flush(&mut sink, 1001, false).unwrap();
         let file = queue.load().unwrap();
         assert_eq!((file.failures, file.not_before), (2, 1003));
+        assert_eq!(queue.next_attempt().unwrap(), Some(1003));
         let done = queue.flush(&mut sink, 1001, true).unwrap();
         assert_eq!((done.delivered, done.left), (MAX_QUEUED - 2, 0));
+        assert_eq!(queue.next_attempt().unwrap(), None);
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(40), BACKOFF_MAX);
     }

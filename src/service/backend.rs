@@ -76,9 +76,29 @@ pub trait UpdateBackend: Send + Sync {
             crate::error::shown(&request.feed_url)
         )
     }
+
+    /// Checks the update feed as [`Self::check_for_update`] does and, when there is an offer,
+    /// the request that applies it (its source a [`PayloadLocation::Feed`]) with the offer's
+    /// summary line; `None` when there is no update.
+    fn feed_offer(&self, request: &CheckRequest) -> Result<Option<(String, ApplyRequest)>> {
+        crate::bail!(
+            Unsupported,
+            "this engine cannot apply offers of {}",
+            crate::error::shown(&request.feed_url)
+        )
+    }
 }
 
-/// One `checkForUpdate` request.
+/// The feed offer an `applyFeedOffer` picked, with what it needs to be applied and reported.
+#[derive(Clone, Debug)]
+pub struct FeedApply {
+    /// The offer and its resolved URLs.
+    pub update: crate::feed::client::Update,
+    /// The device, as the check saw it (for the reports).
+    pub device: crate::feed::client::DeviceIdentity,
+}
+
+/// One `checkForUpdate` or `applyFeedOffer` request.
 #[derive(Clone, Debug)]
 pub struct CheckRequest {
     /// The feed's URL.
@@ -109,6 +129,8 @@ pub enum PayloadLocation {
     Url(String),
     /// A file the caller opened and passed over Binder.
     File(File),
+    /// The offer of a feed (`applyFeedOffer`), decrypted while streaming when it is encrypted.
+    Feed(Box<FeedApply>),
 }
 
 /// The phase an update is in, as the engine reports it.

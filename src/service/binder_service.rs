@@ -77,6 +77,15 @@ fn request(
     })
 }
 
+/// A feed request; an empty token means none (no check-in, no report sending).
+fn check_request(feed_url: &str, device_id: &str, token: &str) -> CheckRequest {
+    CheckRequest {
+        feed_url: feed_url.to_owned(),
+        device_id: device_id.to_owned(),
+        token: (!token.is_empty()).then(|| token.to_owned()),
+    }
+}
+
 impl aidl::IUpdateService for BinderService {
     fn applyPayload(
         &self,
@@ -195,13 +204,14 @@ impl aidl::IUpdateService for BinderService {
     }
 
     fn checkForUpdate(&self, feed_url: &str, device_id: &str, token: &str) -> BinderResult<String> {
-        let request = CheckRequest {
-            feed_url: feed_url.to_owned(),
-            device_id: device_id.to_owned(),
-            token: (!token.is_empty()).then(|| token.to_owned()),
-        };
         self.core
-            .check_for_update(caller(), &request)
+            .check_for_update(caller(), &check_request(feed_url, device_id, token))
+            .map_err(to_status)
+    }
+
+    fn applyFeedOffer(&self, feed_url: &str, device_id: &str, token: &str) -> BinderResult<String> {
+        self.core
+            .apply_feed_offer(caller(), &check_request(feed_url, device_id, token))
             .map_err(to_status)
     }
 }

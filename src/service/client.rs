@@ -37,6 +37,12 @@ impl UpdateClient {
         call(self.service().checkForUpdate(feed_url, device_id, token))
     }
 
+    /// `applyFeedOffer`: checks the feed and starts applying this device's offer; the offer's
+    /// summary line, or `NO_UPDATE` when nothing started. `token` may be empty.
+    pub fn apply_feed_offer(&self, feed_url: &str, device_id: &str, token: &str) -> Result<String> {
+        call(self.service().applyFeedOffer(feed_url, device_id, token))
+    }
+
     /// Starts applying the payload at `url`; `headers` are `KEY=VALUE` strings.
     pub fn apply(&self, url: &str, offset: u64, size: u64, headers: &[String]) -> Result<()> {
         let (offset, size) = (long(offset, "offset")?, long(size, "size")?);

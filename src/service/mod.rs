@@ -21,14 +21,15 @@ mod notifier;
 pub mod persist;
 pub mod redact;
 mod refusals;
+pub mod reports;
 pub mod status;
 pub mod update_engine;
 pub mod updater_backend;
 mod wire;
 
 pub use self::backend::{
-    ApplyPhase, ApplyProgress, ApplyRequest, CheckRequest, PayloadLocation, RollbackFloor,
-    SlotInfo, SlotState, UpdateBackend,
+    ApplyPhase, ApplyProgress, ApplyRequest, CheckRequest, FeedApply, PayloadLocation,
+    RollbackFloor, SlotInfo, SlotState, UpdateBackend,
 };
 pub use self::control::Control;
 pub use self::core::{default_allowed_uids, Caller, Config, UpdateService};

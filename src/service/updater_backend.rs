@@ -11,20 +11,24 @@
 
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use crate::download::{header_for_property, SourceOptions, TransferControl};
 use crate::engine::checkpoint::Phase as CheckpointPhase;
 use crate::engine::metadata::Metadata;
 use crate::engine::{self, ApplyOptions, Observer, Stage};
 use crate::error::Result;
+use crate::feed::client::{self, DeviceIdentity, Reporting, Update};
+use crate::feed::device_key::DeviceKey;
 use crate::payload::keys::TrustedKeys;
 use crate::payload::properties::PayloadProperties;
 use crate::payload::HEADER_SIZE;
 use crate::service::backend::{
-    ApplyPhase, ApplyProgress, ApplyRequest, CheckRequest, PayloadLocation, RollbackFloor,
-    SlotInfo, SlotState, UpdateBackend,
+    ApplyPhase, ApplyProgress, ApplyRequest, CheckRequest, FeedApply, PayloadLocation,
+    RollbackFloor, SlotInfo, SlotState, UpdateBackend,
 };
 use crate::service::control::Control;
+use crate::service::reports::ReportSender;
 use crate::slot::Slot;
 use crate::source::Source;
 use crate::updater::Updater;
@@ -100,17 +104,160 @@ impl Default for BackendConfig {
 pub struct UpdaterBackend {
     updater: Updater,
     config: BackendConfig,
+    /// Unwraps the content keys of encrypted feed offers.
+    device_key: Option<Box<dyn DeviceKey>>,
+    /// Sends the feed reports queued in the state directory.
+    reports: Option<ReportSender>,
 }
 
 impl UpdaterBackend {
     /// The backend over `updater`.
     pub fn new(updater: Updater, config: BackendConfig) -> Self {
-        UpdaterBackend { updater, config }
+        let reports = config.feed.state_dir.as_deref().map(|dir| {
+            ReportSender::new(
+                dir,
+                SourceOptions {
+                    pinned_ca: config.pinned_ca.clone(),
+                    ..SourceOptions::default()
+                },
+            )
+        });
+        UpdaterBackend {
+            updater,
+            config,
+            device_key: None,
+            reports,
+        }
+    }
+
+    /// Decrypts encrypted feed offers with `key` (without one they fail with 20).
+    pub fn set_device_key(&mut self, key: Box<dyn DeviceKey>) {
+        self.device_key = Some(key);
     }
 
     /// The device's updater.
     pub fn updater(&self) -> &Updater {
         &self.updater
+    }
+
+    /// The feed check both `checkForUpdate` and `applyFeedOffer` make: the device as the
+    /// check saw it, and its offer if there is one. A token given is handed to the report
+    /// sender, which sends what is queued.
+    fn check_feed(&self, request: &CheckRequest) -> Result<(DeviceIdentity, Option<Update>)> {
+        let feed = &self.config.feed;
+        let Some(state_dir) = &feed.state_dir else {
+            crate::bail!(Unsupported, "this service has no update feed settings");
+        };
+        let Some(model) = &feed.model else {
+            crate::bail!(
+                DeviceError,
+                "ro.product.name is not set: no model to check the feed for"
+            );
+        };
+        let identity = DeviceIdentity {
+            feed_url: checked_url(&request.feed_url)?.to_owned(),
+            model: model.clone(),
+            channel: match feed.channel.as_str() {
+                "" => "stable".to_owned(),
+                channel => channel.to_owned(),
+            },
+            device_id: request.device_id.clone(),
+            token: request.token.clone(),
+            fingerprint: feed.fingerprint.clone(),
+            build_timestamp: feed.build_timestamp,
+        };
+        let options = SourceOptions {
+            pinned_ca: self.config.pinned_ca.clone(),
+            ..SourceOptions::default()
+        };
+        let update = client::check(&identity, &self.config.keys, state_dir, &options)?;
+        if let (Some(reports), Some(token)) = (&self.reports, &request.token) {
+            reports.set_token(token);
+        }
+        Ok((identity, update))
+    }
+
+    /// Applies a feed offer: its payload (decrypted while streaming when it is encrypted) as
+    /// `apply` applies a URL, with a report queued at each phase end and at completion.
+    fn apply_feed(
+        &self,
+        feed: &FeedApply,
+        progress: &(dyn Fn(ApplyProgress) + Sync),
+        control: &Control,
+    ) -> Result<()> {
+        let Some(reports) = &self.reports else {
+            crate::bail!(Unsupported, "this service has no update feed settings");
+        };
+        let update = &feed.update;
+        let transfer = TransferControl::new();
+        control.steer(transfer.clone());
+        let download = SourceOptions {
+            pinned_ca: self.config.pinned_ca.clone(),
+            control: transfer,
+            ..SourceOptions::default()
+        };
+        let reporting = Reporting {
+            queue: reports.queue(),
+            device: &feed.device,
+            slot: self
+                .updater
+                .device()
+                .target_slot()
+                .suffix()
+                .trim_start_matches('_')
+                .to_owned(),
+        };
+        let relay = Relay {
+            progress,
+            control,
+            reports: Some(reports),
+            phase: Mutex::default(),
+        };
+        // The key file is fetched and unwrapped before anything is written: a wrong device key
+        // fails here (20), reported as a failed download.
+        let prepared = update.offer.properties().and_then(|properties| {
+            let source = client::payload_source(update, self.device_key.as_deref(), &download)?;
+            Ok((properties, source))
+        });
+        let outcome = match prepared {
+            Ok((properties, mut source)) => {
+                let options = ApplyOptions {
+                    keys: self.config.keys.clone(),
+                    properties,
+                    threads: self.config.threads,
+                    ..ApplyOptions::default()
+                };
+                client::apply(
+                    &self.updater,
+                    update,
+                    &mut source,
+                    &options,
+                    &relay,
+                    &reporting,
+                )
+            }
+            Err(e) => {
+                if update.report_url.is_some() {
+                    client::report_failure(
+                        reporting.queue,
+                        &feed.device,
+                        update,
+                        &reporting.slot,
+                        &e,
+                    );
+                }
+                Err(e)
+            }
+        };
+        reports.poke();
+        let outcome = outcome?;
+        log::info!("applied offer {}: {outcome}", update.offer.id);
+        progress(ApplyProgress {
+            phase: ApplyPhase::Finalizing,
+            done: 1,
+            total: 1,
+        });
+        Ok(())
     }
 
     fn source(
@@ -131,6 +278,11 @@ impl UpdaterBackend {
             // The download duplicates the descriptor; `request` keeps the file open until
             // `apply` returns.
             PayloadLocation::File(file) => format!("fd://{}", file.as_raw_fd()),
+            PayloadLocation::Feed(feed) => crate::bail!(
+                InstallFailed,
+                "offer {} is not a plain payload source",
+                feed.update.offer.id
+            ),
         };
         let size = match request.size {
             0 => properties.file_size,
@@ -147,6 +299,9 @@ impl UpdateBackend for UpdaterBackend {
         progress: &(dyn Fn(ApplyProgress) + Sync),
         control: &Control,
     ) -> Result<()> {
+        if let PayloadLocation::Feed(feed) = &request.source {
+            return self.apply_feed(feed, progress, control);
+        }
         let properties = properties(&request.headers)?;
         let transfer = TransferControl::new();
         control.steer(transfer.clone());
@@ -157,7 +312,12 @@ impl UpdateBackend for UpdaterBackend {
             threads: self.config.threads,
             ..ApplyOptions::default()
         };
-        let relay = Relay { progress, control };
+        let relay = Relay {
+            progress,
+            control,
+            reports: None,
+            phase: Mutex::default(),
+        };
         let outcome = self.updater.apply(&mut source, &options, &relay)?;
         log::info!("applied {outcome}");
         progress(ApplyProgress {
@@ -169,34 +329,26 @@ impl UpdateBackend for UpdaterBackend {
     }
 
     fn check_for_update(&self, request: &CheckRequest) -> Result<String> {
-        let feed = &self.config.feed;
-        let Some(state_dir) = &feed.state_dir else {
-            crate::bail!(Unsupported, "this service has no update feed settings");
-        };
-        let Some(model) = &feed.model else {
-            crate::bail!(
-                DeviceError,
-                "ro.product.name is not set: no model to check the feed for"
-            );
-        };
-        let identity = crate::feed::client::DeviceIdentity {
-            feed_url: checked_url(&request.feed_url)?.to_owned(),
-            model: model.clone(),
-            channel: match feed.channel.as_str() {
-                "" => "stable".to_owned(),
-                channel => channel.to_owned(),
-            },
-            device_id: request.device_id.clone(),
-            token: request.token.clone(),
-            fingerprint: feed.fingerprint.clone(),
-            build_timestamp: feed.build_timestamp,
-        };
-        let options = SourceOptions {
-            pinned_ca: self.config.pinned_ca.clone(),
-            ..SourceOptions::default()
-        };
-        let update = crate::feed::client::check(&identity, &self.config.keys, state_dir, &options)?;
+        let (_, update) = self.check_feed(request)?;
         Ok(update.map_or_else(|| "NO_UPDATE".to_owned(), |u| u.summary()))
+    }
+
+    fn feed_offer(&self, request: &CheckRequest) -> Result<Option<(String, ApplyRequest)>> {
+        let (mut device, update) = self.check_feed(request)?;
+        let Some(update) = update else {
+            return Ok(None);
+        };
+        // The reports go with the sender's token; the request keeps none.
+        device.token = None;
+        let summary = update.summary();
+        let size = update.offer.payload.size;
+        let request = ApplyRequest {
+            source: PayloadLocation::Feed(Box::new(FeedApply { update, device })),
+            offset: 0,
+            size,
+            headers: Vec::new(),
+        };
+        Ok(Some((summary, request)))
     }
 
     fn verify_applicable(&self, metadata: &[u8]) -> Result<()> {
@@ -305,7 +457,12 @@ impl UpdateBackend for UpdaterBackend {
         progress: &(dyn Fn(ApplyProgress) + Sync),
         control: &Control,
     ) -> Result<()> {
-        let relay = Relay { progress, control };
+        let relay = Relay {
+            progress,
+            control,
+            reports: None,
+            phase: Mutex::default(),
+        };
         self.updater.trigger_postinstall(partition, &relay)
     }
 }
@@ -315,6 +472,11 @@ impl UpdateBackend for UpdaterBackend {
 struct Relay<'a> {
     progress: &'a (dyn Fn(ApplyProgress) + Sync),
     control: &'a Control,
+    /// Woken at each stage change of a feed offer's apply: the phase's report is queued by
+    /// then.
+    reports: Option<&'a ReportSender>,
+    /// The phase of the last progress, to notice stage changes.
+    phase: Mutex<Option<ApplyPhase>>,
 }
 
 impl Observer for Relay<'_> {
@@ -328,6 +490,12 @@ impl Observer for Relay<'_> {
             Stage::Postinstall => (ApplyPhase::Finalizing, p.bytes_done, p.bytes_total),
             Stage::Done => (ApplyPhase::Finalizing, 0, 1),
         };
+        if let Some(reports) = self.reports {
+            let mut last = self.phase.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.replace(phase).is_some_and(|last| last != phase) {
+                reports.poke();
+            }
+        }
         (self.progress)(ApplyProgress { phase, done, total });
     }
 

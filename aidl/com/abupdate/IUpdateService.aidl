@@ -138,4 +138,20 @@ interface IUpdateService {
      * ERROR_FEED_STALE, ERROR_FEED_NOT_FOR_DEVICE or a download error.
      */
     String checkForUpdate(String feedUrl, String deviceId, String token);
+
+    /**
+     * Checks the feed as checkForUpdate() does and starts applying this device's offer into
+     * the inactive slot, as applyPayload() does: the same worker, suspend(), resume(),
+     * cancel() and resume from the engine's checkpoint when the offer is applied again.
+     * An encrypted offer is decrypted while streaming with the device's key; a key the
+     * offer was not encrypted for ends the update with ERROR_VERIFICATION_FAILED before
+     * anything is written. Returns the offer's line as checkForUpdate() does once the
+     * update started (progress and the result through getStatus() and the callbacks), or
+     * "NO_UPDATE" when nothing was started. A report at each phase end and at completion
+     * is queued in the service's state and sent to the feed's report URL with `token`;
+     * reports still queued after a restart go with the next call that carries a token.
+     * Fails as checkForUpdate() does, or with ERROR_BUSY while an update runs or waits
+     * for its reboot.
+     */
+    String applyFeedOffer(String feedUrl, String deviceId, String token);
 }

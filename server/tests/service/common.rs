@@ -30,8 +30,13 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(db: &str, feed_dir: &Path, extra: &[&str]) -> Server {
+        Self::start_at(db, "127.0.0.1:0", feed_dir, extra)
+    }
+
+    /// A server listening on `listen` (a restarted server keeps its address).
+    pub fn start_at(db: &str, listen: &str, feed_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
-            .args(["--db", db, "serve", "--listen", "127.0.0.1:0", "--feed-dir"])
+            .args(["--db", db, "serve", "--listen", listen, "--feed-dir"])
             .arg(feed_dir)
             .args(extra)
             .stdout(Stdio::piped())

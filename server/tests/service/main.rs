@@ -4,6 +4,7 @@
 mod api;
 mod browser;
 mod common;
+mod device_service;
 mod fleet;
 mod https;
 mod tier;

@@ -21,48 +21,52 @@ use crate::common::*;
 use crate::fleet::{check_agreement, Outcome};
 use crate::tls::{free_port, pki, run, Nginx};
 
-const MODEL: &str = "tierphone";
-const CHANNEL: &str = "stable";
+pub const MODEL: &str = "tierphone";
+pub const CHANNEL: &str = "stable";
 const FULL: &str = "v2-full";
 const DELTA: &str = "v2-delta-v1";
 const FULL_PERCENT: u64 = 60;
 const DELTA_PERCENT: u64 = 80;
 const DEVICES: usize = 52;
-const PARTITIONS: [&str; 2] = ["system", "vendor"];
+pub const PARTITIONS: [&str; 2] = ["system", "vendor"];
 /// 128 KiB per partition: small payloads keep the fleet quick.
-const BLOCKS: usize = 32;
+pub const BLOCKS: usize = 32;
 /// The running builds' date; the update is newer.
-const BUILD_DATE: i64 = 1_700_000_000;
+pub const BUILD_DATE: i64 = 1_700_000_000;
 
-fn fingerprint(version: u8) -> String {
+pub fn fingerprint(version: u8) -> String {
     format!("acme/{MODEL}/v{version}:user/release-keys")
 }
 
-/// The device CLI, built by cargo here: a test of this package has no `CARGO_BIN_EXE_` for
-/// the root package's binary. Cargo names the executable it built (or found fresh).
-fn abupdate_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let out = run(Command::new(env!("CARGO"))
-            .current_dir(root)
-            .args(["build", "--locked", "-p", "abupdate", "--bin", "abupdate"])
-            .arg("--message-format=json"));
-        String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "abupdate")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo named no abupdate executable")
-    })
+/// A binary of the root package (`abupdate`, `abupdated`), built by cargo here: a test of this
+/// package has no `CARGO_BIN_EXE_` for the root package's binaries. Cargo names the executable
+/// it built (or found fresh).
+pub fn root_bin(name: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = run(Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args(["build", "--locked", "-p", "abupdate", "--bin", name])
+        .arg("--message-format=json"));
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo named no {name} executable"))
 }
 
-fn abupdate(args: &[&str]) -> Output {
+/// The device CLI.
+pub fn abupdate_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| root_bin("abupdate"))
+}
+
+pub fn abupdate(args: &[&str]) -> Output {
     Command::new(abupdate_bin()).args(args).output().unwrap()
 }
 
-fn ok(out: &Output) -> String {
+pub fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "stdout: {}\nstderr: {}",
@@ -74,7 +78,7 @@ fn ok(out: &Output) -> String {
 
 /// A partition of build `version` (0, 1 or 2): a third of its blocks random, the rest text.
 /// v2 differs from v1 in two blocks per partition (a delta's worth); v0 in every block.
-fn image(part: &str, version: u8) -> Vec<u8> {
+pub fn image(part: &str, version: u8) -> Vec<u8> {
     let mut data = Vec::with_capacity(BLOCKS * 4096);
     for block in 0..BLOCKS {
         let generation = match version {
@@ -126,7 +130,7 @@ fn openssl(args: &[&str]) {
 }
 
 /// A device key pair: (private PKCS#8 PEM, public PEM).
-fn x25519(dir: &Path) -> (PathBuf, PathBuf) {
+pub fn x25519(dir: &Path) -> (PathBuf, PathBuf) {
     let (key, public) = (dir.join("device_key.pem"), dir.join("device_key.pub.pem"));
     openssl(&[
         "genpkey",
@@ -140,7 +144,7 @@ fn x25519(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Writes the public half of the private key `key` (PEM) to `public`.
-fn public_half(key: &Path, public: &Path) {
+pub fn public_half(key: &Path, public: &Path) {
     openssl(&[
         "pkey",
         "-in",
@@ -151,6 +155,82 @@ fn public_half(key: &Path, public: &Path) {
     ]);
 }
 
+/// The OTA signing key (the test key) and its public half, written to ROOT/ota.pub.pem.
+pub fn ota_keys(root: &Path) -> (PathBuf, PathBuf) {
+    let ota_key =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/avb/testkey_rsa2048.pem");
+    let ota_pub = root.join("ota.pub.pem");
+    public_half(&ota_key, &ota_pub);
+    (ota_key, ota_pub)
+}
+
+/// The partition images of builds v0 to v2 in ROOT/images; the directory.
+pub fn write_images(root: &Path) -> PathBuf {
+    let images = root.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for part in PARTITIONS {
+        for v in 0..3 {
+            std::fs::write(images.join(format!("{part}-v{v}.img")), image(part, v)).unwrap();
+        }
+    }
+    images
+}
+
+/// `abupdate payload build`: v2, full or a delta from v1, signed with `ota_key`.
+pub fn build_payload(ota_key: &Path, images: &Path, out: &Path, delta: bool) {
+    let image_path = |part: &str, v: u8| images.join(format!("{part}-v{v}.img"));
+    let mut args: Vec<String> = ["payload", "build", "--no-bzip2", "--key"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(ota_key.display().to_string());
+    args.extend(["--max-timestamp".into(), (BUILD_DATE + 100).to_string()]);
+    args.extend(["--out".into(), out.display().to_string()]);
+    for part in PARTITIONS {
+        let mut spec = format!("{part}={}", image_path(part, 2).display());
+        if delta {
+            spec += &format!(":{}", image_path(part, 1).display());
+        }
+        args.extend(["--partition".into(), spec]);
+    }
+    ok(&abupdate(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+}
+
+/// Where offers are published: the feed directory, the service's public URL (check-ins and
+/// reports), the OTA key signing the feed.
+pub struct Release<'a> {
+    pub feeds: &'a Path,
+    pub public: &'a str,
+    pub ota_key: &'a Path,
+}
+
+impl Release<'_> {
+    /// `abupdate publish` of `payload` (the v2 build) as offer `id`, with `extra` arguments.
+    pub fn publish(&self, payload: &Path, id: &str, extra: &[String]) -> String {
+        let mut args: Vec<String> = ["publish", "--model", MODEL, "--channel", CHANNEL]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--id".into(), id.into()]);
+        args.extend(["--notes".into(), "Security fixes".into()]);
+        args.extend([
+            "--checkin-url".into(),
+            format!("{}/v1/checkin", self.public),
+        ]);
+        args.extend(["--report-url".into(), format!("{}/v1/report", self.public)]);
+        args.extend(["--feed-dir".into(), self.feeds.display().to_string()]);
+        args.extend(["--payload".into(), payload.display().to_string()]);
+        args.extend(["--key".into(), self.ota_key.display().to_string()]);
+        args.extend(["--fingerprint".into(), fingerprint(2)]);
+        args.extend_from_slice(extra);
+        ok(&abupdate(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        ))
+    }
+}
+
 pub async fn suite(db: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
@@ -159,37 +239,9 @@ pub async fn suite(db: &str) {
     let public = format!("https://127.0.0.1:{tls_port}");
 
     // The builds and their payloads, signed with the OTA test key.
-    let ota_key =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/avb/testkey_rsa2048.pem");
-    let ota_pub = root.join("ota.pub.pem");
-    public_half(&ota_key, &ota_pub);
-    let images = root.join("images");
-    std::fs::create_dir_all(&images).unwrap();
-    let image_path = |part: &str, v: u8| images.join(format!("{part}-v{v}.img"));
-    for part in PARTITIONS {
-        for v in 0..3 {
-            std::fs::write(image_path(part, v), image(part, v)).unwrap();
-        }
-    }
-    let build = |out: &Path, delta: bool| {
-        let mut args: Vec<String> = ["payload", "build", "--no-bzip2", "--key"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.push(ota_key.display().to_string());
-        args.extend(["--max-timestamp".into(), (BUILD_DATE + 100).to_string()]);
-        args.extend(["--out".into(), out.display().to_string()]);
-        for part in PARTITIONS {
-            let mut spec = format!("{part}={}", image_path(part, 2).display());
-            if delta {
-                spec += &format!(":{}", image_path(part, 1).display());
-            }
-            args.extend(["--partition".into(), spec]);
-        }
-        ok(&abupdate(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        ));
-    };
+    let (ota_key, ota_pub) = ota_keys(root);
+    let images = write_images(root);
+    let build = |out: &Path, delta: bool| build_payload(&ota_key, &images, out, delta);
     let (full_bin, delta_bin) = (root.join("full.bin"), root.join("delta.bin"));
     build(&full_bin, false);
     build(&delta_bin, true);
@@ -265,36 +317,15 @@ pub async fn suite(db: &str) {
 
     // The release: the full payload encrypted for the fleet's keys, the delta plain.
     let feeds = root.join("feeds");
-    let checkin_url = format!("{public}/v1/checkin");
-    let report_url = format!("{public}/v1/report");
     let publish = |payload: &Path, id: &str, percent: u64, extra: &[String]| {
-        let mut args: Vec<String> = [
-            "publish",
-            "--model",
-            MODEL,
-            "--channel",
-            CHANNEL,
-            "--id",
-            id,
-            "--notes",
-            "Security fixes",
-            "--checkin-url",
-            checkin_url.as_str(),
-            "--report-url",
-            report_url.as_str(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(["--feed-dir".into(), feeds.display().to_string()]);
-        args.extend(["--payload".into(), payload.display().to_string()]);
-        args.extend(["--key".into(), ota_key.display().to_string()]);
-        args.extend(["--fingerprint".into(), fingerprint(2)]);
-        args.extend(["--rollout".into(), percent.to_string()]);
+        let mut args = vec!["--rollout".to_string(), percent.to_string()];
         args.extend_from_slice(extra);
-        ok(&abupdate(
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        ))
+        let release = Release {
+            feeds: &feeds,
+            public: &public,
+            ota_key: &ota_key,
+        };
+        release.publish(payload, id, &args)
     };
     let mut encrypt = vec!["--chunk-size".to_string(), "16384".into()];
     for r in &recipients {

@@ -102,7 +102,8 @@ pub fn free_port() -> u16 {
 
 impl Nginx {
     /// nginx on 127.0.0.1:`tls_port` (HTTPS with `cert`/`key`), proxying to `upstream`;
-    /// with `feed_dir`, /feed/ is served from it by nginx itself (with ranges).
+    /// with `feed_dir`, /feed/ is served from it by nginx itself (with ranges), and /slow/feed/
+    /// too at 16 KiB/s (to stop a device mid-download).
     /// Config, logs and temp files live in `dir`.
     pub fn start(
         dir: &Path,
@@ -117,7 +118,13 @@ impl Nginx {
         );
         std::fs::create_dir_all(dir.join("tmp")).unwrap();
         let feed = feed_dir
-            .map(|f| format!("  location /feed/ {{ alias {}/; }}\n", f.display()))
+            .map(|f| {
+                format!(
+                    "  location /feed/ {{ alias {f}/; }}\n  location /slow/feed/ {{ alias {f}/; \
+                     limit_rate 16k; }}\n",
+                    f = f.display()
+                )
+            })
             .unwrap_or_default();
         let conf = format!(
             "daemon off;\nmaster_process off;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\n\

@@ -29,6 +29,7 @@ use abupdate::sysprop::{Properties, PropertyFile};
 use abupdate::updater::{HostOptions, Updater};
 
 use crate::apply_cmd::BarObserver;
+use crate::follow::Follow;
 
 #[cfg(feature = "host-tools")]
 #[derive(Args)]
@@ -149,7 +150,8 @@ pub struct CheckArgs {
     /// The feed: https://.../<model>/<channel>/feed.json (its signature at feed.json.sig).
     #[arg(long, value_name = "URL")]
     pub feed_url: String,
-    /// Apply the offer into the inactive slot.
+    /// Apply the offer into the inactive slot; without --device the service does
+    /// (applyFeedOffer) and this follows it to its end, exiting with its code.
     #[arg(long)]
     pub apply: bool,
     /// A host device directory (as `apply --device`); its build.prop names the running build
@@ -171,8 +173,8 @@ pub struct CheckArgs {
     /// for feed and payload (without one, nothing is trusted: 29). The service has its own.
     #[arg(long = "key", value_name = "FILE", requires = "device")]
     pub keys: Vec<PathBuf>,
-    /// The device's X25519 key (PKCS#8 PEM) for encrypted payloads (default
-    /// DEVICE/device_key.pem when it exists).
+    /// With --device: the device's X25519 key (PKCS#8 PEM) for encrypted payloads (default
+    /// DEVICE/device_key.pem when it exists). The service has its own.
     #[arg(long, value_name = "FILE")]
     pub device_key: Option<PathBuf>,
     /// Trust this CA (PEM) for https:// besides the system store.
@@ -207,16 +209,7 @@ fn source_options(ca: Option<&Path>) -> SourceOptions {
 
 pub fn check(args: CheckArgs) -> Result<()> {
     let Some(dir) = &args.device else {
-        if args.apply {
-            bail!("check --apply works on a host device directory (--device DIR); through the service, check and then apply the offer's payload");
-        }
-        let client = args.service.connect()?;
-        let token = args.token.as_deref().unwrap_or("");
-        println!(
-            "{}",
-            client.check_for_update(&args.feed_url, &args.device_id, token)?
-        );
-        return Ok(());
+        return check_through_service(&args);
     };
     let props = match std::fs::read_to_string(dir.join("build.prop")) {
         Ok(text) => PropertyFile::parse(&text),
@@ -259,6 +252,35 @@ pub fn check(args: CheckArgs) -> Result<()> {
         }
     }
     result
+}
+
+/// `check [--apply]` without `--device`: the service checks (`checkForUpdate`) or checks and
+/// applies (`applyFeedOffer`, followed to its end; the exit code is the update's).
+fn check_through_service(args: &CheckArgs) -> Result<()> {
+    if args.device_key.is_some() || args.state_dir.is_some() {
+        bail!("--device-key and --state-dir are the service's own (abupdated --device-key, --state-dir)");
+    }
+    let client = args.service.connect()?;
+    let token = args.token.as_deref().unwrap_or("");
+    if !args.apply {
+        println!(
+            "{}",
+            client.check_for_update(&args.feed_url, &args.device_id, token)?
+        );
+        return Ok(());
+    }
+    // Listen first, so that the end of a quick update is not missed.
+    let follow = Follow::start(&client, std::io::stderr().is_terminal())?;
+    let summary = client.apply_feed_offer(&args.feed_url, &args.device_id, token)?;
+    println!("{summary}");
+    if summary == "NO_UPDATE" {
+        return Ok(());
+    }
+    // Printed at once: a caller reading the output knows the update started.
+    std::io::Write::flush(&mut std::io::stdout())?;
+    follow.until_complete(false)?;
+    println!("applied; reboot to run the new slot");
+    Ok(())
 }
 
 fn check_and_apply(

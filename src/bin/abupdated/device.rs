@@ -144,7 +144,33 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
         config.threads = threads;
     }
     config.feed = feed_settings(args, state_dir)?;
-    Ok(Arc::new(UpdaterBackend::new(updater, config)))
+    let mut backend = UpdaterBackend::new(updater, config);
+    if let Some(key) = device_key(args)? {
+        backend.set_device_key(key);
+    }
+    Ok(Arc::new(backend))
+}
+
+/// The key that unwraps encrypted feed offers: `--device-key`, else on Android builds with the
+/// `keystore` feature the platform keystore's (made on first use). Without one, encrypted
+/// offers fail with 20; a keystore that cannot be reached only says so in the log.
+fn device_key(args: &Args) -> Result<Option<Box<dyn abupdate::feed::device_key::DeviceKey>>> {
+    if let Some(path) = &args.device_key {
+        return abupdate::feed::device_key::load_file(path).map(Some);
+    }
+    #[cfg(all(target_os = "android", feature = "keystore"))]
+    match abupdate::feed::keystore_key::KeystoreDeviceKey::open() {
+        Ok(key) => {
+            let public = abupdate::feed::device_key::DeviceKey::public_key(&key);
+            log::info!(
+                "device key in keystore2; its public key (publish --encrypt-for):\n{}",
+                abupdate::feed::device_key::public_key_to_pem(&public)
+            );
+            return Ok(Some(Box::new(key)));
+        }
+        Err(e) => log::warn!("no device key: {e}"),
+    }
+    Ok(None)
 }
 
 /// The running build for `checkForUpdate`: `--build-prop`, else a host device directory's

@@ -141,6 +141,11 @@ pub struct Args {
     /// The update channel checkForUpdate asks the feed for.
     #[arg(long, default_value = "stable")]
     channel: String,
+
+    /// The device's X25519 key (PKCS#8 PEM) that unwraps encrypted feed offers (hosts; on
+    /// Android the key is the platform keystore's). Without it, encrypted offers fail (20).
+    #[arg(long, value_name = "FILE")]
+    device_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {

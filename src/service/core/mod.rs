@@ -179,6 +179,41 @@ impl UpdateService {
     pub fn apply(self: &Arc<Self>, caller: Caller, request: ApplyRequest) -> Result<()> {
         self.authorize(caller, "apply a payload")?;
         let inner = self.lock();
+        Self::ready_to_apply(&inner)?;
+        let stored = match &request.source {
+            PayloadLocation::Url(url) => Some(StoredRequest::new(
+                url,
+                request.offset,
+                request.size,
+                &request.headers,
+            )),
+            PayloadLocation::File(_) | PayloadLocation::Feed(_) => None,
+        };
+        self.start(inner, worker::Job::Apply(request), stored)
+    }
+
+    /// `applyFeedOffer`: checks the feed (as [`Self::check_for_update`]) and starts applying
+    /// this device's offer on the worker thread; returns the offer's summary line once it
+    /// started, or `NO_UPDATE` (nothing started).
+    pub fn apply_feed_offer(
+        self: &Arc<Self>,
+        caller: Caller,
+        request: &CheckRequest,
+    ) -> Result<String> {
+        self.authorize(caller, "apply a feed offer")?;
+        // Refused before the network is asked anything; asked again once the feed answered.
+        Self::ready_to_apply(&self.lock())?;
+        let Some((summary, apply)) = self.engine.feed_offer(request)? else {
+            return Ok("NO_UPDATE".to_owned());
+        };
+        let inner = self.lock();
+        Self::ready_to_apply(&inner)?;
+        self.start(inner, worker::Job::Apply(apply), None)?;
+        Ok(summary)
+    }
+
+    /// Whether a new update may start: none runs, and none waits for its reboot.
+    fn ready_to_apply(inner: &Inner) -> Result<()> {
         if inner.job.is_some() {
             crate::bail!(
                 Busy,
@@ -192,16 +227,7 @@ impl UpdateService {
                 "an update was applied: reboot, or resetStatus to discard it"
             );
         }
-        let stored = match &request.source {
-            PayloadLocation::Url(url) => Some(StoredRequest::new(
-                url,
-                request.offset,
-                request.size,
-                &request.headers,
-            )),
-            PayloadLocation::File(_) => None,
-        };
-        self.start(inner, worker::Job::Apply(request), stored)
+        Ok(())
     }
 
     /// Runs `partition`'s postinstall program again on the applied update, on the worker
@@ -263,7 +289,8 @@ impl UpdateService {
                 let Some(stored) = inner.request.clone() else {
                     crate::bail!(
                         Busy,
-                        "the interrupted update read its payload from a file descriptor: apply it again"
+                        "the interrupted update read its payload from a file descriptor or was a \
+                         feed offer: apply it again (it resumes from its checkpoint)"
                     );
                 };
                 if stored.had_authorization {

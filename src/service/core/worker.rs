@@ -137,5 +137,10 @@ fn describe(source: &PayloadLocation) -> String {
     match source {
         PayloadLocation::Url(url) => redact::url(url),
         PayloadLocation::File(_) => "a file descriptor".to_owned(),
+        PayloadLocation::Feed(feed) => format!(
+            "offer {} at {}",
+            feed.update.offer.id,
+            redact::url(&feed.update.payload_url)
+        ),
     }
 }

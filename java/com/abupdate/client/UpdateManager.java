@@ -301,4 +301,15 @@ public final class UpdateManager {
             throws RemoteException {
         return service().checkForUpdate(feedUrl, deviceId, token);
     }
+
+    /**
+     * Checks the feed as {@link #checkForUpdate} does and starts applying this device's
+     * offer (decrypted by the service when it is encrypted): "UPDATE_AVAILABLE ..." once it
+     * started, its progress and result then arriving through the callback, or "NO_UPDATE"
+     * when nothing started. The token also sends the service's queued fleet reports.
+     */
+    public String applyFeedOffer(String feedUrl, String deviceId, String token)
+            throws RemoteException {
+        return service().applyFeedOffer(feedUrl, deviceId, token);
+    }
 }

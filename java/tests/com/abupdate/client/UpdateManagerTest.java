@@ -119,6 +119,12 @@ public final class UpdateManagerTest {
         }
 
         @Override
+        public String applyFeedOffer(String feedUrl, String deviceId, String token) {
+            calls.add("applyFeedOffer " + feedUrl + " " + deviceId + " " + token);
+            return "UPDATE_AVAILABLE id=o1";
+        }
+
+        @Override
         public SlotInfo getSlotInfo() {
             return new SlotInfo();
         }
@@ -193,6 +199,11 @@ public final class UpdateManagerTest {
                 "checkForUpdate's answer");
         check(first.calls.contains("check https://ota.example/feed.json dev-1 "),
                 "checkForUpdate reached the service: " + first.calls);
+        check("UPDATE_AVAILABLE id=o1".equals(
+                manager.applyFeedOffer("https://ota.example/feed.json", "dev-1", "t")),
+                "applyFeedOffer's answer");
+        check(first.calls.contains("applyFeedOffer https://ota.example/feed.json dev-1 t"),
+                "applyFeedOffer reached the service: " + first.calls);
         manager.cancel();
         handler.advance(0);
         expect(seen, "status " + UpdateManager.STATE_DOWNLOADING,

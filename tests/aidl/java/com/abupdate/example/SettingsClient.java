@@ -38,6 +38,16 @@ public final class SettingsClient extends IUpdateCallback.Stub {
         service.applyPayload(url, offset, size, properties);
     }
 
+    /**
+     * The usual Settings flow with an update feed: one call checks, picks and starts the
+     * offer; true when an update started (progress then arrives through the callback).
+     */
+    public boolean updateFromFeed(String feedUrl, String deviceId, String token)
+            throws RemoteException {
+        service.registerCallback(this);
+        return !"NO_UPDATE".equals(service.applyFeedOffer(feedUrl, deviceId, token));
+    }
+
     public int otherSlot() throws RemoteException {
         SlotInfo info = service.getSlotInfo();
         return info.slots.length < 2 ? -1 : (info.currentSlot + 1) % info.slots.length;
