@@ -21,6 +21,7 @@ pub mod downgrade;
 pub mod dynamic;
 pub mod ota_state;
 pub mod slot_contents;
+pub mod snapshot_state;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
