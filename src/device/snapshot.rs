@@ -24,13 +24,18 @@ use crate::cow::{CowOptions, CowReader, CowSink, CowWriter, OpType, ReadAt};
 use crate::engine::cow_plan::{plan_partition, CowPlan, PlannedOp};
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::err;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::Manifest;
 
-/// A COW file: read at offsets and written by the COW writer.
-#[derive(Debug)]
+/// A COW: a file (created and truncated as needed) or a fixed-size device such as the
+/// `<name>_<slot>-cow` partition in `super`.
 pub struct CowFile {
-    file: File,
+    inner: CowBacking,
+}
+
+enum CowBacking {
+    File(File),
+    Device(Box<dyn TargetWrite>),
 }
 
 impl CowFile {
@@ -43,25 +48,90 @@ impl CowFile {
             .create(create)
             .mode(0o600)
             .open(path)?;
-        Ok(CowFile { file })
+        Ok(CowFile {
+            inner: CowBacking::File(file),
+        })
+    }
+
+    /// A COW kept on `device`, which is never grown: a COW larger than it fails to write.
+    pub fn device(device: Box<dyn TargetWrite>) -> CowFile {
+        CowFile {
+            inner: CowBacking::Device(device),
+        }
+    }
+
+    /// Drops a file's old content; a device keeps its bytes (the new header says what counts).
+    fn truncate(&self) -> io::Result<()> {
+        match &self.inner {
+            CowBacking::File(f) => f.set_len(0),
+            CowBacking::Device(_) => Ok(()),
+        }
+    }
+
+    fn sync_now(&self) -> io::Result<()> {
+        match &self.inner {
+            CowBacking::File(f) => f.sync_data(),
+            CowBacking::Device(d) => d.sync(),
+        }
     }
 }
 
 impl ReadAt for CowFile {
     fn size(&self) -> u64 {
-        self.file.metadata().map_or(0, |m| m.len())
+        match &self.inner {
+            CowBacking::File(f) => f.metadata().map_or(0, |m| m.len()),
+            CowBacking::Device(d) => d.size(),
+        }
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        match &self.inner {
+            CowBacking::File(f) => f.read_exact_at(buf, offset),
+            CowBacking::Device(d) => d.read_at(buf, offset),
+        }
     }
 }
 
 impl CowSink for CowFile {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(data, offset)
+        match &self.inner {
+            CowBacking::File(f) => f.write_all_at(data, offset),
+            CowBacking::Device(d) => d.write_at(data, offset),
+        }
     }
     fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.sync_now()
+    }
+}
+
+/// Opens the device holding the COW of a partition (by its name without slot suffix).
+pub type CowOpener = dyn Fn(&str) -> Result<Box<dyn TargetWrite>> + Send + Sync;
+
+/// Where the snapshots' COWs are kept.
+#[derive(Clone)]
+pub enum CowStore {
+    /// One file per partition, `DIR/<name>_<slot>.cow`.
+    Dir(PathBuf),
+    /// A device per partition (Virtual A/B: its `-cow` partition in `super`).
+    Devices(Arc<CowOpener>),
+}
+
+/// One snapshot's COW location.
+#[derive(Clone)]
+enum CowLocation {
+    Path(PathBuf),
+    Device(Arc<CowOpener>, String),
+}
+
+impl CowLocation {
+    /// The COW, or `None` for a file that does not exist and is not to be created.
+    fn open(&self, create: bool) -> io::Result<Option<CowFile>> {
+        match self {
+            CowLocation::Path(p) if !create && !p.exists() => Ok(None),
+            CowLocation::Path(p) => CowFile::open(p, create).map(Some),
+            CowLocation::Device(open, name) => open(name)
+                .map(|d| Some(CowFile::device(d)))
+                .map_err(|e| io::Error::other(e.to_string())),
+        }
     }
 }
 
@@ -77,11 +147,37 @@ struct Spec {
     op_count_max: u64,
 }
 
+/// The op area a partition's COW gets: the manifest's `estimate_op_count_max`, at least every
+/// new block once, the copies, and room for blocks written twice.
+pub fn op_count_max(p: &crate::payload::Partition, block_size: u32) -> u64 {
+    let blocks = p.new_info.size.div_ceil(u64::from(block_size).max(1));
+    let floor = blocks + blocks / 8 + 64;
+    p.cow.estimate_op_count_max.unwrap_or(0).max(floor)
+}
+
+/// The most a partition's v3 COW written here can take when the manifest has no
+/// `estimate_cow_size`: the 2 MiB scratch area, a header page, the sequence, the op area,
+/// and every new block stored uncompressed.
+pub fn worst_case_cow_size(p: &crate::payload::Partition, block_size: u32) -> u64 {
+    let bs = u64::from(block_size).max(1);
+    let data = p.new_info.size.div_ceil(bs).saturating_mul(bs);
+    // A sequence entry (4 bytes) per block a copy or XOR makes, at most every block.
+    let sequence = p.new_info.size.div_ceil(bs).saturating_mul(4);
+    let ops = op_count_max(p, block_size).saturating_mul(16);
+    (2u64 << 20)
+        .saturating_add(4096)
+        .saturating_add(sequence)
+        .saturating_add(ops)
+        .saturating_add(data)
+        .div_ceil(4096)
+        .saturating_mul(4096)
+}
+
 /// The target slot as snapshots: writes of the partitions `manifest` updates go to COW files
 /// in a directory, over the running slot's partitions of `inner` as bases.
 pub struct SnapshotPartitions<'a> {
     inner: &'a dyn SlotPartitions,
-    dir: PathBuf,
+    store: CowStore,
     options: CowOptions,
     specs: HashMap<String, Arc<Spec>>,
     open: Mutex<HashMap<String, Arc<Snapshot>>>,
@@ -96,6 +192,16 @@ impl<'a> SnapshotPartitions<'a> {
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
+        Self::in_store(inner, CowStore::Dir(dir.into()), options, manifest)
+    }
+
+    /// Snapshots of every partition `manifest` updates, their COWs kept in `store`.
+    pub fn in_store(
+        inner: &'a dyn SlotPartitions,
+        store: CowStore,
+        options: CowOptions,
+        manifest: &Manifest,
+    ) -> Result<Self> {
         if options.version != 3 {
             return Err(err!(
                 InstallFailed,
@@ -103,11 +209,9 @@ impl<'a> SnapshotPartitions<'a> {
                 options.version
             ));
         }
-        let bs = u64::from(options.block_size);
         let mut specs = HashMap::new();
         for p in &manifest.partitions {
             let plan = plan_partition(&p.cow.merge_operations, options.block_size)?;
-            let blocks = p.new_info.size.div_ceil(bs);
             let mut copied = HashSet::new();
             let mut xor = HashMap::new();
             for op in &plan.ops {
@@ -127,9 +231,7 @@ impl<'a> SnapshotPartitions<'a> {
                     }
                 }
             }
-            // Every new block once, the copies, and room for blocks written twice.
-            let floor = blocks + blocks / 8 + 64;
-            let op_count_max = p.cow.estimate_op_count_max.unwrap_or(0).max(floor);
+            let op_count_max = op_count_max(p, options.block_size);
             specs.insert(
                 p.name.clone(),
                 Arc::new(Spec {
@@ -143,17 +245,29 @@ impl<'a> SnapshotPartitions<'a> {
         }
         Ok(SnapshotPartitions {
             inner,
-            dir: dir.into(),
+            store,
             options,
             specs,
             open: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The COW file of partition `name`.
-    pub fn cow_path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(format!("{name}_{}.cow", self.inner.target_slot_name()))
+    /// The COW file of partition `name` (in a [`CowStore::Dir`]; `None` otherwise).
+    pub fn cow_path(&self, name: &str) -> Option<PathBuf> {
+        match &self.store {
+            CowStore::Dir(dir) => {
+                Some(dir.join(format!("{name}_{}.cow", self.inner.target_slot_name())))
+            }
+            CowStore::Devices(_) => None,
+        }
+    }
+
+    fn cow_location(&self, name: &str) -> CowLocation {
+        match (&self.store, self.cow_path(name)) {
+            (CowStore::Devices(open), _) => CowLocation::Device(open.clone(), name.to_owned()),
+            (CowStore::Dir(_), Some(p)) => CowLocation::Path(p),
+            (CowStore::Dir(dir), None) => CowLocation::Path(dir.clone()),
+        }
     }
 
     fn snapshot(&self, name: &str) -> Result<Arc<Snapshot>> {
@@ -168,23 +282,22 @@ impl<'a> SnapshotPartitions<'a> {
             ));
         };
         let base = self.inner.open_source(name)?;
-        let path = self.cow_path(name);
+        let cow = self.cow_location(name);
         let mut options = self.options.clone();
         options.max_blocks = Some(spec.size.div_ceil(u64::from(options.block_size)));
         options.op_count_max = spec.op_count_max;
         let snapshot = Arc::new(Snapshot {
             spec: spec.clone(),
             base,
-            path,
+            cow,
             options,
             state: Mutex::new(State {
                 writer: None,
                 view: None,
             }),
         });
-        snapshot
-            .reopen(None)
-            .map_err(|e| Error::io(format!("opening the snapshot of {name}"), e))?;
+        // The COW is opened at the first access, not here: the engine's size checks open
+        // targets before the target slot is marked unbootable, and nothing may be written then.
         open.insert(name.to_owned(), snapshot.clone());
         Ok(snapshot)
     }
@@ -206,7 +319,7 @@ impl SlotPartitions for SnapshotPartitions<'_> {
 struct Snapshot {
     spec: Arc<Spec>,
     base: Box<dyn SourceRead>,
-    path: PathBuf,
+    cow: CowLocation,
     options: CowOptions,
     state: Mutex<State>,
 }
@@ -239,12 +352,25 @@ impl Snapshot {
     /// a new one when there is none (or `at` is 0).
     fn reopen(&self, at: Option<u64>) -> io::Result<()> {
         let mut st = self.lock();
+        self.reopen_locked(&mut st, at)
+    }
+
+    /// The COW's writer, opened at its last label on the first access.
+    fn writer<'s>(&self, st: &'s mut State) -> io::Result<&'s mut CowWriter<CowFile>> {
+        if st.writer.is_none() {
+            self.reopen_locked(st, None)?;
+        }
+        st.writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the snapshot is closed"))
+    }
+
+    fn reopen_locked(&self, st: &mut State, at: Option<u64>) -> io::Result<()> {
         st.writer = None;
         st.view = None;
-        let existing = match (at, self.path.exists()) {
-            (Some(0), _) | (_, false) => None,
-            _ => {
-                let file = CowFile::open(&self.path, false)?;
+        let existing = match at {
+            Some(0) => None,
+            _ => self.cow.open(false)?.and_then(|file| {
                 let label = CowReader::parse(&file, None).ok().and_then(|r| {
                     r.resume_points
                         .iter()
@@ -253,11 +379,13 @@ impl Snapshot {
                         .max()
                 });
                 label.map(|l| (file, l))
-            }
+            }),
         };
         let resumed = match existing {
             Some((file, label)) => {
-                let sink = CowFile::open(&self.path, false)?;
+                let Some(sink) = self.cow.open(false)? else {
+                    return Err(io::Error::other("the COW went away"));
+                };
                 // A COW of other settings (another payload's) is not this update's: start over.
                 CowWriter::resume(self.options.clone(), sink, &file, label).ok()
             }
@@ -272,8 +400,11 @@ impl Snapshot {
 
     /// A new COW: the merge sequence, the copies, label 0.
     fn create(&self) -> std::result::Result<CowWriter<CowFile>, crate::cow::CowError> {
-        let file = CowFile::open(&self.path, true)?;
-        file.file.set_len(0)?;
+        let file = self
+            .cow
+            .open(true)?
+            .ok_or_else(|| io::Error::other("the COW cannot be created"))?;
+        file.truncate()?;
         let mut w = CowWriter::new(self.options.clone(), file)?;
         w.add_sequence(&self.spec.plan.sequence)?;
         for op in &self.spec.plan.ops {
@@ -296,11 +427,8 @@ impl Snapshot {
     /// Writes whole blocks from `first`.
     fn write_blocks(&self, st: &mut State, first: u64, data: &[u8]) -> io::Result<()> {
         let bs = self.bs() as usize;
-        let w = st
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
         st.view = None;
+        let w = self.writer(st)?;
         // Runs of blocks of one kind go to the writer together (REPLACE units span blocks).
         #[derive(PartialEq, Clone, Copy)]
         enum Kind {
@@ -373,10 +501,7 @@ impl Snapshot {
     /// Parses the COW for reading if a write came since the last parse.
     fn ensure_view(&self, st: &mut State) -> io::Result<()> {
         if st.view.is_none() {
-            let w = st
-                .writer
-                .as_mut()
-                .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+            let w = self.writer(st)?;
             w.flush().map_err(cow_error)?;
             let reader = CowReader::parse(w.sink(), None).map_err(cow_error)?;
             let mut blocks = HashMap::new();
@@ -500,12 +625,9 @@ impl TargetWrite for Handle {
 
     fn sync(&self) -> io::Result<()> {
         let mut st = self.0.lock();
-        let w = st
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+        let w = self.0.writer(&mut st)?;
         w.flush().map_err(cow_error)?;
-        w.sink().file.sync_data()
+        w.sink().sync_now()
     }
 
     fn size(&self) -> u64 {
@@ -514,10 +636,7 @@ impl TargetWrite for Handle {
 
     fn label(&self, label: u64) -> io::Result<()> {
         let mut st = self.0.lock();
-        let w = st
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+        let w = self.0.writer(&mut st)?;
         w.add_label(label).map_err(cow_error)
     }
 

@@ -62,8 +62,8 @@ fn io_err(what: &str) -> impl Fn(io::Error) -> Error + '_ {
     move |e| Error::io(what, e)
 }
 
-/// Merges `cow` into `base` in place, resuming from the state at `state` (removed when the
-/// merge is done). `progress` hears (ops merged, ops in all).
+/// Merges `cow` into `base` in place, resuming from the state at `state` (which says so when
+/// the merge is done: a merge run again then writes nothing). `progress` hears (ops merged, ops in all).
 pub fn merge(
     cow: &(impl ReadAt + ?Sized),
     base: &dyn TargetWrite,
@@ -145,9 +145,16 @@ pub fn merge(
         state_file::replace(state, &st.to_bytes())?;
         progress(st.merged, total);
     }
-    state_file::remove(state)?;
-    let _ = std::fs::remove_file(&journal);
-    Ok(())
+    // "All merged" stays recorded until the caller removes it ([`remove_state`]): merging
+    // again after a crash right here must not apply the COW a second time.
+    state_file::replace(state, &st.to_bytes())?;
+    state_file::remove(&journal)
+}
+
+/// Removes a merge's state (and journal) once the caller recorded the merge as done.
+pub fn remove_state(state: &Path) -> Result<()> {
+    state_file::remove(&journal_path(state))?;
+    state_file::remove(state)
 }
 
 fn write_journal(path: &Path, blocks: &[(u64, Vec<u8>)]) -> Result<()> {

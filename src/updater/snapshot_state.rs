@@ -12,7 +12,7 @@
 //!
 //! Each file is replaced atomically ([`crate::state_file`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use protobuf::{EnumOrUnknown, Message};
 
@@ -200,18 +200,16 @@ impl OtaDir {
     pub fn remove_all(&self) -> Result<()> {
         for space in self.snapshots()? {
             state_file::remove(&self.snapshot_path(&space.name))?;
-            remove_merge_state(&self.merge_state_path(&space.name))?;
+        }
+        let merge = self.root.join("merge");
+        match std::fs::remove_dir_all(&merge) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::Error::io(merge.display(), e)),
         }
         state_file::remove(&self.boot_indicator_path())?;
         self.write_state(UpdateState::None, "")
     }
-}
-
-fn remove_merge_state(path: &Path) -> Result<()> {
-    state_file::remove(path)?;
-    let mut journal = path.as_os_str().to_owned();
-    journal.push(".journal");
-    state_file::remove(Path::new(&journal))
 }
 
 #[cfg(test)]

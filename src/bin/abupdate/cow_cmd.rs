@@ -174,6 +174,7 @@ pub fn run(cmd: CowCommand) -> Result<()> {
                     println!("merged {done}/{all}");
                 },
             )?;
+            abupdate::device::snapshot_merge::remove_state(&state)?;
             println!("merge done");
             Ok(())
         }
