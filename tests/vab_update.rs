@@ -101,8 +101,7 @@ impl Fixture {
         )
         .unwrap();
 
-        let mut dynamic =
-            super_image::dynamic_metadata("main", 16 * MIB, &LOGICAL.map(|(n, _)| n));
+        let mut dynamic = super_image::dynamic_metadata("main", 16 * MIB, &LOGICAL.map(|(n, _)| n));
         dynamic.snapshot_enabled = true;
         dynamic.vabc = Vabc {
             enabled: true,
@@ -145,8 +144,11 @@ impl Fixture {
             threads: 2,
             ..common::unsigned_options()
         };
-        self.updater(Slot::A)
-            .apply(&mut Source::file(&self.payload)?, &options, &abupdate::engine::Quiet)
+        self.updater(Slot::A).apply(
+            &mut Source::file(&self.payload)?,
+            &options,
+            &abupdate::engine::Quiet,
+        )
     }
 
     fn read(&self, name: &str, slot: Slot) -> Vec<u8> {
@@ -269,14 +271,21 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
         std::fs::read_to_string(fx.ota().join("snapshot-boot")).unwrap(),
         "_a"
     );
-    assert_eq!(misc_status(&fx), Some((2, 0)), "misc: SNAPSHOTTED from slot a");
+    assert_eq!(
+        misc_status(&fx),
+        Some((2, 0)),
+        "misc: SNAPSHOTTED from slot a"
+    );
 
     // Each COW, out of super with lpunpack: AOSP's reader accepts it and, over the old image,
     // makes the new one.
     let unpacked = fx.root.join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
     for (name, _, new) in &fx.images {
-        let status = decode("SnapshotStatus", &fx.ota().join(format!("snapshots/{name}_b")));
+        let status = decode(
+            "SnapshotStatus",
+            &fx.ota().join(format!("snapshots/{name}_b")),
+        );
         for want in [
             format!("name: \"{name}_b\""),
             "state: CREATED".to_string(),
@@ -309,17 +318,36 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     let err = fx.apply().unwrap_err();
     assert_eq!(err.code, ErrorCode::MergePending, "{err}");
 
-    // The reboot into slot b, marked successful; the merge killed at random points.
+    // The reboot into slot b, marked successful; the merge killed at random points within
+    // the time a clean merge of a copy of the device takes.
     fx.updater(Slot::B).mark_boot_successful().unwrap();
+    let pristine = fx.root.join("pristine");
+    copy_dir(&fx.dev, &pristine);
+    let probe = fx.root.join("probe");
+    copy_dir(&fx.dev, &probe);
     let t = Instant::now();
+    run(Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(["merge", "--current-slot", "b", "--device"])
+        .arg(&probe));
+    let full = t.elapsed().as_millis().max(10) as u64;
     let mut rng = Rng(0x9_e7e);
-    let mut kills = 0;
-    // A first run killed early, then runs killed later and later, then one to the end.
+    let (mut kills, mut mid_merge) = (0, 0);
     loop {
         let child = fx.merge_cmd().spawn().unwrap();
-        let delay = Duration::from_millis(5 + rng.below(40) * (kills + 1));
-        match kill_after(child, delay) {
-            None => kills += 1,
+        match kill_after(child, Duration::from_millis(rng.below(full))) {
+            None => {
+                kills += 1;
+                // A kill that left a merge checkpoint behind: the next run resumes from it.
+                if fx.ota().join("merge").exists() {
+                    mid_merge += 1;
+                }
+            }
+            Some(out) if mid_merge == 0 => {
+                // Beat every kill: nothing proven, start over from before the merge.
+                assert!(out.status.success());
+                std::fs::remove_dir_all(&fx.dev).unwrap();
+                copy_dir(&pristine, &fx.dev);
+            }
             Some(out) => {
                 assert!(
                     out.status.success(),
@@ -329,9 +357,9 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
                 break;
             }
         }
-        assert!(kills < 100, "the merge never finished");
+        assert!(kills < 200, "the merge never finished");
     }
-    eprintln!("merged after {kills} kills in {:?}", t.elapsed());
+    eprintln!("merged after {kills} kills, {mid_merge} in the merge; a clean merge: {full} ms");
     for (name, _, new) in &fx.images {
         let got = fx.read(name, Slot::B);
         assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
@@ -355,6 +383,19 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     run(&mut fx.merge_cmd());
     for (name, _, new) in &fx.images {
         assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
     }
 }
 

@@ -60,5 +60,10 @@ pub fn set_merge_status(path: &Path, status: MergeStatus, current: Slot) -> Resu
     b[6] = current.index() as u8;
     file.write_all_at(&b, OFFSET)
         .and_then(|()| file.sync_data())
-        .map_err(|e| Error::io(format!("writing the Virtual A/B message in {}", path.display()), e))
+        .map_err(|e| {
+            Error::io(
+                format!("writing the Virtual A/B message in {}", path.display()),
+                e,
+            )
+        })
 }

@@ -92,7 +92,11 @@ pub fn prepare_snapshot_target(
 
     let suffixed = |n: &str| format!("{n}{target_suffix}");
     let size_of = |name: &str| updates.iter().find(|u| u.name == name).map(|u| u.size);
-    let listed = |name: &str| groups.iter().any(|g| g.partitions.iter().any(|p| p == name));
+    let listed = |name: &str| {
+        groups
+            .iter()
+            .any(|g| g.partitions.iter().any(|p| p == name))
+    };
     // Shrinks and deletions first, so that growth finds their space.
     for p in b.partition_names() {
         let Some(base) = p.strip_suffix(target_suffix) else {
@@ -167,7 +171,9 @@ pub fn prepare_snapshot_target(
 }
 
 fn old_size(source: &Metadata, name: &str) -> u64 {
-    source.partition(name).map_or(0, |p| source.partition_size(p))
+    source
+        .partition(name)
+        .map_or(0, |p| source.partition_size(p))
 }
 
 /// `metadata` with the snapshot update finished: the `cow` group and its partitions gone and

@@ -394,7 +394,11 @@ impl Updater {
             let finished = self.with_boot(|b| {
                 virtual_ab::finish(&self.device, b, &ota, &mut |name, done, all| {
                     log::info!("merging {name}: {done}/{all} ops");
-                    progress(if all == 0 { 1.0 } else { done as f32 / all as f32 });
+                    progress(if all == 0 {
+                        1.0
+                    } else {
+                        done as f32 / all as f32
+                    });
                 })
             })?;
             if finished != virtual_ab::Finished::Nothing {
@@ -626,7 +630,11 @@ impl<'p> Hooks<'_, 'p> {
             None => None,
         };
         let taken = plan.is_some();
-        *self.parts.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = snapshots;
+        *self
+            .parts
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snapshots;
         *self.parts.plan.lock().unwrap_or_else(|e| e.into_inner()) = plan.map(Arc::new);
         if taken {
             device.set_planned_target(None);

@@ -4,8 +4,8 @@
 //!
 //! The path: a payload whose `dynamic_partition_metadata` has `snapshot_enabled`,
 //! `vabc_enabled` and `cow_version` 3, on a Virtual A/B device ([`dynamic::is_virtual_ab`]).
-//! Anything else (a non-snapshot payload, a COW v2 payload, legacy dm-snapshot) keeps the
-//! dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
+//! Anything else (a non-snapshot payload, a COW v2 payload, legacy dm-snapshot, a payload with
+//! postinstall programs) keeps the dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
 //! running slot's partitions over in place, marked UPDATED, and carves a `<name>_<slot>-cow`
 //! partition per snapshot from free space; each COW is written into that partition
 //! ([`SnapshotPartitions`] over [`CowStore::Devices`]). A COW that does not fit in `super`
@@ -42,11 +42,22 @@ pub struct SnapshotPlan {
     pub settings: Vec<(String, CowSettings)>,
 }
 
-/// Whether `manifest` asks for compressed snapshots this updater writes (COW v3).
+/// Whether `manifest` asks for compressed snapshots this updater writes (COW v3). A payload
+/// with postinstall programs keeps the dynamic-partitions path: postinstall mounts the target
+/// partitions through their extents, which hold the snapshots' base until the merge.
 pub fn wants_snapshots(manifest: &Manifest) -> bool {
-    manifest.dynamic.as_ref().is_some_and(|d| {
-        d.snapshot_enabled && d.vabc.enabled && d.vabc.cow_version == Some(3)
-    })
+    let asked = manifest
+        .dynamic
+        .as_ref()
+        .is_some_and(|d| d.snapshot_enabled && d.vabc.enabled && d.vabc.cow_version == Some(3));
+    if asked && manifest.partitions.iter().any(|p| p.postinstall.is_some()) {
+        log::info!(
+            "compressed snapshots asked for, but the payload has postinstall programs, which \
+             would run from the snapshots' base: taking the dynamic-partitions path"
+        );
+        return false;
+    }
+    asked
 }
 
 /// The snapshot plan for `manifest`, or `None` when it takes another path. Refuses with 39
@@ -184,7 +195,12 @@ fn set_merge_status(device: &Device, status: MergeStatus) -> Result<()> {
 
 /// Before the first write (and again at every resume): the state Initiated, the snapshots'
 /// statuses, then the target metadata. Whether the metadata had to be written.
-pub fn begin(device: &Device, ota: &OtaDir, plan: &SnapshotPlan, fingerprint: &str) -> Result<bool> {
+pub fn begin(
+    device: &Device,
+    ota: &OtaDir,
+    plan: &SnapshotPlan,
+    fingerprint: &str,
+) -> Result<bool> {
     ota.write_state(UpdateState::Initiated, fingerprint)?;
     set_merge_status(device, MergeStatus::None)?;
     for space in &plan.target.snapshots {
@@ -304,7 +320,11 @@ fn merge(
         snapshot_merge::merge(&cow, base.as_ref(), &state, &mut |done, all| {
             progress(&space.name, done, all)
         })?;
-        ota.write_snapshot(space, &CowSettings::default(), SnapshotState::MergeCompleted)?;
+        ota.write_snapshot(
+            space,
+            &CowSettings::default(),
+            SnapshotState::MergeCompleted,
+        )?;
     }
     ota.write_state(UpdateState::MergeCompleted, "")?;
     device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;

@@ -236,9 +236,7 @@ pub fn test_key(which: char) -> (Signer, std::path::PathBuf) {
 /// Merge ops the way delta_generator derives them: a COW_COPY for each SOURCE_COPY extent
 /// pair, a COW_XOR for each diff operation with one source and one destination extent of the
 /// same length.
-pub fn merge_ops(
-    op: &InstallOperation,
-) -> Vec<CowMergeOperation> {
+pub fn merge_ops(op: &InstallOperation) -> Vec<CowMergeOperation> {
     let kind = match op.type_() {
         OpType::SOURCE_COPY => MergeType::COW_COPY,
         OpType::SOURCE_BSDIFF | OpType::BROTLI_BSDIFF | OpType::PUFFDIFF | OpType::ZUCCHINI => {
