@@ -605,6 +605,8 @@ impl SlotPartitions for ApplyPartitions<'_> {
 
 struct Hooks<'a, 'p> {
     updater: &'a Updater,
+    // Only the snapshot path (host-tools builds) switches the partitions.
+    #[cfg_attr(not(feature = "host-tools"), allow(dead_code))]
     parts: &'a ApplyPartitions<'p>,
 }
 
