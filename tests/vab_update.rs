@@ -58,7 +58,8 @@ fn evolve(rng: &mut Rng, old: &[u8]) -> Vec<u8> {
 }
 
 impl Fixture {
-    fn new(seed: u64) -> Fixture {
+    /// A device directory running slot a; Virtual A/B (super's flag and the property) or not.
+    fn new(seed: u64, virtual_ab: bool) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_owned();
         let dev = root.join("dev");
@@ -87,7 +88,7 @@ impl Fixture {
             .iter()
             .map(|(n, o, _)| (*n, o.len() as u64))
             .collect();
-        let layout = super_image::ab_layout(40 * MIB, "main", 16 * MIB, &sizes, true);
+        let layout = super_image::ab_layout(40 * MIB, "main", 16 * MIB, &sizes, virtual_ab);
         let v1: Vec<(String, &[u8])> = images
             .iter()
             .map(|(n, o, _)| (format!("{n}_a"), o.as_slice()))
@@ -97,7 +98,7 @@ impl Fixture {
         MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
         std::fs::write(
             dev.join("build.prop"),
-            "ro.build.date.utc=0\nro.virtual_ab.enabled=true\n",
+            format!("ro.build.date.utc=0\nro.virtual_ab.enabled={virtual_ab}\n"),
         )
         .unwrap();
 
@@ -216,7 +217,7 @@ fn misc_status(fx: &Fixture) -> Option<(u8, u8)> {
 
 #[test]
 fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
-    let fx = Fixture::new(0x0ab_5eed);
+    let fx = Fixture::new(0x0ab_5eed, true);
     let super_before = std::fs::read(fx.super_img()).unwrap();
     let source_before = fx.metadata(Slot::A);
     let outcome = fx.apply().unwrap();
@@ -417,13 +418,13 @@ fn kill_after(mut child: std::process::Child, delay: Duration) -> Option<std::pr
 
 #[test]
 fn booting_the_old_slot_again_cancels_the_snapshot_update() {
-    let fx = Fixture::new(0x0ab_c0de);
+    let fx = Fixture::new(0x0ab_c0de, true);
     let super_img = fx.super_img();
     fx.apply().unwrap();
     let base_extents: Vec<u8> = std::fs::read(&super_img).unwrap();
-    // The bootloader fell back to slot a (or the user reset): slot a is active and runs.
+    // The bootloader fell back to slot a: slot a is active and runs again.
     let updater = fx.updater(Slot::A);
-    updater.reset().unwrap();
+    updater.with_boot(|b| b.set_active(Slot::A)).unwrap();
     updater.mark_boot_successful().unwrap();
     updater.finish_previous_update().unwrap();
 
@@ -447,6 +448,29 @@ fn booting_the_old_slot_again_cancels_the_snapshot_update() {
         .total_metadata_size()
         .unwrap() as usize;
     assert!(after[end..] == base_extents[end..], "extents written");
-    // A new update can start.
+    // A new update can start; a reset before its reboot cancels it too.
     fx.apply().unwrap();
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+    updater.reset().unwrap();
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_none());
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(!state.contains("state:"), "state is not None: {state}");
+    assert_eq!(updater.with_boot(|b| b.active_slot()).unwrap(), Slot::A);
+}
+
+#[test]
+fn a_snapshot_payload_on_a_device_without_virtual_ab_takes_the_plain_path() {
+    let fx = Fixture::new(0x0ab_0ff, false);
+    fx.apply().unwrap();
+    let target = fx.metadata(Slot::B);
+    let source = fx.metadata(Slot::A);
+    for (name, _, new) in &fx.images {
+        let p = target.partition(&format!("{name}_b")).unwrap();
+        assert_eq!(p.attributes, lp::ATTR_READONLY);
+        let s = source.partition(&format!("{name}_a")).unwrap();
+        assert_ne!(target.extents_of(p)[0], source.extents_of(s)[0]);
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+    assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    assert!(!fx.ota().exists());
 }

@@ -65,14 +65,7 @@ pub fn plan(
             .iter()
             .any(|g| g.partitions.iter().any(|p| p == name))
     };
-    let groups: Vec<lp::DynamicGroup> = groups
-        .iter()
-        .map(|g| lp::DynamicGroup {
-            name: g.name.clone(),
-            size: g.size,
-            partitions: g.partitions.clone(),
-        })
-        .collect();
+    let groups = lp_groups(groups);
     let sizes: Vec<(String, u64)> = manifest
         .partitions
         .iter()
@@ -101,6 +94,18 @@ pub fn plan(
         );
     }
     Ok(Some(target))
+}
+
+/// The manifest's groups as liblp's planning takes them.
+pub fn lp_groups(groups: &[crate::payload::manifest::DynamicGroup]) -> Vec<lp::DynamicGroup> {
+    groups
+        .iter()
+        .map(|g| lp::DynamicGroup {
+            name: g.name.clone(),
+            size: g.size,
+            partitions: g.partitions.clone(),
+        })
+        .collect()
 }
 
 /// Whether the device is Virtual A/B: `virtual_ab_property` (`ro.virtual_ab.enabled`), the

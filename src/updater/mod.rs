@@ -337,7 +337,8 @@ impl Updater {
 
     /// Forgets the last update, as update_engine's `resetStatus`: drops the checkpoint, and if
     /// the update was fully applied and made the target slot active, makes the running slot
-    /// active again (the target slot keeps its content but will not boot next).
+    /// active again (the target slot keeps its content but will not boot next). A Virtual A/B
+    /// snapshot update not yet booted into is cancelled.
     pub fn reset(&self) -> Result<()> {
         if self.update_pending()? {
             let current = self.device.current_slot();
@@ -347,6 +348,15 @@ impl Updater {
                 }
                 Ok(())
             })?;
+        }
+        // A snapshot update not booted into goes with it (update_engine's `ResetUpdate`:
+        // libsnapshot's `CancelUpdate`).
+        #[cfg(feature = "host-tools")]
+        {
+            let ota = self.ota_dir();
+            if self.with_boot(|b| virtual_ab::cancel_unbooted(&self.device, b, &ota))? {
+                log::info!("the snapshot update was cancelled");
+            }
         }
         self.store.clear()
     }
@@ -381,7 +391,7 @@ impl Updater {
     /// A/B snapshot update this slot booted into, or cancels one whose old slot runs again
     /// (`virtual_ab::finish`, host-tools builds); refuses (39) while libsnapshot's state
     /// still says an update or merge is pending; raises the rollback floors to the running
-    /// slot's indexes. `progress` hears the merge's progress from 0 to 1.
+    /// slot's indexes.
     pub fn finish_previous_update(&self) -> Result<()> {
         self.finish_previous_update_with(&mut |_| {})
     }
@@ -391,16 +401,8 @@ impl Updater {
         #[cfg(feature = "host-tools")]
         {
             let ota = self.ota_dir();
-            let finished = self.with_boot(|b| {
-                virtual_ab::finish(&self.device, b, &ota, &mut |name, done, all| {
-                    log::info!("merging {name}: {done}/{all} ops");
-                    progress(if all == 0 {
-                        1.0
-                    } else {
-                        done as f32 / all as f32
-                    });
-                })
-            })?;
+            let finished =
+                self.with_boot(|b| virtual_ab::finish(&self.device, b, &ota, &mut *progress))?;
             if finished != virtual_ab::Finished::Nothing {
                 log::info!("previous snapshot update: {finished:?}");
             }

@@ -106,15 +106,7 @@ pub fn plan(
             .map_err(|_| crate::err!(MalformedPayload, "compression factor {factor}"))?,
         ..CowOptions::default()
     };
-    let groups: Vec<lp::DynamicGroup> = d
-        .groups
-        .iter()
-        .map(|g| lp::DynamicGroup {
-            name: g.name.clone(),
-            size: g.size,
-            partitions: g.partitions.clone(),
-        })
-        .collect();
+    let groups = dynamic::lp_groups(&d.groups);
     let in_group = |n: &str| d.groups.iter().any(|g| g.partitions.iter().any(|p| p == n));
     let mut updates = Vec::new();
     let mut settings = Vec::new();
@@ -235,13 +227,12 @@ pub enum Finished {
 }
 
 /// After a boot whose slot is marked successful: merges a snapshot update booted into, or
-/// cancels one whose old slot runs again. `progress` hears (ops merged, ops in all) per
-/// snapshot, by name.
+/// cancels one whose old slot runs again. `progress` hears the merge's progress, 0 to 1.
 pub fn finish(
     device: &Device,
     boot: &mut dyn BootControl,
     ota: &OtaDir,
-    progress: &mut dyn FnMut(&str, u64, u64),
+    progress: &mut dyn FnMut(f32),
 ) -> Result<Finished> {
     let state = ota.state()?;
     let live = matches!(
@@ -260,7 +251,13 @@ pub fn finish(
     let current = device.current_slot();
     let booted_source = ota.boot_indicator()?.as_deref() == Some(current.suffix());
     if booted_source {
-        if state == Some(UpdateState::Unverified) && boot.active_slot()? != current {
+        if state != Some(UpdateState::Unverified) {
+            // A merge began in the new slot: the old slot's partitions are being overwritten
+            // and it should not have booted. Nothing here can repair that; leave the state.
+            log::warn!("slot {current} runs while its snapshot update is {state:?}");
+            return Ok(Finished::Nothing);
+        }
+        if boot.active_slot()? != current {
             // Applied, waiting for the reboot into it.
             return Ok(Finished::Nothing);
         }
@@ -269,6 +266,26 @@ pub fn finish(
     }
     merge(device, boot, ota, progress)?;
     Ok(Finished::Merged)
+}
+
+/// Cancels a snapshot update that is being written or waits for its reboot, from the slot it
+/// was made on (libsnapshot's `CancelUpdate`). Whether there was one.
+pub fn cancel_unbooted(device: &Device, boot: &mut dyn BootControl, ota: &OtaDir) -> Result<bool> {
+    let state = ota.state()?;
+    if !matches!(
+        state,
+        Some(UpdateState::Initiated | UpdateState::Unverified)
+    ) || !device.has_super()
+    {
+        return Ok(false);
+    }
+    let source = ota.boot_indicator()?;
+    if source.is_some_and(|s| s != device.current_slot().suffix()) {
+        // Booted into the update: only its merge finishes it.
+        return Ok(false);
+    }
+    cancel(device, boot, ota)?;
+    Ok(true)
 }
 
 /// The old slot runs again: the snapshots and their COW partitions go, the target slot is
@@ -289,7 +306,7 @@ fn merge(
     device: &Device,
     boot: &mut dyn BootControl,
     ota: &OtaDir,
-    progress: &mut dyn FnMut(&str, u64, u64),
+    progress: &mut dyn FnMut(f32),
 ) -> Result<()> {
     let current = device.current_slot();
     // The old slot's partitions share the bases being overwritten: it cannot boot any more.
@@ -304,7 +321,9 @@ fn merge(
     for space in &snapshots {
         ota.write_snapshot(space, &CowSettings::default(), SnapshotState::Merging)?;
     }
-    for space in &snapshots {
+    // Each snapshot an equal share of the progress.
+    let share = 1.0 / snapshots.len().max(1) as f32;
+    for (i, space) in snapshots.iter().enumerate() {
         let cow_name = format!("{}-cow", space.name);
         if metadata.partition(&cow_name).is_none() {
             // Merged, and its COW partition already removed by an earlier run.
@@ -318,7 +337,13 @@ fn merge(
         }
         log::info!("merging the snapshot {}", space.name);
         snapshot_merge::merge(&cow, base.as_ref(), &state, &mut |done, all| {
-            progress(&space.name, done, all)
+            log::debug!("merging {}: {done}/{all} ops", space.name);
+            let part = if all == 0 {
+                1.0
+            } else {
+                done as f32 / all as f32
+            };
+            progress(share * (i as f32 + part));
         })?;
         ota.write_snapshot(
             space,
@@ -330,6 +355,7 @@ fn merge(
     device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
     ota.remove_all()?;
     set_merge_status(device, MergeStatus::None)?;
+    progress(1.0);
     log::info!("snapshot merge complete: {} partitions", snapshots.len());
     Ok(())
 }
