@@ -321,6 +321,13 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
 
     // The reboot into slot b, marked successful; the merge killed at random points within
     // the time a clean merge of a copy of the device takes.
+    // Booted into slot b but not yet marked successful: no merge (the update is still
+    // pending, which the command reports as its failure).
+    let out = fx.merge_cmd().output().unwrap();
+    assert!(!out.status.success());
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
     fx.updater(Slot::B).mark_boot_successful().unwrap();
     let pristine = fx.root.join("pristine");
     copy_dir(&fx.dev, &pristine);

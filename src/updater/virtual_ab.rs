@@ -264,6 +264,11 @@ pub fn finish(
         cancel(device, boot, ota)?;
         return Ok(Finished::Cancelled);
     }
+    if state == Some(UpdateState::Unverified) && !boot.is_successful(current)? {
+        // The merge starts only once the new slot proved it boots (a merge under way goes on).
+        log::info!("slot {current} is not marked successful yet: no merge");
+        return Ok(Finished::Nothing);
+    }
     merge(device, boot, ota, progress)?;
     Ok(Finished::Merged)
 }
