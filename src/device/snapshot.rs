@@ -1,6 +1,8 @@
 //! Platform adapter: the target slot's partitions written as Virtual A/B snapshots, one COW
-//! file per partition over the partition's base (the running slot's blocks), as update_engine's
-//! `VABCPartitionWriter` writes them.
+//! per partition over the partition's base (the running slot's blocks), as update_engine's
+//! `VABCPartitionWriter` writes them. The COWs are files in a directory (`abupdate cow
+//! update`) or devices ([`CowStore::Devices`]: the updater's `<name>_<slot>-cow` partitions in
+//! `super`).
 //!
 //! A snapshot is created with the payload's ordered ops ([`crate::engine::cow_plan`]): the
 //! merge sequence and every copy, then a label 0. The engine's writes then become ops: blocks
