@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::cow::{CowOptions, CowReader, CowSink, CowWriter, OpType, ReadAt};
+use crate::cow::{BlockMap, CowOptions, CowReader, CowSink, CowWriter, ReadAt};
 use crate::engine::cow_plan::{plan_partition, CowPlan, PlannedOp};
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::err;
@@ -214,13 +214,7 @@ struct Snapshot {
 struct State {
     writer: Option<CowWriter<CowFile>>,
     /// The COW as parsed for reading, until the next write.
-    view: Option<View>,
-}
-
-struct View {
-    reader: CowReader,
-    /// New block → (op index, block within the op's unit); the last op of a block wins.
-    blocks: HashMap<u64, (usize, u64)>,
+    view: Option<BlockMap>,
 }
 
 fn cow_error(e: crate::cow::CowError) -> io::Error {
@@ -343,7 +337,8 @@ impl Snapshot {
                         .checked_mul(self.bs())
                         .and_then(|a| a.checked_add(u64::from(offset)))
                         .ok_or_else(|| io::Error::other("XOR source out of range"))?;
-                    self.read_base(&mut old, at)?;
+                    crate::cow::view::read_base(&Base(&*self.base), at, &mut old)
+                        .map_err(cow_error)?;
                     for (o, n) in old.iter_mut().zip(&data[i * bs..(i + 1) * bs]) {
                         *o ^= n;
                     }
@@ -359,17 +354,6 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Reads the base at `at`; past its end it reads zeros.
-    fn read_base(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
-        let size = self.base.size();
-        let have = size.saturating_sub(at).min(buf.len() as u64) as usize;
-        if have > 0 {
-            self.base.read_at(&mut buf[..have], at)?;
-        }
-        buf[have..].fill(0);
-        Ok(())
-    }
-
     /// Parses the COW for reading if a write came since the last parse.
     fn ensure_view(&self, st: &mut State) -> io::Result<()> {
         if st.view.is_none() {
@@ -379,85 +363,30 @@ impl Snapshot {
                 .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
             w.flush().map_err(cow_error)?;
             let reader = CowReader::parse(w.sink(), None).map_err(cow_error)?;
-            let mut blocks = HashMap::new();
-            for (i, op) in reader.ops.iter().enumerate() {
-                if op.kind.is_metadata() {
-                    continue;
-                }
-                let n = if op.kind == OpType::Replace {
-                    1u64 << op.factor_bits
-                } else {
-                    1
-                };
-                for k in 0..n {
-                    blocks.insert(op.new_block.saturating_add(k), (i, k));
-                }
-            }
-            st.view = Some(View { reader, blocks });
-        }
-        Ok(())
-    }
-
-    /// Block `b` of the snapshot's view into `out`; `unit` keeps the last data unit read
-    /// (op index, bytes), as consecutive blocks share it.
-    fn read_block(
-        &self,
-        st: &mut State,
-        b: u64,
-        out: &mut [u8],
-        unit: &mut (Option<usize>, Vec<u8>),
-    ) -> io::Result<()> {
-        let bs = self.bs();
-        self.ensure_view(st)?;
-        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
-            return Err(io::Error::other("the snapshot is closed"));
-        };
-        let file = w.sink();
-        let Some(&(i, k)) = view.blocks.get(&b) else {
-            return self.read_base(out, b * bs);
-        };
-        let op = view.reader.ops[i];
-        match op.kind {
-            OpType::Zero => out.fill(0),
-            OpType::Copy => self.read_base(out, op.source.saturating_mul(bs))?,
-            OpType::Replace | OpType::Xor => {
-                if unit.0 != Some(i) {
-                    unit.0 = None;
-                    unit.1.resize(view.reader.unit_size(&op) as usize, 0);
-                    view.reader
-                        .read_data(file, &op, &mut unit.1)
-                        .map_err(cow_error)?;
-                    unit.0 = Some(i);
-                }
-                let at = (k * bs) as usize;
-                out.copy_from_slice(&unit.1[at..at + bs as usize]);
-                if op.kind == OpType::Xor {
-                    let mut old = vec![0u8; bs as usize];
-                    self.read_base(&mut old, op.source)?;
-                    for (o, x) in out.iter_mut().zip(&old) {
-                        *o ^= x;
-                    }
-                }
-            }
-            _ => {}
+            st.view = Some(BlockMap::new(reader));
         }
         Ok(())
     }
 
     fn read_range(&self, st: &mut State, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let bs = self.bs();
-        let mut block = vec![0u8; bs as usize];
-        let mut unit = (None, Vec::new());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = offset + done as u64;
-            let (b, within) = (at / bs, (at % bs) as usize);
-            self.read_block(st, b, &mut block, &mut unit)?;
-            let n = (bs as usize - within).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&block[within..within + n]);
-            done += n;
-        }
-        Ok(())
+        self.ensure_view(st)?;
+        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
+            return Err(io::Error::other("the snapshot is closed"));
+        };
+        view.read_range(w.sink(), &Base(&*self.base), buf, offset)
+            .map_err(cow_error)
+    }
+}
+
+/// The base partition as the COW reader reads it.
+struct Base<'a>(&'a dyn SourceRead);
+
+impl ReadAt for Base<'_> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_at(buf, offset)
     }
 }
 
