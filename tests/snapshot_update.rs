@@ -220,7 +220,13 @@ impl Setup {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(std::fs::read(&merged).unwrap() == *new, "{name}: our merge");
-            assert!(!state.exists());
+            // Merging again (a restart after the last state write) changes nothing.
+            let again = merge_cmd(&merged, &cow, &state).output().unwrap();
+            assert!(again.status.success());
+            assert!(
+                std::fs::read(&merged).unwrap() == *new,
+                "{name}: merged twice"
+            );
         }
     }
 }

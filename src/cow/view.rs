@@ -129,7 +129,11 @@ impl BlockMap {
 }
 
 /// Reads the base at `at`; past its end it reads zeros.
-pub(crate) fn read_base(base: &(impl ReadAt + ?Sized), at: u64, buf: &mut [u8]) -> Result<(), CowError> {
+pub(crate) fn read_base(
+    base: &(impl ReadAt + ?Sized),
+    at: u64,
+    buf: &mut [u8],
+) -> Result<(), CowError> {
     let have = base.size().saturating_sub(at).min(buf.len() as u64) as usize;
     if have > 0 {
         base.read_at(at, &mut buf[..have])?;
@@ -215,7 +219,12 @@ mod tests {
         let (cow, _) = write_image_cow(&new, Some(&old), opts, Vec::new()).unwrap();
         let view = SnapshotView::new(cow, old, None).unwrap();
         assert_eq!(view.size(), new.len() as u64);
-        for (at, len) in [(0, new.len()), (123, 9000), (30 * BS - 5, 3 * BS), (69 * BS, 3 * BS)] {
+        for (at, len) in [
+            (0, new.len()),
+            (123, 9000),
+            (30 * BS - 5, 3 * BS),
+            (69 * BS, 3 * BS),
+        ] {
             let mut got = vec![0u8; len];
             view.read_at(at as u64, &mut got).unwrap();
             assert!(got == new[at..at + len], "at {at}, {len} bytes");

@@ -61,7 +61,10 @@ pub fn serve<S: Read + Write>(
             }
             Action::Done => stream.write_all(&wire::reply(req.handle, 0))?,
             Action::Refuse { error, discard } => {
-                io::copy(&mut (&mut *stream).take(u64::from(discard)), &mut io::sink())?;
+                io::copy(
+                    &mut (&mut *stream).take(u64::from(discard)),
+                    &mut io::sink(),
+                )?;
                 stream.write_all(&wire::reply(req.handle, error))?;
                 stats.refused += 1;
             }

@@ -10,6 +10,9 @@
 //! The default run checks every crash point of a full and a delta update (a few hundred
 //! distinct disks). The soak (not in CI): `ABUPDATE_CRASH_STATES=10000 cargo test --release
 //! --test power_cut -- --ignored`.
+//!
+//! The Virtual A/B merge ([`merge`]) is recorded and cut the same way: 120 crash disks spread
+//! over the run by default, every crash point with `ABUPDATE_MERGE_CRASH_STATES=all`.
 
 #[path = "../avb_common/mod.rs"]
 mod avb_common;
@@ -17,6 +20,7 @@ mod check;
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod merge;
 mod recorder;
 mod regression;
 mod scenario;

@@ -109,7 +109,7 @@ impl Log {
         self.lock().clone()
     }
 
-    fn push(&self, event: Event) {
+    pub fn push(&self, event: Event) {
         self.lock().push(event);
     }
 
@@ -153,6 +153,21 @@ impl SlotPartitions for RecordingPartitions {
     fn target_slot_name(&self) -> String {
         self.device.target_slot_name()
     }
+}
+
+/// `inner` with its writes and syncs logged as `file`'s (syncs left out with `forget_syncs`).
+pub fn recording_target(
+    inner: Box<dyn TargetWrite>,
+    file: FileName,
+    log: Log,
+    forget_syncs: bool,
+) -> Box<dyn TargetWrite> {
+    Box::new(RecordingTarget {
+        inner,
+        file,
+        log,
+        forget_syncs,
+    })
 }
 
 struct RecordingTarget {

@@ -61,7 +61,7 @@ vab_merge() {
         > /tmp/merge.log || { cat /tmp/merge.log; return 1; }
     tail -2 /tmp/merge.log
     echo 3 > /proc/sys/vm/drop_caches
-    cmp "$VAB_BASE" "$VAB/system-v2.img" && [ ! -e "$VAB/system.merge" ] || return 1
+    cmp "$VAB_BASE" "$VAB/system-v2.img" || return 1
     echo "merged system_a equals the new image"
     vm_images dm-remove "$VAB_LINKS" system_a && vm_images dm-remove "$VAB_LINKS" vendor_a
 }

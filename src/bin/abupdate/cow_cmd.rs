@@ -91,7 +91,8 @@ pub enum CowCommand {
         payload: PathBuf,
     },
     /// Merge a COW into its base image in place, resuming from STATE where a killed merge
-    /// stopped (STATE is removed when the merge is done).
+    /// stopped. STATE then says the merge is done (merging again does nothing): remove it
+    /// with the COW.
     Merge {
         #[arg(long)]
         state: PathBuf,
