@@ -98,6 +98,9 @@ fn build_all(dir: &Path) -> Result<()> {
     for (name, blocks) in PARTITIONS {
         let v1 = sample::image(&mut rng, blocks);
         let mut v2 = v1.clone();
+        // A run moved down by 3 blocks: a Virtual A/B COW of it holds overlapping copies
+        // that merge in order (tests/vm/vab.sh).
+        v2.copy_within(103 * 4096..303 * 4096, 100 * 4096);
         for block in (0..blocks).step_by(7) {
             let at = block * 4096 + (rng.next_u64() % 4000) as usize;
             v2[at] ^= 0x5a;

@@ -19,9 +19,6 @@ use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::cow::CowReader;
 use abupdate::engine::checkpoint::CheckpointStore;
 use abupdate::engine::END_LABEL;
-use abupdate::payload::proto::update_metadata::cow_merge_operation::Type as MergeType;
-use abupdate::payload::proto::update_metadata::install_operation::Type as OpType;
-use abupdate::payload::proto::update_metadata::CowMergeOperation;
 use common::forge::{self, Forge};
 use common::Rng;
 
@@ -67,41 +64,6 @@ struct Setup {
     images: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
 }
 
-/// Merge ops the way delta_generator derives them: a COW_COPY for each SOURCE_COPY extent
-/// pair, a COW_XOR for each diff operation with one source and one destination extent of the
-/// same length.
-fn merge_ops(
-    op: &abupdate::payload::proto::update_metadata::InstallOperation,
-) -> Vec<CowMergeOperation> {
-    let kind = match op.type_() {
-        OpType::SOURCE_COPY => MergeType::COW_COPY,
-        OpType::SOURCE_BSDIFF | OpType::BROTLI_BSDIFF | OpType::PUFFDIFF | OpType::ZUCCHINI => {
-            MergeType::COW_XOR
-        }
-        _ => return Vec::new(),
-    };
-    let (src, dst) = (&op.src_extents, &op.dst_extents);
-    if src.len() != dst.len()
-        || (kind == MergeType::COW_XOR && src.len() != 1)
-        || src
-            .iter()
-            .zip(dst)
-            .any(|(s, d)| s.num_blocks() != d.num_blocks())
-    {
-        return Vec::new();
-    }
-    src.iter()
-        .zip(dst)
-        .map(|(s, d)| {
-            let mut m = CowMergeOperation::new();
-            m.set_type(kind);
-            m.src_extent = Some(s.clone()).into();
-            m.dst_extent = Some(d.clone()).into();
-            m
-        })
-        .collect()
-}
-
 impl Setup {
     fn new(seed: u64, blocks: usize) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
@@ -137,17 +99,7 @@ impl Setup {
         let built = root.join("delta.bin");
         build::build(&specs, &options, &built).unwrap();
         let mut f = Forge::read(&built);
-        let mut xor = 0;
-        f.edit(|m| {
-            for p in &mut m.partitions {
-                let ops: Vec<CowMergeOperation> = p.operations.iter().flat_map(merge_ops).collect();
-                xor += ops
-                    .iter()
-                    .filter(|o| o.type_() == MergeType::COW_XOR)
-                    .count();
-                p.merge_operations = ops;
-            }
-        });
+        let xor = f.add_merge_operations();
         assert!(xor > 0, "the payload has no diff operations to XOR");
         f.sign(&signer);
         let payload = root.join("payload.bin");

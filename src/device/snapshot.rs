@@ -65,6 +65,44 @@ impl CowSink for CowFile {
     }
 }
 
+/// A COW's bytes as the snapshot writer reads and writes them.
+pub trait CowStorage: ReadAt + CowSink + Send + Sync {}
+
+impl<T: ReadAt + CowSink + Send + Sync> CowStorage for T {}
+
+/// Where the snapshots' COW files are: a directory ([`CowDir`]), or a layer over one (the
+/// power-cut tests record every write and sync).
+pub trait CowFiles: Send + Sync {
+    /// The path of COW `file`.
+    fn path(&self, file: &str) -> PathBuf;
+    /// COW `file` opened for reading and writing; `None` if there is none.
+    fn open(&self, file: &str) -> io::Result<Option<Box<dyn CowStorage>>>;
+    /// COW `file` created empty (an existing one truncated).
+    fn create(&self, file: &str) -> io::Result<Box<dyn CowStorage>>;
+}
+
+/// COW files in a directory.
+#[derive(Clone, Debug)]
+pub struct CowDir(pub PathBuf);
+
+impl CowFiles for CowDir {
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+    fn open(&self, file: &str) -> io::Result<Option<Box<dyn CowStorage>>> {
+        match CowFile::open(&self.path(file), false) {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn create(&self, file: &str) -> io::Result<Box<dyn CowStorage>> {
+        let f = CowFile::open(&self.path(file), true)?;
+        f.file.set_len(0)?;
+        Ok(Box::new(f))
+    }
+}
+
 /// What one partition's snapshot is made of.
 struct Spec {
     /// The new partition's size.
@@ -81,7 +119,7 @@ struct Spec {
 /// in a directory, over the running slot's partitions of `inner` as bases.
 pub struct SnapshotPartitions<'a> {
     inner: &'a dyn SlotPartitions,
-    dir: PathBuf,
+    files: Arc<dyn CowFiles>,
     options: CowOptions,
     specs: HashMap<String, Arc<Spec>>,
     open: Mutex<HashMap<String, Arc<Snapshot>>>,
@@ -93,6 +131,16 @@ impl<'a> SnapshotPartitions<'a> {
     pub fn new(
         inner: &'a dyn SlotPartitions,
         dir: impl Into<PathBuf>,
+        options: CowOptions,
+        manifest: &Manifest,
+    ) -> Result<Self> {
+        Self::with_files(inner, Arc::new(CowDir(dir.into())), options, manifest)
+    }
+
+    /// [`Self::new`] with the COWs `<name><suffix>.cow` in `files`.
+    pub fn with_files(
+        inner: &'a dyn SlotPartitions,
+        files: Arc<dyn CowFiles>,
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
@@ -143,7 +191,7 @@ impl<'a> SnapshotPartitions<'a> {
         }
         Ok(SnapshotPartitions {
             inner,
-            dir: dir.into(),
+            files,
             options,
             specs,
             open: Mutex::new(HashMap::new()),
@@ -152,8 +200,11 @@ impl<'a> SnapshotPartitions<'a> {
 
     /// The COW file of partition `name`.
     pub fn cow_path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(format!("{name}_{}.cow", self.inner.target_slot_name()))
+        self.files.path(&self.cow_file(name))
+    }
+
+    fn cow_file(&self, name: &str) -> String {
+        format!("{name}_{}.cow", self.inner.target_slot_name())
     }
 
     fn snapshot(&self, name: &str) -> Result<Arc<Snapshot>> {
@@ -168,14 +219,15 @@ impl<'a> SnapshotPartitions<'a> {
             ));
         };
         let base = self.inner.open_source(name)?;
-        let path = self.cow_path(name);
+        let file = self.cow_file(name);
         let mut options = self.options.clone();
         options.max_blocks = Some(spec.size.div_ceil(u64::from(options.block_size)));
         options.op_count_max = spec.op_count_max;
         let snapshot = Arc::new(Snapshot {
             spec: spec.clone(),
             base,
-            path,
+            files: self.files.clone(),
+            file,
             options,
             state: Mutex::new(State {
                 writer: None,
@@ -206,13 +258,14 @@ impl SlotPartitions for SnapshotPartitions<'_> {
 struct Snapshot {
     spec: Arc<Spec>,
     base: Box<dyn SourceRead>,
-    path: PathBuf,
+    files: Arc<dyn CowFiles>,
+    file: String,
     options: CowOptions,
     state: Mutex<State>,
 }
 
 struct State {
-    writer: Option<CowWriter<CowFile>>,
+    writer: Option<CowWriter<Box<dyn CowStorage>>>,
     /// The COW as parsed for reading, until the next write.
     view: Option<BlockMap>,
 }
@@ -235,28 +288,33 @@ impl Snapshot {
         let mut st = self.lock();
         st.writer = None;
         st.view = None;
-        let existing = match (at, self.path.exists()) {
-            (Some(0), _) | (_, false) => None,
-            _ => {
-                let file = CowFile::open(&self.path, false)?;
-                let label = CowReader::parse(&file, None).ok().and_then(|r| {
-                    r.resume_points
-                        .iter()
-                        .map(|p| p.label)
-                        .filter(|l| at.map_or(true, |at| *l <= at))
-                        .max()
-                });
-                label.map(|l| (file, l))
+        // The labels come from the resume buffer alone, and each one not above `at` is tried
+        // from the latest down: a crash may leave the ops after the last synced label torn,
+        // and a whole-COW parse failing there must not make a COW with durable labels start
+        // over (the engine's checkpoint names one of them).
+        let mut resumed = None;
+        if at != Some(0) {
+            if let Some(file) = self.files.open(&self.file)? {
+                let mut labels: Vec<u64> = CowReader::labels(&file)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| at.map_or(true, |at| *l <= at))
+                    .collect();
+                labels.sort_unstable_by(|a, b| b.cmp(a));
+                labels.dedup();
+                for label in labels {
+                    let Some(sink) = self.files.open(&self.file)? else {
+                        break;
+                    };
+                    // A COW of other settings (another payload's) is not this update's: start
+                    // over.
+                    if let Ok(w) = CowWriter::resume(self.options.clone(), sink, &file, label) {
+                        resumed = Some(w);
+                        break;
+                    }
+                }
             }
-        };
-        let resumed = match existing {
-            Some((file, label)) => {
-                let sink = CowFile::open(&self.path, false)?;
-                // A COW of other settings (another payload's) is not this update's: start over.
-                CowWriter::resume(self.options.clone(), sink, &file, label).ok()
-            }
-            None => None,
-        };
+        }
         st.writer = Some(match resumed {
             Some(w) => w,
             None => self.create().map_err(cow_error)?,
@@ -265,9 +323,8 @@ impl Snapshot {
     }
 
     /// A new COW: the merge sequence, the copies, label 0.
-    fn create(&self) -> std::result::Result<CowWriter<CowFile>, crate::cow::CowError> {
-        let file = CowFile::open(&self.path, true)?;
-        file.file.set_len(0)?;
+    fn create(&self) -> std::result::Result<CowWriter<Box<dyn CowStorage>>, crate::cow::CowError> {
+        let file = self.files.create(&self.file)?;
         let mut w = CowWriter::new(self.options.clone(), file)?;
         w.add_sequence(&self.spec.plan.sequence)?;
         for op in &self.spec.plan.ops {
@@ -433,8 +490,7 @@ impl TargetWrite for Handle {
             .writer
             .as_mut()
             .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
-        w.flush().map_err(cow_error)?;
-        w.sink().file.sync_data()
+        w.sync().map_err(cow_error)
     }
 
     fn size(&self) -> u64 {

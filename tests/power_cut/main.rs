@@ -11,14 +11,17 @@
 //! distinct disks). The soak (not in CI): `ABUPDATE_CRASH_STATES=10000 cargo test --release
 //! --test power_cut -- --ignored`.
 //!
-//! The Virtual A/B merge ([`merge`]) is recorded and cut the same way: 120 crash disks spread
-//! over the run by default, every crash point with `ABUPDATE_MERGE_CRASH_STATES=all`.
+//! Virtual A/B is recorded and cut the same way: writing an update as snapshots
+//! ([`cow_write`]; 16 crash disks spread over the run by default, every crash point with
+//! `ABUPDATE_COW_CRASH_STATES=all`) and the merge ([`merge`]; 80 by default,
+//! `ABUPDATE_MERGE_CRASH_STATES=all`).
 
 #[path = "../avb_common/mod.rs"]
 mod avb_common;
 mod check;
 #[path = "../common/mod.rs"]
 mod common;
+mod cow_write;
 mod crash;
 mod merge;
 mod recorder;

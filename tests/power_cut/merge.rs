@@ -195,8 +195,8 @@ fn crash_and_resume(run: &MergeRun, limit: usize) -> (usize, Vec<(usize, String)
 fn limit() -> usize {
     match std::env::var("ABUPDATE_MERGE_CRASH_STATES").as_deref() {
         Ok("all") => usize::MAX,
-        Ok(n) => n.parse().unwrap_or(120),
-        Err(_) => 120,
+        Ok(n) => n.parse().unwrap_or(80),
+        Err(_) => 80,
     }
 }
 
@@ -222,7 +222,7 @@ fn every_merge_crash_state_resumes_to_the_new_image() {
         events.len(),
         violations.len()
     );
-    assert!(checked >= 100.min(limit()), "only {checked} crash states");
+    assert!(checked >= 80.min(limit()), "only {checked} crash states");
     assert!(violations.is_empty(), "{violations:?}");
 }
 
@@ -232,6 +232,6 @@ fn every_merge_crash_state_resumes_to_the_new_image() {
 #[test]
 fn a_merge_without_syncs_is_caught() {
     let (run, _) = record_merge(true);
-    let (_, violations) = crash_and_resume(&run, 60);
+    let (_, violations) = crash_and_resume(&run, 30);
     assert!(!violations.is_empty(), "no crash state broke the merge");
 }

@@ -262,6 +262,11 @@ impl BlockIo for RecordingMisc {
     }
 }
 
+/// `inner` with each save and clear logged as [`RecordingStore`] logs them.
+pub fn recording_checkpoints(inner: FileCheckpointStore, log: Log) -> impl CheckpointStore {
+    RecordingStore::new(inner, log)
+}
+
 /// The state directory's checkpoint file with each save and clear logged as an atomic
 /// replace followed by the directory sync that makes it durable (what
 /// `FileCheckpointStore` does: write a temporary file, fsync, rename, fsync the directory).

@@ -23,7 +23,10 @@ vab_cow_write() {
     VAB_BASE=$(readlink -f "$VAB_LINKS/system_a") || return 1
     VAB_BASE_SHA=$(sha256sum "$VAB_BASE" | cut -d' ' -f1)
     abupdate cow write --source "$VAB_BASE" "$VAB/system-v2.img" "$VAB/system.cow" || return 1
-    abupdate cow info "$VAB/system.cow"
+    abupdate cow info "$VAB/system.cow" > /tmp/cow.info || return 1
+    grep -E "^(ops|sequence|merge order)" /tmp/cow.info
+    # The moved run's unedited blocks are copies, in a merge sequence.
+    grep -q "^ops: *copy=[1-9]" /tmp/cow.info && grep -q "^sequence: *[1-9]" /tmp/cow.info
 }
 
 nbd_up() {
