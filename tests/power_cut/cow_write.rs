@@ -25,7 +25,7 @@ use crate::common::forge::Forge;
 use crate::crash::{Files, Timeline};
 use crate::recorder::{recording_checkpoints, Event, FileName, Log};
 use crate::scenario::{self, scratch, write_files, Scenario};
-use crate::{spread, Recorded};
+use crate::{crash_and_check, Recorded};
 
 const SNAPSHOTS: &str = "snapshots";
 
@@ -241,32 +241,15 @@ fn every_cow_write_crash_state_resumes_to_the_new_images() {
         Ok(n) => n.parse().unwrap_or(16),
         Err(_) => 16,
     };
-    let chosen = spread(&recorded, limit);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let violations = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(state) = chosen.states.get(i) else {
-                    return;
-                };
-                let files = recorded.timeline.materialize(state);
-                let tmp = scratch();
-                if let Err(why) = check(&run, &files, tmp.path()) {
-                    violations.lock().unwrap().push((state.at, why));
-                }
-            });
-        }
-    });
-    let violations = violations.into_inner().unwrap();
+    let (checked, violations) =
+        crash_and_check(&recorded, limit, |files, dir| check(&run, files, dir));
     println!(
         "snapshot writing ({} events, {labels} COW syncs): {} distinct crash states, {} violations",
         events.len(),
-        chosen.states.len(),
+        checked,
         violations.len()
     );
     assert!(labels >= 8, "only {labels} COW syncs");
-    assert!(chosen.states.len() >= 16.min(limit));
+    assert!(checked >= 16.min(limit));
     assert!(violations.is_empty(), "{violations:?}");
 }

@@ -303,6 +303,38 @@ impl Chosen {
     }
 }
 
+/// Crash disks spread over `recorded` (at most `limit`, see [`spread`]), each materialized
+/// into a scratch directory's files and handed to `check` on two threads; how many were
+/// checked, and the crash points whose check failed, with why. (The Virtual A/B checks: the
+/// updater's go through [`run`].)
+fn crash_and_check(
+    recorded: &Recorded,
+    limit: usize,
+    check: impl Fn(&crash::Files, &std::path::Path) -> Result<(), String> + Sync,
+) -> (usize, Vec<(usize, String)>) {
+    let chosen = spread(recorded, limit);
+    let next = AtomicUsize::new(0);
+    let violations = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(state) = chosen.states.get(i) else {
+                    return;
+                };
+                let files = recorded.timeline.materialize(state);
+                let tmp = scratch();
+                if let Err(why) = check(&files, tmp.path()) {
+                    let mut v = violations.lock().unwrap_or_else(|e| e.into_inner());
+                    v.push((state.at, why));
+                }
+            });
+        }
+    });
+    let violations = violations.into_inner().unwrap_or_else(|e| e.into_inner());
+    (chosen.states.len(), violations)
+}
+
 /// `points` reordered so that every prefix spreads evenly over them (bit-reversed indices).
 fn even_order(points: Vec<usize>) -> VecDeque<usize> {
     if points.len() < 2 {

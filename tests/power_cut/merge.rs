@@ -18,7 +18,7 @@ use crate::common::{self, Rng};
 use crate::crash::{Files, Timeline};
 use crate::recorder::{recording_target, Event, FileName, Log};
 use crate::scenario::scratch;
-use crate::{spread, Recorded};
+use crate::{crash_and_check, Recorded};
 
 const BS: usize = 4096;
 const BASE: &str = "system_a.img";
@@ -167,27 +167,9 @@ fn check(run: &MergeRun, files: &Files, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks `limit` distinct crash disks spread over the run (two threads); the violations.
+/// Checks `limit` distinct crash disks spread over the run; the violations.
 fn crash_and_resume(run: &MergeRun, limit: usize) -> (usize, Vec<(usize, String)>) {
-    let chosen = spread(&run.recorded, limit);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let violations = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(state) = chosen.states.get(i) else {
-                    return;
-                };
-                let files = run.recorded.timeline.materialize(state);
-                let tmp = scratch();
-                if let Err(why) = check(run, &files, tmp.path()) {
-                    violations.lock().unwrap().push((state.at, why));
-                }
-            });
-        }
-    });
-    (chosen.states.len(), violations.into_inner().unwrap())
+    crash_and_check(&run.recorded, limit, |files, dir| check(run, files, dir))
 }
 
 /// How many crash disks the default run checks; `ABUPDATE_MERGE_CRASH_STATES=all` checks
