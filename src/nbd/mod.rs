@@ -111,8 +111,9 @@ pub fn serve_device(
             "{size} bytes is not a whole number of {block_size}-byte blocks"
         ))));
     }
-    let blocks = i32::try_from(size / bs)
-        .map_err(|_| NbdError::Io(io::Error::other("too many blocks for NBD_SET_SIZE_BLOCKS")))?;
+    let too_big = |what: &str| NbdError::Io(io::Error::other(format!("{what} too large for NBD")));
+    let blocks = i32::try_from(size / bs).map_err(|_| too_big("block count"))?;
+    let block_size = i32::try_from(block_size).map_err(|_| too_big("block size"))?;
     let dev = File::options().read(true).write(true).open(device)?;
     let fd = dev.as_raw_fd();
     let (ours, theirs) = UnixStream::pair()?;
@@ -120,7 +121,7 @@ pub fn serve_device(
     // SAFETY: `fd` is an open nbd device for the calls' duration; each ioctl takes an integer
     // argument and no pointer, and the kernel takes its own reference to the socket.
     unsafe {
-        ioctls::set_blksize(fd, block_size as i32).map_err(ioctl_err("SET_BLKSIZE"))?;
+        ioctls::set_blksize(fd, block_size).map_err(ioctl_err("SET_BLKSIZE"))?;
         ioctls::set_size_blocks(fd, blocks).map_err(ioctl_err("SET_SIZE_BLOCKS"))?;
         ioctls::set_flags(fd, flags).map_err(ioctl_err("SET_FLAGS"))?;
         ioctls::set_sock(fd, theirs.as_raw_fd()).map_err(ioctl_err("SET_SOCK"))?;
