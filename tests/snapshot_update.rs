@@ -99,7 +99,7 @@ impl Setup {
         let built = root.join("delta.bin");
         build::build(&specs, &options, &built).unwrap();
         let mut f = Forge::read(&built);
-        let xor = f.add_merge_ops();
+        let xor = f.add_merge_operations();
         assert!(xor > 0, "the payload has no diff operations to XOR");
         f.sign(&signer);
         let payload = root.join("payload.bin");
@@ -172,7 +172,13 @@ impl Setup {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(std::fs::read(&merged).unwrap() == *new, "{name}: our merge");
-            assert!(!state.exists());
+            // Merging again (a restart after the last state write) changes nothing.
+            let again = merge_cmd(&merged, &cow, &state).output().unwrap();
+            assert!(again.status.success());
+            assert!(
+                std::fs::read(&merged).unwrap() == *new,
+                "{name}: merged twice"
+            );
         }
     }
 }

@@ -119,7 +119,7 @@ impl Fixture {
         let built = root.join("delta.bin");
         build::build(&specs, &options, &built).unwrap();
         let mut f = Forge::read(&built);
-        assert!(f.add_merge_ops() > 0, "no XOR merge ops");
+        assert!(f.add_merge_operations() > 0, "no XOR merge ops");
         f.unsign();
         let payload = root.join("payload.bin");
         std::fs::write(&payload, f.to_bytes()).unwrap();

@@ -524,7 +524,8 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 }
 
 /// The size of a regular file or block device (whose metadata length is 0).
-fn device_size(file: &File) -> io::Result<u64> {
+/// The size of a file or a block device (whose metadata says 0).
+pub fn device_size(file: &File) -> io::Result<u64> {
     use std::io::{Seek, SeekFrom};
     let meta = file.metadata()?;
     if meta.is_file() {

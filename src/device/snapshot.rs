@@ -1,8 +1,8 @@
 //! Platform adapter: the target slot's partitions written as Virtual A/B snapshots, one COW
 //! per partition over the partition's base (the running slot's blocks), as update_engine's
-//! `VABCPartitionWriter` writes them. The COWs are files in a directory (`abupdate cow
-//! update`) or devices ([`CowStore::Devices`]: the updater's `<name>_<slot>-cow` partitions in
-//! `super`).
+//! `VABCPartitionWriter` writes them. Where the COWs are is a [`CowFiles`]: files in a
+//! directory ([`CowDir`]: `abupdate cow update`) or devices ([`CowDevices`]: the updater's
+//! `<name>_<slot>-cow` partitions in `super`).
 //!
 //! A snapshot is created with the payload's ordered ops ([`crate::engine::cow_plan`]): the
 //! merge sequence and every copy, then a label 0. The engine's writes then become ops: blocks
@@ -22,22 +22,17 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::cow::{CowOptions, CowReader, CowSink, CowWriter, OpType, ReadAt};
+use crate::cow::{BlockMap, CowOptions, CowReader, CowSink, CowWriter, ReadAt};
 use crate::engine::cow_plan::{plan_partition, CowPlan, PlannedOp};
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::err;
 use crate::error::Result;
 use crate::payload::Manifest;
 
-/// A COW: a file (created and truncated as needed) or a fixed-size device such as the
-/// `<name>_<slot>-cow` partition in `super`.
+/// A COW file, read at offsets and written by the COW writer.
+#[derive(Debug)]
 pub struct CowFile {
-    inner: CowBacking,
-}
-
-enum CowBacking {
-    File(File),
-    Device(Box<dyn TargetWrite>),
+    file: File,
 }
 
 impl CowFile {
@@ -50,90 +45,117 @@ impl CowFile {
             .create(create)
             .mode(0o600)
             .open(path)?;
-        Ok(CowFile {
-            inner: CowBacking::File(file),
-        })
-    }
-
-    /// A COW kept on `device`, which is never grown: a COW larger than it fails to write.
-    pub fn device(device: Box<dyn TargetWrite>) -> CowFile {
-        CowFile {
-            inner: CowBacking::Device(device),
-        }
-    }
-
-    /// Drops a file's old content; a device keeps its bytes (the new header says what counts).
-    fn truncate(&self) -> io::Result<()> {
-        match &self.inner {
-            CowBacking::File(f) => f.set_len(0),
-            CowBacking::Device(_) => Ok(()),
-        }
-    }
-
-    fn sync_now(&self) -> io::Result<()> {
-        match &self.inner {
-            CowBacking::File(f) => f.sync_data(),
-            CowBacking::Device(d) => d.sync(),
-        }
+        Ok(CowFile { file })
     }
 }
 
 impl ReadAt for CowFile {
     fn size(&self) -> u64 {
-        match &self.inner {
-            CowBacking::File(f) => f.metadata().map_or(0, |m| m.len()),
-            CowBacking::Device(d) => d.size(),
-        }
+        self.file.metadata().map_or(0, |m| m.len())
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        match &self.inner {
-            CowBacking::File(f) => f.read_exact_at(buf, offset),
-            CowBacking::Device(d) => d.read_at(buf, offset),
-        }
+        self.file.read_exact_at(buf, offset)
     }
 }
 
 impl CowSink for CowFile {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        match &self.inner {
-            CowBacking::File(f) => f.write_all_at(data, offset),
-            CowBacking::Device(d) => d.write_at(data, offset),
-        }
+        self.file.write_all_at(data, offset)
     }
     fn sync(&mut self) -> io::Result<()> {
-        self.sync_now()
+        self.file.sync_data()
     }
 }
 
-/// Opens the device holding the COW of a partition (by its name without slot suffix).
+/// A COW's bytes as the snapshot writer reads and writes them.
+pub trait CowStorage: ReadAt + CowSink + Send + Sync {}
+
+impl<T: ReadAt + CowSink + Send + Sync> CowStorage for T {}
+
+/// Where the snapshots' COWs are, each named for its snapshot (`<name>_<slot>`, as libsnapshot
+/// names them): files in a directory ([`CowDir`]), devices ([`CowDevices`]: the updater's
+/// `-cow` partitions in `super`), or a layer over one (the power-cut tests record every write
+/// and sync).
+pub trait CowFiles: Send + Sync {
+    /// The COW of `snapshot` opened for reading and writing; `None` if there is none.
+    fn open(&self, snapshot: &str) -> io::Result<Option<Box<dyn CowStorage>>>;
+    /// The COW of `snapshot` started over: a file is truncated (created if missing); a device
+    /// keeps its bytes, as the new header says what counts.
+    fn create(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>>;
+}
+
+/// COW files in a directory: `DIR/<name>_<slot>.cow`.
+#[derive(Clone, Debug)]
+pub struct CowDir(pub PathBuf);
+
+impl CowDir {
+    /// The file name of the COW of `snapshot`.
+    pub fn file_name(snapshot: &str) -> String {
+        format!("{snapshot}.cow")
+    }
+
+    /// The path of the COW of `snapshot`.
+    pub fn path(&self, snapshot: &str) -> PathBuf {
+        self.0.join(Self::file_name(snapshot))
+    }
+}
+
+impl CowFiles for CowDir {
+    fn open(&self, snapshot: &str) -> io::Result<Option<Box<dyn CowStorage>>> {
+        match CowFile::open(&self.path(snapshot), false) {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn create(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>> {
+        let f = CowFile::open(&self.path(snapshot), true)?;
+        f.file.set_len(0)?;
+        Ok(Box::new(f))
+    }
+}
+
+/// Opens the device holding the COW of a snapshot (by the snapshot's name, `<name>_<slot>`).
 pub type CowOpener = dyn Fn(&str) -> Result<Box<dyn TargetWrite>> + Send + Sync;
 
-/// Where the snapshots' COWs are kept.
-#[derive(Clone)]
-pub enum CowStore {
-    /// One file per partition, `DIR/<name>_<slot>.cow`.
-    Dir(PathBuf),
-    /// A device per partition (Virtual A/B: its `-cow` partition in `super`).
-    Devices(Arc<CowOpener>),
+/// COWs on devices, one per snapshot (Virtual A/B: the `<name>_<slot>-cow` partitions in
+/// `super`). A device is never grown: a COW larger than it fails to write.
+pub struct CowDevices(pub Box<CowOpener>);
+
+/// A COW on a device (a `-cow` partition), read and written as the COW reader and writer do.
+pub struct DeviceCow(pub Box<dyn TargetWrite>);
+
+impl ReadAt for DeviceCow {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_at(buf, offset)
+    }
 }
 
-/// One snapshot's COW location.
-#[derive(Clone)]
-enum CowLocation {
-    Path(PathBuf),
-    Device(Arc<CowOpener>, String),
+impl CowSink for DeviceCow {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_at(data, offset)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync()
+    }
 }
 
-impl CowLocation {
-    /// The COW, or `None` for a file that does not exist and is not to be created.
-    fn open(&self, create: bool) -> io::Result<Option<CowFile>> {
-        match self {
-            CowLocation::Path(p) if !create && !p.exists() => Ok(None),
-            CowLocation::Path(p) => CowFile::open(p, create).map(Some),
-            CowLocation::Device(open, name) => open(name)
-                .map(|d| Some(CowFile::device(d)))
-                .map_err(|e| io::Error::other(e.to_string())),
-        }
+impl CowDevices {
+    fn device(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>> {
+        let device = (self.0)(snapshot).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Box::new(DeviceCow(device)))
+    }
+}
+
+impl CowFiles for CowDevices {
+    fn open(&self, snapshot: &str) -> io::Result<Option<Box<dyn CowStorage>>> {
+        self.device(snapshot).map(Some)
+    }
+    fn create(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>> {
+        self.device(snapshot)
     }
 }
 
@@ -175,11 +197,11 @@ pub fn worst_case_cow_size(p: &crate::payload::Partition, block_size: u32) -> u6
         .saturating_mul(4096)
 }
 
-/// The target slot as snapshots: writes of the partitions `manifest` updates go to COW files
-/// in a directory, over the running slot's partitions of `inner` as bases.
+/// The target slot as snapshots: writes of the partitions `manifest` updates go to COWs in a
+/// [`CowFiles`], over the running slot's partitions of `inner` as bases.
 pub struct SnapshotPartitions<'a> {
     inner: &'a dyn SlotPartitions,
-    store: CowStore,
+    files: Arc<dyn CowFiles>,
     options: CowOptions,
     specs: HashMap<String, Arc<Spec>>,
     open: Mutex<HashMap<String, Arc<Snapshot>>>,
@@ -194,13 +216,13 @@ impl<'a> SnapshotPartitions<'a> {
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
-        Self::in_store(inner, CowStore::Dir(dir.into()), options, manifest)
+        Self::with_files(inner, Arc::new(CowDir(dir.into())), options, manifest)
     }
 
-    /// Snapshots of every partition `manifest` updates, their COWs kept in `store`.
-    pub fn in_store(
+    /// [`Self::new`] with the COWs in `files`, each named for its snapshot (`<name><suffix>`).
+    pub fn with_files(
         inner: &'a dyn SlotPartitions,
-        store: CowStore,
+        files: Arc<dyn CowFiles>,
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
@@ -247,29 +269,16 @@ impl<'a> SnapshotPartitions<'a> {
         }
         Ok(SnapshotPartitions {
             inner,
-            store,
+            files,
             options,
             specs,
             open: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The COW file of partition `name` (in a [`CowStore::Dir`]; `None` otherwise).
-    pub fn cow_path(&self, name: &str) -> Option<PathBuf> {
-        match &self.store {
-            CowStore::Dir(dir) => {
-                Some(dir.join(format!("{name}_{}.cow", self.inner.target_slot_name())))
-            }
-            CowStore::Devices(_) => None,
-        }
-    }
-
-    fn cow_location(&self, name: &str) -> CowLocation {
-        match (&self.store, self.cow_path(name)) {
-            (CowStore::Devices(open), _) => CowLocation::Device(open.clone(), name.to_owned()),
-            (CowStore::Dir(_), Some(p)) => CowLocation::Path(p),
-            (CowStore::Dir(dir), None) => CowLocation::Path(dir.clone()),
-        }
+    /// The name of the snapshot of partition `name`, which names its COW: `<name>_<slot>`.
+    fn snapshot_name(&self, name: &str) -> String {
+        format!("{name}_{}", self.inner.target_slot_name())
     }
 
     fn snapshot(&self, name: &str) -> Result<Arc<Snapshot>> {
@@ -284,13 +293,14 @@ impl<'a> SnapshotPartitions<'a> {
             ));
         };
         let base = self.inner.open_source(name)?;
-        let cow = self.cow_location(name);
+        let cow = self.snapshot_name(name);
         let mut options = self.options.clone();
         options.max_blocks = Some(spec.size.div_ceil(u64::from(options.block_size)));
         options.op_count_max = spec.op_count_max;
         let snapshot = Arc::new(Snapshot {
             spec: spec.clone(),
             base,
+            files: self.files.clone(),
             cow,
             options,
             state: Mutex::new(State {
@@ -321,21 +331,17 @@ impl SlotPartitions for SnapshotPartitions<'_> {
 struct Snapshot {
     spec: Arc<Spec>,
     base: Box<dyn SourceRead>,
-    cow: CowLocation,
+    files: Arc<dyn CowFiles>,
+    /// The snapshot's name, its COW's in `files`.
+    cow: String,
     options: CowOptions,
     state: Mutex<State>,
 }
 
 struct State {
-    writer: Option<CowWriter<CowFile>>,
+    writer: Option<CowWriter<Box<dyn CowStorage>>>,
     /// The COW as parsed for reading, until the next write.
-    view: Option<View>,
-}
-
-struct View {
-    reader: CowReader,
-    /// New block → (op index, block within the op's unit); the last op of a block wins.
-    blocks: HashMap<u64, (usize, u64)>,
+    view: Option<BlockMap>,
 }
 
 fn cow_error(e: crate::cow::CowError) -> io::Error {
@@ -358,7 +364,7 @@ impl Snapshot {
     }
 
     /// The COW's writer, opened at its last label on the first access.
-    fn writer<'s>(&self, st: &'s mut State) -> io::Result<&'s mut CowWriter<CowFile>> {
+    fn writer<'s>(&self, st: &'s mut State) -> io::Result<&'s mut CowWriter<Box<dyn CowStorage>>> {
         if st.writer.is_none() {
             self.reopen_locked(st, None)?;
         }
@@ -370,29 +376,33 @@ impl Snapshot {
     fn reopen_locked(&self, st: &mut State, at: Option<u64>) -> io::Result<()> {
         st.writer = None;
         st.view = None;
-        let existing = match at {
-            Some(0) => None,
-            _ => self.cow.open(false)?.and_then(|file| {
-                let label = CowReader::parse(&file, None).ok().and_then(|r| {
-                    r.resume_points
-                        .iter()
-                        .map(|p| p.label)
-                        .filter(|l| at.map_or(true, |at| *l <= at))
-                        .max()
-                });
-                label.map(|l| (file, l))
-            }),
-        };
-        let resumed = match existing {
-            Some((file, label)) => {
-                let Some(sink) = self.cow.open(false)? else {
-                    return Err(io::Error::other("the COW went away"));
-                };
-                // A COW of other settings (another payload's) is not this update's: start over.
-                CowWriter::resume(self.options.clone(), sink, &file, label).ok()
+        // The labels come from the resume buffer alone, and each one not above `at` is tried
+        // from the latest down: a crash may leave the ops after the last synced label torn,
+        // and a whole-COW parse failing there must not make a COW with durable labels start
+        // over (the engine's checkpoint names one of them).
+        let mut resumed = None;
+        if at != Some(0) {
+            if let Some(file) = self.files.open(&self.cow)? {
+                let mut labels: Vec<u64> = CowReader::labels(&file)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| at.map_or(true, |at| *l <= at))
+                    .collect();
+                labels.sort_unstable_by(|a, b| b.cmp(a));
+                labels.dedup();
+                for label in labels {
+                    let Some(sink) = self.files.open(&self.cow)? else {
+                        break;
+                    };
+                    // A COW of other settings (another payload's) is not this update's: start
+                    // over.
+                    if let Ok(w) = CowWriter::resume(self.options.clone(), sink, &file, label) {
+                        resumed = Some(w);
+                        break;
+                    }
+                }
             }
-            None => None,
-        };
+        }
         st.writer = Some(match resumed {
             Some(w) => w,
             None => self.create().map_err(cow_error)?,
@@ -401,12 +411,8 @@ impl Snapshot {
     }
 
     /// A new COW: the merge sequence, the copies, label 0.
-    fn create(&self) -> std::result::Result<CowWriter<CowFile>, crate::cow::CowError> {
-        let file = self
-            .cow
-            .open(true)?
-            .ok_or_else(|| io::Error::other("the COW cannot be created"))?;
-        file.truncate()?;
+    fn create(&self) -> std::result::Result<CowWriter<Box<dyn CowStorage>>, crate::cow::CowError> {
+        let file = self.files.create(&self.cow)?;
         let mut w = CowWriter::new(self.options.clone(), file)?;
         w.add_sequence(&self.spec.plan.sequence)?;
         for op in &self.spec.plan.ops {
@@ -473,7 +479,8 @@ impl Snapshot {
                         .checked_mul(self.bs())
                         .and_then(|a| a.checked_add(u64::from(offset)))
                         .ok_or_else(|| io::Error::other("XOR source out of range"))?;
-                    self.read_base(&mut old, at)?;
+                    crate::cow::view::read_base(&Base(&*self.base), at, &mut old)
+                        .map_err(cow_error)?;
                     for (o, n) in old.iter_mut().zip(&data[i * bs..(i + 1) * bs]) {
                         *o ^= n;
                     }
@@ -489,102 +496,36 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Reads the base at `at`; past its end it reads zeros.
-    fn read_base(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
-        let size = self.base.size();
-        let have = size.saturating_sub(at).min(buf.len() as u64) as usize;
-        if have > 0 {
-            self.base.read_at(&mut buf[..have], at)?;
-        }
-        buf[have..].fill(0);
-        Ok(())
-    }
-
     /// Parses the COW for reading if a write came since the last parse.
     fn ensure_view(&self, st: &mut State) -> io::Result<()> {
         if st.view.is_none() {
             let w = self.writer(st)?;
             w.flush().map_err(cow_error)?;
             let reader = CowReader::parse(w.sink(), None).map_err(cow_error)?;
-            let mut blocks = HashMap::new();
-            for (i, op) in reader.ops.iter().enumerate() {
-                if op.kind.is_metadata() {
-                    continue;
-                }
-                let n = if op.kind == OpType::Replace {
-                    1u64 << op.factor_bits
-                } else {
-                    1
-                };
-                for k in 0..n {
-                    blocks.insert(op.new_block.saturating_add(k), (i, k));
-                }
-            }
-            st.view = Some(View { reader, blocks });
-        }
-        Ok(())
-    }
-
-    /// Block `b` of the snapshot's view into `out`; `unit` keeps the last data unit read
-    /// (op index, bytes), as consecutive blocks share it.
-    fn read_block(
-        &self,
-        st: &mut State,
-        b: u64,
-        out: &mut [u8],
-        unit: &mut (Option<usize>, Vec<u8>),
-    ) -> io::Result<()> {
-        let bs = self.bs();
-        self.ensure_view(st)?;
-        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
-            return Err(io::Error::other("the snapshot is closed"));
-        };
-        let file = w.sink();
-        let Some(&(i, k)) = view.blocks.get(&b) else {
-            return self.read_base(out, b * bs);
-        };
-        let op = view.reader.ops[i];
-        match op.kind {
-            OpType::Zero => out.fill(0),
-            OpType::Copy => self.read_base(out, op.source.saturating_mul(bs))?,
-            OpType::Replace | OpType::Xor => {
-                if unit.0 != Some(i) {
-                    unit.0 = None;
-                    unit.1.resize(view.reader.unit_size(&op) as usize, 0);
-                    view.reader
-                        .read_data(file, &op, &mut unit.1)
-                        .map_err(cow_error)?;
-                    unit.0 = Some(i);
-                }
-                let at = (k * bs) as usize;
-                out.copy_from_slice(&unit.1[at..at + bs as usize]);
-                if op.kind == OpType::Xor {
-                    let mut old = vec![0u8; bs as usize];
-                    self.read_base(&mut old, op.source)?;
-                    for (o, x) in out.iter_mut().zip(&old) {
-                        *o ^= x;
-                    }
-                }
-            }
-            _ => {}
+            st.view = Some(BlockMap::new(reader));
         }
         Ok(())
     }
 
     fn read_range(&self, st: &mut State, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let bs = self.bs();
-        let mut block = vec![0u8; bs as usize];
-        let mut unit = (None, Vec::new());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = offset + done as u64;
-            let (b, within) = (at / bs, (at % bs) as usize);
-            self.read_block(st, b, &mut block, &mut unit)?;
-            let n = (bs as usize - within).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&block[within..within + n]);
-            done += n;
-        }
-        Ok(())
+        self.ensure_view(st)?;
+        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
+            return Err(io::Error::other("the snapshot is closed"));
+        };
+        view.read_range(w.sink(), &Base(&*self.base), buf, offset)
+            .map_err(cow_error)
+    }
+}
+
+/// The base partition as the COW reader reads it.
+struct Base<'a>(&'a dyn SourceRead);
+
+impl ReadAt for Base<'_> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_at(buf, offset)
     }
 }
 
@@ -628,8 +569,7 @@ impl TargetWrite for Handle {
     fn sync(&self) -> io::Result<()> {
         let mut st = self.0.lock();
         let w = self.0.writer(&mut st)?;
-        w.flush().map_err(cow_error)?;
-        w.sink().sync_now()
+        w.sync().map_err(cow_error)
     }
 
     fn size(&self) -> u64 {

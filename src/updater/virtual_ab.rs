@@ -8,7 +8,7 @@
 //! postinstall programs) keeps the dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
 //! running slot's partitions over in place, marked UPDATED, and carves a `<name>_<slot>-cow`
 //! partition per snapshot from free space; each COW is written into that partition
-//! ([`SnapshotPartitions`] over [`CowStore::Devices`]). A COW that does not fit in `super`
+//! ([`SnapshotPartitions`] over [`CowDevices`]). A COW that does not fit in `super`
 //! (libsnapshot's overflow image on `/data`) is refused with 37 before anything is written.
 //!
 //! The state follows libsnapshot ([`OtaDir`]): Initiated with the snapshots' statuses before
@@ -23,9 +23,9 @@ use super::ota_state::UpdateState;
 use super::snapshot_state::{CowSettings, OtaDir, SnapshotState};
 use crate::boot_control::vab_message::{self, MergeStatus};
 use crate::cow::{Compression, CowOptions};
-use crate::device::snapshot::{CowStore, SnapshotPartitions};
+use crate::device::snapshot::{CowDevices, DeviceCow, SnapshotPartitions};
 use crate::device::{snapshot_merge, Device};
-use crate::engine::{SlotPartitions, TargetWrite};
+use crate::engine::SlotPartitions;
 use crate::error::Result;
 use crate::lp;
 use crate::payload::Manifest;
@@ -162,11 +162,10 @@ pub fn snapshot_partitions<'p>(
 ) -> Result<SnapshotPartitions<'p>> {
     let device = device.clone();
     let metadata = plan.target.metadata.clone();
-    let suffix = device.target_slot().suffix();
-    let store = CowStore::Devices(Arc::new(move |name: &str| {
-        device.open_logical(&metadata, &format!("{name}{suffix}-cow"))
+    let files = CowDevices(Box::new(move |snapshot: &str| {
+        device.open_logical(&metadata, &format!("{snapshot}-cow"))
     }));
-    SnapshotPartitions::in_store(plain, store, plan.options.clone(), manifest)
+    SnapshotPartitions::with_files(plain, Arc::new(files), plan.options.clone(), manifest)
 }
 
 /// Where misc is, if the device has one.
@@ -334,7 +333,7 @@ fn merge(
             // Merged, and its COW partition already removed by an earlier run.
             continue;
         }
-        let cow = CowDevice(device.open_logical(&metadata, &cow_name)?);
+        let cow = DeviceCow(device.open_logical(&metadata, &cow_name)?);
         let base = device.open_logical(&metadata, &space.name)?;
         let state = ota.merge_state_path(&space.name);
         if let Some(dir) = state.parent() {
@@ -363,16 +362,4 @@ fn merge(
     progress(1.0);
     log::info!("snapshot merge complete: {} partitions", snapshots.len());
     Ok(())
-}
-
-/// A COW partition read by the merge.
-struct CowDevice(Box<dyn TargetWrite>);
-
-impl crate::cow::ReadAt for CowDevice {
-    fn size(&self) -> u64 {
-        self.0.size()
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.0.read_at(buf, offset)
-    }
 }

@@ -29,6 +29,23 @@ pub struct Forge {
 }
 
 impl Forge {
+    /// Adds `merge_operations` to every partition the way delta_generator derives them for
+    /// Virtual A/B ([`merge_ops`]); the number of COW_XOR ops. The payload needs signing again.
+    pub fn add_merge_operations(&mut self) -> usize {
+        let mut xor = 0;
+        self.edit(|m| {
+            for p in &mut m.partitions {
+                let ops: Vec<CowMergeOperation> = p.operations.iter().flat_map(merge_ops).collect();
+                xor += ops
+                    .iter()
+                    .filter(|o| o.type_() == MergeType::COW_XOR)
+                    .count();
+                p.merge_operations = ops;
+            }
+        });
+        xor
+    }
+
     /// Splits a valid payload into its parts.
     pub fn parse(bytes: &[u8]) -> Forge {
         let header = PayloadHeader::parse(bytes, Some(bytes.len() as u64)).expect("valid header");
@@ -170,23 +187,6 @@ impl Forge {
         payload.extend_from_slice(&self.blobs);
         self.payload_signature = signature(signer, &payload);
         self
-    }
-
-    /// Gives every partition the `merge_operations` of [`merge_ops`]; returns how many are
-    /// COW_XOR.
-    pub fn add_merge_ops(&mut self) -> usize {
-        let mut xor = 0;
-        self.edit(|m| {
-            for p in &mut m.partitions {
-                let ops: Vec<CowMergeOperation> = p.operations.iter().flat_map(merge_ops).collect();
-                xor += ops
-                    .iter()
-                    .filter(|o| o.type_() == MergeType::COW_XOR)
-                    .count();
-                p.merge_operations = ops;
-            }
-        });
-        xor
     }
 
     /// Drops both signatures (and the manifest's signature fields).

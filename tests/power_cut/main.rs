@@ -10,13 +10,20 @@
 //! The default run checks every crash point of a full and a delta update (a few hundred
 //! distinct disks). The soak (not in CI): `ABUPDATE_CRASH_STATES=10000 cargo test --release
 //! --test power_cut -- --ignored`.
+//!
+//! Virtual A/B is recorded and cut the same way: writing an update as snapshots
+//! ([`cow_write`]; 16 crash disks spread over the run by default, every crash point with
+//! `ABUPDATE_COW_CRASH_STATES=all`) and the merge ([`merge`]; 80 by default,
+//! `ABUPDATE_MERGE_CRASH_STATES=all`).
 
 #[path = "../avb_common/mod.rs"]
 mod avb_common;
 mod check;
 #[path = "../common/mod.rs"]
 mod common;
+mod cow_write;
 mod crash;
+mod merge;
 mod recorder;
 mod regression;
 mod scenario;
@@ -294,6 +301,38 @@ impl Chosen {
             self.states.push(state);
         }
     }
+}
+
+/// Crash disks spread over `recorded` (at most `limit`, see [`spread`]), each materialized
+/// into a scratch directory's files and handed to `check` on two threads; how many were
+/// checked, and the crash points whose check failed, with why. (The Virtual A/B checks: the
+/// updater's go through [`run`].)
+fn crash_and_check(
+    recorded: &Recorded,
+    limit: usize,
+    check: impl Fn(&crash::Files, &std::path::Path) -> Result<(), String> + Sync,
+) -> (usize, Vec<(usize, String)>) {
+    let chosen = spread(recorded, limit);
+    let next = AtomicUsize::new(0);
+    let violations = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(state) = chosen.states.get(i) else {
+                    return;
+                };
+                let files = recorded.timeline.materialize(state);
+                let tmp = scratch();
+                if let Err(why) = check(&files, tmp.path()) {
+                    let mut v = violations.lock().unwrap_or_else(|e| e.into_inner());
+                    v.push((state.at, why));
+                }
+            });
+        }
+    });
+    let violations = violations.into_inner().unwrap_or_else(|e| e.into_inner());
+    (chosen.states.len(), violations)
 }
 
 /// `points` reordered so that every prefix spreads evenly over them (bit-reversed indices).
