@@ -20,7 +20,7 @@ use abupdate::cow::CowReader;
 use abupdate::engine::checkpoint::CheckpointStore;
 use abupdate::engine::END_LABEL;
 use common::forge::{self, Forge};
-use common::Rng;
+use common::{kill_after, Rng};
 
 const BS: usize = 4096;
 
@@ -234,22 +234,6 @@ fn snapshot_update_is_accepted_by_aosp_and_merges_into_the_new_images() {
     for (name, old, _) in &setup.images {
         assert!(std::fs::read(setup.dev.join(format!("{name}_a.img"))).unwrap() == *old);
         assert!(!setup.dev.join(format!("{name}_b.img")).exists());
-    }
-}
-
-/// Kills `child` after `delay`; `None` if it finished first (its output).
-fn kill_after(mut child: Child, delay: Duration) -> Option<Output> {
-    let deadline = Instant::now() + delay;
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

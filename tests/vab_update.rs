@@ -26,7 +26,7 @@ use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;
 use common::forge::Forge;
-use common::{mixed_image, Rng};
+use common::{kill_after, mixed_image, Rng};
 
 const MIB: u64 = 1 << 20;
 const BS: usize = 4096;
@@ -404,22 +404,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&path, &dest).unwrap();
         }
-    }
-}
-
-/// Kills `child` after `delay`; `None` if it was killed, its output if it finished first.
-fn kill_after(mut child: std::process::Child, delay: Duration) -> Option<std::process::Output> {
-    let deadline = Instant::now() + delay;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
