@@ -231,22 +231,6 @@ fn snapshot_update_is_accepted_by_aosp_and_merges_into_the_new_images() {
     }
 }
 
-/// Kills `child` after `delay`; `None` if it finished first (its output).
-fn kill_after(mut child: Child, delay: Duration) -> Option<Output> {
-    let deadline = Instant::now() + delay;
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 #[test]
 fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
     let setup = Setup::new(0x05a9_0002, 1600);
@@ -264,7 +248,7 @@ fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
         let delay = Duration::from_millis(rng.below(full));
         runs += 1;
         assert!(runs < 200, "never finished");
-        match kill_after(setup.spawn_update(&snaps), delay) {
+        match common::kill_after(setup.spawn_update(&snaps), delay) {
             None => {
                 let store = FileCheckpointStore::new(snaps.join("state")).unwrap();
                 if store
@@ -306,7 +290,7 @@ fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
     let mut merge_kills = 0;
     loop {
         let delay = Duration::from_millis(rng.below(merge_ms));
-        match kill_after(merge_cmd(&base, &cow, &state).spawn().unwrap(), delay) {
+        match common::kill_after(merge_cmd(&base, &cow, &state).spawn().unwrap(), delay) {
             None => merge_kills += 1,
             Some(out) => {
                 finished(&out);

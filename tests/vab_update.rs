@@ -342,7 +342,7 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     let (mut kills, mut mid_merge) = (0, 0);
     loop {
         let child = fx.merge_cmd().spawn().unwrap();
-        match kill_after(child, Duration::from_millis(rng.below(full))) {
+        match common::kill_after(child, Duration::from_millis(rng.below(full))) {
             None => {
                 kills += 1;
                 // A kill that left a merge checkpoint behind: the next run resumes from it.
@@ -404,22 +404,6 @@ fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&path, &dest).unwrap();
         }
-    }
-}
-
-/// Kills `child` after `delay`; `None` if it was killed, its output if it finished first.
-fn kill_after(mut child: std::process::Child, delay: Duration) -> Option<std::process::Output> {
-    let deadline = Instant::now() + delay;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
