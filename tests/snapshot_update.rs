@@ -254,7 +254,7 @@ fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
         let delay = Duration::from_millis(rng.below(full));
         runs += 1;
         assert!(runs < 200, "never finished");
-        match kill_after(setup.spawn_update(&snaps), delay) {
+        match common::kill_after(setup.spawn_update(&snaps), delay) {
             None => {
                 let store = FileCheckpointStore::new(snaps.join("state")).unwrap();
                 if store
@@ -296,7 +296,7 @@ fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
     let mut merge_kills = 0;
     loop {
         let delay = Duration::from_millis(rng.below(merge_ms));
-        match kill_after(merge_cmd(&base, &cow, &state).spawn().unwrap(), delay) {
+        match common::kill_after(merge_cmd(&base, &cow, &state).spawn().unwrap(), delay) {
             None => merge_kills += 1,
             Some(out) => {
                 finished(&out);

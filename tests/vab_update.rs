@@ -342,7 +342,7 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     let (mut kills, mut mid_merge) = (0, 0);
     loop {
         let child = fx.merge_cmd().spawn().unwrap();
-        match kill_after(child, Duration::from_millis(rng.below(full))) {
+        match common::kill_after(child, Duration::from_millis(rng.below(full))) {
             None => {
                 kills += 1;
                 // A kill that left a merge checkpoint behind: the next run resumes from it.

@@ -169,7 +169,7 @@ pub fn apply_to_system(
     (result, std::fs::read(dev.join("system_b.img")).unwrap())
 }
 
-/// Kills `child` (`kill -9`) after `delay`: `None` if it was killed, its output if it finished
+/// Kills `child` (`kill -9`) after `delay`; `None` if it was killed, its output if it finished
 /// first.
 pub fn kill_after(
     mut child: std::process::Child,
