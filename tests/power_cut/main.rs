@@ -313,26 +313,39 @@ fn crash_and_check(
     check: impl Fn(&crash::Files, &std::path::Path) -> Result<(), String> + Sync,
 ) -> (usize, Vec<(usize, String)>) {
     let chosen = spread(recorded, limit);
-    let next = AtomicUsize::new(0);
     let violations = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(state) = chosen.states.get(i) else {
-                    return;
-                };
-                let files = recorded.timeline.materialize(state);
-                let tmp = scratch();
-                if let Err(why) = check(&files, tmp.path()) {
-                    let mut v = violations.lock().unwrap_or_else(|e| e.into_inner());
-                    v.push((state.at, why));
-                }
-            });
+    each_disk(recorded, &chosen.states, 2, |_, state, files, tmp| {
+        if let Err(why) = check(files, tmp) {
+            let mut v = violations.lock().unwrap_or_else(|e| e.into_inner());
+            v.push((state.at, why));
         }
     });
     let violations = violations.into_inner().unwrap_or_else(|e| e.into_inner());
     (chosen.states.len(), violations)
+}
+
+/// Calls `f` with each state's index, the state, its disk (materialized) and a scratch
+/// directory, on `threads` threads.
+fn each_disk(
+    recorded: &Recorded,
+    states: &[CrashState],
+    threads: usize,
+    f: impl Fn(usize, &CrashState, &crash::Files, &std::path::Path) + Sync,
+) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(state) = states.get(i) else {
+                    return;
+                };
+                let files = recorded.timeline.materialize(state);
+                let tmp = scratch();
+                f(i, state, &files, tmp.path());
+            });
+        }
+    });
 }
 
 /// `points` reordered so that every prefix spreads evenly over them (bit-reversed indices).
@@ -388,49 +401,32 @@ fn run(
     second_cut_every: usize,
 ) -> Summary {
     let start = Instant::now();
-    let next = AtomicUsize::new(0);
     let summary = Mutex::new(Summary {
         events: recorded.timeline.events.len(),
         covered: chosen.covered.clone(),
         ..Summary::default()
     });
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(state) = chosen.states.get(i) else {
-                    return;
+    each_disk(recorded, &chosen.states, threads, |i, state, files, tmp| {
+        let second_cut = (second_cut_every > 0 && i % second_cut_every == 0)
+            .then_some(SecondCut::Random(0x2c07_5eed ^ i as u64));
+        let result = check::check(scenario, &recorded.payload_id, files, tmp, second_cut);
+        let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
+        summary.checked += 1;
+        summary.second_cuts += usize::from(second_cut.is_some());
+        if state.keep.iter().any(|k| matches!(k, Keep::Torn(_))) {
+            summary.torn += 1;
+        }
+        match result {
+            Ok(recovery) => {
+                let kind = match recovery {
+                    Recovery::BootedNew => "booted the new slot",
+                    Recovery::Resumed(_) => "resumed",
+                    Recovery::StartedOver => "started over",
                 };
-                let files = recorded.timeline.materialize(state);
-                let tmp = scratch();
-                let second_cut = (second_cut_every > 0 && i % second_cut_every == 0)
-                    .then_some(SecondCut::Random(0x2c07_5eed ^ i as u64));
-                let result = check::check(
-                    scenario,
-                    &recorded.payload_id,
-                    &files,
-                    tmp.path(),
-                    second_cut,
-                );
-                let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
-                summary.checked += 1;
-                summary.second_cuts += usize::from(second_cut.is_some());
-                if state.keep.iter().any(|k| matches!(k, Keep::Torn(_))) {
-                    summary.torn += 1;
-                }
-                match result {
-                    Ok(recovery) => {
-                        let kind = match recovery {
-                            Recovery::BootedNew => "booted the new slot",
-                            Recovery::Resumed(_) => "resumed",
-                            Recovery::StartedOver => "started over",
-                        };
-                        *summary.recoveries.entry(kind).or_default() += 1;
-                    }
-                    Err(why) => summary.violations.push((state.clone(), why)),
-                }
-            });
+                *summary.recoveries.entry(kind).or_default() += 1;
+            }
+            Err(why) => summary.violations.push((state.clone(), why)),
         }
     });
     let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());
