@@ -20,7 +20,7 @@ use abupdate::cow::CowReader;
 use abupdate::engine::checkpoint::CheckpointStore;
 use abupdate::engine::END_LABEL;
 use common::forge::{self, Forge};
-use common::{kill_after, Rng};
+use common::Rng;
 
 const BS: usize = 4096;
 

@@ -26,7 +26,7 @@ use abupdate::source::Source;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;
 use common::forge::Forge;
-use common::{kill_after, mixed_image, Rng};
+use common::{mixed_image, Rng};
 
 const MIB: u64 = 1 << 20;
 const BS: usize = 4096;
