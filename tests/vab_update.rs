@@ -394,6 +394,81 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     }
 }
 
+/// `abupdate apply --device` of the fixture's payload, checkpointing every few ms.
+fn apply_cmd(fx: &Fixture, dev: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
+    c.arg("apply")
+        .arg("--device")
+        .arg(dev)
+        .args([
+            "--allow-unsigned",
+            "--threads",
+            "2",
+            "--checkpoint-interval-ms",
+            "5",
+        ])
+        .arg(&fx.payload)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn kill_9_while_writing_cows_in_super_resumes_to_the_new_images() {
+    let fx = Fixture::new(0x0ab_4111, true);
+    let pristine = fx.root.join("pristine");
+    copy_dir(&fx.dev, &pristine);
+    // A clean run on a copy bounds the kill delays.
+    let probe = fx.root.join("probe");
+    copy_dir(&fx.dev, &probe);
+    let t = Instant::now();
+    run(&mut apply_cmd(&fx, &probe));
+    let full = t.elapsed().as_millis().max(10) as u64;
+    let mut rng = Rng(0x4111_c0de);
+    let (mut kills, mut mid_update) = (0, 0);
+    loop {
+        let child = apply_cmd(&fx, &fx.dev).spawn().unwrap();
+        match common::kill_after(child, Duration::from_millis(rng.below(full))) {
+            None => {
+                kills += 1;
+                // Killed after the snapshots were created: the next run resumes their COWs,
+                // reopened from the labels in the -cow partitions.
+                if fx.ota().join("state").exists() {
+                    mid_update += 1;
+                }
+            }
+            Some(out) if mid_update == 0 => {
+                assert!(out.status.success());
+                std::fs::remove_dir_all(&fx.dev).unwrap();
+                copy_dir(&pristine, &fx.dev);
+            }
+            Some(out) => {
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                break;
+            }
+        }
+        assert!(kills < 200, "the update never finished");
+    }
+    eprintln!("applied after {kills} kills, {mid_update} in the update; a clean run: {full} ms");
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+    // The COWs the resumed runs finished merge into the new images.
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
