@@ -175,13 +175,71 @@ impl Fixture {
     }
 
     fn merge_cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
-        c.args(["merge", "--current-slot", "b", "--device"])
-            .arg(&self.dev)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c
+        merge_cmd(&self.dev)
     }
+
+    /// Runs `cmd` on the device killed (`kill -9`) at random points within the time a clean
+    /// run on a copy takes, until a run finishes, or a killed one had finished its work
+    /// (`done`), after three kills left `progress` (a path in the device directory) behind;
+    /// an end before that starts over from the device as it was. (kills, kills that left
+    /// `progress`, clean ms.)
+    fn kill_until_done(
+        &self,
+        cmd: impl Fn(&Path) -> Command,
+        done: impl Fn() -> bool,
+        progress: &str,
+        seed: u64,
+    ) -> (u32, u32, u64) {
+        let pristine = self.root.join("pristine");
+        copy_dir(&self.dev, &pristine);
+        let probe = self.root.join("probe");
+        copy_dir(&self.dev, &probe);
+        let t = Instant::now();
+        run(&mut cmd(&probe));
+        let full = t.elapsed().as_millis().max(10) as u64;
+        let mut rng = Rng(seed);
+        let (mut kills, mut mid) = (0, 0);
+        loop {
+            let child = cmd(&self.dev).spawn().unwrap();
+            let finished = match common::kill_after(child, Duration::from_millis(rng.below(full))) {
+                None => {
+                    kills += 1;
+                    if self.dev.join(progress).exists() {
+                        mid += 1;
+                    }
+                    done()
+                }
+                Some(out) => {
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    true
+                }
+            };
+            if finished && mid >= 3 {
+                break;
+            }
+            if finished {
+                std::fs::remove_dir_all(&self.dev).unwrap();
+                copy_dir(&pristine, &self.dev);
+                mid = 0;
+            }
+            assert!(kills < 200, "{cmd:?} never finished", cmd = cmd(&self.dev));
+        }
+        (kills, mid, full)
+    }
+}
+
+/// `abupdate merge --device DEV` on slot b.
+fn merge_cmd(dev: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
+    c.args(["merge", "--current-slot", "b", "--device"])
+        .arg(dev)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
 }
 
 fn tool(name: &str) -> PathBuf {
@@ -329,44 +387,10 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     assert!(state.contains("state: Unverified"), "{state}");
     assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
     fx.updater(Slot::B).mark_boot_successful().unwrap();
-    let pristine = fx.root.join("pristine");
-    copy_dir(&fx.dev, &pristine);
-    let probe = fx.root.join("probe");
-    copy_dir(&fx.dev, &probe);
-    let t = Instant::now();
-    run(Command::new(env!("CARGO_BIN_EXE_abupdate"))
-        .args(["merge", "--current-slot", "b", "--device"])
-        .arg(&probe));
-    let full = t.elapsed().as_millis().max(10) as u64;
-    let mut rng = Rng(0x9_e7e);
-    let (mut kills, mut mid_merge) = (0, 0);
-    loop {
-        let child = fx.merge_cmd().spawn().unwrap();
-        match common::kill_after(child, Duration::from_millis(rng.below(full))) {
-            None => {
-                kills += 1;
-                // A kill that left a merge checkpoint behind: the next run resumes from it.
-                if fx.ota().join("merge").exists() {
-                    mid_merge += 1;
-                }
-            }
-            Some(out) if mid_merge == 0 => {
-                // Beat every kill: nothing proven, start over from before the merge.
-                assert!(out.status.success());
-                std::fs::remove_dir_all(&fx.dev).unwrap();
-                copy_dir(&pristine, &fx.dev);
-            }
-            Some(out) => {
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                break;
-            }
-        }
-        assert!(kills < 200, "the merge never finished");
-    }
+    // A kill that left a merge checkpoint behind: the next run resumes from it.
+    // A merge killed after its end is run again: it has nothing left to do.
+    let (kills, mid_merge, full) =
+        fx.kill_until_done(merge_cmd, || false, "metadata/ota/merge", 0x9_e7e);
     eprintln!("merged after {kills} kills, {mid_merge} in the merge; a clean merge: {full} ms");
     for (name, _, new) in &fx.images {
         let got = fx.read(name, Slot::B);
@@ -394,8 +418,40 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     }
 }
 
-/// `abupdate apply --device` of the fixture's payload, checkpointing every few ms.
-fn apply_cmd(fx: &Fixture, dev: &Path) -> Command {
+#[test]
+fn an_update_applied_but_not_switched_to_is_started_over() {
+    let fx = Fixture::new(0x0ab_5117, true);
+    let mut options = ApplyOptions {
+        threads: 2,
+        ..common::unsigned_options()
+    };
+    options.properties.switch_slot_on_reboot = false;
+    let apply = |options: &ApplyOptions| {
+        fx.updater(Slot::A).apply(
+            &mut Source::file(&fx.payload).unwrap(),
+            options,
+            &abupdate::engine::Quiet,
+        )
+    };
+    assert_eq!(apply(&options).unwrap().switched_to, None);
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    // Not switched to, as a kill before the switch leaves it: libsnapshot's BeginUpdate
+    // cancels it, and the update is made again (not refused with 39).
+    options.properties.switch_slot_on_reboot = true;
+    assert_eq!(apply(&options).unwrap().switched_to, Some(Slot::B));
+    // Switched to: it waits for the reboot and the merge.
+    assert_eq!(apply(&options).unwrap_err().code, ErrorCode::MergePending);
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..], "{name}_b");
+    }
+}
+
+/// `abupdate apply --device DEV` of `payload`, checkpointing every few ms.
+fn apply_cmd(payload: &Path, dev: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
     c.arg("apply")
         .arg("--device")
@@ -407,7 +463,7 @@ fn apply_cmd(fx: &Fixture, dev: &Path) -> Command {
             "--checkpoint-interval-ms",
             "5",
         ])
-        .arg(&fx.payload)
+        .arg(payload)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     c
@@ -416,43 +472,14 @@ fn apply_cmd(fx: &Fixture, dev: &Path) -> Command {
 #[test]
 fn kill_9_while_writing_cows_in_super_resumes_to_the_new_images() {
     let fx = Fixture::new(0x0ab_4111, true);
-    let pristine = fx.root.join("pristine");
-    copy_dir(&fx.dev, &pristine);
-    // A clean run on a copy bounds the kill delays.
-    let probe = fx.root.join("probe");
-    copy_dir(&fx.dev, &probe);
-    let t = Instant::now();
-    run(&mut apply_cmd(&fx, &probe));
-    let full = t.elapsed().as_millis().max(10) as u64;
-    let mut rng = Rng(0x4111_c0de);
-    let (mut kills, mut mid_update) = (0, 0);
-    loop {
-        let child = apply_cmd(&fx, &fx.dev).spawn().unwrap();
-        match common::kill_after(child, Duration::from_millis(rng.below(full))) {
-            None => {
-                kills += 1;
-                // Killed after the snapshots were created: the next run resumes their COWs,
-                // reopened from the labels in the -cow partitions.
-                if fx.ota().join("state").exists() {
-                    mid_update += 1;
-                }
-            }
-            Some(out) if mid_update == 0 => {
-                assert!(out.status.success());
-                std::fs::remove_dir_all(&fx.dev).unwrap();
-                copy_dir(&pristine, &fx.dev);
-            }
-            Some(out) => {
-                assert!(
-                    out.status.success(),
-                    "{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                break;
-            }
-        }
-        assert!(kills < 200, "the update never finished");
-    }
+    // Killed after the snapshots were created: the next run resumes their COWs, reopened from
+    // the labels in the -cow partitions.
+    // A run killed after the slot switch had applied the update: another is refused (39)
+    // until the reboot, as the update waits for its merge.
+    let apply = |dev: &Path| apply_cmd(&fx.payload, dev);
+    let switched = || fx.updater(Slot::A).with_boot(|b| b.active_slot()).unwrap() == Slot::B;
+    let (kills, mid_update, full) =
+        fx.kill_until_done(apply, switched, "metadata/ota/state", 0x4111_c0de);
     eprintln!("applied after {kills} kills, {mid_update} in the update; a clean run: {full} ms");
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
     assert!(state.contains("state: Unverified"), "{state}");

@@ -321,6 +321,7 @@ impl Updater {
             &metadata.manifest,
             &self.ota_dir(),
             self.running.virtual_ab,
+            self.target_active()?,
         )? {
             let device = self.device.detached_with_plan(Some(plan.target.metadata));
             return engine::check_device(&device, metadata, &engine::Quiet);
@@ -414,6 +415,13 @@ impl Updater {
             log::info!("rollback floors raised to the running slot's indexes");
         }
         Ok(())
+    }
+
+    /// Whether the target slot is the active one (an update into it switched to).
+    #[cfg(feature = "host-tools")]
+    fn target_active(&self) -> Result<bool> {
+        let target = self.device.target_slot();
+        self.with_boot(|b| Ok(b.active_slot()? == target))
     }
 
     /// libsnapshot's state directory (`/metadata/ota`; a host device directory's
@@ -623,6 +631,7 @@ impl<'p> Hooks<'_, 'p> {
             manifest,
             &self.updater.ota_dir(),
             self.updater.running.virtual_ab,
+            self.updater.target_active()?,
         )?;
         let snapshots = match &plan {
             Some(p) => Some(Arc::new(virtual_ab::snapshot_partitions(

@@ -61,14 +61,17 @@ pub fn wants_snapshots(manifest: &Manifest) -> bool {
 }
 
 /// The snapshot plan for `manifest`, or `None` when it takes another path. Refuses with 39
-/// while another update's snapshots or merge are pending (an Initiated update, one whose
-/// writing never finished, is started over, as libsnapshot's `BeginUpdate` does), and with
-/// 37 when a COW does not fit in `super`.
+/// while another update's snapshots or merge are pending, and with 37 when a COW does not fit
+/// in `super`. As libsnapshot's `BeginUpdate` (`TryCancelUpdate`), an Initiated update (its
+/// writing never finished) is started over, and so is an Unverified one made on this slot
+/// and not switched to (`switched`: the target slot is active), which a kill between its
+/// last state write and the slot switch leaves; one switched to waits for its reboot.
 pub fn plan(
     device: &Device,
     manifest: &Manifest,
     ota: &OtaDir,
     virtual_ab_property: bool,
+    switched: bool,
 ) -> Result<Option<SnapshotPlan>> {
     if !device.has_super() || !wants_snapshots(manifest) {
         return Ok(None);
@@ -78,7 +81,11 @@ pub fn plan(
         return Ok(None);
     }
     let state = ota.state()?;
-    if let Some(s) = state.filter(|s| s.is_pending() && *s != UpdateState::Initiated) {
+    let made_here = ota.boot_indicator()?.as_deref() == Some(device.current_slot().suffix());
+    let restartable = |s: &UpdateState| {
+        *s == UpdateState::Initiated || (*s == UpdateState::Unverified && made_here && !switched)
+    };
+    if let Some(s) = state.filter(|s| s.is_pending() && !restartable(s)) {
         crate::bail!(
             MergePending,
             "{} says a Virtual A/B snapshot update is {s:?}: it must finish (merge) before \
