@@ -1,4 +1,4 @@
-//! The payload manifest, checkpoint, puffin and lz4diff patch-header schemas, compiled with rust-protobuf's pure-Rust parser
+//! The payload manifest, checkpoint, libsnapshot state, puffin and lz4diff patch-header schemas, compiled with rust-protobuf's pure-Rust parser
 //! (no `protoc` needed).
 
 pub fn generate() {
@@ -8,6 +8,7 @@ pub fn generate() {
         .include("proto")
         .input("proto/update_metadata.proto")
         .input("proto/checkpoint.proto")
+        .input("proto/snapshot.proto")
         .cargo_out_dir("proto")
         .run_from_script();
     // Puffin's patch header, its own module so the format module `puffin` does not reach into

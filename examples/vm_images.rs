@@ -20,7 +20,8 @@
 //!   `dm-cleanup LINK_DIR NAME...` removes those of the names still mapped (as after a kill).
 //! - `vm_images map-slot BY_NAME SLOT LINK_DIR`: what first-stage init does at boot: maps the
 //!   logical partitions of slot SLOT read-only from that slot's metadata in BY_NAME/super, and
-//!   prints each name and node.
+//!   prints each name and node; with `rw` last, writable (as a merge writes the base
+//!   partitions).
 //!
 //! - `vm_images lp-super PATH`: an 8 MiB super holding, in this order, `product_a` (3 MiB),
 //!   an old `product_b` (1 MiB) and `extra_a` (2 MiB), then 1 MiB free: an update drops the
@@ -66,13 +67,14 @@ fn main() -> ExitCode {
         ["dm-ours"] => dm_ours(),
         ["dm-remove", links, name] => dm_remove(links, name),
         ["dm-cleanup", links, ref names @ ..] => dm_cleanup(links, names),
-        ["map-slot", by_name, slot, links] => map_slot(Path::new(by_name), slot, links),
+        ["map-slot", by_name, slot, links] => map_slot(Path::new(by_name), slot, links, false),
+        ["map-slot", by_name, slot, links, "rw"] => map_slot(Path::new(by_name), slot, links, true),
         ["lp-super", path] => lp_super(Path::new(path)),
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
-                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR | lp-super PATH"
+                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | lp-super PATH"
             );
             return ExitCode::from(2);
         }
@@ -96,6 +98,9 @@ fn build_all(dir: &Path) -> Result<()> {
     for (name, blocks) in PARTITIONS {
         let v1 = sample::image(&mut rng, blocks);
         let mut v2 = v1.clone();
+        // A run moved down by 3 blocks: a Virtual A/B COW of it holds overlapping copies
+        // that merge in order (tests/vm/vab.sh).
+        v2.copy_within(103 * 4096..303 * 4096, 100 * 4096);
         for block in (0..blocks).step_by(7) {
             let at = block * 4096 + (rng.next_u64() % 4000) as usize;
             v2[at] ^= 0x5a;
@@ -217,6 +222,10 @@ fn build_all(dir: &Path) -> Result<()> {
     let _ = writeln!(env, "SPLIT2={}", ends[2]);
     let _ = writeln!(env, "OPERATIONS={}", ends.len());
     write(&dir.join("expected.env"), env.as_bytes())?;
+    // The new system image whole, for the Virtual A/B steps (tests/vm/vab.sh).
+    create_dir(&dir.join("vab"))?;
+    std::fs::copy(images.join("system-v2.img"), dir.join("vab/system-v2.img"))
+        .map_err(|e| Error::io("system-v2.img", e))?;
     std::fs::remove_dir_all(&images).map_err(|e| Error::io("images", e))?;
     Ok(())
 }
@@ -311,11 +320,15 @@ fn dm_cleanup(links: &str, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn map_slot(by_name: &Path, slot: &str, links: &str) -> Result<()> {
+fn map_slot(by_name: &Path, slot: &str, links: &str, writable: bool) -> Result<()> {
     let slot: Slot = slot.parse()?;
     let device = Device::new(Layout::ByName(by_name.to_owned()), slot);
     let (_, metadata) = device.super_metadata(slot)?;
-    let mapper = DmMapper::read_only(DmConfig::linux(links));
+    let mapper = if writable {
+        DmMapper::for_target(DmConfig::linux(links), slot.suffix())
+    } else {
+        DmMapper::read_only(DmConfig::linux(links))
+    };
     for (name, node) in mapper.map_slot(&metadata, slot.suffix(), &device.super_path())? {
         println!("{name} {}", node.display());
     }

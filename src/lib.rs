@@ -8,7 +8,8 @@
 //!   partitions and saving its resume state only through traits (`PayloadSource`,
 //!   `SlotPartitions`, `CheckpointStore`);
 //! - platform adapters, the only modules that open files, devices, sockets or services:
-//!   `device` (partitions, `super`, verity of image files), `dm` (device-mapper),
+//!   `device` (partitions, `super`, verity of image files), `dm` (device-mapper), `nbd`
+//!   (a snapshot's view served as a block device through the kernel's nbd driver, host tool),
 //!   `boot_control` (the `misc` record, the boot HAL), `checkpoint_store`, `state_file`,
 //!   `rollback_store` (the persisted AVB rollback floors; the policy is `avb::rollback`),
 //!   `key_file` (trusted keys), `sysprop`,
@@ -65,6 +66,8 @@ pub mod key_file;
 pub mod lp;
 pub mod lz4;
 pub mod lz4diff;
+#[cfg(feature = "host-tools")]
+pub mod nbd;
 pub mod payload;
 pub mod postinstall;
 pub mod puffin;

@@ -19,9 +19,6 @@ use abupdate::checkpoint_store::FileCheckpointStore;
 use abupdate::cow::CowReader;
 use abupdate::engine::checkpoint::CheckpointStore;
 use abupdate::engine::END_LABEL;
-use abupdate::payload::proto::update_metadata::cow_merge_operation::Type as MergeType;
-use abupdate::payload::proto::update_metadata::install_operation::Type as OpType;
-use abupdate::payload::proto::update_metadata::CowMergeOperation;
 use common::forge::{self, Forge};
 use common::Rng;
 
@@ -67,41 +64,6 @@ struct Setup {
     images: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
 }
 
-/// Merge ops the way delta_generator derives them: a COW_COPY for each SOURCE_COPY extent
-/// pair, a COW_XOR for each diff operation with one source and one destination extent of the
-/// same length.
-fn merge_ops(
-    op: &abupdate::payload::proto::update_metadata::InstallOperation,
-) -> Vec<CowMergeOperation> {
-    let kind = match op.type_() {
-        OpType::SOURCE_COPY => MergeType::COW_COPY,
-        OpType::SOURCE_BSDIFF | OpType::BROTLI_BSDIFF | OpType::PUFFDIFF | OpType::ZUCCHINI => {
-            MergeType::COW_XOR
-        }
-        _ => return Vec::new(),
-    };
-    let (src, dst) = (&op.src_extents, &op.dst_extents);
-    if src.len() != dst.len()
-        || (kind == MergeType::COW_XOR && src.len() != 1)
-        || src
-            .iter()
-            .zip(dst)
-            .any(|(s, d)| s.num_blocks() != d.num_blocks())
-    {
-        return Vec::new();
-    }
-    src.iter()
-        .zip(dst)
-        .map(|(s, d)| {
-            let mut m = CowMergeOperation::new();
-            m.set_type(kind);
-            m.src_extent = Some(s.clone()).into();
-            m.dst_extent = Some(d.clone()).into();
-            m
-        })
-        .collect()
-}
-
 impl Setup {
     fn new(seed: u64, blocks: usize) -> Setup {
         let tmp = tempfile::tempdir().unwrap();
@@ -137,17 +99,7 @@ impl Setup {
         let built = root.join("delta.bin");
         build::build(&specs, &options, &built).unwrap();
         let mut f = Forge::read(&built);
-        let mut xor = 0;
-        f.edit(|m| {
-            for p in &mut m.partitions {
-                let ops: Vec<CowMergeOperation> = p.operations.iter().flat_map(merge_ops).collect();
-                xor += ops
-                    .iter()
-                    .filter(|o| o.type_() == MergeType::COW_XOR)
-                    .count();
-                p.merge_operations = ops;
-            }
-        });
+        let xor = f.add_merge_operations();
         assert!(xor > 0, "the payload has no diff operations to XOR");
         f.sign(&signer);
         let payload = root.join("payload.bin");
@@ -220,7 +172,13 @@ impl Setup {
                 String::from_utf8_lossy(&out.stderr)
             );
             assert!(std::fs::read(&merged).unwrap() == *new, "{name}: our merge");
-            assert!(!state.exists());
+            // Merging again (a restart after the last state write) changes nothing.
+            let again = merge_cmd(&merged, &cow, &state).output().unwrap();
+            assert!(again.status.success());
+            assert!(
+                std::fs::read(&merged).unwrap() == *new,
+                "{name}: merged twice"
+            );
         }
     }
 }
@@ -279,22 +237,6 @@ fn snapshot_update_is_accepted_by_aosp_and_merges_into_the_new_images() {
     }
 }
 
-/// Kills `child` after `delay`; `None` if it finished first (its output).
-fn kill_after(mut child: Child, delay: Duration) -> Option<Output> {
-    let deadline = Instant::now() + delay;
-    loop {
-        if let Some(_status) = child.try_wait().unwrap() {
-            return Some(child.wait_with_output().unwrap());
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 #[test]
 fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
     let setup = Setup::new(0x05a9_0002, 1600);
@@ -312,7 +254,7 @@ fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
         let delay = Duration::from_millis(rng.below(full));
         runs += 1;
         assert!(runs < 200, "never finished");
-        match kill_after(setup.spawn_update(&snaps), delay) {
+        match common::kill_after(setup.spawn_update(&snaps), delay) {
             None => {
                 let store = FileCheckpointStore::new(snaps.join("state")).unwrap();
                 if store
@@ -354,7 +296,7 @@ fn kill_9_while_writing_cows_and_while_merging_resumes_to_the_same_images() {
     let mut merge_kills = 0;
     loop {
         let delay = Duration::from_millis(rng.below(merge_ms));
-        match kill_after(merge_cmd(&base, &cow, &state).spawn().unwrap(), delay) {
+        match common::kill_after(merge_cmd(&base, &cow, &state).spawn().unwrap(), delay) {
             None => merge_kills += 1,
             Some(out) => {
                 finished(&out);

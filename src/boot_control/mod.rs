@@ -11,6 +11,7 @@
 //! [`BootControl`]: crate::slot::BootControl
 
 pub mod misc;
+pub mod vab_message;
 
 #[cfg(all(target_os = "android", feature = "aosp"))]
 pub mod aidl;

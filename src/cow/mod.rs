@@ -7,17 +7,20 @@
 //! - [`writer`]: a streaming writer (bounded memory) for v2 (clusters, footer) and v3 (scratch,
 //!   sequence data, resume points, op area, multi-block compression from 4 KiB to 256 KiB);
 //! - [`reader`]: parses both versions (up to a label, or whole), reads op data, gives the merge
-//!   order and checks it, and applies a COW over a base image.
+//!   order and checks it, and applies a COW over a base image;
+//! - [`view`]: the snapshot's view (base plus COW) read block by block, at any offset.
 
 pub mod compress;
 pub mod format;
 pub mod image;
 pub mod reader;
+pub mod view;
 pub mod writer;
 
 pub use format::{Compression, Header, OpType};
 pub use image::write_image_cow;
 pub use reader::{CowReader, Op, ReadAt};
+pub use view::{BlockMap, SnapshotView, UnitCache};
 pub use writer::{CowOptions, CowSink, CowSummary, CowWriter};
 
 /// An error of the COW format module.

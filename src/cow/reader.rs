@@ -36,6 +36,15 @@ impl ReadAt for [u8] {
     }
 }
 
+impl<T: ReadAt + ?Sized> ReadAt for Box<T> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        (**self).read_at(offset, buf)
+    }
+}
+
 impl ReadAt for Vec<u8> {
     fn size(&self) -> u64 {
         self.as_slice().size()
@@ -107,6 +116,25 @@ fn read_vec(src: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u
     let mut v = vec![0u8; len as usize];
     src.read_at(offset, &mut v)?;
     Ok(v)
+}
+
+/// The v3 resume buffer as the header counts it.
+fn read_resume_points(
+    src: &(impl ReadAt + ?Sized),
+    header: &Header,
+) -> Result<Vec<ResumePoint>, CowError> {
+    let stored = header.resume_point_count.min(header.resume_point_max);
+    let offset = header
+        .resume_offset()
+        .ok_or_else(|| CowError::malformed("offsets overflow"))?;
+    let rp = read_vec(src, offset, u64::from(stored) * RESUME_POINT_SIZE as u64)?;
+    Ok(rp
+        .chunks_exact(RESUME_POINT_SIZE)
+        .map(|c| ResumePoint {
+            label: u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
+            op_index: u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
+        })
+        .collect())
 }
 
 impl CowReader {
@@ -302,19 +330,7 @@ impl CowReader {
             ))
         })?;
         let overflow = || CowError::malformed("offsets overflow");
-        let stored = header.resume_point_count.min(header.resume_point_max);
-        let rp = read_vec(
-            src,
-            header.resume_offset().ok_or_else(overflow)?,
-            u64::from(stored) * RESUME_POINT_SIZE as u64,
-        )?;
-        let resume_points: Vec<ResumePoint> = rp
-            .chunks_exact(RESUME_POINT_SIZE)
-            .map(|c| ResumePoint {
-                label: u64::from_le_bytes(c[..8].try_into().unwrap_or_default()),
-                op_index: u64::from_le_bytes(c[8..].try_into().unwrap_or_default()),
-            })
-            .collect();
+        let resume_points = read_resume_points(src, &header)?;
         let op_count = match label {
             None => header.op_count,
             Some(l) => match resume_points.iter().find(|p| p.label == l) {
@@ -377,6 +393,21 @@ impl CowReader {
             last_label: label,
             compression,
         })
+    }
+
+    /// The labels of a v3 COW's resume points, from its header and resume buffer alone: after
+    /// a crash the ops past the last synced label may be torn, and the labels are what a
+    /// writer resumes from ([`super::CowWriter::resume`] reads only the ops up to one).
+    pub fn labels(src: &(impl ReadAt + ?Sized)) -> Result<Vec<u64>, CowError> {
+        let head = read_vec(src, 0, src.size().min(super::format::HEADER_V3_SIZE as u64))?;
+        let header = Header::parse(&head)?;
+        if header.major != 3 {
+            return Err(CowError::invalid("only a v3 COW has resume points"));
+        }
+        Ok(read_resume_points(src, &header)?
+            .into_iter()
+            .map(|p| p.label)
+            .collect())
     }
 
     /// Block size in bytes.

@@ -24,6 +24,15 @@ pub trait CowSink {
     }
 }
 
+impl<T: CowSink + ?Sized> CowSink for Box<T> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        (**self).write_at(offset, data)
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
+        (**self).sync()
+    }
+}
+
 impl CowSink for Vec<u8> {
     fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
         let start = usize::try_from(offset).map_err(std::io::Error::other)?;
@@ -334,6 +343,13 @@ impl<S: CowSink> CowWriter<S> {
     /// The sink, for reading what was written.
     pub fn sink(&self) -> &S {
         &self.sink
+    }
+
+    /// [`Self::flush`], then makes the sink durable.
+    pub fn sync(&mut self) -> Result<(), CowError> {
+        self.flush()?;
+        self.sink.sync()?;
+        Ok(())
     }
 
     /// The header as it stands.

@@ -215,14 +215,7 @@ impl Device {
     /// Writes `metadata` into the target slot's metadata slot of `super` (both copies, each
     /// durable before the next write). Returns whether anything had to be written.
     pub fn write_target_metadata(&self, metadata: &lp::Metadata) -> Result<bool> {
-        let dev = self.open_super_rw()?;
-        let geometry = super_meta::read_geometry(&super_meta::ReadHalf(dev.as_ref()))?;
-        super_meta::write_slot(
-            dev.as_ref(),
-            &geometry,
-            super_meta::metadata_slot(self.target_slot()),
-            metadata,
-        )
+        self.write_slot_metadata(self.target_slot(), metadata)
     }
 
     /// Removes the device-mapper mappings of the target slot's logical partitions named in
@@ -352,25 +345,68 @@ impl Device {
 
     /// Opens `name` in the target slot for writing.
     pub fn target(&self, name: &str) -> Result<Box<dyn TargetWrite>> {
-        Ok(match self.resolve(name, self.target_slot())? {
-            Resolved::Physical(path) => Box::new(TargetPartition::open(&path)?),
-            Resolved::Logical { name, map, extents } => match &self.mapper {
-                Some(mapper) => {
-                    let node = mapper.map(&name, &self.super_path(), &extents)?;
-                    let target = TargetPartition::open(&node)?;
-                    if target.size() != map.size() {
-                        return Err(err!(
-                            DeviceError,
-                            "{} has {} bytes, its extents {}",
-                            node.display(),
-                            target.size(),
-                            map.size()
-                        ));
-                    }
-                    Box::new(target)
+        match self.resolve(name, self.target_slot())? {
+            Resolved::Physical(path) => Ok(Box::new(TargetPartition::open(&path)?)),
+            Resolved::Logical { name, map, extents } => self.logical_rw(&name, map, &extents),
+        }
+    }
+
+    /// Opens the logical partition `full_name` (with its suffix) of `metadata` read-write.
+    /// Only the Virtual A/B paths use it: the target's `-cow` partitions while an update is
+    /// written, and, after the reboot into the update, the running slot's snapshots and their
+    /// COWs for the merge (which writes the running slot's partitions, as snapuserd does).
+    pub fn open_logical(
+        &self,
+        metadata: &lp::Metadata,
+        full_name: &str,
+    ) -> Result<Box<dyn TargetWrite>> {
+        let Some(partition) = metadata.partition(full_name) else {
+            return Err(err!(
+                PartitionMissing,
+                "no logical partition {full_name} in {}",
+                self.super_path().display()
+            ));
+        };
+        let super_size = self.open_super_ro()?.size();
+        let map = ExtentMap::new(metadata, partition, super_size)?;
+        self.logical_rw(full_name, map, metadata.extents_of(partition))
+    }
+
+    /// Writes `metadata` into the metadata slot of `slot` (the Virtual A/B merge's cleanup
+    /// rewrites the running slot's, as libsnapshot does once its snapshots are merged).
+    pub fn write_slot_metadata(&self, slot: Slot, metadata: &lp::Metadata) -> Result<bool> {
+        let dev = self.open_super_rw()?;
+        let geometry = super_meta::read_geometry(&super_meta::ReadHalf(dev.as_ref()))?;
+        super_meta::write_slot(
+            dev.as_ref(),
+            &geometry,
+            super_meta::metadata_slot(slot),
+            metadata,
+        )
+    }
+
+    fn logical_rw(
+        &self,
+        name: &str,
+        map: ExtentMap,
+        extents: &[lp::Extent],
+    ) -> Result<Box<dyn TargetWrite>> {
+        Ok(match &self.mapper {
+            Some(mapper) => {
+                let node = mapper.map(name, &self.super_path(), extents)?;
+                let target = TargetPartition::open(&node)?;
+                if target.size() != map.size() {
+                    return Err(err!(
+                        DeviceError,
+                        "{} has {} bytes, its extents {}",
+                        node.display(),
+                        target.size(),
+                        map.size()
+                    ));
                 }
-                None => Box::new(LogicalTarget::new(self.open_super_rw()?, map)),
-            },
+                Box::new(target)
+            }
+            None => Box::new(LogicalTarget::new(self.open_super_rw()?, map)),
         })
     }
 }
@@ -488,7 +524,8 @@ fn open_error(path: &Path, e: io::Error) -> Error {
 }
 
 /// The size of a regular file or block device (whose metadata length is 0).
-fn device_size(file: &File) -> io::Result<u64> {
+/// The size of a file or a block device (whose metadata says 0).
+pub fn device_size(file: &File) -> io::Result<u64> {
     use std::io::{Seek, SeekFrom};
     let meta = file.metadata()?;
     if meta.is_file() {

@@ -1,6 +1,8 @@
 //! Platform adapter: the target slot's partitions written as Virtual A/B snapshots, one COW
-//! file per partition over the partition's base (the running slot's blocks), as update_engine's
-//! `VABCPartitionWriter` writes them.
+//! per partition over the partition's base (the running slot's blocks), as update_engine's
+//! `VABCPartitionWriter` writes them. Where the COWs are is a [`CowFiles`]: files in a
+//! directory ([`CowDir`]: `abupdate cow update`) or devices ([`CowDevices`]: the updater's
+//! `<name>_<slot>-cow` partitions in `super`).
 //!
 //! A snapshot is created with the payload's ordered ops ([`crate::engine::cow_plan`]): the
 //! merge sequence and every copy, then a label 0. The engine's writes then become ops: blocks
@@ -20,14 +22,14 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::cow::{CowOptions, CowReader, CowSink, CowWriter, OpType, ReadAt};
+use crate::cow::{BlockMap, CowOptions, CowReader, CowSink, CowWriter, ReadAt};
 use crate::engine::cow_plan::{plan_partition, CowPlan, PlannedOp};
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::err;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::payload::Manifest;
 
-/// A COW file: read at offsets and written by the COW writer.
+/// A COW file, read at offsets and written by the COW writer.
 #[derive(Debug)]
 pub struct CowFile {
     file: File,
@@ -65,6 +67,98 @@ impl CowSink for CowFile {
     }
 }
 
+/// A COW's bytes as the snapshot writer reads and writes them.
+pub trait CowStorage: ReadAt + CowSink + Send + Sync {}
+
+impl<T: ReadAt + CowSink + Send + Sync> CowStorage for T {}
+
+/// Where the snapshots' COWs are, each named for its snapshot (`<name>_<slot>`, as libsnapshot
+/// names them): files in a directory ([`CowDir`]), devices ([`CowDevices`]: the updater's
+/// `-cow` partitions in `super`), or a layer over one (the power-cut tests record every write
+/// and sync).
+pub trait CowFiles: Send + Sync {
+    /// The COW of `snapshot` opened for reading and writing; `None` if there is none.
+    fn open(&self, snapshot: &str) -> io::Result<Option<Box<dyn CowStorage>>>;
+    /// The COW of `snapshot` started over: a file is truncated (created if missing); a device
+    /// keeps its bytes, as the new header says what counts.
+    fn create(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>>;
+}
+
+/// COW files in a directory: `DIR/<name>_<slot>.cow`.
+#[derive(Clone, Debug)]
+pub struct CowDir(pub PathBuf);
+
+impl CowDir {
+    /// The file name of the COW of `snapshot`.
+    pub fn file_name(snapshot: &str) -> String {
+        format!("{snapshot}.cow")
+    }
+
+    /// The path of the COW of `snapshot`.
+    pub fn path(&self, snapshot: &str) -> PathBuf {
+        self.0.join(Self::file_name(snapshot))
+    }
+}
+
+impl CowFiles for CowDir {
+    fn open(&self, snapshot: &str) -> io::Result<Option<Box<dyn CowStorage>>> {
+        match CowFile::open(&self.path(snapshot), false) {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    fn create(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>> {
+        let f = CowFile::open(&self.path(snapshot), true)?;
+        f.file.set_len(0)?;
+        Ok(Box::new(f))
+    }
+}
+
+/// Opens the device holding the COW of a snapshot (by the snapshot's name, `<name>_<slot>`).
+pub type CowOpener = dyn Fn(&str) -> Result<Box<dyn TargetWrite>> + Send + Sync;
+
+/// COWs on devices, one per snapshot (Virtual A/B: the `<name>_<slot>-cow` partitions in
+/// `super`). A device is never grown: a COW larger than it fails to write.
+pub struct CowDevices(pub Box<CowOpener>);
+
+/// A COW on a device (a `-cow` partition), read and written as the COW reader and writer do.
+pub struct DeviceCow(pub Box<dyn TargetWrite>);
+
+impl ReadAt for DeviceCow {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_at(buf, offset)
+    }
+}
+
+impl CowSink for DeviceCow {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.write_at(data, offset)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.0.sync()
+    }
+}
+
+impl CowDevices {
+    fn device(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>> {
+        let device = (self.0)(snapshot).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Box::new(DeviceCow(device)))
+    }
+}
+
+impl CowFiles for CowDevices {
+    fn open(&self, snapshot: &str) -> io::Result<Option<Box<dyn CowStorage>>> {
+        self.device(snapshot).map(Some)
+    }
+    fn create(&self, snapshot: &str) -> io::Result<Box<dyn CowStorage>> {
+        self.device(snapshot)
+    }
+}
+
 /// What one partition's snapshot is made of.
 struct Spec {
     /// The new partition's size.
@@ -77,11 +171,37 @@ struct Spec {
     op_count_max: u64,
 }
 
-/// The target slot as snapshots: writes of the partitions `manifest` updates go to COW files
-/// in a directory, over the running slot's partitions of `inner` as bases.
+/// The op area a partition's COW gets: the manifest's `estimate_op_count_max`, at least every
+/// new block once, the copies, and room for blocks written twice.
+pub fn op_count_max(p: &crate::payload::Partition, block_size: u32) -> u64 {
+    let blocks = p.new_info.size.div_ceil(u64::from(block_size).max(1));
+    let floor = blocks + blocks / 8 + 64;
+    p.cow.estimate_op_count_max.unwrap_or(0).max(floor)
+}
+
+/// The most a partition's v3 COW written here can take when the manifest has no
+/// `estimate_cow_size`: the 2 MiB scratch area, a header page, the sequence, the op area,
+/// and every new block stored uncompressed.
+pub fn worst_case_cow_size(p: &crate::payload::Partition, block_size: u32) -> u64 {
+    let bs = u64::from(block_size).max(1);
+    let data = p.new_info.size.div_ceil(bs).saturating_mul(bs);
+    // A sequence entry (4 bytes) per block a copy or XOR makes, at most every block.
+    let sequence = p.new_info.size.div_ceil(bs).saturating_mul(4);
+    let ops = op_count_max(p, block_size).saturating_mul(16);
+    (2u64 << 20)
+        .saturating_add(4096)
+        .saturating_add(sequence)
+        .saturating_add(ops)
+        .saturating_add(data)
+        .div_ceil(4096)
+        .saturating_mul(4096)
+}
+
+/// The target slot as snapshots: writes of the partitions `manifest` updates go to COWs in a
+/// [`CowFiles`], over the running slot's partitions of `inner` as bases.
 pub struct SnapshotPartitions<'a> {
     inner: &'a dyn SlotPartitions,
-    dir: PathBuf,
+    files: Arc<dyn CowFiles>,
     options: CowOptions,
     specs: HashMap<String, Arc<Spec>>,
     open: Mutex<HashMap<String, Arc<Snapshot>>>,
@@ -96,6 +216,16 @@ impl<'a> SnapshotPartitions<'a> {
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
+        Self::with_files(inner, Arc::new(CowDir(dir.into())), options, manifest)
+    }
+
+    /// [`Self::new`] with the COWs in `files`, each named for its snapshot (`<name><suffix>`).
+    pub fn with_files(
+        inner: &'a dyn SlotPartitions,
+        files: Arc<dyn CowFiles>,
+        options: CowOptions,
+        manifest: &Manifest,
+    ) -> Result<Self> {
         if options.version != 3 {
             return Err(err!(
                 InstallFailed,
@@ -103,11 +233,9 @@ impl<'a> SnapshotPartitions<'a> {
                 options.version
             ));
         }
-        let bs = u64::from(options.block_size);
         let mut specs = HashMap::new();
         for p in &manifest.partitions {
             let plan = plan_partition(&p.cow.merge_operations, options.block_size)?;
-            let blocks = p.new_info.size.div_ceil(bs);
             let mut copied = HashSet::new();
             let mut xor = HashMap::new();
             for op in &plan.ops {
@@ -127,9 +255,7 @@ impl<'a> SnapshotPartitions<'a> {
                     }
                 }
             }
-            // Every new block once, the copies, and room for blocks written twice.
-            let floor = blocks + blocks / 8 + 64;
-            let op_count_max = p.cow.estimate_op_count_max.unwrap_or(0).max(floor);
+            let op_count_max = op_count_max(p, options.block_size);
             specs.insert(
                 p.name.clone(),
                 Arc::new(Spec {
@@ -143,17 +269,16 @@ impl<'a> SnapshotPartitions<'a> {
         }
         Ok(SnapshotPartitions {
             inner,
-            dir: dir.into(),
+            files,
             options,
             specs,
             open: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The COW file of partition `name`.
-    pub fn cow_path(&self, name: &str) -> PathBuf {
-        self.dir
-            .join(format!("{name}_{}.cow", self.inner.target_slot_name()))
+    /// The name of the snapshot of partition `name`, which names its COW: `<name>_<slot>`.
+    fn snapshot_name(&self, name: &str) -> String {
+        format!("{name}_{}", self.inner.target_slot_name())
     }
 
     fn snapshot(&self, name: &str) -> Result<Arc<Snapshot>> {
@@ -168,23 +293,23 @@ impl<'a> SnapshotPartitions<'a> {
             ));
         };
         let base = self.inner.open_source(name)?;
-        let path = self.cow_path(name);
+        let cow = self.snapshot_name(name);
         let mut options = self.options.clone();
         options.max_blocks = Some(spec.size.div_ceil(u64::from(options.block_size)));
         options.op_count_max = spec.op_count_max;
         let snapshot = Arc::new(Snapshot {
             spec: spec.clone(),
             base,
-            path,
+            files: self.files.clone(),
+            cow,
             options,
             state: Mutex::new(State {
                 writer: None,
                 view: None,
             }),
         });
-        snapshot
-            .reopen(None)
-            .map_err(|e| Error::io(format!("opening the snapshot of {name}"), e))?;
+        // The COW is opened at the first access, not here: the engine's size checks open
+        // targets before the target slot is marked unbootable, and nothing may be written then.
         open.insert(name.to_owned(), snapshot.clone());
         Ok(snapshot)
     }
@@ -206,21 +331,17 @@ impl SlotPartitions for SnapshotPartitions<'_> {
 struct Snapshot {
     spec: Arc<Spec>,
     base: Box<dyn SourceRead>,
-    path: PathBuf,
+    files: Arc<dyn CowFiles>,
+    /// The snapshot's name, its COW's in `files`.
+    cow: String,
     options: CowOptions,
     state: Mutex<State>,
 }
 
 struct State {
-    writer: Option<CowWriter<CowFile>>,
+    writer: Option<CowWriter<Box<dyn CowStorage>>>,
     /// The COW as parsed for reading, until the next write.
-    view: Option<View>,
-}
-
-struct View {
-    reader: CowReader,
-    /// New block → (op index, block within the op's unit); the last op of a block wins.
-    blocks: HashMap<u64, (usize, u64)>,
+    view: Option<BlockMap>,
 }
 
 fn cow_error(e: crate::cow::CowError) -> io::Error {
@@ -239,30 +360,49 @@ impl Snapshot {
     /// a new one when there is none (or `at` is 0).
     fn reopen(&self, at: Option<u64>) -> io::Result<()> {
         let mut st = self.lock();
+        self.reopen_locked(&mut st, at)
+    }
+
+    /// The COW's writer, opened at its last label on the first access.
+    fn writer<'s>(&self, st: &'s mut State) -> io::Result<&'s mut CowWriter<Box<dyn CowStorage>>> {
+        if st.writer.is_none() {
+            self.reopen_locked(st, None)?;
+        }
+        st.writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the snapshot is closed"))
+    }
+
+    fn reopen_locked(&self, st: &mut State, at: Option<u64>) -> io::Result<()> {
         st.writer = None;
         st.view = None;
-        let existing = match (at, self.path.exists()) {
-            (Some(0), _) | (_, false) => None,
-            _ => {
-                let file = CowFile::open(&self.path, false)?;
-                let label = CowReader::parse(&file, None).ok().and_then(|r| {
-                    r.resume_points
-                        .iter()
-                        .map(|p| p.label)
-                        .filter(|l| at.map_or(true, |at| *l <= at))
-                        .max()
-                });
-                label.map(|l| (file, l))
+        // The labels come from the resume buffer alone, and each one not above `at` is tried
+        // from the latest down: a crash may leave the ops after the last synced label torn,
+        // and a whole-COW parse failing there must not make a COW with durable labels start
+        // over (the engine's checkpoint names one of them).
+        let mut resumed = None;
+        if at != Some(0) {
+            if let Some(file) = self.files.open(&self.cow)? {
+                let mut labels: Vec<u64> = CowReader::labels(&file)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| at.map_or(true, |at| *l <= at))
+                    .collect();
+                labels.sort_unstable_by(|a, b| b.cmp(a));
+                labels.dedup();
+                for label in labels {
+                    let Some(sink) = self.files.open(&self.cow)? else {
+                        break;
+                    };
+                    // A COW of other settings (another payload's) is not this update's: start
+                    // over.
+                    if let Ok(w) = CowWriter::resume(self.options.clone(), sink, &file, label) {
+                        resumed = Some(w);
+                        break;
+                    }
+                }
             }
-        };
-        let resumed = match existing {
-            Some((file, label)) => {
-                let sink = CowFile::open(&self.path, false)?;
-                // A COW of other settings (another payload's) is not this update's: start over.
-                CowWriter::resume(self.options.clone(), sink, &file, label).ok()
-            }
-            None => None,
-        };
+        }
         st.writer = Some(match resumed {
             Some(w) => w,
             None => self.create().map_err(cow_error)?,
@@ -271,9 +411,8 @@ impl Snapshot {
     }
 
     /// A new COW: the merge sequence, the copies, label 0.
-    fn create(&self) -> std::result::Result<CowWriter<CowFile>, crate::cow::CowError> {
-        let file = CowFile::open(&self.path, true)?;
-        file.file.set_len(0)?;
+    fn create(&self) -> std::result::Result<CowWriter<Box<dyn CowStorage>>, crate::cow::CowError> {
+        let file = self.files.create(&self.cow)?;
         let mut w = CowWriter::new(self.options.clone(), file)?;
         w.add_sequence(&self.spec.plan.sequence)?;
         for op in &self.spec.plan.ops {
@@ -296,11 +435,8 @@ impl Snapshot {
     /// Writes whole blocks from `first`.
     fn write_blocks(&self, st: &mut State, first: u64, data: &[u8]) -> io::Result<()> {
         let bs = self.bs() as usize;
-        let w = st
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
         st.view = None;
+        let w = self.writer(st)?;
         // Runs of blocks of one kind go to the writer together (REPLACE units span blocks).
         #[derive(PartialEq, Clone, Copy)]
         enum Kind {
@@ -343,7 +479,8 @@ impl Snapshot {
                         .checked_mul(self.bs())
                         .and_then(|a| a.checked_add(u64::from(offset)))
                         .ok_or_else(|| io::Error::other("XOR source out of range"))?;
-                    self.read_base(&mut old, at)?;
+                    crate::cow::view::read_base(&Base(&*self.base), at, &mut old)
+                        .map_err(cow_error)?;
                     for (o, n) in old.iter_mut().zip(&data[i * bs..(i + 1) * bs]) {
                         *o ^= n;
                     }
@@ -359,105 +496,36 @@ impl Snapshot {
         Ok(())
     }
 
-    /// Reads the base at `at`; past its end it reads zeros.
-    fn read_base(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
-        let size = self.base.size();
-        let have = size.saturating_sub(at).min(buf.len() as u64) as usize;
-        if have > 0 {
-            self.base.read_at(&mut buf[..have], at)?;
-        }
-        buf[have..].fill(0);
-        Ok(())
-    }
-
     /// Parses the COW for reading if a write came since the last parse.
     fn ensure_view(&self, st: &mut State) -> io::Result<()> {
         if st.view.is_none() {
-            let w = st
-                .writer
-                .as_mut()
-                .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+            let w = self.writer(st)?;
             w.flush().map_err(cow_error)?;
             let reader = CowReader::parse(w.sink(), None).map_err(cow_error)?;
-            let mut blocks = HashMap::new();
-            for (i, op) in reader.ops.iter().enumerate() {
-                if op.kind.is_metadata() {
-                    continue;
-                }
-                let n = if op.kind == OpType::Replace {
-                    1u64 << op.factor_bits
-                } else {
-                    1
-                };
-                for k in 0..n {
-                    blocks.insert(op.new_block.saturating_add(k), (i, k));
-                }
-            }
-            st.view = Some(View { reader, blocks });
-        }
-        Ok(())
-    }
-
-    /// Block `b` of the snapshot's view into `out`; `unit` keeps the last data unit read
-    /// (op index, bytes), as consecutive blocks share it.
-    fn read_block(
-        &self,
-        st: &mut State,
-        b: u64,
-        out: &mut [u8],
-        unit: &mut (Option<usize>, Vec<u8>),
-    ) -> io::Result<()> {
-        let bs = self.bs();
-        self.ensure_view(st)?;
-        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
-            return Err(io::Error::other("the snapshot is closed"));
-        };
-        let file = w.sink();
-        let Some(&(i, k)) = view.blocks.get(&b) else {
-            return self.read_base(out, b * bs);
-        };
-        let op = view.reader.ops[i];
-        match op.kind {
-            OpType::Zero => out.fill(0),
-            OpType::Copy => self.read_base(out, op.source.saturating_mul(bs))?,
-            OpType::Replace | OpType::Xor => {
-                if unit.0 != Some(i) {
-                    unit.0 = None;
-                    unit.1.resize(view.reader.unit_size(&op) as usize, 0);
-                    view.reader
-                        .read_data(file, &op, &mut unit.1)
-                        .map_err(cow_error)?;
-                    unit.0 = Some(i);
-                }
-                let at = (k * bs) as usize;
-                out.copy_from_slice(&unit.1[at..at + bs as usize]);
-                if op.kind == OpType::Xor {
-                    let mut old = vec![0u8; bs as usize];
-                    self.read_base(&mut old, op.source)?;
-                    for (o, x) in out.iter_mut().zip(&old) {
-                        *o ^= x;
-                    }
-                }
-            }
-            _ => {}
+            st.view = Some(BlockMap::new(reader));
         }
         Ok(())
     }
 
     fn read_range(&self, st: &mut State, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let bs = self.bs();
-        let mut block = vec![0u8; bs as usize];
-        let mut unit = (None, Vec::new());
-        let mut done = 0usize;
-        while done < buf.len() {
-            let at = offset + done as u64;
-            let (b, within) = (at / bs, (at % bs) as usize);
-            self.read_block(st, b, &mut block, &mut unit)?;
-            let n = (bs as usize - within).min(buf.len() - done);
-            buf[done..done + n].copy_from_slice(&block[within..within + n]);
-            done += n;
-        }
-        Ok(())
+        self.ensure_view(st)?;
+        let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
+            return Err(io::Error::other("the snapshot is closed"));
+        };
+        view.read_range(w.sink(), &Base(&*self.base), buf, offset)
+            .map_err(cow_error)
+    }
+}
+
+/// The base partition as the COW reader reads it.
+struct Base<'a>(&'a dyn SourceRead);
+
+impl ReadAt for Base<'_> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_at(buf, offset)
     }
 }
 
@@ -500,12 +568,8 @@ impl TargetWrite for Handle {
 
     fn sync(&self) -> io::Result<()> {
         let mut st = self.0.lock();
-        let w = st
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
-        w.flush().map_err(cow_error)?;
-        w.sink().file.sync_data()
+        let w = self.0.writer(&mut st)?;
+        w.sync().map_err(cow_error)
     }
 
     fn size(&self) -> u64 {
@@ -514,10 +578,7 @@ impl TargetWrite for Handle {
 
     fn label(&self, label: u64) -> io::Result<()> {
         let mut st = self.0.lock();
-        let w = st
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("the snapshot is closed"))?;
+        let w = self.0.writer(&mut st)?;
         w.add_label(label).map_err(cow_error)
     }
 

@@ -7,6 +7,8 @@
 //! written over the base; the state file (replaced atomically) says how many ops are merged
 //! and whether a journal is pending. A merge killed anywhere resumes: a pending journal is
 //! written again (its blocks do not depend on the base any more), then the next batch.
+//! Where the state and the journal live is a [`MergeStore`]: files next to each other
+//! ([`StateFiles`]), or a recording one in the power-cut tests.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -42,32 +44,95 @@ impl MergeState {
         Some(MergeState { merged, journaled })
     }
 
-    /// The state saved at `path`; none saved: nothing merged.
-    pub fn load(path: &Path) -> Result<MergeState> {
-        match state_file::read(path)? {
+    /// The state saved in `store`; none saved: nothing merged.
+    pub fn load(store: &dyn MergeStore) -> Result<MergeState> {
+        match store.read(Record::State)? {
             None => Ok(MergeState::default()),
             Some(b) => MergeState::parse(&b)
-                .ok_or_else(|| err!(InstallFailed, "{} is not a merge state", path.display())),
+                .ok_or_else(|| err!(InstallFailed, "the merge state is malformed")),
         }
     }
 }
 
-fn journal_path(state: &Path) -> PathBuf {
-    let mut p = state.as_os_str().to_owned();
-    p.push(".journal");
-    PathBuf::from(p)
+/// The two records a merge keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The [`MergeState`].
+    State,
+    /// The pending batch's new blocks.
+    Journal,
+}
+
+/// Where a merge keeps its records. `replace` must be atomic and durable when it returns: a
+/// crash leaves the old record or the new one.
+pub trait MergeStore {
+    /// The record; `None` if there is none.
+    fn read(&self, which: Record) -> Result<Option<Vec<u8>>>;
+    /// Replaces the record atomically and durably.
+    fn replace(&self, which: Record, bytes: &[u8]) -> Result<()>;
+    /// Removes the record (none is fine).
+    fn remove(&self, which: Record) -> Result<()>;
+}
+
+/// The records as files: the state at a path, the journal at the same path plus `.journal`.
+#[derive(Clone, Debug)]
+pub struct StateFiles {
+    state: PathBuf,
+    journal: PathBuf,
+}
+
+impl StateFiles {
+    /// The records of the merge whose state is at `state`.
+    pub fn new(state: &Path) -> StateFiles {
+        let mut journal = state.as_os_str().to_owned();
+        journal.push(".journal");
+        StateFiles {
+            state: state.to_owned(),
+            journal: PathBuf::from(journal),
+        }
+    }
+
+    fn path(&self, which: Record) -> &Path {
+        match which {
+            Record::State => &self.state,
+            Record::Journal => &self.journal,
+        }
+    }
+}
+
+impl MergeStore for StateFiles {
+    fn read(&self, which: Record) -> Result<Option<Vec<u8>>> {
+        state_file::read(self.path(which))
+    }
+    fn replace(&self, which: Record, bytes: &[u8]) -> Result<()> {
+        state_file::replace(self.path(which), bytes)
+    }
+    fn remove(&self, which: Record) -> Result<()> {
+        state_file::remove(self.path(which))
+    }
 }
 
 fn io_err(what: &str) -> impl Fn(io::Error) -> Error + '_ {
     move |e| Error::io(what, e)
 }
 
-/// Merges `cow` into `base` in place, resuming from the state at `state` (removed when the
-/// merge is done). `progress` hears (ops merged, ops in all).
+/// Merges `cow` into `base` in place, resuming from the state at `state`; when the merge is
+/// done the state says so, and merging again does nothing (remove the state with the COW:
+/// [`clear`]). `progress` hears (ops merged, ops in all).
 pub fn merge(
     cow: &(impl ReadAt + ?Sized),
     base: &dyn TargetWrite,
     state: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    merge_with(cow, base, &StateFiles::new(state), progress)
+}
+
+/// [`merge`] keeping its records in `store`.
+pub fn merge_with(
+    cow: &(impl ReadAt + ?Sized),
+    base: &dyn TargetWrite,
+    store: &dyn MergeStore,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     let bad = |e: crate::cow::CowError| err!(InstallFailed, "merging the COW: {e}");
@@ -76,15 +141,14 @@ pub fn merge(
     let order = reader.merge_order().map_err(bad)?;
     let total = order.len() as u64;
     let bs = reader.block_size();
-    let journal = journal_path(state);
-    let mut st = MergeState::load(state)?;
+    let mut st = MergeState::load(store)?;
     if st.journaled > 0 {
-        replay(&journal, base, bs)?;
+        replay(store, base, bs)?;
         st = MergeState {
             merged: st.merged.saturating_add(st.journaled),
             journaled: 0,
         };
-        state_file::replace(state, &st.to_bytes())?;
+        store.replace(Record::State, &st.to_bytes())?;
     }
     let mut unit = Vec::new();
     let mut old = vec![0u8; bs as usize];
@@ -134,36 +198,47 @@ pub fn merge(
                 ));
             }
         }
-        write_journal(&journal, &blocks)?;
+        write_journal(store, &blocks)?;
         st.journaled = ops;
-        state_file::replace(state, &st.to_bytes())?;
+        store.replace(Record::State, &st.to_bytes())?;
         write_blocks(base, &blocks, bs)?;
         st = MergeState {
             merged: st.merged + ops,
             journaled: 0,
         };
-        state_file::replace(state, &st.to_bytes())?;
+        store.replace(Record::State, &st.to_bytes())?;
         progress(st.merged, total);
     }
-    state_file::remove(state)?;
-    let _ = std::fs::remove_file(&journal);
+    // The state stays, saying every op is merged: merging again (a restart after a crash
+    // here, or before the owner removed the COW) must not merge over the merged base, whose
+    // old blocks the copies would read. The owner removes it with the COW ([`clear`]).
+    // Without a pending journal in the state the journal is never read.
+    store.remove(Record::Journal)?;
     Ok(())
 }
 
-fn write_journal(path: &Path, blocks: &[(u64, Vec<u8>)]) -> Result<()> {
+/// Removes a merge's records: once its COW is gone (or before a new COW is merged over the
+/// same base), never between.
+pub fn clear(store: &dyn MergeStore) -> Result<()> {
+    store.remove(Record::Journal)?;
+    store.remove(Record::State)
+}
+
+fn write_journal(store: &dyn MergeStore, blocks: &[(u64, Vec<u8>)]) -> Result<()> {
     let mut bytes = Vec::new();
     bytes.extend_from_slice(&(blocks.len() as u64).to_le_bytes());
     for (b, data) in blocks {
         bytes.extend_from_slice(&b.to_le_bytes());
         bytes.extend_from_slice(data);
     }
-    state_file::replace(path, &bytes)
+    store.replace(Record::Journal, &bytes)
 }
 
-fn replay(path: &Path, base: &dyn TargetWrite, bs: u64) -> Result<()> {
-    let bytes = state_file::read(path)?
-        .ok_or_else(|| err!(InstallFailed, "merge journal {} is missing", path.display()))?;
-    let bad = || err!(InstallFailed, "merge journal {} is torn", path.display());
+fn replay(store: &dyn MergeStore, base: &dyn TargetWrite, bs: u64) -> Result<()> {
+    let bytes = store
+        .read(Record::Journal)?
+        .ok_or_else(|| err!(InstallFailed, "the merge journal is missing"))?;
+    let bad = || err!(InstallFailed, "the merge journal is torn");
     let count = u64::from_le_bytes(
         bytes
             .get(..8)

@@ -100,6 +100,9 @@ pub(crate) struct Builder {
     /// On an A/B device with a non-VAB `super`, `_b` partitions are allocated from the
     /// second half first (`PrioritizeSecondHalfOfSuper`).
     pub(crate) halve_super: bool,
+    /// Regions no new extent may take though no partition here holds them (a Virtual A/B
+    /// COW partition must avoid the running slot's extents too).
+    reserved: Vec<FreeRegion>,
 }
 
 impl Builder {
@@ -173,6 +176,7 @@ impl Builder {
             partitions: Vec::new(),
             auto_slot_suffixing: false,
             halve_super: false,
+            reserved: Vec::new(),
         };
         b.add_group(DEFAULT_GROUP, 0)?;
         Ok(b)
@@ -191,6 +195,7 @@ impl Builder {
             partitions: Vec::new(),
             auto_slot_suffixing: false,
             halve_super: false,
+            reserved: Vec::new(),
         };
         if m.minor_version >= VERSION_FOR_EXPANDED_HEADER {
             b.require_expanded_header();
@@ -411,9 +416,89 @@ impl Builder {
         })
     }
 
-    /// Every linear extent of every partition, as a region.
+    /// Every linear extent of every partition, as a region, and the reserved regions.
     fn used_regions(&self) -> Vec<FreeRegion> {
-        used_regions(self.partitions.iter().flat_map(|p| &p.extents))
+        let mut used = used_regions(self.partitions.iter().flat_map(|p| &p.extents));
+        used.extend_from_slice(&self.reserved);
+        used
+    }
+
+    /// Keeps new extents out of `regions` from now on.
+    pub(crate) fn reserve(&mut self, regions: &[FreeRegion]) {
+        self.reserved.extend_from_slice(regions);
+    }
+
+    /// Renames every group and partition ending in `from` to end in `to`, and adds
+    /// `attributes` to every partition (liblp's `UpdateMetadataForInPlaceSnapshot`).
+    pub(crate) fn rename_suffix(&mut self, from: &str, to: &str, attributes: u32) {
+        let rename = |name: &mut String| {
+            if let Some(base) = name.strip_suffix(from) {
+                *name = format!("{base}{to}");
+            }
+        };
+        for g in &mut self.groups {
+            rename(&mut g.name);
+        }
+        for p in &mut self.partitions {
+            rename(&mut p.name);
+            rename(&mut p.group);
+            p.attributes |= attributes;
+        }
+    }
+
+    /// Whether a partition of this name exists.
+    pub(crate) fn has_partition(&self, name: &str) -> bool {
+        self.partitions.iter().any(|p| p.name == name)
+    }
+
+    /// Sets a group's maximum size (liblp's `ChangeGroupSize`); adds the group if missing.
+    pub(crate) fn set_group_size(&mut self, name: &str, maximum_size: u64) -> Result<(), LpError> {
+        match self.groups.iter_mut().find(|g| g.name == name) {
+            Some(g) => {
+                g.maximum_size = maximum_size;
+                Ok(())
+            }
+            None => self.add_group(name, maximum_size),
+        }
+    }
+
+    /// Moves a partition into another (existing) group (liblp's `ChangePartitionGroup`).
+    pub(crate) fn change_group(&mut self, name: &str, group: &str) -> Result<(), LpError> {
+        if !self.groups.iter().any(|g| g.name == group) {
+            return Err(LpError::bad_request(format!("no group {group:?}")));
+        }
+        match self.partitions.iter_mut().find(|p| p.name == name) {
+            Some(p) => {
+                p.group = group.to_owned();
+                Ok(())
+            }
+            None => Err(LpError::bad_request(format!("no partition {name:?}"))),
+        }
+    }
+
+    /// Clears `attributes` on every partition.
+    pub(crate) fn clear_attribute(&mut self, attributes: u32) {
+        for p in &mut self.partitions {
+            p.attributes &= !attributes;
+        }
+    }
+
+    /// Removes one partition.
+    pub(crate) fn remove_partition(&mut self, name: &str) {
+        self.partitions.retain(|p| p.name != name);
+    }
+
+    /// The partitions' names.
+    pub(crate) fn partition_names(&self) -> Vec<String> {
+        self.partitions.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// A partition's group.
+    pub(crate) fn group_of(&self, name: &str) -> Option<String> {
+        self.partitions
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.group.clone())
     }
 
     pub(crate) fn free_regions(&self) -> Vec<FreeRegion> {

@@ -45,6 +45,7 @@ mod geometry;
 mod header;
 mod lpmake;
 mod metadata;
+mod snapshot;
 mod tables;
 mod update;
 
@@ -54,6 +55,10 @@ pub use free::FreeRegion;
 pub use geometry::Geometry;
 pub use lpmake::{NewPartition, NewSuper};
 pub use metadata::{flash_image, read_slot, Metadata};
+pub use snapshot::{
+    cow_size, prepare_snapshot_target, without_snapshots, SnapshotSpace, SnapshotTarget,
+    SnapshotUpdate, COW_GROUP,
+};
 pub use tables::{BlockDevice, Extent, ExtentTarget, Group, Partition};
 pub use update::{prepare_target, prepare_target_on, DynamicGroup};
 

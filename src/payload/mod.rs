@@ -13,8 +13,8 @@ pub mod manifest;
 pub mod properties;
 pub mod signature;
 
-/// The rust-protobuf messages generated from `proto/update_metadata.proto` and
-/// `proto/checkpoint.proto`: by build.rs under Cargo, by the `rust_protobuf` module
+/// The rust-protobuf messages generated from `proto/update_metadata.proto`,
+/// `proto/checkpoint.proto` and `proto/snapshot.proto` (libsnapshot's state): by build.rs under Cargo, by the `rust_protobuf` module
 /// `libabupdate_proto` under Soong, which runs no build script.
 // Generated code: its accessors unwrap fields they have just set, which is not ours to change.
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,7 +25,7 @@ pub mod proto;
 /// The rust-protobuf messages of `proto/*.proto`, from Soong's `rust_protobuf` crate.
 #[cfg(soong)]
 pub mod proto {
-    pub use abupdate_proto::{checkpoint, update_metadata};
+    pub use abupdate_proto::{checkpoint, snapshot, update_metadata};
 }
 
 pub use header::{PayloadHeader, HEADER_SIZE};

@@ -60,10 +60,11 @@ pub trait UpdateBackend: Send + Sync {
         control: &Control,
     ) -> Result<()>;
 
-    /// Finishes what the update the device rebooted from needs afterwards; called once the
+    /// Finishes what the update the device rebooted from needs afterwards (a Virtual A/B
+    /// merge among it, whose progress from 0 to 1 goes to `progress`); called once the
     /// running slot is marked successful (see [`crate::service::cleanup`]). An engine with no
     /// such work has nothing to do.
-    fn finish_previous_update(&self) -> Result<()> {
+    fn finish_previous_update(&self, _progress: &mut dyn FnMut(f32)) -> Result<()> {
         Ok(())
     }
 

@@ -3,8 +3,8 @@
 //! (`sys.boot_completed=1`) and the running slot is marked successful (update_verifier does
 //! that through the boot HAL once it has read the verified partitions), then let the engine
 //! finish what the update needs afterwards ([`Engine::finish_previous_update`]: the rollback
-//! floors, and the refusal to go on while a Virtual A/B merge that only libsnapshot can run
-//! is pending). Progress and the result go to whoever asked (`cleanupSuccessfulUpdate`); a
+//! floors, and a Virtual A/B snapshot update's merge, or its cancel when the old slot was
+//! booted again). Progress and the result go to whoever asked (`cleanupSuccessfulUpdate`); a
 //! caller that asks after the end hears the result at once.
 //!
 //! Nothing here times out: update_engine waits as long, and a device whose slot is never
@@ -94,7 +94,10 @@ impl Cleanup {
             std::thread::sleep(poll);
         }
         self.progress(MARKED);
-        engine.finish_previous_update()?;
+        // The merge, if there is one, fills the rest of the bar.
+        engine.finish_previous_update(&mut |p| {
+            self.progress(MARKED + (1.0 - MARKED) * p.clamp(0.0, 1.0));
+        })?;
         self.progress(1.0);
         Ok(())
     }

@@ -403,8 +403,8 @@ impl UpdateBackend for UpdaterBackend {
         self.updater.mark_boot_successful()
     }
 
-    fn finish_previous_update(&self) -> Result<()> {
-        self.updater.finish_previous_update()
+    fn finish_previous_update(&self, progress: &mut dyn FnMut(f32)) -> Result<()> {
+        self.updater.finish_previous_update_with(progress)
     }
 
     fn rollback_floors(&self) -> Result<Vec<RollbackFloor>> {

@@ -10,10 +10,11 @@
 //! partition write; the plan depends only on the source metadata and the payload, so a
 //! restarted or resumed update computes the same bytes and finds them already written.
 //!
-//! Virtual A/B: abupdate makes no snapshots. A `snapshot_enabled` payload on a Virtual A/B
-//! device takes the path update_engine takes for a payload with snapshots disabled ("Using
-//! regular A/B on Virtual A/B"): plain extents of free space in `super`, with the header
-//! downgraded to v10.0 as `SetMetadataHeaderV0` does; it is logged.
+//! Virtual A/B: a payload with compressed snapshots (COW v3) takes the snapshot path
+//! ([`super::virtual_ab`], host-tools builds). Any other `snapshot_enabled` payload on a
+//! Virtual A/B device takes the path update_engine takes for a payload with snapshots disabled
+//! ("Using regular A/B on Virtual A/B"): plain extents of free space in `super`, with the
+//! header downgraded to v10.0 as `SetMetadataHeaderV0` does; it is logged.
 
 use std::path::Path;
 
@@ -51,13 +52,12 @@ pub fn plan(
     };
     ota_state::check(ota_state)?;
     let (_, source) = device.super_metadata(device.current_slot())?;
-    let virtual_ab = virtual_ab_property
-        || source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0
-        || ota_state.exists();
+    let virtual_ab = is_virtual_ab(&source, ota_state, virtual_ab_property);
     if snapshot_enabled && virtual_ab {
         log::info!(
-            "payload has snapshot_enabled on a Virtual A/B device: abupdate makes no snapshots \
-             and takes the non-snapshot path (the target slot's own extents in super)"
+            "payload has snapshot_enabled on a Virtual A/B device but no compressed snapshots \
+             abupdate writes (vabc_enabled with COW version 3, in a host-tools build): it takes \
+             the non-snapshot path (the target slot's own extents in super)"
         );
     }
     let in_group = |name: &str| {
@@ -65,14 +65,7 @@ pub fn plan(
             .iter()
             .any(|g| g.partitions.iter().any(|p| p == name))
     };
-    let groups: Vec<lp::DynamicGroup> = groups
-        .iter()
-        .map(|g| lp::DynamicGroup {
-            name: g.name.clone(),
-            size: g.size,
-            partitions: g.partitions.clone(),
-        })
-        .collect();
+    let groups = lp_groups(groups);
     let sizes: Vec<(String, u64)> = manifest
         .partitions
         .iter()
@@ -101,6 +94,26 @@ pub fn plan(
         );
     }
     Ok(Some(target))
+}
+
+/// The manifest's groups as liblp's planning takes them.
+pub fn lp_groups(groups: &[crate::payload::manifest::DynamicGroup]) -> Vec<lp::DynamicGroup> {
+    groups
+        .iter()
+        .map(|g| lp::DynamicGroup {
+            name: g.name.clone(),
+            size: g.size,
+            partitions: g.partitions.clone(),
+        })
+        .collect()
+}
+
+/// Whether the device is Virtual A/B: `virtual_ab_property` (`ro.virtual_ab.enabled`), the
+/// running slot's metadata with the VIRTUAL_AB_DEVICE flag, or a libsnapshot state file.
+pub fn is_virtual_ab(source: &lp::Metadata, ota_state: &Path, virtual_ab_property: bool) -> bool {
+    virtual_ab_property
+        || source.header_flags() & lp::HEADER_FLAG_VIRTUAL_AB_DEVICE != 0
+        || ota_state.exists()
 }
 
 /// The logical partitions of `plan` a partial payload does not carry: the updater copies

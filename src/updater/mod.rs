@@ -13,7 +13,10 @@
 //!   ([`downgrade`]), and a slot AVB would refuse is never switched to ([`avb_check`]);
 //! - on a device with dynamic partitions, the target slot's metadata in `super` is planned
 //!   before anything is written and written right after the target is marked unbootable
-//!   ([`dynamic`]).
+//!   ([`dynamic`]);
+//! - on a Virtual A/B device, a payload with compressed snapshots is written as snapshots, and
+//!   merged after the reboot into it once that slot is marked successful (`virtual_ab`,
+//!   host-tools builds).
 
 pub mod avb_check;
 pub mod carry_over;
@@ -21,6 +24,9 @@ pub mod downgrade;
 pub mod dynamic;
 pub mod ota_state;
 pub mod slot_contents;
+pub mod snapshot_state;
+#[cfg(feature = "host-tools")]
+pub mod virtual_ab;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -233,9 +239,13 @@ impl Updater {
         if avb_required {
             self.avb.check_running(&self.device)?;
         }
-        let hooks = Hooks { updater: self };
+        let parts = ApplyPartitions::new(self.partitions.as_ref());
+        let hooks = Hooks {
+            updater: self,
+            parts: &parts,
+        };
         let result = engine::apply(
-            self.partitions.as_ref(),
+            &parts,
             source,
             self.store.as_ref(),
             &hooks,
@@ -279,6 +289,10 @@ impl Updater {
         }
         // Only a slot whose postinstall programs passed is switched to.
         self.postinstall_phase(manifest, options.properties.run_post_install, observer)?;
+        #[cfg(feature = "host-tools")]
+        if parts.plan().is_some() {
+            virtual_ab::finished_writes(&self.device, &self.ota_dir())?;
+        }
         let switched_to = if options.properties.switch_slot_on_reboot {
             self.with_boot(|b| b.set_active(target))?;
             Some(target)
@@ -301,6 +315,17 @@ impl Updater {
             self.avb.check_running(&self.device)?;
         }
         downgrade::check(metadata, &self.running)?;
+        #[cfg(feature = "host-tools")]
+        if let Some(plan) = virtual_ab::plan(
+            &self.device,
+            &metadata.manifest,
+            &self.ota_dir(),
+            self.running.virtual_ab,
+            self.target_active()?,
+        )? {
+            let device = self.device.detached_with_plan(Some(plan.target.metadata));
+            return engine::check_device(&device, metadata, &engine::Quiet);
+        }
         let plan = dynamic::plan(
             &self.device,
             &metadata.manifest,
@@ -313,7 +338,8 @@ impl Updater {
 
     /// Forgets the last update, as update_engine's `resetStatus`: drops the checkpoint, and if
     /// the update was fully applied and made the target slot active, makes the running slot
-    /// active again (the target slot keeps its content but will not boot next).
+    /// active again (the target slot keeps its content but will not boot next). A Virtual A/B
+    /// snapshot update not yet booted into is cancelled.
     pub fn reset(&self) -> Result<()> {
         if self.update_pending()? {
             let current = self.device.current_slot();
@@ -323,6 +349,15 @@ impl Updater {
                 }
                 Ok(())
             })?;
+        }
+        // A snapshot update not booted into goes with it (update_engine's `ResetUpdate`:
+        // libsnapshot's `CancelUpdate`).
+        #[cfg(feature = "host-tools")]
+        {
+            let ota = self.ota_dir();
+            if self.with_boot(|b| virtual_ab::cancel_unbooted(&self.device, b, &ota))? {
+                log::info!("the snapshot update was cancelled");
+            }
         }
         self.store.clear()
     }
@@ -353,15 +388,50 @@ impl Updater {
         Ok(true)
     }
 
-    /// After the reboot into an updated slot that is now marked successful: refuses (39)
-    /// while libsnapshot's state says a Virtual A/B merge is pending (only libsnapshot and
-    /// snapuserd can run it), and raises the rollback floors to the running slot's indexes.
+    /// After the reboot into an updated slot that is now marked successful: merges a Virtual
+    /// A/B snapshot update this slot booted into, or cancels one whose old slot runs again
+    /// (`virtual_ab::finish`, host-tools builds); refuses (39) while libsnapshot's state
+    /// still says an update or merge is pending; raises the rollback floors to the running
+    /// slot's indexes.
     pub fn finish_previous_update(&self) -> Result<()> {
+        self.finish_previous_update_with(&mut |_| {})
+    }
+
+    /// [`Updater::finish_previous_update`], reporting the merge's progress (0 to 1).
+    pub fn finish_previous_update_with(&self, progress: &mut dyn FnMut(f32)) -> Result<()> {
+        #[cfg(feature = "host-tools")]
+        {
+            let ota = self.ota_dir();
+            let finished =
+                self.with_boot(|b| virtual_ab::finish(&self.device, b, &ota, &mut *progress))?;
+            if finished != virtual_ab::Finished::Nothing {
+                log::info!("previous snapshot update: {finished:?}");
+            }
+        }
+        #[cfg(not(feature = "host-tools"))]
+        progress(1.0);
         ota_state::check(&self.ota_state)?;
         if self.advance_floors_if_marked()? {
             log::info!("rollback floors raised to the running slot's indexes");
         }
         Ok(())
+    }
+
+    /// Whether the target slot is the active one (an update into it switched to).
+    #[cfg(feature = "host-tools")]
+    fn target_active(&self) -> Result<bool> {
+        let target = self.device.target_slot();
+        self.with_boot(|b| Ok(b.active_slot()? == target))
+    }
+
+    /// libsnapshot's state directory (`/metadata/ota`; a host device directory's
+    /// `DIR/metadata/ota`).
+    pub fn ota_dir(&self) -> snapshot_state::OtaDir {
+        snapshot_state::OtaDir::new(
+            self.ota_state
+                .parent()
+                .unwrap_or_else(|| Path::new("/metadata/ota")),
+        )
     }
 
     /// Whether the device uses AVB, so that its checks are made (see [`avb_check`]).
@@ -496,16 +566,110 @@ impl UpdaterParts {
     }
 }
 
-struct Hooks<'a> {
-    updater: &'a Updater,
+/// The engine's partitions for one apply: the device's own until the payload's metadata
+/// chose the snapshot path; then the target's writes go to snapshots.
+struct ApplyPartitions<'p> {
+    plain: &'p dyn SlotPartitions,
+    snapshots: Mutex<Option<Arc<dyn SlotPartitions + Send + 'p>>>,
+    #[cfg(feature = "host-tools")]
+    plan: Mutex<Option<Arc<virtual_ab::SnapshotPlan>>>,
 }
 
-impl UpdateHooks for Hooks<'_> {
+impl<'p> ApplyPartitions<'p> {
+    fn new(plain: &'p dyn SlotPartitions) -> Self {
+        ApplyPartitions {
+            plain,
+            snapshots: Mutex::new(None),
+            #[cfg(feature = "host-tools")]
+            plan: Mutex::new(None),
+        }
+    }
+
+    fn snapshots(&self) -> Option<Arc<dyn SlotPartitions + Send + 'p>> {
+        self.snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    #[cfg(feature = "host-tools")]
+    fn plan(&self) -> Option<Arc<virtual_ab::SnapshotPlan>> {
+        self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl SlotPartitions for ApplyPartitions<'_> {
+    fn open_source(&self, name: &str) -> Result<Box<dyn crate::engine::SourceRead>> {
+        self.plain.open_source(name)
+    }
+    fn open_target(&self, name: &str) -> Result<Box<dyn crate::engine::TargetWrite>> {
+        match self.snapshots() {
+            Some(s) => s.open_target(name),
+            None => self.plain.open_target(name),
+        }
+    }
+    fn target_slot_name(&self) -> String {
+        self.plain.target_slot_name()
+    }
+}
+
+struct Hooks<'a, 'p> {
+    updater: &'a Updater,
+    // Only the snapshot path (host-tools builds) switches the partitions.
+    #[cfg_attr(not(feature = "host-tools"), allow(dead_code))]
+    parts: &'a ApplyPartitions<'p>,
+}
+
+impl<'p> Hooks<'_, 'p> {
+    /// The snapshot path, when the payload and the device take it: the target's writes go to
+    /// snapshots from now on. Whether it was taken.
+    #[cfg(feature = "host-tools")]
+    fn choose_snapshots(&self, manifest: &crate::payload::Manifest) -> Result<bool> {
+        let device = &self.updater.device;
+        let plan = virtual_ab::plan(
+            device,
+            manifest,
+            &self.updater.ota_dir(),
+            self.updater.running.virtual_ab,
+            self.updater.target_active()?,
+        )?;
+        let snapshots = match &plan {
+            Some(p) => Some(Arc::new(virtual_ab::snapshot_partitions(
+                self.parts.plain,
+                device,
+                manifest,
+                p,
+            )?) as Arc<dyn SlotPartitions + Send + 'p>),
+            None => None,
+        };
+        let taken = plan.is_some();
+        *self
+            .parts
+            .snapshots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = snapshots;
+        *self.parts.plan.lock().unwrap_or_else(|e| e.into_inner()) = plan.map(Arc::new);
+        if taken {
+            device.set_planned_target(None);
+            log::info!(
+                "Virtual A/B: the payload is written as snapshots of slot {}'s partitions",
+                device.current_slot()
+            );
+        }
+        Ok(taken)
+    }
+}
+
+impl UpdateHooks for Hooks<'_, '_> {
     /// Downgrade checks, then the target slot's dynamic partitions planned (nothing written):
     /// the engine's size checks and writes resolve the target's logical partitions through
     /// the plan.
     fn check_metadata(&self, metadata: &crate::engine::metadata::Metadata) -> Result<()> {
         downgrade::check(metadata, &self.updater.running)?;
+        #[cfg(feature = "host-tools")]
+        if self.choose_snapshots(&metadata.manifest)? {
+            return Ok(());
+        }
         let device = &self.updater.device;
         let plan = dynamic::plan(
             device,
@@ -561,9 +725,20 @@ impl UpdateHooks for Hooks<'_> {
     }
 }
 
-impl Hooks<'_> {
+impl Hooks<'_, '_> {
     fn write_planned_metadata(&self) -> Result<()> {
         let device = &self.updater.device;
+        #[cfg(feature = "host-tools")]
+        if let Some(plan) = self.parts.plan() {
+            if virtual_ab::begin(device, &self.updater.ota_dir(), &plan, "")? {
+                log::info!(
+                    "wrote slot {}'s snapshot metadata in super: {} snapshots",
+                    device.target_slot(),
+                    plan.target.snapshots.len()
+                );
+            }
+            return Ok(());
+        }
         if let Some(plan) = device.planned_target() {
             if device.write_target_metadata(&plan)? {
                 log::info!(

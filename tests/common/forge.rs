@@ -4,7 +4,11 @@
 
 use std::path::Path;
 
-use abupdate::payload::proto::update_metadata::{DeltaArchiveManifest, InstallOperation};
+use abupdate::payload::proto::update_metadata::cow_merge_operation::Type as MergeType;
+use abupdate::payload::proto::update_metadata::install_operation::Type as OpType;
+use abupdate::payload::proto::update_metadata::{
+    CowMergeOperation, DeltaArchiveManifest, InstallOperation,
+};
 use abupdate::payload::signature::{encode_signatures, Signer};
 use abupdate::payload::PayloadHeader;
 use base64::Engine as _;
@@ -25,6 +29,23 @@ pub struct Forge {
 }
 
 impl Forge {
+    /// Adds `merge_operations` to every partition the way delta_generator derives them for
+    /// Virtual A/B ([`merge_ops`]); the number of COW_XOR ops. The payload needs signing again.
+    pub fn add_merge_operations(&mut self) -> usize {
+        let mut xor = 0;
+        self.edit(|m| {
+            for p in &mut m.partitions {
+                let ops: Vec<CowMergeOperation> = p.operations.iter().flat_map(merge_ops).collect();
+                xor += ops
+                    .iter()
+                    .filter(|o| o.type_() == MergeType::COW_XOR)
+                    .count();
+                p.merge_operations = ops;
+            }
+        });
+        xor
+    }
+
     /// Splits a valid payload into its parts.
     pub fn parse(bytes: &[u8]) -> Forge {
         let header = PayloadHeader::parse(bytes, Some(bytes.len() as u64)).expect("valid header");
@@ -210,4 +231,37 @@ pub fn test_key(which: char) -> (Signer, std::path::PathBuf) {
         Signer::from_pem(&pem).unwrap(),
         dir.join(format!("testkey_{which}.pub.pem")),
     )
+}
+
+/// Merge ops the way delta_generator derives them: a COW_COPY for each SOURCE_COPY extent
+/// pair, a COW_XOR for each diff operation with one source and one destination extent of the
+/// same length.
+pub fn merge_ops(op: &InstallOperation) -> Vec<CowMergeOperation> {
+    let kind = match op.type_() {
+        OpType::SOURCE_COPY => MergeType::COW_COPY,
+        OpType::SOURCE_BSDIFF | OpType::BROTLI_BSDIFF | OpType::PUFFDIFF | OpType::ZUCCHINI => {
+            MergeType::COW_XOR
+        }
+        _ => return Vec::new(),
+    };
+    let (src, dst) = (&op.src_extents, &op.dst_extents);
+    if src.len() != dst.len()
+        || (kind == MergeType::COW_XOR && src.len() != 1)
+        || src
+            .iter()
+            .zip(dst)
+            .any(|(s, d)| s.num_blocks() != d.num_blocks())
+    {
+        return Vec::new();
+    }
+    src.iter()
+        .zip(dst)
+        .map(|(s, d)| {
+            let mut m = CowMergeOperation::new();
+            m.set_type(kind);
+            m.src_extent = Some(s.clone()).into();
+            m.dst_extent = Some(d.clone()).into();
+            m
+        })
+        .collect()
 }

@@ -168,3 +168,23 @@ pub fn apply_to_system(
     );
     (result, std::fs::read(dev.join("system_b.img")).unwrap())
 }
+
+/// Kills `child` (`kill -9`) after `delay`; `None` if it was killed, its output if it finished
+/// first.
+pub fn kill_after(
+    mut child: std::process::Child,
+    delay: std::time::Duration,
+) -> Option<std::process::Output> {
+    let deadline = std::time::Instant::now() + delay;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

@@ -3,7 +3,7 @@
 //! writes: target partition writes reach the disk page by page (4 KiB, independently), the
 //! 32-byte `misc` record may also tear byte by byte, and a checkpoint replaced but not yet
 //! made durable by its directory sync is either the old file or the new one (rename is
-//! atomic).
+//! atomic). A file the run creates or grows (a COW) is as long as its kept writes reach.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -220,13 +220,18 @@ impl Timeline {
             let durable = barriers.get(event.file()).is_some_and(|&b| i < b);
             match event {
                 Event::Write { file, offset, data } => {
-                    let content = files
-                        .get_mut(file)
-                        .unwrap_or_else(|| panic!("write to {file}, which did not exist"));
+                    // A file the run creates (a COW) starts empty; a write past its end grows
+                    // it, and a lost page below a kept one reads as zeros.
+                    let content = files.entry(file.clone()).or_default();
                     let end = *offset as usize + data.len();
-                    assert!(end <= content.len(), "write past the end of {file}");
                     let at = *offset as usize;
+                    let grow = |content: &mut Vec<u8>, to: usize| {
+                        if content.len() < to {
+                            content.resize(to, 0);
+                        }
+                    };
                     if durable {
+                        grow(content, end);
                         content[at..end].copy_from_slice(data);
                         continue;
                     }
@@ -234,9 +239,11 @@ impl Timeline {
                         match (unit, keep) {
                             (_, Keep::No) => {}
                             (Unit::Page { from, to, .. }, Keep::Yes) => {
+                                grow(content, at + to);
                                 content[at + from..at + to].copy_from_slice(&data[*from..*to]);
                             }
                             (Unit::Record { .. }, Keep::Yes) => {
+                                grow(content, end);
                                 content[at..end].copy_from_slice(data);
                             }
                             (Unit::Record { .. }, Keep::Torn(mask)) => {

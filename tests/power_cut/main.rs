@@ -10,13 +10,20 @@
 //! The default run checks every crash point of a full and a delta update (a few hundred
 //! distinct disks). The soak (not in CI): `ABUPDATE_CRASH_STATES=10000 cargo test --release
 //! --test power_cut -- --ignored`.
+//!
+//! Virtual A/B is recorded and cut the same way: writing an update as snapshots
+//! ([`cow_write`]; 16 crash disks spread over the run by default, every crash point with
+//! `ABUPDATE_COW_CRASH_STATES=all`) and the merge ([`merge`]; 80 by default,
+//! `ABUPDATE_MERGE_CRASH_STATES=all`).
 
 #[path = "../avb_common/mod.rs"]
 mod avb_common;
 mod check;
 #[path = "../common/mod.rs"]
 mod common;
+mod cow_write;
 mod crash;
+mod merge;
 mod recorder;
 mod regression;
 mod scenario;
@@ -296,6 +303,51 @@ impl Chosen {
     }
 }
 
+/// Crash disks spread over `recorded` (at most `limit`, see [`spread`]), each materialized
+/// into a scratch directory's files and handed to `check` on two threads; how many were
+/// checked, and the crash points whose check failed, with why. (The Virtual A/B checks: the
+/// updater's go through [`run`].)
+fn crash_and_check(
+    recorded: &Recorded,
+    limit: usize,
+    check: impl Fn(&crash::Files, &std::path::Path) -> Result<(), String> + Sync,
+) -> (usize, Vec<(usize, String)>) {
+    let chosen = spread(recorded, limit);
+    let violations = Mutex::new(Vec::new());
+    each_disk(recorded, &chosen.states, 2, |_, state, files, tmp| {
+        if let Err(why) = check(files, tmp) {
+            let mut v = violations.lock().unwrap_or_else(|e| e.into_inner());
+            v.push((state.at, why));
+        }
+    });
+    let violations = violations.into_inner().unwrap_or_else(|e| e.into_inner());
+    (chosen.states.len(), violations)
+}
+
+/// Calls `f` with each state's index, the state, its disk (materialized) and a scratch
+/// directory, on `threads` threads.
+fn each_disk(
+    recorded: &Recorded,
+    states: &[CrashState],
+    threads: usize,
+    f: impl Fn(usize, &CrashState, &crash::Files, &std::path::Path) + Sync,
+) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(state) = states.get(i) else {
+                    return;
+                };
+                let files = recorded.timeline.materialize(state);
+                let tmp = scratch();
+                f(i, state, &files, tmp.path());
+            });
+        }
+    });
+}
+
 /// `points` reordered so that every prefix spreads evenly over them (bit-reversed indices).
 fn even_order(points: Vec<usize>) -> VecDeque<usize> {
     if points.len() < 2 {
@@ -349,49 +401,32 @@ fn run(
     second_cut_every: usize,
 ) -> Summary {
     let start = Instant::now();
-    let next = AtomicUsize::new(0);
     let summary = Mutex::new(Summary {
         events: recorded.timeline.events.len(),
         covered: chosen.covered.clone(),
         ..Summary::default()
     });
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(state) = chosen.states.get(i) else {
-                    return;
+    each_disk(recorded, &chosen.states, threads, |i, state, files, tmp| {
+        let second_cut = (second_cut_every > 0 && i % second_cut_every == 0)
+            .then_some(SecondCut::Random(0x2c07_5eed ^ i as u64));
+        let result = check::check(scenario, &recorded.payload_id, files, tmp, second_cut);
+        let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
+        summary.checked += 1;
+        summary.second_cuts += usize::from(second_cut.is_some());
+        if state.keep.iter().any(|k| matches!(k, Keep::Torn(_))) {
+            summary.torn += 1;
+        }
+        match result {
+            Ok(recovery) => {
+                let kind = match recovery {
+                    Recovery::BootedNew => "booted the new slot",
+                    Recovery::Resumed(_) => "resumed",
+                    Recovery::StartedOver => "started over",
                 };
-                let files = recorded.timeline.materialize(state);
-                let tmp = scratch();
-                let second_cut = (second_cut_every > 0 && i % second_cut_every == 0)
-                    .then_some(SecondCut::Random(0x2c07_5eed ^ i as u64));
-                let result = check::check(
-                    scenario,
-                    &recorded.payload_id,
-                    &files,
-                    tmp.path(),
-                    second_cut,
-                );
-                let mut summary = summary.lock().unwrap_or_else(|e| e.into_inner());
-                summary.checked += 1;
-                summary.second_cuts += usize::from(second_cut.is_some());
-                if state.keep.iter().any(|k| matches!(k, Keep::Torn(_))) {
-                    summary.torn += 1;
-                }
-                match result {
-                    Ok(recovery) => {
-                        let kind = match recovery {
-                            Recovery::BootedNew => "booted the new slot",
-                            Recovery::Resumed(_) => "resumed",
-                            Recovery::StartedOver => "started over",
-                        };
-                        *summary.recoveries.entry(kind).or_default() += 1;
-                    }
-                    Err(why) => summary.violations.push((state.clone(), why)),
-                }
-            });
+                *summary.recoveries.entry(kind).or_default() += 1;
+            }
+            Err(why) => summary.violations.push((state.clone(), why)),
         }
     });
     let mut summary = summary.into_inner().unwrap_or_else(|e| e.into_inner());

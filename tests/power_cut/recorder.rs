@@ -109,7 +109,7 @@ impl Log {
         self.lock().clone()
     }
 
-    fn push(&self, event: Event) {
+    pub fn push(&self, event: Event) {
         self.lock().push(event);
     }
 
@@ -153,6 +153,21 @@ impl SlotPartitions for RecordingPartitions {
     fn target_slot_name(&self) -> String {
         self.device.target_slot_name()
     }
+}
+
+/// `inner` with its writes and syncs logged as `file`'s (syncs left out with `forget_syncs`).
+pub fn recording_target(
+    inner: Box<dyn TargetWrite>,
+    file: FileName,
+    log: Log,
+    forget_syncs: bool,
+) -> Box<dyn TargetWrite> {
+    Box::new(RecordingTarget {
+        inner,
+        file,
+        log,
+        forget_syncs,
+    })
 }
 
 struct RecordingTarget {
@@ -245,6 +260,11 @@ impl BlockIo for RecordingMisc {
         self.log.push(Event::Sync { file: MISC.into() });
         Ok(())
     }
+}
+
+/// `inner` with each save and clear logged as [`RecordingStore`] logs them.
+pub fn recording_checkpoints(inner: FileCheckpointStore, log: Log) -> impl CheckpointStore {
+    RecordingStore::new(inner, log)
 }
 
 /// The state directory's checkpoint file with each save and clear logged as an atomic

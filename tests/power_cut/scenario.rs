@@ -221,8 +221,7 @@ fn make(name: &'static str, delta: bool, super_device: bool) -> Scenario {
             }
         })
         .collect();
-    let key = std::fs::read_to_string(crate::avb_common::data_path("testkey_rsa2048.pem")).unwrap();
-    let signer = Signer::from_pem(&key).unwrap();
+    let signer = signer();
     let mut keys = TrustedKeys::none();
     keys.add_bytes(signer.public_key_pem().unwrap().as_bytes())
         .unwrap();
@@ -257,6 +256,12 @@ fn make(name: &'static str, delta: bool, super_device: bool) -> Scenario {
     };
     check_ops_write_each_block_once(&scenario);
     scenario
+}
+
+/// The key the scenarios' payloads are signed with.
+pub fn signer() -> Signer {
+    let key = std::fs::read_to_string(crate::avb_common::data_path("testkey_rsa2048.pem")).unwrap();
+    Signer::from_pem(&key).unwrap()
 }
 
 /// `super.img` as an earlier update left it: both slots' metadata list `<name>_a` (v1) and

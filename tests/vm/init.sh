@@ -529,6 +529,8 @@ step ue-suspend-cancel timed ue_suspend_cancel
 step ue-bad-payload timed ue_bad_payload
 step ue-stable-fd timed ue_stable_fd
 step ue-merge timed ue_merge
+. /vab.sh
+run_vab_steps
 . /postinstall.sh
 run_postinstall_steps
 printf '\nALL STEPS DONE\n'

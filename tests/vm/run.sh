@@ -11,8 +11,10 @@
 # reboot maps slot B from its own metadata slot, read-only, slot A's metadata unchanged;
 # every written partition opens through dm-verity with the root digest from the new
 # vbmeta's hashtree descriptors and reads back whole; a corrupted block is an I/O error
-# without FEC and is corrected with it. Prints one line per step and exits 0 only if every
-# step passed.
+# without FEC and is corrected with it. Virtual A/B (vab.sh): slot A's system updated as a
+# COW, base plus COW served by our code through the kernel's nbd driver and read whole
+# through dm-verity, then merged into super. Prints one line per step and exits 0 only if
+# every step passed.
 #
 # Needs (Debian 12): qemu-system-x86 busybox-static cryptsetup-bin cpio xz-utils
 # binutils, apt-get access to the Debian archive (the kernel package), cargo (our debug
@@ -50,6 +52,8 @@ kver=${kpkg#linux-image-}
 kdir=$cache/$kpkg
 modules=(drivers/android/binder_linux.ko drivers/block/loop.ko lib/reed_solomon/reed_solomon.ko
     drivers/md/dm-mod.ko drivers/md/dm-bufio.ko drivers/md/dm-verity.ko drivers/md/dm-zero.ko)
+# The Virtual A/B steps serve a snapshot through nbd (tests/vm/vab.sh).
+modules+=(drivers/block/nbd.ko)
 # Postinstall mounts ext4 and erofs (tests/vm/postinstall.sh).
 modules+=(crypto/crc32c_generic.ko lib/libcrc32c.ko lib/crc16.ko fs/mbcache.ko fs/jbd2/jbd2.ko
     fs/ext4/ext4.ko fs/erofs/erofs.ko)
@@ -99,6 +103,7 @@ done
 cp "$here/init.sh" "$fs/init"
 chmod +x "$fs/init"
 cp "$here/postinstall.sh" "$fs/postinstall.sh"
+cp "$here/vab.sh" "$fs/vab.sh"
 
 # Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
 "$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
@@ -130,6 +135,7 @@ expected=(modules dm-adapter binder-device service-manager partitions daemon-reg
 # update_engine's face (android.os.UpdateEngineService, update_engine_client's command lines).
 expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
     ue-stable-fd ue-merge)
+expected+=(vab-cow-write vab-nbd-verity vab-merge)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"

@@ -1,5 +1,6 @@
-//! `abupdate cow write|apply|info`: Virtual A/B COW images (libsnapshot_cow v2/v3) on a host,
-//! for tests and for Android 15's `snapshotctl apply-update` (one COW per partition).
+//! `abupdate cow write|apply|info|update|merge|serve`: Virtual A/B COW images (libsnapshot_cow
+//! v2/v3) on a host, for tests and for Android 15's `snapshotctl apply-update` (one COW per
+//! partition), and a snapshot's view served as an nbd block device.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -8,7 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
-use abupdate::cow::{write_image_cow, Compression, CowOptions, CowReader, CowSink, OpType, ReadAt};
+use abupdate::cow::{
+    write_image_cow, Compression, CowOptions, CowReader, CowSink, OpType, ReadAt, SnapshotView,
+};
 
 #[derive(Subcommand)]
 pub enum CowCommand {
@@ -45,6 +48,23 @@ pub enum CowCommand {
     },
     /// Header, op counts, labels and whether the merge order is safe.
     Info { cow: PathBuf },
+    /// Serve the snapshot's view (BASE.img plus COW) read-only as the nbd device NBD
+    /// (/dev/nbdN, module nbd loaded) until `cow serve-stop` disconnects it.
+    Serve {
+        #[arg(long)]
+        nbd: PathBuf,
+        /// The device's size; default: the larger of BASE.img and the last block the COW
+        /// writes.
+        #[arg(long)]
+        size: Option<u64>,
+        base: PathBuf,
+        cow: PathBuf,
+    },
+    /// Disconnect an nbd device that `cow serve` serves (it then exits).
+    ServeStop {
+        #[arg(long)]
+        nbd: PathBuf,
+    },
     /// Apply a payload to a host device directory as Virtual A/B snapshots: one v3 COW per
     /// partition in SNAPSHOTS over the running slot's partitions; resumes where a killed run
     /// stopped.
@@ -71,7 +91,8 @@ pub enum CowCommand {
         payload: PathBuf,
     },
     /// Merge a COW into its base image in place, resuming from STATE where a killed merge
-    /// stopped (STATE is removed when the merge is done).
+    /// stopped. STATE then says the merge is done (merging again does nothing): remove it
+    /// with the COW.
     Merge {
         #[arg(long)]
         state: PathBuf,
@@ -133,6 +154,14 @@ pub fn run(cmd: CowCommand) -> Result<()> {
             out,
         } => apply(&base, &cow, &out, size),
         CowCommand::Info { cow } => info(&cow),
+        CowCommand::Serve {
+            nbd,
+            size,
+            base,
+            cow,
+        } => serve(&nbd, &base, &cow, size),
+        CowCommand::ServeStop { nbd } => abupdate::nbd::disconnect(&nbd)
+            .with_context(|| format!("disconnecting {}", nbd.display())),
         CowCommand::Update {
             device,
             current_slot,
@@ -243,6 +272,24 @@ fn apply(base: &Path, cow: &Path, out: &Path, size: Option<u64>) -> Result<()> {
     Ok(())
 }
 
+fn serve(nbd: &Path, base: &Path, cow: &Path, size: Option<u64>) -> Result<()> {
+    let view = SnapshotView::new(ImageFile::open(cow)?, ImageFile::open(base)?, size)
+        .context("parsing the COW")?;
+    let block_size = view.reader().header.block_size;
+    let bytes = view.size();
+    let stats = abupdate::nbd::serve_device(nbd, &view, block_size, || {
+        // The line a script waits for: the device is configured and about to start.
+        println!("serving {}: {bytes} bytes", nbd.display());
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })
+    .with_context(|| format!("serving {}", nbd.display()))?;
+    println!(
+        "disconnected: {} reads, {} bytes, {} refused",
+        stats.reads, stats.bytes_read, stats.refused
+    );
+    Ok(())
+}
+
 fn info(path: &Path) -> Result<()> {
     let img = ImageFile::open(path)?;
     let r = CowReader::parse(&img, None).context("parsing the COW")?;
@@ -286,7 +333,7 @@ fn info(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// An image file read at offsets.
+/// An image file or block device read at offsets.
 struct ImageFile {
     file: File,
     size: u64,
@@ -295,7 +342,7 @@ struct ImageFile {
 impl ImageFile {
     fn open(path: &Path) -> Result<ImageFile> {
         let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let size = file.metadata()?.len();
+        let size = abupdate::device::device_size(&file)?;
         Ok(ImageFile { file, size })
     }
 }

@@ -72,6 +72,10 @@ enum Command {
     Slots(slots_cmd::SlotsArgs),
     /// Mark the running slot as successfully booted (advances the rollback floors).
     MarkSuccessful(slots_cmd::SlotsArgs),
+    /// Finish the previous update of a host device directory (--device): merge a Virtual A/B
+    /// snapshot update booted into and marked successful, or cancel one whose old slot runs
+    /// again (on Android: `update_engine_client --merge`).
+    Merge(slots_cmd::SlotsArgs),
     /// Inspect or build update payloads (host tool).
     #[cfg(feature = "host-tools")]
     #[command(subcommand)]
@@ -130,6 +134,7 @@ fn main() -> ExitCode {
         Command::Super(cmd) => super_cmd::run(cmd),
         Command::Slots(args) => slots_cmd::slots(args),
         Command::MarkSuccessful(args) => slots_cmd::mark_successful(args),
+        Command::Merge(args) => slots_cmd::merge(args),
         #[cfg(feature = "host-tools")]
         Command::Demo(args) => demo::run(args),
         Command::UpdateEngineClient { flags } => return ExitCode::from(ue_client_cmd::run(&flags)),

@@ -52,6 +52,20 @@ pub fn mark_successful(args: SlotsArgs) -> Result<()> {
     Ok(())
 }
 
+/// `abupdate merge --device DIR`: what the service's cleanup does after the reboot into an
+/// update (`update_engine_client --merge` asks the service for it on Android).
+pub fn merge(args: SlotsArgs) -> Result<()> {
+    if args.device.is_none() {
+        anyhow::bail!("merge needs --device DIR; on Android: update_engine_client --merge");
+    }
+    let engine = host_engine(&args)?;
+    engine
+        .updater()
+        .finish_previous_update_with(&mut |p| println!("merge {:.0}%", p * 100.0))?;
+    println!("previous update finished");
+    Ok(())
+}
+
 /// The device directory behind the same engine the service runs.
 fn host_engine(args: &SlotsArgs) -> Result<UpdaterBackend> {
     let current = args

@@ -1,0 +1,246 @@
+//! Platform adapter: libsnapshot's state in `/metadata/ota` (a host device directory:
+//! `DIR/metadata/ota`), written as libsnapshot writes it, so that first-stage init maps the
+//! new slot's snapshots and snapuserd finds their sizes:
+//!
+//! - `state`: a `SnapshotUpdateStatus` (proto/snapshot.proto): Initiated while the COWs are
+//!   written, Unverified once the update is applied (the new slot boots from snapshots),
+//!   Merging, then None when the merge and its cleanup are done;
+//! - `snapshots/<name>_<slot>`: one `SnapshotStatus` per snapshot (its sizes; CREATED, MERGING,
+//!   MERGE_COMPLETED);
+//! - `snapshot-boot`: the source slot's suffix, written when the update is applied; booting a
+//!   slot with another suffix is booting the update (libsnapshot's `GetCurrentSlot`).
+//!
+//! Each file is replaced atomically ([`crate::state_file`]).
+
+use std::path::PathBuf;
+
+use protobuf::{EnumOrUnknown, Message};
+
+use super::ota_state::UpdateState;
+use crate::error::Result;
+use crate::lp::SnapshotSpace;
+use crate::payload::proto::snapshot as pb;
+use crate::state_file;
+
+/// One snapshot's `SnapshotState`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotState {
+    /// Created, its COW being written or waiting for the merge.
+    Created,
+    /// Being merged.
+    Merging,
+    /// Merged into its base.
+    MergeCompleted,
+}
+
+/// The COW settings a snapshot records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CowSettings {
+    /// `compression_algorithm` ("lz4", "gz", ...).
+    pub compression: String,
+    /// `compression_factor` in bytes.
+    pub compression_factor: u64,
+    /// The manifest's `estimate_cow_size`.
+    pub estimated_cow_size: u64,
+    /// The manifest's `estimate_op_count_max`.
+    pub estimated_ops: u64,
+}
+
+/// `/metadata/ota` or its host stand-in.
+#[derive(Clone, Debug)]
+pub struct OtaDir {
+    root: PathBuf,
+}
+
+fn update_state(s: UpdateState) -> pb::UpdateState {
+    match s {
+        UpdateState::None => pb::UpdateState::None,
+        UpdateState::Initiated => pb::UpdateState::Initiated,
+        UpdateState::Unverified => pb::UpdateState::Unverified,
+        UpdateState::Merging => pb::UpdateState::Merging,
+        UpdateState::MergeNeedsReboot => pb::UpdateState::MergeNeedsReboot,
+        UpdateState::MergeCompleted => pb::UpdateState::MergeCompleted,
+        UpdateState::MergeFailed => pb::UpdateState::MergeFailed,
+        UpdateState::Cancelled => pb::UpdateState::Cancelled,
+    }
+}
+
+fn encode(m: &impl Message) -> Result<Vec<u8>> {
+    m.write_to_bytes()
+        .map_err(|e| crate::err!(DeviceError, "encoding libsnapshot state: {e}"))
+}
+
+impl OtaDir {
+    /// The directory holding `state` (the parent of [`crate::updater::UpdaterParts::ota_state`]).
+    pub fn new(root: impl Into<PathBuf>) -> OtaDir {
+        OtaDir { root: root.into() }
+    }
+
+    /// The `state` file.
+    pub fn state_path(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// The status file of snapshot `name` (`<name>_<slot>`).
+    pub fn snapshot_path(&self, name: &str) -> PathBuf {
+        self.root.join("snapshots").join(name)
+    }
+
+    /// The `snapshot-boot` indicator.
+    pub fn boot_indicator_path(&self) -> PathBuf {
+        self.root.join("snapshot-boot")
+    }
+
+    /// Where the merge of snapshot `name` keeps its own checkpoints.
+    pub fn merge_state_path(&self, name: &str) -> PathBuf {
+        self.root.join("merge").join(name)
+    }
+
+    /// Writes the update's state; `fingerprint` goes with Initiated (the source build).
+    pub fn write_state(&self, state: UpdateState, fingerprint: &str) -> Result<()> {
+        state_file::create_dir(&self.root)?;
+        let mut s = pb::SnapshotUpdateStatus::new();
+        s.state = EnumOrUnknown::new(update_state(state));
+        s.using_snapuserd = state != UpdateState::None;
+        s.userspace_snapshots = state != UpdateState::None;
+        s.source_build_fingerprint = fingerprint.to_owned();
+        state_file::replace(&self.state_path(), &encode(&s)?)
+    }
+
+    /// The update's state, `None` when there is no state file.
+    pub fn state(&self) -> Result<Option<UpdateState>> {
+        match state_file::read(&self.state_path())? {
+            None => Ok(None),
+            Some(bytes) => super::ota_state::parse(&bytes).map(Some),
+        }
+    }
+
+    /// Writes snapshot `space`'s status in `state`.
+    pub fn write_snapshot(
+        &self,
+        space: &SnapshotSpace,
+        cow: &CowSettings,
+        state: SnapshotState,
+    ) -> Result<()> {
+        let dir = self.root.join("snapshots");
+        state_file::create_dir(&self.root)?;
+        state_file::create_dir(&dir)?;
+        let mut s = pb::SnapshotStatus::new();
+        s.name = space.name.clone();
+        s.state = EnumOrUnknown::new(match state {
+            SnapshotState::Created => pb::SnapshotState::CREATED,
+            SnapshotState::Merging => pb::SnapshotState::MERGING,
+            SnapshotState::MergeCompleted => pb::SnapshotState::MERGE_COMPLETED,
+        });
+        s.device_size = space.device_size;
+        s.snapshot_size = space.device_size;
+        s.cow_partition_size = space.cow_partition_size;
+        s.cow_file_size = space.cow_file_size;
+        s.using_snapuserd = true;
+        s.old_partition_size = space.old_partition_size;
+        s.compression_algorithm = cow.compression.clone();
+        s.compression_factor = cow.compression_factor;
+        s.estimated_cow_size = cow.estimated_cow_size;
+        s.estimated_ops_buffer_size = cow.estimated_ops;
+        state_file::replace(&self.snapshot_path(&space.name), &encode(&s)?)
+    }
+
+    /// The snapshots with a status file, by name, with their sizes.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotSpace>> {
+        let dir = self.root.join("snapshots");
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(crate::error::Error::io(dir.display(), e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|e| crate::error::Error::io(dir.display(), e))?
+                .path();
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map_or(true, |n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            let Some(bytes) = state_file::read(&path)? else {
+                continue;
+            };
+            let s = pb::SnapshotStatus::parse_from_bytes(&bytes).map_err(|e| {
+                crate::err!(DeviceError, "{} is no SnapshotStatus: {e}", path.display())
+            })?;
+            out.push(SnapshotSpace {
+                name: s.name,
+                device_size: s.device_size,
+                old_partition_size: s.old_partition_size,
+                cow_partition_size: s.cow_partition_size,
+                cow_file_size: s.cow_file_size,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Writes `snapshot-boot` with the source slot's suffix.
+    pub fn write_boot_indicator(&self, source_suffix: &str) -> Result<()> {
+        state_file::create_dir(&self.root)?;
+        state_file::replace(&self.boot_indicator_path(), source_suffix.as_bytes())
+    }
+
+    /// The source slot's suffix `snapshot-boot` holds, if any.
+    pub fn boot_indicator(&self) -> Result<Option<String>> {
+        Ok(state_file::read(&self.boot_indicator_path())?
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned()))
+    }
+
+    /// Removes every snapshot's status and merge checkpoints and `snapshot-boot`, then writes
+    /// the state None (libsnapshot's `RemoveAllUpdateState`).
+    pub fn remove_all(&self) -> Result<()> {
+        for space in self.snapshots()? {
+            state_file::remove(&self.snapshot_path(&space.name))?;
+        }
+        let merge = self.root.join("merge");
+        match std::fs::remove_dir_all(&merge) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(crate::error::Error::io(merge.display(), e)),
+        }
+        state_file::remove(&self.boot_indicator_path())?;
+        self.write_state(UpdateState::None, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_are_libsnapshot_protos() {
+        let dir = tempfile::tempdir().unwrap();
+        let ota = OtaDir::new(dir.path().join("ota"));
+        assert_eq!(ota.state().unwrap(), None);
+        ota.write_state(UpdateState::Initiated, "fp").unwrap();
+        assert_eq!(ota.state().unwrap(), Some(UpdateState::Initiated));
+        let bytes = std::fs::read(ota.state_path()).unwrap();
+        let s = pb::SnapshotUpdateStatus::parse_from_bytes(&bytes).unwrap();
+        assert_eq!(s.source_build_fingerprint, "fp");
+        let space = SnapshotSpace {
+            name: "system_b".into(),
+            device_size: 8192,
+            old_partition_size: 4096,
+            cow_partition_size: 4096,
+            cow_file_size: 0,
+        };
+        ota.write_snapshot(&space, &CowSettings::default(), SnapshotState::Created)
+            .unwrap();
+        assert_eq!(ota.snapshots().unwrap(), vec![space]);
+        ota.write_boot_indicator("_a").unwrap();
+        assert_eq!(ota.boot_indicator().unwrap().as_deref(), Some("_a"));
+        ota.remove_all().unwrap();
+        assert!(ota.snapshots().unwrap().is_empty());
+        assert_eq!(ota.boot_indicator().unwrap(), None);
+        assert_eq!(ota.state().unwrap(), Some(UpdateState::None));
+    }
+}

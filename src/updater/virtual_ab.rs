@@ -1,0 +1,372 @@
+//! Virtual A/B snapshot updates, as update_engine and libsnapshot make them: the path chosen,
+//! the target slot's metadata and libsnapshot's state written, and after the reboot the merge
+//! (or, when the old slot was booted again, the cancel).
+//!
+//! The path: a payload whose `dynamic_partition_metadata` has `snapshot_enabled`,
+//! `vabc_enabled` and `cow_version` 3, on a Virtual A/B device ([`dynamic::is_virtual_ab`]).
+//! Anything else (a non-snapshot payload, a COW v2 payload, legacy dm-snapshot, a payload with
+//! postinstall programs) keeps the dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
+//! running slot's partitions over in place, marked UPDATED, and carves a `<name>_<slot>-cow`
+//! partition per snapshot from free space; each COW is written into that partition
+//! ([`SnapshotPartitions`] over [`CowDevices`]). A COW that does not fit in `super`
+//! (libsnapshot's overflow image on `/data`) is refused with 37 before anything is written.
+//!
+//! The state follows libsnapshot ([`OtaDir`]): Initiated with the snapshots' statuses before
+//! the first write, then `snapshot-boot` and Unverified (misc: SNAPSHOTTED) once the update is
+//! applied, Merging (misc: MERGING) while merging, None once the COW partitions are gone from
+//! the running slot's metadata.
+
+use std::sync::Arc;
+
+use super::dynamic;
+use super::ota_state::UpdateState;
+use super::snapshot_state::{CowSettings, OtaDir, SnapshotState};
+use crate::boot_control::vab_message::{self, MergeStatus};
+use crate::cow::{Compression, CowOptions};
+use crate::device::snapshot::{CowDevices, DeviceCow, SnapshotPartitions};
+use crate::device::{snapshot_merge, Device};
+use crate::engine::SlotPartitions;
+use crate::error::Result;
+use crate::lp;
+use crate::payload::Manifest;
+use crate::slot::BootControl;
+
+/// What a snapshot update writes: the target metadata, its snapshots, the COW settings.
+#[derive(Clone, Debug)]
+pub struct SnapshotPlan {
+    /// The target slot's metadata and the snapshots' sizes.
+    pub target: lp::SnapshotTarget,
+    /// How the COWs are written.
+    pub options: CowOptions,
+    /// What the snapshots' statuses record, by snapshot name.
+    pub settings: Vec<(String, CowSettings)>,
+}
+
+/// Whether `manifest` asks for compressed snapshots this updater writes (COW v3). A payload
+/// with postinstall programs keeps the dynamic-partitions path: postinstall mounts the target
+/// partitions through their extents, which hold the snapshots' base until the merge.
+pub fn wants_snapshots(manifest: &Manifest) -> bool {
+    let asked = manifest
+        .dynamic
+        .as_ref()
+        .is_some_and(|d| d.snapshot_enabled && d.vabc.enabled && d.vabc.cow_version == Some(3));
+    if asked && manifest.partitions.iter().any(|p| p.postinstall.is_some()) {
+        log::info!(
+            "compressed snapshots asked for, but the payload has postinstall programs, which \
+             would run from the snapshots' base: taking the dynamic-partitions path"
+        );
+        return false;
+    }
+    asked
+}
+
+/// The snapshot plan for `manifest`, or `None` when it takes another path. Refuses with 39
+/// while another update's snapshots or merge are pending, and with 37 when a COW does not fit
+/// in `super`. As libsnapshot's `BeginUpdate` (`TryCancelUpdate`), an Initiated update (its
+/// writing never finished) is started over, and so is an Unverified one made on this slot
+/// and not switched to (`switched`: the target slot is active), which a kill between its
+/// last state write and the slot switch leaves; one switched to waits for its reboot.
+pub fn plan(
+    device: &Device,
+    manifest: &Manifest,
+    ota: &OtaDir,
+    virtual_ab_property: bool,
+    switched: bool,
+) -> Result<Option<SnapshotPlan>> {
+    if !device.has_super() || !wants_snapshots(manifest) {
+        return Ok(None);
+    }
+    let (_, source) = device.super_metadata(device.current_slot())?;
+    if !dynamic::is_virtual_ab(&source, &ota.state_path(), virtual_ab_property) {
+        return Ok(None);
+    }
+    let state = ota.state()?;
+    let made_here = ota.boot_indicator()?.as_deref() == Some(device.current_slot().suffix());
+    let restartable = |s: &UpdateState| {
+        *s == UpdateState::Initiated || (*s == UpdateState::Unverified && made_here && !switched)
+    };
+    if let Some(s) = state.filter(|s| s.is_pending() && !restartable(s)) {
+        crate::bail!(
+            MergePending,
+            "{} says a Virtual A/B snapshot update is {s:?}: it must finish (merge) before \
+             another update",
+            ota.state_path().display()
+        );
+    }
+    let Some(d) = &manifest.dynamic else {
+        return Ok(None);
+    };
+    let compression_name = d.vabc.compression_param.as_deref().unwrap_or("gz");
+    // libsnapshot's parameter may carry a level ("lz4,3"); the algorithm is what counts.
+    let algorithm = compression_name.split(',').next().unwrap_or("gz");
+    let Some(compression) = Compression::from_name(algorithm) else {
+        crate::bail!(
+            Unsupported,
+            "the payload asks for COW compression {compression_name:?}"
+        );
+    };
+    let factor = d.vabc.compression_factor.unwrap_or(4096);
+    let options = CowOptions {
+        version: 3,
+        compression,
+        compression_factor: u32::try_from(factor)
+            .map_err(|_| crate::err!(MalformedPayload, "compression factor {factor}"))?,
+        ..CowOptions::default()
+    };
+    let groups = dynamic::lp_groups(&d.groups);
+    let in_group = |n: &str| d.groups.iter().any(|g| g.partitions.iter().any(|p| p == n));
+    let mut updates = Vec::new();
+    let mut settings = Vec::new();
+    let target_suffix = device.target_slot().suffix();
+    for p in manifest.partitions.iter().filter(|p| in_group(&p.name)) {
+        let fallback = crate::device::snapshot::worst_case_cow_size(p, options.block_size);
+        updates.push(lp::SnapshotUpdate {
+            name: p.name.clone(),
+            size: p.new_info.size,
+            cow_size: lp::cow_size(p.cow.estimate_cow_size, fallback),
+        });
+        settings.push((
+            format!("{}{target_suffix}", p.name),
+            CowSettings {
+                compression: algorithm.to_owned(),
+                compression_factor: factor,
+                estimated_cow_size: p.cow.estimate_cow_size.unwrap_or(0),
+                estimated_ops: p.cow.estimate_op_count_max.unwrap_or(0),
+            },
+        ));
+    }
+    let target = lp::prepare_snapshot_target(
+        &source,
+        device.current_slot().suffix(),
+        target_suffix,
+        &groups,
+        &updates,
+        manifest.partial_update,
+    )?;
+    if let Some(s) = target.snapshots.iter().find(|s| s.cow_file_size > 0) {
+        crate::bail!(
+            SuperNoSpace,
+            "{}'s COW needs {} more bytes than super has free; COW images on /data are not \
+             supported",
+            s.name,
+            s.cow_file_size
+        );
+    }
+    Ok(Some(SnapshotPlan {
+        target,
+        options,
+        settings,
+    }))
+}
+
+/// The snapshots the engine writes for `plan`: their COWs in the `-cow` partitions of the
+/// planned metadata, their bases the running slot's partitions of `plain`.
+pub fn snapshot_partitions<'p>(
+    plain: &'p dyn SlotPartitions,
+    device: &Device,
+    manifest: &Manifest,
+    plan: &SnapshotPlan,
+) -> Result<SnapshotPartitions<'p>> {
+    let device = device.clone();
+    let metadata = plan.target.metadata.clone();
+    let files = CowDevices(Box::new(move |snapshot: &str| {
+        device.open_logical(&metadata, &format!("{snapshot}-cow"))
+    }));
+    SnapshotPartitions::with_files(plain, Arc::new(files), plan.options.clone(), manifest)
+}
+
+/// Where misc is, if the device has one.
+fn misc_path(device: &Device) -> Option<std::path::PathBuf> {
+    let path = match device.layout() {
+        crate::device::Layout::HostDir(dir) => dir.join(crate::boot_control::misc::HOST_MISC_IMAGE),
+        crate::device::Layout::ByName(dir) => dir.join("misc"),
+    };
+    path.exists().then_some(path)
+}
+
+fn set_merge_status(device: &Device, status: MergeStatus) -> Result<()> {
+    match misc_path(device) {
+        Some(path) => vab_message::set_merge_status(&path, status, device.current_slot()),
+        None => Ok(()),
+    }
+}
+
+/// Before the first write (and again at every resume): the state Initiated, the snapshots'
+/// statuses, then the target metadata. Whether the metadata had to be written.
+pub fn begin(
+    device: &Device,
+    ota: &OtaDir,
+    plan: &SnapshotPlan,
+    fingerprint: &str,
+) -> Result<bool> {
+    ota.write_state(UpdateState::Initiated, fingerprint)?;
+    set_merge_status(device, MergeStatus::None)?;
+    for space in &plan.target.snapshots {
+        let settings = plan
+            .settings
+            .iter()
+            .find(|(n, _)| *n == space.name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        ota.write_snapshot(space, &settings, SnapshotState::Created)?;
+    }
+    device.write_target_metadata(&plan.target.metadata)
+}
+
+/// The update is applied (libsnapshot's `FinishedSnapshotWrites`): `snapshot-boot` names the
+/// source slot, misc says SNAPSHOTTED, the state is Unverified.
+pub fn finished_writes(device: &Device, ota: &OtaDir) -> Result<()> {
+    ota.write_boot_indicator(device.current_slot().suffix())?;
+    set_merge_status(device, MergeStatus::Snapshotted)?;
+    ota.write_state(UpdateState::Unverified, "")
+}
+
+/// What [`finish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// No snapshot update to finish (or it waits for its reboot).
+    Nothing,
+    /// The snapshots were merged into the running slot.
+    Merged,
+    /// The old slot was booted again: the update was cancelled.
+    Cancelled,
+}
+
+/// After a boot whose slot is marked successful: merges a snapshot update booted into, or
+/// cancels one whose old slot runs again. `progress` hears the merge's progress, 0 to 1.
+pub fn finish(
+    device: &Device,
+    boot: &mut dyn BootControl,
+    ota: &OtaDir,
+    progress: &mut dyn FnMut(f32),
+) -> Result<Finished> {
+    let state = ota.state()?;
+    let live = matches!(
+        state,
+        Some(
+            UpdateState::Unverified
+                | UpdateState::Merging
+                | UpdateState::MergeNeedsReboot
+                | UpdateState::MergeFailed
+                | UpdateState::MergeCompleted
+        )
+    );
+    if !live || !device.has_super() {
+        return Ok(Finished::Nothing);
+    }
+    let current = device.current_slot();
+    let booted_source = ota.boot_indicator()?.as_deref() == Some(current.suffix());
+    if booted_source {
+        if state != Some(UpdateState::Unverified) {
+            // A merge began in the new slot: the old slot's partitions are being overwritten
+            // and it should not have booted. Nothing here can repair that; leave the state.
+            log::warn!("slot {current} runs while its snapshot update is {state:?}");
+            return Ok(Finished::Nothing);
+        }
+        if boot.active_slot()? != current {
+            // Applied, waiting for the reboot into it.
+            return Ok(Finished::Nothing);
+        }
+        cancel(device, boot, ota)?;
+        return Ok(Finished::Cancelled);
+    }
+    if state == Some(UpdateState::Unverified) && !boot.is_successful(current)? {
+        // The merge starts only once the new slot proved it boots (a merge under way goes on).
+        log::info!("slot {current} is not marked successful yet: no merge");
+        return Ok(Finished::Nothing);
+    }
+    merge(device, boot, ota, progress)?;
+    Ok(Finished::Merged)
+}
+
+/// Cancels a snapshot update that is being written or waits for its reboot, from the slot it
+/// was made on (libsnapshot's `CancelUpdate`). Whether there was one.
+pub fn cancel_unbooted(device: &Device, boot: &mut dyn BootControl, ota: &OtaDir) -> Result<bool> {
+    let state = ota.state()?;
+    if !matches!(
+        state,
+        Some(UpdateState::Initiated | UpdateState::Unverified)
+    ) || !device.has_super()
+    {
+        return Ok(false);
+    }
+    let source = ota.boot_indicator()?;
+    if source.is_some_and(|s| s != device.current_slot().suffix()) {
+        // Booted into the update: only its merge finishes it.
+        return Ok(false);
+    }
+    cancel(device, boot, ota)?;
+    Ok(true)
+}
+
+/// The old slot runs again: the snapshots and their COW partitions go, the target slot is
+/// unbootable; no base partition is written.
+fn cancel(device: &Device, boot: &mut dyn BootControl, ota: &OtaDir) -> Result<()> {
+    let target = device.target_slot();
+    log::info!("the snapshot update's slot {target} was not booted: cancelling it");
+    boot.set_unbootable(target)?;
+    let (_, metadata) = device.super_metadata(target)?;
+    device.write_slot_metadata(target, &lp::without_snapshots(&metadata)?)?;
+    ota.remove_all()?;
+    set_merge_status(device, MergeStatus::None)
+}
+
+/// The running slot's snapshots merged into their bases, each resumable from its own
+/// checkpoints, then the COW partitions and the state removed.
+fn merge(
+    device: &Device,
+    boot: &mut dyn BootControl,
+    ota: &OtaDir,
+    progress: &mut dyn FnMut(f32),
+) -> Result<()> {
+    let current = device.current_slot();
+    // The old slot's partitions share the bases being overwritten: it cannot boot any more.
+    set_merge_status(device, MergeStatus::Merging)?;
+    let other = current.other();
+    if boot.is_bootable(other)? {
+        boot.set_unbootable(other)?;
+    }
+    ota.write_state(UpdateState::Merging, "")?;
+    let (_, metadata) = device.super_metadata(current)?;
+    let snapshots = ota.snapshots()?;
+    for space in &snapshots {
+        ota.write_snapshot(space, &CowSettings::default(), SnapshotState::Merging)?;
+    }
+    // Each snapshot an equal share of the progress.
+    let share = 1.0 / snapshots.len().max(1) as f32;
+    for (i, space) in snapshots.iter().enumerate() {
+        let cow_name = format!("{}-cow", space.name);
+        if metadata.partition(&cow_name).is_none() {
+            // Merged, and its COW partition already removed by an earlier run.
+            continue;
+        }
+        let cow = DeviceCow(device.open_logical(&metadata, &cow_name)?);
+        let base = device.open_logical(&metadata, &space.name)?;
+        let state = ota.merge_state_path(&space.name);
+        if let Some(dir) = state.parent() {
+            crate::state_file::create_dir(dir)?;
+        }
+        log::info!("merging the snapshot {}", space.name);
+        snapshot_merge::merge(&cow, base.as_ref(), &state, &mut |done, all| {
+            log::debug!("merging {}: {done}/{all} ops", space.name);
+            let part = if all == 0 {
+                1.0
+            } else {
+                done as f32 / all as f32
+            };
+            progress(share * (i as f32 + part));
+        })?;
+        ota.write_snapshot(
+            space,
+            &CowSettings::default(),
+            SnapshotState::MergeCompleted,
+        )?;
+    }
+    ota.write_state(UpdateState::MergeCompleted, "")?;
+    device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
+    ota.remove_all()?;
+    set_merge_status(device, MergeStatus::None)?;
+    progress(1.0);
+    log::info!("snapshot merge complete: {} partitions", snapshots.len());
+    Ok(())
+}

@@ -1,0 +1,569 @@
+//! Virtual A/B snapshot updates through the updater, on a host device directory with a real
+//! `super.img` (`super_image::write`, byte-identical to lpmake's) and `ro.virtual_ab.enabled`:
+//! a delta payload with compressed snapshots (COW v3, lz4, 64 KiB, `merge_operations`) is
+//! written as COWs in `<name>_b-cow` partitions of super. AOSP's `lpdump` reads the target
+//! slot's metadata (UPDATED partitions on the running slot's extents, the `cow` group and its
+//! partitions); `protoc --decode` reads libsnapshot's state files with proto/snapshot.proto;
+//! AOSP's `lpunpack` extracts each COW and `applycow` over the old image gives the new one.
+//! After a simulated reboot into slot b and mark-successful, the merge (`abupdate merge`,
+//! killed with `kill -9` at random points) leaves the new images in place, the cow partitions
+//! gone and the state None. Booting the old slot again instead cancels the update.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abupdate::boot_control::{vab_message, MiscBootControl};
+use abupdate::build::{self, super_image, BuildOptions, PartitionSpec};
+use abupdate::device::Device;
+use abupdate::engine::ApplyOptions;
+use abupdate::lp;
+use abupdate::payload::Vabc;
+use abupdate::slot::Slot;
+use abupdate::source::Source;
+use abupdate::updater::{HostOptions, Updater};
+use abupdate::ErrorCode;
+use common::forge::Forge;
+use common::{mixed_image, Rng};
+
+const MIB: u64 = 1 << 20;
+const BS: usize = 4096;
+const LOGICAL: [(&str, usize); 2] = [("system", 600), ("vendor", 300)];
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    dev: PathBuf,
+    payload: PathBuf,
+    /// (name, old image, new image)
+    images: Vec<(&'static str, Vec<u8>, Vec<u8>)>,
+}
+
+/// A new image from `old`: its first half moved down by 2 blocks (copies), small edits
+/// (diffs: XORs), and a longer tail.
+fn evolve(rng: &mut Rng, old: &[u8]) -> Vec<u8> {
+    let blocks = old.len() / BS;
+    let mut new = old.to_vec();
+    let half = blocks / 2;
+    new[..(half - 2) * BS].copy_from_slice(&old[2 * BS..half * BS]);
+    for i in half + 10..half + 60 {
+        new[i * BS + 17] ^= 0x5a;
+    }
+    let mut tail = vec![0u8; 24 * BS];
+    rng.fill(&mut tail[..12 * BS]);
+    new.extend_from_slice(&tail);
+    new
+}
+
+impl Fixture {
+    /// A device directory running slot a; Virtual A/B (super's flag and the property) or not.
+    fn new(seed: u64, virtual_ab: bool) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let dev = root.join("dev");
+        std::fs::create_dir_all(&dev).unwrap();
+        let mut rng = Rng(seed);
+        let mut images = Vec::new();
+        let mut specs = Vec::new();
+        for (name, blocks) in LOGICAL {
+            let old = mixed_image(&mut rng, blocks);
+            let new = evolve(&mut rng, &old);
+            let (o, n) = (
+                root.join(format!("{name}_old.img")),
+                root.join(format!("{name}.img")),
+            );
+            std::fs::write(&o, &old).unwrap();
+            std::fs::write(&n, &new).unwrap();
+            specs.push(PartitionSpec {
+                name: name.to_string(),
+                new: n,
+                old: Some(o),
+                append_verity: false,
+            });
+            images.push((name, old, new));
+        }
+        let sizes: Vec<(&str, u64)> = images
+            .iter()
+            .map(|(n, o, _)| (*n, o.len() as u64))
+            .collect();
+        let layout = super_image::ab_layout(40 * MIB, "main", 16 * MIB, &sizes, virtual_ab);
+        let v1: Vec<(String, &[u8])> = images
+            .iter()
+            .map(|(n, o, _)| (format!("{n}_a"), o.as_slice()))
+            .collect();
+        let v1: Vec<(&str, &[u8])> = v1.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+        super_image::write(&dev.join("super.img"), &layout, &v1).unwrap();
+        MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
+        std::fs::write(
+            dev.join("build.prop"),
+            format!("ro.build.date.utc=0\nro.virtual_ab.enabled={virtual_ab}\n"),
+        )
+        .unwrap();
+
+        let mut dynamic = super_image::dynamic_metadata("main", 16 * MIB, &LOGICAL.map(|(n, _)| n));
+        dynamic.snapshot_enabled = true;
+        dynamic.vabc = Vabc {
+            enabled: true,
+            compression_param: Some("lz4".into()),
+            cow_version: Some(3),
+            compression_factor: Some(65536),
+            ..Vabc::default()
+        };
+        let options = BuildOptions {
+            threads: 2,
+            dynamic: Some(dynamic),
+            ..BuildOptions::default()
+        };
+        let built = root.join("delta.bin");
+        build::build(&specs, &options, &built).unwrap();
+        let mut f = Forge::read(&built);
+        assert!(f.add_merge_operations() > 0, "no XOR merge ops");
+        f.unsign();
+        let payload = root.join("payload.bin");
+        std::fs::write(&payload, f.to_bytes()).unwrap();
+        Fixture {
+            _tmp: tmp,
+            root,
+            dev,
+            payload,
+            images,
+        }
+    }
+
+    fn updater(&self, current: Slot) -> Updater {
+        let options = HostOptions {
+            current: Some(current),
+            ..HostOptions::default()
+        };
+        Updater::open_host(&self.dev, &options).unwrap()
+    }
+
+    fn apply(&self) -> abupdate::Result<abupdate::updater::Outcome> {
+        let options = ApplyOptions {
+            threads: 2,
+            ..common::unsigned_options()
+        };
+        self.updater(Slot::A).apply(
+            &mut Source::file(&self.payload)?,
+            &options,
+            &abupdate::engine::Quiet,
+        )
+    }
+
+    fn read(&self, name: &str, slot: Slot) -> Vec<u8> {
+        let part = Device::host(&self.dev, slot).read_only(name, slot).unwrap();
+        let mut data = vec![0u8; part.size() as usize];
+        part.read_at(&mut data, 0).unwrap();
+        data
+    }
+
+    fn ota(&self) -> PathBuf {
+        self.dev.join("metadata/ota")
+    }
+
+    fn super_img(&self) -> PathBuf {
+        self.dev.join("super.img")
+    }
+
+    fn metadata(&self, slot: Slot) -> lp::Metadata {
+        Device::host(&self.dev, Slot::A)
+            .super_metadata(slot)
+            .unwrap()
+            .1
+    }
+
+    fn merge_cmd(&self) -> Command {
+        merge_cmd(&self.dev)
+    }
+
+    /// Runs `cmd` on the device killed (`kill -9`) at random points within the time a clean
+    /// run on a copy takes, until a run finishes, or a killed one had finished its work
+    /// (`done`), after three kills left `progress` (a path in the device directory) behind;
+    /// an end before that starts over from the device as it was. (kills, kills that left
+    /// `progress`, clean ms.)
+    fn kill_until_done(
+        &self,
+        cmd: impl Fn(&Path) -> Command,
+        done: impl Fn() -> bool,
+        progress: &str,
+        seed: u64,
+    ) -> (u32, u32, u64) {
+        let pristine = self.root.join("pristine");
+        copy_dir(&self.dev, &pristine);
+        let probe = self.root.join("probe");
+        copy_dir(&self.dev, &probe);
+        let t = Instant::now();
+        run(&mut cmd(&probe));
+        let full = t.elapsed().as_millis().max(10) as u64;
+        let mut rng = Rng(seed);
+        let (mut kills, mut mid) = (0, 0);
+        loop {
+            let child = cmd(&self.dev).spawn().unwrap();
+            let finished = match common::kill_after(child, Duration::from_millis(rng.below(full))) {
+                None => {
+                    kills += 1;
+                    if self.dev.join(progress).exists() {
+                        mid += 1;
+                    }
+                    done()
+                }
+                Some(out) => {
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    true
+                }
+            };
+            if finished && mid >= 3 {
+                break;
+            }
+            if finished {
+                std::fs::remove_dir_all(&self.dev).unwrap();
+                copy_dir(&pristine, &self.dev);
+                mid = 0;
+            }
+            assert!(kills < 200, "{cmd:?} never finished", cmd = cmd(&self.dev));
+        }
+        (kills, mid, full)
+    }
+}
+
+/// `abupdate merge --device DEV` on slot b.
+fn merge_cmd(dev: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
+    c.args(["merge", "--current-slot", "b", "--device"])
+        .arg(dev)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn tool(name: &str) -> PathBuf {
+    common::shared::aosp_tool(name)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?}: {all}");
+    all
+}
+
+/// `protoc --decode` of a libsnapshot state file with proto/snapshot.proto.
+fn decode(message: &str, file: &Path) -> String {
+    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    run(Command::new("protoc")
+        .arg(format!("--decode=android.snapshot.{message}"))
+        .arg("-I")
+        .arg(&proto)
+        .arg(proto.join("snapshot.proto"))
+        .stdin(std::fs::File::open(file).unwrap()))
+}
+
+/// The misc Virtual A/B message's (merge status, source slot).
+fn misc_status(fx: &Fixture) -> Option<(u8, u8)> {
+    vab_message::read(&fx.dev.join("misc.img")).unwrap()
+}
+
+#[test]
+fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
+    let fx = Fixture::new(0x0ab_5eed, true);
+    let super_before = std::fs::read(fx.super_img()).unwrap();
+    let source_before = fx.metadata(Slot::A);
+    let outcome = fx.apply().unwrap();
+    assert_eq!(outcome.switched_to, Some(Slot::B));
+
+    // The target metadata as lpdump reads it: UPDATED partitions on slot a's extents, the cow
+    // group with one COW partition per snapshot.
+    let dump = run(Command::new(tool("lpdump"))
+        .arg("--slot=1")
+        .arg(fx.super_img()));
+    for name in ["system", "vendor"] {
+        let block = dump
+            .split("Name: ")
+            .find(|b| b.starts_with(&format!("{name}_b\n")))
+            .unwrap_or_else(|| panic!("no {name}_b in\n{dump}"));
+        assert!(block.contains("readonly,updated"), "{block}");
+        assert!(block.contains("Group: main_b"), "{block}");
+        let cow = dump
+            .split("Name: ")
+            .find(|b| b.starts_with(&format!("{name}_b-cow\n")))
+            .unwrap_or_else(|| panic!("no {name}_b-cow in\n{dump}"));
+        assert!(cow.contains("Group: cow"), "{cow}");
+    }
+    assert!(!dump.contains("Name: system_a\n"), "{dump}");
+    let target = fx.metadata(Slot::B);
+    for (name, old, _) in &fx.images {
+        let t = target.partition(&format!("{name}_b")).unwrap();
+        let s = source_before.partition(&format!("{name}_a")).unwrap();
+        // The base: slot a's extent, grown in place (or followed by new ones).
+        let (te, se) = (target.extents_of(t)[0], source_before.extents_of(s)[0]);
+        assert_eq!(te.target, se.target);
+        assert!(te.num_sectors >= se.num_sectors);
+        assert!(target.partition_size(t) > old.len() as u64);
+    }
+    // The running slot's metadata and partitions are untouched.
+    assert_eq!(fx.metadata(Slot::A), source_before);
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+    let region = source_before.geometry().primary_offset(0).unwrap() as usize;
+    let len = source_before.geometry().metadata_max_size as usize;
+    let super_after = std::fs::read(fx.super_img()).unwrap();
+    assert_eq!(
+        super_after[region..region + len],
+        super_before[region..region + len]
+    );
+
+    // libsnapshot's state, read with its own schema.
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    assert_eq!(
+        std::fs::read_to_string(fx.ota().join("snapshot-boot")).unwrap(),
+        "_a"
+    );
+    assert_eq!(
+        misc_status(&fx),
+        Some((2, 0)),
+        "misc: SNAPSHOTTED from slot a"
+    );
+
+    // Each COW, out of super with lpunpack: AOSP's reader accepts it and, over the old image,
+    // makes the new one.
+    let unpacked = fx.root.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    for (name, _, new) in &fx.images {
+        let status = decode(
+            "SnapshotStatus",
+            &fx.ota().join(format!("snapshots/{name}_b")),
+        );
+        for want in [
+            format!("name: \"{name}_b\""),
+            "state: CREATED".to_string(),
+            format!("device_size: {}", new.len()),
+            "compression_algorithm: \"lz4\"".to_string(),
+            "compression_factor: 65536".to_string(),
+        ] {
+            assert!(status.contains(&want), "{want} not in {status}");
+        }
+        run(Command::new(tool("lpunpack"))
+            .arg("--slot=1")
+            .arg(format!("--partition={name}_b-cow"))
+            .arg(fx.super_img())
+            .arg(&unpacked));
+        let cow = unpacked.join(format!("{name}_b-cow.img"));
+        let report = run(Command::new(tool("inspect_cow"))
+            .arg("--verify_merge_sequence")
+            .arg(&cow));
+        assert!(report.contains("Merge sequence is consistent."), "{report}");
+        let out = fx.root.join("view.img");
+        run(Command::new(tool("applycow"))
+            .args(["--mode", "view", "--size", &new.len().to_string()])
+            .arg(fx.root.join(format!("{name}_old.img")))
+            .arg(&cow)
+            .arg(&out));
+        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+    }
+
+    // Another update before the merge: 39, nothing written.
+    let err = fx.apply().unwrap_err();
+    assert_eq!(err.code, ErrorCode::MergePending, "{err}");
+
+    // The reboot into slot b, marked successful; the merge killed at random points within
+    // the time a clean merge of a copy of the device takes.
+    // Booted into slot b but not yet marked successful: no merge (the update is still
+    // pending, which the command reports as its failure).
+    let out = fx.merge_cmd().output().unwrap();
+    assert!(!out.status.success());
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+    fx.updater(Slot::B).mark_boot_successful().unwrap();
+    // A kill that left a merge checkpoint behind: the next run resumes from it.
+    // A merge killed after its end is run again: it has nothing left to do.
+    let (kills, mid_merge, full) =
+        fx.kill_until_done(merge_cmd, || false, "metadata/ota/merge", 0x9_e7e);
+    eprintln!("merged after {kills} kills, {mid_merge} in the merge; a clean merge: {full} ms");
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+    let meta = fx.metadata(Slot::B);
+    assert!(meta.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    assert!(meta.partition("system_b-cow").is_none());
+    assert_eq!(
+        meta.partition("system_b").unwrap().attributes,
+        lp::ATTR_READONLY
+    );
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(!state.contains("state:"), "state is not None: {state}");
+    assert!(!fx.ota().join("snapshot-boot").exists());
+    assert!(std::fs::read_dir(fx.ota().join("snapshots"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert_eq!(misc_status(&fx), Some((0, 1)));
+    // Merged: running it again has nothing to do.
+    run(&mut fx.merge_cmd());
+    for (name, _, new) in &fx.images {
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+}
+
+#[test]
+fn an_update_applied_but_not_switched_to_is_started_over() {
+    let fx = Fixture::new(0x0ab_5117, true);
+    let mut options = ApplyOptions {
+        threads: 2,
+        ..common::unsigned_options()
+    };
+    options.properties.switch_slot_on_reboot = false;
+    let apply = |options: &ApplyOptions| {
+        fx.updater(Slot::A).apply(
+            &mut Source::file(&fx.payload).unwrap(),
+            options,
+            &abupdate::engine::Quiet,
+        )
+    };
+    assert_eq!(apply(&options).unwrap().switched_to, None);
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    // Not switched to, as a kill before the switch leaves it: libsnapshot's BeginUpdate
+    // cancels it, and the update is made again (not refused with 39).
+    options.properties.switch_slot_on_reboot = true;
+    assert_eq!(apply(&options).unwrap().switched_to, Some(Slot::B));
+    // Switched to: it waits for the reboot and the merge.
+    assert_eq!(apply(&options).unwrap_err().code, ErrorCode::MergePending);
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..], "{name}_b");
+    }
+}
+
+/// `abupdate apply --device DEV` of `payload`, checkpointing every few ms.
+fn apply_cmd(payload: &Path, dev: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
+    c.arg("apply")
+        .arg("--device")
+        .arg(dev)
+        .args([
+            "--allow-unsigned",
+            "--threads",
+            "2",
+            "--checkpoint-interval-ms",
+            "5",
+        ])
+        .arg(payload)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+#[test]
+fn kill_9_while_writing_cows_in_super_resumes_to_the_new_images() {
+    let fx = Fixture::new(0x0ab_4111, true);
+    // Killed after the snapshots were created: the next run resumes their COWs, reopened from
+    // the labels in the -cow partitions.
+    // A run killed after the slot switch had applied the update: another is refused (39)
+    // until the reboot, as the update waits for its merge.
+    let apply = |dev: &Path| apply_cmd(&fx.payload, dev);
+    let switched = || fx.updater(Slot::A).with_boot(|b| b.active_slot()).unwrap() == Slot::B;
+    let (kills, mid_update, full) =
+        fx.kill_until_done(apply, switched, "metadata/ota/state", 0x4111_c0de);
+    eprintln!("applied after {kills} kills, {mid_update} in the update; a clean run: {full} ms");
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+    // The COWs the resumed runs finished merge into the new images.
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let dest = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &dest);
+        } else {
+            std::fs::copy(&path, &dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn booting_the_old_slot_again_cancels_the_snapshot_update() {
+    let fx = Fixture::new(0x0ab_c0de, true);
+    let super_img = fx.super_img();
+    fx.apply().unwrap();
+    let base_extents: Vec<u8> = std::fs::read(&super_img).unwrap();
+    // The bootloader fell back to slot a: slot a is active and runs again.
+    let updater = fx.updater(Slot::A);
+    updater.with_boot(|b| b.set_active(Slot::A)).unwrap();
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+
+    let meta = fx.metadata(Slot::B);
+    assert!(meta.partition("system_b-cow").is_none());
+    assert!(meta.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(!state.contains("state:"), "state is not None: {state}");
+    assert!(!fx.ota().join("snapshot-boot").exists());
+    assert!(!updater.with_boot(|b| b.is_bootable(Slot::B)).unwrap());
+    assert_eq!(updater.with_boot(|b| b.active_slot()).unwrap(), Slot::A);
+    assert_eq!(misc_status(&fx).map(|s| s.0), Some(0));
+    // No base data touched: slot a reads as before, and only metadata changed in super.
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+    let after = std::fs::read(&super_img).unwrap();
+    let end = fx
+        .metadata(Slot::A)
+        .geometry()
+        .total_metadata_size()
+        .unwrap() as usize;
+    assert!(after[end..] == base_extents[end..], "extents written");
+    // A new update can start; a reset before its reboot cancels it too.
+    fx.apply().unwrap();
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+    updater.reset().unwrap();
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_none());
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(!state.contains("state:"), "state is not None: {state}");
+    assert_eq!(updater.with_boot(|b| b.active_slot()).unwrap(), Slot::A);
+}
+
+#[test]
+fn a_snapshot_payload_on_a_device_without_virtual_ab_takes_the_plain_path() {
+    let fx = Fixture::new(0x0ab_0ff, false);
+    fx.apply().unwrap();
+    let target = fx.metadata(Slot::B);
+    let source = fx.metadata(Slot::A);
+    for (name, _, new) in &fx.images {
+        let p = target.partition(&format!("{name}_b")).unwrap();
+        assert_eq!(p.attributes, lp::ATTR_READONLY);
+        let s = source.partition(&format!("{name}_a")).unwrap();
+        assert_ne!(target.extents_of(p)[0], source.extents_of(s)[0]);
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+    assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    assert!(!fx.ota().exists());
+}
