@@ -198,15 +198,7 @@ fn kill_9_in_zucchini_operations() {
         old.extend_from_slice(&o);
         new.extend_from_slice(&n);
     }
-    for (info, data) in [
-        (p.old_partition_info.mut_or_insert_default(), &old),
-        (p.new_partition_info.mut_or_insert_default(), &new),
-    ] {
-        info.set_size(data.len() as u64);
-        info.set_hash(forge::sha256(data).to_vec());
-    }
-    m.partitions.push(p);
-    let payload = signed(&m, blobs);
+    let payload = system_delta(m, p, blobs, &old, &new);
     let old = [("system", old)];
     let new = [("system", new)];
     let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
@@ -299,15 +291,7 @@ fn kill_9_in_lz4diff_operations() {
         old.extend_from_slice(&o_img);
         new.extend_from_slice(&n_img);
     }
-    for (info, data) in [
-        (p.old_partition_info.mut_or_insert_default(), &old),
-        (p.new_partition_info.mut_or_insert_default(), &new),
-    ] {
-        info.set_size(data.len() as u64);
-        info.set_hash(forge::sha256(data).to_vec());
-    }
-    m.partitions.push(p);
-    let payload = signed(&m, blobs);
+    let payload = system_delta(m, p, blobs, &old, &new);
     let old = [("system", old)];
     let new = [("system", new)];
     let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
@@ -726,6 +710,26 @@ fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
 }
 
 /// The payload of manifest `m` and `blobs`, signed with test key `a`.
+/// The signed payload of a delta of one partition, `system`, whose operations are in `p`
+/// (its old and new sizes and hashes are filled in here).
+fn system_delta(
+    mut m: DeltaArchiveManifest,
+    mut p: PartitionUpdate,
+    blobs: Vec<u8>,
+    old: &[u8],
+    new: &[u8],
+) -> Vec<u8> {
+    for (info, data) in [
+        (p.old_partition_info.mut_or_insert_default(), old),
+        (p.new_partition_info.mut_or_insert_default(), new),
+    ] {
+        info.set_size(data.len() as u64);
+        info.set_hash(forge::sha256(data).to_vec());
+    }
+    m.partitions.push(p);
+    signed(&m, blobs)
+}
+
 fn signed(m: &DeltaArchiveManifest, blobs: Vec<u8>) -> Vec<u8> {
     let mut forge = Forge {
         major_version: abupdate::payload::header::SUPPORTED_MAJOR_VERSION,
