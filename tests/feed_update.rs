@@ -7,6 +7,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/keystore2.rs"]
+mod keystore2;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -534,6 +536,132 @@ fn hostile_feeds_and_payloads_are_refused_before_writing() {
     let device = world.device("intact", PROPS);
     ok(&world.check(&device, "enc", &right));
     assert!(slot_holds(&world.ota, &device, "v2"));
+}
+
+/// An `abupdated` on RPC Binder at `uri` for `device`, with `extra` arguments; its log in
+/// `log`. Returns once its socket exists.
+fn start_abupdated(
+    world: &World,
+    uri: &str,
+    device: &Path,
+    extra: &[&str],
+    log: &Path,
+) -> std::process::Child {
+    let socket = uri
+        .strip_prefix("unix://")
+        .and_then(|rest| rest.split('?').next())
+        .map(PathBuf::from)
+        .unwrap();
+    let _ = std::fs::remove_file(&socket);
+    let daemon = Command::new(env!("CARGO_BIN_EXE_abupdated"))
+        .args(["--binder", uri, "--device", device.to_str().unwrap()])
+        .args(["--key", world.ota.cert.to_str().unwrap()])
+        .args(["--ca", world.pki.ca_cert.to_str().unwrap()])
+        .args(extra)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    daemon
+}
+
+/// An encrypted offer applied by an `abupdated` whose device key keystore2 keeps
+/// (`--device-key keystore --keystore-binder URI`; a stand-in keystore2 over RPC Binder, as a
+/// host has none): the device the offer was encrypted for installs it; a device whose
+/// keystore holds another key ends with 20 and its slot B untouched.
+#[test]
+fn service_applies_an_offer_encrypted_for_its_keystore_key() {
+    use abupdate::feed::device_key::{public_key_to_pem, DeviceKey as _};
+    use abupdate::feed::keystore_key::KeystoreDeviceKey;
+
+    let world = World::new();
+    let keystore = keystore2::Keystore2::start();
+    let other = keystore2::Keystore2::start();
+    // The device's public key, as abupdated logs it for the publisher (made here first, so
+    // abupdated finds it).
+    let public = KeystoreDeviceKey::open(&keystore.transport())
+        .unwrap()
+        .public_key();
+    let public_pem = world.root.path().join("keystore.pub.pem");
+    std::fs::write(&public_pem, public_key_to_pem(&public)).unwrap();
+    let out = world.publish(
+        "ks",
+        &[
+            "--id",
+            "ks-full",
+            "--encrypt-for",
+            public_pem.to_str().unwrap(),
+            "--chunk-size",
+            "16384",
+        ],
+    );
+    assert!(out.contains("encrypted"), "{out}");
+
+    let uri = format!(
+        "unix://{}?profile=android13plus",
+        world.root.path().join("abupdate.sock").display()
+    );
+    let mut results = Vec::new();
+    for (name, ks) in [("keystore", &keystore), ("foreign", &other)] {
+        let device = world.device(name, PROPS);
+        let log = world.root.path().join(format!("{name}.log"));
+        let extra = [
+            "--channel",
+            "ks",
+            "--device-key",
+            "keystore",
+            "--keystore-binder",
+            &ks.uri,
+        ];
+        let mut daemon = start_abupdated(&world, &uri, &device, &extra, &log);
+        let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+            .args(["check", "--apply", "--feed-url", &world.feed_url("ks")])
+            .args(["--device-id", "device-0001"])
+            .env("ABUPDATE_BINDER", &uri)
+            .output()
+            .unwrap();
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let log = std::fs::read_to_string(&log).unwrap();
+        results.push((device, out, log));
+    }
+    let (device, out, log) = &results[0];
+    assert_eq!(
+        code(out),
+        0,
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(slot_holds(&world.ota, device, "v2"));
+    // The PEM's base64 line (the log indents the PEM's lines).
+    let pem = public_key_to_pem(&public);
+    assert!(log.contains(pem.lines().nth(1).unwrap()), "{log}");
+    assert_eq!(keystore.state().generated, 1, "abupdated reused the key");
+    assert!(keystore.state().agreements >= 1);
+
+    let (device, out, log) = &results[1];
+    assert_eq!(
+        code(out),
+        20,
+        "{}\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not encrypted for this device"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(slot_b_untouched(device));
+    assert_eq!(
+        other.state().generated,
+        1,
+        "abupdated made the foreign device's key"
+    );
 }
 
 /// `checkForUpdate` through a real `abupdated` serving RPC Binder on a unix socket.

@@ -8,27 +8,27 @@
 //! agreement is an `AGREE_KEY` operation whose `finish` takes the peer's SubjectPublicKeyInfo
 //! (DER) and returns the 32-byte shared secret.
 //!
-//! Built only for Android with the `keystore` feature (AIDL crates `android.system.keystore2`
-//! and `android.hardware.security.keymint`); nothing here is compiled on a host.
+//! Binder and the AIDL types come from [`binder_adapter`](crate::service::binder_adapter): on
+//! Android the platform's crates (`keystore` feature), on a host rsbinder with the subset in
+//! `platform_aidl/`, which the host tests serve with a stand-in keystore2.
 
-use android_hardware_security_keymint::aidl::android::hardware::security::keymint::{
+use super::device_key::{DeviceKey, SPKI_PREFIX};
+use crate::error::Result;
+use crate::service::binder_adapter::keystore::keymint::{
     Algorithm::Algorithm, Digest::Digest, EcCurve::EcCurve, KeyParameter::KeyParameter,
     KeyParameterValue::KeyParameterValue, KeyPurpose::KeyPurpose, SecurityLevel::SecurityLevel,
     Tag::Tag,
 };
-use android_system_keystore2::aidl::android::system::keystore2::{
+use crate::service::binder_adapter::keystore::keystore2::{
     Domain::Domain, IKeystoreSecurityLevel::IKeystoreSecurityLevel,
     IKeystoreService::IKeystoreService, KeyDescriptor::KeyDescriptor, KeyMetadata::KeyMetadata,
     ResponseCode::ResponseCode,
 };
-use binder::Strong;
-
-use super::device_key::{DeviceKey, SPKI_PREFIX};
-use crate::error::Result;
+use crate::service::binder_adapter::{self as binder, Failure, Session, Status, Strong, Transport};
 use crate::{bail, err};
 
 /// keystore2's service.
-const SERVICE_NAME: &str = "android.system.keystore2.IKeystoreService/default";
+pub const SERVICE_NAME: &str = "android.system.keystore2.IKeystoreService/default";
 /// abupdated's keystore2 SELinux namespace (`sepolicy/keystore2_key_contexts`).
 pub const NAMESPACE: i64 = 30_400;
 /// The device key's alias in that namespace.
@@ -42,23 +42,43 @@ pub struct KeystoreDeviceKey {
     level: Strong<dyn IKeystoreSecurityLevel>,
     key: KeyDescriptor,
     public: [u8; 32],
+    /// The connection to keystore2 (on a host, the RPC session the proxies travel over).
+    _session: Session<dyn IKeystoreService>,
 }
 
-fn failed(what: &str, status: binder::Status) -> crate::error::Error {
-    err!(VerificationFailed, "keystore2 {what}: {status:?}")
+/// A failed keystore2 call as a 20-class error: without the device key nothing encrypted can
+/// be verified or decrypted.
+fn failed(what: &str, status: Status) -> crate::error::Error {
+    let why = match binder::failure(&status) {
+        Failure::ServiceSpecific(code, message) => {
+            let kind = if code < 0 {
+                "KeyMint ErrorCode"
+            } else {
+                "keystore2 ResponseCode"
+            };
+            format!("{kind} {code}: {message}")
+        }
+        Failure::Security(message) => format!("refused: {message}"),
+        Failure::DeadObject => "keystore2 is gone".to_owned(),
+        Failure::Other(message) => message,
+    };
+    err!(VerificationFailed, "keystore2 {what} failed: {why}")
 }
 
 impl KeystoreDeviceKey {
     /// The device key, generated in the TEE (StrongBox is not asked: few implement curve 25519)
-    /// the first time.
-    pub fn open() -> Result<Self> {
-        let service =
-            binder::wait_for_interface::<dyn IKeystoreService>(SERVICE_NAME).map_err(|status| {
+    /// the first time. keystore2 is [`SERVICE_NAME`] at `transport` (on Android always the
+    /// platform's servicemanager).
+    pub fn open(transport: &Transport) -> Result<Self> {
+        let session =
+            binder::connect_to::<dyn IKeystoreService>(transport, SERVICE_NAME).map_err(|e| {
                 err!(
                     VerificationFailed,
-                    "connecting to {SERVICE_NAME}: {status:?}"
+                    "connecting to keystore2 ({SERVICE_NAME} at {transport}): {}",
+                    e.message
                 )
             })?;
+        let service = &session.service;
         let key = KeyDescriptor {
             domain: Domain::SELINUX,
             nspace: NAMESPACE,
@@ -93,6 +113,7 @@ impl KeystoreDeviceKey {
             level,
             key: metadata.key,
             public,
+            _session: session,
         })
     }
 }

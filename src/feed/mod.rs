@@ -5,7 +5,8 @@
 //! freshness), [`choice`] (which offer, rollout buckets), [`crypt`] (encrypted payload chunks and
 //! wrapped keys), [`report`] (report records and the retry schedule). Adapters: [`decrypt`]
 //! (the engine's payload source over an encrypted payload), [`device_key`] (the device's
-//! X25519 key; on Android in the platform keystore, `keystore_key`), [`client`] (fetching over HTTP(S), the report queue on disk) and [`publish`]
+//! X25519 key; on Android in the platform keystore, `keystore_key`), [`client`] (fetching over
+//! HTTP(S), the report queue on disk) and [`publish`]
 //! (writing a feed directory, a host tool).
 
 pub mod choice;
@@ -14,8 +15,9 @@ pub mod client;
 pub mod crypt;
 pub mod decrypt;
 pub mod device_key;
-// The device key in keystore2: AOSP's AIDL crates, Android only.
-#[cfg(all(target_os = "android", feature = "keystore"))]
+// The device key in keystore2: on Android only with the platform's AIDL crates (the `keystore`
+// feature), on hosts against the stand-in AIDL of platform_aidl/.
+#[cfg(any(not(target_os = "android"), feature = "keystore"))]
 pub mod keystore_key;
 pub mod model;
 // Publishing signs feeds and encrypts payloads: a host tool.

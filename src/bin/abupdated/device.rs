@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use abupdate::dm::DmConfig;
+use abupdate::feed::device_key::DeviceKey;
 use abupdate::payload::keys::TrustedKeys;
 use abupdate::service::{BackendConfig, FeedSettings, UpdateBackend, UpdaterBackend};
 use abupdate::slot::{BootControl, Slot};
@@ -151,26 +152,48 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
     Ok(Arc::new(backend))
 }
 
-/// The key that unwraps encrypted feed offers: `--device-key`, else on Android builds with the
-/// `keystore` feature the platform keystore's (made on first use). Without one, encrypted
-/// offers fail with 20; a keystore that cannot be reached only says so in the log.
-fn device_key(args: &Args) -> Result<Option<Box<dyn abupdate::feed::device_key::DeviceKey>>> {
-    if let Some(path) = &args.device_key {
-        return abupdate::feed::device_key::load_file(path).map(Some);
-    }
-    #[cfg(all(target_os = "android", feature = "keystore"))]
-    match abupdate::feed::keystore_key::KeystoreDeviceKey::open() {
-        Ok(key) => {
-            let public = abupdate::feed::device_key::DeviceKey::public_key(&key);
-            log::info!(
-                "device key in keystore2; its public key (publish --encrypt-for):\n{}",
-                abupdate::feed::device_key::public_key_to_pem(&public)
-            );
-            return Ok(Some(Box::new(key)));
+/// The key that unwraps encrypted feed offers: `--device-key FILE`, `--device-key keystore`,
+/// else on Android builds with the `keystore` feature keystore2's (made on first use). Without
+/// one, encrypted offers fail with 20. An explicit `keystore` that cannot be reached stops the
+/// daemon (20); the Android default only says so in the log.
+fn device_key(args: &Args) -> Result<Option<Box<dyn DeviceKey>>> {
+    match &args.device_key {
+        Some(path) if path.as_os_str() == KEYSTORE => keystore_key(args).map(Some),
+        Some(path) => abupdate::feed::device_key::load_file(path).map(Some),
+        None => {
+            #[cfg(all(target_os = "android", feature = "keystore"))]
+            match keystore_key(args) {
+                Ok(key) => return Ok(Some(key)),
+                Err(e) => log::warn!("no device key: {e}"),
+            }
+            Ok(None)
         }
-        Err(e) => log::warn!("no device key: {e}"),
     }
-    Ok(None)
+}
+
+/// `--device-key keystore`.
+const KEYSTORE: &str = "keystore";
+
+/// The device key keystore2 keeps, at `--keystore-binder`; its public key is logged for
+/// `abupdate publish --encrypt-for`.
+#[cfg(any(not(target_os = "android"), feature = "keystore"))]
+fn keystore_key(args: &Args) -> Result<Box<dyn DeviceKey>> {
+    let transport = abupdate::service::binder_adapter::Transport::parse(&args.keystore_binder)?;
+    let key = abupdate::feed::keystore_key::KeystoreDeviceKey::open(&transport)?;
+    log::info!(
+        "device key in keystore2; its public key (publish --encrypt-for):\n{}",
+        abupdate::feed::device_key::public_key_to_pem(&key.public_key())
+    );
+    Ok(Box::new(key))
+}
+
+/// Android builds without the `keystore` feature have no keystore2 client.
+#[cfg(all(target_os = "android", not(feature = "keystore")))]
+fn keystore_key(_args: &Args) -> Result<Box<dyn DeviceKey>> {
+    abupdate::bail!(
+        VerificationFailed,
+        "--device-key keystore: this build has no keystore2 client (the `keystore` feature)"
+    )
 }
 
 /// The running build for `checkForUpdate`: `--build-prop`, else a host device directory's

@@ -142,10 +142,17 @@ pub struct Args {
     #[arg(long, default_value = "stable")]
     channel: String,
 
-    /// The device's X25519 key (PKCS#8 PEM) that unwraps encrypted feed offers (hosts; on
-    /// Android the key is the platform keystore's). Without it, encrypted offers fail (20).
-    #[arg(long, value_name = "FILE")]
+    /// The device's X25519 key that unwraps encrypted feed offers: a PKCS#8 PEM file (hosts),
+    /// or `keystore` for a key keystore2 generates and keeps (at `--keystore-binder`; the
+    /// default on Android builds with the `keystore` feature). Without one, encrypted offers
+    /// fail (20).
+    #[arg(long, value_name = "FILE|keystore")]
     device_key: Option<PathBuf>,
+
+    /// Where keystore2 is, for `--device-key keystore`: a transport as for `--binder` (on a
+    /// host, the socket of a keystore2 stand-in; on Android only `binder:/dev/binder`).
+    #[arg(long, value_name = "URI", default_value = "binder:/dev/binder")]
+    keystore_binder: String,
 }
 
 fn main() -> ExitCode {

@@ -48,6 +48,16 @@ pub mod aidl {
     }
 }
 
+/// keystore2's and KeyMint's AIDL types, from the platform's crates
+/// (`android.system.keystore2-V4-rust`, `android.hardware.security.keymint-V3-rust`), for the
+/// device key (`crate::feed::keystore_key`). Only with the `keystore` feature: see README, "The
+/// device key on Android".
+#[cfg(feature = "keystore")]
+pub mod keystore {
+    pub use android_hardware_security_keymint::aidl::android::hardware::security::keymint;
+    pub use android_system_keystore2::aidl::android::system::keystore2;
+}
+
 /// A Binder object of any interface, as served or watched for death.
 pub type AnyBinder = binder::SpIBinder;
 

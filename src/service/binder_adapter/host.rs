@@ -49,6 +49,14 @@ pub mod aidl {
     }
 }
 
+/// keystore2's and KeyMint's AIDL types, at the paths of the platform's crates, for the device
+/// key (`crate::feed::keystore_key`). A host has no keystore2: these are the subset in
+/// `platform_aidl/`, which the host tests serve with a stand-in.
+pub mod keystore {
+    pub use super::generated::android::hardware::security::keymint;
+    pub use super::generated::android::system::keystore2;
+}
+
 /// A Binder object of any interface, as served or watched for death.
 pub type AnyBinder = rsbinder::SIBinder;
 

@@ -1,0 +1,13 @@
+// Host stand-in for AOSP system/hardware/interfaces/keystore2/aidl (android.system.keystore2 V4,
+// Android 15), written for abupdate from its names and values: see platform_aidl/README.md.
+package android.system.keystore2;
+
+import android.hardware.security.keymint.KeyParameter;
+import android.hardware.security.keymint.SecurityLevel;
+
+/** A key parameter and the security level that enforces it. */
+@VintfStability
+parcelable Authorization {
+    SecurityLevel securityLevel = SecurityLevel.SOFTWARE;
+    KeyParameter keyParameter;
+}

@@ -1,0 +1,10 @@
+// Host stand-in for AOSP system/hardware/interfaces/keystore2/aidl (android.system.keystore2 V4,
+// Android 15), written for abupdate from its names and values: see platform_aidl/README.md.
+package android.system.keystore2;
+
+/** convertStorageKeyToEphemeral's answer. */
+@VintfStability
+parcelable EphemeralStorageKeyResponse {
+    byte[] ephemeralKey;
+    @nullable byte[] upgradedBlob;
+}
