@@ -672,20 +672,8 @@ fn service_checks_the_feed_over_binder() {
     let device = world.device("service", PROPS);
     let socket = world.root.path().join("abupdate.sock");
     let uri = format!("unix://{}?profile=android13plus", socket.display());
-    let log = std::fs::File::create(world.root.path().join("abupdated.log")).unwrap();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_abupdated"))
-        .args(["--binder", &uri, "--device", device.to_str().unwrap()])
-        .args(["--key", world.ota.cert.to_str().unwrap()])
-        .args(["--ca", world.pki.ca_cert.to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !socket.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let log = world.root.path().join("abupdated.log");
+    let mut daemon = start_abupdated(&world, &uri, &device, &[], &log);
     let check = |channel: &str| {
         Command::new(env!("CARGO_BIN_EXE_abupdate"))
             .args(["check", "--feed-url", &world.feed_url(channel)])
@@ -704,20 +692,7 @@ fn service_checks_the_feed_over_binder() {
     );
     assert!(slot_b_untouched(&device));
     // A forged feed is refused with its code through the service too.
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_abupdated"))
-        .args(["--binder", &uri, "--device", device.to_str().unwrap()])
-        .args(["--key", world.ota.cert.to_str().unwrap()])
-        .args([
-            "--ca",
-            world.pki.ca_cert.to_str().unwrap(),
-            "--channel",
-            "forged",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = start_abupdated(&world, &uri, &device, &["--channel", "forged"], &log);
     world.publish("forged", &[]);
     std::fs::write(www_file(&world, "forged", "feed.json.sig"), vec![1u8; 256]).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
