@@ -2,8 +2,9 @@
 //!
 //! Behind [`DeviceKey`], the same kind of adapter boundary as the boot HAL: on Android the key is
 //! a KeyMint key with purpose `AGREE_KEY` (EC curve 25519) that the platform keystore holds and
-//! never exports (`super::keystore_key`, Android builds with the `keystore` feature). On a host
-//! it is a file, [`FileDeviceKey`]: the PKCS#8 PEM `openssl genpkey -algorithm X25519` writes.
+//! never exports (`super::keystore_key`, Android builds with the `keystore` feature; hosts build
+//! it too, against a stand-in keystore2 in the tests). On a host the key is usually a file,
+//! [`FileDeviceKey`]: the PKCS#8 PEM `openssl genpkey -algorithm X25519` writes.
 
 use crate::error::Result;
 use crate::{bail, err};

@@ -425,3 +425,59 @@ pub fn init_logging(_tag: &str) {
     // Fails only if a logger is installed already, which then stays.
     let _ = crate::service::redact::install_logger(logger, level);
 }
+
+#[cfg(test)]
+mod tests {
+    /// The stand-in keystore2 AIDL (`platform_aidl/`) numbers its methods as the platform's:
+    /// AIDL gives each method `FIRST_CALL_TRANSACTION` plus its index in the interface, and these
+    /// are the indexes of AOSP's `IKeystoreService` (V4: `getNumberOfEntries` 7 and
+    /// `listEntriesBatched` 8), `IKeystoreSecurityLevel` and `IKeystoreOperation`. A method moved
+    /// or dropped in `platform_aidl/` would call another method on a device.
+    #[test]
+    fn keystore2_transaction_codes_are_the_platforms() {
+        use super::generated::android::system::keystore2::{
+            IKeystoreOperation::transactions as operation,
+            IKeystoreSecurityLevel::transactions as level,
+            IKeystoreService::transactions as service,
+        };
+        let codes = |n: u32| {
+            (0..n)
+                .map(|i| rsbinder::FIRST_CALL_TRANSACTION + i)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            vec![
+                service::r#getSecurityLevel,
+                service::r#getKeyEntry,
+                service::r#updateSubcomponent,
+                service::r#listEntries,
+                service::r#deleteKey,
+                service::r#grant,
+                service::r#ungrant,
+                service::r#getNumberOfEntries,
+                service::r#listEntriesBatched,
+            ],
+            codes(9)
+        );
+        assert_eq!(
+            vec![
+                level::r#createOperation,
+                level::r#generateKey,
+                level::r#importKey,
+                level::r#importWrappedKey,
+                level::r#convertStorageKeyToEphemeral,
+                level::r#deleteKey,
+            ],
+            codes(6)
+        );
+        assert_eq!(
+            vec![
+                operation::r#updateAad,
+                operation::r#update,
+                operation::r#finish,
+                operation::r#abort,
+            ],
+            codes(4)
+        );
+    }
+}
