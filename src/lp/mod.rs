@@ -13,7 +13,8 @@
 //! [`NewSuper`] builds a new layout the way `lpmake` does (same allocation as liblp's
 //! `MetadataBuilder`), [`flash_image`] produces the whole metadata region, and
 //! [`prepare_target`] makes the target slot's metadata for a non-snapshot update as
-//! update_engine does.
+//! update_engine does. [`images`] is the same format as libfiemap keeps it for the Virtual A/B
+//! COW images on `/data` (an `lp_metadata` file over the data partition).
 //!
 //! Errors ([`LpError`], converted into [`crate::Error`]): malformed metadata is 34
 //! (`SlotError`); partitions that do not fit (free space, a group's maximum, the update's space
@@ -43,6 +44,7 @@ mod error;
 mod free;
 mod geometry;
 mod header;
+pub mod images;
 mod lpmake;
 mod metadata;
 mod snapshot;
