@@ -234,6 +234,45 @@ mod tests {
         );
     }
 
+    /// A COW device overflowing into an image: the `-cow` partition's extents on super
+    /// (device 0), then the image's on the data partition (device 1); a third device is
+    /// refused.
+    #[test]
+    fn cow_device_tables_span_super_then_the_data_partition() {
+        let data = DevNum { major: 7, minor: 3 };
+        let linear = |block_device, physical_sector, num_sectors| lp::Extent {
+            num_sectors,
+            target: ExtentTarget::Linear {
+                block_device,
+                physical_sector,
+            },
+        };
+        let extents = [
+            linear(0, 2048, 64),
+            linear(1, 5400, 128),
+            linear(1, 9000, 8),
+        ];
+        let table = table_on("system_b-cow", &extents, &[SUPER, data]).unwrap();
+        let lines: Vec<_> = table
+            .lines()
+            .iter()
+            .map(|l| (l.start, l.length, l.params.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (0, 64, "7:0 2048"),
+                (64, 128, "7:3 5400"),
+                (192, 8, "7:3 9000")
+            ]
+        );
+        assert!(table_on("x", &[linear(2, 0, 8)], &[SUPER, data]).is_err());
+        assert!(
+            table_of("x", &[linear(1, 0, 8)], SUPER).is_err(),
+            "super alone"
+        );
+    }
+
     /// The table of a partition lpmake's layout allocates: its extent starts past the metadata
     /// region, at the sector liblp chose.
     #[test]

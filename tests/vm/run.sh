@@ -114,7 +114,8 @@ cp "$here/vab_data.sh" "$fs/vab_data.sh"
 "$target_dir/debug/examples/vm_images" lp-super "$fs/data/pi/super-lp.img" || die "vm_images lp-super"
 # An empty ext4 userdata for the COW image step (tests/vm/vab_data.sh).
 mkdir -p "$fs/data/vabdata"
-mkfs.ext4 -q -F -b 4096 "$fs/data/vabdata/userdata.img" 8M || die "mkfs.ext4 userdata"
+truncate -s 8M "$fs/data/vabdata/userdata.img"
+mkfs.ext4 -q -F -b 4096 -O ^has_journal "$fs/data/vabdata/userdata.img" || die "mkfs.ext4 userdata"
 
 (cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 

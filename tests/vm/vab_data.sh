@@ -2,7 +2,8 @@
 # helper; vm_images). run.sh
 # put an empty ext4 file system in /data/vabdata/userdata.img (made on the host by
 # mkfs.ext4). It is attached to a loop device and mounted, as /data is on a device; files are
-# written and every other one deleted so that the free space is fragmented; then
+# written until it is full and every other one deleted, so that the free space is
+# fragmented; then
 # `vm_images cow-image` makes a COW image on it as the updater does (libfiemap's way:
 # fallocate, zeros, fsync, FIEMAP extents recorded in lp_metadata) and writes sample bytes
 # through the file. With the file system unmounted (first-stage init maps the images before
@@ -20,24 +21,27 @@ vab_data_image_extents() {
         done
     fi
     mkdir -p /tmp/vab-links
+    t0=$(date +%s)
     ud=$(losetup -f) && losetup "$ud" "$VAB_DATA/userdata.img" || return 1
     mkdir -p /mnt/userdata /tmp/vab-meta
     mount -t ext4 "$ud" /mnt/userdata || return 1
-    # Fragment the free space: 24 files of 64 KiB, every other one removed.
+    # Fragment the free space: the file system filled with 64 KiB files, then every other
+    # one removed, so that the image can only take the holes between the rest.
     mkdir -p /mnt/userdata/fill
     i=0
-    while [ $i -lt 24 ]; do
-        dd if=/dev/zero of=/mnt/userdata/fill/$i bs=64k count=1 2>/dev/null || return 1
+    while [ $i -lt 400 ] &&
+        dd if=/dev/zero of=/mnt/userdata/fill/$i bs=64k count=1 2>/dev/null; do
         i=$((i + 1))
     done
     sync
-    i=0
-    while [ $i -lt 24 ]; do
-        rm /mnt/userdata/fill/$i
-        i=$((i + 2))
+    echo "filled with $i files of 64 KiB"
+    j=0
+    while [ $j -le $i ]; do
+        rm -f /mnt/userdata/fill/$j
+        j=$((j + 2))
     done
     sync
-    size=$((3 * 1024 * 1024 + 512))
+    size=$((2 * 1024 * 1024 + 512))
     vm_images cow-image /mnt/userdata /tmp/vab-meta system_b-cow-img $size > /tmp/vab-img.out ||
         { umount /mnt/userdata; return 1; }
     want=$(sed -n 1p /tmp/vab-img.out)
@@ -54,6 +58,7 @@ vab_data_image_extents() {
     echo "written: $want, through the file: $file_sum, through dm-linear: $got"
     vm_images dm-remove /tmp/vab-links vab_cow_img || return 1
     losetup -d "$ud"
+    echo "took $(($(date +%s) - t0))s"
     [ "$count" -gt 1 ] && [ "$got" = "$want" ] && [ "$file_sum" = "$want" ]
 }
 
