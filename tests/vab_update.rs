@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use abupdate::boot_control::{vab_message, MiscBootControl};
 use abupdate::build::{self, super_image, BuildOptions, PartitionSpec};
+use abupdate::device::cow_image::ImageDir;
 use abupdate::device::Device;
 use abupdate::engine::ApplyOptions;
 use abupdate::lp;
@@ -676,6 +677,51 @@ fn booting_the_old_slot_again_cancels_the_snapshot_update() {
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
     assert!(!state.contains("state:"), "state is not None: {state}");
     assert_eq!(updater.with_boot(|b| b.active_slot()).unwrap(), Slot::A);
+}
+
+/// COW images go with a cancel (the old slot booted again, or a reset before the reboot), and
+/// an earlier update's images left on `data/` are removed when a new update makes its own.
+#[test]
+fn cancelling_an_update_with_cow_images_removes_them() {
+    let fx = Fixture::sized(0xda7a_c0de, true, 8 * MIB);
+    std::fs::create_dir(fx.dev.join("data")).unwrap();
+    let lp_metadata = fx.dev.join("metadata/gsi/ota/lp_metadata");
+    let images_dir = fx.dev.join("data/gsi/ota");
+    fx.apply().unwrap();
+    assert!(lp_metadata.exists());
+    let updater = fx.updater(Slot::A);
+    updater.with_boot(|b| b.set_active(Slot::A)).unwrap();
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    assert!(
+        !lp_metadata.exists(),
+        "image metadata left after the cancel"
+    );
+    assert_eq!(std::fs::read_dir(&images_dir).unwrap().count(), 0);
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+
+    // An image of another update, recorded: the next update removes it.
+    let images = ImageDir::new(
+        &fx.dev.join("metadata/gsi/ota"),
+        &images_dir,
+        &fx.dev.join("data"),
+    );
+    images.create("odm_b-cow-img", 4096).unwrap();
+    fx.apply().unwrap();
+    let recorded = images.metadata().unwrap().unwrap();
+    let names: Vec<_> = recorded
+        .partitions()
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(!names.contains(&"odm_b-cow-img"), "{names:?}");
+    assert!(names.contains(&"vendor_b-cow-img"), "{names:?}");
+    assert!(!images.image_path("odm_b-cow-img").exists());
+    updater.reset().unwrap();
+    assert!(!lp_metadata.exists(), "image metadata left after the reset");
+    assert_eq!(std::fs::read_dir(&images_dir).unwrap().count(), 0);
 }
 
 #[test]

@@ -291,10 +291,35 @@ const EXTENT_LAST: u32 = 0x1;
 /// UNKNOWN, DELALLOC, ENCODED, NOT_ALIGNED, DATA_INLINE, DATA_TAIL, UNWRITTEN, SHARED.
 const UNSUPPORTED: u32 = 0x2 | 0x4 | 0x8 | 0x100 | 0x200 | 0x400 | 0x800 | 0x2000;
 
-/// The file's extents on its block device, contiguous ones merged.
+/// The file's extents on its block device, contiguous ones merged. A first call with no
+/// room for extents counts them (the kernel's documented way), the second reads them, with
+/// room for one more so that a file that grew in between shows as an extent without LAST;
+/// more than [`MAX_EXTENTS`] are refused as libfiemap refuses them.
 fn read_extents(file: &File) -> io::Result<Vec<FileExtent>> {
+    let mapped = mapped_count(&fiemap_call(file, 0)?);
+    if mapped > MAX_EXTENTS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the file has {mapped} extents, more than {MAX_EXTENTS}"),
+        ));
+    }
+    let reply = fiemap_call(file, mapped + 1)?;
+    parse_fiemap(&reply).map_err(|m| io::Error::new(io::ErrorKind::InvalidData, m))
+}
+
+/// `fm_mapped_extents` of a reply.
+fn mapped_count(reply: &[u8]) -> u32 {
+    reply
+        .get(20..24)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_ne_bytes)
+}
+
+/// One `FS_IOC_FIEMAP` call over the whole file (`FIEMAP_FLAG_SYNC`) with room for `room`
+/// extents; the reply's bytes.
+fn fiemap_call(file: &File, room: u32) -> io::Result<Vec<u8>> {
     // u64 words keep the buffer aligned for the kernel's struct.
-    let words = (HEADER_SIZE + MAX_EXTENTS as usize * EXTENT_SIZE) / 8;
+    let words = (HEADER_SIZE + room as usize * EXTENT_SIZE) / 8;
     let mut buf = vec![0u64; words];
     // Two u32 fields in one word, in memory order.
     let pair = |a: u32, b: u32| {
@@ -305,14 +330,17 @@ fn read_extents(file: &File) -> io::Result<Vec<FileExtent>> {
     };
     buf[1] = u64::MAX; // fm_length
     buf[2] = pair(FLAG_SYNC, 0); // fm_flags, fm_mapped_extents
-    buf[3] = pair(MAX_EXTENTS, 0); // fm_extent_count, fm_reserved
-                                   // SAFETY: `buf` is a live, 8-byte aligned buffer of a `struct fiemap` header followed by
-                                   // room for `fm_extent_count` extents, which is all the kernel writes; the descriptor is
-                                   // open for the duration of the call.
+    buf[3] = pair(room, 0); // fm_extent_count, fm_reserved
+                            // SAFETY: `buf` is a live, 8-byte aligned buffer of a `struct fiemap` header followed by
+                            // room for `fm_extent_count` extents, which is all the kernel writes; the descriptor is
+                            // open for the duration of the call.
     unsafe { ioctls::fiemap(file.as_raw_fd(), buf.as_mut_ptr().cast::<FiemapHeader>()) }
         .map_err(io::Error::from)?;
-    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    parse_fiemap(&bytes).map_err(|m| io::Error::new(io::ErrorKind::InvalidData, m))
+    let mut bytes = Vec::with_capacity(words * 8);
+    for w in &buf {
+        bytes.extend_from_slice(&w.to_ne_bytes());
+    }
+    Ok(bytes)
 }
 
 /// The extents a `FS_IOC_FIEMAP` reply holds (`bytes`: the header and its extents), checked

@@ -269,14 +269,18 @@ pub fn begin(
             .unwrap_or_default();
         ota.write_snapshot(space, &settings, SnapshotState::Created)?;
     }
-    make_images(device, &plan.target.snapshots)?;
+    make_images(device, &plan.target)?;
     device.write_target_metadata(&plan.target.metadata)
 }
 
-/// The COW images of `snapshots` that overflow `super`, made (or kept, when a killed run made
-/// them with the same size); recorded images no snapshot of the plan has removed first.
-fn make_images(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<()> {
+/// The COW images of `target`'s snapshots that overflow `super`, made (or kept, when a killed
+/// run made them with the same size); recorded images no snapshot of the plan has removed
+/// first. A COW whose image is new starts over: the head of its `-cow` partition is zeroed,
+/// so that a COW header an earlier run left there (whose ops went on into an image that is
+/// gone) is not resumed from (libsnapshot writes an empty COW into each new COW device).
+fn make_images(device: &Device, target: &lp::SnapshotTarget) -> Result<()> {
     let images = ImageDir::for_device(device);
+    let snapshots = &target.snapshots;
     let wanted = |name: &str| {
         snapshots.iter().any(|s| {
             s.cow_file_size > 0
@@ -295,7 +299,18 @@ fn make_images(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<()> {
         }
     }
     for s in snapshots.iter().filter(|s| s.cow_file_size > 0) {
-        images.create(&cow_image::image_name(&s.name), s.cow_file_size)?;
+        let image = cow_image::image_name(&s.name);
+        if images.existing(&image, s.cow_file_size)?.is_some() {
+            continue;
+        }
+        images.create(&image, s.cow_file_size)?;
+        if s.cow_partition_size > 0 {
+            let cow = device.open_logical(&target.metadata, &format!("{}-cow", s.name))?;
+            let head = vec![0u8; cow.size().min(4096) as usize];
+            cow.write_at(&head, 0)
+                .and_then(|()| cow.sync())
+                .map_err(|e| crate::error::Error::io(format!("clearing {}-cow", s.name), e))?;
+        }
     }
     Ok(())
 }

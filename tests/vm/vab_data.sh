@@ -2,7 +2,7 @@
 # helper; vm_images). run.sh
 # put an empty ext4 file system in /data/vabdata/userdata.img (made on the host by
 # mkfs.ext4). It is attached to a loop device and mounted, as /data is on a device; files are
-# written until it is full and every other one deleted, so that the free space is
+# of 512 KiB written until it is full and every other one deleted, so that the free space is
 # fragmented; then
 # `vm_images cow-image` makes a COW image on it as the updater does (libfiemap's way:
 # fallocate, zeros, fsync, FIEMAP extents recorded in lp_metadata) and writes sample bytes
@@ -25,25 +25,26 @@ vab_data_image_extents() {
     ud=$(losetup -f) && losetup "$ud" "$VAB_DATA/userdata.img" || return 1
     mkdir -p /mnt/userdata /tmp/vab-meta
     mount -t ext4 "$ud" /mnt/userdata || return 1
-    # Fragment the free space: the file system filled with 64 KiB files, then every other
+    # Fragment the free space: the file system filled with 512 KiB files, then every other
     # one removed, so that the image can only take the holes between the rest.
     mkdir -p /mnt/userdata/fill
     i=0
     while [ $i -lt 400 ] &&
-        dd if=/dev/zero of=/mnt/userdata/fill/$i bs=64k count=1 2>/dev/null; do
+        dd if=/dev/zero of=/mnt/userdata/fill/$i bs=512k count=1 2>/dev/null; do
         i=$((i + 1))
     done
     sync
-    echo "filled with $i files of 64 KiB"
+    echo "filled with $i files of 512 KiB in $(($(date +%s) - t0))s"
     j=0
     while [ $j -le $i ]; do
         rm -f /mnt/userdata/fill/$j
         j=$((j + 2))
     done
     sync
-    size=$((2 * 1024 * 1024 + 512))
+    size=$((1024 * 1024 + 512))
     vm_images cow-image /mnt/userdata /tmp/vab-meta system_b-cow-img $size > /tmp/vab-img.out ||
         { umount /mnt/userdata; return 1; }
+    echo "image made and written at $(($(date +%s) - t0))s"
     want=$(sed -n 1p /tmp/vab-img.out)
     targets=$(sed -n 2p /tmp/vab-img.out)
     file_sum=$(head -c $size /mnt/userdata/gsi/ota/system_b-cow-img.img | sha256sum | cut -d' ' -f1)
