@@ -190,7 +190,7 @@ fn check_image_room(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<
             "the COWs of {names} need {needed} bytes more than super has free, and there is \
              no data partition for COW images"
         ),
-        // A file system block of rounding per image.
+        // Each image is rounded up to its file system's block: at most 64 KiB each.
         Some(free)
             if free.saturating_add(made) < needed.saturating_add(65536 * overflow.len() as u64) =>
         {
