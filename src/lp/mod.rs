@@ -27,7 +27,8 @@
 //! - names must be NUL-terminated inside their 36 bytes (at most 35 characters), NUL-padded,
 //!   and made of ASCII letters, digits, `_`, `-`, `.`;
 //! - block device 0 must be `super` (retrofit devices, with `system_a` as super, are not
-//!   supported);
+//!   supported); libfiemap's image metadata ([`images`]) is checked under its own rules: its
+//!   one device is the data partition, and its extents may lie anywhere on it;
 //! - the tables must be laid out as liblp writes them (back to back, partitions' extents in
 //!   order, every extent owned), so parse → serialise reproduces the bytes;
 //! - unknown group / block device flags, non-zero reserved header bytes, extents outside
