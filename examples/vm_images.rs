@@ -28,6 +28,13 @@
 //!   old `product_b`, and no free stretch holds a new one of 2 MiB whole, so it gets two
 //!   extents (its old place and the end of super).
 //!
+//! - `vm_images cow-image MOUNT METADATA_DIR NAME SIZE`: a Virtual A/B COW image as the
+//!   updater makes one on `/data` (`abupdate::device::cow_image`: fallocated, zeroed, synced,
+//!   its FIEMAP extents recorded in METADATA_DIR/lp_metadata) in MOUNT/gsi/ota on the file
+//!   system mounted at MOUNT; then SIZE sample bytes written through the file and synced.
+//!   Prints their SHA-256, then the `dm-map` targets of the image's extents as the
+//!   `lp_metadata` file records them (what first-stage init maps), over `/dev/<device>`.
+//!
 //! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
 
 use std::fmt::Write as _;
@@ -70,11 +77,13 @@ fn main() -> ExitCode {
         ["map-slot", by_name, slot, links] => map_slot(Path::new(by_name), slot, links, false),
         ["map-slot", by_name, slot, links, "rw"] => map_slot(Path::new(by_name), slot, links, true),
         ["lp-super", path] => lp_super(Path::new(path)),
+        ["cow-image", mount, meta, name, size] => cow_image(mount, meta, name, size),
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
-                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | lp-super PATH"
+                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | lp-super PATH | \
+                 cow-image MOUNT METADATA_DIR NAME SIZE"
             );
             return ExitCode::from(2);
         }
@@ -259,6 +268,47 @@ fn verity_args(vbmeta: &Path, name: &str) -> Result<()> {
         desc.fec_offset,
         desc.fec_num_roots,
     );
+    Ok(())
+}
+
+fn cow_image(mount: &str, meta: &str, name: &str, size: &str) -> Result<()> {
+    use abupdate::device::cow_image::ImageDir;
+    let size: u64 = size
+        .parse()
+        .map_err(|_| abupdate::err!(DeviceError, "bad size {size:?}"))?;
+    let mount = Path::new(mount);
+    let images = ImageDir::new(Path::new(meta), &mount.join("gsi/ota"), mount);
+    images.create(name, size)?;
+    let mut data = vec![0u8; size as usize];
+    let mut rng = SampleRng::new(0xc0_1417);
+    for chunk in data.chunks_mut(8) {
+        let word = rng.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+    let file = images.open(name, size)?;
+    file.write_at(&data, 0)
+        .and_then(|()| file.sync())
+        .map_err(|e| Error::io("writing the COW image", e))?;
+    println!("{}", abupdate::hex::encode(&sha256(&data)));
+    // The extents as the metadata file records them, not as create() returned them.
+    let Some(metadata) = images.metadata()? else {
+        abupdate::bail!(DeviceError, "no lp_metadata in {meta}");
+    };
+    let Some(extents) = abupdate::lp::images::image_extents(&metadata, name) else {
+        abupdate::bail!(DeviceError, "{name} is not in {meta}/lp_metadata");
+    };
+    let device = &metadata.block_devices()[0].partition_name;
+    let targets: Vec<String> = extents
+        .iter()
+        .map(|e| {
+            format!(
+                "linear:{}:/dev/{device}:{}",
+                e.length / 512,
+                e.physical / 512
+            )
+        })
+        .collect();
+    println!("{}", targets.join(" "));
     Ok(())
 }
 

@@ -17,12 +17,14 @@ use std::time::{Duration, Instant};
 
 use abupdate::boot_control::{vab_message, MiscBootControl};
 use abupdate::build::{self, super_image, BuildOptions, PartitionSpec};
+use abupdate::device::cow_image::ImageDir;
 use abupdate::device::Device;
 use abupdate::engine::ApplyOptions;
 use abupdate::lp;
 use abupdate::payload::Vabc;
 use abupdate::slot::Slot;
 use abupdate::source::Source;
+use abupdate::updater::snapshot_state::OtaDir;
 use abupdate::updater::{HostOptions, Updater};
 use abupdate::ErrorCode;
 use common::forge::Forge;
@@ -60,6 +62,11 @@ fn evolve(rng: &mut Rng, old: &[u8]) -> Vec<u8> {
 impl Fixture {
     /// A device directory running slot a; Virtual A/B (super's flag and the property) or not.
     fn new(seed: u64, virtual_ab: bool) -> Fixture {
+        Fixture::sized(seed, virtual_ab, 40 * MIB)
+    }
+
+    /// [`Fixture::new`] with a `super` of `super_size` bytes.
+    fn sized(seed: u64, virtual_ab: bool, super_size: u64) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_owned();
         let dev = root.join("dev");
@@ -88,7 +95,7 @@ impl Fixture {
             .iter()
             .map(|(n, o, _)| (*n, o.len() as u64))
             .collect();
-        let layout = super_image::ab_layout(40 * MIB, "main", 16 * MIB, &sizes, virtual_ab);
+        let layout = super_image::ab_layout(super_size, "main", 16 * MIB, &sizes, virtual_ab);
         let v1: Vec<(String, &[u8])> = images
             .iter()
             .map(|(n, o, _)| (format!("{n}_a"), o.as_slice()))
@@ -451,6 +458,103 @@ fn an_update_applied_but_not_switched_to_is_started_over() {
 }
 
 /// `abupdate apply --device DEV` of `payload`, checkpointing every few ms.
+/// `super` too small for the COWs: what does not fit goes into images on the device
+/// directory's `data/` (libfiemap's "ota" images), recorded in `metadata/gsi/ota/lp_metadata`,
+/// which AOSP's `lpdump` reads. Each COW (its `-cow` partition, lpunpack'd, then its image)
+/// is accepted by `inspect_cow` and `applycow` makes the new image from it; after the reboot
+/// the merge leaves the new images, and the images and their metadata are gone. Without
+/// `data/` (no room anywhere) the update is refused with 37 before anything is written.
+#[test]
+fn cows_that_overflow_super_go_into_images_on_data_then_merge_and_are_removed() {
+    let fx = Fixture::sized(0x0da7a, true, 8 * MIB);
+    let target_before = fx.metadata(Slot::B);
+    let err = fx.apply().unwrap_err();
+    assert_eq!(err.code, ErrorCode::SuperNoSpace, "{err}");
+    assert!(err.to_string().contains("no data partition"), "{err}");
+    assert_eq!(fx.metadata(Slot::B), target_before, "nothing written");
+
+    std::fs::create_dir(fx.dev.join("data")).unwrap();
+    let outcome = fx.apply().unwrap();
+    assert_eq!(outcome.switched_to, Some(Slot::B));
+    let spaces = OtaDir::new(fx.ota()).snapshots().unwrap();
+    let images_dir = fx.dev.join("data/gsi/ota");
+    let lp_metadata = fx.dev.join("metadata/gsi/ota/lp_metadata");
+    // AOSP's reader of liblp image files.
+    let dump = run(Command::new(tool("lpdump")).arg(&lp_metadata));
+    eprintln!("{dump}");
+    let unpacked = fx.root.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let mut in_super_only = 0;
+    for (name, _, new) in &fx.images {
+        let space = spaces
+            .iter()
+            .find(|s| s.name == format!("{name}_b"))
+            .unwrap();
+        let status = decode(
+            "SnapshotStatus",
+            &fx.ota().join(format!("snapshots/{name}_b")),
+        );
+        assert!(
+            status.contains(&format!("cow_file_size: {}", space.cow_file_size)),
+            "{status}"
+        );
+        let image = images_dir.join(format!("{name}_b-cow-img.img"));
+        let mut cow = Vec::new();
+        if space.cow_partition_size > 0 {
+            run(Command::new(tool("lpunpack"))
+                .arg("--slot=1")
+                .arg(format!("--partition={name}_b-cow"))
+                .arg(fx.super_img())
+                .arg(&unpacked));
+            cow = std::fs::read(unpacked.join(format!("{name}_b-cow.img"))).unwrap();
+            assert_eq!(cow.len() as u64, space.cow_partition_size);
+        }
+        if space.cow_file_size == 0 {
+            in_super_only += 1;
+            assert!(!image.exists());
+        } else {
+            assert!(
+                dump.contains(&format!("{name}_b-cow-img")),
+                "{name}'s image is not in lp_metadata:\n{dump}"
+            );
+            let bytes = std::fs::read(&image).unwrap();
+            cow.extend_from_slice(&bytes[..space.cow_file_size as usize]);
+        }
+        let cow_path = fx.root.join(format!("{name}.cow"));
+        std::fs::write(&cow_path, &cow).unwrap();
+        let report = run(Command::new(tool("inspect_cow"))
+            .arg("--verify_merge_sequence")
+            .arg(&cow_path));
+        assert!(report.contains("Merge sequence is consistent."), "{report}");
+        let out = fx.root.join("view.img");
+        run(Command::new(tool("applycow"))
+            .args(["--mode", "view", "--size", &new.len().to_string()])
+            .arg(fx.root.join(format!("{name}_old.img")))
+            .arg(&cow_path)
+            .arg(&out));
+        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+    }
+    assert!(in_super_only < fx.images.len(), "no COW overflowed super");
+    assert!(
+        spaces
+            .iter()
+            .any(|s| s.cow_partition_size > 0 && s.cow_file_size > 0),
+        "no COW is split between super and an image: {spaces:?}"
+    );
+
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+    assert!(!lp_metadata.exists(), "the image metadata is left");
+    assert_eq!(std::fs::read_dir(&images_dir).unwrap().count(), 0);
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(!state.contains("state:"), "state is not None: {state}");
+}
+
 fn apply_cmd(payload: &Path, dev: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_abupdate"));
     c.arg("apply")
@@ -494,6 +598,30 @@ fn kill_9_while_writing_cows_in_super_resumes_to_the_new_images() {
         let got = fx.read(name, Slot::B);
         assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
     }
+}
+
+/// The same with COWs overflowing into images on `data/`: a killed run keeps the images it
+/// made (their COW is resumed from its labels), and the merge gives the new images and removes
+/// the images.
+#[test]
+fn kill_9_while_writing_cows_into_images_on_data_resumes_to_the_new_images() {
+    let fx = Fixture::sized(0xda7a_4111, true, 8 * MIB);
+    std::fs::create_dir(fx.dev.join("data")).unwrap();
+    let apply = |dev: &Path| apply_cmd(&fx.payload, dev);
+    let switched = || fx.updater(Slot::A).with_boot(|b| b.active_slot()).unwrap() == Slot::B;
+    let (kills, mid_update, full) =
+        fx.kill_until_done(apply, switched, "metadata/gsi/ota/lp_metadata", 0xda7a_c0de);
+    eprintln!("applied after {kills} kills, {mid_update} with images made; a clean run: {full} ms");
+    let spaces = OtaDir::new(fx.ota()).snapshots().unwrap();
+    assert!(spaces.iter().any(|s| s.cow_file_size > 0), "{spaces:?}");
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+    assert!(!fx.dev.join("metadata/gsi/ota/lp_metadata").exists());
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -549,6 +677,51 @@ fn booting_the_old_slot_again_cancels_the_snapshot_update() {
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
     assert!(!state.contains("state:"), "state is not None: {state}");
     assert_eq!(updater.with_boot(|b| b.active_slot()).unwrap(), Slot::A);
+}
+
+/// COW images go with a cancel (the old slot booted again, or a reset before the reboot), and
+/// an earlier update's images left on `data/` are removed when a new update makes its own.
+#[test]
+fn cancelling_an_update_with_cow_images_removes_them() {
+    let fx = Fixture::sized(0xda7a_c0de, true, 8 * MIB);
+    std::fs::create_dir(fx.dev.join("data")).unwrap();
+    let lp_metadata = fx.dev.join("metadata/gsi/ota/lp_metadata");
+    let images_dir = fx.dev.join("data/gsi/ota");
+    fx.apply().unwrap();
+    assert!(lp_metadata.exists());
+    let updater = fx.updater(Slot::A);
+    updater.with_boot(|b| b.set_active(Slot::A)).unwrap();
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    assert!(
+        !lp_metadata.exists(),
+        "image metadata left after the cancel"
+    );
+    assert_eq!(std::fs::read_dir(&images_dir).unwrap().count(), 0);
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+
+    // An image of another update, recorded: the next update removes it.
+    let images = ImageDir::new(
+        &fx.dev.join("metadata/gsi/ota"),
+        &images_dir,
+        &fx.dev.join("data"),
+    );
+    images.create("odm_b-cow-img", 4096).unwrap();
+    fx.apply().unwrap();
+    let recorded = images.metadata().unwrap().unwrap();
+    let names: Vec<_> = recorded
+        .partitions()
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(!names.contains(&"odm_b-cow-img"), "{names:?}");
+    assert!(names.contains(&"vendor_b-cow-img"), "{names:?}");
+    assert!(!images.image_path("odm_b-cow-img").exists());
+    updater.reset().unwrap();
+    assert!(!lp_metadata.exists(), "image metadata left after the reset");
+    assert_eq!(std::fs::read_dir(&images_dir).unwrap().count(), 0);
 }
 
 #[test]

@@ -15,6 +15,8 @@
 //! be expressed. In `super`, only the target slot's metadata slot and the extents its metadata
 //! (or the update's planned metadata, [`Device::set_planned_target`]) maps are written.
 
+#[cfg(feature = "host-tools")]
+pub mod cow_image;
 pub mod logical;
 // Snapshot updates need the COW format, a host tool so far (its compressors are not all
 // AOSP 15 crates).
@@ -61,6 +63,9 @@ pub trait LogicalMapper: Send + Sync {
     /// describe and returns the node to open. A mapping of that name with the same table is
     /// reused; one with another table (left behind by a killed run) is replaced.
     fn map(&self, name: &str, super_path: &Path, extents: &[lp::Extent]) -> Result<PathBuf>;
+    /// [`LogicalMapper::map`] with LINEAR extents on several block devices, by the extents'
+    /// block device index (a COW device: `super`, then the data partition holding its image).
+    fn map_on(&self, name: &str, devices: &[&Path], extents: &[lp::Extent]) -> Result<PathBuf>;
     /// Removes the mapping `name`, if there is one.
     fn unmap(&self, name: &str) -> Result<()>;
 }
@@ -370,6 +375,80 @@ impl Device {
         let super_size = self.open_super_ro()?.size();
         let map = ExtentMap::new(metadata, partition, super_size)?;
         self.logical_rw(full_name, map, metadata.extents_of(partition))
+    }
+
+    /// Opens the COW device of snapshot `space` (`system_b`) read-write: its `-cow` partition
+    /// of `metadata`, followed by its image on `/data` when the COW overflows `super`
+    /// (libsnapshot's `MapCowDevices`). With a mapper on a device, one dm-linear table over
+    /// both (the image's recorded extents on the data partition); otherwise the partition's
+    /// extents and the image file, joined.
+    #[cfg(feature = "host-tools")]
+    pub fn open_cow(
+        &self,
+        metadata: &lp::Metadata,
+        space: &lp::SnapshotSpace,
+        images: &cow_image::ImageDir,
+    ) -> Result<Box<dyn TargetWrite>> {
+        let cow = format!("{}-cow", space.name);
+        if space.cow_file_size == 0 {
+            return self.open_logical(metadata, &cow);
+        }
+        let image = cow_image::image_name(&space.name);
+        let size = space
+            .cow_partition_size
+            .checked_add(space.cow_file_size)
+            .ok_or_else(|| err!(DeviceError, "{}: COW size overflows", space.name))?;
+        if let (Some(mapper), Layout::ByName(by_name)) = (&self.mapper, &self.layout) {
+            let Some(image_metadata) = images.metadata()? else {
+                return Err(err!(DeviceError, "{image}: no image metadata"));
+            };
+            let Some(recorded) = lp::images::image_extents(&image_metadata, &image) else {
+                return Err(err!(DeviceError, "{image} is not in the image metadata"));
+            };
+            let mut extents = Vec::new();
+            if space.cow_partition_size > 0 {
+                let Some(p) = metadata.partition(&cow) else {
+                    return Err(err!(PartitionMissing, "no logical partition {cow}"));
+                };
+                extents.extend_from_slice(metadata.extents_of(p));
+            }
+            extents.extend(recorded.iter().map(|e| lp::Extent {
+                num_sectors: e.length / lp::SECTOR_SIZE,
+                target: lp::ExtentTarget::Linear {
+                    block_device: 1,
+                    physical_sector: e.physical / lp::SECTOR_SIZE,
+                },
+            }));
+            let data_name = image_metadata
+                .block_devices()
+                .first()
+                .map_or("userdata", |d| d.partition_name.as_str());
+            let data = if data_name == "userdata" {
+                by_name.join("userdata")
+            } else {
+                Path::new("/dev/block").join(data_name)
+            };
+            let node = mapper.map_on(&cow, &[&self.super_path(), &data], &extents)?;
+            let target = TargetPartition::open(&node)?;
+            if target.size() != size {
+                return Err(err!(
+                    DeviceError,
+                    "{} has {} bytes, the COW {size}",
+                    node.display(),
+                    target.size()
+                ));
+            }
+            return Ok(Box::new(target));
+        }
+        let mut parts = Vec::new();
+        if space.cow_partition_size > 0 {
+            parts.push((self.open_logical(metadata, &cow)?, space.cow_partition_size));
+        }
+        parts.push((
+            images.open(&image, space.cow_file_size)?,
+            space.cow_file_size,
+        ));
+        Ok(Box::new(cow_image::Joined::new(parts)?))
     }
 
     /// Writes `metadata` into the metadata slot of `slot` (the Virtual A/B merge's cleanup

@@ -20,19 +20,29 @@ use crate::lp::{self, ExtentTarget};
 
 /// The dm table of the partition `name` with `extents`, over `super` (device `super_dev`).
 pub fn table_of(name: &str, extents: &[lp::Extent], super_dev: DevNum) -> Result<Table> {
+    table_on(name, extents, &[super_dev])
+}
+
+/// The dm table of `name` with `extents` whose LINEAR targets are on `devices` (indexed by
+/// the extents' block device): `super` alone for a logical partition, or `super` then the
+/// data partition for a Virtual A/B COW device whose COW overflows into an image on `/data`
+/// (libsnapshot's `MapCowDevices`: the `-cow` partition's table, then the image).
+pub fn table_on(name: &str, extents: &[lp::Extent], devices: &[DevNum]) -> Result<Table> {
     let mut table = Table::new();
     for extent in extents {
         match extent.target {
             ExtentTarget::Linear {
-                block_device: 0,
+                block_device,
                 physical_sector,
-            } => table.linear(extent.num_sectors, super_dev, physical_sector)?,
-            ExtentTarget::Linear { block_device, .. } => {
-                return Err(err!(
-                    SlotError,
-                    "{name}: extent on block device {block_device}, not super (retrofit dynamic \
-                     partitions are not supported)"
-                ))
+            } => {
+                let Some(dev) = devices.get(block_device as usize) else {
+                    return Err(err!(
+                        SlotError,
+                        "{name}: extent on block device {block_device}, not super (retrofit \
+                         dynamic partitions are not supported)"
+                    ));
+                };
+                table.linear(extent.num_sectors, *dev, physical_sector)?
             }
             ExtentTarget::Zero => table.zero(extent.num_sectors)?,
         };
@@ -114,7 +124,17 @@ impl DmMapper {
     /// the block node. An existing mapping of that name is reused when its live table is this
     /// one (and its access mode ours), and replaced otherwise.
     pub fn map(&self, name: &str, super_path: &Path, extents: &[lp::Extent]) -> Result<PathBuf> {
-        let table = table_of(name, extents, block_dev(super_path)?)?;
+        self.map_on(name, &[super_path], extents)
+    }
+
+    /// [`DmMapper::map`] with extents on several block devices (`devices`, by the extents'
+    /// block device index).
+    pub fn map_on(&self, name: &str, devices: &[&Path], extents: &[lp::Extent]) -> Result<PathBuf> {
+        let devs = devices
+            .iter()
+            .map(|d| block_dev(d))
+            .collect::<Result<Vec<_>>>()?;
+        let table = table_on(name, extents, &devs)?;
         self.with_dm(|dm| {
             if let Some(status) = dm.status(name)? {
                 if status.read_only == self.read_only && dm.table(name)? == table.lines() {
@@ -159,6 +179,9 @@ impl DmMapper {
 impl LogicalMapper for DmMapper {
     fn map(&self, name: &str, super_path: &Path, extents: &[lp::Extent]) -> Result<PathBuf> {
         DmMapper::map(self, name, super_path, extents)
+    }
+    fn map_on(&self, name: &str, devices: &[&Path], extents: &[lp::Extent]) -> Result<PathBuf> {
+        DmMapper::map_on(self, name, devices, extents)
     }
     fn unmap(&self, name: &str) -> Result<()> {
         DmMapper::unmap(self, name)
@@ -208,6 +231,45 @@ mod tests {
                 (2048, 8, "zero", ""),
                 (2056, 16, "linear", "7:0 100"),
             ]
+        );
+    }
+
+    /// A COW device overflowing into an image: the `-cow` partition's extents on super
+    /// (device 0), then the image's on the data partition (device 1); a third device is
+    /// refused.
+    #[test]
+    fn cow_device_tables_span_super_then_the_data_partition() {
+        let data = DevNum { major: 7, minor: 3 };
+        let linear = |block_device, physical_sector, num_sectors| lp::Extent {
+            num_sectors,
+            target: ExtentTarget::Linear {
+                block_device,
+                physical_sector,
+            },
+        };
+        let extents = [
+            linear(0, 2048, 64),
+            linear(1, 5400, 128),
+            linear(1, 9000, 8),
+        ];
+        let table = table_on("system_b-cow", &extents, &[SUPER, data]).unwrap();
+        let lines: Vec<_> = table
+            .lines()
+            .iter()
+            .map(|l| (l.start, l.length, l.params.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (0, 64, "7:0 2048"),
+                (64, 128, "7:3 5400"),
+                (192, 8, "7:3 9000")
+            ]
+        );
+        assert!(table_on("x", &[linear(2, 0, 8)], &[SUPER, data]).is_err());
+        assert!(
+            table_of("x", &[linear(1, 0, 8)], SUPER).is_err(),
+            "super alone"
         );
     }
 

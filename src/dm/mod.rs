@@ -28,7 +28,7 @@ use nix::errno::Errno;
 
 use crate::err;
 use crate::error::{Error, Result};
-pub use logical::{table_of, DmMapper};
+pub use logical::{table_of, table_on, DmMapper};
 pub use wire::{DevNum, TargetLine};
 
 /// The uuid prefix of the mappings this process creates, so that a listing tells ours apart

@@ -16,6 +16,19 @@ const ATTR_MASK_V1: u32 = ATTR_UPDATED | ATTR_DISABLED;
 /// The only flag groups and block devices define: SLOT_SUFFIXED.
 const KNOWN_ENTRY_FLAGS: u32 = 1;
 
+/// Which rules a metadata's block devices and extents follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rules {
+    /// `super`'s: block device 0 is `super`, whose first sectors hold the metadata region, so
+    /// every extent starts at or after a device's `first_logical_sector`.
+    Super,
+    /// libfiemap's image metadata (an `lp_metadata` file, [`super::images`]): block device 0
+    /// is the data partition (`userdata`), whose first sectors belong to its file system, not
+    /// to the metadata; extents are where the file system put the images' blocks, anywhere
+    /// on the device (libfiemap's `FillPartitionExtents` adds them unchecked).
+    Images,
+}
+
 /// The checked contents of one metadata slot (with the geometry it was read under).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Metadata {
@@ -52,6 +65,15 @@ impl Metadata {
     /// are ignored). Checks the header, both checksums, entry sizes, table bounds and
     /// layout, then everything [`Metadata::validate`] checks.
     pub fn parse(bytes: &[u8], geometry: &Geometry) -> Result<Metadata, LpError> {
+        Self::parse_as(bytes, geometry, Rules::Super)
+    }
+
+    /// [`Metadata::parse`] under `rules`.
+    pub(crate) fn parse_as(
+        bytes: &[u8],
+        geometry: &Geometry,
+        rules: Rules,
+    ) -> Result<Metadata, LpError> {
         geometry.check()?;
         let max = geometry.metadata_max_size as usize;
         let bytes = bytes.get(..max).unwrap_or(bytes);
@@ -114,7 +136,7 @@ impl Metadata {
             groups: read_table(blob, &h.tables[2], sizes[2], tables::parse_group)?,
             block_devices: read_table(blob, &h.tables[3], sizes[3], tables::parse_block_device)?,
         };
-        m.validate()?;
+        m.validate_as(rules)?;
         Ok(m)
     }
 
@@ -123,12 +145,17 @@ impl Metadata {
     /// range, unique names, block device 0 `super` after the metadata region, linear extents
     /// inside their device and not overlapping, groups within their maximum size.
     pub fn validate(&self) -> Result<(), LpError> {
+        self.validate_as(Rules::Super)
+    }
+
+    /// [`Metadata::validate`] under `rules`.
+    pub(crate) fn validate_as(&self, rules: Rules) -> Result<(), LpError> {
         self.geometry.check()?;
         let devices = &self.block_devices;
         let Some(sup) = devices.first() else {
             malformed!("metadata has no block devices");
         };
-        if sup.partition_name != SUPER_NAME {
+        if rules == Rules::Super && sup.partition_name != SUPER_NAME {
             malformed!(
                 "block device 0 is {:?}, not {SUPER_NAME:?}",
                 sup.partition_name
@@ -158,7 +185,7 @@ impl Metadata {
                 ),
             }
         }
-        if sup.first_logical_sector * SECTOR_SIZE < region {
+        if rules == Rules::Super && sup.first_logical_sector * SECTOR_SIZE < region {
             malformed!(
                 "logical sectors start at {} and overlap the {region}-byte metadata region",
                 sup.first_logical_sector * SECTOR_SIZE
@@ -241,11 +268,12 @@ impl Metadata {
                 );
             }
         }
-        self.check_extents_placement()
+        self.check_extents_placement(rules)
     }
 
-    /// Every linear extent inside its block device's logical area and none overlapping.
-    fn check_extents_placement(&self) -> Result<(), LpError> {
+    /// Every linear extent inside its block device's logical area (under [`Rules::Images`],
+    /// inside the device) and none overlapping.
+    fn check_extents_placement(&self, rules: Rules) -> Result<(), LpError> {
         let mut spans = Vec::with_capacity(self.extents.len());
         for e in &self.extents {
             let ExtentTarget::Linear {
@@ -262,8 +290,12 @@ impl Metadata {
                 );
             };
             let end = physical_sector.checked_add(e.num_sectors);
+            let first = match rules {
+                Rules::Super => d.first_logical_sector,
+                Rules::Images => 0,
+            };
             match end {
-                Some(end) if physical_sector >= d.first_logical_sector && end <= d.size / SECTOR_SIZE => {
+                Some(end) if physical_sector >= first && end <= d.size / SECTOR_SIZE => {
                     spans.push((block_device, physical_sector, end));
                 }
                 _ => malformed!(
@@ -293,7 +325,16 @@ impl Metadata {
     /// content. Fails when the content breaks [`Metadata::validate`] or does not fit
     /// `geometry.metadata_max_size`.
     pub fn to_bytes(&self, geometry: &Geometry) -> Result<Vec<u8>, LpError> {
-        self.validate()?;
+        self.to_bytes_as(geometry, Rules::Super)
+    }
+
+    /// [`Metadata::to_bytes`] under `rules`.
+    pub(crate) fn to_bytes_as(
+        &self,
+        geometry: &Geometry,
+        rules: Rules,
+    ) -> Result<Vec<u8>, LpError> {
+        self.validate_as(rules)?;
         let mut blob = Vec::new();
         let mut tables = [TableDesc::default(); 4];
         let counts = [

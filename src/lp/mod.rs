@@ -13,7 +13,8 @@
 //! [`NewSuper`] builds a new layout the way `lpmake` does (same allocation as liblp's
 //! `MetadataBuilder`), [`flash_image`] produces the whole metadata region, and
 //! [`prepare_target`] makes the target slot's metadata for a non-snapshot update as
-//! update_engine does.
+//! update_engine does. [`images`] is the same format as libfiemap keeps it for the Virtual A/B
+//! COW images on `/data` (an `lp_metadata` file over the data partition).
 //!
 //! Errors ([`LpError`], converted into [`crate::Error`]): malformed metadata is 34
 //! (`SlotError`); partitions that do not fit (free space, a group's maximum, the update's space
@@ -26,7 +27,8 @@
 //! - names must be NUL-terminated inside their 36 bytes (at most 35 characters), NUL-padded,
 //!   and made of ASCII letters, digits, `_`, `-`, `.`;
 //! - block device 0 must be `super` (retrofit devices, with `system_a` as super, are not
-//!   supported);
+//!   supported); libfiemap's image metadata ([`images`]) is checked under its own rules: its
+//!   one device is the data partition, and its extents may lie anywhere on it;
 //! - the tables must be laid out as liblp writes them (back to back, partitions' extents in
 //!   order, every extent owned), so parse → serialise reproduces the bytes;
 //! - unknown group / block device flags, non-zero reserved header bytes, extents outside
@@ -43,6 +45,7 @@ mod error;
 mod free;
 mod geometry;
 mod header;
+pub mod images;
 mod lpmake;
 mod metadata;
 mod snapshot;

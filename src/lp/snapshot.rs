@@ -148,6 +148,10 @@ pub fn prepare_snapshot_target(
             .iter()
             .fold(0u64, |s, r| s.saturating_add(r.num_sectors()))
             .saturating_mul(SECTOR_SIZE);
+        // PartitionCowCreator::Run (partition_cow_creator.cpp, Android 15): the partition gets
+        // min(COW size, space free in both slots), rounded down to the logical block; the
+        // rest, rounded up to the sector, is `cow_file_size`, an image on /data
+        // (device::cow_image).
         let cow_partition_size = u.cow_size.min(free) & !(lbs - 1);
         let rest = u.cow_size - cow_partition_size;
         let cow_file_size = rest.div_ceil(SECTOR_SIZE).saturating_mul(SECTOR_SIZE);
@@ -238,6 +242,10 @@ mod tests {
         // does not take them, and what does not fit is left for a COW file.
         let vendor = &t.snapshots[1];
         assert!(vendor.cow_file_size > 0);
+        // The split: what is free, in whole logical blocks, then the rest in whole sectors.
+        assert_eq!(vendor.cow_partition_size % 4096, 0);
+        assert_eq!(vendor.cow_file_size % SECTOR_SIZE, 0);
+        assert_eq!(vendor.cow_partition_size + vendor.cow_file_size, 100 * MIB);
         let sector = |e: &crate::lp::Extent| match e.target {
             ExtentTarget::Linear {
                 physical_sector, ..

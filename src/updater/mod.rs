@@ -407,6 +407,12 @@ impl Updater {
             if finished != virtual_ab::Finished::Nothing {
                 log::info!("previous snapshot update: {finished:?}");
             }
+            // A cancelled update's COWs are gone (its COW images removed, its -cow partitions
+            // free): its checkpoint must not make the same payload resume past writes that no
+            // longer exist.
+            if finished == virtual_ab::Finished::Cancelled {
+                self.store.clear()?;
+            }
         }
         #[cfg(not(feature = "host-tools"))]
         progress(1.0);

@@ -8,8 +8,13 @@
 //! postinstall programs) keeps the dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
 //! running slot's partitions over in place, marked UPDATED, and carves a `<name>_<slot>-cow`
 //! partition per snapshot from free space; each COW is written into that partition
-//! ([`SnapshotPartitions`] over [`CowDevices`]). A COW that does not fit in `super`
-//! (libsnapshot's overflow image on `/data`) is refused with 37 before anything is written.
+//! ([`SnapshotPartitions`] over [`CowDevices`]). What does not fit in `super`
+//! (`SnapshotStatus.cow_file_size`, split as libsnapshot's `PartitionCowCreator` does) goes
+//! into an image `<name>_<slot>-cow-img` on `/data` ([`ImageDir`], libfiemap's images), made
+//! before the target metadata is written; the COW device is the `-cow` partition followed by
+//! the image ([`Device::open_cow`]). When `/data` has not the room either (or there is no
+//! `/data`: a host device directory without `data/`), the update is refused with 37 before
+//! anything is written. The images and their metadata go with the merge's or cancel's cleanup.
 //!
 //! The state follows libsnapshot ([`OtaDir`]): Initiated with the snapshots' statuses before
 //! the first write, then `snapshot-boot` and Unverified (misc: SNAPSHOTTED) once the update is
@@ -23,6 +28,7 @@ use super::ota_state::UpdateState;
 use super::snapshot_state::{CowSettings, OtaDir, SnapshotState};
 use crate::boot_control::vab_message::{self, MergeStatus};
 use crate::cow::{Compression, CowOptions};
+use crate::device::cow_image::{self, ImageDir};
 use crate::device::snapshot::{CowDevices, DeviceCow, SnapshotPartitions};
 use crate::device::{snapshot_merge, Device};
 use crate::engine::SlotPartitions;
@@ -61,8 +67,8 @@ pub fn wants_snapshots(manifest: &Manifest) -> bool {
 }
 
 /// The snapshot plan for `manifest`, or `None` when it takes another path. Refuses with 39
-/// while another update's snapshots or merge are pending, and with 37 when a COW does not fit
-/// in `super`. As libsnapshot's `BeginUpdate` (`TryCancelUpdate`), an Initiated update (its
+/// while another update's snapshots or merge are pending, and with 37 when the COWs fit
+/// neither in `super` nor, for what overflows it, on `/data`. As libsnapshot's `BeginUpdate` (`TryCancelUpdate`), an Initiated update (its
 /// writing never finished) is started over, and so is an Unverified one made on this slot
 /// and not switched to (`switched`: the target slot is active), which a kill between its
 /// last state write and the slot switch leaves; one switched to waits for its reboot.
@@ -143,15 +149,7 @@ pub fn plan(
         &updates,
         manifest.partial_update,
     )?;
-    if let Some(s) = target.snapshots.iter().find(|s| s.cow_file_size > 0) {
-        crate::bail!(
-            SuperNoSpace,
-            "{}'s COW needs {} more bytes than super has free; COW images on /data are not \
-             supported",
-            s.name,
-            s.cow_file_size
-        );
-    }
+    check_image_room(device, &target.snapshots)?;
     Ok(Some(SnapshotPlan {
         target,
         options,
@@ -159,8 +157,62 @@ pub fn plan(
     }))
 }
 
+/// Whether `/data` has room for the COW images of `snapshots` (images an earlier run of the
+/// same update made count as room): 37 when it has not, or when there is no `/data`. As
+/// libsnapshot's `CreateUpdateSnapshots` reports it, the message says how much the images
+/// need (`Return::NoSpace` of the sum of `cow_file_size`).
+fn check_image_room(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<()> {
+    let overflow: Vec<_> = snapshots.iter().filter(|s| s.cow_file_size > 0).collect();
+    if overflow.is_empty() {
+        return Ok(());
+    }
+    let needed = overflow
+        .iter()
+        .fold(0u64, |sum, s| sum.saturating_add(s.cow_file_size));
+    let images = ImageDir::for_device(device);
+    let mut made = 0u64;
+    for s in &overflow {
+        if images
+            .existing(&cow_image::image_name(&s.name), s.cow_file_size)?
+            .is_some()
+        {
+            made = made.saturating_add(s.cow_file_size);
+        }
+    }
+    let names = overflow
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    match images.available()? {
+        None => crate::bail!(
+            SuperNoSpace,
+            "the COWs of {names} need {needed} bytes more than super has free, and there is \
+             no data partition for COW images"
+        ),
+        // Each image is rounded up to its file system's block: at most 64 KiB each.
+        Some(free)
+            if free.saturating_add(made) < needed.saturating_add(65536 * overflow.len() as u64) =>
+        {
+            crate::bail!(
+                SuperNoSpace,
+                "the COWs of {names} need {needed} bytes more than super has free, and the data \
+                 partition has only {free} bytes free for COW images"
+            )
+        }
+        Some(_) => {
+            log::info!(
+                "Virtual A/B: {needed} bytes of COW for {names} go into images on the data \
+                 partition"
+            );
+            Ok(())
+        }
+    }
+}
+
 /// The snapshots the engine writes for `plan`: their COWs in the `-cow` partitions of the
-/// planned metadata, their bases the running slot's partitions of `plain`.
+/// planned metadata (followed by their images on `/data` when they overflow `super`), their
+/// bases the running slot's partitions of `plain`.
 pub fn snapshot_partitions<'p>(
     plain: &'p dyn SlotPartitions,
     device: &Device,
@@ -169,8 +221,13 @@ pub fn snapshot_partitions<'p>(
 ) -> Result<SnapshotPartitions<'p>> {
     let device = device.clone();
     let metadata = plan.target.metadata.clone();
+    let spaces = plan.target.snapshots.clone();
+    let images = ImageDir::for_device(&device);
     let files = CowDevices(Box::new(move |snapshot: &str| {
-        device.open_logical(&metadata, &format!("{snapshot}-cow"))
+        match spaces.iter().find(|s| s.name == snapshot) {
+            Some(space) => device.open_cow(&metadata, space, &images),
+            None => device.open_logical(&metadata, &format!("{snapshot}-cow")),
+        }
     }));
     SnapshotPartitions::with_files(plain, Arc::new(files), plan.options.clone(), manifest)
 }
@@ -192,7 +249,9 @@ fn set_merge_status(device: &Device, status: MergeStatus) -> Result<()> {
 }
 
 /// Before the first write (and again at every resume): the state Initiated, the snapshots'
-/// statuses, then the target metadata. Whether the metadata had to be written.
+/// statuses, the COW images on `/data` (kept when a killed run made them; others, an older
+/// update's, removed as libsnapshot's `BeginUpdate` purges them), then the target metadata.
+/// Whether the metadata had to be written.
 pub fn begin(
     device: &Device,
     ota: &OtaDir,
@@ -210,7 +269,50 @@ pub fn begin(
             .unwrap_or_default();
         ota.write_snapshot(space, &settings, SnapshotState::Created)?;
     }
+    make_images(device, &plan.target)?;
     device.write_target_metadata(&plan.target.metadata)
+}
+
+/// The COW images of `target`'s snapshots that overflow `super`, made (or kept, when a killed
+/// run made them with the same size); recorded images no snapshot of the plan has removed
+/// first. A COW whose image is new starts over: the head of its `-cow` partition is zeroed,
+/// so that a COW header an earlier run left there (whose ops went on into an image that is
+/// gone) is not resumed from (libsnapshot writes an empty COW into each new COW device).
+fn make_images(device: &Device, target: &lp::SnapshotTarget) -> Result<()> {
+    let images = ImageDir::for_device(device);
+    let snapshots = &target.snapshots;
+    let wanted = |name: &str| {
+        snapshots.iter().any(|s| {
+            s.cow_file_size > 0
+                && cow_image::image_name(&s.name) == name
+                && images
+                    .existing(name, s.cow_file_size)
+                    .ok()
+                    .flatten()
+                    .is_some()
+        })
+    };
+    if let Some(m) = images.metadata()? {
+        if m.partitions().iter().any(|p| !wanted(&p.name)) {
+            log::info!("removing the COW images of an earlier update");
+            images.remove_all()?;
+        }
+    }
+    for s in snapshots.iter().filter(|s| s.cow_file_size > 0) {
+        let image = cow_image::image_name(&s.name);
+        if images.existing(&image, s.cow_file_size)?.is_some() {
+            continue;
+        }
+        images.create(&image, s.cow_file_size)?;
+        if s.cow_partition_size > 0 {
+            let cow = device.open_logical(&target.metadata, &format!("{}-cow", s.name))?;
+            let head = vec![0u8; cow.size().min(4096) as usize];
+            cow.write_at(&head, 0)
+                .and_then(|()| cow.sync())
+                .map_err(|e| crate::error::Error::io(format!("clearing {}-cow", s.name), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The update is applied (libsnapshot's `FinishedSnapshotWrites`): `snapshot-boot` names the
@@ -307,6 +409,7 @@ fn cancel(device: &Device, boot: &mut dyn BootControl, ota: &OtaDir) -> Result<(
     boot.set_unbootable(target)?;
     let (_, metadata) = device.super_metadata(target)?;
     device.write_slot_metadata(target, &lp::without_snapshots(&metadata)?)?;
+    ImageDir::for_device(device).remove_all()?;
     ota.remove_all()?;
     set_merge_status(device, MergeStatus::None)
 }
@@ -334,13 +437,20 @@ fn merge(
     }
     // Each snapshot an equal share of the progress.
     let share = 1.0 / snapshots.len().max(1) as f32;
+    let images = ImageDir::for_device(device);
     for (i, space) in snapshots.iter().enumerate() {
         let cow_name = format!("{}-cow", space.name);
-        if metadata.partition(&cow_name).is_none() {
-            // Merged, and its COW partition already removed by an earlier run.
+        let image = cow_image::image_name(&space.name);
+        let cleaned = if space.cow_partition_size > 0 {
+            metadata.partition(&cow_name).is_none()
+        } else {
+            images.existing(&image, space.cow_file_size)?.is_none()
+        };
+        if cleaned {
+            // Merged, and its COW already removed by an earlier run.
             continue;
         }
-        let cow = DeviceCow(device.open_logical(&metadata, &cow_name)?);
+        let cow = DeviceCow(device.open_cow(&metadata, space, &images)?);
         let base = device.open_logical(&metadata, &space.name)?;
         let state = ota.merge_state_path(&space.name);
         if let Some(dir) = state.parent() {
@@ -364,6 +474,7 @@ fn merge(
     }
     ota.write_state(UpdateState::MergeCompleted, "")?;
     device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
+    images.remove_all()?;
     ota.remove_all()?;
     set_merge_status(device, MergeStatus::None)?;
     progress(1.0);

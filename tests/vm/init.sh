@@ -533,5 +533,7 @@ step ue-merge timed ue_merge
 run_vab_steps
 . /postinstall.sh
 run_postinstall_steps
+. /vab_data.sh
+run_vab_data_steps
 printf '\nALL STEPS DONE\n'
 poweroff -f

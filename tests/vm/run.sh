@@ -104,6 +104,7 @@ cp "$here/init.sh" "$fs/init"
 chmod +x "$fs/init"
 cp "$here/postinstall.sh" "$fs/postinstall.sh"
 cp "$here/vab.sh" "$fs/vab.sh"
+cp "$here/vab_data.sh" "$fs/vab_data.sh"
 
 # Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
 "$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
@@ -111,6 +112,10 @@ cp "$here/vab.sh" "$fs/vab.sh"
 "$here/postinstall_images.sh" "$target_dir/debug/abupdate" "$fs/data/misc.img" "$fs/data/pi" ||
     die "postinstall_images.sh"
 "$target_dir/debug/examples/vm_images" lp-super "$fs/data/pi/super-lp.img" || die "vm_images lp-super"
+# An empty ext4 userdata for the COW image step (tests/vm/vab_data.sh).
+mkdir -p "$fs/data/vabdata"
+truncate -s 8M "$fs/data/vabdata/userdata.img"
+mkfs.ext4 -q -F -b 4096 -O ^has_journal "$fs/data/vabdata/userdata.img" || die "mkfs.ext4 userdata"
 
 (cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
@@ -136,6 +141,7 @@ expected=(modules dm-adapter binder-device service-manager partitions daemon-reg
 expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
     ue-stable-fd ue-merge)
 expected+=(vab-cow-write vab-nbd-verity vab-merge)
+expected+=(vab-data-image-extents)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
