@@ -7,7 +7,9 @@
 //!   `misc.img` recording slot A; `build.prop`; a full payload to build 2 of the same
 //!   partitions (with their dynamic partition group), signed with the OTA test key, with
 //!   `payload_properties.txt`; the trusted
-//!   `ota-cert.pem`; and `expected.env`, shell assignments the VM checks against (partition
+//!   `ota-cert.pem`; `vab/`, the Virtual A/B device of tests/vm/vab.sh (the same slot A in a
+//!   `super` with the VIRTUAL_AB_DEVICE flag, and a signed delta payload with compressed
+//!   snapshots); and `expected.env`, shell assignments the VM checks against (partition
 //!   sizes, the new data's SHA-256, and payload offsets that end an operation's blob).
 //! - `vm_images verity-args VBMETA NAME`: the root digest and `veritysetup` options of
 //!   partition NAME from the hashtree descriptor in the vbmeta image VBMETA (a partition),
@@ -22,6 +24,11 @@
 //!   logical partitions of slot SLOT read-only from that slot's metadata in BY_NAME/super, and
 //!   prints each name and node; with `rw` last, writable (as a merge writes the base
 //!   partitions).
+//!
+//! - `vm_images map-partitions BY_NAME SLOT LINK_DIR NAME...`: maps the logical partitions
+//!   NAME (full names, e.g. `system_b-cow`) of slot SLOT's metadata read-only, links each as
+//!   LINK_DIR/NAME and prints its name and node; `vab-state OTA_DIR MISC` prints libsnapshot's state (`/metadata/ota`) and the
+//!   Virtual A/B message in MISC.
 //!
 //! - `vm_images lp-super PATH`: an 8 MiB super holding, in this order, `product_a` (3 MiB),
 //!   an old `product_b` (1 MiB) and `extra_a` (2 MiB), then 1 MiB free: an update drops the
@@ -44,7 +51,7 @@ use std::process::ExitCode;
 use abupdate::avb::{
     Algorithm, AvbPublicKey, Descriptor, HashtreeDescriptor, RingSigner, VbmetaBuilder, VbmetaImage,
 };
-use abupdate::boot_control::MiscBootControl;
+use abupdate::boot_control::{vab_message, MiscBootControl};
 use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::super_image;
@@ -53,7 +60,9 @@ use abupdate::device::{Device, Layout};
 use abupdate::dm::{self, DeviceMapper, DmConfig, DmMapper, Table};
 use abupdate::engine::hashing::sha256;
 use abupdate::payload::signature::Signer;
+use abupdate::payload::Vabc;
 use abupdate::slot::Slot;
+use abupdate::updater::snapshot_state::OtaDir;
 use abupdate::verity::FecRoots;
 use abupdate::{Error, Result};
 
@@ -76,13 +85,18 @@ fn main() -> ExitCode {
         ["dm-cleanup", links, ref names @ ..] => dm_cleanup(links, names),
         ["map-slot", by_name, slot, links] => map_slot(Path::new(by_name), slot, links, false),
         ["map-slot", by_name, slot, links, "rw"] => map_slot(Path::new(by_name), slot, links, true),
+        ["map-partitions", by_name, slot, links, ref names @ ..] => {
+            map_partitions(Path::new(by_name), slot, links, names)
+        }
+        ["vab-state", ota, misc] => vab_state(Path::new(ota), Path::new(misc)),
         ["lp-super", path] => lp_super(Path::new(path)),
         ["cow-image", mount, meta, name, size] => cow_image(mount, meta, name, size),
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
-                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | lp-super PATH | \
+                 dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | \
+                 map-partitions BY_NAME SLOT LINK_DIR NAME... | vab-state OTA_DIR MISC | lp-super PATH | \
                  cow-image MOUNT METADATA_DIR NAME SIZE"
             );
             return ExitCode::from(2);
@@ -231,12 +245,86 @@ fn build_all(dir: &Path) -> Result<()> {
     let _ = writeln!(env, "SPLIT2={}", ends[2]);
     let _ = writeln!(env, "OPERATIONS={}", ends.len());
     write(&dir.join("expected.env"), env.as_bytes())?;
-    // The new system image whole, for the Virtual A/B steps (tests/vm/vab.sh).
-    create_dir(&dir.join("vab"))?;
-    std::fs::copy(images.join("system-v2.img"), dir.join("vab/system-v2.img"))
-        .map_err(|e| Error::io("system-v2.img", e))?;
+    build_vab(
+        &dir.join("vab"),
+        &images,
+        &logical,
+        group_size,
+        layout.device_size,
+    )?;
     std::fs::remove_dir_all(&images).map_err(|e| Error::io("images", e))?;
     Ok(())
+}
+
+/// The Virtual A/B device of tests/vm/vab.sh in `out`: the same slot A (build 1) in a `super`
+/// with the VIRTUAL_AB_DEVICE flag (lpmake `--virtual-ab`), `vbmeta_a`, `misc` on slot A and
+/// a `build.prop`; a signed delta payload to build 2 with compressed snapshots (COW v3, lz4,
+/// 64 KiB), its properties; build 2's whole partitions, to compare with.
+fn build_vab(
+    out: &Path,
+    images: &Path,
+    logical: &[(&str, Vec<u8>)],
+    group_size: u64,
+    super_size: u64,
+) -> Result<()> {
+    create_dir(out)?;
+    let sizes: Vec<(&str, u64)> = logical.iter().map(|(n, d)| (*n, d.len() as u64)).collect();
+    let layout = super_image::ab_layout(super_size, GROUP, group_size, &sizes, true);
+    let contents: Vec<(String, &[u8])> = logical
+        .iter()
+        .map(|(n, d)| (format!("{n}_a"), d.as_slice()))
+        .collect();
+    let contents: Vec<(&str, &[u8])> = contents.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    super_image::write(&out.join("super.img"), &layout, &contents)?;
+    std::fs::copy(images.join("vbmeta-v1.img"), out.join("vbmeta_a.img"))
+        .map_err(|e| Error::io("vbmeta", e))?;
+    MiscBootControl::create_image(&out.join("misc.img"), Slot::A)?;
+    write(
+        &out.join("build.prop"),
+        format!("ro.build.date.utc={BUILD_DATE}\n").as_bytes(),
+    )?;
+    let mut specs = Vec::new();
+    for (name, _) in PARTITIONS {
+        let new = images.join(format!("{name}-v2.img"));
+        std::fs::copy(&new, out.join(format!("{name}-v2.img")))
+            .map_err(|e| Error::io(new.display(), e))?;
+        specs.push(PartitionSpec {
+            name: name.to_owned(),
+            new,
+            old: Some(images.join(format!("{name}-v1.img"))),
+            append_verity: false,
+        });
+    }
+    specs.push(PartitionSpec {
+        name: "vbmeta".to_owned(),
+        new: images.join("vbmeta-v2.img"),
+        old: None,
+        append_verity: false,
+    });
+    let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &PARTITIONS.map(|(n, _)| n));
+    dynamic.snapshot_enabled = true;
+    dynamic.vabc = Vabc {
+        enabled: true,
+        compression_param: Some("lz4".into()),
+        cow_version: Some(3),
+        compression_factor: Some(65536),
+        ..Vabc::default()
+    };
+    let options = BuildOptions {
+        signer: Some(Signer::from_pem(&String::from_utf8_lossy(TEST_KEY))?),
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        max_timestamp: Some(BUILD_DATE + 100),
+        dynamic: Some(dynamic),
+        ..BuildOptions::default()
+    };
+    let report = build::build(&specs, &options, &out.join("payload.bin"))?;
+    write(
+        &out.join("payload_properties.txt"),
+        report.properties.to_text().as_bytes(),
+    )
 }
 
 /// Prints `ROOT_DIGEST OPTIONS...` for `veritysetup open DEV NAME DEV ROOT OPTIONS...`, the
@@ -381,6 +469,49 @@ fn map_slot(by_name: &Path, slot: &str, links: &str, writable: bool) -> Result<(
     };
     for (name, node) in mapper.map_slot(&metadata, slot.suffix(), &device.super_path())? {
         println!("{name} {}", node.display());
+    }
+    Ok(())
+}
+
+/// Logical partitions of `slot`'s metadata by full name, read-only, each linked as
+/// LINK_DIR/NAME (`map-slot` maps only the names with the slot's suffix, not a snapshot's
+/// `-cow` partition).
+fn map_partitions(by_name: &Path, slot: &str, links: &str, names: &[&str]) -> Result<()> {
+    let slot: Slot = slot.parse()?;
+    let device = Device::new(Layout::ByName(by_name.to_owned()), slot);
+    let (_, metadata) = device.super_metadata(slot)?;
+    let mapper = DmMapper::read_only(DmConfig::linux(links));
+    for name in names {
+        let partition = metadata.partition(name).ok_or_else(|| {
+            abupdate::err!(PartitionMissing, "no {name} in slot {slot}'s metadata")
+        })?;
+        let node = mapper.map(name, &device.super_path(), metadata.extents_of(partition))?;
+        println!("{name} {}", node.display());
+    }
+    Ok(())
+}
+
+/// libsnapshot's state in OTA_DIR (`/metadata/ota`) and the Virtual A/B message in MISC, one
+/// line each: `state`, `snapshot-boot`, each snapshot's sizes, `misc`.
+fn vab_state(ota: &Path, misc: &Path) -> Result<()> {
+    let dir = OtaDir::new(ota);
+    match dir.state()? {
+        Some(state) => println!("state: {state:?}"),
+        None => println!("state: none"),
+    }
+    println!(
+        "snapshot-boot: {}",
+        dir.boot_indicator()?.as_deref().unwrap_or("none")
+    );
+    for s in dir.snapshots()? {
+        println!(
+            "snapshot {}: device_size={} cow_partition_size={} cow_file_size={}",
+            s.name, s.device_size, s.cow_partition_size, s.cow_file_size
+        );
+    }
+    match vab_message::read(misc)? {
+        Some((status, slot)) => println!("misc: merge_status={status} source_slot={slot}"),
+        None => println!("misc: no message"),
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use abupdate::avb::{Algorithm, Descriptor, HashDescriptor, RingSigner, VbmetaBuilder};
 use abupdate::boot_control::{vab_message, MiscBootControl};
 use abupdate::build::{self, super_image, BuildOptions, PartitionSpec};
 use abupdate::device::cow_image::ImageDir;
@@ -59,14 +60,46 @@ fn evolve(rng: &mut Rng, old: &[u8]) -> Vec<u8> {
     new
 }
 
+/// A signed vbmeta (64 KiB) with a hash descriptor for each of `images` (name, contents).
+fn vbmeta(images: &[(&str, &[u8])]) -> Vec<u8> {
+    let key = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/avb/testkey_rsa2048.pem");
+    let key = std::fs::read(key).unwrap();
+    let signer = RingSigner::from_pem(&key).unwrap();
+    let mut builder = VbmetaBuilder::new(Algorithm::Sha256Rsa2048).rollback_index(1);
+    for (name, data) in images {
+        builder = builder.descriptor(Descriptor::Hash(HashDescriptor {
+            image_size: data.len() as u64,
+            hash_algorithm: "sha256".into(),
+            partition_name: (*name).into(),
+            salt: vec![7; 32],
+            digest: common::forge::sha256(&[&[7u8; 32][..], data].concat()).to_vec(),
+            flags: 0,
+        }));
+    }
+    let mut out = builder.build(Some(&signer)).unwrap();
+    out.resize(64 << 10, 0);
+    out
+}
+
 impl Fixture {
     /// A device directory running slot a; Virtual A/B (super's flag and the property) or not.
     fn new(seed: u64, virtual_ab: bool) -> Fixture {
-        Fixture::sized(seed, virtual_ab, 40 * MIB)
+        Fixture::build(seed, virtual_ab, 40 * MIB, false)
     }
 
     /// [`Fixture::new`] with a `super` of `super_size` bytes.
     fn sized(seed: u64, virtual_ab: bool, super_size: u64) -> Fixture {
+        Fixture::build(seed, virtual_ab, super_size, false)
+    }
+
+    /// With `avb`, the device verifies boot: slot a's physical `vbmeta` holds the old images'
+    /// hashes, and the payload carries a new `vbmeta` (a physical partition, written in place)
+    /// with the new images' hashes, which the pre-switch AVB check reads through the snapshots.
+    fn with_avb(seed: u64, virtual_ab: bool, avb: bool) -> Fixture {
+        Fixture::build(seed, virtual_ab, 40 * MIB, avb)
+    }
+
+    fn build(seed: u64, virtual_ab: bool, super_size: u64, avb: bool) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_owned();
         let dev = root.join("dev");
@@ -109,6 +142,24 @@ impl Fixture {
         )
         .unwrap();
 
+        if avb {
+            let images_of = |new: bool| -> Vec<(&str, &[u8])> {
+                images
+                    .iter()
+                    .map(|(n, o, w)| (*n, if new { w.as_slice() } else { o.as_slice() }))
+                    .collect()
+            };
+            std::fs::write(dev.join("vbmeta_a.img"), vbmeta(&images_of(false))).unwrap();
+            std::fs::write(dev.join("vbmeta_b.img"), vec![0u8; 64 << 10]).unwrap();
+            let new = root.join("vbmeta.img");
+            std::fs::write(&new, vbmeta(&images_of(true))).unwrap();
+            specs.push(PartitionSpec {
+                name: "vbmeta".into(),
+                new,
+                old: None,
+                append_verity: false,
+            });
+        }
         let mut dynamic = super_image::dynamic_metadata("main", 16 * MIB, &LOGICAL.map(|(n, _)| n));
         dynamic.snapshot_enabled = true;
         dynamic.vabc = Vabc {
@@ -422,6 +473,27 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     run(&mut fx.merge_cmd());
     for (name, _, new) in &fx.images {
         assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+}
+
+/// A snapshot payload with a physical partition (vbmeta) on a device with AVB: vbmeta is written
+/// in place, the pre-switch check reads the new hashes against the snapshots (base plus COW;
+/// the base extents still hold the old images), and the slot is switched to.
+#[test]
+fn avb_checks_a_snapshot_update_through_its_snapshots() {
+    let fx = Fixture::with_avb(0x0ab_a7b, true, true);
+    let outcome = fx.apply().unwrap();
+    assert_eq!(outcome.switched_to, Some(Slot::B));
+    let target = fx.metadata(Slot::B);
+    assert!(target.partition("vbmeta_b-cow").is_none());
+    assert!(target.partition("system_b-cow").is_some());
+    let new_vbmeta = std::fs::read(fx.root.join("vbmeta.img")).unwrap();
+    assert!(std::fs::read(fx.dev.join("vbmeta_b.img")).unwrap() == new_vbmeta);
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..], "{name}_b");
     }
 }
 

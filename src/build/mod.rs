@@ -3,6 +3,7 @@
 //! tests and the benchmarks.
 
 pub mod avb_image;
+pub mod merge_ops;
 pub mod ops;
 pub mod sample;
 pub mod super_image;
@@ -222,8 +223,25 @@ pub fn build(specs: &[PartitionSpec], options: &BuildOptions, out: &Path) -> Res
             meta.groups.push(group);
         }
     }
+    // A Virtual A/B payload's delta partitions in a dynamic group get merge operations.
+    let snapshot_group = |name: &str| {
+        options.dynamic.as_ref().is_some_and(|d| {
+            d.snapshot_enabled
+                && d.vabc.enabled
+                && d.groups
+                    .iter()
+                    .any(|g| g.partitions.iter().any(|p| p == name))
+        })
+    };
     for spec in specs {
         let mut part = build_partition(spec, options, &mut blobs)?;
+        if spec.old.is_some() && snapshot_group(&spec.name) {
+            part.merge_operations = part
+                .operations
+                .iter()
+                .flat_map(merge_ops::merge_operations)
+                .collect();
+        }
         if let Some(v) = &options.partition_version {
             part.set_version(v.clone());
         }

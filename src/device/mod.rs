@@ -224,14 +224,19 @@ impl Device {
     }
 
     /// Removes the device-mapper mappings of the target slot's logical partitions named in
-    /// `metadata` (no-op without a mapper).
+    /// `metadata`, its snapshots' COW partitions too (no-op without a mapper).
     pub fn unmap_target(&self, metadata: &lp::Metadata) -> Result<()> {
+        self.unmap_slot(metadata, self.target_slot())
+    }
+
+    /// Removes the device-mapper mappings of `slot`'s logical partitions named in `metadata`
+    /// and of its snapshots' COW partitions (no-op without a mapper).
+    pub fn unmap_slot(&self, metadata: &lp::Metadata, slot: Slot) -> Result<()> {
         let Some(mapper) = &self.mapper else {
             return Ok(());
         };
-        let suffix = self.target_slot().suffix();
         for p in metadata.partitions() {
-            if p.name.ends_with(suffix) {
+            if lp::in_slot(&p.name, slot.suffix()) {
                 mapper.unmap(&p.name)?;
             }
         }

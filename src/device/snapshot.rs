@@ -319,7 +319,12 @@ impl SlotPartitions for SnapshotPartitions<'_> {
     fn open_source(&self, name: &str) -> Result<Box<dyn SourceRead>> {
         self.inner.open_source(name)
     }
+    /// A snapshot's view; a partition without a snapshot (a physical one such as `vbmeta`,
+    /// written in place as update_engine writes it) is the inner target's.
     fn open_target(&self, name: &str) -> Result<Box<dyn TargetWrite>> {
+        if !self.specs.contains_key(name) {
+            return self.inner.open_target(name);
+        }
         Ok(Box::new(Handle(self.snapshot(name)?)))
     }
     fn target_slot_name(&self) -> String {

@@ -136,10 +136,14 @@ fn read(dev: &dyn SourceRead, buf: &mut [u8], offset: u64, what: &str) -> Result
         .map_err(|e| Error::io(format!("reading super {what} at {offset}"), e))
 }
 
-/// The read half of a read-write handle.
-pub(crate) struct ReadHalf<'a>(pub(crate) &'a dyn TargetWrite);
+/// The read half of a read-write handle (borrowed or owned).
+pub(crate) struct ReadHalf<W>(pub(crate) W);
 
-impl SourceRead for ReadHalf<'_> {
+impl<W> SourceRead for ReadHalf<W>
+where
+    W: std::ops::Deref + Send + Sync,
+    W::Target: TargetWrite,
+{
     fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.0.read_at(buf, offset)
     }

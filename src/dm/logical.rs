@@ -89,9 +89,10 @@ impl DmMapper {
         }
     }
 
-    /// Removes the mappings this program made for the target slot that are still there: only a
-    /// run that ended without unmapping (killed, or the power cut) leaves them. The running
-    /// slot's mappings never carry the target suffix.
+    /// Removes the mappings this program made for the target slot (its partitions and its
+    /// snapshots' COW partitions) that are still there: only a run that ended without
+    /// unmapping (killed, or the power cut) leaves them. The running slot's mappings never
+    /// carry the target suffix.
     fn remove_left_behind(&self, dm: &DeviceMapper) -> Result<()> {
         let Some(suffix) = &self.target_suffix else {
             return Ok(());
@@ -100,7 +101,7 @@ impl DmMapper {
             .ours()?
             .into_iter()
             .map(|d| d.name)
-            .filter(|name| name.ends_with(suffix.as_str()))
+            .filter(|name| lp::in_slot(name, suffix))
             .collect();
         dm.remove_left_behind(&left).map(|_| ())
     }

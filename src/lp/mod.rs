@@ -59,8 +59,8 @@ pub use geometry::Geometry;
 pub use lpmake::{NewPartition, NewSuper};
 pub use metadata::{flash_image, read_slot, Metadata};
 pub use snapshot::{
-    cow_size, prepare_snapshot_target, without_snapshots, SnapshotSpace, SnapshotTarget,
-    SnapshotUpdate, COW_GROUP,
+    cow_name, cow_size, in_slot, prepare_snapshot_target, without_snapshots, SnapshotSpace,
+    SnapshotTarget, SnapshotUpdate, COW_GROUP,
 };
 pub use tables::{BlockDevice, Extent, ExtentTarget, Group, Partition};
 pub use update::{prepare_target, prepare_target_on, DynamicGroup};

@@ -15,6 +15,17 @@ use super::{ATTR_READONLY, ATTR_UPDATED, SECTOR_SIZE};
 /// libsnapshot's `kCowGroupName`.
 pub const COW_GROUP: &str = "cow";
 
+/// libsnapshot's `GetCowName`: a snapshot's COW partition is `<snapshot>-cow`.
+pub fn cow_name(snapshot: &str) -> String {
+    format!("{snapshot}-cow")
+}
+
+/// Whether the logical partition `name` belongs to the slot with `suffix`: `<name><suffix>`,
+/// or a snapshot's COW partition `<name><suffix>-cow`.
+pub fn in_slot(name: &str, suffix: &str) -> bool {
+    name.strip_suffix("-cow").unwrap_or(name).ends_with(suffix)
+}
+
 /// One partition the payload updates, for [`prepare_snapshot_target`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotUpdate {
@@ -156,7 +167,7 @@ pub fn prepare_snapshot_target(
         let rest = u.cow_size - cow_partition_size;
         let cow_file_size = rest.div_ceil(SECTOR_SIZE).saturating_mul(SECTOR_SIZE);
         if cow_partition_size > 0 {
-            let cow = format!("{name}-cow");
+            let cow = cow_name(&name);
             b.add_partition(&cow, COW_GROUP, 0)?;
             b.resize_partition(&cow, cow_partition_size)?;
         }
@@ -195,6 +206,15 @@ mod tests {
     use crate::lp::{ExtentTarget, NewSuper};
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn cow_partitions_belong_to_their_snapshots_slot() {
+        assert!(in_slot("system_b", "_b"));
+        assert!(in_slot(&cow_name("system_b"), "_b"));
+        assert!(!in_slot("system_b-cow", "_a"));
+        assert!(!in_slot("system_a", "_b"));
+        assert!(!in_slot("cow", "_b"));
+    }
 
     #[test]
     fn in_place_targets_and_cow_partitions_off_both_slots() {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::avb::{self, AvbPublicKey, RollbackFloors, VbmetaImage};
 use crate::device::{Device, Layout};
-use crate::engine::Observer;
+use crate::engine::{Observer, SourceRead};
 use crate::error::{Error, Result};
 use crate::rollback_store::{effective_floors, RollbackStore};
 use crate::slot::Slot;
@@ -103,21 +103,23 @@ impl AvbPolicy {
     /// readable, since the key and rollback floors of the update come from it. 28 otherwise.
     pub fn check_running(&self, device: &Device) -> Result<()> {
         let slot = device.current_slot();
-        load(device, VBMETA, slot).map(|_| ()).map_err(|e| {
-            crate::err!(
+        load(&|name| device.read_only(name, slot), VBMETA, slot)
+            .map(|_| ())
+            .map_err(|e| {
+                crate::err!(
                 AvbSignature,
                 "the device uses AVB but the running slot's vbmeta cannot be read, so no update \
                  can be checked against its key and rollback indexes: {}",
                 e.message
             )
-        })
+            })
     }
 
     /// The early check, as soon as the new top-level vbmeta is written: its signature and its
     /// own rollback index (chained partitions may not be written yet).
     pub fn check_top(&self, device: &Device, target: Slot) -> Result<()> {
         let current = load_slot(device, device.current_slot(), false)?;
-        let top = load(device, VBMETA, target)?;
+        let top = load(&|name| device.read_only(name, target), VBMETA, target)?;
         if let Some(key) = self.expected_key(&current)? {
             top.verify_with_key(&key)
                 .map_err(|e| crate::err!(AvbSignature, "new vbmeta: {}", e.message))?;
@@ -138,15 +140,23 @@ impl AvbPolicy {
     /// The full check before switching: every image of the target slot verifies against the
     /// expected key chain, no rollback index is below its floor, and every partition a hash or
     /// hashtree descriptor names holds what the descriptor says (checked last, once the
-    /// descriptors are known to be signed; `observer` may cancel it, 38).
-    pub fn check_slot(&self, device: &Device, target: Slot, observer: &dyn Observer) -> Result<()> {
+    /// descriptors are known to be signed; `observer` may cancel it, 38). The target's
+    /// partitions are read through `read_target`: a Virtual A/B update's are its snapshots
+    /// (base plus COW), not the base extents the target metadata names.
+    pub fn check_slot(
+        &self,
+        device: &Device,
+        target: Slot,
+        read_target: ReadPartition<'_>,
+        observer: &dyn Observer,
+    ) -> Result<()> {
         let current = load_slot(device, device.current_slot(), false)?;
-        let new = load_slot(device, target, true)?;
+        let new = load_slot_with(read_target, target, true)?;
         if let Some(key) = self.expected_key(&current)? {
             avb::verify_chain(&new.top, &key, &new.chained_refs())?;
         }
         avb::check_rollback(&new.top, &new.chained_refs(), &self.floors(&current)?)?;
-        super::slot_contents::check(device, target, &new, observer)
+        super::slot_contents::check(read_target, target, &new, observer)
     }
 
     /// After the running slot was marked successful: its indexes become the stored floors
@@ -178,7 +188,19 @@ impl AvbPolicy {
 /// and one that cannot be read otherwise is 28; without, it is skipped, since the running
 /// slot's floors are a lower bound either way.
 pub fn load_slot(device: &Device, slot: Slot, all_chained: bool) -> Result<SlotVbmeta> {
-    let top = load(device, VBMETA, slot)?;
+    load_slot_with(&|name| device.read_only(name, slot), slot, all_chained)
+}
+
+/// Opens one partition of a slot for reading (no slot suffix).
+pub type ReadPartition<'a> = &'a dyn Fn(&str) -> Result<Box<dyn SourceRead>>;
+
+/// [`load_slot`] with `slot`'s partitions read through `read`.
+pub fn load_slot_with(
+    read: ReadPartition<'_>,
+    slot: Slot,
+    all_chained: bool,
+) -> Result<SlotVbmeta> {
+    let top = load(read, VBMETA, slot)?;
     let mut chained = Vec::new();
     for c in top.chain_partitions() {
         avb::validate_partition_name(&c.partition_name).map_err(|e| {
@@ -188,7 +210,7 @@ pub fn load_slot(device: &Device, slot: Slot, all_chained: bool) -> Result<SlotV
                 e.message
             )
         })?;
-        match load(device, &c.partition_name, slot) {
+        match load(read, &c.partition_name, slot) {
             Ok(image) => chained.push((c.partition_name.clone(), image)),
             Err(e) if all_chained && e.code == ErrorCode::PartitionMissing => {
                 return Err(crate::err!(
@@ -212,8 +234,8 @@ pub fn load_slot(device: &Device, slot: Slot, all_chained: bool) -> Result<SlotV
     Ok(SlotVbmeta { top, chained })
 }
 
-fn load(device: &Device, name: &str, slot: Slot) -> Result<VbmetaImage> {
-    let part = device.read_only(name, slot)?;
+fn load(read: ReadPartition<'_>, name: &str, slot: Slot) -> Result<VbmetaImage> {
+    let part = read(name)?;
     let size = part.size();
     avb::load_vbmeta(name, size, |offset, len| {
         let len = len.min(size.saturating_sub(offset) as usize);

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::boot_control::MiscBootControl;
 use crate::checkpoint_store::FileCheckpointStore;
+use crate::device::super_meta::ReadHalf;
 use crate::device::{Device, Layout};
 use crate::dm::{DmConfig, DmMapper};
 use crate::engine::checkpoint::{CheckpointStore, Phase};
@@ -285,12 +286,25 @@ impl Updater {
             carry_over::carry_over(&self.device, self.partitions.as_ref(), &carried, observer)?;
         }
         if avb_required {
-            self.avb.check_slot(&self.device, target, observer)?;
+            // Through the engine's partitions: a snapshot update's target partitions are its
+            // snapshots, whose base extents still hold the running build.
+            let read_target = |name: &str| -> Result<Box<dyn crate::engine::SourceRead>> {
+                match parts.snapshots() {
+                    Some(s) => Ok(Box::new(ReadHalf(s.open_target(name)?))),
+                    None => self.device.read_only(name, target),
+                }
+            };
+            self.avb
+                .check_slot(&self.device, target, &read_target, observer)?;
         }
         // Only a slot whose postinstall programs passed is switched to.
         self.postinstall_phase(manifest, options.properties.run_post_install, observer)?;
         #[cfg(feature = "host-tools")]
-        if parts.plan().is_some() {
+        if let Some(plan) = parts.plan() {
+            // The snapshots' COW partitions were mapped to be written: closed, then unmapped
+            // (the next boot maps the slot from its metadata).
+            parts.close_snapshots();
+            self.device.unmap_target(&plan.target.metadata)?;
             virtual_ab::finished_writes(&self.device, &self.ota_dir())?;
         }
         let switched_to = if options.properties.switch_slot_on_reboot {
@@ -589,6 +603,12 @@ impl<'p> ApplyPartitions<'p> {
             #[cfg(feature = "host-tools")]
             plan: Mutex::new(None),
         }
+    }
+
+    /// Drops the snapshots, closing their COWs.
+    #[cfg(feature = "host-tools")]
+    fn close_snapshots(&self) {
+        *self.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     fn snapshots(&self) -> Option<Arc<dyn SlotPartitions + Send + 'p>> {

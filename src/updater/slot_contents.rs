@@ -4,25 +4,24 @@
 //! trees on every read.
 //!
 //! Descriptors with the `DO_NOT_USE_AB` flag name a partition without slot suffix: it is not
-//! part of either slot, an A/B update never writes it, and [`Device`] addresses only slotted
+//! part of either slot, an A/B update never writes it, and [`crate::device::Device`] addresses only slotted
 //! partitions, so those are left to the bootloader. Everything else is read whole: this costs
 //! one read of each verified partition (update_engine's `FilesystemVerifierAction` reads them
 //! all too), and writes nothing.
 
-use super::avb_check::SlotVbmeta;
+use super::avb_check::{ReadPartition, SlotVbmeta};
 use crate::avb::{validate_partition_name, Descriptor, HashDescriptor, HashtreeDescriptor};
-use crate::device::Device;
 use crate::engine::Observer;
 use crate::error::{Error, Result};
 use crate::slot::Slot;
 use crate::ErrorCode;
 
 /// Checks every hash and hashtree descriptor of `vbmeta` (already signature-checked) against
-/// `slot`'s partitions. 28 for a partition name that is not `[a-z0-9_]`, 43 for a partition
+/// `slot`'s partitions, opened by `read`. 28 for a partition name that is not `[a-z0-9_]`, 43 for a partition
 /// that is missing, shorter than its descriptor covers, or whose contents do not match; 38
 /// when `observer` cancels (checked before every read).
 pub fn check(
-    device: &Device,
+    read: ReadPartition<'_>,
     slot: Slot,
     vbmeta: &SlotVbmeta,
     observer: &dyn Observer,
@@ -55,7 +54,7 @@ pub fn check(
                 log::info!("{name} has no slot suffix (DO_NOT_USE_AB); left to the bootloader");
                 continue;
             }
-            let part = device.read_only(name, slot).map_err(|e| match e.code {
+            let part = read(name).map_err(|e| match e.code {
                 ErrorCode::PartitionMissing => {
                     context(crate::err!(AvbContents, "{name} is missing: {}", e.message))
                 }

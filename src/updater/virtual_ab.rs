@@ -212,13 +212,20 @@ fn check_image_room(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<
 
 /// The snapshots the engine writes for `plan`: their COWs in the `-cow` partitions of the
 /// planned metadata (followed by their images on `/data` when they overflow `super`), their
-/// bases the running slot's partitions of `plain`.
+/// bases the running slot's partitions of `plain`. The payload's other partitions (physical
+/// ones such as `vbmeta` and `boot`) are written to `plain` in place.
 pub fn snapshot_partitions<'p>(
     plain: &'p dyn SlotPartitions,
     device: &Device,
     manifest: &Manifest,
     plan: &SnapshotPlan,
 ) -> Result<SnapshotPartitions<'p>> {
+    let suffix = device.target_slot().suffix();
+    let mut snapshotted = manifest.clone();
+    snapshotted.partitions.retain(|p| {
+        let name = format!("{}{suffix}", p.name);
+        plan.target.snapshots.iter().any(|s| s.name == name)
+    });
     let device = device.clone();
     let metadata = plan.target.metadata.clone();
     let spaces = plan.target.snapshots.clone();
@@ -226,10 +233,10 @@ pub fn snapshot_partitions<'p>(
     let files = CowDevices(Box::new(move |snapshot: &str| {
         match spaces.iter().find(|s| s.name == snapshot) {
             Some(space) => device.open_cow(&metadata, space, &images),
-            None => device.open_logical(&metadata, &format!("{snapshot}-cow")),
+            None => device.open_logical(&metadata, &lp::cow_name(snapshot)),
         }
     }));
-    SnapshotPartitions::with_files(plain, Arc::new(files), plan.options.clone(), manifest)
+    SnapshotPartitions::with_files(plain, Arc::new(files), plan.options.clone(), &snapshotted)
 }
 
 /// Where misc is, if the device has one.
@@ -439,7 +446,7 @@ fn merge(
     let share = 1.0 / snapshots.len().max(1) as f32;
     let images = ImageDir::for_device(device);
     for (i, space) in snapshots.iter().enumerate() {
-        let cow_name = format!("{}-cow", space.name);
+        let cow_name = lp::cow_name(&space.name);
         let image = cow_image::image_name(&space.name);
         let cleaned = if space.cow_partition_size > 0 {
             metadata.partition(&cow_name).is_none()
@@ -472,6 +479,8 @@ fn merge(
             SnapshotState::MergeCompleted,
         )?;
     }
+    // The mappings the merge wrote through go before their COW partitions do.
+    device.unmap_slot(&metadata, current)?;
     ota.write_state(UpdateState::MergeCompleted, "")?;
     device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
     images.remove_all()?;

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
+use abupdate::build::merge_ops::merge_operations;
 use abupdate::payload::proto::update_metadata::cow_merge_operation::Type as MergeType;
-use abupdate::payload::proto::update_metadata::install_operation::Type as OpType;
 use abupdate::payload::proto::update_metadata::{
     CowMergeOperation, DeltaArchiveManifest, InstallOperation,
 };
@@ -30,12 +30,13 @@ pub struct Forge {
 
 impl Forge {
     /// Adds `merge_operations` to every partition the way delta_generator derives them for
-    /// Virtual A/B ([`merge_ops`]); the number of COW_XOR ops. The payload needs signing again.
+    /// Virtual A/B ([`merge_operations`]); the number of COW_XOR ops. The payload needs signing again.
     pub fn add_merge_operations(&mut self) -> usize {
         let mut xor = 0;
         self.edit(|m| {
             for p in &mut m.partitions {
-                let ops: Vec<CowMergeOperation> = p.operations.iter().flat_map(merge_ops).collect();
+                let ops: Vec<CowMergeOperation> =
+                    p.operations.iter().flat_map(merge_operations).collect();
                 xor += ops
                     .iter()
                     .filter(|o| o.type_() == MergeType::COW_XOR)
@@ -231,37 +232,4 @@ pub fn test_key(which: char) -> (Signer, std::path::PathBuf) {
         Signer::from_pem(&pem).unwrap(),
         dir.join(format!("testkey_{which}.pub.pem")),
     )
-}
-
-/// Merge ops the way delta_generator derives them: a COW_COPY for each SOURCE_COPY extent
-/// pair, a COW_XOR for each diff operation with one source and one destination extent of the
-/// same length.
-pub fn merge_ops(op: &InstallOperation) -> Vec<CowMergeOperation> {
-    let kind = match op.type_() {
-        OpType::SOURCE_COPY => MergeType::COW_COPY,
-        OpType::SOURCE_BSDIFF | OpType::BROTLI_BSDIFF | OpType::PUFFDIFF | OpType::ZUCCHINI => {
-            MergeType::COW_XOR
-        }
-        _ => return Vec::new(),
-    };
-    let (src, dst) = (&op.src_extents, &op.dst_extents);
-    if src.len() != dst.len()
-        || (kind == MergeType::COW_XOR && src.len() != 1)
-        || src
-            .iter()
-            .zip(dst)
-            .any(|(s, d)| s.num_blocks() != d.num_blocks())
-    {
-        return Vec::new();
-    }
-    src.iter()
-        .zip(dst)
-        .map(|(s, d)| {
-            let mut m = CowMergeOperation::new();
-            m.set_type(kind);
-            m.src_extent = Some(s.clone()).into();
-            m.dst_extent = Some(d.clone()).into();
-            m
-        })
-        .collect()
 }

@@ -302,11 +302,12 @@ reboot_maps_slot_b() {
 }
 
 # Opens partition $1 (on device $2) through dm-verity with the root digest and layout
-# from its hashtree descriptor in the new vbmeta; with $3 = fec, FEC from the same device.
+# from its hashtree descriptor in the new vbmeta ($4, default slot B's in $BY_NAME); with
+# $3 = fec, FEC from the same device.
 verity_open() {
     name=$1
     dev=$2
-    args=$(vm_images verity-args "$BY_NAME/vbmeta_b" "$name") || return 1
+    args=$(vm_images verity-args "${4:-$BY_NAME/vbmeta_b}" "$name") || return 1
     if [ "$3" = fec ]; then
         args="$args --fec-device=$dev"
     else

@@ -11,14 +11,16 @@
 # reboot maps slot B from its own metadata slot, read-only, slot A's metadata unchanged;
 # every written partition opens through dm-verity with the root digest from the new
 # vbmeta's hashtree descriptors and reads back whole; a corrupted block is an I/O error
-# without FEC and is corrected with it. Virtual A/B (vab.sh): slot A's system updated as a
-# COW, base plus COW served by our code through the kernel's nbd driver and read whole
-# through dm-verity, then merged into super. Prints one line per step and exits 0 only if
-# every step passed.
+# without FEC and is corrected with it. Virtual A/B (vab.sh): a snapshot payload applied
+# through Binder to a Virtual A/B super (COWs in its -cow partitions, read by AOSP's lpdump and
+# inspect_cow), the new slot served as base plus COW by our code through the kernel's nbd
+# driver and read whole through dm-verity, then merged by the service (killed mid-merge and
+# resumed). Prints one line per step and exits 0 only if every step passed.
 #
 # Needs (Debian 12): qemu-system-x86 busybox-static cryptsetup-bin cpio xz-utils
 # binutils, apt-get access to the Debian archive (the kernel package), cargo (our debug
-# binaries; `cargo test` has built their dependencies). The kernel is cached in
+# binaries; `cargo test` has built their dependencies), AOSP's static lpdump and inspect_cow
+# in $ABUPDATE_SHARED/tools/aosp/bin (default ../shared beside the checkout). The kernel is cached in
 # $ABUPDATE_VM_CACHE (default: the cargo target dir's vm-cache/).
 set -euo pipefail
 
@@ -92,6 +94,13 @@ fs=$work/root
 mkdir -p "$fs"/{bin,sbin,dev,proc,sys,tmp,run,lib/modules,data}
 cp "$busybox" "$fs/bin/busybox"
 find "$kdir/lib/modules" -name '*.ko' -exec cp {} "$fs/lib/modules/" \;
+# AOSP's own readers of super's metadata and of COW images (static host builds, see
+# ../shared/tools/aosp/README) check what the Virtual A/B steps wrote.
+aosp_bin=${ABUPDATE_SHARED:-$root/../shared}/tools/aosp/bin
+for tool in lpdump inspect_cow; do
+    [ -x "$aosp_bin/$tool" ] || die "$aosp_bin/$tool not found (AOSP's $tool, see ../shared)"
+    cp "$aosp_bin/$tool" "$fs/bin/$tool"
+done
 for bin in "${bins[@]}" "$(command -v veritysetup)"; do
     strip -o "$fs/bin/$(basename "$bin")" "$bin"
     # The ldd closure, at the same paths.
@@ -140,7 +149,7 @@ expected=(modules dm-adapter binder-device service-manager partitions daemon-reg
 # update_engine's face (android.os.UpdateEngineService, update_engine_client's command lines).
 expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
     ue-stable-fd ue-merge)
-expected+=(vab-cow-write vab-nbd-verity vab-merge)
+expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-reboot vab-merge)
 expected+=(vab-data-image-extents)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 if [ -n "$only" ]; then
