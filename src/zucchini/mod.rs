@@ -15,6 +15,9 @@
 mod address;
 mod apply;
 mod arm;
+mod dex;
+mod dex_code;
+mod dex_refs;
 mod elf;
 mod patch;
 mod references;

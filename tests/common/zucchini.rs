@@ -247,3 +247,60 @@ pub fn llvm_pair(dir: &Path, triple: &str, functions: usize) -> (Vec<u8>, Vec<u8
         llvm_library(dir, triple, "lib2", &library_ir(functions, 2)),
     )
 }
+
+/// Two builds of a generated DEX program (`tests/dex_gen.py`): DEX `version` (35 or 39) with
+/// `classes` classes, or with `embed` that DEX inside a vdex-like container. Bare DEX files are
+/// first checked with Debian's `dexdump` (ART's verifier, which accepts them).
+pub fn dex_pair(dir: &Path, version: u32, classes: usize, embed: bool) -> (Vec<u8>, Vec<u8>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dex_gen.py");
+    let build = |build: u32| {
+        let out = dir.join(format!("gen{version}-{classes}-{build}.dex"));
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg(&out).args([
+            "--version",
+            &version.to_string(),
+            "--build",
+            &build.to_string(),
+            "--classes",
+            &classes.to_string(),
+        ]);
+        if embed {
+            cmd.arg("--embed");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "dex_gen.py failed");
+        if !embed {
+            let dump = Command::new("dexdump")
+                .arg("-d")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                dump.status.success() && !String::from_utf8_lossy(&dump.stderr).contains("Failure"),
+                "dexdump refused {}: {}",
+                out.display(),
+                String::from_utf8_lossy(&dump.stderr)
+            );
+        }
+        std::fs::read(out).unwrap()
+    };
+    (build(1), build(2))
+}
+
+/// `zucchini -apply old patch`: AOSP's own output.
+pub fn aosp_apply(dir: &Path, old: &[u8], patch: &[u8]) -> Vec<u8> {
+    let (o, p, n) = (dir.join("ap.old"), dir.join("ap.patch"), dir.join("ap.new"));
+    std::fs::write(&o, old).unwrap();
+    std::fs::write(&p, patch).unwrap();
+    let out = Command::new(super::shared::aosp_delta_tool("zucchini"))
+        .arg("-apply")
+        .args([&o, &p, &n])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zucchini -apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(n).unwrap()
+}
