@@ -66,8 +66,11 @@ use At::{Code, Handle, Item};
 use Kind::{CallSiteId, ClassDef, FieldId, MethodHandle, MethodId, ProtoId, StringId, TypeId};
 use Value::{Index, Offset, Rel};
 
+/// `kNumTypes`.
+pub(super) const TYPE_COUNT: usize = 42;
+
 /// `DisassemblerDex::ReferenceType` in order, with its pool (`ReferencePool`).
-const TYPES: [Type; 42] = [
+const TYPES: [Type; TYPE_COUNT] = [
     // kStringId
     t(0, Item(TypeId, 0), Index(4, StringId)),
     t(0, Item(ProtoId, 0), Index(4, StringId)),
@@ -161,10 +164,10 @@ const TYPES: [Type; 42] = [
 ];
 
 /// The pools of [`TYPES`], for reference correction.
-static GROUPS: [Group; 42] = {
-    let mut out = [Group { pool: 0 }; 42];
+static GROUPS: [Group; TYPE_COUNT] = {
+    let mut out = [Group { pool: 0 }; TYPE_COUNT];
     let mut i = 0;
-    while i < 42 {
+    while i < TYPE_COUNT {
         out[i] = Group {
             pool: TYPES[i].pool,
         };

@@ -19,12 +19,15 @@ mod dex;
 mod dex_code;
 mod dex_refs;
 mod elf;
+mod gnu_sort;
 mod patch;
 mod references;
 
 pub use apply::{apply, apply_op};
 pub use patch::{Element, ExeType, Header, Patch, MAGIC};
 
+#[cfg(test)]
+mod dex_tests;
 #[cfg(test)]
 mod elf_tests;
 #[cfg(test)]
