@@ -2,7 +2,7 @@
 //! extra data interleaved with the old bytes its equivalences copy, then the raw delta adds
 //! byte diffs into the copies; for an executable element the disassembler of its type then
 //! corrects the references the copies carry ([`super::references`]). A patch holding an
-//! element type this build has no disassembler for (ARM32, DEX, Windows, ZTF) is refused with
+//! element type this build has no disassembler for (Windows, ZTF) is refused with
 //! Unsupported before any output exists.
 
 use std::io::Read;
