@@ -11,7 +11,7 @@ const-method-handle/-type, invoke-custom and invoke-polymorphic; plus the map li
 signature. Debian's `dexdump` (ART's verifier) accepts it.
 
 usage: dex_gen.py OUT --version 35|39 --build 1|2 [--classes N] [--embed]
-`--embed` wraps the DEX in a vdex-like container (a header, the DEX, trailing data).
+`--embed` puts the DEX in a vdex-like container (a header, the DEX, trailing data).
 """
 
 import argparse
@@ -434,12 +434,16 @@ def build(version, build_no, classes):
     return bytes(out)
 
 
-def embed(dex, build_no):
-    """A vdex-like container: a header naming the DEX, the DEX 4-aligned, trailing data."""
-    head = b"vdex027\0" + struct.pack("<III", 1, len(dex), build_no)
-    head += bytes(-len(head) % 16)
+def embed(dexes, build_no):
+    """A vdex-like container: a header with the DEX files' sizes, each DEX 4-aligned after
+    it, then trailing data (a table that changes between builds)."""
+    head = b"vdex027\0" + struct.pack("<II", len(dexes), build_no)
+    head += b"".join(struct.pack("<I", len(d)) for d in dexes)
+    body = b""
+    for d in dexes:
+        body += bytes(-(len(head) + len(body)) % 16) + d
     tail = b"".join(struct.pack("<I", (i * 2654435761 + build_no) & 0xFFFFFFFF) for i in range(512))
-    return head + dex + tail
+    return head + body + tail
 
 
 def main():
@@ -452,7 +456,9 @@ def main():
     a = ap.parse_args()
     dex = build(a.version, a.build, a.classes)
     with open(a.out, "wb") as f:
-        f.write(embed(dex, a.build) if a.embed else dex)
+        # One DEX: AOSP's ensemble matcher ignores every DEX element of a file holding more
+        # than one ("Found 2 DEX: Ignoring all"), which then gets a raw patch.
+        f.write(embed([dex], a.build) if a.embed else dex)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,12 @@ fn aosp_zucchini_patches_of_dex_files_apply_here() {
         let (old, new) = common::zucchini::dex_pair(tmp.path(), version, classes, embed);
         let bytes = common::zucchini::gen(tmp.path(), &old, &new, &[]);
         let patch = Patch::parse(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            patch
-                .elements
-                .iter()
-                .any(|e| e.exe_type == ExeType::Executable(*b"DEX ")),
-            "{name}: no DEX element"
-        );
+        let dex_elements = patch
+            .elements
+            .iter()
+            .filter(|e| e.exe_type == ExeType::Executable(*b"DEX "))
+            .count();
+        assert_eq!(dex_elements, 1, "{name}: DEX elements");
         assert!(common::zucchini::aosp_apply(tmp.path(), &old, &bytes) == new);
         let out = zucchini::apply(&old, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(out == new, "{name}: applied to different bytes");
@@ -169,4 +168,25 @@ fn dex_patches_are_smaller_than_raw_and_bsdiff_ones() {
         bsdiff
     );
     assert!(dex.len() < raw.len() && dex.len() < bsdiff);
+}
+
+/// A wider sweep (DEX 035-039, 3 to 900 classes, bare and embedded), run by hand:
+/// `cargo test --test zucchini_dex sweep -- --ignored`.
+#[test]
+#[ignore = "a sweep; run by hand"]
+fn sweep_dex_patches() {
+    let tmp = tempfile::tempdir().unwrap();
+    for version in [35, 37, 38, 39] {
+        for classes in [3, 30, 77, 200, 400, 900] {
+            for embed in [false, true] {
+                let name = format!("DEX 0{version}, {classes} classes, embedded {embed}");
+                let (old, new) = common::zucchini::dex_pair(tmp.path(), version, classes, embed);
+                let bytes = common::zucchini::gen(tmp.path(), &old, &new, &[]);
+                let patch = Patch::parse(&bytes).unwrap();
+                let out = zucchini::apply(&old, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(out == new, "{name}: applied to different bytes");
+                eprintln!("{name}: ok, patch {} bytes", bytes.len());
+            }
+        }
+    }
 }
