@@ -121,7 +121,7 @@ pub(super) fn covers_array(len: usize, offset: usize, num: usize, elt: usize) ->
     offset <= len && (len - offset) / elt >= num
 }
 
-/// A cursor over the image's first `end` bytes, with `BufferSource`'s rules.
+/// A cursor over the image (cut to `file_size`), with `BufferSource`'s rules.
 pub(super) struct Source<'a> {
     pub image: &'a [u8],
     pub pos: usize,
