@@ -4,18 +4,27 @@
 //! disassembly, and readers over a window see exactly the references located in it.
 //! Byte-exact apply against AOSP's zucchini is in `tests/zucchini_dex.rs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::dex::Dex;
 use super::dex_refs::TYPE_COUNT;
 use super::references::{Disassembler, Reference};
 
+/// The checkout: cargo runs tests there and says so in `CARGO_MANIFEST_DIR` (read at run
+/// time: Soong sets no cargo variables at build time).
+fn root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn generator() -> PathBuf {
+    root().join("tests/dex_gen.py")
+}
+
 fn generate(dir: &Path, version: u32, build: u32) -> Vec<u8> {
     let out = dir.join(format!("t{version}-{build}.dex"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dex_gen.py");
     let status = Command::new("python3")
-        .arg(script)
+        .arg(generator())
         .arg(&out)
         .args([
             "--version",
@@ -159,9 +168,9 @@ fn not_a_dex_is_refused() {
 /// `zucchini -read FILE -dump`: AOSP's disassembler's references, per type, as (location,
 /// target).
 fn aosp_dump(path: &Path) -> Vec<Vec<Reference>> {
-    let shared = std::env::var("ABUPDATE_SHARED")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared").to_string());
-    let tool = Path::new(&shared).join("tools/aosp-delta/bin/zucchini");
+    let shared =
+        std::env::var_os("ABUPDATE_SHARED").map_or_else(|| root().join("../shared"), PathBuf::from);
+    let tool = shared.join("tools/aosp-delta/bin/zucchini");
     let out = Command::new(tool)
         .arg("-read")
         .arg(path)
@@ -190,7 +199,7 @@ fn references_are_aosp_zucchinis() {
     for (version, build, classes) in [(35, 1, 12), (39, 2, 12), (35, 1, 600)] {
         let path = tmp.path().join(format!("r{version}-{build}-{classes}.dex"));
         let status = Command::new("python3")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dex_gen.py"))
+            .arg(generator())
             .arg(&path)
             .args([
                 "--version",
