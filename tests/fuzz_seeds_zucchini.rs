@@ -54,7 +54,8 @@ fn regenerate_seeds() {
     trailing.push(0);
     put("trailing.bin", &input(old, &trailing));
     let mut elf = patch.clone();
-    // Element header after the 24-byte header and the count: type at 16..20.
+    // Element header after the 24-byte header and the count: type at 16..20. (A raw element
+    // retagged DEX: not a DEX file, so 21.)
     elf[28 + 16..28 + 20].copy_from_slice(b"DEX ");
     put("elf-element.bin", &input(old, &elf));
     let mut huge_stream = patch.clone();
@@ -101,12 +102,7 @@ fn regenerate_seeds() {
         elf_patches.push((old, patch));
     }
     let (old, patch) = &elf_patches[0];
-    // The first element's reference delta: after the 28 bytes of header and count, the
-    // 22-byte element header and six streams (u32 length, bytes).
-    let mut at = 28 + 22;
-    for _ in 0..6 {
-        at += 4 + u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
-    }
+    let at = reference_delta_at(patch);
     let len = u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
     assert!(len > 0, "no reference delta");
     let mut far = patch.clone();
@@ -119,10 +115,45 @@ fn regenerate_seeds() {
     // The pool count follows the reference delta; its first tag after that.
     pool[at + 4 + len + 4] = 0xff;
     put("elf-pool-tag.bin", &input(old, &pool));
+    // DEX elements: AOSP's patches between two builds of a generated DEX program (035 and
+    // 039, `tests/dex_gen.py`), and the 039 one with its reference delta tampered with.
+    let mut dex_patches = vec![];
+    for version in [35, 39] {
+        let (old, new) = common::zucchini::dex_pair(tmp.path(), version, 12, false);
+        let patch = common::zucchini::gen(tmp.path(), &old, &new, &[]);
+        assert_eq!(&patch[44..48], b"DEX ");
+        put(&format!("aosp-dex-0{version}.bin"), &input(&old, &patch));
+        let mut any_source = patch.clone();
+        any_source[12..16].fill(0);
+        put(
+            &format!("aosp-dex-0{version}-any-source.bin"),
+            &input(&old, &any_source),
+        );
+        dex_patches.push((old, patch));
+    }
+    let (old, patch) = &dex_patches[1];
+    let at = reference_delta_at(patch);
+    let mut far = patch.clone();
+    far[at + 4] = 0x7e;
+    put("dex-ref-delta-far.bin", &input(old, &far));
+    let mut cut = patch.clone();
+    let len = u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
+    cut[at + 4 + len - 1] |= 0x80;
+    put("dex-ref-delta-cut.bin", &input(old, &cut));
     std::fs::write(common::fuzz_seeds::expected_path(TARGET), list).unwrap();
 }
 
-/// A soak without cargo-fuzz (overflow checks on, as in the test profile): the ELF seeds'
+/// The offset of the first element's reference delta stream (its u32 length): after the 28
+/// bytes of header and count, the 22-byte element header and six streams (u32 length, bytes).
+fn reference_delta_at(patch: &[u8]) -> usize {
+    let mut at = 28 + 22;
+    for _ in 0..6 {
+        at += 4 + u32::from_le_bytes(patch[at..at + 4].try_into().unwrap()) as usize;
+    }
+    at
+}
+
+/// A soak without cargo-fuzz (overflow checks on, as in the test profile): the ELF and DEX seeds'
 /// sources and patches with a few bytes changed, through the fuzz target's check.
 /// `ZUCCHINI_SOAK_RUNS` (default 2000) sets the number of inputs:
 /// `ZUCCHINI_SOAK_RUNS=100000 cargo test --release --test fuzz_seeds_zucchini soak -- --ignored`.

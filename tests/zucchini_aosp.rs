@@ -4,7 +4,8 @@
 //! (update_engine's generator: brotli of the patch), standalone and as the operation of a
 //! payload applied end to end. ELF binaries (`ls`/`dir`, and two gcc builds of a generated
 //! program) get x86-64 ELF elements, whose references are corrected here as AOSP does; element
-//! types without a disassembler here (DEX, Windows) fail with 32 and leave the target unwritten.
+//! types without a disassembler here (Windows) fail with 32 and leave the target unwritten. DEX
+//! elements are in `tests/zucchini_dex.rs`.
 
 mod common;
 
@@ -100,72 +101,11 @@ fn aosp_zucchini_patches_of_x86_64_elf_binaries_apply_here() {
     assert_elf_pair_applies(tmp.path(), "gcc PIE", &old, &new, b"Ex64");
 }
 
-/// `data` padded with zeros to whole 4096-byte blocks.
-fn padded(data: &[u8]) -> Vec<u8> {
-    let mut out = data.to_vec();
-    out.resize(data.len().next_multiple_of(4096), 0);
-    out
-}
-
-/// Applies a payload whose `system` is one ZUCCHINI operation from `old` to `new` (AOSP's
-/// blob for the whole image) to a device holding `old`; returns the result and the target.
-fn apply_zucchini_payload(
-    dir: &Path,
-    old: &[u8],
-    new: &[u8],
-) -> (abupdate::error::Result<()>, Vec<u8>) {
-    let blob = common::zucchini::op_blob(dir, old, new, "gen");
-    apply_blob_payload(dir, old, new, blob)
-}
-
-/// As [`apply_zucchini_payload`], with `blob` as the operation's data.
-fn apply_blob_payload(
-    dir: &Path,
-    old: &[u8],
-    new: &[u8],
-    blob: Vec<u8>,
-) -> (abupdate::error::Result<()>, Vec<u8>) {
-    use abupdate::payload::proto::update_metadata::install_operation::Type;
-    use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
-
-    let (old_img, new_img) = (dir.join("old.img"), dir.join("new.img"));
-    std::fs::write(&old_img, old).unwrap();
-    std::fs::write(&new_img, new).unwrap();
-    // A delta payload from our builder, its `system` operations replaced by the one ZUCCHINI
-    // operation AOSP's generator would write for the whole image.
-    let payload_path = dir.join("payload.bin");
-    common::build_payload(&payload_path, &[("system", new_img, Some(old_img))]);
-    let mut forge = common::forge::Forge::read(&payload_path);
-    forge.edit(|m| {
-        let mut op = InstallOperation::new();
-        op.set_type(Type::ZUCCHINI);
-        let extent = |len: usize| {
-            let mut e = Extent::new();
-            e.set_start_block(0);
-            e.set_num_blocks((len / 4096) as u64);
-            e
-        };
-        op.src_extents.push(extent(old.len()));
-        op.dst_extents.push(extent(new.len()));
-        op.set_src_sha256_hash(common::forge::sha256(old).to_vec());
-        m.partitions[0].operations = vec![op];
-    });
-    forge.edit_ops(|_, _, op, data| {
-        assert_eq!(op.type_(), Type::ZUCCHINI);
-        *data = blob.clone();
-    });
-    std::fs::write(&payload_path, forge.to_bytes()).unwrap();
-    let (result, target) = common::apply_to_system(dir, &payload_path, old, new.len());
-    let result =
-        result.map(|report| assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1));
-    (result, target)
-}
-
 #[test]
 fn aosp_zucchini_operation_applies_in_a_payload() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, old, new) = pairs().swap_remove(1);
-    let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
+    let (result, target) = common::zucchini::apply_zucchini_payload(tmp.path(), &old, &new);
     result.unwrap();
     assert!(target == new);
 }
@@ -202,8 +142,8 @@ fn zucchini_operation_with_elf_elements_applies_in_a_payload() {
     let tmp = tempfile::tempdir().unwrap();
     // The Android case: AArch64 code.
     let (old, new) = aarch64_pair();
-    let (old, new) = (padded(old), padded(new));
-    let (result, target) = apply_zucchini_payload(tmp.path(), &old, &new);
+    let (old, new) = (common::zucchini::padded(old), common::zucchini::padded(new));
+    let (result, target) = common::zucchini::apply_zucchini_payload(tmp.path(), &old, &new);
     result.unwrap();
     assert!(target == new);
 }
@@ -227,17 +167,24 @@ fn retagged(blob: &[u8], tag: &[u8; 4]) -> Vec<u8> {
 fn zucchini_operation_with_an_unsupported_element_fails_32_before_writing() {
     let tmp = tempfile::tempdir().unwrap();
     let (old, new) = elf_pair();
-    let (old, new) = (padded(&old), padded(&new));
+    let (old, new) = (
+        common::zucchini::padded(&old),
+        common::zucchini::padded(&new),
+    );
     let blob = common::zucchini::op_blob(tmp.path(), &old, &new, "gen");
-    // DEX and Windows elements have no disassembler here.
-    for tag in [b"DEX ", b"Px86"] {
+    // Windows elements have no disassembler here (AOSP does not build one); an ELF element
+    // retagged DEX is not a DEX file, which the DEX disassembler refuses as malformed.
+    for (tag, code) in [
+        (b"Px86", ErrorCode::Unsupported),
+        (b"DEX ", ErrorCode::MalformedPayload),
+    ] {
         let blob = retagged(&blob, tag);
         let e = zucchini::apply_op(&old, &blob, new.len()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+        assert_eq!(e.code, code, "{e}");
         let dir = tempfile::tempdir().unwrap();
-        let (result, target) = apply_blob_payload(dir.path(), &old, &new, blob);
+        let (result, target) = common::zucchini::apply_blob_payload(dir.path(), &old, &new, blob);
         let e = result.unwrap_err();
-        assert_eq!(e.code, ErrorCode::Unsupported, "{e}");
+        assert_eq!(e.code, code, "{e}");
         assert!(target.iter().all(|&b| b == 0), "the target was written");
     }
 }

@@ -2,11 +2,12 @@
 //! extra data interleaved with the old bytes its equivalences copy, then the raw delta adds
 //! byte diffs into the copies; for an executable element the disassembler of its type then
 //! corrects the references the copies carry ([`super::references`]). A patch holding an
-//! element type this build has no disassembler for (ARM32, DEX, Windows, ZTF) is refused with
+//! element type this build has no disassembler for (Windows, ZTF) is refused with
 //! Unsupported before any output exists.
 
 use std::io::Read;
 
+use super::dex::Dex;
 use super::elf::{Arch, Elf};
 use super::patch::{Element, ExeType, Patch};
 use super::references;
@@ -59,7 +60,7 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         .elements
         .iter()
         .map(|e| e.exe_type)
-        .find(|t| *t != ExeType::NoOp && arch(*t).is_none())
+        .find(|t| *t != ExeType::NoOp && disassembler(*t).is_none())
     {
         bail!(
             Unsupported,
@@ -84,8 +85,9 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         };
         copy_and_extra(old_part, element, new_part)?;
         raw_delta(element, new_part)?;
-        match arch(element.exe_type) {
-            Some(arch) => correct_elf(arch, element, old_part, new_part)?,
+        match disassembler(element.exe_type) {
+            Some(Kind::Elf(arch)) => correct_elf(arch, element, old_part, new_part)?,
+            Some(Kind::Dex) => correct_dex(element, old_part, new_part)?,
             // The no-op disassembler has no references: nothing may be left to correct.
             None if !element.reference_delta.is_empty() => bail!(
                 MalformedPayload,
@@ -103,18 +105,39 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
     Ok(new)
 }
 
-/// The ELF architecture of an element type this build disassembles.
-fn arch(exe_type: ExeType) -> Option<Arch> {
+/// The disassemblers this build has.
+enum Kind {
+    Elf(Arch),
+    Dex,
+}
+
+/// The disassembler of an executable element type, if this build has it.
+fn disassembler(exe_type: ExeType) -> Option<Kind> {
     match exe_type {
         ExeType::Executable(tag) => match &tag {
-            b"Ex86" => Some(Arch::X86),
-            b"Ex64" => Some(Arch::X64),
-            b"EA32" => Some(Arch::AArch32),
-            b"EA64" => Some(Arch::AArch64),
+            b"Ex86" => Some(Kind::Elf(Arch::X86)),
+            b"Ex64" => Some(Kind::Elf(Arch::X64)),
+            b"EA32" => Some(Kind::Elf(Arch::AArch32)),
+            b"EA64" => Some(Kind::Elf(Arch::AArch64)),
+            b"DEX " => Some(Kind::Dex),
             _ => None,
         },
         ExeType::NoOp => None,
     }
+}
+
+/// Reference correction of a DEX element: both elements must parse as DEX files whose
+/// `file_size` is exactly the element (AOSP's disassembler size check).
+fn correct_dex(element: &Element, old: &[u8], new: &mut [u8]) -> Result<()> {
+    let old_dex = Dex::parse(old).filter(|d| d.size as usize == old.len());
+    let new_dex = Dex::parse(new).filter(|d| d.size as usize == new.len());
+    let (Some(old_dex), Some(new_dex)) = (old_dex, new_dex) else {
+        bail!(
+            MalformedPayload,
+            "zucchini DEX element is not a DEX file of its extent"
+        );
+    };
+    references::correct(element, old, &old_dex, new, &new_dex)
 }
 
 /// Reference correction of an ELF element: both elements must parse as ELFs of the element's

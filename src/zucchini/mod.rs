@@ -3,11 +3,11 @@
 //! `components/zucchini`) and update_engine's `ExecuteZucchiniOperation`; patches from AOSP's
 //! `zucchini -gen` and the generator's ZUCCHINI blobs apply here byte for byte.
 //!
-//! This build applies raw (`NoOp`) elements (equivalences, extra data, raw delta) and ELF
-//! elements of x86 (`Ex86`), x86-64 (`Ex64`) and AArch64 (`EA64`), whose references are then
-//! corrected by Zucchini's ELF disassembler. Other executable elements (ARM32 ELF, DEX, and
-//! the Windows and ZTF types AOSP does not build) fail with Unsupported (32) before any
-//! output is produced.
+//! This build applies raw (`NoOp`) elements (equivalences, extra data, raw delta), ELF
+//! elements of x86 (`Ex86`), x86-64 (`Ex64`), ARM (`EA32`) and AArch64 (`EA64`), and DEX
+//! elements (`DEX `), whose references are then corrected by Zucchini's ELF or DEX
+//! disassembler. The Windows and ZTF types AOSP does not build fail with Unsupported (32)
+//! before any output is produced.
 //!
 //! Sans-I/O: bytes in, bytes out. Streams are borrowed from the patch and checked against the
 //! element they describe; no buffer is sized by what a patch claims.
@@ -15,13 +15,19 @@
 mod address;
 mod apply;
 mod arm;
+mod dex;
+mod dex_code;
+mod dex_refs;
 mod elf;
+mod gnu_sort;
 mod patch;
 mod references;
 
 pub use apply::{apply, apply_op};
 pub use patch::{Element, ExeType, Header, Patch, MAGIC};
 
+#[cfg(test)]
+mod dex_tests;
 #[cfg(test)]
 mod elf_tests;
 #[cfg(test)]

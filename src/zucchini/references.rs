@@ -9,6 +9,7 @@
 //! Memory is bounded by the element (its references, equivalences) and the patch's streams;
 //! nothing is sized by a count the patch claims.
 
+use super::gnu_sort;
 use super::patch::{var_i32, var_u32, Element, Equivalence};
 use crate::bail;
 use crate::error::Result;
@@ -59,8 +60,8 @@ struct OffsetMapper {
 
 impl OffsetMapper {
     fn new(mut equivalences: Vec<Equivalence>, old_size: u32, new_size: u32) -> Self {
-        // Stable, so equal sources keep the patch's order.
-        equivalences.sort_by_key(|e| e.src);
+        // Not stable: equal sources end up in the order `std::sort` leaves them.
+        gnu_sort::sort(&mut equivalences, |a, b| a.src < b.src);
         let n = equivalences.len();
         let mut current = 0;
         while current < n {

@@ -188,9 +188,10 @@ fn hostile_patches_are_refused_with_their_codes() {
         f(&mut s);
         patch(&old, &new, &s)
     };
-    // Executable elements need a disassembler; an ELF type's element must be an ELF.
+    // Executable elements need a disassembler; an ELF (DEX) type's element must be an ELF
+    // (DEX file).
     assert_eq!(code(&old, &with(&|s| s.tag = *b"Px64")), Unsupported);
-    assert_eq!(code(&old, &with(&|s| s.tag = *b"DEX ")), Unsupported);
+    assert_eq!(code(&old, &with(&|s| s.tag = *b"DEX ")), MalformedPayload);
     assert_eq!(code(&old, &with(&|s| s.tag = *b"Ex64")), MalformedPayload);
     assert_eq!(code(&old, &with(&|s| s.tag = *b"XXXX")), MalformedPayload);
     // Wrong source, wrong result.

@@ -247,3 +247,121 @@ pub fn llvm_pair(dir: &Path, triple: &str, functions: usize) -> (Vec<u8>, Vec<u8
         llvm_library(dir, triple, "lib2", &library_ir(functions, 2)),
     )
 }
+
+/// Two builds of a generated DEX program (`tests/dex_gen.py`): DEX `version` (35 or 39) with
+/// `classes` classes, or with `embed` that DEX inside a vdex-like container. Bare DEX files are
+/// first checked with Debian's `dexdump` (ART's verifier, which accepts them).
+pub fn dex_pair(dir: &Path, version: u32, classes: usize, embed: bool) -> (Vec<u8>, Vec<u8>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dex_gen.py");
+    let build = |build: u32| {
+        let out = dir.join(format!("gen{version}-{classes}-{build}.dex"));
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg(&out).args([
+            "--version",
+            &version.to_string(),
+            "--build",
+            &build.to_string(),
+            "--classes",
+            &classes.to_string(),
+        ]);
+        if embed {
+            cmd.arg("--embed");
+        }
+        let status = cmd.status().unwrap();
+        assert!(status.success(), "dex_gen.py failed");
+        if !embed {
+            let dump = Command::new("dexdump")
+                .arg("-d")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                dump.status.success() && !String::from_utf8_lossy(&dump.stderr).contains("Failure"),
+                "dexdump refused {}: {}",
+                out.display(),
+                String::from_utf8_lossy(&dump.stderr)
+            );
+        }
+        std::fs::read(out).unwrap()
+    };
+    (build(1), build(2))
+}
+
+/// `zucchini -apply old patch`: AOSP's own output.
+pub fn aosp_apply(dir: &Path, old: &[u8], patch: &[u8]) -> Vec<u8> {
+    let (o, p, n) = (dir.join("ap.old"), dir.join("ap.patch"), dir.join("ap.new"));
+    std::fs::write(&o, old).unwrap();
+    std::fs::write(&p, patch).unwrap();
+    let out = Command::new(super::shared::aosp_delta_tool("zucchini"))
+        .arg("-apply")
+        .args([&o, &p, &n])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "zucchini -apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(n).unwrap()
+}
+
+/// `data` padded with zeros to whole 4096-byte blocks.
+pub fn padded(data: &[u8]) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.resize(data.len().next_multiple_of(4096), 0);
+    out
+}
+
+/// Applies a payload whose `system` is one ZUCCHINI operation from `old` to `new` (AOSP's
+/// blob for the whole image) to a device holding `old`; returns the result and the target.
+pub fn apply_zucchini_payload(
+    dir: &Path,
+    old: &[u8],
+    new: &[u8],
+) -> (abupdate::error::Result<()>, Vec<u8>) {
+    let blob = op_blob(dir, old, new, "gen");
+    apply_blob_payload(dir, old, new, blob)
+}
+
+/// As [`apply_zucchini_payload`], with `blob` as the operation's data.
+pub fn apply_blob_payload(
+    dir: &Path,
+    old: &[u8],
+    new: &[u8],
+    blob: Vec<u8>,
+) -> (abupdate::error::Result<()>, Vec<u8>) {
+    use abupdate::payload::proto::update_metadata::install_operation::Type;
+    use abupdate::payload::proto::update_metadata::{Extent, InstallOperation};
+
+    let (old_img, new_img) = (dir.join("old.img"), dir.join("new.img"));
+    std::fs::write(&old_img, old).unwrap();
+    std::fs::write(&new_img, new).unwrap();
+    // A delta payload from our builder, its `system` operations replaced by the one ZUCCHINI
+    // operation AOSP's generator would write for the whole image.
+    let payload_path = dir.join("payload.bin");
+    super::build_payload(&payload_path, &[("system", new_img, Some(old_img))]);
+    let mut forge = super::forge::Forge::read(&payload_path);
+    forge.edit(|m| {
+        let mut op = InstallOperation::new();
+        op.set_type(Type::ZUCCHINI);
+        let extent = |len: usize| {
+            let mut e = Extent::new();
+            e.set_start_block(0);
+            e.set_num_blocks((len / 4096) as u64);
+            e
+        };
+        op.src_extents.push(extent(old.len()));
+        op.dst_extents.push(extent(new.len()));
+        op.set_src_sha256_hash(super::forge::sha256(old).to_vec());
+        m.partitions[0].operations = vec![op];
+    });
+    forge.edit_ops(|_, _, op, data| {
+        assert_eq!(op.type_(), Type::ZUCCHINI);
+        *data = blob.clone();
+    });
+    std::fs::write(&payload_path, forge.to_bytes()).unwrap();
+    let (result, target) = super::apply_to_system(dir, &payload_path, old, new.len());
+    let result =
+        result.map(|report| assert_eq!(report.metadata.manifest.partitions[0].operations.len(), 1));
+    (result, target)
+}
