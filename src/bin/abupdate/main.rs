@@ -24,6 +24,8 @@ mod cow_cmd;
 #[cfg(feature = "host-tools")]
 mod demo;
 mod feed_cmd;
+#[cfg(feature = "host-tools")]
+mod file_sink;
 mod follow;
 #[cfg(feature = "host-tools")]
 mod payload_cmd;
