@@ -34,6 +34,8 @@ struct Writer {
     cmd: Vec<String>,
     out: PathBuf,
     best: Duration,
+    /// User plus system CPU time of the fastest run.
+    best_cpu: Duration,
     rss_kib: u64,
 }
 
@@ -73,6 +75,7 @@ fn main() -> Result<()> {
             .collect(),
         out: root.join(out),
         best: Duration::MAX,
+        best_cpu: Duration::ZERO,
         rss_kib: 0,
     };
     let mkcow = path(&aosp_tool("mkcow"));
@@ -99,10 +102,18 @@ fn main() -> Result<()> {
         let mut line = format!("  round {round}:");
         let mut times = Vec::new();
         for w in writers.iter_mut() {
-            let (t, rss) = measure(&w.cmd, &w.out)?;
-            line += &format!(" {} {:.3} s ({rss} KiB) |", w.name, t.as_secs_f64());
+            let (t, cpu, rss) = measure(&w.cmd, &w.out)?;
+            line += &format!(
+                " {} {:.3} s (CPU {:.3} s, {rss} KiB) |",
+                w.name,
+                t.as_secs_f64(),
+                cpu.as_secs_f64()
+            );
             times.push(t);
-            w.best = w.best.min(t);
+            if t < w.best {
+                w.best = t;
+                w.best_cpu = cpu;
+            }
             w.rss_kib = w.rss_kib.max(rss);
         }
         for t in &times[1..] {
@@ -114,9 +125,10 @@ fn main() -> Result<()> {
     println!("fastest of {runs} rounds:");
     for w in &writers {
         println!(
-            "  {}: {:.3} s, {:.0} MiB/s, COW {} MiB, peak RSS {:.1} MiB",
+            "  {}: {:.3} s (CPU {:.3} s), {:.0} MiB/s, COW {} MiB, peak RSS {:.1} MiB",
             w.name,
             w.best.as_secs_f64(),
+            w.best_cpu.as_secs_f64(),
             mib as f64 / w.best.as_secs_f64(),
             std::fs::metadata(&w.out)?.len() >> 20,
             w.rss_kib as f64 / 1024.0
@@ -179,9 +191,9 @@ fn compare_compressors(image: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cmd OUT` under a wrapper process and returns its wall time and the writer's peak
-/// RSS; first removes OUT and writes dirty data back.
-fn measure(cmd: &[String], out: &Path) -> Result<(Duration, u64)> {
+/// Runs `cmd OUT` under a wrapper process and returns its wall time, the writer's CPU time
+/// (user and system) and its peak RSS; first removes OUT and writes dirty data back.
+fn measure(cmd: &[String], out: &Path) -> Result<(Duration, Duration, u64)> {
     match std::fs::remove_file(out) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
@@ -198,13 +210,16 @@ fn measure(cmd: &[String], out: &Path) -> Result<(Duration, u64)> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let rss = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("maxrss_kib="))
-        .context("no maxrss from the wrapper")?
-        .trim()
-        .parse()?;
-    Ok((wall, rss))
+    let field = |key: &str| -> Result<&str> {
+        Ok(stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .with_context(|| format!("no {key} from the wrapper"))?
+            .trim())
+    };
+    let rss = field("maxrss_kib=")?.parse()?;
+    let cpu = Duration::from_secs_f64(field("cpu_secs=")?.parse()?);
+    Ok((wall, cpu, rss))
 }
 
 /// The wrapper: runs the writer as its only child and prints the child's peak RSS.
@@ -216,6 +231,11 @@ fn wrapped(cmd: &[String]) -> Result<()> {
     }
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     println!("maxrss_kib={}", usage.max_rss());
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    println!(
+        "cpu_secs={}",
+        secs(usage.user_time()) + secs(usage.system_time())
+    );
     Ok(())
 }
 

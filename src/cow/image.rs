@@ -51,9 +51,10 @@ pub(crate) fn is_zero(b: &[u8]) -> bool {
 }
 
 /// Calls `f(first_block, bytes)` for every `step` blocks of `img`'s first `blocks` blocks, in
-/// order. A second thread reads the next chunk while `f` works on this one: reading copies out
-/// of the page cache, CPU time that would otherwise hold up the compression. Two chunk
-/// buffers in all: the reader fills one while `f` has the other.
+/// order. A source that lends its bytes (a mapped file) is read in place. Otherwise a second
+/// thread reads the next chunk while `f` works on this one: reading copies out of the page
+/// cache, CPU time that would otherwise hold up the compression. Two chunk buffers in all: the
+/// reader fills one while `f` has the other.
 fn chunks(
     img: &(impl ReadAt + Sync + ?Sized),
     bs: u64,
@@ -61,6 +62,16 @@ fn chunks(
     step: u64,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), CowError>,
 ) -> Result<(), CowError> {
+    if img.lends() {
+        let mut buf = Vec::new();
+        let mut at = 0;
+        while at < blocks {
+            let n = step.min(blocks - at);
+            img.with_range(at * bs, (n * bs) as usize, &mut buf, &mut |d| f(at, d))?;
+            at += n;
+        }
+        return Ok(());
+    }
     let (full, filled) = sync_channel::<Result<(u64, Vec<u8>), CowError>>(0);
     let (give_back, spare) = channel::<Vec<u8>>();
     std::thread::scope(|s| {

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
 use crate::file_sink::FileSink;
+use crate::image_file::ImageFile;
 
 use abupdate::cow::{
     write_image_cow, Compression, CowOptions, CowReader, OpType, ReadAt, SnapshotView,
@@ -333,27 +334,4 @@ fn info(path: &Path) -> Result<()> {
         Err(e) => bail!("merge order: {e}"),
     }
     Ok(())
-}
-
-/// An image file or block device read at offsets.
-struct ImageFile {
-    file: File,
-    size: u64,
-}
-
-impl ImageFile {
-    fn open(path: &Path) -> Result<ImageFile> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let size = abupdate::device::device_size(&file)?;
-        Ok(ImageFile { file, size })
-    }
-}
-
-impl ReadAt for ImageFile {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
 }

@@ -28,6 +28,8 @@ mod feed_cmd;
 mod file_sink;
 mod follow;
 #[cfg(feature = "host-tools")]
+mod image_file;
+#[cfg(feature = "host-tools")]
 mod payload_cmd;
 #[cfg(feature = "host-tools")]
 mod progress_bar;
