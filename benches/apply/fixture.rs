@@ -13,6 +13,7 @@ use anyhow::{Context, Result};
 use abupdate::boot_control::MiscBootControl;
 use abupdate::build::ops::Compressors;
 use abupdate::build::{self, BuildOptions, PartitionSpec};
+use abupdate::payload::manifest::DynamicPartitions;
 use abupdate::payload::signature::Signer;
 use abupdate::slot::Slot;
 
@@ -40,8 +41,22 @@ pub struct Fixture {
 impl Fixture {
     /// Opens the cached fixture for `mib` MiB and `seed`, building it first if needed.
     pub fn prepare(mib: u64, seed: u64) -> Result<Self> {
+        Self::prepare_with(mib, seed, None)
+    }
+
+    /// [`Fixture::prepare`] of a payload that carries `dynamic_partition_metadata`: the same
+    /// images, cached apart under the variant's `tag`.
+    pub fn prepare_with(
+        mib: u64,
+        seed: u64,
+        dynamic: Option<(&str, DynamicPartitions)>,
+    ) -> Result<Self> {
         let root = cache_root()?;
-        let dir = root.join(format!("{mib}MiB-seed{seed:x}-g{GENERATOR_VERSION}"));
+        let tag = dynamic
+            .as_ref()
+            .map(|(tag, _)| format!("-{tag}"))
+            .unwrap_or_default();
+        let dir = root.join(format!("{mib}MiB-seed{seed:x}-g{GENERATOR_VERSION}{tag}"));
         let fixture = Fixture {
             payload: dir.join("payload.bin"),
             properties: dir.join("payload_properties.txt"),
@@ -53,12 +68,12 @@ impl Fixture {
         if fixture.dir.join("complete").exists() {
             println!("payload: cached in {}", fixture.dir.display());
         } else {
-            fixture.build(mib, seed)?;
+            fixture.build(mib, seed, dynamic.map(|(_, d)| d))?;
         }
         Ok(fixture)
     }
 
-    fn build(&self, mib: u64, seed: u64) -> Result<()> {
+    fn build(&self, mib: u64, seed: u64, dynamic: Option<DynamicPartitions>) -> Result<()> {
         let _ = fs::remove_dir_all(&self.dir);
         let images = self.dir.join("images");
         fs::create_dir_all(&images)?;
@@ -95,6 +110,7 @@ impl Fixture {
                 bzip2: false,
             },
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            dynamic,
             ..BuildOptions::default()
         };
         let report = build::build(&specs, &options, &self.payload)?;
@@ -162,7 +178,7 @@ pub fn cache_root() -> Result<PathBuf> {
 }
 
 /// Partition sizes for a `mib` MiB total, whole 2 MiB chunks each.
-fn sizes(mib: u64) -> Vec<(&'static str, u64)> {
+pub fn sizes(mib: u64) -> Vec<(&'static str, u64)> {
     let chunk = 2u64 << 20;
     PARTITIONS
         .iter()

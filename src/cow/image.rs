@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::mpsc::{channel, sync_channel};
 
 use super::format::OpType;
 use super::reader::ReadAt;
@@ -49,30 +50,60 @@ pub(crate) fn is_zero(b: &[u8]) -> bool {
     whole && words.remainder().iter().all(|&x| x == 0)
 }
 
-/// Calls `f(first_block, bytes)` for every `step` blocks of `img`'s first `blocks` blocks.
+/// Calls `f(first_block, bytes)` for every `step` blocks of `img`'s first `blocks` blocks, in
+/// order. A source that lends its bytes (a mapped file) is read in place. Otherwise a second
+/// thread reads the next chunk while `f` works on this one: reading copies out of the page
+/// cache, CPU time that would otherwise hold up the compression. Two chunk buffers in all: the
+/// reader fills one while `f` has the other.
 fn chunks(
-    img: &(impl ReadAt + ?Sized),
+    img: &(impl ReadAt + Sync + ?Sized),
     bs: u64,
     blocks: u64,
     step: u64,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), CowError>,
 ) -> Result<(), CowError> {
-    let mut buf = Vec::new();
-    let mut at = 0;
-    while at < blocks {
-        let n = step.min(blocks - at);
-        buf.resize((n * bs) as usize, 0);
-        img.read_at(at * bs, &mut buf)?;
-        f(at, &buf)?;
-        at += n;
+    if img.lends() {
+        let mut buf = Vec::new();
+        let mut at = 0;
+        while at < blocks {
+            let n = step.min(blocks - at);
+            img.with_range(at * bs, (n * bs) as usize, &mut buf, &mut |d| f(at, d))?;
+            at += n;
+        }
+        return Ok(());
     }
-    Ok(())
+    let (full, filled) = sync_channel::<Result<(u64, Vec<u8>), CowError>>(0);
+    let (give_back, spare) = channel::<Vec<u8>>();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut at = 0;
+            while at < blocks {
+                let n = step.min(blocks - at);
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize((n * bs) as usize, 0);
+                let read = img.read_at(at * bs, &mut buf).map_err(CowError::from);
+                let failed = read.is_err();
+                // A closed channel: the consumer stopped (its own error).
+                if full.send(read.map(|()| (at, buf))).is_err() || failed {
+                    return;
+                }
+                at += n;
+            }
+        });
+        // Dropping `filled` on an error stops the reader.
+        for chunk in filled {
+            let (first, buf) = chunk?;
+            f(first, &buf)?;
+            let _ = give_back.send(buf);
+        }
+        Ok(())
+    })
 }
 
 /// Writes the COW that turns `old` (or, without it, anything) into `new`.
 pub fn write_image_cow<S: CowSink>(
-    new: &(impl ReadAt + ?Sized),
-    old: Option<&(impl ReadAt + ?Sized)>,
+    new: &(impl ReadAt + Sync + ?Sized),
+    old: Option<&(impl ReadAt + Sync + ?Sized)>,
     mut opts: CowOptions,
     sink: S,
 ) -> Result<(S, CowSummary), CowError> {
@@ -138,8 +169,8 @@ pub fn write_image_cow<S: CowSink>(
 
 /// Classifies every block against `old` and returns the copies `(new, old)` in merge order.
 fn plan_against(
-    new: &(impl ReadAt + ?Sized),
-    old: &(impl ReadAt + ?Sized),
+    new: &(impl ReadAt + Sync + ?Sized),
+    old: &(impl ReadAt + Sync + ?Sized),
     bs: u64,
     blocks: u64,
     kinds: &mut [Kind],

@@ -19,6 +19,24 @@ pub trait ReadAt {
     fn size(&self) -> u64;
     /// Fills `buf` from `offset`; a range past the end is an error.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Whether [`ReadAt::with_range`] lends the source's bytes without copying them (a
+    /// memory-mapped file): a sequential reader then needs no read-ahead.
+    fn lends(&self) -> bool {
+        false
+    }
+    /// Calls `f` with the `len` bytes at `offset`, read into `buf` unless the source can lend
+    /// them without a copy.
+    fn with_range(
+        &self,
+        offset: u64,
+        len: usize,
+        buf: &mut Vec<u8>,
+        f: &mut dyn FnMut(&[u8]) -> Result<(), CowError>,
+    ) -> Result<(), CowError> {
+        buf.resize(len, 0);
+        self.read_at(offset, buf)?;
+        f(buf)
+    }
 }
 
 impl ReadAt for [u8] {

@@ -9,8 +9,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
+use crate::file_sink::FileSink;
+use crate::image_file::ImageFile;
+
 use abupdate::cow::{
-    write_image_cow, Compression, CowOptions, CowReader, CowSink, OpType, ReadAt, SnapshotView,
+    write_image_cow, Compression, CowOptions, CowReader, OpType, ReadAt, SnapshotView,
 };
 
 #[derive(Subcommand)]
@@ -331,82 +334,4 @@ fn info(path: &Path) -> Result<()> {
         Err(e) => bail!("merge order: {e}"),
     }
     Ok(())
-}
-
-/// An image file or block device read at offsets.
-struct ImageFile {
-    file: File,
-    size: u64,
-}
-
-impl ImageFile {
-    fn open(path: &Path) -> Result<ImageFile> {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let size = abupdate::device::device_size(&file)?;
-        Ok(ImageFile { file, size })
-    }
-}
-
-impl ReadAt for ImageFile {
-    fn size(&self) -> u64 {
-        self.size
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.file.read_exact_at(buf, offset)
-    }
-}
-
-/// Writes at offsets, gathering sequential writes into large ones.
-struct FileSink {
-    file: File,
-    buf: Vec<u8>,
-    at: u64,
-}
-
-const SINK_BUFFER: usize = 4 << 20;
-
-impl FileSink {
-    fn new(file: File) -> FileSink {
-        FileSink {
-            file,
-            buf: Vec::with_capacity(SINK_BUFFER),
-            at: 0,
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.at)?;
-            self.at += self.buf.len() as u64;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<()> {
-        self.flush()?;
-        self.file.sync_all()?;
-        Ok(())
-    }
-}
-
-impl CowSink for FileSink {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if offset != self.at + self.buf.len() as u64 || self.buf.len() + data.len() > SINK_BUFFER {
-            self.flush()?;
-            self.at = offset;
-        }
-        if data.len() >= SINK_BUFFER {
-            self.file.write_all_at(data, offset)?;
-            self.at = offset + data.len() as u64;
-            return Ok(());
-        }
-        self.buf.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn sync(&mut self) -> std::io::Result<()> {
-        self.flush()?;
-        self.file.sync_data()
-    }
 }

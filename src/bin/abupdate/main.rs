@@ -24,7 +24,11 @@ mod cow_cmd;
 #[cfg(feature = "host-tools")]
 mod demo;
 mod feed_cmd;
+#[cfg(feature = "host-tools")]
+mod file_sink;
 mod follow;
+#[cfg(feature = "host-tools")]
+mod image_file;
 #[cfg(feature = "host-tools")]
 mod payload_cmd;
 #[cfg(feature = "host-tools")]
