@@ -20,6 +20,7 @@ mod dex_code;
 mod dex_refs;
 mod elf;
 mod gnu_sort;
+mod llvm_sort;
 mod patch;
 mod references;
 
