@@ -225,3 +225,29 @@ fn libstdcxx_ordered_patches_apply_through_the_fallback() {
     }
     assert!(fallbacks > 0, "no patch took the fallback");
 }
+
+/// The other side, run by hand: with `ABUPDATE_SHARED` naming a tree whose
+/// `tools/aosp-delta/bin/zucchini` is AOSP's zucchini built with `clang++ -stdlib=libc++`
+/// (the aosp-delta Makefile with `CXX="clang++-19 -stdlib=libc++"`), its patches apply in
+/// libc++'s order directly, and some of them fail in libstdc++'s order.
+/// `cargo test --test zucchini_dex libcxx_ordered -- --ignored`.
+#[test]
+#[ignore = "needs a libc++-built AOSP zucchini; run by hand"]
+fn libcxx_ordered_patches_apply_in_libcxx_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gnu_fails = 0;
+    for (version, classes) in [(35, 600), (39, 400), (35, 200), (38, 900), (39, 77)] {
+        let name = format!("DEX 0{version}, {classes} classes");
+        let (old, new) = common::zucchini::dex_pair(tmp.path(), version, classes, false);
+        let bytes = common::zucchini::gen(tmp.path(), &old, &new, &[]);
+        let patch = Patch::parse(&bytes).unwrap();
+        let llvm = zucchini::apply_in_order(&old, &patch, SortOrder::Libcxx);
+        assert!(llvm.unwrap() == new, "{name}: libc++ order");
+        assert!(zucchini::apply(&old, &patch).unwrap() == new, "{name}");
+        if let Err(e) = zucchini::apply_in_order(&old, &patch, SortOrder::Libstdcxx) {
+            eprintln!("{name}: libstdc++ order fails ({e})");
+            gnu_fails += 1;
+        }
+    }
+    assert!(gnu_fails > 0, "no patch depends on libc++'s order");
+}
