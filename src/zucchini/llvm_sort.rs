@@ -1,12 +1,14 @@
-//! `std::sort` as LLVM libc++ 16 to 19 implements it for a type that is not arithmetic or a
-//! comparator that is not `std::less` (so never its branchless bitset partition): introsort
-//! with insertion sort below 24 elements, median of three or, past 128, Tukey's ninther,
-//! partitions that put equal elements on the right (or on the left when the pivot equals the
-//! element before the range), an abandoned insertion sort after a partition that moved
-//! nothing, and Floyd's heapsort past the depth limit. AOSP builds `delta_generator` (host)
-//! and `update_engine` (device) with clang and libc++ (LLVM 17 in Android 14, 18 in 15), so
-//! this is the order real ZUCCHINI operations break equal-source ties in; see
-//! [`super::gnu_sort`] for libstdc++'s.
+//! `std::sort` as LLVM libc++ implements it since its pdqsort-style rewrite (after LLVM 16;
+//! checked against libc++ 19, while libc++ 16 still orders ties another way) for a type that
+//! is not arithmetic or a comparator that is not `std::less` (so never its branchless bitset
+//! partition): introsort with insertion sort below 24 elements, median of three or, past 128,
+//! Tukey's ninther, partitions that put equal elements on the right (or on the left when the
+//! pivot equals the element before the range), an abandoned insertion sort after a partition
+//! that moved nothing, and Floyd's heapsort past the depth limit. AOSP builds
+//! `delta_generator` (host) and `update_engine` (device) with clang and libc++ (LLVM 17 in
+//! Android 14, 18 in 15), so this is the order real ZUCCHINI operations break equal-source
+//! ties in, as far as their libc++ postdates the rewrite; see [`super::gnu_sort`] for
+//! libstdc++'s.
 
 /// `__limit`: ranges shorter than this are insertion-sorted.
 const LIMIT: usize = 24;
