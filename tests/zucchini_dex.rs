@@ -5,7 +5,7 @@
 
 mod common;
 
-use abupdate::zucchini::{self, ExeType, Patch};
+use abupdate::zucchini::{self, ExeType, Patch, SortOrder};
 use abupdate::ErrorCode;
 
 #[test]
@@ -189,4 +189,65 @@ fn sweep_dex_patches() {
             }
         }
     }
+}
+
+/// AOSP's `zucchini` here is built with g++, so its patches break equal-source ties in
+/// libstdc++'s `std::sort` order. Where libc++'s order (tried first, as AOSP's clang builds
+/// make real patches) prunes the equivalences differently, reference correction in that
+/// order misses and `apply` must redo the patch in libstdc++'s order.
+#[test]
+fn libstdcxx_ordered_patches_apply_through_the_fallback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut fallbacks = 0;
+    for (version, classes) in [(35, 600), (39, 400), (35, 200)] {
+        let name = format!("DEX 0{version}, {classes} classes");
+        let (old, new) = common::zucchini::dex_pair(tmp.path(), version, classes, false);
+        let bytes = common::zucchini::gen(tmp.path(), &old, &new, &[]);
+        let patch = Patch::parse(&bytes).unwrap();
+        let gnu = zucchini::apply_in_order(&old, &patch, SortOrder::Libstdcxx);
+        assert!(gnu.unwrap() == new, "{name}: libstdc++ order");
+        let out = zucchini::apply(&old, &patch).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(out == new, "{name}: applied to different bytes");
+        match zucchini::apply_in_order(&old, &patch, SortOrder::Libcxx) {
+            Ok(out) => {
+                assert!(out == new, "{name}: libc++ order");
+                eprintln!("{name}: both orders apply");
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e.code, ErrorCode::PayloadHash | ErrorCode::MalformedPayload),
+                    "{name}: {e}"
+                );
+                eprintln!("{name}: libc++ order fails ({e}); applied by the fallback");
+                fallbacks += 1;
+            }
+        }
+    }
+    assert!(fallbacks > 0, "no patch took the fallback");
+}
+
+/// The other side, run by hand: with `ABUPDATE_SHARED` naming a tree whose
+/// `tools/aosp-delta/bin/zucchini` is AOSP's zucchini built with `clang++ -stdlib=libc++`
+/// (the aosp-delta Makefile with `CXX="clang++-19 -stdlib=libc++"`), its patches apply in
+/// libc++'s order directly, and some of them fail in libstdc++'s order.
+/// `cargo test --test zucchini_dex libcxx_ordered -- --ignored`.
+#[test]
+#[ignore = "needs a libc++-built AOSP zucchini; run by hand"]
+fn libcxx_ordered_patches_apply_in_libcxx_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gnu_fails = 0;
+    for (version, classes) in [(35, 600), (39, 400), (35, 200), (38, 900), (39, 77)] {
+        let name = format!("DEX 0{version}, {classes} classes");
+        let (old, new) = common::zucchini::dex_pair(tmp.path(), version, classes, false);
+        let bytes = common::zucchini::gen(tmp.path(), &old, &new, &[]);
+        let patch = Patch::parse(&bytes).unwrap();
+        let llvm = zucchini::apply_in_order(&old, &patch, SortOrder::Libcxx);
+        assert!(llvm.unwrap() == new, "{name}: libc++ order");
+        assert!(zucchini::apply(&old, &patch).unwrap() == new, "{name}");
+        if let Err(e) = zucchini::apply_in_order(&old, &patch, SortOrder::Libstdcxx) {
+            eprintln!("{name}: libstdc++ order fails ({e})");
+            gnu_fails += 1;
+        }
+    }
+    assert!(gnu_fails > 0, "no patch depends on libc++'s order");
 }

@@ -10,9 +10,9 @@ use std::io::Read;
 use super::dex::Dex;
 use super::elf::{Arch, Elf};
 use super::patch::{Element, ExeType, Patch};
-use super::references;
+use super::references::{self, SortOrder};
 use crate::decompress::{Codec, Decompressors, Default as Backend};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::{bail, err};
 
 /// Applies a ZUCCHINI operation's blob, brotli of an ensemble patch, to `source` (the
@@ -55,7 +55,42 @@ pub fn apply_op(source: &[u8], blob: &[u8], dst_len: usize) -> Result<Vec<u8>> {
 /// CRC-32), MalformedPayload for streams that do not fit, and PayloadHash when the result's
 /// CRC-32 is not the one the patch recorded. The output is `header.new_size` bytes: callers
 /// bound it ([`apply_op`] checks it against the destination).
+///
+/// The patch does not say which C++ library's `std::sort` its generator broke equal-source
+/// ties with: this tries libc++'s order (AOSP's clang builds), and only when that fails and
+/// some executable element's ties prune differently in libstdc++'s order (g++ builds) redoes
+/// the patch in that order, into the same buffer; its outcome is then the result.
 pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
+    check(old, patch)?;
+    let mut new = vec![0; patch.header.new_size as usize];
+    let first = build(old, patch, SortOrder::Libcxx, &mut new);
+    if first.is_ok() && crc32fast::hash(&new) == patch.header.new_crc {
+        return Ok(new);
+    }
+    let executable = |e: &&Element| disassembler(e.exe_type).is_some();
+    if !patch
+        .elements
+        .iter()
+        .filter(executable)
+        .any(references::orders_differ)
+    {
+        first?;
+        return Err(crc_mismatch());
+    }
+    build(old, patch, SortOrder::Libstdcxx, &mut new)?;
+    verify(patch, new)
+}
+
+/// [`apply`] with equal-source equivalences in `order` only, no fallback.
+pub fn apply_in_order(old: &[u8], patch: &Patch, order: SortOrder) -> Result<Vec<u8>> {
+    check(old, patch)?;
+    let mut new = vec![0; patch.header.new_size as usize];
+    build(old, patch, order, &mut new)?;
+    verify(patch, new)
+}
+
+/// Refuses a patch this build cannot apply or whose source is not `old`.
+fn check(old: &[u8], patch: &Patch) -> Result<()> {
     if let Some(ExeType::Executable(tag)) = patch
         .elements
         .iter()
@@ -75,7 +110,11 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
             "zucchini: the source is not the image the patch was made from"
         );
     }
-    let mut new = vec![0; header.new_size as usize];
+    Ok(())
+}
+
+/// Writes every element of the patch into `new` (`header.new_size` bytes).
+fn build(old: &[u8], patch: &Patch, order: SortOrder, new: &mut [u8]) -> Result<()> {
     for element in &patch.elements {
         let (Some(old_part), Some(new_part)) = (
             old.get(element.old.clone()),
@@ -86,8 +125,8 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
         copy_and_extra(old_part, element, new_part)?;
         raw_delta(element, new_part)?;
         match disassembler(element.exe_type) {
-            Some(Kind::Elf(arch)) => correct_elf(arch, element, old_part, new_part)?,
-            Some(Kind::Dex) => correct_dex(element, old_part, new_part)?,
+            Some(Kind::Elf(arch)) => correct_elf(arch, element, old_part, new_part, order)?,
+            Some(Kind::Dex) => correct_dex(element, old_part, new_part, order)?,
             // The no-op disassembler has no references: nothing may be left to correct.
             None if !element.reference_delta.is_empty() => bail!(
                 MalformedPayload,
@@ -96,13 +135,22 @@ pub fn apply(old: &[u8], patch: &Patch) -> Result<Vec<u8>> {
             None => {}
         }
     }
-    if crc32fast::hash(&new) != header.new_crc {
-        bail!(
-            PayloadHash,
-            "zucchini: the patched image does not match the patch's CRC-32"
-        );
+    Ok(())
+}
+
+/// `new` if its CRC-32 is the patch's.
+fn verify(patch: &Patch, new: Vec<u8>) -> Result<Vec<u8>> {
+    if crc32fast::hash(&new) != patch.header.new_crc {
+        return Err(crc_mismatch());
     }
     Ok(new)
+}
+
+fn crc_mismatch() -> Error {
+    err!(
+        PayloadHash,
+        "zucchini: the patched image does not match the patch's CRC-32"
+    )
 }
 
 /// The disassemblers this build has.
@@ -128,7 +176,7 @@ fn disassembler(exe_type: ExeType) -> Option<Kind> {
 
 /// Reference correction of a DEX element: both elements must parse as DEX files whose
 /// `file_size` is exactly the element (AOSP's disassembler size check).
-fn correct_dex(element: &Element, old: &[u8], new: &mut [u8]) -> Result<()> {
+fn correct_dex(element: &Element, old: &[u8], new: &mut [u8], order: SortOrder) -> Result<()> {
     let old_dex = Dex::parse(old).filter(|d| d.size as usize == old.len());
     let new_dex = Dex::parse(new).filter(|d| d.size as usize == new.len());
     let (Some(old_dex), Some(new_dex)) = (old_dex, new_dex) else {
@@ -137,12 +185,18 @@ fn correct_dex(element: &Element, old: &[u8], new: &mut [u8]) -> Result<()> {
             "zucchini DEX element is not a DEX file of its extent"
         );
     };
-    references::correct(element, old, &old_dex, new, &new_dex)
+    references::correct(element, old, &old_dex, new, &new_dex, order)
 }
 
 /// Reference correction of an ELF element: both elements must parse as ELFs of the element's
 /// type spanning exactly the element (AOSP's disassembler size check).
-fn correct_elf(arch: Arch, element: &Element, old: &[u8], new: &mut [u8]) -> Result<()> {
+fn correct_elf(
+    arch: Arch,
+    element: &Element,
+    old: &[u8],
+    new: &mut [u8],
+    order: SortOrder,
+) -> Result<()> {
     let old_elf = Elf::parse(old, arch, true).filter(|e| e.size == old.len());
     let new_elf = Elf::parse(new, arch, false).filter(|e| e.size == new.len());
     let (Some(old_elf), Some(new_elf)) = (old_elf, new_elf) else {
@@ -151,7 +205,7 @@ fn correct_elf(arch: Arch, element: &Element, old: &[u8], new: &mut [u8]) -> Res
             "zucchini {arch:?} element is not an ELF of its extent"
         );
     };
-    references::correct(element, old, &old_elf, new, &new_elf)
+    references::correct(element, old, &old_elf, new, &new_elf, order)
 }
 
 /// Extra data up to each equivalence, the equivalence's old bytes, extra data to the end.

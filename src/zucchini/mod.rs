@@ -20,11 +20,13 @@ mod dex_code;
 mod dex_refs;
 mod elf;
 mod gnu_sort;
+mod llvm_sort;
 mod patch;
 mod references;
 
-pub use apply::{apply, apply_op};
+pub use apply::{apply, apply_in_order, apply_op};
 pub use patch::{Element, ExeType, Header, Patch, MAGIC};
+pub use references::SortOrder;
 
 #[cfg(test)]
 mod dex_tests;

@@ -9,8 +9,8 @@
 //! Memory is bounded by the element (its references, equivalences) and the patch's streams;
 //! nothing is sized by a count the patch claims.
 
-use super::gnu_sort;
 use super::patch::{var_i32, var_u32, Element, Equivalence};
+use super::{gnu_sort, llvm_sort};
 use crate::bail;
 use crate::error::Result;
 
@@ -47,6 +47,17 @@ pub(super) trait Disassembler {
     fn write(&self, image: &mut [u8], group: usize, reference: Reference) -> Result<()>;
 }
 
+/// Which C++ library's `std::sort` put the generator's equivalences in source order. It is not
+/// stable, and when two equivalences share a source the one left first survives pruning, so
+/// every projected reference depends on it; a patch does not say which library made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// LLVM libc++, as AOSP's clang builds `delta_generator` and `update_engine`.
+    Libcxx,
+    /// GNU libstdc++, as g++ builds (this project's AOSP `zucchini` oracle).
+    Libstdcxx,
+}
+
 /// Offsets below this are valid (`kOffsetBound`).
 const OFFSET_BOUND: u32 = u32::MAX / 2;
 
@@ -59,9 +70,18 @@ struct OffsetMapper {
 }
 
 impl OffsetMapper {
-    fn new(mut equivalences: Vec<Equivalence>, old_size: u32, new_size: u32) -> Self {
+    fn new(
+        mut equivalences: Vec<Equivalence>,
+        old_size: u32,
+        new_size: u32,
+        order: SortOrder,
+    ) -> Self {
         // Not stable: equal sources end up in the order `std::sort` leaves them.
-        gnu_sort::sort(&mut equivalences, |a, b| a.src < b.src);
+        let by_source = |a: &Equivalence, b: &Equivalence| a.src < b.src;
+        match order {
+            SortOrder::Libcxx => llvm_sort::sort(&mut equivalences, by_source),
+            SortOrder::Libstdcxx => gnu_sort::sort(&mut equivalences, by_source),
+        }
         let n = equivalences.len();
         let mut current = 0;
         while current < n {
@@ -196,23 +216,40 @@ fn extra_targets(mut stream: &[u8], targets: &mut Vec<u32>) -> Result<()> {
     Ok(())
 }
 
+/// The element's equivalences in patch order.
+fn equivalences(element: &Element) -> Vec<Equivalence> {
+    let mut out = Vec::new();
+    let mut source = element.equivalences.clone();
+    while let Some(eq) = source.next() {
+        out.push(eq);
+    }
+    out
+}
+
+/// Whether the two libraries' sorts leave the element's equivalences pruned differently
+/// (equal sources in another order that changes which survive), so that reference correction
+/// in one order may make other bytes than in the other.
+pub(super) fn orders_differ(element: &Element) -> bool {
+    let eqs = equivalences(element);
+    let mapped = |order| OffsetMapper::new(eqs.clone(), u32::MAX, u32::MAX, order).equivalences;
+    mapped(SortOrder::Libcxx) != mapped(SortOrder::Libstdcxx)
+}
+
 /// Corrects the references of `new` (the element as equivalences and raw delta left it) from
-/// those of `old`: `old_dis` is parsed from `old`, `new_dis` from `new`, of the same type.
+/// those of `old`: `old_dis` is parsed from `old`, `new_dis` from `new`, of the same type;
+/// equal-source equivalences are ordered as `order`'s `std::sort` leaves them.
 pub(super) fn correct(
     element: &Element,
     old: &[u8],
     old_dis: &dyn Disassembler,
     new: &mut [u8],
     new_dis: &dyn Disassembler,
+    order: SortOrder,
 ) -> Result<()> {
-    let mut equivalences = Vec::new();
-    let mut source = element.equivalences.clone();
-    while let Some(eq) = source.next() {
-        equivalences.push(eq);
-    }
+    let equivalences = equivalences(element);
     // `Patch::parse` bounded both element sizes by u32.
     let (old_size, new_size) = (old.len() as u32, new.len() as u32);
-    let mapper = OffsetMapper::new(equivalences.clone(), old_size, new_size);
+    let mapper = OffsetMapper::new(equivalences.clone(), old_size, new_size, order);
     let groups = old_dis.groups();
     let mut pools: Vec<u8> = groups.iter().map(|g| g.pool).collect();
     pools.sort_unstable();
@@ -296,6 +333,7 @@ mod tests {
             ],
             50,
             1000,
+            SortOrder::Libstdcxx,
         );
         assert_eq!(
             mapper.equivalences,
