@@ -217,8 +217,14 @@ vab_merge() {
     grep -v "CLEANUP_PREVIOUS_UPDATE (11), 0\.[0-9]*[1-9]" /tmp/vab-merge.log
     echo "exit $code"
     grep -E "merg" /tmp/vab-abupdated.log
-    [ "$code" -eq 0 ] && grep -q "CLEANUP_PREVIOUS_UPDATE (11), 1)" /tmp/vab-merge.log &&
-        grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/vab-merge.log || return 1
+    [ "$code" -eq 0 ] && grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/vab-merge.log ||
+        return 1
+    # The service started again resumes the merge at once, so it may end before the client asks:
+    # then the client hears only the result, as update_engine's CleanupSuccessfulUpdate answers
+    # once the cleanup is done. A client that asked during the merge saw the bar reach 1.
+    if grep -q "CLEANUP_PREVIOUS_UPDATE" /tmp/vab-merge.log; then
+        grep -q "CLEANUP_PREVIOUS_UPDATE (11), 1)" /tmp/vab-merge.log || return 1
+    fi
     vab_no_mappings || return 1
     vm_images vab-state "$OTA" "$VAB_BY_NAME/misc" > /tmp/vab-state || return 1
     cat /tmp/vab-state
