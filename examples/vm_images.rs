@@ -61,7 +61,7 @@ use abupdate::dm::{self, DeviceMapper, DmConfig, DmMapper, Table};
 use abupdate::engine::hashing::sha256;
 use abupdate::payload::signature::Signer;
 use abupdate::payload::Vabc;
-use abupdate::slot::Slot;
+use abupdate::slot::{BootControl, Slot};
 use abupdate::updater::snapshot_state::OtaDir;
 use abupdate::verity::FecRoots;
 use abupdate::{Error, Result};
@@ -89,6 +89,7 @@ fn main() -> ExitCode {
             map_partitions(Path::new(by_name), slot, links, names)
         }
         ["vab-state", ota, misc] => vab_state(Path::new(ota), Path::new(misc)),
+        ["boot-fallback", misc] => boot_fallback(Path::new(misc)),
         ["lp-super", path] => lp_super(Path::new(path)),
         ["cow-image", mount, meta, name, size] => cow_image(mount, meta, name, size),
         _ => {
@@ -96,8 +97,8 @@ fn main() -> ExitCode {
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
                  dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | \
-                 map-partitions BY_NAME SLOT LINK_DIR NAME... | vab-state OTA_DIR MISC | lp-super PATH | \
-                 cow-image MOUNT METADATA_DIR NAME SIZE"
+                 map-partitions BY_NAME SLOT LINK_DIR NAME... | vab-state OTA_DIR MISC | \
+                 boot-fallback MISC | lp-super PATH | cow-image MOUNT METADATA_DIR NAME SIZE"
             );
             return ExitCode::from(2);
         }
@@ -513,6 +514,15 @@ fn vab_state(ota: &Path, misc: &Path) -> Result<()> {
         Some((status, slot)) => println!("misc: merge_status={status} source_slot={slot}"),
         None => println!("misc: no message"),
     }
+    Ok(())
+}
+
+/// What the bootloader does when the slot it switched to never boots to success: slot A, the
+/// one running before the update, is made active again.
+fn boot_fallback(misc: &Path) -> Result<()> {
+    let mut boot = MiscBootControl::open(misc, Some(Slot::A))?;
+    boot.set_active(Slot::A)?;
+    println!("slot a active again");
     Ok(())
 }
 

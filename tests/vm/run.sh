@@ -15,7 +15,8 @@
 # through Binder to a Virtual A/B super (COWs in its -cow partitions, read by AOSP's lpdump and
 # inspect_cow), the new slot served as base plus COW by our code through the kernel's nbd
 # driver and read whole through dm-verity, then merged by the service (killed mid-merge and
-# resumed). Prints one line per step and exits 0 only if every step passed.
+# resumed); before the reboot, a fallback to the old slot cancels the update, which is then
+# applied again. Prints one line per step and exits 0 only if every step passed.
 #
 # Needs (Debian 12): qemu-system-x86 busybox-static cryptsetup-bin cpio xz-utils
 # binutils, apt-get access to the Debian archive (the kernel package), cargo (our debug

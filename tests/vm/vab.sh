@@ -13,7 +13,8 @@
 # slot B's), mark-successful and `update_engine_client --merge` merge the snapshots through the
 # service, killed (SIGKILL) mid-merge and restarted to resume; then slot B's partitions are
 # build 2's, the COW partitions, the state and misc's merge status gone, and the service left
-# no mapping behind.
+# no mapping behind. Before the reboot, a bootloader fallback to slot A (vab-rollback) cancels the
+# update with slot A untouched, and the update is applied again (vab-reapply).
 
 VAB=/data/vab
 VAB_BY_NAME=/dev/block/vab/by-name
@@ -171,6 +172,60 @@ vab_nbd_verity() {
     vm_images dm-cleanup "$VAB_LINKS" system_b system_b-cow vendor_b-cow
 }
 
+# The bootloader falls back to slot A before slot B ever booted to success: the service,
+# started again as slot A's, cancels the update once the boot completed, as libsnapshot's
+# cleanup does when the old slot runs again. Slot B's metadata loses its COW partitions, the
+# state and the statuses go, misc's merge status is NONE, slot B is unbootable, and slot A's
+# partitions (the snapshots' bases) are byte for byte what they were; nothing stays mapped.
+vab_rollback() {
+    vm_images map-partitions "$VAB_BY_NAME" a "$VAB_LINKS" system_a vendor_a || return 1
+    before=$(sha256sum "$VAB_LINKS/system_a" "$VAB_LINKS/vendor_a" | cut -d' ' -f1 | tr '\n' ' ')
+    vm_images dm-cleanup "$VAB_LINKS" system_a vendor_a || return 1
+    vm_images boot-fallback "$VAB_BY_NAME/misc" || return 1
+    # The reboot: a new boot id (the service's status of the update it applied is the last
+    # boot's), as lxcfs mounts its files over /proc's.
+    cat /proc/sys/kernel/random/uuid > /tmp/boot_id.fallback &&
+        mount -o bind /tmp/boot_id.fallback /proc/sys/kernel/random/boot_id || return 1
+    echo "boot id now $(cat /proc/sys/kernel/random/boot_id)"
+    vab_start_daemon --current-slot a || return 1
+    echo "sys.boot_completed=1" >> "$VAB/build.prop"
+    timeout 120 update_engine_client --merge > /tmp/vab-rollback.log 2>&1
+    code=$?
+    # vab-merge waits for the boot of slot B to complete.
+    sed -i '/^sys.boot_completed=/d' "$VAB/build.prop"
+    grep -v "CLEANUP_PREVIOUS_UPDATE (11), 0\.[0-9]*[1-9]" /tmp/vab-rollback.log
+    echo "exit $code"
+    grep -iE "cancel|previous snapshot update" /tmp/vab-abupdated.log
+    [ "$code" -eq 0 ] && grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/vab-rollback.log ||
+        return 1
+    vm_images vab-state "$OTA" "$VAB_BY_NAME/misc" > /tmp/vab-state || return 1
+    cat /tmp/vab-state
+    grep -qix "state: none" /tmp/vab-state && grep -qx "snapshot-boot: none" /tmp/vab-state &&
+        ! grep -q "^snapshot " /tmp/vab-state && grep -q "^misc: merge_status=0 " /tmp/vab-state ||
+        return 1
+    lpdump --slot=1 "$VAB_BY_NAME/super" > /tmp/lpdump1 || return 1
+    if grep -E "Name: .*-cow|Group: cow" /tmp/lpdump1; then
+        return 1
+    fi
+    vab_no_mappings || return 1
+    vm_images map-partitions "$VAB_BY_NAME" a "$VAB_LINKS" system_a vendor_a || return 1
+    after=$(sha256sum "$VAB_LINKS/system_a" "$VAB_LINKS/vendor_a" | cut -d' ' -f1 | tr '\n' ' ')
+    vm_images dm-cleanup "$VAB_LINKS" system_a vendor_a || return 1
+    echo "slot a before: $before"
+    echo "slot a after:  $after"
+    [ -n "$before" ] && [ "$before" = "$after" ] || return 1
+    out=$(timeout 20 abupdate slots) || return 1
+    echo "$out"
+    echo "$out" | grep -q "^_a: current=true active=true bootable=true successful=true" &&
+        echo "$out" | grep -q "^_b: current=false active=false bootable=false"
+}
+
+# The same update applied again from slot A after the cancel: the snapshots are made anew.
+vab_reapply() {
+    vab_apply && vab_snapshots || return 1
+    vm_images dm-cleanup "$VAB_LINKS" system_b-cow vendor_b-cow
+}
+
 # The reboot into slot B: the service starts again as slot B's (first-stage init would map
 # the snapshots; nothing here reads them), which is then marked successful.
 vab_reboot() {
@@ -252,6 +307,7 @@ vab_done() {
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
     DAEMON=
+    umount /proc/sys/kernel/random/boot_id 2>/dev/null
     umount /metadata
 }
 
@@ -260,6 +316,8 @@ run_vab_steps() {
     vab_step vab-apply vab_apply
     vab_step vab-snapshots vab_snapshots
     vab_step vab-nbd-verity vab_nbd_verity
+    vab_step vab-rollback vab_rollback
+    vab_step vab-reapply vab_reapply
     vab_step vab-reboot vab_reboot
     vab_step vab-merge vab_merge
     vab_done
