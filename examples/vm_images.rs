@@ -56,6 +56,7 @@ use abupdate::build::avb_image::add_hashtree_footer;
 use abupdate::build::sample::{self, SampleRng};
 use abupdate::build::super_image;
 use abupdate::build::{self, ops::Compressors, BuildOptions, PartitionSpec};
+use abupdate::device::file_pin::{self, FileSystem};
 use abupdate::device::{Device, Layout};
 use abupdate::dm::{self, DeviceMapper, DmConfig, DmMapper, Table};
 use abupdate::engine::hashing::sha256;
@@ -368,6 +369,16 @@ fn cow_image(mount: &str, meta: &str, name: &str, size: &str) -> Result<()> {
     let mount = Path::new(mount);
     let images = ImageDir::new(Path::new(meta), &mount.join("gsi/ota"), mount);
     images.create(name, size)?;
+    let path = images.image_path(name);
+    let image = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+    let pinned = match FileSystem::of(&image).map_err(|e| Error::io("fstatfs", e))? {
+        FileSystem::F2fs => match file_pin::is_pinned(&image) {
+            Ok(true) => "yes",
+            Ok(false) => "no",
+            Err(e) => return Err(Error::io("reading the pin", e)),
+        },
+        FileSystem::Other => "not f2fs",
+    };
     let mut data = vec![0u8; size as usize];
     let mut rng = SampleRng::new(0xc0_1417);
     for chunk in data.chunks_mut(8) {
@@ -398,6 +409,7 @@ fn cow_image(mount: &str, meta: &str, name: &str, size: &str) -> Result<()> {
         })
         .collect();
     println!("{}", targets.join(" "));
+    println!("pinned: {pinned}");
     Ok(())
 }
 

@@ -12,7 +12,7 @@
 //! mounted yet. After the merge or a cancel the images and the metadata go
 //! (`DeleteBackingImage`, `RemoveAllImages`).
 //!
-//! Creating an image follows libfiemap's `FiemapWriter::Open` on ext4 (`fiemap_writer.cpp`):
+//! Creating an image follows libfiemap's `FiemapWriter::Open` (`fiemap_writer.cpp`):
 //! the size rounded up to the file system block, `fallocate`, zeros written over it so that no
 //! extent stays unwritten (ext4 reports fallocated blocks UNWRITTEN, and dm-linear would read
 //! their stale bytes), `fsync`, then the extents read with `FS_IOC_FIEMAP` (`FIEMAP_FLAG_SYNC`),
@@ -20,7 +20,8 @@
 //! tail or shared (`kUnsupportedExtentFlags`, plus ENCODED, which the kernel reports with
 //! UNKNOWN), contiguous ones merged, and at most 50000 of them (`kMaxExtents`). The extents
 //! are recorded before the image is used; the file is never truncated, moved or reallocated
-//! afterwards (ext4 does not move the blocks of a file in use; f2fs pinning is not done here).
+//! afterwards (ext4 does not move the blocks of a file in use; on f2fs the file is pinned,
+//! see [`super::file_pin`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -29,7 +30,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{Device, Layout, TargetPartition};
+use super::{file_pin, Device, Layout, TargetPartition};
 use crate::engine::TargetWrite;
 use crate::err;
 use crate::error::{Error, Result};
@@ -242,21 +243,54 @@ fn file_system_block(path: &Path) -> Result<u64> {
     Ok(u64::from(stat.block_size()).max(512))
 }
 
-/// `fallocate`, then zeros over the whole file, then `fsync` (libfiemap's `AllocateFile` on
-/// ext4).
+/// libfiemap's `AllocateFile`: `fallocate`, then zeros over the whole file (ext4 reports
+/// fallocated blocks unwritten), then `fsync`. On f2fs the file is pinned first where the
+/// kernel offers it (its `fallocate` then allocates written blocks, so no zeros), retrying
+/// `fallocate` while f2fs answers EAGAIN with progress, and checked pinned at the end.
 fn allocate(file: &File, size: u64) -> io::Result<()> {
     let len = i64::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, len)
-        .map_err(io::Error::from)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut w = file;
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        w.write_all(&zeros[..n])?;
-        left -= n as u64;
+    let fs = file_pin::FileSystem::of(file)?;
+    let pinned_first = fs == file_pin::FileSystem::F2fs && file_pin::pin_supported(file)?;
+    if pinned_first {
+        file_pin::pin(file)?;
     }
-    file.sync_all()
+    fallocate_retrying(file, len)?;
+    if !pinned_first {
+        let zeros = vec![0u8; 1 << 20];
+        let mut w = file;
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            w.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+    }
+    file.sync_all()?;
+    if fs == file_pin::FileSystem::F2fs {
+        // f2fs's garbage collector may move the blocks of an unpinned file.
+        file_pin::pin(file)?;
+    }
+    Ok(())
+}
+
+/// `fallocate` of the whole file, again while f2fs returns EAGAIN having allocated more; no
+/// progress is ENOSPC.
+fn fallocate_retrying(file: &File, len: i64) -> io::Result<()> {
+    let mut last: Option<u64> = None;
+    loop {
+        match nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, len) {
+            Ok(()) => return Ok(()),
+            Err(nix::errno::Errno::EAGAIN) => {
+                let now = file.metadata()?.len();
+                if last.is_some_and(|before| before >= now) {
+                    return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
+                }
+                log::info!("fallocate: {now} of {len} bytes so far, again");
+                last = Some(now);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// `struct fiemap` (without its extents): what the ioctl's request code is sized on. The

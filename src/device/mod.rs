@@ -17,6 +17,8 @@
 
 #[cfg(feature = "host-tools")]
 pub mod cow_image;
+#[cfg(feature = "host-tools")]
+pub mod file_pin;
 pub mod logical;
 // Snapshot updates need the COW format, a host tool so far (its compressors are not all
 // AOSP 15 crates).

@@ -19,7 +19,7 @@
 # applied again. Prints one line per step and exits 0 only if every step passed.
 #
 # Needs (Debian 12): qemu-system-x86 busybox-static cryptsetup-bin cpio xz-utils
-# binutils, apt-get access to the Debian archive (the kernel package), cargo (our debug
+# binutils, f2fs-tools (mkfs.f2fs, run in the VM), apt-get access to the Debian archive (the kernel package), cargo (our debug
 # binaries; `cargo test` has built their dependencies), AOSP's static lpdump and inspect_cow
 # in $ABUPDATE_SHARED/tools/aosp/bin (default ../shared beside the checkout). The kernel is cached in
 # $ABUPDATE_VM_CACHE (default: the cargo target dir's vm-cache/).
@@ -37,7 +37,7 @@ say() { echo "vm: $*" >&2; }
 die() { echo "vm: FAIL: $*" >&2; exit 1; }
 
 for tool in qemu-system-x86_64 cpio veritysetup xz strip apt-get apt-cache dpkg-deb ldd cargo \
-    mkfs.ext4 mkfs.erofs; do
+    mkfs.ext4 mkfs.erofs mkfs.f2fs; do
     command -v "$tool" >/dev/null || die "'$tool' not found (see the header of $0)"
 done
 busybox=/bin/busybox
@@ -60,6 +60,9 @@ modules+=(drivers/block/nbd.ko)
 # Postinstall mounts ext4 and erofs (tests/vm/postinstall.sh).
 modules+=(crypto/crc32c_generic.ko lib/libcrc32c.ko lib/crc16.ko fs/mbcache.ko fs/jbd2/jbd2.ko
     fs/ext4/ext4.ko fs/erofs/erofs.ko)
+# COW images on an f2fs /data (tests/vm/vab_data.sh).
+modules+=(crypto/crc32_generic.ko lib/zstd/zstd_compress.ko lib/lz4/lz4_compress.ko lib/lz4/lz4hc_compress.ko
+    fs/f2fs/f2fs.ko)
 have_all=1
 for m in "${modules[@]}"; do
     [ -f "$kdir/lib/modules/$kver/kernel/$m" ] || have_all=0
@@ -102,7 +105,7 @@ for tool in lpdump inspect_cow; do
     [ -x "$aosp_bin/$tool" ] || die "$aosp_bin/$tool not found (AOSP's $tool, see ../shared)"
     cp "$aosp_bin/$tool" "$fs/bin/$tool"
 done
-for bin in "${bins[@]}" "$(command -v veritysetup)"; do
+for bin in "${bins[@]}" "$(command -v veritysetup)" "$(command -v mkfs.f2fs)"; do
     strip -o "$fs/bin/$(basename "$bin")" "$bin"
     # The ldd closure, at the same paths.
     ldd "$bin" | awk '/=> \// {print $3} /^[ \t]*\/.*ld-linux/ {print $1}' | while read -r lib; do
