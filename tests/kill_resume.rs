@@ -10,7 +10,8 @@
 //! update (a third of the delta's) must leave work the next run skips. The full update also
 //! runs on a device with dynamic partitions: `system` and `vendor` logical in `super.img`, the
 //! payload carrying `dynamic_partition_metadata`, so kills also fall around the target slot's
-//! metadata write.
+//! metadata write. Deltas made only of PUFFDIFF, ZUCCHINI (raw, and with DEX elements) or
+//! LZ4DIFF_BSDIFF operations are killed the same way, in the middle of those operations.
 
 mod common;
 
@@ -170,35 +171,15 @@ fn kill_9_in_zucchini_operations() {
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = Rng(0x6b11_1e9a_0000_0005);
     // 48 chunks of 256 KiB of firmware-like data, each one ZUCCHINI operation whose blob
-    // AOSP's generator made (`zucchini_op gen`), in a minor-version-8 delta written here
-    // (the builder makes no ZUCCHINI operations).
-    const CHUNK_BLOCKS: u64 = 64;
-    let mut m = DeltaArchiveManifest::new();
-    m.set_block_size(4096);
-    m.set_minor_version(8);
-    let (mut old, mut new, mut blobs) = (vec![], vec![], vec![]);
-    let mut p = PartitionUpdate::new();
-    p.set_partition_name("system".into());
-    for i in 0..48 {
-        let (o, n) = common::zucchini::raw_pair(&mut rng, CHUNK_BLOCKS as usize * 4096);
-        let blob = common::zucchini::op_blob(tmp.path(), &o, &n, "gen");
-        let mut op = InstallOperation::new();
-        op.set_type(Type::ZUCCHINI);
-        op.set_data_offset(blobs.len() as u64);
-        op.set_data_length(blob.len() as u64);
-        op.set_data_sha256_hash(forge::sha256(&blob).to_vec());
-        op.set_src_sha256_hash(forge::sha256(&o).to_vec());
-        let mut e = Extent::new();
-        e.set_start_block(i * CHUNK_BLOCKS);
-        e.set_num_blocks(CHUNK_BLOCKS);
-        op.src_extents.push(e.clone());
-        op.dst_extents.push(e);
-        p.operations.push(op);
-        blobs.extend_from_slice(&blob);
-        old.extend_from_slice(&o);
-        new.extend_from_slice(&n);
-    }
-    let payload = system_delta(m, p, blobs, &old, &new);
+    // AOSP's generator made (`zucchini_op gen`).
+    let chunks: Vec<_> = (0..48)
+        .map(|_| {
+            let (o, n) = common::zucchini::raw_pair(&mut rng, 64 * 4096);
+            let blob = common::zucchini::op_blob(tmp.path(), &o, &n, "gen");
+            (o, n, blob)
+        })
+        .collect();
+    let (payload, old, new) = zucchini_delta(&chunks);
     let old = [("system", old)];
     let new = [("system", new)];
     let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
@@ -207,6 +188,72 @@ fn kill_9_in_zucchini_operations() {
     // 45 ms and too few kills came after a checkpoint; 48 make it ~120 ms.
     let stats = setup.kill_and_resume(&mut rng, 6, (40, 90));
     stats.check(6, 3);
+}
+
+#[test]
+fn kill_9_in_zucchini_operations_with_dex_elements() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0x6b11_1e9a_0000_0007);
+    // Two builds of a generated DEX program (`tests/dex_gen.py`, checked by Debian's
+    // `dexdump`) per DEX version, each pair one ZUCCHINI operation whose blob AOSP's
+    // generator made (`zucchini_op gen`) with a DEX element: applying it disassembles both
+    // DEX files and corrects their references. Small programs (30-50 classes): unoptimized,
+    // an operation takes ~0.1 s (300 classes took ~2 s and made a clean run 30 s); the four
+    // pairs repeat to make 12 operations, a ~1.1-1.5 s run.
+    let mut pairs = vec![];
+    for (version, classes) in DEX_PAIRS {
+        let (o, n) = common::zucchini::dex_pair(tmp.path(), version, classes, false);
+        let (o, n) = (common::zucchini::padded(&o), common::zucchini::padded(&n));
+        let blob = common::zucchini::op_blob(tmp.path(), &o, &n, "gen");
+        assert_eq!(dex_elements(&blob), 1, "DEX 0{version}, {classes} classes");
+        eprintln!(
+            "DEX 0{version}, {classes} classes: {} -> {} bytes, blob {} bytes",
+            o.len(),
+            n.len(),
+            blob.len()
+        );
+        pairs.push((o, n, blob));
+    }
+    let chunks: Vec<_> = (0..DEX_OPERATIONS)
+        .map(|i| pairs[i % pairs.len()].clone())
+        .collect();
+    let (payload, old, new) = zucchini_delta(&chunks);
+    let old = [("system", old)];
+    let new = [("system", new)];
+    let setup = Setup::new(tmp.path(), &old, &new, &payload, 4, false);
+    // Kills from 30% of a clean run: after the first operation's checkpoint, and before the
+    // end of the last operation on a run faster than the clean ones.
+    let stats = setup.kill_and_resume(&mut rng, 8, (30, 80));
+    stats.check(8, 3);
+    // After the source hashing the run is these operations: most kills came in the middle of
+    // them (a checkpoint past the first, before the last).
+    assert!(
+        stats.kills_mid_operations * 2 > stats.kills,
+        "only {} of {} kills fell among the operations",
+        stats.kills_mid_operations,
+        stats.kills
+    );
+}
+
+/// DEX versions and class counts of the DEX test's pairs.
+const DEX_PAIRS: [(u32, usize); 4] = [(35, 40), (37, 30), (38, 50), (39, 40)];
+/// ZUCCHINI operations in the DEX test's payload.
+const DEX_OPERATIONS: usize = 12;
+
+/// How many elements of the ZUCCHINI operation blob `blob` (brotli of a patch) are DEX.
+fn dex_elements(blob: &[u8]) -> usize {
+    use std::io::Read;
+    let mut patch = vec![];
+    brotli::Decompressor::new(blob, 4096)
+        .read_to_end(&mut patch)
+        .unwrap();
+    let patch = abupdate::zucchini::Patch::parse(&patch).unwrap();
+    patch
+        .elements
+        .iter()
+        .filter(|e| e.exe_type == abupdate::zucchini::ExeType::Executable(*b"DEX "))
+        .count()
 }
 
 #[test]
@@ -321,6 +368,8 @@ struct Stats {
     rounds: usize,
     /// Kills after which a checkpoint let the next run skip work.
     kills_with_progress: usize,
+    /// Kills whose checkpoint was past the first operation but before the last.
+    kills_mid_operations: usize,
     /// Rounds whose final run reported resuming, as the checkpoint said it would.
     resumed_finishes: usize,
     clean_run: Duration,
@@ -461,6 +510,10 @@ impl<'a> Setup<'a> {
                         let cp = self.check_killed(&dev, last.as_ref());
                         stats.kills_with_progress +=
                             usize::from(cp.as_ref().is_some_and(skips_work));
+                        stats.kills_mid_operations += usize::from(cp.as_ref().is_some_and(|cp| {
+                            cp.phase == Phase::Writing
+                                && (1..self.operations).contains(&cp.next_operation)
+                        }));
                         if cp.as_ref().is_some_and(|cp| cp.phase == Phase::Done)
                             && active(&dev) == Slot::B
                         {
@@ -707,6 +760,42 @@ fn full_payload(images: &[(&str, Vec<u8>)], dynamic: bool) -> Vec<u8> {
     let bytes = signed(&m, blobs);
     assert!(PayloadHeader::parse(&bytes, Some(bytes.len() as u64)).is_ok());
     bytes
+}
+
+/// The signed minor-version-8 delta of `system` with one ZUCCHINI operation per
+/// `(old, new, blob)` chunk (whole blocks; `blob` is AOSP's `zucchini_op gen` from `old` to
+/// `new`), the chunks laid end to end in both images, and those old and new images. Written
+/// here: the builder makes no ZUCCHINI operations.
+fn zucchini_delta(chunks: &[(Vec<u8>, Vec<u8>, Vec<u8>)]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut m = DeltaArchiveManifest::new();
+    m.set_block_size(4096);
+    m.set_minor_version(8);
+    let (mut old, mut new, mut blobs) = (vec![], vec![], vec![]);
+    let mut p = PartitionUpdate::new();
+    p.set_partition_name("system".into());
+    for (o, n, blob) in chunks {
+        let mut op = InstallOperation::new();
+        op.set_type(Type::ZUCCHINI);
+        op.set_data_offset(blobs.len() as u64);
+        op.set_data_length(blob.len() as u64);
+        op.set_data_sha256_hash(forge::sha256(blob).to_vec());
+        op.set_src_sha256_hash(forge::sha256(o).to_vec());
+        for (extents, image, chunk) in [
+            (&mut op.src_extents, &mut old, o),
+            (&mut op.dst_extents, &mut new, n),
+        ] {
+            assert_eq!(chunk.len() % 4096, 0, "a chunk of whole blocks");
+            let mut e = Extent::new();
+            e.set_start_block(image.len() as u64 / 4096);
+            e.set_num_blocks(chunk.len() as u64 / 4096);
+            extents.push(e);
+            image.extend_from_slice(chunk);
+        }
+        p.operations.push(op);
+        blobs.extend_from_slice(blob);
+    }
+    let payload = system_delta(m, p, blobs, &old, &new);
+    (payload, old, new)
 }
 
 /// The payload of manifest `m` and `blobs`, signed with test key `a`.

@@ -149,101 +149,27 @@ fn adjust_heap<T: Copy>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::sort_oracle::{self, Keys, SORT};
     use super::*;
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
-    /// A g++ program reading sequences of keys (after a mode: 0 `std::sort`, 1
-    /// `std::partial_sort` over the whole range, libstdc++'s heapsort) and printing the
-    /// original positions in the order it sorted them, ties included.
-    const ORACLE: &str = r#"
-#include <algorithm>
-#include <cstdio>
-#include <vector>
-#include <utility>
-int main() {
-  unsigned mode, n, k;
-  while (scanf("%u %u", &mode, &n) == 2) {
-    std::vector<std::pair<unsigned, unsigned>> v(n);
-    for (unsigned i = 0; i < n; ++i) { scanf("%u", &k); v[i] = {k, i}; }
-    auto less = [](const auto& a, const auto& b) { return a.first < b.first; };
-    if (mode == 0) std::sort(v.begin(), v.end(), less);
-    else std::partial_sort(v.begin(), v.end(), v.end(), less);
-    for (auto& e : v) printf("%u ", e.second);
-    printf("\n");
-  }
-}
-"#;
 
     #[test]
     fn ties_end_up_where_libstdcxx_std_sort_puts_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let (src, bin) = (dir.path().join("sort.cc"), dir.path().join("sort"));
-        std::fs::write(&src, ORACLE).unwrap();
-        let built = Command::new("g++")
-            .arg("-O1")
-            .arg("-o")
-            .arg(&bin)
-            .arg(&src)
-            .status();
-        assert!(built.unwrap().success(), "g++ failed");
-        let mut state = 0x1234_5678u64;
+        let mut keys = Keys(0x1234_5678);
         let mut cases = vec![];
         for len in [0usize, 1, 2, 5, 16, 17, 33, 40, 300, 5000] {
-            for keys in [2u64, 8, 1000] {
+            for distinct in [2u32, 8, 1000] {
                 for mode in [0, 1] {
-                    let v: Vec<u32> = (0..len)
-                        .map(|_| {
-                            state = state
-                                .wrapping_mul(6364136223846793005)
-                                .wrapping_add(1442695040888963407);
-                            ((state >> 33) % keys) as u32
-                        })
-                        .collect();
+                    let v: Vec<u32> = (0..len).map(|_| keys.next() % distinct).collect();
                     cases.push((mode, v));
                 }
             }
         }
-        let mut input = String::new();
-        for (mode, v) in &cases {
-            input.push_str(&format!("{mode} {}", v.len()));
-            for k in v {
-                input.push_str(&format!(" {k}"));
-            }
-            input.push('\n');
-        }
-        let mut child = Command::new(&bin)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let lines: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect();
-        assert_eq!(lines.len(), cases.len());
-        for ((mode, v), line) in cases.iter().zip(lines) {
-            let mut ours: Vec<(u32, usize)> = v.iter().copied().zip(0..).collect();
-            if *mode == 0 {
-                sort(&mut ours, |a, b| a.0 < b.0);
+        sort_oracle::check("g++", &["-O1"], &cases, |mode, v| {
+            if mode == SORT {
+                sort(v, |a, b| a.0 < b.0);
             } else {
-                heap_sort(&mut ours, &|a: &(u32, usize), b: &(u32, usize)| a.0 < b.0);
+                heap_sort(v, &|a: &(u32, usize), b: &(u32, usize)| a.0 < b.0);
             }
-            let ours: String = ours.iter().map(|e| format!("{} ", e.1)).collect();
-            assert_eq!(
-                ours.trim_end(),
-                line.trim_end(),
-                "mode {mode}, {} keys",
-                v.len()
-            );
-        }
+        });
     }
 }

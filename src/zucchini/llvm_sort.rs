@@ -426,44 +426,15 @@ fn pop_heap<T: Copy>(v: &mut [T], len: usize, less: &impl Fn(&T, &T) -> bool) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::sort_oracle::{self, Keys, SORT};
     use super::*;
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
-    /// A libc++ program reading sequences of keys (after a mode: 0 `std::sort`, 1
-    /// `std::partial_sort` over the whole range, libc++'s heapsort) and printing the original
-    /// positions in the order it sorted them, ties included. `std::pair` and a lambda keep it
-    /// off libc++'s branchless path, as Zucchini's equivalences and comparator are.
-    const ORACLE: &str = r#"
-#include <algorithm>
-#include <cstdio>
-#include <vector>
-#include <utility>
-int main() {
-  unsigned mode, n, k;
-  while (scanf("%u %u", &mode, &n) == 2) {
-    std::vector<std::pair<unsigned, unsigned>> v(n);
-    for (unsigned i = 0; i < n; ++i) { scanf("%u", &k); v[i] = {k, i}; }
-    auto less = [](const auto& a, const auto& b) { return a.first < b.first; };
-    if (mode == 0) std::sort(v.begin(), v.end(), less);
-    else std::partial_sort(v.begin(), v.end(), v.end(), less);
-    for (auto& e : v) printf("%u ", e.second);
-    printf("\n");
-  }
-}
-"#;
 
     /// Random, sorted, reversed, nearly sorted and organ-pipe keys of many sizes with few or
     /// many distinct values: every path of the introsort (ninther, both partitions, the
     /// abandoned insertion sort) sees ties.
     fn cases() -> Vec<(u32, Vec<u32>)> {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u32
-        };
+        let mut keys = Keys(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || keys.next();
         let mut lens: Vec<usize> = (0..=40)
             .chain([127, 128, 129, 130, 255, 256, 257])
             .collect();
@@ -502,70 +473,23 @@ int main() {
         cases
     }
 
-    /// Builds the oracle with `clang++` and libc++ and returns each case's output line.
-    fn run_oracle(clang: &str, cases: &[(u32, Vec<u32>)]) -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        let (src, bin) = (dir.path().join("sort.cc"), dir.path().join("sort"));
-        std::fs::write(&src, ORACLE).unwrap();
-        let built = Command::new(clang)
-            .args(["-std=c++17", "-stdlib=libc++", "-O1", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .status()
-            .unwrap();
-        assert!(built.success(), "{clang} -stdlib=libc++ failed");
-        let mut input = String::new();
-        for (mode, v) in cases {
-            input.push_str(&format!("{mode} {}", v.len()));
-            for k in v {
-                input.push_str(&format!(" {k}"));
-            }
-            input.push('\n');
-        }
-        let mut child = Command::new(&bin)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).unwrap());
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-
     #[test]
     fn ties_end_up_where_libcxx_std_sort_puts_them() {
         // CI installs clang-19 and libc++-19-dev; `ZUCCHINI_LIBCXX_CLANG` names another.
         let clang =
             std::env::var("ZUCCHINI_LIBCXX_CLANG").unwrap_or_else(|_| "clang++-19".to_string());
-        let cases = cases();
-        let lines = run_oracle(&clang, &cases);
-        assert_eq!(lines.len(), cases.len());
+        let flags = ["-std=c++17", "-stdlib=libc++", "-O1"];
         let mut differ_from_gnu = 0;
-        for ((mode, v), line) in cases.iter().zip(lines) {
-            let mut ours: Vec<(u32, usize)> = v.iter().copied().zip(0..).collect();
-            let mut gnu = ours.clone();
-            if *mode == 0 {
-                sort(&mut ours, |a, b| a.0 < b.0);
+        sort_oracle::check(&clang, &flags, &cases(), |mode, v| {
+            if mode == SORT {
+                let mut gnu = v.to_vec();
+                sort(v, |a, b| a.0 < b.0);
                 super::super::gnu_sort::sort(&mut gnu, |a, b| a.0 < b.0);
-                differ_from_gnu += usize::from(ours != gnu);
+                differ_from_gnu += usize::from(*v != *gnu);
             } else {
-                heap_sort(&mut ours, &|a: &(u32, usize), b: &(u32, usize)| a.0 < b.0);
+                heap_sort(v, &|a: &(u32, usize), b: &(u32, usize)| a.0 < b.0);
             }
-            let ours: String = ours.iter().map(|e| format!("{} ", e.1)).collect();
-            assert_eq!(
-                ours.trim_end(),
-                line.trim_end(),
-                "mode {mode}, {} keys {v:?}",
-                v.len()
-            );
-        }
+        });
         // The two orders really differ on ties (else this test checks nothing new).
         assert!(differ_from_gnu > 100, "{differ_from_gnu}");
     }

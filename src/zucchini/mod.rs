@@ -33,4 +33,6 @@ mod dex_tests;
 #[cfg(test)]
 mod elf_tests;
 #[cfg(test)]
+mod sort_oracle;
+#[cfg(test)]
 mod tests;
