@@ -65,6 +65,14 @@ fn update_state(s: UpdateState) -> pb::UpdateState {
     }
 }
 
+fn pb_state(s: SnapshotState) -> pb::SnapshotState {
+    match s {
+        SnapshotState::Created => pb::SnapshotState::CREATED,
+        SnapshotState::Merging => pb::SnapshotState::MERGING,
+        SnapshotState::MergeCompleted => pb::SnapshotState::MERGE_COMPLETED,
+    }
+}
+
 fn encode(m: &impl Message) -> Result<Vec<u8>> {
     m.write_to_bytes()
         .map_err(|e| crate::err!(DeviceError, "encoding libsnapshot state: {e}"))
@@ -93,7 +101,7 @@ impl OtaDir {
 
     /// Where the merge of snapshot `name` keeps its own checkpoints.
     pub fn merge_state_path(&self, name: &str) -> PathBuf {
-        self.root.join("merge").join(name)
+        self.own_merge_dir().join(name)
     }
 
     /// Writes the update's state; `fingerprint` goes with Initiated (the source build).
@@ -127,11 +135,7 @@ impl OtaDir {
         state_file::create_dir(&dir)?;
         let mut s = pb::SnapshotStatus::new();
         s.name = space.name.clone();
-        s.state = EnumOrUnknown::new(match state {
-            SnapshotState::Created => pb::SnapshotState::CREATED,
-            SnapshotState::Merging => pb::SnapshotState::MERGING,
-            SnapshotState::MergeCompleted => pb::SnapshotState::MERGE_COMPLETED,
-        });
+        s.state = EnumOrUnknown::new(pb_state(state));
         s.device_size = space.device_size;
         s.snapshot_size = space.device_size;
         s.cow_partition_size = space.cow_partition_size;
@@ -143,6 +147,54 @@ impl OtaDir {
         s.estimated_cow_size = cow.estimated_cow_size;
         s.estimated_ops_buffer_size = cow.estimated_ops;
         state_file::replace(&self.snapshot_path(&space.name), &encode(&s)?)
+    }
+
+    /// Whether the update's state says its snapshots are userspace ones (dm-user, served by
+    /// snapuserd: libsnapshot's `UpdateUsesUserSnapshots`); false without a state file.
+    pub fn userspace_snapshots(&self) -> Result<bool> {
+        let Some(bytes) = state_file::read(&self.state_path())? else {
+            return Ok(false);
+        };
+        let s = pb::SnapshotUpdateStatus::parse_from_bytes(&bytes).map_err(|e| {
+            crate::err!(DeviceError, "{} is no SnapshotUpdateStatus: {e}", self.state_path().display())
+        })?;
+        Ok(s.userspace_snapshots)
+    }
+
+    /// Snapshot `name`'s status, `None` when it has no status file.
+    fn read_snapshot(&self, name: &str) -> Result<Option<pb::SnapshotStatus>> {
+        let path = self.snapshot_path(name);
+        let Some(bytes) = state_file::read(&path)? else {
+            return Ok(None);
+        };
+        pb::SnapshotStatus::parse_from_bytes(&bytes)
+            .map(Some)
+            .map_err(|e| crate::err!(DeviceError, "{} is no SnapshotStatus: {e}", path.display()))
+    }
+
+    /// Snapshot `name`'s state, `None` when it has no status file (or an unknown state).
+    pub fn snapshot_state(&self, name: &str) -> Result<Option<SnapshotState>> {
+        Ok(self.read_snapshot(name)?.and_then(|s| match s.state.enum_value() {
+            Ok(pb::SnapshotState::CREATED) => Some(SnapshotState::Created),
+            Ok(pb::SnapshotState::MERGING) => Some(SnapshotState::Merging),
+            Ok(pb::SnapshotState::MERGE_COMPLETED) => Some(SnapshotState::MergeCompleted),
+            _ => None,
+        }))
+    }
+
+    /// Sets snapshot `name`'s state, keeping the rest of its status (its COW settings).
+    pub fn set_snapshot_state(&self, name: &str, state: SnapshotState) -> Result<()> {
+        let Some(mut s) = self.read_snapshot(name)? else {
+            crate::bail!(DeviceError, "snapshot {name} has no status file");
+        };
+        s.state = EnumOrUnknown::new(pb_state(state));
+        state_file::replace(&self.snapshot_path(name), &encode(&s)?)
+    }
+
+    /// Where our own merge keeps its checkpoints; made before it writes the state Merging, so
+    /// that a merge under way without it is snapuserd's.
+    pub fn own_merge_dir(&self) -> PathBuf {
+        self.root.join("merge")
     }
 
     /// The snapshots with a status file, by name, with their sizes.
@@ -201,7 +253,7 @@ impl OtaDir {
         for space in self.snapshots()? {
             state_file::remove(&self.snapshot_path(&space.name))?;
         }
-        let merge = self.root.join("merge");
+        let merge = self.own_merge_dir();
         match std::fs::remove_dir_all(&merge) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
