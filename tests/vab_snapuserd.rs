@@ -100,7 +100,10 @@ fn assert_new(fx: &Fixture) {
 
 fn assert_old(fx: &Fixture) {
     for (name, old, _) in &fx.images {
-        assert!(fx.read(name, Slot::B)[..old.len()] == old[..], "{name}_b written");
+        assert!(
+            fx.read(name, Slot::B)[..old.len()] == old[..],
+            "{name}_b written"
+        );
     }
 }
 
@@ -110,7 +113,6 @@ fn assert_cleaned(fx: &Fixture) {
     assert!(meta.partition("system_b-cow").is_none());
     assert!(!state(fx).contains("state:"), "state is not None");
     assert!(!fx.ota().join("snapshot-boot").exists());
-    assert!(!fx.ota().join("merge").exists(), "our own merge ran");
     assert!(std::fs::read_dir(fx.ota().join("snapshots"))
         .unwrap()
         .next()
@@ -230,14 +232,19 @@ fn kill_9_of_our_merge_mid_merge_then_a_rerun_polls_the_same_merge_to_its_end() 
         handlers(&fx),
         Mode::Normal,
         &[],
-        Duration::from_millis(150),
+        Duration::from_millis(200),
     );
     let mut rng = Rng(0x5a_4111);
-    let mut kills = 0;
+    let (mut kills, mut mid) = (0, 0);
     loop {
         let child = merge_process(&fx.dev).spawn().unwrap();
         match common::kill_after(child, Duration::from_millis(200 + rng.below(1200))) {
-            None => kills += 1,
+            None => {
+                kills += 1;
+                if daemon.initiated("system_b") == 1 && !daemon.complete("system_b") {
+                    mid += 1;
+                }
+            }
             Some(out) => {
                 assert!(
                     out.status.success(),
@@ -249,8 +256,8 @@ fn kill_9_of_our_merge_mid_merge_then_a_rerun_polls_the_same_merge_to_its_end() 
         }
         assert!(kills < 100, "the merge never finished");
     }
-    eprintln!("merged through the stand-in after {kills} kills of our side");
-    assert!(kills >= 2, "killed only {kills} times");
+    eprintln!("merged through the stand-in after {kills} kills of our side, {mid} mid-merge");
+    assert!(mid >= 2, "killed mid-merge only {mid} times");
     // Every snapshot initiated once: the reruns found it merging and only polled.
     assert_eq!(daemon.initiated("system_b"), 1);
     assert_eq!(daemon.initiated("vendor_b"), 1);
@@ -280,6 +287,58 @@ fn a_daemon_restarted_mid_merge_is_asked_to_resume() {
     );
     assert_eq!(second.initiated("system_b"), 1);
     assert!(second.detached());
+    assert_new(&fx);
+    assert_cleaned(&fx);
+}
+
+/// On a by-name device (Android's layout) the running partitions are snapuserd's dm-user
+/// devices over the COWs, which we do not collapse yet: after snapuserd's merge the state is
+/// MergeNeedsReboot and the COW partitions stay (another update is refused with 39) while the
+/// daemon still serves the snapshots; after the reboot (no daemon) the cleanup runs.
+#[test]
+fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot() {
+    use abupdate::boot_control::MiscBootControl;
+    use abupdate::device::{Device, Layout};
+    use abupdate::updater::downgrade::RunningBuild;
+    use abupdate::updater::{Updater, UpdaterParts};
+    let fx = applied(0x5a_0006);
+    let byname = fx.root.join("by-name");
+    std::fs::create_dir_all(&byname).unwrap();
+    std::os::unix::fs::symlink(fx.super_img(), byname.join("super")).unwrap();
+    std::os::unix::fs::symlink(fx.dev.join("misc.img"), byname.join("misc")).unwrap();
+    let updater = || {
+        let boot = MiscBootControl::open(&byname.join("misc"), Some(Slot::B)).unwrap();
+        let mut parts = UpdaterParts::new(
+            Device::new(Layout::ByName(byname.clone()), Slot::B),
+            Box::new(boot),
+            fx.root.join("by-name-state"),
+            None,
+            RunningBuild::load_host(&fx.dev).unwrap(),
+        )
+        .unwrap();
+        parts.ota_state = fx.ota().join("state");
+        parts.snapuserd = Some(quick(&fx));
+        Updater::from_parts(parts)
+    };
+    let daemon = start(&fx, Mode::Normal);
+    let err = updater().finish_previous_update().unwrap_err();
+    assert_eq!(err.code, ErrorCode::MergePending, "{err}");
+    assert!(
+        state(&fx).contains("state: MergeNeedsReboot"),
+        "{}",
+        state(&fx)
+    );
+    assert_new(&fx);
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+    assert!(!daemon.detached());
+    // The same boot: the daemon still serves them, the cleanup still waits.
+    let err = updater().finish_previous_update().unwrap_err();
+    assert_eq!(err.code, ErrorCode::MergePending, "{err}");
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+    assert_eq!(daemon.initiated("system_b"), 1);
+    // The reboot: no daemon serves the merged snapshots.
+    daemon.stop();
+    updater().finish_previous_update().unwrap();
     assert_new(&fx);
     assert_cleaned(&fx);
 }

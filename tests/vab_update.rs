@@ -388,7 +388,6 @@ fn kill_9_while_writing_cows_into_images_on_data_resumes_to_the_new_images() {
     assert!(!fx.dev.join("metadata/gsi/ota/lp_metadata").exists());
 }
 
-
 #[test]
 fn booting_the_old_slot_again_cancels_the_snapshot_update() {
     let fx = Fixture::new(0x0ab_c0de, true);

@@ -181,7 +181,10 @@ mod tests {
     fn requests_are_libsnapshots_strings() {
         let cases = [
             (Request::Query, "query"),
-            (Request::InitiateMerge("system_b"), "initiate_merge,system_b"),
+            (
+                Request::InitiateMerge("system_b"),
+                "initiate_merge,system_b",
+            ),
             (Request::MergePercent, "merge_percent"),
             (Request::GetStatus("vendor_b"), "getstatus,vendor_b"),
             (Request::Delete("system_b"), "delete,system_b"),

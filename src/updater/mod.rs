@@ -561,7 +561,10 @@ impl UpdaterParts {
                 dir.join("metadata/ota/state"),
                 crate::snapuserd::Config::at(dir.join("dev/socket/snapuserd")),
             ),
-            Layout::ByName(_) => (PathBuf::from(OTA_STATE), crate::snapuserd::Config::android()),
+            Layout::ByName(_) => (
+                PathBuf::from(OTA_STATE),
+                crate::snapuserd::Config::android(),
+            ),
         };
         Ok(UpdaterParts {
             partitions: Box::new(device.clone()),

@@ -156,7 +156,11 @@ impl OtaDir {
             return Ok(false);
         };
         let s = pb::SnapshotUpdateStatus::parse_from_bytes(&bytes).map_err(|e| {
-            crate::err!(DeviceError, "{} is no SnapshotUpdateStatus: {e}", self.state_path().display())
+            crate::err!(
+                DeviceError,
+                "{} is no SnapshotUpdateStatus: {e}",
+                self.state_path().display()
+            )
         })?;
         Ok(s.userspace_snapshots)
     }
@@ -174,12 +178,14 @@ impl OtaDir {
 
     /// Snapshot `name`'s state, `None` when it has no status file (or an unknown state).
     pub fn snapshot_state(&self, name: &str) -> Result<Option<SnapshotState>> {
-        Ok(self.read_snapshot(name)?.and_then(|s| match s.state.enum_value() {
-            Ok(pb::SnapshotState::CREATED) => Some(SnapshotState::Created),
-            Ok(pb::SnapshotState::MERGING) => Some(SnapshotState::Merging),
-            Ok(pb::SnapshotState::MERGE_COMPLETED) => Some(SnapshotState::MergeCompleted),
-            _ => None,
-        }))
+        Ok(self
+            .read_snapshot(name)?
+            .and_then(|s| match s.state.enum_value() {
+                Ok(pb::SnapshotState::CREATED) => Some(SnapshotState::Created),
+                Ok(pb::SnapshotState::MERGING) => Some(SnapshotState::Merging),
+                Ok(pb::SnapshotState::MERGE_COMPLETED) => Some(SnapshotState::MergeCompleted),
+                _ => None,
+            }))
     }
 
     /// Sets snapshot `name`'s state, keeping the rest of its status (its COW settings).

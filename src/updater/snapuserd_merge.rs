@@ -48,8 +48,9 @@ fn first_phase(s: &SnapshotSpace) -> bool {
 }
 
 /// Merges every snapshot of `ota` through the daemon of `config`, reporting its progress
-/// (0 to 1); returns the connection once all are complete, for [`detach`] after the cleanup
-/// (`None` when an earlier run saw them all complete: only the cleanup was left).
+/// (0 to 1). Returns the connection while the daemon still serves a snapshot (the running
+/// partitions may be its dm-user devices), for [`detach`] after the cleanup; `None` when an
+/// earlier run saw them all merged and no daemon serves them any more (after a reboot).
 pub fn merge(
     ota: &OtaDir,
     config: &Config,
@@ -61,6 +62,16 @@ pub fn merge(
         merged &= ota.snapshot_state(&s.name)? == Some(SnapshotState::MergeCompleted);
     }
     if merged && ota.state()? != Some(UpdateState::Unverified) {
+        if !config.socket.exists() {
+            return Ok(None);
+        }
+        // A daemon without a handler for the name answers snapshot-merge-failed.
+        let mut client = Client::connect(config)?;
+        for s in &snapshots {
+            if client.status(&s.name)? != SnapshotMergeStatus::Failed {
+                return Ok(Some(client));
+            }
+        }
         return Ok(None);
     }
     let mut client = Client::connect(config)?;
@@ -118,7 +129,9 @@ impl From<crate::error::Error> for Failure {
 fn reconnectable(e: &SnapuserdError) -> bool {
     matches!(
         e,
-        SnapuserdError::Disconnected(_) | SnapuserdError::Timeout { .. } | SnapuserdError::Io { .. }
+        SnapuserdError::Disconnected(_)
+            | SnapuserdError::Timeout { .. }
+            | SnapuserdError::Io { .. }
     )
 }
 

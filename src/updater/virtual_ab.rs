@@ -444,7 +444,18 @@ fn merge(
     let (_, metadata) = device.super_metadata(current)?;
     let daemon = match snapuserd {
         Some(config) if snapuserd_merge::wanted(ota, config)? => {
-            snapuserd_merge::merge(ota, config, progress)?
+            let daemon = snapuserd_merge::merge(ota, config, progress)?;
+            if daemon.is_some() && matches!(device.layout(), crate::device::Layout::ByName(_)) {
+                // The running partitions are still snapuserd's dm-user devices over the COWs:
+                // without their collapse to dm-linear (libsnapshot's CollapseSnapshotDevice,
+                // not here yet) the COWs stay in use until the reboot, which maps the merged
+                // snapshots plain. The cleanup runs then (libsnapshot's MergeNeedsReboot).
+                ota.write_state(UpdateState::MergeNeedsReboot, "")?;
+                progress(1.0);
+                log::info!("snapshots merged by snapuserd; the cleanup waits for the reboot");
+                return Ok(());
+            }
+            daemon
         }
         _ => {
             own_merge(device, ota, &metadata, progress)?;

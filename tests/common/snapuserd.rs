@@ -97,7 +97,10 @@ fn read_extents(h: &Handler) -> Vec<u8> {
 
 /// Writes `data[at..at + len]` of the partition through its extents.
 fn write_extents(h: &Handler, data: &[u8], at: u64) {
-    let f = std::fs::OpenOptions::new().write(true).open(&h.file).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&h.file)
+        .unwrap();
     let (mut pos, end) = (0u64, at + data.len() as u64);
     for &(offset, len) in &h.extents {
         let (lo, hi) = (pos.max(at), (pos + len).min(end));
@@ -150,7 +153,14 @@ impl StandIn {
         mode: Mode,
         merged: &[&str],
     ) -> StandIn {
-        StandIn::start_with(socket, scratch, handlers, mode, merged, Duration::from_millis(30))
+        StandIn::start_with(
+            socket,
+            scratch,
+            handlers,
+            mode,
+            merged,
+            Duration::from_millis(30),
+        )
     }
 
     /// [`StandIn::start`] merging in 20 steps of `step` each.
@@ -213,7 +223,13 @@ impl StandIn {
 
     /// How often `initiate_merge` named `name`.
     pub fn initiated(&self, name: &str) -> u32 {
-        *self.shared.lock().unwrap().initiated.get(name).unwrap_or(&0)
+        *self
+            .shared
+            .lock()
+            .unwrap()
+            .initiated
+            .get(name)
+            .unwrap_or(&0)
     }
 
     /// Whether a client sent `detach`.

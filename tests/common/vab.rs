@@ -321,7 +321,6 @@ pub fn misc_status(fx: &Fixture) -> Option<(u8, u8)> {
     vab_message::read(&fx.dev.join("misc.img")).unwrap()
 }
 
-
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
