@@ -268,12 +268,17 @@ fn kill_9_of_our_merge_mid_merge_then_a_rerun_polls_the_same_merge_to_its_end() 
 #[test]
 fn a_daemon_restarted_mid_merge_is_asked_to_resume() {
     let fx = applied(0x5a_0005);
-    let step = Duration::from_millis(100);
+    let step = Duration::from_millis(150);
     let (sock, scratch) = (socket(&fx), fx.root.join("standin"));
     let first = StandIn::start_with(&sock, &scratch, handlers(&fx), Mode::Normal, &[], step);
     let child = merge_process(&fx.dev).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(900));
-    assert_eq!(first.initiated("system_b"), 1);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first.initiated("system_b") == 0 {
+        assert!(Instant::now() < deadline, "the merge was never initiated");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!first.complete("system_b"), "merged before the restart");
     first.stop();
     std::thread::sleep(Duration::from_millis(300));
     // The new daemon reports `snapshot` for the unfinished merges: our side initiates them
