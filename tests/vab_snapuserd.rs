@@ -347,3 +347,34 @@ fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot()
     assert_new(&fx);
     assert_cleaned(&fx);
 }
+
+/// A snapshot that shrank merges first (libsnapshot's first merge phase: the others' merges
+/// could overwrite its copies' sources), the others only once it is complete. `vendor_b`'s
+/// status is made to say it shrank (its old partition recorded larger than the new one).
+#[test]
+fn a_snapshot_that_shrank_is_merged_before_the_others_are_initiated() {
+    let fx = applied(0x5a_0007);
+    let ota = abupdate::updater::snapshot_state::OtaDir::new(fx.ota());
+    let mut vendor = ota
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "vendor_b")
+        .unwrap();
+    vendor.old_partition_size = vendor.device_size + 4096;
+    let settings = abupdate::updater::snapshot_state::CowSettings::default();
+    let created = abupdate::updater::snapshot_state::SnapshotState::Created;
+    ota.write_snapshot(&vendor, &settings, created).unwrap();
+    let daemon = start(&fx, Mode::Normal);
+    let mut updater = fx.updater(Slot::B);
+    updater.set_snapuserd(Some(quick(&fx)));
+    updater.finish_previous_update().unwrap();
+    let events = daemon.events();
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    assert!(
+        at("complete vendor_b") < at("initiate system_b"),
+        "{events:?}"
+    );
+    assert_new(&fx);
+    assert_cleaned(&fx);
+}

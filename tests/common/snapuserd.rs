@@ -74,6 +74,8 @@ struct Shared {
     initiated: HashMap<String, u32>,
     deleted: Vec<String>,
     detached: bool,
+    /// `initiate <name>` and `complete <name>`, in order.
+    events: Vec<String>,
 }
 
 pub struct StandIn {
@@ -242,6 +244,11 @@ impl StandIn {
         self.shared.lock().unwrap().deleted.clone()
     }
 
+    /// What happened, in order: `initiate <name>`, `complete <name>`.
+    pub fn events(&self) -> Vec<String> {
+        self.shared.lock().unwrap().events.clone()
+    }
+
     /// Whether `name` reports its merge complete.
     pub fn complete(&self, name: &str) -> bool {
         self.shared.lock().unwrap().states.get(name) == Some(&State::Complete)
@@ -305,6 +312,7 @@ fn serve(
             ("initiate_merge", 2) => {
                 let name = parts[1];
                 *sh.initiated.entry(name.into()).or_default() += 1;
+                sh.events.push(format!("initiate {name}"));
                 match (sh.states.get(name).copied(), mode) {
                     (None, _) | (_, Mode::Refuses) => Some("fail".into()),
                     (Some(State::Snapshot), Mode::MergeFails) => {
@@ -404,9 +412,7 @@ fn run_merge(
             .insert(h.name.clone(), State::Merging(p.min(99.9)));
         std::thread::sleep(step);
     }
-    shared
-        .lock()
-        .unwrap()
-        .states
-        .insert(h.name.clone(), State::Complete);
+    let mut sh = shared.lock().unwrap();
+    sh.states.insert(h.name.clone(), State::Complete);
+    sh.events.push(format!("complete {}", h.name));
 }
