@@ -350,7 +350,8 @@ fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot()
 
 /// A snapshot that shrank merges first (libsnapshot's first merge phase: the others' merges
 /// could overwrite its copies' sources), the others only once it is complete. `vendor_b`'s
-/// status is made to say it shrank (its old partition recorded larger than the new one).
+/// status is made to say it shrank (its old partition recorded larger than the new one). The
+/// state file's `merge_phase` says FIRST_PHASE, then SECOND_PHASE.
 #[test]
 fn a_snapshot_that_shrank_is_merged_before_the_others_are_initiated() {
     let fx = applied(0x5a_0007);
@@ -368,7 +369,23 @@ fn a_snapshot_that_shrank_is_merged_before_the_others_are_initiated() {
     let daemon = start(&fx, Mode::Normal);
     let mut updater = fx.updater(Slot::B);
     updater.set_snapuserd(Some(quick(&fx)));
-    updater.finish_previous_update().unwrap();
+    // The state file's merge_phase as protoc reads it at each progress report.
+    let mut phases = Vec::new();
+    updater
+        .finish_previous_update_with(&mut |_| {
+            let s = state(&fx);
+            let phase = s
+                .lines()
+                .find_map(|l| l.strip_prefix("merge_phase: "))
+                .map(str::to_owned);
+            if let Some(p) = phase {
+                if phases.last() != Some(&p) {
+                    phases.push(p);
+                }
+            }
+        })
+        .unwrap();
+    assert_eq!(phases, ["FIRST_PHASE", "SECOND_PHASE"]);
     let events = daemon.events();
     let at = |e: &str| events.iter().position(|x| x == e).unwrap();
     assert!(

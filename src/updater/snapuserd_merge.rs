@@ -77,6 +77,7 @@ pub fn merge(
     let mut client = Client::connect(config)?;
     if ota.state()? == Some(UpdateState::Unverified) {
         ota.write_state(UpdateState::Merging, "")?;
+        ota.write_merge_phase(snapshots.iter().any(first_phase))?;
     }
     let mut lost = 0;
     loop {
@@ -195,6 +196,9 @@ fn poll(
                     "asking snapuserd to {} the merge of {name}",
                     if resuming { "resume" } else { "start" }
                 );
+                if !resuming && !first_phase(s) {
+                    ota.write_merge_phase(false)?;
+                }
                 if !client.initiate_merge(name)? {
                     return Err(Failure::Merge(crate::err!(
                         InstallFailed,
