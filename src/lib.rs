@@ -74,6 +74,7 @@ pub mod puffin;
 pub mod rollback_store;
 pub mod service;
 pub mod slot;
+pub mod snapuserd;
 pub mod source;
 pub mod state_file;
 pub mod sysprop;

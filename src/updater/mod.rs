@@ -25,6 +25,7 @@ pub mod dynamic;
 pub mod ota_state;
 pub mod slot_contents;
 pub mod snapshot_state;
+pub mod snapuserd_merge;
 #[cfg(feature = "host-tools")]
 pub mod virtual_ab;
 
@@ -58,6 +59,7 @@ pub struct Updater {
     ota_state: PathBuf,
     postinstall: crate::postinstall::Config,
     postinstall_record: PathBuf,
+    snapuserd: Option<crate::snapuserd::Config>,
 }
 
 /// What an [`Updater`] is made of. The engine reaches the partitions, the slot metadata and the
@@ -85,6 +87,10 @@ pub struct UpdaterParts {
     /// The applied update's postinstall steps, kept once its postinstall phase passed, for
     /// [`Updater::trigger_postinstall`] (`STATE_DIR/postinstall`).
     pub postinstall_record: PathBuf,
+    /// snapuserd, which merges an update made of userspace snapshots when its socket is there
+    /// (Android: `/dev/socket/snapuserd`; a host device directory: `DIR/dev/socket/snapuserd`);
+    /// `None`, or no socket, leaves the merge to our own (`virtual_ab`).
+    pub snapuserd: Option<crate::snapuserd::Config>,
 }
 
 /// Android's Virtual A/B state file, read before dynamic partitions are prepared.
@@ -175,7 +181,13 @@ impl Updater {
             ota_state: parts.ota_state,
             postinstall: parts.postinstall,
             postinstall_record: parts.postinstall_record,
+            snapuserd: parts.snapuserd,
         }
+    }
+
+    /// Sets where snapuserd is (`None`: the merge is always our own).
+    pub fn set_snapuserd(&mut self, config: Option<crate::snapuserd::Config>) {
+        self.snapuserd = config;
     }
 
     /// Sets how postinstall runs (mount point, timeout).
@@ -416,8 +428,10 @@ impl Updater {
         #[cfg(feature = "host-tools")]
         {
             let ota = self.ota_dir();
-            let finished =
-                self.with_boot(|b| virtual_ab::finish(&self.device, b, &ota, &mut *progress))?;
+            let snapuserd = self.snapuserd.as_ref();
+            let finished = self.with_boot(|b| {
+                virtual_ab::finish(&self.device, b, &ota, snapuserd, &mut *progress)
+            })?;
             if finished != virtual_ab::Finished::Nothing {
                 log::info!("previous snapshot update: {finished:?}");
             }
@@ -542,9 +556,15 @@ impl UpdaterParts {
     ) -> Result<Self> {
         let store = FileCheckpointStore::new(&state_dir)?;
         let avb = AvbPolicy::new(avb_key, state_dir.join("rollback_index"));
-        let ota_state = match device.layout() {
-            Layout::HostDir(dir) => dir.join("metadata/ota/state"),
-            Layout::ByName(_) => PathBuf::from(OTA_STATE),
+        let (ota_state, snapuserd) = match device.layout() {
+            Layout::HostDir(dir) => (
+                dir.join("metadata/ota/state"),
+                crate::snapuserd::Config::at(dir.join("dev/socket/snapuserd")),
+            ),
+            Layout::ByName(_) => (
+                PathBuf::from(OTA_STATE),
+                crate::snapuserd::Config::android(),
+            ),
         };
         Ok(UpdaterParts {
             partitions: Box::new(device.clone()),
@@ -556,6 +576,7 @@ impl UpdaterParts {
             ota_state,
             postinstall: crate::postinstall::Config::default(),
             postinstall_record: state_dir.join("postinstall"),
+            snapuserd: Some(snapuserd),
         })
     }
 

@@ -65,6 +65,14 @@ fn update_state(s: UpdateState) -> pb::UpdateState {
     }
 }
 
+fn pb_state(s: SnapshotState) -> pb::SnapshotState {
+    match s {
+        SnapshotState::Created => pb::SnapshotState::CREATED,
+        SnapshotState::Merging => pb::SnapshotState::MERGING,
+        SnapshotState::MergeCompleted => pb::SnapshotState::MERGE_COMPLETED,
+    }
+}
+
 fn encode(m: &impl Message) -> Result<Vec<u8>> {
     m.write_to_bytes()
         .map_err(|e| crate::err!(DeviceError, "encoding libsnapshot state: {e}"))
@@ -93,10 +101,12 @@ impl OtaDir {
 
     /// Where the merge of snapshot `name` keeps its own checkpoints.
     pub fn merge_state_path(&self, name: &str) -> PathBuf {
-        self.root.join("merge").join(name)
+        self.own_merge_dir().join(name)
     }
 
     /// Writes the update's state; `fingerprint` goes with Initiated (the source build).
+    /// Between the two (any state but Initiated and None), the source fingerprint and the
+    /// merge phase are carried over, as libsnapshot's `WriteUpdateState` does.
     pub fn write_state(&self, state: UpdateState, fingerprint: &str) -> Result<()> {
         state_file::create_dir(&self.root)?;
         let mut s = pb::SnapshotUpdateStatus::new();
@@ -104,7 +114,36 @@ impl OtaDir {
         s.using_snapuserd = state != UpdateState::None;
         s.userspace_snapshots = state != UpdateState::None;
         s.source_build_fingerprint = fingerprint.to_owned();
+        if !matches!(state, UpdateState::Initiated | UpdateState::None) {
+            if let Some(old) = self.read_status()? {
+                s.merge_phase = old.merge_phase;
+                if fingerprint.is_empty() {
+                    s.source_build_fingerprint = old.source_build_fingerprint;
+                }
+            }
+        }
         state_file::replace(&self.state_path(), &encode(&s)?)
+    }
+
+    /// Records libsnapshot's `merge_phase`: the first (only the snapshots that shrank merge)
+    /// or the second (the others).
+    pub fn write_merge_phase(&self, first: bool) -> Result<()> {
+        let Some(mut s) = self.read_status()? else {
+            crate::bail!(DeviceError, "no update state to record the merge phase in");
+        };
+        s.merge_phase = EnumOrUnknown::new(if first {
+            pb::MergePhase::FIRST_PHASE
+        } else {
+            pb::MergePhase::SECOND_PHASE
+        });
+        state_file::replace(&self.state_path(), &encode(&s)?)
+    }
+
+    /// The state file's `SnapshotUpdateStatus`, `None` when there is none (or it is a state
+    /// name, which only older updaters write).
+    fn read_status(&self) -> Result<Option<pb::SnapshotUpdateStatus>> {
+        Ok(state_file::read(&self.state_path())?
+            .and_then(|b| pb::SnapshotUpdateStatus::parse_from_bytes(&b).ok()))
     }
 
     /// The update's state, `None` when there is no state file.
@@ -127,11 +166,7 @@ impl OtaDir {
         state_file::create_dir(&dir)?;
         let mut s = pb::SnapshotStatus::new();
         s.name = space.name.clone();
-        s.state = EnumOrUnknown::new(match state {
-            SnapshotState::Created => pb::SnapshotState::CREATED,
-            SnapshotState::Merging => pb::SnapshotState::MERGING,
-            SnapshotState::MergeCompleted => pb::SnapshotState::MERGE_COMPLETED,
-        });
+        s.state = EnumOrUnknown::new(pb_state(state));
         s.device_size = space.device_size;
         s.snapshot_size = space.device_size;
         s.cow_partition_size = space.cow_partition_size;
@@ -143,6 +178,50 @@ impl OtaDir {
         s.estimated_cow_size = cow.estimated_cow_size;
         s.estimated_ops_buffer_size = cow.estimated_ops;
         state_file::replace(&self.snapshot_path(&space.name), &encode(&s)?)
+    }
+
+    /// Whether the update's state says its snapshots are userspace ones (dm-user, served by
+    /// snapuserd: libsnapshot's `UpdateUsesUserSnapshots`); false without a state file.
+    pub fn userspace_snapshots(&self) -> Result<bool> {
+        Ok(self.read_status()?.is_some_and(|s| s.userspace_snapshots))
+    }
+
+    /// Snapshot `name`'s status, `None` when it has no status file.
+    fn read_snapshot(&self, name: &str) -> Result<Option<pb::SnapshotStatus>> {
+        let path = self.snapshot_path(name);
+        let Some(bytes) = state_file::read(&path)? else {
+            return Ok(None);
+        };
+        pb::SnapshotStatus::parse_from_bytes(&bytes)
+            .map(Some)
+            .map_err(|e| crate::err!(DeviceError, "{} is no SnapshotStatus: {e}", path.display()))
+    }
+
+    /// Snapshot `name`'s state, `None` when it has no status file (or an unknown state).
+    pub fn snapshot_state(&self, name: &str) -> Result<Option<SnapshotState>> {
+        Ok(self
+            .read_snapshot(name)?
+            .and_then(|s| match s.state.enum_value() {
+                Ok(pb::SnapshotState::CREATED) => Some(SnapshotState::Created),
+                Ok(pb::SnapshotState::MERGING) => Some(SnapshotState::Merging),
+                Ok(pb::SnapshotState::MERGE_COMPLETED) => Some(SnapshotState::MergeCompleted),
+                _ => None,
+            }))
+    }
+
+    /// Sets snapshot `name`'s state, keeping the rest of its status (its COW settings).
+    pub fn set_snapshot_state(&self, name: &str, state: SnapshotState) -> Result<()> {
+        let Some(mut s) = self.read_snapshot(name)? else {
+            crate::bail!(DeviceError, "snapshot {name} has no status file");
+        };
+        s.state = EnumOrUnknown::new(pb_state(state));
+        state_file::replace(&self.snapshot_path(name), &encode(&s)?)
+    }
+
+    /// Where our own merge keeps its checkpoints; made before it writes the state Merging, so
+    /// that a merge under way without it is snapuserd's.
+    pub fn own_merge_dir(&self) -> PathBuf {
+        self.root.join("merge")
     }
 
     /// The snapshots with a status file, by name, with their sizes.
@@ -201,7 +280,7 @@ impl OtaDir {
         for space in self.snapshots()? {
             state_file::remove(&self.snapshot_path(&space.name))?;
         }
-        let merge = self.root.join("merge");
+        let merge = self.own_merge_dir();
         match std::fs::remove_dir_all(&merge) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -226,6 +305,21 @@ mod tests {
         let bytes = std::fs::read(ota.state_path()).unwrap();
         let s = pb::SnapshotUpdateStatus::parse_from_bytes(&bytes).unwrap();
         assert_eq!(s.source_build_fingerprint, "fp");
+        // Carried over between Initiated and None, as libsnapshot's WriteUpdateState does.
+        ota.write_state(UpdateState::Merging, "").unwrap();
+        ota.write_merge_phase(true).unwrap();
+        ota.write_state(UpdateState::MergeFailed, "").unwrap();
+        let s =
+            pb::SnapshotUpdateStatus::parse_from_bytes(&std::fs::read(ota.state_path()).unwrap())
+                .unwrap();
+        assert_eq!(s.source_build_fingerprint, "fp");
+        assert_eq!(s.merge_phase.enum_value(), Ok(pb::MergePhase::FIRST_PHASE));
+        assert!(ota.userspace_snapshots().unwrap());
+        ota.write_state(UpdateState::Initiated, "fp2").unwrap();
+        let s =
+            pb::SnapshotUpdateStatus::parse_from_bytes(&std::fs::read(ota.state_path()).unwrap())
+                .unwrap();
+        assert_eq!(s.merge_phase.enum_value(), Ok(pb::MergePhase::NO_MERGE));
         let space = SnapshotSpace {
             name: "system_b".into(),
             device_size: 8192,
@@ -233,9 +327,29 @@ mod tests {
             cow_partition_size: 4096,
             cow_file_size: 0,
         };
-        ota.write_snapshot(&space, &CowSettings::default(), SnapshotState::Created)
+        let settings = CowSettings {
+            compression: "lz4".into(),
+            ..CowSettings::default()
+        };
+        ota.write_snapshot(&space, &settings, SnapshotState::Created)
             .unwrap();
-        assert_eq!(ota.snapshots().unwrap(), vec![space]);
+        assert_eq!(ota.snapshots().unwrap(), vec![space.clone()]);
+        assert_eq!(
+            ota.snapshot_state("system_b").unwrap(),
+            Some(SnapshotState::Created)
+        );
+        // The state alone changes: the COW settings stay.
+        ota.set_snapshot_state("system_b", SnapshotState::Merging)
+            .unwrap();
+        assert_eq!(
+            ota.snapshot_state("system_b").unwrap(),
+            Some(SnapshotState::Merging)
+        );
+        let status = ota.read_snapshot("system_b").unwrap().unwrap();
+        assert_eq!(status.compression_algorithm, "lz4");
+        assert!(ota
+            .set_snapshot_state("vendor_b", SnapshotState::Merging)
+            .is_err());
         ota.write_boot_indicator("_a").unwrap();
         assert_eq!(ota.boot_indicator().unwrap().as_deref(), Some("_a"));
         ota.remove_all().unwrap();

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use super::dynamic;
 use super::ota_state::UpdateState;
 use super::snapshot_state::{CowSettings, OtaDir, SnapshotState};
+use super::snapuserd_merge;
 use crate::boot_control::vab_message::{self, MergeStatus};
 use crate::cow::{Compression, CowOptions};
 use crate::device::cow_image::{self, ImageDir};
@@ -342,11 +343,14 @@ pub enum Finished {
 }
 
 /// After a boot whose slot is marked successful: merges a snapshot update booted into, or
-/// cancels one whose old slot runs again. `progress` hears the merge's progress, 0 to 1.
+/// cancels one whose old slot runs again. The merge is snapuserd's when the update uses
+/// userspace snapshots and `snapuserd`'s socket is there ([`snapuserd_merge`]), else our own.
+/// `progress` hears the merge's progress, 0 to 1.
 pub fn finish(
     device: &Device,
     boot: &mut dyn BootControl,
     ota: &OtaDir,
+    snapuserd: Option<&crate::snapuserd::Config>,
     progress: &mut dyn FnMut(f32),
 ) -> Result<Finished> {
     let state = ota.state()?;
@@ -384,7 +388,7 @@ pub fn finish(
         log::info!("slot {current} is not marked successful yet: no merge");
         return Ok(Finished::Nothing);
     }
-    merge(device, boot, ota, progress)?;
+    merge(device, boot, ota, snapuserd, progress)?;
     Ok(Finished::Merged)
 }
 
@@ -421,12 +425,13 @@ fn cancel(device: &Device, boot: &mut dyn BootControl, ota: &OtaDir) -> Result<(
     set_merge_status(device, MergeStatus::None)
 }
 
-/// The running slot's snapshots merged into their bases, each resumable from its own
-/// checkpoints, then the COW partitions and the state removed.
+/// The running slot's snapshots merged into their bases (by snapuserd, or by our own merge),
+/// then the COW partitions and the state removed.
 fn merge(
     device: &Device,
     boot: &mut dyn BootControl,
     ota: &OtaDir,
+    snapuserd: Option<&crate::snapuserd::Config>,
     progress: &mut dyn FnMut(f32),
 ) -> Result<()> {
     let current = device.current_slot();
@@ -436,8 +441,52 @@ fn merge(
     if boot.is_bootable(other)? {
         boot.set_unbootable(other)?;
     }
-    ota.write_state(UpdateState::Merging, "")?;
     let (_, metadata) = device.super_metadata(current)?;
+    let daemon = match snapuserd {
+        Some(config) if snapuserd_merge::wanted(ota, config)? => {
+            let daemon = snapuserd_merge::merge(ota, config, progress)?;
+            if daemon.is_some() && matches!(device.layout(), crate::device::Layout::ByName(_)) {
+                // The running partitions are still snapuserd's dm-user devices over the COWs:
+                // without their collapse to dm-linear (libsnapshot's CollapseSnapshotDevice,
+                // not here yet) the COWs stay in use until the reboot, which maps the merged
+                // snapshots plain. The cleanup runs then (libsnapshot's MergeNeedsReboot).
+                ota.write_state(UpdateState::MergeNeedsReboot, "")?;
+                progress(1.0);
+                log::info!("snapshots merged by snapuserd; the cleanup waits for the reboot");
+                return Ok(());
+            }
+            daemon
+        }
+        _ => {
+            own_merge(device, ota, &metadata, progress)?;
+            // The mappings the merge wrote through go before their COW partitions do.
+            device.unmap_slot(&metadata, current)?;
+            None
+        }
+    };
+    ota.write_state(UpdateState::MergeCompleted, "")?;
+    device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
+    ImageDir::for_device(device).remove_all()?;
+    ota.remove_all()?;
+    set_merge_status(device, MergeStatus::None)?;
+    progress(1.0);
+    if let Some(client) = daemon {
+        snapuserd_merge::detach(client);
+    }
+    log::info!("snapshot merge complete");
+    Ok(())
+}
+
+/// Our own merge of the running slot's snapshots, each resumable from its own checkpoints.
+fn own_merge(
+    device: &Device,
+    ota: &OtaDir,
+    metadata: &lp::Metadata,
+    progress: &mut dyn FnMut(f32),
+) -> Result<()> {
+    // Made first: a merge past Unverified without it is snapuserd's.
+    crate::state_file::create_dir(&ota.own_merge_dir())?;
+    ota.write_state(UpdateState::Merging, "")?;
     let snapshots = ota.snapshots()?;
     for space in &snapshots {
         ota.write_snapshot(space, &CowSettings::default(), SnapshotState::Merging)?;
@@ -457,12 +506,9 @@ fn merge(
             // Merged, and its COW already removed by an earlier run.
             continue;
         }
-        let cow = DeviceCow(device.open_cow(&metadata, space, &images)?);
-        let base = device.open_logical(&metadata, &space.name)?;
+        let cow = DeviceCow(device.open_cow(metadata, space, &images)?);
+        let base = device.open_logical(metadata, &space.name)?;
         let state = ota.merge_state_path(&space.name);
-        if let Some(dir) = state.parent() {
-            crate::state_file::create_dir(dir)?;
-        }
         log::info!("merging the snapshot {}", space.name);
         snapshot_merge::merge(&cow, base.as_ref(), &state, &mut |done, all| {
             log::debug!("merging {}: {done}/{all} ops", space.name);
@@ -479,14 +525,5 @@ fn merge(
             SnapshotState::MergeCompleted,
         )?;
     }
-    // The mappings the merge wrote through go before their COW partitions do.
-    device.unmap_slot(&metadata, current)?;
-    ota.write_state(UpdateState::MergeCompleted, "")?;
-    device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
-    images.remove_all()?;
-    ota.remove_all()?;
-    set_merge_status(device, MergeStatus::None)?;
-    progress(1.0);
-    log::info!("snapshot merge complete: {} partitions", snapshots.len());
     Ok(())
 }

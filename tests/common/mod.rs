@@ -13,6 +13,8 @@ pub mod pki;
 pub mod proxy;
 pub mod service;
 pub mod shared;
+pub mod snapuserd;
+pub mod vab;
 pub mod veritysetup;
 pub mod zucchini;
 
