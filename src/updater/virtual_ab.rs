@@ -185,6 +185,15 @@ fn check_image_room(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<
         .map(|s| s.name.as_str())
         .collect::<Vec<_>>()
         .join(", ");
+    // Only gsid may reach /data/gsi on Android (sepolicy's gsid.te neverallows): images there
+    // are made through its IImageService, which abupdated does not call.
+    if cfg!(target_os = "android") {
+        crate::bail!(
+            SuperNoSpace,
+            "the COWs of {names} need {needed} bytes more than super has free, and COW images \
+             on /data are gsid's to make on Android, which this updater does not ask"
+        );
+    }
     match images.available()? {
         None => crate::bail!(
             SuperNoSpace,
