@@ -256,3 +256,49 @@ fn aosp_puffdiff_operation_applies_in_a_payload() {
     );
     assert!(target == new);
 }
+
+/// A stored block that follows a block ending at bit 1 or 2 of a byte skips 6 or 7 padding
+/// bits, and puffin (`puffer.cc`: `block_header |= skipped_bits`) ORs them into the puff's
+/// block header, over its type bits: set padding bits (never from zlib, which pads with zeros;
+/// the fuzzer's `puff_decode` found this input) make a puff that no huffer takes back. Ours
+/// puffs it byte for byte as AOSP's does, and both huffers refuse it, ours with 21.
+#[test]
+fn stored_block_padding_in_the_header_puffs_as_aosp_and_huffs_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data: &[u8] = &[
+        0x4b, 0x02, 0xc4, 0x01, 0x00, 0xfe, 0xff, 0x4b, 0x02, 0xc4, 0x01, 0x00, 0xfe, 0xff, 0xb9,
+        0x02, 0x01, 0x00, 0xc4, 0x01, 0x00, 0xfe, 0xff, 0xb9, 0x02, 0xc4, 0x01, 0x00, 0xfe, 0xff,
+        0xb9,
+    ];
+    let input = tmp.path().join("in.deflate");
+    std::fs::write(&input, data).unwrap();
+    let ours = puffin::puff(data, 1 << 20).unwrap();
+    let theirs_path = tmp.path().join("puffed");
+    run_puffin(&[
+        "--operation=puff".into(),
+        arg("src_file", &input),
+        arg("dst_file", &theirs_path),
+        "--src_file_type=raw".into(),
+        format!("--src_deflates_bit=0:{}", data.len() * 8),
+    ]);
+    let theirs = std::fs::read(&theirs_path).unwrap();
+    assert!(ours == theirs, "puffed streams differ: {ours:02x?} / {theirs:02x?}");
+    let err = puffin::huff(&ours, 1 << 20).unwrap_err();
+    assert_eq!(err.code.as_i32(), 21, "{err}");
+    let out = Command::new(puffin_tool())
+        .args([
+            "--operation=huff".into(),
+            arg("src_file", &theirs_path),
+            arg("dst_file", &tmp.path().join("huffed")),
+            format!("--src_puffs=0:{}", theirs.len()),
+            format!("--dst_deflates_bit=0:{}", data.len() * 8),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "AOSP's huffer took it");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Invalid block compression type: 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
