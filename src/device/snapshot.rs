@@ -230,7 +230,7 @@ pub struct SnapshotPartitions<'a> {
 
 impl<'a> SnapshotPartitions<'a> {
     /// Snapshots of every partition `manifest` updates, their COWs `DIR/<name><suffix>.cow`,
-    /// written with `options` (version 3; block size, compression and factor).
+    /// written with `options` (version 2 or 3; block size, compression, v3's factor).
     pub fn new(
         inner: &'a dyn SlotPartitions,
         dir: impl Into<PathBuf>,
@@ -247,10 +247,10 @@ impl<'a> SnapshotPartitions<'a> {
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
-        if options.version != 3 {
+        if !(1..=3).contains(&options.version) {
             return Err(err!(
                 InstallFailed,
-                "snapshot updates write COW version 3, not {}",
+                "snapshot updates write COW version 2 or 3, not {}",
                 options.version
             ));
         }
