@@ -877,10 +877,7 @@ fn a_cow_v2_gz_update_writes_v2_cows_then_merges() {
             "SnapshotStatus",
             &fx.ota().join(format!("snapshots/{name}_b")),
         );
-        assert!(
-            status.contains("compression_algorithm: \"gz\""),
-            "{status}"
-        );
+        assert!(status.contains("compression_algorithm: \"gz\""), "{status}");
     }
     assert_eq!(check_cows_with_aosp(&fx), vec![2; fx.images.len()]);
     let updater = fx.updater(Slot::B);
