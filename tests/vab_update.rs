@@ -913,3 +913,28 @@ fn kill_9_while_writing_v2_cows_resumes_to_the_new_images() {
         assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
     }
 }
+
+/// A compressed-snapshot payload without a `cow_version` on a Virtual A/B device: libsnapshot
+/// refuses such an update (no default version), so it is not written as snapshots; it takes
+/// the dynamic-partitions path (the target slot's own extents).
+#[test]
+fn a_vabc_payload_without_cow_version_takes_the_plain_path() {
+    let vabc = Vabc {
+        enabled: true,
+        compression_param: Some("gz".into()),
+        cow_version: None,
+        ..Vabc::default()
+    };
+    let fx = Fixture::build_with(0x0ab_0c0, true, 40 * MIB, false, vabc);
+    fx.apply().unwrap();
+    let target = fx.metadata(Slot::B);
+    let source = fx.metadata(Slot::A);
+    for (name, _, new) in &fx.images {
+        let p = target.partition(&format!("{name}_b")).unwrap();
+        let s = source.partition(&format!("{name}_a")).unwrap();
+        assert_ne!(target.extents_of(p)[0], source.extents_of(s)[0]);
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+    assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    assert!(!fx.ota().join("snapshots").exists());
+}
