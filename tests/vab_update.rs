@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use abupdate::device::cow_image::ImageDir;
 use abupdate::engine::ApplyOptions;
 use abupdate::lp;
+use abupdate::payload::Vabc;
 use abupdate::slot::Slot;
 use abupdate::source::Source;
 use abupdate::updater::snapshot_state::OtaDir;
@@ -490,4 +491,113 @@ fn a_snapshot_payload_on_a_device_without_virtual_ab_takes_the_plain_path() {
     }
     assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
     assert!(!fx.ota().exists());
+}
+
+/// Each COW of the update, out of super with lpunpack: AOSP's `inspect_cow` accepts it (its
+/// merge sequence consistent) and `applycow` over the old image makes the new one. Returns
+/// the COWs' versions.
+fn check_cows_with_aosp(fx: &Fixture) -> Vec<u16> {
+    let unpacked = fx.root.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let mut versions = Vec::new();
+    for (name, _, new) in &fx.images {
+        run(Command::new(tool("lpunpack"))
+            .arg("--slot=1")
+            .arg(format!("--partition={name}_b-cow"))
+            .arg(fx.super_img())
+            .arg(&unpacked));
+        let cow = unpacked.join(format!("{name}_b-cow.img"));
+        // The header: the magic (8 bytes), then the major version.
+        let bytes = std::fs::read(&cow).unwrap();
+        versions.push(u16::from_le_bytes([bytes[8], bytes[9]]));
+        let report = run(Command::new(tool("inspect_cow"))
+            .arg("--verify_merge_sequence")
+            .arg(&cow));
+        assert!(report.contains("Merge sequence is consistent."), "{report}");
+        let out = fx.root.join("view.img");
+        run(Command::new(tool("applycow"))
+            .args(["--mode", "view", "--size", &new.len().to_string()])
+            .arg(fx.root.join(format!("{name}_old.img")))
+            .arg(&cow)
+            .arg(&out));
+        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+    }
+    versions
+}
+
+/// An Android 13/14 payload (COW v2, gz) on a Virtual A/B device takes the snapshot path:
+/// v2 COWs in super, which AOSP's tools read as the new images, recorded as gz snapshots;
+/// the merge after the reboot gives the new images.
+#[test]
+fn a_cow_v2_gz_update_writes_v2_cows_then_merges() {
+    let fx = Fixture::v2(0x2_c0f);
+    let outcome = fx.apply().unwrap();
+    assert_eq!(outcome.switched_to, Some(Slot::B));
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+        let status = decode(
+            "SnapshotStatus",
+            &fx.ota().join(format!("snapshots/{name}_b")),
+        );
+        assert!(status.contains("compression_algorithm: \"gz\""), "{status}");
+    }
+    assert_eq!(check_cows_with_aosp(&fx), vec![2; fx.images.len()]);
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+    assert!(fx.metadata(Slot::B).partition("system_b-cow").is_none());
+}
+
+/// `kill -9` while writing v2 COWs: each resumed run reopens them at the label of its
+/// checkpoint (from their op streams), and the COWs AOSP's tools read and the merge give the
+/// new images.
+#[test]
+fn kill_9_while_writing_v2_cows_resumes_to_the_new_images() {
+    let fx = Fixture::v2(0x2_4111);
+    let apply = |dev: &Path| apply_cmd(&fx.payload, dev);
+    let switched = || fx.updater(Slot::A).with_boot(|b| b.active_slot()).unwrap() == Slot::B;
+    let (kills, mid_update, full) =
+        fx.kill_until_done(apply, switched, "metadata/ota/state", 0x2_c0de);
+    eprintln!("applied after {kills} kills, {mid_update} in the update; a clean run: {full} ms");
+    assert!(mid_update > 0, "no kill came while the COWs were written");
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(state.contains("state: Unverified"), "{state}");
+    assert_eq!(check_cows_with_aosp(&fx), vec![2; fx.images.len()]);
+    let updater = fx.updater(Slot::B);
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    for (name, _, new) in &fx.images {
+        let got = fx.read(name, Slot::B);
+        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+    }
+}
+
+/// A compressed-snapshot payload without a `cow_version` on a Virtual A/B device: libsnapshot
+/// refuses such an update (no default version), so it is not written as snapshots; it takes
+/// the dynamic-partitions path (the target slot's own extents).
+#[test]
+fn a_vabc_payload_without_cow_version_takes_the_plain_path() {
+    let vabc = Vabc {
+        enabled: true,
+        compression_param: Some("gz".into()),
+        cow_version: None,
+        ..Vabc::default()
+    };
+    let fx = Fixture::build_with(0x0ab_0c0, true, 40 * MIB, false, vabc);
+    fx.apply().unwrap();
+    let target = fx.metadata(Slot::B);
+    let source = fx.metadata(Slot::A);
+    for (name, _, new) in &fx.images {
+        let p = target.partition(&format!("{name}_b")).unwrap();
+        let s = source.partition(&format!("{name}_a")).unwrap();
+        assert_ne!(target.extents_of(p)[0], source.extents_of(s)[0]);
+        assert!(fx.read(name, Slot::B)[..new.len()] == new[..]);
+    }
+    assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    assert!(!fx.ota().join("snapshots").exists());
 }

@@ -136,6 +136,92 @@ fn read_vec(src: &(impl ReadAt + ?Sized), offset: u64, len: u64) -> Result<Vec<u
     Ok(v)
 }
 
+/// A v2 op stream as `CowParserV2::ParseOps` walks it: clusters of op records, each
+/// followed by their data, up to the footer or the label asked for.
+struct V2Stream {
+    /// The ops with where their data starts.
+    raw: Vec<(OpV2, u64)>,
+    footer: Option<OpV2>,
+    last_label: Option<u64>,
+    /// Every label op met, in stream order.
+    labels: Vec<u64>,
+}
+
+impl V2Stream {
+    /// Walks the stream of `header` (its `buffer_size` already 0 for v1). `tolerant` (the
+    /// labels of a COW whose writer was killed): an unreadable or unknown op record ends the
+    /// walk instead of failing it, as the tail after the last synced label may be torn.
+    fn walk(
+        src: &(impl ReadAt + ?Sized),
+        header: &Header,
+        label: Option<u64>,
+        tolerant: bool,
+    ) -> Result<V2Stream, CowError> {
+        let size = src.size();
+        let mut pos = u64::from(header.header_size) + u64::from(header.buffer_size);
+        let cluster_ops = header.cluster_ops;
+        let step = if cluster_ops > 0 { cluster_ops } else { 1 };
+        let mut data_pos = pos + u64::from(step) * OP_V2_SIZE as u64;
+        let mut out = V2Stream {
+            raw: Vec::new(),
+            footer: None,
+            last_label: None,
+            labels: Vec::new(),
+        };
+        loop {
+            let to_add = u64::from(step).min(size.saturating_sub(pos) / OP_V2_SIZE as u64);
+            if to_add == 0 {
+                return Ok(out);
+            }
+            let bytes = match read_vec(src, pos, to_add * OP_V2_SIZE as u64) {
+                Ok(b) => b,
+                Err(_) if tolerant => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for rec in bytes.chunks_exact(OP_V2_SIZE) {
+                let op = OpV2::parse(rec);
+                if tolerant
+                    && op.op_type != OpType::Footer as u8
+                    && OpType::from_u8(op.op_type).is_none()
+                {
+                    return Ok(out);
+                }
+                let at = data_pos;
+                let next = pos
+                    .checked_add(OP_V2_SIZE as u64)
+                    .and_then(|p| p.checked_add(op.next_op_offset(cluster_ops)));
+                let next_data = u64::from(op.data_length)
+                    .checked_add(op.next_data_offset(cluster_ops))
+                    .and_then(|n| data_pos.checked_add(n));
+                let (Some(next), Some(next_data)) = (next, next_data) else {
+                    if tolerant {
+                        return Ok(out);
+                    }
+                    return Err(CowError::malformed("op offset overflow"));
+                };
+                pos = next;
+                data_pos = next_data;
+                if op.op_type == OpType::Footer as u8 {
+                    read_vec(src, pos, (FOOTER_SIZE - OP_V2_SIZE) as u64)?;
+                    out.footer = Some(op);
+                    return Ok(out);
+                }
+                out.raw.push((op, at));
+                if op.op_type == OpType::Cluster as u8 {
+                    break;
+                }
+                if op.op_type == OpType::Label as u8 {
+                    out.last_label = Some(op.source);
+                    out.labels.push(op.source);
+                    if label == Some(op.source) {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The v3 resume buffer as the header counts it.
 fn read_resume_points(
     src: &(impl ReadAt + ?Sized),
@@ -197,55 +283,15 @@ impl CowReader {
                 header.major, header.minor
             )));
         }
-        let size = src.size();
-        let mut pos = u64::from(header.header_size);
-        if header.major >= 2 && header.buffer_size > 0 {
-            pos += u64::from(header.buffer_size);
-        } else {
+        if !(header.major >= 2 && header.buffer_size > 0) {
             header.buffer_size = 0;
         }
-        let cluster_ops = header.cluster_ops;
-        let step = if cluster_ops > 0 { cluster_ops } else { 1 };
-        let mut data_pos = pos + u64::from(step) * OP_V2_SIZE as u64;
-        let mut raw: Vec<(OpV2, u64)> = Vec::new();
-        let mut footer = None;
-        let mut last_label = None;
-        let mut done = false;
-        while !done {
-            let to_add = u64::from(step).min(size.saturating_sub(pos) / OP_V2_SIZE as u64);
-            if to_add == 0 {
-                break;
-            }
-            let bytes = read_vec(src, pos, to_add * OP_V2_SIZE as u64)?;
-            for rec in bytes.chunks_exact(OP_V2_SIZE) {
-                let op = OpV2::parse(rec);
-                let at = data_pos;
-                pos = pos
-                    .checked_add(OP_V2_SIZE as u64)
-                    .and_then(|p| p.checked_add(op.next_op_offset(cluster_ops)))
-                    .ok_or_else(|| CowError::malformed("op offset overflow"))?;
-                data_pos = data_pos
-                    .checked_add(u64::from(op.data_length) + op.next_data_offset(cluster_ops))
-                    .ok_or_else(|| CowError::malformed("data offset overflow"))?;
-                if op.op_type == OpType::Footer as u8 {
-                    read_vec(src, pos, (FOOTER_SIZE - OP_V2_SIZE) as u64)?;
-                    footer = Some(op);
-                    done = true;
-                    break;
-                }
-                raw.push((op, at));
-                if op.op_type == OpType::Cluster as u8 {
-                    break;
-                }
-                if op.op_type == OpType::Label as u8 {
-                    last_label = Some(op.source);
-                    if label == Some(op.source) {
-                        done = true;
-                        break;
-                    }
-                }
-            }
-        }
+        let V2Stream {
+            raw,
+            footer,
+            last_label,
+            ..
+        } = V2Stream::walk(src, &header, label, false)?;
         if let Some(want) = label {
             if last_label != Some(want) {
                 return Err(CowError::malformed(format!(
@@ -413,14 +459,19 @@ impl CowReader {
         })
     }
 
-    /// The labels of a v3 COW's resume points, from its header and resume buffer alone: after
-    /// a crash the ops past the last synced label may be torn, and the labels are what a
-    /// writer resumes from ([`super::CowWriter::resume`] reads only the ops up to one).
+    /// The labels a writer can resume from ([`super::CowWriter::resume`] reads only the ops
+    /// up to one): after a crash the ops past the last synced label may be torn. v3: its
+    /// resume points, from its header and resume buffer alone; v2: the label ops of its
+    /// stream, walked up to the footer or the first op record that cannot be one (a torn
+    /// tail ends the walk, it does not fail it).
     pub fn labels(src: &(impl ReadAt + ?Sized)) -> Result<Vec<u64>, CowError> {
         let head = read_vec(src, 0, src.size().min(super::format::HEADER_V3_SIZE as u64))?;
-        let header = Header::parse(&head)?;
+        let mut header = Header::parse(&head)?;
         if header.major != 3 {
-            return Err(CowError::invalid("only a v3 COW has resume points"));
+            if header.major < 2 {
+                header.buffer_size = 0;
+            }
+            return Ok(V2Stream::walk(src, &header, None, true)?.labels);
         }
         Ok(read_resume_points(src, &header)?
             .into_iter()

@@ -122,6 +122,7 @@ enum Layout {
     V3(V3State),
 }
 
+#[derive(Clone)]
 struct V2State {
     next_op_pos: u64,
     next_data_pos: u64,
@@ -132,6 +133,66 @@ struct V2State {
     /// Op records not yet written, contiguous from `pending_at`.
     pending: Vec<u8>,
     pending_at: u64,
+}
+
+impl V2State {
+    /// `InitPos`: the first op after the header and the scratch area, its data after the
+    /// first cluster's op area (or after the op, unclustered).
+    fn at_start(header: &Header) -> V2State {
+        let cluster_size = u64::from(header.cluster_ops) * OP_V2_SIZE as u64;
+        let first = u64::from(header.header_size) + u64::from(header.buffer_size);
+        V2State {
+            next_op_pos: first,
+            next_data_pos: first
+                + if cluster_size > 0 {
+                    cluster_size
+                } else {
+                    OP_V2_SIZE as u64
+                },
+            cluster_size,
+            current_cluster_size: 0,
+            current_data_size: 0,
+            num_ops: 0,
+            pending: Vec::new(),
+            pending_at: first,
+        }
+    }
+
+    /// `AddOperation`: counts `op` and moves the next op and data positions past it.
+    fn add(&mut self, op: &OpV2, cluster_ops: u32) -> Result<(), CowError> {
+        self.num_ops += 1;
+        if op.op_type == OpType::Cluster as u8 {
+            self.current_cluster_size = 0;
+            self.current_data_size = 0;
+        } else if cluster_ops > 0 {
+            self.current_cluster_size += OP_V2_SIZE as u64;
+            self.current_data_size += u64::from(op.data_length);
+        }
+        self.next_data_pos = u64::from(op.data_length)
+            .checked_add(op.next_data_offset(cluster_ops))
+            .and_then(|n| self.next_data_pos.checked_add(n))
+            .ok_or_else(overflow)?;
+        self.next_op_pos = op
+            .next_op_offset(cluster_ops)
+            .checked_add(OP_V2_SIZE as u64)
+            .and_then(|n| self.next_op_pos.checked_add(n))
+            .ok_or_else(overflow)?;
+        Ok(())
+    }
+
+    /// The footer counting the ops so far, as stored.
+    fn footer(&self) -> Vec<u8> {
+        let op = OpV2 {
+            op_type: OpType::Footer as u8,
+            compression: 0,
+            data_length: 64,
+            new_block: self.num_ops * OP_V2_SIZE as u64,
+            source: self.num_ops,
+        };
+        let mut bytes = op.to_bytes().to_vec();
+        bytes.resize(FOOTER_SIZE, 0);
+        bytes
+    }
 }
 
 struct V3State {
@@ -234,23 +295,7 @@ impl<S: CowSink> CowWriter<S> {
                 resume_points: Vec::new(),
             })
         } else {
-            let cluster_size = u64::from(opts.cluster_ops) * OP_V2_SIZE as u64;
-            let first = scratch_end;
-            Layout::V2(V2State {
-                next_op_pos: first,
-                next_data_pos: first
-                    + if cluster_size > 0 {
-                        cluster_size
-                    } else {
-                        OP_V2_SIZE as u64
-                    },
-                cluster_size,
-                current_cluster_size: 0,
-                current_data_size: 0,
-                num_ops: 0,
-                pending: Vec::new(),
-                pending_at: first,
-            })
+            Layout::V2(V2State::at_start(&header))
         };
         Ok(CowWriter {
             sink,
@@ -263,10 +308,11 @@ impl<S: CowSink> CowWriter<S> {
         })
     }
 
-    /// Reopens a v3 COW to append after its resume point `label`, dropping every op stored
-    /// after it, as `CowWriterV3::Initialize(label)` does: a writer killed after `label` goes
-    /// on from there. `cow` is the COW as stored; `opts` must name its block size and
-    /// compression.
+    /// Reopens a COW to append after its label `label`, dropping every op stored after it,
+    /// as `CowWriterV3::Initialize(label)` and `CowWriterV2::Initialize(label)` do: a writer
+    /// killed after `label` goes on from there. `cow` is the COW as stored; `opts` must name
+    /// its block size and compression (and, v3, its compression factor). A v2 COW keeps its
+    /// header's cluster size and scratch area, as `OpenForAppend` takes them from there.
     pub fn resume(
         opts: CowOptions,
         sink: S,
@@ -274,37 +320,29 @@ impl<S: CowSink> CowWriter<S> {
         label: u64,
     ) -> Result<Self, CowError> {
         let parsed = super::CowReader::parse(cow, Some(label))?;
-        let mut header = parsed.header;
-        if header.major != 3 {
-            return Err(CowError::invalid("only a v3 COW can be resumed"));
+        let header = parsed.header.clone();
+        let v3 = header.major == 3;
+        if v3 != (opts.version == 3) {
+            return Err(CowError::invalid(format!(
+                "a v{} COW cannot be resumed as v{}",
+                header.major, opts.version
+            )));
         }
-        if header.block_size != opts.block_size
-            || header.compression_algorithm != opts.compression as u32
-            || header.max_compression_size != opts.compression_factor
-        {
+        // A v2 COW records its compression in its data ops only: one with none yet (copies
+        // and labels) fits any.
+        let compression_ok = if v3 {
+            header.compression_algorithm == opts.compression as u32
+                && header.max_compression_size == opts.compression_factor
+        } else {
+            matches!(parsed.compression, Compression::None)
+                || parsed.compression == opts.compression
+        };
+        if header.block_size != opts.block_size || !compression_ok {
             return Err(CowError::invalid(
                 "the COW's block size, compression or factor differ from the options",
             ));
         }
-        let kept: Vec<(u64, u64)> = parsed
-            .resume_points
-            .iter()
-            .filter(|p| p.label <= label)
-            .map(|p| (p.label, p.op_index))
-            .collect();
-        header.op_count = parsed.ops.len() as u64;
-        header.resume_point_count = kept.len() as u32;
-        let data_start = header.data_offset().ok_or_else(overflow)?;
-        let next_data_pos = parsed
-            .ops
-            .last()
-            .map_or(Some(data_start), |op| {
-                op.data_offset.checked_add(u64::from(op.data_length))
-            })
-            .ok_or_else(overflow)?;
-        let workers = make_workers(&opts, opts.compression_factor)?;
         let mut summary = CowSummary {
-            labels: kept.len() as u64,
             sequence_entries: parsed.sequence.len() as u64,
             ..CowSummary::default()
         };
@@ -313,30 +351,103 @@ impl<S: CowSink> CowWriter<S> {
                 OpType::Copy => summary.copy_ops += 1,
                 OpType::Zero => summary.zero_ops += 1,
                 OpType::Xor => summary.xor_ops += 1,
-                _ => summary.replace_ops += 1,
+                OpType::Replace => summary.replace_ops += 1,
+                OpType::Label => summary.labels += 1,
+                _ => {}
             }
-            summary.data_bytes += u64::from(op.data_length);
+            if op.kind != OpType::Sequence {
+                summary.data_bytes += u64::from(op.data_length);
+            }
         }
-        Ok(CowWriter {
+        let unit = if v3 {
+            opts.compression_factor
+        } else {
+            opts.block_size
+        };
+        let workers = make_workers(&opts, unit)?;
+        let mut w = CowWriter {
             sink,
-            ops_started: header.op_count > 0 || header.sequence_data_count > 0,
+            ops_started: false,
             header,
             opts,
             workers,
-            layout: Layout::V3(V3State {
-                next_data_pos,
-                pending: Vec::new(),
-                resume_points: kept,
-            }),
+            layout: Layout::V2(V2State::at_start(&parsed.header)),
             summary,
-        })
+        };
+        if v3 {
+            w.resume_v3(&parsed, label)?;
+        } else {
+            w.resume_v2(&parsed)?;
+        }
+        Ok(w)
     }
 
-    /// Writes the ops waiting in memory and (v3) the header counting them, without a label
-    /// or a sync: a reader of the sink then sees every op added so far. v3 only.
+    /// `CowWriterV3::OpenForAppend`: the header counts the ops up to the label's resume point;
+    /// later resume points are dropped.
+    fn resume_v3(&mut self, parsed: &super::CowReader, label: u64) -> Result<(), CowError> {
+        let kept: Vec<(u64, u64)> = parsed
+            .resume_points
+            .iter()
+            .filter(|p| p.label <= label)
+            .map(|p| (p.label, p.op_index))
+            .collect();
+        self.summary.labels = kept.len() as u64;
+        self.header.op_count = parsed.ops.len() as u64;
+        self.header.resume_point_count = kept.len() as u32;
+        let data_start = self.header.data_offset().ok_or_else(overflow)?;
+        let next_data_pos = parsed
+            .ops
+            .last()
+            .map_or(Some(data_start), |op| {
+                op.data_offset.checked_add(u64::from(op.data_length))
+            })
+            .ok_or_else(overflow)?;
+        self.ops_started = self.header.op_count > 0 || self.header.sequence_data_count > 0;
+        self.layout = Layout::V3(V3State {
+            next_data_pos,
+            pending: Vec::new(),
+            resume_points: kept,
+        });
+        Ok(())
+    }
+
+    /// `CowWriterV2::OpenForAppend`: the ops up to the label (cluster ops included) are
+    /// counted again from the start (`AddOperation`), which puts the next op and its data
+    /// right after them, then the cluster closes if it has no room left
+    /// (`EmitClusterIfNeeded`). What the killed writer left after the label is overwritten
+    /// as the stream goes on; the footer comes at [`Self::finalize`].
+    fn resume_v2(&mut self, parsed: &super::CowReader) -> Result<(), CowError> {
+        let cluster_ops = self.header.cluster_ops;
+        let st = self.v2()?;
+        for op in &parsed.ops {
+            let raw = OpV2 {
+                op_type: op.kind as u8,
+                compression: 0,
+                data_length: u16::try_from(op.data_length).map_err(|_| overflow())?,
+                new_block: op.new_block,
+                source: op.source,
+            };
+            st.add(&raw, cluster_ops)?;
+        }
+        st.pending_at = st.next_op_pos;
+        self.ops_started = !parsed.ops.is_empty();
+        self.v2_emit_cluster_if_needed()
+    }
+
+    /// Writes the ops waiting in memory and (v3) the header counting them, (v2) a footer after
+    /// them, without a label or a sync: a reader of the sink then sees every op added so far.
+    /// The v2 footer is where the next op goes, which overwrites it, as `CowWriterV2`'s
+    /// `Finalize` lets writing go on after it.
     pub fn flush(&mut self) -> Result<(), CowError> {
-        self.v3_flush()?;
-        self.sink.write_at(0, &self.header.to_bytes())?;
+        if self.is_v3() {
+            self.v3_flush()?;
+            self.sink.write_at(0, &self.header.to_bytes())?;
+        } else {
+            self.v2_flush()?;
+            let saved = self.v2()?.clone();
+            self.v2_write_footer()?;
+            self.layout = Layout::V2(saved);
+        }
         Ok(())
     }
 
@@ -761,35 +872,31 @@ impl<S: CowSink> CowWriter<S> {
                 };
             }
             false => {
-                self.v2_flush()?;
-                let st = self.v2()?;
-                let unused = st.cluster_size.saturating_sub(st.current_cluster_size);
-                let extra = st.cluster_size > 0 && st.current_data_size > 0;
-                if extra {
-                    // The rest of the op area stays blank; the footer must end the file,
-                    // so the cluster closes and the footer starts the next one.
-                    let at = st.next_op_pos;
-                    self.sink.write_at(at, &vec![0u8; unused as usize])?;
-                    self.v2_emit_cluster()?;
-                    self.v2_flush()?;
-                }
-                let st = self.v2()?;
-                let footer = OpV2 {
-                    op_type: OpType::Footer as u8,
-                    compression: 0,
-                    data_length: 64,
-                    new_block: st.num_ops * OP_V2_SIZE as u64,
-                    source: st.num_ops,
-                };
-                let at = st.next_op_pos;
-                let mut bytes = footer.to_bytes().to_vec();
-                bytes.resize(FOOTER_SIZE, 0);
-                self.sink.write_at(at, &bytes)?;
-                self.summary.file_size = at + FOOTER_SIZE as u64;
+                self.summary.file_size = self.v2_write_footer()?;
             }
         }
         self.sink.sync()?;
         Ok((self.sink, self.summary))
+    }
+
+    /// `CowWriterV2::Finalize`: the ops pending, then the footer; returns where the footer
+    /// ends.
+    fn v2_write_footer(&mut self) -> Result<u64, CowError> {
+        self.v2_flush()?;
+        let st = self.v2()?;
+        let unused = st.cluster_size.saturating_sub(st.current_cluster_size);
+        if st.cluster_size > 0 && st.current_data_size > 0 {
+            // The rest of the op area stays blank; the footer must end the file, so the
+            // cluster closes and the footer starts the next one.
+            let at = st.next_op_pos;
+            self.sink.write_at(at, &vec![0u8; unused as usize])?;
+            self.v2_emit_cluster()?;
+            self.v2_flush()?;
+        }
+        let st = self.v2()?;
+        let (at, bytes) = (st.next_op_pos, st.footer());
+        self.sink.write_at(at, &bytes)?;
+        Ok(at + FOOTER_SIZE as u64)
     }
 
     fn v2(&mut self) -> Result<&mut V2State, CowError> {
@@ -861,22 +968,7 @@ impl<S: CowSink> CowWriter<S> {
         }
         st.pending.extend_from_slice(&op.to_bytes());
         let data_at = st.next_data_pos;
-        st.num_ops += 1;
-        if op.op_type == OpType::Cluster as u8 {
-            st.current_cluster_size = 0;
-            st.current_data_size = 0;
-        } else if cluster_ops > 0 {
-            st.current_cluster_size += OP_V2_SIZE as u64;
-            st.current_data_size += u64::from(op.data_length);
-        }
-        st.next_data_pos = st
-            .next_data_pos
-            .checked_add(u64::from(op.data_length) + op.next_data_offset(cluster_ops))
-            .ok_or_else(overflow)?;
-        st.next_op_pos = st
-            .next_op_pos
-            .checked_add(OP_V2_SIZE as u64 + op.next_op_offset(cluster_ops))
-            .ok_or_else(overflow)?;
+        st.add(&op, cluster_ops)?;
         let flush = st.pending.len() >= 1 << 16;
         if !data.is_empty() {
             self.sink.write_at(data_at, data)?;
@@ -884,6 +976,12 @@ impl<S: CowSink> CowWriter<S> {
         if flush {
             self.v2_flush()?;
         }
+        self.v2_emit_cluster_if_needed()
+    }
+
+    /// `EmitClusterIfNeeded`: closes the cluster when it has no room for another op and the
+    /// cluster op.
+    fn v2_emit_cluster_if_needed(&mut self) -> Result<(), CowError> {
         let st = self.v2()?;
         if st.cluster_size > 0 && st.cluster_size < st.current_cluster_size + 2 * OP_V2_SIZE as u64
         {
@@ -1128,5 +1226,145 @@ mod tests {
             ..opts()
         };
         assert!(CowWriter::resume(other, disk.clone(), &disk, 2).is_err());
+    }
+
+    fn v2_opts() -> CowOptions {
+        CowOptions {
+            version: 2,
+            compression: Compression::Gz,
+            // Small clusters: the labels below fall at every place in one.
+            cluster_ops: 4,
+            max_blocks: Some(64),
+            ..CowOptions::default()
+        }
+    }
+
+    fn v2_first(w: &mut CowWriter<Vec<u8>>) {
+        w.add_sequence(&[3, 4]).unwrap();
+        w.add_copy(3, 4, 1).unwrap();
+        w.add_copy(4, 5, 1).unwrap();
+        w.add_label(1).unwrap();
+        w.add_raw_blocks(8, &blocks(1, 6)).unwrap();
+        w.add_label(2).unwrap();
+    }
+
+    fn v2_rest(w: &mut CowWriter<Vec<u8>>) {
+        w.add_zero_blocks(20, 3).unwrap();
+        w.add_raw_blocks(30, &blocks(2, 5)).unwrap();
+        w.add_label(3).unwrap();
+        w.add_raw_blocks(36, &blocks(3, 1)).unwrap();
+    }
+
+    fn v2_straight() -> Vec<u8> {
+        let mut w = CowWriter::new(v2_opts(), Vec::new()).unwrap();
+        v2_first(&mut w);
+        v2_rest(&mut w);
+        let (cow, summary) = w.finalize().unwrap();
+        assert_eq!(summary.file_size, cow.len() as u64);
+        cow
+    }
+
+    /// A v2 writer killed after label 2, with ops, data, a label and a footer after it on
+    /// disk, reopened there (`CowWriterV2::OpenForAppend`) ends with exactly the bytes an
+    /// uninterrupted writer makes.
+    #[test]
+    fn v2_resuming_at_a_label_drops_what_came_after_it() {
+        let straight = v2_straight();
+        let mut killed = CowWriter::new(v2_opts(), Vec::new()).unwrap();
+        v2_first(&mut killed);
+        killed.add_raw_blocks(40, &blocks(9, 9)).unwrap();
+        killed.add_label(7).unwrap();
+        killed.add_zero_blocks(50, 2).unwrap();
+        killed.flush().unwrap();
+        let disk = killed.sink().clone();
+        // Without a label, the whole stream as flushed (a footer after the last op).
+        let all = CowReader::parse(&disk, None).unwrap();
+        assert_eq!(all.last_label, Some(7));
+        assert_eq!(CowReader::labels(&disk).unwrap(), vec![1, 2, 7]);
+
+        let mut resumed = CowWriter::resume(v2_opts(), disk.clone(), &disk, 2).unwrap();
+        v2_rest(&mut resumed);
+        let (resumed, summary) = resumed.finalize().unwrap();
+        assert_eq!(
+            (summary.copy_ops, summary.zero_ops, summary.labels),
+            (2, 3, 3)
+        );
+        assert_eq!(summary.replace_ops, 12);
+        let end = summary.file_size as usize;
+        assert_eq!(end, straight.len());
+        assert!(resumed[..end] == straight[..], "resumed bytes differ");
+        let r = CowReader::parse(&resumed, None).unwrap();
+        assert!(!r.ops.iter().any(|op| op.new_block >= 40));
+
+        // Only a label the COW holds, only with its own version and compression.
+        assert!(CowWriter::resume(v2_opts(), disk.clone(), &disk, 5).is_err());
+        let gz3 = CowOptions {
+            version: 3,
+            ..v2_opts()
+        };
+        assert!(CowWriter::resume(gz3, disk.clone(), &disk, 2).is_err());
+        let lz4 = CowOptions {
+            compression: Compression::Lz4,
+            ..v2_opts()
+        };
+        assert!(CowWriter::resume(lz4, disk.clone(), &disk, 2).is_err());
+    }
+
+    /// A v2 COW whose writer was killed before any footer, with a torn tail after label 2
+    /// (garbage where ops would go): its labels end at the tail, it is read up to a label
+    /// (not as a whole, which needs the footer) and resumes from label 2 to the bytes of an
+    /// uninterrupted writer.
+    #[test]
+    fn v2_torn_tail_after_a_label_resumes() {
+        let straight = v2_straight();
+        let mut killed = CowWriter::new(v2_opts(), Vec::new()).unwrap();
+        v2_first(&mut killed);
+        // What a killed writer leaves: garbage in the cluster's op slots after the label and
+        // where the next data would go (what came before the synced label is intact).
+        let st = killed.v2().unwrap();
+        let (ops_at, slots, data_at) = (
+            st.next_op_pos,
+            st.cluster_size - st.current_cluster_size,
+            st.next_data_pos,
+        );
+        let mut disk = killed.sink().clone();
+        let torn: Vec<u8> = (0..200u32).map(|i| (i * 97 % 251) as u8 | 0x80).collect();
+        disk.write_at(ops_at, &torn[..slots as usize]).unwrap();
+        disk.write_at(data_at, &torn).unwrap();
+        assert!(CowReader::parse(&disk, None).is_err(), "no footer");
+        assert_eq!(
+            CowReader::parse(&disk, Some(2)).unwrap().last_label,
+            Some(2)
+        );
+        assert_eq!(CowReader::labels(&disk).unwrap(), vec![1, 2]);
+        let mut resumed = CowWriter::resume(v2_opts(), disk.clone(), &disk, 2).unwrap();
+        v2_rest(&mut resumed);
+        let (resumed, summary) = resumed.finalize().unwrap();
+        let end = summary.file_size as usize;
+        assert!(resumed[..end] == straight[..], "resumed bytes differ");
+        // Resumed at label 1 instead, label 2's data ops are gone.
+        let mut early = CowWriter::resume(v2_opts(), disk.clone(), &disk, 1).unwrap();
+        v2_rest(&mut early);
+        let (early, _) = early.finalize().unwrap();
+        let r = CowReader::parse(&early, None).unwrap();
+        assert!(!r.ops.iter().any(|op| (8..14).contains(&op.new_block)));
+    }
+
+    /// A flush (a footer after the ops so far) changes nothing of what follows it.
+    #[test]
+    fn v2_flush_mid_stream_leaves_the_stream_as_it_was() {
+        let straight = v2_straight();
+        let mut w = CowWriter::new(v2_opts(), Vec::new()).unwrap();
+        v2_first(&mut w);
+        w.add_zero_blocks(20, 1).unwrap();
+        w.flush().unwrap();
+        let r = CowReader::parse(w.sink(), None).unwrap();
+        assert_eq!(r.footer_ops, Some(r.ops.len() as u64));
+        w.add_zero_blocks(21, 2).unwrap();
+        w.add_raw_blocks(30, &blocks(2, 5)).unwrap();
+        w.add_label(3).unwrap();
+        w.add_raw_blocks(36, &blocks(3, 1)).unwrap();
+        let (cow, summary) = w.finalize().unwrap();
+        assert!(cow[..summary.file_size as usize] == straight[..]);
     }
 }

@@ -13,7 +13,8 @@
 //! killed run wrote after it. Reads (the engine's hash, verity and AVB checks) see the
 //! snapshot's view, base plus COW, read back from the COW file itself.
 //!
-//! COW version 3 only: a v2 COW cannot be reopened at a label here.
+//! COW versions 2 and 3: a v2 COW is reopened at a label from its op stream, a v3 COW from
+//! its resume points.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -179,15 +180,35 @@ pub fn op_count_max(p: &crate::payload::Partition, block_size: u32) -> u64 {
     p.cow.estimate_op_count_max.unwrap_or(0).max(floor)
 }
 
-/// The most a partition's v3 COW written here can take when the manifest has no
+/// The most a partition's COW written here can take when the manifest has no
 /// `estimate_cow_size`: the 2 MiB scratch area, a header page, the sequence, the op area,
-/// and every new block stored uncompressed.
-pub fn worst_case_cow_size(p: &crate::payload::Partition, block_size: u32) -> u64 {
+/// and every new block stored uncompressed. A v2 COW (`version` 1 or 2) also stores its
+/// labels (at most `labels`), cluster ends and footer as 20-byte ops, and keeps a gz or
+/// brotli block that did not shrink, a few bytes larger than the block.
+pub fn worst_case_cow_size(
+    p: &crate::payload::Partition,
+    block_size: u32,
+    version: u16,
+    labels: u64,
+) -> u64 {
     let bs = u64::from(block_size).max(1);
-    let data = p.new_info.size.div_ceil(bs).saturating_mul(bs);
+    let blocks = p.new_info.size.div_ceil(bs);
+    let mut data = blocks.saturating_mul(bs);
     // A sequence entry (4 bytes) per block a copy or XOR makes, at most every block.
-    let sequence = p.new_info.size.div_ceil(bs).saturating_mul(4);
-    let ops = op_count_max(p, block_size).saturating_mul(16);
+    let sequence = blocks.saturating_mul(4);
+    let op_count = op_count_max(p, block_size);
+    let ops = if version == 3 {
+        op_count.saturating_mul(crate::cow::format::OP_V3_SIZE as u64)
+    } else {
+        // 64 bytes a block cover a stream's framing around stored (incompressible) data.
+        data = data.saturating_add(blocks.saturating_mul(64));
+        let sequence_ops = sequence / (2 * bs) + 1;
+        let all = op_count.saturating_add(labels).saturating_add(sequence_ops);
+        // One cluster op per cluster (at least two ops a cluster), and the footer.
+        all.saturating_add(all / 2)
+            .saturating_mul(crate::cow::format::OP_V2_SIZE as u64)
+            .saturating_add(crate::cow::format::FOOTER_SIZE as u64)
+    };
     (2u64 << 20)
         .saturating_add(4096)
         .saturating_add(sequence)
@@ -209,7 +230,7 @@ pub struct SnapshotPartitions<'a> {
 
 impl<'a> SnapshotPartitions<'a> {
     /// Snapshots of every partition `manifest` updates, their COWs `DIR/<name><suffix>.cow`,
-    /// written with `options` (version 3; block size, compression and factor).
+    /// written with `options` (version 2 or 3; block size, compression, v3's factor).
     pub fn new(
         inner: &'a dyn SlotPartitions,
         dir: impl Into<PathBuf>,
@@ -226,10 +247,10 @@ impl<'a> SnapshotPartitions<'a> {
         options: CowOptions,
         manifest: &Manifest,
     ) -> Result<Self> {
-        if options.version != 3 {
+        if !(1..=3).contains(&options.version) {
             return Err(err!(
                 InstallFailed,
-                "snapshot updates write COW version 3, not {}",
+                "snapshot updates write COW version 2 or 3, not {}",
                 options.version
             ));
         }

@@ -56,7 +56,7 @@ pub fn plan(
     if snapshot_enabled && virtual_ab {
         log::info!(
             "payload has snapshot_enabled on a Virtual A/B device but no compressed snapshots \
-             abupdate writes (vabc_enabled with COW version 3, in a host-tools build): it takes \
+             abupdate writes (vabc_enabled with COW version 1, 2 or 3, in a host-tools build): it takes \
              the non-snapshot path (the target slot's own extents in super)"
         );
     }

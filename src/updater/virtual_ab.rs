@@ -3,8 +3,9 @@
 //! (or, when the old slot was booted again, the cancel).
 //!
 //! The path: a payload whose `dynamic_partition_metadata` has `snapshot_enabled`,
-//! `vabc_enabled` and `cow_version` 3, on a Virtual A/B device ([`dynamic::is_virtual_ab`]).
-//! Anything else (a non-snapshot payload, a COW v2 payload, legacy dm-snapshot, a payload with
+//! `vabc_enabled` and `cow_version` 2 (or 1, written as 2) or 3, on a Virtual A/B device
+//! ([`dynamic::is_virtual_ab`]). Anything else (a non-snapshot payload, one without a
+//! `cow_version`, legacy dm-snapshot, a payload with
 //! postinstall programs) keeps the dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
 //! running slot's partitions over in place, marked UPDATED, and carves a `<name>_<slot>-cow`
 //! partition per snapshot from free space; each COW is written into that partition
@@ -49,14 +50,14 @@ pub struct SnapshotPlan {
     pub settings: Vec<(String, CowSettings)>,
 }
 
-/// Whether `manifest` asks for compressed snapshots this updater writes (COW v3). A payload
+/// Whether `manifest` asks for compressed snapshots this updater writes (COW v2 or v3). A payload
 /// with postinstall programs keeps the dynamic-partitions path: postinstall mounts the target
 /// partitions through their extents, which hold the snapshots' base until the merge.
 pub fn wants_snapshots(manifest: &Manifest) -> bool {
     let asked = manifest
         .dynamic
         .as_ref()
-        .is_some_and(|d| d.snapshot_enabled && d.vabc.enabled && d.vabc.cow_version == Some(3));
+        .is_some_and(|d| d.snapshot_enabled && d.vabc.enabled && cow_version(d).is_some());
     if asked && manifest.partitions.iter().any(|p| p.postinstall.is_some()) {
         log::info!(
             "compressed snapshots asked for, but the payload has postinstall programs, which \
@@ -65,6 +66,18 @@ pub fn wants_snapshots(manifest: &Manifest) -> bool {
         return false;
     }
     asked
+}
+
+/// The COW version the payload asks for, if this updater writes it: 2 (Android 13 and 14,
+/// and 1, which libsnapshot writes as 2) or 3. libsnapshot's `CreateUpdateSnapshots`
+/// refuses a compressed update whose `cow_version` is outside 1..=3, an unset one included:
+/// no default is taken here either.
+fn cow_version(d: &crate::payload::manifest::DynamicPartitions) -> Option<u16> {
+    match d.vabc.cow_version? {
+        1 | 2 => Some(2),
+        3 => Some(3),
+        _ => None,
+    }
 }
 
 /// The snapshot plan for `manifest`, or `None` when it takes another path. Refuses with 39
@@ -113,8 +126,11 @@ pub fn plan(
         );
     };
     let factor = d.vabc.compression_factor.unwrap_or(4096);
+    let Some(version) = cow_version(d) else {
+        return Ok(None);
+    };
     let options = CowOptions {
-        version: 3,
+        version,
         compression,
         compression_factor: u32::try_from(factor)
             .map_err(|_| crate::err!(MalformedPayload, "compression factor {factor}"))?,
@@ -125,8 +141,17 @@ pub fn plan(
     let mut updates = Vec::new();
     let mut settings = Vec::new();
     let target_suffix = device.target_slot().suffix();
+    // The engine labels each COW at every checkpoint (at most one per operation) and at the
+    // end.
+    let labels = manifest
+        .partitions
+        .iter()
+        .map(|p| p.operations.len() as u64)
+        .sum::<u64>()
+        .saturating_add(2);
     for p in manifest.partitions.iter().filter(|p| in_group(&p.name)) {
-        let fallback = crate::device::snapshot::worst_case_cow_size(p, options.block_size);
+        let fallback =
+            crate::device::snapshot::worst_case_cow_size(p, options.block_size, version, labels);
         updates.push(lp::SnapshotUpdate {
             name: p.name.clone(),
             size: p.new_info.size,

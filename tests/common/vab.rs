@@ -90,6 +90,35 @@ impl Fixture {
     }
 
     pub fn build(seed: u64, virtual_ab: bool, super_size: u64, avb: bool) -> Fixture {
+        let v3 = Vabc {
+            enabled: true,
+            compression_param: Some("lz4".into()),
+            cow_version: Some(3),
+            compression_factor: Some(65536),
+            ..Vabc::default()
+        };
+        Fixture::build_with(seed, virtual_ab, super_size, avb, v3)
+    }
+
+    /// An Android 13/14 payload: COW v2 with gz (the generator's default), no compression
+    /// factor (v2 compresses block by block).
+    pub fn v2(seed: u64) -> Fixture {
+        let v2 = Vabc {
+            enabled: true,
+            compression_param: Some("gz".into()),
+            cow_version: Some(2),
+            ..Vabc::default()
+        };
+        Fixture::build_with(seed, true, 40 * MIB, false, v2)
+    }
+
+    pub fn build_with(
+        seed: u64,
+        virtual_ab: bool,
+        super_size: u64,
+        avb: bool,
+        vabc: Vabc,
+    ) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_owned();
         let dev = root.join("dev");
@@ -152,13 +181,7 @@ impl Fixture {
         }
         let mut dynamic = super_image::dynamic_metadata("main", 16 * MIB, &LOGICAL.map(|(n, _)| n));
         dynamic.snapshot_enabled = true;
-        dynamic.vabc = Vabc {
-            enabled: true,
-            compression_param: Some("lz4".into()),
-            cow_version: Some(3),
-            compression_factor: Some(65536),
-            ..Vabc::default()
-        };
+        dynamic.vabc = vabc;
         let options = BuildOptions {
             threads: 2,
             dynamic: Some(dynamic),
