@@ -246,8 +246,13 @@ fn file_system_block(path: &Path) -> Result<u64> {
 /// ext4).
 fn allocate(file: &File, size: u64) -> io::Result<()> {
     let len = i64::try_from(size).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, len)
-        .map_err(io::Error::from)?;
+    // libc's, not nix's wrapper: nix took a RawFd up to 0.28 (AOSP 15's) and an AsFd since, and
+    // its offsets are `off_t`, 32 bits on 32-bit Android; fallocate64 has 64-bit ones everywhere.
+    // SAFETY: a plain syscall on an open descriptor `file` owns for the call; no memory passed.
+    let ret = unsafe { nix::libc::fallocate64(file.as_raw_fd(), 0, 0, len) };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
     let zeros = vec![0u8; 1 << 20];
     let mut w = file;
     let mut left = size;
