@@ -107,7 +107,14 @@ fn c_encoders_round_trip_through_both_backends() {
         &data[..4096]
     );
 
+    // The same bytes as the zstd crate's compressor with that level and window: both call
+    // ZSTD_compress2 of the same C library.
     zstd_enc.compress(&data, &mut zstd_out).unwrap();
+    let mut crate_enc = zstd::bulk::Compressor::new(3).unwrap();
+    crate_enc
+        .set_parameter(zstd::zstd_safe::CParameter::WindowLog(16))
+        .unwrap();
+    assert!(zstd_out == crate_enc.compress(&data).unwrap());
     let window = |max: u32| {
         let mut out = Vec::new();
         let mut d = zstd::stream::read::Decoder::new(&zstd_out[..]).unwrap();
