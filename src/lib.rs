@@ -49,9 +49,6 @@ pub mod bsdiff;
 #[cfg(feature = "host-tools")]
 pub mod build;
 pub mod checkpoint_store;
-// libsnapshot COW images: written and read by `abupdate cow` on hosts until the Virtual A/B
-// apply path uses them on devices.
-#[cfg(feature = "host-tools")]
 pub mod cow;
 pub mod crypto;
 pub mod decompress;

@@ -2,7 +2,9 @@
 //! `../shared/tools/aosp/bin`: `inspect_cow` accepts every COW we write (v2 and v3, each
 //! compression, several compression factors) and finds its merge sequence consistent;
 //! `applycow` (AOSP's reader: the snapshot view, the in-place merge and
-//! `CompressedSnapshotReader`) turns the base image into exactly the new image; our reader
+//! `CompressedSnapshotReader`) turns the base image into exactly the new image, with compressed
+//! units in each compressing COW (zstd and brotli from the C encoders, `decompress::encode`,
+//! gz from flate2, lz4 from lz4_flex); our reader
 //! applies COWs made by AOSP's writer (`mkcow`) to the same image `applycow` gives.
 
 mod common;
@@ -142,6 +144,23 @@ fn check_with_aosp(c: &Case, cow: &Path, base: &Path, decompress: bool) {
     }
 }
 
+/// For a compressing `alg`, some of the COW's data ops hold compressed units (shorter than
+/// the unit), so AOSP's readers above decoded output of our compressor, not raw fallbacks.
+fn assert_compressed(cow: &Path, alg: Compression) {
+    if alg == Compression::None {
+        return;
+    }
+    let bytes = std::fs::read(cow).unwrap();
+    let reader = CowReader::parse(&bytes, None).unwrap();
+    let compressed = reader
+        .ops
+        .iter()
+        .filter(|o| matches!(o.kind, OpType::Replace | OpType::Xor))
+        .filter(|o| u64::from(o.data_length) < reader.unit_size(o))
+        .count();
+    assert!(compressed > 0, "{cow:?}: no compressed {} unit", alg.name());
+}
+
 const ALL: [Compression; 5] = [
     Compression::None,
     Compression::Gz,
@@ -160,6 +179,7 @@ fn v2_cows_we_write_pass_aosp() {
             ..CowOptions::default()
         };
         let cow = write_cow(&c, opts, true, &format!("v2-{}.cow", alg.name()));
+        assert_compressed(&cow, alg);
         check_with_aosp(&c, &cow, &c.old, true);
     }
     // Small clusters (many cluster ops and a closing cluster before the footer) and no
@@ -200,6 +220,7 @@ fn v3_cows_we_write_pass_aosp() {
                 ..CowOptions::default()
             };
             let cow = write_cow(&c, opts, true, &format!("v3-{}-{factor}.cow", alg.name()));
+            assert_compressed(&cow, alg);
             // inspect_cow --decompress reads units in 4 KiB buffers, which fails on raw
             // units larger than a block (an AOSP quirk, see the tools' README).
             check_with_aosp(&c, &cow, &c.old, factor == 4096);

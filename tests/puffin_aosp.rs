@@ -282,7 +282,10 @@ fn stored_block_padding_in_the_header_puffs_as_aosp_and_huffs_nowhere() {
         format!("--src_deflates_bit=0:{}", data.len() * 8),
     ]);
     let theirs = std::fs::read(&theirs_path).unwrap();
-    assert!(ours == theirs, "puffed streams differ: {ours:02x?} / {theirs:02x?}");
+    assert!(
+        ours == theirs,
+        "puffed streams differ: {ours:02x?} / {theirs:02x?}"
+    );
     let err = puffin::huff(&ours, 1 << 20).unwrap_err();
     assert_eq!(err.code.as_i32(), 21, "{err}");
     let out = Command::new(puffin_tool())

@@ -8,6 +8,8 @@ use std::io::{Read, Write};
 
 use super::format::Compression;
 use super::CowError;
+use crate::decompress::encode::{brotli_compress, ZstdEncoder};
+use crate::decompress::{self, Codec, Decompressors};
 
 /// `CompressWorker::GetDefaultCompressionLevel`.
 pub fn default_level(alg: Compression) -> i32 {
@@ -23,7 +25,7 @@ pub fn default_level(alg: Compression) -> i32 {
 pub struct Compressor {
     alg: Compression,
     level: i32,
-    zstd: Option<zstd::bulk::Compressor<'static>>,
+    zstd: Option<ZstdEncoder>,
     /// The last output of [`Compressor::compress_slice`], reused so a unit costs no allocation.
     scratch: Vec<u8>,
 }
@@ -33,11 +35,8 @@ impl Compressor {
     /// window is cut to it as AOSP does.
     pub fn new(alg: Compression, level: i32, unit: u32) -> Result<Compressor, CowError> {
         let zstd = if alg == Compression::Zstd {
-            let mut c = zstd::bulk::Compressor::new(level).map_err(CowError::compression)?;
             let window = unit.max(1 << 10).ilog2();
-            c.set_parameter(zstd::zstd_safe::CParameter::WindowLog(window))
-                .map_err(CowError::compression)?;
-            Some(c)
+            Some(ZstdEncoder::new(level, window).map_err(CowError::compression)?)
         } else {
             None
         };
@@ -50,9 +49,11 @@ impl Compressor {
     }
 
     /// The compressed form of `data` in a buffer the compressor keeps: the same bytes as
-    /// [`Compressor::compress`], without allocating for lz4 (the writer's hot path).
+    /// [`Compressor::compress`], without allocating once the buffer is large enough (the
+    /// writer's hot path).
     pub fn compress_slice(&mut self, data: &[u8]) -> Result<&[u8], CowError> {
         if self.alg == Compression::Lz4 {
+            // The buffer keeps its largest size: no zeroing per unit on the hot path.
             let max = lz4_flex::block::get_maximum_output_size(data.len());
             if self.scratch.len() < max {
                 self.scratch.resize(max, 0);
@@ -61,43 +62,50 @@ impl Compressor {
                 .map_err(CowError::compression)?;
             return Ok(&self.scratch[..n]);
         }
-        self.scratch = self.compress(data)?;
+        let mut out = std::mem::take(&mut self.scratch);
+        let done = self.compress_into(data, &mut out);
+        self.scratch = out;
+        done?;
         Ok(&self.scratch)
     }
 
     /// The compressed form of `data`, whatever its size.
     pub fn compress(&mut self, data: &[u8]) -> Result<Vec<u8>, CowError> {
+        let mut out = Vec::new();
+        self.compress_into(data, &mut out)?;
+        Ok(out)
+    }
+
+    /// Replaces `out`'s contents with the compressed form of `data`.
+    fn compress_into(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), CowError> {
+        out.clear();
         match self.alg {
-            Compression::None => Ok(data.to_vec()),
-            Compression::Lz4 => Ok(lz4_flex::block::compress(data)),
+            Compression::None => out.extend_from_slice(data),
+            Compression::Lz4 => {
+                out.resize(lz4_flex::block::get_maximum_output_size(data.len()), 0);
+                let n = lz4_flex::block::compress_into(data, out).map_err(CowError::compression)?;
+                out.truncate(n);
+            }
             Compression::Gz => {
-                let level = flate2::Compression::new(self.level.clamp(0, 9) as u32);
-                let mut enc =
-                    flate2::write::ZlibEncoder::new(Vec::with_capacity(data.len() / 2), level);
+                let level = flate2::Compression::new(self.level.clamp(0, 9).unsigned_abs());
+                let mut enc = flate2::write::ZlibEncoder::new(out, level);
                 enc.write_all(data).map_err(CowError::compression)?;
-                enc.finish().map_err(CowError::compression)
+                enc.finish().map_err(CowError::compression)?;
             }
             Compression::Zstd => match self.zstd.as_mut() {
-                Some(c) => c.compress(data).map_err(CowError::compression),
-                None => Err(CowError::compression("zstd compressor missing")),
+                Some(c) => c.compress(data, out).map_err(CowError::compression)?,
+                None => return Err(CowError::compression("zstd compressor missing")),
             },
-            Compression::Brotli => {
-                let params = brotli::enc::BrotliEncoderParams {
-                    quality: self.level.clamp(0, 11),
-                    lgwin: 22,
-                    ..Default::default()
-                };
-                let mut out = Vec::with_capacity(data.len() / 2);
-                brotli::BrotliCompress(&mut &data[..], &mut out, &params)
-                    .map_err(CowError::compression)?;
-                Ok(out)
-            }
+            Compression::Brotli => brotli_compress(self.level.clamp(0, 11), data, out)
+                .map_err(CowError::compression)?,
         }
+        Ok(())
     }
 }
 
 /// Decompresses `data` into exactly `out.len()` bytes; anything else (short, long, corrupt)
-/// is an error.
+/// is an error. zstd and brotli go through the payload decompressors ([`decompress`]), gz
+/// through flate2, lz4 through lz4_flex.
 pub fn decompress(alg: Compression, data: &[u8], out: &mut [u8]) -> Result<(), CowError> {
     let want = out.len();
     let short = |got: usize| {
@@ -105,6 +113,10 @@ pub fn decompress(alg: Compression, data: &[u8], out: &mut [u8]) -> Result<(), C
             "{} data decompressed to {got} bytes, expected {want}",
             alg.name()
         ))
+    };
+    let codec_reader = |codec: Codec| {
+        decompress::Default::reader(codec, data)
+            .map_err(|e| CowError::malformed(format!("{}: {e}", alg.name())))
     };
     match alg {
         Compression::None => {
@@ -120,17 +132,9 @@ pub fn decompress(alg: Compression, data: &[u8], out: &mut [u8]) -> Result<(), C
                 return Err(short(got));
             }
         }
-        Compression::Zstd => {
-            let mut d = zstd::bulk::Decompressor::new().map_err(CowError::compression)?;
-            let got = d
-                .decompress_to_buffer(data, out)
-                .map_err(|e| CowError::malformed(format!("zstd: {e}")))?;
-            if got != want {
-                return Err(short(got));
-            }
-        }
+        Compression::Zstd => read_exact_stream(codec_reader(Codec::Zstd)?, out, alg)?,
         Compression::Gz => read_exact_stream(flate2::read::ZlibDecoder::new(data), out, alg)?,
-        Compression::Brotli => read_exact_stream(brotli::Decompressor::new(data, 4096), out, alg)?,
+        Compression::Brotli => read_exact_stream(codec_reader(Codec::Brotli)?, out, alg)?,
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //!
 //! Cargo builds (hosts) link the same C APIs from crates.io: zstd's C library (`zstd-sys`,
 //! under the `zstd` crate), xz-embedded's C sources (`xz-embedded-sys`), and the C ABIs that
-//! `libbz2-rs-sys` (bzip2) and `brotli-decompressor` (`ffi-api`) export.
+//! `libbz2-rs-sys` (bzip2) and `brotli` (`ffi-api`: `brotli-decompressor`'s decoder and its
+//! own encoder) export.
 
 use std::ffi::CStr;
 use std::io::{self, Read};
@@ -235,7 +236,8 @@ impl Zstd {
     }
 }
 
-fn zstd_result(ret: usize) -> io::Result<usize> {
+/// `ret` as a result: zstd's error codes become errors.
+pub(super) fn zstd_result(ret: usize) -> io::Result<usize> {
     // SAFETY: both only look at the number; ZSTD_getErrorName returns a static C string.
     unsafe {
         if ffi::ZSTD_isError(ret) != 0 {

@@ -1,7 +1,9 @@
 //! The C APIs of the four decompression libraries, declared by hand: a few stable functions
 //! and two plain structs each, from `xz.h` (xz-embedded), `bzlib.h`, `zstd.h` and
-//! `brotli/decode.h`. Android.bp links the C libraries; Cargo builds link the crates.io builds
-//! of the same APIs (see `decompress/c.rs`), and the host tests exercise every declaration.
+//! `brotli/decode.h`, plus the one-shot encoders of `zstd.h` and `brotli/encode.h` that the
+//! COW writer uses ([`super::encode`]). Android.bp links the C libraries; Cargo builds link the
+//! crates.io builds of the same APIs (see `decompress/c.rs`), and the host tests exercise
+//! every declaration.
 #![allow(non_camel_case_types, non_snake_case, missing_docs)]
 
 use std::ffi::{c_char, c_int, c_uint, c_void};
@@ -97,6 +99,25 @@ extern "C" {
     pub fn ZSTD_getErrorName(code: usize) -> *const c_char;
 }
 
+/// `ZSTD_c_compressionLevel`.
+pub const ZSTD_C_COMPRESSION_LEVEL: c_int = 100;
+/// `ZSTD_c_windowLog`.
+pub const ZSTD_C_WINDOW_LOG: c_int = 101;
+
+extern "C" {
+    pub fn ZSTD_createCCtx() -> *mut c_void;
+    pub fn ZSTD_freeCCtx(cctx: *mut c_void) -> usize;
+    pub fn ZSTD_CCtx_setParameter(cctx: *mut c_void, param: c_int, value: c_int) -> usize;
+    pub fn ZSTD_compressBound(src_size: usize) -> usize;
+    pub fn ZSTD_compress2(
+        cctx: *mut c_void,
+        dst: *mut c_void,
+        dst_capacity: usize,
+        src: *const c_void,
+        src_size: usize,
+    ) -> usize;
+}
+
 // ---- brotli (brotli/decode.h)
 
 pub const BROTLI_DECODER_RESULT_ERROR: c_int = 0;
@@ -119,5 +140,28 @@ extern "C" {
         available_out: *mut usize,
         next_out: *mut *mut u8,
         total_out: *mut usize,
+    ) -> c_int;
+}
+
+// ---- brotli (brotli/encode.h)
+
+/// `BROTLI_MODE_GENERIC` (`BrotliEncoderMode`).
+pub const BROTLI_MODE_GENERIC: c_int = 0;
+/// `BROTLI_DEFAULT_WINDOW`: log2 of the window, 4 MiB.
+pub const BROTLI_DEFAULT_WINDOW: c_int = 22;
+/// `BROTLI_TRUE`.
+pub const BROTLI_TRUE: c_int = 1;
+
+extern "C" {
+    /// 0 when the bound does not fit a `size_t`.
+    pub fn BrotliEncoderMaxCompressedSize(input_size: usize) -> usize;
+    pub fn BrotliEncoderCompress(
+        quality: c_int,
+        lgwin: c_int,
+        mode: c_int,
+        input_size: usize,
+        input_buffer: *const u8,
+        encoded_size: *mut usize,
+        encoded_buffer: *mut u8,
     ) -> c_int;
 }

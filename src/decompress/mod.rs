@@ -9,10 +9,14 @@
 //!
 //! Every decoder pulls input only as output is asked of it, so a blob that would inflate to
 //! gigabytes costs no more memory than the bytes actually taken from it.
+//!
+//! [`encode`] holds the zstd and brotli encoders the COW writer needs, over the same C
+//! libraries, in both builds.
 
 mod c;
 #[cfg(not(soong))]
 mod crates;
+pub mod encode;
 pub mod ffi;
 
 use std::io::{self, Read};

@@ -83,3 +83,45 @@ fn both_refuse_truncated_corrupt_and_oversized_streams() {
         assert!(e.contains("more than its"), "{codec:?}: {e}");
     }
 }
+
+/// The C encoders (`encode`) make streams both backends decode, the zstd one with the window
+/// it was given (a decoder limited to that window takes it, one limited below refuses it).
+#[test]
+fn c_encoders_round_trip_through_both_backends() {
+    let data = sample();
+    let mut zstd_enc = encode::ZstdEncoder::new(3, 16).unwrap();
+    let mut zstd_out = Vec::new();
+    zstd_enc.compress(&data, &mut zstd_out).unwrap();
+    let mut brotli_out = Vec::new();
+    encode::brotli_compress(5, &data, &mut brotli_out).unwrap();
+    for (codec, packed) in [(Codec::Zstd, &zstd_out), (Codec::Brotli, &brotli_out)] {
+        assert!(packed.len() < data.len() / 2, "{codec:?}");
+        let c = CLibraries::decode(codec, packed, data.len(), Vec::new()).unwrap();
+        let rust = RustCrates::decode(codec, packed, data.len(), Vec::new()).unwrap();
+        assert!(c == data && rust == data, "{codec:?}");
+    }
+    // The context keeps its parameters: a second unit with the same encoder decodes too.
+    zstd_enc.compress(&data[..4096], &mut zstd_out).unwrap();
+    assert_eq!(
+        zstd::bulk::decompress(&zstd_out, 4096).unwrap(),
+        &data[..4096]
+    );
+
+    // The same bytes as the zstd crate's compressor with that level and window: both call
+    // ZSTD_compress2 of the same C library.
+    zstd_enc.compress(&data, &mut zstd_out).unwrap();
+    let mut crate_enc = zstd::bulk::Compressor::new(3).unwrap();
+    crate_enc
+        .set_parameter(zstd::zstd_safe::CParameter::WindowLog(16))
+        .unwrap();
+    assert!(zstd_out == crate_enc.compress(&data).unwrap());
+    let window = |max: u32| {
+        let mut out = Vec::new();
+        let mut d = zstd::stream::read::Decoder::new(&zstd_out[..]).unwrap();
+        d.window_log_max(max).unwrap();
+        d.read_to_end(&mut out).map(|_| out)
+    };
+    assert_eq!(window(16).unwrap(), data);
+    assert!(window(15).is_err());
+    assert!(encode::ZstdEncoder::new(3, 40).is_err());
+}

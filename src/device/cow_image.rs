@@ -278,18 +278,25 @@ fn allocate(file: &File, size: u64) -> io::Result<()> {
 fn fallocate_retrying(file: &File, len: i64) -> io::Result<()> {
     let mut last: Option<u64> = None;
     loop {
-        match nix::fcntl::fallocate(file, nix::fcntl::FallocateFlags::empty(), 0, len) {
-            Ok(()) => return Ok(()),
-            Err(nix::errno::Errno::EAGAIN) => {
-                let now = file.metadata()?.len();
-                if last.is_some_and(|before| before >= now) {
-                    return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
-                }
-                log::info!("fallocate: {now} of {len} bytes so far, again");
-                last = Some(now);
-            }
-            Err(e) => return Err(e.into()),
+        // libc's, not nix's wrapper: nix took a RawFd up to 0.28 (AOSP 15's) and an AsFd
+        // since, and its offsets are `off_t`, 32 bits on 32-bit Android; fallocate64 has
+        // 64-bit ones everywhere.
+        // SAFETY: a plain syscall on an open descriptor `file` owns for the call; no memory
+        // passed.
+        let ret = unsafe { nix::libc::fallocate64(file.as_raw_fd(), 0, 0, len) };
+        if ret == 0 {
+            return Ok(());
         }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(nix::libc::EAGAIN) {
+            return Err(e);
+        }
+        let now = file.metadata()?.len();
+        if last.is_some_and(|before| before >= now) {
+            return Err(io::Error::from_raw_os_error(nix::libc::ENOSPC));
+        }
+        log::info!("fallocate: {now} of {len} bytes so far, again");
+        last = Some(now);
     }
 }
 

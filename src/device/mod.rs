@@ -15,16 +15,10 @@
 //! be expressed. In `super`, only the target slot's metadata slot and the extents its metadata
 //! (or the update's planned metadata, [`Device::set_planned_target`]) maps are written.
 
-#[cfg(feature = "host-tools")]
 pub mod cow_image;
-#[cfg(feature = "host-tools")]
 pub mod file_pin;
 pub mod logical;
-// Snapshot updates need the COW format, a host tool so far (its compressors are not all
-// AOSP 15 crates).
-#[cfg(feature = "host-tools")]
 pub mod snapshot;
-#[cfg(feature = "host-tools")]
 pub mod snapshot_merge;
 pub mod super_meta;
 pub mod verity_image;
@@ -389,7 +383,6 @@ impl Device {
     /// (libsnapshot's `MapCowDevices`). With a mapper on a device, one dm-linear table over
     /// both (the image's recorded extents on the data partition); otherwise the partition's
     /// extents and the image file, joined.
-    #[cfg(feature = "host-tools")]
     pub fn open_cow(
         &self,
         metadata: &lp::Metadata,

@@ -11,9 +11,9 @@
 //! restarted or resumed update computes the same bytes and finds them already written.
 //!
 //! Virtual A/B: a payload with compressed snapshots (COW v3) takes the snapshot path
-//! ([`super::virtual_ab`], host-tools builds). Any other `snapshot_enabled` payload on a
-//! Virtual A/B device takes the path update_engine takes for a payload with snapshots disabled
-//! ("Using regular A/B on Virtual A/B"): plain extents of free space in `super`, with the
+//! ([`super::virtual_ab`]). Any other `snapshot_enabled` payload on a Virtual A/B device takes
+//! the path update_engine takes for a payload with snapshots disabled ("Using regular A/B on
+//! Virtual A/B"): plain extents of free space in `super`, with the
 //! header downgraded to v10.0 as `SetMetadataHeaderV0` does; it is logged.
 
 use std::path::Path;
@@ -56,7 +56,7 @@ pub fn plan(
     if snapshot_enabled && virtual_ab {
         log::info!(
             "payload has snapshot_enabled on a Virtual A/B device but no compressed snapshots \
-             abupdate writes (vabc_enabled with COW version 1, 2 or 3, in a host-tools build): it takes \
+             abupdate writes (vabc_enabled with COW version 1, 2 or 3): it takes \
              the non-snapshot path (the target slot's own extents in super)"
         );
     }

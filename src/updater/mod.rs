@@ -15,8 +15,7 @@
 //!   before anything is written and written right after the target is marked unbootable
 //!   ([`dynamic`]);
 //! - on a Virtual A/B device, a payload with compressed snapshots is written as snapshots, and
-//!   merged after the reboot into it once that slot is marked successful (`virtual_ab`,
-//!   host-tools builds).
+//!   merged after the reboot into it once that slot is marked successful ([`virtual_ab`]).
 
 pub mod avb_check;
 pub mod carry_over;
@@ -26,7 +25,6 @@ pub mod ota_state;
 pub mod slot_contents;
 pub mod snapshot_state;
 pub mod snapuserd_merge;
-#[cfg(feature = "host-tools")]
 pub mod virtual_ab;
 
 use std::path::{Path, PathBuf};
@@ -311,7 +309,6 @@ impl Updater {
         }
         // Only a slot whose postinstall programs passed is switched to.
         self.postinstall_phase(manifest, options.properties.run_post_install, observer)?;
-        #[cfg(feature = "host-tools")]
         if let Some(plan) = parts.plan() {
             // The snapshots' COW partitions were mapped to be written: closed, then unmapped
             // (the next boot maps the slot from its metadata).
@@ -341,7 +338,6 @@ impl Updater {
             self.avb.check_running(&self.device)?;
         }
         downgrade::check(metadata, &self.running)?;
-        #[cfg(feature = "host-tools")]
         if let Some(plan) = virtual_ab::plan(
             &self.device,
             &metadata.manifest,
@@ -378,12 +374,9 @@ impl Updater {
         }
         // A snapshot update not booted into goes with it (update_engine's `ResetUpdate`:
         // libsnapshot's `CancelUpdate`).
-        #[cfg(feature = "host-tools")]
-        {
-            let ota = self.ota_dir();
-            if self.with_boot(|b| virtual_ab::cancel_unbooted(&self.device, b, &ota))? {
-                log::info!("the snapshot update was cancelled");
-            }
+        let ota = self.ota_dir();
+        if self.with_boot(|b| virtual_ab::cancel_unbooted(&self.device, b, &ota))? {
+            log::info!("the snapshot update was cancelled");
         }
         self.store.clear()
     }
@@ -416,34 +409,27 @@ impl Updater {
 
     /// After the reboot into an updated slot that is now marked successful: merges a Virtual
     /// A/B snapshot update this slot booted into, or cancels one whose old slot runs again
-    /// (`virtual_ab::finish`, host-tools builds); refuses (39) while libsnapshot's state
-    /// still says an update or merge is pending; raises the rollback floors to the running
-    /// slot's indexes.
+    /// ([`virtual_ab::finish`]); refuses (39) while libsnapshot's state still says an update or
+    /// merge is pending; raises the rollback floors to the running slot's indexes.
     pub fn finish_previous_update(&self) -> Result<()> {
         self.finish_previous_update_with(&mut |_| {})
     }
 
     /// [`Updater::finish_previous_update`], reporting the merge's progress (0 to 1).
     pub fn finish_previous_update_with(&self, progress: &mut dyn FnMut(f32)) -> Result<()> {
-        #[cfg(feature = "host-tools")]
-        {
-            let ota = self.ota_dir();
-            let snapuserd = self.snapuserd.as_ref();
-            let finished = self.with_boot(|b| {
-                virtual_ab::finish(&self.device, b, &ota, snapuserd, &mut *progress)
-            })?;
-            if finished != virtual_ab::Finished::Nothing {
-                log::info!("previous snapshot update: {finished:?}");
-            }
-            // A cancelled update's COWs are gone (its COW images removed, its -cow partitions
-            // free): its checkpoint must not make the same payload resume past writes that no
-            // longer exist.
-            if finished == virtual_ab::Finished::Cancelled {
-                self.store.clear()?;
-            }
+        let ota = self.ota_dir();
+        let snapuserd = self.snapuserd.as_ref();
+        let finished = self
+            .with_boot(|b| virtual_ab::finish(&self.device, b, &ota, snapuserd, &mut *progress))?;
+        if finished != virtual_ab::Finished::Nothing {
+            log::info!("previous snapshot update: {finished:?}");
         }
-        #[cfg(not(feature = "host-tools"))]
-        progress(1.0);
+        // A cancelled update's COWs are gone (its COW images removed, its -cow partitions
+        // free): its checkpoint must not make the same payload resume past writes that no
+        // longer exist.
+        if finished == virtual_ab::Finished::Cancelled {
+            self.store.clear()?;
+        }
         ota_state::check(&self.ota_state)?;
         if self.advance_floors_if_marked()? {
             log::info!("rollback floors raised to the running slot's indexes");
@@ -452,7 +438,6 @@ impl Updater {
     }
 
     /// Whether the target slot is the active one (an update into it switched to).
-    #[cfg(feature = "host-tools")]
     fn target_active(&self) -> Result<bool> {
         let target = self.device.target_slot();
         self.with_boot(|b| Ok(b.active_slot()? == target))
@@ -612,7 +597,6 @@ impl UpdaterParts {
 struct ApplyPartitions<'p> {
     plain: &'p dyn SlotPartitions,
     snapshots: Mutex<Option<Arc<dyn SlotPartitions + Send + 'p>>>,
-    #[cfg(feature = "host-tools")]
     plan: Mutex<Option<Arc<virtual_ab::SnapshotPlan>>>,
 }
 
@@ -621,13 +605,11 @@ impl<'p> ApplyPartitions<'p> {
         ApplyPartitions {
             plain,
             snapshots: Mutex::new(None),
-            #[cfg(feature = "host-tools")]
             plan: Mutex::new(None),
         }
     }
 
     /// Drops the snapshots, closing their COWs.
-    #[cfg(feature = "host-tools")]
     fn close_snapshots(&self) {
         *self.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
@@ -639,7 +621,6 @@ impl<'p> ApplyPartitions<'p> {
             .clone()
     }
 
-    #[cfg(feature = "host-tools")]
     fn plan(&self) -> Option<Arc<virtual_ab::SnapshotPlan>> {
         self.plan.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -662,15 +643,12 @@ impl SlotPartitions for ApplyPartitions<'_> {
 
 struct Hooks<'a, 'p> {
     updater: &'a Updater,
-    // Only the snapshot path (host-tools builds) switches the partitions.
-    #[cfg_attr(not(feature = "host-tools"), allow(dead_code))]
     parts: &'a ApplyPartitions<'p>,
 }
 
 impl<'p> Hooks<'_, 'p> {
     /// The snapshot path, when the payload and the device take it: the target's writes go to
     /// snapshots from now on. Whether it was taken.
-    #[cfg(feature = "host-tools")]
     fn choose_snapshots(&self, manifest: &crate::payload::Manifest) -> Result<bool> {
         let device = &self.updater.device;
         let plan = virtual_ab::plan(
@@ -713,7 +691,6 @@ impl UpdateHooks for Hooks<'_, '_> {
     /// the plan.
     fn check_metadata(&self, metadata: &crate::engine::metadata::Metadata) -> Result<()> {
         downgrade::check(metadata, &self.updater.running)?;
-        #[cfg(feature = "host-tools")]
         if self.choose_snapshots(&metadata.manifest)? {
             return Ok(());
         }
@@ -775,7 +752,6 @@ impl UpdateHooks for Hooks<'_, '_> {
 impl Hooks<'_, '_> {
     fn write_planned_metadata(&self) -> Result<()> {
         let device = &self.updater.device;
-        #[cfg(feature = "host-tools")]
         if let Some(plan) = self.parts.plan() {
             if virtual_ab::begin(device, &self.updater.ota_dir(), &plan, "")? {
                 log::info!(
