@@ -153,8 +153,9 @@ expected=(modules dm-adapter binder-device service-manager partitions daemon-reg
 # update_engine's face (android.os.UpdateEngineService, update_engine_client's command lines).
 expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-bad-payload
     ue-stable-fd ue-merge)
-expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-reboot vab-merge)
-expected+=(vab-data-image-extents)
+expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-rollback vab-reapply vab-reboot
+    vab-merge)
+expected+=(vab-data-image-extents vab-data-image-f2fs)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
