@@ -143,10 +143,7 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     let (kills, mid_merge, full) =
         fx.kill_until_done(merge_cmd, || false, "metadata/ota/merge", 0x9_e7e);
     eprintln!("merged after {kills} kills, {mid_merge} in the merge; a clean merge: {full} ms");
-    for (name, _, new) in &fx.images {
-        let got = fx.read(name, Slot::B);
-        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
-    }
+    fx.assert_slot_b_new();
     let meta = fx.metadata(Slot::B);
     assert!(meta.groups().iter().all(|g| g.name != lp::COW_GROUP));
     assert!(meta.partition("system_b-cow").is_none());
@@ -182,12 +179,7 @@ fn avb_checks_a_snapshot_update_through_its_snapshots() {
     assert!(target.partition("system_b-cow").is_some());
     let new_vbmeta = std::fs::read(fx.root.join("vbmeta.img")).unwrap();
     assert!(std::fs::read(fx.dev.join("vbmeta_b.img")).unwrap() == new_vbmeta);
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        assert!(fx.read(name, Slot::B)[..new.len()] == new[..], "{name}_b");
-    }
+    fx.merge_after_reboot();
 }
 
 #[test]
@@ -214,12 +206,7 @@ fn an_update_applied_but_not_switched_to_is_started_over() {
     assert_eq!(apply(&options).unwrap().switched_to, Some(Slot::B));
     // Switched to: it waits for the reboot and the merge.
     assert_eq!(apply(&options).unwrap_err().code, ErrorCode::MergePending);
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        assert!(fx.read(name, Slot::B)[..new.len()] == new[..], "{name}_b");
-    }
+    fx.merge_after_reboot();
 }
 
 /// `abupdate apply --device DEV` of `payload`, checkpointing every few ms.
@@ -307,13 +294,7 @@ fn cows_that_overflow_super_go_into_images_on_data_then_merge_and_are_removed() 
         "no COW is split between super and an image: {spaces:?}"
     );
 
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        let got = fx.read(name, Slot::B);
-        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
-    }
+    fx.merge_after_reboot();
     assert!(!lp_metadata.exists(), "the image metadata is left");
     assert_eq!(std::fs::read_dir(&images_dir).unwrap().count(), 0);
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
@@ -356,13 +337,7 @@ fn kill_9_while_writing_cows_in_super_resumes_to_the_new_images() {
         assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
     }
     // The COWs the resumed runs finished merge into the new images.
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        let got = fx.read(name, Slot::B);
-        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
-    }
+    fx.merge_after_reboot();
 }
 
 /// The same with COWs overflowing into images on `data/`: a killed run keeps the images it
@@ -379,13 +354,7 @@ fn kill_9_while_writing_cows_into_images_on_data_resumes_to_the_new_images() {
     eprintln!("applied after {kills} kills, {mid_update} with images made; a clean run: {full} ms");
     let spaces = OtaDir::new(fx.ota()).snapshots().unwrap();
     assert!(spaces.iter().any(|s| s.cow_file_size > 0), "{spaces:?}");
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        let got = fx.read(name, Slot::B);
-        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
-    }
+    fx.merge_after_reboot();
     assert!(!fx.dev.join("metadata/gsi/ota/lp_metadata").exists());
 }
 
@@ -543,13 +512,7 @@ fn a_cow_v2_gz_update_writes_v2_cows_then_merges() {
         assert!(status.contains("compression_algorithm: \"gz\""), "{status}");
     }
     assert_eq!(check_cows_with_aosp(&fx), vec![2; fx.images.len()]);
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        let got = fx.read(name, Slot::B);
-        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
-    }
+    fx.merge_after_reboot();
     assert!(fx.metadata(Slot::B).partition("system_b-cow").is_none());
 }
 
@@ -568,13 +531,7 @@ fn kill_9_while_writing_v2_cows_resumes_to_the_new_images() {
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
     assert!(state.contains("state: Unverified"), "{state}");
     assert_eq!(check_cows_with_aosp(&fx), vec![2; fx.images.len()]);
-    let updater = fx.updater(Slot::B);
-    updater.mark_boot_successful().unwrap();
-    updater.finish_previous_update().unwrap();
-    for (name, _, new) in &fx.images {
-        let got = fx.read(name, Slot::B);
-        assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
-    }
+    fx.merge_after_reboot();
 }
 
 /// A compressed-snapshot payload without a `cow_version` on a Virtual A/B device: libsnapshot

@@ -1192,10 +1192,7 @@ mod tests {
 
         let mut killed = CowWriter::new(opts(), Vec::new()).unwrap();
         first(&mut killed);
-        killed.add_raw_blocks(40, &blocks(9, 9)).unwrap();
-        killed.add_label(7).unwrap();
-        killed.add_zero_blocks(50, 2).unwrap();
-        killed.flush().unwrap();
+        write_past_the_label(&mut killed);
         let disk = killed.sink().clone();
         let mut resumed = CowWriter::resume(opts(), disk.clone(), &disk, 2).unwrap();
         rest(&mut resumed);
@@ -1226,6 +1223,15 @@ mod tests {
             ..opts()
         };
         assert!(CowWriter::resume(other, disk.clone(), &disk, 2).is_err());
+    }
+
+    /// What a writer killed after label 2 had written after it and flushed: ops, data, a
+    /// later label and more ops, which a resume at label 2 must drop.
+    fn write_past_the_label(w: &mut CowWriter<Vec<u8>>) {
+        w.add_raw_blocks(40, &blocks(9, 9)).unwrap();
+        w.add_label(7).unwrap();
+        w.add_zero_blocks(50, 2).unwrap();
+        w.flush().unwrap();
     }
 
     fn v2_opts() -> CowOptions {
@@ -1272,10 +1278,7 @@ mod tests {
         let straight = v2_straight();
         let mut killed = CowWriter::new(v2_opts(), Vec::new()).unwrap();
         v2_first(&mut killed);
-        killed.add_raw_blocks(40, &blocks(9, 9)).unwrap();
-        killed.add_label(7).unwrap();
-        killed.add_zero_blocks(50, 2).unwrap();
-        killed.flush().unwrap();
+        write_past_the_label(&mut killed);
         let disk = killed.sink().clone();
         // Without a label, the whole stream as flushed (a footer after the last op).
         let all = CowReader::parse(&disk, None).unwrap();

@@ -223,6 +223,23 @@ impl Fixture {
         )
     }
 
+    /// Slot B's partitions hold the new images.
+    pub fn assert_slot_b_new(&self) {
+        for (name, _, new) in &self.images {
+            let got = self.read(name, Slot::B);
+            assert!(got[..new.len()] == new[..], "{name}_b is not the new image");
+        }
+    }
+
+    /// The reboot into slot B: marked successful, then the previous update's cleanup (the
+    /// merge), after which slot B holds the new images.
+    pub fn merge_after_reboot(&self) {
+        let updater = self.updater(Slot::B);
+        updater.mark_boot_successful().unwrap();
+        updater.finish_previous_update().unwrap();
+        self.assert_slot_b_new();
+    }
+
     pub fn read(&self, name: &str, slot: Slot) -> Vec<u8> {
         let part = Device::host(&self.dev, slot).read_only(name, slot).unwrap();
         let mut data = vec![0u8; part.size() as usize];
