@@ -20,6 +20,7 @@ pub mod file_pin;
 pub mod logical;
 pub mod snapshot;
 pub mod snapshot_merge;
+pub mod snapshot_mount;
 pub mod super_meta;
 pub mod verity_image;
 
@@ -346,6 +347,15 @@ impl Device {
                 mapper.unmap(&name)
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Removes the mapping of the logical partition `full_name` (`system_b-cow`) if there is
+    /// one (no-op without a mapper): a COW device mapped to be read.
+    pub fn unmap_logical(&self, full_name: &str) -> Result<()> {
+        match &self.mapper {
+            Some(mapper) => mapper.unmap(full_name),
+            None => Ok(()),
         }
     }
 

@@ -505,7 +505,7 @@ impl Snapshot {
                         .checked_mul(self.bs())
                         .and_then(|a| a.checked_add(u64::from(offset)))
                         .ok_or_else(|| io::Error::other("XOR source out of range"))?;
-                    crate::cow::view::read_base(&Base(&*self.base), at, &mut old)
+                    crate::cow::view::read_base(&*self.base, at, &mut old)
                         .map_err(cow_error)?;
                     for (o, n) in old.iter_mut().zip(&data[i * bs..(i + 1) * bs]) {
                         *o ^= n;
@@ -538,20 +538,19 @@ impl Snapshot {
         let (Some(view), Some(w)) = (st.view.as_ref(), st.writer.as_ref()) else {
             return Err(io::Error::other("the snapshot is closed"));
         };
-        view.read_range(w.sink(), &Base(&*self.base), buf, offset)
+        view.read_range(w.sink(), &*self.base, buf, offset)
             .map_err(cow_error)
     }
 }
 
-/// The base partition as the COW reader reads it.
-struct Base<'a>(&'a dyn SourceRead);
-
-impl ReadAt for Base<'_> {
+/// A base partition as the COW reader reads it (a snapshot being written, a snapshot view
+/// served for postinstall).
+impl ReadAt for dyn SourceRead {
     fn size(&self) -> u64 {
-        self.0.size()
+        SourceRead::size(self)
     }
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.0.read_at(buf, offset)
+        SourceRead::read_at(self, buf, offset)
     }
 }
 

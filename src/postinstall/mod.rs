@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::engine::{Observer, Progress, Stage};
 use crate::error::{ErrorCode, Result};
-use mount::MountSource;
+use mount::Located;
 use plan::Step;
 use progress::Weights;
 
@@ -47,6 +47,11 @@ pub struct Config {
     pub mount_dir: Option<PathBuf>,
     /// How long one program may run; time suspended does not count.
     pub timeout: Duration,
+    /// Where the kernel lists nbd devices (`/sys/block`), through which a Virtual A/B
+    /// update's snapshots are served for postinstall ([`crate::device::snapshot_mount`]);
+    /// `None` (Android, where snapuserd's dm-user devices would): a snapshot payload with
+    /// postinstall programs takes the dynamic-partitions path.
+    pub nbd_sys: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -54,6 +59,7 @@ impl Default for Config {
         Config {
             mount_dir: cfg!(target_os = "android").then(|| PathBuf::from(ANDROID_MOUNT_DIR)),
             timeout: DEFAULT_TIMEOUT,
+            nbd_sys: (!cfg!(target_os = "android")).then(|| PathBuf::from("/sys/block")),
         }
     }
 }
@@ -71,11 +77,11 @@ fn mount_options(partition: &str) -> &'static str {
 }
 
 /// Runs `steps` for the slot numbered `target_slot`; `locate` gives the bytes of a target
-/// partition. Returns at the first failure of a required step; optional ones only log theirs.
+/// partition (and what keeps them readable while it is mounted). Returns at the first failure of a required step; optional ones only log theirs.
 pub fn run(
     steps: &[Step],
     target_slot: u32,
-    locate: &dyn Fn(&str) -> Result<MountSource>,
+    locate: &dyn Fn(&str) -> Result<Located>,
     config: &Config,
     observer: &dyn Observer,
 ) -> Result<()> {
@@ -111,12 +117,13 @@ pub fn run(
     };
     for step in steps {
         let name = &step.partition;
-        let source = locate(name)?;
+        let located = locate(name)?;
         let fs = &step.postinstall.filesystem_type;
-        let mounted = mount::mount_read_only(&source, fs, mount_options(name), &dir)?;
+        let mounted = mount::mount_read_only(&located.source, fs, mount_options(name), &dir)?;
         if !step.run {
             log::info!("{name}: mounts; its optional postinstall is skipped (RUN_POST_INSTALL=0)");
             drop(mounted);
+            drop(located);
             continue;
         }
         report(&weights, 0.0, name);
@@ -129,7 +136,9 @@ pub fn run(
         let result = runner::run(&program, &args, config.timeout, observer, &mut |f| {
             report(&weights, f, name)
         });
+        // Unmounted first, then what served the bytes.
         drop(mounted);
+        drop(located);
         match result {
             Ok(()) => log::info!("{name}: postinstall succeeded"),
             Err(e) if e.code == ErrorCode::Cancelled => return Err(e),

@@ -26,6 +26,22 @@ pub struct MountSource {
     pub size: u64,
 }
 
+/// A partition's bytes to mount, and what keeps them readable until it is unmounted (a
+/// snapshot view served for it: [`crate::device::snapshot_mount`]), released after the
+/// unmount.
+pub struct Located {
+    /// Where the bytes are.
+    pub source: MountSource,
+    /// Dropped once the partition is unmounted.
+    pub keep: Option<Box<dyn Send>>,
+}
+
+impl From<MountSource> for Located {
+    fn from(source: MountSource) -> Self {
+        Located { source, keep: None }
+    }
+}
+
 /// update_engine's list when the manifest names no file system (`utils::MountFilesystem`).
 const PROBED_TYPES: [&str; 5] = ["ext2", "ext3", "ext4", "squashfs", "erofs"];
 

@@ -307,13 +307,22 @@ impl Updater {
             self.avb
                 .check_slot(&self.device, target, &read_target, observer)?;
         }
-        // Only a slot whose postinstall programs passed is switched to.
-        self.postinstall_phase(manifest, options.properties.run_post_install, observer)?;
-        if let Some(plan) = parts.plan() {
+        let plan = parts.plan();
+        if let Some(plan) = &plan {
             // The snapshots' COW partitions were mapped to be written: closed, then unmapped
-            // (the next boot maps the slot from its metadata).
+            // (the next boot maps the slot from its metadata). Before postinstall, which
+            // serves the snapshots' views from the COWs, as update_engine closes every COW
+            // writer and unmaps before mapping the snapshots for it
+            // (PostinstallRunnerAction::PerformAction).
             parts.close_snapshots();
             self.device.unmap_target(&plan.target.metadata)?;
+        }
+        // Only a slot whose postinstall programs passed is switched to. A failure leaves a
+        // snapshot update Initiated (update_engine calls FinishUpdate only once they passed):
+        // the next apply starts it over.
+        let snapshots = plan.is_some();
+        self.postinstall_phase(manifest, options.properties.run_post_install, snapshots, observer)?;
+        if snapshots {
             virtual_ab::finished_writes(&self.device, &self.ota_dir())?;
         }
         let switched_to = if options.properties.switch_slot_on_reboot {
@@ -344,6 +353,7 @@ impl Updater {
             &self.ota_dir(),
             self.running.virtual_ab,
             self.target_active()?,
+            self.snapshot_views(),
         )? {
             let device = self.device.detached_with_plan(Some(plan.target.metadata));
             return engine::check_device(&device, metadata, &engine::Quiet);
@@ -471,25 +481,58 @@ impl Updater {
         &self,
         manifest: &crate::payload::Manifest,
         run_post_install: bool,
+        snapshots: bool,
         observer: &dyn Observer,
     ) -> Result<()> {
         use crate::postinstall::plan;
         crate::state_file::remove(&self.postinstall_record)?;
         let steps = plan::plan(manifest, run_post_install);
-        self.run_postinstall_steps(&steps, observer)?;
+        self.run_postinstall_steps(&steps, snapshots, observer)?;
         if !steps.is_empty() {
             crate::state_file::replace(&self.postinstall_record, plan::encode(&steps).as_bytes())?;
         }
         Ok(())
     }
 
+    /// Runs `steps` on the target slot's partitions; `snapshots`: the update was written as
+    /// Virtual A/B snapshots, whose views are mounted (the partitions' extents hold the
+    /// running build until the merge).
     fn run_postinstall_steps(
         &self,
         steps: &[crate::postinstall::plan::Step],
+        snapshots: bool,
         observer: &dyn Observer,
     ) -> Result<()> {
+        use crate::device::snapshot_mount::SnapshotMount;
+        use crate::postinstall::mount::Located;
         let target = self.device.target_slot();
-        let locate = |name: &str| self.device.mount_source(name, target);
+        let views = match snapshots && !steps.is_empty() {
+            true => Some((
+                self.device.super_metadata(target)?.1,
+                self.ota_dir().snapshots()?,
+            )),
+            false => None,
+        };
+        let locate = |name: &str| -> Result<Located> {
+            let snapshot = format!("{name}{}", target.suffix());
+            let view = views.as_ref().and_then(|(metadata, spaces)| {
+                Some((metadata, spaces.iter().find(|s| s.name == snapshot)?))
+            });
+            let Some((metadata, space)) = view else {
+                return Ok(self.device.mount_source(name, target)?.into());
+            };
+            let Some(sys_block) = self.postinstall.nbd_sys.as_deref() else {
+                crate::bail!(
+                    PostinstallFailed,
+                    "{snapshot} is a snapshot, whose view this device cannot serve (no nbd)"
+                );
+            };
+            let mount = SnapshotMount::serve(&self.device, metadata, space, name, sys_block)?;
+            Ok(Located {
+                source: mount.source(),
+                keep: Some(Box::new(mount)),
+            })
+        };
         // Slot numbers as update_engine passes them: 0 for _a, 1 for _b.
         let number = u32::from(target.index() == 1);
         let result = crate::postinstall::run(steps, number, &locate, &self.postinstall, observer);
@@ -520,7 +563,18 @@ impl Updater {
         let text = String::from_utf8(record)
             .map_err(|_| crate::err!(DeviceError, "the postinstall record is not text"))?;
         let step = plan::trigger(&plan::decode(&text)?, partition)?;
-        self.run_postinstall_steps(&[step], observer)
+        // A snapshot update applied from this slot and not booted yet: its snapshots' views.
+        let ota = self.ota_dir();
+        let snapshots = ota.state()? == Some(ota_state::UpdateState::Unverified)
+            && ota.boot_indicator()?.as_deref() == Some(self.device.current_slot().suffix());
+        self.run_postinstall_steps(&[step], snapshots, observer)
+    }
+
+    /// Whether postinstall can mount a snapshot update's views here (see
+    /// [`crate::device::snapshot_mount`]): the path choice of a snapshot payload with
+    /// postinstall programs.
+    fn snapshot_views(&self) -> bool {
+        crate::device::snapshot_mount::available(self.postinstall.nbd_sys.as_deref())
     }
 
     /// Whether an update was fully applied and awaits a reboot into its slot.
@@ -657,6 +711,7 @@ impl<'p> Hooks<'_, 'p> {
             &self.updater.ota_dir(),
             self.updater.running.virtual_ab,
             self.updater.target_active()?,
+            self.updater.snapshot_views(),
         )?;
         let snapshots = match &plan {
             Some(p) => Some(Arc::new(virtual_ab::snapshot_partitions(

@@ -5,8 +5,10 @@
 //! The path: a payload whose `dynamic_partition_metadata` has `snapshot_enabled`,
 //! `vabc_enabled` and `cow_version` 2 (or 1, written as 2) or 3, on a Virtual A/B device
 //! ([`dynamic::is_virtual_ab`]). Anything else (a non-snapshot payload, one without a
-//! `cow_version`, legacy dm-snapshot, a payload with
-//! postinstall programs) keeps the dynamic-partitions path. The target metadata ([`lp::prepare_snapshot_target`]) takes the
+//! `cow_version`, legacy dm-snapshot) keeps the dynamic-partitions path; so does a payload with
+//! postinstall programs where the snapshots' views cannot be mounted for them (Android, or no
+//! nbd driver: [`crate::device::snapshot_mount`]). The target metadata
+//! ([`lp::prepare_snapshot_target`]) takes the
 //! running slot's partitions over in place, marked UPDATED, and carves a `<name>_<slot>-cow`
 //! partition per snapshot from free space; each COW is written into that partition
 //! ([`SnapshotPartitions`] over [`CowDevices`]). What does not fit in `super`
@@ -51,17 +53,20 @@ pub struct SnapshotPlan {
 }
 
 /// Whether `manifest` asks for compressed snapshots this updater writes (COW v2 or v3). A payload
-/// with postinstall programs keeps the dynamic-partitions path: postinstall mounts the target
-/// partitions through their extents, which hold the snapshots' base until the merge.
-pub fn wants_snapshots(manifest: &Manifest) -> bool {
+/// with postinstall programs takes them only when the snapshots' views can be mounted for the
+/// programs (`views`: [`crate::device::snapshot_mount::available`]); otherwise it keeps the
+/// dynamic-partitions path, as postinstall would mount the target partitions through their
+/// extents, which hold the snapshots' base until the merge.
+pub fn wants_snapshots(manifest: &Manifest, views: bool) -> bool {
     let asked = manifest
         .dynamic
         .as_ref()
         .is_some_and(|d| d.snapshot_enabled && d.vabc.enabled && cow_version(d).is_some());
-    if asked && manifest.partitions.iter().any(|p| p.postinstall.is_some()) {
+    if asked && !views && manifest.partitions.iter().any(|p| p.postinstall.is_some()) {
         log::info!(
-            "compressed snapshots asked for, but the payload has postinstall programs, which \
-             would run from the snapshots' base: taking the dynamic-partitions path"
+            "compressed snapshots asked for, but the payload has postinstall programs and the \
+             snapshots' views cannot be mounted here (no nbd driver): taking the \
+             dynamic-partitions path"
         );
         return false;
     }
@@ -86,14 +91,16 @@ fn cow_version(d: &crate::payload::manifest::DynamicPartitions) -> Option<u16> {
 /// writing never finished) is started over, and so is an Unverified one made on this slot
 /// and not switched to (`switched`: the target slot is active), which a kill between its
 /// last state write and the slot switch leaves; one switched to waits for its reboot.
+/// `views`: whether postinstall can mount the snapshots' views ([`wants_snapshots`]).
 pub fn plan(
     device: &Device,
     manifest: &Manifest,
     ota: &OtaDir,
     virtual_ab_property: bool,
     switched: bool,
+    views: bool,
 ) -> Result<Option<SnapshotPlan>> {
-    if !device.has_super() || !wants_snapshots(manifest) {
+    if !device.has_super() || !wants_snapshots(manifest, views) {
         return Ok(None);
     }
     let (_, source) = device.super_metadata(device.current_slot())?;

@@ -123,6 +123,7 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
             .clone()
             .or_else(|| abupdate::postinstall::Config::default().mount_dir),
         timeout: std::time::Duration::from_secs(args.postinstall_timeout),
+        ..abupdate::postinstall::Config::default()
     });
     log::info!(
         "running slot {}, updates go to slot {}",
