@@ -42,6 +42,12 @@
 //!   Prints their SHA-256, then the `dm-map` targets of the image's extents as the
 //!   `lp_metadata` file records them (what first-stage init maps), over `/dev/<device>`.
 //!
+//! - `vm_images vab-postinstall DIR SYSTEM_V1 SYSTEM_V2`: the Virtual A/B device of
+//!   tests/vm/vab_postinstall.sh in DIR: SYSTEM_V1 (an ext4 image) as slot A's `system` in a
+//!   `super` with the VIRTUAL_AB_DEVICE flag, `misc` on slot A, `build.prop`, and an unsigned
+//!   delta payload to SYSTEM_V2 with compressed snapshots (COW v3, lz4) whose `system` runs
+//!   `postinst` (ext4) after the update, with its properties.
+//!
 //! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
 
 use std::fmt::Write as _;
@@ -93,13 +99,17 @@ fn main() -> ExitCode {
         ["boot-fallback", misc] => boot_fallback(Path::new(misc)),
         ["lp-super", path] => lp_super(Path::new(path)),
         ["cow-image", mount, meta, name, size] => cow_image(mount, meta, name, size),
+        ["vab-postinstall", dir, v1, v2] => {
+            vab_postinstall(Path::new(dir), Path::new(v1), Path::new(v2))
+        }
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
                  TARGET... | dm-table NAME | dm-ours | dm-remove LINK_DIR NAME | \
                  dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | \
                  map-partitions BY_NAME SLOT LINK_DIR NAME... | vab-state OTA_DIR MISC | \
-                 boot-fallback MISC | lp-super PATH | cow-image MOUNT METADATA_DIR NAME SIZE"
+                 boot-fallback MISC | lp-super PATH | cow-image MOUNT METADATA_DIR NAME SIZE | \
+                 vab-postinstall DIR SYSTEM_V1 SYSTEM_V2"
             );
             return ExitCode::from(2);
         }
@@ -322,6 +332,62 @@ fn build_vab(
         dynamic: Some(dynamic),
         ..BuildOptions::default()
     };
+    let report = build::build(&specs, &options, &out.join("payload.bin"))?;
+    write(
+        &out.join("payload_properties.txt"),
+        report.properties.to_text().as_bytes(),
+    )
+}
+
+/// The device of tests/vm/vab_postinstall.sh (see the module's header).
+fn vab_postinstall(out: &Path, v1: &Path, v2: &Path) -> Result<()> {
+    create_dir(out)?;
+    let old = std::fs::read(v1).map_err(|e| Error::io(v1.display(), e))?;
+    let size = old.len() as u64;
+    let group_size = (size + MIB).div_ceil(MIB) * MIB;
+    // Room for both slots' groups and the COW, which is carved from what is free.
+    let layout = super_image::ab_layout(
+        2 * group_size + 8 * MIB,
+        GROUP,
+        group_size,
+        &[("system", size)],
+        true,
+    );
+    super_image::write(
+        &out.join("super.img"),
+        &layout,
+        &[("system_a", old.as_slice())],
+    )?;
+    MiscBootControl::create_image(&out.join("misc.img"), Slot::A)?;
+    write(
+        &out.join("build.prop"),
+        format!("ro.build.date.utc={BUILD_DATE}\n").as_bytes(),
+    )?;
+    let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &["system"]);
+    dynamic.snapshot_enabled = true;
+    dynamic.vabc = Vabc {
+        enabled: true,
+        compression_param: Some("lz4".into()),
+        cow_version: Some(3),
+        compression_factor: Some(65536),
+        ..Vabc::default()
+    };
+    let options = BuildOptions {
+        compressors: Compressors {
+            xz: true,
+            bzip2: false,
+        },
+        max_timestamp: Some(BUILD_DATE + 100),
+        dynamic: Some(dynamic),
+        postinstall: vec![build::parse_postinstall("system=postinst:ext4")?],
+        ..BuildOptions::default()
+    };
+    let specs = [PartitionSpec {
+        name: "system".to_owned(),
+        new: v2.to_owned(),
+        old: Some(v1.to_owned()),
+        append_verity: false,
+    }];
     let report = build::build(&specs, &options, &out.join("payload.bin"))?;
     write(
         &out.join("payload_properties.txt"),

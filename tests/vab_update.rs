@@ -558,3 +558,77 @@ fn a_vabc_payload_without_cow_version_takes_the_plain_path() {
     assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
     assert!(!fx.ota().join("snapshots").exists());
 }
+
+/// A snapshot payload whose `system` has a postinstall program. Where no nbd device can serve
+/// the snapshots' views for it (here an empty sysfs; so on Android), the path choice keeps
+/// the dynamic-partitions path as before: the target's own extents, no COW, no snapshot
+/// state. Where one is listed, it takes the snapshot path, and postinstall serves `system_b`'s
+/// view: the listed device is no device here, so the program cannot run: 44, the slot not
+/// switched, the snapshots left Initiated (update_engine finishes the snapshot writes only
+/// once postinstall passed), no postinstall record. (The images are not file systems: the
+/// dynamic path's mount fails with 44 too; tests/vm/vab_postinstall.sh runs the program.)
+#[test]
+fn a_snapshot_payload_with_postinstall_takes_the_snapshot_path_only_where_views_can_be_served() {
+    let sys = tempfile::tempdir().unwrap();
+    let apply = |fx: &Fixture| {
+        let mut updater = fx.updater(Slot::A);
+        updater.set_postinstall(abupdate::postinstall::Config {
+            nbd_sys: Some(sys.path().to_owned()),
+            ..abupdate::postinstall::Config::default()
+        });
+        let options = ApplyOptions {
+            threads: 2,
+            ..common::unsigned_options()
+        };
+        let mut source = Source::file(&fx.payload).unwrap();
+        updater
+            .apply(&mut source, &options, &abupdate::engine::Quiet)
+            .unwrap_err()
+    };
+    let active = |fx: &Fixture| {
+        fx.updater(Slot::A)
+            .with_boot(|b| b.active_slot())
+            .unwrap()
+    };
+
+    let fx = Fixture::with_postinstall(0x0ab_9051);
+    let err = apply(&fx);
+    assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+    let target = fx.metadata(Slot::B);
+    let source = fx.metadata(Slot::A);
+    let (t, s) = (
+        target.partition("system_b").unwrap(),
+        source.partition("system_a").unwrap(),
+    );
+    assert_ne!(target.extents_of(t)[0], source.extents_of(s)[0]);
+    assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
+    assert!(!fx.ota().join("snapshots").exists());
+    assert_eq!(active(&fx), Slot::A);
+
+    // A listed nbd device whose node does not exist.
+    std::fs::create_dir(sys.path().join("nbd999")).unwrap();
+    std::fs::write(sys.path().join("nbd999/size"), "0\n").unwrap();
+    let fx = Fixture::with_postinstall(0x0ab_9052);
+    let err = apply(&fx);
+    assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+    assert!(err.message.contains("nbd999"), "{err}");
+    let target = fx.metadata(Slot::B);
+    let t = target.partition("system_b").unwrap();
+    let s = fx.metadata(Slot::A);
+    let s = s.partition("system_a").unwrap();
+    assert_eq!(t.attributes & lp::ATTR_UPDATED, lp::ATTR_UPDATED);
+    // The base: slot a's extent, grown in place.
+    assert_eq!(
+        target.extents_of(t)[0].target,
+        fx.metadata(Slot::A).extents_of(s)[0].target
+    );
+    assert!(target.partition("system_b-cow").is_some());
+    let ota = OtaDir::new(&fx.ota());
+    assert_eq!(
+        ota.state().unwrap(),
+        Some(abupdate::updater::ota_state::UpdateState::Initiated)
+    );
+    assert_eq!(ota.boot_indicator().unwrap(), None);
+    assert_eq!(active(&fx), Slot::A);
+    assert!(!fx.dev.join("state/postinstall").exists());
+}

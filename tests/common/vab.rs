@@ -71,6 +71,17 @@ pub fn vbmeta(images: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
+/// COW v3, lz4, 64 KiB.
+fn v3() -> Vabc {
+    Vabc {
+        enabled: true,
+        compression_param: Some("lz4".into()),
+        cow_version: Some(3),
+        compression_factor: Some(65536),
+        ..Vabc::default()
+    }
+}
+
 impl Fixture {
     /// A device directory running slot a; Virtual A/B (super's flag and the property) or not.
     pub fn new(seed: u64, virtual_ab: bool) -> Fixture {
@@ -90,14 +101,7 @@ impl Fixture {
     }
 
     pub fn build(seed: u64, virtual_ab: bool, super_size: u64, avb: bool) -> Fixture {
-        let v3 = Vabc {
-            enabled: true,
-            compression_param: Some("lz4".into()),
-            cow_version: Some(3),
-            compression_factor: Some(65536),
-            ..Vabc::default()
-        };
-        Fixture::build_with(seed, virtual_ab, super_size, avb, v3)
+        Fixture::build_with(seed, virtual_ab, super_size, avb, v3())
     }
 
     /// An Android 13/14 payload: COW v2 with gz (the generator's default), no compression
@@ -118,6 +122,23 @@ impl Fixture {
         super_size: u64,
         avb: bool,
         vabc: Vabc,
+    ) -> Fixture {
+        Fixture::build_postinstall(seed, virtual_ab, super_size, avb, vabc, Vec::new())
+    }
+
+    /// The COW v3 payload whose `system` carries a postinstall program (`postinst`, ext4).
+    pub fn with_postinstall(seed: u64) -> Fixture {
+        let step = build::parse_postinstall("system=postinst:ext4").unwrap();
+        Fixture::build_postinstall(seed, true, 40 * MIB, false, v3(), vec![step])
+    }
+
+    pub fn build_postinstall(
+        seed: u64,
+        virtual_ab: bool,
+        super_size: u64,
+        avb: bool,
+        vabc: Vabc,
+        postinstall: Vec<(String, abupdate::payload::manifest::Postinstall)>,
     ) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().to_owned();
@@ -185,6 +206,7 @@ impl Fixture {
         let options = BuildOptions {
             threads: 2,
             dynamic: Some(dynamic),
+            postinstall,
             ..BuildOptions::default()
         };
         let built = root.join("delta.bin");

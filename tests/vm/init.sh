@@ -536,5 +536,7 @@ run_vab_steps
 run_postinstall_steps
 . /vab_data.sh
 run_vab_data_steps
+. /vab_postinstall.sh
+run_vab_postinstall_steps
 printf '\nALL STEPS DONE\n'
 poweroff -f

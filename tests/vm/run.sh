@@ -118,6 +118,7 @@ chmod +x "$fs/init"
 cp "$here/postinstall.sh" "$fs/postinstall.sh"
 cp "$here/vab.sh" "$fs/vab.sh"
 cp "$here/vab_data.sh" "$fs/vab_data.sh"
+cp "$here/vab_postinstall.sh" "$fs/vab_postinstall.sh"
 
 # Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
 "$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
@@ -125,6 +126,9 @@ cp "$here/vab_data.sh" "$fs/vab_data.sh"
 "$here/postinstall_images.sh" "$target_dir/debug/abupdate" "$fs/data/misc.img" "$fs/data/pi" ||
     die "postinstall_images.sh"
 "$target_dir/debug/examples/vm_images" lp-super "$fs/data/pi/super-lp.img" || die "vm_images lp-super"
+# The Virtual A/B device with a postinstall program (tests/vm/vab_postinstall.sh).
+"$here/vab_postinstall_images.sh" "$target_dir/debug/examples/vm_images" "$fs/data/vpi" ||
+    die "vab_postinstall_images.sh"
 # An empty ext4 userdata for the COW image step (tests/vm/vab_data.sh).
 mkdir -p "$fs/data/vabdata"
 truncate -s 8M "$fs/data/vabdata/userdata.img"
@@ -157,6 +161,7 @@ expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-rollback vab-re
     vab-merge)
 expected+=(vab-data-image-extents vab-data-image-f2fs)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
+expected+=(vpi-device vpi-fails vpi-apply vpi-trigger)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
 fi
