@@ -585,11 +585,7 @@ fn a_snapshot_payload_with_postinstall_takes_the_snapshot_path_only_where_views_
             .apply(&mut source, &options, &abupdate::engine::Quiet)
             .unwrap_err()
     };
-    let active = |fx: &Fixture| {
-        fx.updater(Slot::A)
-            .with_boot(|b| b.active_slot())
-            .unwrap()
-    };
+    let active = |fx: &Fixture| fx.updater(Slot::A).with_boot(|b| b.active_slot()).unwrap();
 
     let fx = Fixture::with_postinstall(0x0ab_9051);
     let err = apply(&fx);

@@ -505,8 +505,7 @@ impl Snapshot {
                         .checked_mul(self.bs())
                         .and_then(|a| a.checked_add(u64::from(offset)))
                         .ok_or_else(|| io::Error::other("XOR source out of range"))?;
-                    crate::cow::view::read_base(&*self.base, at, &mut old)
-                        .map_err(cow_error)?;
+                    crate::cow::view::read_base(&*self.base, at, &mut old).map_err(cow_error)?;
                     for (o, n) in old.iter_mut().zip(&data[i * bs..(i + 1) * bs]) {
                         *o ^= n;
                     }

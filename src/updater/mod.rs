@@ -321,7 +321,12 @@ impl Updater {
         // snapshot update Initiated (update_engine calls FinishUpdate only once they passed):
         // the next apply starts it over.
         let snapshots = plan.is_some();
-        self.postinstall_phase(manifest, options.properties.run_post_install, snapshots, observer)?;
+        self.postinstall_phase(
+            manifest,
+            options.properties.run_post_install,
+            snapshots,
+            observer,
+        )?;
         if snapshots {
             virtual_ab::finished_writes(&self.device, &self.ota_dir())?;
         }
@@ -506,12 +511,14 @@ impl Updater {
         use crate::device::snapshot_mount::SnapshotMount;
         use crate::postinstall::mount::Located;
         let target = self.device.target_slot();
-        let views = match snapshots && !steps.is_empty() {
-            true => Some((
+        // The target slot's metadata and the snapshots' sizes, as the apply wrote them.
+        let views = if snapshots && !steps.is_empty() {
+            Some((
                 self.device.super_metadata(target)?.1,
                 self.ota_dir().snapshots()?,
-            )),
-            false => None,
+            ))
+        } else {
+            None
         };
         let locate = |name: &str| -> Result<Located> {
             let snapshot = format!("{name}{}", target.suffix());
