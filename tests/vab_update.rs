@@ -619,7 +619,7 @@ fn a_snapshot_payload_with_postinstall_takes_the_snapshot_path_only_where_views_
         fx.metadata(Slot::A).extents_of(s)[0].target
     );
     assert!(target.partition("system_b-cow").is_some());
-    let ota = OtaDir::new(&fx.ota());
+    let ota = OtaDir::new(fx.ota());
     assert_eq!(
         ota.state().unwrap(),
         Some(abupdate::updater::ota_state::UpdateState::Initiated)
