@@ -17,8 +17,10 @@
 //! the first free `/dev/nbdN` (`/sys/block/nbdN` without `pid` and of size 0); dropped after
 //! the unmount, it is disconnected, its thread joined, and the COW's device-mapper mapping
 //! made to read it removed. A crashed run's connection died with its process (the kernel
-//! ends a connection whose socket closed); a device still held (mounted) is not free and is
-//! passed over; a COW mapping left behind is replaced by the next [`Device::open_cow`].
+//! ends a connection whose socket closed), but the device stays in use while its leftover
+//! mount holds it: postinstall lazily unmounts that mount first, and a device not free yet is
+//! passed over, or, when none is free, waited for a little; a COW mapping left behind is
+//! reused or replaced by the next [`Device::open_cow`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +42,9 @@ const BLOCK_SIZE: u32 = 4096;
 
 /// How long a connected device may take to show its size.
 const SIZE_WAIT: Duration = Duration::from_secs(10);
+
+/// How long to wait for a device to be released when all are in use.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 type View = SnapshotView<DeviceCow, Box<dyn ReadAt + Send + Sync>>;
 type Server = JoinHandle<std::result::Result<ServeStats, NbdError>>;
@@ -160,15 +165,29 @@ impl Drop for SnapshotMount {
 }
 
 /// Serves `view` on the first free nbd device that takes it: the device node and the thread
-/// serving it, once the kernel shows the device's size.
+/// serving it, once the kernel shows the device's size. While every device is in use, waits
+/// a little: a crashed run's device is released once the unmount of its leftover mount
+/// (`postinstall::mount::ensure_unmounted`) has let the kernel detach the loop device over
+/// it, which the kernel finishes asynchronously.
 fn start(view: Arc<View>, sys_block: &Path) -> Result<(PathBuf, Server)> {
+    let deadline = std::time::Instant::now() + BUSY_WAIT;
+    loop {
+        let free: Vec<u32> = nbd_devices(sys_block)
+            .into_iter()
+            .filter(|n| is_free(sys_block, *n))
+            .collect();
+        if !free.is_empty() || std::time::Instant::now() > deadline {
+            return start_on(view, sys_block, &free);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`start`] on the first of the devices `free` that takes the view.
+fn start_on(view: Arc<View>, sys_block: &Path, free: &[u32]) -> Result<(PathBuf, Server)> {
     let sectors_wanted = view.size() / 512;
     let mut tried = Vec::new();
-    for n in nbd_devices(sys_block) {
-        if !is_free(sys_block, n) {
-            tried.push(format!("nbd{n} is in use"));
-            continue;
-        }
+    for &n in free {
         let node = Path::new("/dev").join(format!("nbd{n}"));
         let (ready_tx, ready) = std::sync::mpsc::sync_channel(1);
         let (served, at) = (view.clone(), node.clone());
@@ -209,7 +228,7 @@ fn start(view: Arc<View>, sys_block: &Path) -> Result<(PathBuf, Server)> {
         PostinstallFailed,
         "no nbd device served the snapshot view ({})",
         if tried.is_empty() {
-            format!("none in {}", sys_block.display())
+            format!("none free in {}", sys_block.display())
         } else {
             tried.join("; ")
         }

@@ -161,7 +161,7 @@ expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-rollback vab-re
     vab-merge)
 expected+=(vab-data-image-extents vab-data-image-f2fs)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
-expected+=(vpi-device vpi-fails vpi-apply vpi-trigger)
+expected+=(vpi-device vpi-fails vpi-killed vpi-apply vpi-trigger)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
 fi

@@ -7,8 +7,10 @@
 # applied through Binder: the update is written as snapshots, and the program runs from
 # system_b's snapshot view (slot A's extents plus the COW in system_b-cow), which the service
 # serves itself through the kernel's nbd driver, mounted read-only. First the program fails:
-# 44 (kPostinstallRunnerError), no slot switch, the snapshots left Initiated; then it passes:
-# Unverified, slot B active; then triggerPostinstall runs it again from the view. After each,
+# 44 (kPostinstallRunnerError), no slot switch, the snapshots left Initiated; then the service
+# is killed while the program runs, leaving its mount and nbd device behind; then, through the
+# restarted service, it passes: Unverified, slot B active (the leftovers cleared); then
+# triggerPostinstall runs it again from the view. After each,
 # nothing is mounted, no nbd device is connected, no loop device and none of the service's
 # device-mapper mappings is left.
 
@@ -18,7 +20,8 @@ VPI_LINKS=/dev/block/vpi/mapper
 VPI_MOUNT=/run/vpi-postinstall
 
 vpi_serving() {
-    kill -0 "$VPI_DAEMON" 2>/dev/null && grep -q "serving abupdate, android.os" /tmp/vpi-abupdated.log
+    kill -0 "$VPI_DAEMON" 2>/dev/null &&
+        [ "$(grep -c "serving abupdate, android.os" /tmp/vpi-abupdated.log)" -gt "$vpi_served" ]
 }
 
 # The device's partitions on loop devices, /metadata (libsnapshot's /metadata/ota) a tmpfs,
@@ -43,18 +46,24 @@ vpi_device() {
             ln -s "$dev" "$VPI_BY_NAME/$part" || return 1
     done
     lpdump --slot=0 "$VPI_BY_NAME/super" | grep -i "flags" | grep -q virtual_ab_device || return 1
+    vpi_start_daemon || return 1
+    echo "nbd devices: $(ls -d /sys/block/nbd* | tr '\n' ' ')"
+}
+
+vpi_start_daemon() {
+    vpi_served=$(grep -c "serving abupdate, android.os" /tmp/vpi-abupdated.log 2>/dev/null)
+    vpi_served=${vpi_served:-0}
     abupdated --update-engine-compat --binder binder:/dev/binder --by-name "$VPI_BY_NAME" \
         --device-mapper linux --mapper-links "$VPI_LINKS" --allow-unsigned \
         --build-prop "$VPI/build.prop" --state-dir /data/vpi-state --allowed-uids 0 \
         --postinstall-timeout 60 --postinstall-dir "$VPI_MOUNT" \
-        > /tmp/vpi-abupdated.log 2>&1 &
+        >> /tmp/vpi-abupdated.log 2>&1 &
     VPI_DAEMON=$!
     within 200 vpi_serving || { tail -5 /tmp/vpi-abupdated.log; return 1; }
-    echo "nbd devices: $(ls -d /sys/block/nbd* | tr '\n' ' ')"
 }
 
-# Nothing left by postinstall: no mount, no nbd device connected, no loop device over one,
-# none of the service's mappings.
+# Nothing left by postinstall (a kill's leftovers included): no mount, no nbd device
+# connected, no loop device over one, none of the service's mappings.
 vpi_nothing_left() {
     mounted=$(grep -c "$VPI_MOUNT" /proc/mounts)
     connected=$(ls /sys/block/nbd*/pid 2>/dev/null | wc -l)
@@ -110,6 +119,45 @@ vpi_fails() {
         grep -qx "state: Initiated" /tmp/vpi-state &&
         echo "$b" | grep -q "active=false" || return 1
     vpi_nothing_left
+}
+
+vpi_program_running() {
+    [ -s /tmp/vpi.argv ]
+}
+
+# The postinstall programs still running (their command lines name the mount point).
+vpi_programs() {
+    for p in /proc/[0-9]*; do tr '\0' ' ' < "$p/cmdline"; echo; done 2>/dev/null |
+        grep -c "^/bin/sh $VPI_MOUNT/postinst"
+}
+
+vpi_no_programs() {
+    [ "$(vpi_programs)" -eq 0 ]
+}
+
+# The service killed (SIGKILL) while the program runs (held by /tmp/vpi-hold): its mount, the
+# loop device and the nbd device under it stay, and the program outlives it (as it would
+# update_engine's). Once the program ended, the restarted service is what the next step
+# applies through: it must clear those leftovers itself.
+vpi_killed() {
+    rm -f /tmp/vpi.argv /tmp/vpi.read
+    touch /tmp/vpi-hold
+    timeout 300 update_engine_client --update --follow --payload="file://$VPI/payload.bin" \
+        "--headers=$(cat "$VPI/payload_properties.txt")" > /tmp/vpi-killed.log 2>&1 &
+    client=$!
+    within 600 vpi_program_running || { rm -f /tmp/vpi-hold; tail -5 /tmp/vpi-abupdated.log; return 1; }
+    sleep 1
+    kill -9 "$VPI_DAEMON"
+    wait "$VPI_DAEMON" 2>/dev/null
+    kill "$client" 2>/dev/null
+    wait "$client" 2>/dev/null
+    echo "service killed; programs running: $(vpi_programs)"
+    rm -f /tmp/vpi-hold
+    within 100 vpi_no_programs || return 1
+    echo "after the kill and the program's end:"
+    vpi_nothing_left && return 1
+    grep -q "$VPI_MOUNT" /proc/mounts || return 1
+    vpi_start_daemon
 }
 
 # The program passes: it ran from the view (build 2's file read, argv "<mount>/postinst 1 3"),
@@ -174,6 +222,7 @@ vpi_step() {
 run_vab_postinstall_steps() {
     vpi_step vpi-device vpi_device
     vpi_step vpi-fails vpi_fails
+    vpi_step vpi-killed vpi_killed
     vpi_step vpi-apply vpi_apply
     vpi_step vpi-trigger vpi_trigger
     vpi_done

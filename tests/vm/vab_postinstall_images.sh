@@ -3,8 +3,9 @@
 # builds of `system` sharing 1 MiB of data, and with `vm_images vab-postinstall` a Virtual A/B
 # device running build 1 and a snapshot payload to build 2 whose `system` has a postinstall
 # program. Build 1's `postinst` only says it is the old one and fails; build 2's reads
-# new-build.txt, a file only build 2 has, reports progress, and fails while /tmp/vpi-fail
-# exists. Usage: vab_postinstall_images.sh VM_IMAGES OUT_DIR. Needs mkfs.ext4 (e2fsprogs).
+# new-build.txt, a file only build 2 has, reports progress, fails while /tmp/vpi-fail
+# exists and waits while /tmp/vpi-hold does.
+# Usage: vab_postinstall_images.sh VM_IMAGES OUT_DIR. Needs mkfs.ext4 (e2fsprogs).
 set -euo pipefail
 vm_images=$1
 out=$2
@@ -20,6 +21,7 @@ echo "$0 $*" > /tmp/vpi.argv
 cat "${0%/*}/new-build.txt" > /tmp/vpi.read || exit 2
 for f in 0.25 0.5 0.75; do echo "global_progress $f" >&"$2"; sleep 0.3; done
 if [ -e /tmp/vpi-fail ]; then echo 'asked to fail' >&2; exit 7; fi
+while [ -e /tmp/vpi-hold ]; do sleep 0.1; done
 echo 'global_progress 1' >&"$2"
 echo 'system postinstall done'
 PROGRAM
