@@ -13,6 +13,10 @@
 //! - a suspend stops the program (SIGSTOP to its process group), a resume continues it
 //!   (SIGCONT), a cancel kills it.
 //!
+//! On a Virtual A/B snapshot update the partitions mounted are the snapshots' views, served
+//! for each program ([`crate::device::snapshot_mount`]): their extents hold the running build
+//! until the merge.
+//!
 //! [`plan`] and [`progress`] hold no I/O; [`mount`] and [`runner`] are the adapters.
 
 pub mod mount;
@@ -77,7 +81,8 @@ fn mount_options(partition: &str) -> &'static str {
 }
 
 /// Runs `steps` for the slot numbered `target_slot`; `locate` gives the bytes of a target
-/// partition (and what keeps them readable while it is mounted). Returns at the first failure of a required step; optional ones only log theirs.
+/// partition (and what keeps them readable while it is mounted). Returns at the first failure
+/// of a required step; optional ones only log theirs.
 pub fn run(
     steps: &[Step],
     target_slot: u32,

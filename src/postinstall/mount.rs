@@ -1,7 +1,7 @@
 //! Platform adapter: a new partition mounted read-only for its postinstall program, through a
-//! read-only loop device over its bytes (a partition image file, a block device, or one
-//! extent of `super`), so the partition itself is never opened for writing and never mounted
-//! read-write. Needs `CAP_SYS_ADMIN` and loop devices (`/dev/loop-control`, Linux 5.8+ for
+//! read-only loop device over its bytes (a partition image file, a block device, one extent
+//! of `super`, or a Virtual A/B snapshot's view served through nbd), so the partition itself
+//! is never opened for writing and never mounted read-write. Needs `CAP_SYS_ADMIN` and loop devices (`/dev/loop-control`, Linux 5.8+ for
 //! `LOOP_CONFIGURE`).
 
 use std::fs::{File, OpenOptions};
