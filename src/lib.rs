@@ -63,7 +63,6 @@ pub mod key_file;
 pub mod lp;
 pub mod lz4;
 pub mod lz4diff;
-#[cfg(feature = "host-tools")]
 pub mod nbd;
 pub mod payload;
 pub mod postinstall;
