@@ -118,6 +118,11 @@ chmod +x "$fs/init"
 cp "$here/postinstall.sh" "$fs/postinstall.sh"
 cp "$here/vab.sh" "$fs/vab.sh"
 cp "$here/vab_data.sh" "$fs/vab_data.sh"
+# The collapse after snapuserd's merge (tests/vm/vab_collapse.sh): its stand-in snapuserd
+# merges with AOSP's applycow.
+cp "$here/vab_collapse.sh" "$fs/vab_collapse.sh"
+[ -x "$aosp_bin/applycow" ] || die "$aosp_bin/applycow not found (AOSP's applycow, see ../shared)"
+cp "$aosp_bin/applycow" "$fs/bin/applycow"
 
 # Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
 "$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
@@ -156,6 +161,7 @@ expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-ba
 expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-rollback vab-reapply vab-reboot
     vab-merge)
 expected+=(vab-data-image-extents vab-data-image-f2fs)
+expected+=(vabc-device vabc-apply vabc-init vabc-reboot vabc-collapse)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 if [ -n "$only" ]; then
     IFS=, read -r -a expected <<< "$only"
