@@ -71,7 +71,7 @@ vabc_init() {
     cmp "$VAB_LINKS/vendor_b" "$VAB/vendor-v2.img" || return 1
     rm -f /dev/socket/snapuserd
     vm_images snapuserd /dev/socket/snapuserd /tmp/vabc-standin "$VAB_LINKS" \
-        system_b:/dev/nbd0 vendor_b:/dev/nbd1 > /tmp/vabc-standin.log 2>&1 &
+        system_b:/dev/nbd0 vendor_b:/dev/nbd1 > /tmp/vabc-standin.log 2>&1 7<&- &
     VABC_STANDIN=$!
     within 100 [ -S /dev/socket/snapuserd ] || { cat /tmp/vabc-standin.log; return 1; }
 }
@@ -153,13 +153,14 @@ vabc_merge() {
     done
 }
 
+# The service first: started after the reader opened, it holds its descriptor too.
 vabc_done() {
-    exec 7<&-
-    veritysetup close vsystem
-    vm_images dm-cleanup "$VAB_LINKS" system_b vendor_b
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
     DAEMON=
+    exec 7<&-
+    veritysetup close vsystem || echo "vabc: vsystem stays open"
+    vm_images dm-cleanup "$VAB_LINKS" system_b vendor_b
     umount /metadata
 }
 
