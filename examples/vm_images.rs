@@ -42,6 +42,10 @@
 //!   Prints their SHA-256, then the `dm-map` targets of the image's extents as the
 //!   `lp_metadata` file records them (what first-stage init maps), over `/dev/<device>`.
 //!
+//! - `vm_images build-vabc DIR SYSTEM_V1 SYSTEM_V2`: the Virtual A/B device of
+//!   tests/vm/vab_collapse.sh in DIR, as `vab/` but with `system` alone, build 1 and build 2
+//!   the file system images SYSTEM_V1 and SYSTEM_V2 (with a hash tree, FEC and AVB footer
+//!   each); `expected.env` there says its size.
 //! - `vm_images snapshot-devices BY_NAME SLOT LINK_DIR NAME...`: what first-stage init maps
 //!   for a userspace snapshot NAME (`system_b`) besides its dm-user device: `NAME-base` (its
 //!   base extents, writable: the merge writes them) and `NAME-cow` (its `-cow` partition,
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
         ["boot-fallback", misc] => boot_fallback(Path::new(misc)),
         ["lp-super", path] => lp_super(Path::new(path)),
         ["cow-image", mount, meta, name, size] => cow_image(mount, meta, name, size),
+        ["build-vabc", dir, v1, v2] => build_vabc(Path::new(dir), Path::new(v1), Path::new(v2)),
         ["snapshot-devices", by_name, slot, links, ref names @ ..] => {
             snapshot_devices(Path::new(by_name), slot, links, names)
         }
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
                  dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | \
                  map-partitions BY_NAME SLOT LINK_DIR NAME... | vab-state OTA_DIR MISC | \
                  boot-fallback MISC | lp-super PATH | cow-image MOUNT METADATA_DIR NAME SIZE | \
+                 build-vabc DIR SYSTEM_V1 SYSTEM_V2 | \
                  snapshot-devices BY_NAME SLOT LINK_DIR NAME... | \
                  snapshot-device NAME LINK_DIR DEVICE | \
                  snapuserd SOCKET SCRATCH LINK_DIR NAME:NBD..."
@@ -323,7 +329,8 @@ fn build_vab(
         format!("ro.build.date.utc={BUILD_DATE}\n").as_bytes(),
     )?;
     let mut specs = Vec::new();
-    for (name, _) in PARTITIONS {
+    let names: Vec<&str> = logical.iter().map(|(n, _)| *n).collect();
+    for &name in &names {
         let new = images.join(format!("{name}-v2.img"));
         std::fs::copy(&new, out.join(format!("{name}-v2.img")))
             .map_err(|e| Error::io(new.display(), e))?;
@@ -340,7 +347,7 @@ fn build_vab(
         old: None,
         append_verity: false,
     });
-    let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &PARTITIONS.map(|(n, _)| n));
+    let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &names);
     dynamic.snapshot_enabled = true;
     dynamic.vabc = Vabc {
         enabled: true,
@@ -596,6 +603,40 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path.display(), e))
+}
+
+/// The collapse steps' Virtual A/B device: `system` alone, its builds the file systems `v1`
+/// and `v2`.
+fn build_vabc(dir: &Path, v1: &Path, v2: &Path) -> Result<()> {
+    let images = dir.join("images");
+    create_dir(&images)?;
+    let avb = RingSigner::from_pem(TEST_KEY)?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p.display(), e));
+    let (v1, v2) = (read(v1)?, read(v2)?);
+    let len = v1.len().max(v2.len());
+    let size = ((len + len / 50 + (64 << 10)) as u64).div_ceil(4096) * 4096;
+    let mut logical = Vec::new();
+    for (version, data) in [(1u64, &v1), (2, &v2)] {
+        let (image, desc) =
+            add_hashtree_footer(data, size, "system", b"system", FecRoots::DEFAULT)?;
+        write(&images.join(format!("system-v{version}.img")), &image)?;
+        if version == 1 {
+            logical.push(("system", image));
+        }
+        let mut vbmeta = VbmetaBuilder::new(Algorithm::Sha256Rsa2048)
+            .rollback_index(version)
+            .descriptor(Descriptor::Hashtree(desc))
+            .build(Some(&avb))?;
+        vbmeta.resize(VBMETA_SIZE, 0);
+        write(&images.join(format!("vbmeta-v{version}.img")), &vbmeta)?;
+    }
+    let group_size = (size + MIB).div_ceil(MIB) * MIB;
+    build_vab(dir, &images, &logical, group_size, 2 * group_size + 4 * MIB)?;
+    write(
+        &dir.join("expected.env"),
+        format!("VABC_SYSTEM_SIZE={size}\n").as_bytes(),
+    )?;
+    std::fs::remove_dir_all(&images).map_err(|e| Error::io("images", e))
 }
 
 /// `NAME-base` (writable) and `NAME-cow` (read-only) for each snapshot NAME of `slot`'s

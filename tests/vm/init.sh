@@ -530,10 +530,9 @@ step ue-suspend-cancel timed ue_suspend_cancel
 step ue-bad-payload timed ue_bad_payload
 step ue-stable-fd timed ue_stable_fd
 step ue-merge timed ue_merge
-. /vab_collapse.sh
-vab_collapse_keep
 . /vab.sh
 run_vab_steps
+. /vab_collapse.sh
 run_vab_collapse_steps
 . /postinstall.sh
 run_postinstall_steps

@@ -135,6 +135,25 @@ mkdir -p "$fs/data/vabdata"
 truncate -s 8M "$fs/data/vabdata/userdata.img"
 mkfs.ext4 -q -F -b 4096 -O ^has_journal "$fs/data/vabdata/userdata.img" || die "mkfs.ext4 userdata"
 
+# The collapse steps' Virtual A/B device (tests/vm/vab_collapse.sh): its system an ext4 file
+# system, build 1 and build 2 (a file changed in place, one rewritten, one added), and the
+# SHA-256 of build 2's files, which the VM checks through the mounted file system.
+vabc_fs=$work/vabc-fs
+mkdir -p "$vabc_fs/1/etc" "$vabc_fs/1/bin" || die "mkdir $vabc_fs"
+echo "build 1" > "$vabc_fs/1/etc/build.txt"
+head -c 1572864 /dev/urandom > "$vabc_fs/1/bin/blob"
+cp -a "$vabc_fs/1" "$vabc_fs/2" || die "cp $vabc_fs"
+echo "build 2" > "$vabc_fs/2/etc/build.txt"
+head -c 8192 /dev/urandom | dd of="$vabc_fs/2/bin/blob" bs=4096 seek=100 conv=notrunc 2>/dev/null
+head -c 20000 /dev/urandom > "$vabc_fs/2/etc/new.bin"
+for v in 1 2; do
+    mkfs.ext4 -q -F -b 4096 -O ^has_journal -d "$vabc_fs/$v" "$vabc_fs/system-$v.img" 4M ||
+        die "mkfs.ext4 system-$v"
+done
+"$target_dir/debug/examples/vm_images" build-vabc "$fs/data/vabc" "$vabc_fs/system-1.img" \
+    "$vabc_fs/system-2.img" || die "vm_images build-vabc"
+(cd "$vabc_fs/2" && find . -type f | sort | xargs sha256sum) > "$fs/data/vabc/files.sha256"
+
 (cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
 # --- Boot. ---

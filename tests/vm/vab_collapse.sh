@@ -1,41 +1,35 @@
 # The collapse after snapuserd's merge (issue #14), sourced by init.sh after the Virtual A/B
-# steps (its step/within helpers, verity_open and expected.env; vab.sh's vab_start_daemon,
-# vab_apply, vab_reboot, lp_block and nbd_up, run with this file's device). A second copy of
-# the Virtual A/B device of vab.sh, as built (kept before those steps changed it), gets the
-# same update through Binder; then slot B's partitions are presented as first-stage init
-# presents them with userspace snapshots: `<name>_b-base` (the base extents) and
-# `<name>_b-cow` mapped from slot B's metadata, and `<name>_b`, the device the system reads,
-# a read-only dm-linear over an nbd device serving base plus COW (`abupdate cow serve`: the
-# stock kernel has no dm-user, and this stands in for it). system_b is opened through
-# dm-verity (the new vbmeta's root digest) and held open by a reader, as Android mounts it.
-# A stand-in snapuserd (`vm_images snapuserd`: tests/common/snapuserd.rs, its merge AOSP's
-# applycow --mode merge over the `-base` devices) listens on /dev/socket/snapuserd. The
-# service, restarted as slot B's and asked to merge, merges through that socket and collapses
-# each snapshot: its `<name>_b` reloaded with the base's dm-linear table on super, in place,
-# `delete,<name>_b` (the stand-in answers only once the table no longer names its nbd device,
-# then stops serving it), the `-base` and `-cow` devices removed; then the cleanup in the same
-# boot: state None, the COW partitions gone.
+# steps (its step/within helpers and verity_open; vab.sh's vab_start_daemon, vab_apply,
+# vab_reboot, lp_block and nbd_up, run with this file's device). /data/vabc is a Virtual A/B
+# device as vab.sh's (`vm_images build-vabc`), with `system` alone, an ext4 file system (made
+# by run.sh: build 1, and build 2 with a file changed, one rewritten and one added). The update
+# is applied through Binder; then slot B's system is presented as first-stage init presents a
+# userspace snapshot: `system_b-base` and `system_b-cow` mapped from slot B's metadata, and
+# `system_b`, the device the system reads, a read-only dm-linear over an nbd device serving
+# base plus COW (`abupdate cow serve`: the stock kernel has no dm-user, and this stands in for
+# it); it is opened through dm-verity (the new vbmeta's root digest) and its file system
+# mounted, as Android mounts system. A stand-in snapuserd (`vm_images snapuserd`:
+# tests/common/snapuserd.rs, its merge AOSP's applycow --mode merge over `system_b-base`)
+# listens on /dev/socket/snapuserd. The service, restarted as slot B's and asked to merge,
+# merges through that socket and collapses the snapshot: `system_b` reloaded with the base's
+# dm-linear table on super, in place, `delete,system_b` (the stand-in answers only once the
+# table no longer names its nbd device, then stops serving it), `system_b-base` and
+# `system_b-cow` removed; then the cleanup in the same boot: state None, the COW partition
+# gone; the file system, mounted throughout, reads build 2's files from super.
 
-VABC_KEPT=/tmp/vabc-kept
+VABC_MNT=/tmp/vabc-system
 
-# Before vab.sh's steps change them: the Virtual A/B device's images as built.
-vab_collapse_keep() {
-    mkdir -p "$VABC_KEPT" &&
-        cp /data/vab/super.img /data/vab/vbmeta_a.img /data/vab/misc.img /data/vab/build.prop \
-            "$VABC_KEPT/"
-}
-
-# The kept device on loop devices in its own by-name directory, a new /metadata and state
-# directory, the service over it (slot A); two nbd devices.
+# The device on loop devices in its own by-name directory, a new /metadata and state
+# directory, the service over it (slot A).
 vabc_device() {
-    rmmod nbd 2>/dev/null
-    insmod /lib/modules/nbd.ko nbds_max=2 max_part=0 || return 1
+    [ -e /sys/module/nbd ] || insmod /lib/modules/nbd.ko nbds_max=1 max_part=0 || return 1
+    if ! grep -q ext4 /proc/filesystems; then
+        for m in crc32c_generic libcrc32c crc16 mbcache jbd2 ext4; do
+            insmod "/lib/modules/$m.ko" || return 1
+        done
+    fi
     ln -sf abupdate /bin/update_engine_client || return 1
-    mkdir -p "$VAB" "$VAB_BY_NAME" "$VAB_LINKS" /metadata /data/vab-state /dev/socket || return 1
-    cp "$VABC_KEPT"/* "$VAB/" || return 1
-    for f in payload.bin payload_properties.txt system-v2.img vendor-v2.img; do
-        ln -sf "/data/vab/$f" "$VAB/$f" || return 1
-    done
+    mkdir -p "$VAB_BY_NAME" "$VAB_LINKS" /metadata /data/vab-state /dev/socket || return 1
     truncate -s "$VBMETA_SIZE" "$VAB/vbmeta_b.img" || return 1
     umount /data/vab-state 2>/dev/null
     mount -t tmpfs metadata /metadata && mkdir -p /metadata/ota &&
@@ -48,30 +42,26 @@ vabc_device() {
     vab_start_daemon
 }
 
-# What first-stage init maps for each snapshot with userspace snapshots, the dm-user device
-# stood in for by nbd; system_b opened through dm-verity and held open; the stand-in daemon.
+# What first-stage init maps for a userspace snapshot, the dm-user device stood in for by
+# nbd; system_b opened through dm-verity and its file system mounted; the stand-in daemon.
 vabc_init() {
-    i=0
-    for name in system vendor; do
-        vm_images snapshot-devices "$VAB_BY_NAME" b "$VAB_LINKS" "${name}_b" || return 1
-        abupdate cow serve --nbd "/dev/nbd$i" "$VAB_LINKS/${name}_b-base" \
-            "$VAB_LINKS/${name}_b-cow" > "/tmp/vabc-nbd$i.log" 2>&1 &
-        eval "VABC_SERVER$i=\$!"
-        within 100 nbd_up "nbd$i" || { cat "/tmp/vabc-nbd$i.log"; return 1; }
-        vm_images snapshot-device "${name}_b" "$VAB_LINKS" "/dev/nbd$i" || return 1
-        i=$((i + 1))
-    done
+    vm_images snapshot-devices "$VAB_BY_NAME" b "$VAB_LINKS" system_b || return 1
+    abupdate cow serve --nbd /dev/nbd0 "$VAB_LINKS/system_b-base" "$VAB_LINKS/system_b-cow" \
+        > /tmp/vabc-nbd.log 2>&1 &
+    VABC_SERVER=$!
+    within 100 nbd_up nbd0 || { cat /tmp/vabc-nbd.log; return 1; }
+    . /data/vabc/expected.env
+    echo "nbd0: $(cat /sys/block/nbd0/size) sectors"
+    [ "$(cat /sys/block/nbd0/size)" -eq $((VABC_SYSTEM_SIZE / 512)) ] || return 1
+    vm_images snapshot-device system_b "$VAB_LINKS" /dev/nbd0 || return 1
     vm_images dm-table system_b
     verity_open system "$VAB_LINKS/system_b" nofec "$VAB_BY_NAME/vbmeta_b" || return 1
-    # The reader that holds the verified system open across the swap (a mount would).
-    exec 7< /dev/mapper/vsystem
-    sum=$(sha256sum /dev/mapper/vsystem | cut -d' ' -f1)
-    echo "system_b through dm-verity over nbd0: $sum"
-    [ "$sum" = "$SYSTEM_DATA_SHA" ] || return 1
-    cmp "$VAB_LINKS/vendor_b" "$VAB/vendor-v2.img" || return 1
+    mkdir -p "$VABC_MNT" && mount -t ext4 -o ro /dev/mapper/vsystem "$VABC_MNT" || return 1
+    (cd "$VABC_MNT" && sha256sum -c /data/vabc/files.sha256) || return 1
+    echo "build 2's files read through the mounted system_b (dm-verity over nbd0)"
     rm -f /dev/socket/snapuserd
     vm_images snapuserd /dev/socket/snapuserd /tmp/vabc-standin "$VAB_LINKS" \
-        system_b:/dev/nbd0 vendor_b:/dev/nbd1 > /tmp/vabc-standin.log 2>&1 7<&- &
+        system_b:/dev/nbd0 > /tmp/vabc-standin.log 2>&1 &
     VABC_STANDIN=$!
     within 100 [ -S /dev/socket/snapuserd ] || { cat /tmp/vabc-standin.log; return 1; }
 }
@@ -108,25 +98,18 @@ vabc_merge() {
     echo "merge took $(($(date +%s) - t0))s"
     grep -v "CLEANUP_PREVIOUS_UPDATE (11), 0\.[0-9]*[1-9]" /tmp/vabc-merge.log
     echo "exit $code"
-    grep -E "snapuserd|collaps|reloaded|unmapped|merge" /tmp/vab-abupdated.log | tail -30
+    sed -n '/asking snapuserd/,$p' /tmp/vab-abupdated.log
     within 100 vabc_standin_gone || { echo "the stand-in did not exit"; return 1; }
     cat /tmp/vabc-standin.log
     [ "$code" -eq 0 ] && grep -q "onPayloadApplicationComplete(kSuccess (0))" /tmp/vabc-merge.log ||
         return 1
-    for name in system_b vendor_b; do
-        grep -q "collapsed $name to its base partition" /tmp/vab-abupdated.log &&
-            grep -q "delete,$name: /dev/nbd[01] no longer in its table" /tmp/vabc-standin.log ||
-            return 1
-    done
-    grep -q "detached; deleted \[\"system_b\", \"vendor_b\"\]" /tmp/vabc-standin.log ||
-        grep -q "detached; deleted \[\"vendor_b\", \"system_b\"\]" /tmp/vabc-standin.log || return 1
-    # The nbd servers stopped; no -base or -cow device left; the partitions are linear on super.
-    for i in 0 1; do
-        eval "server=\$VABC_SERVER$i"
-        wait "$server"
-        cat "/tmp/vabc-nbd$i.log"
-        grep -q "^disconnected: " "/tmp/vabc-nbd$i.log" && ! nbd_up "nbd$i" || return 1
-    done
+    grep -q "collapsed system_b to its base partition" /tmp/vab-abupdated.log &&
+        grep -q "delete,system_b: /dev/nbd0 no longer in its table" /tmp/vabc-standin.log &&
+        grep -q "detached; deleted \[\"system_b\"\]" /tmp/vabc-standin.log || return 1
+    # The nbd server stopped; no -base or -cow device left; system_b is linear on super.
+    wait "$VABC_SERVER"
+    cat /tmp/vabc-nbd.log
+    grep -q "^disconnected: " /tmp/vabc-nbd.log && ! nbd_up nbd0 || return 1
     names=$(cat /sys/block/dm-*/dm/name | sort | tr '\n' ' ')
     echo "device-mapper devices: $names"
     case " $names " in
@@ -136,37 +119,35 @@ vabc_merge() {
     if grep -E "Name: .*-cow|Group: cow" /tmp/vabc-lpdump1; then
         return 1
     fi
-    vabc_linear_on_super system_b && vabc_linear_on_super vendor_b || return 1
+    vabc_linear_on_super system_b || return 1
     vm_images vab-state /metadata/ota "$VAB_BY_NAME/misc" > /tmp/vabc-state || return 1
     cat /tmp/vabc-state
     grep -qx "state: None" /tmp/vabc-state && ! grep -q "^snapshot " /tmp/vabc-state &&
         grep -qx "misc: merge_status=0 source_slot=1" /tmp/vabc-state || return 1
-    # What reads them now reads super: build 2's bytes, through the reader opened before the
-    # swap (dm-verity checking every block) and through the devices themselves.
+    # The file system stayed mounted and now reads super: build 2's files, with the caches
+    # dropped (dm-verity checks every block read); the device equals build 2's image.
+    grep " $VABC_MNT " /proc/mounts || return 1
     echo 3 > /proc/sys/vm/drop_caches
-    sum=$(sha256sum <&7 | cut -d' ' -f1)
-    echo "system_b through the dm-verity reader held across the swap: $sum"
-    [ "$sum" = "$SYSTEM_DATA_SHA" ] || return 1
-    for name in system vendor; do
-        cmp "$VAB_LINKS/${name}_b" "$VAB/$name-v2.img" || return 1
-        echo "${name}_b, linear on super, equals the new image"
-    done
+    (cd "$VABC_MNT" && sha256sum -c /data/vabc/files.sha256) || return 1
+    echo "build 2's files read through the same mount, system_b now linear on super"
+    cmp "$VAB_LINKS/system_b" "$VAB/system-v2.img" || return 1
+    echo "system_b equals the new image"
 }
 
-# The service first: started after the reader opened, it holds its descriptor too.
+# The service first (it could hold what the step opened), then the mount and the mappings.
 vabc_done() {
     kill "$DAEMON" 2>/dev/null
     wait "$DAEMON" 2>/dev/null
     DAEMON=
-    exec 7<&-
+    umount "$VABC_MNT"
     veritysetup close vsystem || echo "vabc: vsystem stays open"
-    vm_images dm-cleanup "$VAB_LINKS" system_b vendor_b
+    vm_images dm-cleanup "$VAB_LINKS" system_b
     umount /metadata
 }
 
 run_vab_collapse_steps() {
     saved="$VAB $VAB_BY_NAME $VAB_LINKS"
-    VAB=/tmp/vabc
+    VAB=/data/vabc
     VAB_BY_NAME=/dev/block/vabc/by-name
     VAB_LINKS=/dev/block/vabc/mapper
     vab_step vabc-device vabc_device
