@@ -147,7 +147,7 @@ echo "build 2" > "$vabc_fs/2/etc/build.txt"
 head -c 8192 /dev/urandom | dd of="$vabc_fs/2/bin/blob" bs=4096 seek=100 conv=notrunc 2>/dev/null
 head -c 20000 /dev/urandom > "$vabc_fs/2/etc/new.bin"
 for v in 1 2; do
-    mkfs.ext4 -q -F -b 4096 -O ^has_journal -d "$vabc_fs/$v" "$vabc_fs/system-$v.img" 4M ||
+    mkfs.ext4 -q -F -b 4096 -O ^has_journal -d "$vabc_fs/$v" "$vabc_fs/system-$v.img" 4M >/dev/null ||
         die "mkfs.ext4 system-$v"
 done
 "$target_dir/debug/examples/vm_images" build-vabc "$fs/data/vabc" "$vabc_fs/system-1.img" \

@@ -23,10 +23,12 @@ VABC_MNT=/tmp/vabc-system
 # directory, the service over it (slot A).
 vabc_device() {
     [ -e /sys/module/nbd ] || insmod /lib/modules/nbd.ko nbds_max=1 max_part=0 || return 1
+    # ext4 for the mounted system; unloaded again by vabc_done (the postinstall steps load it).
     if ! grep -q ext4 /proc/filesystems; then
         for m in crc32c_generic libcrc32c crc16 mbcache jbd2 ext4; do
             insmod "/lib/modules/$m.ko" || return 1
         done
+        VABC_EXT4=1
     fi
     ln -sf abupdate /bin/update_engine_client || return 1
     mkdir -p "$VAB_BY_NAME" "$VAB_LINKS" /metadata /data/vab-state /dev/socket || return 1
@@ -143,6 +145,11 @@ vabc_done() {
     veritysetup close vsystem || echo "vabc: vsystem stays open"
     vm_images dm-cleanup "$VAB_LINKS" system_b
     umount /metadata
+    if [ -n "${VABC_EXT4:-}" ]; then
+        for m in ext4 jbd2 mbcache crc16 libcrc32c crc32c_generic; do
+            rmmod "$m" || echo "vabc: $m stays loaded"
+        done
+    fi
 }
 
 run_vab_collapse_steps() {
