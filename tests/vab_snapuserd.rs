@@ -145,7 +145,7 @@ fn the_merge_is_asked_of_snapuserd_and_ends_with_the_new_images_and_no_state() {
         assert_eq!(daemon.initiated(h), 1, "{h}");
         assert!(daemon.complete(h), "{h}");
     }
-    assert!(daemon.detached(), "no detach after the merge");
+    assert!(detached_soon(&daemon), "no detach after the merge");
     // The progress is the daemon's merge_percent, then 1.
     assert_eq!(seen.last(), Some(&1.0));
     assert!(seen.iter().any(|p| *p > 0.0 && *p < 1.0), "{seen:?}");
