@@ -47,6 +47,23 @@
 //!   `super` with the VIRTUAL_AB_DEVICE flag, `misc` on slot A, `build.prop`, and an unsigned
 //!   delta payload to SYSTEM_V2 with compressed snapshots (COW v3, lz4) whose `system` runs
 //!   `postinst` (ext4) after the update, with its properties.
+//! - `vm_images build-vabc DIR SYSTEM_V1 SYSTEM_V2`: the Virtual A/B device of
+//!   tests/vm/vab_collapse.sh in DIR, as `vab/` but with `system` alone, build 1 and build 2
+//!   the file system images SYSTEM_V1 and SYSTEM_V2 (with a hash tree, FEC and AVB footer
+//!   each); `expected.env` there says its size.
+//! - `vm_images snapshot-devices BY_NAME SLOT LINK_DIR NAME...`: what first-stage init maps
+//!   for a userspace snapshot NAME (`system_b`) besides its dm-user device: `NAME-base` (its
+//!   base extents, writable: the merge writes them) and `NAME-cow` (its `-cow` partition,
+//!   read-only), from SLOT's metadata, linked in LINK_DIR; prints each name and node.
+//!   `snapshot-device NAME LINK_DIR DEVICE` maps NAME read-only over the whole of DEVICE (the
+//!   VM's stand-in for snapuserd's dm-user device is an nbd device serving base plus COW).
+//! - `vm_images snapuserd SOCKET SCRATCH LINK_DIR NAME:NBD...`: a stand-in snapuserd
+//!   (tests/common/snapuserd.rs: AOSP's control protocol, the merge by AOSP's `applycow --mode
+//!   merge` from `/bin`) for the snapshots NAME, each served base (`LINK_DIR/NAME-base`) plus
+//!   COW (`LINK_DIR/NAME-cow`) by `abupdate cow serve` on NBD. On `delete,NAME` it refuses
+//!   while NAME's live table still names NBD, else stops that server (`cow serve-stop`) and
+//!   waits until nothing holds `NAME-base` and `NAME-cow`, as snapuserd's handler ends and lets
+//!   go of them. Exits after `detach`.
 //!
 //! Keys are the checked-in test keys of tests/data/avb: test-only, they protect nothing.
 
@@ -72,6 +89,19 @@ use abupdate::slot::{BootControl, Slot};
 use abupdate::updater::snapshot_state::OtaDir;
 use abupdate::verity::FecRoots;
 use abupdate::{Error, Result};
+
+/// The stand-in daemon of the host tests, run in the VM.
+#[allow(dead_code)]
+#[path = "../tests/common/snapuserd.rs"]
+mod snapuserd;
+
+/// What tests/common/snapuserd.rs finds through `super::shared`: AOSP's tools are in the VM's
+/// `/bin`.
+mod shared {
+    pub fn aosp_tool(name: &str) -> std::path::PathBuf {
+        std::path::Path::new("/bin").join(name)
+    }
+}
 
 /// Data partitions and their data size in 4 KiB blocks.
 const PARTITIONS: [(&str, usize); 2] = [("system", 1024), ("vendor", 512)];
@@ -102,6 +132,14 @@ fn main() -> ExitCode {
         ["vab-postinstall", dir, v1, v2] => {
             vab_postinstall(Path::new(dir), Path::new(v1), Path::new(v2))
         }
+        ["build-vabc", dir, v1, v2] => build_vabc(Path::new(dir), Path::new(v1), Path::new(v2)),
+        ["snapshot-devices", by_name, slot, links, ref names @ ..] => {
+            snapshot_devices(Path::new(by_name), slot, links, names)
+        }
+        ["snapshot-device", name, links, device] => snapshot_device(name, links, device),
+        ["snapuserd", socket, scratch, links, ref served @ ..] => {
+            snapuserd_standin(socket, scratch, links, served)
+        }
         _ => {
             eprintln!(
                 "usage: vm_images build DIR | verity-args VBMETA NAME | dm-map NAME LINK_DIR \
@@ -109,7 +147,11 @@ fn main() -> ExitCode {
                  dm-cleanup LINK_DIR NAME... | map-slot BY_NAME SLOT LINK_DIR [rw] | \
                  map-partitions BY_NAME SLOT LINK_DIR NAME... | vab-state OTA_DIR MISC | \
                  boot-fallback MISC | lp-super PATH | cow-image MOUNT METADATA_DIR NAME SIZE | \
-                 vab-postinstall DIR SYSTEM_V1 SYSTEM_V2"
+                 vab-postinstall DIR SYSTEM_V1 SYSTEM_V2 | \
+                 build-vabc DIR SYSTEM_V1 SYSTEM_V2 | \
+                 snapshot-devices BY_NAME SLOT LINK_DIR NAME... | \
+                 snapshot-device NAME LINK_DIR DEVICE | \
+                 snapuserd SOCKET SCRATCH LINK_DIR NAME:NBD..."
             );
             return ExitCode::from(2);
         }
@@ -296,7 +338,8 @@ fn build_vab(
         format!("ro.build.date.utc={BUILD_DATE}\n").as_bytes(),
     )?;
     let mut specs = Vec::new();
-    for (name, _) in PARTITIONS {
+    let names: Vec<&str> = logical.iter().map(|(n, _)| *n).collect();
+    for &name in &names {
         let new = images.join(format!("{name}-v2.img"));
         std::fs::copy(&new, out.join(format!("{name}-v2.img")))
             .map_err(|e| Error::io(new.display(), e))?;
@@ -313,7 +356,7 @@ fn build_vab(
         old: None,
         append_verity: false,
     });
-    let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &PARTITIONS.map(|(n, _)| n));
+    let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &names);
     dynamic.snapshot_enabled = true;
     dynamic.vabc = Vabc {
         enabled: true,
@@ -625,4 +668,155 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path.display(), e))
+}
+
+/// The collapse steps' Virtual A/B device: `system` alone, its builds the file systems `v1`
+/// and `v2`.
+fn build_vabc(dir: &Path, v1: &Path, v2: &Path) -> Result<()> {
+    let images = dir.join("images");
+    create_dir(&images)?;
+    let avb = RingSigner::from_pem(TEST_KEY)?;
+    let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p.display(), e));
+    let (v1, v2) = (read(v1)?, read(v2)?);
+    let len = v1.len().max(v2.len());
+    let size = ((len + len / 50 + (64 << 10)) as u64).div_ceil(4096) * 4096;
+    let mut logical = Vec::new();
+    for (version, data) in [(1u64, &v1), (2, &v2)] {
+        let (image, desc) =
+            add_hashtree_footer(data, size, "system", b"system", FecRoots::DEFAULT)?;
+        write(&images.join(format!("system-v{version}.img")), &image)?;
+        if version == 1 {
+            logical.push(("system", image));
+        }
+        let mut vbmeta = VbmetaBuilder::new(Algorithm::Sha256Rsa2048)
+            .rollback_index(version)
+            .descriptor(Descriptor::Hashtree(desc))
+            .build(Some(&avb))?;
+        vbmeta.resize(VBMETA_SIZE, 0);
+        write(&images.join(format!("vbmeta-v{version}.img")), &vbmeta)?;
+    }
+    let group_size = (size + MIB).div_ceil(MIB) * MIB;
+    build_vab(dir, &images, &logical, group_size, 2 * group_size + 4 * MIB)?;
+    write(
+        &dir.join("expected.env"),
+        format!("VABC_SYSTEM_SIZE={size}\n").as_bytes(),
+    )?;
+    std::fs::remove_dir_all(&images).map_err(|e| Error::io("images", e))
+}
+
+/// `NAME-base` (writable) and `NAME-cow` (read-only) for each snapshot NAME of `slot`'s
+/// metadata, as libsnapshot's `MapPartitionWithSnapshot` names them.
+fn snapshot_devices(by_name: &Path, slot: &str, links: &str, names: &[&str]) -> Result<()> {
+    let slot: Slot = slot.parse()?;
+    let device = Device::new(Layout::ByName(by_name.to_owned()), slot);
+    let (_, metadata) = device.super_metadata(slot)?;
+    let super_dev = dm::block_dev(&device.super_path())?;
+    let dm = device_mapper(links)?;
+    for name in names {
+        for (partition, mapped, read_only) in [
+            (name.to_string(), format!("{name}-base"), false),
+            (format!("{name}-cow"), format!("{name}-cow"), true),
+        ] {
+            let p = metadata.partition(&partition).ok_or_else(|| {
+                abupdate::err!(PartitionMissing, "no {partition} in slot {slot}'s metadata")
+            })?;
+            let table = dm::table_of(&partition, metadata.extents_of(p), super_dev)?;
+            let node = dm.create(&mapped, &table, read_only)?.node;
+            println!("{mapped} {}", node.display());
+        }
+    }
+    Ok(())
+}
+
+/// NAME, read-only, over the whole of block device DEVICE.
+fn snapshot_device(name: &str, links: &str, device: &str) -> Result<()> {
+    let path = Path::new(device);
+    let file = std::fs::File::open(path).map_err(|e| Error::io(device, e))?;
+    let size = abupdate::device::device_size(&file).map_err(|e| Error::io(device, e))?;
+    let mut table = Table::new();
+    table.linear(size / 512, dm::block_dev(path)?, 0)?;
+    let mapped = device_mapper(links)?.create(name, &table, true)?;
+    println!("{name} {}", mapped.node.display());
+    Ok(())
+}
+
+/// The stand-in snapuserd until a client sends `detach`.
+fn snapuserd_standin(socket: &str, scratch: &str, links: &str, served: &[&str]) -> Result<()> {
+    let mut handlers = Vec::new();
+    let mut nbds = Vec::new();
+    for entry in served {
+        let Some((name, nbd)) = entry.split_once(':') else {
+            abupdate::bail!(DeviceError, "bad NAME:NBD {entry:?}");
+        };
+        let base = Path::new(links).join(format!("{name}-base"));
+        let file = std::fs::File::open(&base).map_err(|e| Error::io(base.display(), e))?;
+        let size = abupdate::device::device_size(&file).map_err(|e| Error::io("base", e))?;
+        handlers.push(snapuserd::Handler {
+            name: name.to_owned(),
+            file: base,
+            extents: vec![(0, size)],
+            cow: Path::new(links).join(format!("{name}-cow")),
+            size,
+        });
+        nbds.push((name.to_owned(), nbd.to_owned()));
+    }
+    let daemon = snapuserd::StandIn::start(
+        Path::new(socket),
+        Path::new(scratch),
+        handlers,
+        snapuserd::Mode::Normal,
+        &[],
+    );
+    let links = links.to_owned();
+    daemon.on_delete(move |name| match let_go(&links, &nbds, name) {
+        Ok(()) => true,
+        Err(e) => {
+            println!("delete,{name}: {e}");
+            false
+        }
+    });
+    println!("serving at {socket}");
+    while !daemon.detached() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("detached; deleted {:?}", daemon.deleted());
+    daemon.stop();
+    Ok(())
+}
+
+/// What snapuserd's handler does when its dm-user device's table is gone: refused while
+/// `name`'s live table still reads its nbd device; else that server stopped, and `-base` and
+/// `-cow` let go of.
+fn let_go(links: &str, nbds: &[(String, String)], name: &str) -> Result<()> {
+    let Some((_, nbd)) = nbds.iter().find(|(n, _)| n == name) else {
+        println!("delete,{name}: no such handler");
+        return Ok(());
+    };
+    let dm = device_mapper(links)?;
+    let served = dm::block_dev(Path::new(nbd))?.to_string();
+    let table = dm.table(name)?;
+    if table
+        .iter()
+        .any(|line| line.params.split(' ').any(|p| p == served))
+    {
+        abupdate::bail!(DeviceError, "{name} still reads {nbd} ({served})");
+    }
+    let status = std::process::Command::new("abupdate")
+        .args(["cow", "serve-stop", "--nbd", nbd])
+        .status()
+        .map_err(|e| Error::io("abupdate cow serve-stop", e))?;
+    if !status.success() {
+        abupdate::bail!(DeviceError, "cow serve-stop --nbd {nbd}: {status}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for held in [format!("{name}-base"), format!("{name}-cow")] {
+        while dm.status(&held)?.is_some_and(|s| s.open_count > 0) {
+            if std::time::Instant::now() > deadline {
+                abupdate::bail!(DeviceError, "{held} still held");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    println!("delete,{name}: {nbd} no longer in its table; stopped serving it");
+    Ok(())
 }

@@ -9,11 +9,14 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use abupdate::device::LogicalMapper;
 use abupdate::lp::{self, ExtentTarget};
 use abupdate::slot::Slot;
 use abupdate::snapuserd::Config;
+use abupdate::updater::Updater;
 use abupdate::ErrorCode;
 use common::snapuserd::{Handler, Mode, StandIn};
 use common::vab::*;
@@ -142,7 +145,7 @@ fn the_merge_is_asked_of_snapuserd_and_ends_with_the_new_images_and_no_state() {
         assert_eq!(daemon.initiated(h), 1, "{h}");
         assert!(daemon.complete(h), "{h}");
     }
-    assert!(daemon.detached(), "no detach after the merge");
+    assert!(detached_soon(&daemon), "no detach after the merge");
     // The progress is the daemon's merge_percent, then 1.
     assert_eq!(seen.last(), Some(&1.0));
     assert!(seen.iter().any(|p| *p > 0.0 && *p < 1.0), "{seen:?}");
@@ -296,35 +299,45 @@ fn a_daemon_restarted_mid_merge_is_asked_to_resume() {
     assert_cleaned(&fx);
 }
 
-/// On a by-name device (Android's layout) the running partitions are snapuserd's dm-user
-/// devices over the COWs, which we do not collapse yet: after snapuserd's merge the state is
-/// MergeNeedsReboot and the COW partitions stay (another update is refused with 39) while the
-/// daemon still serves the snapshots; after the reboot (no daemon) the cleanup runs.
-#[test]
-fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot() {
+/// The fixture's device seen as by-name (Android's layout: `super` and `misc` by name), slot b
+/// running, its state where the fixture wrote it, with `mapper` when given.
+fn by_name_updater(fx: &Fixture, mapper: Option<Arc<dyn LogicalMapper>>) -> Updater {
     use abupdate::boot_control::MiscBootControl;
     use abupdate::device::{Device, Layout};
     use abupdate::updater::downgrade::RunningBuild;
-    use abupdate::updater::{Updater, UpdaterParts};
-    let fx = applied(0x5a_0006);
+    use abupdate::updater::UpdaterParts;
     let byname = fx.root.join("by-name");
-    std::fs::create_dir_all(&byname).unwrap();
-    std::os::unix::fs::symlink(fx.super_img(), byname.join("super")).unwrap();
-    std::os::unix::fs::symlink(fx.dev.join("misc.img"), byname.join("misc")).unwrap();
-    let updater = || {
-        let boot = MiscBootControl::open(&byname.join("misc"), Some(Slot::B)).unwrap();
-        let mut parts = UpdaterParts::new(
-            Device::new(Layout::ByName(byname.clone()), Slot::B),
-            Box::new(boot),
-            fx.root.join("by-name-state"),
-            None,
-            RunningBuild::load_host(&fx.dev).unwrap(),
-        )
-        .unwrap();
-        parts.ota_state = fx.ota().join("state");
-        parts.snapuserd = Some(quick(&fx));
-        Updater::from_parts(parts)
-    };
+    if !byname.exists() {
+        std::fs::create_dir_all(&byname).unwrap();
+        std::os::unix::fs::symlink(fx.super_img(), byname.join("super")).unwrap();
+        std::os::unix::fs::symlink(fx.dev.join("misc.img"), byname.join("misc")).unwrap();
+    }
+    let boot = MiscBootControl::open(&byname.join("misc"), Some(Slot::B)).unwrap();
+    let mut device = Device::new(Layout::ByName(byname), Slot::B);
+    if let Some(mapper) = mapper {
+        device = device.with_mapper(mapper);
+    }
+    let mut parts = UpdaterParts::new(
+        device,
+        Box::new(boot),
+        fx.root.join("by-name-state"),
+        None,
+        RunningBuild::load_host(&fx.dev).unwrap(),
+    )
+    .unwrap();
+    parts.ota_state = fx.ota().join("state");
+    parts.snapuserd = Some(quick(fx));
+    Updater::from_parts(parts)
+}
+
+/// On a by-name device (Android's layout) without device-mapper, the running partitions cannot
+/// be collapsed: after snapuserd's merge the state is MergeNeedsReboot and the COW partitions
+/// stay (another update is refused with 39) while the daemon still serves the snapshots; after
+/// the reboot (no daemon) the cleanup runs. No `delete` is sent.
+#[test]
+fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot() {
+    let fx = applied(0x5a_0006);
+    let updater = || by_name_updater(&fx, None);
     let daemon = start(&fx, Mode::Normal);
     let err = updater().finish_previous_update().unwrap_err();
     assert_eq!(err.code, ErrorCode::MergePending, "{err}");
@@ -341,11 +354,184 @@ fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot()
     assert_eq!(err.code, ErrorCode::MergePending, "{err}");
     assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
     assert_eq!(daemon.initiated("system_b"), 1);
+    assert!(daemon.deleted().is_empty(), "{:?}", daemon.deleted());
     // The reboot: no daemon serves the merged snapshots.
     daemon.stop();
     updater().finish_previous_update().unwrap();
     assert_new(&fx);
     assert_cleaned(&fx);
+}
+
+/// Whether the daemon hears `detach` within 5 s: it has no answer, so our side returns
+/// without waiting for the daemon to read it.
+fn detached_soon(daemon: &StandIn) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !daemon.detached() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    daemon.detached()
+}
+
+/// The running slot's device-mapper devices as the collapse asks for them, each step logged
+/// (a host has no device-mapper: the VM test's vab-collapse steps reload real devices). Every
+/// snapshot has a live device; a reload of `fail` fails.
+struct Recorded {
+    log: Arc<Mutex<Vec<String>>>,
+    tables: Mutex<Vec<(String, Vec<lp::Extent>, bool)>>,
+    fail: Option<&'static str>,
+}
+
+impl LogicalMapper for Recorded {
+    fn map(&self, name: &str, _: &Path, _: &[lp::Extent]) -> abupdate::Result<PathBuf> {
+        Err(abupdate::err!(DeviceError, "{name}: no device-mapper here"))
+    }
+    fn map_on(&self, name: &str, _: &[&Path], _: &[lp::Extent]) -> abupdate::Result<PathBuf> {
+        Err(abupdate::err!(DeviceError, "{name}: no device-mapper here"))
+    }
+    fn unmap(&self, name: &str) -> abupdate::Result<()> {
+        self.log.lock().unwrap().push(format!("unmap {name}"));
+        Ok(())
+    }
+    fn collapse(
+        &self,
+        name: &str,
+        super_path: &Path,
+        extents: &[lp::Extent],
+        read_only: bool,
+    ) -> abupdate::Result<bool> {
+        assert!(super_path.ends_with("by-name/super"), "{super_path:?}");
+        if self.fail == Some(name) {
+            return Err(abupdate::err!(DeviceError, "DM_TABLE_LOAD {name}: EINVAL"));
+        }
+        self.log.lock().unwrap().push(format!("collapse {name}"));
+        let table = (name.to_owned(), extents.to_vec(), read_only);
+        self.tables.lock().unwrap().push(table);
+        Ok(true)
+    }
+}
+
+fn recorded(fail: Option<&'static str>) -> Arc<Recorded> {
+    Arc::new(Recorded {
+        log: Arc::default(),
+        tables: Mutex::default(),
+        fail,
+    })
+}
+
+/// With device-mapper, each snapshot is collapsed as soon as snapuserd reports its merge
+/// complete, as libsnapshot's `OnSnapshotMergeComplete` does: its live device reloaded with the
+/// base partition's extents from slot b's metadata (read-only, as the partition is), then
+/// `delete,<name>` sent once, then its `-base`, `-src`, `-cow` and `-cow-img` devices removed;
+/// the cleanup then runs in the same boot (state None, COW partitions gone, `detach`).
+/// `vendor_b` shrank, so it merges alone first: it is deleted before `system_b` is initiated.
+#[test]
+fn with_device_mapper_each_merged_snapshot_is_collapsed_then_deleted_and_the_cleanup_runs() {
+    let fx = applied(0x5a_0008);
+    vendor_shrank(&fx);
+    let meta = fx.metadata(Slot::B);
+    let daemon = start(&fx, Mode::Normal);
+    let mapper = recorded(None);
+    let log = mapper.log.clone();
+    daemon.on_delete(move |name| {
+        log.lock().unwrap().push(format!("delete {name}"));
+        true
+    });
+    let t = Instant::now();
+    by_name_updater(&fx, Some(mapper.clone()))
+        .finish_previous_update()
+        .unwrap();
+    eprintln!("merged and collapsed in {:?}", t.elapsed());
+    assert_new(&fx);
+    assert_cleaned(&fx);
+    assert!(detached_soon(&daemon));
+    // Each snapshot: its merge complete, then its delete, once. (Two that complete between
+    // two polls are seen, and collapsed, in the statuses' order.)
+    let events = daemon.events();
+    eprintln!("daemon: {events:?}");
+    let deleted: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.strip_prefix("delete "))
+        .collect();
+    let mut names = deleted.clone();
+    names.sort();
+    assert_eq!(names, ["system_b", "vendor_b"], "{events:?}");
+    let at = |e: &str| events.iter().position(|x| x == e).unwrap();
+    for name in &deleted {
+        assert!(at(&format!("complete {name}")) < at(&format!("delete {name}")));
+    }
+    assert!(
+        at("delete vendor_b") < at("initiate system_b"),
+        "{events:?}"
+    );
+    // Reload, delete, then the devices around it, per snapshot.
+    let log = mapper.log.lock().unwrap().clone();
+    let mut want = Vec::new();
+    for name in &deleted {
+        want.push(format!("collapse {name}"));
+        want.push(format!("delete {name}"));
+        for suffix in ["-base", "-src", "-cow", "-cow-img"] {
+            want.push(format!("unmap {name}{suffix}"));
+        }
+    }
+    assert_eq!(log, want);
+    // The tables are the bases' extents in slot b's metadata, read-only.
+    for (name, extents, read_only) in mapper.tables.lock().unwrap().iter() {
+        let part = meta.partition(name).unwrap();
+        assert_eq!(extents[..], meta.extents_of(part)[..], "{name}");
+        assert!(*read_only, "{name}");
+    }
+}
+
+/// A collapse that fails (a reload refused, or `delete` answered `fail`) leaves the state
+/// MergeNeedsReboot with the COW partitions kept, as libsnapshot does when
+/// `OnSnapshotMergeComplete` fails. A run again in the same boot collapses what is left (the
+/// snapshots all merged, the daemon still serving one) and cleans up; so does the next boot
+/// (no daemon).
+#[test]
+fn a_collapse_that_fails_leaves_the_cleanup_for_the_reboot() {
+    for (seed, fail_reload, fail_delete) in [
+        (0x5a_0009, Some("vendor_b"), None),
+        (0x5a_000a, None, Some("system_b")),
+    ] {
+        let fx = applied(seed);
+        let daemon = start(&fx, Mode::Normal);
+        daemon.on_delete(move |name| Some(name) != fail_delete);
+        let mapper = recorded(fail_reload);
+        let err = by_name_updater(&fx, Some(mapper.clone()))
+            .finish_previous_update()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::MergePending, "{err}");
+        assert!(state(&fx).contains("state: MergeNeedsReboot"));
+        assert_new(&fx);
+        assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+        let log = mapper.log.lock().unwrap().clone();
+        eprintln!(
+            "{fail_reload:?} {fail_delete:?}: {log:?}, daemon {:?}",
+            daemon.events()
+        );
+        if let Some(name) = fail_reload {
+            assert!(!daemon.deleted().contains(&name.to_owned()));
+        }
+        if let Some(name) = fail_delete {
+            // Its devices stay: the daemon may still hold them.
+            assert!(!log.contains(&format!("unmap {name}-base")), "{log:?}");
+        }
+        if fail_reload.is_some() {
+            // The same boot, the reload possible now: only the one left is collapsed.
+            let mapper = recorded(None);
+            by_name_updater(&fx, Some(mapper.clone()))
+                .finish_previous_update()
+                .unwrap();
+            let log = mapper.log.lock().unwrap().clone();
+            assert!(log.contains(&"collapse vendor_b".to_owned()), "{log:?}");
+            assert!(detached_soon(&daemon));
+        } else {
+            daemon.stop();
+            by_name_updater(&fx, None).finish_previous_update().unwrap();
+        }
+        assert_new(&fx);
+        assert_cleaned(&fx);
+    }
 }
 
 /// A snapshot that shrank merges first (libsnapshot's first merge phase: the others' merges
@@ -355,17 +541,7 @@ fn on_a_by_name_device_the_cleanup_after_snapuserds_merge_waits_for_the_reboot()
 #[test]
 fn a_snapshot_that_shrank_is_merged_before_the_others_are_initiated() {
     let fx = applied(0x5a_0007);
-    let ota = abupdate::updater::snapshot_state::OtaDir::new(fx.ota());
-    let mut vendor = ota
-        .snapshots()
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == "vendor_b")
-        .unwrap();
-    vendor.old_partition_size = vendor.device_size + 4096;
-    let settings = abupdate::updater::snapshot_state::CowSettings::default();
-    let created = abupdate::updater::snapshot_state::SnapshotState::Created;
-    ota.write_snapshot(&vendor, &settings, created).unwrap();
+    vendor_shrank(&fx);
     let daemon = start(&fx, Mode::Normal);
     let mut updater = fx.updater(Slot::B);
     updater.set_snapuserd(Some(quick(&fx)));
@@ -394,4 +570,20 @@ fn a_snapshot_that_shrank_is_merged_before_the_others_are_initiated() {
     );
     assert_new(&fx);
     assert_cleaned(&fx);
+}
+
+/// `vendor_b`'s status made to say it shrank (its old partition recorded larger than the new
+/// one): it merges alone, in the first phase.
+fn vendor_shrank(fx: &Fixture) {
+    let ota = abupdate::updater::snapshot_state::OtaDir::new(fx.ota());
+    let mut vendor = ota
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "vendor_b")
+        .unwrap();
+    vendor.old_partition_size = vendor.device_size + 4096;
+    let settings = abupdate::updater::snapshot_state::CowSettings::default();
+    let created = abupdate::updater::snapshot_state::SnapshotState::Created;
+    ota.write_snapshot(&vendor, &settings, created).unwrap();
 }

@@ -65,6 +65,19 @@ pub trait LogicalMapper: Send + Sync {
     fn map_on(&self, name: &str, devices: &[&Path], extents: &[lp::Extent]) -> Result<PathBuf>;
     /// Removes the mapping `name`, if there is one.
     fn unmap(&self, name: &str) -> Result<()>;
+    /// Replaces the live table of the running slot's mapping `name` (a snapshot's device,
+    /// merged) with the dm-linear table of `extents` on `super_path`, in place: whether there
+    /// is such a mapping. A mapper without live mappings has none.
+    fn collapse(
+        &self,
+        name: &str,
+        super_path: &Path,
+        extents: &[lp::Extent],
+        read_only: bool,
+    ) -> Result<bool> {
+        let _ = (name, super_path, extents, read_only);
+        Ok(false)
+    }
 }
 
 /// The device: its partition layout and the slot it runs from.
@@ -238,6 +251,43 @@ impl Device {
             }
         }
         Ok(())
+    }
+
+    /// Whether the device maps partitions through device-mapper (a [`LogicalMapper`]).
+    pub fn has_mapper(&self) -> bool {
+        self.mapper.is_some()
+    }
+
+    /// The running slot's mapping of logical partition `name` (with its suffix), as
+    /// `metadata` (the running slot's) lays it out: its live table replaced with the
+    /// partition's dm-linear table on `super` (read-only when the partition is), as
+    /// libsnapshot's `CollapseSnapshotDevice` does once a snapshot is merged. Whether there was
+    /// such a mapping (never, without a mapper).
+    pub fn collapse(&self, metadata: &lp::Metadata, name: &str) -> Result<bool> {
+        let Some(mapper) = &self.mapper else {
+            return Ok(false);
+        };
+        let partition = metadata.partition(name).ok_or_else(|| {
+            err!(
+                PartitionMissing,
+                "no logical partition {name} in the running slot's metadata"
+            )
+        })?;
+        let read_only = partition.attributes & lp::ATTR_READONLY != 0;
+        mapper.collapse(
+            name,
+            &self.super_path(),
+            metadata.extents_of(partition),
+            read_only,
+        )
+    }
+
+    /// Removes the device-mapper mapping `name` if there is one (no-op without a mapper).
+    pub fn unmap_named(&self, name: &str) -> Result<()> {
+        match &self.mapper {
+            Some(mapper) => mapper.unmap(name),
+            None => Ok(()),
+        }
     }
 
     /// Finds `name` in `slot`: the physical partition if it exists, else the logical

@@ -148,6 +148,31 @@ impl DmMapper {
         })
     }
 
+    /// Replaces the live table of the running mapping `name` with the dm-linear table of
+    /// `extents` on `super_path` (libsnapshot's `CollapseSnapshotDevice`): whether there is
+    /// such a mapping. One whose live table already is this one (an earlier run collapsed it)
+    /// is left as it is.
+    pub fn collapse(
+        &self,
+        name: &str,
+        super_path: &Path,
+        extents: &[lp::Extent],
+        read_only: bool,
+    ) -> Result<bool> {
+        let table = table_of(name, extents, block_dev(super_path)?)?;
+        self.with_dm(|dm| {
+            if dm.status(name)?.is_none() {
+                return Ok(false);
+            }
+            if dm.table(name)? == table.lines() {
+                log::info!("{name} is already mapped linear on super");
+                return Ok(true);
+            }
+            dm.reload(name, &table, read_only)?;
+            Ok(true)
+        })
+    }
+
     /// Removes the mapping `name`, if there is one.
     pub fn unmap(&self, name: &str) -> Result<()> {
         self.with_dm(|dm| dm.remove(name).map(|_| ()))
@@ -186,6 +211,15 @@ impl LogicalMapper for DmMapper {
     }
     fn unmap(&self, name: &str) -> Result<()> {
         DmMapper::unmap(self, name)
+    }
+    fn collapse(
+        &self,
+        name: &str,
+        super_path: &Path,
+        extents: &[lp::Extent],
+        read_only: bool,
+    ) -> Result<bool> {
+        DmMapper::collapse(self, name, super_path, extents, read_only)
     }
 }
 

@@ -252,6 +252,24 @@ impl DeviceMapper {
         Ok(node)
     }
 
+    /// Replaces the live table of the existing mapping `name` with `table`, as libdm's
+    /// `LoadTableAndActivate` does (AOSP system/core `fs_mgr/libdm/dm.cpp:338-350`):
+    /// DM_TABLE_LOAD, then DM_DEV_SUSPEND without SUSPEND_FLAG. With a table loaded, the kernel's
+    /// resume suspends the device (I/O in flight completes), swaps the table in and resumes it:
+    /// whoever holds the device open (a mounted file system, dm-verity) keeps it throughout.
+    pub fn reload(&self, name: &str, table: &Table, read_only: bool) -> Result<()> {
+        if table.lines().is_empty() {
+            return Err(err!(DeviceError, "empty table for {name}"));
+        }
+        self.load_and_resume(name, table, read_only)?;
+        log::info!(
+            "reloaded {name} with {} targets ({} sectors)",
+            table.lines().len(),
+            table.sectors()
+        );
+        Ok(())
+    }
+
     fn load_and_resume(&self, name: &str, table: &Table, read_only: bool) -> Result<()> {
         let data = wire::encode_table(table.lines())?;
         let count = u32::try_from(table.lines().len())

@@ -11,7 +11,11 @@
 //! `supports,<feature>` with `success` or `fail`; `merge_percent` with C++'s
 //! `std::to_string(double)` of the percentage over every partition (`"42.500000"`);
 //! `getstatus,<misc_name>` with the handler's state (`snapuserd_transitions.cpp`
-//! `GetMergeStatus`); `detach` with nothing (the daemon stops listening).
+//! `GetMergeStatus`); `detach` with nothing (the daemon stops listening). `delete,<misc_name>`
+//! is libsnapshot's `WaitForDeviceDelete` (`snapuserd_client.cpp:185-197`, only `success`
+//! counts), sent once a merged snapshot's dm-user table is replaced: the server answers
+//! `success` once the handler ended, also for a name it has no handler for
+//! (`handler_manager.cpp:111-132` `DeleteHandler`).
 
 use thiserror::Error;
 

@@ -16,13 +16,20 @@
 //! MERGE_COMPLETED. A `fail`, `snapshot-merge-failed`, or a daemon that cannot be reached or
 //! answers garbage leaves the state MergeFailed (which the next run polls again, as
 //! libsnapshot's next `ProcessUpdateState` does); we never write a base.
+//!
+//! Each snapshot snapuserd merged is then collapsed where the running slot's partitions are
+//! device-mapper devices ([`Collapse`]): its dm-user device gets the base partition's
+//! dm-linear table in place, the daemon is told to let go of it (`delete,<name>`) and the
+//! devices the snapshot was made of are removed, as libsnapshot's `OnSnapshotMergeComplete`
+//! does. Only when every snapshot collapsed can the COW partitions go in the same boot.
 
 use std::time::Duration;
 
 use super::ota_state::UpdateState;
 use super::snapshot_state::{OtaDir, SnapshotState};
+use crate::device::Device;
 use crate::error::Result;
-use crate::lp::SnapshotSpace;
+use crate::lp::{self, SnapshotSpace};
 use crate::snapuserd::{Client, Config, SnapshotMergeStatus, SnapuserdError};
 
 /// Consecutive lost connections (disconnects, timeouts) a merge rides out by connecting again
@@ -47,15 +54,34 @@ fn first_phase(s: &SnapshotSpace) -> bool {
     s.device_size < s.old_partition_size
 }
 
+/// Where merged snapshots are collapsed: the running slot's device-mapper devices of
+/// `device`, laid out by `metadata` (the running slot's).
+#[derive(Clone, Copy)]
+pub struct Collapse<'a> {
+    /// The device, with its mapper.
+    pub device: &'a Device,
+    /// The running slot's metadata: the bases' extents.
+    pub metadata: &'a lp::Metadata,
+}
+
+/// What [`merge`] ended with.
+pub struct Merged {
+    /// The connection while the daemon still serves a snapshot, for [`detach`] after the
+    /// cleanup; `None` when an earlier run saw them all merged and no daemon serves them any
+    /// more (after a reboot).
+    pub daemon: Option<Client>,
+    /// Whether this run collapsed every snapshot's devices ([`Collapse`]).
+    pub collapsed: bool,
+}
+
 /// Merges every snapshot of `ota` through the daemon of `config`, reporting its progress
-/// (0 to 1). Returns the connection while the daemon still serves a snapshot (the running
-/// partitions may be its dm-user devices), for [`detach`] after the cleanup; `None` when an
-/// earlier run saw them all merged and no daemon serves them any more (after a reboot).
+/// (0 to 1), and collapses each merged snapshot's devices where `collapse` says.
 pub fn merge(
     ota: &OtaDir,
     config: &Config,
+    collapse: Option<Collapse>,
     progress: &mut dyn FnMut(f32),
-) -> Result<Option<Client>> {
+) -> Result<Merged> {
     let snapshots = ota.snapshots()?;
     let mut merged = true;
     for s in &snapshots {
@@ -63,26 +89,57 @@ pub fn merge(
     }
     if merged && ota.state()? != Some(UpdateState::Unverified) {
         if !config.socket.exists() {
-            return Ok(None);
+            return Ok(Merged {
+                daemon: None,
+                collapsed: false,
+            });
         }
         // A daemon without a handler for the name answers snapshot-merge-failed.
         let mut client = Client::connect(config)?;
+        let mut serving = false;
         for s in &snapshots {
-            if client.status(&s.name)? != SnapshotMergeStatus::Failed {
-                return Ok(Some(client));
-            }
+            serving |= client.status(&s.name)? != SnapshotMergeStatus::Failed;
         }
-        return Ok(None);
+        if !serving {
+            return Ok(Merged {
+                daemon: None,
+                collapsed: false,
+            });
+        }
+        // Merged by an earlier run that ended before collapsing them all: collapsed again
+        // (libsnapshot's `CheckTargetMergeState` does so for a MERGE_COMPLETED snapshot whose
+        // device is still there, snapshot.cpp:1350-1353); a collapsed one is left as it is.
+        let collapsed = collapse_all(collapse, &mut client, &snapshots, &mut Vec::new());
+        return Ok(Merged {
+            daemon: Some(client),
+            collapsed,
+        });
     }
     let mut client = Client::connect(config)?;
     if ota.state()? == Some(UpdateState::Unverified) {
         ota.write_state(UpdateState::Merging, "")?;
         ota.write_merge_phase(snapshots.iter().any(first_phase))?;
     }
+    // The snapshots this run collapsed, each as soon as its merge completed.
+    let mut done = Vec::new();
     let mut lost = 0;
     loop {
-        match poll(ota, &snapshots, &mut client, progress) {
-            Ok(true) => return Ok(Some(client)),
+        let mut on_complete = |client: &mut Client, name: &str| {
+            if let Some(c) = collapse {
+                if collapse_one(c, client, name) {
+                    done.push(name.to_owned());
+                }
+            }
+        };
+        match poll(ota, &snapshots, &mut client, progress, &mut on_complete) {
+            Ok(true) => {
+                // Those merged before this run, or whose collapse failed, are tried (again).
+                let collapsed = collapse_all(collapse, &mut client, &snapshots, &mut done);
+                return Ok(Merged {
+                    daemon: Some(client),
+                    collapsed,
+                });
+            }
             Ok(false) => lost = 0,
             Err(Failure::Daemon(e)) if lost < RECONNECTS && reconnectable(&e) => {
                 lost += 1;
@@ -98,6 +155,78 @@ pub fn merge(
         }
         std::thread::sleep(config.poll_interval.max(Duration::from_millis(1)));
     }
+}
+
+/// Collapses each of `snapshots` not in `done` (adding it there when collapsed): whether all
+/// are. Without `collapse`, none is.
+fn collapse_all(
+    collapse: Option<Collapse>,
+    client: &mut Client,
+    snapshots: &[SnapshotSpace],
+    done: &mut Vec<String>,
+) -> bool {
+    let Some(c) = collapse else {
+        return false;
+    };
+    for s in snapshots {
+        if !done.contains(&s.name) && collapse_one(c, client, &s.name) {
+            done.push(s.name.clone());
+        }
+    }
+    snapshots.iter().all(|s| done.contains(&s.name))
+}
+
+/// libsnapshot's `CollapseSnapshotDevice` for userspace snapshots and the unmapping of
+/// `DeleteSnapshot` (AOSP system/core `fs_mgr/libsnapshot/snapshot.cpp`), for merged snapshot
+/// `name`:
+/// 1. the live device `name` (snapuserd's dm-user device: `GetDmUserCowName` is the snapshot's
+///    own name, :159-168) reloaded with the base partition's table from the running slot's
+///    metadata, in place, so that what is mounted on it stays mounted (`CreateDmTable`,
+///    `LoadTableAndActivate`, :1664-1681);
+/// 2. `delete,<name>`, answered `success` once the daemon's handler, whose dm-user target just
+///    went, has ended and let go of the base and the COW (`WaitForDeviceDelete`, :1701-1706);
+/// 3. `<name>-base` and `<name>-src` removed if there (`GetBaseDeviceName`,
+///    `GetSourceDeviceName`, :1709-1717), then the COW's devices `<name>-cow` and
+///    `<name>-cow-img` (`UnmapCowDevices`, :2876-2898).
+///
+/// Whether it all happened. A snapshot without a device `name` (no device-mapper, or not
+/// mapped) is not collapsed. A failure is logged, not returned: the merge is done, and the
+/// cleanup then waits for the reboot (libsnapshot's MergeNeedsReboot when
+/// `OnSnapshotMergeComplete` fails, :1468-1470). Where libsnapshot only logs a `delete` that
+/// did not succeed, or a device that could not be removed, this counts it as a failure too:
+/// the COW partitions must not go while anything may still read them.
+fn collapse_one(c: Collapse, client: &mut Client, name: &str) -> bool {
+    match c.device.collapse(c.metadata, name) {
+        Ok(true) => {}
+        Ok(false) => {
+            log::info!("{name} is not a device-mapper device here: nothing to collapse");
+            return false;
+        }
+        Err(e) => {
+            log::warn!("collapsing {name} to its base: {e}");
+            return false;
+        }
+    }
+    match client.delete(name) {
+        Ok(true) => {}
+        Ok(false) => {
+            log::warn!("snapuserd answered fail to delete,{name}");
+            return false;
+        }
+        Err(e) => {
+            log::warn!("snapuserd: delete,{name}: {e}");
+            return false;
+        }
+    }
+    for suffix in ["-base", "-src", "-cow", "-cow-img"] {
+        let device = format!("{name}{suffix}");
+        if let Err(e) = c.device.unmap_named(&device) {
+            log::warn!("removing {device}: {e}");
+            return false;
+        }
+    }
+    log::info!("collapsed {name} to its base partition");
+    true
 }
 
 /// Tells the daemon the merge is over (libsnapshot's `AcknowledgeMergeSuccess`): it stops
@@ -151,6 +280,7 @@ fn poll(
     snapshots: &[SnapshotSpace],
     client: &mut Client,
     progress: &mut dyn FnMut(f32),
+    on_complete: &mut dyn FnMut(&mut Client, &str),
 ) -> std::result::Result<bool, Failure> {
     let mut states = Vec::with_capacity(snapshots.len());
     for s in snapshots {
@@ -177,6 +307,7 @@ fn poll(
             SnapshotMergeStatus::Complete => {
                 log::info!("snapuserd merged {name}");
                 ota.set_snapshot_state(name, SnapshotState::MergeCompleted)?;
+                on_complete(client, name);
                 continue;
             }
             SnapshotMergeStatus::Merging => {

@@ -485,18 +485,24 @@ fn merge(
     let (_, metadata) = device.super_metadata(current)?;
     let daemon = match snapuserd {
         Some(config) if snapuserd_merge::wanted(ota, config)? => {
-            let daemon = snapuserd_merge::merge(ota, config, progress)?;
-            if daemon.is_some() && matches!(device.layout(), crate::device::Layout::ByName(_)) {
-                // The running partitions are still snapuserd's dm-user devices over the COWs:
-                // without their collapse to dm-linear (libsnapshot's CollapseSnapshotDevice,
-                // not here yet) the COWs stay in use until the reboot, which maps the merged
+            let by_name = matches!(device.layout(), crate::device::Layout::ByName(_));
+            // On a by-name device the running partitions are snapuserd's dm-user devices:
+            // each merged snapshot's is collapsed to dm-linear on its base.
+            let collapse = by_name.then_some(snapuserd_merge::Collapse {
+                device,
+                metadata: &metadata,
+            });
+            let merged = snapuserd_merge::merge(ota, config, collapse, progress)?;
+            if merged.daemon.is_some() && by_name && !merged.collapsed {
+                // A device not collapsed may still be the daemon's dm-user device over its
+                // COW: the COWs stay in use until the reboot, which maps the merged
                 // snapshots plain. The cleanup runs then (libsnapshot's MergeNeedsReboot).
                 ota.write_state(UpdateState::MergeNeedsReboot, "")?;
                 progress(1.0);
                 log::info!("snapshots merged by snapuserd; the cleanup waits for the reboot");
                 return Ok(());
             }
-            daemon
+            merged.daemon
         }
         _ => {
             own_merge(device, ota, &metadata, progress)?;

@@ -8,8 +8,11 @@
 //!   `success`/`fail` (`:198-209`); `merge_percent` → `std::to_string(double)`, the mean over
 //!   the partitions (`:210-212`, `handler_manager.cpp:273-293`); `getstatus,<name>` → the
 //!   handler's state, `snapshot-merge-failed` for an unknown name (`:213-224`,
-//!   `snapuserd_transitions.cpp:430-497` `GetMergeStatus`); `delete,<name>` →
-//!   `success`/`fail` (`:174-184`); `detach` → no answer, the daemon stops (`:185-188`);
+//!   `snapuserd_transitions.cpp:430-497` `GetMergeStatus`); `delete,<name>` → `success` once
+//!   the handler is gone, also for a name without one, `fail` for a malformed message
+//!   (`:174-184`, `handler_manager.cpp:111-132` `DeleteHandler`: the handler removed and
+//!   joined; a merged one still counts as 100% in `merge_percent`, `:273-302`);
+//!   `detach` → no answer, the daemon stops (`:185-188`);
 //!   anything else → `fail` and the connection closed (`:236-239`).
 //!
 //! And it really merges: when asked to, it runs AOSP's `applycow --mode merge` (libsnapshot_cow's
@@ -67,14 +70,21 @@ enum State {
     Failed,
 }
 
+/// What the stand-in does on `delete,<name>` before it drops the handler (a VM's stand-in
+/// stops serving the device); `false` answers `fail`.
+pub type DeleteHook = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
     states: HashMap<String, State>,
+    /// Handlers deleted after their merge completed (`num_partitions_merge_complete_`).
+    gone_merged: u32,
+    on_delete: Option<DeleteHook>,
     /// `initiate_merge` requests per name.
     initiated: HashMap<String, u32>,
     deleted: Vec<String>,
     detached: bool,
-    /// `initiate <name>` and `complete <name>`, in order.
+    /// `initiate <name>`, `complete <name>` and `delete <name>`, in order.
     events: Vec<String>,
 }
 
@@ -244,7 +254,12 @@ impl StandIn {
         self.shared.lock().unwrap().deleted.clone()
     }
 
-    /// What happened, in order: `initiate <name>`, `complete <name>`.
+    /// Runs `hook` at each `delete,<name>` before the handler goes.
+    pub fn on_delete(&self, hook: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.shared.lock().unwrap().on_delete = Some(Arc::new(hook));
+    }
+
+    /// What happened, in order: `initiate <name>`, `complete <name>`, `delete <name>`.
     pub fn events(&self) -> Vec<String> {
         self.shared.lock().unwrap().events.clone()
     }
@@ -306,6 +321,13 @@ fn serve(
                 _ => {}
             }
         }
+        if (cmd, parts.len()) == ("delete", 2) {
+            let answer = delete(shared, parts[1]);
+            if conn.write_all(answer.as_bytes()).is_err() {
+                break;
+            }
+            continue;
+        }
         let mut sh = shared.lock().unwrap();
         let answer: Option<String> = match (cmd, parts.len()) {
             ("query", _) => Some("active".into()),
@@ -334,16 +356,17 @@ fn serve(
                 }
             }
             ("merge_percent", _) => {
-                let n = sh.states.len().max(1) as f64;
-                let sum: f64 = sh
-                    .states
-                    .values()
-                    .map(|s| match s {
-                        State::Complete => 100.0,
-                        State::Merging(p) => *p,
-                        _ => 0.0,
-                    })
-                    .sum();
+                let gone = f64::from(sh.gone_merged);
+                let n = (sh.states.len() as f64 + gone).max(1.0);
+                let sum: f64 = gone * 100.0
+                    + sh.states
+                        .values()
+                        .map(|s| match s {
+                            State::Complete => 100.0,
+                            State::Merging(p) => *p,
+                            _ => 0.0,
+                        })
+                        .sum::<f64>();
                 Some(format!("{:.6}", sum / n))
             }
             ("getstatus", 2) => Some(
@@ -356,11 +379,7 @@ fn serve(
                 .into(),
             ),
             ("getstatus", _) => Some("snapshot-merge-failed".into()),
-            ("delete", 2) => {
-                let known = sh.states.contains_key(parts[1]);
-                sh.deleted.push(parts[1].into());
-                Some(if known { "success" } else { "fail" }.into())
-            }
+            ("delete", _) => Some("fail".into()),
             ("detach", _) => {
                 sh.detached = true;
                 None
@@ -385,6 +404,26 @@ fn serve(
     }
 }
 
+/// `delete,<name>`: the hook, then the handler removed (a name without one: nothing to do).
+fn delete(shared: &Arc<Mutex<Shared>>, name: &str) -> &'static str {
+    let hook = {
+        let mut sh = shared.lock().unwrap();
+        sh.deleted.push(name.into());
+        sh.events.push(format!("delete {name}"));
+        sh.on_delete.clone()
+    };
+    if let Some(hook) = hook {
+        if !hook(name) {
+            return "fail";
+        }
+    }
+    let mut sh = shared.lock().unwrap();
+    if sh.states.remove(name) == Some(State::Complete) {
+        sh.gone_merged += 1;
+    }
+    "success"
+}
+
 /// The merge of one handler: the merged partition computed by applycow, written over the
 /// base in 20 steps; stops where it is when the daemon stops.
 fn run_merge(
@@ -405,14 +444,17 @@ fn run_merge(
         let end = ((i + 1) * chunk).min(new.len() as u64);
         write_extents(h, &new[at as usize..end as usize], at);
         let p = (i + 1) as f64 * 100.0 / steps as f64;
-        shared
-            .lock()
-            .unwrap()
-            .states
-            .insert(h.name.clone(), State::Merging(p.min(99.9)));
+        match shared.lock().unwrap().states.get_mut(&h.name) {
+            Some(state) => *state = State::Merging(p.min(99.9)),
+            // Deleted mid-merge: the handler is gone.
+            None => return,
+        }
         std::thread::sleep(step);
     }
     let mut sh = shared.lock().unwrap();
+    if !sh.states.contains_key(&h.name) {
+        return;
+    }
     sh.states.insert(h.name.clone(), State::Complete);
     sh.events.push(format!("complete {}", h.name));
 }

@@ -532,6 +532,8 @@ step ue-stable-fd timed ue_stable_fd
 step ue-merge timed ue_merge
 . /vab.sh
 run_vab_steps
+. /vab_collapse.sh
+run_vab_collapse_steps
 . /postinstall.sh
 run_postinstall_steps
 . /vab_data.sh

@@ -119,6 +119,11 @@ cp "$here/postinstall.sh" "$fs/postinstall.sh"
 cp "$here/vab.sh" "$fs/vab.sh"
 cp "$here/vab_data.sh" "$fs/vab_data.sh"
 cp "$here/vab_postinstall.sh" "$fs/vab_postinstall.sh"
+# The collapse after snapuserd's merge (tests/vm/vab_collapse.sh): its stand-in snapuserd
+# merges with AOSP's applycow.
+cp "$here/vab_collapse.sh" "$fs/vab_collapse.sh"
+[ -x "$aosp_bin/applycow" ] || die "$aosp_bin/applycow not found (AOSP's applycow, see ../shared)"
+cp "$aosp_bin/applycow" "$fs/bin/applycow"
 
 # Slot A, misc, keys and a signed payload for slot B (see examples/vm_images.rs).
 "$target_dir/debug/examples/vm_images" build "$fs/data" || die "vm_images build"
@@ -133,6 +138,25 @@ cp "$here/vab_postinstall.sh" "$fs/vab_postinstall.sh"
 mkdir -p "$fs/data/vabdata"
 truncate -s 8M "$fs/data/vabdata/userdata.img"
 mkfs.ext4 -q -F -b 4096 -O ^has_journal "$fs/data/vabdata/userdata.img" || die "mkfs.ext4 userdata"
+
+# The collapse steps' Virtual A/B device (tests/vm/vab_collapse.sh): its system an ext4 file
+# system, build 1 and build 2 (a file changed in place, one rewritten, one added), and the
+# SHA-256 of build 2's files, which the VM checks through the mounted file system.
+vabc_fs=$work/vabc-fs
+mkdir -p "$vabc_fs/1/etc" "$vabc_fs/1/bin" || die "mkdir $vabc_fs"
+echo "build 1" > "$vabc_fs/1/etc/build.txt"
+head -c 1572864 /dev/urandom > "$vabc_fs/1/bin/blob"
+cp -a "$vabc_fs/1" "$vabc_fs/2" || die "cp $vabc_fs"
+echo "build 2" > "$vabc_fs/2/etc/build.txt"
+head -c 8192 /dev/urandom | dd of="$vabc_fs/2/bin/blob" bs=4096 seek=100 conv=notrunc 2>/dev/null
+head -c 20000 /dev/urandom > "$vabc_fs/2/etc/new.bin"
+for v in 1 2; do
+    mkfs.ext4 -q -F -b 4096 -O ^has_journal -d "$vabc_fs/$v" "$vabc_fs/system-$v.img" 4M >/dev/null ||
+        die "mkfs.ext4 system-$v"
+done
+"$target_dir/debug/examples/vm_images" build-vabc "$fs/data/vabc" "$vabc_fs/system-1.img" \
+    "$vabc_fs/system-2.img" || die "vm_images build-vabc"
+(cd "$vabc_fs/2" && find . -type f | sort | xargs sha256sum) > "$fs/data/vabc/files.sha256"
 
 (cd "$fs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
@@ -160,6 +184,7 @@ expected+=(ue-daemon ue-full-update ue-already-installed ue-suspend-cancel ue-ba
 expected+=(vab-device vab-apply vab-snapshots vab-nbd-verity vab-rollback vab-reapply vab-reboot
     vab-merge)
 expected+=(vab-data-image-extents vab-data-image-f2fs)
+expected+=(vabc-device vabc-apply vabc-init vabc-reboot vabc-collapse)
 expected+=(pi-modules pi-daemon pi-fails pi-timeout pi-progress-suspend pi-trigger pi-logical-extents)
 expected+=(vpi-device vpi-fails vpi-killed vpi-apply vpi-trigger)
 if [ -n "$only" ]; then
