@@ -213,6 +213,21 @@ impl ImageDir {
         Ok(Box::new(file))
     }
 
+    /// Removes image `image`: its record first, then its file (`DeleteBackingImage`); the
+    /// metadata file goes with the last image, as libfiemap's does.
+    pub fn delete(&self, image: &str) -> Result<()> {
+        if let Some(m) = self.metadata()? {
+            let path = self.metadata_path();
+            match images::remove_image(&m, image)
+                .map_err(|e| err!(DeviceError, "{}: {e}", path.display()))?
+            {
+                Some(rest) => state_file::replace(&path, &images::image_file(&rest)?)?,
+                None => state_file::remove(&path)?,
+            }
+        }
+        state_file::remove(&self.image_path(image))
+    }
+
     /// Removes every image and the metadata (`RemoveAllImages`), also image files a killed
     /// creation left unrecorded.
     pub fn remove_all(&self) -> Result<()> {

@@ -17,6 +17,10 @@
 
 pub mod cow_image;
 pub mod file_pin;
+// The COW images through gsid: on Android only with the platform's AIDL crate (the `gsid`
+// feature); hosts build it against platform_aidl/ and test it with a stand-in gsid.
+#[cfg(any(not(target_os = "android"), feature = "gsid"))]
+pub mod image_service;
 pub mod logical;
 pub mod snapshot;
 pub mod snapshot_merge;

@@ -57,6 +57,13 @@ pub mod keystore {
     pub use super::generated::android::system::keystore2;
 }
 
+/// gsid's AIDL types (`android.gsi`), at the paths of the platform's crate, for the COW images
+/// on `/data` (`crate::device::image_service`). A host has no gsid: these are the subset in
+/// `platform_aidl/`, which the host tests serve with a stand-in.
+pub mod gsi {
+    pub use super::generated::android::gsi;
+}
+
 /// A Binder object of any interface, as served or watched for death.
 pub type AnyBinder = rsbinder::SIBinder;
 
