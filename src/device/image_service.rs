@@ -68,8 +68,8 @@ impl GsidImages {
     /// gsid's "ota" images, through [`SERVICE_NAME`] at `transport` (on Android always the
     /// platform's servicemanager).
     pub fn open(transport: &Transport) -> Result<GsidImages> {
-        let session = binder::connect_to::<dyn IGsiService>(transport, SERVICE_NAME)
-            .map_err(|e| {
+        let session =
+            binder::connect_to::<dyn IGsiService>(transport, SERVICE_NAME).map_err(|e| {
                 err!(
                     DeviceError,
                     "connecting to gsid ({SERVICE_NAME} at {transport}): {}",
@@ -99,12 +99,7 @@ impl GsidImages {
         let wire_size = i64::try_from(size)
             .map_err(|_| err!(DeviceError, "COW image {image}: {size} bytes is too large"))?;
         self.images
-            .createBackingImage(
-                image,
-                wire_size,
-                image_service::CREATE_IMAGE_DEFAULT,
-                None,
-            )
+            .createBackingImage(image, wire_size, image_service::CREATE_IMAGE_DEFAULT, None)
             .map_err(|s| {
                 if s.service_specific_error() == NO_SPACE {
                     err!(

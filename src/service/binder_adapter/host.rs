@@ -435,6 +435,40 @@ pub fn init_logging(_tag: &str) {
 
 #[cfg(test)]
 mod tests {
+    /// The stand-in gsid AIDL (`platform_aidl/android/gsi`) numbers its methods as AOSP 15's
+    /// `IGsiService` (`openImageService` is its 23rd method) and `IImageService`: a method moved
+    /// or dropped there would call another method of the real gsid.
+    #[test]
+    fn gsid_transaction_codes_are_the_platforms() {
+        use super::generated::android::gsi::{
+            IGsiService::transactions as service, IImageService::transactions as image,
+        };
+        let first = rsbinder::FIRST_CALL_TRANSACTION;
+        assert_eq!(service::r#commitGsiChunkFromStream, first);
+        assert_eq!(service::r#zeroPartition, first + 21);
+        assert_eq!(service::r#openImageService, first + 22);
+        assert_eq!(service::r#suggestScratchSize, first + 25);
+        assert_eq!(
+            vec![
+                image::r#createBackingImage,
+                image::r#deleteBackingImage,
+                image::r#mapImageDevice,
+                image::r#unmapImageDevice,
+                image::r#backingImageExists,
+                image::r#isImageMapped,
+                image::r#getAvbPublicKey,
+                image::r#getAllBackingImages,
+                image::r#zeroFillNewImage,
+                image::r#removeAllImages,
+                image::r#disableImage,
+                image::r#removeDisabledImages,
+                image::r#isImageDisabled,
+                image::r#getMappedImageDevice,
+            ],
+            (0..14).map(|i| first + i).collect::<Vec<_>>()
+        );
+    }
+
     /// The stand-in keystore2 AIDL (`platform_aidl/`) numbers its methods as the platform's:
     /// AIDL gives each method `FIRST_CALL_TRANSACTION` plus its index in the interface, and these
     /// are the indexes of AOSP's `IKeystoreService` (V4: `getNumberOfEntries` 7 and
