@@ -21,6 +21,7 @@
 
 use std::path::PathBuf;
 
+use super::image_store::ImageService;
 use crate::err;
 use crate::error::{Error, Result};
 use crate::service::binder_adapter::gsi::gsi::{
@@ -127,8 +128,19 @@ impl GsidImages {
             .map_err(|s| failed("isImageMapped", image, &s))
     }
 
-    /// Maps image `image` and returns its block device.
+    /// The block device of image `image`: mapped now, or the mapping there is (libfiemap
+    /// refuses to map an image twice; a resumed update or the merge after the reboot finds it
+    /// mapped or not).
     pub fn map(&self, image: &str) -> Result<PathBuf> {
+        if self.is_mapped(image)? {
+            let path = self
+                .images
+                .getMappedImageDevice(image)
+                .map_err(|s| failed("getMappedImageDevice", image, &s))?;
+            if !path.is_empty() {
+                return Ok(PathBuf::from(path));
+            }
+        }
         let mut mapped = MappedImage::default();
         self.images
             .mapImageDevice(image, MAP_TIMEOUT_MS, &mut mapped)
@@ -165,5 +177,23 @@ impl GsidImages {
         self.images
             .removeAllImages()
             .map_err(|s| failed("removeAllImages", OTA_PREFIX, &s))
+    }
+}
+
+impl ImageService for GsidImages {
+    fn exists(&self, image: &str) -> Result<bool> {
+        GsidImages::exists(self, image)
+    }
+    fn create(&self, image: &str, size: u64) -> Result<()> {
+        GsidImages::create(self, image, size)
+    }
+    fn map(&self, image: &str) -> Result<PathBuf> {
+        GsidImages::map(self, image)
+    }
+    fn all(&self) -> Result<Vec<String>> {
+        GsidImages::all(self)
+    }
+    fn remove_all(&self) -> Result<()> {
+        GsidImages::remove_all(self)
     }
 }

@@ -21,6 +21,7 @@ pub mod file_pin;
 // feature); hosts build it against platform_aidl/ and test it with a stand-in gsid.
 #[cfg(any(not(target_os = "android"), feature = "gsid"))]
 pub mod image_service;
+pub mod image_store;
 pub mod logical;
 pub mod snapshot;
 pub mod snapshot_merge;
@@ -32,7 +33,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::{SlotPartitions, SourceRead, TargetWrite};
 use crate::err;
@@ -95,6 +96,9 @@ pub struct Device {
     /// logical partitions resolve through it. Shared by clones, so the engine's copy of the
     /// device and the updater's see the same plan.
     planned: Arc<Mutex<Option<lp::Metadata>>>,
+    /// Who makes the Virtual A/B COW images on `/data` when not we ourselves (Android: gsid).
+    /// Shared by clones, as `planned`.
+    image_service: Arc<OnceLock<Arc<dyn image_store::ImageService>>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -127,7 +131,19 @@ impl Device {
             super_layer: None,
             mapper: None,
             planned: Arc::new(Mutex::new(None)),
+            image_service: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// The COW images on `/data` are made by `service` (Android: gsid), for this device and
+    /// its clones; set once, before an update. False when one was set already.
+    pub fn set_image_service(&self, service: Arc<dyn image_store::ImageService>) -> bool {
+        self.image_service.set(service).is_ok()
+    }
+
+    /// Who makes the COW images on `/data`, when not we ourselves.
+    pub fn image_service(&self) -> Option<&Arc<dyn image_store::ImageService>> {
+        self.image_service.get()
     }
 
     /// A host device directory `dir` (`<name>_<slot>.img` files), running slot `current`.
@@ -451,7 +467,7 @@ impl Device {
         &self,
         metadata: &lp::Metadata,
         space: &lp::SnapshotSpace,
-        images: &cow_image::ImageDir,
+        images: &image_store::CowImages,
     ) -> Result<Box<dyn TargetWrite>> {
         let cow = format!("{}-cow", space.name);
         if space.cow_file_size == 0 {
@@ -462,6 +478,12 @@ impl Device {
             .cow_partition_size
             .checked_add(space.cow_file_size)
             .ok_or_else(|| err!(DeviceError, "{}: COW size overflows", space.name))?;
+        let images = match images {
+            image_store::CowImages::Local(dir) => dir,
+            image_store::CowImages::Service(service) => {
+                return self.open_cow_on(metadata, space, &service.map(&image)?);
+            }
+        };
         if let (Some(mapper), Layout::ByName(by_name)) = (&self.mapper, &self.layout) {
             let Some(image_metadata) = images.metadata()? else {
                 return Err(err!(DeviceError, "{image}: no image metadata"));
@@ -512,6 +534,55 @@ impl Device {
             images.open(&image, space.cow_file_size)?,
             space.cow_file_size,
         ));
+        Ok(Box::new(cow_image::Joined::new(parts)?))
+    }
+
+    /// [`Device::open_cow`] with the image mapped by an image service at `image_device`
+    /// (libsnapshot's `MapCowDevices` over the image gsid mapped): with a mapper on a device,
+    /// one dm-linear table of the `-cow` partition's extents followed by the whole image
+    /// device; otherwise the partition's extents and the image device, joined.
+    fn open_cow_on(
+        &self,
+        metadata: &lp::Metadata,
+        space: &lp::SnapshotSpace,
+        image_device: &Path,
+    ) -> Result<Box<dyn TargetWrite>> {
+        let cow = format!("{}-cow", space.name);
+        let image = TargetPartition::open(image_device)?;
+        if image.size() < space.cow_file_size {
+            return Err(err!(
+                DeviceError,
+                "the COW image of {} ({}) has {} bytes, not {}",
+                space.name,
+                image_device.display(),
+                image.size(),
+                space.cow_file_size
+            ));
+        }
+        if let (Some(mapper), Layout::ByName(_)) = (&self.mapper, &self.layout) {
+            drop(image);
+            let mut extents = Vec::new();
+            if space.cow_partition_size > 0 {
+                let Some(p) = metadata.partition(&cow) else {
+                    return Err(err!(PartitionMissing, "no logical partition {cow}"));
+                };
+                extents.extend_from_slice(metadata.extents_of(p));
+            }
+            extents.push(lp::Extent {
+                num_sectors: space.cow_file_size / lp::SECTOR_SIZE,
+                target: lp::ExtentTarget::Linear {
+                    block_device: 1,
+                    physical_sector: 0,
+                },
+            });
+            let node = mapper.map_on(&cow, &[&self.super_path(), image_device], &extents)?;
+            return Ok(Box::new(TargetPartition::open(&node)?));
+        }
+        let mut parts = Vec::new();
+        if space.cow_partition_size > 0 {
+            parts.push((self.open_logical(metadata, &cow)?, space.cow_partition_size));
+        }
+        parts.push((Box::new(image) as Box<dyn TargetWrite>, space.cow_file_size));
         Ok(Box::new(cow_image::Joined::new(parts)?))
     }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::cow_image::ImageDir;
+use super::image_store::CowImages;
 use super::snapshot::DeviceCow;
 use super::Device;
 use crate::cow::{ReadAt, SnapshotView};
@@ -110,7 +110,7 @@ impl SnapshotMount {
             cow: cow_name,
         };
         // From here on a failure drops `mount`, which unmaps the COW.
-        let cow = device.open_cow(metadata, space, &ImageDir::for_device(device))?;
+        let cow = device.open_cow(metadata, space, &CowImages::for_device(device))?;
         let base: Box<dyn ReadAt + Send + Sync> = if space.old_partition_size == 0 {
             // A partition new in this update has no base: what no op writes reads as zeros.
             Box::new(Vec::new())

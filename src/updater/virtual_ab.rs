@@ -33,6 +33,7 @@ use super::snapuserd_merge;
 use crate::boot_control::vab_message::{self, MergeStatus};
 use crate::cow::{Compression, CowOptions};
 use crate::device::cow_image::{self, ImageDir};
+use crate::device::image_store::CowImages;
 use crate::device::snapshot::{CowDevices, DeviceCow, SnapshotPartitions};
 use crate::device::{snapshot_merge, Device};
 use crate::engine::SlotPartitions;
@@ -202,6 +203,29 @@ fn check_image_room(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<
     let needed = overflow
         .iter()
         .fold(0u64, |sum, s| sum.saturating_add(s.cow_file_size));
+    let names = overflow
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if device.image_service().is_some() {
+        // gsid has no call for the room on /data: its createBackingImage answers NO_SPACE
+        // (37) before the target metadata is written, as libsnapshot's CreateCowImage learns.
+        log::info!(
+            "Virtual A/B: {needed} bytes of COW for {names} go into images the image service \
+             makes on the data partition"
+        );
+        return Ok(());
+    }
+    // Only gsid may reach /data/gsi on Android (sepolicy's gsid.te neverallows): without its
+    // IImageService (the `gsid` feature) there is no way to make the images.
+    if cfg!(target_os = "android") {
+        crate::bail!(
+            SuperNoSpace,
+            "the COWs of {names} need {needed} bytes more than super has free, and COW images \
+             on /data are gsid's to make on Android, which this build does not ask"
+        );
+    }
     let images = ImageDir::for_device(device);
     let mut made = 0u64;
     for s in &overflow {
@@ -211,20 +235,6 @@ fn check_image_room(device: &Device, snapshots: &[lp::SnapshotSpace]) -> Result<
         {
             made = made.saturating_add(s.cow_file_size);
         }
-    }
-    let names = overflow
-        .iter()
-        .map(|s| s.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    // Only gsid may reach /data/gsi on Android (sepolicy's gsid.te neverallows): images there
-    // are made through its IImageService, which abupdated does not call.
-    if cfg!(target_os = "android") {
-        crate::bail!(
-            SuperNoSpace,
-            "the COWs of {names} need {needed} bytes more than super has free, and COW images \
-             on /data are gsid's to make on Android, which this updater does not ask"
-        );
     }
     match images.available()? {
         None => crate::bail!(
@@ -271,7 +281,7 @@ pub fn snapshot_partitions<'p>(
     let device = device.clone();
     let metadata = plan.target.metadata.clone();
     let spaces = plan.target.snapshots.clone();
-    let images = ImageDir::for_device(&device);
+    let images = CowImages::for_device(&device);
     let files = CowDevices(Box::new(move |snapshot: &str| {
         match spaces.iter().find(|s| s.name == snapshot) {
             Some(space) => device.open_cow(&metadata, space, &images),
@@ -328,28 +338,23 @@ pub fn begin(
 /// so that a COW header an earlier run left there (whose ops went on into an image that is
 /// gone) is not resumed from (libsnapshot writes an empty COW into each new COW device).
 fn make_images(device: &Device, target: &lp::SnapshotTarget) -> Result<()> {
-    let images = ImageDir::for_device(device);
+    let images = CowImages::for_device(device);
     let snapshots = &target.snapshots;
     let wanted = |name: &str| {
         snapshots.iter().any(|s| {
             s.cow_file_size > 0
                 && cow_image::image_name(&s.name) == name
-                && images
-                    .existing(name, s.cow_file_size)
-                    .ok()
-                    .flatten()
-                    .is_some()
+                && images.existing(name, s.cow_file_size).unwrap_or(false)
         })
     };
-    if let Some(m) = images.metadata()? {
-        if m.partitions().iter().any(|p| !wanted(&p.name)) {
-            log::info!("removing the COW images of an earlier update");
-            images.remove_all()?;
-        }
+    let names = images.names()?;
+    if names.iter().any(|n| !wanted(n)) {
+        log::info!("removing the COW images of an earlier update");
+        images.remove_all()?;
     }
     for s in snapshots.iter().filter(|s| s.cow_file_size > 0) {
         let image = cow_image::image_name(&s.name);
-        if images.existing(&image, s.cow_file_size)?.is_some() {
+        if images.existing(&image, s.cow_file_size)? {
             continue;
         }
         images.create(&image, s.cow_file_size)?;
@@ -461,7 +466,7 @@ fn cancel(device: &Device, boot: &mut dyn BootControl, ota: &OtaDir) -> Result<(
     boot.set_unbootable(target)?;
     let (_, metadata) = device.super_metadata(target)?;
     device.write_slot_metadata(target, &lp::without_snapshots(&metadata)?)?;
-    ImageDir::for_device(device).remove_all()?;
+    CowImages::for_device(device).remove_all()?;
     ota.remove_all()?;
     set_merge_status(device, MergeStatus::None)
 }
@@ -513,7 +518,7 @@ fn merge(
     };
     ota.write_state(UpdateState::MergeCompleted, "")?;
     device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
-    ImageDir::for_device(device).remove_all()?;
+    CowImages::for_device(device).remove_all()?;
     ota.remove_all()?;
     set_merge_status(device, MergeStatus::None)?;
     progress(1.0);
@@ -540,14 +545,14 @@ fn own_merge(
     }
     // Each snapshot an equal share of the progress.
     let share = 1.0 / snapshots.len().max(1) as f32;
-    let images = ImageDir::for_device(device);
+    let images = CowImages::for_device(device);
     for (i, space) in snapshots.iter().enumerate() {
         let cow_name = lp::cow_name(&space.name);
         let image = cow_image::image_name(&space.name);
         let cleaned = if space.cow_partition_size > 0 {
             metadata.partition(&cow_name).is_none()
         } else {
-            images.existing(&image, space.cow_file_size)?.is_none()
+            !images.existing(&image, space.cow_file_size)?
         };
         if cleaned {
             // Merged, and its COW already removed by an earlier run.
