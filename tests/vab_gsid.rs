@@ -1,0 +1,165 @@
+//! A Virtual A/B update whose COWs overflow `super`, with the COW images made through gsid
+//! (`src/device/image_service.rs`) as on Android, over real RPC Binder against the stand-in
+//! gsid (`common/gsid.rs`), which keeps real images (allocated, written, FIEMAP extents in
+//! its `lp_metadata`). gsid refusing for want of room is 37 with gsid's words and nothing in
+//! the target slot's metadata; with room, the images gsid was asked for have libsnapshot's
+//! names, sizes (`cow_file_size`) and flags, were mapped, and each COW (its `-cow` partition,
+//! lpunpack'd, then its image) is accepted by AOSP's `inspect_cow` and `applycow` makes the new
+//! image from it; the merge after the reboot leaves the new images and has gsid remove every
+//! image. The device directory has no `data/`: nothing went around gsid.
+
+mod common;
+#[path = "common/gsid.rs"]
+mod gsid;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use abupdate::device::cow_image::image_name;
+use abupdate::device::image_service::GsidImages;
+use abupdate::engine::ApplyOptions;
+use abupdate::slot::Slot;
+use abupdate::source::Source;
+use abupdate::updater::snapshot_state::OtaDir;
+use abupdate::updater::Updater;
+use abupdate::ErrorCode;
+use common::vab::*;
+use gsid::{Call, GsidStandIn};
+
+const MIB: u64 = 1 << 20;
+
+/// `fx`'s updater on slot `current`, its COW images made by `gsid`.
+fn updater(fx: &Fixture, current: Slot, gsid: &GsidStandIn) -> Updater {
+    let updater = fx.updater(current);
+    let images = GsidImages::open(&gsid.transport()).unwrap();
+    assert!(updater.device().set_image_service(Arc::new(images)));
+    updater
+}
+
+fn apply(fx: &Fixture, gsid: &GsidStandIn) -> abupdate::Result<abupdate::updater::Outcome> {
+    let options = ApplyOptions {
+        threads: 2,
+        ..common::unsigned_options()
+    };
+    updater(fx, Slot::A, gsid).apply(
+        &mut Source::file(&fx.payload)?,
+        &options,
+        &abupdate::engine::Quiet,
+    )
+}
+
+#[test]
+fn cows_that_overflow_super_go_into_gsids_images_then_merge_and_are_removed() {
+    let fx = Fixture::sized(0x0da7a, true, 8 * MIB);
+    let gsid = GsidStandIn::start();
+
+    // No room on gsid's /data: 37 with its words, the target metadata untouched.
+    gsid.set_room(MIB);
+    let target_before = fx.metadata(Slot::B);
+    let err = apply(&fx, &gsid).unwrap_err();
+    assert_eq!(err.code, ErrorCode::SuperNoSpace, "{err}");
+    assert!(err.message.contains("gsid:"), "{err}");
+    assert!(err.message.contains("not enough free space"), "{err}");
+    assert_eq!(fx.metadata(Slot::B), target_before, "nothing written");
+
+    gsid.set_room(u64::MAX);
+    let outcome = apply(&fx, &gsid).unwrap();
+    assert_eq!(outcome.switched_to, Some(Slot::B));
+    assert!(!fx.dev.join("data").exists(), "an image went around gsid");
+    let spaces = OtaDir::new(fx.ota()).snapshots().unwrap();
+    let overflowing: Vec<_> = spaces.iter().filter(|s| s.cow_file_size > 0).collect();
+    assert!(!overflowing.is_empty(), "no COW overflowed super");
+    assert!(
+        spaces
+            .iter()
+            .any(|s| s.cow_partition_size > 0 && s.cow_file_size > 0),
+        "no COW is split between super and an image: {spaces:?}"
+    );
+    {
+        let state = gsid.state();
+        eprintln!("snapshots: {spaces:?}\ngsid's calls: {:?}", state.calls);
+        for s in &overflowing {
+            let image = image_name(&s.name);
+            let created: Vec<_> = state
+                .calls
+                .iter()
+                .filter_map(|c| match c {
+                    Call::Create {
+                        name,
+                        size,
+                        flags,
+                        progress,
+                    } if *name == image => Some((*size, *flags, *progress)),
+                    _ => None,
+                })
+                .collect();
+            // Once in the refused run (if it fitted the room then, kept after) or twice.
+            assert!(
+                !created.is_empty(),
+                "{image} was not created: {:?}",
+                state.calls
+            );
+            for (size, flags, progress) in created {
+                assert_eq!(size as u64, s.cow_file_size, "{image}");
+                assert_eq!(flags, 0, "{image}: CREATE_IMAGE_DEFAULT");
+                assert!(!progress);
+            }
+            assert!(
+                state
+                    .calls
+                    .iter()
+                    .any(|c| matches!(c, Call::Map(n, _) if *n == image)),
+                "{image} was never mapped"
+            );
+        }
+    }
+
+    let unpacked = fx.root.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    for (name, _, new) in &fx.images {
+        let space = spaces
+            .iter()
+            .find(|s| s.name == format!("{name}_b"))
+            .unwrap();
+        let mut cow = Vec::new();
+        if space.cow_partition_size > 0 {
+            run(Command::new(tool("lpunpack"))
+                .arg("--slot=1")
+                .arg(format!("--partition={name}_b-cow"))
+                .arg(fx.super_img())
+                .arg(&unpacked));
+            cow = std::fs::read(unpacked.join(format!("{name}_b-cow.img"))).unwrap();
+        }
+        if space.cow_file_size > 0 {
+            let image = gsid.images.image_path(&image_name(&space.name));
+            let bytes = std::fs::read(&image).unwrap();
+            cow.extend_from_slice(&bytes[..space.cow_file_size as usize]);
+        }
+        let cow_path = fx.root.join(format!("{name}.cow"));
+        std::fs::write(&cow_path, &cow).unwrap();
+        let report = run(Command::new(tool("inspect_cow"))
+            .arg("--verify_merge_sequence")
+            .arg(&cow_path));
+        assert!(report.contains("Merge sequence is consistent."), "{report}");
+        let out = fx.root.join("view.img");
+        run(Command::new(tool("applycow"))
+            .args(["--mode", "view", "--size", &new.len().to_string()])
+            .arg(fx.root.join(format!("{name}_old.img")))
+            .arg(&cow_path)
+            .arg(&out));
+        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+    }
+
+    // The reboot into slot b: the merge reads the COWs through gsid's mappings, then has gsid
+    // remove every image.
+    let calls_before = gsid.state().calls.len();
+    let after = updater(&fx, Slot::B, &gsid);
+    after.mark_boot_successful().unwrap();
+    after.finish_previous_update().unwrap();
+    fx.assert_slot_b_new();
+    assert!(gsid.state().calls[calls_before..].contains(&Call::RemoveAll));
+    assert!(gsid.image_files().is_empty(), "{:?}", gsid.image_files());
+    assert!(!gsid.images.metadata_path().exists());
+    let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
+    assert!(!state.contains("state:"), "state is not None: {state}");
+}
