@@ -1,7 +1,7 @@
 //! The COW images on `/data` through gsid (`src/device/image_service.rs`) over real Binder
 //! (rsbinder RPC on a unix socket) against a stand-in gsid (`common/gsid.rs`: a host has none)
 //! that keeps real images (allocated, written, FIEMAP extents recorded in `lp_metadata`).
-//! The adapter asks for what libsnapshot asks (names, sizes, CREATE_IMAGE_DEFAULT, the "ota/"
+//! The adapter asks for what libsnapshot asks (names, sizes, CREATE_IMAGE_DEFAULT, the "ota"
 //! prefix), maps to a device that holds what is written, cleans up; gsid's no-room answer is
 //! 37 with gsid's words, its other failures 31. (That the AIDL numbers the methods as AOSP's
 //! is a unit test of the adapter: `gsid_transaction_codes_are_the_platforms`.)

@@ -1,7 +1,7 @@
 //! Platform adapter: the Virtual A/B COW images on `/data` through gsid's Binder service, as
 //! libsnapshot reaches them on Android (libfiemap `binder.cpp`, `ImageManagerBinder`): only
 //! gsid may create files in `/data/gsi` (sepolicy's gsid.te neverallows everyone else), so
-//! an updater asks `gsiservice` (`IGsiService.openImageService("ota/")`) for an
+//! an updater asks `gsiservice` (`IGsiService.openImageService("ota")`) for an
 //! `IImageService` and has gsid make, map, unmap and delete the images. [`ImageDir`] is the
 //! same store made locally (hosts, the VM).
 //!
@@ -20,6 +20,7 @@
 //! [`ImageDir`]: super::cow_image::ImageDir
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::image_store::ImageService;
 use crate::err;
@@ -34,9 +35,10 @@ use crate::service::binder_adapter::{self as binder, Failure, Session, Status, S
 /// gsid's service (`kGsiServiceName`; gsid.rc `interface aidl gsiservice`: servicemanager
 /// starts gsid when it is asked for).
 pub const SERVICE_NAME: &str = "gsiservice";
-/// The image directory of Virtual A/B's COW images (libsnapshot `OpenImageManager("ota")`,
-/// which libfiemap's binder client passes on as the prefix `ota/`).
-pub const OTA_PREFIX: &str = "ota/";
+/// The image directory of Virtual A/B's COW images: libsnapshot's `OpenImageManager("ota")`,
+/// which libfiemap's binder client passes on as it is; gsid makes it `/metadata/gsi/ota` and
+/// `/data/gsi/ota`.
+pub const OTA_PREFIX: &str = "ota";
 /// How long gsid may wait for a mapped image's device node (the interface's documentation
 /// recommends 10 seconds).
 pub const MAP_TIMEOUT_MS: i32 = 10_000;
@@ -195,5 +197,51 @@ impl ImageService for GsidImages {
     }
     fn remove_all(&self) -> Result<()> {
         GsidImages::remove_all(self)
+    }
+}
+
+/// gsid's images, connected at their first use (gsid is started on demand, as libsnapshot's
+/// `EnsureImageManager` starts it only for an update that needs images); a failed connection
+/// is tried again at the next use.
+pub struct GsidOnDemand {
+    transport: Transport,
+    images: Mutex<Option<Arc<GsidImages>>>,
+}
+
+impl GsidOnDemand {
+    /// gsid at `transport`, not connected yet.
+    pub fn new(transport: Transport) -> GsidOnDemand {
+        GsidOnDemand {
+            transport,
+            images: Mutex::new(None),
+        }
+    }
+
+    fn get(&self) -> Result<Arc<GsidImages>> {
+        let mut images = self.images.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(images) = images.as_ref() {
+            return Ok(images.clone());
+        }
+        let opened = Arc::new(GsidImages::open(&self.transport)?);
+        *images = Some(opened.clone());
+        Ok(opened)
+    }
+}
+
+impl ImageService for GsidOnDemand {
+    fn exists(&self, image: &str) -> Result<bool> {
+        self.get()?.exists(image)
+    }
+    fn create(&self, image: &str, size: u64) -> Result<()> {
+        self.get()?.create(image, size)
+    }
+    fn map(&self, image: &str) -> Result<PathBuf> {
+        self.get()?.map(image)
+    }
+    fn all(&self) -> Result<Vec<String>> {
+        self.get()?.all()
+    }
+    fn remove_all(&self) -> Result<()> {
+        self.get()?.remove_all()
     }
 }

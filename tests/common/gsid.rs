@@ -5,7 +5,7 @@
 //! extents recorded in `lp_metadata`) in a temporary `data/gsi/ota` and `metadata/gsi/ota`.
 //! What it holds to of gsid and libfiemap's `ImageManager`:
 //!
-//! - `openImageService` takes the prefix "ota/" only (the one libsnapshot opens);
+//! - `openImageService` takes the prefix "ota" only (the one libsnapshot opens);
 //! - `createBackingImage` refuses an image that exists, and a size beyond the room it is given
 //!   ([`GsidStandIn::set_room`]) with libfiemap's NO_SPACE (`-ENOSPC`) and a message, as gsid's
 //!   `BinderError` does;
@@ -253,7 +253,7 @@ impl IGsiService for Service {
     fn openImageService(&self, prefix: &str) -> BinderResult<Strong<dyn IImageService>> {
         lock(&self.state).calls.push(Call::Open(prefix.to_owned()));
         if prefix != OTA_PREFIX {
-            return Err(refuse(ERROR, &format!("prefix {prefix:?}: only ota/ here")));
+            return Err(refuse(ERROR, &format!("prefix {prefix:?}: only ota here")));
         }
         Ok(BnImageService::new_binder(Images {
             state: self.state.clone(),

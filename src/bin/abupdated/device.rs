@@ -117,6 +117,9 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
             "no device: give --by-name DIR (block devices) or --device DIR (image files)"
         ),
     };
+    if let Some(service) = image_service(args)? {
+        updater.device().set_image_service(service);
+    }
     updater.set_postinstall(abupdate::postinstall::Config {
         mount_dir: args
             .postinstall_dir
@@ -151,6 +154,37 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
         backend.set_device_key(key);
     }
     Ok(Arc::new(backend))
+}
+
+/// Who makes the COW images on /data: gsid at `--gsid-binder`, else on Android builds with
+/// the `gsid` feature the platform's gsid; `None`: abupdated itself (hosts, the VM).
+fn image_service(
+    args: &Args,
+) -> Result<Option<Arc<dyn abupdate::device::image_store::ImageService>>> {
+    let default =
+        cfg!(all(target_os = "android", feature = "gsid")).then_some("binder:/dev/binder");
+    let Some(uri) = args.gsid_binder.as_deref().or(default) else {
+        return Ok(None);
+    };
+    gsid(uri)
+}
+
+#[cfg(any(not(target_os = "android"), feature = "gsid"))]
+fn gsid(uri: &str) -> Result<Option<Arc<dyn abupdate::device::image_store::ImageService>>> {
+    let transport = abupdate::service::binder_adapter::Transport::parse(uri)?;
+    log::info!("COW images on /data through gsid at {transport}");
+    Ok(Some(Arc::new(
+        abupdate::device::image_service::GsidOnDemand::new(transport),
+    )))
+}
+
+/// Android builds without the `gsid` feature have no gsid client.
+#[cfg(all(target_os = "android", not(feature = "gsid")))]
+fn gsid(_uri: &str) -> Result<Option<Arc<dyn abupdate::device::image_store::ImageService>>> {
+    abupdate::bail!(
+        DeviceError,
+        "--gsid-binder: this build has no gsid client (the `gsid` feature)"
+    )
 }
 
 /// The key that unwraps encrypted feed offers: `--device-key FILE`, `--device-key keystore`,

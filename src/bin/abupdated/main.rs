@@ -153,6 +153,13 @@ pub struct Args {
     /// host, the socket of a keystore2 stand-in; on Android only `binder:/dev/binder`).
     #[arg(long, value_name = "URI", default_value = "binder:/dev/binder")]
     keystore_binder: String,
+
+    /// Where gsid is, which makes the Virtual A/B COW images on /data that do not fit in super:
+    /// a transport as for `--binder` (on a host, the socket of a gsid stand-in). Default on
+    /// Android builds with the `gsid` feature: the platform's gsid (`binder:/dev/binder`);
+    /// elsewhere the images are made by abupdated itself.
+    #[arg(long, value_name = "URI")]
+    gsid_binder: Option<String>,
 }
 
 fn main() -> ExitCode {
