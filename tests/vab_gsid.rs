@@ -6,14 +6,16 @@
 //! names, sizes (`cow_file_size`) and flags, were mapped, and each COW (its `-cow` partition,
 //! lpunpack'd, then its image) is accepted by AOSP's `inspect_cow` and `applycow` makes the new
 //! image from it; the merge after the reboot leaves the new images and has gsid remove every
-//! image. The device directory has no `data/`: nothing went around gsid.
+//! image. The device directory has no `data/`: nothing went around gsid. abupdated with
+//! `--gsid-binder` does the same for the updates it is ordered.
 
 mod common;
 #[path = "common/gsid.rs"]
 mod gsid;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use abupdate::device::cow_image::image_name;
 use abupdate::device::image_service::GsidImages;
@@ -161,4 +163,65 @@ fn cows_that_overflow_super_go_into_gsids_images_then_merge_and_are_removed() {
     assert!(!gsid.images.metadata_path().exists());
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
     assert!(!state.contains("state:"), "state is not None: {state}");
+}
+
+/// abupdated `--gsid-binder URI`: the daemon's updates make their COW images through gsid too.
+/// The same overflow update, ordered with `abupdate apply` over the daemon's socket, leaves
+/// both images in the stand-in gsid and none under the device directory.
+#[test]
+fn abupdated_makes_the_images_through_gsid_at_gsid_binder() {
+    let fx = Fixture::sized(0x0da7a, true, 8 * MIB);
+    let gsid = GsidStandIn::start();
+    let socket = fx.root.join("abupdate.sock");
+    let uri = format!("unix://{}?profile=android13plus", socket.display());
+    let log_path = fx.root.join("abupdated.log");
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_abupdated"))
+        .args(["--binder", &uri, "--device"])
+        .arg(&fx.dev)
+        .args(["--allow-unsigned", "--state-dir"])
+        .arg(fx.root.join("state"))
+        .args(["--gsid-binder", &gsid.uri])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(socket.exists()
+        && std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("serving abupdate")))
+    {
+        assert!(Instant::now() < deadline, "abupdated is not serving");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_abupdate"))
+        .args(["apply", "--wait"])
+        .arg(&fx.payload)
+        .env("ABUPDATE_BINDER", &uri)
+        .output()
+        .unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}\n{log}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("through gsid at"), "{log}");
+    let created: Vec<_> = gsid
+        .state()
+        .calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Create { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        created,
+        vec![image_name("system_b"), image_name("vendor_b")]
+    );
+    assert_eq!(gsid.image_files().len(), 2);
+    assert!(!fx.dev.join("data").exists(), "an image went around gsid");
 }
