@@ -13,11 +13,12 @@
 //! partition per snapshot from free space; each COW is written into that partition
 //! ([`SnapshotPartitions`] over [`CowDevices`]). What does not fit in `super`
 //! (`SnapshotStatus.cow_file_size`, split as libsnapshot's `PartitionCowCreator` does) goes
-//! into an image `<name>_<slot>-cow-img` on `/data` ([`ImageDir`], libfiemap's images), made
-//! before the target metadata is written; the COW device is the `-cow` partition followed by
-//! the image ([`Device::open_cow`]). When `/data` has not the room either (or there is no
-//! `/data`: a host device directory without `data/`), the update is refused with 37 before
-//! anything is written. The images and their metadata go with the merge's or cancel's cleanup.
+//! into an image `<name>_<slot>-cow-img` on `/data` ([`CowImages`]: libfiemap's images, made
+//! by our [`ImageDir`] or, on Android, by gsid), made before the target metadata is
+//! written; the COW device is the `-cow` partition followed by the image
+//! ([`Device::open_cow`]). When `/data` has not the room either (or there is no `/data`: a
+//! host device directory without `data/`; or gsid answers NO_SPACE), the update is refused
+//! with 37 before the target metadata is written. The images and their metadata go with the merge's or cancel's cleanup.
 //!
 //! The state follows libsnapshot ([`OtaDir`]): Initiated with the snapshots' statuses before
 //! the first write, then `snapshot-boot` and Unverified (misc: SNAPSHOTTED) once the update is
