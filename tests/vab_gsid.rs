@@ -7,7 +7,8 @@
 //! lpunpack'd, then its image) is accepted by AOSP's `inspect_cow` and `applycow` makes the new
 //! image from it; the merge after the reboot leaves the new images and has gsid remove every
 //! image. The device directory has no `data/`: nothing went around gsid. abupdated with
-//! `--gsid-binder` does the same for the updates it is ordered.
+//! `--gsid-binder` does the same for the updates it is ordered; a cancel has gsid remove the
+//! images, and a new update an earlier one's.
 
 mod common;
 #[path = "common/gsid.rs"]
@@ -224,4 +225,34 @@ fn abupdated_makes_the_images_through_gsid_at_gsid_binder() {
     );
     assert_eq!(gsid.image_files().len(), 2);
     assert!(!fx.dev.join("data").exists(), "an image went around gsid");
+}
+
+/// Through gsid too, a cancel (the old slot booted again) has gsid remove the images, and an
+/// earlier update's image gsid still keeps is removed when a new update makes its own.
+#[test]
+fn a_cancel_has_gsid_remove_the_images_and_a_new_update_purges_stale_ones() {
+    let fx = Fixture::sized(0xda7a_c0de, true, 8 * MIB);
+    let gsid = GsidStandIn::start();
+    apply(&fx, &gsid).unwrap();
+    assert_eq!(gsid.image_files().len(), 2);
+    let calls_before = gsid.state().calls.len();
+    let updater = updater(&fx, Slot::A, &gsid);
+    updater.with_boot(|b| b.set_active(Slot::A)).unwrap();
+    updater.mark_boot_successful().unwrap();
+    updater.finish_previous_update().unwrap();
+    assert!(gsid.state().calls[calls_before..].contains(&Call::RemoveAll));
+    assert!(gsid.image_files().is_empty(), "{:?}", gsid.image_files());
+    for (name, old, _) in &fx.images {
+        assert!(fx.read(name, Slot::A) == *old, "{name}_a changed");
+    }
+
+    // An image of another update that gsid keeps: the next update removes it first.
+    GsidImages::open(&gsid.transport())
+        .unwrap()
+        .create("odm_b-cow-img", 4096)
+        .unwrap();
+    apply(&fx, &gsid).unwrap();
+    let mut names = GsidImages::open(&gsid.transport()).unwrap().all().unwrap();
+    names.sort();
+    assert_eq!(names, vec![image_name("system_b"), image_name("vendor_b")]);
 }
