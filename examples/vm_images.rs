@@ -357,14 +357,7 @@ fn build_vab(
         append_verity: false,
     });
     let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &names);
-    dynamic.snapshot_enabled = true;
-    dynamic.vabc = Vabc {
-        enabled: true,
-        compression_param: Some("lz4".into()),
-        cow_version: Some(3),
-        compression_factor: Some(65536),
-        ..Vabc::default()
-    };
+    cuttlefish_snapshots(&mut dynamic);
     let options = BuildOptions {
         signer: Some(Signer::from_pem(&String::from_utf8_lossy(TEST_KEY))?),
         compressors: Compressors {
@@ -407,14 +400,7 @@ fn vab_postinstall(out: &Path, v1: &Path, v2: &Path) -> Result<()> {
         format!("ro.build.date.utc={BUILD_DATE}\n").as_bytes(),
     )?;
     let mut dynamic = super_image::dynamic_metadata(GROUP, group_size, &["system"]);
-    dynamic.snapshot_enabled = true;
-    dynamic.vabc = Vabc {
-        enabled: true,
-        compression_param: Some("lz4".into()),
-        cow_version: Some(3),
-        compression_factor: Some(65536),
-        ..Vabc::default()
-    };
+    cuttlefish_snapshots(&mut dynamic);
     let options = BuildOptions {
         compressors: Compressors {
             xz: true,
@@ -440,6 +426,18 @@ fn vab_postinstall(out: &Path, v1: &Path, v2: &Path) -> Result<()> {
 
 /// Prints `ROOT_DIGEST OPTIONS...` for `veritysetup open DEV NAME DEV ROOT OPTIONS...`, the
 /// data, hash tree and FEC all on the one partition as AVB lays them out.
+/// Compressed snapshots as Cuttlefish on Android 15 takes them: COW v3, lz4, 64 KiB.
+fn cuttlefish_snapshots(dynamic: &mut abupdate::payload::manifest::DynamicPartitions) {
+    dynamic.snapshot_enabled = true;
+    dynamic.vabc = Vabc {
+        enabled: true,
+        compression_param: Some("lz4".into()),
+        cow_version: Some(3),
+        compression_factor: Some(65536),
+        ..Vabc::default()
+    };
+}
+
 fn verity_args(vbmeta: &Path, name: &str) -> Result<()> {
     let bytes = std::fs::read(vbmeta).map_err(|e| Error::io(vbmeta.display(), e))?;
     let image = VbmetaImage::parse(&bytes)?;

@@ -139,17 +139,7 @@ fn cows_that_overflow_super_go_into_gsids_images_then_merge_and_are_removed() {
         }
         let cow_path = fx.root.join(format!("{name}.cow"));
         std::fs::write(&cow_path, &cow).unwrap();
-        let report = run(Command::new(tool("inspect_cow"))
-            .arg("--verify_merge_sequence")
-            .arg(&cow_path));
-        assert!(report.contains("Merge sequence is consistent."), "{report}");
-        let out = fx.root.join("view.img");
-        run(Command::new(tool("applycow"))
-            .args(["--mode", "view", "--size", &new.len().to_string()])
-            .arg(fx.root.join(format!("{name}_old.img")))
-            .arg(&cow_path)
-            .arg(&out));
-        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+        fx.assert_aosp_reads_cow(name, &cow_path, new);
     }
 
     // The reboot into slot b: the merge reads the COWs through gsid's mappings, then has gsid

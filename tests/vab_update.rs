@@ -111,17 +111,7 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
             .arg(fx.super_img())
             .arg(&unpacked));
         let cow = unpacked.join(format!("{name}_b-cow.img"));
-        let report = run(Command::new(tool("inspect_cow"))
-            .arg("--verify_merge_sequence")
-            .arg(&cow));
-        assert!(report.contains("Merge sequence is consistent."), "{report}");
-        let out = fx.root.join("view.img");
-        run(Command::new(tool("applycow"))
-            .args(["--mode", "view", "--size", &new.len().to_string()])
-            .arg(fx.root.join(format!("{name}_old.img")))
-            .arg(&cow)
-            .arg(&out));
-        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+        fx.assert_aosp_reads_cow(name, &cow, new);
     }
 
     // Another update before the merge: 39, nothing written.
@@ -274,17 +264,7 @@ fn cows_that_overflow_super_go_into_images_on_data_then_merge_and_are_removed() 
         }
         let cow_path = fx.root.join(format!("{name}.cow"));
         std::fs::write(&cow_path, &cow).unwrap();
-        let report = run(Command::new(tool("inspect_cow"))
-            .arg("--verify_merge_sequence")
-            .arg(&cow_path));
-        assert!(report.contains("Merge sequence is consistent."), "{report}");
-        let out = fx.root.join("view.img");
-        run(Command::new(tool("applycow"))
-            .args(["--mode", "view", "--size", &new.len().to_string()])
-            .arg(fx.root.join(format!("{name}_old.img")))
-            .arg(&cow_path)
-            .arg(&out));
-        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+        fx.assert_aosp_reads_cow(name, &cow_path, new);
     }
     assert!(in_super_only < fx.images.len(), "no COW overflowed super");
     assert!(
@@ -479,17 +459,7 @@ fn check_cows_with_aosp(fx: &Fixture) -> Vec<u16> {
         // The header: the magic (8 bytes), then the major version.
         let bytes = std::fs::read(&cow).unwrap();
         versions.push(u16::from_le_bytes([bytes[8], bytes[9]]));
-        let report = run(Command::new(tool("inspect_cow"))
-            .arg("--verify_merge_sequence")
-            .arg(&cow));
-        assert!(report.contains("Merge sequence is consistent."), "{report}");
-        let out = fx.root.join("view.img");
-        run(Command::new(tool("applycow"))
-            .args(["--mode", "view", "--size", &new.len().to_string()])
-            .arg(fx.root.join(format!("{name}_old.img")))
-            .arg(&cow)
-            .arg(&out));
-        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+        fx.assert_aosp_reads_cow(name, &cow, new);
     }
     versions
 }

@@ -269,6 +269,22 @@ impl Fixture {
         data
     }
 
+    /// AOSP's `inspect_cow` accepts the COW file `cow` of partition `name` (its merge sequence
+    /// consistent), and `applycow` over the old image makes `new` from it.
+    pub fn assert_aosp_reads_cow(&self, name: &str, cow: &Path, new: &[u8]) {
+        let report = run(Command::new(tool("inspect_cow"))
+            .arg("--verify_merge_sequence")
+            .arg(cow));
+        assert!(report.contains("Merge sequence is consistent."), "{report}");
+        let out = self.root.join("view.img");
+        run(Command::new(tool("applycow"))
+            .args(["--mode", "view", "--size", &new.len().to_string()])
+            .arg(self.root.join(format!("{name}_old.img")))
+            .arg(cow)
+            .arg(&out));
+        assert!(std::fs::read(&out).unwrap() == *new, "{name}: applycow");
+    }
+
     pub fn ota(&self) -> PathBuf {
         self.dev.join("metadata/ota")
     }
