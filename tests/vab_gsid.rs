@@ -125,12 +125,7 @@ fn cows_that_overflow_super_go_into_gsids_images_then_merge_and_are_removed() {
             .unwrap();
         let mut cow = Vec::new();
         if space.cow_partition_size > 0 {
-            run(Command::new(tool("lpunpack"))
-                .arg("--slot=1")
-                .arg(format!("--partition={name}_b-cow"))
-                .arg(fx.super_img())
-                .arg(&unpacked));
-            cow = std::fs::read(unpacked.join(format!("{name}_b-cow.img"))).unwrap();
+            cow = std::fs::read(fx.lpunpack_cow(name, &unpacked)).unwrap();
         }
         if space.cow_file_size > 0 {
             let image = gsid.images.image_path(&image_name(&space.name));

@@ -50,16 +50,12 @@ fn handlers(fx: &Fixture) -> Vec<Handler> {
                     ExtentTarget::Zero => panic!("zero extent"),
                 })
                 .collect();
-            run(Command::new(tool("lpunpack"))
-                .arg("--slot=1")
-                .arg(format!("--partition={name}_b-cow"))
-                .arg(fx.super_img())
-                .arg(&unpacked));
+            let cow = fx.lpunpack_cow(name, &unpacked);
             Handler {
                 name: format!("{name}_b"),
                 file: fx.super_img(),
                 extents,
-                cow: unpacked.join(format!("{name}_b-cow.img")),
+                cow,
                 size: new.len() as u64,
             }
         })

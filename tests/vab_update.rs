@@ -105,12 +105,7 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
         ] {
             assert!(status.contains(&want), "{want} not in {status}");
         }
-        run(Command::new(tool("lpunpack"))
-            .arg("--slot=1")
-            .arg(format!("--partition={name}_b-cow"))
-            .arg(fx.super_img())
-            .arg(&unpacked));
-        let cow = unpacked.join(format!("{name}_b-cow.img"));
+        let cow = fx.lpunpack_cow(name, &unpacked);
         fx.assert_aosp_reads_cow(name, &cow, new);
     }
 
@@ -243,12 +238,7 @@ fn cows_that_overflow_super_go_into_images_on_data_then_merge_and_are_removed() 
         let image = images_dir.join(format!("{name}_b-cow-img.img"));
         let mut cow = Vec::new();
         if space.cow_partition_size > 0 {
-            run(Command::new(tool("lpunpack"))
-                .arg("--slot=1")
-                .arg(format!("--partition={name}_b-cow"))
-                .arg(fx.super_img())
-                .arg(&unpacked));
-            cow = std::fs::read(unpacked.join(format!("{name}_b-cow.img"))).unwrap();
+            cow = std::fs::read(fx.lpunpack_cow(name, &unpacked)).unwrap();
             assert_eq!(cow.len() as u64, space.cow_partition_size);
         }
         if space.cow_file_size == 0 {
@@ -450,12 +440,7 @@ fn check_cows_with_aosp(fx: &Fixture) -> Vec<u16> {
     std::fs::create_dir_all(&unpacked).unwrap();
     let mut versions = Vec::new();
     for (name, _, new) in &fx.images {
-        run(Command::new(tool("lpunpack"))
-            .arg("--slot=1")
-            .arg(format!("--partition={name}_b-cow"))
-            .arg(fx.super_img())
-            .arg(&unpacked));
-        let cow = unpacked.join(format!("{name}_b-cow.img"));
+        let cow = fx.lpunpack_cow(name, &unpacked);
         // The header: the magic (8 bytes), then the major version.
         let bytes = std::fs::read(&cow).unwrap();
         versions.push(u16::from_le_bytes([bytes[8], bytes[9]]));

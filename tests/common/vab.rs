@@ -269,6 +269,17 @@ impl Fixture {
         data
     }
 
+    /// Partition `name`'s COW partition in slot b's metadata, out of super with AOSP's
+    /// `lpunpack` into `dir`: its file.
+    pub fn lpunpack_cow(&self, name: &str, dir: &Path) -> PathBuf {
+        run(Command::new(tool("lpunpack"))
+            .arg("--slot=1")
+            .arg(format!("--partition={name}_b-cow"))
+            .arg(self.super_img())
+            .arg(dir));
+        dir.join(format!("{name}_b-cow.img"))
+    }
+
     /// AOSP's `inspect_cow` accepts the COW file `cow` of partition `name` (its merge sequence
     /// consistent), and `applycow` over the old image makes `new` from it.
     pub fn assert_aosp_reads_cow(&self, name: &str, cow: &Path, new: &[u8]) {
