@@ -113,7 +113,14 @@ fn cows_that_overflow_super_go_into_gsids_images_then_merge_and_are_removed() {
                     .any(|c| matches!(c, Call::Map(n, _) if *n == image)),
                 "{image} was never mapped"
             );
+            assert!(
+                state.calls.contains(&Call::Unmap(image.clone())),
+                "{image} was never unmapped"
+            );
         }
+        // The apply ends with every image unmapped, as update_engine's does
+        // (UnmapAllSnapshots): the next boot maps them.
+        assert!(state.mapped.is_empty(), "still mapped: {:?}", state.mapped);
     }
 
     let unpacked = fx.root.join("unpacked");

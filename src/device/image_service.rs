@@ -160,6 +160,14 @@ impl GsidImages {
             .map_err(|s| failed("unmapImageDevice", image, &s))
     }
 
+    /// Unmaps image `image` if it is mapped (gsid refuses to unmap an image that is not).
+    pub fn unmap_if_mapped(&self, image: &str) -> Result<()> {
+        if self.is_mapped(image)? {
+            self.unmap(image)?;
+        }
+        Ok(())
+    }
+
     /// Deletes image `image`.
     pub fn delete(&self, image: &str) -> Result<()> {
         self.images
@@ -191,6 +199,9 @@ impl ImageService for GsidImages {
     }
     fn map(&self, image: &str) -> Result<PathBuf> {
         GsidImages::map(self, image)
+    }
+    fn unmap(&self, image: &str) -> Result<()> {
+        GsidImages::unmap_if_mapped(self, image)
     }
     fn all(&self) -> Result<Vec<String>> {
         GsidImages::all(self)
@@ -237,6 +248,9 @@ impl ImageService for GsidOnDemand {
     }
     fn map(&self, image: &str) -> Result<PathBuf> {
         self.get()?.map(image)
+    }
+    fn unmap(&self, image: &str) -> Result<()> {
+        self.get()?.unmap_if_mapped(image)
     }
     fn all(&self) -> Result<Vec<String>> {
         self.get()?.all()

@@ -23,6 +23,8 @@ pub trait ImageService: Send + Sync {
     fn create(&self, image: &str, size: u64) -> Result<()>;
     /// The block device of image `image`, mapped if it is not yet.
     fn map(&self, image: &str) -> Result<PathBuf>;
+    /// Unmaps image `image` if it is mapped (libfiemap's `UnmapImageIfExists`).
+    fn unmap(&self, image: &str) -> Result<()>;
     /// The names of all the images.
     fn all(&self) -> Result<Vec<String>>;
     /// Unmaps and deletes every image.
@@ -72,6 +74,21 @@ impl CowImages {
         match self {
             CowImages::Local(dir) => dir.create(image, size).map(|_| ()),
             CowImages::Service(service) => service.create(image, size),
+        }
+    }
+
+    /// Unmaps every image that is mapped, as libsnapshot's `UnmapAllSnapshots` does at the end
+    /// of an apply (`UnmapCowDevices`: `UnmapImageIfExists`): the next boot's first-stage init
+    /// maps them from their metadata, and a mapped image cannot be deleted. Images made
+    /// locally have no mapping of their own (a COW's dm-linear table over their extents goes
+    /// with the target slot's mappings).
+    pub fn unmap_all(&self) -> Result<()> {
+        match self {
+            CowImages::Local(_) => Ok(()),
+            CowImages::Service(service) => service
+                .all()?
+                .iter()
+                .try_for_each(|image| service.unmap(image)),
         }
     }
 

@@ -32,6 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::boot_control::MiscBootControl;
 use crate::checkpoint_store::FileCheckpointStore;
+use crate::device::image_store::CowImages;
 use crate::device::super_meta::ReadHalf;
 use crate::device::{Device, Layout};
 use crate::dm::{DmConfig, DmMapper};
@@ -321,12 +322,22 @@ impl Updater {
         // snapshot update Initiated (update_engine calls FinishUpdate only once they passed):
         // the next apply starts it over.
         let snapshots = plan.is_some();
-        self.postinstall_phase(
+        let postinstalled = self.postinstall_phase(
             manifest,
             options.properties.run_post_install,
             snapshots,
             observer,
-        )?;
+        );
+        if snapshots {
+            // Whatever postinstall's result, the COW images are unmapped, as update_engine's
+            // PostinstallRunnerAction does when it ends (~PostinstallRunnerAction:
+            // UnmapAllPartitions, libsnapshot's UnmapAllSnapshots). A failure is only logged,
+            // as there: the next boot's first-stage init maps the images itself.
+            if let Err(e) = CowImages::for_device(&self.device).unmap_all() {
+                log::warn!("unmapping the COW images after the apply: {e}");
+            }
+        }
+        postinstalled?;
         if snapshots {
             virtual_ab::finished_writes(&self.device, &self.ota_dir())?;
         }

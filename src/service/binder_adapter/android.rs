@@ -58,11 +58,11 @@ pub mod keystore {
     pub use android_system_keystore2::aidl::android::system::keystore2;
 }
 
-/// gsid's AIDL types, from the platform's crate (`gsi_aidl_interface-rust`), for the COW
+/// gsid's AIDL types, from `abupdate.gsi-rust` (Android.bp), for the COW
 /// images on `/data` (`crate::device::image_service`). Only with the `gsid` feature.
 #[cfg(feature = "gsid")]
 pub mod gsi {
-    pub use gsi_aidl_interface::aidl::android::gsi;
+    pub use abupdate_gsi::aidl::android::gsi;
 }
 
 /// A Binder object of any interface, as served or watched for death.
