@@ -329,13 +329,7 @@ impl Updater {
             observer,
         );
         if snapshots {
-            // Whatever postinstall's result, the COW images are unmapped, as update_engine's
-            // PostinstallRunnerAction does when it ends (~PostinstallRunnerAction:
-            // UnmapAllPartitions, libsnapshot's UnmapAllSnapshots). A failure is only logged,
-            // as there: the next boot's first-stage init maps the images itself.
-            if let Err(e) = CowImages::for_device(&self.device).unmap_all() {
-                log::warn!("unmapping the COW images after the apply: {e}");
-            }
+            self.unmap_cow_images();
         }
         postinstalled?;
         if snapshots {
@@ -585,7 +579,22 @@ impl Updater {
         let ota = self.ota_dir();
         let snapshots = ota.state()? == Some(ota_state::UpdateState::Unverified)
             && ota.boot_indicator()?.as_deref() == Some(self.device.current_slot().suffix());
-        self.run_postinstall_steps(&[step], snapshots, observer)
+        let result = self.run_postinstall_steps(&[step], snapshots, observer);
+        if snapshots {
+            self.unmap_cow_images();
+        }
+        result
+    }
+
+    /// Unmaps a snapshot update's COW images once postinstall is over, whatever its result,
+    /// as update_engine's PostinstallRunnerAction does when it ends, after an apply or a
+    /// trigger (~PostinstallRunnerAction: UnmapAllPartitions, libsnapshot's
+    /// UnmapAllSnapshots). A failure is only logged, as there: the next boot's first-stage
+    /// init maps the images itself.
+    fn unmap_cow_images(&self) {
+        if let Err(e) = CowImages::for_device(&self.device).unmap_all() {
+            log::warn!("unmapping the COW images: {e}");
+        }
     }
 
     /// Whether postinstall can mount a snapshot update's views here (see
