@@ -110,6 +110,25 @@ impl Properties for SystemProperties {
     }
 }
 
+/// Boolean property `name` as libbase's `GetBoolProperty` reads it: "1", "y", "yes", "on" and
+/// "true" are true, "0", "n", "no", "off" and "false" false, anything else (or unset) `default`.
+pub fn get_bool(props: &dyn Properties, name: &str, default: bool) -> Result<bool> {
+    Ok(match props.get(name)?.as_deref() {
+        Some("1" | "y" | "yes" | "on" | "true") => true,
+        Some("0" | "n" | "no" | "off" | "false") => false,
+        _ => default,
+    })
+}
+
+/// Unsigned property `name` as libbase's `GetUintProperty<uint32_t>` reads it: a decimal
+/// number that fits, else (or unset) `default`.
+pub fn get_u32(props: &dyn Properties, name: &str, default: u32) -> Result<u32> {
+    Ok(props
+        .get(name)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default))
+}
+
 /// Whether the running Android build is debuggable (`ro.debuggable=1`: userdebug and eng). A
 /// property that cannot be read counts as not debuggable.
 #[cfg(target_os = "android")]
@@ -128,6 +147,20 @@ mod tests {
         assert_eq!(p.get("ro.b").unwrap().as_deref(), Some("x y"));
         assert_eq!(p.get("ro.e").unwrap().as_deref(), Some(""));
         assert_eq!(p.get("ro.c").unwrap(), None);
+    }
+
+    #[test]
+    fn bool_and_uint_properties_read_as_libbase_does() {
+        let p = PropertyFile::parse("a=1\nb=on\nc=false\nd=maybe\nn=64\nbig=4294967296\nneg=-1\n");
+        assert!(get_bool(&p, "a", false).unwrap());
+        assert!(get_bool(&p, "b", false).unwrap());
+        assert!(!get_bool(&p, "c", true).unwrap());
+        assert!(get_bool(&p, "d", true).unwrap());
+        assert!(!get_bool(&p, "unset", false).unwrap());
+        assert_eq!(get_u32(&p, "n", 0).unwrap(), 64);
+        assert_eq!(get_u32(&p, "big", 7).unwrap(), 7);
+        assert_eq!(get_u32(&p, "neg", 7).unwrap(), 7);
+        assert_eq!(get_u32(&p, "unset", 0).unwrap(), 0);
     }
 
     #[test]

@@ -77,6 +77,14 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
     // libsnapshot's state, read with its own schema.
     let state = decode("SnapshotUpdateStatus", &fx.ota().join("state"));
     assert!(state.contains("state: Unverified"), "{state}");
+    // What libsnapshot records of the running build at Initiated (CreateUpdateSnapshots) and
+    // carries over: its fingerprint, and io_uring for the snapuserd init starts. Checked by
+    // AOSP's field numbers (snapshot.proto: source_build_fingerprint = 8,
+    // io_uring_enabled = 10), not through our copy of the schema.
+    let raw = decode_raw(&fx.ota().join("state"));
+    assert!(raw.contains(&format!("8: \"{FINGERPRINT}\"")), "{raw}");
+    assert!(raw.contains("10: 1"), "{raw}");
+    assert!(!raw.contains("12: "), "o_direct is not enabled: {raw}");
     assert_eq!(
         std::fs::read_to_string(fx.ota().join("snapshot-boot")).unwrap(),
         "_a"

@@ -14,6 +14,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::snapshot_state::UpdateOrigin;
 use crate::bail;
 use crate::engine::metadata::Metadata;
 use crate::error::{Error, Result};
@@ -83,6 +84,15 @@ impl RunningBuild {
     /// Reads `build.prop`-style `key=value` lines.
     pub fn from_properties(text: &str) -> Result<Self> {
         Self::new(Arc::new(PropertyFile::parse(text)))
+    }
+
+    /// What a snapshot update records of this build when it begins (see [`UpdateOrigin`]);
+    /// nothing, for a build nothing is known about.
+    pub fn update_origin(&self) -> Result<UpdateOrigin> {
+        match &self.known {
+            Some(k) => UpdateOrigin::from_properties(k.props.as_ref()),
+            None => Ok(UpdateOrigin::default()),
+        }
     }
 
     /// A build nothing is known about: no downgrade check at all. Only for a host device

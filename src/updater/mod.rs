@@ -835,7 +835,8 @@ impl Hooks<'_, '_> {
     fn write_planned_metadata(&self) -> Result<()> {
         let device = &self.updater.device;
         if let Some(plan) = self.parts.plan() {
-            if virtual_ab::begin(device, &self.updater.ota_dir(), &plan, "")? {
+            let origin = self.updater.running.update_origin()?;
+            if virtual_ab::begin(device, &self.updater.ota_dir(), &plan, &origin)? {
                 log::info!(
                     "wrote slot {}'s snapshot metadata in super: {} snapshots",
                     device.target_slot(),

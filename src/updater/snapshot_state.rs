@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::lp::SnapshotSpace;
 use crate::payload::proto::snapshot as pb;
 use crate::state_file;
+use crate::sysprop::{self, Properties};
 
 /// One snapshot's `SnapshotState`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,49 @@ pub struct CowSettings {
     pub estimated_cow_size: u64,
     /// The manifest's `estimate_op_count_max`.
     pub estimated_ops: u64,
+}
+
+/// What libsnapshot records of the running build when an update's snapshots are created
+/// (`CreateUpdateSnapshots`) and carries over until the state is None: the source build, and
+/// how the snapuserd that init starts for the new slot's snapshots runs (`PerformInitTransition`
+/// gives it `-io_uring` and `-o_direct` from these), from the device's properties
+/// ([`UpdateOrigin::from_properties`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateOrigin {
+    /// `ro.build.fingerprint`.
+    pub fingerprint: String,
+    /// `ro.virtual_ab.io_uring.enabled`.
+    pub io_uring: bool,
+    /// `ro.virtual_ab.o_direct.enabled`.
+    pub o_direct: bool,
+    /// `ro.virtual_ab.cow_op_merge_size` (0: snapuserd's own).
+    pub cow_op_merge_size: u32,
+    /// `ro.virtual_ab.num_worker_threads` (0: snapuserd's own).
+    pub num_worker_threads: u32,
+}
+
+impl UpdateOrigin {
+    /// Read as libsnapshot reads them (utility.cpp `GetIouringEnabledProperty`,
+    /// `GetODirectEnabledProperty`; snapshot.cpp `GetUintProperty`), unset ones as false or 0.
+    pub fn from_properties(props: &dyn Properties) -> Result<UpdateOrigin> {
+        Ok(UpdateOrigin {
+            fingerprint: props.get("ro.build.fingerprint")?.unwrap_or_default(),
+            io_uring: sysprop::get_bool(props, "ro.virtual_ab.io_uring.enabled", false)?,
+            o_direct: sysprop::get_bool(props, "ro.virtual_ab.o_direct.enabled", false)?,
+            cow_op_merge_size: sysprop::get_u32(props, "ro.virtual_ab.cow_op_merge_size", 0)?,
+            num_worker_threads: sysprop::get_u32(props, "ro.virtual_ab.num_worker_threads", 0)?,
+        })
+    }
+}
+
+/// A new `SnapshotUpdateStatus` in `state`: snapuserd's userspace snapshots while there is an
+/// update.
+fn status(state: UpdateState) -> pb::SnapshotUpdateStatus {
+    let mut s = pb::SnapshotUpdateStatus::new();
+    s.state = EnumOrUnknown::new(update_state(state));
+    s.using_snapuserd = state != UpdateState::None;
+    s.userspace_snapshots = state != UpdateState::None;
+    s
 }
 
 /// `/metadata/ota` or its host stand-in.
@@ -104,25 +148,40 @@ impl OtaDir {
         self.own_merge_dir().join(name)
     }
 
-    /// Writes the update's state; `fingerprint` goes with Initiated (the source build).
-    /// Between the two (any state but Initiated and None), the source fingerprint and the
-    /// merge phase are carried over, as libsnapshot's `WriteUpdateState` does.
-    pub fn write_state(&self, state: UpdateState, fingerprint: &str) -> Result<()> {
-        state_file::create_dir(&self.root)?;
-        let mut s = pb::SnapshotUpdateStatus::new();
-        s.state = EnumOrUnknown::new(update_state(state));
-        s.using_snapuserd = state != UpdateState::None;
-        s.userspace_snapshots = state != UpdateState::None;
-        s.source_build_fingerprint = fingerprint.to_owned();
-        if !matches!(state, UpdateState::Initiated | UpdateState::None) {
+    /// Writes the state Initiated of a new or resumed update, with what `origin` says of the
+    /// running build (libsnapshot's `CreateUpdateSnapshots`); the merge phase starts over.
+    pub fn write_initiated(&self, origin: &UpdateOrigin) -> Result<()> {
+        let mut s = status(UpdateState::Initiated);
+        s.source_build_fingerprint = origin.fingerprint.clone();
+        s.io_uring_enabled = origin.io_uring;
+        s.o_direct = origin.o_direct;
+        s.cow_op_merge_size = origin.cow_op_merge_size;
+        s.num_worker_threads = origin.num_worker_threads;
+        self.write_status(&s)
+    }
+
+    /// Writes the update's state, any but Initiated ([`OtaDir::write_initiated`]). Between
+    /// Initiated and None, what was recorded at Initiated and the merge phase are carried
+    /// over, as libsnapshot's `WriteUpdateState` does.
+    pub fn write_state(&self, state: UpdateState) -> Result<()> {
+        let mut s = status(state);
+        if state != UpdateState::None {
             if let Some(old) = self.read_status()? {
                 s.merge_phase = old.merge_phase;
-                if fingerprint.is_empty() {
-                    s.source_build_fingerprint = old.source_build_fingerprint;
-                }
+                s.source_build_fingerprint = old.source_build_fingerprint;
+                s.io_uring_enabled = old.io_uring_enabled;
+                s.legacy_snapuserd = old.legacy_snapuserd;
+                s.o_direct = old.o_direct;
+                s.cow_op_merge_size = old.cow_op_merge_size;
+                s.num_worker_threads = old.num_worker_threads;
             }
         }
-        state_file::replace(&self.state_path(), &encode(&s)?)
+        self.write_status(&s)
+    }
+
+    fn write_status(&self, s: &pb::SnapshotUpdateStatus) -> Result<()> {
+        state_file::create_dir(&self.root)?;
+        state_file::replace(&self.state_path(), &encode(s)?)
     }
 
     /// Records libsnapshot's `merge_phase`: the first (only the snapshots that shrank merge)
@@ -287,7 +346,7 @@ impl OtaDir {
             Err(e) => return Err(crate::error::Error::io(merge.display(), e)),
         }
         state_file::remove(&self.boot_indicator_path())?;
-        self.write_state(UpdateState::None, "")
+        self.write_state(UpdateState::None)
     }
 }
 
@@ -300,26 +359,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ota = OtaDir::new(dir.path().join("ota"));
         assert_eq!(ota.state().unwrap(), None);
-        ota.write_state(UpdateState::Initiated, "fp").unwrap();
+        let origin = UpdateOrigin {
+            fingerprint: "fp".into(),
+            io_uring: true,
+            o_direct: true,
+            cow_op_merge_size: 64,
+            num_worker_threads: 3,
+        };
+        ota.write_initiated(&origin).unwrap();
         assert_eq!(ota.state().unwrap(), Some(UpdateState::Initiated));
         let bytes = std::fs::read(ota.state_path()).unwrap();
         let s = pb::SnapshotUpdateStatus::parse_from_bytes(&bytes).unwrap();
         assert_eq!(s.source_build_fingerprint, "fp");
         // Carried over between Initiated and None, as libsnapshot's WriteUpdateState does.
-        ota.write_state(UpdateState::Merging, "").unwrap();
+        ota.write_state(UpdateState::Merging).unwrap();
         ota.write_merge_phase(true).unwrap();
-        ota.write_state(UpdateState::MergeFailed, "").unwrap();
+        ota.write_state(UpdateState::MergeFailed).unwrap();
         let s =
             pb::SnapshotUpdateStatus::parse_from_bytes(&std::fs::read(ota.state_path()).unwrap())
                 .unwrap();
         assert_eq!(s.source_build_fingerprint, "fp");
         assert_eq!(s.merge_phase.enum_value(), Ok(pb::MergePhase::FIRST_PHASE));
+        assert!(s.io_uring_enabled && s.o_direct && !s.legacy_snapuserd);
+        assert_eq!((s.cow_op_merge_size, s.num_worker_threads), (64, 3));
         assert!(ota.userspace_snapshots().unwrap());
-        ota.write_state(UpdateState::Initiated, "fp2").unwrap();
+        ota.write_initiated(&UpdateOrigin::default()).unwrap();
         let s =
             pb::SnapshotUpdateStatus::parse_from_bytes(&std::fs::read(ota.state_path()).unwrap())
                 .unwrap();
         assert_eq!(s.merge_phase.enum_value(), Ok(pb::MergePhase::NO_MERGE));
+        assert!(!s.io_uring_enabled && s.source_build_fingerprint.is_empty());
         let space = SnapshotSpace {
             name: "system_b".into(),
             device_size: 8192,

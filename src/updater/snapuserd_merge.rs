@@ -117,7 +117,7 @@ pub fn merge(
     }
     let mut client = Client::connect(config)?;
     if ota.state()? == Some(UpdateState::Unverified) {
-        ota.write_state(UpdateState::Merging, "")?;
+        ota.write_state(UpdateState::Merging)?;
         ota.write_merge_phase(snapshots.iter().any(first_phase))?;
     }
     // The snapshots this run collapsed, each as soon as its merge completed.
@@ -267,7 +267,7 @@ fn reconnectable(e: &SnapuserdError) -> bool {
 
 /// The state MergeFailed, then `e` (a failure to write the state is logged: `e` says more).
 fn failed(ota: &OtaDir, e: crate::error::Error) -> crate::error::Error {
-    if let Err(w) = ota.write_state(UpdateState::MergeFailed, "") {
+    if let Err(w) = ota.write_state(UpdateState::MergeFailed) {
         log::error!("recording the failed merge: {w}");
     }
     e.context("merging through snapuserd")

@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 use super::dynamic;
 use super::ota_state::UpdateState;
-use super::snapshot_state::{CowSettings, OtaDir, SnapshotState};
+use super::snapshot_state::{CowSettings, OtaDir, SnapshotState, UpdateOrigin};
 use super::snapuserd_merge;
 use crate::boot_control::vab_message::{self, MergeStatus};
 use crate::cow::{Compression, CowOptions};
@@ -308,17 +308,17 @@ fn set_merge_status(device: &Device, status: MergeStatus) -> Result<()> {
     }
 }
 
-/// Before the first write (and again at every resume): the state Initiated, the snapshots'
-/// statuses, the COW images on `/data` (kept when a killed run made them; others, an older
+/// Before the first write (and again at every resume): the state Initiated with what
+/// `origin` says of the running build, the snapshots' statuses, the COW images on `/data` (kept when a killed run made them; others, an older
 /// update's, removed as libsnapshot's `BeginUpdate` purges them), then the target metadata.
 /// Whether the metadata had to be written.
 pub fn begin(
     device: &Device,
     ota: &OtaDir,
     plan: &SnapshotPlan,
-    fingerprint: &str,
+    origin: &UpdateOrigin,
 ) -> Result<bool> {
-    ota.write_state(UpdateState::Initiated, fingerprint)?;
+    ota.write_initiated(origin)?;
     set_merge_status(device, MergeStatus::None)?;
     for space in &plan.target.snapshots {
         let settings = plan
@@ -375,7 +375,7 @@ fn make_images(device: &Device, target: &lp::SnapshotTarget) -> Result<()> {
 pub fn finished_writes(device: &Device, ota: &OtaDir) -> Result<()> {
     ota.write_boot_indicator(device.current_slot().suffix())?;
     set_merge_status(device, MergeStatus::Snapshotted)?;
-    ota.write_state(UpdateState::Unverified, "")
+    ota.write_state(UpdateState::Unverified)
 }
 
 /// What [`finish`] did.
@@ -503,7 +503,7 @@ fn merge(
                 // A device not collapsed may still be the daemon's dm-user device over its
                 // COW: the COWs stay in use until the reboot, which maps the merged
                 // snapshots plain. The cleanup runs then (libsnapshot's MergeNeedsReboot).
-                ota.write_state(UpdateState::MergeNeedsReboot, "")?;
+                ota.write_state(UpdateState::MergeNeedsReboot)?;
                 progress(1.0);
                 log::info!("snapshots merged by snapuserd; the cleanup waits for the reboot");
                 return Ok(());
@@ -517,7 +517,7 @@ fn merge(
             None
         }
     };
-    ota.write_state(UpdateState::MergeCompleted, "")?;
+    ota.write_state(UpdateState::MergeCompleted)?;
     device.write_slot_metadata(current, &lp::without_snapshots(&metadata)?)?;
     CowImages::for_device(device).remove_all()?;
     ota.remove_all()?;
@@ -539,7 +539,7 @@ fn own_merge(
 ) -> Result<()> {
     // Made first: a merge past Unverified without it is snapuserd's.
     crate::state_file::create_dir(&ota.own_merge_dir())?;
-    ota.write_state(UpdateState::Merging, "")?;
+    ota.write_state(UpdateState::Merging)?;
     let snapshots = ota.snapshots()?;
     for space in &snapshots {
         ota.write_snapshot(space, &CowSettings::default(), SnapshotState::Merging)?;

@@ -178,7 +178,10 @@ impl Fixture {
         MiscBootControl::create_image(&dev.join("misc.img"), Slot::A).unwrap();
         std::fs::write(
             dev.join("build.prop"),
-            format!("ro.build.date.utc=0\nro.virtual_ab.enabled={virtual_ab}\n"),
+            format!(
+                "ro.build.date.utc=0\nro.virtual_ab.enabled={virtual_ab}\n\
+                 ro.build.fingerprint={FINGERPRINT}\nro.virtual_ab.io_uring.enabled=true\n"
+            ),
         )
         .unwrap();
 
@@ -392,6 +395,17 @@ pub fn run(cmd: &mut Command) -> String {
     );
     assert!(out.status.success(), "{cmd:?}: {all}");
     all
+}
+
+/// The running build's `ro.build.fingerprint` in the fixture's `build.prop` (which also
+/// enables io_uring for snapuserd: `ro.virtual_ab.io_uring.enabled=true`).
+pub const FINGERPRINT: &str = "abupdate/vab_fixture/x86_64:15/AP3A/1:userdebug/test-keys";
+
+/// `protoc --decode_raw` of a state file: field numbers, independent of proto/snapshot.proto.
+pub fn decode_raw(file: &Path) -> String {
+    run(Command::new("protoc")
+        .arg("--decode_raw")
+        .stdin(std::fs::File::open(file).unwrap()))
 }
 
 /// `protoc --decode` of a libsnapshot state file with proto/snapshot.proto.
