@@ -290,7 +290,7 @@ fn a_daemon_restarted_mid_merge_is_asked_to_resume() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(second.initiated("system_b"), 1);
-    assert!(second.detached());
+    assert!(detached_soon(&second), "the daemon never heard detach");
     assert_new(&fx);
     assert_cleaned(&fx);
 }

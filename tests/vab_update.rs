@@ -110,6 +110,8 @@ fn snapshot_update_writes_cows_in_super_then_merges_after_the_reboot() {
             format!("device_size: {}", new.len()),
             "compression_algorithm: \"lz4\"".to_string(),
             "compression_factor: 65536".to_string(),
+            // libsnapshot's kReadAheadSizeKb: the fixture sets no ro.virtual_ab.read_ahead_size.
+            "read_ahead_size: 32".to_string(),
         ] {
             assert!(status.contains(&want), "{want} not in {status}");
         }

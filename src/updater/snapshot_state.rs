@@ -45,6 +45,9 @@ pub struct CowSettings {
     pub estimated_cow_size: u64,
     /// The manifest's `estimate_op_count_max`.
     pub estimated_ops: u64,
+    /// The read-ahead, in KiB, init sets on the COW and base devices it hands snapuserd
+    /// ([`UpdateOrigin::read_ahead_size`]).
+    pub read_ahead_size: u32,
 }
 
 /// What libsnapshot records of the running build when an update's snapshots are created
@@ -52,7 +55,7 @@ pub struct CowSettings {
 /// how the snapuserd that init starts for the new slot's snapshots runs (`PerformInitTransition`
 /// gives it `-io_uring` and `-o_direct` from these), from the device's properties
 /// ([`UpdateOrigin::from_properties`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpdateOrigin {
     /// `ro.build.fingerprint`.
     pub fingerprint: String,
@@ -64,6 +67,26 @@ pub struct UpdateOrigin {
     pub cow_op_merge_size: u32,
     /// `ro.virtual_ab.num_worker_threads` (0: snapuserd's own).
     pub num_worker_threads: u32,
+    /// `ro.virtual_ab.read_ahead_size`, in KiB ([`DEFAULT_READ_AHEAD_KB`] when unset), which
+    /// each snapshot records (`SnapshotStatus.read_ahead_size`) and init sets on the devices
+    /// it hands snapuserd (`PerformInitTransition`: `SetReadAheadSize`).
+    pub read_ahead_size: u32,
+}
+
+/// libsnapshot's `kReadAheadSizeKb`.
+pub const DEFAULT_READ_AHEAD_KB: u32 = 32;
+
+impl Default for UpdateOrigin {
+    fn default() -> Self {
+        UpdateOrigin {
+            fingerprint: String::new(),
+            io_uring: false,
+            o_direct: false,
+            cow_op_merge_size: 0,
+            num_worker_threads: 0,
+            read_ahead_size: DEFAULT_READ_AHEAD_KB,
+        }
+    }
 }
 
 impl UpdateOrigin {
@@ -76,6 +99,11 @@ impl UpdateOrigin {
             o_direct: sysprop::get_bool(props, "ro.virtual_ab.o_direct.enabled", false)?,
             cow_op_merge_size: sysprop::get_u32(props, "ro.virtual_ab.cow_op_merge_size", 0)?,
             num_worker_threads: sysprop::get_u32(props, "ro.virtual_ab.num_worker_threads", 0)?,
+            read_ahead_size: sysprop::get_u32(
+                props,
+                "ro.virtual_ab.read_ahead_size",
+                DEFAULT_READ_AHEAD_KB,
+            )?,
         })
     }
 }
@@ -236,6 +264,7 @@ impl OtaDir {
         s.compression_factor = cow.compression_factor;
         s.estimated_cow_size = cow.estimated_cow_size;
         s.estimated_ops_buffer_size = cow.estimated_ops;
+        s.read_ahead_size = cow.read_ahead_size;
         state_file::replace(&self.snapshot_path(&space.name), &encode(&s)?)
     }
 
@@ -365,6 +394,7 @@ mod tests {
             o_direct: true,
             cow_op_merge_size: 64,
             num_worker_threads: 3,
+            read_ahead_size: 16,
         };
         ota.write_initiated(&origin).unwrap();
         assert_eq!(ota.state().unwrap(), Some(UpdateState::Initiated));

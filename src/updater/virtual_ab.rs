@@ -173,6 +173,8 @@ pub fn plan(
                 compression_factor: factor,
                 estimated_cow_size: p.cow.estimate_cow_size.unwrap_or(0),
                 estimated_ops: p.cow.estimate_op_count_max.unwrap_or(0),
+                // The running build's, set when the update begins.
+                read_ahead_size: 0,
             },
         ));
     }
@@ -327,6 +329,10 @@ pub fn begin(
             .find(|(n, _)| *n == space.name)
             .map(|(_, s)| s.clone())
             .unwrap_or_default();
+        let settings = CowSettings {
+            read_ahead_size: origin.read_ahead_size,
+            ..settings
+        };
         ota.write_snapshot(space, &settings, SnapshotState::Created)?;
     }
     make_images(device, &plan.target)?;
@@ -542,7 +548,7 @@ fn own_merge(
     ota.write_state(UpdateState::Merging)?;
     let snapshots = ota.snapshots()?;
     for space in &snapshots {
-        ota.write_snapshot(space, &CowSettings::default(), SnapshotState::Merging)?;
+        ota.set_snapshot_state(&space.name, SnapshotState::Merging)?;
     }
     // Each snapshot an equal share of the progress.
     let share = 1.0 / snapshots.len().max(1) as f32;
@@ -572,11 +578,7 @@ fn own_merge(
             };
             progress(share * (i as f32 + part));
         })?;
-        ota.write_snapshot(
-            space,
-            &CowSettings::default(),
-            SnapshotState::MergeCompleted,
-        )?;
+        ota.set_snapshot_state(&space.name, SnapshotState::MergeCompleted)?;
     }
     Ok(())
 }
