@@ -16,6 +16,13 @@ pub trait Properties: Send + Sync {
     fn get(&self, name: &str) -> Result<Option<String>>;
 }
 
+/// Properties that can also be set: `ctl.start` asks init to start a service, as libsnapshot's
+/// `EnsureSnapuserdStarted` does (`snapuserd_client.cpp`). SELinux decides who may set what.
+pub trait SetProperties: Properties {
+    /// Sets `name` to `value`; a refusal (SELinux, init) is an error.
+    fn set(&self, name: &str, value: &str) -> Result<()>;
+}
+
 /// `key=value` lines, as in `build.prop` (`#` comments, blank lines ignored; a later line
 /// overrides an earlier one, as init's loader does).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -107,6 +114,26 @@ impl Properties for SystemProperties {
         text.to_str()
             .map(|s| Some(s.to_owned()))
             .map_err(|_| crate::err!(DeviceError, "property {name} is not UTF-8"))
+    }
+}
+
+#[cfg(target_os = "android")]
+impl SetProperties for SystemProperties {
+    fn set(&self, name: &str, value: &str) -> Result<()> {
+        use nix::libc;
+        use std::ffi::CString;
+        let nul = |what: &str| crate::err!(DeviceError, "property {what:?} holds a NUL");
+        let cname = CString::new(name).map_err(|_| nul(name))?;
+        let cvalue = CString::new(value).map_err(|_| nul(value))?;
+        // SAFETY: both are NUL-terminated strings that outlive the call, which only reads them.
+        let rc = unsafe { libc::__system_property_set(cname.as_ptr(), cvalue.as_ptr()) };
+        if rc != 0 {
+            crate::bail!(
+                DeviceError,
+                "setting property {name}={value} was refused ({rc})"
+            );
+        }
+        Ok(())
     }
 }
 

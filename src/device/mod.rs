@@ -26,6 +26,7 @@ pub mod logical;
 pub mod snapshot;
 pub mod snapshot_merge;
 pub mod snapshot_mount;
+pub mod snapshot_user;
 pub mod super_meta;
 pub mod verity_image;
 

@@ -1,0 +1,351 @@
+//! Platform adapter: a Virtual A/B snapshot's view for postinstall, served by snapuserd through
+//! a dm-user device, as update_engine gets it on Android (whose kernels have dm-user and no
+//! nbd; [`super::snapshot_mount`] is the nbd backend for other systems).
+//!
+//! What libsnapshot does, and so this module (AOSP system/core `fs_mgr/libsnapshot/`):
+//!
+//! - update_engine's postinstall maps every snapshot (`postinstall_runner_action.cc`
+//!   `PerformAction` → `DynamicPartitionControlAndroid::MapAllPartitions` →
+//!   `SnapshotManager::MapAllSnapshots`), which first unmaps each (`UnmapPartitionWithSnapshot`:
+//!   what a crashed run left goes), then maps it (`MapPartitionWithSnapshot`): the target
+//!   partition's own extents as `<name>-base` (what the merge writes), the running slot's
+//!   partition as `<name>-src` when the snapshot has an old partition (`MapSourceDevice`;
+//!   else the base), the COW as `<name>-cow` (`MapCowDevices`), then `MapDmUserCow`;
+//! - `MapDmUserCow` with userspace snapshots (`snapshot.cpp`): the dm-user device is named like
+//!   the snapshot (`GetDmUserCowName`: the name itself for the dm-user driver), the misc name
+//!   the same (`-init` only in first-stage init); its size is the base device's
+//!   (`get_block_device_size(base_path_merge) >> 9`); the table `user 0 <sectors> <misc_name>`
+//!   is created, the device and `/dev/dm-user/<misc_name>` waited for, then snapuserd is sent
+//!   `init,<misc_name>,<cow>,<source>,<base>` and `start,<misc_name>`;
+//! - unmapping (`UnmapUserspaceSnapshotDevice`): the dm-user device deleted, snapuserd sent
+//!   `delete,<misc_name>` (`WaitForDeviceDelete`), `/dev/dm-user/<misc_name>` waited gone
+//!   (10 s), then the COW, source and base devices removed;
+//! - the daemon (`snapuserd_client.cpp` `EnsureSnapuserdStarted`): unless `init.svc.snapuserd`
+//!   is `running`, `ctl.start=snapuserd` and 10 s for it to be; then 10 s for
+//!   `snapuserd.ready=true`.
+//!
+//! Only update_engine's domain may do this (AOSP sepolicy `private/update_engine.te`:
+//! `set_prop(update_engine, ctl_snapuserd_prop)`, `snapuserd:unix_stream_socket connectto`,
+//! `snapuserd_socket:sock_file write`, `get_prop(update_engine, snapuserd_prop)`;
+//! `update_engine_common.te`: `dm_device` read-write, `dm_user_device` dir and file read), so
+//! only the binary running as update_engine is configured with it ([`DmUserConfig`]); a
+//! denial at plan time keeps the dynamic-partitions path.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{Device, SourcePartition};
+use crate::engine::SourceRead;
+use crate::err;
+use crate::error::Result;
+use crate::lp;
+use crate::postinstall::mount::MountSource;
+use crate::snapuserd::{Client, Config};
+use crate::sysprop::SetProperties;
+
+/// Where snapuserd and the dm-user control devices are, and how long to wait for them.
+#[derive(Clone)]
+pub struct DmUserConfig {
+    /// The daemon's control socket.
+    pub snapuserd: Config,
+    /// The properties that start the daemon and say it runs.
+    pub properties: Arc<dyn SetProperties>,
+    /// How long the daemon may take to run, then to be ready (libsnapshot: 10 s each).
+    pub start_timeout: Duration,
+    /// Where the kernel's dm-user control devices appear (`/dev/dm-user`).
+    pub control_dir: PathBuf,
+    /// How long a control device may take to appear or to go (libsnapshot: 10 s to go).
+    pub control_timeout: Duration,
+}
+
+impl std::fmt::Debug for DmUserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DmUserConfig")
+            .field("snapuserd", &self.snapuserd)
+            .field("start_timeout", &self.start_timeout)
+            .field("control_dir", &self.control_dir)
+            .field("control_timeout", &self.control_timeout)
+            .finish()
+    }
+}
+
+impl DmUserConfig {
+    /// Android's daemon, properties and `/dev/dm-user`.
+    #[cfg(target_os = "android")]
+    pub fn android() -> DmUserConfig {
+        DmUserConfig {
+            snapuserd: Config::android(),
+            properties: Arc::new(crate::sysprop::SystemProperties),
+            start_timeout: Duration::from_secs(10),
+            control_dir: PathBuf::from("/dev/dm-user"),
+            control_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The property init keeps a service's state in.
+const SERVICE_STATE: &str = "init.svc.snapuserd";
+/// The property snapuserd sets once it listens.
+const READY: &str = "snapuserd.ready";
+
+/// Waits up to `timeout` for property `name` to be `value`.
+fn wait_for_property(
+    props: &dyn SetProperties,
+    name: &str,
+    value: &str,
+    timeout: Duration,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match props.get(name) {
+            Ok(Some(v)) if v == value => return true,
+            Ok(_) => {}
+            Err(e) => {
+                log::warn!("reading {name}: {e}");
+                return false;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts snapuserd unless it runs, and waits for it to be ready (libsnapshot's
+/// `EnsureSnapuserdStarted`).
+pub fn ensure_started(config: &DmUserConfig) -> Result<()> {
+    let props = config.properties.as_ref();
+    if props.get(SERVICE_STATE)?.as_deref() != Some("running") {
+        props.set("ctl.start", "snapuserd")?;
+        if !wait_for_property(props, SERVICE_STATE, "running", config.start_timeout) {
+            crate::bail!(
+                DeviceError,
+                "snapuserd did not start within {:?} ({SERVICE_STATE} is not running)",
+                config.start_timeout
+            );
+        }
+    }
+    if !wait_for_property(props, READY, "true", config.start_timeout) {
+        crate::bail!(
+            DeviceError,
+            "snapuserd was not ready within {:?} ({READY} is not true)",
+            config.start_timeout
+        );
+    }
+    Ok(())
+}
+
+/// Whether postinstall can have snapuserd serve snapshots' views here: configured for it, the
+/// device maps through device-mapper, the kernel has the `user` target, and snapuserd runs or
+/// could be started. Says why not in the log.
+pub fn available(device: &Device, config: Option<&DmUserConfig>) -> bool {
+    let Some(config) = config else {
+        return false;
+    };
+    let Some(mapper) = &device.mapper else {
+        log::info!("snapshot views through dm-user: no device-mapper here");
+        return false;
+    };
+    match mapper.has_target("user") {
+        Ok(true) => {}
+        Ok(false) => {
+            log::info!("snapshot views through dm-user: the kernel has no dm-user target");
+            return false;
+        }
+        Err(e) => {
+            log::info!("snapshot views through dm-user: listing the kernel's targets: {e}");
+            return false;
+        }
+    }
+    match ensure_started(config) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("snapshot views through dm-user: {e}");
+            false
+        }
+    }
+}
+
+/// Waits up to `timeout` for `path` to exist (`gone`: not to).
+fn wait_for_path(path: &Path, gone: bool, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    while path.exists() == gone {
+        if Instant::now() >= deadline {
+            crate::bail!(
+                PostinstallFailed,
+                "{} did not {} within {timeout:?}",
+                path.display(),
+                if gone { "go" } else { "appear" }
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// One snapshot's view, a dm-user device served by snapuserd until dropped.
+pub struct UserMount {
+    device: Device,
+    config: DmUserConfig,
+    /// The snapshot's name: its dm-user device's, its misc name.
+    name: String,
+    client: Option<Client>,
+    node: PathBuf,
+    size: u64,
+}
+
+impl UserMount {
+    /// Maps the view of snapshot `space` (`system_b`) of the target slot's `metadata`:
+    /// partition `name`'s base (the target's extents), its source (the running slot's
+    /// partition, in `running`, the running slot's metadata) and its COW, served by snapuserd.
+    /// Fails with 44 when any step fails; what was mapped is unmapped.
+    pub fn map(
+        device: &Device,
+        metadata: &lp::Metadata,
+        running: &lp::Metadata,
+        space: &lp::SnapshotSpace,
+        name: &str,
+        config: &DmUserConfig,
+    ) -> Result<UserMount> {
+        let fail = |what: &str, e: crate::error::Error| {
+            err!(PostinstallFailed, "{}: {what}: {}", space.name, e.message)
+        };
+        let Some(mapper) = device.mapper.clone() else {
+            crate::bail!(PostinstallFailed, "{}: no device-mapper here", space.name);
+        };
+        ensure_started(config).map_err(|e| fail("starting snapuserd", e))?;
+        let client = Client::connect(&config.snapuserd).map_err(|e| fail("snapuserd", e.into()))?;
+        let mut mount = UserMount {
+            device: device.clone(),
+            config: config.clone(),
+            name: space.name.clone(),
+            client: Some(client),
+            node: PathBuf::new(),
+            size: space.device_size,
+        };
+        // What a crashed run left (MapAllSnapshots unmaps each snapshot before mapping it).
+        mount
+            .unmap()
+            .map_err(|e| fail("what an earlier run left", e))?;
+        // From here on a failure drops `mount`, which unmaps what was mapped.
+        let snap = &space.name;
+        let Some(target) = metadata.partition(snap) else {
+            crate::bail!(PartitionMissing, "no logical partition {snap}");
+        };
+        let super_path = device.super_path();
+        let base = mapper
+            .map(
+                &format!("{snap}-base"),
+                &super_path,
+                metadata.extents_of(target),
+            )
+            .map_err(|e| fail("mapping its base", e))?;
+        let source = if space.old_partition_size > 0 {
+            let old = format!("{name}{}", device.current_slot().suffix());
+            let Some(p) = running.partition(&old) else {
+                crate::bail!(PartitionMissing, "no logical partition {old}");
+            };
+            mapper
+                .map(&format!("{snap}-src"), &super_path, running.extents_of(p))
+                .map_err(|e| fail("mapping its source", e))?
+        } else {
+            base.clone()
+        };
+        let images = super::image_store::CowImages::for_device(device);
+        let cow = match device.map_cow(metadata, space, &images) {
+            Ok(Some(cow)) => cow,
+            Ok(None) => crate::bail!(PostinstallFailed, "{snap}: its COW cannot be mapped here"),
+            Err(e) => return Err(fail("mapping its COW", e)),
+        };
+        let bytes = SourcePartition::open(&base)
+            .map_err(|e| fail("sizing its base", e))?
+            .size();
+        let sectors = bytes / lp::SECTOR_SIZE;
+        mount.node = mapper
+            .map_user(snap, sectors, snap)
+            .map_err(|e| fail("mapping its dm-user device", e))?;
+        let control = config.control_dir.join(snap);
+        wait_for_path(&control, false, config.control_timeout)?;
+        let path = |p: &Path| {
+            p.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| err!(PostinstallFailed, "{} is not UTF-8", p.display()))
+        };
+        let (cow, source, base) = (path(&cow)?, path(&source)?, path(&base)?);
+        let client = mount
+            .client
+            .as_mut()
+            .ok_or_else(|| err!(PostinstallFailed, "{snap}: no snapuserd connection"))?;
+        match client.init(snap, &cow, &source, &base) {
+            Ok(Some(served)) if served != sectors => log::warn!(
+                "{snap}: snapuserd serves {served} sectors, the dm-user device has {sectors}"
+            ),
+            Ok(Some(_)) => {}
+            Ok(None) => crate::bail!(PostinstallFailed, "{snap}: snapuserd refused init"),
+            Err(e) => return Err(fail("snapuserd init", e.into())),
+        }
+        match client.start(snap) {
+            Ok(true) => {}
+            Ok(false) => crate::bail!(PostinstallFailed, "{snap}: snapuserd refused start"),
+            Err(e) => return Err(fail("snapuserd start", e.into())),
+        }
+        log::info!(
+            "{snap}: its snapshot view served by snapuserd as {} for postinstall",
+            mount.node.display()
+        );
+        Ok(mount)
+    }
+
+    /// The dm-user device, to mount.
+    pub fn source(&self) -> MountSource {
+        MountSource {
+            path: self.node.clone(),
+            offset: 0,
+            size: self.size,
+        }
+    }
+
+    /// Unmaps the view as libsnapshot's `UnmapPartitionWithSnapshot`: the dm-user device,
+    /// snapuserd's handler (`delete`), its control device waited gone, then the COW, source
+    /// and base devices. Nothing mapped is no error.
+    fn unmap(&mut self) -> Result<()> {
+        let Some(mapper) = self.device.mapper.clone() else {
+            return Ok(());
+        };
+        let snap = self.name.clone();
+        mapper.unmap(&snap)?;
+        let deleted = match self.client.as_mut() {
+            Some(client) => client.delete(&snap),
+            None => Client::connect(&self.config.snapuserd).and_then(|mut c| {
+                let deleted = c.delete(&snap);
+                self.client = Some(c);
+                deleted
+            }),
+        };
+        match deleted {
+            Ok(true) => {}
+            Ok(false) => crate::bail!(PostinstallFailed, "{snap}: snapuserd refused delete"),
+            Err(e) => {
+                // Out of step: the next use connects again.
+                self.client = None;
+                return Err(e.into());
+            }
+        }
+        let control = self.config.control_dir.join(&snap);
+        wait_for_path(&control, true, self.config.control_timeout)?;
+        for suffix in ["-cow", "-src", "-base"] {
+            mapper.unmap(&format!("{snap}{suffix}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for UserMount {
+    fn drop(&mut self) {
+        if let Err(e) = self.unmap() {
+            log::warn!("unmapping the view of {}: {e}", self.name);
+        }
+    }
+}
