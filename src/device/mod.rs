@@ -535,9 +535,20 @@ impl Device {
         space: &lp::SnapshotSpace,
         images: &image_store::CowImages,
     ) -> Result<Option<PathBuf>> {
-        let Some(mapper) = &self.mapper else {
-            return Ok(None);
-        };
+        match &self.mapper {
+            Some(mapper) => self.map_cow_with(mapper.as_ref(), metadata, space, images),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Device::map_cow`] made by `mapper`.
+    pub fn map_cow_with(
+        &self,
+        mapper: &dyn LogicalMapper,
+        metadata: &lp::Metadata,
+        space: &lp::SnapshotSpace,
+        images: &image_store::CowImages,
+    ) -> Result<Option<PathBuf>> {
         let cow = format!("{}-cow", space.name);
         let mut extents = Vec::new();
         if space.cow_partition_size > 0 || space.cow_file_size == 0 {

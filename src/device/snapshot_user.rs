@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Device, SourcePartition};
+use super::{Device, LogicalMapper, SourcePartition};
 use crate::engine::SourceRead;
 use crate::err;
 use crate::error::Result;
@@ -57,6 +57,8 @@ pub struct DmUserConfig {
     pub control_dir: PathBuf,
     /// How long a control device may take to appear or to go (libsnapshot: 10 s to go).
     pub control_timeout: Duration,
+    /// Who makes the views' mappings; `None`: the device's own mapper.
+    pub mapper: Option<Arc<dyn LogicalMapper>>,
 }
 
 impl std::fmt::Debug for DmUserConfig {
@@ -66,6 +68,7 @@ impl std::fmt::Debug for DmUserConfig {
             .field("start_timeout", &self.start_timeout)
             .field("control_dir", &self.control_dir)
             .field("control_timeout", &self.control_timeout)
+            .field("mapper", &self.mapper.is_some())
             .finish()
     }
 }
@@ -80,6 +83,7 @@ impl DmUserConfig {
             start_timeout: Duration::from_secs(10),
             control_dir: PathBuf::from("/dev/dm-user"),
             control_timeout: Duration::from_secs(10),
+            mapper: None,
         }
     }
 }
@@ -144,7 +148,7 @@ pub fn available(device: &Device, config: Option<&DmUserConfig>) -> bool {
     let Some(config) = config else {
         return false;
     };
-    let Some(mapper) = &device.mapper else {
+    let Some(mapper) = mapper_of(device, config) else {
         log::info!("snapshot views through dm-user: no device-mapper here");
         return false;
     };
@@ -166,6 +170,11 @@ pub fn available(device: &Device, config: Option<&DmUserConfig>) -> bool {
             false
         }
     }
+}
+
+/// The mapper the views are made with.
+fn mapper_of(device: &Device, config: &DmUserConfig) -> Option<Arc<dyn LogicalMapper>> {
+    config.mapper.clone().or_else(|| device.mapper.clone())
 }
 
 /// Waits up to `timeout` for `path` to exist (`gone`: not to).
@@ -212,7 +221,7 @@ impl UserMount {
         let fail = |what: &str, e: crate::error::Error| {
             err!(PostinstallFailed, "{}: {what}: {}", space.name, e.message)
         };
-        let Some(mapper) = device.mapper.clone() else {
+        let Some(mapper) = mapper_of(device, config) else {
             crate::bail!(PostinstallFailed, "{}: no device-mapper here", space.name);
         };
         ensure_started(config).map_err(|e| fail("starting snapuserd", e))?;
@@ -254,7 +263,7 @@ impl UserMount {
             base.clone()
         };
         let images = super::image_store::CowImages::for_device(device);
-        let cow = match device.map_cow(metadata, space, &images) {
+        let cow = match device.map_cow_with(mapper.as_ref(), metadata, space, &images) {
             Ok(Some(cow)) => cow,
             Ok(None) => crate::bail!(PostinstallFailed, "{snap}: its COW cannot be mapped here"),
             Err(e) => return Err(fail("mapping its COW", e)),
@@ -311,7 +320,7 @@ impl UserMount {
     /// snapuserd's handler (`delete`), its control device waited gone, then the COW, source
     /// and base devices. Nothing mapped is no error.
     fn unmap(&mut self) -> Result<()> {
-        let Some(mapper) = self.device.mapper.clone() else {
+        let Some(mapper) = mapper_of(&self.device, &self.config) else {
             return Ok(());
         };
         let snap = self.name.clone();

@@ -1,0 +1,392 @@
+//! Postinstall on a Virtual A/B snapshot update through snapuserd's dm-user views, as
+//! update_engine does on Android (libsnapshot's `MapAllSnapshots`), on a host: no kernel here
+//! has dm-user, so
+//!
+//! - snapuserd is the stand-in (tests/common/snapuserd.rs) on a real unix socket, speaking
+//!   AOSP's protocol; started only when the updater sets `ctl.start=snapuserd` (the test's
+//!   property store plays init: `init.svc.snapuserd=running`, `snapuserd.ready=true`);
+//! - the mapper plays device-mapper and the kernel: each linear mapping is a file holding the
+//!   bytes of its extents in `super.img`; the dm-user device is a file the stand-in fills on
+//!   `start` with the view AOSP's `applycow --mode merge` computes from the COW device over the
+//!   base device the updater passed; `/dev/dm-user/<misc_name>` is a file that exists while
+//!   the dm-user mapping does. Every step is recorded among the stand-in's events.
+//!
+//! The fixture's images are not file systems, so the real mount (a loop device over the
+//! served bytes) fails: 44, after which everything is unmapped. What is proven is our side:
+//! the path choice, the requests and their order, the devices named in them, the view's
+//! bytes (the new image), and the cleanup. Not proven: a kernel's dm-user, a real snapuserd.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use abupdate::device::snapshot_user::DmUserConfig;
+use abupdate::device::LogicalMapper;
+use abupdate::engine::ApplyOptions;
+use abupdate::lp::{self, ExtentTarget};
+use abupdate::slot::Slot;
+use abupdate::source::Source;
+use abupdate::sysprop::{Properties, SetProperties};
+use abupdate::updater::snapshot_state::OtaDir;
+use abupdate::ErrorCode;
+use common::snapuserd::{Mode, StandIn};
+use common::vab::*;
+
+type Daemon = Arc<Mutex<Option<StandIn>>>;
+
+/// Records a step among the daemon's events (or alone before it runs).
+fn note(daemon: &Daemon, early: &Mutex<Vec<String>>, event: String) {
+    match daemon.lock().unwrap().as_ref() {
+        Some(d) => d.note(event),
+        None => early.lock().unwrap().push(event),
+    }
+}
+
+/// init's part: `ctl.start=snapuserd` starts the stand-in when `startable`.
+struct Init {
+    values: Mutex<HashMap<String, String>>,
+    sets: Mutex<Vec<String>>,
+    startable: bool,
+    daemon: Daemon,
+    socket: PathBuf,
+    scratch: PathBuf,
+    mode: Mode,
+    served: PathBuf,
+}
+
+impl Properties for Init {
+    fn get(&self, name: &str) -> abupdate::Result<Option<String>> {
+        Ok(self.values.lock().unwrap().get(name).cloned())
+    }
+}
+
+impl SetProperties for Init {
+    fn set(&self, name: &str, value: &str) -> abupdate::Result<()> {
+        self.sets.lock().unwrap().push(format!("{name}={value}"));
+        if (name, value) == ("ctl.start", "snapuserd") && self.startable {
+            let d = StandIn::start(&self.socket, &self.scratch, Vec::new(), self.mode, &[]);
+            d.serve_views_at(&self.served);
+            *self.daemon.lock().unwrap() = Some(d);
+            let mut v = self.values.lock().unwrap();
+            v.insert("init.svc.snapuserd".into(), "running".into());
+            v.insert("snapuserd.ready".into(), "true".into());
+        }
+        Ok(())
+    }
+}
+
+/// device-mapper's part, in files.
+struct Mapper {
+    dir: PathBuf,
+    control: PathBuf,
+    /// What each dm-user device held when it was removed.
+    kept: PathBuf,
+    user_target: bool,
+    daemon: Daemon,
+    early: Mutex<Vec<String>>,
+}
+
+impl Mapper {
+    fn note(&self, event: String) {
+        note(&self.daemon, &self.early, event)
+    }
+}
+
+impl LogicalMapper for Mapper {
+    fn map(
+        &self,
+        name: &str,
+        super_path: &Path,
+        extents: &[lp::Extent],
+    ) -> abupdate::Result<PathBuf> {
+        self.map_on(name, &[super_path], extents)
+    }
+    fn map_on(
+        &self,
+        name: &str,
+        devices: &[&Path],
+        extents: &[lp::Extent],
+    ) -> abupdate::Result<PathBuf> {
+        use std::os::unix::fs::FileExt;
+        self.note(format!("map {name}"));
+        let mut bytes = Vec::new();
+        for e in extents {
+            let len = (e.num_sectors * 512) as usize;
+            match e.target {
+                ExtentTarget::Linear {
+                    block_device,
+                    physical_sector,
+                } => {
+                    let f = std::fs::File::open(devices[block_device as usize]).unwrap();
+                    let mut b = vec![0u8; len];
+                    f.read_exact_at(&mut b, physical_sector * 512).unwrap();
+                    bytes.extend_from_slice(&b);
+                }
+                ExtentTarget::Zero => bytes.resize(bytes.len() + len, 0),
+            }
+        }
+        let path = self.dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        Ok(path)
+    }
+    fn unmap(&self, name: &str) -> abupdate::Result<()> {
+        let path = self.dir.join(name);
+        if path.exists() {
+            self.note(format!("unmap {name}"));
+            let control = self.control.join(name);
+            if control.exists() {
+                std::fs::copy(&path, self.kept.join(name)).unwrap();
+                std::fs::remove_file(control).unwrap();
+            }
+            std::fs::remove_file(path).unwrap();
+        }
+        Ok(())
+    }
+    fn has_target(&self, kind: &str) -> abupdate::Result<bool> {
+        Ok(self.user_target && kind == "user")
+    }
+    fn map_user(&self, name: &str, sectors: u64, misc_name: &str) -> abupdate::Result<PathBuf> {
+        self.note(format!("user {name} {sectors} {misc_name}"));
+        let path = self.dir.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(sectors * 512).unwrap();
+        std::fs::write(self.control.join(misc_name), b"").unwrap();
+        Ok(path)
+    }
+}
+
+struct Run {
+    fx: Fixture,
+    init: Arc<Init>,
+    mapper: Arc<Mapper>,
+}
+
+impl Run {
+    fn new(seed: u64, startable: bool, user_target: bool, mode: Mode) -> Run {
+        let fx = Fixture::with_postinstall(seed);
+        let dirs = ["mapped", "dm-user", "kept", "served"].map(|d| fx.root.join(d));
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let daemon: Daemon = Arc::new(Mutex::new(None));
+        let init = Arc::new(Init {
+            values: Mutex::new(HashMap::new()),
+            sets: Mutex::new(Vec::new()),
+            startable,
+            daemon: daemon.clone(),
+            socket: fx.root.join("socket/snapuserd"),
+            scratch: fx.root.join("standin"),
+            mode,
+            // The stand-in serves into the mapper's dm-user files.
+            served: dirs[0].clone(),
+        });
+        let mapper = Arc::new(Mapper {
+            dir: dirs[0].clone(),
+            control: dirs[1].clone(),
+            kept: dirs[2].clone(),
+            user_target,
+            daemon,
+            early: Mutex::new(Vec::new()),
+        });
+        Run { fx, init, mapper }
+    }
+
+    fn apply(&self) -> abupdate::Error {
+        let mut updater = self.fx.updater(Slot::A);
+        let quick = Duration::from_millis(300);
+        updater.set_postinstall(abupdate::postinstall::Config {
+            nbd_sys: None,
+            dm_user: Some(DmUserConfig {
+                snapuserd: abupdate::snapuserd::Config {
+                    connect_timeout: quick,
+                    reply_timeout: Duration::from_secs(30),
+                    ..abupdate::snapuserd::Config::at(&self.init.socket)
+                },
+                properties: self.init.clone(),
+                start_timeout: quick,
+                control_dir: self.mapper.control.clone(),
+                control_timeout: quick,
+                mapper: Some(self.mapper.clone()),
+            }),
+            ..abupdate::postinstall::Config::default()
+        });
+        let options = ApplyOptions {
+            threads: 2,
+            ..common::unsigned_options()
+        };
+        let mut source = Source::file(&self.fx.payload).unwrap();
+        updater
+            .apply(&mut source, &options, &abupdate::engine::Quiet)
+            .unwrap_err()
+    }
+
+    fn events(&self) -> Vec<String> {
+        let mut all = self.mapper.early.lock().unwrap().clone();
+        if let Some(d) = self.init.daemon.lock().unwrap().as_ref() {
+            all.extend(d.events());
+        }
+        all
+    }
+
+    fn views(&self) -> Vec<String> {
+        self.init
+            .daemon
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or_else(Vec::new, |d| d.views())
+    }
+
+    /// No mapping, no control device, no handler left.
+    fn assert_nothing_left(&self) {
+        for dir in [&self.mapper.dir, &self.mapper.control] {
+            let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+            assert!(left.is_empty(), "{}: {left:?}", dir.display());
+        }
+        assert!(self.views().is_empty(), "{:?}", self.views());
+    }
+
+    /// The snapshot update written and left Initiated, the slot not switched, no record.
+    fn assert_initiated_not_switched(&self) {
+        let fx = &self.fx;
+        assert!(fx.metadata(Slot::B).partition("system_b-cow").is_some());
+        let ota = OtaDir::new(fx.ota());
+        assert_eq!(
+            ota.state().unwrap(),
+            Some(abupdate::updater::ota_state::UpdateState::Initiated)
+        );
+        let active = fx.updater(Slot::A).with_boot(|b| b.active_slot()).unwrap();
+        assert_eq!(active, Slot::A);
+        assert!(!fx.dev.join("state/postinstall").exists());
+    }
+
+    /// The sectors of `system_b` (its base: the target's extents) and the device paths.
+    fn system(&self) -> (u64, String, String, String) {
+        let meta = self.fx.metadata(Slot::B);
+        let p = meta.partition("system_b").unwrap();
+        let sectors: u64 = meta.extents_of(p).iter().map(|e| e.num_sectors).sum();
+        let at = |n: &str| self.mapper.dir.join(n).display().to_string();
+        (
+            sectors,
+            at("system_b-cow"),
+            at("system_b-src"),
+            at("system_b-base"),
+        )
+    }
+}
+
+/// The snapshot path with snapuserd's view of `system_b`: started through `ctl.start`, the
+/// devices mapped, the dm-user table made, `init` and `start` sent, the view mounted (the
+/// kernel refuses it: no file system), then everything unmapped in libsnapshot's order. The
+/// view held the new image, computed by AOSP's applycow from the COW and base we named.
+#[test]
+fn postinstall_mounts_snapuserds_view_of_each_snapshot_then_unmaps_it() {
+    let run = Run::new(0xd0_0001, true, true, Mode::Normal);
+    let err = run.apply();
+    assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+    let node = run.mapper.dir.join("system_b");
+    assert!(
+        err.message
+            .contains(&format!("{} (through", node.display())),
+        "{err}"
+    );
+    assert!(err.message.contains("does not mount"), "{err}");
+    let (sectors, cow, src, base) = run.system();
+    assert_eq!(
+        run.events(),
+        vec![
+            // What an earlier run left: snapuserd's handler, if any (none here).
+            "delete system_b".to_owned(),
+            "map system_b-base".into(),
+            "map system_b-src".into(),
+            "map system_b-cow".into(),
+            format!("user system_b {sectors} system_b"),
+            format!("init system_b {cow} {src} {base}"),
+            "start system_b".into(),
+            "unmap system_b".into(),
+            "delete system_b".into(),
+            "unmap system_b-cow".into(),
+            "unmap system_b-src".into(),
+            "unmap system_b-base".into(),
+        ]
+    );
+    assert_eq!(
+        run.init.sets.lock().unwrap().clone(),
+        vec!["ctl.start=snapuserd".to_owned()]
+    );
+    // The view served while mounted: the new image, then what the base holds.
+    let served = std::fs::read(run.mapper.kept.join("system_b")).unwrap();
+    let (_, _, new) = run
+        .fx
+        .images
+        .iter()
+        .find(|(n, _, _)| *n == "system")
+        .unwrap();
+    assert_eq!(served.len() as u64, sectors * 512);
+    assert!(
+        served[..new.len()] == new[..],
+        "the view is not the new image"
+    );
+    run.assert_nothing_left();
+    run.assert_initiated_not_switched();
+}
+
+/// snapuserd refusing `init`: 44 (update_engine: kPostInstallMountError), the dm-user device
+/// and the rest unmapped, nothing left, the update left Initiated and not switched to.
+#[test]
+fn a_daemon_refusing_init_is_44_with_nothing_left_mapped() {
+    let run = Run::new(0xd0_0002, true, true, Mode::RefusesInit);
+    let err = run.apply();
+    assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+    assert!(err.message.contains("refused init"), "{err}");
+    let (sectors, cow, src, base) = run.system();
+    assert_eq!(
+        run.events(),
+        vec![
+            "delete system_b".to_owned(),
+            "map system_b-base".into(),
+            "map system_b-src".into(),
+            "map system_b-cow".into(),
+            format!("user system_b {sectors} system_b"),
+            format!("init system_b {cow} {src} {base}"),
+            "unmap system_b".into(),
+            "delete system_b".into(),
+            "unmap system_b-cow".into(),
+            "unmap system_b-src".into(),
+            "unmap system_b-base".into(),
+        ]
+    );
+    run.assert_nothing_left();
+    run.assert_initiated_not_switched();
+}
+
+/// Where snapuserd cannot be started (init does not start it: `init.svc.snapuserd` never
+/// says running), or the kernel has no dm-user target, the path choice keeps the
+/// dynamic-partitions path before anything is written: no COW, no snapshot state, nothing
+/// mapped through the mapper (the images are no file systems: the mount fails, 44).
+#[test]
+fn without_a_startable_snapuserd_or_dm_user_the_dynamic_path_is_kept() {
+    for (seed, startable, user_target) in [(0xd0_0003, false, true), (0xd0_0004, true, false)] {
+        let run = Run::new(seed, startable, user_target, Mode::Normal);
+        let err = run.apply();
+        assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+        let fx = &run.fx;
+        let target = fx.metadata(Slot::B);
+        assert!(target.groups().iter().all(|g| g.name != lp::COW_GROUP));
+        assert!(target.partition("system_b-cow").is_none());
+        assert!(!fx.ota().join("snapshots").exists());
+        assert!(run.events().is_empty(), "{:?}", run.events());
+        assert!(run.init.daemon.lock().unwrap().is_none());
+        let sets = run.init.sets.lock().unwrap().clone();
+        // Without the target, snapuserd is not even asked for.
+        let want: &[&str] = if user_target {
+            &["ctl.start=snapuserd"]
+        } else {
+            &[]
+        };
+        assert_eq!(sets, want, "{startable} {user_target}");
+    }
+}
