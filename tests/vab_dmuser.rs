@@ -390,3 +390,56 @@ fn without_a_startable_snapuserd_or_dm_user_the_dynamic_path_is_kept() {
         assert_eq!(sets, want, "{startable} {user_target}");
     }
 }
+
+/// What a crashed run left (its dm-user device and control node, its base mapping, and
+/// snapuserd's handler of that name, which would make `init` fail): removed first, as
+/// libsnapshot's `MapAllSnapshots` unmaps each snapshot before mapping it, then the view is
+/// mapped anew.
+#[test]
+fn a_crashed_runs_device_and_handler_are_removed_before_the_view_is_mapped() {
+    let run = Run::new(0xd0_0005, true, true, Mode::Normal);
+    // The daemon runs already (started before), with a handler for system_b.
+    run.init.set("ctl.start", "snapuserd").unwrap();
+    let (dir, control) = (&run.mapper.dir, &run.mapper.control);
+    for left in ["system_b", "system_b-base"] {
+        std::fs::write(dir.join(left), vec![0u8; 4096]).unwrap();
+    }
+    std::fs::write(control.join("system_b"), b"").unwrap();
+    let config = abupdate::snapuserd::Config::at(&run.init.socket);
+    let mut client = abupdate::snapuserd::Client::connect(&config).unwrap();
+    let (cow, base) = (dir.join("system_b"), dir.join("system_b-base"));
+    let (cow, base) = (cow.to_str().unwrap(), base.to_str().unwrap());
+    assert_eq!(client.init("system_b", cow, base, base).unwrap(), Some(8));
+    // A second handler of the name is refused, as snapuserd's AddHandler does.
+    assert_eq!(client.init("system_b", cow, base, base).unwrap(), None);
+    drop(client);
+    let before = run.events().len();
+
+    let err = run.apply();
+    assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+    assert!(err.message.contains("does not mount"), "{err}");
+    let (sectors, cow, src, base) = run.system();
+    assert_eq!(
+        run.events()[before..],
+        [
+            "unmap system_b".to_owned(),
+            "delete system_b".into(),
+            "unmap system_b-base".into(),
+            "map system_b-base".into(),
+            "map system_b-src".into(),
+            "map system_b-cow".into(),
+            format!("user system_b {sectors} system_b"),
+            format!("init system_b {cow} {src} {base}"),
+            "start system_b".into(),
+            "unmap system_b".into(),
+            "delete system_b".into(),
+            "unmap system_b-cow".into(),
+            "unmap system_b-src".into(),
+            "unmap system_b-base".into(),
+        ]
+    );
+    // ctl.start only by the test: the updater found the daemon running.
+    assert_eq!(run.init.sets.lock().unwrap().len(), 1);
+    run.assert_nothing_left();
+    run.assert_initiated_not_switched();
+}
