@@ -11,15 +11,18 @@
 //!   base device the updater passed; `/dev/dm-user/<misc_name>` is a file that exists while
 //!   the dm-user mapping does. Every step is recorded among the stand-in's events.
 //!
-//! The fixture's images are not file systems, so the real mount (a loop device over the
-//! served bytes) fails: 44, after which everything is unmapped. What is proven is our side:
-//! the path choice, the requests and their order, the devices named in them, the view's
-//! bytes (the new image), and the cleanup. Not proven: a kernel's dm-user, a real snapuserd.
+//! With the usual fixture's images (not file systems) the real mount (a loop device over the
+//! served bytes) fails: 44, after which everything is unmapped. With two ext4 builds of
+//! `system` the kernel mounts the served view and the new build's program runs from it. What
+//! is proven is our side: the path choice, the requests and their order, the devices named in
+//! them, the view's bytes (the new build), the mount and the program, and the cleanup. Not
+//! proven: a kernel's dm-user device (here a file), a real snapuserd.
 
 mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -166,7 +169,15 @@ struct Run {
 
 impl Run {
     fn new(seed: u64, startable: bool, user_target: bool, mode: Mode) -> Run {
-        let fx = Fixture::with_postinstall(seed);
+        Run::with(
+            Fixture::with_postinstall(seed),
+            startable,
+            user_target,
+            mode,
+        )
+    }
+
+    fn with(fx: Fixture, startable: bool, user_target: bool, mode: Mode) -> Run {
         let dirs = ["mapped", "dm-user", "kept", "served"].map(|d| fx.root.join(d));
         for d in &dirs {
             std::fs::create_dir_all(d).unwrap();
@@ -195,6 +206,10 @@ impl Run {
     }
 
     fn apply(&self) -> abupdate::Error {
+        self.try_apply().unwrap_err()
+    }
+
+    fn try_apply(&self) -> abupdate::Result<abupdate::updater::Outcome> {
         let mut updater = self.fx.updater(Slot::A);
         let quick = Duration::from_millis(300);
         updater.set_postinstall(abupdate::postinstall::Config {
@@ -218,9 +233,7 @@ impl Run {
             ..common::unsigned_options()
         };
         let mut source = Source::file(&self.fx.payload).unwrap();
-        updater
-            .apply(&mut source, &options, &abupdate::engine::Quiet)
-            .unwrap_err()
+        updater.apply(&mut source, &options, &abupdate::engine::Quiet)
     }
 
     fn events(&self) -> Vec<String> {
@@ -442,4 +455,88 @@ fn a_crashed_runs_device_and_handler_are_removed_before_the_view_is_mapped() {
     assert_eq!(run.init.sets.lock().unwrap().len(), 1);
     run.assert_nothing_left();
     run.assert_initiated_not_switched();
+}
+
+/// Two ext4 builds of `system` (`mkfs.ext4 -d`) sharing 1 MiB: the old one's `postinst` fails,
+/// the new one's reads `new-build.txt` (only the new build has it) and writes its argv and what
+/// it read into `root`.
+fn ext4_builds(root: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = common::Rng(0xd0_e4);
+    let mut shared = vec![0u8; 1 << 20];
+    rng.fill(&mut shared);
+    let programs = [
+        "#!/bin/sh\necho old > ROOT/ran.argv\nexit 9\n".to_owned(),
+        "#!/bin/sh\necho \"$0 $*\" > ROOT/ran.argv\n\
+         cat \"${0%/*}/new-build.txt\" > ROOT/ran.read || exit 2\n\
+         echo 'global_progress 0.5' >&\"$2\"\nexit 0\n"
+            .to_owned(),
+    ];
+    let mut out = Vec::new();
+    for (v, program) in programs.iter().enumerate() {
+        let dir = root.join(format!("fs{v}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("shared.bin"), &shared).unwrap();
+        let program = program.replace("ROOT", root.to_str().unwrap());
+        std::fs::write(dir.join("postinst"), program).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+        std::fs::set_permissions(dir.join("postinst"), mode).unwrap();
+        if v == 1 {
+            std::fs::write(dir.join("new-build.txt"), "build 2, from its snapshot\n").unwrap();
+        }
+        let img = root.join(format!("fs{v}.img"));
+        let status = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-b", "4096", "-O", "^has_journal", "-d"])
+            .arg(&dir)
+            .arg(&img)
+            .arg("2400K")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mkfs.ext4");
+        out.push(std::fs::read(&img).unwrap());
+    }
+    let new = out.pop().unwrap();
+    (out.pop().unwrap(), new)
+}
+
+/// The whole way with file systems: the view snapuserd serves (the new ext4, computed by
+/// AOSP's applycow from the COW we wrote) is mounted by the kernel through a loop device, the
+/// new build's program runs from it (its argv as update_engine passes it, a file only the new
+/// build has), the update finishes (snapshot writes finished: Unverified) and the slot is
+/// switched; every mapping and handler is gone.
+#[test]
+fn the_new_builds_program_runs_from_snapuserds_view_and_the_slot_switches() {
+    let fx = Fixture::with_system(0xd0_0006, "system=postinst:ext4", ext4_builds);
+    let run = Run::with(fx, true, true, Mode::Normal);
+    let outcome = run.try_apply().unwrap();
+    assert_eq!(outcome.switched_to, Some(Slot::B));
+    let root = &run.fx.root;
+    let argv = std::fs::read_to_string(root.join("ran.argv")).unwrap();
+    assert!(argv.ends_with("/postinst 1 3\n"), "{argv:?}");
+    let read = std::fs::read_to_string(root.join("ran.read")).unwrap();
+    assert_eq!(read, "build 2, from its snapshot\n");
+    let (sectors, cow, src, base) = run.system();
+    let events = run.events();
+    let want = [
+        "delete system_b".to_owned(),
+        "map system_b-base".into(),
+        "map system_b-src".into(),
+        "map system_b-cow".into(),
+        format!("user system_b {sectors} system_b"),
+        format!("init system_b {cow} {src} {base}"),
+        "start system_b".into(),
+        "unmap system_b".into(),
+        "delete system_b".into(),
+        "unmap system_b-cow".into(),
+        "unmap system_b-src".into(),
+        "unmap system_b-base".into(),
+    ];
+    assert_eq!(events, want);
+    run.assert_nothing_left();
+    let ota = OtaDir::new(run.fx.ota());
+    assert_eq!(
+        ota.state().unwrap(),
+        Some(abupdate::updater::ota_state::UpdateState::Unverified)
+    );
+    assert!(run.fx.dev.join("state/postinstall").exists());
 }
