@@ -62,6 +62,16 @@ struct Init {
 
 impl Properties for Init {
     fn get(&self, name: &str) -> abupdate::Result<Option<String>> {
+        // A detached daemon exits: init says so.
+        let detached = self
+            .daemon
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|d| d.detached());
+        if name == "init.svc.snapuserd" && detached {
+            return Ok(Some("stopped".into()));
+        }
         Ok(self.values.lock().unwrap().get(name).cloned())
     }
 }
@@ -324,6 +334,7 @@ fn postinstall_mounts_snapuserds_view_of_each_snapshot_then_unmaps_it() {
             "unmap system_b-cow".into(),
             "unmap system_b-src".into(),
             "unmap system_b-base".into(),
+            "detach".into(),
         ]
     );
     assert_eq!(
@@ -370,6 +381,7 @@ fn a_daemon_refusing_init_is_44_with_nothing_left_mapped() {
             "unmap system_b-cow".into(),
             "unmap system_b-src".into(),
             "unmap system_b-base".into(),
+            "detach".into(),
         ]
     );
     run.assert_nothing_left();
@@ -449,6 +461,7 @@ fn a_crashed_runs_device_and_handler_are_removed_before_the_view_is_mapped() {
             "unmap system_b-cow".into(),
             "unmap system_b-src".into(),
             "unmap system_b-base".into(),
+            "detach".into(),
         ]
     );
     // ctl.start only by the test: the updater found the daemon running.
@@ -530,6 +543,7 @@ fn the_new_builds_program_runs_from_snapuserds_view_and_the_slot_switches() {
         "unmap system_b-cow".into(),
         "unmap system_b-src".into(),
         "unmap system_b-base".into(),
+        "detach".into(),
     ];
     assert_eq!(events, want);
     run.assert_nothing_left();

@@ -141,6 +141,30 @@ pub fn ensure_started(config: &DmUserConfig) -> Result<()> {
     Ok(())
 }
 
+/// Lets snapuserd go once postinstall's views are unmapped, as libsnapshot's
+/// `UnmapAllSnapshots` does (`DetachSnapuserd`: `detach`, then up to 3 s for
+/// `init.svc.snapuserd` to stop, else `ctl.stop=snapuserd`; `WaitForServiceToTerminate`). The
+/// next [`ensure_started`] starts it again. Failures are only logged: the update is done.
+pub fn detach(config: &DmUserConfig) {
+    if let Err(e) = Client::connect(&config.snapuserd).and_then(Client::detach) {
+        log::warn!("detaching snapuserd: {e}");
+        return;
+    }
+    let props = config.properties.as_ref();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while matches!(props.get(SERVICE_STATE), Ok(Some(v)) if v == "running") {
+        if Instant::now() >= deadline {
+            log::warn!("snapuserd did not stop after detach: ctl.stop");
+            if let Err(e) = props.set("ctl.stop", "snapuserd") {
+                log::warn!("stopping snapuserd: {e}");
+            }
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("snapuserd detached");
+}
+
 /// Whether postinstall can have snapuserd serve snapshots' views here: configured for it, the
 /// device maps through device-mapper, the kernel has the `user` target, and snapuserd runs or
 /// could be started. Says why not in the log.

@@ -526,6 +526,7 @@ impl Updater {
             (Some(_), Some(_)) => Some(self.device.super_metadata(self.device.current_slot())?.1),
             _ => None,
         };
+        let used_snapuserd = std::cell::Cell::new(false);
         let locate = |name: &str| -> Result<Located> {
             let snapshot = format!("{name}{}", target.suffix());
             let view = views.as_ref().and_then(|(metadata, spaces)| {
@@ -535,6 +536,7 @@ impl Updater {
                 return Ok(self.device.mount_source(name, target)?.into());
             };
             if let (Some(config), Some(running)) = (&self.postinstall.dm_user, &running) {
+                used_snapuserd.set(true);
                 let mount = UserMount::map(&self.device, metadata, running, space, name, config)?;
                 return Ok(Located {
                     source: mount.source(),
@@ -556,6 +558,10 @@ impl Updater {
         // Slot numbers as update_engine passes them: 0 for _a, 1 for _b.
         let number = u32::from(target.index() == 1);
         let result = crate::postinstall::run(steps, number, &locate, &self.postinstall, observer);
+        // Every view unmapped: snapuserd let go, as update_engine's UnmapAllPartitions does.
+        if let (true, Some(config)) = (used_snapuserd.get(), &self.postinstall.dm_user) {
+            crate::device::snapshot_user::detach(config);
+        }
         // Partitions of several extents were mounted through a mapping of their own.
         for step in steps {
             if let Err(e) = self.device.unmap_mounted(&step.partition, target) {

@@ -101,7 +101,8 @@ struct Shared {
     initiated: HashMap<String, u32>,
     deleted: Vec<String>,
     detached: bool,
-    /// `initiate <name>`, `complete <name>` and `delete <name>`, in order.
+    /// `initiate <name>`, `complete <name>`, `delete <name>`, `init ...`, `start <name>` and
+    /// `detach`, in order.
     events: Vec<String>,
     /// The handlers `init` made, by misc name.
     views: HashMap<String, View>,
@@ -451,6 +452,7 @@ fn serve(
             ("delete", _) => Some("fail".into()),
             ("detach", _) => {
                 sh.detached = true;
+                sh.events.push("detach".into());
                 None
             }
             _ => {
