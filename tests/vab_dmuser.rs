@@ -554,3 +554,30 @@ fn the_new_builds_program_runs_from_snapuserds_view_and_the_slot_switches() {
     );
     assert!(run.fx.dev.join("state/postinstall").exists());
 }
+
+/// A daemon that hangs up or answers garbage: 44 with the daemon's failure, not a hang,
+/// nothing mapped, the update left Initiated and not switched to; the daemon, which did not
+/// stop on `detach`, stopped with `ctl.stop` (libsnapshot's `WaitForServiceToTerminate`).
+#[test]
+fn a_daemon_that_hangs_up_or_answers_garbage_is_44_with_nothing_mapped() {
+    for (seed, mode, says) in [
+        (0xd0_0007, Mode::Disconnects, "closed the connection"),
+        (0xd0_0008, Mode::Garbage, "snapuserd answered delete with"),
+    ] {
+        let run = Run::new(seed, true, true, mode);
+        let err = run.apply();
+        assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
+        assert!(err.message.contains(says), "{mode:?}: {err}");
+        let mapped = run.events().into_iter().filter(|e| e.starts_with("map"));
+        assert_eq!(mapped.count(), 0, "{mode:?}");
+        // It never took `detach` either: after 3 s it is stopped through init.
+        let sets = run.init.sets.lock().unwrap().clone();
+        assert_eq!(
+            sets,
+            ["ctl.start=snapuserd", "ctl.stop=snapuserd"],
+            "{mode:?}"
+        );
+        run.assert_nothing_left();
+        run.assert_initiated_not_switched();
+    }
+}

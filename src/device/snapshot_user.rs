@@ -265,7 +265,7 @@ impl UserMount {
         // From here on a failure drops `mount`, which unmaps what was mapped.
         let snap = &space.name;
         let Some(target) = metadata.partition(snap) else {
-            crate::bail!(PartitionMissing, "no logical partition {snap}");
+            crate::bail!(PostinstallFailed, "no logical partition {snap}");
         };
         let super_path = device.super_path();
         let base = mapper
@@ -278,7 +278,7 @@ impl UserMount {
         let source = if space.old_partition_size > 0 {
             let old = format!("{name}{}", device.current_slot().suffix());
             let Some(p) = running.partition(&old) else {
-                crate::bail!(PartitionMissing, "no logical partition {old}");
+                crate::bail!(PostinstallFailed, "no logical partition {old}");
             };
             mapper
                 .map(&format!("{snap}-src"), &super_path, running.extents_of(p))
@@ -307,22 +307,30 @@ impl UserMount {
                 .ok_or_else(|| err!(PostinstallFailed, "{} is not UTF-8", p.display()))
         };
         let (cow, source, base) = (path(&cow)?, path(&source)?, path(&base)?);
-        let client = mount
+        // A connection that failed may be out of step: dropped, the unmap connects again.
+        let mut client = mount
             .client
-            .as_mut()
+            .take()
             .ok_or_else(|| err!(PostinstallFailed, "{snap}: no snapuserd connection"))?;
-        match client.init(snap, &cow, &source, &base) {
-            Ok(Some(served)) if served != sectors => log::warn!(
-                "{snap}: snapuserd serves {served} sectors, the dm-user device has {sectors}"
-            ),
-            Ok(Some(_)) => {}
-            Ok(None) => crate::bail!(PostinstallFailed, "{snap}: snapuserd refused init"),
-            Err(e) => return Err(fail("snapuserd init", e.into())),
+        let served = client
+            .init(snap, &cow, &source, &base)
+            .map_err(|e| fail("snapuserd init", e.into()))?;
+        let started = match served {
+            Some(_) => client
+                .start(snap)
+                .map_err(|e| fail("snapuserd start", e.into()))?,
+            None => false,
+        };
+        mount.client = Some(client);
+        match served {
+            None => crate::bail!(PostinstallFailed, "{snap}: snapuserd refused init"),
+            Some(n) if n != sectors => {
+                log::warn!("{snap}: snapuserd serves {n} sectors, the dm-user device has {sectors}")
+            }
+            Some(_) => {}
         }
-        match client.start(snap) {
-            Ok(true) => {}
-            Ok(false) => crate::bail!(PostinstallFailed, "{snap}: snapuserd refused start"),
-            Err(e) => return Err(fail("snapuserd start", e.into())),
+        if !started {
+            crate::bail!(PostinstallFailed, "{snap}: snapuserd refused start");
         }
         log::info!(
             "{snap}: its snapshot view served by snapuserd as {} for postinstall",
