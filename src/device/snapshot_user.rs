@@ -27,7 +27,8 @@
 //! Only update_engine's domain may do this (AOSP sepolicy `private/update_engine.te`:
 //! `set_prop(update_engine, ctl_snapuserd_prop)`, `snapuserd:unix_stream_socket connectto`,
 //! `snapuserd_socket:sock_file write`, `get_prop(update_engine, snapuserd_prop)`;
-//! `update_engine_common.te`: `dm_device` read-write, `dm_user_device` dir and file read), so
+//! `update_engine_common.te`: `dm_device` read-write, no ioctl filter, `dm_user_device` dir and
+//! file read; `init.svc.*`: `private/domain.te` `get_prop(domain, init_service_status_prop)`), so
 //! only the binary running as update_engine is configured with it ([`DmUserConfig`]); a
 //! denial at plan time keeps the dynamic-partitions path.
 
