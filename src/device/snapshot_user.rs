@@ -391,3 +391,94 @@ impl Drop for UserMount {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sysprop::Properties;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// init's part: `ctl.start=snapuserd` makes the service run (and ready) when `starts`.
+    struct Init {
+        values: Mutex<HashMap<String, String>>,
+        sets: Mutex<Vec<String>>,
+        starts: Option<(&'static str, &'static str)>,
+    }
+
+    impl Properties for Init {
+        fn get(&self, name: &str) -> Result<Option<String>> {
+            Ok(self.values.lock().unwrap().get(name).cloned())
+        }
+    }
+
+    impl SetProperties for Init {
+        fn set(&self, name: &str, value: &str) -> Result<()> {
+            self.sets.lock().unwrap().push(format!("{name}={value}"));
+            if let Some((state, ready)) = self.starts {
+                let mut v = self.values.lock().unwrap();
+                v.insert(SERVICE_STATE.into(), state.into());
+                v.insert(READY.into(), ready.into());
+            }
+            Ok(())
+        }
+    }
+
+    fn config(init: Arc<Init>) -> DmUserConfig {
+        DmUserConfig {
+            snapuserd: Config::at("/nonexistent/snapuserd"),
+            properties: init,
+            start_timeout: Duration::from_millis(100),
+            control_dir: PathBuf::from("/nonexistent"),
+            control_timeout: Duration::from_millis(100),
+            mapper: None,
+        }
+    }
+
+    fn init(running: bool, starts: Option<(&'static str, &'static str)>) -> Arc<Init> {
+        let mut values = HashMap::new();
+        if running {
+            values.insert(SERVICE_STATE.to_owned(), "running".to_owned());
+            values.insert(READY.to_owned(), "true".to_owned());
+        }
+        Arc::new(Init {
+            values: Mutex::new(values),
+            sets: Mutex::new(Vec::new()),
+            starts,
+        })
+    }
+
+    /// libsnapshot's `EnsureSnapuserdStarted`: a running daemon is not started again; one
+    /// that is not is started with `ctl.start` and must then run and be ready in time.
+    #[test]
+    fn snapuserd_is_started_only_when_not_running_and_must_become_ready() {
+        let running = init(true, None);
+        ensure_started(&config(running.clone())).unwrap();
+        assert!(running.sets.lock().unwrap().is_empty());
+
+        let starts = init(false, Some(("running", "true")));
+        ensure_started(&config(starts.clone())).unwrap();
+        assert_eq!(*starts.sets.lock().unwrap(), ["ctl.start=snapuserd"]);
+
+        for (starts, says) in [
+            (None, "did not start"),
+            (Some(("stopped", "true")), "did not start"),
+            (Some(("running", "false")), "was not ready"),
+        ] {
+            let init = init(false, starts);
+            let e = ensure_started(&config(init.clone())).unwrap_err();
+            assert!(e.message.contains(says), "{starts:?}: {e}");
+            assert_eq!(*init.sets.lock().unwrap(), ["ctl.start=snapuserd"]);
+        }
+    }
+
+    /// Not configured, or no mapper: no views through dm-user, and snapuserd is not started.
+    #[test]
+    fn without_a_config_or_a_mapper_there_are_no_views() {
+        let device = Device::host("/nonexistent", crate::slot::Slot::A);
+        assert!(!available(&device, None));
+        let init = init(false, Some(("running", "true")));
+        assert!(!available(&device, Some(&config(init.clone()))));
+        assert!(init.sets.lock().unwrap().is_empty());
+    }
+}
