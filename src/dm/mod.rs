@@ -99,13 +99,18 @@ impl Table {
     }
 
     /// Appends `sectors` sectors served from user space through the dm-user control device
-    /// `/dev/dm-user/<misc_name>` (libdm's `DmTargetUser`: `user 0 <sectors> <misc_name>`,
-    /// as libsnapshot's `MapDmUserCow` loads it).
+    /// `/dev/dm-user/<misc_name>`, as libsnapshot's `MapDmUserCow` loads it (libdm's
+    /// `DmTargetUser`, `dm_target.cpp` `GetParameterString`: the parameters repeat the
+    /// target's start and length before the control device's name, `<start> <sectors>
+    /// <misc_name>`; the Android common kernel's `drivers/md/dm-user.c` `user_ctr` takes
+    /// exactly these three arguments, registers target type `user` 1.0.0 and removes the
+    /// control device when the target is destroyed, `user_dtr`).
     pub fn user(&mut self, sectors: u64, misc_name: &str) -> Result<&mut Table> {
         if misc_name.is_empty() || misc_name.contains(['/', ' ', '\0']) {
             return Err(err!(DeviceError, "bad dm-user control name {misc_name:?}"));
         }
-        self.push(sectors, "user", misc_name.to_owned())
+        let params = format!("{} {sectors} {misc_name}", self.sectors);
+        self.push(sectors, "user", params)
     }
 
     fn push(&mut self, sectors: u64, kind: &str, params: String) -> Result<&mut Table> {
@@ -603,16 +608,19 @@ mod tests {
                 start: 0,
                 length: 2_097_152,
                 kind: "user".into(),
-                params: "system_b".into(),
+                params: "0 2097152 system_b".into(),
             }]
         );
         // The spec as DM_TABLE_LOAD takes it: start, length, status, next, type, then the
-        // NUL-terminated name padded to 8 bytes.
+        // NUL-terminated parameters padded to 8 bytes.
         let bytes = wire::encode_table(t.lines()).unwrap();
-        assert_eq!(bytes.len(), 40 + 16);
+        assert_eq!(bytes.len(), 40 + 24);
         assert_eq!(&bytes[8..16], &2_097_152u64.to_ne_bytes());
         assert_eq!(&bytes[24..29], b"user\0");
-        assert_eq!(&bytes[40..49], b"system_b\0");
+        assert_eq!(&bytes[40..59], b"0 2097152 system_b\0");
+        // A second target repeats its own start.
+        t.user(8, "vendor_b").unwrap();
+        assert_eq!(t.lines()[1].params, "2097152 8 vendor_b");
         for bad in ["", "a/b", "a b"] {
             assert!(Table::new().user(8, bad).is_err(), "{bad:?}");
         }
