@@ -16,6 +16,13 @@ pub trait Properties: Send + Sync {
     fn get(&self, name: &str) -> Result<Option<String>>;
 }
 
+/// Properties that can also be set: `ctl.start` asks init to start a service, as libsnapshot's
+/// `EnsureSnapuserdStarted` does (`snapuserd_client.cpp`). SELinux decides who may set what.
+pub trait SetProperties: Properties {
+    /// Sets `name` to `value`; a refusal (SELinux, init) is an error.
+    fn set(&self, name: &str, value: &str) -> Result<()>;
+}
+
 /// `key=value` lines, as in `build.prop` (`#` comments, blank lines ignored; a later line
 /// overrides an earlier one, as init's loader does).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -127,6 +134,26 @@ pub fn get_u32(props: &dyn Properties, name: &str, default: u32) -> Result<u32> 
         .get(name)?
         .and_then(|v| v.parse().ok())
         .unwrap_or(default))
+}
+
+#[cfg(target_os = "android")]
+impl SetProperties for SystemProperties {
+    fn set(&self, name: &str, value: &str) -> Result<()> {
+        use nix::libc;
+        use std::ffi::CString;
+        let nul = |what: &str| crate::err!(DeviceError, "property {what:?} holds a NUL");
+        let cname = CString::new(name).map_err(|_| nul(name))?;
+        let cvalue = CString::new(value).map_err(|_| nul(value))?;
+        // SAFETY: both are NUL-terminated strings that outlive the call, which only reads them.
+        let rc = unsafe { libc::__system_property_set(cname.as_ptr(), cvalue.as_ptr()) };
+        if rc != 0 {
+            crate::bail!(
+                DeviceError,
+                "setting property {name}={value} was refused ({rc})"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Whether the running Android build is debuggable (`ro.debuggable=1`: userdebug and eng). A

@@ -26,6 +26,7 @@ pub mod logical;
 pub mod snapshot;
 pub mod snapshot_merge;
 pub mod snapshot_mount;
+pub mod snapshot_user;
 pub mod super_meta;
 pub mod verity_image;
 
@@ -70,6 +71,22 @@ pub trait LogicalMapper: Send + Sync {
     fn map_on(&self, name: &str, devices: &[&Path], extents: &[lp::Extent]) -> Result<PathBuf>;
     /// Removes the mapping `name`, if there is one.
     fn unmap(&self, name: &str) -> Result<()>;
+    /// Whether the kernel has device-mapper target type `kind` (`user`: dm-user). A mapper
+    /// without a kernel behind it has none.
+    fn has_target(&self, kind: &str) -> Result<bool> {
+        let _ = kind;
+        Ok(false)
+    }
+    /// Maps `name` as a dm-user device of `sectors` sectors, served by whoever attaches to its
+    /// control device `misc_name` (snapuserd), and returns the node to open
+    /// ([`crate::device::snapshot_user`]).
+    fn map_user(&self, name: &str, sectors: u64, misc_name: &str) -> Result<PathBuf> {
+        let _ = (sectors, misc_name);
+        Err(err!(
+            DeviceError,
+            "{name}: this mapper makes no dm-user devices"
+        ))
+    }
     /// Replaces the live table of the running slot's mapping `name` (a snapshot's device,
     /// merged) with the dm-linear table of `extents` on `super_path`, in place: whether there
     /// is such a mapping. A mapper without live mappings has none.
@@ -461,8 +478,8 @@ impl Device {
     /// Opens the COW device of snapshot `space` (`system_b`) read-write: its `-cow` partition
     /// of `metadata`, followed by its image on `/data` when the COW overflows `super`
     /// (libsnapshot's `MapCowDevices`). With a mapper on a device, one dm-linear table over
-    /// both (the image's recorded extents on the data partition); otherwise the partition's
-    /// extents and the image file, joined.
+    /// both (the image's recorded extents on the data partition, or the device an image
+    /// service mapped it as); otherwise the partition's extents and the image file, joined.
     pub fn open_cow(
         &self,
         metadata: &lp::Metadata,
@@ -478,45 +495,9 @@ impl Device {
             .cow_partition_size
             .checked_add(space.cow_file_size)
             .ok_or_else(|| err!(DeviceError, "{}: COW size overflows", space.name))?;
-        let images = match images {
-            image_store::CowImages::Local(dir) => dir,
-            image_store::CowImages::Service(service) => {
-                return self.open_cow_on(metadata, space, &service.map(&image)?);
-            }
-        };
-        if let (Some(mapper), Layout::ByName(by_name)) = (&self.mapper, &self.layout) {
-            let Some(image_metadata) = images.metadata()? else {
-                return Err(err!(DeviceError, "{image}: no image metadata"));
-            };
-            let Some(recorded) = lp::images::image_extents(&image_metadata, &image) else {
-                return Err(err!(DeviceError, "{image} is not in the image metadata"));
-            };
-            let mut extents = Vec::new();
-            if space.cow_partition_size > 0 {
-                let Some(p) = metadata.partition(&cow) else {
-                    return Err(err!(PartitionMissing, "no logical partition {cow}"));
-                };
-                extents.extend_from_slice(metadata.extents_of(p));
-            }
-            extents.extend(recorded.iter().map(|e| lp::Extent {
-                num_sectors: e.length / lp::SECTOR_SIZE,
-                target: lp::ExtentTarget::Linear {
-                    block_device: 1,
-                    physical_sector: e.physical / lp::SECTOR_SIZE,
-                },
-            }));
-            let data_name = image_metadata
-                .block_devices()
-                .first()
-                .map_or("userdata", |d| d.partition_name.as_str());
-            let data = if data_name == "userdata" {
-                by_name.join("userdata")
-            } else {
-                Path::new("/dev/block").join(data_name)
-            };
-            let node = mapper.map_on(&cow, &[&self.super_path(), &data], &extents)?;
+        if let Some(node) = self.map_cow(metadata, space, images)? {
             let target = TargetPartition::open(&node)?;
-            if target.size() != size {
+            if matches!(images, image_store::CowImages::Local(_)) && target.size() != size {
                 return Err(err!(
                     DeviceError,
                     "{} has {} bytes, the COW {size}",
@@ -526,6 +507,12 @@ impl Device {
             }
             return Ok(Box::new(target));
         }
+        let images = match images {
+            image_store::CowImages::Local(dir) => dir,
+            image_store::CowImages::Service(service) => {
+                return self.open_cow_on(metadata, space, &service.map(&image)?);
+            }
+        };
         let mut parts = Vec::new();
         if space.cow_partition_size > 0 {
             parts.push((self.open_logical(metadata, &cow)?, space.cow_partition_size));
@@ -537,10 +524,102 @@ impl Device {
         Ok(Box::new(cow_image::Joined::new(parts)?))
     }
 
-    /// [`Device::open_cow`] with the image mapped by an image service at `image_device`
-    /// (libsnapshot's `MapCowDevices` over the image gsid mapped): with a mapper on a device,
-    /// one dm-linear table of the `-cow` partition's extents followed by the whole image
-    /// device; otherwise the partition's extents and the image device, joined.
+    /// The COW device of snapshot `space` as one mapping `<name>-cow` made by this device's
+    /// mapper, as libsnapshot's `MapCowDevices` makes it: the `-cow` partition's extents in
+    /// `super` alone, or, on a device (by-name layout), followed by its image on `/data`
+    /// (the image's recorded extents on the data partition, or the device an image service
+    /// mapped it as). `None` where no mapper makes it. [`Device::unmap_logical`] removes it.
+    pub fn map_cow(
+        &self,
+        metadata: &lp::Metadata,
+        space: &lp::SnapshotSpace,
+        images: &image_store::CowImages,
+    ) -> Result<Option<PathBuf>> {
+        match &self.mapper {
+            Some(mapper) => self.map_cow_with(mapper.as_ref(), metadata, space, images),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Device::map_cow`] made by `mapper`.
+    pub fn map_cow_with(
+        &self,
+        mapper: &dyn LogicalMapper,
+        metadata: &lp::Metadata,
+        space: &lp::SnapshotSpace,
+        images: &image_store::CowImages,
+    ) -> Result<Option<PathBuf>> {
+        let cow = format!("{}-cow", space.name);
+        let mut extents = Vec::new();
+        if space.cow_partition_size > 0 || space.cow_file_size == 0 {
+            let Some(p) = metadata.partition(&cow) else {
+                return Err(err!(PartitionMissing, "no logical partition {cow}"));
+            };
+            extents.extend_from_slice(metadata.extents_of(p));
+        }
+        if space.cow_file_size == 0 {
+            return Ok(Some(mapper.map(&cow, &self.super_path(), &extents)?));
+        }
+        let Layout::ByName(by_name) = &self.layout else {
+            return Ok(None);
+        };
+        let image = cow_image::image_name(&space.name);
+        let images = match images {
+            image_store::CowImages::Local(dir) => dir,
+            image_store::CowImages::Service(service) => {
+                let image_device = service.map(&image)?;
+                let size = TargetPartition::open(&image_device)?.size();
+                if size < space.cow_file_size {
+                    return Err(err!(
+                        DeviceError,
+                        "the COW image of {} ({}) has {size} bytes, not {}",
+                        space.name,
+                        image_device.display(),
+                        space.cow_file_size
+                    ));
+                }
+                extents.push(lp::Extent {
+                    num_sectors: space.cow_file_size / lp::SECTOR_SIZE,
+                    target: lp::ExtentTarget::Linear {
+                        block_device: 1,
+                        physical_sector: 0,
+                    },
+                });
+                let node = mapper.map_on(&cow, &[&self.super_path(), &image_device], &extents)?;
+                return Ok(Some(node));
+            }
+        };
+        let Some(image_metadata) = images.metadata()? else {
+            return Err(err!(DeviceError, "{image}: no image metadata"));
+        };
+        let Some(recorded) = lp::images::image_extents(&image_metadata, &image) else {
+            return Err(err!(DeviceError, "{image} is not in the image metadata"));
+        };
+        extents.extend(recorded.iter().map(|e| lp::Extent {
+            num_sectors: e.length / lp::SECTOR_SIZE,
+            target: lp::ExtentTarget::Linear {
+                block_device: 1,
+                physical_sector: e.physical / lp::SECTOR_SIZE,
+            },
+        }));
+        let data_name = image_metadata
+            .block_devices()
+            .first()
+            .map_or("userdata", |d| d.partition_name.as_str());
+        let data = if data_name == "userdata" {
+            by_name.join("userdata")
+        } else {
+            Path::new("/dev/block").join(data_name)
+        };
+        Ok(Some(mapper.map_on(
+            &cow,
+            &[&self.super_path(), &data],
+            &extents,
+        )?))
+    }
+
+    /// [`Device::open_cow`] with the image mapped by an image service at `image_device`,
+    /// where no mapper joins them: the partition's extents and the image device, joined.
     fn open_cow_on(
         &self,
         metadata: &lp::Metadata,
@@ -558,25 +637,6 @@ impl Device {
                 image.size(),
                 space.cow_file_size
             ));
-        }
-        if let (Some(mapper), Layout::ByName(_)) = (&self.mapper, &self.layout) {
-            drop(image);
-            let mut extents = Vec::new();
-            if space.cow_partition_size > 0 {
-                let Some(p) = metadata.partition(&cow) else {
-                    return Err(err!(PartitionMissing, "no logical partition {cow}"));
-                };
-                extents.extend_from_slice(metadata.extents_of(p));
-            }
-            extents.push(lp::Extent {
-                num_sectors: space.cow_file_size / lp::SECTOR_SIZE,
-                target: lp::ExtentTarget::Linear {
-                    block_device: 1,
-                    physical_sector: 0,
-                },
-            });
-            let node = mapper.map_on(&cow, &[&self.super_path(), image_device], &extents)?;
-            return Ok(Box::new(TargetPartition::open(&node)?));
         }
         let mut parts = Vec::new();
         if space.cow_partition_size > 0 {

@@ -11,7 +11,8 @@
 //! passed or not, and only on success calls `FinishUpdate`). There the views are dm-user
 //! devices served by snapuserd, which a stock kernel lacks; here, nbd devices served by a
 //! thread of this process ([`crate::nbd::serve_device`], what `abupdate cow serve` does).
-//! Android kernels have dm-user and no nbd: [`available`] is false there.
+//! Android kernels have dm-user and no nbd: [`available`] is false there, where
+//! [`super::snapshot_user`] has snapuserd serve the views instead.
 //!
 //! Each view is served for one partition's program (update_engine maps all of them at once):
 //! the first free `/dev/nbdN` (`/sys/block/nbdN` without `pid` and of size 0); dropped after

@@ -173,6 +173,25 @@ impl DmMapper {
         })
     }
 
+    /// Whether the kernel has target type `kind` now (DM_LIST_VERSIONS).
+    pub fn has_target(&self, kind: &str) -> Result<bool> {
+        self.with_dm(|dm| Ok(dm.target_types()?.iter().any(|t| t == kind)))
+    }
+
+    /// Maps `name` as a dm-user device of `sectors` sectors served through the control
+    /// device `misc_name` (libsnapshot's `MapDmUserCow`). A mapping of that name left by an
+    /// earlier run is removed first: its server is gone.
+    pub fn map_user(&self, name: &str, sectors: u64, misc_name: &str) -> Result<PathBuf> {
+        let mut table = Table::new();
+        table.user(sectors, misc_name)?;
+        self.with_dm(|dm| {
+            if dm.remove(name)? {
+                log::warn!("removed mapping {name} left behind by an earlier run");
+            }
+            Ok(dm.create(name, &table, self.read_only)?.node)
+        })
+    }
+
     /// Removes the mapping `name`, if there is one.
     pub fn unmap(&self, name: &str) -> Result<()> {
         self.with_dm(|dm| dm.remove(name).map(|_| ()))
@@ -211,6 +230,12 @@ impl LogicalMapper for DmMapper {
     }
     fn unmap(&self, name: &str) -> Result<()> {
         DmMapper::unmap(self, name)
+    }
+    fn has_target(&self, kind: &str) -> Result<bool> {
+        DmMapper::has_target(self, kind)
+    }
+    fn map_user(&self, name: &str, sectors: u64, misc_name: &str) -> Result<PathBuf> {
+        DmMapper::map_user(self, name, sectors, misc_name)
     }
     fn collapse(
         &self,

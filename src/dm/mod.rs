@@ -98,6 +98,21 @@ impl Table {
         self.push(sectors, "zero", String::new())
     }
 
+    /// Appends `sectors` sectors served from user space through the dm-user control device
+    /// `/dev/dm-user/<misc_name>`, as libsnapshot's `MapDmUserCow` loads it (libdm's
+    /// `DmTargetUser`, `dm_target.cpp` `GetParameterString`: the parameters repeat the
+    /// target's start and length before the control device's name, `<start> <sectors>
+    /// <misc_name>`; the Android common kernel's `drivers/md/dm-user.c` `user_ctr` takes
+    /// exactly these three arguments, registers target type `user` 1.0.0 and removes the
+    /// control device when the target is destroyed, `user_dtr`).
+    pub fn user(&mut self, sectors: u64, misc_name: &str) -> Result<&mut Table> {
+        if misc_name.is_empty() || misc_name.contains(['/', ' ', '\0']) {
+            return Err(err!(DeviceError, "bad dm-user control name {misc_name:?}"));
+        }
+        let params = format!("{} {sectors} {misc_name}", self.sectors);
+        self.push(sectors, "user", params)
+    }
+
     fn push(&mut self, sectors: u64, kind: &str, params: String) -> Result<&mut Table> {
         if sectors == 0 {
             return Err(err!(DeviceError, "empty {kind} target"));
@@ -334,6 +349,16 @@ impl DeviceMapper {
         reply.target_lines()
     }
 
+    /// DM_LIST_VERSIONS: the target types the kernel has now (built in or loaded), by name.
+    pub fn target_types(&self) -> Result<Vec<String>> {
+        let reply = self.call_growing(Cmd::ListVersions, "", 0)?;
+        Ok(reply
+            .target_versions()?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
     /// DM_LIST_DEVICES: every mapping on the system.
     pub fn list(&self) -> Result<Vec<DmDevice>> {
         let reply = self.call_growing(Cmd::List, "", 0)?;
@@ -474,6 +499,7 @@ impl DeviceMapper {
                 Cmd::Status => ioctls::dev_status(fd, ptr),
                 Cmd::TableLoad => ioctls::table_load(fd, ptr),
                 Cmd::TableStatus => ioctls::table_status(fd, ptr),
+                Cmd::ListVersions => ioctls::list_versions(fd, ptr),
             }
         };
         result.map(|_| wire::Reply::from_words(&words))
@@ -491,6 +517,7 @@ enum Cmd {
     Status,
     TableLoad,
     TableStatus,
+    ListVersions,
 }
 
 fn ioctl_error(cmd: Cmd, name: &str, e: Errno) -> Error {
@@ -503,6 +530,7 @@ fn ioctl_error(cmd: Cmd, name: &str, e: Errno) -> Error {
         Cmd::Status => "DM_DEV_STATUS",
         Cmd::TableLoad => "DM_TABLE_LOAD",
         Cmd::TableStatus => "DM_TABLE_STATUS",
+        Cmd::ListVersions => "DM_LIST_VERSIONS",
     };
     Error::io(
         format!("device-mapper {what} {name}"),
@@ -523,6 +551,7 @@ mod ioctls {
     nix::ioctl_readwrite!(dev_status, DM_IOCTL, 7, DmIoctl);
     nix::ioctl_readwrite!(table_load, DM_IOCTL, 9, DmIoctl);
     nix::ioctl_readwrite!(table_status, DM_IOCTL, 12, DmIoctl);
+    nix::ioctl_readwrite!(list_versions, DM_IOCTL, 13, DmIoctl);
 }
 
 /// The device number of block device `path` (what a linear target names).
@@ -567,6 +596,35 @@ mod tests {
         assert!(t.linear(2, sup, u64::MAX).is_err());
         assert!(t.zero(u64::MAX).is_err());
         assert_eq!(t.sectors(), 2072);
+    }
+
+    #[test]
+    fn a_user_target_names_its_control_device() {
+        let mut t = Table::new();
+        t.user(2_097_152, "system_b").unwrap();
+        assert_eq!(
+            t.lines(),
+            [TargetLine {
+                start: 0,
+                length: 2_097_152,
+                kind: "user".into(),
+                params: "0 2097152 system_b".into(),
+            }]
+        );
+        // The spec as DM_TABLE_LOAD takes it: start, length, status, next, type, then the
+        // NUL-terminated parameters padded to 8 bytes.
+        let bytes = wire::encode_table(t.lines()).unwrap();
+        assert_eq!(bytes.len(), 40 + 24);
+        assert_eq!(&bytes[8..16], &2_097_152u64.to_ne_bytes());
+        assert_eq!(&bytes[24..29], b"user\0");
+        assert_eq!(&bytes[40..59], b"0 2097152 system_b\0");
+        // A second target repeats its own start.
+        t.user(8, "vendor_b").unwrap();
+        assert_eq!(t.lines()[1].params, "2097152 8 vendor_b");
+        for bad in ["", "a/b", "a b"] {
+            assert!(Table::new().user(8, bad).is_err(), "{bad:?}");
+        }
+        assert!(Table::new().user(0, "system_b").is_err());
     }
 
     #[test]

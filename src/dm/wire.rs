@@ -79,6 +79,8 @@ const OFF_UUID: usize = OFF_NAME + NAME_LEN;
 const SPEC_SIZE: usize = 40;
 /// `offsetof(struct dm_name_list, name)`: dev, next.
 const NAME_LIST_HEADER: usize = 12;
+/// `struct dm_target_versions` before its name: `next` and `version[3]`.
+const VERSIONS_HEADER: usize = 16;
 
 /// A block device number as the kernel's `huge_encode_dev` packs it into `dm_ioctl.dev` and
 /// `dm_name_list.dev` (and as glibc's `makedev` does for `st_rdev`).
@@ -287,6 +289,34 @@ impl Reply {
             at = at
                 .checked_add(next)
                 .ok_or_else(|| err!(DeviceError, "device-mapper name list offset overflows"))?;
+        }
+    }
+
+    /// DM_LIST_VERSIONS: the target types the kernel has, with their versions. Each record is
+    /// `struct dm_target_versions` (`next`, `version[3]`, the NUL-terminated name), `next`
+    /// the distance to the following record, 0 on the last (`linux/dm-ioctl.h`; libdm's
+    /// `DeviceMapper::GetAvailableTargets` walks it the same way).
+    pub fn target_versions(&self) -> Result<Vec<(String, [u32; 3])>> {
+        let data = self.data()?;
+        let mut out = Vec::new();
+        let mut at = 0usize;
+        loop {
+            let record = data
+                .get(at..)
+                .filter(|r| r.len() > VERSIONS_HEADER)
+                .ok_or_else(|| err!(DeviceError, "device-mapper target list truncated at {at}"))?;
+            let next = get_u32(record, 0) as usize;
+            let version = [get_u32(record, 4), get_u32(record, 8), get_u32(record, 12)];
+            out.push((
+                terminated(&record[VERSIONS_HEADER..], "target type")?,
+                version,
+            ));
+            if next == 0 {
+                return Ok(out);
+            }
+            at = at
+                .checked_add(next)
+                .ok_or_else(|| err!(DeviceError, "device-mapper target list offset overflows"))?;
         }
     }
 
@@ -530,6 +560,48 @@ mod tests {
         let mut req = Request::new("s", 0, &data, 0).unwrap().with_targets(1);
         put_u32(&mut req.bytes, OFF_DATA_SIZE, 1 << 20);
         assert!(Reply::from_words(&req.to_words()).target_lines().is_err());
+    }
+
+    #[test]
+    fn target_versions_reply_lists_each_type() {
+        let mut data = Vec::new();
+        let types = [
+            ("linear", [1u32, 4, 0]),
+            ("user", [1, 0, 0]),
+            ("zero", [1, 1, 0]),
+        ];
+        for (i, (name, version)) in types.iter().enumerate() {
+            let begin = data.len();
+            data.extend_from_slice(&0u32.to_ne_bytes());
+            for v in version {
+                data.extend_from_slice(&v.to_ne_bytes());
+            }
+            data.extend_from_slice(name.as_bytes());
+            data.push(0);
+            data.resize(data.len().next_multiple_of(8), 0);
+            if i + 1 < types.len() {
+                let next = (data.len() - begin) as u32;
+                data[begin..begin + 4].copy_from_slice(&next.to_ne_bytes());
+            }
+        }
+        let req = Request::new("", 0, &data, 0).unwrap();
+        let list = Reply::from_words(&req.to_words())
+            .target_versions()
+            .unwrap();
+        let want: Vec<(String, [u32; 3])> =
+            types.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        assert_eq!(list, want);
+
+        // A `next` past the data, or no record at all, is an error.
+        data[0..4].copy_from_slice(&4096u32.to_ne_bytes());
+        let req = Request::new("", 0, &data, 0).unwrap();
+        assert!(Reply::from_words(&req.to_words())
+            .target_versions()
+            .is_err());
+        let empty = Request::new("", 0, &[], 0).unwrap();
+        assert!(Reply::from_words(&empty.to_words())
+            .target_versions()
+            .is_err());
     }
 
     #[test]

@@ -14,8 +14,9 @@
 //!   (SIGCONT), a cancel kills it.
 //!
 //! On a Virtual A/B snapshot update the partitions mounted are the snapshots' views, served
-//! for each program ([`crate::device::snapshot_mount`]): their extents hold the running build
-//! until the merge.
+//! for each program ([`crate::device::snapshot_mount`] through nbd,
+//! [`crate::device::snapshot_user`] through snapuserd and dm-user): their extents hold the
+//! running build until the merge.
 //!
 //! [`plan`] and [`progress`] hold no I/O; [`mount`] and [`runner`] are the adapters.
 
@@ -56,6 +57,10 @@ pub struct Config {
     /// `None` (Android, where snapuserd's dm-user devices would): a snapshot payload with
     /// postinstall programs takes the dynamic-partitions path.
     pub nbd_sys: Option<PathBuf>,
+    /// snapuserd and dm-user, through which Android serves those views
+    /// ([`crate::device::snapshot_user`]): only for the binary running in update_engine's
+    /// SELinux domain, the one allowed to start snapuserd. `None`: not used.
+    pub dm_user: Option<crate::device::snapshot_user::DmUserConfig>,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             mount_dir: cfg!(target_os = "android").then(|| PathBuf::from(ANDROID_MOUNT_DIR)),
             timeout: DEFAULT_TIMEOUT,
             nbd_sys: (!cfg!(target_os = "android")).then(|| PathBuf::from("/sys/block")),
+            dm_user: None,
         }
     }
 }

@@ -215,6 +215,33 @@ impl Client {
         Ok(protocol::parse_ack(&request, &answer)?)
     }
 
+    /// Makes the handler of the dm-user device `misc_name` (`init`): served from the COW
+    /// device `cow` over `backing`, merging into `base_merge`. The sectors it serves, or
+    /// `None` when the daemon refused.
+    pub fn init(
+        &mut self,
+        misc_name: &str,
+        cow: &str,
+        backing: &str,
+        base_merge: &str,
+    ) -> Result<Option<u64>> {
+        let answer = self.exchange(&Request::Init {
+            misc_name,
+            cow,
+            backing,
+            base_merge,
+        })?;
+        Ok(protocol::parse_init(&answer)?)
+    }
+
+    /// Has the handler of `misc_name` attach to its dm-user control device (`start`): whether
+    /// the daemon took it.
+    pub fn start(&mut self, misc_name: &str) -> Result<bool> {
+        let request = Request::Start(misc_name);
+        let answer = self.exchange(&request)?;
+        Ok(protocol::parse_ack(&request, &answer)?)
+    }
+
     /// Tells the daemon to stop listening and exit once its handlers end (after the merge).
     pub fn detach(mut self) -> Result<()> {
         self.exchange(&Request::Detach).map(|_| ())

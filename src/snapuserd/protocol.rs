@@ -16,6 +16,14 @@
 //! counts), sent once a merged snapshot's dm-user table is replaced: the server answers
 //! `success` once the handler ended, also for a name it has no handler for
 //! (`handler_manager.cpp:111-132` `DeleteHandler`).
+//!
+//! Mapping a snapshot's view (libsnapshot `snapshot.cpp` `MapDmUserCow`, userspace snapshots):
+//! `init,<misc_name>,<cow_device>,<backing_device>,<base_path_merge>` (the word is `init`, five
+//! fields: `snapuserd_client.cpp` `InitDmUserCow`; the server refuses any other count with
+//! `fail`, `snapuserd_server.cpp` `Receivemsg`) is answered `success,<sectors>`, the sectors
+//! being the size of `base_path_merge` (`snapuserd_core.cpp` `GetNumSectors`), or `fail` (a
+//! handler of that name already exists: `handler_manager.cpp` `AddHandler`; or the COW does
+//! not parse); then `start,<misc_name>` (`AttachDmUser`) is answered `success` or `fail`.
 
 use thiserror::Error;
 
@@ -25,9 +33,9 @@ pub const PACKET_SIZE: usize = 512;
 /// What went wrong reading an answer or forming a request.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ProtocolError {
-    /// A misc name that would not survive the server's split at `,` (or is empty, or too long
-    /// for one packet).
-    #[error("{0:?} is not a snapshot name snapuserd can be asked about")]
+    /// A misc name or device path that would not survive the server's split at `,` (or is
+    /// empty, or makes the request too long for one packet).
+    #[error("{0:?} is not a name or path snapuserd can be sent")]
     BadName(String),
     /// An answer that is not one this request can have.
     #[error("snapuserd answered {request} with {answer:?}")]
@@ -55,6 +63,21 @@ pub enum Request<'a> {
     Delete(&'a str),
     /// `detach`: the daemon stops listening and exits once its handlers are done. No answer.
     Detach,
+    /// `init,<misc_name>,<cow>,<backing>,<base_path_merge>`: make a handler serving the
+    /// dm-user device `misc_name` from the COW device `cow` over the source device `backing`,
+    /// merging into `base_path_merge`.
+    Init {
+        /// The dm-user control device's name (`/dev/dm-user/<misc_name>`).
+        misc_name: &'a str,
+        /// The COW device's path.
+        cow: &'a str,
+        /// The source device: what the COW's copy ops and unchanged blocks read.
+        backing: &'a str,
+        /// The device the merge writes (the snapshot's base).
+        base_merge: &'a str,
+    },
+    /// `start,<misc_name>`: the handler attaches to its dm-user control device and serves it.
+    Start(&'a str),
 }
 
 impl Request<'_> {
@@ -67,25 +90,39 @@ impl Request<'_> {
             Request::GetStatus(_) => "getstatus",
             Request::Delete(_) => "delete",
             Request::Detach => "detach",
+            Request::Init { .. } => "init",
+            Request::Start(_) => "start",
         }
     }
 
     /// The bytes sent for this request.
     pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
-        let name = match self {
-            Request::InitiateMerge(n) | Request::GetStatus(n) | Request::Delete(n) => Some(*n),
-            Request::Query | Request::MergePercent | Request::Detach => None,
+        let fields: Vec<&str> = match *self {
+            Request::InitiateMerge(n)
+            | Request::GetStatus(n)
+            | Request::Delete(n)
+            | Request::Start(n) => vec![n],
+            Request::Init {
+                misc_name,
+                cow,
+                backing,
+                base_merge,
+            } => vec![misc_name, cow, backing, base_merge],
+            Request::Query | Request::MergePercent | Request::Detach => Vec::new(),
         };
         let mut out = self.command().as_bytes().to_vec();
-        if let Some(name) = name {
-            // The server splits at ','; a name with one (or a NUL, or nothing) would name
-            // another handler or none.
-            let fits = out.len() + 1 + name.len() <= PACKET_SIZE;
-            if name.is_empty() || !fits || name.bytes().any(|b| b == b',' || b == 0) {
-                return Err(ProtocolError::BadName(name.to_owned()));
+        for field in fields {
+            // The server splits at ','; a field with one (or a NUL, or nothing) would shift
+            // the others or name another handler.
+            if field.is_empty() || field.bytes().any(|b| b == b',' || b == 0) {
+                return Err(ProtocolError::BadName(field.to_owned()));
             }
             out.push(b',');
-            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(field.as_bytes());
+            // The server reads one recv of at most PACKET_SIZE bytes: the rest would be cut.
+            if out.len() > PACKET_SIZE {
+                return Err(ProtocolError::BadName(field.to_owned()));
+            }
         }
         Ok(out)
     }
@@ -131,12 +168,30 @@ fn unexpected(request: &'static str, answer: &[u8]) -> ProtocolError {
     }
 }
 
-/// The answer to `initiate_merge` or `delete`: whether it succeeded.
+/// The answer to `initiate_merge`, `delete` or `start`: whether it succeeded.
 pub fn parse_ack(request: &Request, answer: &[u8]) -> Result<bool, ProtocolError> {
     match answer {
         b"success" => Ok(true),
         b"fail" => Ok(false),
         _ => Err(unexpected(request.command(), answer)),
+    }
+}
+
+/// The answer to `init`: the sectors of the device the handler serves (`success,<sectors>`),
+/// or `None` for `fail`. libsnapshot's `InitDmUserCow` reads the number with `ParseUint` and
+/// takes 0 as a failure: so does this.
+pub fn parse_init(answer: &[u8]) -> Result<Option<u64>, ProtocolError> {
+    if answer == b"fail" {
+        return Ok(None);
+    }
+    let sectors = answer
+        .strip_prefix(b"success,")
+        .filter(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit))
+        .and_then(|n| std::str::from_utf8(n).ok()?.parse::<u64>().ok())
+        .filter(|n| *n > 0);
+    match sectors {
+        Some(n) => Ok(Some(n)),
+        None => Err(unexpected("init", answer)),
     }
 }
 
@@ -193,6 +248,17 @@ mod tests {
             (Request::GetStatus("vendor_b"), "getstatus,vendor_b"),
             (Request::Delete("system_b"), "delete,system_b"),
             (Request::Detach, "detach"),
+            (Request::Start("system_b"), "start,system_b"),
+            (
+                Request::Init {
+                    misc_name: "system_b",
+                    cow: "/dev/block/mapper/system_b-cow",
+                    backing: "/dev/block/mapper/system_b-src",
+                    base_merge: "/dev/block/mapper/system_b-base",
+                },
+                "init,system_b,/dev/block/mapper/system_b-cow,/dev/block/mapper/system_b-src,\
+                 /dev/block/mapper/system_b-base",
+            ),
         ];
         for (req, want) in cases {
             assert_eq!(req.encode().unwrap(), want.as_bytes());
@@ -213,6 +279,44 @@ mod tests {
         assert!(Request::InitiateMerge(&long).encode().is_err());
         let fits = "x".repeat(PACKET_SIZE - "initiate_merge,".len());
         assert!(Request::InitiateMerge(&fits).encode().is_ok());
+        let init = |cow: &'static str, base: &'static str| Request::Init {
+            misc_name: "system_b",
+            cow,
+            backing: "/dev/block/dm-3",
+            base_merge: base,
+        };
+        assert_eq!(
+            init("/dev/a,b", "/dev/c").encode(),
+            Err(ProtocolError::BadName("/dev/a,b".into()))
+        );
+        assert_eq!(
+            init("/dev/a", "").encode(),
+            Err(ProtocolError::BadName(String::new()))
+        );
+        let long: &'static str = Box::leak("x".repeat(PACKET_SIZE).into_boxed_str());
+        assert!(init("/dev/a", long).encode().is_err());
+        assert!(Request::Start("a\0").encode().is_err());
+    }
+
+    #[test]
+    fn init_answers_are_success_and_sectors_or_fail() {
+        assert_eq!(parse_init(b"success,2048"), Ok(Some(2048)));
+        assert_eq!(parse_init(b"fail"), Ok(None));
+        for bad in [
+            &b"success"[..],
+            b"success,",
+            b"success,0",
+            b"success,-1",
+            b"success,12x",
+            b"success,99999999999999999999999",
+            b"success,2048\n",
+            b"",
+        ] {
+            assert!(parse_init(bad).is_err(), "{bad:?}");
+        }
+        let start = Request::Start("system_b");
+        assert_eq!(parse_ack(&start, b"success"), Ok(true));
+        assert_eq!(parse_ack(&start, b"fail"), Ok(false));
     }
 
     #[test]

@@ -363,7 +363,7 @@ impl Updater {
             &self.ota_dir(),
             self.running.virtual_ab,
             self.target_active()?,
-            self.snapshot_views(),
+            &|| self.snapshot_views(),
         )? {
             let device = self.device.detached_with_plan(Some(plan.target.metadata));
             return engine::check_device(&device, metadata, &engine::Quiet);
@@ -514,6 +514,7 @@ impl Updater {
         observer: &dyn Observer,
     ) -> Result<()> {
         use crate::device::snapshot_mount::SnapshotMount;
+        use crate::device::snapshot_user::UserMount;
         use crate::postinstall::mount::Located;
         let target = self.device.target_slot();
         // The target slot's metadata and the snapshots' sizes, as the apply wrote them.
@@ -525,6 +526,12 @@ impl Updater {
         } else {
             None
         };
+        // The running slot's metadata: where snapuserd's views read their sources.
+        let running = match (&views, &self.postinstall.dm_user) {
+            (Some(_), Some(_)) => Some(self.device.super_metadata(self.device.current_slot())?.1),
+            _ => None,
+        };
+        let used_snapuserd = std::cell::Cell::new(false);
         let locate = |name: &str| -> Result<Located> {
             let snapshot = format!("{name}{}", target.suffix());
             let view = views.as_ref().and_then(|(metadata, spaces)| {
@@ -533,6 +540,14 @@ impl Updater {
             let Some((metadata, space)) = view else {
                 return Ok(self.device.mount_source(name, target)?.into());
             };
+            if let (Some(config), Some(running)) = (&self.postinstall.dm_user, &running) {
+                used_snapuserd.set(true);
+                let mount = UserMount::map(&self.device, metadata, running, space, name, config)?;
+                return Ok(Located {
+                    source: mount.source(),
+                    keep: Some(Box::new(mount)),
+                });
+            }
             let Some(sys_block) = self.postinstall.nbd_sys.as_deref() else {
                 crate::bail!(
                     PostinstallFailed,
@@ -548,6 +563,10 @@ impl Updater {
         // Slot numbers as update_engine passes them: 0 for _a, 1 for _b.
         let number = u32::from(target.index() == 1);
         let result = crate::postinstall::run(steps, number, &locate, &self.postinstall, observer);
+        // Every view unmapped: snapuserd let go, as update_engine's UnmapAllPartitions does.
+        if let (true, Some(config)) = (used_snapuserd.get(), &self.postinstall.dm_user) {
+            crate::device::snapshot_user::detach(config);
+        }
         // Partitions of several extents were mounted through a mapping of their own.
         for step in steps {
             if let Err(e) = self.device.unmap_mounted(&step.partition, target) {
@@ -597,11 +616,15 @@ impl Updater {
         }
     }
 
-    /// Whether postinstall can mount a snapshot update's views here (see
-    /// [`crate::device::snapshot_mount`]): the path choice of a snapshot payload with
-    /// postinstall programs.
+    /// Whether postinstall can mount a snapshot update's views here: served through nbd
+    /// ([`crate::device::snapshot_mount`]) or, where configured, by snapuserd through dm-user
+    /// ([`crate::device::snapshot_user`], which it may start). The path choice of a snapshot
+    /// payload with postinstall programs, made before anything is written.
     fn snapshot_views(&self) -> bool {
-        crate::device::snapshot_mount::available(self.postinstall.nbd_sys.as_deref())
+        match &self.postinstall.dm_user {
+            Some(config) => crate::device::snapshot_user::available(&self.device, Some(config)),
+            None => crate::device::snapshot_mount::available(self.postinstall.nbd_sys.as_deref()),
+        }
     }
 
     /// Whether an update was fully applied and awaits a reboot into its slot.
@@ -738,7 +761,7 @@ impl<'p> Hooks<'_, 'p> {
             &self.updater.ota_dir(),
             self.updater.running.virtual_ab,
             self.updater.target_active()?,
-            self.updater.snapshot_views(),
+            &|| self.updater.snapshot_views(),
         )?;
         let snapshots = match &plan {
             Some(p) => Some(Arc::new(virtual_ab::snapshot_partitions(

@@ -56,19 +56,20 @@ pub struct SnapshotPlan {
 
 /// Whether `manifest` asks for compressed snapshots this updater writes (COW v2 or v3). A payload
 /// with postinstall programs takes them only when the snapshots' views can be mounted for the
-/// programs (`views`: [`crate::device::snapshot_mount::available`]); otherwise it keeps the
-/// dynamic-partitions path, as postinstall would mount the target partitions through their
-/// extents, which hold the snapshots' base until the merge.
-pub fn wants_snapshots(manifest: &Manifest, views: bool) -> bool {
+/// programs (`views`, asked only then: [`crate::device::snapshot_mount::available`] or
+/// [`crate::device::snapshot_user::available`]); otherwise it keeps the dynamic-partitions
+/// path, as postinstall would mount the target partitions through their extents, which hold
+/// the snapshots' base until the merge.
+pub fn wants_snapshots(manifest: &Manifest, views: &dyn Fn() -> bool) -> bool {
     let asked = manifest
         .dynamic
         .as_ref()
         .is_some_and(|d| d.snapshot_enabled && d.vabc.enabled && cow_version(d).is_some());
-    if asked && !views && manifest.partitions.iter().any(|p| p.postinstall.is_some()) {
+    if asked && manifest.partitions.iter().any(|p| p.postinstall.is_some()) && !views() {
         log::info!(
             "compressed snapshots asked for, but the payload has postinstall programs and the \
-             snapshots' views cannot be mounted here (no nbd driver): taking the \
-             dynamic-partitions path"
+             snapshots' views cannot be mounted here (neither nbd nor snapuserd's dm-user): \
+             taking the dynamic-partitions path"
         );
         return false;
     }
@@ -100,7 +101,7 @@ pub fn plan(
     ota: &OtaDir,
     virtual_ab_property: bool,
     switched: bool,
-    views: bool,
+    views: &dyn Fn() -> bool,
 ) -> Result<Option<SnapshotPlan>> {
     if !device.has_super() || !wants_snapshots(manifest, views) {
         return Ok(None);

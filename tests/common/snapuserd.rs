@@ -13,6 +13,13 @@
 //!   (`:174-184`, `handler_manager.cpp:111-132` `DeleteHandler`: the handler removed and
 //!   joined; a merged one still counts as 100% in `merge_percent`, `:273-302`);
 //!   `detach` → no answer, the daemon stops (`:185-188`);
+//!   `init,<misc>,<cow>,<backing>,<base>` (exactly five fields) → `success,<sectors>`, the
+//!   sectors being the size of `<base>` (`snapuserd_core.cpp` `GetNumSectors`: the size of
+//!   `base_path_merge`), `fail` for a name that already has a handler (`handler_manager.cpp`
+//!   `AddHandler`); `start,<misc>` → `success`, `fail` for an unknown or started handler
+//!   (`StartHandler`), after which the dm-user device serves the view: here the stand-in
+//!   writes it, computed by AOSP's `applycow --mode merge` from the COW device over the base
+//!   device, into the file the test's mapper made as the device (`serve_views_at`);
 //!   anything else → `fail` and the connection closed (`:236-239`).
 //!
 //! And it really merges: when asked to, it runs AOSP's `applycow --mode merge` (libsnapshot_cow's
@@ -59,6 +66,16 @@ pub enum Mode {
     Disconnects,
     /// Answers `query`, then never again.
     Hangs,
+    /// `init` answers `fail` (a COW it cannot parse).
+    RefusesInit,
+}
+
+/// A dm-user device's handler made by `init`.
+#[derive(Clone, Debug)]
+struct View {
+    cow: PathBuf,
+    base: PathBuf,
+    started: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -84,8 +101,13 @@ struct Shared {
     initiated: HashMap<String, u32>,
     deleted: Vec<String>,
     detached: bool,
-    /// `initiate <name>`, `complete <name>` and `delete <name>`, in order.
+    /// `initiate <name>`, `complete <name>`, `delete <name>`, `init ...`, `start <name>` and
+    /// `detach`, in order.
     events: Vec<String>,
+    /// The handlers `init` made, by misc name.
+    views: HashMap<String, View>,
+    /// Where the dm-user devices are, as files named by misc name.
+    serve_dir: Option<PathBuf>,
 }
 
 pub struct StandIn {
@@ -264,6 +286,24 @@ impl StandIn {
         self.shared.lock().unwrap().events.clone()
     }
 
+    /// Adds `event` to [`StandIn::events`] (a test's mapper records its steps among ours).
+    pub fn note(&self, event: String) {
+        self.shared.lock().unwrap().events.push(event);
+    }
+
+    /// Serves each started view into the file `dir/<misc_name>` (the test mapper's dm-user
+    /// device).
+    pub fn serve_views_at(&self, dir: &Path) {
+        self.shared.lock().unwrap().serve_dir = Some(dir.to_owned());
+    }
+
+    /// The handlers `init` made and `delete` has not removed.
+    pub fn views(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.lock().unwrap().views.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
     /// Whether `name` reports its merge complete.
     pub fn complete(&self, name: &str) -> bool {
         self.shared.lock().unwrap().states.get(name) == Some(&State::Complete)
@@ -328,9 +368,39 @@ fn serve(
             }
             continue;
         }
+        if cmd == "start" && parts.len() == 2 {
+            let answer = start_view(shared, parts[1], scratch);
+            if conn.write_all(answer.as_bytes()).is_err() {
+                break;
+            }
+            continue;
+        }
         let mut sh = shared.lock().unwrap();
         let answer: Option<String> = match (cmd, parts.len()) {
             ("query", _) => Some("active".into()),
+            ("init", 5) => {
+                let name = parts[1];
+                sh.events.push(format!("init {}", parts[1..].join(" ")));
+                let size = std::fs::metadata(parts[4]).map(|m| m.len());
+                match size {
+                    _ if mode == Mode::RefusesInit || sh.views.contains_key(name) => {
+                        Some("fail".into())
+                    }
+                    Ok(size) if size > 0 => {
+                        sh.views.insert(
+                            name.into(),
+                            View {
+                                cow: parts[2].into(),
+                                base: parts[4].into(),
+                                started: false,
+                            },
+                        );
+                        Some(format!("success,{}", size / 512))
+                    }
+                    _ => Some("fail".into()),
+                }
+            }
+            ("init", _) | ("start", _) => Some("fail".into()),
             ("initiate_merge", 2) => {
                 let name = parts[1];
                 *sh.initiated.entry(name.into()).or_default() += 1;
@@ -382,6 +452,7 @@ fn serve(
             ("delete", _) => Some("fail".into()),
             ("detach", _) => {
                 sh.detached = true;
+                sh.events.push("detach".into());
                 None
             }
             _ => {
@@ -421,6 +492,36 @@ fn delete(shared: &Arc<Mutex<Shared>>, name: &str) -> &'static str {
     if sh.states.remove(name) == Some(State::Complete) {
         sh.gone_merged += 1;
     }
+    sh.views.remove(name);
+    "success"
+}
+
+/// `start,<name>`: the view served (written into the dm-user device's file), `fail` for a
+/// handler `init` did not make or one started already.
+fn start_view(shared: &Arc<Mutex<Shared>>, name: &str, scratch: &Path) -> &'static str {
+    let (view, dir) = {
+        let mut sh = shared.lock().unwrap();
+        sh.events.push(format!("start {name}"));
+        let dir = sh.serve_dir.clone();
+        match sh.views.get_mut(name) {
+            Some(v) if !v.started => {
+                v.started = true;
+                (v.clone(), dir)
+            }
+            _ => return "fail",
+        }
+    };
+    let Some(dir) = dir else { return "success" };
+    let size = std::fs::metadata(&view.base).unwrap().len();
+    let handler = Handler {
+        name: format!("view-{name}"),
+        file: view.base.clone(),
+        extents: vec![(0, size)],
+        cow: view.cow.clone(),
+        size,
+    };
+    let _ = std::fs::remove_file(scratch.join(format!("{}.merged", handler.name)));
+    std::fs::write(dir.join(name), merged(&handler, scratch)).unwrap();
     "success"
 }
 

@@ -141,6 +141,38 @@ impl Fixture {
         postinstall: Vec<(String, abupdate::payload::manifest::Postinstall)>,
     ) -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
+        Fixture::build_in(
+            tmp,
+            seed,
+            (virtual_ab, super_size, avb),
+            vabc,
+            postinstall,
+            None,
+        )
+    }
+
+    /// The COW v3 payload whose `system` carries a postinstall program, its old and new images
+    /// made by `system(root)` in the fixture's directory `root` (file systems, say).
+    pub fn with_system(
+        seed: u64,
+        postinstall: &str,
+        system: impl FnOnce(&Path) -> (Vec<u8>, Vec<u8>),
+    ) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let images = system(tmp.path());
+        let step = build::parse_postinstall(postinstall).unwrap();
+        let shape = (true, 40 * MIB, false);
+        Fixture::build_in(tmp, seed, shape, v3(), vec![step], Some(images))
+    }
+
+    fn build_in(
+        tmp: tempfile::TempDir,
+        seed: u64,
+        (virtual_ab, super_size, avb): (bool, u64, bool),
+        vabc: Vabc,
+        postinstall: Vec<(String, abupdate::payload::manifest::Postinstall)>,
+        mut system: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Fixture {
         let root = tmp.path().to_owned();
         let dev = root.join("dev");
         std::fs::create_dir_all(&dev).unwrap();
@@ -148,8 +180,19 @@ impl Fixture {
         let mut images = Vec::new();
         let mut specs = Vec::new();
         for (name, blocks) in LOGICAL {
-            let old = mixed_image(&mut rng, blocks);
-            let new = evolve(&mut rng, &old);
+            let given = if name == "system" {
+                system.take()
+            } else {
+                None
+            };
+            let (old, new) = match given {
+                Some(given) => given,
+                None => {
+                    let old = mixed_image(&mut rng, blocks);
+                    let new = evolve(&mut rng, &old);
+                    (old, new)
+                }
+            };
             let (o, n) = (
                 root.join(format!("{name}_old.img")),
                 root.join(format!("{name}.img")),

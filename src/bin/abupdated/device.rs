@@ -57,6 +57,28 @@ fn device_mapper(args: &Args) -> Option<DmConfig> {
     }
 }
 
+/// snapuserd's dm-user views for postinstall on a Virtual A/B snapshot update: only as the
+/// device's update_engine (`--update-engine-compat`) running in update_engine's SELinux domain,
+/// the one allowed to start snapuserd (`ctl_snapuserd_prop`); in abupdated's domain a snapshot
+/// payload with postinstall programs keeps the dynamic-partitions path.
+#[cfg(target_os = "android")]
+fn dm_user(args: &Args) -> Option<abupdate::device::snapshot_user::DmUserConfig> {
+    let context = std::fs::read_to_string("/proc/self/attr/current").unwrap_or_default();
+    let domain = context.trim_end_matches(['\0', '\n']).split(':').nth(2) == Some("update_engine");
+    if args.update_engine_compat && !domain {
+        log::warn!(
+            "not in update_engine's domain ({context:?}): no snapuserd views for postinstall"
+        );
+    }
+    (args.update_engine_compat && domain)
+        .then(abupdate::device::snapshot_user::DmUserConfig::android)
+}
+
+#[cfg(not(target_os = "android"))]
+fn dm_user(_: &Args) -> Option<abupdate::device::snapshot_user::DmUserConfig> {
+    None
+}
+
 /// Where the service keeps its state: `--state-dir`, else the host device directory's
 /// `state/` (shared with `abupdate apply --device`), else Android's `/data/misc/abupdate`.
 pub fn state_dir(args: &Args) -> PathBuf {
@@ -126,6 +148,7 @@ pub fn open(args: &Args, state_dir: &Path) -> Result<Arc<dyn UpdateBackend>> {
             .clone()
             .or_else(|| abupdate::postinstall::Config::default().mount_dir),
         timeout: std::time::Duration::from_secs(args.postinstall_timeout),
+        dm_user: dm_user(args),
         ..abupdate::postinstall::Config::default()
     });
     log::info!(
