@@ -286,6 +286,34 @@ impl Run {
         assert!(!fx.dev.join("state/postinstall").exists());
     }
 
+    /// What mapping `system_b`'s view records, in libsnapshot's order: the base, source and
+    /// COW devices, the dm-user device of the base's size, then snapuserd's `init`.
+    fn mapping(&self) -> Vec<String> {
+        let (sectors, cow, src, base) = self.system();
+        vec![
+            "map system_b-base".to_owned(),
+            "map system_b-src".into(),
+            "map system_b-cow".into(),
+            format!("user system_b {sectors} system_b"),
+            format!("init system_b {cow} {src} {base}"),
+        ]
+    }
+
+    /// What unmapping `system_b`'s view records (`UnmapUserspaceSnapshotDevice`), then the
+    /// daemon's detach (`UnmapAllSnapshots`).
+    fn unmapping() -> Vec<String> {
+        [
+            "unmap system_b",
+            "delete system_b",
+            "unmap system_b-cow",
+            "unmap system_b-src",
+            "unmap system_b-base",
+            "detach",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
     /// The sectors of `system_b` (its base: the target's extents) and the device paths.
     fn system(&self) -> (u64, String, String, String) {
         let meta = self.fx.metadata(Slot::B);
@@ -317,25 +345,16 @@ fn postinstall_mounts_snapuserds_view_of_each_snapshot_then_unmaps_it() {
         "{err}"
     );
     assert!(err.message.contains("does not mount"), "{err}");
-    let (sectors, cow, src, base) = run.system();
     assert_eq!(
         run.events(),
-        vec![
+        [
             // What an earlier run left: snapuserd's handler, if any (none here).
-            "delete system_b".to_owned(),
-            "map system_b-base".into(),
-            "map system_b-src".into(),
-            "map system_b-cow".into(),
-            format!("user system_b {sectors} system_b"),
-            format!("init system_b {cow} {src} {base}"),
-            "start system_b".into(),
-            "unmap system_b".into(),
-            "delete system_b".into(),
-            "unmap system_b-cow".into(),
-            "unmap system_b-src".into(),
-            "unmap system_b-base".into(),
-            "detach".into(),
+            vec!["delete system_b".to_owned()],
+            run.mapping(),
+            vec!["start system_b".to_owned()],
+            Run::unmapping(),
         ]
+        .concat()
     );
     assert_eq!(
         run.init.sets.lock().unwrap().clone(),
@@ -349,7 +368,7 @@ fn postinstall_mounts_snapuserds_view_of_each_snapshot_then_unmaps_it() {
         .iter()
         .find(|(n, _, _)| *n == "system")
         .unwrap();
-    assert_eq!(served.len() as u64, sectors * 512);
+    assert_eq!(served.len() as u64, run.system().0 * 512);
     assert!(
         served[..new.len()] == new[..],
         "the view is not the new image"
@@ -366,23 +385,14 @@ fn a_daemon_refusing_init_is_44_with_nothing_left_mapped() {
     let err = run.apply();
     assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
     assert!(err.message.contains("refused init"), "{err}");
-    let (sectors, cow, src, base) = run.system();
     assert_eq!(
         run.events(),
-        vec![
-            "delete system_b".to_owned(),
-            "map system_b-base".into(),
-            "map system_b-src".into(),
-            "map system_b-cow".into(),
-            format!("user system_b {sectors} system_b"),
-            format!("init system_b {cow} {src} {base}"),
-            "unmap system_b".into(),
-            "delete system_b".into(),
-            "unmap system_b-cow".into(),
-            "unmap system_b-src".into(),
-            "unmap system_b-base".into(),
-            "detach".into(),
+        [
+            vec!["delete system_b".to_owned()],
+            run.mapping(),
+            Run::unmapping(),
         ]
+        .concat()
     );
     run.assert_nothing_left();
     run.assert_initiated_not_switched();
@@ -443,26 +453,19 @@ fn a_crashed_runs_device_and_handler_are_removed_before_the_view_is_mapped() {
     let err = run.apply();
     assert_eq!(err.code, ErrorCode::PostinstallFailed, "{err}");
     assert!(err.message.contains("does not mount"), "{err}");
-    let (sectors, cow, src, base) = run.system();
     assert_eq!(
         run.events()[before..],
         [
-            "unmap system_b".to_owned(),
-            "delete system_b".into(),
-            "unmap system_b-base".into(),
-            "map system_b-base".into(),
-            "map system_b-src".into(),
-            "map system_b-cow".into(),
-            format!("user system_b {sectors} system_b"),
-            format!("init system_b {cow} {src} {base}"),
-            "start system_b".into(),
-            "unmap system_b".into(),
-            "delete system_b".into(),
-            "unmap system_b-cow".into(),
-            "unmap system_b-src".into(),
-            "unmap system_b-base".into(),
-            "detach".into(),
+            vec![
+                "unmap system_b".to_owned(),
+                "delete system_b".into(),
+                "unmap system_b-base".into(),
+            ],
+            run.mapping(),
+            vec!["start system_b".to_owned()],
+            Run::unmapping(),
         ]
+        .concat()
     );
     // ctl.start only by the test: the updater found the daemon running.
     assert_eq!(run.init.sets.lock().unwrap().len(), 1);
@@ -528,24 +531,16 @@ fn the_new_builds_program_runs_from_snapuserds_view_and_the_slot_switches() {
     assert!(argv.ends_with("/postinst 1 3\n"), "{argv:?}");
     let read = std::fs::read_to_string(root.join("ran.read")).unwrap();
     assert_eq!(read, "build 2, from its snapshot\n");
-    let (sectors, cow, src, base) = run.system();
-    let events = run.events();
-    let want = [
-        "delete system_b".to_owned(),
-        "map system_b-base".into(),
-        "map system_b-src".into(),
-        "map system_b-cow".into(),
-        format!("user system_b {sectors} system_b"),
-        format!("init system_b {cow} {src} {base}"),
-        "start system_b".into(),
-        "unmap system_b".into(),
-        "delete system_b".into(),
-        "unmap system_b-cow".into(),
-        "unmap system_b-src".into(),
-        "unmap system_b-base".into(),
-        "detach".into(),
-    ];
-    assert_eq!(events, want);
+    assert_eq!(
+        run.events(),
+        [
+            vec!["delete system_b".to_owned()],
+            run.mapping(),
+            vec!["start system_b".to_owned()],
+            Run::unmapping(),
+        ]
+        .concat()
+    );
     run.assert_nothing_left();
     let ota = OtaDir::new(run.fx.ota());
     assert_eq!(
