@@ -299,6 +299,18 @@ impl Run {
         ]
     }
 
+    /// A whole run that served `system_b`'s view once: what an earlier run left removed
+    /// (snapuserd's handler, if any; none here), the view mapped and started, then unmapped.
+    fn served_once(&self) -> Vec<String> {
+        [
+            vec!["delete system_b".to_owned()],
+            self.mapping(),
+            vec!["start system_b".to_owned()],
+            Run::unmapping(),
+        ]
+        .concat()
+    }
+
     /// What unmapping `system_b`'s view records (`UnmapUserspaceSnapshotDevice`), then the
     /// daemon's detach (`UnmapAllSnapshots`).
     fn unmapping() -> Vec<String> {
@@ -345,17 +357,7 @@ fn postinstall_mounts_snapuserds_view_of_each_snapshot_then_unmaps_it() {
         "{err}"
     );
     assert!(err.message.contains("does not mount"), "{err}");
-    assert_eq!(
-        run.events(),
-        [
-            // What an earlier run left: snapuserd's handler, if any (none here).
-            vec!["delete system_b".to_owned()],
-            run.mapping(),
-            vec!["start system_b".to_owned()],
-            Run::unmapping(),
-        ]
-        .concat()
-    );
+    assert_eq!(run.events(), run.served_once());
     assert_eq!(
         run.init.sets.lock().unwrap().clone(),
         vec!["ctl.start=snapuserd".to_owned()]
@@ -531,16 +533,7 @@ fn the_new_builds_program_runs_from_snapuserds_view_and_the_slot_switches() {
     assert!(argv.ends_with("/postinst 1 3\n"), "{argv:?}");
     let read = std::fs::read_to_string(root.join("ran.read")).unwrap();
     assert_eq!(read, "build 2, from its snapshot\n");
-    assert_eq!(
-        run.events(),
-        [
-            vec!["delete system_b".to_owned()],
-            run.mapping(),
-            vec!["start system_b".to_owned()],
-            Run::unmapping(),
-        ]
-        .concat()
-    );
+    assert_eq!(run.events(), run.served_once());
     run.assert_nothing_left();
     let ota = OtaDir::new(run.fx.ota());
     assert_eq!(
