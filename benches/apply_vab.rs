@@ -52,13 +52,7 @@ fn main() -> Result<()> {
     let names: Vec<&str> = PARTITIONS.iter().map(|(n, _)| *n).collect();
     let mut dynamic = super_image::dynamic_metadata(GROUP, total, &names);
     dynamic.snapshot_enabled = true;
-    dynamic.vabc = Vabc {
-        enabled: true,
-        compression_param: Some("lz4".into()),
-        cow_version: Some(3),
-        compression_factor: Some(65536),
-        ..Vabc::default()
-    };
+    dynamic.vabc = Vabc::cuttlefish_android15();
     let fx = Fixture::prepare_with(mib, fixture::SEED, Some(("vabc", dynamic)))?;
     let dap = super_device(&fx, &sizes, false)?;
     let vab = super_device(&fx, &sizes, true)?;

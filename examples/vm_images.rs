@@ -429,13 +429,7 @@ fn vab_postinstall(out: &Path, v1: &Path, v2: &Path) -> Result<()> {
 /// Compressed snapshots as Cuttlefish on Android 15 takes them: COW v3, lz4, 64 KiB.
 fn cuttlefish_snapshots(dynamic: &mut abupdate::payload::manifest::DynamicPartitions) {
     dynamic.snapshot_enabled = true;
-    dynamic.vabc = Vabc {
-        enabled: true,
-        compression_param: Some("lz4".into()),
-        cow_version: Some(3),
-        compression_factor: Some(65536),
-        ..Vabc::default()
-    };
+    dynamic.vabc = Vabc::cuttlefish_android15();
 }
 
 fn verity_args(vbmeta: &Path, name: &str) -> Result<()> {

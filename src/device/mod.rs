@@ -510,7 +510,8 @@ impl Device {
         let images = match images {
             image_store::CowImages::Local(dir) => dir,
             image_store::CowImages::Service(service) => {
-                return self.open_cow_on(metadata, space, &service.map(&image)?);
+                let (_, opened) = service_image(service.as_ref(), space)?;
+                return self.open_cow_on(metadata, space, opened);
             }
         };
         let mut parts = Vec::new();
@@ -567,17 +568,8 @@ impl Device {
         let images = match images {
             image_store::CowImages::Local(dir) => dir,
             image_store::CowImages::Service(service) => {
-                let image_device = service.map(&image)?;
-                let size = TargetPartition::open(&image_device)?.size();
-                if size < space.cow_file_size {
-                    return Err(err!(
-                        DeviceError,
-                        "the COW image of {} ({}) has {size} bytes, not {}",
-                        space.name,
-                        image_device.display(),
-                        space.cow_file_size
-                    ));
-                }
+                let (image_device, opened) = service_image(service.as_ref(), space)?;
+                drop(opened);
                 extents.push(lp::Extent {
                     num_sectors: space.cow_file_size / lp::SECTOR_SIZE,
                     target: lp::ExtentTarget::Linear {
@@ -618,26 +610,15 @@ impl Device {
         )?))
     }
 
-    /// [`Device::open_cow`] with the image mapped by an image service at `image_device`,
-    /// where no mapper joins them: the partition's extents and the image device, joined.
+    /// [`Device::open_cow`] with the image an image service mapped, opened as `image`, where
+    /// no mapper joins them: the partition's extents and the image device, joined.
     fn open_cow_on(
         &self,
         metadata: &lp::Metadata,
         space: &lp::SnapshotSpace,
-        image_device: &Path,
+        image: TargetPartition,
     ) -> Result<Box<dyn TargetWrite>> {
         let cow = format!("{}-cow", space.name);
-        let image = TargetPartition::open(image_device)?;
-        if image.size() < space.cow_file_size {
-            return Err(err!(
-                DeviceError,
-                "the COW image of {} ({}) has {} bytes, not {}",
-                space.name,
-                image_device.display(),
-                image.size(),
-                space.cow_file_size
-            ));
-        }
         let mut parts = Vec::new();
         if space.cow_partition_size > 0 {
             parts.push((self.open_logical(metadata, &cow)?, space.cow_partition_size));
@@ -809,6 +790,28 @@ pub fn device_size(file: &File) -> io::Result<u64> {
     // reads and writes elsewhere never depend on the cursor.
     let mut f = file;
     f.seek(SeekFrom::End(0))
+}
+
+/// The COW image of snapshot `space`, mapped by `service` and opened: its device and the open
+/// handle. An image smaller than the COW's share (one kept from an earlier run; gsid has no
+/// call for an image's size) is refused.
+fn service_image(
+    service: &dyn image_store::ImageService,
+    space: &lp::SnapshotSpace,
+) -> Result<(PathBuf, TargetPartition)> {
+    let device = service.map(&cow_image::image_name(&space.name))?;
+    let image = TargetPartition::open(&device)?;
+    if image.size() < space.cow_file_size {
+        return Err(err!(
+            DeviceError,
+            "the COW image of {} ({}) has {} bytes, not {}",
+            space.name,
+            device.display(),
+            image.size(),
+            space.cow_file_size
+        ));
+    }
+    Ok((device, image))
 }
 
 #[cfg(test)]

@@ -399,6 +399,22 @@ pub struct Vabc {
     pub compression_factor: Option<u64>,
 }
 
+impl Vabc {
+    /// Compressed snapshots as Cuttlefish takes them on Android 15: COW v3, lz4, 64 KiB
+    /// (device/google/cuttlefish `shared/device.mk`, android-15.0.0_r1:
+    /// `PRODUCT_VIRTUAL_AB_COMPRESSION_METHOD := lz4`, `PRODUCT_VIRTUAL_AB_COW_VERSION := 3`,
+    /// `PRODUCT_VIRTUAL_AB_COMPRESSION_FACTOR := 65536`).
+    pub fn cuttlefish_android15() -> Vabc {
+        Vabc {
+            enabled: true,
+            compression_param: Some("lz4".into()),
+            cow_version: Some(3),
+            compression_factor: Some(65536),
+            ..Vabc::default()
+        }
+    }
+}
+
 /// One group of logical partitions: `<name>_<slot>` in the target metadata, at most `size`
 /// bytes (0: unlimited, as in liblp), holding `<partition>_<slot>` for each partition named.
 #[derive(Clone, Debug, PartialEq, Eq)]

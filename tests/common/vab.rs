@@ -71,17 +71,6 @@ pub fn vbmeta(images: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-/// COW v3, lz4, 64 KiB.
-fn v3() -> Vabc {
-    Vabc {
-        enabled: true,
-        compression_param: Some("lz4".into()),
-        cow_version: Some(3),
-        compression_factor: Some(65536),
-        ..Vabc::default()
-    }
-}
-
 impl Fixture {
     /// A device directory running slot a; Virtual A/B (super's flag and the property) or not.
     pub fn new(seed: u64, virtual_ab: bool) -> Fixture {
@@ -101,7 +90,13 @@ impl Fixture {
     }
 
     pub fn build(seed: u64, virtual_ab: bool, super_size: u64, avb: bool) -> Fixture {
-        Fixture::build_with(seed, virtual_ab, super_size, avb, v3())
+        Fixture::build_with(
+            seed,
+            virtual_ab,
+            super_size,
+            avb,
+            Vabc::cuttlefish_android15(),
+        )
     }
 
     /// An Android 13/14 payload: COW v2 with gz (the generator's default), no compression
@@ -129,7 +124,14 @@ impl Fixture {
     /// The COW v3 payload whose `system` carries a postinstall program (`postinst`, ext4).
     pub fn with_postinstall(seed: u64) -> Fixture {
         let step = build::parse_postinstall("system=postinst:ext4").unwrap();
-        Fixture::build_postinstall(seed, true, 40 * MIB, false, v3(), vec![step])
+        Fixture::build_postinstall(
+            seed,
+            true,
+            40 * MIB,
+            false,
+            Vabc::cuttlefish_android15(),
+            vec![step],
+        )
     }
 
     pub fn build_postinstall(
@@ -162,7 +164,14 @@ impl Fixture {
         let images = system(tmp.path());
         let step = build::parse_postinstall(postinstall).unwrap();
         let shape = (true, 40 * MIB, false);
-        Fixture::build_in(tmp, seed, shape, v3(), vec![step], Some(images))
+        Fixture::build_in(
+            tmp,
+            seed,
+            shape,
+            Vabc::cuttlefish_android15(),
+            vec![step],
+            Some(images),
+        )
     }
 
     fn build_in(
